@@ -1,0 +1,64 @@
+"""labsim: a plugin-based discrete-event simulator of AI workloads on virtual hardware.
+
+The public Python API::
+
+    import labsim
+
+    result = labsim.run("experiment.yaml", seed=1)          # a Result
+    result.summary["frameworks"]
+
+    h100 = labsim.device("H100-SXM")
+    h100.gemm_time(4096, 4096, 4096, dtype="bf16")          # seconds
+    labsim.collective_time("all_reduce", 64 << 20, ranks=8, device="H100-SXM")
+
+Plugins implement the hooks of :mod:`labsim.hookspecs` with ``@labsim.hookimpl``
+and register subclasses of the bases exported here.
+"""
+
+from labsim.components import (
+    Collective,
+    Component,
+    Device,
+    Distribution,
+    Framework,
+    MetricSink,
+    Topology,
+    Workload,
+)
+from labsim.errors import ConfigError, LabsimError, PluginError, UnknownNameError, UsageError
+from labsim.hookspecs import hookimpl
+from labsim.orchestrator import Result, run
+from labsim.registry import get_registry
+
+__version__ = "0.1.0"
+
+
+def device(name: str) -> Device:
+    """The registered device *name* (case-insensitive; aliases such as ``h100`` work)."""
+    return get_registry().get("devices", name)
+
+
+def topology(name: str) -> Topology:
+    """The registered topology *name* (``dgx-h100`` ...)."""
+    return get_registry().get("topologies", name)
+
+
+def collective_time(collective: str, nbytes: int, ranks: int = 8, device: str | Device = "H100-SXM",
+                    topology: str | Topology | None = None, algorithm: str = "auto") -> float:
+    """Seconds for one collective call of *nbytes* (the nccl-tests "size") over *ranks* GPUs.
+
+    >>> labsim.collective_time("all_reduce", 256 << 20, ranks=8, device="A100-SXM4-80GB")  # doctest: +SKIP
+    """
+    registry = get_registry()
+    dev = registry.get("devices", device) if isinstance(device, str) else device
+    topo = registry.get("topologies", topology) if isinstance(topology, str) else topology
+    op = registry.get("collectives", collective)
+    return op.time(int(nbytes), ranks=int(ranks), device=dev, topology=topo, algorithm=algorithm)
+
+
+__all__ = [
+    "Collective", "Component", "ConfigError", "Device", "Distribution", "Framework",
+    "LabsimError", "MetricSink", "PluginError", "Result", "Topology", "UnknownNameError",
+    "UsageError", "Workload", "collective_time", "device", "get_registry", "hookimpl", "run",
+    "topology",
+]

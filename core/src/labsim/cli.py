@@ -1,0 +1,305 @@
+"""The ``labsim`` command line.
+
+Bad input (experiment files, CSVs, options) exits 2 with one clear message
+and no traceback; an internal bug exits 1. Plugins add commands through the
+``register_commands(cli)`` hook.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from labsim import log as log_setup
+from labsim.errors import LabsimError
+from labsim.registry import KINDS, get_registry
+
+
+class LabsimGroup(click.Group):
+    """A click group that turns :class:`LabsimError` into exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LabsimError as ex:
+            click.echo(f"Error: {ex}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=LabsimGroup)
+@click.version_option(package_name="labsim")
+@click.option("--log-format", type=click.Choice(["console", "json"]), default="console",
+              show_default=True, help="Log lines for people, or JSON lines for machines.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="warning", show_default=True)
+def cli(log_format, log_level):
+    """labsim: predict how AI workloads behave on virtual hardware.
+
+    \b
+    labsim run experiment.yaml          simulate an experiment
+    labsim validate experiment.yaml     check it without running
+    labsim list devices                 what is available
+    labsim predict --device H100-SXM --input ops.csv --output out.csv
+    """
+    log_setup.configure(log_format, log_level)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:
+    """A plain-text table with aligned columns."""
+    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for r in cells:
+        parts = [(c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def _number(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:,.1f}"
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def _lookup(data: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def headline_rows(result_summary: dict, registry) -> tuple[list[str], list[list]]:
+    """The short result table: one row per headline metric, one column per framework."""
+    frameworks = result_summary.get("frameworks", {})
+    names = list(frameworks)
+    metrics: list[tuple[str, str]] = []
+    for name in names:
+        ftype = frameworks[name].get("type")
+        cls = registry.get("frameworks", ftype) if ftype and registry.has("frameworks", ftype) else None
+        for item in getattr(cls, "headline", None) or []:
+            if tuple(item) not in metrics:
+                metrics.append(tuple(item))
+    if not metrics:  # fall back to every top-level number
+        for name in names:
+            for key, value in frameworks[name].items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    if (key, key) not in metrics:
+                        metrics.append((key, key))
+    headers = ["metric", *names]
+    if len(names) > 1:
+        headers += [f"{n}/{names[0]}" for n in names[1:]]
+    rows = []
+    for label, dotted in metrics:
+        values = [_lookup(frameworks[n], dotted) for n in names]
+        row = [label, *[_number(v) for v in values]]
+        for v in values[1:]:
+            base = values[0]
+            ok = isinstance(v, (int, float)) and isinstance(base, (int, float)) and base
+            row.append(f"{v / base:.2f}x" if ok else "-")
+        rows.append(row)
+    return headers, rows
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder for summary.json and the CSVs (default: the file's metrics_config "
+                   "paths, else a fresh folder under runs/).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a value, e.g. --set frameworks_to_test[0].config.max_num_seqs=128.")
+@click.option("--seed", type=click.IntRange(min=0), help="Overrides simulation.random_seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the table.")
+def run(experiment, out_dir, overrides, seed, as_json):
+    """Simulate EXPERIMENT (YAML or JSON) and write its outputs."""
+    from labsim.orchestrator import Orchestrator, load_experiment
+
+    registry = get_registry()
+    exp = load_experiment(experiment, overrides)
+    result = Orchestrator(exp, registry, seed).run(Path(out_dir) if out_dir else None)
+    if as_json:
+        click.echo(json.dumps(result.summary, indent=2))
+        return
+    s = result.summary
+    click.echo(f"{s['experiment']}: seed {s['seed']}, {s['simulated_time_s']:.1f} simulated s "
+               f"({s['stopped_by'].replace('_', ' ')}), {result.wall_time_s:.2f} s wall")
+    headers, rows = headline_rows(s, registry)
+    if rows:
+        click.echo(table(headers, rows, right=set(range(1, len(headers)))))
+    click.echo(f"outputs: {result.out_dir}")
+
+
+@cli.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="As for `labsim run`.")
+def validate(experiment, overrides):
+    """Check EXPERIMENT against the composed schema without running it."""
+    from labsim.orchestrator import load_experiment
+    from labsim.validation import validate as check
+
+    registry = get_registry()
+    data = check(load_experiment(experiment, overrides), registry)
+    names = ", ".join(f"{f['name']} ({f['type']})" for f in data["frameworks_to_test"])
+    click.echo(f"{experiment}: valid. Frameworks: {names}.")
+
+
+def _provides(registry, plugin_name: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for kind in KINDS:
+        clashing = registry.clashing(kind)
+        for entry in registry.entries(kind):
+            if entry.plugin == plugin_name:
+                label = entry.name + (" (CONFLICT)" if entry.name.casefold() in clashing else "")
+                out.setdefault(kind, []).append(label)
+    return out
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--all", "show_all", is_flag=True, help="Include the kernel's built-in plugins.")
+@click.option("--check", is_flag=True, help="Exit 1 if a plugin failed to load or two claim one name.")
+def plugins(as_json, show_all, check):
+    """List installed plugins and what they provide."""
+    registry = get_registry()
+    loaded = registry.loaded
+    records = []
+    for name, info in loaded.info.items():
+        if info.builtin and not show_all:
+            continue
+        records.append({"name": name, "distribution": info.distribution, "version": info.version,
+                        "builtin": info.builtin, "provides": _provides(registry, name), "error": None})
+    for name, error in loaded.failed.items():
+        info = loaded.failed_info.get(name)
+        existing = next((r for r in records if r["name"] == name), None)
+        if existing:
+            existing["error"] = error
+        else:
+            records.append({"name": name, "distribution": info.distribution if info else "",
+                            "version": info.version if info else "", "builtin": False,
+                            "provides": {}, "error": error})
+    conflicts = registry.conflicts
+    if as_json:
+        click.echo(json.dumps({"plugins": records, "conflicts": conflicts}, indent=2))
+    elif not records:
+        click.echo("No plugins loaded. Install one, e.g. pip install labsim-gpus")
+    else:
+        rows = []
+        for r in records:
+            if r["error"]:
+                provides = "ERROR " + r["error"]
+            else:
+                provides = "; ".join(
+                    f"{kind}: {', '.join(names[:6])}{f' (+{len(names) - 6} more)' if len(names) > 6 else ''}"
+                    for kind, names in r["provides"].items()) or "-"
+            rows.append([r["name"], r["distribution"], r["version"], provides])
+        click.echo(table(["PLUGIN", "DISTRIBUTION", "VERSION", "PROVIDES"], rows))
+        for message in conflicts:
+            click.echo(f"CONFLICT: {message}")
+    if check and (loaded.failed or conflicts):
+        sys.exit(1)
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_(kind, as_json):
+    """List the registered components of KIND with a one-line description each."""
+    registry = get_registry()
+    entries = registry.entries(kind)
+    if as_json:
+        click.echo(json.dumps([{"name": e.name, "aliases": list(getattr(e.obj, "aliases", ()) or ()),
+                                "description": e.description, "distribution": e.distribution,
+                                "plugin": e.plugin} for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo(f"No {kind.replace('_', ' ')} registered. A plugin that provides them may not be "
+                   "installed (see `labsim plugins`).")
+        return
+    click.echo(table(["NAME", "FROM", "DESCRIPTION"],
+                     [[e.name, e.distribution, e.description] for e in entries]))
+
+
+@cli.command()
+@click.option("--device", required=True, help="A registered device (see `labsim list devices`).")
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help="CSV of operations (column op = gemm | attention | collective | memcpy).")
+@click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the input rows plus predicted_ms.")
+def predict(device, input_path, output_path):
+    """Price single operations on a device: the cost oracle."""
+    from labsim.predict import predict_file
+
+    count = predict_file(device, Path(input_path), Path(output_path), get_registry())
+    click.echo(f"{count} operations priced on {device}: {output_path}")
+
+
+@cli.command()
+@click.argument("which", type=click.Choice(["experiment", "summary"]), default="experiment")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+def schema(which, output):
+    """Print the JSON Schema of experiment files (or of summary.json), with every plugin's part."""
+    from labsim.schema import compose_experiment_schema, compose_summary_schema, dumps
+
+    registry = get_registry()
+    composed = (compose_experiment_schema if which == "experiment" else compose_summary_schema)(registry)
+    text = dumps(composed)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--grid", "grid", multiple=True, required=True, metavar="KEY=V1,V2,...",
+              help="A dimension of the sweep; repeat for a cartesian product.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Fixed overrides.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default="sweep.sqlite",
+              show_default=True, help="SQLite file of results; an interrupted sweep resumes from it.")
+@click.option("--workers", type=click.IntRange(min=0), default=0,
+              help="Worker processes (0: one per core).")
+@click.option("--seed", type=click.IntRange(min=0))
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", help="Ray cluster address (with --backend ray).")
+def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address):
+    """Run EXPERIMENT once per point of a grid of --set values, in parallel."""
+    from labsim.orchestrator import Orchestrator, load_experiment
+    from labsim.sweep import parse_grid, points, run_sweep
+
+    registry = get_registry()
+    dims = parse_grid(list(grid))
+    for point in points(dims):  # fail fast on a bad point, before starting workers
+        Orchestrator(load_experiment(experiment, [*overrides, *point]), registry, seed)
+
+    def report(point, status, error, summary):
+        label = " ".join(point) or "(base)"
+        click.echo(f"{status:5}  {label}" + (f"  {error.splitlines()[0]}" if error else ""))
+
+    store = run_sweep(experiment, list(grid), list(overrides), Path(db_path), workers, seed,
+                      backend, address, on_result=report)
+    ok = sum(1 for r in store.rows() if r[2] == "ok")
+    click.echo(f"{ok} of {len(points(dims))} points done: {db_path}")
+
+
+def _register_plugin_commands() -> None:
+    try:
+        registry = get_registry()
+        registry.loaded.pm.hook.register_commands(cli=cli)
+    except Exception as ex:  # a broken plugin must not take the CLI down
+        click.echo(f"warning: plugin commands not loaded: {ex}", err=True)
+
+
+_register_plugin_commands()

@@ -1,0 +1,1 @@
+"""The kernel's own components, registered exactly as third-party plugins register theirs."""

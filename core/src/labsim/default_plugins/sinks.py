@@ -1,0 +1,146 @@
+"""Built-in metric sinks: ``summary_json`` and ``csv``, plus ``memory`` for the Python API.
+
+Files are written to a temporary name beside their destination and renamed
+into place only when the run succeeds, so a failed or interrupted run never
+leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from labsim.components import MetricSink
+from labsim.hookspecs import hookimpl
+from labsim.metrics import clean
+
+
+def format_cell(value) -> str:
+    """Deterministic text for a CSV cell (9 significant digits for floats)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) or hasattr(value, "dtype") and value.dtype.kind == "f":
+        value = float(value)
+        if value != value:  # NaN
+            return ""
+        return f"{value:.9g}"
+    return str(clean(value))
+
+
+def _temp_for(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+class _CsvWriter:
+    def __init__(self, path: Path, columns):
+        self.path = path
+        self.temp = _temp_for(path)
+        self.temp.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.temp, "w", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.handle, lineterminator="\n")
+        self.writer.writerow(columns)
+
+    def append(self, row):
+        self.writer.writerow([format_cell(v) for v in row])
+
+    def extend(self, rows):
+        self.writer.writerows([[format_cell(v) for v in row] for row in rows])
+
+    def finish(self, ok: bool):
+        self.handle.close()
+        if ok:
+            os.replace(self.temp, self.path)
+            return self.path
+        self.temp.unlink(missing_ok=True)
+        return None
+
+
+class CsvSink(MetricSink):
+    """One CSV file per record table (requests.csv, steps.csv ...), streamed as the run goes."""
+
+    name = "csv"
+
+    def __init__(self, out_dir, config=None):
+        super().__init__(out_dir, config)
+        self.paths = dict((config or {}).get("paths", {}))
+        self.writers: list[_CsvWriter] = []
+
+    def open_table(self, table, columns):
+        path = Path(self.paths.get(table) or Path(self.out_dir) / f"{table}.csv")
+        writer = _CsvWriter(path, columns)
+        self.writers.append(writer)
+        return writer
+
+    def close(self, ok):
+        return [p for p in (w.finish(ok) for w in self.writers) if p]
+
+
+def write_json_atomic(path: Path, data) -> Path:
+    """Write *data* as indented JSON to *path* atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_for(path)
+    temp.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", "utf-8")
+    os.replace(temp, path)
+    return path
+
+
+class SummaryJsonSink(MetricSink):
+    """summary.json: the run's summary, valid against schemas/summary.schema.json."""
+
+    name = "summary_json"
+
+    def __init__(self, out_dir, config=None):
+        super().__init__(out_dir, config)
+        self.path = Path((config or {}).get("path") or Path(out_dir) / "summary.json")
+        self.summary = None
+
+    def write_summary(self, summary):
+        self.summary = summary
+
+    def close(self, ok):
+        if ok and self.summary is not None:
+            return [write_json_atomic(self.path, self.summary)]
+        return []
+
+
+class _ListWriter:
+    def __init__(self, rows):
+        self.rows = rows
+
+    def append(self, row):
+        self.rows.append(tuple(row))
+
+    def extend(self, rows):
+        self.rows.extend(tuple(r) for r in rows)
+
+
+class MemorySink(MetricSink):
+    """Keeps every table in memory (what :func:`labsim.run` returns as ``Result.tables``)."""
+
+    name = "memory"
+
+    def __init__(self, out_dir=None, config=None):
+        super().__init__(out_dir, config)
+        self.columns: dict[str, list[str]] = {}
+        self.rows: dict[str, list[tuple]] = {}
+        self.summary = None
+
+    def open_table(self, table, columns):
+        self.columns[table] = list(columns)
+        self.rows[table] = []
+        return _ListWriter(self.rows[table])
+
+    def write_summary(self, summary):
+        self.summary = summary
+
+
+@hookimpl
+def register_metric_sinks(register):
+    register(SummaryJsonSink)
+    register(CsvSink)
+    register(MemorySink)

@@ -1,0 +1,85 @@
+"""Assembling the experiment's hardware from registered devices and topologies.
+
+``hardware_profile`` may name one device preset (``device: H100-SXM``), a
+topology preset (``topology: dgx-h100``) or write devices out
+(``compute_devices``), each starting from a registered device and overriding
+its fields. Frameworks then ask :meth:`Hardware.device` for the GPU they run on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labsim.config import Experiment
+from labsim.errors import ConfigError, LabsimError, UsageError
+from labsim.registry import Registry
+
+
+class Hardware:
+    """The devices, topology and network links of one experiment."""
+
+    def __init__(self, devices: dict[str, Any], default=None, topology=None, links=None):
+        self.devices = devices
+        self.default = default
+        self.topology = topology
+        self.links = {link["link_id"]: link for link in links or []}
+
+    def device(self, device_id: str | None = None):
+        """The device called *device_id*, or the experiment's device when none is named."""
+        if device_id is not None and device_id in self.devices:
+            return self.devices[device_id]
+        if device_id is not None and self.devices:
+            raise UsageError(f"no device {device_id!r} in hardware_profile.compute_devices; "
+                             f"defined: {', '.join(sorted(self.devices))}")
+        if self.default is not None:
+            return self.default
+        if self.devices:
+            return next(iter(self.devices.values()))
+        topo_device = getattr(self.topology, "device", None)
+        if topo_device is not None:
+            return topo_device
+        raise UsageError("hardware_profile names no device: add `device: H100-SXM` (see "
+                         "`labsim list devices`), a `topology`, or `compute_devices`")
+
+    def summary(self) -> dict:
+        out = {}
+        if self.default is not None:
+            out["device"] = self.default.name
+        if self.devices:
+            out["compute_devices"] = {k: v.name for k, v in sorted(self.devices.items())}
+        if self.topology is not None:
+            out["topology"] = getattr(self.topology, "name", str(self.topology))
+        return out
+
+
+def _customized(component, spec: dict, exp: Experiment, path: tuple):
+    try:
+        return component.customize(spec) if spec else component
+    except ConfigError:
+        raise
+    except LabsimError as ex:
+        raise ConfigError([exp.problem(path, str(ex))]) from None
+
+
+def build_hardware(profile: dict, registry: Registry, exp: Experiment) -> Hardware:
+    """Build the :class:`Hardware` described by a validated ``hardware_profile``."""
+    default = None
+    if "device" in profile:
+        default = registry.get("devices", profile["device"])
+    devices = {}
+    for i, entry in enumerate(profile.get("compute_devices") or []):
+        base = registry.get("devices", entry.get("device_type", "GPU"))
+        spec = {k: v for k, v in entry.items() if k not in ("device_id", "device_type")}
+        device = _customized(base, spec, exp, ("hardware_profile", "compute_devices", i))
+        devices[entry["device_id"]] = device
+    topology = None
+    topo = profile.get("topology")
+    if isinstance(topo, str):
+        topology = registry.get("topologies", topo)
+    elif isinstance(topo, dict):
+        base = registry.get("topologies", topo["type"])
+        spec = {k: v for k, v in topo.items() if k != "type"}
+        topology = _customized(base, spec, exp, ("hardware_profile", "topology"))
+    if topology is not None and default is not None and hasattr(topology, "with_device"):
+        topology = topology.with_device(default)
+    return Hardware(devices, default, topology, profile.get("network_links"))

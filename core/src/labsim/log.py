@@ -1,0 +1,28 @@
+"""structlog set-up: readable console lines by default, JSON lines with ``--log-format json``.
+
+Logs go to stderr so that stdout stays clean for tables and JSON output.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+
+def configure(log_format: str = "console", level: str = "info") -> None:
+    """Configure structlog for the command line."""
+    renderer = (structlog.processors.JSONRenderer(sort_keys=True) if log_format == "json"
+                else structlog.dev.ConsoleRenderer(colors=False))
+    processors = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        renderer,
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

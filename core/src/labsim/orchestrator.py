@@ -1,0 +1,315 @@
+"""Building and running one experiment: hardware → frameworks → workload → metrics.
+
+Each part is found by registry lookup. Several frameworks may run side by
+side in one simulated world; every framework marked
+``is_target_for_workload`` gets its own copy of the workload, drawing from
+the same random streams, so all of them see the identical request stream.
+
+The run ends when nothing is left to happen (every request served: the
+event queue is empty) or at ``simulation.max_simulation_time``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from labsim import config as config_mod
+from labsim.config import Experiment
+from labsim.context import RunContext
+from labsim.engine import Engine
+from labsim.errors import ConfigError, LabsimError, PluginError, UsageError
+from labsim.hardware import build_hardware
+from labsim.metrics import MetricsCollector, clean
+from labsim.registry import Registry, get_registry
+from labsim.validation import validate
+
+log = structlog.get_logger("labsim.run")
+
+
+@dataclass
+class Result:
+    """What one run produced.
+
+    ``summary`` is the summary dict (as in summary.json); ``tables`` maps a
+    table name (``requests``, ``steps`` ...) to its rows as dicts when the run
+    kept them in memory; ``paths`` lists the files written.
+    """
+
+    summary: dict
+    tables: dict[str, list[dict]] = field(default_factory=dict)
+    columns: dict[str, list[str]] = field(default_factory=dict)
+    out_dir: Path | None = None
+    paths: list[Path] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    def table(self, name: str) -> list[dict]:
+        """Rows of table *name* as dicts."""
+        if name not in self.tables:
+            raise KeyError(f"no table {name!r}; tables: {', '.join(sorted(self.tables)) or '(none kept)'}")
+        return self.tables[name]
+
+
+def load_experiment(source: dict | str | Path, overrides=()) -> Experiment:
+    """An :class:`Experiment` from a dict or a file path, with ``key=value`` overrides."""
+    exp = config_mod.from_dict(source) if isinstance(source, dict) else config_mod.load(source)
+    config_mod.apply_overrides(exp, list(overrides))
+    return exp
+
+
+def load_model_db(exp: Experiment, data: dict) -> dict[str, Any]:
+    """The models of ``model_characteristics_db_path``, by id (a mapping or a ``models`` list)."""
+    path = data.get("model_characteristics_db_path")
+    if not path:
+        return {}
+    file_exp = config_mod.load(exp.resolve_path(path))
+    raw = file_exp.data
+    if isinstance(raw.get("models"), list):
+        entries = {}
+        for i, item in enumerate(raw["models"]):
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                raise ConfigError([file_exp.problem(("models", i, "id"), "each model needs a string id")])
+            entries[item["id"]] = item
+        return entries
+    bad = [k for k, v in raw.items() if not isinstance(v, dict)]
+    if bad:
+        raise ConfigError([file_exp.problem((bad[0],), "expected a mapping of model id to its "
+                                            "characteristics (or a `models:` list)")])
+    return {k: dict(v, id=v.get("id", k)) for k, v in raw.items()}
+
+
+def default_out_dir(exp: Experiment, data: dict) -> Path:
+    """A fresh folder under ``runs/`` named after the experiment and the time."""
+    stem = data.get("name") or Path(exp.source).stem or "experiment"
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)
+    base = Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = Path(f"{base}-{n}")
+    return candidate
+
+
+def output_plan(data: dict, out_dir: Path | None, exp: Experiment) -> tuple[Path, dict]:
+    """The output folder and per-sink settings (``--out`` beats the file's own paths)."""
+    metrics = data.get("metrics_config", {})
+    if out_dir is not None:
+        return Path(out_dir), {}
+    sink_config: dict[str, dict] = {}
+    if metrics.get("output_summary_json_path"):
+        sink_config["summary_json"] = {"path": exp.resolve_path(metrics["output_summary_json_path"])}
+    if metrics.get("output_requests_csv_path"):
+        sink_config["csv"] = {"paths": {"requests": exp.resolve_path(metrics["output_requests_csv_path"])}}
+    if metrics.get("output_dir"):
+        return exp.resolve_path(metrics["output_dir"]), sink_config
+    if sink_config:
+        first = next(iter(sink_config.values()))
+        anchor = first.get("path") or next(iter(first["paths"].values()))
+        return Path(anchor).parent, sink_config
+    return default_out_dir(exp, data), sink_config
+
+
+class Orchestrator:
+    """Assembles and runs one validated experiment."""
+
+    def __init__(self, exp: Experiment, registry: Registry | None = None, seed: int | None = None):
+        self.exp = exp
+        self.registry = registry or get_registry()
+        self.data = validate(exp, self.registry)
+        if seed is not None:
+            self.data["simulation"]["random_seed"] = int(seed)
+        self.seed = self.data["simulation"]["random_seed"]
+
+    def _make_sinks(self, names, out_dir, sink_config, extra_sinks):
+        sinks = []
+        for name in names:
+            cls = self.registry.get("metric_sinks", name)
+            sinks.append(cls(out_dir, sink_config.get(cls.name, {})))
+        return sinks + list(extra_sinks)
+
+    def run(self, out_dir: Path | None = None, write_files: bool = True, extra_sinks=()) -> Result:
+        """Build everything, simulate, and hand the results to the sinks."""
+        started = time.perf_counter()
+        data = self.data
+        names = data["metrics_config"]["sinks"] if write_files else []
+        target_dir, sink_config = output_plan(data, out_dir, self.exp) if write_files else (None, {})
+        sinks = self._make_sinks(names, target_dir, sink_config, extra_sinks)
+        ok = False
+        try:
+            result = self._simulate(sinks)
+            ok = True
+        finally:
+            paths = []
+            for sink in sinks:
+                paths += sink.close(ok) or []
+        result.out_dir = target_dir
+        result.paths = [Path(p) for p in paths]
+        for sink in extra_sinks:
+            if getattr(sink, "rows", None) is not None:
+                result.columns = dict(sink.columns)
+                result.tables = {t: [dict(zip(sink.columns[t], row)) for row in rows]
+                                 for t, rows in sink.rows.items()}
+        result.wall_time_s = time.perf_counter() - started
+        log.info("run_finished", experiment=result.summary["experiment"], seed=self.seed,
+                 simulated_s=round(result.summary["simulated_time_s"], 3),
+                 wall_s=round(result.wall_time_s, 3), out=str(target_dir) if target_dir else None)
+        return result
+
+    def _simulate(self, sinks) -> Result:
+        data = self.data
+        exp = self.exp
+        engine = Engine(self.seed)
+        metrics = MetricsCollector(sinks, data["metrics_config"])
+        hardware = build_hardware(data.get("hardware_profile", {}), self.registry, exp)
+        ctx = RunContext(engine, self.registry, hardware, metrics, exp, data, load_model_db(exp, data))
+
+        frameworks = []
+        for i, entry in enumerate(data["frameworks_to_test"]):
+            cls = self.registry.get("frameworks", entry["type"])
+            fw = self._construct(lambda: cls(entry["name"], entry["config"], ctx),
+                                 ("frameworks_to_test", i, "config"))
+            fw.config_path = ("frameworks_to_test", i, "config")
+            fw.is_target = entry["is_target_for_workload"]
+            frameworks.append(fw)
+
+        workloads = []
+        workload_cfg = data.get("workload")
+        targets = [fw for fw in frameworks if fw.is_target]
+        if targets and workload_cfg is None:
+            raise ConfigError([exp.problem(("workload",), "missing: the frameworks marked "
+                                           "is_target_for_workload need a workload")])
+        if workload_cfg is not None:
+            wl_cls = self.registry.get("workloads", workload_cfg["type"])
+            for fw in targets:
+                wl = self._construct(lambda: wl_cls(workload_cfg, ctx), ("workload",))
+                workloads.append(wl)
+
+        for fw in frameworks:
+            fw.start()
+        for wl, fw in zip(workloads, targets):
+            wl.start(fw)
+
+        limit = float(data["simulation"]["max_simulation_time"])
+        env = engine.env
+        peek, step = env.peek, env.step
+        while peek() <= limit:
+            step()
+        stopped_by = "drained" if peek() == float("inf") else "max_simulation_time"
+        sim_time = env.now if stopped_by == "drained" else limit
+
+        summary = {
+            "labsim_version": _version("labsim"),
+            "experiment": data.get("name") or Path(exp.source).stem,
+            "seed": self.seed,
+            "simulated_time_s": sim_time,
+            "stopped_by": stopped_by,
+            "plugins": self._plugin_versions(),
+            "hardware": hardware.summary(),
+            "workload": workloads[0].summary() if workloads else {},
+            "metrics_config": {
+                "percentiles_to_calculate": metrics.percentiles,
+                "warm_up_duration_s": metrics.warm_up_s,
+                **({"slo": metrics.slo} if metrics.slo else {}),
+            },
+            "frameworks": {},
+        }
+        for fw in frameworks:
+            try:
+                summary["frameworks"][fw.instance_name] = {"type": fw.name, **fw.summary()}
+            except LabsimError:
+                raise
+            except NotImplementedError:
+                raise PluginError(f"framework {fw.name!r} does not implement summary()") from None
+        if len(frameworks) > 1:
+            summary["comparison"] = comparison(summary["frameworks"])
+        summary = _jsonable(summary)
+        for sink in sinks:
+            sink.write_summary(summary)
+        return Result(summary)
+
+    def _construct(self, factory, path):
+        try:
+            return factory()
+        except ConfigError:
+            raise
+        except LabsimError as ex:
+            raise ConfigError([self.exp.problem(path, str(ex))]) from None
+
+    def _plugin_versions(self) -> dict:
+        versions = {}
+        for info in self.registry.loaded.info.values():
+            if info.distribution and info.distribution != "(test)":
+                versions[info.distribution] = info.version
+        return dict(sorted(versions.items()))
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out[prefix] = value
+
+
+def comparison(frameworks: dict) -> dict:
+    """Each numeric metric of every framework as a ratio to the first framework's."""
+    names = list(frameworks)
+    flat = {}
+    for name in names:
+        flat[name] = {}
+        _flatten("", frameworks[name], flat[name])
+    baseline = names[0]
+    ratios = {}
+    for name in names[1:]:
+        ratios[name] = {
+            key: value / flat[baseline][key]
+            for key, value in flat[name].items()
+            if key in flat[baseline] and flat[baseline][key] not in (0, None)
+        }
+    return {"baseline": baseline, "ratios": ratios}
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return clean(value)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def run(config: dict | str | Path, seed: int | None = None, *, out: str | Path | None = None,
+        overrides=(), registry: Registry | None = None) -> Result:
+    """Run an experiment and return its :class:`Result`.
+
+    :param config: an experiment as a dict, or the path of a YAML/JSON file.
+    :param seed: overrides ``simulation.random_seed``.
+    :param out: also write the outputs (summary.json, CSVs) to this folder.
+    :param overrides: ``"key=value"`` strings, as ``--set`` on the command line.
+
+    >>> result = labsim.run("examples/quickstart.yaml", seed=1)   # doctest: +SKIP
+    >>> result.summary["frameworks"]["vllm"]["ttft_ms"]["p99"]     # doctest: +SKIP
+    """
+    from labsim.default_plugins.sinks import MemorySink
+
+    exp = load_experiment(config, overrides)
+    orchestrator = Orchestrator(exp, registry, seed)
+    memory = MemorySink()
+    if out is not None:
+        return orchestrator.run(Path(out), write_files=True, extra_sinks=[memory])
+    return orchestrator.run(None, write_files=False, extra_sinks=[memory])
+
+
+__all__ = ["Orchestrator", "Result", "run", "load_experiment", "UsageError"]

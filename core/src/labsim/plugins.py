@@ -1,0 +1,155 @@
+"""Finding and loading plugins.
+
+Plugins are Python modules named by entry points in the group ``labsim``
+(``gpus = "labsim_gpus.plugin"``). The kernel's own components are ordinary
+plugins too (:data:`DEFAULT_PLUGINS`), registered by module name.
+
+Environment variables:
+
+``LABSIM_LOAD_PLUGINS``
+    comma-separated entry-point or distribution names to load; set but empty
+    loads no third-party plugin at all.
+``LABSIM_DISABLE_PLUGINS``
+    comma-separated entry-point or distribution names to skip.
+``LABSIM_TRACE_PLUGINS``
+    ``1`` prints every hook call to stderr (for plugin authors).
+
+A plugin that fails to import is skipped and remembered in
+:attr:`LoadedPlugins.failed`; everything else still works.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import pluggy
+import structlog
+
+from labsim import hookspecs
+
+log = structlog.get_logger("labsim.plugins")
+
+GROUP = "labsim"
+
+DEFAULT_PLUGINS = (
+    "labsim.default_plugins.distributions",
+    "labsim.default_plugins.sinks",
+)
+
+
+@dataclass
+class PluginInfo:
+    """Where a loaded plugin comes from."""
+
+    name: str
+    distribution: str
+    version: str
+    builtin: bool = False
+
+
+@dataclass
+class LoadedPlugins:
+    """The plugin manager plus what loading found: sources, failures, clashes."""
+
+    pm: pluggy.PluginManager
+    info: dict[str, PluginInfo] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    failed_info: dict[str, PluginInfo] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+
+
+def _names(var: str) -> set[str] | None:
+    value = os.environ.get(var)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def new_manager() -> pluggy.PluginManager:
+    """A plugin manager that knows labsim's hook specifications."""
+    pm = pluggy.PluginManager(GROUP)
+    pm.add_hookspecs(hookspecs)
+    if os.environ.get("LABSIM_TRACE_PLUGINS"):
+        _trace(pm)
+    return pm
+
+
+def load_plugins(load_entrypoints: bool = True, extra_modules=()) -> LoadedPlugins:
+    """Build a plugin manager with the built-in plugins and the installed ones.
+
+    :param load_entrypoints: also load third-party plugins from the entry points.
+    :param extra_modules: further plugin modules (or objects) to register, for tests.
+    """
+    pm = new_manager()
+    loaded = LoadedPlugins(pm)
+    if load_entrypoints:
+        _load_entrypoints(loaded)
+    version = _version("labsim")
+    for module_name in DEFAULT_PLUGINS:
+        module = importlib.import_module(module_name)
+        pm.register(module, name=module_name)
+        loaded.info[module_name] = PluginInfo(module_name, "labsim", version, builtin=True)
+    for module in extra_modules:
+        plugin_name = getattr(module, "__name__", None) or repr(module)
+        pm.register(module, name=plugin_name)
+        loaded.info[plugin_name] = PluginInfo(plugin_name, "(test)", "", builtin=False)
+    pm.check_pending()
+    return loaded
+
+
+def _load_entrypoints(loaded: LoadedPlugins) -> None:
+    allow = _names("LABSIM_LOAD_PLUGINS")
+    deny = _names("LABSIM_DISABLE_PLUGINS") or set()
+    by_name = defaultdict(list)
+    for ep in metadata.entry_points(group=GROUP):
+        dist = ep.dist.name if ep.dist else "(unknown)"
+        if {ep.name, dist} & deny:
+            continue
+        if allow is not None and not ({ep.name, dist} & allow):
+            continue
+        by_name[ep.name].append(ep)
+    for name, eps in sorted(by_name.items()):
+        dists = sorted({(ep.dist.name if ep.dist else "(unknown)") for ep in eps})
+        if len(dists) > 1:
+            loaded.conflicts.append(
+                f"Plugin name {name!r} is claimed by {' and '.join(dists)}. "
+                "Uninstall one, or set LABSIM_DISABLE_PLUGINS=<distribution>."
+            )
+        for ep in eps:
+            dist = ep.dist.name if ep.dist else "(unknown)"
+            version = ep.dist.version if ep.dist else ""
+            plugin_name = name if len(dists) == 1 else f"{name}@{dist}"
+            info = PluginInfo(plugin_name, dist, version)
+            try:
+                module = ep.load()
+                loaded.pm.register(module, name=plugin_name)
+            except Exception as ex:  # a broken plugin must not break the others
+                loaded.failed[plugin_name] = f"{dist}: {type(ex).__name__}: {ex}"
+                loaded.failed_info[plugin_name] = info
+                log.warning("plugin_load_failed", plugin=plugin_name, distribution=dist,
+                            error=f"{type(ex).__name__}: {ex}")
+                continue
+            loaded.info[plugin_name] = info
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _trace(pm: pluggy.PluginManager) -> None:
+    def before(hook_name, hook_impls, kwargs):
+        print(f"labsim hook {hook_name} -> {[impl.plugin_name for impl in hook_impls]}",
+              file=sys.stderr)
+
+    def after(outcome, hook_name, hook_impls, kwargs):
+        print(f"labsim hook {hook_name} done", file=sys.stderr)
+
+    pm.add_hookcall_monitoring(before, after)

@@ -1,0 +1,111 @@
+"""The cost oracle behind ``labsim predict``: price a table of single operations.
+
+Each input row is one operation; the output repeats the row and adds
+``predicted_ms``. The columns are a public contract:
+
+=============  ===============================================================
+``op``         required columns
+=============  ===============================================================
+gemm           ``m, n, k, dtype`` (C[m,n] = A[m,k]·W[n,k]ᵀ)
+attention      ``phase`` (prefill | decode), ``batch_size``, ``seq_len``,
+               ``num_heads``, ``num_kv_heads``, ``head_dim``, ``kv_dtype``
+collective     ``collective``, ``nbytes``, ``ranks``; optional ``topology``, ``algorithm``
+memcpy         ``nbytes``, ``kind`` (d2d | h2d | d2h)
+=============  ===============================================================
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from labsim.errors import LabsimError, UsageError
+from labsim.registry import Registry
+
+REQUIRED = {
+    "gemm": ("m", "n", "k", "dtype"),
+    "attention": ("phase", "batch_size", "seq_len", "num_heads", "num_kv_heads", "head_dim"),
+    "collective": ("collective", "nbytes", "ranks"),
+    "memcpy": ("nbytes", "kind"),
+}
+INTEGER_COLUMNS = {"m", "n", "k", "batch_size", "seq_len", "num_heads", "num_kv_heads", "head_dim",
+                   "nbytes", "ranks", "prefix_len"}
+
+
+def _value(row: dict, column: str, where: str):
+    text = (row.get(column) or "").strip()
+    if not text:
+        raise UsageError(f"{where}: column {column!r} is empty")
+    if column in INTEGER_COLUMNS:
+        try:
+            number = float(text)
+        except ValueError:
+            raise UsageError(f"{where}: column {column!r} must be a whole number, got {text!r}") from None
+        if number != int(number) or number < 0:
+            raise UsageError(f"{where}: column {column!r} must be a whole number ≥ 0, got {text!r}")
+        return int(number)
+    return text
+
+
+def price(row: dict, device, registry: Registry, where: str) -> float:
+    """Seconds for the operation described by *row*."""
+    op = (row.get("op") or "").strip().lower()
+    if op not in REQUIRED:
+        raise UsageError(f"{where}: column 'op' must be one of {', '.join(REQUIRED)}; got {op!r}")
+    args = {c: _value(row, c, where) for c in REQUIRED[op]}
+    if op == "gemm":
+        return device.gemm_time(args["m"], args["n"], args["k"], dtype=args["dtype"])
+    if op == "attention":
+        kv_dtype = (row.get("kv_dtype") or "").strip() or "bf16"
+        extra = {}
+        if (row.get("prefix_len") or "").strip():
+            extra["prefix_len"] = _value(row, "prefix_len", where)
+        return device.attention_time(
+            args["phase"].lower(), batch_size=args["batch_size"], seq_len=args["seq_len"],
+            num_heads=args["num_heads"], num_kv_heads=args["num_kv_heads"],
+            head_dim=args["head_dim"], kv_dtype=kv_dtype, **extra)
+    if op == "memcpy":
+        return device.memcpy_time(args["nbytes"], kind=args["kind"].lower())
+    topology = (row.get("topology") or "").strip() or None
+    topo = registry.get("topologies", topology) if topology else None
+    algorithm = (row.get("algorithm") or "").strip() or "auto"
+    collective = registry.get("collectives", args["collective"])
+    return collective.time(args["nbytes"], ranks=args["ranks"], device=device, topology=topo,
+                           algorithm=algorithm)
+
+
+def predict_file(device_name: str, input_path: Path, output_path: Path, registry: Registry) -> int:
+    """Price every row of *input_path* and write *output_path* atomically; returns the row count."""
+    from labsim.default_plugins.sinks import _temp_for, format_cell
+
+    device = registry.get("devices", device_name)
+    try:
+        handle = open(input_path, newline="", encoding="utf-8")
+    except OSError as ex:
+        raise UsageError(f"cannot read {input_path}: {ex.strerror}") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or "op" not in reader.fieldnames:
+            raise UsageError(f"{input_path}: the header must have an 'op' column "
+                             f"(got {', '.join(reader.fieldnames or []) or 'nothing'})")
+        columns = list(reader.fieldnames)
+        out_rows = []
+        for line, row in enumerate(reader, start=2):
+            where = f"{input_path} line {line}"
+            try:
+                seconds = price(row, device, registry, where)
+            except LabsimError as ex:
+                message = str(ex)
+                raise UsageError(message if message.startswith(where) else f"{where}: {message}") from None
+            except (TypeError, ValueError) as ex:
+                raise UsageError(f"{where}: {ex}") from None
+            out_rows.append([row.get(c, "") for c in columns] + [format_cell(seconds * 1e3)])
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_for(output_path)
+    with open(temp, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns + ["predicted_ms"])
+        writer.writerows(out_rows)
+    temp.replace(output_path)
+    return len(out_rows)

@@ -1,0 +1,167 @@
+"""The registry: every component the plugins registered, found by kind and name.
+
+Each ``register_<kind>`` hook implementation is called on its own, so every
+entry knows the plugin and distribution that registered it. Lookups are
+case-insensitive and honour ``aliases``. A name registered twice is recorded
+as a conflict, and looking it up is an error naming both providers; an
+unknown name is an error listing what exists and the nearest match.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from labsim.components import describe
+from labsim.errors import PluginError, UnknownNameError
+from labsim.plugins import LoadedPlugins, PluginInfo, load_plugins
+
+log = structlog.get_logger("labsim.registry")
+
+KINDS = (
+    "devices",
+    "topologies",
+    "collectives",
+    "frameworks",
+    "models",
+    "distributions",
+    "workloads",
+    "schedulers",
+    "sharing_modes",
+    "metric_sinks",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component and where it came from."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: str
+    distribution: str
+    version: str
+
+    @property
+    def description(self) -> str:
+        return describe(self.obj)
+
+    @property
+    def provider(self) -> str:
+        return f"{self.distribution} {self.version}".strip()
+
+
+class Registry:
+    """Registered components by kind, with lookup by name or alias."""
+
+    def __init__(self, loaded: LoadedPlugins):
+        self.loaded = loaded
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self._keys: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
+        self._clashes: dict[tuple[str, str], list[Entry]] = {}
+        for kind in KINDS:
+            self._collect(kind)
+
+    # -- building ------------------------------------------------------------------------
+
+    def _collect(self, kind: str) -> None:
+        hook = getattr(self.loaded.pm.hook, f"register_{kind}")
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            info = self.loaded.info.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "", "")
+
+            def register(obj, _info=info, _kind=kind):
+                self._add(_kind, obj, _info)
+
+            try:
+                impl.function(register=register)
+            except PluginError as ex:
+                self._fail(info, str(ex))
+            except Exception as ex:
+                self._fail(info, f"register_{kind} raised {type(ex).__name__}: {ex}")
+
+    def _fail(self, info: PluginInfo, error: str) -> None:
+        self.loaded.failed[info.name] = f"{info.distribution}: {error}"
+        self.loaded.failed_info[info.name] = info
+        log.warning("plugin_register_failed", plugin=info.name, error=error)
+
+    def _add(self, kind: str, obj: Any, info: PluginInfo) -> None:
+        name = getattr(obj, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"registered {kind[:-1]} {obj!r} has no 'name' attribute")
+        entry = Entry(kind, name, obj, info.name, info.distribution, info.version)
+        keys = self._keys[kind]
+        for key in {name.casefold(), *(a.casefold() for a in getattr(obj, "aliases", ()) or ())}:
+            owner = keys.get(key)
+            if owner is None:
+                keys[key] = name
+            elif self._entries[kind][owner].obj is not obj:
+                self._clashes.setdefault((kind, key), [self._entries[kind][owner]]).append(entry)
+        self._entries[kind].setdefault(name, entry)
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def entry(self, kind: str, name: str) -> Entry:
+        """The entry registered under *name* (or an alias) for *kind*."""
+        self._check_kind(kind)
+        key = str(name).casefold()
+        if (kind, key) in self._clashes:
+            raise PluginError(self._clash_message(kind, key))
+        canonical = self._keys[kind].get(key)
+        if canonical is None:
+            raise UnknownNameError(kind, str(name), self.names(kind), self.loaded.failed)
+        return self._entries[kind][canonical]
+
+    def get(self, kind: str, name: str) -> Any:
+        """The component registered under *name* for *kind*."""
+        return self.entry(kind, name).obj
+
+    def has(self, kind: str, name: str) -> bool:
+        return str(name).casefold() in self._keys[kind]
+
+    def names(self, kind: str) -> list[str]:
+        """Canonical names registered for *kind*, sorted."""
+        self._check_kind(kind)
+        return sorted(self._entries[kind], key=str.lower)
+
+    def spellings(self, kind: str, name: str) -> list[str]:
+        """Every accepted spelling (name and aliases) of the component *name*."""
+        obj = self.get(kind, name)
+        return [obj.name, *[a for a in getattr(obj, "aliases", ()) or () if a != obj.name]]
+
+    def entries(self, kind: str) -> list[Entry]:
+        return [self._entries[kind][name] for name in self.names(kind)]
+
+    @property
+    def conflicts(self) -> list[str]:
+        """Every clash: entry-point names claimed twice and components registered twice."""
+        messages = list(self.loaded.conflicts)
+        messages += [self._clash_message(kind, key) for kind, key in sorted(self._clashes)]
+        return messages
+
+    def _clash_message(self, kind: str, key: str) -> str:
+        providers = " and ".join(dict.fromkeys(e.provider or e.plugin for e in self._clashes[(kind, key)]))
+        return (f"{kind[:-1].replace('_', ' ')} {key!r} is registered by both {providers}. "
+                "Uninstall one, or set LABSIM_DISABLE_PLUGINS=<distribution>.")
+
+    def clashing(self, kind: str) -> set[str]:
+        return {key for k, key in self._clashes if k == kind}
+
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in KINDS:
+            raise UnknownNameError("kinds", kind, KINDS)
+
+
+@functools.cache
+def get_registry() -> Registry:
+    """The process-wide registry of the installed plugins (loaded once)."""
+    return Registry(load_plugins())
+
+
+def reset_registry() -> None:
+    """Forget the loaded plugins (tests, or after installing a plugin)."""
+    get_registry.cache_clear()
