@@ -188,6 +188,11 @@ class Distribution(Component):
         self.low = config.get("min")
         self.high = config.get("max")
 
+    @classmethod
+    def config_problems(cls, config: dict) -> list[str]:
+        """What is wrong with *config* beyond its schema (e.g. ``high < low``); empty if nothing."""
+        return []
+
     def draw(self, size: int):
         """Return *size* raw samples as a numpy array."""
         raise NotImplementedError(self)

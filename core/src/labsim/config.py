@@ -129,6 +129,9 @@ def loads(text: str, source: str = "<config>", base_dir: Path | None = None) -> 
         line = mark.line + 1 if mark else None
         col = mark.column + 1 if mark else None
         what = (ex.problem or ex.context or "not valid YAML").strip()
+        duplicate = re.match(r'found duplicate key "(.*?)"', what)
+        if duplicate:
+            what = f"duplicate key {duplicate.group(1)!r} (each key may appear once in a mapping)"
         raise ConfigError([Problem("", f"not valid YAML/JSON: {what}", source, line, col)]) from None
     except Exception as ex:  # ruamel raises a few unmarked errors too
         raise ConfigError([Problem("", f"not valid YAML/JSON: {ex}", source)]) from None

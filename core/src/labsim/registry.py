@@ -70,7 +70,7 @@ class Registry:
 
     def _collect(self, kind: str) -> None:
         hook = getattr(self.loaded.pm.hook, f"register_{kind}")
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order
             info = self.loaded.info.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "", "")
 
             def register(obj, _info=info, _kind=kind):

@@ -59,6 +59,7 @@ def name_field(registry: Registry, kind: str, description: str = "") -> dict:
     field = {"type": "string", "x-labsim-kind": kind}
     if spellings:
         field["pattern"] = ci_pattern(spellings)
+        field["examples"] = registry.names(kind)
     if description:
         field["description"] = description
     return field
@@ -114,6 +115,7 @@ def compose_experiment_schema(registry: Registry) -> dict:
         "required": ["type"],
         "properties": copy.deepcopy(common),
         "allOf": branches(registry, "distributions", "type", common),
+        "x-labsim-check": "distributions",
     }
 
     fw = props["frameworks_to_test"]["items"]

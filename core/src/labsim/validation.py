@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-from jsonschema import Draft202012Validator, validators
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 from labsim.config import Experiment, format_path
 from labsim.errors import ConfigError, Problem, UnknownNameError, nearest
@@ -88,12 +88,33 @@ def _messages(error, registry: Registry) -> list[tuple[tuple, str]]:
     if v == "minLength":
         return [(path, "must not be empty" if error.validator_value == 1
                  else f"must be at least {error.validator_value} characters")]
-    if v == "oneOf" and schema.get("oneOf") and isinstance(value, (str, dict)):
-        # a name-or-object field: report the branch that matches the value's type
-        for sub in error.context:
-            if sub.validator != "type":
+    if v in ("anyOf", "oneOf"):
+        return _alternatives(error, path, registry)
+    return [(path, error.message)]
+
+
+def _keys(required: list) -> str:
+    return " and ".join(required)
+
+
+def _alternatives(error, path: tuple, registry: Registry) -> list[tuple[tuple, str]]:
+    """A readable message for a failed oneOf/anyOf."""
+    options = error.validator_value
+    if all(isinstance(o, dict) and set(o) == {"required"} for o in options):
+        choices = " | ".join(_keys(o["required"]) for o in options)
+        given = [_keys(o["required"]) for o in options
+                 if all(k in (error.instance or {}) for k in o["required"])]
+        if len(given) > 1:
+            return [(path, f"give only one of: {choices} (found {', '.join(given)})")]
+        return [(path, f"needs one of: {choices}")]
+    # a field that is either a name or an object: report the branch of the value's type
+    wanted = _json_type(error.instance)
+    for sub in error.context or ():
+        if sub.validator != "type":
+            branch = options[sub.schema_path[0]] if sub.schema_path else {}
+            if branch.get("type") in (wanted, None):
                 return _messages(sub, registry)
-    if v in ("anyOf", "oneOf") and error.context:
+    if error.context:
         return [(path, "does not match any allowed form: "
                  + "; ".join(sorted({e.message for e in error.context})))]
     return [(path, error.message)]
@@ -155,6 +176,27 @@ def _extend_with_defaults(validator_class):
 _DefaultFiller = _extend_with_defaults(Draft202012Validator)
 
 
+def _checking_validator(registry: Registry):
+    """Draft 2020-12 plus ``x-labsim-check: KIND``: the component's own ``config_problems``."""
+
+    def check(validator, kind, instance, schema):
+        if not (isinstance(instance, dict) and isinstance(instance.get("type"), str)
+                and registry.has(kind, instance["type"])):
+            return
+        component = registry.get(kind, instance["type"])
+        problems = getattr(component, "config_problems", None)
+        if problems is None:
+            return
+        try:
+            messages = problems(instance)
+        except (KeyError, TypeError, ValueError):
+            return  # the schema reports the malformed block
+        for message in messages:
+            yield ValidationError(message, validator="x-labsim-check")
+
+    return validators.extend(Draft202012Validator, {"x-labsim-check": check})
+
+
 def validate(exp: Experiment, registry: Registry, schema: dict | None = None) -> dict:
     """Check *exp* and return its data with defaults filled in.
 
@@ -165,7 +207,7 @@ def validate(exp: Experiment, registry: Registry, schema: dict | None = None) ->
     _prefill_selectors(data)
     problems: list[Problem] = []
     seen = set()
-    errors = sorted(Draft202012Validator(schema).iter_errors(data),
+    errors = sorted(_checking_validator(registry)(schema).iter_errors(data),
                     key=lambda e: [str(p) for p in e.absolute_path])
     for error in errors:
         for path, message in _messages(error, registry):

@@ -131,10 +131,11 @@ class Uniform(Distribution):
         "properties": {"low": {"type": "number"}, "high": {"type": "number"}},
     }
 
-    def __init__(self, config, rng):
-        super().__init__(config, rng)
+    @classmethod
+    def config_problems(cls, config):
         if config["high"] < config["low"]:
-            raise UsageError(f"Uniform: high ({config['high']}) is below low ({config['low']})")
+            return [f"high ({config['high']}) is below low ({config['low']})"]
+        return []
 
     def mean(self):
         return (self.config["low"] + self.config["high"]) / 2
