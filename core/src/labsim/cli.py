@@ -106,7 +106,7 @@ def headline_rows(result_summary: dict, registry) -> tuple[list[str], list[list]
         for v in values[1:]:
             base = values[0]
             ok = isinstance(v, (int, float)) and isinstance(base, (int, float)) and base
-            row.append(f"{v / base:.2f}x" if ok else "-")
+            row.append(f"{v / base:.3g}x" if ok else "-")
         rows.append(row)
     return headers, rows
 

@@ -1,0 +1,138 @@
+"""Fidelity of the GPU kernel cost model against measured tables.
+
+Prints, per family (GEMM all m, GEMM m >= 256, prefill attention, decode
+attention), the median and P90 absolute percentage error of
+``labsim.device(...)`` predictions against
+
+* the A100-SXM4-80GB tables of ``shared/data/calibration/a100_sxm`` — the
+  SGLang 0.5.10 rows the shipped profile was fitted on, and every framework
+  build (SGLang, vLLM, TensorRT-LLM) for reference;
+* the held-out A30 operator profiles of ``shared/data/anchors/vidur_a30_qwen2_7b``
+  (Qwen-2-7B linear layers and FlashInfer attention; never used in fitting).
+  The A30 is not in the catalog: it is described inline from its datasheet
+  (NVIDIA A30 datasheet: 165 TFLOP/s dense BF16, 933 GB/s HBM2, 24 GB;
+  56 SMs per the NVIDIA A30 product brief) and priced with the A100 profile
+  transferred by architecture (both Ampere).
+
+each with the shipped calibration and with datasheet numbers alone.
+Run from the repository root::
+
+    python benchmarks/fidelity_kernels.py
+
+The shared data folder is ``<repo>/../shared/data`` or ``$LABSIM_SHARED_DATA``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from labsim_gpus.calibrate import load_points
+from labsim_gpus.plugin import preset
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("LABSIM_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+A30 = {"preset": "A100-SXM4-80GB", "name": "A30", "peak_tflops": {"bf16": 165, "fp16": 165},
+       "memory_capacity_bytes": 24_000_000_000, "memory_gbps": 933, "processing_units": 56}
+
+
+def a100_cases(framework: str | None):
+    """(family, callable(device) -> seconds, measured seconds) for the A100 tables."""
+    out = []
+    for p in load_points(DATA / "calibration" / "a100_sxm", framework):
+        if p.family == "gemm":
+            m, n, k, dtype = p.shape
+            fams = ["GEMM all m"] + (["GEMM m>=256"] if m >= 256 else [])
+            for fam in fams:
+                out.append((fam, lambda d, s=(m, n, k, dtype): d.gemm_time(*s), p.seconds))
+        else:
+            bs, seq, h, kvh, hd, kv = p.shape
+            fam = "prefill attention" if p.family == "prefill" else "decode attention"
+            out.append((fam, lambda d, s=(p.family, bs, seq, h, kvh, hd, kv): d.attention_time(
+                s[0], batch_size=s[1], seq_len=s[2], num_heads=s[3], num_kv_heads=s[4],
+                head_dim=s[5], kv_dtype=s[6]), p.seconds))
+    return out
+
+
+def a30_cases():
+    """The same for the held-out A30 (Vidur profiles of Qwen-2-7B, TP 1)."""
+    root = DATA / "anchors" / "vidur_a30_qwen2_7b"
+    out = []
+    with open(root / "mlp.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            tokens = int(row["num_tokens"])
+            hidden, inter = int(row["n_embd"]), int(row["n_expanded_embd"])
+            hd = hidden // int(row["n_head"])
+            qkv = (int(row["n_head"]) + 2 * int(row["n_kv_head"])) * hd
+            gated = 2 if row["use_gated_mlp"] == "True" else 1
+            for op, n, k in (("attn_pre_proj", qkv, hidden), ("attn_post_proj", hidden, hidden),
+                             ("mlp_up_proj", gated * inter, hidden),
+                             ("mlp_down_proj", hidden, inter)):
+                ms = row.get(f"time_stats.{op}.median")
+                if ms:
+                    fams = ["GEMM all m"] + (["GEMM m>=256"] if tokens >= 256 else [])
+                    for fam in fams:
+                        out.append((fam, lambda d, s=(tokens, n, k): d.gemm_time(*s, "bf16"),
+                                    float(ms) * 1e-3))
+    with open(root / "attention.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            heads, kvh = int(row["n_q_head"]), int(row["n_kv_head"])
+            hd = int(row["n_embd"]) // heads
+            bs, ctx = int(row["batch_size"]), int(row["kv_cache_size"])
+            if row["is_prefill"] == "True":
+                chunk = int(row["prefill_chunk_size"])
+                ms = float(row["time_stats.attn_prefill.median"])
+                out.append(("prefill attention", lambda d, s=(bs, chunk, ctx, heads, kvh, hd):
+                            d.attention_time("prefill", batch_size=s[0], seq_len=s[1],
+                                             prefix_len=s[2], num_heads=s[3], num_kv_heads=s[4],
+                                             head_dim=s[5]), ms * 1e-3))
+            else:
+                ms = float(row["time_stats.attn_decode.median"])
+                out.append(("decode attention", lambda d, s=(bs, ctx, heads, kvh, hd):
+                            d.attention_time("decode", batch_size=s[0], seq_len=s[1] + 1,
+                                             num_heads=s[2], num_kv_heads=s[3], head_dim=s[4]),
+                            ms * 1e-3))
+    return out
+
+
+FAMILIES = ("GEMM all m", "GEMM m>=256", "prefill attention", "decode attention")
+
+
+def table(title: str, cases, devices: dict) -> None:
+    print(f"\n{title}")
+    print(f"  {'family':18s} {'points':>6s}" + "".join(f"  {name + ' median':>24s}  {'P90':>6s}"
+                                                    for name in devices))
+    for fam in FAMILIES:
+        subset = [(f, m) for name, f, m in cases if name == fam]
+        if not subset:
+            continue
+        line = f"  {fam:18s} {len(subset):6d}"
+        for device in devices.values():
+            err = np.array([abs(f(device) / m - 1.0) * 100 for f, m in subset])
+            line += f"  {np.median(err):23.1f}%  {np.percentile(err, 90):5.1f}%"
+        print(line)
+
+
+def main() -> int:
+    if not DATA.is_dir():
+        print(f"shared data not found at {DATA}; set LABSIM_SHARED_DATA", file=sys.stderr)
+        return 2
+    a100 = preset("A100-SXM4-80GB")
+    devices = {"calibrated": a100, "datasheet-only": a100.datasheet_only()}
+    print("Absolute percentage error of predicted kernel latency (median, P90)")
+    table("A100-SXM4-80GB vs SGLang 0.5.10 rows (the rows the shipped profile was fitted on)",
+          a100_cases("SGLang"), devices)
+    table("A100-SXM4-80GB vs all framework builds (SGLang, vLLM, TensorRT-LLM)",
+          a100_cases(None), devices)
+    a30 = a100.customize(A30)
+    table("A30 held out (Vidur Qwen-2-7B profiles; A100 profile transferred)", a30_cases(),
+          {"calibrated": a30, "datasheet-only": a30.datasheet_only()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Predicted against published end-to-end serving measurements.
+
+Simulates every row of ``serving_reference.csv`` (in ``$LABSIM_SHARED_DATA`` or
+``<repo>/../shared/data``) that labsim can express — an engine registered as a
+framework, a model and GPU it knows — and prints throughput, TTFT and TPOT
+predicted against published, with the relative error. Targets: throughput and
+TPOT within 15 %, TTFT within 25 % away from saturation (burst rows are
+saturated by construction: their TTFT is queueing).
+
+Workload assumptions: ShareGPT rows use log-normal lengths with the means of
+S5-01's 100 ShareGPT prompts (232.6 input / 220.6 output tokens, from the
+row's totals) and a coefficient of variation of 1 (ShareGPT is heavy-tailed);
+"random" rows use their fixed lengths. Every request generates its full
+output (benchmarks run with ignore_eos).
+
+    python benchmarks/fidelity_serving.py [--rows S5-01,S3-04]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import labsim
+
+MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "Llama-3.1-8B",
+          "meta-llama/Llama-3.1-70B-Instruct": "Llama-3.1-70B",
+          "Qwen/Qwen3-8B": "Qwen3-8B", "Qwen/Qwen3-14B": "Qwen3-14B"}
+#: ShareGPT means from S5-01 (23260 input / 22061 generated tokens over 100 prompts)
+SHAREGPT_IN, SHAREGPT_OUT = 232.6, 220.6
+
+
+def shared_data() -> Path:
+    env = os.environ.get("LABSIM_SHARED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def device_for(gpu: str) -> str:
+    g = gpu.lower()
+    if "h100" in g:
+        return "H100-SXM"
+    if "a100" in g:
+        return "A100-SXM4-80GB"
+    raise KeyError(gpu)
+
+
+def lengths(row) -> tuple[dict, dict]:
+    if row["input_len"]:
+        i, o = float(row["input_len"]), float(row["output_len"])
+        return ({"type": "Constant", "value": i, "is_int": True},
+                {"type": "Constant", "value": o, "is_int": True})
+    return ({"type": "LogNormal", "mean": SHAREGPT_IN, "sigma": SHAREGPT_IN, "is_int": True,
+             "min": 4, "max": 3000},
+            {"type": "LogNormal", "mean": SHAREGPT_OUT, "sigma": SHAREGPT_OUT, "is_int": True,
+             "min": 2, "max": 1000})
+
+
+def experiment(row) -> dict:
+    n = int(float(row["num_prompts"]))
+    prompt, output = lengths(row)
+    profile = {"profile_name": "bench", "prompt_tokens_dist_config": prompt,
+               "max_output_tokens_dist_config": output}
+    workload = {"type": "client_profiles", "client_profiles": [profile], "num_requests": n}
+    rate = row["request_rate_rps"]
+    if row["max_concurrency"]:
+        workload["concurrency"] = int(float(row["max_concurrency"]))
+    elif rate in ("inf", ""):
+        workload["burst_size"] = n
+    else:
+        profile["request_rate"] = float(rate)
+    tp = int(row["tp"] or 1)
+    config = {"model": MODELS[row["model"]], "tensor_parallel_size": tp}
+    hardware = {"device": device_for(row["gpu"])}
+    if tp > 1:
+        hardware["topology"] = "dgx-h100" if "H100" in hardware["device"] else "dgx-a100"
+    return {"name": row["row_id"], "simulation": {"max_simulation_time": 36000, "random_seed": 1},
+            "hardware_profile": hardware, "workload": workload,
+            "frameworks_to_test": [{"name": "fw", "type": row["engine"], "config": config}],
+            "metrics_config": {"percentiles_to_calculate": [0.5, 0.99]}}
+
+
+def err(pred, ref):
+    if pred is None or ref in ("", None):
+        return ""
+    ref = float(ref)
+    return f"{(pred - ref) / ref * 100:+.1f}%"
+
+
+def fmt(x):
+    return "" if x is None else f"{x:.2f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default="", help="comma-separated row ids (default: all)")
+    args = ap.parse_args(argv)
+    wanted = {r for r in args.rows.split(",") if r}
+    path = shared_data() / "serving_reference.csv"
+    registry = labsim.get_registry()
+    print(f"{'row':6} {'engine':7} {'metric':22} {'predicted':>11} {'published':>11} {'error':>8}")
+    for row in csv.DictReader(open(path, encoding="utf-8")):
+        if wanted and row["row_id"] not in wanted:
+            continue
+        if not registry.has("frameworks", row["engine"]) or row["model"] not in MODELS:
+            print(f"{row['row_id']:6} {row['engine']:7} skipped: engine or model not in labsim")
+            continue
+        started = time.perf_counter()
+        try:
+            result = labsim.run(experiment(row))
+        except labsim.LabsimError as ex:
+            print(f"{row['row_id']:6} {row['engine']:7} failed: {ex}")
+            continue
+        s = result.summary["frameworks"]["fw"]
+        thr = s["throughput"]
+        pairs = [("output_tok_s", thr["output_tokens_per_s"], row["output_tok_s"]),
+                 ("total_tok_s", (thr["output_tokens_per_s"] or 0) + (thr["input_tokens_per_s"] or 0),
+                  row["total_tok_s"]),
+                 ("req_s", thr["requests_per_s"], row["req_s"]),
+                 ("ttft_mean_ms", s["ttft_ms"]["mean"], row["ttft_mean_ms"]),
+                 ("ttft_median_ms", s["ttft_ms"]["p50"], row["ttft_median_ms"]),
+                 ("tpot_mean_ms", s["tpot_ms"]["mean"], row["tpot_mean_ms"]),
+                 ("tpot_median_ms", s["tpot_ms"]["p50"], row["tpot_median_ms"]),
+                 ("e2e_mean_ms", s["e2e_ms"]["mean"], row["e2e_mean_ms"])]
+        for name, pred, ref in pairs:
+            if ref:
+                print(f"{row['row_id']:6} {row['engine']:7} {name:22} {fmt(pred):>11} "
+                      f"{float(ref):>11.2f} {err(pred, ref):>8}")
+        print(f"{row['row_id']:6} {'':7} ({row['load_mode']}; {time.perf_counter() - started:.1f} s wall)")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

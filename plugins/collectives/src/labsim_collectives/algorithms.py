@@ -1,0 +1,409 @@
+"""Built-in collective algorithms: each turns a group and a size into a :class:`~.model.Plan`.
+
+``nbytes`` S is always the nccl-tests "size": the buffer of each rank for
+all-reduce, broadcast, reduce and send/recv; the *total* array for
+reduce-scatter and all-gather; each rank's whole send buffer for all-to-all.
+
+To add an algorithm, subclass :class:`Algorithm` (``name``, ``collective``,
+:meth:`Algorithm.plan`, optionally :meth:`Algorithm.unavailable`) and
+register it, see :mod:`labsim_collectives.plugin`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from labsim_collectives import params as P
+from labsim_collectives.model import Group, Phase, Plan
+
+
+class Algorithm:
+    """One way to run a collective. ``nccl = True`` makes it a candidate of ``auto``."""
+
+    name: str = ""
+    collective: str = ""
+    description: str = ""
+    nccl: bool = True
+
+    def unavailable(self, group: Group, nbytes: int) -> str | None:
+        """None if the algorithm can run on *group*, else the reason it cannot."""
+        return None
+
+    def plan(self, group: Group, nbytes: int) -> Plan:
+        """The phases of one call moving *nbytes* over *group*."""
+        raise NotImplementedError(self)
+
+    def time(self, nbytes, *, ranks=8, device=None, topology=None, algorithm=None) -> float:
+        """Seconds of this algorithm (so a registered ``<collective>.<name>`` prices itself)."""
+        from labsim_collectives.plugin import BY_NAME
+
+        return BY_NAME[self.collective].time(
+            nbytes,
+            ranks=ranks,
+            device=device,
+            topology=topology,
+            algorithm=self.name.split(".")[-1],
+        )
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def rotated_rings(group: Group) -> list[list[int]]:
+    """One ring per rail, each leaving every node through a different GPU (and so NIC)."""
+    if group.single_node:
+        return [list(group.ranks)]
+    rings = []
+    for k in range(group.rails()):
+        order = []
+        for node in group.nodes:
+            members = group.by_node[node]
+            shift = (k * len(members)) // group.rails()
+            order += members[shift:] + members[:shift]
+        rings.append(order)
+    return rings
+
+
+def ring_phase(group: Group, steps: float, edge_fraction: float, nbytes: float) -> Phase:
+    """A flat ring over the whole group: *steps* latency steps, each edge carries
+    ``edge_fraction · nbytes`` (split over the rails when the ring spans nodes)."""
+    phase = Phase()
+    rings = rotated_rings(group)
+    for order in rings:
+        phase.add_ring(group.topology, order, edge_fraction * nbytes / len(rings))
+    _ring_steps(phase, group, steps)
+    return phase
+
+
+def _ring_steps(phase: Phase, group: Group, steps: float) -> None:
+    if group.single_node:
+        phase.add_steps(group.intra_class(), steps)
+    else:  # a step is as slow as its slowest hop: the network one
+        phase.add_steps("net", steps)
+
+
+def intra_phase(group: Group, steps_per_ring: float, edge_fraction: float, nbytes: float) -> Phase:
+    """Every node runs its own ring over its members at the same time."""
+    phase = Phase()
+    for node in group.nodes:
+        phase.add_ring(group.topology, group.by_node[node], edge_fraction * nbytes)
+    phase.add_steps(group.intra_class(), steps_per_ring)
+    return phase
+
+
+def inter_phase(group: Group, steps: float, edge_fraction: float, nbytes: float) -> Phase:
+    """The j-th GPU of every node forms a ring over the nodes (one ring per local position)."""
+    phase = Phase()
+    g = group.per_node
+    for j in range(g):
+        order = [group.by_node[node][j] for node in group.nodes]
+        phase.add_ring(group.topology, order, edge_fraction * nbytes)
+    phase.add_steps("net", steps)
+    return phase
+
+
+def _multi_node(group: Group) -> str | None:
+    return "needs ranks on more than one node" if group.single_node else None
+
+
+def _nvls(group: Group) -> str | None:
+    topo = group.topology
+    if not getattr(topo, "nvls", False):
+        return f"topology {topo.name!r} has no NVLink SHARP (NVSwitch in-switch reduction)"
+    if group.intra_class() != "nvlink":
+        return "needs every GPU of a node on the NVSwitch"
+    return None
+
+
+# -- all-reduce -----------------------------------------------------------------------------
+
+
+class RingAllReduce(Algorithm):
+    """Ring all-reduce: reduce-scatter then all-gather around one ring per rail (2(n-1) steps)."""
+
+    name, collective = "ring", "all_reduce"
+
+    def plan(self, group, nbytes):
+        n = group.n
+        return Plan([ring_phase(group, 2 * (n - 1), 2 * (n - 1) / n, nbytes)], nbytes)
+
+
+class TreeAllReduce(Algorithm):
+    """NCCL double binary tree: a chain inside each node, two complementary binary trees
+    across nodes each carrying half the data; reduce and broadcast pipelined."""
+
+    name, collective = "tree", "all_reduce"
+
+    def plan(self, group, nbytes):
+        topo, phase = group.topology, Phase()
+        for node in group.nodes:  # chain: S up (reduce) and S down (broadcast) on every edge
+            chain = group.by_node[node]
+            for a, b in zip(chain, chain[1:], strict=False):
+                phase.add_transfer(topo, a, b, nbytes)
+                phase.add_transfer(topo, b, a, nbytes)
+        phase.add_steps(group.intra_class(), 2 * (group.per_node - 1))
+        big = len(group.nodes)
+        if big > 1:
+            heads = [group.by_node[node][0] for node in group.nodes]
+            rails = group.rails()
+            for order in (heads, heads[::-1]):  # two complementary trees, S/2 each
+                for child in range(1, big):
+                    parent = (child - 1) // 2
+                    for k in range(rails):
+                        a = _on_rail(group, order[child], k)
+                        b = _on_rail(group, order[parent], k)
+                        share = nbytes / 2 / rails
+                        phase.add_transfer(topo, a, b, share)
+                        phase.add_transfer(topo, b, a, share)
+            phase.add_steps("net", 2 * math.ceil(math.log2(big)))
+        return Plan([phase], nbytes)
+
+
+def _on_rail(group: Group, head: int, k: int) -> int:
+    """The member of *head*'s node that uses the node's k-th NIC among the group's."""
+    topo = group.topology
+    members = group.by_node[topo.node_of(head)]
+    return members[(k * len(members)) // group.rails()]
+
+
+class TwoLevelAllReduce(Algorithm):
+    """Hierarchical: reduce-scatter inside each node, all-reduce of S/g across nodes on every
+    rail in parallel, all-gather inside each node."""
+
+    name, collective = "two_level", "all_reduce"
+    unavailable = staticmethod(lambda group, nbytes: _multi_node(group))
+
+    def plan(self, group, nbytes):
+        g, nn = group.per_node, len(group.nodes)
+        shard = nbytes / g
+        return Plan(
+            [
+                intra_phase(group, g - 1, (g - 1) / g, nbytes),
+                inter_phase(group, 2 * (nn - 1), 2 * (nn - 1) / nn, shard),
+                intra_phase(group, g - 1, (g - 1) / g, nbytes),
+            ],
+            nbytes,
+        )
+
+
+class RsAgAllReduce(Algorithm):
+    """All-reduce as two launched collectives: ``reduce_scatter`` then ``all_gather`` (the
+    FSDP/ZeRO pattern), each by ring; one launch latency more than ``ring``."""
+
+    name, collective = "rs_ag", "all_reduce"
+
+    def plan(self, group, nbytes):
+        n = group.n
+        rs = ring_phase(group, n - 1, (n - 1) / n, nbytes)
+        ag = ring_phase(group, n - 1, (n - 1) / n, nbytes)
+        return Plan([rs, ag], nbytes, launches=2)
+
+
+def _nvls_protocol():
+    return {
+        "NVLS": {
+            "nvlink": P.NVLS,
+            "pcie": P.CLASS_PARAMS["pcie"]["Simple"],
+            "net": P.CLASS_PARAMS["net"]["Simple"],
+        }
+    }
+
+
+class NvlsAllReduce(Algorithm):
+    """NVLink SHARP: the NVSwitch reduces; each GPU sends S and receives S once (one node)."""
+
+    name, collective = "nvls", "all_reduce"
+
+    def unavailable(self, group, nbytes):
+        if not group.single_node:
+            return "one node only (use nvls_tree across nodes)"
+        return _nvls(group)
+
+    def plan(self, group, nbytes):
+        phase = _nvls_phase(group, nbytes, nbytes, nbytes)
+        return Plan([phase], nbytes, protocols=_nvls_protocol())
+
+
+def _nvls_phase(group: Group, nbytes: float, out_bytes: float, in_bytes: float) -> Phase:
+    phase = Phase().add_steps("nvlink", 1)
+    for r in group.ranks:
+        node, local = group.topology.node_of(r), r % group.topology.gpus_per_node
+        phase.loads[(f"n{node}.g{local}.nvl", +1)] += out_bytes
+        phase.loads[(f"n{node}.g{local}.nvl", -1)] += in_bytes
+    return phase
+
+
+class NvlsTreeAllReduce(Algorithm):
+    """NVLS inside each node (reduce-scatter and all-gather in the switch) plus rings of S/g
+    across nodes on every rail — NCCL's NVLS + network path on multi-node NVSwitch systems."""
+
+    name, collective = "nvls_tree", "all_reduce"
+
+    def unavailable(self, group, nbytes):
+        return _multi_node(group) or _nvls(group)
+
+    def plan(self, group, nbytes):
+        g, nn = group.per_node, len(group.nodes)
+        shard = nbytes / g
+        return Plan(
+            [
+                _nvls_phase(group, nbytes, nbytes, shard),
+                inter_phase(group, 2 * (nn - 1), 2 * (nn - 1) / nn, shard),
+                _nvls_phase(group, nbytes, shard, nbytes),
+            ],
+            nbytes,
+            protocols=_nvls_protocol(),
+        )
+
+
+def _custom_protocol(params):
+    return {"custom": {"nvlink": params}}
+
+
+def _custom_ok(group: Group) -> str | None:
+    if not group.single_node or group.intra_class() != "nvlink":
+        return "needs all GPUs of one node connected by NVLink (the frameworks' P2P kernels)"
+    return None
+
+
+class OneShotAllReduce(Algorithm):
+    """Serving frameworks' one-shot custom all-reduce: every GPU reads all peers' buffers."""
+
+    name, collective, nccl = "one_shot", "all_reduce", False
+    unavailable = staticmethod(lambda group, nbytes: _custom_ok(group))
+
+    def plan(self, group, nbytes):
+        phase = Phase().add_steps("nvlink", 1)
+        for a in group.ranks:
+            for b in group.ranks:
+                if a != b:
+                    phase.add_transfer(group.topology, b, a, nbytes)
+        return Plan([phase], nbytes, protocols=_custom_protocol(P.ONE_SHOT))
+
+
+class TwoShotAllReduce(Algorithm):
+    """Serving frameworks' two-shot custom all-reduce: reduce-scatter then all-gather by direct
+    peer reads (each GPU moves 2(n-1)/n·S)."""
+
+    name, collective, nccl = "two_shot", "all_reduce", False
+    unavailable = staticmethod(lambda group, nbytes: _custom_ok(group))
+
+    def plan(self, group, nbytes):
+        n, phase = group.n, Phase().add_steps("nvlink", 2)
+        for a in group.ranks:
+            for b in group.ranks:
+                if a != b:
+                    phase.add_transfer(group.topology, b, a, 2 * nbytes / n)
+        return Plan([phase], nbytes, protocols=_custom_protocol(P.TWO_SHOT))
+
+
+# -- reduce-scatter / all-gather ------------------------------------------------------------
+
+
+class RingGatherScatter(Algorithm):
+    """Ring reduce-scatter or all-gather: n-1 steps, (n-1)/n · S over each link."""
+
+    name = "ring"
+
+    def __init__(self, collective: str):
+        self.collective = collective
+
+    def plan(self, group, nbytes):
+        n = group.n
+        return Plan([ring_phase(group, n - 1, (n - 1) / n, nbytes)], nbytes)
+
+
+class TwoLevelGatherScatter(Algorithm):
+    """Two-level reduce-scatter (inside nodes, then across) or all-gather (across, then inside)."""
+
+    name = "two_level"
+    unavailable = staticmethod(lambda group, nbytes: _multi_node(group))
+
+    def __init__(self, collective: str):
+        self.collective = collective
+
+    def plan(self, group, nbytes):
+        g, nn = group.per_node, len(group.nodes)
+        intra = intra_phase(group, g - 1, (g - 1) / g, nbytes)
+        inter = inter_phase(group, nn - 1, (nn - 1) / nn, nbytes / g)
+        phases = [intra, inter] if self.collective == "reduce_scatter" else [inter, intra]
+        return Plan(phases, nbytes)
+
+
+# -- all-to-all, broadcast, reduce, send/recv -----------------------------------------------
+
+
+class DirectAllToAll(Algorithm):
+    """Pairwise all-to-all: every rank sends S/n to every other rank at once."""
+
+    name, collective = "direct", "all_to_all"
+
+    def plan(self, group, nbytes):
+        n, phase = group.n, Phase()
+        for a in group.ranks:
+            for b in group.ranks:
+                if a != b:
+                    phase.add_transfer(group.topology, a, b, nbytes / n)
+        phase.add_steps(
+            "nvlink"
+            if group.single_node and group.intra_class() == "nvlink"
+            else ("pcie" if group.single_node else "net"),
+            1,
+        )
+        return Plan([phase], nbytes)
+
+
+class RingBroadcast(Algorithm):
+    """Pipelined ring (chain) broadcast or reduce: each hop forwards S; n-1 steps."""
+
+    name = "ring"
+
+    def __init__(self, collective: str):
+        self.collective = collective
+
+    def plan(self, group, nbytes):
+        phase = Phase()
+        rings = rotated_rings(group)
+        for order in rings:
+            for a, b in zip(order, order[1:], strict=False):
+                if self.collective == "reduce":
+                    a, b = b, a
+                phase.add_transfer(group.topology, a, b, nbytes / len(rings))
+        _ring_steps(phase, group, group.n - 1)
+        return Plan([phase], nbytes)
+
+
+class DirectSendRecv(Algorithm):
+    """Point-to-point send of S from the first to the last rank (pipeline-parallel stages)."""
+
+    name, collective = "direct", "send_recv"
+
+    def plan(self, group, nbytes):
+        src, dst = group.ranks[0], group.ranks[-1]
+        phase = Phase()
+        phase.add_transfer(group.topology, src, dst, nbytes)
+        kind = group.topology.link_class(src, dst) if src != dst else "nvlink"
+        phase.add_steps(kind, 1)
+        return Plan([phase], nbytes)
+
+
+def builtin_algorithms() -> list[Algorithm]:
+    """Every built-in algorithm instance."""
+    return [
+        RingAllReduce(),
+        TreeAllReduce(),
+        TwoLevelAllReduce(),
+        RsAgAllReduce(),
+        NvlsAllReduce(),
+        NvlsTreeAllReduce(),
+        OneShotAllReduce(),
+        TwoShotAllReduce(),
+        RingGatherScatter("reduce_scatter"),
+        TwoLevelGatherScatter("reduce_scatter"),
+        RingGatherScatter("all_gather"),
+        TwoLevelGatherScatter("all_gather"),
+        DirectAllToAll(),
+        RingBroadcast("broadcast"),
+        RingBroadcast("reduce"),
+        DirectSendRecv(),
+    ]

@@ -1,0 +1,203 @@
+"""Fitting a device's cost parameters to measured kernel tables.
+
+``labsim calibrate --device A100-SXM4-80GB --data DIR --output profile.json``
+reads measured tables shaped like the project's ``calibration/a100_sxm/``:
+
+``gemm_*.csv``
+    columns ``m, n, k, dtype, latency_ms`` (one row per timed GEMM call);
+``attn_*.csv``
+    columns ``phase`` (context | generation), ``batch_size``, ``seq_len``,
+    ``num_heads``, ``num_key_value_heads``, ``head_dim``, ``kv_cache_dtype``,
+    ``latency_ms``. Context rows are prefill without cached prefix (``seq_len``
+    new tokens); generation rows decode one token with ``seq_len`` tokens cached.
+
+It fits the dimensionless efficiencies and fixed overheads of
+:class:`~labsim_gpus.params.CostParams` — never per-shape corrections — by
+minimising the mean absolute log error (a relative error that treats 2x too
+slow like 2x too fast; capped per point, see :data:`LOSS_CAP`), in three stages: GEMM, then prefill attention on top
+of the GEMM parameters, then decode attention. The optimiser is a plain
+Nelder–Mead over the logarithms of the parameters (positive by construction).
+Other tables in the folder (NCCL, all-reduce) are recorded as present but
+belong to the collectives plugin.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from labsim.errors import UsageError
+
+from labsim_gpus import kernels
+from labsim_gpus.dtypes import canonical, nbytes
+from labsim_gpus.params import CostParams
+
+GEMM_FIT = ("gemm_compute_eff", "gemm_mem_eff", "onchip_bw_ratio", "smooth_p", "kernel_overhead_s")
+PREFILL_FIT = ("attn_compute_eff", "attn_overhead_s")
+DECODE_FIT = ("decode_mem_eff", "decode_cta_s", "sm_bw_share")
+#: the per-point loss is |log(predicted / measured)| capped here (≈ 35 %), so that the few
+#: shapes where a library switches to another kernel do not drag the physical parameters
+LOSS_CAP = 0.3
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured kernel: its family, shape and latency in seconds."""
+
+    family: str          # "gemm" | "prefill" | "decode"
+    shape: tuple
+    seconds: float
+    source: str
+
+
+def _rows(path: Path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        yield from csv.DictReader(handle)
+
+
+def _need(row: dict, columns, path: Path):
+    missing = [c for c in columns if c not in row]
+    if missing:
+        raise UsageError(f"{path.name}: missing column(s) {', '.join(missing)}")
+
+
+def load_points(data_dir: str | Path, framework: str | None = None) -> list[Point]:
+    """Every GEMM and attention measurement found in *data_dir* (see module docstring).
+
+    :param framework: keep only rows whose ``framework`` column equals it (case-insensitive),
+        e.g. ``SGLang``; None keeps every build.
+    """
+    want = framework.casefold() if framework else None
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UsageError(f"--data {data_dir}: not a folder of measured tables")
+    points: list[Point] = []
+    for path in sorted(data_dir.glob("gemm_*.csv")):
+        if "llama" in path.name:  # model-shape joins of the same grid (interpolated duplicates)
+            continue
+        for row in _rows(path):
+            _need(row, ("m", "n", "k", "dtype", "latency_ms"), path)
+            if want and (row.get("framework") or "").casefold() != want:
+                continue
+            shape = (int(row["m"]), int(row["n"]), int(row["k"]), canonical(row["dtype"]))
+            points.append(Point("gemm", shape, float(row["latency_ms"]) * 1e-3, path.name))
+    for path in sorted(data_dir.glob("attn_*.csv")):
+        for row in _rows(path):
+            _need(row, ("phase", "batch_size", "seq_len", "num_heads", "num_key_value_heads",
+                        "head_dim", "latency_ms"), path)
+            if want and (row.get("framework") or "").casefold() != want:
+                continue
+            phase = {"context": "prefill", "generation": "decode"}.get(row["phase"], row["phase"])
+            if phase not in ("prefill", "decode"):
+                continue
+            kv = canonical(row.get("kv_cache_dtype") or "bf16", "kv_cache_dtype")
+            shape = (int(row["batch_size"]), int(row["seq_len"]), int(row["num_heads"]),
+                     int(row["num_key_value_heads"]), int(row["head_dim"]), kv)
+            points.append(Point(phase, shape, float(row["latency_ms"]) * 1e-3, path.name))
+    if not points:
+        which = f" with framework {framework!r}" if framework else ""
+        raise UsageError(f"--data {data_dir}: no gemm_*.csv or attn_*.csv rows{which} found")
+    return points
+
+
+def predict_point(pt: Point, hw, params: CostParams) -> float:
+    """Model seconds for one measured point on hardware *hw* (a GPU) with *params*."""
+    if pt.family == "gemm":
+        m, n, k, dtype = pt.shape
+        b = nbytes(dtype)
+        return kernels.gemm_seconds(m, n, k, b, 4 if b >= 4 else 2, hw.peak_flops[dtype],
+                                    hw.mem_bw, hw.sm_count, params)
+    bs, seq, heads, kvh, hd, kv = pt.shape
+    peak = hw.peak_flops.get("bf16") or max(hw.peak_flops.values())
+    if pt.family == "prefill":
+        padded = bs * (-(-seq // kernels.BLOCK_M)) * kernels.BLOCK_M
+        return kernels.prefill_seconds(bs, bs * seq, bs * kernels.prefill_pairs(seq, 0), padded, seq,
+                                       heads, kvh, hd, nbytes(kv), peak, hw.mem_bw, hw.sm_count,
+                                       params)
+    return kernels.decode_seconds(bs, bs * seq, seq, heads, kvh, hd, nbytes(kv), peak, hw.mem_bw,
+                                  hw.sm_count, params)
+
+
+def errors(points, hw, params: CostParams) -> np.ndarray:
+    """Signed relative errors ``predicted / measured - 1`` of *points*."""
+    return np.array([predict_point(p, hw, params) / p.seconds - 1.0 for p in points])
+
+
+def nelder_mead(f, x0: np.ndarray, step: float = 0.3, iters: int = 400, tol: float = 1e-5):
+    """Minimise *f* from *x0* with the Nelder–Mead simplex; returns the best point."""
+    n = len(x0)
+    simplex = [np.array(x0, float)] + [np.array(x0, float) + step * np.eye(n)[i] for i in range(n)]
+    values = [f(x) for x in simplex]
+    for _ in range(iters):
+        order = np.argsort(values)
+        simplex = [simplex[i] for i in order]
+        values = [values[i] for i in order]
+        if abs(values[-1] - values[0]) < tol:
+            break
+        centroid = np.mean(simplex[:-1], axis=0)
+        reflected = centroid + (centroid - simplex[-1])
+        fr = f(reflected)
+        if fr < values[0]:
+            expanded = centroid + 2.0 * (centroid - simplex[-1])
+            fe = f(expanded)
+            simplex[-1], values[-1] = (expanded, fe) if fe < fr else (reflected, fr)
+        elif fr < values[-2]:
+            simplex[-1], values[-1] = reflected, fr
+        else:
+            contracted = centroid + 0.5 * (simplex[-1] - centroid)
+            fc = f(contracted)
+            if fc < values[-1]:
+                simplex[-1], values[-1] = contracted, fc
+            else:
+                best = simplex[0]
+                simplex = [best] + [best + 0.5 * (s - best) for s in simplex[1:]]
+                values = [values[0]] + [f(s) for s in simplex[1:]]
+    i = int(np.argmin(values))
+    return simplex[i], values[i]
+
+
+def _fit_stage(points, hw, params: CostParams, names, iters: int) -> CostParams:
+    if not points:
+        return params
+    x0 = np.log([getattr(params, n) for n in names])
+
+    def loss(x):
+        try:
+            trial = params.replace(**{n: math.exp(v) for n, v in zip(names, x, strict=True)})
+        except UsageError:
+            return math.inf
+        if any(getattr(trial, n) > 1.0 for n in names if n.endswith("_eff")):
+            return math.inf
+        if trial.sm_bw_share < 1.0:  # all SMs together must be able to saturate DRAM
+            return math.inf
+        preds = np.array([predict_point(p, hw, trial) for p in points])
+        meas = np.array([p.seconds for p in points])
+        return float(np.mean(np.minimum(np.abs(np.log(preds / meas)), LOSS_CAP)))
+
+    best, _ = nelder_mead(loss, x0, iters=iters)
+    return params.replace(**{n: math.exp(v) for n, v in zip(names, best, strict=True)})
+
+
+def fit(points, hw, start: CostParams | None = None, iters: int = 300) -> CostParams:
+    """Cost parameters for *hw* fitted to *points* (GEMM, then prefill, then decode)."""
+    params = start or CostParams()
+    by = {f: [p for p in points if p.family == f] for f in ("gemm", "prefill", "decode")}
+    params = _fit_stage(by["gemm"], hw, params, GEMM_FIT, iters)
+    params = _fit_stage(by["prefill"], hw, params, PREFILL_FIT, iters)
+    params = _fit_stage(by["decode"], hw, params, DECODE_FIT, iters)
+    return params
+
+
+def summarize(points, hw, params: CostParams) -> dict:
+    """Median and P90 absolute percentage error per family."""
+    out = {}
+    for family in ("gemm", "prefill", "decode"):
+        subset = [p for p in points if p.family == family]
+        if subset:
+            err = np.abs(errors(subset, hw, params)) * 100
+            out[family] = {"points": len(subset), "median_ape": round(float(np.median(err)), 2),
+                           "p90_ape": round(float(np.percentile(err, 90)), 2)}
+    return out

@@ -1,0 +1,82 @@
+"""``labsim calibrate``: fit a device's cost parameters to measured tables, write a profile.
+
+Example::
+
+    labsim calibrate --device A100-SXM4-80GB --data calibration/a100_sxm \\
+        --framework SGLang --output a100.json
+    labsim predict --device a100 ...                     # the preset, shipped profile
+    # in an experiment: compute_devices: [{device_id: g0, preset: A100-SXM4-80GB,
+    #                                      profile: a100.json}]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from labsim.errors import UsageError
+
+from labsim_gpus import calibrate as fitting
+from labsim_gpus.profiles import FORMAT, write_profile
+
+
+def build_profile(device, data_dir: Path, framework: str | None, name: str | None,
+                  attribution: str, iters: int = 300) -> dict:
+    """Fit *device* to the tables in *data_dir* and return the profile dict."""
+    points = fitting.load_points(data_dir, framework)
+    base = device.datasheet_only()
+    params = fitting.fit(points, base, start=base.params, iters=iters)
+    tables = sorted({p.source for p in points})
+    return {
+        "format": FORMAT,
+        "name": name or device.name.lower().replace("-", "_"),
+        "device": device.name,
+        "arch": device.arch,
+        "hardware": {
+            "peak_tflops": {k: v / 1e12 for k, v in device.peak_flops.items()},
+            "memory_capacity_bytes": device.memory_bytes,
+            "memory_gbps": device.mem_bw / 1e9,
+            "processing_units": device.sm_count,
+        },
+        "params": params.as_dict(),
+        "fitted": list(fitting.GEMM_FIT + fitting.PREFILL_FIT + fitting.DECODE_FIT),
+        "data": {"folder": data_dir.name, "tables": tables, "framework": framework or "all",
+                 "points": {f: sum(p.family == f for p in points)
+                            for f in ("gemm", "prefill", "decode")}},
+        "errors": fitting.summarize(points, base.copy(params=params), params),
+        "datasheet_only_errors": fitting.summarize(points, base, base.params),
+        "attribution": attribution,
+        "created_by": "labsim calibrate",
+    }
+
+
+@click.command("calibrate")
+@click.option("--device", "device_name", required=True,
+              help="The registered device the tables were measured on (e.g. A100-SXM4-80GB).")
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder of measured tables: gemm_*.csv, attn_*.csv.")
+@click.option("--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Profile file to write (JSON).")
+@click.option("--framework", default=None,
+              help="Use only rows of this framework build (the tables' 'framework' column).")
+@click.option("--name", default=None, help="Profile name (default: from the device).")
+@click.option("--attribution", default="", help="Where the measurements come from (licence).")
+@click.option("--iters", default=300, show_default=True, type=click.IntRange(10, 5000),
+              help="Optimiser iterations per stage.")
+def calibrate_command(device_name, data_dir, output, framework, name, attribution, iters):
+    """Fit the cost model of one device to measured kernel tables and write a profile."""
+    import labsim
+
+    device = labsim.device(device_name)
+    if not hasattr(device, "datasheet_only"):
+        raise UsageError(f"device {device_name!r} is not a labsim-gpus GPU; cannot calibrate it")
+    if not attribution:
+        attribution = f"measured tables in {data_dir.name} (see their provenance)"
+    profile = build_profile(device, data_dir, framework, name, attribution, iters)
+    write_profile(output, profile)
+    click.echo(f"wrote {output}")
+    for family, stats in profile["errors"].items():
+        before = profile["datasheet_only_errors"].get(family, {})
+        click.echo(f"  {family:8s} {stats['points']:5d} points  median {stats['median_ape']:5.1f} %"
+                   f"  P90 {stats['p90_ape']:5.1f} %   (datasheet only: median "
+                   f"{before.get('median_ape', float('nan')):.1f} %)")

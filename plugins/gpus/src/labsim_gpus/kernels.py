@@ -1,0 +1,169 @@
+"""The roofline cost model of single kernels, from first principles.
+
+Pure float functions of hardware numbers (peak FLOP/s, DRAM bandwidth, SM
+count) and :class:`~labsim_gpus.params.CostParams`. :class:`labsim_gpus.GPU`
+wraps them with validation and memoisation; the calibrator calls them directly.
+
+GEMM ``C[m,n] = A[m,k]·W[n,k]ᵀ``
+    The output is cut into CTA tiles ``tm x tn``; the kernel library picks the
+    tile (and a split-K factor when the tiles do not fill the SMs) that runs
+    fastest, which we mimic by taking the minimum over the candidates. Per
+    candidate: ``waves = ceil(ctas / SMs)``; one tile costs the larger of its
+    tensor-core time at the per-SM peak and the time to stream its operands
+    ``(tm+tn)·k`` through the on-chip bandwidth share of one SM (small tiles
+    re-load operands more per FLOP); DRAM time moves A, W and C once (W
+    dominates at small m). Rows are padded to the tile (tile padding), tiles
+    to whole waves (wave quantisation); the two times meet in a smooth
+    roofline ``(t_c^p + t_m^p)^(1/p)`` plus a fixed per-kernel overhead.
+
+Prefill attention (flash attention, causal, optional cached prefix)
+    FLOPs ``= 4·heads·head_dim·pairs`` where *pairs* counts (query, key)
+    couples computed after padding each query block to ``BLOCK_M`` rows and each
+    key range to ``BLOCK_N`` columns. Work spreads over the SMs, but no faster
+    than the longest CTA (the last query block of the longest sequence).
+
+Decode attention (flash decoding)
+    Memory-bound: every sequence reads ``2·kv_heads·head_dim·bytes`` per cached
+    token. One CTA per (sequence, KV head) — query heads of a GQA group share
+    it — split along the context when there are too few CTAs to fill the SMs.
+    Time is the larger of the DRAM stream, the longest CTA's stream at one SM's
+    bandwidth share, and the (small) FLOP time, plus a fixed cost per CTA.
+"""
+
+from __future__ import annotations
+
+import math
+
+from labsim_gpus.params import CostParams
+
+#: GEMM CTA tile candidates (rows of A x rows of W): the CUTLASS/cuBLAS sm80 tile shapes,
+#: from the 16-row GEMV-like kernels used at tiny m to the 128x256 large-GEMM tiles.
+TILES = tuple((tm, tn) for tm in (16, 32, 64, 128, 256) for tn in (64, 128, 256)
+              if tm * tn <= 128 * 256)
+#: smallest K slice a split-K partition is given (cuBLAS does not split below ~256)
+SPLIT_K_MIN = 256
+#: flash-attention forward tile for head_dim 128 on sm80 (FlashAttention-2 kernel traits:
+#: kBlockM = 128 query rows, kBlockN = 64 keys)
+BLOCK_M = 128
+BLOCK_N = 64
+#: flash-decoding key block for head_dim 128 (FlashAttention-2 ``run_mha_fwd_splitkv``)
+DECODE_BLOCK_N = 128
+
+
+def smooth_max(a: float, b: float, p: float) -> float:
+    """``(a^p + b^p)^(1/p)``: the roofline corner, rounded (p → ∞ gives max)."""
+    hi = a if a > b else b
+    if hi <= 0.0:
+        return 0.0
+    lo = b if a > b else a
+    return hi * (1.0 + (lo / hi) ** p) ** (1.0 / p)
+
+
+def gemm_seconds(m: int, n: int, k: int, in_bytes: float, out_bytes: float, peak: float,
+                 mem_bw: float, sm_count: int, p: CostParams) -> float:
+    """Seconds for one GEMM of *in_bytes* operands on a device of *peak* FLOP/s."""
+    sm_rate = peak * p.gemm_compute_eff / sm_count
+    sm_feed = mem_bw * p.onchip_bw_ratio / sm_count
+    dram_bw = mem_bw * p.gemm_mem_eff
+    base_bytes = (m * k + n * k) * in_bytes + m * n * out_bytes
+    best = math.inf
+    for tm, tn in TILES:
+        tiles = -(-m // tm) * -(-n // tn)
+        split = 1
+        if tiles < sm_count:
+            split = max(1, min(sm_count // tiles, k // SPLIT_K_MIN))
+        ctas = tiles * split
+        waves = -(-ctas // sm_count)
+        kk = -(-k // split)
+        t_tile = max(2.0 * tm * tn * kk / sm_rate, (tm + tn) * kk * in_bytes / sm_feed)
+        t_comp = waves * t_tile
+        dram = base_bytes if split == 1 else base_bytes + 2.0 * m * n * 4 * split  # fp32 partials
+        t = smooth_max(t_comp, dram / dram_bw, p.smooth_p)
+        if t < best:
+            best = t
+    return best + p.kernel_overhead_s
+
+
+def prefill_pairs(new: int, prefix: int) -> float:
+    """Exact causal (query, key) pairs of one sequence: ``new·(prefix + (new+1)/2)``."""
+    return new * (prefix + (new + 1) / 2.0)
+
+
+def prefill_seconds(num_seqs: int, total_new: float, total_pairs: float, padded_rows: float,
+                    longest_context: float, num_heads: int, num_kv_heads: int, head_dim: int,
+                    kv_bytes: float, peak: float, mem_bw: float, sm_count: int,
+                    p: CostParams) -> float:
+    """Seconds for one layer of causal flash attention over a batch of prefill chunks.
+
+    :param total_pairs: Σ exact causal pairs (see :func:`prefill_pairs`).
+    :param padded_rows: Σ query rows after padding each sequence to ``BLOCK_M``.
+    :param longest_context: prefix + new tokens of the longest sequence.
+    """
+    if total_new <= 0:
+        return 0.0
+    mean_ctx = total_pairs / total_new  # mean keys seen per query row
+    # block padding: each query block reaches BLOCK_M/2 past the diagonal on average and rounds
+    # its key range up to BLOCK_N; padded query rows see the mean context too
+    pairs = total_pairs + total_new * (BLOCK_M + BLOCK_N) / 2.0 + (padded_rows - total_new) * mean_ctx
+    rate = peak * p.attn_compute_eff
+    t_fluid = 4.0 * head_dim * num_heads * pairs / rate
+    longest_cta = 4.0 * head_dim * BLOCK_M * (longest_context + BLOCK_N / 2.0) / (rate / sm_count)
+    act_bytes = 2.0  # q and o in the activation dtype (bf16/fp16)
+    dram = (total_new * 2 * num_heads * head_dim * act_bytes
+            + total_new * 2 * num_kv_heads * head_dim * kv_bytes
+            + max(0.0, longest_context - total_new / num_seqs) * num_seqs * 2 * num_kv_heads
+            * head_dim * kv_bytes)
+    t_mem = dram / (mem_bw * p.gemm_mem_eff)
+    t = smooth_max(max(t_fluid, longest_cta), t_mem, p.smooth_p)
+    return t + p.kernel_overhead_s + p.attn_overhead_s
+
+
+def num_splits(ctas: int, sm_count: int, context: float, block_n: int = DECODE_BLOCK_N,
+               max_splits: int = 128) -> int:
+    """Context splits flash-decoding uses for *ctas* (sequence x KV head) work items.
+
+    The FlashAttention-2 ``num_splits_heuristic`` (flash_api.cpp): no split when the CTAs
+    nearly fill the SMs; otherwise the smallest split whose wave efficiency
+    ``n_waves / ceil(n_waves)`` is within 85 % of the best one.
+    """
+    if ctas >= 0.8 * sm_count:
+        return 1
+    n_blocks = max(1, -(-int(context) // block_n))
+    max_splits = min(max_splits, sm_count, n_blocks)
+    effs = []
+    for s in range(1, max_splits + 1):
+        if s > 1 and -(-n_blocks // s) == -(-n_blocks // (s - 1)):
+            effs.append(0.0)
+            continue
+        waves = ctas * s / sm_count
+        effs.append(waves / math.ceil(waves))
+    best = max(effs) if effs else 0.0
+    for s, eff in enumerate(effs, start=1):
+        if eff > 0 and eff >= 0.85 * best:
+            return s
+    return 1
+
+
+def decode_seconds(num_seqs: int, total_context: float, longest_context: float, num_heads: int,
+                   num_kv_heads: int, head_dim: int, kv_bytes: float, peak: float,
+                   mem_bw: float, sm_count: int, p: CostParams) -> float:
+    """Seconds for one layer of decode attention (one new token per sequence)."""
+    if num_seqs <= 0:
+        return 0.0
+    per_token = 2.0 * num_kv_heads * head_dim * kv_bytes
+    dram = total_context * per_token + num_seqs * 2 * num_heads * head_dim * 2.0
+    ctas = num_seqs * num_kv_heads
+    split = num_splits(ctas, sm_count, longest_context)
+    bw = mem_bw * p.decode_mem_eff
+    t_stream = dram / bw
+    # the busiest SM streams ceil(ctas·split / SMs) slices of the longest sequence at its share
+    slice_bytes = longest_context * 2.0 * head_dim * kv_bytes / split
+    t_busiest = -(-(ctas * split) // sm_count) * slice_bytes / (mem_bw * p.sm_bw_share / sm_count)
+    t_flops = 4.0 * num_heads * head_dim * total_context / (peak * p.attn_compute_eff)
+    t_ctas = ctas * split * p.decode_cta_s / sm_count
+    return max(t_stream, t_busiest, t_flops) + t_ctas + p.kernel_overhead_s + p.attn_overhead_s
+
+
+def stream_seconds(nbytes: float, mem_bw: float, p: CostParams) -> float:
+    """Seconds for a memory-bound kernel moving *nbytes* through DRAM (reads + writes)."""
+    return nbytes / (mem_bw * p.stream_mem_eff) + p.kernel_overhead_s

@@ -1,0 +1,116 @@
+"""The free parameters of the cost model, their datasheet-only defaults, and transfer.
+
+The roofline in :mod:`labsim_gpus.kernels` needs, besides datasheet peaks,
+a handful of **dimensionless efficiencies and fixed overheads**. They are
+what ``labsim calibrate`` fits from measured tables, and what transfers from
+one GPU to another:
+
+* a profile fitted on one device applies in full to every device of the same
+  architecture generation (the A100 profile prices A100-PCIe, A30, RTX-A6000);
+* to other generations it applies with the per-architecture adjustments of
+  :data:`ARCH_ADJUST` (less confidence: each factor is an assumption with its reason);
+* a device with no profile at all uses :data:`DATASHEET_DEFAULTS`, the
+  "datasheet numbers alone" model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from labsim.errors import UsageError
+
+
+@dataclass(frozen=True)
+class CostParams:
+    """Efficiencies (fractions of a datasheet peak) and overheads (seconds) of one device."""
+
+    #: fraction of dense tensor peak a large GEMM tile sustains
+    gemm_compute_eff: float = 0.80
+    #: fraction of DRAM bandwidth a GEMM streams its operands at
+    gemm_mem_eff: float = 0.80
+    #: on-chip (L2 → shared memory) operand bandwidth as a multiple of DRAM bandwidth; small
+    #: tiles re-load operands more per FLOP and become bound by it
+    onchip_bw_ratio: float = 3.0
+    #: exponent p of the smooth roofline (t_c^p + t_m^p)^(1/p); large p → hard max
+    smooth_p: float = 4.0
+    #: fixed seconds per kernel: launch, ramp-up and tail (also ``Device.launch_overhead``)
+    kernel_overhead_s: float = 5e-6
+    #: fraction of dense peak that flash-attention's inner loop sustains (prefill)
+    attn_compute_eff: float = 0.60
+    #: fixed seconds of one attention kernel beyond kernel_overhead_s (softmax setup, combine)
+    attn_overhead_s: float = 8e-6
+    #: fraction of DRAM bandwidth that decode attention streams the KV cache at
+    decode_mem_eff: float = 0.70
+    #: SM-seconds of fixed work per decode CTA (one sequence x KV head x split): block-table
+    #: lookups, the first dependent loads, the softmax combine
+    decode_cta_s: float = 2e-6
+    #: how many times its fair share (bandwidth / SMs) of DRAM bandwidth one SM can draw
+    sm_bw_share: float = 1.0
+    #: fraction of DRAM bandwidth element-wise, normalisation and device-to-device copies reach
+    stream_mem_eff: float = 0.85
+    #: fraction of the host link (PCIe) per-direction bandwidth pinned-memory copies reach
+    host_link_eff: float = 0.80
+    #: fixed seconds of a host<->device copy (driver, DMA setup)
+    host_copy_latency_s: float = 10e-6
+
+    def replace(self, **changes) -> CostParams:
+        """A copy with *changes*; unknown names are a :class:`UsageError`."""
+        unknown = set(changes) - set(FIELDS)
+        if unknown:
+            raise UsageError(f"unknown cost parameter(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(FIELDS)}")
+        bad = [k for k, v in changes.items() if not (isinstance(v, (int, float)) and v > 0)]
+        if bad:
+            raise UsageError(f"cost parameter(s) {', '.join(bad)} must be positive numbers")
+        return dataclasses.replace(self, **{k: float(v) for k, v in changes.items()})
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(CostParams))
+
+#: The datasheet-only model. Each default is an assumption from public knowledge:
+#: cuBLAS reaches ~75-85 % of dense peak on large GEMMs; streaming kernels ~80-90 % of HBM
+#: bandwidth (STREAM-like); the A100 L2 delivers roughly 3x its HBM bandwidth (A100
+#: whitepaper: "2.3x L2 bandwidth of V100"); FlashAttention-2 forward reaches 50-73 % of A100
+#: peak (Dao 2023, Fig. 4); a kernel timed with CUDA events costs ~4-6 us even when empty, and
+#: an attention call launches two or three kernels (metadata, main, split combine: ~8 us more);
+#: with no better knowledge one SM is assumed to draw its fair share of DRAM bandwidth.
+DATASHEET_DEFAULTS = CostParams()
+
+#: Factors applied to a profile's parameters when it prices a device of another architecture
+#: generation than the one it was fitted on (keys: "<fitted arch>-><target arch>" or "*->arch").
+#: All are assumptions, with the reason:
+ARCH_ADJUST: dict[str, dict[str, float]] = {
+    # Hopper's dense peak assumes the 1.83-1.98 GHz boost clock, which the 700 W budget does not
+    # sustain under tensor load; public cuBLAS bf16 measurements reach ~720-760 of 989 TFLOP/s
+    # (~0.75) against ~0.87-0.9 on A100, hence ~0.85x. FlashAttention-3 on H100 reaches ~75 %
+    # of peak (Shah et al. 2024) against FA2's ~65-70 % on A100, so attention keeps ~1.0x.
+    "hopper": {"gemm_compute_eff": 0.85},
+    # Blackwell: no public kernel tables yet; assume Hopper-like power-limited tensor clocks.
+    "blackwell": {"gemm_compute_eff": 0.85},
+    # Ada cards (L4, L40S, RTX 4090) are power-limited at their dense tensor peak (L4 at 72 W
+    # especially); public GEMM benchmarks report ~65-75 % of dense peak, hence ~0.85x. GDDR
+    # memory reaches a similar fraction of its bandwidth to HBM.
+    "ada": {"gemm_compute_eff": 0.85, "attn_compute_eff": 0.9},
+    # Volta: V100 cuBLAS fp16 reaches ~100-110 of 125 TFLOP/s, like Ampere's fraction.
+    "volta": {},
+}
+
+
+def transfer(params: CostParams, fitted_arch: str, target_arch: str) -> CostParams:
+    """*params* fitted on *fitted_arch*, adjusted to price a device of *target_arch*."""
+    if not fitted_arch or fitted_arch == target_arch:
+        return params
+    factors = dict(ARCH_ADJUST.get(target_arch, {}))
+    for key, back in ARCH_ADJUST.get(fitted_arch, {}).items():  # undo the source's own factor
+        factors[key] = factors.get(key, 1.0) / back
+    changes = {}
+    for key, factor in factors.items():
+        value = getattr(params, key) * factor
+        if key.endswith("_eff"):
+            value = min(value, 0.98)
+        changes[key] = value
+    return params.replace(**changes) if changes else params

@@ -1,0 +1,77 @@
+"""The labsim entry point of labsim-gpus: device presets and the ``calibrate`` command.
+
+Every preset of :mod:`labsim_gpus.catalog` is registered as a :class:`~labsim_gpus.GPU`
+priced with the shipped A100-SXM4-80GB calibration, transferred to its architecture
+(see :mod:`labsim_gpus.params`); ``.datasheet_only()`` gives the uncalibrated model.
+Profiles listed in ``LABSIM_GPU_PROFILES`` install as extra devices.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import structlog
+from labsim import hookimpl
+from labsim.errors import LabsimError, UnknownNameError
+
+from labsim_gpus.catalog import GENERIC, PRESETS
+from labsim_gpus.device import GB, GPU
+from labsim_gpus.profiles import (
+    apply_profile,
+    device_from_profile,
+    installed_profile_paths,
+    load_profile,
+    shipped_profile,
+)
+
+log = structlog.get_logger("labsim_gpus")
+
+#: the shipped calibration every preset starts from
+REFERENCE_PROFILE = "a100_sxm4_80gb.json"
+
+
+def _build(entry: dict) -> GPU:
+    device = GPU(
+        entry["name"], aliases=tuple(entry["aliases"]), description=entry["description"],
+        arch=entry["arch"],
+        peak_flops={k: v * 1e12 for k, v in entry["peak_tflops"].items()},
+        memory_bytes=int(entry["memory_gb"] * GB), mem_bw=entry["mem_bw_gbps"] * GB,
+        sm_count=entry["sm_count"], nvlink_bw=entry["nvlink_gbps"] * GB,
+        host_link_bw=entry["host_link_gbps"] * GB, tdp_w=entry["tdp_w"],
+        price_per_hour=entry["price_per_hour"],
+    )
+    return apply_profile(device, shipped_profile(entry.get("profile", REFERENCE_PROFILE)))
+
+
+@functools.cache
+def presets() -> dict[str, GPU]:
+    """Every preset (and the generic ``GPU`` template) by canonical name."""
+    return {e["name"]: _build(e) for e in [*PRESETS, GENERIC]}
+
+
+def preset(name: str) -> GPU:
+    """The preset called *name* (case-insensitive, aliases accepted)."""
+    key = str(name).casefold()
+    for device in presets().values():
+        if key in {device.name.casefold(), *(a.casefold() for a in device.aliases)}:
+            return device
+    raise UnknownNameError("devices", str(name), presets())
+
+
+@hookimpl
+def register_devices(register):
+    for device in presets().values():
+        register(device)
+    for path in installed_profile_paths():
+        try:
+            data = load_profile(path)
+            register(device_from_profile(data, preset(data.get("device") or "GPU")))
+        except LabsimError as ex:
+            log.warning("gpu_profile_skipped", path=str(path), error=str(ex))
+
+
+@hookimpl
+def register_commands(cli):
+    from labsim_gpus.cli import calibrate_command
+
+    cli.add_command(calibrate_command)

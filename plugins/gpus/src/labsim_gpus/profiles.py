@@ -1,0 +1,111 @@
+"""Calibration profiles: the JSON files ``labsim calibrate`` writes and devices load.
+
+A profile records which device it was fitted for, the datasheet numbers the
+fit assumed, the fitted :class:`~labsim_gpus.params.CostParams`, the data it
+was fitted on (with its attribution) and the fit's errors::
+
+    {"format": "labsim-gpu-profile/1", "name": "a100_sxm4_80gb", "device": "A100-SXM4-80GB",
+     "arch": "ampere", "hardware": {...}, "params": {...}, "fitted": [...],
+     "data": {...}, "errors": {...}, "attribution": "..."}
+
+Applying a profile to a device of another architecture generation adjusts it
+by :func:`labsim_gpus.params.transfer`. A profile can also *install* as a
+device of its own: every profile listed in ``LABSIM_GPU_PROFILES`` (files or
+folders, separated by ``os.pathsep``) is registered under its ``install_as``
+name (default: its ``name``), built from its ``device`` preset and its
+``hardware`` figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+from labsim.errors import UsageError
+
+from labsim_gpus.params import DATASHEET_DEFAULTS, FIELDS, transfer
+
+FORMAT = "labsim-gpu-profile/1"
+ENV_VAR = "LABSIM_GPU_PROFILES"
+
+
+def shipped_profile(filename: str) -> dict:
+    """A profile shipped in this package's ``data/profiles`` folder."""
+    text = resources.files("labsim_gpus").joinpath("data", "profiles", filename).read_text("utf-8")
+    return json.loads(text)
+
+
+def load_profile(path: str | Path) -> dict:
+    """Read and check the profile at *path*."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except OSError as ex:
+        raise UsageError(f"cannot read calibration profile {path}: {ex.strerror}") from None
+    except json.JSONDecodeError as ex:
+        raise UsageError(f"calibration profile {path} is not valid JSON: {ex}") from None
+    return check_profile(data, str(path))
+
+
+def check_profile(data, where: str = "profile") -> dict:
+    """*data* if it is a well-formed profile; a :class:`UsageError` naming the problem otherwise."""
+    if not isinstance(data, dict):
+        raise UsageError(f"{where}: a calibration profile must be a JSON object")
+    if data.get("format") != FORMAT:
+        raise UsageError(f"{where}: 'format' must be {FORMAT!r}, got {data.get('format')!r}")
+    params = data.get("params")
+    if not isinstance(params, dict):
+        raise UsageError(f"{where}: 'params' must be an object of cost parameters")
+    unknown = sorted(set(params) - set(FIELDS))
+    if unknown:
+        raise UsageError(f"{where}: unknown parameter(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(FIELDS)}")
+    DATASHEET_DEFAULTS.replace(**params)  # validates values
+    return data
+
+
+def apply_profile(device, profile: str | Path | dict):
+    """*device* priced with *profile*'s parameters, transferred to its architecture."""
+    data = check_profile(profile) if isinstance(profile, dict) else load_profile(profile)
+    params = DATASHEET_DEFAULTS.replace(**data["params"])
+    params = transfer(params, str(data.get("arch", "")), device.arch)
+    info = {"name": data.get("name", ""), "fitted_on": data.get("device", ""),
+            "arch": data.get("arch", ""), "attribution": data.get("attribution", "")}
+    if data.get("arch") and data.get("arch") != device.arch:
+        info["transferred_to"] = device.arch
+    return device.copy(params=params, profile_info=info)
+
+
+def installed_profile_paths() -> list[Path]:
+    """Profile files named by ``LABSIM_GPU_PROFILES`` (folders contribute their ``*.json``)."""
+    out: list[Path] = []
+    for item in filter(None, os.environ.get(ENV_VAR, "").split(os.pathsep)):
+        path = Path(item)
+        out.extend(sorted(path.glob("*.json")) if path.is_dir() else [path])
+    return out
+
+
+def device_from_profile(data: dict, base):
+    """A new device named by the profile, starting from *base* (its ``device`` preset)."""
+    from labsim_gpus.spec import customize
+
+    hw = dict(data.get("hardware") or {})
+    name = data.get("install_as") or data.get("name")
+    if not name:
+        raise UsageError("a profile installed as a device needs 'install_as' or 'name'")
+    spec = {k: v for k, v in hw.items() if k in ("peak_tflops", "memory_capacity_bytes",
+                                                   "memory_gbps", "processing_units",
+                                                   "nvlink_gbps", "host_link_gbps", "tdp_w",
+                                                   "price_per_hour", "arch")}
+    device = customize(base, spec).copy(name=name, aliases=(),
+                                        description=f"{base.name} calibrated by profile {name}")
+    return apply_profile(device, data)
+
+
+def write_profile(path: str | Path, data: dict) -> None:
+    """Write *data* as a profile file (pretty JSON)."""
+    check_profile(data, str(path))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,120 @@
+"""Physics and invariants of the roofline cost model."""
+
+import math
+
+import labsim_gpus.plugin as plugin
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from labsim_gpus import kernels
+
+A100 = plugin.preset("A100-SXM4-80GB")
+H100 = plugin.preset("H100-SXM")
+
+
+def test_large_gemm_is_compute_bound_near_calibrated_efficiency():
+    m = n = k = 8192
+    t = A100.gemm_time(m, n, k)
+    achieved = 2 * m * n * k / t
+    assert 0.6 * 312e12 < achieved < 312e12
+
+
+def test_small_m_gemm_is_memory_bound():
+    t = A100.gemm_time(1, 8192, 8192)
+    weight_time = 8192 * 8192 * 2 / A100.mem_bw
+    assert weight_time < t < 3 * weight_time
+    # doubling m at tiny m barely changes the time (weights dominate)
+    assert A100.gemm_time(2, 8192, 8192) < 1.1 * t
+
+
+def test_wave_quantisation_makes_time_step():
+    # 108 SMs: one more wave of 128x256 tiles costs a step, not a proportional increase
+    times = [A100.gemm_time(m, 8192, 8192) for m in range(3200, 4200, 8)]
+    assert max(np.diff(times)) > 5 * np.median(np.abs(np.diff(times))) or len(set(times)) < 60
+
+
+def test_faster_gpu_is_faster_and_fp8_faster_than_bf16():
+    assert H100.gemm_time(4096, 4096, 4096) < A100.gemm_time(4096, 4096, 4096)
+    assert H100.gemm_time(4096, 4096, 4096, "fp8") < H100.gemm_time(4096, 4096, 4096, "bf16")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 8192), st.integers(64, 16384), st.integers(64, 16384))
+def test_gemm_monotone_in_m_and_above_roofline(m, n, k):
+    t = A100.gemm_time(m, n, k)
+    assert t >= 2 * m * n * k / 312e12
+    assert t >= A100.launch_overhead
+    assert A100.gemm_time(2 * m, n, k) >= t * 0.999
+
+
+def test_prefill_flops_exact_and_compute_bound():
+    t = A100.attention_time("prefill", batch_size=8, seq_len=8192, num_heads=32, num_kv_heads=8,
+                            head_dim=128)
+    flops = 4 * 32 * 128 * 8 * kernels.prefill_pairs(8192, 0)
+    assert 0.4 * 312e12 < flops / t < 312e12
+
+
+def test_cached_prefix_costs_more():
+    kw = dict(batch_size=2, seq_len=512, num_heads=32, num_kv_heads=8, head_dim=128)
+    assert (A100.attention_time("prefill", prefix_len=4096, **kw)
+            > A100.attention_time("prefill", **kw))
+
+
+def test_decode_long_context_is_bandwidth_bound():
+    b, s, kvh = 64, 32768, 8
+    t = A100.attention_time("decode", batch_size=b, seq_len=s, num_heads=32, num_kv_heads=kvh,
+                            head_dim=128)
+    kv_bytes = b * s * 2 * kvh * 128 * 2
+    assert kv_bytes / A100.mem_bw < t < 3 * kv_bytes / A100.mem_bw
+    fp8 = A100.attention_time("decode", batch_size=b, seq_len=s, num_heads=32, num_kv_heads=kvh,
+                              head_dim=128, kv_dtype="fp8")
+    assert fp8 < 0.7 * t
+
+
+def test_decode_totals_match_equal_lengths_and_seq_lens():
+    kw = dict(num_heads=32, num_kv_heads=8, head_dim=128)
+    full = A100.attention_time("decode", batch_size=16, seq_len=1000, **kw)
+    assert A100.decode_attention_time_from_totals(16, 16000, **kw) == pytest.approx(full)
+    assert A100.attention_time("decode", seq_lens=np.full(16, 1000), **kw) == pytest.approx(full)
+    mixed = A100.attention_time("decode", seq_lens=[100, 4000, 500], **kw)
+    assert mixed > A100.attention_time("decode", seq_lens=[100, 500], **kw)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 2048), st.integers(0, 4096)), min_size=1, max_size=6))
+def test_prefill_totals_aggregate_is_exact_in_flops(chunks):
+    pairs = sum(kernels.prefill_pairs(new, pre) for new, pre in chunks)
+    weight = sum(new * (pre + new / 2) for new, pre in chunks)
+    total_new = sum(new for new, _ in chunks)
+    assert weight + total_new / 2 == pytest.approx(pairs)
+    t = A100.prefill_attention_time_from_totals(len(chunks), total_new, weight, 32, 8, 128)
+    assert t > 0 and math.isfinite(t)
+
+
+def test_prefill_totals_close_to_per_sequence_price():
+    kw = dict(num_heads=32, num_kv_heads=8, head_dim=128)
+    exact = A100.attention_time("prefill", batch_size=4, seq_len=2048, **kw)
+    agg = A100.prefill_attention_time_from_totals(4, 4 * 2048, 4 * 2048 * 1024, **kw)
+    assert agg == pytest.approx(exact, rel=0.1)
+
+
+def test_memcpy_uses_the_right_link():
+    n = 1 << 30
+    d2d = A100.memcpy_time(n, "d2d")
+    h2d = A100.memcpy_time(n, "h2d")
+    assert h2d == pytest.approx(A100.memcpy_time(n, "D2H"))
+    assert n / A100.host_link_bw < h2d < 2 * n / A100.host_link_bw
+    assert 2 * n / A100.mem_bw < d2d < h2d
+    assert A100.elementwise_time(n) < d2d and A100.norm_time(0) == A100.launch_overhead
+
+
+def test_scalar_calls_are_fast():
+    import time
+
+    start = time.perf_counter()
+    for i in range(20000):
+        A100.attention_time("decode", batch_size=8, seq_len=1000 + i, num_heads=32,
+                            num_kv_heads=8, head_dim=128)
+        A100.gemm_time(8 + i % 64, 4096, 4096)
+    assert time.perf_counter() - start < 10  # generous: ~tens of µs per call

@@ -1,0 +1,30 @@
+"""Machinery the serving-engine plugins (labsim-vllm, labsim-trtllm) share.
+
+* :mod:`.kv_cache` — a paged KV cache with prefix caching and LRU eviction;
+* :mod:`.step_cost` — the price of one engine step from the hardware cost model;
+* :mod:`.memory_plan` — how many KV blocks fit beside the weights;
+* :mod:`.serving_metrics` — per-request / per-step tables and the summary section;
+* :mod:`.router` — spreading requests over replicas.
+
+It registers nothing: it is a library.
+"""
+
+from labsim_llm.engine.kv_cache import BlockPool, block_keys
+from labsim_llm.engine.memory_plan import MemoryPlan, plan_memory
+from labsim_llm.engine.router import POLICIES, Router
+from labsim_llm.engine.serving_metrics import SUMMARY_SCHEMA, GapHistogram, ServingMetrics
+from labsim_llm.engine.step_cost import StepPricer, capture_sizes
+
+__all__ = [
+    "BlockPool",
+    "GapHistogram",
+    "MemoryPlan",
+    "POLICIES",
+    "Router",
+    "SUMMARY_SCHEMA",
+    "ServingMetrics",
+    "StepPricer",
+    "block_keys",
+    "capture_sizes",
+    "plan_memory",
+]

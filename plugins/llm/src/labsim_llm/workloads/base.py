@@ -1,0 +1,325 @@
+"""What every LLM request workload shares: streams, sending, sessions and the concurrency cap.
+
+A workload copy (one per target framework) builds :class:`~labsim_llm.request.Request`
+objects and hands them to ``target.submit``. This module owns the parts that
+do not depend on where requests come from:
+
+* **random streams** — named per profile and quantity, seeded by the workload's
+  own ``random_seed`` when given, else by the experiment seed, and drawn in
+  batches (:class:`Sampler`), so every copy sees the identical sequence;
+* **sending** — ``request_id`` 0, 1, 2 ... in the order requests are sent;
+  ``arrival_s`` is the send time; the bounds ``num_requests`` and
+  ``total_duration`` stop it;
+* **sessions** — a conversation holds the plan of its follow-up turns; when a
+  turn finishes (the framework calls its listeners), the next turn is sent
+  after its think time, its prompt carrying the whole previous conversation;
+* **the concurrency cap** — at most ``concurrency`` users busy at once. A user
+  is busy from sending a request until it finishes and, inside a
+  conversation, through the think time until the next turn is sent. A
+  request that finds every user busy waits at the client (``arrival_s`` is
+  when it is finally sent, as ``vllm bench serve --max-concurrency`` counts it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+from labsim.components import Workload
+from labsim.engine import stream_key
+
+from labsim_llm.request import Request
+
+BATCH = 4096  # samples drawn per numpy call: one call per 4096 requests, not per request
+
+
+class Sampler:
+    """Values of one distribution, drawn :data:`BATCH` at a time.
+
+    ``kind`` ``"tokens"`` rounds to integers ≥ 1; ``"time"`` clips at 0.
+    """
+
+    __slots__ = ("dist", "kind", "_buf", "_i")
+
+    def __init__(self, dist, kind: str):
+        self.dist = dist
+        self.kind = kind
+        self._buf: list = []
+        self._i = 0
+
+    def __call__(self):
+        if self._i >= len(self._buf):
+            values = np.asarray(self.dist.sample_n(BATCH), dtype=float)
+            if self.kind == "tokens":
+                self._buf = np.maximum(np.rint(values), 1).astype(np.int64).tolist()
+            else:
+                self._buf = np.maximum(values, 0.0).tolist()
+            self._i = 0
+        value = self._buf[self._i]
+        self._i += 1
+        return value
+
+
+class Uniforms:
+    """Uniform [0, 1) numbers drawn :data:`BATCH` at a time (coin flips, choices)."""
+
+    __slots__ = ("rng", "_buf", "_i")
+
+    def __init__(self, rng):
+        self.rng = rng
+        self._buf: list = []
+        self._i = 0
+
+    def __call__(self) -> float:
+        if self._i >= len(self._buf):
+            self._buf = self.rng.random(BATCH).tolist()
+            self._i = 0
+        value = self._buf[self._i]
+        self._i += 1
+        return value
+
+
+class Session:
+    """One conversation: the prompt so far and the plan of the turns still to come.
+
+    Each planned turn is ``(think_s, user_tokens, max_output_tokens, output_tokens,
+    answer_id, user_id)``: the next prompt is the previous prompt's pieces, the
+    previous answer (``answer_id``) and the new user message (``user_id``).
+    """
+
+    __slots__ = ("session_id", "profile", "streaming", "plan", "turn")
+
+    def __init__(self, session_id: int, profile: str, streaming: bool, plan: list):
+        self.session_id = session_id
+        self.profile = profile
+        self.streaming = streaming
+        self.plan = plan
+        self.turn = 0
+
+    def follow_up(self, previous: Request) -> tuple[float, Request]:
+        """``(think_s, request)`` of the next turn after *previous* finished."""
+        think, user, max_out, out, answer_id, user_id = self.plan[self.turn]
+        self.turn += 1
+        segments = (*previous.segments, (answer_id, previous.output_tokens), (user_id, user))
+        prompt = previous.prompt_tokens + previous.output_tokens + user
+        return think, Request(
+            -1,
+            math.nan,
+            prompt,
+            max_out,
+            out,
+            segments,
+            self.session_id,
+            self.turn,
+            self.streaming,
+            self.profile,
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.turn >= len(self.plan)
+
+
+class RequestWorkload(Workload):
+    """Base of the LLM workloads: see the module docstring for what it provides.
+
+    A subclass implements :meth:`_begin` (start its arrival processes) and may
+    implement :meth:`_next_fresh` (a new request for a user who became free,
+    for closed loops).
+    """
+
+    def __init__(self, config: dict, context):
+        super().__init__(config, context)
+        self.env = context.env
+        seed = config.get("random_seed")
+        self.seed = int(seed) if seed is not None else None
+        self.bytes_per_token = config.get("bytes_per_token_estimate_for_network")
+        self.num_requests = config.get("num_requests")
+        self.total_duration = config.get("total_duration")
+        self.concurrency = config.get("concurrency")
+        self.target = None
+        self.sent = 0
+        self.follow_ups = 0
+        self.sessions_started = 0
+        self.prompt_token_sum = 0
+        self.output_token_sum = 0
+        self.per_profile: dict[str, int] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.busy = 0
+        self._waiting: deque[Request] = deque()
+        self._sessions: dict[int, Session] = {}
+        self._thinking = 0
+        self._stopped = False
+        self._open_sources = 0  # arrival processes (or closed loops) still producing
+        self._next_content = 0
+        self._next_session = 0
+        self._depth = 0  # > 0 while inside target.submit
+
+    # -- random streams ----------------------------------------------------------------------
+
+    def rng(self, *names: str) -> np.random.Generator:
+        """The generator of stream *names* (the workload seed when given, else the experiment's)."""
+        if self.seed is None:
+            return self.context.rng(*names)
+        seq = np.random.SeedSequence(entropy=self.seed, spawn_key=stream_key(*names))
+        return np.random.Generator(np.random.PCG64(seq))
+
+    def distribution(self, config: dict, *names: str):
+        """A registered distribution built from *config*, drawing from stream *names*."""
+        if self.seed is None:
+            return self.context.distribution(config, *names)
+        cls = self.context.registry.get("distributions", config["type"])
+        dist = cls(config, self.rng(*names))
+        prepare = getattr(dist, "prepare", None)
+        if prepare is not None:
+            prepare(self.context.base_dir)
+        return dist
+
+    def sampler(self, config: dict, kind: str, *names: str) -> Sampler:
+        return Sampler(self.distribution(config, *names), kind)
+
+    def content_ids(self, count: int) -> int:
+        """Reserve *count* consecutive content ids; returns the first."""
+        first = self._next_content
+        self._next_content += count
+        return first
+
+    def new_session(self, profile: str, streaming: bool, plan: list) -> Session:
+        session = Session(self._next_session, profile, streaming, plan)
+        self._next_session += 1
+        self.sessions_started += 1
+        return session
+
+    # -- the Workload interface ----------------------------------------------------------------
+
+    def start(self, target) -> None:
+        self.target = target
+        target.add_listener(self._on_finished)
+        self._begin()
+
+    def _begin(self) -> None:
+        raise NotImplementedError(self)
+
+    def _next_fresh(self) -> Request | None:
+        """A fresh request for a user who just became free (closed loops), or None."""
+        return None
+
+    def is_done(self) -> bool:
+        sources_done = self._stopped or self._open_sources == 0
+        return sources_done and not self._waiting and self._thinking == 0 and not self._sessions
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _allowed(self) -> bool:
+        """False once a bound is reached (and from then on)."""
+        if self._stopped:
+            return False
+        if (self.num_requests is not None and self.sent >= self.num_requests) or (
+            self.total_duration is not None and self.env.now >= self.total_duration
+        ):
+            self.stop()
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Send nothing more; conversations in progress end."""
+        self._stopped = True
+        self._waiting.clear()
+        self._sessions.clear()
+
+    def offer(self, request: Request, session: Session | None = None) -> None:
+        """A new request (a fresh one, or the first turn of *session*) is ready to go."""
+        if session is not None and not session.done:
+            self._sessions[session.session_id] = session
+            request.session_id = session.session_id
+        if self.concurrency is not None and self.busy >= self.concurrency:
+            self._waiting.append(request)
+            return
+        if self.concurrency is not None:
+            self.busy += 1
+        self._send(request)
+
+    def _send(self, request: Request) -> None:
+        """Submit now (the caller holds a user slot when the cap applies)."""
+        if not self._allowed():
+            self._release_slot()
+            return
+        request.request_id = self.sent
+        request.arrival_s = self.env.now
+        self.sent += 1
+        if request.turn:
+            self.follow_ups += 1
+        self.prompt_token_sum += request.prompt_tokens
+        self.output_token_sum += request.output_tokens
+        self.per_profile[request.profile] = self.per_profile.get(request.profile, 0) + 1
+        self.in_flight += 1
+        if self.in_flight > self.max_in_flight:
+            self.max_in_flight = self.in_flight
+        self._depth += 1
+        try:
+            self.target.submit(request)
+        finally:
+            self._depth -= 1
+
+    def _release_slot(self) -> None:
+        """A user became free: start the next waiting or (closed loop) fresh request."""
+        if self.concurrency is None:
+            return
+        self.busy -= 1
+        if self._depth:  # called from inside target.submit (an instant rejection): refill later
+            self.busy += 1
+            self.env.timeout(0).callbacks.append(lambda _event: self._release_slot())
+            return
+        while self.busy < self.concurrency and not self._stopped:
+            if self._waiting:
+                request = self._waiting.popleft()
+            else:
+                request = self._next_fresh()
+                if request is None:
+                    return
+            self.busy += 1
+            self._send(request)
+
+    def _on_finished(self, request: Request) -> None:
+        self.in_flight -= 1
+        session = self._sessions.get(request.session_id) if request.session_id >= 0 else None
+        if session is None or request.status != "finished" or self._stopped:
+            if session is not None:
+                del self._sessions[request.session_id]
+            self._release_slot()
+            return
+        think, nxt = session.follow_up(request)
+        if session.done:
+            del self._sessions[request.session_id]
+        when = self.env.now + think
+        if self.total_duration is not None and when >= self.total_duration:
+            self._sessions.pop(request.session_id, None)
+            self._release_slot()
+            return
+        self._thinking += 1
+        self.env.timeout(think).callbacks.append(lambda _event, r=nxt: self._after_think(r))
+
+    def _after_think(self, request: Request) -> None:
+        self._thinking -= 1
+        self._send(request)  # under the cap, the conversation kept its user slot while thinking
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def summary(self) -> dict:
+        out = {
+            "type": self.name,
+            "requests_sent": self.sent,
+            "follow_up_requests": self.follow_ups,
+            "sessions": self.sessions_started,
+            "mean_prompt_tokens": self.prompt_token_sum / self.sent if self.sent else None,
+            "mean_output_tokens": self.output_token_sum / self.sent if self.sent else None,
+            "requests_per_profile": dict(self.per_profile),
+            "max_in_flight": self.max_in_flight,
+        }
+        if self.seed is not None:
+            out["random_seed"] = self.seed
+        if self.concurrency is not None:
+            out["concurrency"] = self.concurrency
+        return out

@@ -1,0 +1,449 @@
+"""The ``client_profiles`` workload: synthetic LLM requests from a weighted mix of client profiles.
+
+This is the seed-file ``workload:`` block::
+
+    workload:
+      total_duration: 300
+      random_seed: 123
+      client_profiles:
+        - profile_name: interactive_chat
+          weight: 1.0
+          inter_arrival_time_dist_config: {type: Exponential, rate: 10.0}
+          prompt_tokens_dist_config: {type: LogNormal, mean: 50, sigma: 20, is_int: true}
+          max_output_tokens_dist_config: {type: Uniform, low: 50, high: 200, is_int: true}
+          conversational_probability: 0.3
+          streaming_response_probability: 0.9
+
+How arrivals happen — exactly one of these:
+
+* **one stream per profile** (no workload-level arrival keys): each profile
+  sends requests with gaps from its own ``inter_arrival_time_dist_config``
+  (or ``request_rate``, a Poisson shorthand). The first request comes one gap
+  after t = 0. ``weight`` plays no part here except that a profile of weight 0
+  sends nothing;
+* **one shared stream** (``request_rate`` with ``arrival_process`` poisson |
+  gamma | constant, or a workload-level ``inter_arrival_time_dist_config``):
+  each arrival picks its profile with probability weight / Σ weights;
+* **bursts** (``burst_size: N``): N requests at t = 0 (and again every
+  ``burst_interval_s`` if given), profiles picked by weight;
+* **closed loop** (``concurrency: N`` alone): N users, each sends a request as
+  soon as its previous one finished (``vllm bench serve --max-concurrency N``
+  at an infinite request rate). ``concurrency`` combined with any of the
+  above caps the users busy at once instead.
+
+Every stream is named after the profile and the quantity
+(``("workload", profile_name, "prompt")`` ...), so every target framework's copy
+draws identical numbers and adding a profile does not change the others.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+from labsim.errors import UsageError
+from labsim.schema import DISTRIBUTION_REF
+
+from labsim_llm.request import Request
+from labsim_llm.workloads.base import RequestWorkload, Session, Uniforms
+
+#: Think time between the turns of a conversation when the file gives none. Assumption (no
+#: measured source): a reader's pause of 5 s on average; set think_time_dist_config to change it.
+DEFAULT_THINK_TIME = {"type": "Exponential", "mean": 5.0}
+#: Longest conversation when the file gives no max_turns. Assumption: caps the geometric tail.
+DEFAULT_MAX_TURNS = 10
+
+PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
+POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+
+PROFILE_SCHEMA = {
+    "type": "object",
+    "required": ["profile_name", "prompt_tokens_dist_config", "max_output_tokens_dist_config"],
+    "additionalProperties": False,
+    "properties": {
+        "profile_name": {"type": "string", "minLength": 1},
+        "weight": {
+            "type": "number",
+            "minimum": 0,
+            "default": 1.0,
+            "description": "Share of a shared arrival stream (weight / sum of weights); "
+            "with one stream per profile, 0 disables the profile.",
+        },
+        "inter_arrival_time_dist_config": {
+            **DISTRIBUTION_REF,
+            "description": "Gaps between this profile's requests (s).",
+        },
+        "request_rate": {
+            **POSITIVE,
+            "description": "Poisson arrivals per second (instead of "
+            "inter_arrival_time_dist_config).",
+        },
+        "prompt_tokens_dist_config": {
+            **DISTRIBUTION_REF,
+            "description": "Prompt tokens of a new request (system prompt excluded).",
+        },
+        "max_output_tokens_dist_config": {
+            **DISTRIBUTION_REF,
+            "description": "max_tokens the client asks for.",
+        },
+        "output_tokens_dist_config": {
+            **DISTRIBUTION_REF,
+            "description": "Where generation actually "
+            "stops (EOS); capped by max_output_tokens. Absent: every request "
+            "generates exactly max_output_tokens (ignore_eos).",
+        },
+        "conversational_probability": {
+            **PROBABILITY,
+            "default": 0.0,
+            "description": "After each finished turn, the chance that the "
+            "user sends a follow-up turn.",
+        },
+        "max_turns": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_TURNS},
+        "think_time_dist_config": {
+            **DISTRIBUTION_REF,
+            "description": "Seconds between a turn finishing and the follow-up being sent.",
+        },
+        "follow_up_prompt_tokens_dist_config": {
+            **DISTRIBUTION_REF,
+            "description": "New user tokens of a follow-up (default: prompt_tokens_dist_config).",
+        },
+        "streaming_response_probability": {**PROBABILITY, "default": 1.0},
+        "system_prompt_tokens": {
+            "type": "integer",
+            "minimum": 0,
+            "default": 0,
+            "description": "A shared system prompt put before every prompt.",
+        },
+        "num_system_prompts": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 1,
+            "description": "Distinct system prompts, picked uniformly.",
+        },
+    },
+}
+
+COMMON_PROPERTIES = {
+    "type": {"type": "string"},
+    "total_duration": {**POSITIVE, "description": "No request is sent at or after this time (s)."},
+    "num_requests": {
+        "type": "integer",
+        "minimum": 1,
+        "description": "Stop after sending this many requests (follow-up turns included).",
+    },
+    "random_seed": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "Seeds the workload's streams "
+        "instead of simulation.random_seed (the workload then ignores --seed).",
+    },
+    "bytes_per_token_estimate_for_network": {"type": "number", "minimum": 0},
+    "concurrency": {
+        "type": "integer",
+        "minimum": 1,
+        "description": "At most this many users busy "
+        "at once; alone, a closed loop of this many users.",
+    },
+}
+
+CONFIG_SCHEMA = {
+    "type": "object",
+    "required": ["client_profiles"],
+    "additionalProperties": False,
+    "properties": {
+        **COMMON_PROPERTIES,
+        "client_profiles": {"type": "array", "minItems": 1, "items": PROFILE_SCHEMA},
+        "request_rate": {**POSITIVE, "description": "Requests per second of one shared stream."},
+        "arrival_process": {"enum": ["poisson", "gamma", "constant"], "default": "poisson"},
+        "burstiness": {
+            **POSITIVE,
+            "default": 1.0,
+            "description": "Gamma shape of the gaps "
+            "(as vllm bench serve --burstiness): < 1 burstier, 1 Poisson.",
+        },
+        "inter_arrival_time_dist_config": {
+            **DISTRIBUTION_REF,
+            "description": "Gaps of one shared stream.",
+        },
+        "burst_size": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Requests sent at once at t = 0.",
+        },
+        "burst_interval_s": {**POSITIVE, "description": "Repeat the burst this often (s)."},
+        "think_time_dist_config": {
+            **DISTRIBUTION_REF,
+            "description": "Default think time of every profile.",
+        },
+    },
+}
+
+
+class Profile:
+    """One client profile's samplers and settings, ready to make requests."""
+
+    def __init__(self, wl: RequestWorkload, cfg: dict, default_think: dict):
+        name = self.name = cfg["profile_name"]
+        self.weight = float(cfg.get("weight", 1.0))
+        self.prompt = wl.sampler(
+            cfg["prompt_tokens_dist_config"], "tokens", "workload", name, "prompt"
+        )
+        self.max_out = wl.sampler(
+            cfg["max_output_tokens_dist_config"], "tokens", "workload", name, "max_output"
+        )
+        stop = cfg.get("output_tokens_dist_config")
+        self.stop = wl.sampler(stop, "tokens", "workload", name, "output") if stop else None
+        self.streaming_p = float(cfg.get("streaming_response_probability", 1.0))
+        self.conv_p = float(cfg.get("conversational_probability", 0.0))
+        self.max_turns = int(cfg.get("max_turns", DEFAULT_MAX_TURNS))
+        self.coins = Uniforms(wl.rng("workload", name, "coins"))
+        self.system_tokens = int(cfg.get("system_prompt_tokens", 0))
+        count = int(cfg.get("num_system_prompts", 1))
+        self.system_ids = [wl.content_ids(1) for _ in range(count)] if self.system_tokens else []
+        if self.conv_p > 0:
+            self.think = wl.sampler(
+                cfg.get("think_time_dist_config") or default_think,
+                "time",
+                "workload",
+                name,
+                "think",
+            )
+            follow = (
+                cfg.get("follow_up_prompt_tokens_dist_config") or cfg["prompt_tokens_dist_config"]
+            )
+            self.follow_prompt = wl.sampler(follow, "tokens", "workload", name, "follow_up_prompt")
+        self.gaps = None
+        if cfg.get("inter_arrival_time_dist_config"):
+            self.gaps = wl.sampler(
+                cfg["inter_arrival_time_dist_config"], "time", "workload", name, "arrivals"
+            )
+        elif cfg.get("request_rate"):
+            self.gaps = wl.sampler(
+                {"type": "Exponential", "rate": cfg["request_rate"]},
+                "time",
+                "workload",
+                name,
+                "arrivals",
+            )
+
+    def _lengths(self) -> tuple[int, int]:
+        max_out = self.max_out()
+        return max_out, (min(max_out, self.stop()) if self.stop is not None else max_out)
+
+    def fresh(self, wl: RequestWorkload) -> tuple[Request, Session | None]:
+        """A new first-turn request, and its conversation when it will have follow-ups."""
+        user = self.prompt()
+        max_out, out = self._lengths()
+        streaming = self.streaming_p >= 1.0 or (
+            self.streaming_p > 0 and self.coins() < self.streaming_p
+        )
+        if self.system_tokens:
+            pick = int(self.coins() * len(self.system_ids)) if len(self.system_ids) > 1 else 0
+            segments = ((self.system_ids[pick], self.system_tokens), (wl.content_ids(1), user))
+        else:
+            segments = ((wl.content_ids(1), user),)
+        request = Request(
+            -1,
+            math.nan,
+            self.system_tokens + user,
+            max_out,
+            out,
+            segments,
+            streaming=streaming,
+            profile=self.name,
+        )
+        turns = 0
+        while self.conv_p > 0 and turns < self.max_turns - 1 and self.coins() < self.conv_p:
+            turns += 1
+        if not turns:
+            return request, None
+        first_id = wl.content_ids(2 * turns)
+        plan = []
+        for j in range(turns):
+            think, user_tokens = self.think(), self.follow_prompt()
+            f_max, f_out = self._lengths()
+            plan.append((think, user_tokens, f_max, f_out, first_id + 2 * j, first_id + 2 * j + 1))
+        return request, wl.new_session(self.name, streaming, plan)
+
+
+class ClientProfilesWorkload(RequestWorkload):
+    """Synthetic requests from weighted client profiles: open/closed loop, bursts, sessions."""
+
+    name = "client_profiles"
+    aliases = ("profiles", "synthetic")
+    description = (
+        "Synthetic LLM requests from weighted client profiles (open/closed loop, bursts, sessions)"
+    )
+    config_schema = CONFIG_SCHEMA
+
+    def __init__(self, config: dict, context):
+        super().__init__(config, context)
+        self._check(config)
+        default_think = config.get("think_time_dist_config") or DEFAULT_THINK_TIME
+        self.profiles = [Profile(self, p, default_think) for p in config["client_profiles"]]
+        shared = [p for p in self.profiles if p.weight > 0]
+        total = sum(p.weight for p in shared)
+        self._choices = shared
+        self._cumulative = (
+            [sum(p.weight for p in shared[: i + 1]) / total for i in range(len(shared))]
+            if total > 0
+            else []
+        )
+        self._pick_coins = Uniforms(self.rng("workload", "profile_choice"))
+        self.mode = self._mode(config)
+        self._shared_gaps = None
+        if self.mode == "shared":
+            self._shared_gaps = self.sampler(
+                self._shared_gap_config(config), "time", "workload", "arrivals"
+            )
+
+    # -- configuration ------------------------------------------------------------------------
+
+    @staticmethod
+    def _check(config: dict) -> None:
+        names = [p["profile_name"] for p in config["client_profiles"]]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise UsageError(
+                f"client_profiles: duplicate profile_name {dupes[0]!r}; names must be unique"
+            )
+        shared_keys = [
+            k
+            for k in ("request_rate", "inter_arrival_time_dist_config", "burst_size")
+            if k in config
+        ]
+        if len(shared_keys) > 1:
+            raise UsageError(
+                f"workload: give only one of request_rate, inter_arrival_time_dist_config and "
+                f"burst_size; got {', '.join(shared_keys)}"
+            )
+        own = [
+            p["profile_name"]
+            for p in config["client_profiles"]
+            if "inter_arrival_time_dist_config" in p or "request_rate" in p
+        ]
+        for p in config["client_profiles"]:
+            if "inter_arrival_time_dist_config" in p and "request_rate" in p:
+                raise UsageError(
+                    f"client_profiles[{p['profile_name']!r}]: give inter_arrival_time_dist_config "
+                    "or request_rate, not both"
+                )
+        if shared_keys and own:
+            raise UsageError(
+                f"client_profiles[{own[0]!r}]: a profile cannot have its own arrivals when the "
+                f"workload sets {shared_keys[0]} (one shared stream, profiles picked by weight)"
+            )
+        if "burst_interval_s" in config and "burst_size" not in config:
+            raise UsageError("workload.burst_interval_s needs burst_size")
+        if not shared_keys and "concurrency" not in config:
+            missing = [
+                p["profile_name"]
+                for p in config["client_profiles"]
+                if p["profile_name"] not in own and p.get("weight", 1.0) > 0
+            ]
+            if missing:
+                raise UsageError(
+                    f"client_profiles[{missing[0]!r}]: no arrivals: give the profile an "
+                    "inter_arrival_time_dist_config (or request_rate), or give the workload "
+                    "request_rate, inter_arrival_time_dist_config, burst_size or concurrency"
+                )
+        if not any(p.get("weight", 1.0) > 0 for p in config["client_profiles"]):
+            raise UsageError(
+                "client_profiles: every weight is 0; at least one profile needs weight > 0"
+            )
+
+    @staticmethod
+    def _mode(config: dict) -> str:
+        if "burst_size" in config:
+            return "burst"
+        if "request_rate" in config or "inter_arrival_time_dist_config" in config:
+            return "shared"
+        if any(
+            "inter_arrival_time_dist_config" in p or "request_rate" in p
+            for p in config["client_profiles"]
+        ):
+            return "per_profile"
+        return "closed_loop"
+
+    @staticmethod
+    def _shared_gap_config(config: dict) -> dict:
+        if "inter_arrival_time_dist_config" in config:
+            return config["inter_arrival_time_dist_config"]
+        rate = float(config["request_rate"])
+        process = config.get("arrival_process", "poisson")
+        if process == "poisson":
+            return {"type": "Exponential", "rate": rate}
+        if process == "gamma":
+            shape = float(config.get("burstiness", 1.0))
+            return {"type": "Gamma", "shape": shape, "scale": 1.0 / (rate * shape)}
+        return {"type": "Constant", "value": 1.0 / rate}
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _pick(self) -> Profile:
+        if len(self._choices) == 1:
+            return self._choices[0]
+        return self._choices[
+            min(bisect.bisect_right(self._cumulative, self._pick_coins()), len(self._choices) - 1)
+        ]
+
+    def _room(self) -> bool:
+        """False when the requests already sent or waiting reach num_requests."""
+        return self.num_requests is None or self.sent + len(self._waiting) < self.num_requests
+
+    def _begin(self) -> None:
+        env = self.env
+        if self.mode == "per_profile":
+            for profile in self.profiles:
+                if profile.gaps is not None and profile.weight > 0:
+                    env.process(self._stream(profile.gaps, lambda p=profile: p))
+        elif self.mode == "shared":
+            env.process(self._stream(self._shared_gaps, self._pick))
+        elif self.mode == "burst":
+            env.process(self._bursts())
+        else:
+            self._open_sources += 1
+            for _ in range(self.concurrency):
+                if not self._allowed() or not self._room():
+                    break
+                self.offer(*self._pick().fresh(self))
+
+    def _stream(self, gaps, pick):
+        self._open_sources += 1
+        try:
+            while True:
+                yield self.env.timeout(gaps())
+                if not self._allowed() or not self._room():
+                    return
+                self.offer(*pick().fresh(self))
+        finally:
+            self._open_sources -= 1
+
+    def _bursts(self):
+        self._open_sources += 1
+        size, interval = self.config["burst_size"], self.config.get("burst_interval_s")
+        try:
+            while True:
+                for _ in range(size):
+                    if not self._allowed() or not self._room():
+                        return
+                    self.offer(*self._pick().fresh(self))
+                if interval is None:
+                    return
+                yield self.env.timeout(interval)
+        finally:
+            self._open_sources -= 1
+
+    def _next_fresh(self) -> Request | None:
+        if self.mode != "closed_loop" or not self._allowed() or not self._room():
+            return None
+        request, session = self._pick().fresh(self)
+        if session is not None and not session.done:
+            self._sessions[session.session_id] = session
+            request.session_id = session.session_id
+        return request
+
+    def summary(self) -> dict:
+        out = super().summary()
+        out["arrivals"] = self.mode
+        return out

@@ -1,0 +1,323 @@
+"""The ``trace`` workload: replay LLM requests recorded in a CSV file.
+
+Each row is one request: when it arrived, its prompt tokens and the tokens it
+generated, optionally the conversation it belongs to::
+
+    workload:
+      type: trace
+      path: builtin:splitwise_conv        # or a CSV file, relative to the experiment file
+      time_scale: 0.5                     # replay twice as fast
+      max_requests: 2000
+
+Columns are found by their usual names (``arrived_at``/``timestamp``/``TIMESTAMP``,
+``num_prefill_tokens``/``prompt_tokens``/``ContextTokens``,
+``num_decode_tokens``/``output_tokens``/``GeneratedTokens``, ``session_id``) or
+named with ``columns:``. Timestamps are numbers (in ``time_unit``) or ISO dates;
+the first row is t = 0. A request arrives at ``(t - start_s) · time_scale``.
+Each request generates exactly its recorded output tokens (at least 1).
+
+Rows that share a session id form a conversation: a later row's prompt
+carries the previous turn (its prompt and its answer) as a prefix when it is
+at least that long, so a prefix cache can reuse it. Rows are replayed at
+their recorded times (open loop), whether or not the previous turn finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from labsim.errors import UsageError
+
+from labsim_llm.request import Request
+from labsim_llm.workloads.base import RequestWorkload, Uniforms
+from labsim_llm.workloads.profiles import COMMON_PROPERTIES, POSITIVE, PROBABILITY
+
+#: builtin:<name> → file in labsim_llm/data/traces (see the README there for their origin)
+BUILTIN_TRACES = {"splitwise_conv": "splitwise_conv.csv", "splitwise_code": "splitwise_code.csv"}
+
+COLUMN_GUESSES = {
+    "timestamp": (
+        "arrived_at",
+        "timestamp",
+        "arrival_time",
+        "arrival_s",
+        "time",
+        "time_s",
+        "start_time",
+    ),
+    "prompt_tokens": (
+        "num_prefill_tokens",
+        "prompt_tokens",
+        "contexttokens",
+        "context_tokens",
+        "input_tokens",
+        "prompt_len",
+        "input_length",
+        "num_prompt_tokens",
+    ),
+    "output_tokens": (
+        "num_decode_tokens",
+        "output_tokens",
+        "generatedtokens",
+        "generated_tokens",
+        "output_len",
+        "output_length",
+        "completion_tokens",
+        "num_output_tokens",
+    ),
+    "session_id": ("session_id", "conversation_id", "session", "conv_id", "chat_id"),
+}
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+CONFIG_SCHEMA = {
+    "type": "object",
+    "required": ["path"],
+    "additionalProperties": False,
+    "properties": {
+        **COMMON_PROPERTIES,
+        "path": {
+            "type": "string",
+            "minLength": 1,
+            "description": "CSV file (relative to the experiment "
+            "file) or builtin:splitwise_conv | builtin:splitwise_code.",
+        },
+        "columns": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {k: {"type": "string", "minLength": 1} for k in COLUMN_GUESSES},
+            "description": "Column names in the file, when not the usual ones.",
+        },
+        "time_unit": {"enum": list(TIME_UNITS), "default": "s"},
+        "time_scale": {
+            **POSITIVE,
+            "default": 1.0,
+            "description": "Multiplies every recorded time (0.5 replays twice as fast).",
+        },
+        "start_s": {
+            "type": "number",
+            "minimum": 0,
+            "default": 0,
+            "description": "Skip the rows "
+            "recorded in the first start_s seconds; the next row arrives at t = 0 (or later).",
+        },
+        "end_s": {**POSITIVE, "description": "Replay only rows recorded before this time."},
+        "max_requests": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Replay at most this many rows.",
+        },
+        "streaming_response_probability": {**PROBABILITY, "default": 1.0},
+    },
+}
+
+
+def trace_path(value: str, context) -> Path:
+    """The file named by *value*: ``builtin:NAME`` or a path relative to the experiment file."""
+    if value.startswith("builtin:"):
+        name = value.split(":", 1)[1]
+        if name not in BUILTIN_TRACES:
+            raise UsageError(
+                f"workload.path: no built-in trace {name!r}; available: "
+                + ", ".join(f"builtin:{n}" for n in sorted(BUILTIN_TRACES))
+            )
+        return Path(
+            str(resources.files("labsim_llm").joinpath("data", "traces", BUILTIN_TRACES[name]))
+        )
+    experiment = getattr(context, "experiment", None)
+    path = experiment.resolve_path(value) if experiment is not None else Path(value)
+    if not path.is_file():
+        raise UsageError(
+            f"workload.path: trace file not found: {value} (relative paths are read from "
+            "the experiment file's folder)"
+        )
+    return path
+
+
+def _column(header: list[str], field: str, given: str | None, path: Path) -> int | None:
+    lowered = [h.strip().lower() for h in header]
+    if given is not None:
+        if given.strip().lower() not in lowered:
+            raise UsageError(
+                f"trace {path}: no column {given!r} (columns.{field}); "
+                f"the file has: {', '.join(header)}"
+            )
+        return lowered.index(given.strip().lower())
+    for guess in COLUMN_GUESSES[field]:
+        if guess in lowered:
+            return lowered.index(guess)
+    if field == "session_id":
+        return None
+    raise UsageError(
+        f"trace {path}: no {field} column (looked for {', '.join(COLUMN_GUESSES[field])}); "
+        f"the file has: {', '.join(header)}. Name it with workload.columns.{field}"
+    )
+
+
+def _time(text: str, unit: float) -> float | None:
+    """Seconds of a timestamp cell: a number in *unit*, or an ISO date (None if neither)."""
+    try:
+        return float(text) * unit
+    except ValueError:
+        pass
+    try:
+        head, _, frac = text.strip().partition(".")
+        return datetime.fromisoformat(head + ("." + frac[:6] if frac else "")).timestamp()
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=8)
+def load_trace(path: str, stamp: tuple, columns: tuple, unit: float):
+    """``(times_s, prompt, output, sessions | None)`` arrays of a trace file, sorted by time."""
+    given = dict(columns)
+    times, prompts, outputs, sessions, session_ids = [], [], [], [], {}
+    try:
+        handle = open(path, newline="", encoding="utf-8-sig")
+    except OSError as ex:
+        raise UsageError(f"trace {path}: cannot read it: {ex.strerror}") from None
+    with handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header:
+            raise UsageError(f"trace {path}: the file is empty")
+        cols = {f: _column(header, f, given.get(f), Path(path)) for f in COLUMN_GUESSES}
+        names = {f: header[i].strip() for f, i in cols.items() if i is not None}
+        for lineno, row in enumerate(reader, start=2):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            cells = {}
+            for field, index in cols.items():
+                if index is None:
+                    continue
+                if index >= len(row) or not row[index].strip():
+                    raise UsageError(
+                        f"trace {path} line {lineno}: column {names[field]!r} is empty"
+                    )
+                cells[field] = row[index].strip()
+            t = _time(cells["timestamp"], unit)
+            if t is None or not math.isfinite(t):
+                raise UsageError(
+                    f"trace {path} line {lineno}: column {names['timestamp']!r}: "
+                    f"{cells['timestamp']!r} is not a number or an ISO date"
+                )
+            times.append(t)
+            for field, out, least in (("prompt_tokens", prompts, 1), ("output_tokens", outputs, 0)):
+                try:
+                    value = float(cells[field])
+                except ValueError:
+                    raise UsageError(
+                        f"trace {path} line {lineno}: column {names[field]!r}: "
+                        f"{cells[field]!r} is not a number"
+                    ) from None
+                if not math.isfinite(value) or value < least or value != int(value):
+                    raise UsageError(
+                        f"trace {path} line {lineno}: column {names[field]!r}: {cells[field]!r} "
+                        f"is not a whole number ≥ {least}"
+                    )
+                out.append(int(value))
+            if cols["session_id"] is not None:
+                sessions.append(session_ids.setdefault(cells["session_id"], len(session_ids)))
+    if not times:
+        raise UsageError(f"trace {path}: no requests (only a header)")
+    t = np.asarray(times, dtype=float)
+    order = np.argsort(t, kind="stable")
+    t = t[order] - t[order[0]]
+    sess = np.asarray(sessions, dtype=np.int64)[order] if sessions else None
+    return (
+        t,
+        np.asarray(prompts, dtype=np.int64)[order],
+        np.asarray(outputs, dtype=np.int64)[order],
+        sess,
+    )
+
+
+class TraceWorkload(RequestWorkload):
+    """Replays a request trace from CSV (timestamp, prompt tokens, output tokens, session id)."""
+
+    name = "trace"
+    aliases = ("trace_replay", "replay")
+    description = "Replays LLM requests from a CSV trace (built-in: splitwise_conv, splitwise_code)"
+    config_schema = CONFIG_SCHEMA
+
+    def __init__(self, config: dict, context):
+        super().__init__(config, context)
+        self.path = trace_path(config["path"], context)
+        unit = TIME_UNITS[config.get("time_unit", "s")]
+        columns = tuple(sorted((config.get("columns") or {}).items()))
+        stat = self.path.stat()
+        times, prompts, outputs, sessions = load_trace(
+            str(self.path), (stat.st_mtime_ns, stat.st_size), columns, unit
+        )
+        start = float(config.get("start_s", 0.0))
+        keep = times >= start
+        if config.get("end_s") is not None:
+            keep &= times < float(config["end_s"])
+        index = np.flatnonzero(keep)[: config.get("max_requests")]
+        if index.size == 0:
+            raise UsageError(
+                f"workload: no trace rows between start_s {start} and end_s "
+                f"{config.get('end_s')} (the trace spans {times[-1]:.1f} s)"
+            )
+        scale = float(config.get("time_scale", 1.0))
+        self._times = ((times[index] - start) * scale).tolist()
+        self._prompts = prompts[index].tolist()
+        self._outputs = np.maximum(outputs[index], 1).tolist()
+        self._trace_sessions = sessions[index].tolist() if sessions is not None else None
+        self.streaming_p = float(config.get("streaming_response_probability", 1.0))
+        self._coins = Uniforms(self.rng("workload", "trace", "streaming"))
+        self._last: dict[int, tuple] = {}
+        self.rows = len(self._times)
+
+    def _begin(self) -> None:
+        self.env.process(self._replay())
+
+    def _request(self, i: int) -> Request:
+        prompt, out = self._prompts[i], self._outputs[i]
+        streaming = self.streaming_p >= 1.0 or (
+            self.streaming_p > 0 and self._coins() < self.streaming_p
+        )
+        session, turn, segments = -1, 0, None
+        if self._trace_sessions is not None:
+            session = self._trace_sessions[i]
+            last = self._last.get(session)
+            if last is not None:
+                turn = last[3] + 1
+                carried = last[1] + last[2]
+                if prompt > carried:
+                    ids = self.content_ids(2)
+                    segments = (*last[0], (ids, last[2]), (ids + 1, prompt - carried))
+        if segments is None:
+            segments = ((self.content_ids(1), prompt),)
+        if session >= 0:
+            self._last[session] = (segments, prompt, out, turn)
+        return Request(-1, math.nan, prompt, out, out, segments, session, turn, streaming, "trace")
+
+    def _replay(self):
+        self._open_sources += 1
+        env = self.env
+        try:
+            for i, t in enumerate(self._times):
+                if t > env.now:
+                    yield env.timeout(t - env.now)
+                if not self._allowed():
+                    return
+                self.offer(self._request(i))
+        finally:
+            self._open_sources -= 1
+
+    def summary(self) -> dict:
+        out = super().summary()
+        out.update(
+            {
+                "trace": self.config["path"],
+                "trace_rows": self.rows,
+                "time_scale": float(self.config.get("time_scale", 1.0)),
+            }
+        )
+        return out

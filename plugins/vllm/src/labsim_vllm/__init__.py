@@ -1,0 +1,1 @@
+"""labsim-vllm."""

@@ -1,0 +1,141 @@
+"""End-to-end runs of the vLLM framework: conservation, memory, preemption, caching, equivalence."""
+
+import copy
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import labsim
+from labsim.errors import ConfigError, LabsimError
+
+from labsim_vllm.plugin import VLLM
+
+
+def experiment(rate=8.0, duration=6.0, prompt=400, output=80, vllm=None, profile=None, wl=None,
+               seed=3):
+    prof = {"profile_name": "p", "weight": 1.0, "request_rate": rate,
+            "prompt_tokens_dist_config": {"type": "LogNormal", "mean": prompt, "sigma": prompt / 2,
+                                          "is_int": True, "min": 4, "max": 4 * prompt},
+            "max_output_tokens_dist_config": {"type": "LogNormal", "mean": output,
+                                              "sigma": output / 2, "is_int": True, "min": 2,
+                                              "max": 4 * output}}
+    prof.update(profile or {})
+    workload = {"type": "client_profiles", "total_duration": duration, "client_profiles": [prof]}
+    workload.update(wl or {})
+    return {
+        "name": "t", "simulation": {"max_simulation_time": 3600, "random_seed": seed},
+        "hardware_profile": {"device": "H100-SXM"},
+        "workload": workload,
+        "frameworks_to_test": [{"name": "v", "type": "vllm",
+                                "config": {"model": "Llama-3.1-8B", **(vllm or {})}}],
+        "metrics_config": {"percentiles_to_calculate": [0.5, 0.99]},
+    }
+
+
+def rows(result):
+    return result.table("requests")
+
+
+TIGHT = {"gpu_memory_utilization": 0.24, "max_model_len": 4096}   # a few thousand KV blocks
+
+
+def test_registered_with_schemas():
+    assert labsim.get_registry().get("frameworks", "vLLM") is VLLM
+    assert "max_num_seqs" in VLLM.config_schema["properties"]
+    assert "ttft_ms" in VLLM.summary_schema["properties"]
+
+
+def test_every_request_finishes_once_and_summary_contract():
+    result = labsim.run(experiment())
+    table = rows(result)
+    ids = [r["request_id"] for r in table]
+    assert len(ids) == len(set(ids)) and len(ids) > 20
+    assert all(r["status"] == "finished" for r in table)
+    s = result.summary["frameworks"]["v"]
+    for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
+        assert set(s[key]) >= {"mean", "p50", "p99"}
+    assert s["throughput"]["requests_per_s"] > 0
+    for r in table:
+        assert r["arrival_s"] <= r["first_scheduled_s"] <= r["first_token_s"] <= r["finish_s"]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rate=st.floats(2, 40), prompt=st.integers(16, 1500), output=st.integers(2, 200),
+       block=st.sampled_from([8, 16, 32]), caching=st.booleans())
+def test_conservation_property(rate, prompt, output, block, caching):
+    """Whatever the load and memory, each request leaves exactly once, all finished."""
+    cfg = experiment(rate=rate, duration=2.0, prompt=prompt, output=output,
+                     vllm={**TIGHT, "block_size": block, "enable_prefix_caching": caching})
+    result = labsim.run(cfg)
+    table = rows(result)
+    assert len({r["request_id"] for r in table}) == len(table)
+    assert all(r["status"] == "finished" for r in table)
+    cap = result.summary["frameworks"]["v"]["kv_cache"]["capacity_blocks_per_replica"]
+    assert max(r["kv_blocks_used"] for r in result.table("steps")) <= cap
+
+
+def test_preemption_under_memory_pressure_and_requests_still_finish():
+    cfg = experiment(rate=200, duration=0.4, prompt=1500, output=600, vllm=TIGHT)
+    result = labsim.run(cfg)
+    s = result.summary["frameworks"]["v"]
+    assert s["preemption"]["total"] > 0
+    assert all(r["status"] == "finished" for r in rows(result))
+    assert any(r["preemptions"] > 0 for r in rows(result))
+
+
+def test_prefix_caching_raises_hit_rate_and_lowers_ttft():
+    conv = {"conversational_probability": 0.9, "system_prompt_tokens": 1024,
+            "think_time_dist_config": {"type": "Exponential", "mean": 0.5}}
+    on = labsim.run(experiment(rate=6, duration=8, profile=conv))
+    off = labsim.run(experiment(rate=6, duration=8, profile=conv,
+                                vllm={"enable_prefix_caching": False}))
+    s_on, s_off = on.summary["frameworks"]["v"], off.summary["frameworks"]["v"]
+    assert s_on["prefix_cache"]["hit_rate"] > 0.3
+    assert s_off["prefix_cache"]["hit_rate"] == 0
+    assert s_on["ttft_ms"]["mean"] < s_off["ttft_ms"]["mean"]
+
+
+def test_requests_longer_than_max_model_len_are_rejected():
+    result = labsim.run(experiment(prompt=900, vllm={"max_model_len": 1000}))
+    table = rows(result)
+    rejected = [r for r in table if r["status"] == "rejected"]
+    assert rejected and all(r["reject_reason"] == "exceeds_max_model_len" for r in rejected)
+    assert all(r["prompt_tokens"] + r["output_tokens"] <= 1000 or r["status"] == "rejected"
+               for r in table)
+    s = result.summary["frameworks"]["v"]["requests"]
+    assert s["rejected"] == len(rejected)
+
+
+def test_same_seed_same_summary():
+    a = labsim.run(experiment(vllm=TIGHT, rate=30))
+    b = labsim.run(experiment(vllm=TIGHT, rate=30))
+    assert a.summary["frameworks"] == b.summary["frameworks"]
+
+
+@pytest.mark.parametrize("extra", [{}, TIGHT, {"num_replicas": 2, "router": "least_outstanding"}])
+def test_fast_forward_equals_one_event_per_step(extra):
+    base = experiment(rate=25, duration=3, prompt=600, output=150, vllm=extra)
+    slow = copy.deepcopy(base)
+    slow["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    fast_rows, slow_rows = rows(labsim.run(base)), rows(labsim.run(slow))
+    assert fast_rows == slow_rows
+    f = labsim.run(base).summary["frameworks"]["v"]
+    s = labsim.run(slow).summary["frameworks"]["v"]
+    for key in ("ttft_ms", "tpot_ms", "e2e_ms", "throughput", "requests", "preemption"):
+        assert f[key] == s[key]
+    assert f["itl_ms"]["p50"] == s["itl_ms"]["p50"]
+    assert f["itl_ms"]["mean"] == pytest.approx(s["itl_ms"]["mean"], rel=1e-12)
+    assert f["gpu"]["steps"] == s["gpu"]["steps"]
+
+
+def test_model_that_does_not_fit_names_the_field():
+    cfg = experiment()
+    cfg["frameworks_to_test"][0]["config"]["model"] = "Llama-3.1-70B"
+    with pytest.raises(LabsimError, match="tensor_parallel_size"):
+        labsim.run(cfg)
+
+
+def test_bad_option_is_a_config_error():
+    with pytest.raises(ConfigError, match="max_num_seqs"):
+        labsim.run(experiment(vllm={"max_num_seqs": 0}))
