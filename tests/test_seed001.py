@@ -43,3 +43,4 @@ def test_runs_briefly(seed001, installed_registry):
     section = next(iter(result.summary["frameworks"].values()))
     assert section["throughput"]["requests_per_s"] > 0
     assert {"p50", "p90", "p95", "p99", "mean"} <= set(section["ttft_ms"])
+

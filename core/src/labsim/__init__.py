@@ -43,15 +43,26 @@ def topology(name: str) -> Topology:
     return get_registry().get("topologies", name)
 
 
-def collective_time(collective: str, nbytes: int, ranks: int = 8, device: str | Device = "H100-SXM",
+def collective_time(collective: str, nbytes: int, ranks: int = 8, device: str | Device | None = None,
                     topology: str | Topology | None = None, algorithm: str = "auto") -> float:
     """Seconds for one collective call of *nbytes* (the nccl-tests "size") over *ranks* GPUs.
 
+    Name a *device* (one server of it is assumed), a *topology*, or both (the
+    topology populated with that device, as in an experiment file).
+
     >>> labsim.collective_time("all_reduce", 256 << 20, ranks=8, device="A100-SXM4-80GB")  # doctest: +SKIP
+    >>> labsim.collective_time("all_reduce", 1 << 30, ranks=16, topology="dgx-h100")       # doctest: +SKIP
     """
     registry = get_registry()
+    if device is None and topology is None:
+        raise UsageError("collective_time: name a device (e.g. device='H100-SXM') or a topology "
+                         "(e.g. topology='dgx-h100')")
     dev = registry.get("devices", device) if isinstance(device, str) else device
     topo = registry.get("topologies", topology) if isinstance(topology, str) else topology
+    if topo is not None and dev is not None and hasattr(topo, "with_device"):
+        topo = topo.with_device(dev)
+    if dev is None:
+        dev = topo.device
     op = registry.get("collectives", collective)
     return op.time(int(nbytes), ranks=int(ranks), device=dev, topology=topo, algorithm=algorithm)
 

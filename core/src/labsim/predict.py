@@ -68,6 +68,8 @@ def price(row: dict, device, registry: Registry, where: str) -> float:
         return device.memcpy_time(args["nbytes"], kind=args["kind"].lower())
     topology = (row.get("topology") or "").strip() or None
     topo = registry.get("topologies", topology) if topology else None
+    if topo is not None and hasattr(topo, "with_device"):
+        topo = topo.with_device(device)
     algorithm = (row.get("algorithm") or "").strip() or "auto"
     collective = registry.get("collectives", args["collective"])
     return collective.time(args["nbytes"], ranks=args["ranks"], device=device, topology=topo,
