@@ -10,9 +10,21 @@ import sys
 def test_fifo_against_vllm(root, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "labsim", "run", str(root / "examples" / "fifo_vs_vllm.yaml"),
-         "--out", str(out), "--set", "workload.total_duration=20"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "labsim",
+            "run",
+            str(root / "examples" / "fifo_vs_vllm.yaml"),
+            "--out",
+            str(out),
+            "--set",
+            "workload.total_duration=20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "fifo" in proc.stdout and "vllm/fifo" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())

@@ -13,7 +13,6 @@ import json
 
 import pytest
 from jsonschema import Draft202012Validator
-
 from labsim.plugins import load_plugins
 from labsim.registry import Registry
 from labsim.schema import compose_experiment_schema, compose_summary_schema, dumps
@@ -27,11 +26,14 @@ def first_party(monkeypatch):
     return Registry(load_plugins())
 
 
-@pytest.mark.parametrize("name, compose", [("experiment", compose_experiment_schema),
-                                           ("summary", compose_summary_schema)])
+@pytest.mark.parametrize(
+    "name, compose",
+    [("experiment", compose_experiment_schema), ("summary", compose_summary_schema)],
+)
 def test_published_schema_is_current(root, first_party, name, compose):
     path = root / "schemas" / f"{name}.schema.json"
     expected = dumps(compose(first_party))
     assert path.read_text(encoding="utf-8") == expected, (
-        f"{path.name} is stale; regenerate it (see this test's docstring)")
+        f"{path.name} is stale; regenerate it (see this test's docstring)"
+    )
     Draft202012Validator.check_schema(json.loads(expected))

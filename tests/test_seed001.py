@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from labsim.orchestrator import Orchestrator, load_experiment, run
 
 
@@ -22,8 +21,11 @@ def test_validates_as_written(seed001, installed_registry):
 
 
 def test_validates_without_the_model_database(seed001, installed_registry, tmp_path):
-    text = "".join(line for line in seed001.read_text().splitlines(keepends=True)
-                   if not line.startswith("model_characteristics_db_path"))
+    text = "".join(
+        line
+        for line in seed001.read_text().splitlines(keepends=True)
+        if not line.startswith("model_characteristics_db_path")
+    )
     path = tmp_path / "no_db.yaml"
     path.write_text(text)
     Orchestrator(load_experiment(path), installed_registry)
@@ -33,14 +35,19 @@ def test_validates_without_the_model_database(seed001, installed_registry, tmp_p
         model_db = {}
         registry = installed_registry
 
-    names = {resolve_model(Ctx, alias).name for alias in ("Llama3-8B", "meta-llama/Meta-Llama-3-8B", "llama-3-8b")}
+    names = {
+        resolve_model(Ctx, alias).name
+        for alias in ("Llama3-8B", "meta-llama/Meta-Llama-3-8B", "llama-3-8b")
+    }
     assert len(names) == 1
 
 
 def test_runs_briefly(seed001, installed_registry):
-    result = run(seed001, overrides=["workload.total_duration=10", "metrics_config.warm_up_duration_s=0"],
-                 registry=installed_registry)
+    result = run(
+        seed001,
+        overrides=["workload.total_duration=10", "metrics_config.warm_up_duration_s=0"],
+        registry=installed_registry,
+    )
     section = next(iter(result.summary["frameworks"].values()))
     assert section["throughput"]["requests_per_s"] > 0
     assert {"p50", "p90", "p95", "p99", "mean"} <= set(section["ttft_ms"])
-

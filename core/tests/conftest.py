@@ -10,7 +10,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import kernel_test_plugin  # noqa: E402
-
 from labsim.testing import make_registry  # noqa: E402
 
 

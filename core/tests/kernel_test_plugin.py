@@ -82,8 +82,12 @@ class Queue(labsim.Framework):
         import simpy
 
         self.store = simpy.Store(self.context.env)
-        self.service = self.context.distribution(self.config["service_dist_config"], self.instance_name)
-        self.rows = self.context.metrics.table("requests", ["request_id", "framework", "arrival_s", "finish_s"])
+        self.service = self.context.distribution(
+            self.config["service_dist_config"], self.instance_name
+        )
+        self.rows = self.context.metrics.table(
+            "requests", ["request_id", "framework", "arrival_s", "finish_s"]
+        )
         self.context.env.process(self._serve())
 
     def submit(self, request):
@@ -104,7 +108,10 @@ class Queue(labsim.Framework):
             self.notify_finished(request)
 
     def summary(self):
-        return {"served": len(self.waits), "wait_s": self.context.metrics.stats(self.waits, self.arrivals)}
+        return {
+            "served": len(self.waits),
+            "wait_s": self.context.metrics.stats(self.waits, self.arrivals),
+        }
 
 
 @hookimpl

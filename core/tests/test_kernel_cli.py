@@ -7,7 +7,6 @@ import sqlite3
 
 import pytest
 from click.testing import CliRunner
-
 from labsim import cli as cli_mod
 from labsim.plugins import PluginInfo
 
@@ -90,8 +89,19 @@ def test_schema_prints_the_composed_schema(runner):
 
 
 def test_json_logs(runner, basic_file, tmp_path):
-    result = runner.invoke(cli_mod.cli, ["--log-format", "json", "--log-level", "info", "run",
-                                         str(basic_file), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        cli_mod.cli,
+        [
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+            "run",
+            str(basic_file),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 0
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert any(line["event"] == "run_finished" for line in lines)
@@ -99,15 +109,27 @@ def test_json_logs(runner, basic_file, tmp_path):
 
 def test_predict_with_unknown_device_exits_2(runner, write, tmp_path):
     ops = write("ops.csv", "op,m,n,k,dtype\ngemm,1,2,3,bf16\n")
-    result = invoke(runner, "predict", "--device", "nope", "--input", ops, "--output", tmp_path / "o.csv")
+    result = invoke(
+        runner, "predict", "--device", "nope", "--input", ops, "--output", tmp_path / "o.csv"
+    )
     assert result.exit_code == 2 and "No device named 'nope'" in result.output
 
 
 def test_sweep_runs_every_point_and_resumes(runner, basic_file, tmp_path, monkeypatch):
     monkeypatch.setattr("labsim.orchestrator.get_registry", cli_mod.get_registry)
     db = tmp_path / "s.sqlite"
-    args = ["sweep", basic_file, "--grid", "workload.count=5,10", "--grid",
-            "frameworks_to_test[0].config.service_dist_config.mean=0.1,0.2", "--db", db, "--workers", 1]
+    args = [
+        "sweep",
+        basic_file,
+        "--grid",
+        "workload.count=5,10",
+        "--grid",
+        "frameworks_to_test[0].config.service_dist_config.mean=0.1,0.2",
+        "--db",
+        db,
+        "--workers",
+        1,
+    ]
     result = invoke(runner, *args)
     assert result.exit_code == 0, result.output
     assert "4 of 4 points done" in result.output

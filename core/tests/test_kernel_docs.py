@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from labsim import hookspecs
 from labsim.plugins import new_manager
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import types
 
-import pytest
-
 import labsim
+import pytest
 from labsim import hookimpl, plugins
 from labsim.errors import PluginError, UnknownNameError
 from labsim.plugins import PluginInfo, load_plugins
@@ -15,7 +14,15 @@ from labsim.registry import Registry
 
 def test_builtins_are_registered_as_plugins(registry):
     assert registry.names("distributions") == [
-        "Constant", "Empirical", "Exponential", "Gamma", "LogNormal", "Normal", "Poisson", "Uniform"]
+        "Constant",
+        "Empirical",
+        "Exponential",
+        "Gamma",
+        "LogNormal",
+        "Normal",
+        "Poisson",
+        "Uniform",
+    ]
     assert {"csv", "summary_json"} <= set(registry.names("metric_sinks"))
     entry = registry.entry("distributions", "Gamma")
     assert entry.plugin == "labsim.default_plugins.distributions"
@@ -65,13 +72,16 @@ class _Dev(labsim.Device):
 
 
 def test_name_registered_by_two_distributions_is_an_error_naming_both():
-    registry = _registry_with(("gpus", "labsim-gpus", _plugin("devices", _Dev("h100"), _Dev("h200"))),
-                              ("acme", "acme-labsim-gpus", _plugin("devices", _Dev("H100"))))
+    registry = _registry_with(
+        ("gpus", "labsim-gpus", _plugin("devices", _Dev("h100"), _Dev("h200"))),
+        ("acme", "acme-labsim-gpus", _plugin("devices", _Dev("H100"))),
+    )
     with pytest.raises(PluginError) as info:
         registry.get("devices", "h100")
     assert str(info.value) == (
         "device 'h100' is registered by both labsim-gpus 0.1.0 and acme-labsim-gpus 0.1.0. "
-        "Uninstall one, or set LABSIM_DISABLE_PLUGINS=<distribution>.")
+        "Uninstall one, or set LABSIM_DISABLE_PLUGINS=<distribution>."
+    )
     assert registry.get("devices", "h200").name == "h200"  # an unrelated name still works
     assert len(registry.conflicts) == 1
 
@@ -106,12 +116,17 @@ def _entry_points(monkeypatch, eps):
 
 def test_broken_plugin_is_skipped_and_named(monkeypatch):
     good = _plugin("devices", _Dev("mygpu"))
-    _entry_points(monkeypatch, [
-        _FakeEP("broken", "labsim-broken", ModuleNotFoundError("No module named 'acme_sdk'")),
-        _FakeEP("good", "labsim-good", good)])
+    _entry_points(
+        monkeypatch,
+        [
+            _FakeEP("broken", "labsim-broken", ModuleNotFoundError("No module named 'acme_sdk'")),
+            _FakeEP("good", "labsim-good", good),
+        ],
+    )
     registry = Registry(load_plugins())
     assert registry.loaded.failed == {
-        "broken": "labsim-broken: ModuleNotFoundError: No module named 'acme_sdk'"}
+        "broken": "labsim-broken: ModuleNotFoundError: No module named 'acme_sdk'"
+    }
     assert registry.get("devices", "mygpu").name == "mygpu"
 
 
@@ -129,9 +144,15 @@ def test_disabled_plugin_is_not_loaded(monkeypatch):
 
 
 def test_entry_point_name_claimed_by_two_distributions_is_a_conflict(monkeypatch):
-    _entry_points(monkeypatch, [_FakeEP("gpus", "labsim-gpus", _plugin("devices", _Dev("a"))),
-                                _FakeEP("gpus", "acme-gpus", _plugin("devices", _Dev("b")))])
+    _entry_points(
+        monkeypatch,
+        [
+            _FakeEP("gpus", "labsim-gpus", _plugin("devices", _Dev("a"))),
+            _FakeEP("gpus", "acme-gpus", _plugin("devices", _Dev("b"))),
+        ],
+    )
     registry = Registry(load_plugins())
     assert registry.conflicts[0] == (
         "Plugin name 'gpus' is claimed by acme-gpus and labsim-gpus. "
-        "Uninstall one, or set LABSIM_DISABLE_PLUGINS=<distribution>.")
+        "Uninstall one, or set LABSIM_DISABLE_PLUGINS=<distribution>."
+    )

@@ -43,8 +43,14 @@ def topology(name: str) -> Topology:
     return get_registry().get("topologies", name)
 
 
-def collective_time(collective: str, nbytes: int, ranks: int = 8, device: str | Device | None = None,
-                    topology: str | Topology | None = None, algorithm: str = "auto") -> float:
+def collective_time(
+    collective: str,
+    nbytes: int,
+    ranks: int = 8,
+    device: str | Device | None = None,
+    topology: str | Topology | None = None,
+    algorithm: str = "auto",
+) -> float:
     """Seconds for one collective call of *nbytes* (the nccl-tests "size") over *ranks* GPUs.
 
     Name a *device* (one server of it is assumed), a *topology*, or both (the
@@ -55,8 +61,10 @@ def collective_time(collective: str, nbytes: int, ranks: int = 8, device: str | 
     """
     registry = get_registry()
     if device is None and topology is None:
-        raise UsageError("collective_time: name a device (e.g. device='H100-SXM') or a topology "
-                         "(e.g. topology='dgx-h100')")
+        raise UsageError(
+            "collective_time: name a device (e.g. device='H100-SXM') or a topology "
+            "(e.g. topology='dgx-h100')"
+        )
     dev = registry.get("devices", device) if isinstance(device, str) else device
     topo = registry.get("topologies", topology) if isinstance(topology, str) else topology
     if topo is not None and dev is not None and hasattr(topo, "with_device"):
@@ -68,8 +76,24 @@ def collective_time(collective: str, nbytes: int, ranks: int = 8, device: str | 
 
 
 __all__ = [
-    "Collective", "Component", "ConfigError", "Device", "Distribution", "Framework",
-    "LabsimError", "MetricSink", "PluginError", "Result", "Topology", "UnknownNameError",
-    "UsageError", "Workload", "collective_time", "device", "get_registry", "hookimpl", "run",
+    "Collective",
+    "Component",
+    "ConfigError",
+    "Device",
+    "Distribution",
+    "Framework",
+    "LabsimError",
+    "MetricSink",
+    "PluginError",
+    "Result",
+    "Topology",
+    "UnknownNameError",
+    "UsageError",
+    "Workload",
+    "collective_time",
+    "device",
+    "get_registry",
+    "hookimpl",
+    "run",
     "topology",
 ]

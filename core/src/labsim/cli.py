@@ -31,10 +31,19 @@ class LabsimGroup(click.Group):
 
 @click.group(cls=LabsimGroup)
 @click.version_option(package_name="labsim")
-@click.option("--log-format", type=click.Choice(["console", "json"]), default="console",
-              show_default=True, help="Log lines for people, or JSON lines for machines.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="warning", show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default="console",
+    show_default=True,
+    help="Log lines for people, or JSON lines for machines.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+)
 def cli(log_format, log_level):
     """labsim: predict how AI workloads behave on virtual hardware.
 
@@ -56,7 +65,9 @@ def table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for r in cells:
-        parts = [(c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(r, widths))]
+        parts = [
+            (c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(r, widths))
+        ]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
 
@@ -86,7 +97,11 @@ def headline_rows(result_summary: dict, registry) -> tuple[list[str], list[list]
     metrics: list[tuple[str, str]] = []
     for name in names:
         ftype = frameworks[name].get("type")
-        cls = registry.get("frameworks", ftype) if ftype and registry.has("frameworks", ftype) else None
+        cls = (
+            registry.get("frameworks", ftype)
+            if ftype and registry.has("frameworks", ftype)
+            else None
+        )
         for item in getattr(cls, "headline", None) or []:
             if tuple(item) not in metrics:
                 metrics.append(tuple(item))
@@ -116,11 +131,20 @@ def headline_rows(result_summary: dict, registry) -> tuple[list[str], list[list]
 
 @cli.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False),
-              help="Folder for summary.json and the CSVs (default: the file's metrics_config "
-                   "paths, else a fresh folder under runs/).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a value, e.g. --set frameworks_to_test[0].config.max_num_seqs=128.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Folder for summary.json and the CSVs (default: the file's metrics_config "
+    "paths, else a fresh folder under runs/).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a value, e.g. --set frameworks_to_test[0].config.max_num_seqs=128.",
+)
 @click.option("--seed", type=click.IntRange(min=0), help="Overrides simulation.random_seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the table.")
 def run(experiment, out_dir, overrides, seed, as_json):
@@ -134,8 +158,10 @@ def run(experiment, out_dir, overrides, seed, as_json):
         click.echo(json.dumps(result.summary, indent=2))
         return
     s = result.summary
-    click.echo(f"{s['experiment']}: seed {s['seed']}, {s['simulated_time_s']:.1f} simulated s "
-               f"({s['stopped_by'].replace('_', ' ')}), {result.wall_time_s:.2f} s wall")
+    click.echo(
+        f"{s['experiment']}: seed {s['seed']}, {s['simulated_time_s']:.1f} simulated s "
+        f"({s['stopped_by'].replace('_', ' ')}), {result.wall_time_s:.2f} s wall"
+    )
     headers, rows = headline_rows(s, registry)
     if rows:
         click.echo(table(headers, rows, right=set(range(1, len(headers)))))
@@ -170,7 +196,9 @@ def _provides(registry, plugin_name: str) -> dict[str, list[str]]:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--all", "show_all", is_flag=True, help="Include the kernel's built-in plugins.")
-@click.option("--check", is_flag=True, help="Exit 1 if a plugin failed to load or two claim one name.")
+@click.option(
+    "--check", is_flag=True, help="Exit 1 if a plugin failed to load or two claim one name."
+)
 def plugins(as_json, show_all, check):
     """List installed plugins and what they provide."""
     registry = get_registry()
@@ -179,17 +207,32 @@ def plugins(as_json, show_all, check):
     for name, info in loaded.info.items():
         if info.builtin and not show_all:
             continue
-        records.append({"name": name, "distribution": info.distribution, "version": info.version,
-                        "builtin": info.builtin, "provides": _provides(registry, name), "error": None})
+        records.append(
+            {
+                "name": name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "builtin": info.builtin,
+                "provides": _provides(registry, name),
+                "error": None,
+            }
+        )
     for name, error in loaded.failed.items():
         info = loaded.failed_info.get(name)
         existing = next((r for r in records if r["name"] == name), None)
         if existing:
             existing["error"] = error
         else:
-            records.append({"name": name, "distribution": info.distribution if info else "",
-                            "version": info.version if info else "", "builtin": False,
-                            "provides": {}, "error": error})
+            records.append(
+                {
+                    "name": name,
+                    "distribution": info.distribution if info else "",
+                    "version": info.version if info else "",
+                    "builtin": False,
+                    "provides": {},
+                    "error": error,
+                }
+            )
     conflicts = registry.conflicts
     if as_json:
         click.echo(json.dumps({"plugins": records, "conflicts": conflicts}, indent=2))
@@ -201,9 +244,13 @@ def plugins(as_json, show_all, check):
             if r["error"]:
                 provides = "ERROR " + r["error"]
             else:
-                provides = "; ".join(
-                    f"{kind}: {', '.join(names[:6])}{f' (+{len(names) - 6} more)' if len(names) > 6 else ''}"
-                    for kind, names in r["provides"].items()) or "-"
+                provides = (
+                    "; ".join(
+                        f"{kind}: {', '.join(names[:6])}{f' (+{len(names) - 6} more)' if len(names) > 6 else ''}"
+                        for kind, names in r["provides"].items()
+                    )
+                    or "-"
+                )
             rows.append([r["name"], r["distribution"], r["version"], provides])
         click.echo(table(["PLUGIN", "DISTRIBUTION", "VERSION", "PROVIDES"], rows))
         for message in conflicts:
@@ -220,24 +267,52 @@ def list_(kind, as_json):
     registry = get_registry()
     entries = registry.entries(kind)
     if as_json:
-        click.echo(json.dumps([{"name": e.name, "aliases": list(getattr(e.obj, "aliases", ()) or ()),
-                                "description": e.description, "distribution": e.distribution,
-                                "plugin": e.plugin} for e in entries], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": e.name,
+                        "aliases": list(getattr(e.obj, "aliases", ()) or ()),
+                        "description": e.description,
+                        "distribution": e.distribution,
+                        "plugin": e.plugin,
+                    }
+                    for e in entries
+                ],
+                indent=2,
+            )
+        )
         return
     if not entries:
-        click.echo(f"No {kind.replace('_', ' ')} registered. A plugin that provides them may not be "
-                   "installed (see `labsim plugins`).")
+        click.echo(
+            f"No {kind.replace('_', ' ')} registered. A plugin that provides them may not be "
+            "installed (see `labsim plugins`)."
+        )
         return
-    click.echo(table(["NAME", "FROM", "DESCRIPTION"],
-                     [[e.name, e.distribution, e.description] for e in entries]))
+    click.echo(
+        table(
+            ["NAME", "FROM", "DESCRIPTION"],
+            [[e.name, e.distribution, e.description] for e in entries],
+        )
+    )
 
 
 @cli.command()
 @click.option("--device", required=True, help="A registered device (see `labsim list devices`).")
-@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
-              help="CSV of operations (column op = gemm | attention | collective | memcpy).")
-@click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the input rows plus predicted_ms.")
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="CSV of operations (column op = gemm | attention | collective | memcpy).",
+)
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the input rows plus predicted_ms.",
+)
 def predict(device, input_path, output_path):
     """Price single operations on a device: the cost oracle."""
     from labsim.predict import predict_file
@@ -248,13 +323,17 @@ def predict(device, input_path, output_path):
 
 @cli.command()
 @click.argument("which", type=click.Choice(["experiment", "summary"]), default="experiment")
-@click.option("--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@click.option(
+    "--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout."
+)
 def schema(which, output):
     """Print the JSON Schema of experiment files (or of summary.json), with every plugin's part."""
     from labsim.schema import compose_experiment_schema, compose_summary_schema, dumps
 
     registry = get_registry()
-    composed = (compose_experiment_schema if which == "experiment" else compose_summary_schema)(registry)
+    composed = (compose_experiment_schema if which == "experiment" else compose_summary_schema)(
+        registry
+    )
     text = dumps(composed)
     if output:
         Path(output).write_text(text, encoding="utf-8")
@@ -264,13 +343,26 @@ def schema(which, output):
 
 @cli.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
-@click.option("--grid", "grid", multiple=True, required=True, metavar="KEY=V1,V2,...",
-              help="A dimension of the sweep; repeat for a cartesian product.")
+@click.option(
+    "--grid",
+    "grid",
+    multiple=True,
+    required=True,
+    metavar="KEY=V1,V2,...",
+    help="A dimension of the sweep; repeat for a cartesian product.",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Fixed overrides.")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False), default="sweep.sqlite",
-              show_default=True, help="SQLite file of results; an interrupted sweep resumes from it.")
-@click.option("--workers", type=click.IntRange(min=0), default=0,
-              help="Worker processes (0: one per core).")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False),
+    default="sweep.sqlite",
+    show_default=True,
+    help="SQLite file of results; an interrupted sweep resumes from it.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=0, help="Worker processes (0: one per core)."
+)
 @click.option("--seed", type=click.IntRange(min=0))
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", help="Ray cluster address (with --backend ray).")
@@ -288,8 +380,17 @@ def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address)
         label = " ".join(point) or "(base)"
         click.echo(f"{status:5}  {label}" + (f"  {error.splitlines()[0]}" if error else ""))
 
-    store = run_sweep(experiment, list(grid), list(overrides), Path(db_path), workers, seed,
-                      backend, address, on_result=report)
+    store = run_sweep(
+        experiment,
+        list(grid),
+        list(overrides),
+        Path(db_path),
+        workers,
+        seed,
+        backend,
+        address,
+        on_result=report,
+    )
     ok = sum(1 for r in store.rows() if r[2] == "ok")
     click.echo(f"{ok} of {len(points(dims))} points done: {db_path}")
 

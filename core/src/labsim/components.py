@@ -99,8 +99,9 @@ class Collective:
     description: str = ""
     config_schema: dict = OPEN_OBJECT
 
-    def time(self, nbytes: int, *, ranks: int, device: Any, topology: Any = None,
-             algorithm: str = "auto") -> float:
+    def time(
+        self, nbytes: int, *, ranks: int, device: Any, topology: Any = None, algorithm: str = "auto"
+    ) -> float:
         """Seconds for one call moving *nbytes* (the nccl-tests "size") over *ranks*."""
         raise NotImplementedError(self)
 

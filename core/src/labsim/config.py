@@ -132,7 +132,9 @@ def loads(text: str, source: str = "<config>", base_dir: Path | None = None) -> 
         duplicate = re.match(r'found duplicate key "(.*?)"', what)
         if duplicate:
             what = f"duplicate key {duplicate.group(1)!r} (each key may appear once in a mapping)"
-        raise ConfigError([Problem("", f"not valid YAML/JSON: {what}", source, line, col)]) from None
+        raise ConfigError(
+            [Problem("", f"not valid YAML/JSON: {what}", source, line, col)]
+        ) from None
     except Exception as ex:  # ruamel raises a few unmarked errors too
         raise ConfigError([Problem("", f"not valid YAML/JSON: {ex}", source)]) from None
     positions: dict = {}
@@ -140,9 +142,18 @@ def loads(text: str, source: str = "<config>", base_dir: Path | None = None) -> 
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([Problem("", "the experiment must be a mapping of sections "
-                                       f"(simulation, workload, ...), not a {type(data).__name__}",
-                                   source, 1, 1)])
+        raise ConfigError(
+            [
+                Problem(
+                    "",
+                    "the experiment must be a mapping of sections "
+                    f"(simulation, workload, ...), not a {type(data).__name__}",
+                    source,
+                    1,
+                    1,
+                )
+            ]
+        )
     return Experiment(data, source, base_dir or Path.cwd(), positions)
 
 
@@ -175,8 +186,10 @@ def parse_override_path(key: str) -> tuple:
     key = _INDEX.sub(r".\1", key.strip())
     parts = [p for p in key.split(".")]
     if not key or any(not p for p in parts):
-        raise UsageError(f"--set: bad key {key!r}; write a dotted path such as "
-                         "frameworks_to_test[0].config.max_num_seqs")
+        raise UsageError(
+            f"--set: bad key {key!r}; write a dotted path such as "
+            "frameworks_to_test[0].config.max_num_seqs"
+        )
     return tuple(int(p) if p.isdigit() else p for p in parts)
 
 
@@ -207,19 +220,22 @@ def _assign(data: Any, path: tuple, value: Any, assignment: str) -> None:
         where = format_path(path[: i + 1])
         if isinstance(part, int):
             if not isinstance(node, list):
-                raise UsageError(f"--set {assignment}: {format_path(path[:i]) or 'top level'} "
-                                 "is not a list")
+                raise UsageError(
+                    f"--set {assignment}: {format_path(path[:i]) or 'top level'} is not a list"
+                )
             if part >= len(node):
-                raise UsageError(f"--set {assignment}: {where} does not exist "
-                                 f"(the list has {len(node)} items)")
+                raise UsageError(
+                    f"--set {assignment}: {where} does not exist (the list has {len(node)} items)"
+                )
             if last:
                 node[part] = value
             else:
                 node = node[part]
         else:
             if not isinstance(node, dict):
-                raise UsageError(f"--set {assignment}: {format_path(path[:i]) or 'top level'} "
-                                 "is not a mapping")
+                raise UsageError(
+                    f"--set {assignment}: {format_path(path[:i]) or 'top level'} is not a mapping"
+                )
             if last:
                 node[part] = value
             else:

@@ -29,8 +29,10 @@ class Hardware:
         if device_id is not None and device_id in self.devices:
             return self.devices[device_id]
         if device_id is not None and self.devices:
-            raise UsageError(f"no device {device_id!r} in hardware_profile.compute_devices; "
-                             f"defined: {', '.join(sorted(self.devices))}")
+            raise UsageError(
+                f"no device {device_id!r} in hardware_profile.compute_devices; "
+                f"defined: {', '.join(sorted(self.devices))}"
+            )
         if self.default is not None:
             return self.default
         if self.devices:
@@ -38,8 +40,10 @@ class Hardware:
         topo_device = getattr(self.topology, "device", None)
         if topo_device is not None:
             return topo_device
-        raise UsageError("hardware_profile names no device: add `device: H100-SXM` (see "
-                         "`labsim list devices`), a `topology`, or `compute_devices`")
+        raise UsageError(
+            "hardware_profile names no device: add `device: H100-SXM` (see "
+            "`labsim list devices`), a `topology`, or `compute_devices`"
+        )
 
     def summary(self) -> dict:
         out = {}

@@ -13,8 +13,11 @@ import structlog
 
 def configure(log_format: str = "console", level: str = "info") -> None:
     """Configure structlog for the command line."""
-    renderer = (structlog.processors.JSONRenderer(sort_keys=True) if log_format == "json"
-                else structlog.dev.ConsoleRenderer(colors=False))
+    renderer = (
+        structlog.processors.JSONRenderer(sort_keys=True)
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     processors = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -76,7 +76,9 @@ class MetricsCollector:
     def __init__(self, sinks: list, metrics_config: dict):
         self.sinks = sinks
         self.config = metrics_config
-        self.percentiles: list[float] = list(metrics_config.get("percentiles_to_calculate", [0.5, 0.9, 0.99]))
+        self.percentiles: list[float] = list(
+            metrics_config.get("percentiles_to_calculate", [0.5, 0.9, 0.99])
+        )
         self.warm_up_s: float = float(metrics_config.get("warm_up_duration_s", 0.0))
         self.slo: dict = dict(metrics_config.get("slo") or {})
         self.tables: dict[str, Table] = {}
@@ -84,7 +86,9 @@ class MetricsCollector:
     def table(self, name: str, columns: list[str]) -> Table:
         """The table *name*, opened on every sink the first time it is asked for."""
         if name not in self.tables:
-            writers = [w for w in (s.open_table(name, columns) for s in self.sinks) if w is not None]
+            writers = [
+                w for w in (s.open_table(name, columns) for s in self.sinks) if w is not None
+            ]
             self.tables[name] = Table(name, columns, writers)
         return self.tables[name]
 

@@ -52,7 +52,9 @@ class Result:
     def table(self, name: str) -> list[dict]:
         """Rows of table *name* as dicts."""
         if name not in self.tables:
-            raise KeyError(f"no table {name!r}; tables: {', '.join(sorted(self.tables)) or '(none kept)'}")
+            raise KeyError(
+                f"no table {name!r}; tables: {', '.join(sorted(self.tables)) or '(none kept)'}"
+            )
         return self.tables[name]
 
 
@@ -74,13 +76,21 @@ def load_model_db(exp: Experiment, data: dict) -> dict[str, Any]:
         entries = {}
         for i, item in enumerate(raw["models"]):
             if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-                raise ConfigError([file_exp.problem(("models", i, "id"), "each model needs a string id")])
+                raise ConfigError(
+                    [file_exp.problem(("models", i, "id"), "each model needs a string id")]
+                )
             entries[item["id"]] = item
         return entries
     bad = [k for k, v in raw.items() if not isinstance(v, dict)]
     if bad:
-        raise ConfigError([file_exp.problem((bad[0],), "expected a mapping of model id to its "
-                                            "characteristics (or a `models:` list)")])
+        raise ConfigError(
+            [
+                file_exp.problem(
+                    (bad[0],),
+                    "expected a mapping of model id to its characteristics (or a `models:` list)",
+                )
+            ]
+        )
     return {k: dict(v, id=v.get("id", k)) for k, v in raw.items()}
 
 
@@ -103,9 +113,13 @@ def output_plan(data: dict, out_dir: Path | None, exp: Experiment) -> tuple[Path
         return Path(out_dir), {}
     sink_config: dict[str, dict] = {}
     if metrics.get("output_summary_json_path"):
-        sink_config["summary_json"] = {"path": exp.resolve_path(metrics["output_summary_json_path"])}
+        sink_config["summary_json"] = {
+            "path": exp.resolve_path(metrics["output_summary_json_path"])
+        }
     if metrics.get("output_requests_csv_path"):
-        sink_config["csv"] = {"paths": {"requests": exp.resolve_path(metrics["output_requests_csv_path"])}}
+        sink_config["csv"] = {
+            "paths": {"requests": exp.resolve_path(metrics["output_requests_csv_path"])}
+        }
     if metrics.get("output_dir"):
         return exp.resolve_path(metrics["output_dir"]), sink_config
     if sink_config:
@@ -138,7 +152,9 @@ class Orchestrator:
         started = time.perf_counter()
         data = self.data
         names = data["metrics_config"]["sinks"] if write_files else []
-        target_dir, sink_config = output_plan(data, out_dir, self.exp) if write_files else (None, {})
+        target_dir, sink_config = (
+            output_plan(data, out_dir, self.exp) if write_files else (None, {})
+        )
         sinks = self._make_sinks(names, target_dir, sink_config, extra_sinks)
         ok = False
         try:
@@ -153,12 +169,19 @@ class Orchestrator:
         for sink in extra_sinks:
             if getattr(sink, "rows", None) is not None:
                 result.columns = dict(sink.columns)
-                result.tables = {t: [dict(zip(sink.columns[t], row)) for row in rows]
-                                 for t, rows in sink.rows.items()}
+                result.tables = {
+                    t: [dict(zip(sink.columns[t], row)) for row in rows]
+                    for t, rows in sink.rows.items()
+                }
         result.wall_time_s = time.perf_counter() - started
-        log.info("run_finished", experiment=result.summary["experiment"], seed=self.seed,
-                 simulated_s=round(result.summary["simulated_time_s"], 3),
-                 wall_s=round(result.wall_time_s, 3), out=str(target_dir) if target_dir else None)
+        log.info(
+            "run_finished",
+            experiment=result.summary["experiment"],
+            seed=self.seed,
+            simulated_s=round(result.summary["simulated_time_s"], 3),
+            wall_s=round(result.wall_time_s, 3),
+            out=str(target_dir) if target_dir else None,
+        )
         return result
 
     def _simulate(self, sinks) -> Result:
@@ -167,13 +190,17 @@ class Orchestrator:
         engine = Engine(self.seed)
         metrics = MetricsCollector(sinks, data["metrics_config"])
         hardware = build_hardware(data.get("hardware_profile", {}), self.registry, exp)
-        ctx = RunContext(engine, self.registry, hardware, metrics, exp, data, load_model_db(exp, data))
+        ctx = RunContext(
+            engine, self.registry, hardware, metrics, exp, data, load_model_db(exp, data)
+        )
 
         frameworks = []
         for i, entry in enumerate(data["frameworks_to_test"]):
             cls = self.registry.get("frameworks", entry["type"])
-            fw = self._construct(lambda: cls(entry["name"], entry["config"], ctx),
-                                 ("frameworks_to_test", i, "config"))
+            fw = self._construct(
+                cls, (entry["name"], entry["config"], ctx),
+                ("frameworks_to_test", i, "config"),
+            )
             fw.config_path = ("frameworks_to_test", i, "config")
             fw.is_target = entry["is_target_for_workload"]
             frameworks.append(fw)
@@ -182,12 +209,18 @@ class Orchestrator:
         workload_cfg = data.get("workload")
         targets = [fw for fw in frameworks if fw.is_target]
         if targets and workload_cfg is None:
-            raise ConfigError([exp.problem(("workload",), "missing: the frameworks marked "
-                                           "is_target_for_workload need a workload")])
+            raise ConfigError(
+                [
+                    exp.problem(
+                        ("workload",),
+                        "missing: the frameworks marked is_target_for_workload need a workload",
+                    )
+                ]
+            )
         if workload_cfg is not None:
             wl_cls = self.registry.get("workloads", workload_cfg["type"])
-            for fw in targets:
-                wl = self._construct(lambda: wl_cls(workload_cfg, ctx), ("workload",))
+            for _ in targets:
+                wl = self._construct(wl_cls, (workload_cfg, ctx), ("workload",))
                 workloads.append(wl)
 
         for fw in frameworks:
@@ -233,9 +266,9 @@ class Orchestrator:
             sink.write_summary(summary)
         return Result(summary)
 
-    def _construct(self, factory, path):
+    def _construct(self, cls, args, path):
         try:
-            return factory()
+            return cls(*args)
         except ConfigError:
             raise
         except LabsimError as ex:
@@ -290,8 +323,14 @@ def _version(dist: str) -> str:
         return "0+unknown"
 
 
-def run(config: dict | str | Path, seed: int | None = None, *, out: str | Path | None = None,
-        overrides=(), registry: Registry | None = None) -> Result:
+def run(
+    config: dict | str | Path,
+    seed: int | None = None,
+    *,
+    out: str | Path | None = None,
+    overrides=(),
+    registry: Registry | None = None,
+) -> Result:
     """Run an experiment and return its :class:`Result`.
 
     :param config: an experiment as a dict, or the path of a YAML/JSON file.

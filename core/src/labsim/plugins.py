@@ -131,8 +131,12 @@ def _load_entrypoints(loaded: LoadedPlugins) -> None:
             except Exception as ex:  # a broken plugin must not break the others
                 loaded.failed[plugin_name] = f"{dist}: {type(ex).__name__}: {ex}"
                 loaded.failed_info[plugin_name] = info
-                log.warning("plugin_load_failed", plugin=plugin_name, distribution=dist,
-                            error=f"{type(ex).__name__}: {ex}")
+                log.warning(
+                    "plugin_load_failed",
+                    plugin=plugin_name,
+                    distribution=dist,
+                    error=f"{type(ex).__name__}: {ex}",
+                )
                 continue
             loaded.info[plugin_name] = info
 
@@ -146,8 +150,10 @@ def _version(dist: str) -> str:
 
 def _trace(pm: pluggy.PluginManager) -> None:
     def before(hook_name, hook_impls, kwargs):
-        print(f"labsim hook {hook_name} -> {[impl.plugin_name for impl in hook_impls]}",
-              file=sys.stderr)
+        print(
+            f"labsim hook {hook_name} -> {[impl.plugin_name for impl in hook_impls]}",
+            file=sys.stderr,
+        )
 
     def after(outcome, hook_name, hook_impls, kwargs):
         print(f"labsim hook {hook_name} done", file=sys.stderr)

@@ -28,8 +28,19 @@ REQUIRED = {
     "collective": ("collective", "nbytes", "ranks"),
     "memcpy": ("nbytes", "kind"),
 }
-INTEGER_COLUMNS = {"m", "n", "k", "batch_size", "seq_len", "num_heads", "num_kv_heads", "head_dim",
-                   "nbytes", "ranks", "prefix_len"}
+INTEGER_COLUMNS = {
+    "m",
+    "n",
+    "k",
+    "batch_size",
+    "seq_len",
+    "num_heads",
+    "num_kv_heads",
+    "head_dim",
+    "nbytes",
+    "ranks",
+    "prefix_len",
+}
 
 
 def _value(row: dict, column: str, where: str):
@@ -40,7 +51,9 @@ def _value(row: dict, column: str, where: str):
         try:
             number = float(text)
         except ValueError:
-            raise UsageError(f"{where}: column {column!r} must be a whole number, got {text!r}") from None
+            raise UsageError(
+                f"{where}: column {column!r} must be a whole number, got {text!r}"
+            ) from None
         if number != int(number) or number < 0:
             raise UsageError(f"{where}: column {column!r} must be a whole number ≥ 0, got {text!r}")
         return int(number)
@@ -61,9 +74,15 @@ def price(row: dict, device, registry: Registry, where: str) -> float:
         if (row.get("prefix_len") or "").strip():
             extra["prefix_len"] = _value(row, "prefix_len", where)
         return device.attention_time(
-            args["phase"].lower(), batch_size=args["batch_size"], seq_len=args["seq_len"],
-            num_heads=args["num_heads"], num_kv_heads=args["num_kv_heads"],
-            head_dim=args["head_dim"], kv_dtype=kv_dtype, **extra)
+            args["phase"].lower(),
+            batch_size=args["batch_size"],
+            seq_len=args["seq_len"],
+            num_heads=args["num_heads"],
+            num_kv_heads=args["num_kv_heads"],
+            head_dim=args["head_dim"],
+            kv_dtype=kv_dtype,
+            **extra,
+        )
     if op == "memcpy":
         return device.memcpy_time(args["nbytes"], kind=args["kind"].lower())
     topology = (row.get("topology") or "").strip() or None
@@ -72,8 +91,9 @@ def price(row: dict, device, registry: Registry, where: str) -> float:
         topo = topo.with_device(device)
     algorithm = (row.get("algorithm") or "").strip() or "auto"
     collective = registry.get("collectives", args["collective"])
-    return collective.time(args["nbytes"], ranks=args["ranks"], device=device, topology=topo,
-                           algorithm=algorithm)
+    return collective.time(
+        args["nbytes"], ranks=args["ranks"], device=device, topology=topo, algorithm=algorithm
+    )
 
 
 def predict_file(device_name: str, input_path: Path, output_path: Path, registry: Registry) -> int:
@@ -88,8 +108,10 @@ def predict_file(device_name: str, input_path: Path, output_path: Path, registry
     with handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or "op" not in reader.fieldnames:
-            raise UsageError(f"{input_path}: the header must have an 'op' column "
-                             f"(got {', '.join(reader.fieldnames or []) or 'nothing'})")
+            raise UsageError(
+                f"{input_path}: the header must have an 'op' column "
+                f"(got {', '.join(reader.fieldnames or []) or 'nothing'})"
+            )
         columns = list(reader.fieldnames)
         out_rows = []
         for line, row in enumerate(reader, start=2):
@@ -98,7 +120,9 @@ def predict_file(device_name: str, input_path: Path, output_path: Path, registry
                 seconds = price(row, device, registry, where)
             except LabsimError as ex:
                 message = str(ex)
-                raise UsageError(message if message.startswith(where) else f"{where}: {message}") from None
+                raise UsageError(
+                    message if message.startswith(where) else f"{where}: {message}"
+                ) from None
             except (TypeError, ValueError) as ex:
                 raise UsageError(f"{where}: {ex}") from None
             out_rows.append([row.get(c, "") for c in columns] + [format_cell(seconds * 1e3)])

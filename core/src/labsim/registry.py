@@ -143,9 +143,13 @@ class Registry:
         return messages
 
     def _clash_message(self, kind: str, key: str) -> str:
-        providers = " and ".join(dict.fromkeys(e.provider or e.plugin for e in self._clashes[(kind, key)]))
-        return (f"{kind[:-1].replace('_', ' ')} {key!r} is registered by both {providers}. "
-                "Uninstall one, or set LABSIM_DISABLE_PLUGINS=<distribution>.")
+        providers = " and ".join(
+            dict.fromkeys(e.provider or e.plugin for e in self._clashes[(kind, key)])
+        )
+        return (
+            f"{kind[:-1].replace('_', ' ')} {key!r} is registered by both {providers}. "
+            "Uninstall one, or set LABSIM_DISABLE_PLUGINS=<distribution>."
+        )
 
     def clashing(self, kind: str) -> set[str]:
         return {key for k, key in self._clashes if k == kind}

@@ -74,8 +74,14 @@ def with_keys(schema: dict, keys: dict) -> dict:
     return out
 
 
-def branches(registry: Registry, kind: str, selector: str, keys: dict, target: str | None = None,
-             default: str | None = None) -> list[dict]:
+def branches(
+    registry: Registry,
+    kind: str,
+    selector: str,
+    keys: dict,
+    target: str | None = None,
+    default: str | None = None,
+) -> list[dict]:
     """``if``/``then`` branches applying each component's ``config_schema``.
 
     :param selector: the key naming the component (``type``).
@@ -89,9 +95,11 @@ def branches(registry: Registry, kind: str, selector: str, keys: dict, target: s
             continue
         obj = registry.get(kind, name)
         schema = getattr(obj, "config_schema", None) or {"type": "object"}
-        then = ({"properties": {target: schema}} if target else with_keys(schema, keys))
-        cond = {"properties": {selector: {"pattern": ci_pattern(registry.spellings(kind, name))}},
-                "required": [selector]}
+        then = {"properties": {target: schema}} if target else with_keys(schema, keys)
+        cond = {
+            "properties": {selector: {"pattern": ci_pattern(registry.spellings(kind, name))}},
+            "required": [selector],
+        }
         out.append({"if": cond, "then": then})
         if default and name.casefold() == default.casefold():
             out.append({"if": {"not": {"required": [selector]}}, "then": then})
@@ -106,7 +114,11 @@ def compose_experiment_schema(registry: Registry) -> dict:
 
     common = {
         "type": name_field(registry, "distributions", "A registered distribution."),
-        "is_int": {"type": "boolean", "default": False, "description": "Round samples to integers."},
+        "is_int": {
+            "type": "boolean",
+            "default": False,
+            "description": "Round samples to integers.",
+        },
         "min": {"type": "number", "description": "Clip samples below this."},
         "max": {"type": "number", "description": "Clip samples above this."},
     }
@@ -119,28 +131,49 @@ def compose_experiment_schema(registry: Registry) -> dict:
     }
 
     fw = props["frameworks_to_test"]["items"]
-    fw["properties"]["type"] = name_field(registry, "frameworks", fw["properties"]["type"]["description"])
+    fw["properties"]["type"] = name_field(
+        registry, "frameworks", fw["properties"]["type"]["description"]
+    )
     fw["allOf"] = branches(registry, "frameworks", "type", {}, target="config")
 
     wl = props["workload"]
-    wl["properties"]["type"] = {**name_field(registry, "workloads"), "default": SELECTOR_DEFAULTS["workloads"]}
-    wl["allOf"] = branches(registry, "workloads", "type", {"type": wl["properties"]["type"]},
-                           default=SELECTOR_DEFAULTS["workloads"])
+    wl["properties"]["type"] = {
+        **name_field(registry, "workloads"),
+        "default": SELECTOR_DEFAULTS["workloads"],
+    }
+    wl["allOf"] = branches(
+        registry,
+        "workloads",
+        "type",
+        {"type": wl["properties"]["type"]},
+        default=SELECTOR_DEFAULTS["workloads"],
+    )
 
     hw = props["hardware_profile"]["properties"]
     hw["device"] = {**name_field(registry, "devices"), "description": hw["device"]["description"]}
     dev_items = hw["compute_devices"]["items"]
-    dev_items["properties"]["device_type"] = {**name_field(registry, "devices"),
-                                              "default": SELECTOR_DEFAULTS["devices"]}
-    dev_items["allOf"] = branches(registry, "devices", "device_type", dev_items["properties"],
-                                  default=SELECTOR_DEFAULTS["devices"])
+    dev_items["properties"]["device_type"] = {
+        **name_field(registry, "devices"),
+        "default": SELECTOR_DEFAULTS["devices"],
+    }
+    dev_items["allOf"] = branches(
+        registry,
+        "devices",
+        "device_type",
+        dev_items["properties"],
+        default=SELECTOR_DEFAULTS["devices"],
+    )
     topo_keys = {"type": name_field(registry, "topologies")}
     hw["topology"] = {
         "description": hw["topology"]["description"],
         "oneOf": [
             name_field(registry, "topologies"),
-            {"type": "object", "required": ["type"], "properties": dict(topo_keys),
-             "allOf": branches(registry, "topologies", "type", topo_keys)},
+            {
+                "type": "object",
+                "required": ["type"],
+                "properties": dict(topo_keys),
+                "allOf": branches(registry, "topologies", "type", topo_keys),
+            },
         ],
     }
 

@@ -36,8 +36,11 @@ def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
             raise UsageError(f"--grid {spec!r}: expected key=value1,value2,...")
         key, text = spec.split("=", 1)
         parsed = parse_value(text) if text.strip().startswith("[") else None
-        values = ([json.dumps(v) if not isinstance(v, str) else v for v in parsed]
-                  if isinstance(parsed, list) else [v.strip() for v in text.split(",")])
+        values = (
+            [json.dumps(v) if not isinstance(v, str) else v for v in parsed]
+            if isinstance(parsed, list)
+            else [v.strip() for v in text.split(",")]
+        )
         if not values or any(v == "" for v in values):
             raise UsageError(f"--grid {spec!r}: empty value")
         grid.append((key.strip(), values))
@@ -49,8 +52,10 @@ def points(grid: list[tuple[str, list[str]]]) -> list[list[str]]:
     if not grid:
         return [[]]
     keys = [k for k, _ in grid]
-    return [[f"{k}={v}" for k, v in zip(keys, combo)]
-            for combo in itertools.product(*[vals for _, vals in grid])]
+    return [
+        [f"{k}={v}" for k, v in zip(keys, combo)]
+        for combo in itertools.product(*[vals for _, vals in grid])
+    ]
 
 
 def _run_point(path: str, fixed: list[str], point: list[str], seed):
@@ -78,16 +83,29 @@ class SweepStore:
         return {row[0] for row in self.db.execute("SELECT point FROM runs WHERE status = 'ok'")}
 
     def record(self, point_key: str, seed, status: str, error, summary) -> None:
-        self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?)",
-                        (point_key, seed, status, error, json.dumps(summary) if summary else None))
+        self.db.execute(
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?)",
+            (point_key, seed, status, error, json.dumps(summary) if summary else None),
+        )
         self.db.commit()
 
     def rows(self):
-        return list(self.db.execute("SELECT point, seed, status, error, summary FROM runs ORDER BY point"))
+        return list(
+            self.db.execute("SELECT point, seed, status, error, summary FROM runs ORDER BY point")
+        )
 
 
-def run_sweep(path: str, grid_specs: list[str], fixed: list[str], db_path: Path, workers: int = 0,
-              seed=None, backend: str = "local", address: str | None = None, on_result=None):
+def run_sweep(
+    path: str,
+    grid_specs: list[str],
+    fixed: list[str],
+    db_path: Path,
+    workers: int = 0,
+    seed=None,
+    backend: str = "local",
+    address: str | None = None,
+    on_result=None,
+):
     """Run every point not yet in *db_path*; call ``on_result(point, status, error, summary)`` per run."""
     import os
 

@@ -18,8 +18,13 @@ from labsim.registry import Registry
 from labsim.schema import SELECTOR_DEFAULTS, compose_experiment_schema
 
 _TYPE_NAMES = {
-    "object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
-    "number": "a number", "boolean": "true or false", "null": "null",
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
 }
 
 
@@ -86,8 +91,14 @@ def _messages(error, registry: Registry) -> list[tuple[tuple, str]]:
     if v == "maxItems":
         return [(path, f"must have at most {error.validator_value} items; got {len(value)}")]
     if v == "minLength":
-        return [(path, "must not be empty" if error.validator_value == 1
-                 else f"must be at least {error.validator_value} characters")]
+        return [
+            (
+                path,
+                "must not be empty"
+                if error.validator_value == 1
+                else f"must be at least {error.validator_value} characters",
+            )
+        ]
     if v in ("anyOf", "oneOf"):
         return _alternatives(error, path, registry)
     return [(path, error.message)]
@@ -102,8 +113,11 @@ def _alternatives(error, path: tuple, registry: Registry) -> list[tuple[tuple, s
     options = error.validator_value
     if all(isinstance(o, dict) and set(o) == {"required"} for o in options):
         choices = " | ".join(_keys(o["required"]) for o in options)
-        given = [_keys(o["required"]) for o in options
-                 if all(k in (error.instance or {}) for k in o["required"])]
+        given = [
+            _keys(o["required"])
+            for o in options
+            if all(k in (error.instance or {}) for k in o["required"])
+        ]
         if len(given) > 1:
             return [(path, f"give only one of: {choices} (found {', '.join(given)})")]
         return [(path, f"needs one of: {choices}")]
@@ -115,8 +129,13 @@ def _alternatives(error, path: tuple, registry: Registry) -> list[tuple[tuple, s
             if branch.get("type") in (wanted, None):
                 return _messages(sub, registry)
     if error.context:
-        return [(path, "does not match any allowed form: "
-                 + "; ".join(sorted({e.message for e in error.context})))]
+        return [
+            (
+                path,
+                "does not match any allowed form: "
+                + "; ".join(sorted({e.message for e in error.context})),
+            )
+        ]
     return [(path, error.message)]
 
 
@@ -139,23 +158,34 @@ def _semantic_problems(exp: Experiment, data: dict) -> list[Problem]:
     for i, fw in enumerate(data.get("frameworks_to_test") or []):
         if isinstance(fw, dict) and isinstance(fw.get("name"), str):
             if fw["name"] in seen:
-                problems.append(exp.problem(("frameworks_to_test", i, "name"),
-                                            f"duplicate framework name {fw['name']!r} "
-                                            f"(also frameworks_to_test[{seen[fw['name']]}].name); "
-                                            "names must be unique"))
+                problems.append(
+                    exp.problem(
+                        ("frameworks_to_test", i, "name"),
+                        f"duplicate framework name {fw['name']!r} "
+                        f"(also frameworks_to_test[{seen[fw['name']]}].name); "
+                        "names must be unique",
+                    )
+                )
             seen.setdefault(fw["name"], i)
     db = data.get("model_characteristics_db_path")
     if isinstance(db, str) and not exp.resolve_path(db).is_file():
-        problems.append(exp.problem(("model_characteristics_db_path",),
-                                    f"file not found: {db} (relative paths are read from the "
-                                    "experiment file's folder)"))
+        problems.append(
+            exp.problem(
+                ("model_characteristics_db_path",),
+                f"file not found: {db} (relative paths are read from the experiment file's folder)",
+            )
+        )
     devices = (data.get("hardware_profile") or {}).get("compute_devices") or []
     ids: set[str] = set()
     for i, dev in enumerate(devices):
         if isinstance(dev, dict) and isinstance(dev.get("device_id"), str):
             if dev["device_id"] in ids:
-                problems.append(exp.problem(("hardware_profile", "compute_devices", i, "device_id"),
-                                            f"duplicate device_id {dev['device_id']!r}"))
+                problems.append(
+                    exp.problem(
+                        ("hardware_profile", "compute_devices", i, "device_id"),
+                        f"duplicate device_id {dev['device_id']!r}",
+                    )
+                )
             ids.add(dev["device_id"])
     return problems
 
@@ -180,8 +210,11 @@ def _checking_validator(registry: Registry):
     """Draft 2020-12 plus ``x-labsim-check: KIND``: the component's own ``config_problems``."""
 
     def check(validator, kind, instance, schema):
-        if not (isinstance(instance, dict) and isinstance(instance.get("type"), str)
-                and registry.has(kind, instance["type"])):
+        if not (
+            isinstance(instance, dict)
+            and isinstance(instance.get("type"), str)
+            and registry.has(kind, instance["type"])
+        ):
             return
         component = registry.get(kind, instance["type"])
         problems = getattr(component, "config_problems", None)
@@ -207,8 +240,10 @@ def validate(exp: Experiment, registry: Registry, schema: dict | None = None) ->
     _prefill_selectors(data)
     problems: list[Problem] = []
     seen = set()
-    errors = sorted(_checking_validator(registry)(schema).iter_errors(data),
-                    key=lambda e: [str(p) for p in e.absolute_path])
+    errors = sorted(
+        _checking_validator(registry)(schema).iter_errors(data),
+        key=lambda e: [str(p) for p in e.absolute_path],
+    )
     for error in errors:
         for path, message in _messages(error, registry):
             key = (path, message)
@@ -223,8 +258,13 @@ def validate(exp: Experiment, registry: Registry, schema: dict | None = None) ->
     return data
 
 
-def check_block(schema: dict, value, path: tuple, exp: Experiment | None = None,
-                registry: Registry | None = None) -> list[Problem]:
+def check_block(
+    schema: dict,
+    value,
+    path: tuple,
+    exp: Experiment | None = None,
+    registry: Registry | None = None,
+) -> list[Problem]:
     """Problems of one component block against *schema* (for plugins checking sub-blocks)."""
     out = []
     for error in Draft202012Validator(schema).iter_errors(value):

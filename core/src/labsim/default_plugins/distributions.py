@@ -78,11 +78,17 @@ class LogNormal(Distribution):
         "type": "object",
         "properties": {
             "mean": {**POSITIVE, "description": "Mean of the samples themselves."},
-            "sigma": {"type": "number", "minimum": 0,
-                      "description": "Standard deviation of the samples themselves."},
+            "sigma": {
+                "type": "number",
+                "minimum": 0,
+                "description": "Standard deviation of the samples themselves.",
+            },
             "log_mean": {"type": "number", "description": "Mean of log(samples)."},
-            "log_sigma": {"type": "number", "minimum": 0,
-                          "description": "Standard deviation of log(samples)."},
+            "log_sigma": {
+                "type": "number",
+                "minimum": 0,
+                "description": "Standard deviation of log(samples).",
+            },
         },
         "oneOf": _one_of(["mean", "sigma"], ["log_mean", "log_sigma"]),
     }
@@ -152,7 +158,11 @@ class Constant(Distribution):
 
     name = "Constant"
     aliases = ("Fixed", "Deterministic")
-    config_schema = {"type": "object", "required": ["value"], "properties": {"value": {"type": "number"}}}
+    config_schema = {
+        "type": "object",
+        "required": ["value"],
+        "properties": {"value": {"type": "number"}},
+    }
 
     def mean(self):
         return self.config["value"]
@@ -167,7 +177,10 @@ class Poisson(Distribution):
     name = "Poisson"
     config_schema = {
         "type": "object",
-        "properties": {"lam": {"type": "number", "minimum": 0}, "mean": {"type": "number", "minimum": 0}},
+        "properties": {
+            "lam": {"type": "number", "minimum": 0},
+            "mean": {"type": "number", "minimum": 0},
+        },
         "oneOf": _one_of(["lam"], ["mean"]),
     }
 
@@ -202,7 +215,9 @@ class Empirical(Distribution):
 
     def prepare(self, base_dir: Path) -> None:
         if self._values is None:
-            self._values = load_samples(Path(base_dir) / self.config["path"], self.config.get("column"))
+            self._values = load_samples(
+                Path(base_dir) / self.config["path"], self.config.get("column")
+            )
 
     def mean(self):
         self.prepare(Path.cwd())
@@ -225,8 +240,10 @@ def load_samples(path: Path, column: str | None = None) -> np.ndarray:
     if rows and column is not None:
         header = [c.strip() for c in rows[0]]
         if column not in header:
-            raise UsageError(f"Empirical distribution: {path} has no column {column!r}; "
-                             f"columns: {', '.join(header)}")
+            raise UsageError(
+                f"Empirical distribution: {path} has no column {column!r}; "
+                f"columns: {', '.join(header)}"
+            )
         start, index = 1, header.index(column)
     values = []
     for lineno, row in enumerate(rows[start:], start=start + 1):
@@ -235,8 +252,10 @@ def load_samples(path: Path, column: str | None = None) -> np.ndarray:
         except (ValueError, IndexError):
             if lineno == 1 and column is None:
                 continue  # a header line
-            raise UsageError(f"Empirical distribution: {path} line {lineno}: "
-                             f"expected a number, got {','.join(row)!r}") from None
+            raise UsageError(
+                f"Empirical distribution: {path} line {lineno}: "
+                f"expected a number, got {','.join(row)!r}"
+            ) from None
     if not values:
         raise UsageError(f"Empirical distribution: {path} holds no samples")
     return np.asarray(values, float)

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+import labsim
 import labsim_fifo
 import labsim_gpus.plugin
 import labsim_llm.plugin
 import pytest
-
-import labsim
 from labsim.testing import make_registry
 
 EXPERIMENT = {
     "hardware_profile": {"device": "H100-SXM"},
     "workload": {
         "total_duration": 20,
-        "client_profiles": [{
-            "profile_name": "chat",
-            "inter_arrival_time_dist_config": {"type": "Exponential", "rate": 1},
-            "prompt_tokens_dist_config": {"type": "Constant", "value": 512},
-            "max_output_tokens_dist_config": {"type": "Constant", "value": 64},
-        }],
+        "client_profiles": [
+            {
+                "profile_name": "chat",
+                "inter_arrival_time_dist_config": {"type": "Exponential", "rate": 1},
+                "prompt_tokens_dist_config": {"type": "Constant", "value": 512},
+                "max_output_tokens_dist_config": {"type": "Constant", "value": 64},
+            }
+        ],
     },
     "frameworks_to_test": [{"name": "fifo", "type": "fifo", "config": {"model": "Llama-3.1-8B"}}],
 }
@@ -53,15 +54,17 @@ def test_requests_are_served_one_at_a_time(registry):
 
 def test_latencies_come_from_the_cost_model(registry):
     result = labsim.run(EXPERIMENT, seed=3, registry=registry)
-    slow = labsim.run(EXPERIMENT | {"hardware_profile": {"device": "A100-SXM4-80GB"}}, seed=3,
-                      registry=registry)
+    slow = labsim.run(
+        EXPERIMENT | {"hardware_profile": {"device": "A100-SXM4-80GB"}}, seed=3, registry=registry
+    )
     fast_tpot = result.summary["frameworks"]["fifo"]["tpot_ms"]["p50"]
     slow_tpot = slow.summary["frameworks"]["fifo"]["tpot_ms"]["p50"]
     assert slow_tpot > fast_tpot * 1.3  # A100's HBM is ~1.6x slower than H100's
 
 
 def test_model_too_large_is_a_clear_error(registry):
-    bad = EXPERIMENT | {"frameworks_to_test": [{"name": "f", "type": "fifo",
-                                                "config": {"model": "Llama-3.1-405B"}}]}
+    bad = EXPERIMENT | {
+        "frameworks_to_test": [{"name": "f", "type": "fifo", "config": {"model": "Llama-3.1-405B"}}]
+    }
     with pytest.raises(labsim.ConfigError, match="needs 8.*GB of weights"):
         labsim.run(bad, registry=registry)

@@ -25,11 +25,25 @@ from labsim_llm.models import resolve_model
 
 __version__ = "0.1.0"
 
-COLUMNS = ["request_id", "framework", "status", "arrival_s", "first_token_s", "finish_s",
-           "prompt_tokens", "output_tokens", "ttft_ms", "tpot_ms", "e2e_ms"]
+COLUMNS = [
+    "request_id",
+    "framework",
+    "status",
+    "arrival_s",
+    "first_token_s",
+    "finish_s",
+    "prompt_tokens",
+    "output_tokens",
+    "ttft_ms",
+    "tpot_ms",
+    "e2e_ms",
+]
 
-STATS = {"type": "object", "properties": {"mean": {"type": ["number", "null"]}},
-         "additionalProperties": {"type": ["number", "null"]}}
+STATS = {
+    "type": "object",
+    "properties": {"mean": {"type": ["number", "null"]}},
+    "additionalProperties": {"type": ["number", "null"]},
+}
 
 
 class Fifo(labsim.Framework):
@@ -42,7 +56,10 @@ class Fifo(labsim.Framework):
         "additionalProperties": False,
         "required": ["model"],
         "properties": {
-            "model": {"type": "string", "description": "A model id or alias (see `labsim list models`)."},
+            "model": {
+                "type": "string",
+                "description": "A model id or alias (see `labsim list models`).",
+            },
             "gpu_id": {"type": "string", "description": "Which hardware_profile device to run on."},
             "dtype": {"enum": ["bf16", "fp16", "fp8"], "default": "bf16"},
         },
@@ -53,13 +70,19 @@ class Fifo(labsim.Framework):
         "properties": {
             "type": {"type": "string"},
             "requests": {"type": "object", "properties": {"finished": {"type": "integer"}}},
-            "ttft_ms": STATS, "tpot_ms": STATS, "e2e_ms": STATS,
+            "ttft_ms": STATS,
+            "tpot_ms": STATS,
+            "e2e_ms": STATS,
             "throughput": {"type": "object"},
         },
     }
-    headline = [("finished requests", "requests.finished"), ("TTFT p50 (ms)", "ttft_ms.p50"),
-                ("TTFT p99 (ms)", "ttft_ms.p99"), ("TPOT p50 (ms)", "tpot_ms.p50"),
-                ("output tokens/s", "throughput.output_tokens_per_s")]
+    headline = [
+        ("finished requests", "requests.finished"),
+        ("TTFT p50 (ms)", "ttft_ms.p50"),
+        ("TTFT p99 (ms)", "ttft_ms.p99"),
+        ("TPOT p50 (ms)", "tpot_ms.p50"),
+        ("output tokens/s", "throughput.output_tokens_per_s"),
+    ]
 
     def __init__(self, instance_name, config, context):
         super().__init__(instance_name, config, context)
@@ -70,7 +93,8 @@ class Fifo(labsim.Framework):
         if need > self.gpu.memory_bytes:
             raise labsim.UsageError(
                 f"{self.model.name} needs {need / 1e9:.1f} GB of weights in {self.dtype}; "
-                f"{self.gpu.name} has {self.gpu.memory_bytes / 1e9:.0f} GB")
+                f"{self.gpu.name} has {self.gpu.memory_bytes / 1e9:.0f} GB"
+            )
         self.queue = deque()
         self.busy = False
         self.wakeup = None
@@ -85,15 +109,29 @@ class Fifo(labsim.Framework):
         if key in self._forward_cache:
             return self._forward_cache[key]
         heads, kv_heads, head_dim = self.model.attention_heads()
-        gemms = sum(self.gpu.gemm_time(new_tokens, n, k, self.dtype) * count
-                    for _, n, k, count in self.model.layer_gemms())
+        gemms = sum(
+            self.gpu.gemm_time(new_tokens, n, k, self.dtype) * count
+            for _, n, k, count in self.model.layer_gemms()
+        )
         if new_tokens == 1 and context_tokens > 0:
-            attn = self.gpu.attention_time("decode", batch_size=1, seq_len=context_tokens + 1,
-                                           num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim)
+            attn = self.gpu.attention_time(
+                "decode",
+                batch_size=1,
+                seq_len=context_tokens + 1,
+                num_heads=heads,
+                num_kv_heads=kv_heads,
+                head_dim=head_dim,
+            )
         else:
-            attn = self.gpu.attention_time("prefill", batch_size=1, seq_len=new_tokens,
-                                           num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim,
-                                           prefix_len=context_tokens)
+            attn = self.gpu.attention_time(
+                "prefill",
+                batch_size=1,
+                seq_len=new_tokens,
+                num_heads=heads,
+                num_kv_heads=kv_heads,
+                head_dim=head_dim,
+                prefix_len=context_tokens,
+            )
         n, k = self.model.lm_head_gemm()
         seconds = self.model.num_layers * (gemms + attn) + self.gpu.gemm_time(1, n, k, self.dtype)
         if new_tokens == 1:
@@ -127,8 +165,10 @@ class Fifo(labsim.Framework):
             request.first_scheduled_s = env.now
             yield env.timeout(self.forward_time(request.prompt_tokens, 0))
             request.first_token_s = env.now
-            decode = sum(self.forward_time(1, request.prompt_tokens + i)
-                         for i in range(request.output_tokens - 1))
+            decode = sum(
+                self.forward_time(1, request.prompt_tokens + i)
+                for i in range(request.output_tokens - 1)
+            )
             yield env.timeout(decode)
             request.finish_s = env.now
             request.status = "finished"
@@ -139,10 +179,26 @@ class Fifo(labsim.Framework):
     def _record(self, r):
         ttft = (r.first_token_s - r.arrival_s) * 1e3
         e2e = (r.finish_s - r.arrival_s) * 1e3
-        tpot = ((r.finish_s - r.first_token_s) * 1e3 / (r.output_tokens - 1)
-                if r.output_tokens > 1 else None)
-        self.table.append([r.request_id, self.instance_name, r.status, r.arrival_s, r.first_token_s,
-                           r.finish_s, r.prompt_tokens, r.output_tokens, ttft, tpot, e2e])
+        tpot = (
+            (r.finish_s - r.first_token_s) * 1e3 / (r.output_tokens - 1)
+            if r.output_tokens > 1
+            else None
+        )
+        self.table.append(
+            [
+                r.request_id,
+                self.instance_name,
+                r.status,
+                r.arrival_s,
+                r.first_token_s,
+                r.finish_s,
+                r.prompt_tokens,
+                r.output_tokens,
+                ttft,
+                tpot,
+                e2e,
+            ]
+        )
         rec = self.records
         rec["ttft"].append(ttft)
         rec["tpot"].append(float("nan") if tpot is None else tpot)
@@ -162,8 +218,11 @@ class Fifo(labsim.Framework):
             "ttft_ms": stats(rec["ttft"], rec["arrival"]),
             "tpot_ms": stats(rec["tpot"], rec["arrival"]),
             "e2e_ms": stats(rec["e2e"], rec["arrival"]),
-            "throughput": {"requests_per_s": rate(finished), "input_tokens_per_s": rate(sum(rec["in"])),
-                           "output_tokens_per_s": rate(sum(rec["out"]))},
+            "throughput": {
+                "requests_per_s": rate(finished),
+                "input_tokens_per_s": rate(sum(rec["in"])),
+                "output_tokens_per_s": rate(sum(rec["out"])),
+            },
         }
 
 
