@@ -65,15 +65,27 @@ def _customized(component, spec: dict, exp: Experiment, path: tuple):
         raise ConfigError([exp.problem(path, str(ex))]) from None
 
 
+#: keys of device and topology blocks that name a file, read from the experiment's folder
+FILE_KEYS = ("profile",)
+
+
+def _with_paths(spec: dict, exp: Experiment) -> dict:
+    return {k: (str(exp.resolve_path(v)) if k in FILE_KEYS and isinstance(v, str) else v) for k, v in spec.items()}
+
+
 def build_hardware(profile: dict, registry: Registry, exp: Experiment) -> Hardware:
-    """Build the :class:`Hardware` described by a validated ``hardware_profile``."""
+    """Build the :class:`Hardware` described by a validated ``hardware_profile``.
+
+    File references in a device or topology block (``profile: my_gpu.json``) are
+    read relative to the experiment file's folder.
+    """
     default = None
     if "device" in profile:
         default = registry.get("devices", profile["device"])
     devices = {}
     for i, entry in enumerate(profile.get("compute_devices") or []):
         base = registry.get("devices", entry.get("device_type", "GPU"))
-        spec = {k: v for k, v in entry.items() if k not in ("device_id", "device_type")}
+        spec = _with_paths({k: v for k, v in entry.items() if k not in ("device_id", "device_type")}, exp)
         device = _customized(base, spec, exp, ("hardware_profile", "compute_devices", i))
         devices[entry["device_id"]] = device
     topology = None
@@ -82,7 +94,7 @@ def build_hardware(profile: dict, registry: Registry, exp: Experiment) -> Hardwa
         topology = registry.get("topologies", topo)
     elif isinstance(topo, dict):
         base = registry.get("topologies", topo["type"])
-        spec = {k: v for k, v in topo.items() if k != "type"}
+        spec = _with_paths({k: v for k, v in topo.items() if k != "type"}, exp)
         topology = _customized(base, spec, exp, ("hardware_profile", "topology"))
     if topology is not None and default is not None and hasattr(topology, "with_device"):
         topology = topology.with_device(default)
