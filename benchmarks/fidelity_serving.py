@@ -7,11 +7,21 @@ predicted against published, with the relative error. Targets: throughput and
 TPOT within 15 %, TTFT within 25 % away from saturation (burst rows are
 saturated by construction: their TTFT is queueing).
 
-Workload assumptions: ShareGPT rows use log-normal lengths with the means of
-S5-01's 100 ShareGPT prompts (232.6 input / 220.6 output tokens, from the
-row's totals) and a coefficient of variation of 1 (ShareGPT is heavy-tailed);
-"random" rows use their fixed lengths. Every request generates its full
-output (benchmarks run with ignore_eos).
+Workload assumptions: ShareGPT rows use log-normal lengths with a coefficient
+of variation of 1 (ShareGPT is heavy-tailed; assumption), cut at the filter both
+benchmark clients apply (``sample_sharegpt_requests``: prompt ≤ 1024 tokens,
+prompt + output ≤ 2048; the tail is clamped here, not resampled). Means: input
+232.6 tokens (S5-01's 100 prompts, from the row's totals; the S3 rows publish no
+input totals, so the same is assumed); output 220.6 for S5 and 194.3 for S3 (the
+S3 offline rows' own output tok/s ÷ req/s: 4132.37/21.27 and 3700.64/19.04, the
+5000-prompt sample). "random" rows use their fixed lengths. Every request
+generates its full output (both clients send ignore_eos).
+
+Engine setup from the row: vLLM 0.6 rows run the V0 engine's defaults (vLLM
+0.6.0 ``EngineArgs``/``SchedulerConfig``: max_num_seqs 256, chunked prefill off
+below a 32 K context so max_num_batched_tokens = max(max_model_len, 2048), no
+prefix caching) with the ``--max_model_len`` and ``--num-scheduler-steps`` of the
+row's notes; 0.10+ rows take labsim's vLLM v1 defaults.
 
     python benchmarks/fidelity_serving.py [--rows S5-01,S3-04]
 """
@@ -22,6 +32,7 @@ import argparse
 import csv
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -33,6 +44,10 @@ MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "Llama-3.1-8B",
           "Qwen/Qwen3-8B": "Qwen3-8B", "Qwen/Qwen3-14B": "Qwen3-14B"}
 #: ShareGPT means from S5-01 (23260 input / 22061 generated tokens over 100 prompts)
 SHAREGPT_IN, SHAREGPT_OUT = 232.6, 220.6
+#: ShareGPT output mean of the S3 rows' 5000-prompt sample (output tok/s ÷ req/s of S3-03/S3-05)
+SHAREGPT_OUT_S3 = (4132.37 / 21.27 + 3700.64 / 19.04) / 2
+#: the ShareGPT filter of sglang.bench_serving / vllm bench (sample_sharegpt_requests)
+SHAREGPT_MAX_PROMPT, SHAREGPT_MAX_TOTAL = 1024, 2048
 
 
 def shared_data() -> Path:
@@ -56,10 +71,35 @@ def lengths(row) -> tuple[dict, dict]:
         i, o = float(row["input_len"]), float(row["output_len"])
         return ({"type": "Constant", "value": i, "is_int": True},
                 {"type": "Constant", "value": o, "is_int": True})
+    out = SHAREGPT_OUT_S3 if row["row_id"].startswith("S3") else SHAREGPT_OUT
     return ({"type": "LogNormal", "mean": SHAREGPT_IN, "sigma": SHAREGPT_IN, "is_int": True,
-             "min": 4, "max": 3000},
-            {"type": "LogNormal", "mean": SHAREGPT_OUT, "sigma": SHAREGPT_OUT, "is_int": True,
-             "min": 2, "max": 1000})
+             "min": 4, "max": SHAREGPT_MAX_PROMPT},
+            {"type": "LogNormal", "mean": out, "sigma": out, "is_int": True,
+             "min": 4, "max": SHAREGPT_MAX_TOTAL - SHAREGPT_MAX_PROMPT})
+
+
+def flag(notes: str, name: str):
+    """The integer value of ``--name N`` (or ``--name_with_underscores N``) in the row's notes."""
+    m = re.search(r"--" + name.replace("_", "[-_]") + r"\s+(\d+)", notes)
+    return int(m.group(1)) if m else None
+
+
+def engine_config(row) -> dict:
+    """Engine settings the row's setup implies (version defaults and its command-line flags)."""
+    if row["engine"] != "vllm":
+        return {}
+    cfg = {}
+    major_minor = tuple(int(x) for x in re.findall(r"\d+", row["engine_version"])[:2])
+    if major_minor < (0, 8):
+        # vLLM 0.6 V0 defaults: max_num_seqs 256; chunked prefill only above a 32 K context;
+        # max_num_batched_tokens = max(max_model_len, 2048); prefix caching off
+        max_len = flag(row["notes"], "max_model_len") or 4096
+        cfg.update(max_num_seqs=256, enable_chunked_prefill=False, enable_prefix_caching=False,
+                   max_model_len=max_len, max_num_batched_tokens=max(max_len, 2048))
+        steps = flag(row["notes"], "num_scheduler_steps")
+        if steps:
+            cfg["num_scheduler_steps"] = steps
+    return cfg
 
 
 def experiment(row) -> dict:
@@ -76,7 +116,7 @@ def experiment(row) -> dict:
     else:
         profile["request_rate"] = float(rate)
     tp = int(row["tp"] or 1)
-    config = {"model": MODELS[row["model"]], "tensor_parallel_size": tp}
+    config = {"model": MODELS[row["model"]], "tensor_parallel_size": tp, **engine_config(row)}
     hardware = {"device": device_for(row["gpu"])}
     if tp > 1:
         hardware["topology"] = "dgx-h100" if "H100" in hardware["device"] else "dgx-a100"

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from labsim.errors import UsageError
 from labsim_gpus import calibrate, memory
-from labsim_gpus.params import DATASHEET_DEFAULTS, transfer
+from labsim_gpus.params import ARCH_ADJUST, DATASHEET_DEFAULTS, transfer
 from labsim_gpus.profiles import load_profile
 
 A100 = plugin.preset("A100-SXM4-80GB")
@@ -86,7 +86,8 @@ def test_transfer_rule():
     p = DATASHEET_DEFAULTS
     assert transfer(p, "ampere", "ampere") is p
     hop = transfer(p, "ampere", "hopper")
-    assert hop.gemm_compute_eff == pytest.approx(0.85 * p.gemm_compute_eff)
+    factor = ARCH_ADJUST["hopper"]["gemm_compute_eff"]
+    assert hop.gemm_compute_eff == pytest.approx(min(factor * p.gemm_compute_eff, 0.98))
     assert transfer(hop, "hopper", "ampere").gemm_compute_eff == pytest.approx(p.gemm_compute_eff)
 
 

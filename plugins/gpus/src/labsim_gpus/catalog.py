@@ -18,7 +18,15 @@ from __future__ import annotations
 
 DATASHEET = "NVIDIA datasheet, via data/gpu_datasheets.csv"
 
-#: One dict per preset. Units: memory_gb (GB = 1e9 B), mem_bw_gbps (GB/s), peak_tflops
+#: Bytes of device memory a program sees per datasheet "GB". DRAM is built in binary sizes
+#: (an 80 GB H100 carries five 16 GiB HBM3 stacks), and the CUDA driver keeps about 1 % for
+#: itself: torch.cuda.get_device_properties(0).total_memory reports 79.19 GiB on an H100-SXM
+#: 80GB and 79.3 GiB on an A100-SXM4-80GB (as printed in vLLM's start-up logs; figures from
+#: memory of such logs, not re-measured here — no GPU was lent to this task).
+MEMORY_GB_BYTES = 2**30 * 0.99
+
+#: One dict per preset. Units: memory_gb (the datasheet's GB, which for DRAM is GiB: see
+#: MEMORY_GB_BYTES),  mem_bw_gbps (GB/s), peak_tflops
 #: (dense TFLOP/s or TOP/s), nvlink/host link GB/s per direction, tdp_w (W), price (USD/h).
 PRESETS: list[dict] = [
     {

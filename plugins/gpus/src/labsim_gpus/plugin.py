@@ -14,7 +14,7 @@ import structlog
 from labsim import hookimpl
 from labsim.errors import LabsimError, UnknownNameError
 
-from labsim_gpus.catalog import GENERIC, PRESETS
+from labsim_gpus.catalog import GENERIC, MEMORY_GB_BYTES, PRESETS
 from labsim_gpus.device import GB, GPU
 from labsim_gpus.profiles import (
     apply_profile,
@@ -35,7 +35,7 @@ def _build(entry: dict) -> GPU:
         entry["name"], aliases=tuple(entry["aliases"]), description=entry["description"],
         arch=entry["arch"],
         peak_flops={k: v * 1e12 for k, v in entry["peak_tflops"].items()},
-        memory_bytes=int(entry["memory_gb"] * GB), mem_bw=entry["mem_bw_gbps"] * GB,
+        memory_bytes=int(entry["memory_gb"] * MEMORY_GB_BYTES), mem_bw=entry["mem_bw_gbps"] * GB,
         sm_count=entry["sm_count"], nvlink_bw=entry["nvlink_gbps"] * GB,
         host_link_bw=entry["host_link_gbps"] * GB, tdp_w=entry["tdp_w"],
         price_per_hour=entry["price_per_hour"],

@@ -75,6 +75,14 @@ CONFIG_SCHEMA = {
         "bytes_per_token_estimate_for_network": {"type": "number", "minimum": 0, "default": 2,
                                                  "description": "Seed-001 key; recorded in the summary "
                                                  "(the engine does not model the client network)."},
+        "num_scheduler_steps": {"type": "integer", "minimum": 1, "default": 1,
+                                "description": "vLLM 0.6 multi-step scheduling (--num-scheduler-steps): "
+                                "a decode batch runs this many steps per scheduling round and new "
+                                "requests wait for the round to end (labsim_llm.engine.multistep); "
+                                "1 = off (vLLM v1 has no multi-step)."},
+        "frontend_latency": {"type": "boolean", "default": True,
+                             "description": "Add the API-server cost (HTTP, tokenisation, IPC, first-"
+                             "token detokenisation) to TTFT and E2E (labsim_llm.engine.frontend)."},
         "record_steps": {"type": "boolean", "default": True,
                          "description": "Write the per-step table (steps.csv)."},
     },
