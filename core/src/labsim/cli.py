@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from labsim import log as log_setup
-from labsim.errors import LabsimError
+from labsim.errors import LabsimError, UsageError
 from labsim.registry import KINDS, get_registry
 
 
@@ -51,6 +51,7 @@ def cli(log_format, log_level):
     labsim run experiment.yaml          simulate an experiment
     labsim validate experiment.yaml     check it without running
     labsim list devices                 what is available
+    labsim compare runs/a runs/b        two finished runs side by side
     labsim predict --device H100-SXM --input ops.csv --output out.csv
     """
     log_setup.configure(log_format, log_level)
@@ -319,6 +320,26 @@ def predict(device, input_path, output_path):
 
     count = predict_file(device, Path(input_path), Path(output_path), get_registry())
     click.echo(f"{count} operations priced on {device}: {output_path}")
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+def compare(run_dirs):
+    """Compare finished runs: every framework's headline metrics, with ratios to the first.
+
+    RUN_DIRS are folders written by `labsim run --out` (two or more).
+    """
+    from labsim.compare import describe, load_summary, merge_summaries, run_label
+
+    if len(run_dirs) < 2:
+        raise UsageError("compare needs two run folders: labsim compare RUN_DIR_A RUN_DIR_B")
+    runs: dict[str, dict] = {}
+    for run_dir in run_dirs:
+        runs[run_label(run_dir, set(runs))] = load_summary(run_dir)
+    for label, summary in runs.items():
+        click.echo(describe(label, summary))
+    headers, rows = headline_rows(merge_summaries(runs), get_registry())
+    click.echo(table(headers, rows, right=set(range(1, len(headers)))))
 
 
 @cli.command()

@@ -1,1 +1,1 @@
-"""labsim-trtllm: the TensorRT-LLM serving engine model (in progress; registers nothing yet)."""
+"""labsim-trtllm: the TensorRT-LLM serving engine model (``type: trtllm``)."""

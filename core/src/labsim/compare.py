@@ -1,0 +1,74 @@
+"""Comparing finished runs: ``labsim compare RUN_DIR_A RUN_DIR_B``.
+
+Each run folder holds the ``summary.json`` that ``labsim run`` wrote. The
+frameworks of both runs go side by side — each named ``<run>:<instance>``
+when the two runs use the same instance name — and every headline metric of
+their framework types is shown per framework with its ratio to the first,
+the same table ``labsim run`` prints for an experiment with several
+frameworks.
+
+>>> from labsim.compare import load_summary, merge_summaries
+>>> merged = merge_summaries({"a": load_summary("runs/a"), "b": load_summary("runs/b")})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from labsim.errors import UsageError
+
+
+def load_summary(run_dir: str | Path) -> dict:
+    """The ``summary.json`` of *run_dir*; a :class:`UsageError` when it is missing or unreadable."""
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / "summary.json"
+    elif path.name != "summary.json" and not path.is_file():
+        raise UsageError(f"{run_dir}: no such run folder")
+    if not path.is_file():
+        raise UsageError(f"{run_dir}: no summary.json there — is it the --out folder of `labsim run`?")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as ex:
+        raise UsageError(f"{path}: not a readable summary.json ({ex})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("frameworks"), dict) or not data["frameworks"]:
+        raise UsageError(f"{path}: has no `frameworks` section; not a labsim run summary")
+    return data
+
+
+def merge_summaries(runs: dict[str, dict]) -> dict:
+    """One summary-shaped dict whose ``frameworks`` hold every framework of every run, in order.
+
+    Instance names that occur in more than one run are prefixed with the run's label.
+    """
+    seen: dict[str, int] = {}
+    for summary in runs.values():
+        for name in summary["frameworks"]:
+            seen[name] = seen.get(name, 0) + 1
+    frameworks = {}
+    for label, summary in runs.items():
+        for name, section in summary["frameworks"].items():
+            key = f"{label}:{name}" if seen[name] > 1 else name
+            frameworks[key] = section
+    return {"frameworks": frameworks}
+
+
+def run_label(run_dir: str | Path, taken: set[str]) -> str:
+    """A short label for a run folder, unique among *taken*."""
+    path = Path(run_dir)
+    base = (path.parent.name if path.name == "summary.json" else path.name) or str(path)
+    label, i = base, 2
+    while label in taken:
+        label, i = f"{base}#{i}", i + 1
+    return label
+
+
+def describe(label: str, summary: dict) -> str:
+    """One line about a run: experiment, seed and simulated time."""
+    sim = summary.get("simulated_time_s")
+    sim_text = f", {sim:.1f} simulated s" if isinstance(sim, (int, float)) else ""
+    return f"{label}: {summary.get('experiment', '?')} (seed {summary.get('seed', '?')}{sim_text})"
+
+
+__all__ = ["load_summary", "merge_summaries", "run_label", "describe"]

@@ -1,0 +1,403 @@
+"""One TensorRT-LLM executor replica: capacity scheduler, micro-batch scheduler, KV cache, loop.
+
+It follows the PyTorch backend's ``PyExecutor`` (TensorRT-LLM 1.0–1.2) as
+docs/engine_behaviour.md (TensorRT-LLM §1–§2) describes it:
+
+* **Active requests.** At most ``max_batch_size`` requests are active; more
+  wait in the executor queue. New ones join the tail of the active list,
+  whose order both schedulers walk.
+* **Capacity scheduler** (``capacityScheduler.cpp``).
+  ``GUARANTEED_NO_EVICT`` keeps every started request and reserves the
+  blocks it still needs *to run to completion* (``prompt + max_tokens``, plus
+  one token with the overlap scheduler); a request not yet started is
+  admitted, in order, only if its whole-lifetime need fits in what is left
+  (reuse savings not subtracted); the first that does not fit stops the scan.
+  Nothing is ever evicted. ``MAX_UTILIZATION`` admits, in list order, every
+  request whose *next step* fits (two tokens of look-ahead with the overlap
+  scheduler); when one does not, it pauses the last started request of the
+  rest of the list (its KV is freed, its generated tokens fold into its
+  prompt, it will be prefilled again) and retries.
+* **Micro-batch scheduler** (``microBatchScheduler.cpp``). In the order the
+  capacity scheduler returned (started requests first), a generation costs
+  one token and a context its whole remaining prompt; the first request that
+  would exceed ``max_num_tokens`` stops the batch. With chunked context,
+  contexts share what the generations leave, first come first served, each
+  non-final chunk a multiple of ``tokens_per_block``.
+* **KV cache.** Paged blocks of ``tokens_per_block`` tokens in labsim-llm's
+  :class:`BlockPool` (LRU free queue, leaf blocks released first). With
+  block reuse a new request matches the full blocks of its first
+  ``prompt − 1`` tokens; a context's full prompt blocks become reusable when
+  its step completes.
+* **Overlap scheduler** (on by default). Iteration *k + 1* is scheduled while
+  the GPU runs iteration *k*, from the state after iteration *k − 1*: a
+  request that arrives during iteration *k* joins at *k + 2*; a request whose
+  last token comes out of iteration *k* is not known to be done and runs one
+  extra (discarded) decode step in *k + 1*; its blocks are freed after *k*.
+  The CPU work is hidden: a step lasts ``max(GPU, CPU)``. Without overlap,
+  the loop is schedule → run → update and a step lasts ``GPU + CPU``.
+
+Every duration comes from :class:`labsim_trtllm.pricing.TrtStepPricer`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from labsim_llm.engine.kv_cache import BlockPool, block_keys
+
+
+class Seq:
+    """The executor's state of one request."""
+
+    __slots__ = ("req", "ctx_len", "computed", "out", "planned", "target", "need_total", "keys",
+                 "hashed", "held", "n_reg", "last_token", "warm", "admitted", "finished", "epoch")
+
+    def __init__(self, req, warm: bool, need_total: int):
+        self.req = req
+        self.ctx_len = req.prompt_tokens       # tokens to prefill (grows when a pause folds outputs)
+        self.computed = 0                      # tokens whose KV is computed or in flight
+        self.out = 0                           # tokens delivered
+        self.planned = 0                       # tokens generated once in-flight steps complete
+        self.target = req.output_tokens
+        self.need_total = need_total           # blocks to run to completion (capacity scheduler)
+        self.keys = None                       # reuse keys of the prompt's full blocks
+        self.hashed: list = []                 # keys of reusable blocks this request holds
+        self.held = 0                          # KV blocks held
+        self.n_reg = 0                         # next prompt block to make reusable
+        self.last_token = math.nan
+        self.warm = warm
+        self.admitted = False
+        self.finished = False
+        self.epoch = 0                         # bumped by a pause: in-flight work is void for the cache
+
+
+class Step:
+    """One iteration: ``(seq, tokens, computed_before, emits_token, epoch, is_context)`` entries."""
+
+    __slots__ = ("entries", "chunks", "decodes", "decode_ctx", "start", "end")
+
+    def __init__(self, entries):
+        self.entries = entries
+        self.chunks = [(n, before) for _, n, before, _, _, ctx in entries if ctx]
+        gens = [before for _, n, before, _, _, ctx in entries if not ctx]
+        self.decodes = len(gens)
+        self.decode_ctx = sum(gens) + len(gens)
+        self.start = self.end = 0.0
+
+
+class Replica:
+    """A TensorRT-LLM executor (``tp × pp`` GPUs) running its loop as a SimPy process."""
+
+    def __init__(self, owner, index: int, pricer, num_blocks: int, cfg: dict):
+        self.owner = owner
+        self.index = index
+        self.env = owner.context.env
+        self.pricer = pricer
+        self.metrics = owner.metrics
+        self.tpb = cfg["tokens_per_block"]
+        self.reuse = cfg["enable_block_reuse"]
+        self.pool = BlockPool(num_blocks, self.tpb, self.reuse)
+        self.guaranteed = cfg["capacity_scheduler_policy"] == "GUARANTEED_NO_EVICT"
+        self.chunked = cfg["enable_chunked_prefill"]
+        self.max_batch = cfg["max_batch_size"]
+        self.max_tokens = cfg["max_num_tokens"]
+        self.overlap = not cfg["disable_overlap_scheduler"]
+        self.lookahead = 2 if self.overlap else 1
+        self.extra_token = 1 if self.overlap else 0
+        self.warm_up = owner.metrics.warm_up
+        self.active: list[Seq] = []
+        self.queue: deque[Seq] = deque()
+        self.clock = 0.0
+        self._wake = None
+        self.process = None
+
+    # -- interface with the framework --------------------------------------------------
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.active) + len(self.queue)
+
+    def need_total(self, prompt: int, max_new: int) -> int:
+        """Blocks a request holds when it runs to completion (GUARANTEED_NO_EVICT's reservation)."""
+        return -(-(prompt + max_new + self.extra_token) // self.tpb)
+
+    def start(self) -> None:
+        self.process = self.env.process(self._loop())
+
+    def submit(self, req) -> None:
+        req.replica = self.index
+        seq = Seq(req, req.arrival_s >= self.warm_up,
+                  self.need_total(req.prompt_tokens, req.max_output_tokens))
+        self.queue.append(seq)
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def pending(self):
+        return [s.req for s in self.active] + [s.req for s in self.queue]
+
+    # -- capacity scheduler -------------------------------------------------------------
+
+    def _capacity(self) -> list[Seq]:
+        if self.guaranteed:
+            return self._guaranteed_no_evict()
+        return self._max_utilization()
+
+    def _guaranteed_no_evict(self) -> list[Seq]:
+        available = self.pool.num_free
+        started, pending = [], []
+        for s in self.active:
+            if s.computed > 0:
+                started.append(s)
+                available -= max(0, s.need_total - s.held)
+            else:
+                pending.append(s)
+        approved = started[: self.max_batch]
+        for s in pending:
+            if len(approved) >= self.max_batch or s.need_total > available:
+                break
+            approved.append(s)
+            available -= s.need_total
+        return approved
+
+    def _one_step_need(self, s: Seq) -> int:
+        tpb = self.tpb
+        if s.computed < s.ctx_len:                        # context: its blocks plus the look-ahead
+            tokens = s.ctx_len + self.lookahead - 1
+            if s.computed == 0 and self.reuse:
+                hits = self._hits(s)
+                return max(0, -(-tokens // tpb) - len(hits) + self.pool.evictable(hits))
+        else:
+            tokens = s.computed + self.lookahead
+        return max(0, -(-tokens // tpb) - s.held)
+
+    def _max_utilization(self) -> list[Seq]:
+        pool = self.pool
+        available = pool.num_free
+        todo = list(self.active)
+        approved = []
+        i = 0
+        while i < len(todo) and len(approved) < self.max_batch:
+            s = todo[i]
+            need = self._one_step_need(s)
+            if need <= available:
+                approved.append(s)
+                available -= need
+                i += 1
+                continue
+            j = len(todo) - 1
+            while j >= i and todo[j].computed == 0:
+                j -= 1
+            if j < i:
+                break
+            before = pool.num_free
+            self._pause(todo[j])
+            available += pool.num_free - before
+            del todo[j:]
+        return approved
+
+    def _pause(self, s: Seq) -> None:
+        """Free a started request's KV and send it back to context (recompute, beam width 1)."""
+        self.pool.free(s.hashed, s.held - len(s.hashed))
+        s.hashed = []
+        s.held = 0
+        s.n_reg = 0
+        s.computed = 0
+        s.ctx_len = s.req.prompt_tokens + s.planned
+        s.epoch += 1
+        s.req.preemptions += 1
+        self.metrics.preemptions += 1
+
+    # -- micro-batch scheduler ----------------------------------------------------------
+
+    def _hits(self, s: Seq) -> list:
+        if not self.reuse:
+            return []
+        if s.keys is None:
+            s.keys = block_keys(s.req.segments, self.tpb)
+        n = self.pool.match(s.keys, (s.ctx_len - 1) // self.tpb)
+        return s.keys[:n]
+
+    def _start_context(self, s: Seq, hits: list) -> None:
+        if hits:
+            self.pool.touch(hits)
+        s.hashed = list(hits)
+        s.held = s.n_reg = len(hits)
+        s.computed = len(hits) * self.tpb
+        if not s.admitted:
+            s.admitted = True
+            s.req.cached_prompt_tokens = s.computed
+            s.req.first_scheduled_s = self.env.now
+
+    def _unstart(self, s: Seq) -> None:
+        self.pool.free(s.hashed, 0)
+        s.hashed = []
+        s.held = s.n_reg = s.computed = 0
+
+    def schedule(self) -> Step:
+        """Form one iteration and allocate its KV blocks."""
+        while self.queue and len(self.active) < self.max_batch:
+            self.active.append(self.queue.popleft())
+        approved = self._capacity()
+        budget = self.max_tokens
+        gens, contexts = [], []
+        fresh = set()
+        for s in approved:
+            if len(gens) + len(contexts) >= self.max_batch:
+                break
+            if s.computed >= s.ctx_len:
+                if s.planned > s.target:
+                    continue
+                if budget < 1:
+                    break
+                gens.append(s)
+                budget -= 1
+                continue
+            if s.computed == 0:
+                hits = self._hits(s)
+                rest = s.ctx_len - len(hits) * self.tpb
+                if not self.chunked and rest > budget:
+                    break
+                self._start_context(s, hits)
+                fresh.add(id(s))
+            rest = s.ctx_len - s.computed
+            if not self.chunked:
+                if rest > budget:
+                    break
+                budget -= rest
+            contexts.append([s, rest])
+        if self.chunked and contexts and sum(n for _, n in contexts) > budget:
+            cap = budget
+            kept = []
+            for s, rest in contexts:
+                take = min(rest, cap)
+                if take < rest:
+                    take -= take % self.tpb
+                if take > 0:
+                    kept.append([s, take])
+                    cap -= take
+                elif id(s) in fresh:
+                    self._unstart(s)
+            contexts = kept
+        return self._allocate(gens, contexts)
+
+    def _allocate(self, gens, contexts) -> Step:
+        tpb = self.tpb
+        entries = []
+        for s in gens:
+            need = -(-(s.computed + 1) // tpb) - s.held
+            if need > 0:
+                self._take(need)
+                s.held += need
+            entries.append((s, 1, s.computed, True, s.epoch, False))
+            s.computed += 1
+            s.planned += 1
+        for s, n in contexts:
+            need = -(-(s.computed + n) // tpb) - s.held
+            if need > 0:
+                self._take(need)
+                s.held += need
+            before = s.computed
+            s.computed += n
+            emits = s.computed >= s.ctx_len
+            if emits:
+                s.planned += 1
+            entries.append((s, n, before, emits, s.epoch, True))
+        return Step(entries)
+
+    def _take(self, n: int) -> None:
+        if n > self.pool.num_free:
+            raise RuntimeError(f"TensorRT-LLM replica: {n} KV blocks needed, {self.pool.num_free} "
+                               "free — the capacity scheduler let through more than fits")
+        self.pool.allocate(n)
+
+    # -- completing an iteration --------------------------------------------------------
+
+    def _register(self, s: Seq) -> None:
+        keys = s.keys
+        if keys is None:
+            s.keys = keys = block_keys(s.req.segments, self.tpb)
+        full = min(min(s.computed, s.ctx_len) // self.tpb, len(keys))
+        pool = self.pool
+        while s.n_reg < full:
+            key = keys[s.n_reg]
+            if pool.register(key):
+                s.hashed.append(key)
+            s.n_reg += 1
+
+    def _commit(self, step: Step) -> None:
+        end = step.end
+        finished = []
+        gaps = []
+        for s, _n, _before, emits, epoch, ctx in step.entries:
+            if s.finished:
+                continue                                   # the overlap scheduler's extra step
+            if ctx and self.reuse and epoch == s.epoch:
+                self._register(s)
+            if not emits:
+                continue
+            s.out += 1
+            if s.out == 1:
+                s.req.first_token_s = end
+            elif s.warm:
+                gaps.append(end - s.last_token)
+            s.last_token = end
+            if s.out >= s.target:
+                finished.append(s)
+        if gaps:
+            self.metrics.itl.add(gaps)
+        tokens = sum(e[1] for e in step.entries)
+        flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
+        used = self.pool.num_used
+        waiting = len(self.queue) + sum(1 for s in self.active if s.computed == 0)
+        self.metrics.step(self.index, step.start, end - step.start, 1, tokens, len(step.chunks),
+                          step.decodes, len(self.active), waiting, used, flops, nbytes,
+                          used * (end - step.start))
+        if finished:
+            self._finish(finished, end)
+
+    def _finish(self, finished, end: float) -> None:
+        for s in finished:
+            s.finished = True
+        self.active = [s for s in self.active if not s.finished]
+        for s in finished:
+            self.pool.free(s.hashed, s.held - len(s.hashed))
+            s.hashed = []
+            s.held = 0
+            req = s.req
+            req.status = "finished"
+            req.finish_s = end
+            self.metrics.request_done(req)
+            self.owner.request_left(req)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _loop(self):
+        env = self.env
+        cur = None
+        while True:
+            if cur is None:
+                if not self.active and not self.queue:
+                    self._wake = env.event()
+                    yield self._wake
+                    self._wake = None
+                    self.clock = max(self.clock, env.now)
+                    continue
+                cur = self.schedule()
+                if not cur.entries:
+                    raise RuntimeError("TensorRT-LLM replica formed an empty iteration with work "
+                                       "pending and nothing in flight")
+                cur.start = self.clock
+            nxt = self.schedule() if self.overlap else None     # while the GPU runs `cur`
+            cur.end = cur.start + self.pricer.step_time(cur.chunks, cur.decodes, cur.decode_ctx)
+            yield env.timeout(max(0.0, cur.end - env.now))
+            self.clock = cur.end
+            self._commit(cur)
+            if nxt is not None and nxt.entries:
+                nxt.start = cur.end
+                cur = nxt
+            else:
+                cur = None
+
+
+__all__ = ["Replica", "Seq", "Step"]

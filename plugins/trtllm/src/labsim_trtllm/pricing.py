@@ -1,0 +1,67 @@
+"""The price of one TensorRT-LLM iteration, from labsim-llm's :class:`StepPricer`.
+
+The shared pricer knows the work of a step (GEMMs, attention, norms, TP
+all-reduces, LM head and sampling, PP hand-offs) from the device's cost
+model. What differs in TensorRT-LLM is which steps replay a CUDA graph and
+how the CPU overlaps the GPU (docs/engine_behaviour.md TRT §3, §4):
+
+* a **decode-only** batch whose size is a captured size (1…32, 64, 128 by
+  default, no padding) replays one graph: one launch;
+* every other step — any step with a context chunk, decode batches of 33–63,
+  65–127 or above 128 — runs eager; kernel launches overlap GPU execution;
+* ``kernel_time_scale`` multiplies the GPU time (TRT-LLM's kernels against the
+  calibrated ones: unverified, 1.0);
+* with the overlap scheduler the CPU work of an iteration runs while the GPU
+  executes the previous one, so a step lasts ``max(GPU, CPU)``; without it,
+  ``GPU + CPU``.
+
+Two unmodified :class:`StepPricer` objects do the pricing: one with the graph
+sizes (used only for graph-eligible decode batches, where the shared pricer
+charges one launch) and one with none (eager everywhere else).
+"""
+
+from __future__ import annotations
+
+from labsim_llm.engine.step_cost import StepPricer
+
+
+class TrtStepPricer:
+    """Seconds of one TensorRT-LLM iteration on one replica (``tp × pp`` GPUs)."""
+
+    def __init__(self, model, device, cfg: dict, graph_sizes, collective=None):
+        kw = dict(dtype=cfg["dtype"], kv_dtype=cfg["kv_cache_dtype"],
+                  tp=cfg["tensor_parallel_size"], pp=cfg["pipeline_parallel_size"],
+                  collective=collective)
+        self.eager = StepPricer(model, device, graph_sizes=[], **kw)
+        self.sizes = sorted(graph_sizes)
+        self.graph = StepPricer(model, device, graph_sizes=self.sizes, **kw) if self.sizes else None
+        self.padding = bool(cfg.get("cuda_graph_padding"))
+        self.exact = frozenset(self.sizes)
+        self.max_graph = self.sizes[-1] if self.sizes else 0
+        self.scale = float(cfg["kernel_time_scale"])
+        self.cpu = float(cfg["step_overhead_s"])
+        self.cpu_per_req = float(cfg["step_overhead_per_request_s"])
+        self.overlap = not cfg["disable_overlap_scheduler"]
+
+    def uses_graph(self, chunks, num_decodes: int) -> bool:
+        """Whether this step replays a CUDA graph (decode-only, a captured size)."""
+        if chunks or self.graph is None or num_decodes <= 0:
+            return False
+        return num_decodes in self.exact or (self.padding and num_decodes <= self.max_graph)
+
+    def gpu_time(self, chunks, num_decodes: int, decode_context: int) -> float:
+        pricer = self.graph if self.uses_graph(chunks, num_decodes) else self.eager
+        return pricer.step_time(chunks, num_decodes, decode_context) * self.scale
+
+    def step_time(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> float:
+        """Seconds from the start of this iteration to the start of the next."""
+        gpu = self.gpu_time(chunks, num_decodes, decode_context)
+        cpu = self.cpu + self.cpu_per_req * (len(chunks) + num_decodes)
+        return max(gpu, cpu) if self.overlap else gpu + cpu
+
+    def work(self, chunks, num_decodes: int = 0, decode_context: int = 0):
+        """(FLOPs, DRAM bytes) one GPU does in this step."""
+        return self.eager.work(chunks, num_decodes, decode_context)
+
+
+__all__ = ["TrtStepPricer"]
