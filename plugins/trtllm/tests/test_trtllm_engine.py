@@ -229,3 +229,16 @@ def test_model_that_does_not_fit_names_the_field():
 def test_bad_option_is_a_config_error():
     with pytest.raises(ConfigError, match="capacity_scheduler_policy"):
         labsim.run(experiment(trt={"capacity_scheduler_policy": "EVICT_ALL"}))
+
+
+def test_frontend_latency_adds_the_api_server_cost_to_ttft_only():
+    from labsim_llm.engine.frontend import DEFAULT_FRONTEND
+
+    on = rows(labsim.run(experiment(rate=2.0)))
+    off = rows(labsim.run(experiment(rate=2.0, trt={"frontend_latency": False})))
+    assert len(on) == len(off)
+    for a, b in zip(on, off):
+        extra = DEFAULT_FRONTEND.before_engine(a["prompt_tokens"]) + DEFAULT_FRONTEND.after_first_token()
+        # at low load the engine sees each request at a slightly later time; the queue is empty
+        assert a["ttft_ms"] == pytest.approx(b["ttft_ms"] + extra * 1e3, abs=0.6 * b["ttft_ms"])
+        assert a["ttft_ms"] > b["ttft_ms"]

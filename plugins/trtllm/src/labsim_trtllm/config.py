@@ -92,6 +92,9 @@ CONFIG_SCHEMA = {
                                       "description": "Turn off the overlap scheduler (on by default)."},
         "cuda_graph": {"type": "boolean", "default": True,
                        "description": "CUDA graphs for decode-only batches (cuda_graph_config)."},
+        "frontend_latency": {"type": "boolean", "default": True,
+                             "description": "Add the API server's per-request cost (HTTP, tokenisation, "
+                             "IPC, streaming the first token) to TTFT and E2E (labsim_llm.engine.frontend)."},
         "cuda_graph_padding": {"type": "boolean", "default": False,
                                "description": "CudaGraphConfig.enable_padding: pad decode batches up "
                                "to a captured size."},

@@ -98,6 +98,8 @@ class Replica:
         self.tpb = cfg["tokens_per_block"]
         self.reuse = cfg["enable_block_reuse"]
         self.pool = BlockPool(num_blocks, self.tpb, self.reuse)
+        #: the API server's delay of every streamed token (first token and last alike)
+        self.fe_after = owner.frontend.after_first_token_s
         self.guaranteed = cfg["capacity_scheduler_policy"] == "GUARANTEED_NO_EVICT"
         self.chunked = cfg["enable_chunked_prefill"]
         self.max_batch = cfg["max_batch_size"]
@@ -338,7 +340,7 @@ class Replica:
                 continue
             s.out += 1
             if s.out == 1:
-                s.req.first_token_s = end
+                s.req.first_token_s = end + self.fe_after
             elif s.warm:
                 gaps.append(end - s.last_token)
             s.last_token = end
@@ -366,7 +368,7 @@ class Replica:
             s.held = 0
             req = s.req
             req.status = "finished"
-            req.finish_s = end
+            req.finish_s = end + self.fe_after
             self.metrics.request_done(req)
             self.owner.request_left(req)
 

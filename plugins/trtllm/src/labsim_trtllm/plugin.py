@@ -10,6 +10,7 @@ from __future__ import annotations
 import labsim
 from labsim import hookimpl
 from labsim_llm.engine import SUMMARY_SCHEMA, Router, ServingMetrics
+from labsim_llm.engine.frontend import Frontend
 from labsim_llm.engine.serving_metrics import HEADLINE
 
 from labsim_trtllm.config import CONFIG_SCHEMA, ENGINE_PARAMETERS, graph_sizes, resolve
@@ -50,6 +51,7 @@ class TensorRTLLM(labsim.Framework):
                                       device=self.device, dtype=cfg["dtype"],
                                       kv_capacity_blocks=self.plan.num_blocks,
                                       record_steps=cfg["record_steps"])
+        self.frontend = Frontend(context.env, enabled=cfg["frontend_latency"])
         self.replicas = [Replica(self, i, self.pricer, self.plan.num_blocks, cfg)
                          for i in range(cfg["num_replicas"])]
         self.router = Router(cfg["router"], self.replicas)
@@ -84,6 +86,9 @@ class TensorRTLLM(labsim.Framework):
             self.metrics.request_rejected(request, reason)
             self.notify_finished(request)
             return
+        self.frontend.submit(request, self._deliver)
+
+    def _deliver(self, request) -> None:
         self.router.pick(request).submit(request)
 
     def request_left(self, request) -> None:

@@ -74,4 +74,29 @@ def frontend_delays(prompt_tokens: int, chat: bool = False,
     return cost.before_engine(prompt_tokens, chat), cost.after_first_token()
 
 
-__all__ = ["FrontendCost", "DEFAULT_FRONTEND", "frontend_delays"]
+class Frontend:
+    """An engine's API server inside the simulation: delays each request on its way in and
+    each first token on its way out by :class:`FrontendCost`.
+
+    A request is handed to the engine by a timeout callback rather than a SimPy process,
+    so the cost per request stays one event. ``enabled=False`` makes both delays zero.
+    """
+
+    def __init__(self, env, enabled: bool = True, cost: FrontendCost = DEFAULT_FRONTEND,
+                 chat: bool = False):
+        self.env = env
+        self.enabled = enabled
+        self.cost = cost
+        self.chat = chat
+        self.after_first_token_s = cost.after_first_token() if enabled else 0.0
+
+    def submit(self, request, deliver) -> None:
+        """Call ``deliver(request)`` once the API server has handled *request*."""
+        if not self.enabled:
+            deliver(request)
+            return
+        event = self.env.timeout(self.cost.before_engine(request.prompt_tokens, self.chat))
+        event.callbacks.append(lambda _event: deliver(request))
+
+
+__all__ = ["DEFAULT_FRONTEND", "Frontend", "FrontendCost", "frontend_delays"]
