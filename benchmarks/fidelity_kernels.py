@@ -12,14 +12,21 @@ attention), the median and P90 absolute percentage error of
   The A30 is not in the catalog: it is described inline from its datasheet
   (NVIDIA A30 datasheet: 165 TFLOP/s dense BF16, 933 GB/s HBM2, 24 GB;
   56 SMs per the NVIDIA A30 product brief) and priced with the A100 profile
-  transferred by architecture (both Ampere).
+  transferred by architecture (both Ampere);
+* the H100-SXM tables shipped in the package, ``labsim_gpus/data/calibration/h100_sxm``
+  (vLLM 0.25.0 bf16 GEMM and FlashAttention-3 attention rows of NVIDIA aisimulate, thinned;
+  see that folder's README), priced with the A100 profile transferred by the Hopper factors
+  of ``params.ARCH_ADJUST``. Those factors were fitted on these same vLLM 0.25.0 tables, so
+  this is an in-sample check for H100-SXM; H200-SXM and H100-PCIe share the factors and stay
+  out of sample.
 
 each with the shipped calibration and with datasheet numbers alone.
 Run from the repository root::
 
     python benchmarks/fidelity_kernels.py
 
-The shared data folder is ``<repo>/../shared/data`` or ``$LABSIM_SHARED_DATA``.
+The shared data folder is ``<repo>/../shared/data`` or ``$LABSIM_SHARED_DATA``; the H100
+section needs only the installed ``labsim_gpus`` package.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import os
 import sys
 from pathlib import Path
 
+import labsim_gpus
 import numpy as np
 from labsim_gpus.calibrate import load_points
 from labsim_gpus.plugin import preset
@@ -36,17 +44,29 @@ from labsim_gpus.plugin import preset
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LABSIM_SHARED_DATA", REPO.parent / "shared" / "data"))
 
+#: measured H100-SXM tables shipped as package data (see the README there)
+H100_TABLES = Path(labsim_gpus.__file__).resolve().parent / "data" / "calibration" / "h100_sxm"
+
 A30 = {"preset": "A100-SXM4-80GB", "name": "A30", "peak_tflops": {"bf16": 165, "fp16": 165},
        "memory_capacity_bytes": 24_000_000_000, "memory_gbps": 933, "processing_units": 56}
 
 
 def a100_cases(framework: str | None):
     """(family, callable(device) -> seconds, measured seconds) for the A100 tables."""
+    return table_cases(DATA / "calibration" / "a100_sxm", framework)
+
+
+def table_cases(folder: Path, framework: str | None = None, fitted_domain: bool = False):
+    """The same for any folder of tables in the A100 layout (``calibrate.load_points``).
+
+    :param fitted_domain: also list the GEMMs with n, k >= 512 under "GEMM n,k>=512"."""
     out = []
-    for p in load_points(DATA / "calibration" / "a100_sxm", framework):
+    for p in load_points(folder, framework):
         if p.family == "gemm":
             m, n, k, dtype = p.shape
             fams = ["GEMM all m"] + (["GEMM m>=256"] if m >= 256 else [])
+            if fitted_domain and min(n, k) >= 512:
+                fams.append("GEMM n,k>=512")
             for fam in fams:
                 out.append((fam, lambda d, s=(m, n, k, dtype): d.gemm_time(*s), p.seconds))
         else:
@@ -102,11 +122,11 @@ def a30_cases():
 FAMILIES = ("GEMM all m", "GEMM m>=256", "prefill attention", "decode attention")
 
 
-def table(title: str, cases, devices: dict) -> None:
+def table(title: str, cases, devices: dict, families=FAMILIES) -> None:
     print(f"\n{title}")
     print(f"  {'family':18s} {'points':>6s}" + "".join(f"  {name + ' median':>24s}  {'P90':>6s}"
                                                     for name in devices))
-    for fam in FAMILIES:
+    for fam in families:
         subset = [(f, m) for name, f, m in cases if name == fam]
         if not subset:
             continue
@@ -117,13 +137,28 @@ def table(title: str, cases, devices: dict) -> None:
         print(line)
 
 
+def h100_section() -> None:
+    """H100-SXM against the shipped vLLM 0.25.0 tables (in sample for the Hopper factors)."""
+    h100 = preset("H100-SXM")
+    table("H100-SXM vs the shipped vLLM 0.25.0 tables (bf16 GEMM, FlashAttention-3 bf16 KV;\n"
+          "  calibrated = the A100 profile transferred with the Hopper ARCH_ADJUST factors)",
+          table_cases(H100_TABLES, fitted_domain=True),
+          {"calibrated": h100, "datasheet-only": h100.datasheet_only()},
+          FAMILIES[:2] + ("GEMM n,k>=512",) + FAMILIES[2:])
+    print("  In sample: the Hopper factors were fitted on these vLLM 0.25.0 tables (a sample of\n"
+          "  the bf16 GEMMs with n,k>=512, and the FA3 attention rows), so this checks the fit,\n"
+          "  not a prediction, for H100-SXM; H200-SXM and H100-PCIe share the factors and remain\n"
+          "  out of sample.")
+
+
 def main() -> int:
+    print("Absolute percentage error of predicted kernel latency (median, P90)")
     if not DATA.is_dir():
+        h100_section()
         print(f"shared data not found at {DATA}; set LABSIM_SHARED_DATA", file=sys.stderr)
         return 2
     a100 = preset("A100-SXM4-80GB")
     devices = {"calibrated": a100, "datasheet-only": a100.datasheet_only()}
-    print("Absolute percentage error of predicted kernel latency (median, P90)")
     table("A100-SXM4-80GB vs SGLang 0.5.10 rows (the rows the shipped profile was fitted on)",
           a100_cases("SGLang"), devices)
     table("A100-SXM4-80GB vs all framework builds (SGLang, vLLM, TensorRT-LLM)",
@@ -131,6 +166,7 @@ def main() -> int:
     a30 = a100.customize(A30)
     table("A30 held out (Vidur Qwen-2-7B profiles; A100 profile transferred)", a30_cases(),
           {"calibrated": a30, "datasheet-only": a30.datasheet_only()})
+    h100_section()
     return 0
 
 
