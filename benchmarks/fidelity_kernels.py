@@ -15,10 +15,10 @@ attention), the median and P90 absolute percentage error of
   transferred by architecture (both Ampere);
 * the H100-SXM tables shipped in the package, ``labsim_gpus/data/calibration/h100_sxm``
   (vLLM 0.25.0 bf16 GEMM and FlashAttention-3 attention rows of NVIDIA aisimulate, thinned;
-  see that folder's README), priced with the A100 profile transferred by the Hopper factors
-  of ``params.ARCH_ADJUST``. Those factors were fitted on these same vLLM 0.25.0 tables, so
-  this is an in-sample check for H100-SXM; H200-SXM and H100-PCIe share the factors and stay
-  out of sample.
+  see that folder's README), priced with the shipped H100-SXM profile
+  (``data/profiles/h100_sxm.json``). That profile was fitted on these same rows by
+  ``labsim calibrate``, so this is an in-sample check for H100-SXM; H200-SXM and H100-PCIe
+  take the same profile with their own datasheet numbers and stay out of sample.
 
 each with the shipped calibration and with datasheet numbers alone.
 Run from the repository root::
@@ -138,17 +138,16 @@ def table(title: str, cases, devices: dict, families=FAMILIES) -> None:
 
 
 def h100_section() -> None:
-    """H100-SXM against the shipped vLLM 0.25.0 tables (in sample for the Hopper factors)."""
+    """H100-SXM against the shipped vLLM 0.25.0 tables (in sample for the H100-SXM profile)."""
     h100 = preset("H100-SXM")
     table("H100-SXM vs the shipped vLLM 0.25.0 tables (bf16 GEMM, FlashAttention-3 bf16 KV;\n"
-          "  calibrated = the A100 profile transferred with the Hopper ARCH_ADJUST factors)",
+          f"  calibrated = the shipped profile {h100.profile_info.get('name')})",
           table_cases(H100_TABLES, fitted_domain=True),
           {"calibrated": h100, "datasheet-only": h100.datasheet_only()},
           FAMILIES[:2] + ("GEMM n,k>=512",) + FAMILIES[2:])
-    print("  In sample: the Hopper factors were fitted on these vLLM 0.25.0 tables (a sample of\n"
-          "  the bf16 GEMMs with n,k>=512, and the FA3 attention rows), so this checks the fit,\n"
-          "  not a prediction, for H100-SXM; H200-SXM and H100-PCIe share the factors and remain\n"
-          "  out of sample.")
+    print("  In sample: the H100-SXM profile was fitted on these vLLM 0.25.0 rows (all of them),\n"
+          "  so this checks the fit, not a prediction, for H100-SXM; H200-SXM and H100-PCIe take\n"
+          "  the same profile with their own datasheet numbers and remain out of sample.")
 
 
 def main() -> int:

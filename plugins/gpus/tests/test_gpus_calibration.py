@@ -85,10 +85,38 @@ def test_profiles_install_as_devices(tmp_path, monkeypatch):
 def test_transfer_rule():
     p = DATASHEET_DEFAULTS
     assert transfer(p, "ampere", "ampere") is p
+    assert transfer(p, "hopper", "hopper") is p
     hop = transfer(p, "ampere", "hopper")
     factor = ARCH_ADJUST["hopper"]["gemm_compute_eff"]
     assert hop.gemm_compute_eff == pytest.approx(min(factor * p.gemm_compute_eff, 0.98))
     assert transfer(hop, "hopper", "ampere").gemm_compute_eff == pytest.approx(p.gemm_compute_eff)
+
+
+def test_ampere_profile_on_a_hopper_device_still_takes_the_hopper_factors():
+    a100 = plugin.shipped_profile("a100_sxm4_80gb.json")
+    gpu = plugin.preset("H100-SXM").with_profile(a100)
+    assert gpu.profile_info["name"] == "a100_sxm4_80gb"
+    assert gpu.profile_info["transferred_to"] == "hopper"
+    expected = transfer(DATASHEET_DEFAULTS.replace(**a100["params"]), "ampere", "hopper")
+    assert gpu.params == expected and gpu.params != plugin.preset("H100-SXM").params
+
+
+def test_joint_attention_stage(tmp_path):
+    import click
+
+    truth = DATASHEET_DEFAULTS.replace(attn_overhead_s=4e-6, decode_mem_eff=0.6)
+    _synthetic_tables(tmp_path, truth)
+    cli = click.Group()
+    plugin.register_commands(cli)
+    out = tmp_path / "p.json"
+    result = CliRunner().invoke(cli, ["calibrate", "--device", "A100-SXM4-80GB", "--data",
+                                      str(tmp_path), "--output", str(out), "--iters", "60",
+                                      "--joint-attention"])
+    assert result.exit_code == 0, result.output
+    profile = load_profile(out)
+    assert profile["data"]["fit_stages"] == ["gemm", "prefill", "decode", "prefill+decode"]
+    assert profile["errors"]["decode"]["median_ape"] < 5
+    assert profile["errors"]["prefill"]["median_ape"] < 5
 
 
 def test_memory_accounting():

@@ -6,6 +6,7 @@ import pytest
 from labsim.errors import LabsimError, UnknownNameError, UsageError
 from labsim.testing import make_registry
 from labsim_gpus import GPU
+from labsim_gpus.params import DATASHEET_DEFAULTS, transfer
 from labsim_gpus.spec import CONFIG_SCHEMA
 
 NAMES = ["V100-SXM2-32GB", "A100-SXM4-40GB", "A100-SXM4-80GB", "A100-PCIe-40GB", "A100-PCIe-80GB",
@@ -116,5 +117,38 @@ def test_shipped_profile_is_default_and_datasheet_reachable():
     raw = a100.datasheet_only()
     assert not raw.calibrated and raw.params != a100.params
     h100 = plugin.preset("H100-SXM")
-    assert h100.profile_info.get("transferred_to") == "hopper"
-    assert h100.params.gemm_compute_eff > a100.params.gemm_compute_eff  # Hopper fit (params.ARCH_ADJUST)
+    assert h100.calibrated and "aisimulate" in h100.profile_info["attribution"]
+    assert h100.params.decode_mem_eff > a100.params.decode_mem_eff  # FA3 streams KV near HBM rate
+
+
+@pytest.mark.parametrize("name", ["H100-SXM", "H100-PCIe", "H200-SXM"])
+def test_hopper_presets_use_the_h100_profile_unchanged(name):
+    data = plugin.shipped_profile("h100_sxm.json")
+    assert data["arch"] == "hopper" and data["device"] == "H100-SXM"
+    gpu = plugin.preset(name)
+    assert gpu.profile_info["name"] == "h100_sxm" and "transferred_to" not in gpu.profile_info
+    assert gpu.params == DATASHEET_DEFAULTS.replace(**data["params"])  # no ARCH_ADJUST factor
+
+
+@pytest.mark.parametrize("name", ["A100-SXM4-80GB", "A100-SXM4-40GB", "A100-PCIe-80GB",
+                                  "RTX-A6000", "GPU"])
+def test_ampere_presets_use_the_a100_profile_unchanged(name):
+    data = plugin.shipped_profile("a100_sxm4_80gb.json")
+    gpu = plugin.preset(name)
+    assert gpu.profile_info["name"] == "a100_sxm4_80gb" and "transferred_to" not in gpu.profile_info
+    assert gpu.params == DATASHEET_DEFAULTS.replace(**data["params"])
+
+
+@pytest.mark.parametrize("name,arch", [("B200", "blackwell"), ("L40S", "ada"), ("L4", "ada"),
+                                       ("RTX-4090", "ada"), ("V100-SXM2-32GB", "volta")])
+def test_other_architectures_get_the_a100_profile_transferred(name, arch):
+    data = plugin.shipped_profile("a100_sxm4_80gb.json")
+    gpu = plugin.preset(name)
+    assert gpu.profile_info["name"] == "a100_sxm4_80gb"
+    assert gpu.profile_info["transferred_to"] == arch
+    assert gpu.params == transfer(DATASHEET_DEFAULTS.replace(**data["params"]), "ampere", arch)
+
+
+def test_one_shipped_profile_per_architecture():
+    assert plugin.shipped_profiles_by_arch() == {"ampere": "a100_sxm4_80gb.json",
+                                                 "hopper": "h100_sxm.json"}

@@ -15,7 +15,10 @@ It fits the dimensionless efficiencies and fixed overheads of
 :class:`~labsim_gpus.params.CostParams` — never per-shape corrections — by
 minimising the mean absolute log error (a relative error that treats 2x too
 slow like 2x too fast; capped per point, see :data:`LOSS_CAP`), in three stages: GEMM, then prefill attention on top
-of the GEMM parameters, then decode attention. The optimiser is a plain
+of the GEMM parameters, then decode attention. With ``joint_attention`` (``labsim calibrate
+--joint-attention``) a fourth stage refits the prefill and decode parameters together on both
+families' rows: they share ``attn_overhead_s``, which the prefill stage alone sets from
+prefill rows only. The optimiser is a plain
 Nelder–Mead over the logarithms of the parameters (positive by construction).
 Other tables in the folder (NCCL, all-reduce) are recorded as present but
 belong to the collectives plugin.
@@ -38,6 +41,8 @@ from labsim_gpus.params import CostParams
 GEMM_FIT = ("gemm_compute_eff", "gemm_mem_eff", "onchip_bw_ratio", "smooth_p", "kernel_overhead_s")
 PREFILL_FIT = ("attn_compute_eff", "attn_overhead_s")
 DECODE_FIT = ("decode_mem_eff", "decode_cta_s", "sm_bw_share")
+#: the optional joint attention stage: prefill and decode share ``attn_overhead_s``
+ATTENTION_FIT = PREFILL_FIT + DECODE_FIT
 #: the per-point loss is |log(predicted / measured)| capped here (≈ 35 %), so that the few
 #: shapes where a library switches to another kernel do not drag the physical parameters
 LOSS_CAP = 0.3
@@ -181,13 +186,20 @@ def _fit_stage(points, hw, params: CostParams, names, iters: int) -> CostParams:
     return params.replace(**{n: math.exp(v) for n, v in zip(names, best, strict=True)})
 
 
-def fit(points, hw, start: CostParams | None = None, iters: int = 300) -> CostParams:
-    """Cost parameters for *hw* fitted to *points* (GEMM, then prefill, then decode)."""
+def fit(points, hw, start: CostParams | None = None, iters: int = 300,
+        joint_attention: bool = False) -> CostParams:
+    """Cost parameters for *hw* fitted to *points* (GEMM, then prefill, then decode).
+
+    :param joint_attention: then refit :data:`ATTENTION_FIT` on the prefill and decode points
+        together (one mean over both), starting from the staged result.
+    """
     params = start or CostParams()
     by = {f: [p for p in points if p.family == f] for f in ("gemm", "prefill", "decode")}
     params = _fit_stage(by["gemm"], hw, params, GEMM_FIT, iters)
     params = _fit_stage(by["prefill"], hw, params, PREFILL_FIT, iters)
     params = _fit_stage(by["decode"], hw, params, DECODE_FIT, iters)
+    if joint_attention and by["prefill"] and by["decode"]:
+        params = _fit_stage(by["prefill"] + by["decode"], hw, params, ATTENTION_FIT, iters)
     return params
 
 

@@ -97,7 +97,7 @@ PRESETS: list[dict] = [
     {
         "name": "H100-SXM", "arch": "hopper",
         "aliases": ("h100", "H100-SXM5-80GB", "h100-sxm5", "h100-80gb", "h100_sxm", "H100-SXM-80GB"),
-        "description": "NVIDIA H100 SXM5 80 GB (Hopper), NVLink4",
+        "description": "NVIDIA H100 SXM5 80 GB (Hopper), NVLink4; calibrated on measured kernels",
         # H100 datasheet / whitepaper: 66.9 FP32, 494.7 TF32, 989.4 BF16, 1978.9 FP8/INT8 dense.
         "peak_tflops": {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4,
                         "fp8": 1978.9, "int8": 1978.9},

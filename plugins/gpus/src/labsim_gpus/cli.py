@@ -21,12 +21,14 @@ from labsim_gpus.profiles import FORMAT, write_profile
 
 
 def build_profile(device, data_dir: Path, framework: str | None, name: str | None,
-                  attribution: str, iters: int = 300) -> dict:
+                  attribution: str, iters: int = 300, joint_attention: bool = False) -> dict:
     """Fit *device* to the tables in *data_dir* and return the profile dict."""
     points = fitting.load_points(data_dir, framework)
     base = device.datasheet_only()
-    params = fitting.fit(points, base, start=base.params, iters=iters)
+    params = fitting.fit(points, base, start=base.params, iters=iters,
+                         joint_attention=joint_attention)
     tables = sorted({p.source for p in points})
+    stages = ["gemm", "prefill", "decode"] + (["prefill+decode"] if joint_attention else [])
     return {
         "format": FORMAT,
         "name": name or device.name.lower().replace("-", "_"),
@@ -42,7 +44,8 @@ def build_profile(device, data_dir: Path, framework: str | None, name: str | Non
         "fitted": list(fitting.GEMM_FIT + fitting.PREFILL_FIT + fitting.DECODE_FIT),
         "data": {"folder": data_dir.name, "tables": tables, "framework": framework or "all",
                  "points": {f: sum(p.family == f for p in points)
-                            for f in ("gemm", "prefill", "decode")}},
+                            for f in ("gemm", "prefill", "decode")},
+                 "fit_stages": stages, "iters": iters},
         "errors": fitting.summarize(points, base.copy(params=params), params),
         "datasheet_only_errors": fitting.summarize(points, base, base.params),
         "attribution": attribution,
@@ -63,7 +66,11 @@ def build_profile(device, data_dir: Path, framework: str | None, name: str | Non
 @click.option("--attribution", default="", help="Where the measurements come from (licence).")
 @click.option("--iters", default=300, show_default=True, type=click.IntRange(10, 5000),
               help="Optimiser iterations per stage.")
-def calibrate_command(device_name, data_dir, output, framework, name, attribution, iters):
+@click.option("--joint-attention", is_flag=True,
+              help="After the staged fit, refit the prefill and decode attention parameters "
+                   "together (they share attn_overhead_s).")
+def calibrate_command(device_name, data_dir, output, framework, name, attribution, iters,
+                      joint_attention):
     """Fit the cost model of one device to measured kernel tables and write a profile."""
     import labsim
 
@@ -72,7 +79,8 @@ def calibrate_command(device_name, data_dir, output, framework, name, attributio
         raise UsageError(f"device {device_name!r} is not a labsim-gpus GPU; cannot calibrate it")
     if not attribution:
         attribution = f"measured tables in {data_dir.name} (see their provenance)"
-    profile = build_profile(device, data_dir, framework, name, attribution, iters)
+    profile = build_profile(device, data_dir, framework, name, attribution, iters,
+                            joint_attention)
     write_profile(output, profile)
     click.echo(f"wrote {output}")
     for family, stats in profile["errors"].items():

@@ -5,10 +5,12 @@ a handful of **dimensionless efficiencies and fixed overheads**. They are
 what ``labsim calibrate`` fits from measured tables, and what transfers from
 one GPU to another:
 
-* a profile fitted on one device applies in full to every device of the same
-  architecture generation (the A100 profile prices A100-PCIe, A30, RTX-A6000);
-* to other generations it applies with the per-architecture adjustments of
-  :data:`ARCH_ADJUST` (less confidence: each factor is an assumption with its reason);
+* a profile fitted on one device applies in full, with no factor, to every device of the
+  architecture generation recorded in it (its ``arch``): the A100-SXM4-80GB profile prices
+  A100-PCIe, A30 and RTX-A6000; the H100-SXM profile prices H100-PCIe and H200-SXM;
+* only when the profile's architecture differs from the device's does it apply with the
+  per-architecture adjustments of :data:`ARCH_ADJUST` (less confidence: each factor has its
+  reason, and most are assumptions) — e.g. the A100 profile on Ada, Volta and Blackwell presets;
 * a device with no profile at all uses :data:`DATASHEET_DEFAULTS`, the
   "datasheet numbers alone" model.
 """
@@ -81,23 +83,34 @@ FIELDS = tuple(f.name for f in dataclasses.fields(CostParams))
 DATASHEET_DEFAULTS = CostParams()
 
 #: Factors applied to a profile's parameters when it prices a device of another architecture
-#: generation than the one it was fitted on (keys: "<fitted arch>-><target arch>" or "*->arch").
-#: All are assumptions, with the reason:
+#: generation than the one it was fitted on. Each entry is relative to Ampere (no entry = 1):
+#: :func:`transfer` multiplies by the target's factors and divides by the fitted architecture's.
+#: A device of the profile's own architecture never takes a factor. With the shipped profiles
+#: (A100 for Ampere, H100-SXM for Hopper) the factors act only on the Volta, Ada and Blackwell
+#: presets, which have no profile of their own; each entry gives its reason:
 ARCH_ADJUST: dict[str, dict[str, float]] = {
-    # Hopper: fitted (grid search, median absolute error) on measured H100-SXM kernel tables of
-    # NVIDIA aisimulate 0.13.0.dev (PyPI wheel, Apache-2.0; aisimulate_core/systems/data/
-    # h100_sxm/): 2,500 bf16 GEMM rows of the vLLM 0.25.0 build (torch linear, n,k >= 512) and
-    # the vLLM FlashAttention-3 attention rows (bf16 KV, head_dim 128). Large GEMMs reach
-    # 800-875 of 989 TFLOP/s (0.85-0.89, e.g. 32768x65536x12288 in 60.3 ms) and weight-streaming
-    # GEMMs (m <= 64) 2.4-2.6 TB/s of 3.35; FA3 decode streams the KV cache at ~0.9 of HBM
-    # bandwidth (STREAM on H100 reaches 2.9-3.2 TB/s: Azure ND H100 v5 benchmark guide) against
-    # SGLang-on-A100's 0.49; FA3 prefill reaches ~0.56 of peak. GEMM median error on those rows
-    # 28.6 % -> 8.0 % (P90 66 % -> 30 %), decode attention 23.6 % -> 9.3 %, prefill 14.8 % ->
-    # 13.1 %. (The former 0.85x GEMM factor, a power-limited-clock assumption, is refuted there.)
+    # Hopper: no shipped preset uses these since the H100-SXM profile (data/profiles/
+    # h100_sxm.json) prices every Hopper preset unchanged. They are kept for an Ampere profile
+    # that prices a Hopper device (a user's own A100 profile given with `profile:` or
+    # `with_profile`), for which they are measured, and as Hopper's entry relative to Ampere
+    # when a Hopper profile prices another architecture. Fitted by a grid search (median absolute
+    # error) mapping the shipped SGLang-on-A100 profile onto the measured H100-SXM tables shipped
+    # in data/calibration/h100_sxm (NVIDIA aisimulate 0.13.0.dev, Apache-2.0): 2,500 bf16 GEMM
+    # rows of the vLLM 0.25.0 build (torch linear, n,k >= 512) and the vLLM FlashAttention-3
+    # attention rows (bf16 KV, head_dim 128). Large GEMMs reach 800-875 of 989 TFLOP/s and
+    # weight-streaming GEMMs (m <= 64) 2.4-2.6 TB/s of 3.35; FA3 decode streams the KV cache at
+    # ~0.9 of HBM bandwidth against SGLang-on-A100's 0.49; FA3 prefill reaches ~0.56 of peak.
+    # Caveat: decode_mem_eff x1.9 (and attn_compute_eff x0.9) mix the architecture with a kernel
+    # change (SGLang's FA2-class decode on the A100 -> vLLM's FA3), so they fit an SGLang A100
+    # profile and would overshoot from an A100 profile of a faster decode kernel. As reported
+    # when fitted, the factors took the A100 profile from GEMM 28.6 % -> 8.0 % median error
+    # (P90 66 % -> 30 %), decode attention 23.6 % -> 9.3 %, prefill 14.8 % -> 13.1 %; on the
+    # shipped (thinned) rows they give 8.2 / 22.4 / 7.9 % (GEMM / prefill / decode), against
+    # 6.9 / 14.5 / 4.6 % for the H100-SXM profile fitted on those rows.
     "hopper": {"gemm_compute_eff": 1.12, "gemm_mem_eff": 1.15, "kernel_overhead_s": 0.5,
                "decode_mem_eff": 1.9, "attn_compute_eff": 0.9},
-    # Blackwell: no kernel tables here yet; keep the earlier power-limited-clock assumption
-    # (0.85x GEMM) rather than transfer the Hopper fit.
+    # Blackwell: no kernel tables here yet; the B200 preset takes the A100 profile with the
+    # earlier power-limited-clock assumption (0.85x GEMM) rather than the Hopper fit.
     "blackwell": {"gemm_compute_eff": 0.85},
     # Ada cards (L4, L40S, RTX 4090) are power-limited at their dense tensor peak (L4 at 72 W
     # especially); public GEMM benchmarks report ~65-75 % of dense peak, hence ~0.85x. GDDR

@@ -1,9 +1,12 @@
 """The labsim entry point of labsim-gpus: device presets and the ``calibrate`` command.
 
 Every preset of :mod:`labsim_gpus.catalog` is registered as a :class:`~labsim_gpus.GPU`
-priced with the shipped A100-SXM4-80GB calibration, transferred to its architecture
-(see :mod:`labsim_gpus.params`); ``.datasheet_only()`` gives the uncalibrated model.
-Profiles listed in ``LABSIM_GPU_PROFILES`` install as extra devices.
+priced with a shipped calibration profile (``data/profiles``): the one fitted on the
+preset's own architecture generation, used unchanged (Hopper presets: the H100-SXM profile),
+or else the A100-SXM4-80GB profile transferred to the preset's architecture (see
+:mod:`labsim_gpus.params`). A catalog entry's ``profile`` key names a profile explicitly.
+``.datasheet_only()`` gives the uncalibrated model. Profiles listed in
+``LABSIM_GPU_PROFILES`` install as extra devices.
 """
 
 from __future__ import annotations
@@ -22,12 +25,33 @@ from labsim_gpus.profiles import (
     installed_profile_paths,
     load_profile,
     shipped_profile,
+    shipped_profile_files,
 )
 
 log = structlog.get_logger("labsim_gpus")
 
-#: the shipped calibration every preset starts from
+#: the shipped calibration a preset starts from when none was fitted on its architecture
 REFERENCE_PROFILE = "a100_sxm4_80gb.json"
+
+
+@functools.cache
+def shipped_profiles_by_arch() -> dict[str, str]:
+    """The shipped profile file fitted on each architecture generation (its ``arch``)."""
+    out: dict[str, str] = {}
+    for filename in shipped_profile_files():
+        arch = str(shipped_profile(filename).get("arch", "")).lower()
+        if not arch:
+            continue
+        if arch in out:  # a packaging mistake: say which, rather than pick one silently
+            raise RuntimeError(f"shipped profiles {out[arch]} and {filename} are both fitted on "
+                               f"{arch}; name one per preset with the catalog's 'profile' key")
+        out[arch] = filename
+    return out
+
+
+def profile_for(entry: dict) -> str:
+    """The shipped profile a catalog entry is priced with (see the module docstring)."""
+    return entry.get("profile") or shipped_profiles_by_arch().get(entry["arch"], REFERENCE_PROFILE)
 
 
 def _build(entry: dict) -> GPU:
@@ -40,7 +64,7 @@ def _build(entry: dict) -> GPU:
         host_link_bw=entry["host_link_gbps"] * GB, tdp_w=entry["tdp_w"],
         price_per_hour=entry["price_per_hour"],
     )
-    return apply_profile(device, shipped_profile(entry.get("profile", REFERENCE_PROFILE)))
+    return apply_profile(device, shipped_profile(profile_for(entry)))
 
 
 @functools.cache

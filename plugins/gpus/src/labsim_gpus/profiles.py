@@ -8,8 +8,9 @@ was fitted on (with its attribution) and the fit's errors::
      "arch": "ampere", "hardware": {...}, "params": {...}, "fitted": [...],
      "data": {...}, "errors": {...}, "attribution": "..."}
 
-Applying a profile to a device of another architecture generation adjusts it
-by :func:`labsim_gpus.params.transfer`. A profile can also *install* as a
+Applying a profile to a device of the architecture generation it was fitted on
+(its ``arch``) uses its parameters unchanged; a device of another generation gets
+them adjusted by :func:`labsim_gpus.params.transfer`. A profile can also *install* as a
 device of its own: every profile listed in ``LABSIM_GPU_PROFILES`` (files or
 folders, separated by ``os.pathsep``) is registered under its ``install_as``
 name (default: its ``name``), built from its ``device`` preset and its
@@ -35,6 +36,12 @@ def shipped_profile(filename: str) -> dict:
     """A profile shipped in this package's ``data/profiles`` folder."""
     text = resources.files("labsim_gpus").joinpath("data", "profiles", filename).read_text("utf-8")
     return json.loads(text)
+
+
+def shipped_profile_files() -> list[str]:
+    """File names of the profiles shipped in ``data/profiles``, sorted."""
+    folder = resources.files("labsim_gpus").joinpath("data", "profiles")
+    return sorted(item.name for item in folder.iterdir() if item.name.endswith(".json"))
 
 
 def load_profile(path: str | Path) -> dict:
