@@ -17,27 +17,46 @@ unchanged — no arrival, no completion, no block it cannot get — is repeated
 in one event for as many iterations as it stays unchanged; an arrival during
 the run cuts it at the iteration in progress. The result is identical to one
 event per iteration (tested).
+
+Bookkeeping costs O(changes) per step, not O(running requests). Running
+requests that decode (one new token each step, as most do) form the *decode
+group*: they advance in lockstep, so the group is kept as aggregates — how
+many, their total context, how many reach a KV-block boundary at each step
+(a request crosses one every ``block_size`` steps, so a count per phase
+suffices), and the step at which each finishes. A member's own counters are
+brought up to date only when it leaves the group (finishes, or the scheduler
+needs every request one by one: a step that must preempt, a token budget
+smaller than the group). Requests still prefilling — a few at the tail of
+the running order — are handled one by one, exactly as vLLM does. The
+one-by-one path and the group path give identical results (tested).
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 from collections import deque
+from operator import attrgetter
 
-import numpy as np
+from labsim_llm.engine.kv_cache import BlockPool, block_ids
 
-from labsim_llm.engine.kv_cache import BlockPool, block_keys
-
-#: longest run of identical decode steps taken as one event (bounds the numpy work per event)
+#: longest run of identical decode steps taken as one event (bounds the work per event)
 MAX_SPAN = 2048
+
+_by_no = attrgetter("no")
 
 
 class Seq:
-    """The engine's state of one request."""
+    """The engine's state of one request.
+
+    While the request is in the decode group (``g >= 0``) its ``computed``,
+    ``out``, ``num_tokens`` and ``held`` are those it had when it joined at
+    group step ``g``; each group step since adds one token to each.
+    """
 
     __slots__ = ("req", "num_tokens", "computed", "out", "target", "keys", "hashed", "held",
-                 "n_reg", "last_token", "warm", "admitted")
+                 "n_reg", "last_token", "warm", "admitted", "no", "g")
 
     def __init__(self, req, warm: bool):
         self.req = req
@@ -52,20 +71,31 @@ class Seq:
         self.last_token = math.nan
         self.warm = warm                          # counts in the statistics (after warm-up)
         self.admitted = False
+        self.no = -1                              # place in the running order (admission count)
+        self.g = -1                               # group step it joined the decode group at
 
 
 class Step:
-    """What one scheduler step runs: ``(seq, new_tokens, computed_before)`` entries."""
+    """What one scheduler step runs.
 
-    __slots__ = ("entries", "preempted", "chunks", "decodes", "decode_ctx", "pure_decode")
+    ``entries``: ``(seq, new_tokens, computed_before)`` of the requests scheduled one by
+    one; ``group``: decode-group members decoding one token each besides them (their
+    context, ``group_ctx``, counted in ``decode_ctx``).
+    """
 
-    def __init__(self, entries, preempted: bool):
+    __slots__ = ("entries", "preempted", "chunks", "decodes", "decode_ctx", "pure_decode",
+                 "group", "tokens")
+
+    def __init__(self, entries, preempted: bool, group: int = 0, group_ctx: int = 0):
         self.entries = entries
         self.preempted = preempted
+        self.group = group
         chunks = []
-        decodes = 0
-        ctx = 0
+        decodes = group
+        ctx = group_ctx
+        tokens = group
         for seq, n, before in entries:
+            tokens += n
             if n == 1 and seq.out > 0 and before == seq.num_tokens - 1:
                 decodes += 1
                 ctx += before + 1
@@ -74,6 +104,7 @@ class Step:
         self.chunks = chunks
         self.decodes = decodes
         self.decode_ctx = ctx
+        self.tokens = tokens
         self.pure_decode = not chunks and not preempted
 
 
@@ -84,6 +115,9 @@ class Replica:
     :param pricer: a :class:`labsim_llm.engine.StepPricer`.
     :param num_blocks: KV-cache blocks.
     """
+
+    #: keep decoding requests as a group (False: every step walks every request, for tests)
+    BULK = True
 
     def __init__(self, owner, index: int, pricer, num_blocks: int, cfg: dict):
         self.owner = owner
@@ -101,19 +135,50 @@ class Replica:
         self.overhead_per_req = cfg["step_overhead_per_request_s"]
         self.fast_forward = cfg["fast_forward"]
         self.warm_up = owner.metrics.warm_up
-        self.running: list[Seq] = []
         self.waiting: deque[Seq] = deque()
         self.clock = 0.0
         self._wake = None
         self._arrival = None
         self.process = None
+        self._no = 0                 # admissions so far (the running order)
+        # one-by-one mode: every running request in order (None in group mode)
+        self._list: list[Seq] | None = None
+        # group mode: running requests outside the decode group, in running order
+        self._special: list[Seq] = []
+        # the decode group
+        self._group: dict[int, Seq] = {}
+        self.G = 0                   # group steps scheduled so far
+        self._g_end = 0.0            # end of the latest step the group decoded in
+        self._nD = 0                 # members
+        self._nW = 0                 # warm members
+        self._S = 0                  # Σ (computed − g) over members: their context is S + nD·G
+        self._cnt = [0] * self.block_size   # members by phase (g − computed) mod block_size
+        self._fin: dict[int, list[Seq]] = {}   # group step after which they finish → members
+        self._fin_keys: list[int] = []         # heap of _fin's keys (some popped already)
+        self._dmax = -1              # highest running place that joined the group
+        self._fresh: list[Seq] = []  # members whose last token is not the previous step's end
+        self._fresh_mixed = False    # ... and not all after the others in running order
 
     # -- interface with the framework --------------------------------------------------
 
     @property
+    def running(self) -> list[Seq]:
+        """The running requests in order (a fresh list in group mode)."""
+        if self._list is not None:
+            return self._list
+        if not self._group:
+            return list(self._special)
+        return sorted([*self._group.values(), *self._special], key=_by_no)
+
+    def _num_running(self) -> int:
+        if self._list is not None:
+            return len(self._list)
+        return self._nD + len(self._special)
+
+    @property
     def outstanding(self) -> int:
         """Requests queued or running here."""
-        return len(self.running) + len(self.waiting)
+        return self._num_running() + len(self.waiting)
 
     def start(self) -> None:
         self.process = self.env.process(self._loop())
@@ -131,6 +196,118 @@ class Replica:
         """Every request still here (for the end-of-run ``unfinished`` rows)."""
         return [s.req for s in self.running] + [s.req for s in self.waiting]
 
+    # -- the decode group ---------------------------------------------------------------
+
+    def _enter(self, seq: Seq, g: int) -> None:
+        """Make *seq* a group member whose counters are those at group step *g*."""
+        seq.g = g
+        self._group[seq.no] = seq
+        self._nD += 1
+        if seq.warm:
+            self._nW += 1
+        c = seq.computed
+        self._S += c - g
+        self._cnt[(g - c) % self.block_size] += 1
+        key = g + seq.target - seq.out
+        fin = self._fin.get(key)
+        if fin is None:
+            self._fin[key] = [seq]
+            heapq.heappush(self._fin_keys, key)
+        else:
+            fin.append(seq)
+        if seq.no > self._dmax:
+            self._dmax = seq.no
+
+    def _materialise(self, seq: Seq) -> None:
+        """Bring a member's counters up to date (after a step's outputs) and mark it out."""
+        d = self.G - seq.g
+        if d:
+            seq.computed += d
+            seq.out += d
+            seq.num_tokens += d
+            seq.last_token = self._g_end
+        seq.held = -(-seq.computed // self.block_size)
+        seq.g = -1
+
+    def _leave(self, seq: Seq) -> None:
+        """Take a finished member out of the group (its counters brought up to date)."""
+        self._materialise(seq)
+        del self._group[seq.no]
+        self._nD -= 1
+        if seq.warm:
+            self._nW -= 1
+        c = seq.computed
+        self._S -= c - self.G
+        self._cnt[(self.G - c) % self.block_size] -= 1
+
+    def _ungroup(self) -> None:
+        """Switch to one-by-one mode: every running request in ``_list``, counters exact."""
+        members = list(self._group.values())
+        for seq in members:
+            self._materialise(seq)
+        members.extend(self._special)
+        members.sort(key=_by_no)
+        self._list = members
+        self._special = []
+        self._group = {}
+        self._nD = self._nW = self._S = 0
+        self._cnt = [0] * self.block_size
+        self._fin = {}
+        self._fin_keys = []
+        self._dmax = -1
+        self._fresh = []
+        self._fresh_mixed = False
+
+    def _decoding(self, seq: Seq) -> bool:
+        """Whether *seq* (counters exact, after a step's outputs) decodes one token next step."""
+        return (seq.out > 0 and seq.computed == seq.num_tokens - 1 and seq.out < seq.target
+                and (not self.caching or seq.n_reg >= len(seq.keys or ())))
+
+    def _regroup(self) -> None:
+        """Back to group mode after a one-by-one step (at its end, time ``self.clock``)."""
+        lst = self._list
+        self._list = None
+        end = self.clock
+        fresh = self._fresh
+        special = self._special
+        for seq in lst:
+            if self._decoding(seq):
+                self._enter(seq, self.G)
+                if seq.last_token != end:           # it did not run in that step
+                    fresh.append(seq)
+                elif fresh:
+                    self._fresh_mixed = True
+            else:
+                special.append(seq)
+        self._g_end = end
+
+    def _absorb(self, entries, g: int) -> None:
+        """Make the (decode) *entries* of the step being formed group members from step *g*."""
+        for seq, _n, before in entries:
+            seq.computed = before
+            self._enter(seq, g)
+            self._fresh.append(seq)
+
+    def _group_gaps(self, end: float, prev: float, tail=None) -> None:
+        """Inter-token gaps of a step the group decoded in, ending at *end*, in running order."""
+        itl = self.metrics.itl
+        fresh = self._fresh
+        if not fresh:
+            itl.add_uniform(end - prev, self._nW, tail)
+            return
+        self._fresh = []
+        if self._fresh_mixed:
+            self._fresh_mixed = False
+            ids = set(map(id, fresh))
+            gaps = [end - (s.last_token if id(s) in ids else prev)
+                    for s in sorted(self._group.values(), key=_by_no) if s.warm]
+            itl.add(gaps + list(tail or ()))
+            return
+        own = [end - s.last_token for s in fresh if s.warm]
+        if tail:
+            own.extend(tail)
+        itl.add_uniform(end - prev, self._nW - sum(1 for s in fresh if s.warm), own)
+
     # -- scheduling (vLLM v1 Scheduler.schedule) ----------------------------------------
 
     def _preempt(self, seq: Seq) -> None:
@@ -147,20 +324,84 @@ class Replica:
         """Cache the full prompt blocks covered by the first *upto* tokens."""
         keys = seq.keys
         full = min(upto // self.block_size, len(keys))
-        pool = self.pool
-        while seq.n_reg < full:
-            key = keys[seq.n_reg]
-            if pool.register(key):
-                seq.hashed.append(key)
-            seq.n_reg += 1
+        if seq.n_reg < full:
+            seq.hashed.extend(self.pool.register_many(keys[seq.n_reg:full]))
+            seq.n_reg = full
 
     def schedule(self) -> Step:
         """Form one step, allocating its KV blocks (and preempting when they run out)."""
+        if self._list is None:
+            if self.BULK:
+                step = self._schedule_group()
+                if step is not None:
+                    return step
+            self._ungroup()
+        step = self._schedule_list()
+        if step.pure_decode and len(step.entries) == len(self._list):
+            # every running request decodes: go on as a group (a run of such steps is one event)
+            self._list = None
+            self._absorb(step.entries, self.G)
+            self.G += 1
+            step = Step([], False, len(step.entries), step.decode_ctx)
+        return step
+
+    def _schedule_group(self) -> Step | None:
+        """The step in group mode, in O(requests outside the group); None if it needs one by one."""
+        budget = self.max_tokens
+        nD = self._nD
+        special = self._special
+        if nD > budget or (special and special[0].no < self._dmax):
+            return None
+        pool = self.pool
+        bs = self.block_size
+        G = self.G
+        need_total = self._cnt[G % bs]             # members that start a new block
+        free = pool.num_free - need_total
+        if free < 0:
+            return None
+        budget -= nD
+        plan = []
+        for seq in special:
+            if budget <= 0:
+                break
+            c = seq.computed
+            n = seq.num_tokens - c
+            if n > budget:
+                n = budget
+            need = -(-(c + n) // bs) - seq.held
+            if need > free:
+                return None                         # it would preempt
+            if need > 0:
+                free -= need
+                need_total += need
+            plan.append((seq, n, need))
+            budget -= n
+        # no preemption: commit the allocations (one call takes the same blocks as several)
+        if need_total:
+            pool.allocate(need_total)
+        entries = []
+        for seq, n, need in plan:
+            if need > 0:
+                seq.held += need
+            entries.append((seq, n, seq.computed))
+        ctx = self._S + nD * (G + 1)
+        self.G = G + 1
+        self._admit(budget, entries, special, nD)
+        step = Step(entries, False, nD, ctx)
+        self._computed(entries)
+        if entries and step.pure_decode and len(entries) == len(special):
+            self._absorb(entries, G)
+            self._special = []
+            step = Step([], False, step.decodes, step.decode_ctx)
+        return step
+
+    def _schedule_list(self) -> Step:
+        """The step with every running request one by one (vLLM's loop as written)."""
         bs = self.block_size
         pool = self.pool
         budget = self.max_tokens
         entries = []
-        running = self.running
+        running = self._list
         preempted = False
         i = 0
         while i < len(running) and budget > 0:
@@ -186,50 +427,64 @@ class Replica:
             budget -= n
             i += 1
         if not preempted:
-            waiting = self.waiting
-            skipped = []
-            while waiting and budget > 0 and len(running) < self.max_seqs:
-                seq = waiting[0]
-                hits = []
-                if self.caching:
-                    if seq.keys is None:
-                        seq.keys = block_keys(seq.req.segments, bs)
-                    n_hit = pool.match(seq.keys, (seq.num_tokens - 1) // bs)
-                    hits = seq.keys[:n_hit]
-                hit_tokens = len(hits) * bs
-                n = seq.num_tokens - hit_tokens
-                if not self.chunked and n > budget:
-                    skipped.append(waiting.popleft())
-                    continue
-                if n > budget:
-                    n = budget
-                need = -(-(hit_tokens + n) // bs) - len(hits)
-                if need + (pool.evictable(hits) if hits else 0) > pool.num_free:
-                    break
-                waiting.popleft()
-                if hits:
-                    pool.touch(hits)
-                pool.allocate(need)
-                seq.hashed = list(hits)
-                seq.n_reg = len(hits)
-                seq.held = len(hits) + need
-                seq.computed = hit_tokens
-                if not seq.admitted:
-                    seq.admitted = True
-                    seq.req.cached_prompt_tokens = hit_tokens
-                    seq.req.first_scheduled_s = self.clock
-                running.append(seq)
-                entries.append((seq, n, hit_tokens))
-                budget -= n
-            for seq in reversed(skipped):
-                waiting.appendleft(seq)
+            self._admit(budget, entries, running, 0)
         step = Step(entries, preempted)
+        self._computed(entries)
+        return step
+
+    def _admit(self, budget: int, entries: list, running: list, others: int) -> None:
+        """Admit waiting requests FCFS onto the end of *running* (*others*: running elsewhere)."""
+        waiting = self.waiting
+        if not waiting or budget <= 0:
+            return
+        pool = self.pool
+        bs = self.block_size
+        skipped = []
+        while waiting and budget > 0 and others + len(running) < self.max_seqs:
+            seq = waiting[0]
+            hits = []
+            if self.caching:
+                if seq.keys is None:
+                    seq.keys = block_ids(seq.req.segments, bs)
+                n_hit = pool.match(seq.keys, (seq.num_tokens - 1) // bs)
+                hits = seq.keys[:n_hit]
+            hit_tokens = len(hits) * bs
+            n = seq.num_tokens - hit_tokens
+            if not self.chunked and n > budget:
+                skipped.append(waiting.popleft())
+                continue
+            if n > budget:
+                n = budget
+            need = -(-(hit_tokens + n) // bs) - len(hits)
+            if need + (pool.evictable(hits) if hits else 0) > pool.num_free:
+                break
+            waiting.popleft()
+            if hits:
+                pool.touch(hits)
+            pool.allocate(need)
+            seq.hashed = list(hits)
+            seq.n_reg = len(hits)
+            seq.held = len(hits) + need
+            seq.computed = hit_tokens
+            if not seq.admitted:
+                seq.admitted = True
+                seq.req.cached_prompt_tokens = hit_tokens
+                seq.req.first_scheduled_s = self.clock
+            seq.no = self._no
+            self._no += 1
+            running.append(seq)
+            entries.append((seq, n, hit_tokens))
+            budget -= n
+        for seq in reversed(skipped):
+            waiting.appendleft(seq)
+
+    def _computed(self, entries) -> None:
+        """Count the step's tokens as computed and cache the prompt blocks they fill."""
         caching = self.caching
         for seq, n, before in entries:
             seq.computed = before + n
             if caching and seq.n_reg < len(seq.keys or ()):
                 self._register(seq, seq.computed)
-        return step
 
     # -- pricing ------------------------------------------------------------------------
 
@@ -242,10 +497,13 @@ class Replica:
 
     def _commit(self, step: Step, start: float, end: float) -> None:
         """Apply one step's outputs at time *end*."""
+        if self._list is None:
+            self._commit_group(step, start, end)
+            return
         finished = []
         gaps = []
         itl = self.metrics.itl
-        for seq, n, before in step.entries:
+        for seq, _n, _before in step.entries:
             if seq.computed < seq.num_tokens:
                 continue                                    # a prefill chunk, not the last one
             seq.out += 1
@@ -259,18 +517,73 @@ class Replica:
                 finished.append(seq)
         if gaps:
             itl.add(gaps)
-        tokens = sum(n for _, n, _ in step.entries)
-        flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
-        used = self.pool.num_used
-        self.metrics.step(self.index, start, end - start, 1, tokens, len(step.chunks),
-                          step.decodes, len(self.running), len(self.waiting), used, flops, nbytes,
-                          used * (end - start))
+        self._record(step, start, end)
+        if finished:
+            done = set(map(id, finished))
+            self._list = [s for s in self._list if id(s) not in done]
+            self._finish(finished, end)
+        self._regroup()
+
+    def _commit_group(self, step: Step, start: float, end: float) -> None:
+        finished = []
+        gaps = []
+        joined = False
+        for seq, _n, _before in step.entries:
+            if seq.computed < seq.num_tokens:
+                continue                                    # a prefill chunk, not the last one
+            seq.out += 1
+            seq.num_tokens += 1
+            if seq.out == 1:
+                seq.req.first_token_s = end
+            elif seq.warm:
+                gaps.append(end - seq.last_token)
+            seq.last_token = end
+            if seq.out >= seq.target:
+                finished.append(seq)
+            else:
+                joined = True
+        if step.group:
+            self._group_gaps(end, start, gaps)
+        elif gaps:
+            self.metrics.itl.add(gaps)
+        self._g_end = end
+        self._record(step, start, end)
+        self._after_step(finished, joined, end)
+
+    def _after_step(self, finished: list, joined: bool, end: float) -> None:
+        """Members that finish leave the group, requests that start decoding join it."""
+        G = self.G
+        done = self._fin.pop(G, None)
+        if done:
+            done.sort(key=_by_no)
+            for seq in done:
+                self._leave(seq)
+            finished = done + finished
+        if finished or joined:
+            keep = []
+            for seq in self._special:
+                if seq.out >= seq.target:
+                    continue
+                if self._decoding(seq):
+                    self._enter(seq, G)
+                    if seq.last_token != end:       # (not expected: it decoded without running)
+                        self._fresh.append(seq)
+                        self._fresh_mixed = True
+                else:
+                    keep.append(seq)
+            self._special = keep
         if finished:
             self._finish(finished, end)
 
+    def _record(self, step: Step, start: float, end: float) -> None:
+        flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
+        used = self.pool.num_used
+        self.metrics.step(self.index, start, end - start, 1, step.tokens, len(step.chunks),
+                          step.decodes, self._num_running(), len(self.waiting), used, flops,
+                          nbytes, used * (end - start))
+
     def _finish(self, finished, end: float) -> None:
-        done = set(map(id, finished))
-        self.running = [s for s in self.running if id(s) not in done]
+        """Free and report requests already taken out of the running ones."""
         for seq in finished:
             self.pool.free(seq.hashed, seq.held - len(seq.hashed))
             seq.hashed = []
@@ -283,51 +596,65 @@ class Replica:
 
     # -- fast forward -------------------------------------------------------------------
 
-    def _span(self, step: Step, dt: float):
-        """Steps 2..K that would repeat *step* unchanged: their durations and block needs."""
-        running = self.running
+    def _span(self, step: Step):
+        """How many steps would repeat *step* (the whole group decoding) unchanged, with the
+        blocks they need (cumulated from the second on) and the first one's decode context."""
         bs = self.block_size
-        c = np.fromiter((s.computed for s in running), dtype=np.int64, count=len(running))
-        rem = np.fromiter((s.target - s.out for s in running), dtype=np.int64, count=len(running))
-        held = np.fromiter((s.held for s in running), dtype=np.int64, count=len(running))
-        k_max = min(int(rem.min()), MAX_SPAN)
+        g1 = self.G - 1                                     # the group step *step* is
+        heap, fin = self._fin_keys, self._fin
+        while heap[0] not in fin:
+            heapq.heappop(heap)
+        k_max = min(heap[0] - g1, MAX_SPAN)
         if k_max <= 1:
             return None
-        s = np.arange(1, k_max, dtype=np.int64)          # step s+1 needs blocks for c + s tokens
-        need = np.maximum(-(-(c[:, None] + s[None, :]) // bs) - held[:, None], 0).sum(axis=0)
-        ok = need <= self.pool.num_free
-        k = k_max if ok.all() else int(np.argmin(ok)) + 1
+        # blocks the steps after the first need: members cross a block boundary every bs steps,
+        # so the first s of them need (s // bs) · nD + prefix[s % bs]
+        cnt = self._cnt
+        per = self._nD
+        prefix = [0] * (bs + 1)
+        acc = 0
+        for r in range(1, bs + 1):
+            acc += cnt[(g1 + r) % bs]
+            prefix[r] = acc
+        free = self.pool.num_free
+        k = k_max                                           # first s whose need exceeds free
+        for r in range(1, bs + 1):
+            slack = free - prefix[r]
+            s = (slack // per + 1 if slack >= 0 else 0) * bs + r
+            if s < k:
+                k = s
         if k <= 1:
             return None
-        b = len(running)
-        ctx0 = int(c.sum())
-        dts = [dt]
-        for j in range(1, k):
-            ctx = ctx0 + b * j
-            dts.append(self._price((), b, ctx))
-        cum_need = np.concatenate(([0], need[: k - 1]))
-        return k, dts, cum_need, c, held, ctx0
+        return k, (prefix, per), step.decode_ctx
+
+    def _need(self, blocks, s: int) -> int:
+        """Blocks the steps 2..s+1 of a span need (*blocks* from :meth:`_span`)."""
+        prefix, per = blocks
+        q, r = divmod(s, len(prefix) - 1)
+        return q * per + prefix[r]
+
+    def _bounds(self, bounds: list, least: int, k: int, horizon: float, ctx0: int) -> None:
+        """Extend *bounds* (end times of a span's steps) to at least *least* steps and past
+        *horizon*, at most *k*."""
+        b = self._nD
+        t = bounds[-1]
+        j = len(bounds)
+        while j < k and (j < least or t < horizon):
+            t += self._price((), b, ctx0 + b * j)
+            bounds.append(t)
+            j += 1
 
     def _commit_span(self, step: Step, span, j: int, start: float, bounds) -> None:
         """Apply the first *j* iterations of a fast-forward span."""
-        k, dts, cum_need, c, held, ctx0 = span
-        running = self.running
-        b = len(running)
-        bs = self.block_size
-        extra = int(cum_need[j - 1])
+        k, blocks, ctx0 = span
+        b = self._nD
+        extra = self._need(blocks, j - 1)
         if extra:
             self.pool.allocate(extra)
-            new_held = np.maximum(held, -(-(c + (j - 1)) // bs))
-            for seq, h in zip(running, new_held.tolist()):
-                seq.held = h
         used0 = self.pool.num_used - extra
         itl = self.metrics.itl
-        first_end = bounds[0]
-        warm = [s.warm for s in running]
-        gaps = [first_end - s.last_token for s, w in zip(running, warm) if w]
-        if gaps:
-            itl.add(gaps)
-        n_warm = sum(warm)
+        self._group_gaps(bounds[0], start)
+        n_warm = self._nW
         end = bounds[j - 1]
         kv_seconds = 0.0
         flops = nbytes = 0.0
@@ -338,56 +665,56 @@ class Replica:
             prev = bounds[i]
             if i and n_warm:
                 itl.add_repeated(d, n_warm)
-            kv_seconds += (used0 + int(cum_need[i])) * d
+            kv_seconds += (used0 + self._need(blocks, i)) * d
             f, by = pricer.work((), b, ctx0 + b * i)
             flops += f
             nbytes += by
-        finished = []
-        for seq in running:
-            seq.computed += j - 1
-            seq.out += j
-            seq.num_tokens += j
-            seq.last_token = end
-            if seq.out >= seq.target:
-                finished.append(seq)
+        self.G += j - 1
+        self._g_end = end
         self.metrics.step(self.index, start, end - start, j, b, 0, b, b, len(self.waiting),
                           self.pool.num_used, flops, nbytes, kv_seconds)
-        if finished:
-            self._finish(finished, end)
+        self._after_step([], False, end)
 
     # -- the loop -------------------------------------------------------------------------
 
     def _loop(self):
         env = self.env
         while True:
-            if not self.running and not self.waiting:
+            if not self._num_running() and not self.waiting:
                 self._wake = env.event()
                 yield self._wake
                 self._wake = None
                 self.clock = max(self.clock, env.now)
                 continue
             step = self.schedule()
-            if not step.entries:
+            if not step.entries and not step.group:
                 raise RuntimeError("vLLM replica formed an empty step with work pending")
             start = self.clock
             dt = self._price(step.chunks, step.decodes, step.decode_ctx)
-            if self.fast_forward and step.pure_decode and len(step.entries) == len(self.running):
-                span = self._span(step, dt)
+            if (self.fast_forward and step.group and not step.entries and not self._special
+                    and self._list is None):
+                span = self._span(step)
                 if span is not None:
-                    bounds = []
-                    t = start
-                    for d in span[1]:
-                        t += d
-                        bounds.append(t)
-                    self._arrival = env.event()
-                    yield env.timeout(max(0.0, bounds[-1] - env.now)) | self._arrival
-                    arrived = self._arrival.triggered and env.now < bounds[-1]
+                    # the steps are priced as the span goes, up to the step in progress at the
+                    # next scheduled event (only then can a request arrive and cut the span)
+                    k = span[0]
+                    bounds = [start + dt]
+                    arrival = self._arrival = env.event()
+                    more = 1
+                    while True:
+                        self._bounds(bounds, len(bounds) + more, k, env.peek(), span[2])
+                        more *= 2
+                        yield env.timeout(max(0.0, bounds[-1] - env.now)) | arrival
+                        now = env.now
+                        if arrival.triggered and (now < bounds[-1] or len(bounds) < k):
+                            j = bisect.bisect_left(bounds, now) + 1
+                            if bounds[j - 1] > now:
+                                yield env.timeout(bounds[j - 1] - now)
+                            break
+                        if len(bounds) == k:
+                            j = k
+                            break
                     self._arrival = None
-                    j = len(bounds)
-                    if arrived:
-                        j = bisect.bisect_left(bounds, env.now) + 1
-                        if bounds[j - 1] > env.now:
-                            yield env.timeout(bounds[j - 1] - env.now)
                     self.clock = bounds[j - 1]
                     self._commit_span(step, span, j, start, bounds)
                     continue

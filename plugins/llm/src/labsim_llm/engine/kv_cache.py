@@ -25,7 +25,9 @@ True
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from bisect import bisect_left
+from collections import deque
+from itertools import repeat
 
 #: key of a full block: (hash of the segments before its segment, segment id, token offset of its end)
 BlockKey = tuple
@@ -45,9 +47,45 @@ def block_keys(segments, block_size: int, limit: int | None = None) -> list[Bloc
     cap = limit if limit is not None else 1 << 62
     for content_id, length in segments:
         end = start + length
-        while edge <= end and len(keys) < cap:
-            keys.append((parent, content_id, edge - start))
-            edge += block_size
+        if edge <= end and len(keys) < cap:
+            offsets = range(edge - start, length + 1, block_size)
+            take = min(len(offsets), cap - len(keys))
+            keys.extend([(parent, content_id, o) for o in offsets[:take]])
+            edge += take * block_size
+        parent = hash((parent, content_id, length))
+        start = end
+    return keys
+
+
+_M64 = (1 << 64) - 1
+#: odd, so ``id * _MIX mod 2**64`` is a bijection that scatters consecutive ids (ints hash linearly)
+_MIX = 0x9E3779B97F4A7C15
+
+
+def block_ids(segments, block_size: int, limit: int | None = None) -> list:
+    """:func:`block_keys` as plain ints (cheaper to make, hash and keep): equal ⇔ equal keys.
+
+    The key ``(parent, content_id, offset)`` becomes ``parent mod 2**64`` in bits 128 and up,
+    ``content_id · _MIX mod 2**64`` in bits 64–127 and ``offset`` below: one-to-one, so equal
+    ints ⇔ equal keys (content ids outside 0..2**64 − 1 keep the tuple). Use one kind or the
+    other within a pool.
+    """
+    keys: list = []
+    parent = 0
+    start = 0
+    edge = block_size
+    cap = limit if limit is not None else 1 << 62
+    for content_id, length in segments:
+        end = start + length
+        if edge <= end and len(keys) < cap:
+            offsets = range(edge - start, length + 1, block_size)
+            take = min(len(offsets), cap - len(keys))
+            if 0 <= content_id <= _M64:
+                base = ((parent & _M64) << 128) | (((int(content_id) * _MIX) & _M64) << 64)
+                keys.extend([base | o for o in offsets[:take]])
+            else:
+                keys.extend([(parent, content_id, o) for o in offsets[:take]])
+            edge += take * block_size
         parent = hash((parent, content_id, length))
         start = end
     return keys
@@ -67,8 +105,16 @@ class BlockPool:
         self.capacity = int(capacity)
         self.block_size = int(block_size)
         self.enable_caching = bool(enable_caching)
-        self._refs: dict[BlockKey, int] = {}  # every cached block → users
-        self._free_cached: OrderedDict[BlockKey, int] = OrderedDict()  # ref 0, in free order
+        self._refs: dict = {}  # every cached block → users (0: free, in the queue)
+        self._cached_free = 0  # blocks with 0 users
+        # the free queue of cached blocks, from index _head on: keys in the order they were
+        # freed, with that order's stamps. A key taken by a prefix hit while free leaves a
+        # stale entry behind; _skip counts those not yet reached per key.
+        self._queue: list = []
+        self._queue_stamps: list[int] = []
+        self._head = 0
+        self._skip: dict = {}
+        self._stale = 0
         self._anon_runs: deque[list[int]] = deque([[0, self.capacity]])  # [free order, count]
         self._anon_free = self.capacity
         self._stamp = 1
@@ -79,7 +125,7 @@ class BlockPool:
     @property
     def num_free(self) -> int:
         """Blocks nobody uses (anonymous free plus cached free)."""
-        return self._anon_free + len(self._free_cached)
+        return self._anon_free + self._cached_free
 
     @property
     def num_used(self) -> int:
@@ -107,16 +153,19 @@ class BlockPool:
 
     def evictable(self, keys) -> int:
         """How many of the cached *keys* are free (a hit on them takes a block from the free pool)."""
-        free = self._free_cached
-        return sum(1 for k in keys if k in free)
+        refs = self._refs
+        return sum(1 for k in keys if refs.get(k) == 0)
 
     def touch(self, keys) -> None:
         """Take a reference on cached *keys* (a prefix hit), removing free ones from the queue."""
-        refs, free = self._refs, self._free_cached
+        refs = self._refs
         for key in keys:
-            if refs[key] == 0:
-                del free[key]
-            refs[key] += 1
+            users = refs[key]
+            if users == 0:
+                self._cached_free -= 1
+                self._skip[key] = self._skip.get(key, 0) + 1
+                self._stale += 1
+            refs[key] = users + 1
 
     def register(self, key: BlockKey) -> bool:
         """Give a freshly computed, held block the prefix key *key*; False if it is cached already."""
@@ -124,6 +173,21 @@ class BlockPool:
             return False
         self._refs[key] = 1
         return True
+
+    def register_many(self, keys) -> list:
+        """:meth:`register` each of *keys* in order; the keys it registered (not cached already)."""
+        if not self.enable_caching:
+            return []
+        refs = self._refs
+        if refs.keys().isdisjoint(keys):
+            refs.update(dict.fromkeys(keys, 1))
+            return list(keys)
+        done = []
+        for key in keys:
+            if key not in refs:
+                refs[key] = 1
+                done.append(key)
+        return done
 
     # -- allocation ---------------------------------------------------------------------
 
@@ -134,22 +198,56 @@ class BlockPool:
         """
         if n > self.num_free:
             raise RuntimeError(f"KV cache: {n} blocks asked, {self.num_free} free")
-        runs, free = self._anon_runs, self._free_cached
+        runs = self._anon_runs
         while n > 0:
-            head_cached = next(iter(free.values())) if free else None
-            if runs and (head_cached is None or runs[0][0] < head_cached):
-                run = runs[0]
-                take = run[1] if run[1] <= n else n
-                run[1] -= take
-                if run[1] == 0:
-                    runs.popleft()
-                self._anon_free -= take
-                n -= take
-            else:
-                key, _ = free.popitem(last=False)
-                del self._refs[key]
-                self.evictions += 1
-                n -= 1
+            if self._cached_free:
+                queue, stamps, h = self._queue, self._queue_stamps, self._head
+                if not self._stale:
+                    # every queued entry is live: evict those freed before the oldest anonymous run
+                    end = min(h + n, len(stamps))
+                    if runs:
+                        end = bisect_left(stamps, runs[0][0], h, end)
+                    if end > h:
+                        deque(map(self._refs.__delitem__, queue[h:end]), 0)
+                        m = end - h
+                        self._cached_free -= m
+                        self.evictions += m
+                        n -= m
+                        self._advance(end)
+                        continue
+                else:
+                    key = queue[h]
+                    skip = self._skip.get(key)
+                    if skip:                                  # a stale entry: drop it
+                        if skip == 1:
+                            del self._skip[key]
+                        else:
+                            self._skip[key] = skip - 1
+                        self._stale -= 1
+                        self._advance(h + 1)
+                        continue
+                    if not runs or stamps[h] < runs[0][0]:
+                        del self._refs[key]
+                        self._cached_free -= 1
+                        self.evictions += 1
+                        n -= 1
+                        self._advance(h + 1)
+                        continue
+            run = runs[0]
+            take = run[1] if run[1] <= n else n
+            run[1] -= take
+            if run[1] == 0:
+                runs.popleft()
+            self._anon_free -= take
+            n -= take
+
+    def _advance(self, head: int) -> None:
+        """Move the queue's head to *head*, dropping the consumed entries now and then."""
+        if head > 4096 and 2 * head > len(self._queue):
+            del self._queue[:head]
+            del self._queue_stamps[:head]
+            head = 0
+        self._head = head
 
     def free(self, keys, n_anon: int) -> None:
         """Return a request's blocks: *n_anon* unnamed ones first, then *keys* tail first.
@@ -162,22 +260,50 @@ class BlockPool:
             self._anon_runs.append([stamp, n_anon])
             self._anon_free += n_anon
             stamp += 1
-        refs, free = self._refs, self._free_cached
-        for key in reversed(keys):
-            left = refs[key] - 1
-            refs[key] = left
-            if left == 0:
-                free[key] = stamp
-                stamp += 1
+        if keys:
+            refs = self._refs
+            back = keys[::-1]
+            users = list(map(refs.__getitem__, back))
+            if users.count(1) == len(users):            # no other user: all become free
+                refs.update(zip(back, repeat(0)))
+                self._queue.extend(back)
+                self._queue_stamps.extend(range(stamp, stamp + len(back)))
+                self._cached_free += len(back)
+                stamp += len(back)
+            else:
+                for key, left in zip(back, users):
+                    left -= 1
+                    refs[key] = left
+                    if left == 0:
+                        self._queue.append(key)
+                        self._queue_stamps.append(stamp)
+                        self._cached_free += 1
+                        stamp += 1
         self._stamp = stamp
+
+    def free_order(self) -> list:
+        """The free cached blocks' keys, least recently freed first (the eviction order)."""
+        skip = dict(self._skip)
+        live = []
+        for key in self._queue[self._head:]:
+            if skip.get(key):
+                skip[key] -= 1
+            else:
+                live.append(key)
+        return live
 
     def check(self) -> None:
         """Assert the pool's invariants (for tests)."""
         assert 0 <= self.num_free <= self.capacity, (self.num_free, self.capacity)
         assert self._anon_free == sum(r[1] for r in self._anon_runs)
-        assert all(self._refs[k] == 0 for k in self._free_cached)
+        live = self.free_order()
+        assert len(live) == self._cached_free == len(set(live))
+        assert set(live) == {k for k, v in self._refs.items() if v == 0}
+        assert sum(self._skip.values()) == self._stale == len(self._queue) - self._head - len(live)
+        stamps = self._queue_stamps[self._head:]
+        assert all(a < b for a, b in zip(stamps, stamps[1:]))
         held_cached = sum(1 for v in self._refs.values() if v > 0)
         assert held_cached <= self.num_used
 
 
-__all__ = ["BlockPool", "BlockKey", "block_keys"]
+__all__ = ["BlockPool", "BlockKey", "block_keys", "block_ids"]

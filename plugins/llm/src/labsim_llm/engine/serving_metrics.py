@@ -141,10 +141,36 @@ class GapHistogram:
             self.total += float(values.sum())
             self.n += int(values.size)
 
+    def _bin1(self, value: float) -> int:
+        """``_bin`` of one value, in plain Python unless it lies within rounding of a bin edge."""
+        if value > self.LOW:
+            x = math.log(value / self.LOW) / self._log_ratio
+            b = int(x)
+            if x - b > 1e-7 and b + 1 - x > 1e-7:
+                return b if b < self.nbins - 1 else self.nbins - 1
+        return int(self._bin(np.array([value], dtype=float))[0])
+
+    def add_uniform(self, value: float, times: int, tail=None) -> None:
+        """Exactly ``add([value] * times + list(tail))``, without a bin per repeated value."""
+        k = len(tail) if tail else 0
+        if times <= 0:
+            if k:
+                self.add(tail)
+            return
+        if k:
+            values = np.full(times + k, value, dtype=float)
+            values[times:] = tail
+            np.add.at(self.counts, self._bin(values[times:]), 1)
+        else:
+            values = np.full(times, value, dtype=float)
+        self.counts[self._bin1(value)] += times
+        self.total += float(values.sum())
+        self.n += times + k
+
     def add_repeated(self, value: float, times: int) -> None:
         """Count *value* (seconds) *times* times (one decode step seen by *times* sequences)."""
         if times > 0:
-            self.counts[int(self._bin(value))] += times
+            self.counts[self._bin1(value)] += times
             self.total += value * times
             self.n += times
 

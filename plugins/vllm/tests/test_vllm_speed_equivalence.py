@@ -1,0 +1,239 @@
+"""The fast paths of the vLLM engine give exactly what walking every request each step gives.
+
+* the decode group (aggregate bookkeeping of decoding requests) against ``Replica.BULK = False``
+  (vLLM's loop over every running request, every step): identical tables and summary;
+* the KV block pool against a plain per-block LRU model;
+* integer prefix keys against the tuple keys; the ITL histogram's shortcuts against ``add``.
+"""
+
+import copy
+import random
+from collections import OrderedDict
+
+import labsim
+import numpy as np
+import pytest
+from labsim_llm.engine.kv_cache import BlockPool, block_ids, block_keys
+from labsim_llm.engine.serving_metrics import GapHistogram
+from labsim_vllm.scheduler import Replica
+
+
+def experiment(rate=25.0, duration=3.0, prompt=600, output=150, vllm=None, profile=None, seed=5):
+    prof = {"profile_name": "p", "weight": 1.0, "request_rate": rate,
+            "prompt_tokens_dist_config": {"type": "LogNormal", "mean": prompt, "sigma": prompt / 2,
+                                          "is_int": True, "min": 4, "max": 4 * prompt},
+            "max_output_tokens_dist_config": {"type": "LogNormal", "mean": output,
+                                              "sigma": output / 2, "is_int": True, "min": 1,
+                                              "max": 4 * output}}
+    prof.update(profile or {})
+    return {
+        "name": "t", "simulation": {"max_simulation_time": 3600, "random_seed": seed},
+        "hardware_profile": {"device": "H100-SXM"},
+        "workload": {"type": "client_profiles", "total_duration": duration, "client_profiles": [prof]},
+        "frameworks_to_test": [{"name": "v", "type": "vllm",
+                                "config": {"model": "Llama-3.1-8B", **(vllm or {})}}],
+        "metrics_config": {"percentiles_to_calculate": [0.5, 0.9, 0.99], "warm_up_duration_s": 0.5},
+    }
+
+
+TIGHT = {"gpu_memory_utilization": 0.24, "max_model_len": 4096}
+CONV = {"conversational_probability": 0.9, "system_prompt_tokens": 1024, "num_system_prompts": 2,
+        "think_time_dist_config": {"type": "Exponential", "mean": 0.5}}
+
+CASES = {
+    "plain": experiment(),
+    "plain-no-ff": experiment(vllm={"fast_forward": False}),
+    "preemption": experiment(rate=200, duration=0.4, prompt=1500, output=600, vllm=TIGHT),
+    "prefix-cache": experiment(rate=8, duration=5, prompt=300, profile=CONV, vllm={**TIGHT, "block_size": 8}),
+    "no-chunking": experiment(rate=50, duration=2, prompt=900, output=200,
+                              vllm={**TIGHT, "enable_chunked_prefill": False}),
+    "budget-below-batch": experiment(rate=40, duration=3, prompt=300, output=100,
+                                     vllm={"max_num_batched_tokens": 64, "max_num_seqs": 200,
+                                           "max_model_len": 2048}),
+    "few-seqs": experiment(rate=40, duration=3, prompt=300, output=100,
+                           vllm={"max_num_seqs": 8, "block_size": 32}),
+    "replicas": experiment(rate=40, duration=2, vllm={"num_replicas": 2, "router": "least_outstanding"}),
+    "cut-off": {**experiment(rate=30, duration=6, prompt=800, output=300, vllm=TIGHT),
+                "simulation": {"max_simulation_time": 2.0, "random_seed": 5}},
+}
+
+
+def _outputs(cfg):
+    result = labsim.run(copy.deepcopy(cfg))
+    return result.table("requests"), result.table("steps"), result.summary["frameworks"]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_group_path_equals_walking_every_request(case, monkeypatch):
+    fast = _outputs(CASES[case])
+    monkeypatch.setattr(Replica, "BULK", False)
+    slow = _outputs(CASES[case])
+    # repr: exact floats, and NaN (unfinished requests) equal to NaN
+    assert repr(fast[0]) == repr(slow[0])      # requests, row for row
+    assert repr(fast[1]) == repr(slow[1])      # steps
+    assert repr(fast[2]) == repr(slow[2])      # summary, exactly (ITL mean included)
+    assert len(fast[0]) > 10
+
+
+def _replicas_after(cfg):
+    captured = []
+    original = Replica.start
+
+    def start(self):
+        captured.append(self)
+        original(self)
+
+    Replica.start = start
+    try:
+        labsim.run(copy.deepcopy(cfg))
+    finally:
+        Replica.start = original
+    return captured
+
+
+def test_replica_state_is_empty_when_drained():
+    for replica in _replicas_after(CASES["preemption"]):
+        assert replica.outstanding == 0
+        assert not replica._group and not replica._special and not replica._fresh
+        assert not replica._fin and replica._nD == 0 and replica._S == 0
+        assert sum(replica._cnt) == 0
+        replica.pool.check()
+        assert replica.pool.num_free == replica.pool.capacity
+
+
+# -- the block pool against a per-block model ------------------------------------------------
+
+
+class ReferencePool:
+    """The LRU block pool written plainly: every free block in one ordered queue."""
+
+    def __init__(self, capacity):
+        self.refs = {}
+        self.queue = OrderedDict()      # ("anon", n) or ("key", key) → None, in free order
+        self.anon = 0
+        for i in range(capacity):
+            self.queue[("anon", i)] = None
+        self.anon_next = capacity
+        self.evictions = 0
+
+    @property
+    def num_free(self):
+        return len(self.queue)
+
+    def match(self, keys, max_blocks):
+        n = 0
+        for key in keys:
+            if n >= max_blocks or key not in self.refs:
+                break
+            n += 1
+        return n
+
+    def evictable(self, keys):
+        return sum(1 for k in keys if ("key", k) in self.queue)
+
+    def touch(self, keys):
+        for key in keys:
+            if self.refs[key] == 0:
+                del self.queue[("key", key)]
+            self.refs[key] += 1
+
+    def register(self, key):
+        if key in self.refs:
+            return False
+        self.refs[key] = 1
+        return True
+
+    def allocate(self, n):
+        for _ in range(n):
+            (kind, what), _ = self.queue.popitem(last=False)
+            if kind == "key":
+                del self.refs[what]
+                self.evictions += 1
+
+    def free(self, keys, n_anon):
+        for _ in range(n_anon):
+            self.queue[("anon", self.anon_next)] = None
+            self.anon_next += 1
+        for key in reversed(keys):
+            self.refs[key] -= 1
+            if self.refs[key] == 0:
+                self.queue[("key", key)] = None
+
+    def free_order(self):
+        return [what for kind, what in self.queue if kind == "key"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_block_pool_matches_per_block_lru(seed):
+    rng = random.Random(seed)
+    cap = rng.randint(4, 80)
+    bs = rng.choice([4, 8])
+    pool, ref = BlockPool(cap, bs), ReferencePool(cap)
+    held = []
+    for _ in range(250):
+        if rng.random() < 0.55 or not held:
+            segs = tuple((rng.randint(0, 5), rng.randint(1, 6 * bs)) for _ in range(rng.randint(1, 3)))
+            keys = block_ids(segs, bs)
+            hit = pool.match(keys, len(keys))
+            assert hit == ref.match(keys, len(keys))
+            ev = pool.evictable(keys[:hit])
+            assert ev == ref.evictable(keys[:hit])
+            need = len(keys) - hit + rng.randint(0, 3)
+            if need + ev > pool.num_free:
+                continue
+            pool.touch(keys[:hit])
+            ref.touch(keys[:hit])
+            pool.allocate(need)
+            ref.allocate(need)
+            mine = list(keys[:hit])
+            # registered in one or two goes, as chunked prefill does
+            cut = rng.randint(hit, len(keys))
+            got = pool.register_many(keys[hit:cut]) + pool.register_many(keys[cut:])
+            assert got == [k for k in keys[hit:] if ref.register(k)]
+            mine += got
+            held.append((mine, need - len(got)))
+        else:
+            keys, anon = held.pop(rng.randrange(len(held)))
+            pool.free(keys, anon)
+            ref.free(keys, anon)
+        pool.check()
+        assert pool.num_free == ref.num_free
+        assert pool.evictions == ref.evictions
+        assert pool._refs == ref.refs
+        assert pool.free_order() == ref.free_order()
+
+
+def test_block_ids_equal_exactly_when_block_keys_do():
+    rng = random.Random(7)
+    for _ in range(100):
+        prompts = [tuple((rng.choice([0, 1, 2, 3, 2**64 + 1, -2]), rng.randint(1, 60))
+                         for _ in range(rng.randint(1, 3))) for _ in range(5)]
+        tuples = [k for p in prompts for k in block_keys(p, 8)]
+        ints = [k for p in prompts for k in block_ids(p, 8)]
+        assert len(tuples) == len(ints)
+        for i in range(len(tuples)):
+            for j in range(i):
+                assert (tuples[i] == tuples[j]) == (ints[i] == ints[j])
+        for limit in range(4):
+            assert [len(block_keys(p, 8, limit)) for p in prompts] == \
+                   [len(block_ids(p, 8, limit)) for p in prompts]
+
+
+# -- the ITL histogram -----------------------------------------------------------------------
+
+
+def test_histogram_shortcuts_equal_add():
+    rng = np.random.default_rng(3)
+    h = GapHistogram()
+    edges = h.LOW * h.RATIO ** np.arange(0, h.nbins, 13, dtype=float)
+    values = np.concatenate([10 ** rng.uniform(-7, 4.5, 20000), edges, np.nextafter(edges, 0),
+                             np.nextafter(edges, 1), [0.0, h.LOW, 1e9]])
+    assert [h._bin1(float(v)) for v in values] == h._bin(values).tolist()
+    a, b = GapHistogram(), GapHistogram()
+    for _ in range(200):
+        value = float(10 ** rng.uniform(-4, 0))
+        times = int(rng.integers(0, 400))
+        tail = list(10 ** rng.uniform(-4, 0, int(rng.integers(0, 3))))
+        a.add([value] * times + tail)
+        b.add_uniform(value, times, tail)
+    assert (a.counts == b.counts).all() and a.total == b.total and a.n == b.n
