@@ -113,7 +113,8 @@ def test_same_seed_same_summary():
     assert a.summary["frameworks"] == b.summary["frameworks"]
 
 
-@pytest.mark.parametrize("extra", [{}, TIGHT, {"num_replicas": 2, "router": "least_outstanding"}])
+@pytest.mark.parametrize("extra", [{}, TIGHT, {"num_replicas": 2, "router": "least_outstanding"},
+                                   {"num_scheduler_steps": 8}])
 def test_fast_forward_equals_one_event_per_step(extra):
     base = experiment(rate=25, duration=3, prompt=600, output=150, vllm=extra)
     slow = copy.deepcopy(base)
@@ -139,3 +140,22 @@ def test_model_that_does_not_fit_names_the_field():
 def test_bad_option_is_a_config_error():
     with pytest.raises(ConfigError, match="max_num_seqs"):
         labsim.run(experiment(vllm={"max_num_seqs": 0}))
+
+
+def test_multi_step_scheduling_makes_arrivals_wait_for_the_round():
+    single = rows(labsim.run(experiment(rate=6, duration=8)))
+    multi = rows(labsim.run(experiment(rate=6, duration=8, vllm={"num_scheduler_steps": 10})))
+    ttft = lambda rs: sorted(r["ttft_ms"] for r in rs)[len(rs) // 2]  # noqa: E731
+    assert len(single) == len(multi)
+    assert ttft(multi) > ttft(single) * 1.2  # new requests wait up to 9 decode steps
+
+
+def test_frontend_latency_adds_the_api_server_cost():
+    from labsim_llm.engine.frontend import DEFAULT_FRONTEND
+
+    on = rows(labsim.run(experiment(rate=1.0)))
+    off = rows(labsim.run(experiment(rate=1.0, vllm={"frontend_latency": False})))
+    for a, b in zip(on, off):
+        extra = DEFAULT_FRONTEND.before_engine(a["prompt_tokens"]) + DEFAULT_FRONTEND.after_first_token()
+        assert a["ttft_ms"] == pytest.approx(b["ttft_ms"] + extra * 1e3, rel=0.05)
+        assert a["tpot_ms"] == pytest.approx(b["tpot_ms"], rel=0.05)

@@ -12,6 +12,7 @@ from labsim import hookimpl
 from labsim.errors import UsageError
 
 from labsim_llm.engine import SUMMARY_SCHEMA, Router, ServingMetrics, StepPricer, capture_sizes
+from labsim_llm.engine.frontend import Frontend
 from labsim_llm.engine.memory_plan import plan_memory
 from labsim_llm.engine.serving_metrics import HEADLINE
 from labsim_vllm.config import CONFIG_SCHEMA, resolve
@@ -57,6 +58,7 @@ class VLLM(labsim.Framework):
                                       device=self.device, dtype=cfg["dtype"],
                                       kv_capacity_blocks=self.plan.num_blocks,
                                       record_steps=cfg["record_steps"])
+        self.frontend = Frontend(context.env, enabled=cfg["frontend_latency"])
         self.replicas = [Replica(self, i, self.pricer, self.plan.num_blocks, cfg)
                          for i in range(cfg["num_replicas"])]
         self.router = Router(cfg["router"], self.replicas)
@@ -80,6 +82,9 @@ class VLLM(labsim.Framework):
             self.metrics.request_rejected(request, "exceeds_max_model_len")
             self.notify_finished(request)
             return
+        self.frontend.submit(request, self._deliver)
+
+    def _deliver(self, request) -> None:
         self.router.pick(request).submit(request)
 
     def request_left(self, request) -> None:

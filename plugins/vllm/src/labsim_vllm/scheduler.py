@@ -40,6 +40,7 @@ from collections import deque
 from operator import attrgetter
 
 from labsim_llm.engine.kv_cache import BlockPool, block_ids
+from labsim_llm.engine.multistep import MultiStepGate
 
 #: longest run of identical decode steps taken as one event (bounds the work per event)
 MAX_SPAN = 2048
@@ -134,6 +135,10 @@ class Replica:
         self.overhead = cfg["step_overhead_s"] + cfg["scheduler_iteration_delay_s"]
         self.overhead_per_req = cfg["step_overhead_per_request_s"]
         self.fast_forward = cfg["fast_forward"]
+        #: vLLM 0.6 multi-step scheduling (a no-op at the default of one step)
+        self.gate = MultiStepGate(cfg["num_scheduler_steps"])
+        #: the API server's delay of every streamed token (first and last alike)
+        self.fe_after = owner.frontend.after_first_token_s
         self.warm_up = owner.metrics.warm_up
         self.waiting: deque[Seq] = deque()
         self.clock = 0.0
@@ -435,7 +440,7 @@ class Replica:
     def _admit(self, budget: int, entries: list, running: list, others: int) -> None:
         """Admit waiting requests FCFS onto the end of *running* (*others*: running elsewhere)."""
         waiting = self.waiting
-        if not waiting or budget <= 0:
+        if not waiting or budget <= 0 or not self.gate.may_admit(others + len(running)):
             return
         pool = self.pool
         bs = self.block_size
@@ -509,7 +514,7 @@ class Replica:
             seq.out += 1
             seq.num_tokens += 1
             if seq.out == 1:
-                seq.req.first_token_s = end
+                seq.req.first_token_s = end + self.fe_after
             elif seq.warm:
                 gaps.append(end - seq.last_token)
             seq.last_token = end
@@ -534,7 +539,7 @@ class Replica:
             seq.out += 1
             seq.num_tokens += 1
             if seq.out == 1:
-                seq.req.first_token_s = end
+                seq.req.first_token_s = end + self.fe_after
             elif seq.warm:
                 gaps.append(end - seq.last_token)
             seq.last_token = end
@@ -590,7 +595,7 @@ class Replica:
             seq.held = 0
             req = seq.req
             req.status = "finished"
-            req.finish_s = end
+            req.finish_s = end + self.fe_after
             self.metrics.request_done(req)
             self.owner.request_left(req)
 
@@ -604,7 +609,7 @@ class Replica:
         heap, fin = self._fin_keys, self._fin
         while heap[0] not in fin:
             heapq.heappop(heap)
-        k_max = min(heap[0] - g1, MAX_SPAN)
+        k_max = min(heap[0] - g1, MAX_SPAN, self.gate.span_limit(bool(self.waiting)))
         if k_max <= 1:
             return None
         # blocks the steps after the first need: members cross a block boundary every bs steps,
@@ -687,6 +692,7 @@ class Replica:
                 self.clock = max(self.clock, env.now)
                 continue
             step = self.schedule()
+            self.gate.advance(bool(step.chunks))
             if not step.entries and not step.group:
                 raise RuntimeError("vLLM replica formed an empty step with work pending")
             start = self.clock
@@ -717,6 +723,7 @@ class Replica:
                     self._arrival = None
                     self.clock = bounds[j - 1]
                     self._commit_span(step, span, j, start, bounds)
+                    self.gate.advance(False, j - 1)
                     continue
             self.clock = start + dt
             yield env.timeout(max(0.0, self.clock - env.now))
