@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from labsim.errors import UsageError
 from labsim_llm.engine.router import POLICIES
+from labsim_llm.engine.serving_engine import base_settings
 
 GiB = 2**30
 
@@ -121,9 +122,6 @@ CONFIG_SCHEMA = {
     },
 }
 
-_CANON = {"bfloat16": "bf16", "float16": "fp16"}
-
-
 def graph_sizes(cfg: dict) -> list[int]:
     """Decode batch sizes that replay a CUDA graph.
 
@@ -145,24 +143,9 @@ def graph_sizes(cfg: dict) -> list[int]:
 
 def resolve(config: dict, model, device) -> dict:
     """The settings the engine runs with, defaults filled in and checked."""
-    cfg = dict(config)
-    for key, spec in CONFIG_SCHEMA["properties"].items():
-        if "default" in spec:
-            cfg.setdefault(key, spec["default"])
-    model_id = cfg.get("model_profile_id") or cfg.get("model")
-    if not model_id:
-        raise UsageError("trtllm config needs `model` (or `model_profile_id`): a model id such as "
-                         "Llama-3.1-8B (see `labsim list models`)")
-    cfg["model_id"] = model_id
+    cfg = base_settings(config, CONFIG_SCHEMA, "trtllm", model)
     if model is None:
         return cfg
-    for key in ("dtype", "kv_cache_dtype"):
-        cfg[key] = _CANON.get(cfg[key], cfg[key])
-    if cfg["dtype"] == "auto":
-        cfg["dtype"] = _CANON.get(getattr(model, "dtype_default", None) or "bf16",
-                                  getattr(model, "dtype_default", None) or "bf16")
-    if cfg["kv_cache_dtype"] == "auto":
-        cfg["kv_cache_dtype"] = cfg["dtype"]
     dev_name = getattr(device, "name", "this GPU")
     for key in ("dtype", "kv_cache_dtype"):
         if cfg[key] == "fp8" and not device.supports("fp8"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from labsim.errors import UsageError
 
 from labsim_llm.engine.router import POLICIES
+from labsim_llm.engine.serving_engine import base_settings
 
 GiB = 2**30
 
@@ -100,21 +101,9 @@ def batch_defaults(device) -> tuple[int, int]:
 
 def resolve(config: dict, model, device) -> dict:
     """The settings the engine runs with, defaults filled in and checked."""
-    cfg = dict(config)
-    for key, spec in CONFIG_SCHEMA["properties"].items():
-        if "default" in spec:
-            cfg.setdefault(key, spec["default"])
-    model_id = cfg.get("model_profile_id") or cfg.get("model")
-    if not model_id:
-        raise UsageError("vllm config needs `model` (or `model_profile_id`): a model id such as "
-                         "Llama-3.1-8B (see `labsim list models`)")
-    cfg["model_id"] = model_id
+    cfg = base_settings(config, CONFIG_SCHEMA, "vllm", model)
     if model is None:
         return cfg
-    if cfg["dtype"] == "auto":
-        cfg["dtype"] = getattr(model, "dtype_default", None) or "bf16"
-    if cfg["kv_cache_dtype"] == "auto":
-        cfg["kv_cache_dtype"] = cfg["dtype"]
     if cfg["max_model_len"] is None:
         cfg["max_model_len"] = int(getattr(model, "max_position_embeddings", 0) or 8192)
     tokens, seqs = batch_defaults(device)

@@ -1,0 +1,155 @@
+"""What every LLM serving framework shares, whatever its scheduler.
+
+A serving engine (vLLM, TensorRT-LLM, a third party's) resolves its settings,
+finds its model and GPU, plans its memory and prices its steps; then it runs
+one or more replicas behind a router, behind an API server
+(:class:`~labsim_llm.engine.frontend.Frontend`). Requests it cannot serve are
+rejected at the door and counted; requests still inside when the run ends are
+reported as ``unfinished``. :class:`ServingEngine` is that shell; a subclass
+supplies the engine-specific parts:
+
+``resolve(config, model, device)``
+    the settings with defaults filled in (a static function; called once
+    without model and device to find the model, then with them);
+``setup()``
+    sets ``self.plan`` (with ``num_blocks`` and ``as_dict()``) and ``self.pricer``;
+``make_replica(index)``
+    one replica: ``start()``, ``submit(request)``, ``outstanding``, ``pending()``;
+``reject_reason(request)``
+    why a request can never be served here, or None;
+``summary_config()``
+    the ``config`` section of the summary.
+
+Replicas call :meth:`request_left` when a request finishes.
+"""
+
+from __future__ import annotations
+
+import labsim
+from labsim.errors import UsageError
+
+from labsim_llm.engine.frontend import Frontend
+from labsim_llm.engine.router import Router
+from labsim_llm.engine.serving_metrics import HEADLINE, SUMMARY_SCHEMA, ServingMetrics
+
+#: dtype spellings users copy from Hugging Face configs
+DTYPE_SPELLINGS = {"bfloat16": "bf16", "float16": "fp16"}
+
+
+def base_settings(config: dict, schema: dict, engine: str, model=None) -> dict:
+    """*config* with the schema's defaults, ``model_id``, and ``auto`` dtypes resolved.
+
+    :raises UsageError: when neither ``model`` nor ``model_profile_id`` is given.
+    """
+    cfg = dict(config)
+    for key, spec in schema["properties"].items():
+        if "default" in spec:
+            cfg.setdefault(key, spec["default"])
+    model_id = cfg.get("model_profile_id") or cfg.get("model")
+    if not model_id:
+        raise UsageError(f"{engine} config needs `model` (or `model_profile_id`): a model id such as "
+                         "Llama-3.1-8B (see `labsim list models`)")
+    cfg["model_id"] = model_id
+    if model is None:
+        return cfg
+    for key in ("dtype", "kv_cache_dtype"):
+        cfg[key] = DTYPE_SPELLINGS.get(cfg[key], cfg[key])
+    if cfg["dtype"] == "auto":
+        default = getattr(model, "dtype_default", None) or "bf16"
+        cfg["dtype"] = DTYPE_SPELLINGS.get(default, default)
+    if cfg["kv_cache_dtype"] == "auto":
+        cfg["kv_cache_dtype"] = cfg["dtype"]
+    return cfg
+
+
+class ServingEngine(labsim.Framework):
+    """The shell of an LLM serving framework: settings, replicas, router, API server, metrics."""
+
+    summary_schema = SUMMARY_SCHEMA
+    headline = HEADLINE
+
+    def __init__(self, instance_name: str, config: dict, context):
+        super().__init__(instance_name, config, context)
+        from labsim_llm.models import resolve_model
+
+        cfg = self.resolve(config, None, None)
+        self.model = resolve_model(context, cfg["model_id"])
+        self.device = context.hardware.device(cfg.get("gpu_id"))
+        cfg = self.cfg = self.resolve(config, self.model, self.device)
+        self.setup()
+        self.num_gpus = cfg["tensor_parallel_size"] * cfg["pipeline_parallel_size"] * cfg["num_replicas"]
+        self.metrics = ServingMetrics(context, instance_name, self.name, num_gpus=self.num_gpus,
+                                      device=self.device, dtype=cfg["dtype"],
+                                      kv_capacity_blocks=self.plan.num_blocks,
+                                      record_steps=cfg["record_steps"])
+        self.frontend = Frontend(context.env, enabled=cfg["frontend_latency"])
+        self.replicas = [self.make_replica(i) for i in range(cfg["num_replicas"])]
+        self.router = Router(cfg["router"], self.replicas)
+        self._closed = False
+
+    # -- what a subclass supplies ---------------------------------------------------------
+
+    @staticmethod
+    def resolve(config: dict, model, device) -> dict:
+        """The settings the engine runs with (see :func:`base_settings`)."""
+        raise NotImplementedError
+
+
+    def setup(self) -> None:
+        """Set ``self.plan`` and ``self.pricer`` from ``self.cfg``, model and device."""
+        raise NotImplementedError(self)
+
+    def make_replica(self, index: int):
+        """Replica number *index*."""
+        raise NotImplementedError(self)
+
+    def reject_reason(self, request) -> str | None:
+        """Why *request* can never be served here (a reason code), or None."""
+        return None
+
+    def summary_config(self) -> dict:
+        """The ``config`` section of this engine's summary."""
+        return {}
+
+    # -- shared -------------------------------------------------------------------------
+
+    def collective_time(self, kind: str, nbytes: int, ranks: int) -> float:
+        """Seconds of one collective among this engine's GPUs, on the experiment's topology."""
+        op = self.context.registry.get("collectives", kind)
+        return op.time(int(nbytes), ranks=int(ranks), device=self.device,
+                       topology=self.context.hardware.topology)
+
+    def start(self) -> None:
+        for replica in self.replicas:
+            replica.start()
+
+    def submit(self, request) -> None:
+        reason = self.reject_reason(request)
+        if reason:
+            request.finish_s = self.context.env.now
+            self.metrics.request_rejected(request, reason)
+            self.notify_finished(request)
+            return
+        self.frontend.submit(request, self._deliver)
+
+    def _deliver(self, request) -> None:
+        self.router.pick(request).submit(request)
+
+    def request_left(self, request) -> None:
+        """Called by a replica when *request* finishes."""
+        self.notify_finished(request)
+
+    def is_idle(self) -> bool:
+        return all(r.outstanding == 0 for r in self.replicas)
+
+    def summary(self) -> dict:
+        if not self._closed:
+            self._closed = True
+            for replica in self.replicas:
+                for req in replica.pending():
+                    self.metrics.request_unfinished(req)
+        return self.metrics.summary(self.context.env.now, len(self.replicas),
+                                    {"config": self.summary_config()})
+
+
+__all__ = ["DTYPE_SPELLINGS", "ServingEngine", "base_settings"]
