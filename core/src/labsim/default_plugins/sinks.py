@@ -31,6 +31,30 @@ def format_cell(value) -> str:
     return str(clean(value))
 
 
+def _format_float(value: float) -> str:
+    return "" if value != value else f"{value:.9g}"
+
+
+def _empty(_value) -> str:
+    return ""
+
+
+#: format_cell for the exact built-in types it meets most (others go through format_cell)
+_FORMAT_BY_TYPE = {
+    float: _format_float,
+    int: int.__repr__,
+    str: str,
+    type(None): _empty,
+    bool: format_cell,
+}
+
+
+def format_row(row) -> list[str]:
+    """``[format_cell(v) for v in row]``, dispatching on each value's exact type."""
+    get = _FORMAT_BY_TYPE.get
+    return [get(type(v), format_cell)(v) for v in row]
+
+
 def _temp_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
@@ -45,10 +69,10 @@ class _CsvWriter:
         self.writer.writerow(columns)
 
     def append(self, row):
-        self.writer.writerow([format_cell(v) for v in row])
+        self.writer.writerow(format_row(row))
 
     def extend(self, rows):
-        self.writer.writerows([[format_cell(v) for v in row] for row in rows])
+        self.writer.writerows([format_row(row) for row in rows])
 
     def finish(self, ok: bool):
         self.handle.close()

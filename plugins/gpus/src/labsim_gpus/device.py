@@ -254,6 +254,21 @@ class GPU(labsim.Device):
                                       else max(self.peak_flops.values()),
                                       self.mem_bw, self.sm_count, self.params)
 
+    def decode_attention_fn(self, num_heads: int, num_kv_heads: int, head_dim: int,
+                            kv_dtype: str = "bf16"):
+        """A fast pricer of decode attention for fixed heads: ``f(batch_size,
+        total_context_tokens)`` equals :meth:`decode_attention_time_from_totals` with those
+        heads (sequences of equal length), bit for bit. The heads and precision are validated
+        here, once; ``f`` checks nothing (give an int ``batch_size ≥ 1`` and a whole
+        ``total_context_tokens ≥ batch_size`` below 2**53, int or float).
+        For engines that price a decode step per iteration.
+        """
+        h, kvh, hd = self._attn_heads(num_heads, num_kv_heads, head_dim)
+        kvb = DTYPE_BYTES[canonical(kv_dtype, "kv_dtype")]
+        peak = self._peak("bf16") if "bf16" in self.peak_flops else max(self.peak_flops.values())
+        return kernels.decode_seconds_fn(h, kvh, hd, kvb, peak, self.mem_bw, self.sm_count,
+                                         self.params)
+
     def prefill_attention_time_from_totals(self, num_seqs: int, total_new_tokens: float,
                                            total_causal_weight: float, num_heads: int,
                                            num_kv_heads: int, head_dim: int,

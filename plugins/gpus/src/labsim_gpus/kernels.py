@@ -164,6 +164,43 @@ def decode_seconds(num_seqs: int, total_context: float, longest_context: float, 
     return max(t_stream, t_busiest, t_flops) + t_ctas + p.kernel_overhead_s + p.attn_overhead_s
 
 
+def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes: float,
+                      peak: float, mem_bw: float, sm_count: int, p: CostParams):
+    """:func:`decode_seconds` for fixed heads and hardware, as ``f(num_seqs, total_context)``
+    pricing sequences of equal length (longest = mean). The same arithmetic in the same order,
+    with the terms that depend on neither argument computed once: equal results, bit for bit.
+    *num_seqs* must be ≥ 1.
+    """
+    per_token = 2.0 * num_kv_heads * head_dim * kv_bytes
+    q_ints = 2 * num_heads * head_dim          # num_seqs · 2 · heads · head_dim, an exact int
+    bw = mem_bw * p.decode_mem_eff
+    share = mem_bw * p.sm_bw_share / sm_count
+    flop_coef = 4.0 * num_heads * head_dim
+    flop_rate = peak * p.attn_compute_eff
+    cta_s = p.decode_cta_s
+    fixed_a, fixed_b = p.kernel_overhead_s, p.attn_overhead_s
+    no_split = 0.8 * sm_count
+
+    def price(num_seqs: int, total_context: float) -> float:
+        longest_context = total_context / num_seqs
+        dram = total_context * per_token + num_seqs * q_ints * 2.0
+        ctas = num_seqs * num_kv_heads
+        split = 1 if ctas >= no_split else num_splits(ctas, sm_count, longest_context)
+        t_stream = dram / bw
+        slice_bytes = longest_context * 2.0 * head_dim * kv_bytes / split
+        t_busiest = -(-(ctas * split) // sm_count) * slice_bytes / share
+        t_flops = flop_coef * total_context / flop_rate
+        t_ctas = ctas * split * cta_s / sm_count
+        hi = t_stream
+        if t_busiest > hi:
+            hi = t_busiest
+        if t_flops > hi:
+            hi = t_flops
+        return hi + t_ctas + fixed_a + fixed_b
+
+    return price
+
+
 def stream_seconds(nbytes: float, mem_bw: float, p: CostParams) -> float:
     """Seconds for a memory-bound kernel moving *nbytes* through DRAM (reads + writes)."""
     return nbytes / (mem_bw * p.stream_mem_eff) + p.kernel_overhead_s

@@ -498,6 +498,18 @@ class Replica:
         return (self.pricer.step_time(chunks, decodes, ctx) + self.overhead
                 + self.overhead_per_req * rows)
 
+    def _decode_price(self, b: int):
+        """``f(ctx)`` = :meth:`_price` ``((), b, ctx)``, bit for bit (the pricer's per-batch
+        decode pricer when it has one)."""
+        make = getattr(self.pricer, "decode_step_fn", None)
+        overhead = self.overhead
+        per_req = self.overhead_per_req * b
+        if make is None:
+            step_time = self.pricer.step_time
+            return lambda ctx: step_time((), b, ctx) + overhead + per_req
+        step = make(b)
+        return lambda ctx: step(ctx) + overhead + per_req
+
     # -- finishing a step ---------------------------------------------------------------
 
     def _commit(self, step: Step, start: float, end: float) -> None:
@@ -644,10 +656,12 @@ class Replica:
         b = self._nD
         t = bounds[-1]
         j = len(bounds)
-        while j < k and (j < least or t < horizon):
-            t += self._price((), b, ctx0 + b * j)
-            bounds.append(t)
-            j += 1
+        if j < k and (j < least or t < horizon):
+            price = self._decode_price(b)
+            while j < k and (j < least or t < horizon):
+                t += price(ctx0 + b * j)
+                bounds.append(t)
+                j += 1
 
     def _commit_span(self, step: Step, span, j: int, start: float, bounds) -> None:
         """Apply the first *j* iterations of a fast-forward span."""
@@ -662,18 +676,28 @@ class Replica:
         n_warm = self._nW
         end = bounds[j - 1]
         kv_seconds = 0.0
-        flops = nbytes = 0.0
-        pricer = self.pricer
+        prefix, per = blocks
+        bs = len(prefix) - 1
         prev = start
+        gaps = []
         for i in range(j):
-            d = bounds[i] - prev            # the same subtraction one event per step makes
-            prev = bounds[i]
-            if i and n_warm:
-                itl.add_repeated(d, n_warm)
-            kv_seconds += (used0 + self._need(blocks, i)) * d
-            f, by = pricer.work((), b, ctx0 + b * i)
-            flops += f
-            nbytes += by
+            t = bounds[i]
+            d = t - prev                    # the same subtraction one event per step makes
+            prev = t
+            gaps.append(d)
+            q, r = divmod(i, bs)            # _need(blocks, i), inlined
+            kv_seconds += (used0 + (q * per + prefix[r])) * d
+        if n_warm and j > 1:
+            itl.add_repeated_each(gaps[1:], n_warm)
+        pricer = self.pricer
+        if hasattr(pricer, "decode_work_sum"):
+            flops, nbytes = pricer.decode_work_sum(b, ctx0, b, j)
+        else:
+            flops = nbytes = 0.0
+            for i in range(j):
+                f, by = pricer.work((), b, ctx0 + b * i)
+                flops += f
+                nbytes += by
         self.G += j - 1
         self._g_end = end
         self.metrics.step(self.index, start, end - start, j, b, 0, b, b, len(self.waiting),

@@ -174,6 +174,36 @@ class GapHistogram:
             self.total += value * times
             self.n += times
 
+    def add_repeated_each(self, values, times: int) -> None:
+        """``add_repeated(v, times)`` for each of *values* in order (consecutive decode steps),
+        with the same bins and the same running total, bit for bit."""
+        if times <= 0 or not values:
+            return
+        bins: dict[int, int] = {}
+        total = self.total
+        bin1 = self._bin1
+        low, log_ratio, top = self.LOW, self._log_ratio, self.nbins - 1
+        log = math.log
+        for v in values:
+            # _bin1, inlined for values away from a bin edge
+            if v > low:
+                x = log(v / low) / log_ratio
+                b = int(x)
+                if x - b > 1e-7 and b + 1 - x > 1e-7:
+                    if b > top:
+                        b = top
+                else:
+                    b = bin1(v)
+            else:
+                b = bin1(v)
+            bins[b] = bins.get(b, 0) + 1
+            total += v * times
+        counts = self.counts
+        for b, c in bins.items():
+            counts[b] += c * times
+        self.total = total
+        self.n += times * len(values)
+
     def stats(self, percentiles) -> dict:
         """``{"mean": ms, "pNN": ms ...}``."""
         from labsim.metrics import percentile_key

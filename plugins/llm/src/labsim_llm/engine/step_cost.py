@@ -20,6 +20,13 @@ Its time is what the device says its operations cost:
 
 It also counts the step's FLOPs and bytes for MFU and bandwidth utilisation.
 
+Speed: a step is priced in a few microseconds. Prefill attention is memoised
+per chunk; a decode-only step goes through :meth:`StepPricer.decode_step_fn`,
+which looks up the batch's GEMM, LM-head and launch costs once per batch size
+and prices only the attention per call, through the device's validated-once
+``decode_attention_fn`` when it has one. Every fast path does the slow path's
+arithmetic in the same order: the results are equal bit for bit (tested).
+
 >>> pricer = StepPricer(model, gpu, tp=1)                       # doctest: +SKIP
 >>> pricer.step_time([(512, 0)], num_decodes=32, decode_context=32 * 900)  # doctest: +SKIP
 0.0213
@@ -111,6 +118,13 @@ class StepPricer:
         self._dense: dict[int, float] = {}
         self._comm: dict[int, float] = {}
         self._head: dict[int, float] = {}
+        self._prefill: dict[tuple[int, int], float] = {}
+        self._decode_steps: dict[int, tuple] = {}
+        # decode attention per layer, f(num_decodes, decode_context), validated once (a device
+        # of labsim-gpus offers it; any other device is asked call by call)
+        make = getattr(device, "decode_attention_fn", None)
+        self._decode_attn = (make(self.heads, self.kv_heads, self.head_dim, self.kv_dtype)
+                             if make is not None else None)
 
     # -- memoised pieces ------------------------------------------------------------------
 
@@ -158,6 +172,8 @@ class StepPricer:
         """One stage's decode attention for *num_decodes* sequences over *decode_context* tokens."""
         if num_decodes <= 0:
             return 0.0
+        if self._decode_attn is not None and decode_context >= num_decodes:
+            return self._decode_attn(num_decodes, decode_context) * self.layers_per_stage
         per_layer = self.device.decode_attention_time_from_totals(
             num_decodes, decode_context, self.heads, self.kv_heads, self.head_dim, self.kv_dtype
         )
@@ -165,19 +181,25 @@ class StepPricer:
 
     def prefill_attention(self, chunks) -> float:
         """One stage's attention for prefill chunks ``(new_tokens, prefix_len)``."""
-        dev = self.device
+        memo = self._prefill
         total = 0.0
         for new, prefix in chunks:
-            total += dev.attention_time(
-                "prefill",
-                batch_size=1,
-                seq_len=new,
-                prefix_len=prefix,
-                num_heads=self.heads,
-                num_kv_heads=self.kv_heads,
-                head_dim=self.head_dim,
-                kv_dtype=self.kv_dtype,
-            )
+            hit = memo.get((new, prefix))
+            if hit is None:
+                hit = self.device.attention_time(
+                    "prefill",
+                    batch_size=1,
+                    seq_len=new,
+                    prefix_len=prefix,
+                    num_heads=self.heads,
+                    num_kv_heads=self.kv_heads,
+                    head_dim=self.head_dim,
+                    kv_dtype=self.kv_dtype,
+                )
+                if len(memo) >= 65536:
+                    memo.clear()
+                memo[(new, prefix)] = hit
+            total += hit
         return total * self.layers_per_stage
 
     def pp_time(self, tokens: int) -> float:
@@ -196,6 +218,10 @@ class StepPricer:
         Stages of a pipeline run one after another for one batch (no
         micro-batch overlap is modelled).
         """
+        if not chunks:
+            if num_decodes <= 0:
+                return 0.0
+            return self.decode_step_fn(num_decodes)(decode_context)
         prefill_tokens = sum(n for n, _ in chunks)
         tokens = prefill_tokens + num_decodes
         rows = len(chunks) + num_decodes
@@ -217,12 +243,56 @@ class StepPricer:
         """Seconds of consecutive decode-only steps of one batch over total *contexts* each."""
         return [self.step_time((), num_decodes, int(c)) for c in contexts]
 
+    def decode_step_fn(self, num_decodes: int):
+        """``f(decode_context)`` → :meth:`step_time` ``((), num_decodes, decode_context)``, bit
+        for bit: the batch's GEMMs, LM head and launch cost are looked up once per batch size
+        and only attention is priced per call (*num_decodes* ≥ 1)."""
+        hit = self._decode_steps.get(num_decodes)
+        if hit is not None:
+            return hit
+        b = num_decodes
+        graph = b <= self.max_graph
+        dense = self.dense_time(self.padded(b) if graph else b)
+        head = self.head_time(b)
+        pp_t = self.pp_time(b)
+        pp = self.pp
+        lps = self.layers_per_stage
+        launch = self.launch
+        launches = self.launch * (self.kernels_per_layer * self.layers + KERNELS_PER_STEP)
+        attn = self._decode_attn
+        slow = self.decode_attention
+
+        # step_time's arithmetic, in its order: stage = dense + (0.0 + attention);
+        # gpu = stage · pp + head + pp hand-offs; then the launch cost
+        if graph:
+            def price(decode_context):
+                if attn is not None and decode_context >= b:
+                    a = attn(b, decode_context) * lps
+                else:
+                    a = slow(b, decode_context)
+                return (dense + (0.0 + a)) * pp + head + pp_t + launch
+        else:
+            def price(decode_context):
+                if attn is not None and decode_context >= b:
+                    a = attn(b, decode_context) * lps
+                else:
+                    a = slow(b, decode_context)
+                gpu = (dense + (0.0 + a)) * pp + head + pp_t
+                return gpu if gpu >= launches else launches
+
+        if len(self._decode_steps) >= 65536:
+            self._decode_steps.clear()
+        self._decode_steps[b] = price
+        return price
+
     def work(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> tuple[float, float]:
         """(FLOPs, DRAM bytes) one GPU of the replica does in this step, unpadded.
 
         FLOPs: 2·m·n·k per GEMM, 4·q·kv·d per head for attention (causal within a
         chunk). Bytes: weights once, the KV cache read, the new KV written.
         """
+        if not chunks:
+            return self.decode_work(num_decodes, decode_context)
         prefill_tokens = sum(n for n, _ in chunks)
         tokens = prefill_tokens + num_decodes
         hd = self.heads * self.head_dim
@@ -233,6 +303,40 @@ class StepPricer:
         ) * n * k / self.pp
         kv_read = self.kv_token_bytes * (decode_context + sum(p + n for n, p in chunks))
         nbytes = self.weight_bytes + kv_read + self.kv_token_bytes * tokens
+        return flops, nbytes
+
+    def decode_work(self, num_decodes: int, decode_context: int) -> tuple[float, float]:
+        """:meth:`work` of a decode-only step, bit for bit (and of the same types)."""
+        b = num_decodes
+        n, k = self.lm_head
+        flops = ((self.layer_weight_flops * b + 4.0 * (self.heads * self.head_dim)
+                  * decode_context) * self.layers / self.pp + 2.0 * b * n * k / self.pp)
+        nbytes = (self.weight_bytes + self.kv_token_bytes * decode_context
+                  + self.kv_token_bytes * b)
+        return flops, nbytes
+
+    def decode_work_sum(self, num_decodes: int, first_context: int, context_step: int,
+                        steps: int) -> tuple[float, float]:
+        """Σ :meth:`work` over *steps* decode-only steps of one batch whose contexts are
+        ``first_context + i · context_step``, summed one step after another from 0.0 (so equal,
+        bit for bit, to adding the steps' work in a loop)."""
+        b = num_decodes
+        # work()'s arithmetic with chunks = (): attn = 4.0·hd·(ctx + 0); the flops'
+        # "/ self.pp / 1.0" (dividing by 1.0 changes nothing); kv_read = kv·(ctx + 0)
+        attn_coef = 4.0 * (self.heads * self.head_dim)
+        per_tokens = self.layer_weight_flops * b
+        layers, pp = self.layers, self.pp
+        n, k = self.lm_head
+        head = 2.0 * b * n * k / pp
+        kv = self.kv_token_bytes
+        weights = self.weight_bytes
+        written = kv * b
+        flops = nbytes = 0.0
+        ctx = first_context
+        for _ in range(steps):
+            flops += (per_tokens + attn_coef * ctx) * layers / pp + head
+            nbytes += weights + kv * ctx + written
+            ctx += context_step
         return flops, nbytes
 
 

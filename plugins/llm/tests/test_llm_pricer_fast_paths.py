@@ -1,0 +1,70 @@
+"""The pricer's fast paths equal the validated slow paths bit for bit."""
+
+import random
+
+import labsim
+
+from labsim_llm.engine import GapHistogram, StepPricer, capture_sizes
+from labsim_llm.models import builtin_models
+
+
+class _NoFastPath:
+    """The device without ``decode_attention_fn``: the pricer asks it call by call."""
+
+    def __init__(self, gpu):
+        self._gpu = gpu
+
+    def __getattr__(self, name):
+        if name == "decode_attention_fn":
+            raise AttributeError(name)
+        return getattr(self._gpu, name)
+
+
+def test_decode_fast_paths_equal_slow_paths():
+    model = builtin_models()["Llama-3.1-8B"]
+    rng = random.Random(3)
+    for device in ("H100-SXM", "A100-SXM4-80GB", "L4"):
+        gpu = labsim.device(device)
+        for graphs in (capture_sizes(256, 8192), []):
+            fast = StepPricer(model, gpu, tp=2, pp=2, graph_sizes=graphs,
+                              collective=lambda kind, nbytes, ranks: 1e-6 + nbytes / 1e11)
+            slow = StepPricer(model, _NoFastPath(gpu), tp=2, pp=2, graph_sizes=graphs,
+                              collective=lambda kind, nbytes, ranks: 1e-6 + nbytes / 1e11)
+            assert fast._decode_attn is not None and slow._decode_attn is None
+            for _ in range(300):
+                b = rng.choice([1, 2, 3, 9, 64, 255, 256, 257, 600])
+                ctx = b * rng.randint(1, 9000) + rng.randint(0, b)
+                gpu_attn = gpu.decode_attention_time_from_totals(
+                    b, ctx, fast.heads, fast.kv_heads, fast.head_dim, fast.kv_dtype)
+                assert fast.decode_attention(b, ctx) == gpu_attn * fast.layers_per_stage
+                assert fast.step_time((), b, ctx) == slow.step_time((), b, ctx)
+                assert fast.decode_step_fn(b)(ctx) == slow.step_time((), b, ctx)
+                chunks = [(rng.randint(1, 2048), rng.randint(0, 4096))]
+                assert fast.step_time(chunks, b, ctx) == slow.step_time(chunks, b, ctx)
+                k = rng.randint(1, 20)
+                flops = nbytes = 0.0
+                for i in range(k):
+                    f, by = slow.work((), b, ctx + b * i)
+                    flops += f
+                    nbytes += by
+                assert fast.decode_work_sum(b, ctx, b, k) == (flops, nbytes)
+
+
+def test_add_repeated_each_equals_add_repeated():
+    rng = random.Random(5)
+    values = [rng.uniform(1e-7, 0.2) for _ in range(500)] + [1e-6, 1e-6 * 1.001 ** 100, 0.0]
+    one, many = GapHistogram(), GapHistogram()
+    for v in values:
+        one.add_repeated(v, 7)
+    many.add_repeated_each(values, 7)
+    assert one.total == many.total and one.n == many.n
+    assert (one.counts == many.counts).all()
+
+
+def test_csv_format_row_equals_format_cell():
+    import numpy as np
+    from labsim.default_plugins.sinks import format_cell, format_row
+
+    row = [None, True, False, 0, -5, 10**20, 1.5, float("nan"), float("inf"), -0.0, 1e-300,
+           "a,b", "", np.float64(2.5), np.int64(3), np.float32(1.1), (1, 2)]
+    assert format_row(row) == [format_cell(v) for v in row]
