@@ -11,8 +11,7 @@ evidence for each, or marked as assumptions.
 from __future__ import annotations
 
 from labsim.errors import UsageError
-from labsim_llm.engine.router import POLICIES
-from labsim_llm.engine.serving_engine import base_settings
+from labsim_llm.engine.serving_engine import DEPLOYMENT_PROPERTIES, MODEL_PROPERTIES, base_settings
 
 GiB = 2**30
 
@@ -55,11 +54,7 @@ CONFIG_SCHEMA = {
     "additionalProperties": False,
     "description": "A TensorRT-LLM engine, PyTorch backend (defaults of trtllm-serve 1.0-1.2).",
     "properties": {
-        "model_profile_id": {"type": "string", "description": "Model id (model database or the "
-                             "experiment's model_characteristics_db_path)."},
-        "model": {"type": "string", "description": "Alias of model_profile_id."},
-        "gpu_id": {"type": "string", "description": "device_id in hardware_profile.compute_devices "
-                   "(default: the experiment's device)."},
+        **MODEL_PROPERTIES,
         "dtype": {"enum": _DTYPES, "default": "auto", "description": "Weight precision; auto = the "
                   "model's own; fp8 needs a GPU with FP8 tensor cores (Ada, Hopper, Blackwell)."},
         "kv_cache_dtype": {"enum": _DTYPES, "default": "auto", "description": "KV-cache precision "
@@ -93,20 +88,11 @@ CONFIG_SCHEMA = {
                                       "description": "Turn off the overlap scheduler (on by default)."},
         "cuda_graph": {"type": "boolean", "default": True,
                        "description": "CUDA graphs for decode-only batches (cuda_graph_config)."},
-        "frontend_latency": {"type": "boolean", "default": True,
-                             "description": "Add the API server's per-request cost (HTTP, tokenisation, "
-                             "IPC, streaming the first token) to TTFT and E2E (labsim_llm.engine.frontend)."},
         "cuda_graph_padding": {"type": "boolean", "default": False,
                                "description": "CudaGraphConfig.enable_padding: pad decode batches up "
                                "to a captured size."},
         "cuda_graph_max_batch_size": {"type": "integer", "minimum": 1, "default": 128,
                                       "description": "Largest captured decode batch."},
-        "tensor_parallel_size": {"type": "integer", "minimum": 1, "default": 1},
-        "pipeline_parallel_size": {"type": "integer", "minimum": 1, "default": 1},
-        "num_replicas": {"type": "integer", "minimum": 1, "default": 1,
-                         "description": "Data-parallel copies of the engine behind a router."},
-        "router": {"enum": list(POLICIES), "default": "round_robin",
-                   "description": "How requests are spread over replicas."},
         "kernel_time_scale": {"type": "number", "exclusiveMinimum": 0, "default": 1.0,
                               "description": "Multiplies every step's GPU time: TRT-LLM's kernel "
                               "efficiency relative to the calibrated cost model (unverified; 1.0)."},
@@ -117,8 +103,7 @@ CONFIG_SCHEMA = {
                                         "description": "Extra CPU time per scheduled request (assumption)."},
         "cuda_graph_memory_bytes": {"type": "number", "minimum": 0, "default": DEFAULT_CUDA_GRAPH_BYTES,
                                     "description": "Memory of the captured graphs, outside the KV cache."},
-        "record_steps": {"type": "boolean", "default": True,
-                         "description": "Write the per-step table (steps.csv)."},
+        **DEPLOYMENT_PROPERTIES,
     },
 }
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from labsim.errors import UsageError
 
-from labsim_llm.engine.router import POLICIES
-from labsim_llm.engine.serving_engine import base_settings
+from labsim_llm.engine.serving_engine import DEPLOYMENT_PROPERTIES, MODEL_PROPERTIES, base_settings
 
 GiB = 2**30
 
@@ -28,11 +27,7 @@ CONFIG_SCHEMA = {
     "additionalProperties": False,
     "description": "A vLLM v1 engine (defaults of vLLM 0.10/0.11 unless noted).",
     "properties": {
-        "model_profile_id": {"type": "string", "description": "Model id (model database or the "
-                             "experiment's model_characteristics_db_path)."},
-        "model": {"type": "string", "description": "Alias of model_profile_id."},
-        "gpu_id": {"type": "string", "description": "device_id in hardware_profile.compute_devices "
-                   "(default: the experiment's device)."},
+        **MODEL_PROPERTIES,
         "dtype": {"type": "string", "default": "auto", "description": "Weight/activation precision; "
                   "auto = the model's own (vLLM --dtype auto)."},
         "kv_cache_dtype": {"type": "string", "default": "auto", "description": "KV-cache precision; "
@@ -54,12 +49,6 @@ CONFIG_SCHEMA = {
                                    "description": "v1 always chunks; false admits whole prompts only."},
         "enable_prefix_caching": {"type": "boolean", "default": True,
                                   "description": "Automatic prefix caching (on by default in v1)."},
-        "tensor_parallel_size": {"type": "integer", "minimum": 1, "default": 1},
-        "pipeline_parallel_size": {"type": "integer", "minimum": 1, "default": 1},
-        "num_replicas": {"type": "integer", "minimum": 1, "default": 1,
-                         "description": "Data-parallel copies of the engine behind a router."},
-        "router": {"enum": list(POLICIES), "default": "round_robin",
-                   "description": "How requests are spread over replicas."},
         "cuda_graph": {"type": "boolean", "default": True,
                        "description": "CUDA graphs (vLLM 0.11 FULL_AND_PIECEWISE); false = --enforce-eager."},
         "fast_forward": {"type": "boolean", "default": True,
@@ -81,11 +70,7 @@ CONFIG_SCHEMA = {
                                 "a decode batch runs this many steps per scheduling round and new "
                                 "requests wait for the round to end (labsim_llm.engine.multistep); "
                                 "1 = off (vLLM v1 has no multi-step)."},
-        "frontend_latency": {"type": "boolean", "default": True,
-                             "description": "Add the API-server cost (HTTP, tokenisation, IPC, first-"
-                             "token detokenisation) to TTFT and E2E (labsim_llm.engine.frontend)."},
-        "record_steps": {"type": "boolean", "default": True,
-                         "description": "Write the per-step table (steps.csv)."},
+        **DEPLOYMENT_PROPERTIES,
     },
 }
 

@@ -29,8 +29,32 @@ import labsim
 from labsim.errors import UsageError
 
 from labsim_llm.engine.frontend import Frontend
-from labsim_llm.engine.router import Router
+from labsim_llm.engine.router import POLICIES, Router
 from labsim_llm.engine.serving_metrics import HEADLINE, SUMMARY_SCHEMA, ServingMetrics
+
+#: config keys every serving engine accepts: which model, on which device
+MODEL_PROPERTIES = {
+    "model_profile_id": {"type": "string", "description": "Model id (model database or the "
+                         "experiment's model_characteristics_db_path)."},
+    "model": {"type": "string", "description": "Alias of model_profile_id."},
+    "gpu_id": {"type": "string", "description": "device_id in hardware_profile.compute_devices "
+               "(default: the experiment's device)."},
+}
+
+#: config keys every serving engine accepts: how it is deployed and what it records
+DEPLOYMENT_PROPERTIES = {
+    "tensor_parallel_size": {"type": "integer", "minimum": 1, "default": 1},
+    "pipeline_parallel_size": {"type": "integer", "minimum": 1, "default": 1},
+    "num_replicas": {"type": "integer", "minimum": 1, "default": 1,
+                     "description": "Data-parallel copies of the engine behind a router."},
+    "router": {"enum": list(POLICIES), "default": "round_robin",
+               "description": "How requests are spread over replicas."},
+    "frontend_latency": {"type": "boolean", "default": True,
+                         "description": "Add the API server's per-request cost (HTTP, tokenisation, IPC, "
+                         "streaming the first token) to TTFT and E2E (labsim_llm.engine.frontend)."},
+    "record_steps": {"type": "boolean", "default": True,
+                     "description": "Write the per-step table (steps.csv)."},
+}
 
 #: dtype spellings users copy from Hugging Face configs
 DTYPE_SPELLINGS = {"bfloat16": "bf16", "float16": "fp16"}
@@ -152,4 +176,4 @@ class ServingEngine(labsim.Framework):
                                     {"config": self.summary_config()})
 
 
-__all__ = ["DTYPE_SPELLINGS", "ServingEngine", "base_settings"]
+__all__ = ["DEPLOYMENT_PROPERTIES", "DTYPE_SPELLINGS", "MODEL_PROPERTIES", "ServingEngine", "base_settings"]
