@@ -37,6 +37,7 @@ import bisect
 import heapq
 import math
 from collections import deque
+from itertools import accumulate
 from operator import attrgetter
 
 from labsim_llm.engine.kv_cache import BlockPool, block_ids
@@ -440,8 +441,11 @@ class Replica:
     def _admit(self, budget: int, entries: list, running: list, others: int) -> None:
         """Admit waiting requests FCFS onto the end of *running* (*others*: running elsewhere)."""
         waiting = self.waiting
-        if not waiting or budget <= 0 or not self.gate.may_admit(others + len(running)):
+        if not waiting or budget <= 0:
             return
+        gate = self.gate
+        if gate.num_steps > 1 and not gate.may_admit(others + len(running)):
+            return                  # (with one step per round the gate is always open)
         pool = self.pool
         bs = self.block_size
         skipped = []
@@ -628,11 +632,8 @@ class Replica:
         # so the first s of them need (s // bs) · nD + prefix[s % bs]
         cnt = self._cnt
         per = self._nD
-        prefix = [0] * (bs + 1)
-        acc = 0
-        for r in range(1, bs + 1):
-            acc += cnt[(g1 + r) % bs]
-            prefix[r] = acc
+        p = (g1 + 1) % bs
+        prefix = [0, *accumulate(cnt[p:] + cnt[:p])]      # prefix[r] = Σ cnt[(g1 + i) % bs], i ≤ r
         free = self.pool.num_free
         k = k_max                                           # first s whose need exceeds free
         for r in range(1, bs + 1):
@@ -708,6 +709,10 @@ class Replica:
 
     def _loop(self):
         env = self.env
+        gate = self.gate
+        multi = gate.num_steps > 1        # else gate.advance is a no-op
+        step_time = self.pricer.step_time
+        overhead, per_req = self.overhead, self.overhead_per_req
         while True:
             if not self._num_running() and not self.waiting:
                 self._wake = env.event()
@@ -716,11 +721,16 @@ class Replica:
                 self.clock = max(self.clock, env.now)
                 continue
             step = self.schedule()
-            self.gate.advance(bool(step.chunks))
+            chunks = step.chunks
+            if multi:
+                gate.advance(bool(chunks))
             if not step.entries and not step.group:
                 raise RuntimeError("vLLM replica formed an empty step with work pending")
             start = self.clock
-            dt = self._price(step.chunks, step.decodes, step.decode_ctx)
+            decodes = step.decodes
+            # _price, inlined
+            dt = (step_time(chunks, decodes, step.decode_ctx) + overhead
+                  + per_req * (len(chunks) + decodes))
             if (self.fast_forward and step.group and not step.entries and not self._special
                     and self._list is None):
                 span = self._span(step)
@@ -730,11 +740,19 @@ class Replica:
                     k = span[0]
                     bounds = [start + dt]
                     arrival = self._arrival = env.event()
+                    # ``timeout | arrival`` without a Condition, event for event: the one
+                    # processed first schedules *wake* (as the Condition would schedule
+                    # itself), and the process resumes when *wake* is processed
+                    box = [None]
+                    arrival.callbacks.append(lambda _e: box[0].triggered or box[0].succeed())
                     more = 1
                     while True:
                         self._bounds(bounds, len(bounds) + more, k, env.peek(), span[2])
                         more *= 2
-                        yield env.timeout(max(0.0, bounds[-1] - env.now)) | arrival
+                        wake = box[0] = env.event()
+                        env.timeout(max(0.0, bounds[-1] - env.now)).callbacks.append(
+                            lambda _e, w=wake: w.triggered or w.succeed())
+                        yield wake
                         now = env.now
                         if arrival.triggered and (now < bounds[-1] or len(bounds) < k):
                             j = bisect.bisect_left(bounds, now) + 1
@@ -747,7 +765,8 @@ class Replica:
                     self._arrival = None
                     self.clock = bounds[j - 1]
                     self._commit_span(step, span, j, start, bounds)
-                    self.gate.advance(False, j - 1)
+                    if multi:
+                        gate.advance(False, j - 1)
                     continue
             self.clock = start + dt
             yield env.timeout(max(0.0, self.clock - env.now))

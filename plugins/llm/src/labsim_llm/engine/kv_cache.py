@@ -196,9 +196,70 @@ class BlockPool:
 
         The caller checks ``n <= num_free`` first (vLLM's ``allocate_slots`` does).
         """
-        if n > self.num_free:
+        anon = self._anon_free
+        if n > anon + self._cached_free:
             raise RuntimeError(f"KV cache: {n} blocks asked, {self.num_free} free")
         runs = self._anon_runs
+        if not self._cached_free:
+            # only anonymous blocks are free: take from the oldest runs on
+            if n > 0:
+                self._anon_free = anon - n
+                while True:
+                    run = runs[0]
+                    c = run[1]
+                    if c > n:
+                        run[1] = c - n
+                        return
+                    runs.popleft()
+                    n -= c
+                    if not n:
+                        return
+            return
+        if not self._stale:
+            # every queued entry is live: evict those freed before the oldest anonymous run,
+            # else take anonymous blocks (the loop below, with its state in locals)
+            refs = self._refs
+            queue, stamps, h = self._queue, self._queue_stamps, self._head
+            cached = self._cached_free
+            evicted = 0
+            while n > 0:
+                if cached:
+                    end = h + n
+                    if end > len(stamps):
+                        end = len(stamps)
+                    if runs:
+                        end = bisect_left(stamps, runs[0][0], h, end)
+                    if end > h:
+                        m = end - h
+                        if m < 8:
+                            for i in range(h, end):
+                                del refs[queue[i]]
+                        else:
+                            deque(map(refs.__delitem__, queue[h:end]), 0)
+                        cached -= m
+                        evicted += m
+                        n -= m
+                        h = end
+                        continue
+                run = runs[0]
+                c = run[1]
+                if c <= n:
+                    runs.popleft()
+                    anon -= c
+                    n -= c
+                else:
+                    run[1] = c - n
+                    anon -= n
+                    n = 0
+            self._anon_free = anon
+            self._cached_free = cached
+            self.evictions += evicted
+            if h != self._head:
+                if h > 4096 and 2 * h > len(queue):
+                    self._advance(h)
+                else:
+                    self._head = h
+            return
         while n > 0:
             if self._cached_free:
                 queue, stamps, h = self._queue, self._queue_stamps, self._head

@@ -112,6 +112,27 @@ SUMMARY_SCHEMA = {
 }
 
 
+def _uniform_sum(v: float, n: int) -> float:
+    """``float(np.full(n, v).sum())`` but for the sign of a zero sum, bit for bit: numpy's
+    pairwise summation (blocks of 128 in 8 running partial sums) over *n* copies of *v*."""
+    if n < 8:
+        res = v
+        for _ in range(n - 1):
+            res += v
+        return res
+    if n <= 128:
+        r = v
+        for _ in range(n // 8 - 1):
+            r += v
+        res = ((r + r) + (r + r)) + ((r + r) + (r + r))
+        for _ in range(n % 8):
+            res += v
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _uniform_sum(v, n2) + _uniform_sum(v, n - n2)
+
+
 class GapHistogram:
     """Counts of gaps in log-spaced bins 0.1 % wide, from 1 µs to ~3 hours.
 
@@ -161,10 +182,11 @@ class GapHistogram:
             values = np.full(times + k, value, dtype=float)
             values[times:] = tail
             np.add.at(self.counts, self._bin(values[times:]), 1)
+            self.counts[self._bin1(value)] += times
+            self.total += float(values.sum())
         else:
-            values = np.full(times, value, dtype=float)
-        self.counts[self._bin1(value)] += times
-        self.total += float(values.sum())
+            self.counts[self._bin1(value)] += times
+            self.total += 0.0 + _uniform_sum(value, times)   # == np.full(times, value).sum()
         self.n += times + k
 
     def add_repeated(self, value: float, times: int) -> None:
