@@ -521,23 +521,9 @@ class Replica:
         if self._list is None:
             self._commit_group(step, start, end)
             return
-        finished = []
-        gaps = []
-        itl = self.metrics.itl
-        for seq, _n, _before in step.entries:
-            if seq.computed < seq.num_tokens:
-                continue                                    # a prefill chunk, not the last one
-            seq.out += 1
-            seq.num_tokens += 1
-            if seq.out == 1:
-                seq.req.first_token_s = end + self.fe_after
-            elif seq.warm:
-                gaps.append(end - seq.last_token)
-            seq.last_token = end
-            if seq.out >= seq.target:
-                finished.append(seq)
+        finished, gaps, _ = self._emit(step.entries, end)
         if gaps:
-            itl.add(gaps)
+            self.metrics.itl.add(gaps)
         self._record(step, start, end)
         if finished:
             done = set(map(id, finished))
@@ -545,24 +531,31 @@ class Replica:
             self._finish(finished, end)
         self._regroup()
 
-    def _commit_group(self, step: Step, start: float, end: float) -> None:
+    def _emit(self, entries, end: float) -> tuple[list, list, bool]:
+        """Each entry that completed its prompt emits a token at *end*: returns the requests
+        that finished, the inter-token gaps of warm requests, and whether any goes on decoding."""
         finished = []
         gaps = []
-        joined = False
-        for seq, _n, _before in step.entries:
+        continuing = False
+        fe_after = self.fe_after
+        for seq, _n, _before in entries:
             if seq.computed < seq.num_tokens:
                 continue                                    # a prefill chunk, not the last one
             seq.out += 1
             seq.num_tokens += 1
             if seq.out == 1:
-                seq.req.first_token_s = end + self.fe_after
+                seq.req.first_token_s = end + fe_after
             elif seq.warm:
                 gaps.append(end - seq.last_token)
             seq.last_token = end
             if seq.out >= seq.target:
                 finished.append(seq)
             else:
-                joined = True
+                continuing = True
+        return finished, gaps, continuing
+
+    def _commit_group(self, step: Step, start: float, end: float) -> None:
+        finished, gaps, joined = self._emit(step.entries, end)
         if step.group:
             self._group_gaps(end, start, gaps)
         elif gaps:
