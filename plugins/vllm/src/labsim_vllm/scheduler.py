@@ -58,7 +58,7 @@ class Seq:
     """
 
     __slots__ = ("req", "num_tokens", "computed", "out", "target", "keys", "hashed", "held",
-                 "n_reg", "last_token", "warm", "admitted", "no", "g")
+                 "n_reg", "last_token", "warm", "admitted", "no", "g", "dref")
 
     def __init__(self, req, warm: bool):
         self.req = req
@@ -75,6 +75,7 @@ class Seq:
         self.admitted = False
         self.no = -1                              # place in the running order (admission count)
         self.g = -1                               # group step it joined the decode group at
+        self.dref = None                          # its deferred cache registration, if any
 
 
 class Step:
@@ -317,6 +318,9 @@ class Replica:
     # -- scheduling (vLLM v1 Scheduler.schedule) ----------------------------------------
 
     def _preempt(self, seq: Seq) -> None:
+        if seq.dref is not None:
+            self.pool.materialize(seq.dref)
+            seq.dref = None
         self.pool.free(seq.hashed, seq.held - len(seq.hashed))
         seq.hashed = []
         seq.held = 0
@@ -331,6 +335,11 @@ class Replica:
         keys = seq.keys
         full = min(upto // self.block_size, len(keys))
         if seq.n_reg < full:
+            d = seq.dref
+            if d is not None and d.state == 0:        # still deferred: just count them
+                d.n = full
+                seq.n_reg = full
+                return
             seq.hashed.extend(self.pool.register_many(keys[seq.n_reg:full]))
             seq.n_reg = full
 
@@ -472,6 +481,8 @@ class Replica:
                 pool.touch(hits)
             pool.allocate(need)
             seq.hashed = list(hits)
+            if self.caching and not hits:
+                seq.dref = pool.defer(seq.keys, seq.hashed)
             seq.n_reg = len(hits)
             seq.held = len(hits) + need
             seq.computed = hit_tokens
@@ -599,7 +610,15 @@ class Replica:
     def _finish(self, finished, end: float) -> None:
         """Free and report requests already taken out of the running ones."""
         for seq in finished:
-            self.pool.free(seq.hashed, seq.held - len(seq.hashed))
+            d = seq.dref
+            if d is not None:
+                seq.dref = None
+                if d.state == 0:
+                    self.pool.free_deferred(d, seq.held - d.n)
+                else:
+                    self.pool.free(seq.hashed, seq.held - len(seq.hashed))
+            else:
+                self.pool.free(seq.hashed, seq.held - len(seq.hashed))
             seq.hashed = []
             seq.held = 0
             req = seq.req

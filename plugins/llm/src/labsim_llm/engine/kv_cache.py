@@ -11,7 +11,8 @@ without a hash is interchangeable with any other, so they are counted, not
 named: the free queue is kept as runs of anonymous blocks plus the cached
 blocks by key, each stamped with the order it was freed. This keeps the
 exact LRU order of vLLM while a decode that fills a block costs one integer
-addition.
+addition. A caller may also *defer* a request's registration (:meth:`BlockPool.defer`):
+its keys stay out of the map until a lookup needs them, with the same results.
 
 >>> pool = BlockPool(8, block_size=16)
 >>> keys = block_keys(((1, 40),), 16)            # 40 tokens → 2 full blocks
@@ -91,6 +92,25 @@ def block_ids(segments, block_size: int, limit: int | None = None) -> list:
     return keys
 
 
+class _Deferred:
+    """A request's prompt blocks whose cache registration is put off (see :meth:`BlockPool.defer`).
+
+    ``state`` 0: held, ``n`` leading *keys* registered as far as the cache is concerned;
+    1: freed, its ``c`` leading keys still cached and free, one group entry in the free
+    queue (deepest block first); 2: materialised (its keys live in the cache map; a
+    freed group stays in the queue as ``c`` entries); 3: gone.
+    """
+
+    __slots__ = ("keys", "hashed", "n", "c", "state")
+
+    def __init__(self, keys, hashed):
+        self.keys = keys
+        self.hashed = hashed
+        self.n = 0
+        self.c = 0
+        self.state = 0
+
+
 class BlockPool:
     """Blocks in use and free, the prefix-cache map, and the LRU free queue.
 
@@ -119,6 +139,10 @@ class BlockPool:
         self._anon_free = self.capacity
         self._stamp = 1
         self.evictions = 0
+        # deferred registrations by first key; first keys of chains ever registered eagerly
+        self._deferred: dict = {}
+        self._roots: set = set()
+        self._groups = 0  # deferred group entries in the queue from _head on
 
     # -- counts -------------------------------------------------------------------------
 
@@ -135,7 +159,8 @@ class BlockPool:
     @property
     def num_cached(self) -> int:
         """Blocks that carry a prefix-cache key (used or free)."""
-        return len(self._refs)
+        return len(self._refs) + sum(r.n if r.state == 0 else r.c
+                                     for r in self._deferred.values())
 
     # -- prefix cache -------------------------------------------------------------------
 
@@ -143,6 +168,8 @@ class BlockPool:
         """How many leading *keys* are cached (at most *max_blocks*): the prefix hit in blocks."""
         if not self.enable_caching:
             return 0
+        if self._deferred and keys and keys[0] in self._deferred:
+            self.materialize(self._deferred[keys[0]])
         refs = self._refs
         n = 0
         for key in keys:
@@ -189,6 +216,73 @@ class BlockPool:
                 done.append(key)
         return done
 
+    # -- deferred registration ----------------------------------------------------------
+    #
+    # Keys are chained, so a request sharing any key with another shares its first key.
+    # A request whose first key no cached chain has starts *deferred*: its keys stay out
+    # of the cache map (indexed by the first key only) until a lookup of that first key
+    # (or the caller) materialises them, exactly as eager registration would have left
+    # them. Freed while deferred, its blocks go in the free queue as one group entry
+    # (deepest first, consecutive stamps), evicted a count at a time.
+
+    def defer(self, keys, hashed: list):
+        """Start deferring *keys* (a request's full prompt keys, none hit) or return None.
+
+        *hashed* is the request's list of registered keys; materialising fills it.
+        The caller sets the record's ``n`` (keys registered so far) while its ``state`` is 0,
+        and frees with :meth:`free_deferred` then; otherwise it uses :meth:`register_many`
+        and :meth:`free` as for any request (also on None).
+        """
+        if not self.enable_caching or not keys:
+            return None
+        k0 = keys[0]
+        d = self._deferred.get(k0)
+        if d is not None:
+            self.materialize(d)
+            return None
+        if k0 in self._roots:
+            return None
+        rec = _Deferred(keys, hashed)
+        self._deferred[k0] = rec
+        return rec
+
+    def materialize(self, rec) -> None:
+        """Register *rec*'s keys now, as eager registration would have them."""
+        state = rec.state
+        if state == 0:
+            done = rec.keys[:rec.n]
+            self._refs.update(dict.fromkeys(done, 1))
+            rec.hashed.extend(done)
+        elif state == 1:
+            self._refs.update(dict.fromkeys(rec.keys[:rec.c], 0))
+        else:
+            return
+        rec.state = 2
+        k0 = rec.keys[0]
+        del self._deferred[k0]
+        self._roots.add(k0)
+
+    def free_deferred(self, rec, n_anon: int) -> None:
+        """:meth:`free` for a still deferred *rec* holding *n_anon* unnamed blocks besides."""
+        stamp = self._stamp
+        if n_anon:
+            self._anon_runs.append([stamp, n_anon])
+            self._anon_free += n_anon
+            stamp += 1
+        n = rec.n
+        if n:
+            self._queue.append(rec)
+            self._queue_stamps.append(stamp)
+            self._cached_free += n
+            self._groups += 1
+            rec.c = n
+            rec.state = 1
+            stamp += n
+        else:
+            del self._deferred[rec.keys[0]]
+            rec.state = 3
+        self._stamp = stamp
+
     # -- allocation ---------------------------------------------------------------------
 
     def allocate(self, n: int) -> None:
@@ -215,7 +309,7 @@ class BlockPool:
                     if not n:
                         return
             return
-        if not self._stale:
+        if not self._stale and not self._groups:
             # every queued entry is live: evict those freed before the oldest anonymous run,
             # else take anonymous blocks (the loop below, with its state in locals)
             refs = self._refs
@@ -260,39 +354,73 @@ class BlockPool:
                 else:
                     self._head = h
             return
+        self._allocate_slow(n)
+
+    def _allocate_slow(self, n: int) -> None:
+        """:meth:`allocate` entry by entry: stale entries and deferred groups."""
+        runs = self._anon_runs
+        refs = self._refs
+        skips = self._skip
+        queue, stamps = self._queue, self._queue_stamps
+        h = self._head
         while n > 0:
             if self._cached_free:
-                queue, stamps, h = self._queue, self._queue_stamps, self._head
-                if not self._stale:
-                    # every queued entry is live: evict those freed before the oldest anonymous run
-                    end = min(h + n, len(stamps))
-                    if runs:
-                        end = bisect_left(stamps, runs[0][0], h, end)
-                    if end > h:
-                        deque(map(self._refs.__delitem__, queue[h:end]), 0)
-                        m = end - h
-                        self._cached_free -= m
-                        self.evictions += m
-                        n -= m
-                        self._advance(end)
-                        continue
+                e = queue[h]
+                if type(e) is _Deferred:
+                    if e.state == 1:
+                        if not runs or stamps[h] < runs[0][0]:
+                            m = e.c if e.c <= n else n
+                            e.c -= m
+                            stamps[h] += m
+                            self._cached_free -= m
+                            self.evictions += m
+                            n -= m
+                            if not e.c:
+                                del self._deferred[e.keys[0]]
+                                e.state = 3
+                                self._groups -= 1
+                                h += 1
+                            continue
+                    else:                                     # materialised: its next key
+                        key = e.keys[e.c - 1]
+                        skip = skips.get(key)
+                        if skip:                              # a stale entry: drop it
+                            if skip == 1:
+                                del skips[key]
+                            else:
+                                skips[key] = skip - 1
+                            self._stale -= 1
+                        elif not runs or stamps[h] < runs[0][0]:
+                            del refs[key]
+                            self._cached_free -= 1
+                            self.evictions += 1
+                            n -= 1
+                        else:
+                            key = None
+                        if key is not None:
+                            e.c -= 1
+                            stamps[h] += 1
+                            if not e.c:
+                                self._groups -= 1
+                                h += 1
+                            continue
                 else:
-                    key = queue[h]
-                    skip = self._skip.get(key)
+                    key = e
+                    skip = skips.get(key)
                     if skip:                                  # a stale entry: drop it
                         if skip == 1:
-                            del self._skip[key]
+                            del skips[key]
                         else:
-                            self._skip[key] = skip - 1
+                            skips[key] = skip - 1
                         self._stale -= 1
-                        self._advance(h + 1)
+                        h += 1
                         continue
                     if not runs or stamps[h] < runs[0][0]:
-                        del self._refs[key]
+                        del refs[key]
                         self._cached_free -= 1
                         self.evictions += 1
                         n -= 1
-                        self._advance(h + 1)
+                        h += 1
                         continue
             run = runs[0]
             take = run[1] if run[1] <= n else n
@@ -301,6 +429,7 @@ class BlockPool:
                 runs.popleft()
             self._anon_free -= take
             n -= take
+        self._advance(h)
 
     def _advance(self, head: int) -> None:
         """Move the queue's head to *head*, dropping the consumed entries now and then."""
@@ -346,11 +475,19 @@ class BlockPool:
         """The free cached blocks' keys, least recently freed first (the eviction order)."""
         skip = dict(self._skip)
         live = []
-        for key in self._queue[self._head:]:
-            if skip.get(key):
-                skip[key] -= 1
+        for entry in self._queue[self._head:]:
+            if type(entry) is _Deferred:
+                keys = entry.keys[entry.c - 1::-1] if entry.c else []
+                if entry.state == 1:
+                    live.extend(keys)
+                    continue
             else:
-                live.append(key)
+                keys = (entry,)
+            for key in keys:
+                if skip.get(key):
+                    skip[key] -= 1
+                else:
+                    live.append(key)
         return live
 
     def check(self) -> None:
@@ -359,8 +496,21 @@ class BlockPool:
         assert self._anon_free == sum(r[1] for r in self._anon_runs)
         live = self.free_order()
         assert len(live) == self._cached_free == len(set(live))
-        assert set(live) == {k for k, v in self._refs.items() if v == 0}
-        assert sum(self._skip.values()) == self._stale == len(self._queue) - self._head - len(live)
+        deferred_free = set()
+        entries = 0
+        for entry in self._queue[self._head:]:
+            if type(entry) is _Deferred:
+                assert entry.c > 0 and entry.state in (1, 2)
+                entries += entry.c
+                if entry.state == 1:
+                    assert self._deferred[entry.keys[0]] is entry
+                    deferred_free.update(entry.keys[:entry.c])
+            else:
+                entries += 1
+        assert self._groups == sum(type(e) is _Deferred for e in self._queue[self._head:])
+        assert set(live) == {k for k, v in self._refs.items() if v == 0} | deferred_free
+        assert not deferred_free & self._refs.keys()
+        assert sum(self._skip.values()) == self._stale == entries - len(live)
         stamps = self._queue_stamps[self._head:]
         assert all(a < b for a, b in zip(stamps, stamps[1:]))
         held_cached = sum(1 for v in self._refs.values() if v > 0)
