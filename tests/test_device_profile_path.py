@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import labsim_gpus
-
 from labsim.hardware import build_hardware
 from labsim.orchestrator import Orchestrator, load_experiment
 
@@ -20,8 +19,10 @@ def test_profile_path_is_relative_to_the_experiment(tmp_path, installed_registry
         "hardware_profile:\n"
         "  compute_devices:\n"
         "    - {device_id: gpu0, device_type: A100-SXM4-80GB, profile: my_a100.json}\n"
-        "workload: {client_profiles: [{profile_name: p, inter_arrival_time_dist_config: {type: Constant, value: 1},\n"
-        "  prompt_tokens_dist_config: {type: Constant, value: 8}, max_output_tokens_dist_config: {type: Constant, value: 8}}],\n"
+        "workload: {client_profiles: [{profile_name: p,\n"
+        "  inter_arrival_time_dist_config: {type: Constant, value: 1},\n"
+        "  prompt_tokens_dist_config: {type: Constant, value: 8},\n"
+        "  max_output_tokens_dist_config: {type: Constant, value: 8}}],\n"
         "  num_requests: 1}\n"
         "frameworks_to_test: [{name: v, type: vllm, config: {model: Llama-3.1-8B, gpu_id: gpu0}}]\n")
     monkeypatch.chdir(tmp_path)  # elsewhere: the path must not depend on the working directory

@@ -2,11 +2,9 @@
 
 import types
 
-import pytest
-
 import labsim
+import pytest
 from labsim.errors import UsageError
-
 from labsim_llm.engine import GapHistogram, Router, StepPricer, capture_sizes, plan_memory
 from labsim_llm.models import builtin_models
 

@@ -3,7 +3,6 @@
 import random
 
 import labsim
-
 from labsim_llm.engine import GapHistogram, StepPricer, capture_sizes
 from labsim_llm.models import builtin_models
 

@@ -2,13 +2,11 @@
 
 import copy
 
+import labsim
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import labsim
 from labsim.errors import ConfigError, LabsimError
-
 from labsim_vllm.plugin import VLLM
 
 

@@ -7,7 +7,6 @@ Defaults are vLLM v1's own (0.10/0.11, ``vllm/engine/arg_utils.py`` and
 from __future__ import annotations
 
 from labsim.errors import UsageError
-
 from labsim_llm.engine.serving_engine import DEPLOYMENT_PROPERTIES, MODEL_PROPERTIES, base_settings
 
 GiB = 2**30

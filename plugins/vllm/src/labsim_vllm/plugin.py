@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from labsim import hookimpl
 from labsim.errors import UsageError
-
 from labsim_llm.engine import StepPricer, capture_sizes
 from labsim_llm.engine.memory_plan import plan_memory
 from labsim_llm.engine.serving_engine import ServingEngine
+
 from labsim_vllm.config import CONFIG_SCHEMA, resolve
 from labsim_vllm.scheduler import Replica
 

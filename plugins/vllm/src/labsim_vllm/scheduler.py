@@ -756,7 +756,7 @@ class Replica:
                     # processed first schedules *wake* (as the Condition would schedule
                     # itself), and the process resumes when *wake* is processed
                     box = [None]
-                    arrival.callbacks.append(lambda _e: box[0].triggered or box[0].succeed())
+                    arrival.callbacks.append(lambda _e: box[0].triggered or box[0].succeed())  # noqa: B023 (this span's box)
                     more = 1
                     while True:
                         self._bounds(bounds, len(bounds) + more, k, env.peek(), span[2])

@@ -432,7 +432,10 @@ class ServingMetrics:
             duration = float(finish[keep].max()) - start
         else:
             duration = 0.0
-        rate = lambda x: x / duration if duration > 0 else None
+
+        def rate(x):
+            return x / duration if duration > 0 else None
+
         throughput = {
             "requests_per_s": rate(n),
             "input_tokens_per_s": rate(float(in_tok[keep].sum())),
