@@ -90,11 +90,10 @@ def engine_config(row) -> dict:
     cfg = {}
     major_minor = tuple(int(x) for x in re.findall(r"\d+", row["engine_version"])[:2])
     if major_minor < (0, 8):
-        # vLLM 0.6 V0 defaults: max_num_seqs 256; chunked prefill only above a 32 K context;
-        # max_num_batched_tokens = max(max_model_len, 2048); prefix caching off
-        max_len = flag(row["notes"], "max_model_len") or 4096
-        cfg.update(max_num_seqs=256, enable_chunked_prefill=False, enable_prefix_caching=False,
-                   max_model_len=max_len, max_num_batched_tokens=max(max_len, 2048))
+        # the V0 engine with its own defaults (labsim_vllm.config: max_num_seqs 256; chunked
+        # prefill only above a 32 K context, so max_num_batched_tokens = max(max_model_len, 2048);
+        # prefix caching off)
+        cfg.update(engine_version="v0", max_model_len=flag(row["notes"], "max_model_len") or 4096)
         steps = flag(row["notes"], "num_scheduler_steps")
         if steps:
             cfg["num_scheduler_steps"] = steps

@@ -112,7 +112,8 @@ def test_same_seed_same_summary():
 
 
 @pytest.mark.parametrize("extra", [{}, TIGHT, {"num_replicas": 2, "router": "least_outstanding"},
-                                   {"num_scheduler_steps": 8}])
+                                   {"num_scheduler_steps": 8},
+                                   {**TIGHT, "engine_version": "v0", "num_scheduler_steps": 8}])
 def test_fast_forward_equals_one_event_per_step(extra):
     base = experiment(rate=25, duration=3, prompt=600, output=150, vllm=extra)
     slow = copy.deepcopy(base)

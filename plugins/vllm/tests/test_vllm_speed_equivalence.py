@@ -55,6 +55,14 @@ CASES = {
     "replicas": experiment(rate=40, duration=2, vllm={"num_replicas": 2, "router": "least_outstanding"}),
     "cut-off": {**experiment(rate=30, duration=6, prompt=800, output=300, vllm=TIGHT),
                 "simulation": {"max_simulation_time": 2.0, "random_seed": 5}},
+    # vLLM V0: prompts in steps of their own, outputs one step late
+    "v0": experiment(rate=60, duration=1.5, prompt=900, output=200,
+                     vllm={**TIGHT, "engine_version": "v0"}),
+    "v0-multi-step": experiment(rate=25, duration=3, vllm={"engine_version": "v0", "num_scheduler_steps": 8,
+                                                           "max_model_len": 4096}),
+    "v0-caching-no-lag": experiment(rate=8, duration=5, prompt=300, profile=CONV,
+                                    vllm={**TIGHT, "engine_version": "v0", "enable_prefix_caching": True,
+                                          "async_output_processing": False}),
 }
 
 

@@ -1,7 +1,8 @@
 """The vLLM framework's configuration block: its JSON Schema and the resolved settings.
 
 Defaults are vLLM v1's own (0.10/0.11, ``vllm/engine/arg_utils.py`` and
-``vllm/config``; docs/engine_behaviour.md §2) unless marked otherwise.
+``vllm/config``; docs/engine_behaviour.md §2) unless marked otherwise; with
+``engine_version: v0`` the undecided ones follow vLLM 0.6.0's V0 engine.
 """
 
 from __future__ import annotations
@@ -44,10 +45,23 @@ CONFIG_SCHEMA = {
         "max_model_len": {"type": ["integer", "null"], "minimum": 1, "default": None,
                           "description": "Longest prompt + output; null = the model's "
                           "max_position_embeddings. Longer requests are rejected."},
-        "enable_chunked_prefill": {"type": "boolean", "default": True,
-                                   "description": "v1 always chunks; false admits whole prompts only."},
-        "enable_prefix_caching": {"type": "boolean", "default": True,
-                                  "description": "Automatic prefix caching (on by default in v1)."},
+        "engine_version": {"enum": ["v1", "v0"], "default": "v1",
+                           "description": "vLLM engine generation. v1 (0.8 and later): every step "
+                           "runs the running requests first, then new prompts. v0 (0.7 and earlier): "
+                           "without chunked prefill a step runs either new whole prompts (first, FCFS, "
+                           "keeping 1 % of the blocks free) or the decodes, never both; its defaults are "
+                           "those of vLLM 0.6 (see labsim_vllm.config)."},
+        "enable_chunked_prefill": {"type": ["boolean", "null"], "default": None,
+                                   "description": "Split long prompts over steps. null = on in v1; in v0 on "
+                                   "only when max_model_len > 32768 (vLLM 0.6 OpenAI server). False admits "
+                                   "whole prompts only."},
+        "enable_prefix_caching": {"type": ["boolean", "null"], "default": None,
+                                  "description": "Automatic prefix caching; null = on in v1, off in v0."},
+        "async_output_processing": {"type": ["boolean", "null"], "default": None,
+                                    "description": "v0 only (vLLM 0.6 async output processor, on unless "
+                                    "--disable-async-output-proc): a step's tokens are processed while "
+                                    "the next step runs, so they reach the client when it ends. null = "
+                                    "on in v0; v1 has no such lag."},
         "cuda_graph": {"type": "boolean", "default": True,
                        "description": "CUDA graphs (vLLM 0.11 FULL_AND_PIECEWISE); false = --enforce-eager."},
         "fast_forward": {"type": "boolean", "default": True,
@@ -74,6 +88,17 @@ CONFIG_SCHEMA = {
 }
 
 
+#: vLLM 0.6.0 V0 defaults (``SchedulerConfig``/``EngineArgs``): max_num_seqs 256, and without
+#: chunked prefill max_num_batched_tokens = max(max_model_len, 2048)
+V0_BATCH_DEFAULTS = (2048, 256)
+#: V0 with chunked prefill: max_num_batched_tokens 512 ("the best balance between ITL and TTFT
+#: on A100", vLLM 0.6.0 ``SchedulerConfig``)
+V0_CHUNKED_BATCHED_TOKENS = 512
+#: V0's OpenAI server turns chunked prefill on by default only for contexts above 32 K
+#: (vLLM 0.6.0 ``EngineArgs.create_engine_config``: ``use_long_context = max_model_len > 32K``)
+V0_CHUNKED_ABOVE_LEN = 32 * 1024
+
+
 def batch_defaults(device) -> tuple[int, int]:
     """(max_num_batched_tokens, max_num_seqs) vLLM picks for the OpenAI server on *device*."""
     memory = float(getattr(device, "memory_bytes", 0) or 0)
@@ -90,10 +115,22 @@ def resolve(config: dict, model, device) -> dict:
         return cfg
     if cfg["max_model_len"] is None:
         cfg["max_model_len"] = int(getattr(model, "max_position_embeddings", 0) or 8192)
-    tokens, seqs = batch_defaults(device)
+    v0 = cfg["engine_version"] == "v0"
+    if cfg["enable_chunked_prefill"] is None:
+        cfg["enable_chunked_prefill"] = cfg["max_model_len"] > V0_CHUNKED_ABOVE_LEN if v0 else True
+    if cfg["enable_prefix_caching"] is None:
+        cfg["enable_prefix_caching"] = not v0
+    if cfg["async_output_processing"] is None:
+        cfg["async_output_processing"] = v0
+    elif cfg["async_output_processing"] and not v0:
+        raise UsageError("async_output_processing is a vLLM V0 feature: set engine_version: v0 "
+                         "or leave async_output_processing out")
+    tokens, seqs = V0_BATCH_DEFAULTS if v0 else batch_defaults(device)
     if cfg["max_num_batched_tokens"] is None:
-        cfg["max_num_batched_tokens"] = (tokens if cfg["enable_chunked_prefill"]
-                                         else max(cfg["max_model_len"], tokens))
+        if cfg["enable_chunked_prefill"]:
+            cfg["max_num_batched_tokens"] = V0_CHUNKED_BATCHED_TOKENS if v0 else tokens
+        else:
+            cfg["max_num_batched_tokens"] = max(cfg["max_model_len"], tokens)
     if cfg["max_num_seqs"] is None:
         cfg["max_num_seqs"] = min(seqs, cfg["max_num_batched_tokens"])
     if not cfg["enable_chunked_prefill"] and cfg["max_num_batched_tokens"] < cfg["max_model_len"]:

@@ -18,7 +18,8 @@ from labsim_vllm.scheduler import Replica
 
 
 class VLLM(ServingEngine):
-    """vLLM v1: continuous batching, chunked prefill, paged KV cache with prefix caching."""
+    """vLLM: continuous batching, chunked prefill, paged KV cache with prefix caching (the v1
+    engine; ``engine_version: v0`` for vLLM 0.6's V0 scheduling)."""
 
     name = "vllm"
     aliases = ("VLLM", "vLLM")
@@ -56,7 +57,8 @@ class VLLM(ServingEngine):
     def summary_config(self) -> dict:
         cfg = self.cfg
         return {
-            "model": cfg["model_id"], "device": getattr(self.device, "name", ""),
+            "model": cfg["model_id"], "engine_version": cfg["engine_version"],
+            "device": getattr(self.device, "name", ""),
             "dtype": cfg["dtype"], "kv_cache_dtype": cfg["kv_cache_dtype"],
             "tensor_parallel_size": cfg["tensor_parallel_size"],
             "pipeline_parallel_size": cfg["pipeline_parallel_size"],
@@ -65,6 +67,7 @@ class VLLM(ServingEngine):
             "max_model_len": cfg["max_model_len"], "block_size": cfg["block_size"],
             "enable_prefix_caching": cfg["enable_prefix_caching"],
             "enable_chunked_prefill": cfg["enable_chunked_prefill"],
+            "async_output_processing": cfg["async_output_processing"],
             "cuda_graph": cfg["cuda_graph"], "fast_forward": cfg["fast_forward"],
             "bytes_per_token_estimate_for_network": cfg["bytes_per_token_estimate_for_network"],
             "memory_plan": self.plan.as_dict(),

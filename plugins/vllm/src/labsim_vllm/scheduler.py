@@ -11,6 +11,11 @@ FCFS order with their prefix-cache hit, until the budget, ``max_num_seqs``
 or the KV cache stops it (head-of-line: the first that does not fit stops
 admission).
 
+``engine_version: v0`` without chunked prefill follows vLLM 0.6's V0
+scheduler (``vllm/core/scheduler.py``, ``_schedule_default``) instead: when
+whole waiting prompts can start, a step runs only them (FCFS, keeping 1 % of
+the blocks free); otherwise it runs the decodes and admits nobody.
+
 The loop prices each step through the cost model and advances the clock.
 With ``fast_forward`` a step whose batch is only decodes and would repeat
 unchanged — no arrival, no completion, no block it cannot get — is repeated
@@ -45,6 +50,9 @@ from labsim_llm.engine.multistep import MultiStepGate
 
 #: longest run of identical decode steps taken as one event (bounds the work per event)
 MAX_SPAN = 2048
+#: share of the KV blocks vLLM V0's block manager keeps free when it admits a prompt
+#: (``CacheConfig``/``BlockSpaceManager`` ``watermark=0.01``, vLLM 0.6.0)
+V0_WATERMARK = 0.01
 
 _by_no = attrgetter("no")
 
@@ -132,6 +140,10 @@ class Replica:
         self.pool = BlockPool(num_blocks, self.block_size, cfg["enable_prefix_caching"])
         self.caching = cfg["enable_prefix_caching"]
         self.chunked = cfg["enable_chunked_prefill"]
+        #: vLLM V0 without chunked prefill: new prompts run in steps of their own, before decodes
+        self.prefill_first = cfg.get("engine_version") == "v0" and not self.chunked
+        #: blocks V0's block manager keeps free when admitting a prompt (``watermark`` 0.01)
+        self.watermark = int(V0_WATERMARK * num_blocks) if self.prefill_first else 0
         self.max_seqs = cfg["max_num_seqs"]
         self.max_tokens = cfg["max_num_batched_tokens"]
         self.overhead = cfg["step_overhead_s"] + cfg["scheduler_iteration_delay_s"]
@@ -141,6 +153,11 @@ class Replica:
         self.gate = MultiStepGate(cfg["num_scheduler_steps"])
         #: the API server's delay of every streamed token (first and last alike)
         self.fe_after = owner.frontend.after_first_token_s
+        #: vLLM V0's asynchronous output processing: a step's outputs reach the client when the
+        #: next step ends (they are processed while it runs); first tokens and finishes held here
+        self.output_lag = bool(cfg.get("async_output_processing"))
+        self._lag_first: list = []
+        self._lag_done: list = []
         self.warm_up = owner.metrics.warm_up
         self.waiting: deque[Seq] = deque()
         self.clock = 0.0
@@ -201,7 +218,7 @@ class Replica:
 
     def pending(self):
         """Every request still here (for the end-of-run ``unfinished`` rows)."""
-        return [s.req for s in self.running] + [s.req for s in self.waiting]
+        return [s.req for s in self.running] + [s.req for s in self.waiting] + self._lag_done
 
     # -- the decode group ---------------------------------------------------------------
 
@@ -345,6 +362,10 @@ class Replica:
 
     def schedule(self) -> Step:
         """Form one step, allocating its KV blocks (and preempting when they run out)."""
+        if self.prefill_first and self.waiting:
+            step = self._schedule_prompts()
+            if step is not None:
+                return step
         if self._list is None:
             if self.BULK:
                 step = self._schedule_group()
@@ -450,7 +471,7 @@ class Replica:
     def _admit(self, budget: int, entries: list, running: list, others: int) -> None:
         """Admit waiting requests FCFS onto the end of *running* (*others*: running elsewhere)."""
         waiting = self.waiting
-        if not waiting or budget <= 0:
+        if not waiting or budget <= 0 or self.prefill_first:
             return
         gate = self.gate
         if gate.num_steps > 1 and not gate.may_admit(others + len(running)):
@@ -477,26 +498,74 @@ class Replica:
             if need + (pool.evictable(hits) if hits else 0) > pool.num_free:
                 break
             waiting.popleft()
-            if hits:
-                pool.touch(hits)
-            pool.allocate(need)
-            seq.hashed = list(hits)
-            if self.caching and not hits:
-                seq.dref = pool.defer(seq.keys, seq.hashed)
-            seq.n_reg = len(hits)
-            seq.held = len(hits) + need
-            seq.computed = hit_tokens
-            if not seq.admitted:
-                seq.admitted = True
-                seq.req.cached_prompt_tokens = hit_tokens
-                seq.req.first_scheduled_s = self.clock
-            seq.no = self._no
-            self._no += 1
-            running.append(seq)
-            entries.append((seq, n, hit_tokens))
+            self._start(seq, hits, need, n, running, entries)
             budget -= n
         for seq in reversed(skipped):
             waiting.appendleft(seq)
+
+    def _start(self, seq: Seq, hits: list, need: int, n: int, running: list, entries: list) -> None:
+        """Admit *seq* (taken off the waiting queue): its cache hits, *need* new blocks, and its
+        first *n* tokens as an entry of the step being formed."""
+        pool = self.pool
+        if hits:
+            pool.touch(hits)
+        pool.allocate(need)
+        seq.hashed = list(hits)
+        if self.caching and not hits:
+            seq.dref = pool.defer(seq.keys, seq.hashed)
+        hit_tokens = len(hits) * self.block_size
+        seq.n_reg = len(hits)
+        seq.held = len(hits) + need
+        seq.computed = hit_tokens
+        if not seq.admitted:
+            seq.admitted = True
+            seq.req.cached_prompt_tokens = hit_tokens
+            seq.req.first_scheduled_s = self.clock
+        seq.no = self._no
+        self._no += 1
+        running.append(seq)
+        entries.append((seq, n, hit_tokens))
+
+    def _schedule_prompts(self) -> Step | None:
+        """A step of new whole prompts alone, or None when none can start (vLLM V0 without
+        chunked prefill, ``Scheduler._schedule_default`` and ``_schedule_prefills``).
+
+        Waiting requests are taken first come, first served while the token budget, the
+        ``max_num_seqs`` limit (running ones included) and the free blocks less the
+        watermark allow; the first that does not fit stops the scan. The decodes wait for
+        the next step. Under multi-step scheduling prompts start only between rounds.
+        """
+        running = self._list if self._list is not None else self._special
+        others = 0 if self._list is not None else self._nD
+        gate = self.gate
+        if gate.num_steps > 1 and not gate.may_admit(others + len(running)):
+            return None
+        pool = self.pool
+        bs = self.block_size
+        budget = self.max_tokens
+        waiting = self.waiting
+        entries = []
+        while waiting and others + len(running) < self.max_seqs:
+            seq = waiting[0]
+            hits = []
+            if self.caching:
+                if seq.keys is None:
+                    seq.keys = block_ids(seq.req.segments, bs)
+                hits = seq.keys[:pool.match(seq.keys, (seq.num_tokens - 1) // bs)]
+            n = seq.num_tokens - len(hits) * bs
+            if n > budget:
+                break
+            need = -(-seq.num_tokens // bs) - len(hits)
+            if need + (pool.evictable(hits) if hits else 0) > pool.num_free - self.watermark:
+                break
+            waiting.popleft()
+            self._start(seq, hits, need, n, running, entries)
+            budget -= n
+        if not entries:
+            return None
+        step = Step(entries, False)
+        self._computed(entries)
+        return step
 
     def _computed(self, entries) -> None:
         """Count the step's tokens as computed and cache the prompt blocks they fill."""
@@ -529,6 +598,8 @@ class Replica:
 
     def _commit(self, step: Step, start: float, end: float) -> None:
         """Apply one step's outputs at time *end*."""
+        if self._lag_first or self._lag_done:
+            self._release(end)
         if self._list is None:
             self._commit_group(step, start, end)
             return
@@ -555,7 +626,10 @@ class Replica:
             seq.out += 1
             seq.num_tokens += 1
             if seq.out == 1:
-                seq.req.first_token_s = end + fe_after
+                if self.output_lag:
+                    self._lag_first.append(seq.req)
+                else:
+                    seq.req.first_token_s = end + fe_after
             elif seq.warm:
                 gaps.append(end - seq.last_token)
             seq.last_token = end
@@ -568,10 +642,12 @@ class Replica:
     def _commit_group(self, step: Step, start: float, end: float) -> None:
         finished, gaps, joined = self._emit(step.entries, end)
         if step.group:
-            self._group_gaps(end, start, gaps)
+            # from the group's last decode: the previous step's end, unless prompts ran alone
+            self._group_gaps(end, self._g_end, gaps)
         elif gaps:
             self.metrics.itl.add(gaps)
-        self._g_end = end
+        if step.group or not self._nD:
+            self._g_end = end
         self._record(step, start, end)
         self._after_step(finished, joined, end)
 
@@ -591,9 +667,12 @@ class Replica:
                     continue
                 if self._decoding(seq):
                     self._enter(seq, G)
-                    if seq.last_token != end:       # (not expected: it decoded without running)
+                    if seq.last_token != self._g_end:
                         self._fresh.append(seq)
-                        self._fresh_mixed = True
+                        if self._g_end == end:      # (not expected: it decoded without running)
+                            self._fresh_mixed = True
+                        # else prompts ran alone while the group waited: the newcomers come
+                        # after every member in running order
                 else:
                     keep.append(seq)
             self._special = keep
@@ -621,11 +700,27 @@ class Replica:
                 self.pool.free(seq.hashed, seq.held - len(seq.hashed))
             seq.hashed = []
             seq.held = 0
-            req = seq.req
-            req.status = "finished"
-            req.finish_s = end + self.fe_after
-            self.metrics.request_done(req)
-            self.owner.request_left(req)
+            if self.output_lag:
+                self._lag_done.append(seq.req)
+            else:
+                self._report(seq.req, end)
+
+    def _report(self, req, end: float) -> None:
+        """Tell the metrics and the client that *req* finished (its last token out at *end*)."""
+        req.status = "finished"
+        req.finish_s = end + self.fe_after
+        self.metrics.request_done(req)
+        self.owner.request_left(req)
+
+    def _release(self, end: float) -> None:
+        """Hand the client the first tokens and finishes held back since the previous step
+        (``async_output_processing``): they arrive as the step ending at *end* ends."""
+        first, done = self._lag_first, self._lag_done
+        self._lag_first, self._lag_done = [], []
+        for req in first:
+            req.first_token_s = end + self.fe_after
+        for req in done:
+            self._report(req, end)
 
     # -- fast forward -------------------------------------------------------------------
 
@@ -685,7 +780,7 @@ class Replica:
             self.pool.allocate(extra)
         used0 = self.pool.num_used - extra
         itl = self.metrics.itl
-        self._group_gaps(bounds[0], start)
+        self._group_gaps(bounds[0], self._g_end)   # from the group's last decode (prompts may have run since)
         n_warm = self._nW
         end = bounds[j - 1]
         kv_seconds = 0.0
@@ -726,6 +821,10 @@ class Replica:
         step_time = self.pricer.step_time
         overhead, per_req = self.overhead, self.overhead_per_req
         while True:
+            if self._lag_first or self._lag_done:
+                if not self._num_running() and not self.waiting:
+                    self._release(self.clock)   # no next step: processed as the engine idles
+                    continue
             if not self._num_running() and not self.waiting:
                 self._wake = env.event()
                 yield self._wake
@@ -744,7 +843,7 @@ class Replica:
             dt = (step_time(chunks, decodes, step.decode_ctx) + overhead
                   + per_req * (len(chunks) + decodes))
             if (self.fast_forward and step.group and not step.entries and not self._special
-                    and self._list is None):
+                    and self._list is None and not self._lag_first and not self._lag_done):
                 span = self._span(step)
                 if span is not None:
                     # the steps are priced as the span goes, up to the step in progress at the
