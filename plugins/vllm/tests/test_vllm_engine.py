@@ -158,3 +158,38 @@ def test_frontend_latency_adds_the_api_server_cost():
         extra = DEFAULT_FRONTEND.before_engine(a["prompt_tokens"]) + DEFAULT_FRONTEND.after_first_token()
         assert a["ttft_ms"] == pytest.approx(b["ttft_ms"] + extra * 1e3, rel=0.05)
         assert a["tpot_ms"] == pytest.approx(b["tpot_ms"], rel=0.05)
+
+
+def test_a_follow_up_turn_hits_the_previous_answer_blocks():
+    """vLLM caches every full block, generated ones too: the next turn of a conversation
+    finds the previous prompt *and answer* in the cache (all but the last partial block)."""
+    conv = {"conversational_probability": 1.0, "max_turns": 2,
+            "think_time_dist_config": {"type": "Constant", "value": 0.2}}
+    table = rows(labsim.run(experiment(rate=2, duration=6, profile=conv)))
+    by_session = {}
+    for r in table:
+        by_session.setdefault(r["session_id"], {})[r["turn"]] = r
+    pairs = [(t[0], t[1]) for t in by_session.values() if 0 in t and 1 in t]
+    assert len(pairs) > 5
+    for first, second in pairs:
+        carried = first["prompt_tokens"] + first["output_tokens"] - 1   # KV computed for turn 0
+        assert second["cached_prompt_tokens"] == carried // 16 * 16
+
+
+def test_a_preempted_request_finds_its_own_output_blocks_again(monkeypatch):
+    """Back from a preemption, a request may hit blocks of the tokens it had generated."""
+    from labsim_vllm.scheduler import Replica
+
+    resumed = []
+    start = Replica._start
+
+    def spy(self, seq, hits, need, n, running, entries):
+        if seq.req.preemptions:
+            resumed.append((len(hits) * self.block_size, seq.req.prompt_tokens))
+        return start(self, seq, hits, need, n, running, entries)
+
+    monkeypatch.setattr(Replica, "_start", spy)
+    labsim.run(experiment(rate=60, duration=2, prompt=600, output=400,
+                          vllm={"gpu_memory_utilization": 0.22, "max_model_len": 4096}))
+    assert resumed
+    assert any(hit > prompt for hit, prompt in resumed)

@@ -9,7 +9,8 @@ what a prefix cache keys on:
 
 * a fresh prompt is one unique piece ``((c, n),)``;
 * a follow-up turn of a conversation is the previous turn's pieces, one piece
-  for the previous answer, and one piece for the new user message;
+  for the previous answer (the previous request's ``output_id``), and one piece
+  for the new user message;
 * a shared system prompt is a common first piece.
 
 Content ids are ints unique within one run and drawn deterministically, so
@@ -48,6 +49,9 @@ class Request:
     ``turn``                0 for a first message, 1, 2 ... for follow-ups
     ``streaming``           whether the client reads tokens as they come
     ``profile``             the client profile that produced it
+    ``output_id``           content id of its generated tokens when a later prompt
+                            carries them (a conversation's next turn), so an
+                            engine can cache their blocks; -1: none will
 
     Engine fields (filled by the serving framework): ``status`` (``pending`` →
     ``finished`` | ``rejected`` | ``unfinished``), ``reject_reason``,
@@ -66,6 +70,7 @@ class Request:
     turn: int = 0
     streaming: bool = True
     profile: str = ""
+    output_id: int = -1
     # -- filled by the engine --
     status: str = "pending"
     reject_reason: str = ""

@@ -53,6 +53,10 @@ MAX_SPAN = 2048
 #: share of the KV blocks vLLM V0's block manager keeps free when it admits a prompt
 #: (``CacheConfig``/``BlockSpaceManager`` ``watermark=0.01``, vLLM 0.6.0)
 V0_WATERMARK = 0.01
+#: content ids for the generated tokens of requests no later prompt carries (``output_id`` −1):
+#: ``OWN_OUTPUT_IDS + request_id``, above every id a workload draws, so only the request itself
+#: (back from a preemption) can meet them
+OWN_OUTPUT_IDS = 1 << 63
 
 _by_no = attrgetter("no")
 
@@ -335,6 +339,8 @@ class Replica:
     # -- scheduling (vLLM v1 Scheduler.schedule) ----------------------------------------
 
     def _preempt(self, seq: Seq) -> None:
+        if self.caching and seq.out > 0:
+            self._cache_output(seq)
         if seq.dref is not None:
             self.pool.materialize(seq.dref)
             seq.dref = None
@@ -346,6 +352,27 @@ class Replica:
         seq.req.preemptions += 1
         self.metrics.preemptions += 1
         self.waiting.appendleft(seq)
+
+    def _cache_output(self, seq: Seq) -> None:
+        """Cache the full blocks of generated tokens *seq* has computed, as vLLM hashes every
+        full block of a request, prompt or output: back from a preemption it finds them again,
+        and a conversation's next turn (whose prompt carries this answer) finds them as its
+        prefix. Done when it is preempted or finishes — until then no other request can hit
+        them — and before its blocks are freed, so the eviction order is vLLM's."""
+        full = seq.computed // self.block_size
+        if full <= seq.n_reg:
+            return
+        req = seq.req
+        oid = req.output_id if req.output_id >= 0 else OWN_OUTPUT_IDS + req.request_id
+        keys = block_ids((*req.segments, (oid, seq.out)), self.block_size)
+        d = seq.dref
+        if d is not None and d.state == 0:            # still deferred: the record holds seq.keys
+            seq.keys.extend(keys[len(seq.keys):])
+            d.n = full
+        else:
+            seq.hashed.extend(self.pool.register_many(keys[seq.n_reg:full]))
+            seq.keys = keys
+        seq.n_reg = full
 
     def _register(self, seq: Seq, upto: int) -> None:
         """Cache the full prompt blocks covered by the first *upto* tokens."""
@@ -689,6 +716,8 @@ class Replica:
     def _finish(self, finished, end: float) -> None:
         """Free and report requests already taken out of the running ones."""
         for seq in finished:
+            if seq.req.output_id >= 0 and self.caching:
+                self._cache_output(seq)              # a later turn carries this answer
             d = seq.dref
             if d is not None:
                 seq.dref = None

@@ -85,7 +85,8 @@ class Session:
 
     Each planned turn is ``(think_s, user_tokens, max_output_tokens, output_tokens,
     answer_id, user_id)``: the next prompt is the previous prompt's pieces, the
-    previous answer (``answer_id``) and the new user message (``user_id``).
+    previous answer (``answer_id``, which is that request's ``output_id``) and the new
+    user message (``user_id``).
     """
 
     __slots__ = ("session_id", "profile", "streaming", "plan", "turn")
@@ -114,7 +115,12 @@ class Session:
             self.turn,
             self.streaming,
             self.profile,
+            self.answer_id(self.turn),
         )
+
+    def answer_id(self, turn: int) -> int:
+        """Content id of the answer to the request of *turn* when a later turn carries it, else -1."""
+        return self.plan[turn][4] if turn < len(self.plan) else -1
 
     @property
     def done(self) -> bool:

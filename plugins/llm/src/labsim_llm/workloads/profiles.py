@@ -263,7 +263,9 @@ class Profile:
             think, user_tokens = self.think(), self.follow_prompt()
             f_max, f_out = self._lengths()
             plan.append((think, user_tokens, f_max, f_out, first_id + 2 * j, first_id + 2 * j + 1))
-        return request, wl.new_session(self.name, streaming, plan)
+        session = wl.new_session(self.name, streaming, plan)
+        request.output_id = session.answer_id(0)
+        return request, session
 
 
 class ClientProfilesWorkload(RequestWorkload):

@@ -290,13 +290,16 @@ class TraceWorkload(RequestWorkload):
                 turn = last[3] + 1
                 carried = last[1] + last[2]
                 if prompt > carried:
-                    ids = self.content_ids(2)
-                    segments = (*last[0], (ids, last[2]), (ids + 1, prompt - carried))
+                    # the previous turn's answer (its output_id), then the new message
+                    segments = (*last[0], (last[4], last[2]), (self.content_ids(1), prompt - carried))
         if segments is None:
             segments = ((self.content_ids(1), prompt),)
+        output_id = -1
         if session >= 0:
-            self._last[session] = (segments, prompt, out, turn)
-        return Request(-1, math.nan, prompt, out, out, segments, session, turn, streaming, "trace")
+            output_id = self.content_ids(1)   # a later row of the session may carry this answer
+            self._last[session] = (segments, prompt, out, turn, output_id)
+        return Request(-1, math.nan, prompt, out, out, segments, session, turn, streaming, "trace",
+                       output_id)
 
     def _replay(self):
         self._open_sources += 1
