@@ -383,13 +383,8 @@ class BlockPool:
                             continue
                     else:                                     # materialised: its next key
                         key = e.keys[e.c - 1]
-                        skip = skips.get(key)
-                        if skip:                              # a stale entry: drop it
-                            if skip == 1:
-                                del skips[key]
-                            else:
-                                skips[key] = skip - 1
-                            self._stale -= 1
+                        if skips and self._drop_stale(key):
+                            pass
                         elif not runs or stamps[h] < runs[0][0]:
                             del refs[key]
                             self._cached_free -= 1
@@ -406,13 +401,7 @@ class BlockPool:
                             continue
                 else:
                     key = e
-                    skip = skips.get(key)
-                    if skip:                                  # a stale entry: drop it
-                        if skip == 1:
-                            del skips[key]
-                        else:
-                            skips[key] = skip - 1
-                        self._stale -= 1
+                    if skips and self._drop_stale(key):
                         h += 1
                         continue
                     if not runs or stamps[h] < runs[0][0]:
@@ -430,6 +419,20 @@ class BlockPool:
             self._anon_free -= take
             n -= take
         self._advance(h)
+
+    def _drop_stale(self, key) -> bool:
+        """Consume one stale queue entry of *key* (a key freed again after it was queued), if
+        it has one."""
+        skips = self._skip
+        skip = skips.get(key)
+        if not skip:
+            return False
+        if skip == 1:
+            del skips[key]
+        else:
+            skips[key] = skip - 1
+        self._stale -= 1
+        return True
 
     def _advance(self, head: int) -> None:
         """Move the queue's head to *head*, dropping the consumed entries now and then."""
