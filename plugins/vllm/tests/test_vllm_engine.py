@@ -193,3 +193,20 @@ def test_a_preempted_request_finds_its_own_output_blocks_again(monkeypatch):
                           vllm={"gpu_memory_utilization": 0.22, "max_model_len": 4096}))
     assert resumed
     assert any(hit > prompt for hit, prompt in resumed)
+
+
+def test_gpu_kv_and_cache_figures_cover_the_time_after_the_warm_up():
+    w = 2.0
+    cfg = experiment(rate=8, duration=6, profile={"conversational_probability": 0.5,
+                                                  "think_time_dist_config": {"type": "Constant",
+                                                                             "value": 0.3}})
+    cfg["metrics_config"]["warm_up_duration_s"] = w
+    result = labsim.run(cfg)
+    s = result.summary["frameworks"]["v"]
+    steps = result.table("steps")
+    busy = sum(max(0.0, min(r["duration_s"], r["start_s"] + r["duration_s"] - w)) for r in steps)
+    assert s["gpu"]["busy_fraction"] == pytest.approx(busy / (result.summary["simulated_time_s"] - w))
+    peak = max(r["kv_blocks_used"] for r in steps if r["start_s"] + r["duration_s"] > w)
+    assert s["kv_cache"]["peak_utilization"] == pytest.approx(peak / s["kv_cache"]["capacity_blocks_per_replica"])
+    kept = [r for r in rows(result) if r["arrival_s"] >= w and r["status"] == "finished"]
+    assert s["prefix_cache"]["hit_tokens"] == sum(r["cached_prompt_tokens"] for r in kept) > 0

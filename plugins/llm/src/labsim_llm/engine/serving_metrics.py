@@ -10,7 +10,10 @@ Definitions (as ``vllm bench serve`` reports them): TTFT = first token −
 arrival; TPOT = (finish − first token) / (output tokens − 1); ITL = every gap
 between consecutive tokens of a request; E2E = finish − arrival. Requests
 arriving during ``warm_up_duration_s`` are left out of the statistics, not
-of the tables.
+of the tables; the GPU and KV-cache figures count only engine time after the
+warm-up (a step that straddles it, by the share after it). The cost, the
+preemption count and the step count cover the whole run (the GPUs are paid
+for from the start).
 
 >>> m = ServingMetrics(context, "vllm", num_gpus=1, device=gpu)   # doctest: +SKIP
 >>> m.request_done(request); m.summary(sim_time=60.0)["ttft_ms"]["p99"]   # doctest: +SKIP
@@ -372,13 +375,22 @@ class ServingMetrics:
         kv_block_seconds: float,
     ) -> None:
         """Record one step, or *num_steps* identical decode steps taken together."""
-        self.busy_s += duration
-        self.flops += flops
-        self.bytes += nbytes
-        self.kv_block_seconds += kv_block_seconds
         self.num_steps += num_steps
-        if kv_used > self.kv_peak:
-            self.kv_peak = kv_used
+        if start >= self.warm_up:
+            self.busy_s += duration
+            self.flops += flops
+            self.bytes += nbytes
+            self.kv_block_seconds += kv_block_seconds
+            if kv_used > self.kv_peak:
+                self.kv_peak = kv_used
+        elif start + duration > self.warm_up:            # straddles the warm-up: its share after
+            share = (start + duration - self.warm_up) / duration
+            self.busy_s += duration * share
+            self.flops += flops * share
+            self.bytes += nbytes * share
+            self.kv_block_seconds += kv_block_seconds * share
+            if kv_used > self.kv_peak:
+                self.kv_peak = kv_used
         if self.steps is not None:
             self._step_rows.append(
                 (
@@ -492,13 +504,13 @@ class ServingMetrics:
                 "per_request": self.preemptions / finished if finished else None,
             },
             "prefix_cache": {
-                "hit_tokens": int(cached.sum()),
-                "hit_rate": float(cached.sum() / in_tok.sum()) if in_tok.sum() else None,
+                "hit_tokens": int(cached[keep].sum()),
+                "hit_rate": float(cached[keep].sum() / in_tok[keep].sum()) if in_tok[keep].sum() else None,
             },
             "gpu": {
                 "num_gpus": gpus,
                 "steps": self.num_steps,
-                "busy_fraction": busy / sim_time if sim_time > 0 else None,
+                "busy_fraction": busy / (sim_time - self.warm_up) if sim_time > self.warm_up else None,
                 "mfu": (
                     self.flops * replica_gpus / (self.busy_s * peak * replica_gpus)
                     if self.busy_s > 0 and peak
