@@ -508,12 +508,7 @@ class Replica:
         skipped = []
         while waiting and budget > 0 and others + len(running) < self.max_seqs:
             seq = waiting[0]
-            hits = []
-            if self.caching:
-                if seq.keys is None:
-                    seq.keys = block_ids(seq.req.segments, bs)
-                n_hit = pool.match(seq.keys, (seq.num_tokens - 1) // bs)
-                hits = seq.keys[:n_hit]
+            hits = self._hits(seq) if self.caching else []
             hit_tokens = len(hits) * bs
             n = seq.num_tokens - hit_tokens
             if not self.chunked and n > budget:
@@ -529,6 +524,13 @@ class Replica:
             budget -= n
         for seq in reversed(skipped):
             waiting.appendleft(seq)
+
+    def _hits(self, seq: Seq) -> list:
+        """The leading block keys of waiting *seq* found in the prefix cache (at most all but
+        the last token's block: vLLM recomputes the last token to get its logits)."""
+        if seq.keys is None:
+            seq.keys = block_ids(seq.req.segments, self.block_size)
+        return seq.keys[:self.pool.match(seq.keys, (seq.num_tokens - 1) // self.block_size)]
 
     def _start(self, seq: Seq, hits: list, need: int, n: int, running: list, entries: list) -> None:
         """Admit *seq* (taken off the waiting queue): its cache hits, *need* new blocks, and its
@@ -574,11 +576,7 @@ class Replica:
         entries = []
         while waiting and others + len(running) < self.max_seqs:
             seq = waiting[0]
-            hits = []
-            if self.caching:
-                if seq.keys is None:
-                    seq.keys = block_ids(seq.req.segments, bs)
-                hits = seq.keys[:pool.match(seq.keys, (seq.num_tokens - 1) // bs)]
+            hits = self._hits(seq) if self.caching else []
             n = seq.num_tokens - len(hits) * bs
             if n > budget:
                 break
