@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import labsim
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from labsim_llm.engine.step_cost import StepPricer
 from labsim_llm.models import builtin_models
 
@@ -77,3 +79,67 @@ def test_pipeline_parallel_serves_every_request_and_pays_the_stage_hand_offs():
 def _on_dgx(config):
     config["hardware_profile"] = {"device": "H100-SXM", "topology": "dgx-h100"}
     return config
+
+
+def _offline(model, n, vllm):
+    """*n* requests at once (512-token prompts, 128-token outputs): the engine saturated."""
+    profile = {"profile_name": "p", "request_rate": 1e6,
+               "prompt_tokens_dist_config": {"type": "Constant", "value": 512, "is_int": True},
+               "max_output_tokens_dist_config": {"type": "Constant", "value": 128, "is_int": True}}
+    return {"simulation": {"random_seed": 3}, "hardware_profile": {"device": "H100-SXM"},
+            "workload": {"num_requests": n, "client_profiles": [profile]},
+            "frameworks_to_test": [{"name": "v", "type": "vllm", "config": {"model": model, **vllm}}]}
+
+
+@pytest.mark.parametrize("version", ["v1", "v0"])
+def test_pipeline_keeps_one_batch_per_stage_in_flight(version):
+    """At saturation each GPU of a PP=2 replica works about as hard as the single GPU of a PP=1
+    one (one batch at a time would leave each idle half the time), and two batches overlap."""
+    cfg = {"engine_version": version}
+    one = labsim.run(_offline("Llama-3.1-8B", 400, cfg))
+    two = labsim.run(_offline("Llama-3.1-8B", 400, {**cfg, "pipeline_parallel_size": 2}))
+    s1, s2 = one.summary["frameworks"]["v"], two.summary["frameworks"]["v"]
+    assert s2["requests"]["finished"] == 400
+    assert s2["gpu"]["busy_fraction"] <= 1.0
+    assert s2["gpu"]["mfu"] > 0.8 * s1["gpu"]["mfu"]
+    assert s2["throughput"]["output_tokens_per_s"] > 1.6 * s1["throughput"]["output_tokens_per_s"]
+    steps = sorted((r["start_s"], r["start_s"] + r["duration_s"]) for r in two.table("steps"))
+    assert any(b[0] < a[1] for a, b in zip(steps, steps[1:]))       # batches in flight together
+
+
+def test_a_lone_request_gains_nothing_from_the_pipeline():
+    """With one request nothing overlaps: each batch starts as the previous one ends, and its
+    token takes as long as at PP=1 (every stage in turn, plus the hand-offs)."""
+    two = labsim.run(_offline("Llama-3.1-8B", 1, {"pipeline_parallel_size": 2}))
+    steps = two.table("steps")
+    for a, b in zip(steps, steps[1:]):
+        assert b["start_s"] == pytest.approx(a["start_s"] + a["duration_s"], abs=1e-12)
+    one = labsim.run(_offline("Llama-3.1-8B", 1, {}))
+    tpot = [r.summary["frameworks"]["v"]["tpot_ms"]["p50"] for r in (one, two)]
+    assert tpot[1] == pytest.approx(tpot[0], rel=0.1)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rate=st.floats(5, 200), pp=st.sampled_from([2, 3, 4]), version=st.sampled_from(["v1", "v0"]),
+       caching=st.booleans())
+def test_pipeline_conservation_under_memory_pressure(rate, pp, version, caching):
+    """Engines sharing one KV cache (v1) or splitting it (v0): every request finishes once,
+    the blocks in use never exceed the capacity, busy time never exceeds the run."""
+    profile = {"profile_name": "p", "request_rate": rate,
+               "prompt_tokens_dist_config": {"type": "LogNormal", "mean": 600, "sigma": 300,
+                                             "is_int": True, "min": 4, "max": 2400},
+               "max_output_tokens_dist_config": {"type": "LogNormal", "mean": 100, "sigma": 50,
+                                                 "is_int": True, "min": 2, "max": 400}}
+    cfg = {"simulation": {"random_seed": 5}, "hardware_profile": {"device": "H100-SXM"},
+           "workload": {"num_requests": 150, "client_profiles": [profile]},
+           "frameworks_to_test": [{"name": "v", "type": "vllm", "config": {
+               "model": "Llama-3.1-8B", "engine_version": version, "pipeline_parallel_size": pp,
+               "gpu_memory_utilization": 0.2, "max_model_len": 4096, "enable_prefix_caching": caching}}]}
+    result = labsim.run(cfg)
+    table = result.table("requests")
+    assert len({r["request_id"] for r in table}) == len(table) == 150
+    assert all(r["status"] == "finished" for r in table)
+    s = result.summary["frameworks"]["v"]
+    cap = s["kv_cache"]["capacity_blocks_per_replica"]
+    assert max(r["kv_blocks_used"] for r in result.table("steps")) <= cap
+    assert s["gpu"]["busy_fraction"] <= 1.0 + 1e-9

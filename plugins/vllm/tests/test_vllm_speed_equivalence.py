@@ -60,6 +60,14 @@ CASES = {
                      vllm={**TIGHT, "engine_version": "v0"}),
     "v0-multi-step": experiment(rate=25, duration=3, vllm={"engine_version": "v0", "num_scheduler_steps": 8,
                                                            "max_model_len": 4096}),
+    # pipeline parallelism: batches of several engines in flight over one KV cache (v1) or split ones (v0)
+    # (so little KV cache that an engine waits while the other holds every block)
+    "pp2-shared-kv": experiment(rate=300, duration=0.6, prompt=1500, output=400,
+                                vllm={"gpu_memory_utilization": 0.13, "max_model_len": 4096,
+                                      "pipeline_parallel_size": 2}),
+    "pp3-v0-caching": experiment(rate=8, duration=5, prompt=300, profile=CONV,
+                                 vllm={**TIGHT, "engine_version": "v0", "pipeline_parallel_size": 3,
+                                       "enable_prefix_caching": True}),
     "v0-caching-no-lag": experiment(rate=8, duration=5, prompt=300, profile=CONV,
                                     vllm={**TIGHT, "engine_version": "v0", "enable_prefix_caching": True,
                                           "async_output_processing": False}),
@@ -99,8 +107,9 @@ def _replicas_after(cfg):
     return captured
 
 
-def test_replica_state_is_empty_when_drained():
-    for replica in _replicas_after(CASES["preemption"]):
+@pytest.mark.parametrize("case", ["preemption", "pp2-shared-kv"])
+def test_replica_state_is_empty_when_drained(case):
+    for replica in _replicas_after(CASES[case]):
         assert replica.outstanding == 0
         assert not replica._group and not replica._special and not replica._fresh
         assert not replica._fin and replica._nD == 0 and replica._S == 0

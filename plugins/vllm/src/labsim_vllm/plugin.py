@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from labsim import hookimpl
 from labsim.errors import UsageError
-from labsim_llm.engine import StepPricer, capture_sizes
+from labsim_llm.engine import BlockPool, StepPricer, capture_sizes
 from labsim_llm.engine.memory_plan import plan_memory
+from labsim_llm.engine.pipeline import PipelinedReplica, StagePipeline
 from labsim_llm.engine.serving_engine import ServingEngine
 
 from labsim_vllm.config import CONFIG_SCHEMA, resolve
@@ -46,8 +47,26 @@ class VLLM(ServingEngine):
                                  pp=cfg["pipeline_parallel_size"], collective=self.collective_time,
                                  graph_sizes=graphs)
 
-    def make_replica(self, index: int) -> Replica:
-        return Replica(self, index, self.pricer, self.plan.num_blocks, self.cfg)
+    def make_replica(self, index: int):
+        cfg, pp = self.cfg, self.cfg["pipeline_parallel_size"]
+        if pp == 1:
+            return Replica(self, index, self.pricer, self.plan.num_blocks, cfg)
+        # pp batches in flight, one engine each, timed by one pipeline (labsim_llm.engine.pipeline)
+        pipeline = StagePipeline(pp)
+        replica = PipelinedReplica(self.context.env, [])
+        if cfg["engine_version"] == "v0":
+            # V0: pp virtual engines, each a scheduler with max_num_seqs and 1/pp of the KV blocks
+            # (vllm/core/scheduler.py 0.6: ``num_gpu_blocks //= pipeline_parallel_size``)
+            shares = [(cfg, self.plan.num_blocks // pp, None)] * pp
+        else:
+            # v1: one scheduler; its max_num_seqs bounds the requests of all batches together
+            pool = BlockPool(self.plan.num_blocks, cfg["block_size"], cfg["enable_prefix_caching"])
+            seqs = cfg["max_num_seqs"]
+            shares = [({**cfg, "max_num_seqs": max(1, seqs // pp + (i < seqs % pp))}, self.plan.num_blocks, pool)
+                      for i in range(pp)]
+        replica.engines = [Replica(self, index, self.pricer, blocks, c, pool=pool, pipeline=pipeline,
+                                   peers=replica) for c, blocks, pool in shares]
+        return replica
 
     def reject_reason(self, request) -> str | None:
         if request.prompt_tokens + request.max_output_tokens > self.cfg["max_model_len"]:

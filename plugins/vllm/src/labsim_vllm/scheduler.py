@@ -129,19 +129,28 @@ class Replica:
     :param owner: the framework (its metrics, ``notify_finished`` and config).
     :param pricer: a :class:`labsim_llm.engine.StepPricer`.
     :param num_blocks: KV-cache blocks.
+    :param pool: a KV cache shared with other engines (else one of *num_blocks* of its own).
+    :param pipeline: the :class:`~labsim_llm.engine.pipeline.StagePipeline` that times this
+        engine's batches when several are in flight (pipeline parallelism), else None.
+    :param peers: the :class:`~labsim_llm.engine.pipeline.PipelinedReplica` this engine is
+        one of, to wait on when the others hold the KV blocks.
     """
 
     #: keep decoding requests as a group (False: every step walks every request, for tests)
     BULK = True
 
-    def __init__(self, owner, index: int, pricer, num_blocks: int, cfg: dict):
+    def __init__(self, owner, index: int, pricer, num_blocks: int, cfg: dict, *, pool=None,
+                 pipeline=None, peers=None):
         self.owner = owner
         self.index = index
         self.env = owner.context.env
         self.pricer = pricer
         self.metrics = owner.metrics
         self.block_size = cfg["block_size"]
-        self.pool = BlockPool(num_blocks, self.block_size, cfg["enable_prefix_caching"])
+        self.pool = pool if pool is not None else BlockPool(num_blocks, self.block_size,
+                                                            cfg["enable_prefix_caching"])
+        self.pipeline = pipeline
+        self.peers = peers
         self.caching = cfg["enable_prefix_caching"]
         self.chunked = cfg["enable_chunked_prefill"]
         #: vLLM V0 without chunked prefill: new prompts run in steps of their own, before decodes
@@ -152,7 +161,8 @@ class Replica:
         self.max_tokens = cfg["max_num_batched_tokens"]
         self.overhead = cfg["step_overhead_s"] + cfg["scheduler_iteration_delay_s"]
         self.overhead_per_req = cfg["step_overhead_per_request_s"]
-        self.fast_forward = cfg["fast_forward"]
+        #: a span of decode steps assumes no other batch shares the GPUs
+        self.fast_forward = cfg["fast_forward"] and pipeline is None
         #: vLLM 0.6 multi-step scheduling (a no-op at the default of one step)
         self.gate = MultiStepGate(cfg["num_scheduler_steps"])
         #: the API server's delay of every streamed token (first and last alike)
@@ -707,9 +717,10 @@ class Replica:
     def _record(self, step: Step, start: float, end: float) -> None:
         flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
         used = self.pool.num_used
+        busy = self.pipeline.busy(start, end) if self.pipeline is not None else None
         self.metrics.step(self.index, start, end - start, 1, step.tokens, len(step.chunks),
                           step.decodes, self._num_running(), len(self.waiting), used, flops,
-                          nbytes, used * (end - start))
+                          nbytes, used * (end - start), busy)
 
     def _finish(self, finished, end: float) -> None:
         """Free and report requests already taken out of the running ones."""
@@ -847,6 +858,7 @@ class Replica:
         multi = gate.num_steps > 1        # else gate.advance is a no-op
         step_time = self.pricer.step_time
         overhead, per_req = self.overhead, self.overhead_per_req
+        pipeline = self.pipeline
         while True:
             if self._lag_first or self._lag_done:
                 if not self._num_running() and not self.waiting:
@@ -860,10 +872,14 @@ class Replica:
                 continue
             step = self.schedule()
             chunks = step.chunks
+            if not step.entries and not step.group:
+                if self.peers is None:
+                    raise RuntimeError("vLLM replica formed an empty step with work pending")
+                yield self.peers.changed()     # the other engines of the pipeline hold the blocks
+                self.clock = max(self.clock, env.now)
+                continue
             if multi:
                 gate.advance(bool(chunks))
-            if not step.entries and not step.group:
-                raise RuntimeError("vLLM replica formed an empty step with work pending")
             start = self.clock
             decodes = step.decodes
             # _price, inlined
@@ -906,9 +922,15 @@ class Replica:
                     if multi:
                         gate.advance(False, j - 1)
                     continue
-            self.clock = start + dt
+            if pipeline is not None:
+                cpu = overhead + per_req * (len(chunks) + decodes)
+                self.clock = pipeline.run(start, cpu, step_time(chunks, decodes, step.decode_ctx))
+            else:
+                self.clock = start + dt
             yield env.timeout(max(0.0, self.clock - env.now))
             self._commit(step, start, self.clock)
+            if self.peers is not None:
+                self.peers.batch_ended()
 
 
 __all__ = ["Replica", "Seq", "Step", "MAX_SPAN"]

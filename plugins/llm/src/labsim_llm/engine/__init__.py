@@ -4,13 +4,15 @@
 * :mod:`.step_cost` — the price of one engine step from the hardware cost model;
 * :mod:`.memory_plan` — how many KV blocks fit beside the weights;
 * :mod:`.serving_metrics` — per-request / per-step tables and the summary section;
-* :mod:`.router` — spreading requests over replicas.
+* :mod:`.router` — spreading requests over replicas;
+* :mod:`.pipeline` — several batches in flight through the stages of a PP replica.
 
 It registers nothing: it is a library.
 """
 
 from labsim_llm.engine.kv_cache import BlockPool, block_keys
 from labsim_llm.engine.memory_plan import MemoryPlan, plan_memory
+from labsim_llm.engine.pipeline import PipelinedReplica, StagePipeline
 from labsim_llm.engine.router import POLICIES, Router
 from labsim_llm.engine.serving_metrics import SUMMARY_SCHEMA, GapHistogram, ServingMetrics
 from labsim_llm.engine.step_cost import StepPricer, capture_sizes
@@ -20,9 +22,11 @@ __all__ = [
     "GapHistogram",
     "MemoryPlan",
     "POLICIES",
+    "PipelinedReplica",
     "Router",
     "SUMMARY_SCHEMA",
     "ServingMetrics",
+    "StagePipeline",
     "StepPricer",
     "block_keys",
     "capture_sizes",

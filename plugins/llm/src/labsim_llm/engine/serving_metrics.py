@@ -435,19 +435,29 @@ class ServingMetrics:
         flops: float,
         nbytes: float,
         kv_block_seconds: float,
+        busy: float | None = None,
     ) -> None:
-        """Record one step, or *num_steps* identical decode steps taken together."""
+        """Record one step, or *num_steps* identical decode steps taken together.
+
+        *busy*: when steps overlap (a pipeline with several batches in flight), the seconds
+        at the end of this one that no earlier step covered; only they count as busy time,
+        with their share of the KV-cache use. Default: all of *duration*.
+        """
         self.num_steps += num_steps
-        if start >= self.warm_up:
-            self.busy_s += duration
+        b_start, b_len = start, duration
+        if busy is not None and busy < duration:
+            kv_block_seconds = kv_block_seconds * busy / duration
+            b_start, b_len = start + duration - busy, busy
+        if b_start >= self.warm_up:
+            self.busy_s += b_len
             self.flops += flops
             self.bytes += nbytes
             self.kv_block_seconds += kv_block_seconds
             if kv_used > self.kv_peak:
                 self.kv_peak = kv_used
-        elif start + duration > self.warm_up:            # straddles the warm-up: its share after
-            share = (start + duration - self.warm_up) / duration
-            self.busy_s += duration * share
+        elif b_start + b_len > self.warm_up:            # straddles the warm-up: its share after
+            share = (b_start + b_len - self.warm_up) / b_len
+            self.busy_s += b_len * share
             self.flops += flops * share
             self.bytes += nbytes * share
             self.kv_block_seconds += kv_block_seconds * share

@@ -215,8 +215,9 @@ class StepPricer:
     def step_time(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> float:
         """Seconds of one step: prefill *chunks* ``(new, prefix)`` plus *num_decodes* decodes.
 
-        Stages of a pipeline run one after another for one batch (no
-        micro-batch overlap is modelled).
+        Under PP this is one batch's time through every stage in turn;
+        the overlap of several batches in flight is timed by
+        :class:`labsim_llm.engine.pipeline.StagePipeline`.
         """
         if not chunks:
             if num_decodes <= 0:

@@ -1,0 +1,121 @@
+"""Pipeline parallelism with several batches in flight: when each batch ends, and the busy time.
+
+With ``pipeline_parallel_size`` P a replica's layers are split over P GPUs
+(stages) and one batch visits them in turn. Run one batch at a time, every
+GPU would idle (P − 1)/P of the time; serving engines therefore keep up to P
+batches in flight (vLLM v1's engine core keeps a batch queue of
+``max_concurrent_batches`` = P, ``EngineCore.step_with_batch_queue``; vLLM
+V0 ran P "virtual engines", one scheduler each). A request is in at most
+one batch at a time: its next token needs the previous one.
+
+:class:`StagePipeline` times those batches. Its servers are the engine
+core's CPU (scheduling and input preparation, the step's ``cpu`` seconds)
+followed by the P GPU stages (the step's device seconds split evenly, as
+the layers are); each server takes batches first come, first served. A
+batch dispatched later never overtakes an earlier one, so the end of a
+batch is known when it is dispatched — no event per stage is needed:
+
+>>> p = StagePipeline(2)
+>>> p.run(0.0, cpu=0.001, device=0.010)      # alone: cpu + both stages
+0.011
+>>> p.run(0.0, cpu=0.001, device=0.010)      # the next batch trails it by one stage
+0.016
+
+It also counts the replica's busy time — the union of the batches'
+intervals, not their sum, since they overlap (:meth:`~StagePipeline.busy`).
+
+:class:`PipelinedReplica` is what the router sees of such a replica: P
+engines, each scheduling its own requests into its own batches, sharing one
+KV cache and one :class:`StagePipeline`. A new request goes to the engine
+with the fewest requests queued or running (vLLM V0's rule for its virtual
+engines, ``LLMEngine.add_request``). vLLM v1 schedules one queue into
+whichever batch leaves next; once the pipeline is full that settles into
+the same P interleaved sets of requests.
+"""
+
+from __future__ import annotations
+
+
+class StagePipeline:
+    """FIFO servers — the engine core's CPU, then *stages* GPU stages — shared by the batches
+    of one pipeline-parallel replica."""
+
+    def __init__(self, stages: int):
+        if stages < 1:
+            raise ValueError("a pipeline has at least one stage")
+        self.stages = int(stages)
+        self._cpu_free = 0.0
+        self._free = [0.0] * self.stages
+        self._busy_until = 0.0
+
+    def run(self, start: float, cpu: float, device: float) -> float:
+        """End of a batch dispatched at *start* that needs *cpu* seconds of the engine core,
+        then *device* seconds of GPU work split evenly over the stages."""
+        t = (start if start > self._cpu_free else self._cpu_free) + cpu
+        self._cpu_free = t
+        per = device / self.stages
+        free = self._free
+        for s in range(self.stages):
+            if free[s] > t:
+                t = free[s]
+            t += per
+            free[s] = t
+        return t
+
+    def busy(self, start: float, end: float) -> float:
+        """Seconds of the batch interval [*start*, *end*] no earlier batch covered (batches
+        are reported in the order they end, which is the order they were dispatched)."""
+        begin = start if start > self._busy_until else self._busy_until
+        if end > self._busy_until:
+            self._busy_until = end
+        return end - begin if end > begin else 0.0
+
+
+class PipelinedReplica:
+    """One pipeline-parallel replica as the router sees it: *engines* (one per batch in flight)
+    that share a KV cache and a :class:`StagePipeline`.
+
+    Each engine needs ``index``, ``outstanding``, ``start()``, ``submit(request)`` and
+    ``pending()``; an engine that has work but cannot form a batch because the others hold
+    the KV blocks waits on :meth:`changed`, which fires after any engine's batch ends.
+    """
+
+    def __init__(self, env, engines: list):
+        self.env = env
+        self.engines = list(engines)
+        self._changed = None
+
+    @property
+    def index(self) -> int:
+        return self.engines[0].index
+
+    @property
+    def outstanding(self) -> int:
+        """Requests queued or running on any of the engines."""
+        return sum(e.outstanding for e in self.engines)
+
+    def start(self) -> None:
+        for engine in self.engines:
+            engine.start()
+
+    def submit(self, request) -> None:
+        """Hand *request* to the engine with the fewest requests (the first of equals)."""
+        min(self.engines, key=lambda e: e.outstanding).submit(request)
+
+    def pending(self) -> list:
+        """Every request still on one of the engines."""
+        return [req for engine in self.engines for req in engine.pending()]
+
+    def changed(self):
+        """An event that fires when some engine's batch ends (blocks may have been freed)."""
+        if self._changed is None or self._changed.triggered:
+            self._changed = self.env.event()
+        return self._changed
+
+    def batch_ended(self) -> None:
+        """Called by an engine after each batch: wakes the engines waiting on :meth:`changed`."""
+        if self._changed is not None and not self._changed.triggered:
+            self._changed.succeed()
+
+
+__all__ = ["PipelinedReplica", "StagePipeline"]
