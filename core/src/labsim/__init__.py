@@ -46,18 +46,20 @@ def topology(name: str) -> Topology:
 def collective_time(
     collective: str,
     nbytes: int,
-    ranks: int = 8,
+    ranks: int | list[int] = 8,
     device: str | Device | None = None,
     topology: str | Topology | None = None,
     algorithm: str = "auto",
 ) -> float:
     """Seconds for one collective call of *nbytes* (the nccl-tests "size") over *ranks* GPUs.
 
-    Name a *device* (one server of it is assumed), a *topology*, or both (the
-    topology populated with that device, as in an experiment file).
+    *ranks* is a count (ranks 0…n−1, filling node 0 first) or a list of global
+    ranks. Name a *device* (one server of it is assumed), a *topology*, or both
+    (the topology populated with that device, as in an experiment file).
 
     >>> labsim.collective_time("all_reduce", 256 << 20, ranks=8, device="A100-SXM4-80GB")  # doctest: +SKIP
     >>> labsim.collective_time("all_reduce", 1 << 30, ranks=16, topology="dgx-h100")       # doctest: +SKIP
+    >>> labsim.collective_time("send_recv", 8 << 20, ranks=[0, 8], topology=two_dgx)       # doctest: +SKIP
     """
     registry = get_registry()
     if device is None and topology is None:
@@ -72,7 +74,8 @@ def collective_time(
     if dev is None:
         dev = topo.device
     op = registry.get("collectives", collective)
-    return op.time(int(nbytes), ranks=int(ranks), device=dev, topology=topo, algorithm=algorithm)
+    ranks = [int(r) for r in ranks] if isinstance(ranks, list | tuple) else int(ranks)
+    return op.time(int(nbytes), ranks=ranks, device=dev, topology=topo, algorithm=algorithm)
 
 
 __all__ = [

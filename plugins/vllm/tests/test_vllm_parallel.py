@@ -143,3 +143,33 @@ def test_pipeline_conservation_under_memory_pressure(rate, pp, version, caching)
     cap = s["kv_cache"]["capacity_blocks_per_replica"]
     assert max(r["kv_blocks_used"] for r in result.table("steps")) <= cap
     assert s["gpu"]["busy_fraction"] <= 1.0 + 1e-9
+
+
+def test_stage_hand_offs_cross_the_network_when_stages_sit_on_different_nodes():
+    """Stage s hands over from rank s·tp to (s + 1)·tp: NVLink for TP 4 × PP 2 in one DGX,
+    the InfiniBand NIC for TP 8 × PP 2 over two."""
+    model = _model("Llama-3.1-405B")
+    dgx2 = labsim.topology("dgx-h100").customize({"nodes": 2})
+    gpu = labsim.device("H100-SXM")
+    calls = []
+
+    def collective(kind, nbytes, ranks):
+        calls.append((kind, ranks))
+        return labsim.collective_time(kind, nbytes, ranks=ranks, topology=dgx2) if kind == "send_recv" else 0.0
+
+    cost = {}
+    for tp in (4, 8):
+        pricer = StepPricer(model, gpu, dtype="bf16", kv_dtype="bf16", tp=tp, pp=2, collective=collective)
+        cost[tp] = pricer.pp_time(512)
+    assert ("send_recv", [0, 4]) in calls and ("send_recv", [0, 8]) in calls
+    assert cost[8] > 2 * cost[4]
+
+
+def test_a_replica_larger_than_the_topology_is_refused_with_the_fix():
+    cfg = _on_dgx(experiment(rate=1, duration=1, vllm={"model": "Llama-3.1-405B", "tensor_parallel_size": 8,
+                                                        "pipeline_parallel_size": 2}))
+    with pytest.raises(labsim.errors.LabsimError, match=r"16 GPUs.*nodes: 2"):
+        labsim.run(cfg)
+    cfg["hardware_profile"]["topology"] = {"type": "dgx-h100", "nodes": 2}
+    cfg["frameworks_to_test"][0]["config"]["max_model_len"] = 4096
+    assert labsim.run(cfg).summary["frameworks"]["v"]["gpu"]["num_gpus"] == 16

@@ -100,6 +100,7 @@ class ServingEngine(labsim.Framework):
         self.model = resolve_model(context, cfg["model_id"])
         self.device = context.hardware.device(cfg.get("gpu_id"))
         cfg = self.cfg = self.resolve(config, self.model, self.device)
+        self._check_fits_topology(instance_name)
         self.setup()
         self.num_gpus = cfg["tensor_parallel_size"] * cfg["pipeline_parallel_size"] * cfg["num_replicas"]
         self.metrics = ServingMetrics(context, instance_name, self.name, num_gpus=self.num_gpus,
@@ -137,10 +138,26 @@ class ServingEngine(labsim.Framework):
 
     # -- shared -------------------------------------------------------------------------
 
-    def collective_time(self, kind: str, nbytes: int, ranks: int) -> float:
-        """Seconds of one collective among this engine's GPUs, on the experiment's topology."""
+    def _check_fits_topology(self, instance_name: str) -> None:
+        """One replica's ``tp × pp`` GPUs must exist on the experiment's topology (its
+        collectives are priced between those ranks)."""
+        topo = self.context.hardware.topology
+        world = getattr(topo, "world_size", None)
+        need = self.cfg["tensor_parallel_size"] * self.cfg["pipeline_parallel_size"]
+        if world and need > world:
+            nodes = -(-need // topo.gpus_per_node)
+            raise UsageError(
+                f"frameworks_to_test {instance_name!r}: tensor_parallel_size × pipeline_parallel_size = "
+                f"{need} GPUs, but topology {topo.name!r} has {world} ({topo.nodes} node(s) × "
+                f"{topo.gpus_per_node}); set hardware_profile.topology to "
+                f"{{type: {topo.name}, nodes: {nodes}}}")
+
+    def collective_time(self, kind: str, nbytes: int, ranks) -> float:
+        """Seconds of one collective among this engine's GPUs, on the experiment's topology
+        (*ranks*: a count, ranks 0…n−1, or a list of global ranks)."""
         op = self.context.registry.get("collectives", kind)
-        return op.time(int(nbytes), ranks=int(ranks), device=self.device,
+        ranks = [int(r) for r in ranks] if isinstance(ranks, list | tuple) else int(ranks)
+        return op.time(int(nbytes), ranks=ranks, device=self.device,
                        topology=self.context.hardware.topology)
 
     def start(self) -> None:

@@ -203,12 +203,17 @@ class StepPricer:
         return total * self.layers_per_stage
 
     def pp_time(self, tokens: int) -> float:
-        """Hidden-state hand-offs between the ``pp`` stages."""
+        """Hidden-state hand-offs between the ``pp`` stages.
+
+        Stage *s* holds ranks ``s·tp … s·tp + tp − 1`` (vLLM's order: TP innermost), so its
+        first rank hands over to rank ``(s + 1)·tp``: over NVLink inside a server, over the
+        network when the two stages sit on different nodes (e.g. TP 8 × PP 2 on DGX H100).
+        """
         if self.pp <= 1 or self.collective is None:
             return 0.0
-        return (self.pp - 1) * self.collective(
-            "send_recv", tokens * self.hidden * self.act_bytes, 2
-        )
+        nbytes = tokens * self.hidden * self.act_bytes
+        tp = self.tp
+        return sum(self.collective("send_recv", nbytes, [s * tp, (s + 1) * tp]) for s in range(self.pp - 1))
 
     # -- whole steps ----------------------------------------------------------------------
 
