@@ -62,7 +62,7 @@ def smooth_max(a: float, b: float, p: float) -> float:
 def gemm_seconds(m: int, n: int, k: int, in_bytes: float, out_bytes: float, peak: float,
                  mem_bw: float, sm_count: int, p: CostParams) -> float:
     """Seconds for one GEMM of *in_bytes* operands on a device of *peak* FLOP/s."""
-    sm_rate = peak * p.gemm_compute_eff / sm_count
+    sm_rate = peak * p.gemm_compute_eff * p.gemm_operand_derate / sm_count
     sm_feed = mem_bw * p.onchip_bw_ratio / sm_count
     dram_bw = mem_bw * p.gemm_mem_eff
     base_bytes = (m * k + n * k) * in_bytes + m * n * out_bytes

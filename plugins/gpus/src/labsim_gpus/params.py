@@ -31,6 +31,12 @@ class CostParams:
     gemm_compute_eff: float = 0.80
     #: fraction of DRAM bandwidth a GEMM streams its operands at
     gemm_mem_eff: float = 0.80
+    #: compute-bound GEMM throughput on random-valued operands (real weights and activations)
+    #: relative to the calibration tables'. Tensor cores draw more power when operand bits
+    #: toggle; under the board's power limit the clock drops. Tables timed on zero-filled or
+    #: uninitialised tensors therefore overstate real GEMMs. 1.0: the tables used random data.
+    #: Not fitted: measured in pairs (random against zeros, the same shape and GPU).
+    gemm_operand_derate: float = 1.0
     #: on-chip (L2 → shared memory) operand bandwidth as a multiple of DRAM bandwidth; small
     #: tiles re-load operands more per FLOP and become bound by it
     onchip_bw_ratio: float = 3.0
