@@ -5,7 +5,8 @@ were measured independently, with random-valued operands, on an H100 80GB HBM3 l
 project (benchmarks/data/h100_torch, see its README), by
 
 * ``benchmarks/measure_kernels_torch.py`` — isolated GEMMs, attention (cuDNN and
-  FlashAttention-2 through ``scaled_dot_product_attention``) and copies, L2 flushed;
+  FlashAttention-2 through ``scaled_dot_product_attention``) and copies, L2 flushed; and
+  small-m GEMMs back to back in a CUDA graph;
 * ``benchmarks/measure_decoder_step_torch.py`` — whole steps of a Llama-3.1-8B-shaped
   decoder: decode steps replayed from a CUDA graph, prefill steps eager;
 * ``benchmarks/measure_gemm_operands_torch.py`` — compute-bound GEMMs on random data
@@ -45,7 +46,14 @@ def report(title: str, pairs) -> None:
 def kernels(gpu) -> None:
     gemm = [(int(r["m"]), int(r["n"]), int(r["k"]), float(r["latency_ms"]) * 1e-3)
             for r in rows("gemm_h100_sxm_torch.csv")]
-    report("GEMM, weight streaming (m <= 64)", [(gpu.gemm_time(m, n, k, "bf16"), t) for m, n, k, t in gemm if m <= 64])
+    report("GEMM, weight streaming (m <= 64), alone", [(gpu.gemm_time(m, n, k, "bf16"), t) for m, n, k, t in gemm
+                                                      if m <= 64])
+    graph = [(int(r["m"]), int(r["n"]), int(r["k"]), float(r["latency_ms"]) * 1e-3)
+             for r in rows("gemm_graph_h100_sxm_torch.csv")]
+    report("GEMM, m <= 64, back to back in a CUDA graph", [(gpu.gemm_time(m, n, k, "bf16"), t)
+                                                          for m, n, k, t in graph if m <= 64])
+    report("GEMM, m 128-256, back to back in a CUDA graph", [(gpu.gemm_time(m, n, k, "bf16"), t)
+                                                            for m, n, k, t in graph if m > 64])
     report("GEMM, m 128-512", [(gpu.gemm_time(m, n, k, "bf16"), t) for m, n, k, t in gemm if 128 <= m <= 512])
     report("GEMM, compute-bound (m >= 1024)", [(gpu.gemm_time(m, n, k, "bf16"), t) for m, n, k, t in gemm
                                                if m >= 1024])
@@ -98,9 +106,9 @@ def main() -> int:
     print(f"  {'family':46s} {'n':>4s}  {'median':>7s} {'P90':>7s}  {'signed':>7s}")
     kernels(gpu)
     steps(gpu)
-    print("  Isolated GEMMs of m <= 64 pay a launch ramp and tail that back-to-back kernels of a\n"
-          "  CUDA graph hide (the decode steps match); attention rows are PyTorch's kernels, not\n"
-          "  vLLM's FlashAttention-3, which the profile was fitted on.")
+    print("  A GEMM of m <= 64 timed alone pays a launch ramp and tail that back-to-back kernels in\n"
+          "  a CUDA graph hide, as in a decode step; attention rows are PyTorch's kernels, not vLLM's\n"
+          "  FlashAttention-3, which the profile was fitted on.")
     return 0
 
 

@@ -19,7 +19,12 @@ the L2 cache flushed before every call, so weights come from HBM as in serving):
   FlashAttention(-2) backends of ``scaled_dot_product_attention``;
 * decode attention, one query token per sequence against a contiguous KV cache,
   batch 1–128 and contexts of 512–8192 tokens (no paging: a floor for paged kernels);
-* device-to-device copies of 16 MiB to 2 GiB.
+* device-to-device copies of 16 MiB to 2 GiB;
+* the GEMM shapes again for m ≤ 256, 24 calls back to back on distinct weights (more
+  than the L2 holds) replayed from one CUDA graph, timed per call: how a decode step runs
+  them (``DIR/gemm_graph_<label>.csv``, the GEMM layout).
+
+``--parts gemm,attn,graph,copy`` picks the tables (default: all).
 """
 
 from __future__ import annotations
@@ -44,111 +49,157 @@ PREFILL = [(1, 128), (1, 512), (1, 1024), (1, 2048), (1, 4096), (1, 8192), (4, 5
 DECODE = [(b, c) for b in (1, 8, 32, 128) for c in (512, 2048, 8192)]
 
 
+GEMM_COLUMNS = ["gpu", "framework", "version", "kernel_source", "dtype", "m", "n", "k", "latency_ms", "tflops",
+                "src", "shape"]
+ATTN_COLUMNS = ["gpu", "framework", "version", "kernel_source", "phase", "batch_size", "isl", "step", "seq_len",
+                "num_heads", "num_key_value_heads", "head_dim", "attn_dtype", "kv_cache_dtype", "latency_ms", "src"]
+
+
+class Bench:
+    """What every table needs: torch, the device, the label and source, a timer."""
+
+    def __init__(self, label: str, quick: bool):
+        import torch
+        import torch.nn.functional as F
+        from triton.testing import do_bench
+
+        self.torch, self.F, self._do_bench = torch, F, do_bench
+        self.dev, self.bf16 = torch.device("cuda"), torch.bfloat16
+        self.label, self.quick = label, quick
+        self.version = f"torch {torch.__version__}"
+        self.src = f"labsim benchmarks/measure_kernels_torch.py on {torch.cuda.get_device_name()}"
+
+    def time(self, fn) -> float:
+        """Median milliseconds of *fn* (L2 flushed before each call)."""
+        return float(self._do_bench(fn, warmup=25, rep=100, return_mode="median"))
+
+    def randn(self, *shape):
+        return self.torch.randn(*shape, device=self.dev, dtype=self.bf16)
+
+    def shapes(self):
+        return GEMM_SHAPES[:2] if self.quick else GEMM_SHAPES
+
+    def ms(self):
+        return [1, 64, 4096] if self.quick else GEMM_M
+
+
+def write_env(b: Bench, out: Path) -> None:
+    torch = b.torch
+    props = torch.cuda.get_device_properties(b.dev)
+    (out / f"env_{b.label}.txt").write_text(
+        f"gpu: {props.name}\nsms: {props.multi_processor_count}\nmemory_bytes: {props.total_memory}\n"
+        f"torch: {torch.__version__}\ncuda: {torch.version.cuda}\ncudnn: {torch.backends.cudnn.version()}\n"
+        f"python: {platform.python_version()}\n")
+
+
+def gemm_table(b: Bench, w) -> None:
+    w.writerow(GEMM_COLUMNS)
+    for name, n, k in b.shapes():
+        weight = b.randn(n, k)
+        for m in b.ms():
+            x = b.randn(m, k)
+            ms = b.time(lambda x=x, weight=weight: b.F.linear(x, weight))
+            w.writerow([b.label, "torch", b.version, "torch.nn.functional.linear", "bfloat16", m, n, k,
+                        f"{ms:.6g}", f"{2 * m * n * k / ms / 1e9:.2f}", b.src, name])
+            print(f"gemm {name:22s} m={m:6d} {ms * 1e3:10.2f} us {2 * m * n * k / ms / 1e9:8.1f} TFLOP/s", flush=True)
+        del weight
+        b.torch.cuda.empty_cache()
+
+
+def graph_table(b: Bench, w, chain: int = 24) -> None:
+    torch, F = b.torch, b.F
+    w.writerow(GEMM_COLUMNS)
+    for name, n, k in b.shapes():
+        if n * k * 2 * chain > 8 << 30:
+            continue
+        weights = [b.randn(n, k) for _ in range(chain)]
+        for m in [m for m in b.ms() if m <= 256]:
+            x = b.randn(m, k)
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for wt in weights:
+                    F.linear(x, wt)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                for wt in weights:
+                    F.linear(x, wt)
+            ms = b.time(graph.replay) / chain
+            w.writerow([b.label, "torch", b.version, "torch.nn.functional.linear (CUDA graph, back to back)",
+                        "bfloat16", m, n, k, f"{ms:.6g}", f"{2 * m * n * k / ms / 1e9:.2f}", b.src, name])
+            print(f"graph gemm {name:22s} m={m:6d} {ms * 1e3:10.2f} us per call", flush=True)
+            del graph
+        del weights
+        torch.cuda.empty_cache()
+
+
+def attn_table(b: Bench, w) -> None:
+    F = b.F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    w.writerow(ATTN_COLUMNS)
+    backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash2": SDPBackend.FLASH_ATTENTION}
+    d = 128
+    for heads, kvh in (HEADS[:1] if b.quick else HEADS):
+        for label, backend in backends.items():
+            cases = [("context", bs, s, s) for bs, s in (PREFILL[:2] if b.quick else PREFILL)]
+            cases += [("generation", bs, 1, c) for bs, c in (DECODE[:2] if b.quick else DECODE)]
+            for phase, bs, q_len, kv_len in cases:
+                q, kk, vv = b.randn(bs, heads, q_len, d), b.randn(bs, kvh, kv_len, d), b.randn(bs, kvh, kv_len, d)
+
+                def run(q=q, kk=kk, vv=vv, backend=backend, causal=phase == "context", gqa=kvh != heads):
+                    with sdpa_kernel([backend]):
+                        return F.scaled_dot_product_attention(q, kk, vv, is_causal=causal, enable_gqa=gqa)
+                try:
+                    run()
+                    ms = b.time(run)
+                except RuntimeError as exc:
+                    print(f"{phase} {label} h={heads}/{kvh} b={bs} len={kv_len}: not run ({str(exc)[:80]})")
+                    continue
+                isl, step = (kv_len, 0) if phase == "context" else (kv_len - 1, 1)
+                w.writerow([b.label, "torch", b.version, f"sdpa_{label}", phase, bs, isl, step, kv_len, heads, kvh,
+                            d, "bfloat16", "bfloat16", f"{ms:.6g}", b.src])
+                print(f"{phase:10s} {label:6s} h={heads}/{kvh} b={bs:3d} len={kv_len:5d} {ms * 1e3:10.2f} us",
+                      flush=True)
+                del q, kk, vv
+            b.torch.cuda.empty_cache()
+
+
+def copy_table(b: Bench, w) -> None:
+    torch = b.torch
+    w.writerow(["gpu", "bytes", "latency_ms", "gbps_read_plus_write", "src"])
+    for mib in ([64] if b.quick else [16, 64, 256, 1024, 2048]):
+        x = torch.empty(mib << 20, device=b.dev, dtype=torch.uint8)
+        y = torch.empty_like(x)
+        ms = b.time(lambda x=x, y=y: y.copy_(x))
+        gbps = 2 * (mib << 20) / ms / 1e6
+        w.writerow([b.label, mib << 20, f"{ms:.6g}", f"{gbps:.1f}", b.src])
+        print(f"copy {mib:5d} MiB {ms * 1e3:10.1f} us {gbps:8.0f} GB/s (read + write)", flush=True)
+        del x, y
+
+
+TABLES = {"gemm": gemm_table, "attn": attn_table, "graph": graph_table, "copy": copy_table}
+FILES = {"gemm": "gemm", "attn": "attn", "graph": "gemm_graph", "copy": "copy"}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--label", default="gpu")
     ap.add_argument("--quick", action="store_true", help="a few shapes only (a smoke test)")
+    ap.add_argument("--parts", default=",".join(TABLES), help="tables to measure (default: all)")
     args = ap.parse_args(argv)
-
-    import torch
-    import torch.nn.functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from triton.testing import do_bench
-
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    dev = torch.device("cuda")
-    props = torch.cuda.get_device_properties(dev)
-    version = f"torch {torch.__version__}"
-    src = f"labsim benchmarks/measure_kernels_torch.py on {props.name}"
-    (out / f"env_{args.label}.txt").write_text(
-        f"gpu: {props.name}\nsms: {props.multi_processor_count}\nmemory_bytes: {props.total_memory}\n"
-        f"torch: {torch.__version__}\ncuda: {torch.version.cuda}\ncudnn: {torch.backends.cudnn.version()}\n"
-        f"python: {platform.python_version()}\n")
-
-    def bench(fn) -> float:
-        """Median milliseconds of *fn* (cache flushed before each call)."""
-        return float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
-
-    bf16 = torch.bfloat16
-    shapes = GEMM_SHAPES[:2] if args.quick else GEMM_SHAPES
-    ms_list = [1, 64, 4096] if args.quick else GEMM_M
-    with open(out / f"gemm_{args.label}.csv", "w", newline="") as handle:
-        w = csv.writer(handle)
-        w.writerow(["gpu", "framework", "version", "kernel_source", "dtype", "m", "n", "k", "latency_ms",
-                    "tflops", "src", "shape"])
-        for name, n, k in shapes:
-            weight = torch.randn(n, k, device=dev, dtype=bf16)
-            for m in ms_list:
-                x = torch.randn(m, k, device=dev, dtype=bf16)
-                ms = bench(lambda x=x, weight=weight: F.linear(x, weight))
-                w.writerow([args.label, "torch", version, "torch.nn.functional.linear", "bfloat16", m, n, k,
-                            f"{ms:.6g}", f"{2 * m * n * k / ms / 1e9:.2f}", src, name])
-                print(f"gemm {name:22s} m={m:6d} {ms * 1e3:10.2f} us {2 * m * n * k / ms / 1e9:8.1f} TFLOP/s",
-                      flush=True)
-            del weight
-            torch.cuda.empty_cache()
-
-    backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash2": SDPBackend.FLASH_ATTENTION}
-    with open(out / f"attn_{args.label}.csv", "w", newline="") as handle:
-        w = csv.writer(handle)
-        w.writerow(["gpu", "framework", "version", "kernel_source", "phase", "batch_size", "isl", "step",
-                    "seq_len", "num_heads", "num_key_value_heads", "head_dim", "attn_dtype", "kv_cache_dtype",
-                    "latency_ms", "src"])
-        d = 128
-        for heads, kvh in (HEADS[:1] if args.quick else HEADS):
-            for label, backend in backends.items():
-                for b, s in (PREFILL[:2] if args.quick else PREFILL):
-                    q = torch.randn(b, heads, s, d, device=dev, dtype=bf16)
-                    kk = torch.randn(b, kvh, s, d, device=dev, dtype=bf16)
-                    vv = torch.randn(b, kvh, s, d, device=dev, dtype=bf16)
-
-                    def run(q=q, kk=kk, vv=vv, backend=backend, gqa=kvh != heads):
-                        with sdpa_kernel([backend]):
-                            return F.scaled_dot_product_attention(q, kk, vv, is_causal=True, enable_gqa=gqa)
-                    try:
-                        run()
-                        ms = bench(run)
-                    except RuntimeError as exc:
-                        print(f"prefill {label} h={heads}/{kvh} b={b} s={s}: not run ({str(exc)[:80]})")
-                        continue
-                    w.writerow([args.label, "torch", version, f"sdpa_{label}", "context", b, s, 0, s, heads, kvh, d,
-                                "bfloat16", "bfloat16", f"{ms:.6g}", src])
-                    print(f"prefill {label:6s} h={heads}/{kvh} b={b} s={s:5d} {ms * 1e3:10.2f} us", flush=True)
-                for b, c in (DECODE[:2] if args.quick else DECODE):
-                    q = torch.randn(b, heads, 1, d, device=dev, dtype=bf16)
-                    kk = torch.randn(b, kvh, c, d, device=dev, dtype=bf16)
-                    vv = torch.randn(b, kvh, c, d, device=dev, dtype=bf16)
-
-                    def run(q=q, kk=kk, vv=vv, backend=backend, gqa=kvh != heads):
-                        with sdpa_kernel([backend]):
-                            return F.scaled_dot_product_attention(q, kk, vv, enable_gqa=gqa)
-                    try:
-                        run()
-                        ms = bench(run)
-                    except RuntimeError as exc:
-                        print(f"decode {label} h={heads}/{kvh} b={b} c={c}: not run ({str(exc)[:80]})")
-                        continue
-                    w.writerow([args.label, "torch", version, f"sdpa_{label}", "generation", b, c - 1, 1, c, heads,
-                                kvh, d, "bfloat16", "bfloat16", f"{ms:.6g}", src])
-                    kv_gb = 2 * b * kvh * c * d * 2 / 1e9
-                    print(f"decode  {label:6s} h={heads}/{kvh} b={b:3d} c={c:5d} {ms * 1e3:10.2f} us "
-                          f"{kv_gb / ms * 1e3:7.0f} GB/s of KV", flush=True)
-                    del q, kk, vv
-                torch.cuda.empty_cache()
-
-    with open(out / f"copy_{args.label}.csv", "w", newline="") as handle:
-        w = csv.writer(handle)
-        w.writerow(["gpu", "bytes", "latency_ms", "gbps_read_plus_write", "src"])
-        for mib in ([64] if args.quick else [16, 64, 256, 1024, 2048]):
-            a = torch.empty(mib << 20, device=dev, dtype=torch.uint8)
-            b = torch.empty_like(a)
-            ms = bench(lambda a=a, b=b: b.copy_(a))
-            gbps = 2 * (mib << 20) / ms / 1e6
-            w.writerow([args.label, mib << 20, f"{ms:.6g}", f"{gbps:.1f}", src])
-            print(f"copy {mib:5d} MiB {ms * 1e3:10.1f} us {gbps:8.0f} GB/s (read + write)", flush=True)
-            del a, b
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = sorted(set(parts) - set(TABLES))
+    if unknown:
+        ap.error(f"--parts: unknown {', '.join(unknown)}; known: {', '.join(TABLES)}")
+    b = Bench(args.label, args.quick)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_env(b, args.out)
+    for part in parts:
+        with open(args.out / f"{FILES[part]}_{args.label}.csv", "w", newline="") as handle:
+            TABLES[part](b, csv.writer(handle))
     return 0
 
 
