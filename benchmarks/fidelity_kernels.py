@@ -151,7 +151,7 @@ def h100_section() -> None:
           "  the same profile with their own datasheet numbers and remain out of sample.\n"
           "  'calibrated' prices random-valued operands (gemm_operand_derate 0.86, measured);\n"
           "  these rows reach the zero-operand regime (825-898 TFLOP/s on large GEMMs), which\n"
-          "  'as fitted' reproduces. benchmarks/fidelity_h100_torch.py checks random-data rows.")
+          "  'as fitted' reproduces. benchmarks/fidelity_torch_measured.py checks random-data rows.")
 
 
 def main() -> int:

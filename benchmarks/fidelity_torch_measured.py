@@ -1,8 +1,9 @@
-"""Fidelity on an H100 the cost model never saw: PyTorch measurements of this team's own.
+"""Fidelity on Hopper GPUs against PyTorch measurements of this team's own (held out).
 
-The shipped H100-SXM profile was fitted on NVIDIA aisimulate's vLLM tables. These tables
-were measured independently, with random-valued operands, on an H100 80GB HBM3 lent to the
-project (benchmarks/data/h100_torch, see its README), by
+The shipped H100-SXM profile was fitted on NVIDIA aisimulate's vLLM tables; it also prices
+the H200-SXM, with the H200's datasheet numbers. These tables were measured independently,
+with random-valued operands, on an H100 80GB HBM3 and on an H200 lent to the project
+(benchmarks/data/h100_torch and h200_torch, see the README there), by
 
 * ``benchmarks/measure_kernels_torch.py`` — isolated GEMMs, attention (cuDNN and
   FlashAttention-2 through ``scaled_dot_product_attention``) and copies, L2 flushed; and
@@ -15,7 +16,7 @@ project (benchmarks/data/h100_torch, see its README), by
 Printed: per family, the number of points and the median and P90 of |error| and the median
 signed error (predicted / measured − 1; negative = the model is faster). Run::
 
-    python benchmarks/fidelity_h100_torch.py
+    python benchmarks/fidelity_torch_measured.py
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ from pathlib import Path
 import labsim
 import numpy as np
 
-DATA = Path(__file__).resolve().parent / "data" / "h100_torch"
+DATA = Path(__file__).resolve().parent / "data"
+#: (preset, folder, table label)
+GPUS = [("H100-SXM", "h100_torch", "h100_sxm_torch"), ("H200-SXM", "h200_torch", "h200_torch")]
+_where = {}
 
 
 def rows(name: str):
-    with open(DATA / name, newline="") as handle:
+    folder, label = _where["folder"], _where["label"]
+    with open(DATA / folder / name.replace("LABEL", label), newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -45,11 +50,11 @@ def report(title: str, pairs) -> None:
 
 def kernels(gpu) -> None:
     gemm = [(int(r["m"]), int(r["n"]), int(r["k"]), float(r["latency_ms"]) * 1e-3)
-            for r in rows("gemm_h100_sxm_torch.csv")]
+            for r in rows("gemm_LABEL.csv")]
     report("GEMM, weight streaming (m <= 64), alone", [(gpu.gemm_time(m, n, k, "bf16"), t) for m, n, k, t in gemm
                                                       if m <= 64])
     graph = [(int(r["m"]), int(r["n"]), int(r["k"]), float(r["latency_ms"]) * 1e-3)
-             for r in rows("gemm_graph_h100_sxm_torch.csv")]
+             for r in rows("gemm_graph_LABEL.csv")]
     report("GEMM, m <= 64, back to back in a CUDA graph", [(gpu.gemm_time(m, n, k, "bf16"), t)
                                                           for m, n, k, t in graph if m <= 64])
     report("GEMM, m 128-256, back to back in a CUDA graph", [(gpu.gemm_time(m, n, k, "bf16"), t)
@@ -58,7 +63,7 @@ def kernels(gpu) -> None:
     report("GEMM, compute-bound (m >= 1024)", [(gpu.gemm_time(m, n, k, "bf16"), t) for m, n, k, t in gemm
                                                if m >= 1024])
     for backend in ("cudnn", "flash2"):
-        att = [r for r in rows("attn_h100_sxm_torch.csv") if r["kernel_source"] == f"sdpa_{backend}"]
+        att = [r for r in rows("attn_LABEL.csv") if r["kernel_source"] == f"sdpa_{backend}"]
         pre, dec = [], []
         for r in att:
             b, s, h, kvh, d = (int(r[k]) for k in ("batch_size", "seq_len", "num_heads", "num_key_value_heads",
@@ -74,7 +79,7 @@ def kernels(gpu) -> None:
         report(f"prefill attention, >= 1024 tokens ({backend})", pre)
         report(f"decode attention, >= 16 K tokens of KV ({backend})", dec)
     copies = [(gpu.memcpy_time(int(r["bytes"]), "d2d"), float(r["latency_ms"]) * 1e-3)
-              for r in rows("copy_h100_sxm_torch.csv") if int(r["bytes"]) >= 256 << 20]
+              for r in rows("copy_LABEL.csv") if int(r["bytes"]) >= 256 << 20]
     report("device-to-device copy, >= 256 MiB", copies)
 
 
@@ -86,7 +91,7 @@ def steps(gpu) -> None:
     graphs = StepPricer(model, gpu, dtype="bf16", kv_dtype="bf16", graph_sizes=capture_sizes(1024, 8192))
     eager = StepPricer(model, gpu, dtype="bf16", kv_dtype="bf16", graph_sizes=[])
     decode, prefill = [], []
-    for r in rows("step_h100_sxm_torch.csv"):
+    for r in rows("step_LABEL.csv"):
         b, n, ctx, t = int(r["batch"]), int(r["new_tokens"]), int(r["context"]), float(r["latency_ms"]) * 1e-3
         if r["phase"] == "decode":
             decode.append((graphs.step_time((), b, b * (ctx + 1)), t))
@@ -101,11 +106,14 @@ def steps(gpu) -> None:
 
 
 def main() -> int:
-    gpu = labsim.device("H100-SXM")
-    print(f"H100-SXM ({gpu.profile_info.get('name')} profile) against PyTorch on an H100 80GB HBM3")
-    print(f"  {'family':46s} {'n':>4s}  {'median':>7s} {'P90':>7s}  {'signed':>7s}")
-    kernels(gpu)
-    steps(gpu)
+    for preset, folder, label in GPUS:
+        _where.update(folder=folder, label=label)
+        gpu = labsim.device(preset)
+        measured = (DATA / folder / f"env_{label}.txt").read_text().splitlines()[0].split(": ", 1)[1]
+        print(f"\n{preset} ({gpu.profile_info.get('name')} profile) against PyTorch on an {measured}")
+        print(f"  {'family':46s} {'n':>4s}  {'median':>7s} {'P90':>7s}  {'signed':>7s}")
+        kernels(gpu)
+        steps(gpu)
     print("  A GEMM of m <= 64 timed alone pays a launch ramp and tail that back-to-back kernels in\n"
           "  a CUDA graph hide, as in a decode step; attention rows are PyTorch's kernels, not vLLM's\n"
           "  FlashAttention-3, which the profile was fitted on.")
