@@ -85,7 +85,8 @@ CONFIG_SCHEMA = {
         "enable_block_reuse": {"type": "boolean", "default": True,
                                "description": "KV-cache block reuse across requests (prefix caching)."},
         "disable_overlap_scheduler": {"type": "boolean", "default": False,
-                                      "description": "Turn off the overlap scheduler (on by default)."},
+                                      "description": "Turn off the overlap scheduler (on by default; "
+                                      "pipeline parallelism runs a loop without it)."},
         "cuda_graph": {"type": "boolean", "default": True,
                        "description": "CUDA graphs for decode-only batches (cuda_graph_config)."},
         "cuda_graph_padding": {"type": "boolean", "default": False,

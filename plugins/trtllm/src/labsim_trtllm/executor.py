@@ -35,6 +35,14 @@ docs/engine_behaviour.md (TensorRT-LLM §1–§2) describes it:
   extra (discarded) decode step in *k + 1*; its blocks are freed after *k*.
   The CPU work is hidden: a step lasts ``max(GPU, CPU)``. Without overlap,
   the loop is schedule → run → update and a step lasts ``GPU + CPU``.
+* **Pipeline parallelism** (``PyExecutor._executor_loop_pp``). With
+  ``pipeline_parallel_size`` P the executor keeps up to P micro-batches in
+  flight. Each pass schedules one from the requests not already in flight
+  (same capacity and micro-batch schedulers, one KV cache). It then waits for
+  the oldest micro-batch only if P are in flight, and applies its results.
+  This loop has no overlap scheduler. A
+  :class:`~labsim_llm.engine.pipeline.StagePipeline` times the micro-batches:
+  the CPU work, then each stage's share of the GPU time.
 
 Every duration comes from :class:`labsim_trtllm.pricing.TrtStepPricer`.
 """
@@ -45,13 +53,15 @@ import math
 from collections import deque
 
 from labsim_llm.engine.kv_cache import BlockPool, block_keys
+from labsim_llm.engine.pipeline import StagePipeline
 
 
 class Seq:
     """The executor's state of one request."""
 
     __slots__ = ("req", "ctx_len", "computed", "out", "planned", "target", "need_total", "keys",
-                 "hashed", "held", "n_reg", "last_token", "warm", "admitted", "finished", "epoch")
+                 "hashed", "held", "n_reg", "last_token", "warm", "admitted", "finished", "epoch",
+                 "inflight")
 
     def __init__(self, req, warm: bool, need_total: int):
         self.req = req
@@ -70,6 +80,7 @@ class Seq:
         self.admitted = False
         self.finished = False
         self.epoch = 0                         # bumped by a pause: in-flight work is void for the cache
+        self.inflight = False                  # in a micro-batch still in flight (pipeline parallelism)
 
 
 class Step:
@@ -104,7 +115,11 @@ class Replica:
         self.chunked = cfg["enable_chunked_prefill"]
         self.max_batch = cfg["max_batch_size"]
         self.max_tokens = cfg["max_num_tokens"]
-        self.overlap = not cfg["disable_overlap_scheduler"]
+        #: micro-batches in flight at once: the pipeline's stages (1 without pipeline parallelism)
+        self.pp = int(cfg["pipeline_parallel_size"])
+        self.pipeline = StagePipeline(self.pp) if self.pp > 1 else None
+        # the PP loop has no overlap scheduler
+        self.overlap = not cfg["disable_overlap_scheduler"] and self.pp == 1
         self.lookahead = 2 if self.overlap else 1
         self.extra_token = 1 if self.overlap else 0
         self.warm_up = owner.metrics.warm_up
@@ -125,7 +140,7 @@ class Replica:
         return -(-(prompt + max_new + self.extra_token) // self.tpb)
 
     def start(self) -> None:
-        self.process = self.env.process(self._loop())
+        self.process = self.env.process(self._loop() if self.pipeline is None else self._loop_pp())
 
     def submit(self, req) -> None:
         req.replica = self.index
@@ -244,9 +259,12 @@ class Replica:
         budget = self.max_tokens
         gens, contexts = [], []
         fresh = set()
+        pp = self.pp > 1
         for s in approved:
             if len(gens) + len(contexts) >= self.max_batch:
                 break
+            if pp and s.inflight:
+                continue                       # its previous micro-batch has not come back
             if s.computed >= s.ctx_len:
                 if s.planned > s.target:
                     continue
@@ -352,9 +370,10 @@ class Replica:
         flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
         used = self.pool.num_used
         waiting = len(self.queue) + sum(1 for s in self.active if s.computed == 0)
+        busy = self.pipeline.busy(step.start, end) if self.pipeline is not None else None
         self.metrics.step(self.index, step.start, end - step.start, 1, tokens, len(step.chunks),
                           step.decodes, len(self.active), waiting, used, flops, nbytes,
-                          used * (end - step.start))
+                          used * (end - step.start), busy)
         if finished:
             self._finish(finished, end)
 
@@ -400,6 +419,37 @@ class Replica:
                 cur = nxt
             else:
                 cur = None
+
+    def _loop_pp(self):
+        """The pipeline-parallel loop: up to ``pp`` micro-batches in flight."""
+        env, pricer = self.env, self.pricer
+        inflight: deque[Step] = deque()
+        while True:
+            if len(inflight) < self.pp and (self.active or self.queue):
+                step = self.schedule()
+                if step.entries:
+                    step.start = max(self.clock, env.now)
+                    step.end = self.pipeline.run(step.start, pricer.cpu_time(step.chunks, step.decodes),
+                                                 pricer.gpu_time(step.chunks, step.decodes, step.decode_ctx))
+                    for e in step.entries:
+                        e[0].inflight = True
+                    inflight.append(step)
+                    continue
+                if not inflight:
+                    raise RuntimeError("TensorRT-LLM replica formed an empty iteration with work "
+                                       "pending and nothing in flight")
+            if inflight:
+                step = inflight.popleft()
+                yield env.timeout(max(0.0, step.end - env.now))
+                self.clock = step.end
+                for e in step.entries:
+                    e[0].inflight = False
+                self._commit(step)
+                continue
+            self._wake = env.event()
+            yield self._wake
+            self._wake = None
+            self.clock = max(self.clock, env.now)
 
 
 __all__ = ["Replica", "Seq", "Step"]

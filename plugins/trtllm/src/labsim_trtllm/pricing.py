@@ -53,6 +53,10 @@ class TrtStepPricer:
         pricer = self.graph if self.uses_graph(chunks, num_decodes) else self.eager
         return pricer.step_time(chunks, num_decodes, decode_context) * self.scale
 
+    def cpu_time(self, chunks, num_decodes: int = 0) -> float:
+        """Seconds of the executor's CPU work for one iteration (scheduling, bookkeeping)."""
+        return self.cpu + self.cpu_per_req * (len(chunks) + num_decodes)
+
     def step_time(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> float:
         """Seconds from the start of this iteration to the start of the next."""
         gpu = self.gpu_time(chunks, num_decodes, decode_context)
