@@ -243,3 +243,21 @@ def test_frontend_latency_adds_the_api_server_cost_to_ttft_only():
         # at low load the engine sees each request at a slightly later time; the queue is empty
         assert a["ttft_ms"] == pytest.approx(b["ttft_ms"] + extra * 1e3, abs=0.6 * b["ttft_ms"])
         assert a["ttft_ms"] > b["ttft_ms"]
+
+
+def test_a_follow_up_turn_reuses_the_previous_answer_blocks():
+    """At release TensorRT-LLM stores the prompt *and* generated blocks (all but the last
+    token): the next turn of a conversation reuses the previous prompt and answer, up to its
+    own last prompt token (matching uses prompt − 1 tokens, whole 32-token blocks)."""
+    conv = {"conversational_probability": 1.0, "max_turns": 2,
+            "think_time_dist_config": {"type": "Constant", "value": 0.2}}
+    table = rows(labsim.run(experiment(rate=2, duration=8, profile=conv)))
+    by_session = {}
+    for r in table:
+        by_session.setdefault(r["session_id"], {})[r["turn"]] = r
+    pairs = [(t[0], t[1]) for t in by_session.values() if 0 in t and 1 in t]
+    assert len(pairs) > 5
+    for first, second in pairs:
+        stored = (first["prompt_tokens"] + first["output_tokens"] - 1) // 32
+        matchable = (second["prompt_tokens"] - 1) // 32
+        assert second["cached_prompt_tokens"] == min(stored, matchable) * 32

@@ -345,6 +345,20 @@ class Replica:
                 s.hashed.append(key)
             s.n_reg += 1
 
+    def _store_output(self, s: Seq) -> None:
+        """At release TensorRT-LLM stores the sequence's full blocks, prompt *and* generated
+        tokens (all but the last token, whose KV was never computed), for reuse
+        (``kvCacheManager.cpp``, ``storeBlocksForReuse``). A conversation's next turn, whose
+        prompt carries this answer (``Request.output_id``), then finds them as its prefix."""
+        req = s.req
+        keys = block_keys((*req.segments, (req.output_id, s.out)), self.tpb)
+        full = min((req.prompt_tokens + s.out - 1) // self.tpb, len(keys), s.held)
+        pool = self.pool
+        start = max(s.n_reg, len(s.keys or ()))   # prompt blocks were registered as they filled
+        for key in keys[start:full]:
+            if pool.register(key):
+                s.hashed.append(key)
+
     def _commit(self, step: Step) -> None:
         end = step.end
         finished = []
@@ -382,6 +396,8 @@ class Replica:
             s.finished = True
         self.active = [s for s in self.active if not s.finished]
         for s in finished:
+            if self.reuse and s.req.output_id >= 0:
+                self._store_output(s)
             self.pool.free(s.hashed, s.held - len(s.hashed))
             s.hashed = []
             s.held = 0
