@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from labsim.errors import ConfigError, LabsimError
+from labsim_llm.workloads.turns import consecutive_turns
 from labsim_vllm.plugin import VLLM
 
 
@@ -166,11 +167,7 @@ def test_a_follow_up_turn_hits_the_previous_answer_blocks():
     finds the previous prompt *and answer* in the cache (all but the last partial block)."""
     conv = {"conversational_probability": 1.0, "max_turns": 2,
             "think_time_dist_config": {"type": "Constant", "value": 0.2}}
-    table = rows(labsim.run(experiment(rate=2, duration=6, profile=conv)))
-    by_session = {}
-    for r in table:
-        by_session.setdefault(r["session_id"], {})[r["turn"]] = r
-    pairs = [(t[0], t[1]) for t in by_session.values() if 0 in t and 1 in t]
+    pairs = consecutive_turns(rows(labsim.run(experiment(rate=2, duration=6, profile=conv))))
     assert len(pairs) > 5
     for first, second in pairs:
         carried = first["prompt_tokens"] + first["output_tokens"] - 1   # KV computed for turn 0
