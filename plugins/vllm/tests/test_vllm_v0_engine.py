@@ -117,3 +117,14 @@ def test_every_request_finishes_once_within_kv_capacity(rate, prompt, output, st
         assert r["arrival_s"] <= r["first_scheduled_s"] < r["first_token_s"] <= r["finish_s"]
     cap = result.summary["frameworks"]["v"]["kv_cache"]["capacity_blocks_per_replica"]
     assert max(s["kv_blocks_used"] for s in result.table("steps")) <= cap
+
+
+def test_pipeline_parallelism_turns_async_output_processing_off():
+    """vLLM 0.6-0.7 (ModelConfig.verify_async_output_proc) disables it under PP."""
+    cfg = resolve({"model": "m", "engine_version": "v0", "max_model_len": 4096, "pipeline_parallel_size": 2},
+                  _Model(), _Device())
+    assert cfg["async_output_processing"] is False
+    bad = experiment()
+    bad["frameworks_to_test"][0]["config"].update(pipeline_parallel_size=2, async_output_processing=True)
+    with pytest.raises(LabsimError, match="pipeline parallelism"):
+        labsim.run(bad)

@@ -61,7 +61,8 @@ CONFIG_SCHEMA = {
                                     "description": "v0 only (vLLM 0.6 async output processor, on unless "
                                     "--disable-async-output-proc): a step's tokens are processed while "
                                     "the next step runs, so they reach the client when it ends. null = "
-                                    "on in v0; v1 has no such lag."},
+                                    "on in v0 without pipeline parallelism (vLLM turns it off under PP); "
+                                    "v1 has no such lag."},
         "cuda_graph": {"type": "boolean", "default": True,
                        "description": "CUDA graphs (vLLM 0.11 FULL_AND_PIECEWISE); false = --enforce-eager."},
         "fast_forward": {"type": "boolean", "default": True,
@@ -120,11 +121,17 @@ def resolve(config: dict, model, device) -> dict:
         cfg["enable_chunked_prefill"] = cfg["max_model_len"] > V0_CHUNKED_ABOVE_LEN if v0 else True
     if cfg["enable_prefix_caching"] is None:
         cfg["enable_prefix_caching"] = not v0
+    pp = cfg["pipeline_parallel_size"] > 1
     if cfg["async_output_processing"] is None:
-        cfg["async_output_processing"] = v0
+        # ModelConfig.verify_async_output_proc: "Async output processing can not be enabled with
+        # pipeline parallel" (vLLM 0.6-0.7, which then turns it off)
+        cfg["async_output_processing"] = v0 and not pp
     elif cfg["async_output_processing"] and not v0:
         raise UsageError("async_output_processing is a vLLM V0 feature: set engine_version: v0 "
                          "or leave async_output_processing out")
+    elif cfg["async_output_processing"] and pp:
+        raise UsageError("async_output_processing: vLLM V0 turns it off under pipeline parallelism "
+                         f"(pipeline_parallel_size {cfg['pipeline_parallel_size']}); leave it out or set false")
     tokens, seqs = V0_BATCH_DEFAULTS if v0 else batch_defaults(device)
     if cfg["max_num_batched_tokens"] is None:
         if cfg["enable_chunked_prefill"]:
