@@ -173,3 +173,15 @@ def test_a_replica_larger_than_the_topology_is_refused_with_the_fix():
     cfg["hardware_profile"]["topology"] = {"type": "dgx-h100", "nodes": 2}
     cfg["frameworks_to_test"][0]["config"]["max_model_len"] = 4096
     assert labsim.run(cfg).summary["frameworks"]["v"]["gpu"]["num_gpus"] == 16
+
+
+def test_v0_pipeline_reports_the_kv_blocks_of_every_virtual_engine():
+    """V0 splits the blocks among its virtual engines; the steps table and the KV figures count
+    the whole replica, so a saturated run fills close to all of it."""
+    result = labsim.run(_offline("Llama-3.1-8B", 400, {"engine_version": "v0", "pipeline_parallel_size": 2,
+                                                        "gpu_memory_utilization": 0.3}))
+    s = result.summary["frameworks"]["v"]
+    cap = s["kv_cache"]["capacity_blocks_per_replica"]
+    peak = max(r["kv_blocks_used"] for r in result.table("steps"))
+    assert cap // 2 < peak <= cap
+    assert s["kv_cache"]["peak_utilization"] > 0.5

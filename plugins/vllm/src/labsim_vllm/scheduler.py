@@ -716,7 +716,8 @@ class Replica:
 
     def _record(self, step: Step, start: float, end: float) -> None:
         flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
-        used = self.pool.num_used
+        # the replica's KV cache: under PP every engine's pool (V0 splits the blocks among them)
+        used = self.pool.num_used if self.peers is None else self.peers.kv_blocks_used()
         busy = self.pipeline.busy(start, end) if self.pipeline is not None else None
         self.metrics.step(self.index, start, end - start, 1, step.tokens, len(step.chunks),
                           step.decodes, self._num_running(), len(self.waiting), used, flops,

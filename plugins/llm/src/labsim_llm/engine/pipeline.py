@@ -75,8 +75,8 @@ class PipelinedReplica:
     """One pipeline-parallel replica as the router sees it: *engines* (one per batch in flight)
     that share a KV cache and a :class:`StagePipeline`.
 
-    Each engine needs ``index``, ``outstanding``, ``start()``, ``submit(request)`` and
-    ``pending()``; an engine that has work but cannot form a batch because the others hold
+    Each engine needs ``index``, ``outstanding``, ``start()``, ``submit(request)``,
+    ``pending()`` and ``pool`` (its KV cache, for :meth:`kv_blocks_used`); an engine that has work but cannot form a batch because the others hold
     the KV blocks waits on :meth:`changed`, which fires after any engine's batch ends.
     """
 
@@ -101,6 +101,11 @@ class PipelinedReplica:
     def submit(self, request) -> None:
         """Hand *request* to the engine with the fewest requests (the first of equals)."""
         min(self.engines, key=lambda e: e.outstanding).submit(request)
+
+    def kv_blocks_used(self) -> int:
+        """KV blocks in use on the replica: each distinct pool of the engines counted once (one
+        shared pool, or one per engine when the blocks are split among them)."""
+        return sum({id(e.pool): e.pool.num_used for e in self.engines}.values())
 
     def pending(self) -> list:
         """Every request still on one of the engines."""
