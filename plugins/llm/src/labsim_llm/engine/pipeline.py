@@ -73,11 +73,12 @@ class StagePipeline:
 
 class PipelinedReplica:
     """One pipeline-parallel replica as the router sees it: *engines* (one per batch in flight)
-    that share a KV cache and a :class:`StagePipeline`.
+    that share a :class:`StagePipeline` and one KV cache (or split one among them).
 
     Each engine needs ``index``, ``outstanding``, ``start()``, ``submit(request)``,
-    ``pending()`` and ``pool`` (its KV cache, for :meth:`kv_blocks_used`); an engine that has work but cannot form a batch because the others hold
-    the KV blocks waits on :meth:`changed`, which fires after any engine's batch ends.
+    ``pending()`` and ``pool`` (its KV cache, for :meth:`kv_blocks_used`). An engine that
+    has work but cannot form a batch because the others hold the KV blocks waits on
+    :meth:`changed`, which fires after any engine's batch ends.
     """
 
     def __init__(self, env, engines: list):
