@@ -78,6 +78,12 @@ def kernels(gpu) -> None:
                                                num_kv_heads=kvh, head_dim=d), t))
         report(f"prefill attention, >= 1024 tokens ({backend})", pre)
         report(f"decode attention, >= 16 K tokens of KV ({backend})", dec)
+    fp8 = DATA / _where["folder"] / f"gemm_operands_fp8_{_where['label']}.csv"
+    if fp8.exists():
+        with open(fp8, newline="") as handle:
+            report("FP8 GEMM (torch._scaled_mm), compute-bound", [
+                (gpu.gemm_time(int(r["m"]), int(r["n"]), int(r["k"]), "fp8"), float(r["latency_ms"]) * 1e-3)
+                for r in csv.DictReader(handle) if r["operands"] == "random"])
     copies = [(gpu.memcpy_time(int(r["bytes"]), "d2d"), float(r["latency_ms"]) * 1e-3)
               for r in rows("copy_LABEL.csv") if int(r["bytes"]) >= 256 << 20]
     report("device-to-device copy, >= 256 MiB", copies)
