@@ -379,7 +379,10 @@ class Replica:
             if s.out >= s.target:
                 finished.append(s)
         if gaps:
-            self.metrics.itl.add(gaps)
+            if gaps.count(gaps[0]) == len(gaps):       # the usual step: every stream waited as long
+                self.metrics.itl.add_uniform(gaps[0], len(gaps))
+            else:
+                self.metrics.itl.add(gaps)
         tokens = sum(e[1] for e in step.entries)
         flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
         used = self.pool.num_used
