@@ -86,14 +86,14 @@ class Seq:
 class Step:
     """One iteration: ``(seq, tokens, computed_before, emits_token, epoch, is_context)`` entries."""
 
-    __slots__ = ("entries", "chunks", "decodes", "decode_ctx", "start", "end")
+    __slots__ = ("entries", "chunks", "decodes", "decode_ctx", "tokens", "start", "end")
 
-    def __init__(self, entries):
+    def __init__(self, entries, chunks, decodes: int, decode_ctx: int):
         self.entries = entries
-        self.chunks = [(n, before) for _, n, before, _, _, ctx in entries if ctx]
-        gens = [before for _, n, before, _, _, ctx in entries if not ctx]
-        self.decodes = len(gens)
-        self.decode_ctx = sum(gens) + len(gens)
+        self.chunks = chunks                   # (new tokens, computed before) of the context entries
+        self.decodes = decodes
+        self.decode_ctx = decode_ctx           # Σ context of the generation entries, new token included
+        self.tokens = decodes + sum(n for n, _ in chunks)
         self.start = self.end = 0.0
 
 
@@ -166,7 +166,9 @@ class Replica:
         for s in self.active:
             if s.computed > 0:
                 started.append(s)
-                available -= max(0, s.need_total - s.held)
+                rest = s.need_total - s.held
+                if rest > 0:
+                    available -= rest
             else:
                 pending.append(s)
         approved = started[: self.max_batch]
@@ -260,8 +262,9 @@ class Replica:
         gens, contexts = [], []
         fresh = set()
         pp = self.pp > 1
+        room = self.max_batch                  # entries the iteration may still take
         for s in approved:
-            if len(gens) + len(contexts) >= self.max_batch:
+            if room <= 0:
                 break
             if pp and s.inflight:
                 continue                       # its previous micro-batch has not come back
@@ -271,6 +274,7 @@ class Replica:
                 if budget < 1:
                     break
                 gens.append(s)
+                room -= 1
                 budget -= 1
                 continue
             if s.computed == 0:
@@ -286,6 +290,7 @@ class Replica:
                     break
                 budget -= rest
             contexts.append([s, rest])
+            room -= 1
         if self.chunked and contexts and sum(n for _, n in contexts) > budget:
             cap = budget
             kept = []
@@ -304,14 +309,19 @@ class Replica:
     def _allocate(self, gens, contexts) -> Step:
         tpb = self.tpb
         entries = []
+        append = entries.append
+        decode_ctx = 0
         for s in gens:
-            need = -(-(s.computed + 1) // tpb) - s.held
+            before = s.computed
+            need = -(-(before + 1) // tpb) - s.held
             if need > 0:
                 self._take(need)
                 s.held += need
-            entries.append((s, 1, s.computed, True, s.epoch, False))
-            s.computed += 1
+            append((s, 1, before, True, s.epoch, False))
+            s.computed = before = before + 1
+            decode_ctx += before
             s.planned += 1
+        chunks = []
         for s, n in contexts:
             need = -(-(s.computed + n) // tpb) - s.held
             if need > 0:
@@ -322,8 +332,9 @@ class Replica:
             emits = s.computed >= s.ctx_len
             if emits:
                 s.planned += 1
-            entries.append((s, n, before, emits, s.epoch, True))
-        return Step(entries)
+            append((s, n, before, emits, s.epoch, True))
+            chunks.append((n, before))
+        return Step(entries, chunks, len(gens), decode_ctx)
 
     def _take(self, n: int) -> None:
         if n > self.pool.num_free:
@@ -383,10 +394,10 @@ class Replica:
                 self.metrics.itl.add_uniform(gaps[0], len(gaps))
             else:
                 self.metrics.itl.add(gaps)
-        tokens = sum(e[1] for e in step.entries)
+        tokens = step.tokens
         flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
         used = self.pool.num_used
-        waiting = len(self.queue) + sum(1 for s in self.active if s.computed == 0)
+        waiting = len(self.queue) + [s.computed for s in self.active].count(0)
         busy = self.pipeline.busy(step.start, end) if self.pipeline is not None else None
         self.metrics.step(self.index, step.start, end - step.start, 1, tokens, len(step.chunks),
                           step.decodes, len(self.active), waiting, used, flops, nbytes,
