@@ -185,3 +185,11 @@ def test_v0_pipeline_reports_the_kv_blocks_of_every_virtual_engine():
     peak = max(r["kv_blocks_used"] for r in result.table("steps"))
     assert cap // 2 < peak <= cap
     assert s["kv_cache"]["peak_utilization"] > 0.5
+
+
+def test_pipeline_steps_report_the_whole_replica():
+    """Each step row counts the running and waiting requests of every engine of the replica."""
+    result = labsim.run(_offline("Llama-3.1-8B", 300, {"pipeline_parallel_size": 2, "max_num_seqs": 64}))
+    steps = result.table("steps")
+    assert max(r["running"] for r in steps) == 64          # both engines' 32, not one engine's
+    assert steps[0]["waiting"] + steps[0]["running"] >= 290

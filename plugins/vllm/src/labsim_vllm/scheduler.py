@@ -716,12 +716,14 @@ class Replica:
 
     def _record(self, step: Step, start: float, end: float) -> None:
         flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
-        # the replica's KV cache: under PP every engine's pool (V0 splits the blocks among them)
-        used = self.pool.num_used if self.peers is None else self.peers.kv_blocks_used()
-        busy = self.pipeline.busy(start, end) if self.pipeline is not None else None
+        if self.peers is None:
+            used, running, waiting, busy = self.pool.num_used, self._num_running(), len(self.waiting), None
+        else:
+            # the whole replica under PP: every engine's requests and KV blocks (V0 splits the blocks)
+            used, running, waiting = self.peers.kv_blocks_used(), *self.peers.queue_lengths()
+            busy = self.pipeline.busy(start, end)
         self.metrics.step(self.index, start, end - start, 1, step.tokens, len(step.chunks),
-                          step.decodes, self._num_running(), len(self.waiting), used, flops,
-                          nbytes, used * (end - start), busy)
+                          step.decodes, running, waiting, used, flops, nbytes, used * (end - start), busy)
 
     def _finish(self, finished, end: float) -> None:
         """Free and report requests already taken out of the running ones."""

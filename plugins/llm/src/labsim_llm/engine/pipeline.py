@@ -76,7 +76,8 @@ class PipelinedReplica:
     that share a :class:`StagePipeline` and one KV cache (or split one among them).
 
     Each engine needs ``index``, ``outstanding``, ``start()``, ``submit(request)``,
-    ``pending()`` and ``pool`` (its KV cache, for :meth:`kv_blocks_used`). An engine that
+    ``pending()``, ``waiting`` (its queue) and ``pool`` (its KV cache), the last two for the
+    replica-wide figures of :meth:`queue_lengths` and :meth:`kv_blocks_used`. An engine that
     has work but cannot form a batch because the others hold the KV blocks waits on
     :meth:`changed`, which fires after any engine's batch ends.
     """
@@ -107,6 +108,12 @@ class PipelinedReplica:
         """KV blocks in use on the replica: each distinct pool of the engines counted once (one
         shared pool, or one per engine when the blocks are split among them)."""
         return sum({id(e.pool): e.pool.num_used for e in self.engines}.values())
+
+    def queue_lengths(self) -> tuple[int, int]:
+        """(running, waiting) requests over all the engines (from each one's ``outstanding``
+        and ``waiting`` queue)."""
+        waiting = sum(len(e.waiting) for e in self.engines)
+        return self.outstanding - waiting, waiting
 
     def pending(self) -> list:
         """Every request still on one of the engines."""
