@@ -60,6 +60,11 @@ CASES = {
                      vllm={**TIGHT, "engine_version": "v0"}),
     "v0-multi-step": experiment(rate=25, duration=3, vllm={"engine_version": "v0", "num_scheduler_steps": 8,
                                                            "max_model_len": 4096}),
+    # async scheduling: steps formed one step ahead, arrivals on a busy engine a step later
+    "async-preemption": experiment(rate=200, duration=0.4, prompt=1500, output=600,
+                                   vllm={**TIGHT, "async_scheduling": True}),
+    "async-prefix-cache": experiment(rate=8, duration=5, prompt=300, profile=CONV,
+                                     vllm={**TIGHT, "block_size": 8, "async_scheduling": True}),
     # pipeline parallelism: batches of several engines in flight over one KV cache (v1) or split ones (v0)
     # (so little KV cache that an engine waits while the other holds every block)
     "pp2-shared-kv": experiment(rate=300, duration=0.6, prompt=1500, output=400,

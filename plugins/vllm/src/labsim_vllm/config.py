@@ -63,6 +63,12 @@ CONFIG_SCHEMA = {
                                     "the next step runs, so they reach the client when it ends. null = "
                                     "on in v0 without pipeline parallelism (vLLM turns it off under PP); "
                                     "v1 has no such lag."},
+        "async_scheduling": {"type": "boolean", "default": False,
+                             "description": "v1 only: vLLM's --async-scheduling (off by default in 0.10/0.11, on "
+                             "by default in later releases, vllm#27614). The engine core schedules the next "
+                             "step while the GPU runs the current one: the step CPU overhead is hidden (a step "
+                             "lasts max(GPU, CPU)), and a request that reaches a busy engine starts one step "
+                             "later."},
         "cuda_graph": {"type": "boolean", "default": True,
                        "description": "CUDA graphs (vLLM 0.11 FULL_AND_PIECEWISE); false = --enforce-eager."},
         "fast_forward": {"type": "boolean", "default": True,
@@ -132,6 +138,12 @@ def resolve(config: dict, model, device) -> dict:
     elif cfg["async_output_processing"] and pp:
         raise UsageError("async_output_processing: vLLM V0 turns it off under pipeline parallelism "
                          f"(pipeline_parallel_size {cfg['pipeline_parallel_size']}); leave it out or set false")
+    if cfg["async_scheduling"] and v0:
+        raise UsageError("async_scheduling is a vLLM v1 feature (engine_version: v1); V0 overlaps CPU "
+                         "work with async_output_processing instead")
+    if cfg["async_scheduling"] and pp:
+        raise UsageError("async_scheduling with pipeline_parallel_size > 1: vLLM 0.11 refuses the "
+                         "combination; leave one of them out")
     tokens, seqs = V0_BATCH_DEFAULTS if v0 else batch_defaults(device)
     if cfg["max_num_batched_tokens"] is None:
         if cfg["enable_chunked_prefill"]:

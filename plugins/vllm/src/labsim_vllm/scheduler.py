@@ -70,7 +70,7 @@ class Seq:
     """
 
     __slots__ = ("req", "num_tokens", "computed", "out", "target", "keys", "hashed", "held",
-                 "n_reg", "last_token", "warm", "admitted", "no", "g", "dref")
+                 "n_reg", "last_token", "warm", "admitted", "no", "g", "dref", "t_in")
 
     def __init__(self, req, warm: bool):
         self.req = req
@@ -88,6 +88,7 @@ class Seq:
         self.no = -1                              # place in the running order (admission count)
         self.g = -1                               # group step it joined the decode group at
         self.dref = None                          # its deferred cache registration, if any
+        self.t_in = 0.0                           # when it reached the engine
 
 
 class Step:
@@ -161,8 +162,13 @@ class Replica:
         self.max_tokens = cfg["max_num_batched_tokens"]
         self.overhead = cfg["step_overhead_s"] + cfg["scheduler_iteration_delay_s"]
         self.overhead_per_req = cfg["step_overhead_per_request_s"]
-        #: a span of decode steps assumes no other batch shares the GPUs
-        self.fast_forward = cfg["fast_forward"] and pipeline is None
+        #: vLLM's async scheduling: the next step is formed while the GPU runs this one, so its
+        #: CPU work is hidden and it sees only the requests that were there when this one began
+        self.async_sched = bool(cfg.get("async_scheduling"))
+        #: requests that reached the engine after this time wait for the step after next
+        self._cutoff = math.inf
+        #: a span of decode steps assumes no other batch shares the GPUs and no admission lag
+        self.fast_forward = cfg["fast_forward"] and pipeline is None and not self.async_sched
         #: vLLM 0.6 multi-step scheduling (a no-op at the default of one step)
         self.gate = MultiStepGate(cfg["num_scheduler_steps"])
         #: the API server's delay of every streamed token (first and last alike)
@@ -224,7 +230,9 @@ class Replica:
     def submit(self, req) -> None:
         """Queue an admitted request (the framework has checked its length)."""
         req.replica = self.index
-        self.waiting.append(Seq(req, req.arrival_s >= self.warm_up))
+        seq = Seq(req, req.arrival_s >= self.warm_up)
+        seq.t_in = self.env.now
+        self.waiting.append(seq)
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
         elif self._arrival is not None and not self._arrival.triggered:
@@ -516,8 +524,11 @@ class Replica:
         pool = self.pool
         bs = self.block_size
         skipped = []
+        cutoff = self._cutoff
         while waiting and budget > 0 and others + len(running) < self.max_seqs:
             seq = waiting[0]
+            if seq.t_in > cutoff:
+                break               # async scheduling: this step was formed before it arrived
             hits = self._hits(seq) if self.caching else []
             hit_tokens = len(hits) * bs
             n = seq.num_tokens - hit_tokens
@@ -862,6 +873,8 @@ class Replica:
         step_time = self.pricer.step_time
         overhead, per_req = self.overhead, self.overhead_per_req
         pipeline = self.pipeline
+        async_sched = self.async_sched
+        prev_start = math.inf       # start of the step that just ended (async scheduling's cut-off)
         while True:
             if self._lag_first or self._lag_done:
                 if not self._num_running() and not self.waiting:
@@ -872,8 +885,16 @@ class Replica:
                 yield self._wake
                 self._wake = None
                 self.clock = max(self.clock, env.now)
+                prev_start = math.inf   # nothing in flight: the next step is formed now
                 continue
+            if async_sched:
+                # vLLM formed this step when the previous one began (its batch queue holds two)
+                self._cutoff = prev_start
             step = self.schedule()
+            if async_sched and not step.entries and not step.group and prev_start < math.inf:
+                # nothing could be formed then, so vLLM forms it now, with whoever is waiting
+                self._cutoff = prev_start = math.inf
+                step = self.schedule()
             chunks = step.chunks
             if not step.entries and not step.group:
                 if self.peers is None:
@@ -883,11 +904,14 @@ class Replica:
                 continue
             if multi:
                 gate.advance(bool(chunks))
-            start = self.clock
+            start = prev_start = self.clock
             decodes = step.decodes
-            # _price, inlined
-            dt = (step_time(chunks, decodes, step.decode_ctx) + overhead
-                  + per_req * (len(chunks) + decodes))
+            if async_sched:     # the CPU work runs while the GPU does
+                dt = max(step_time(chunks, decodes, step.decode_ctx), overhead + per_req * (len(chunks) + decodes))
+            else:
+                # _price, inlined
+                dt = (step_time(chunks, decodes, step.decode_ctx) + overhead
+                      + per_req * (len(chunks) + decodes))
             if (self.fast_forward and step.group and not step.entries and not self._special
                     and self._list is None and not self._lag_first and not self._lag_done):
                 span = self._span(step)
