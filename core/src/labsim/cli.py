@@ -173,12 +173,13 @@ def run(experiment, out_dir, overrides, seed, as_json):
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="As for `labsim run`.")
 def validate(experiment, overrides):
-    """Check EXPERIMENT against the composed schema without running it."""
-    from labsim.orchestrator import load_experiment
-    from labsim.validation import validate as check
+    """Check EXPERIMENT without running it: the composed schema, then every plugin's own checks
+    of its settings (a model that does not fit, a replica larger than the topology ...)."""
+    from labsim.orchestrator import Orchestrator, load_experiment
 
-    registry = get_registry()
-    data = check(load_experiment(experiment, overrides), registry)
+    orchestrator = Orchestrator(load_experiment(experiment, overrides), get_registry())
+    orchestrator.check()     # the plugins' own checks of their settings, as a run makes them
+    data = orchestrator.data
     names = ", ".join(f"{f['name']} ({f['type']})" for f in data["frameworks_to_test"])
     click.echo(f"{experiment}: valid. Frameworks: {names}.")
 

@@ -184,7 +184,16 @@ class Orchestrator:
         )
         return result
 
-    def _simulate(self, sinks) -> Result:
+    def check(self) -> None:
+        """Build the experiment's hardware, frameworks and workload without running it, so that
+        every check their plugins make on their settings runs (``labsim validate``).
+
+        :raises LabsimError: the first problem found, as a run would report it.
+        """
+        self._build([])
+
+    def _build(self, sinks):
+        """(engine, metrics, hardware, frameworks, [(workload, framework)]) ready to start."""
         data = self.data
         exp = self.exp
         engine = Engine(self.seed)
@@ -222,10 +231,16 @@ class Orchestrator:
             for _ in targets:
                 wl = self._construct(wl_cls, (workload_cfg, ctx), ("workload",))
                 workloads.append(wl)
+        return engine, metrics, hardware, frameworks, list(zip(workloads, targets))
 
+    def _simulate(self, sinks) -> Result:
+        data = self.data
+        exp = self.exp
+        engine, metrics, hardware, frameworks, pairs = self._build(sinks)
+        workloads = [wl for wl, _ in pairs]
         for fw in frameworks:
             fw.start()
-        for wl, fw in zip(workloads, targets):
+        for wl, fw in pairs:
             wl.start(fw)
 
         limit = float(data["simulation"]["max_simulation_time"])
