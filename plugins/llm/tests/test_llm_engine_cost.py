@@ -56,3 +56,23 @@ def test_router_policies():
     assert aff.pick(req) is first
     with pytest.raises(UsageError, match="router"):
         Router("random", reps)
+
+
+def test_moe_decode_streams_the_weights_of_every_expert_its_tokens_reach():
+    """Mixtral routes each token to 2 of 8 experts: one sequence reads 2 experts' weights, a
+    batch of 32 nearly all 8, so the decode step takes ~3x longer (memory-bound), and the
+    bytes counted for bandwidth use follow."""
+    from labsim_llm.engine.step_cost import experts_reached
+
+    assert experts_reached(1, 8, 2) == pytest.approx(2.0)
+    assert experts_reached(32, 8, 2) == pytest.approx(8.0, rel=1e-3)
+    model, gpu = builtin_models()["Mixtral-8x7B"], labsim.device("H100-SXM")
+    pricer = StepPricer(model, gpu, tp=2, graph_sizes=capture_sizes(256, 8192))
+    one, batch = pricer.step_time((), 1, 1024), pricer.step_time((), 32, 32 * 1024)
+    assert 2.5 < batch / one < 4.0
+    for b, t in ((1, one), (32, batch)):
+        _, nbytes = pricer.work((), b, b * 1024)
+        assert 0.6 < nbytes / t / gpu.mem_bw < 1.0         # a plausible share of HBM bandwidth
+    dense = builtin_models()["Llama-3.1-8B"]
+    d = StepPricer(dense, gpu, graph_sizes=capture_sizes(256, 8192))
+    assert d.step_time((), 32, 32 * 1024) / d.step_time((), 1, 1024) < 1.5

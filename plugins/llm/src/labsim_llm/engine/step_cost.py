@@ -6,7 +6,9 @@ sequences decoding one token over ``decode_context`` cached tokens in total.
 Its time is what the device says its operations cost:
 
 * per layer: every GEMM of the layer over all tokens of the step (memoised by
-  token count), attention for the prefill chunks and for the decodes, two
+  token count; a mixture-of-experts layer as :func:`moe_gemm_time` prices it: the
+  weights of every expert the step's tokens reach, their rows spread over them),
+  attention for the prefill chunks and for the decodes, two
   norms and the elementwise work; under tensor parallelism two all-reduces
   per layer (``o_proj`` and ``down_proj`` are row-parallel) priced by the
   collectives plugin and memoised by size;
@@ -46,6 +48,34 @@ KERNELS_PER_STEP = 6
 #: bytes of fp32 logits the sampler reads per sampled row and vocab entry, times passes over
 #: them (softmax/temperature, top-p/argmax): assumption, vLLM's sampler works in fp32
 SAMPLER_PASSES = 3
+
+
+def experts_reached(tokens: int, experts: int, per_token: int) -> float:
+    """Expected number of the *experts* that at least one of *tokens* is routed to, each token
+    choosing *per_token* distinct experts uniformly at random: ``E·(1 − (1 − k/E)^m)``
+    (an assumption: real routers are skewed, which reaches somewhat fewer experts).
+
+    >>> round(experts_reached(1, 8, 2), 3), round(experts_reached(32, 8, 2), 3)
+    (2.0, 8.0)
+    """
+    if tokens <= 0:
+        return 0.0
+    return experts * (1.0 - (1.0 - per_token / experts) ** tokens)
+
+
+def moe_gemm_time(device, tokens: int, n: int, k: int, dtype: str, experts: int, per_token: int) -> float:
+    """Seconds of one expert GEMM of a mixture-of-experts layer over *tokens* tokens: the
+    ``tokens·per_token`` rows spread evenly over the experts they reach, each expert a
+    ``[rows, k] × [k, n]`` GEMM streaming its own weights, run as one fused kernel (vLLM's
+    ``fused_moe``): one kernel overhead, not one per expert.
+
+    At decode batch sizes this is what makes MoE decoding memory-bound on the weights of
+    nearly every expert (Mixtral: 2 of 8 at batch 1, all 8 from batch ~16), not on two.
+    """
+    reached = max(1.0, experts_reached(tokens, experts, per_token))
+    rows = -(-tokens * per_token // int(reached))       # ceil: the rows of one expert
+    overhead = float(getattr(device, "launch_overhead", 0.0) or 0.0)
+    return reached * (device.gemm_time(rows, n, k, dtype) - overhead) + overhead
 
 
 def capture_sizes(max_num_seqs: int, max_num_batched_tokens: int, limit: int = 512) -> list[int]:
@@ -102,6 +132,10 @@ class StepPricer:
         self.layers = model.num_layers
         self.layers_per_stage = -(-model.num_layers // self.pp)
         self.gemms = list(model.layer_gemms(self.tp))
+        #: mixture of experts: (num_experts, experts per token); the ``expert_*`` GEMMs go through
+        #: moe_gemm_time
+        self.moe = ((int(model.num_experts), int(model.num_experts_per_token))
+                    if getattr(model, "is_moe", False) else None)
         self.lm_head = model.lm_head_gemm(self.tp)
         self.heads, self.kv_heads, self.head_dim = model.attention_heads(self.tp)
         self.hidden = model.hidden_size
@@ -113,6 +147,14 @@ class StepPricer:
             sum(c for *_, c in self.gemms) + EXTRA_KERNELS_PER_LAYER + (2 if self.tp > 1 else 0)
         )
         self.weight_bytes = model.weight_bytes(dtype, self.tp, self.pp)
+        #: bytes of expert weights on the GPU (mixture of experts; a step reads those it reaches)
+        self.expert_bytes = 0.0
+        if self.moe is not None:
+            from labsim_llm.models import dtype_bytes
+
+            per_layer = sum(n * k for label, n, k, _ in self.gemms if label.startswith("expert_"))
+            self.expert_bytes = per_layer * self.moe[0] * self.layers_per_stage * dtype_bytes(
+                model.dtype_default if dtype in (None, "auto") else dtype)
         self.kv_token_bytes = model.kv_bytes_per_token(kv_dtype, self.tp, self.pp)
         self.layer_weight_flops = 2.0 * sum(n * k * c for _, n, k, c in self.gemms)
         self._dense: dict[int, float] = {}
@@ -140,7 +182,12 @@ class StepPricer:
         if hit is not None:
             return hit
         dev, b = self.device, self.act_bytes
-        layer = sum(c * dev.gemm_time(tokens, n, k, self.dtype) for _, n, k, c in self.gemms)
+        if self.moe is None:
+            layer = sum(c * dev.gemm_time(tokens, n, k, self.dtype) for _, n, k, c in self.gemms)
+        else:
+            experts = self.moe[0]
+            layer = sum(moe_gemm_time(dev, tokens, n, k, self.dtype, experts, c) if label.startswith("expert_")
+                        else c * dev.gemm_time(tokens, n, k, self.dtype) for label, n, k, c in self.gemms)
         layer += 2 * dev.norm_time(2 * tokens * self.hidden * b)
         layer += dev.elementwise_time(tokens * (2 * self.hidden + 1.5 * self.widest) * b)
         if self.tp > 1 and self.collective is not None:
@@ -308,8 +355,17 @@ class StepPricer:
             len(chunks) + num_decodes
         ) * n * k / self.pp
         kv_read = self.kv_token_bytes * (decode_context + sum(p + n for n, p in chunks))
-        nbytes = self.weight_bytes + kv_read + self.kv_token_bytes * tokens
+        nbytes = self.weights_read(tokens) + kv_read + self.kv_token_bytes * tokens
         return flops, nbytes
+
+    def weights_read(self, tokens: int) -> float:
+        """Weight bytes a step of *tokens* tokens streams: all of them, except the experts of a
+        mixture-of-experts model that none of its tokens reach."""
+        if self.moe is None:
+            return self.weight_bytes
+        experts, per_token = self.moe
+        unreached = 1.0 - min(experts, experts_reached(tokens, experts, per_token)) / experts
+        return self.weight_bytes - self.expert_bytes * unreached
 
     def decode_work(self, num_decodes: int, decode_context: int) -> tuple[float, float]:
         """:meth:`work` of a decode-only step, bit for bit (and of the same types)."""
@@ -317,7 +373,7 @@ class StepPricer:
         n, k = self.lm_head
         flops = ((self.layer_weight_flops * b + 4.0 * (self.heads * self.head_dim)
                   * decode_context) * self.layers / self.pp + 2.0 * b * n * k / self.pp)
-        nbytes = (self.weight_bytes + self.kv_token_bytes * decode_context
+        nbytes = (self.weights_read(b) + self.kv_token_bytes * decode_context
                   + self.kv_token_bytes * b)
         return flops, nbytes
 
@@ -335,7 +391,7 @@ class StepPricer:
         n, k = self.lm_head
         head = 2.0 * b * n * k / pp
         kv = self.kv_token_bytes
-        weights = self.weight_bytes
+        weights = self.weights_read(b)
         written = kv * b
         flops = nbytes = 0.0
         ctx = first_context
@@ -346,4 +402,4 @@ class StepPricer:
         return flops, nbytes
 
 
-__all__ = ["StepPricer", "StepCost", "capture_sizes"]
+__all__ = ["StepPricer", "StepCost", "capture_sizes", "experts_reached", "moe_gemm_time"]
