@@ -208,3 +208,8 @@ def test_gpu_kv_and_cache_figures_cover_the_time_after_the_warm_up():
     assert s["kv_cache"]["peak_utilization"] == pytest.approx(peak / s["kv_cache"]["capacity_blocks_per_replica"])
     kept = [r for r in rows(result) if r["arrival_s"] >= w and r["status"] == "finished"]
     assert s["prefix_cache"]["hit_tokens"] == sum(r["cached_prompt_tokens"] for r in kept) > 0
+
+
+def test_an_encoder_model_is_refused_for_generation():
+    with pytest.raises(ConfigError, match="BERT-Base.*encoder.*decoder"):
+        labsim.run(experiment(vllm={"model": "BERT-Base"}))

@@ -98,6 +98,10 @@ class ServingEngine(labsim.Framework):
 
         cfg = self.resolve(config, None, None)
         self.model = resolve_model(context, cfg["model_id"])
+        if getattr(self.model, "architecture", "decoder") == "encoder":
+            raise UsageError(f"model {cfg['model_id']!r} is an encoder: it embeds or classifies a prompt and "
+                             f"generates no tokens, and the {self.name} model here serves generation; "
+                             "pick a decoder (`labsim list models`)")
         self.device = context.hardware.device(cfg.get("gpu_id"))
         cfg = self.cfg = self.resolve(config, self.model, self.device)
         self._check_fits_topology(instance_name)
