@@ -30,12 +30,16 @@ import numpy as np
 DATA = Path(__file__).resolve().parent / "data"
 #: (preset, folder, table label)
 GPUS = [("H100-SXM", "h100_torch", "h100_sxm_torch"), ("H200-SXM", "h200_torch", "h200_torch")]
-_where = {}
 
 
-def rows(name: str):
-    folder, label = _where["folder"], _where["label"]
-    with open(DATA / folder / name.replace("LABEL", label), newline="") as handle:
+def table_path(where: tuple[str, str], table: str) -> Path:
+    """The CSV of *table* (``gemm``, ``attn`` ...) among one GPU's measurements."""
+    folder, label = where
+    return DATA / folder / f"{table}_{label}.csv"
+
+
+def rows(where: tuple[str, str], table: str):
+    with open(table_path(where, table), newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -48,13 +52,13 @@ def report(title: str, pairs) -> None:
           f"{np.percentile(abs(err), 90) * 100:6.1f}%  {np.median(err) * 100:+7.1f}%")
 
 
-def kernels(gpu) -> None:
+def kernels(gpu, where) -> None:
     gemm = [(int(r["m"]), int(r["n"]), int(r["k"]), float(r["latency_ms"]) * 1e-3)
-            for r in rows("gemm_LABEL.csv")]
+            for r in rows(where, "gemm")]
     report("GEMM, weight streaming (m <= 64), alone", [(gpu.gemm_time(m, n, k, "bf16"), t) for m, n, k, t in gemm
                                                       if m <= 64])
     graph = [(int(r["m"]), int(r["n"]), int(r["k"]), float(r["latency_ms"]) * 1e-3)
-             for r in rows("gemm_graph_LABEL.csv")]
+             for r in rows(where, "gemm_graph")]
     report("GEMM, m <= 64, back to back in a CUDA graph", [(gpu.gemm_time(m, n, k, "bf16"), t)
                                                           for m, n, k, t in graph if m <= 64])
     report("GEMM, m 128-256, back to back in a CUDA graph", [(gpu.gemm_time(m, n, k, "bf16"), t)
@@ -63,7 +67,7 @@ def kernels(gpu) -> None:
     report("GEMM, compute-bound (m >= 1024)", [(gpu.gemm_time(m, n, k, "bf16"), t) for m, n, k, t in gemm
                                                if m >= 1024])
     for backend in ("cudnn", "flash2"):
-        att = [r for r in rows("attn_LABEL.csv") if r["kernel_source"] == f"sdpa_{backend}"]
+        att = [r for r in rows(where, "attn") if r["kernel_source"] == f"sdpa_{backend}"]
         pre, dec = [], []
         for r in att:
             b, s, h, kvh, d = (int(r[k]) for k in ("batch_size", "seq_len", "num_heads", "num_key_value_heads",
@@ -78,18 +82,18 @@ def kernels(gpu) -> None:
                                                num_kv_heads=kvh, head_dim=d), t))
         report(f"prefill attention, >= 1024 tokens ({backend})", pre)
         report(f"decode attention, >= 16 K tokens of KV ({backend})", dec)
-    fp8 = DATA / _where["folder"] / f"gemm_operands_fp8_{_where['label']}.csv"
+    fp8 = table_path(where, "gemm_operands_fp8")
     if fp8.exists():
         with open(fp8, newline="") as handle:
             report("FP8 GEMM (torch._scaled_mm), compute-bound", [
                 (gpu.gemm_time(int(r["m"]), int(r["n"]), int(r["k"]), "fp8"), float(r["latency_ms"]) * 1e-3)
                 for r in csv.DictReader(handle) if r["operands"] == "random"])
     copies = [(gpu.memcpy_time(int(r["bytes"]), "d2d"), float(r["latency_ms"]) * 1e-3)
-              for r in rows("copy_LABEL.csv") if int(r["bytes"]) >= 256 << 20]
+              for r in rows(where, "copy") if int(r["bytes"]) >= 256 << 20]
     report("device-to-device copy, >= 256 MiB", copies)
 
 
-def steps(gpu) -> None:
+def steps(gpu, where) -> None:
     from labsim_llm.engine.step_cost import StepPricer, capture_sizes
     from labsim_llm.models import builtin_models
 
@@ -97,7 +101,7 @@ def steps(gpu) -> None:
     graphs = StepPricer(model, gpu, dtype="bf16", kv_dtype="bf16", graph_sizes=capture_sizes(1024, 8192))
     eager = StepPricer(model, gpu, dtype="bf16", kv_dtype="bf16", graph_sizes=[])
     decode, prefill = [], []
-    for r in rows("step_LABEL.csv"):
+    for r in rows(where, "step"):
         b, n, ctx, t = int(r["batch"]), int(r["new_tokens"]), int(r["context"]), float(r["latency_ms"]) * 1e-3
         if r["phase"] == "decode":
             decode.append((graphs.step_time((), b, b * (ctx + 1)), t))
@@ -113,13 +117,12 @@ def steps(gpu) -> None:
 
 def main() -> int:
     for preset, folder, label in GPUS:
-        _where.update(folder=folder, label=label)
         gpu = labsim.device(preset)
         measured = (DATA / folder / f"env_{label}.txt").read_text().splitlines()[0].split(": ", 1)[1]
         print(f"\n{preset} ({gpu.profile_info.get('name')} profile) against PyTorch on an {measured}")
         print(f"  {'family':46s} {'n':>4s}  {'median':>7s} {'P90':>7s}  {'signed':>7s}")
-        kernels(gpu)
-        steps(gpu)
+        kernels(gpu, (folder, label))
+        steps(gpu, (folder, label))
     print("  A GEMM of m <= 64 timed alone pays a launch ramp and tail that back-to-back kernels in\n"
           "  a CUDA graph hide, as in a decode step; attention rows are PyTorch's kernels, not vLLM's\n"
           "  FlashAttention-3, which the profile was fitted on.")

@@ -60,7 +60,7 @@ class TrtStepPricer:
     def step_time(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> float:
         """Seconds from the start of this iteration to the start of the next."""
         gpu = self.gpu_time(chunks, num_decodes, decode_context)
-        cpu = self.cpu + self.cpu_per_req * (len(chunks) + num_decodes)
+        cpu = self.cpu_time(chunks, num_decodes)
         return max(gpu, cpu) if self.overlap else gpu + cpu
 
     def work(self, chunks, num_decodes: int = 0, decode_context: int = 0):

@@ -906,12 +906,12 @@ class Replica:
                 gate.advance(bool(chunks))
             start = prev_start = self.clock
             decodes = step.decodes
-            if async_sched:     # the CPU work runs while the GPU does
-                dt = max(step_time(chunks, decodes, step.decode_ctx), overhead + per_req * (len(chunks) + decodes))
+            gpu = step_time(chunks, decodes, step.decode_ctx)
+            if async_sched or pipeline is not None:
+                cpu = overhead + per_req * (len(chunks) + decodes)
+                dt = max(gpu, cpu)      # async: the CPU work runs while the GPU does (PP: timed below)
             else:
-                # _price, inlined
-                dt = (step_time(chunks, decodes, step.decode_ctx) + overhead
-                      + per_req * (len(chunks) + decodes))
+                dt = gpu + overhead + per_req * (len(chunks) + decodes)     # _price, inlined
             if (self.fast_forward and step.group and not step.entries and not self._special
                     and self._list is None and not self._lag_first and not self._lag_done):
                 span = self._span(step)
@@ -950,8 +950,7 @@ class Replica:
                         gate.advance(False, j - 1)
                     continue
             if pipeline is not None:
-                cpu = overhead + per_req * (len(chunks) + decodes)
-                self.clock = pipeline.run(start, cpu, step_time(chunks, decodes, step.decode_ctx))
+                self.clock = pipeline.run(start, cpu, gpu)
             else:
                 self.clock = start + dt
             yield env.timeout(max(0.0, self.clock - env.now))
