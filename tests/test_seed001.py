@@ -51,3 +51,18 @@ def test_runs_briefly(seed001, installed_registry):
     section = next(iter(result.summary["frameworks"].values()))
     assert section["throughput"]["requests_per_s"] > 0
     assert {"p50", "p90", "p95", "p99", "mean"} <= set(section["ttft_ms"])
+
+
+def test_a_missing_model_database_is_named_with_its_line(seed001, installed_registry, tmp_path):
+    """labsim-llm owns ``model_characteristics_db_path``: validate (which builds the
+    experiment) names the key and its line when the file is not there."""
+    from labsim.errors import ConfigError
+
+    text = seed001.read_text().replace("seed001_models.json", "nowhere.json")
+    path = tmp_path / "missing_db.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        Orchestrator(load_experiment(path), installed_registry).check()
+    assert "model_characteristics_db_path: file not found: nowhere.json" in str(info.value)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "model_characteristics_db_path" in t)
+    assert f"missing_db.yaml:{line}:" in str(info.value)

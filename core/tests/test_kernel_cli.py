@@ -83,7 +83,7 @@ def test_plugins_table_json_and_check(runner, registry):
 
 def test_schema_prints_the_composed_schema(runner):
     schema = json.loads(invoke(runner, "schema").output)
-    assert "queue" in json.dumps(schema["properties"]["frameworks_to_test"])
+    assert "queue" in json.dumps(schema["$defs"]["framework"])
     summary = json.loads(invoke(runner, "schema", "summary").output)
     assert summary["title"] == "labsim run summary"
 

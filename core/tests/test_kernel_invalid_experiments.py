@@ -41,7 +41,7 @@ CASES = [
         "unknown top-level key",
         HEAD + FW + "metrics: {}\n",
         "f.yaml:11:1: metrics: unknown key 'metrics'; allowed: description, frameworks_to_test, hardware_profile, "
-        "metrics_config, model_characteristics_db_path, name, simulation, workload. Did you mean 'metrics_config'?",
+        "metrics_config, name, simulation, workload. Did you mean 'metrics_config'?",
     ),
     (
         "negative time",
@@ -128,10 +128,10 @@ CASES = [
         "summary_json. A plugin that provides it may not be installed (see `labsim plugins`).",
     ),
     (
-        "missing model database",
+        "a key only a plugin owns",
         HEAD + FW + "model_characteristics_db_path: nowhere.json\n",
-        "f.yaml:11:1: model_characteristics_db_path: file not found: nowhere.json (relative paths are read "
-        "from the experiment file's folder)",
+        "f.yaml:11:1: model_characteristics_db_path: unknown key 'model_characteristics_db_path'; allowed: "
+        "description, frameworks_to_test, hardware_profile, metrics_config, name, simulation, workload",
     ),
     (
         "duplicate key",

@@ -22,6 +22,8 @@ from labsim.components import (
     Distribution,
     Framework,
     MetricSink,
+    Scheduler,
+    SharingMode,
     Topology,
     Workload,
 )
@@ -89,6 +91,8 @@ __all__ = [
     "MetricSink",
     "PluginError",
     "Result",
+    "Scheduler",
+    "SharingMode",
     "Topology",
     "UnknownNameError",
     "UsageError",

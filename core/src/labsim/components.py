@@ -13,7 +13,13 @@ Every component carries:
 ``description``
     one line for ``labsim list`` (defaults to the first docstring line);
 ``config_schema``
-    the JSON Schema of its configuration block.
+    the JSON Schema of its configuration block;
+``is_default``
+    True for the one component of its kind used when a block names none;
+``experiment_fields``
+    keys it adds to the kernel's sections of the experiment file (dotted path →
+    schema), e.g. ``{"metrics_config.slo": {...}}``; only plugins that own a
+    setting declare it, so the kernel's schema knows nothing of LLMs.
 """
 
 from __future__ import annotations
@@ -42,24 +48,45 @@ class Component:
     aliases: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
     config_schema: ClassVar[dict] = OPEN_OBJECT
+    is_default: ClassVar[bool] = False
+    experiment_fields: ClassVar[dict] = {}
+    #: keys every block of this kind allows besides the component's own (the selector's
+    #: neighbours, handled by the base class)
+    block_properties: ClassVar[dict] = {}
 
 
 # -- hardware ------------------------------------------------------------------------------
 
 
-class Device:
-    """A compute device that prices operations in seconds.
+class Device(Component):
+    """A compute device that prices operations in seconds: the Device protocol.
 
     A plugin registers instances (presets such as ``H100-SXM``). An experiment
     may adjust a preset with :meth:`customize`. The cost methods are the
     public cost oracle behind ``labsim.device(NAME).gemm_time(...)`` and
-    ``labsim predict``.
+    ``labsim predict``; frameworks price every piece of GPU work through them.
+    Every method plugins call is declared here: the first four are required,
+    the rest have conservative defaults built from the first four so that a
+    minimal device still works everywhere (a real cost model overrides them).
+
+    Datasheet attributes (0 when unknown): ``memory_bytes``, ``mem_bw`` (B/s),
+    ``peak_flops`` (dtype → FLOP/s), ``nvlink_bw`` and ``host_link_bw`` (B/s per
+    direction), ``price_per_hour`` (USD per GPU-hour), ``launch_overhead`` (s).
+
+    >>> labsim.device("H100-SXM").gemm_time(4096, 4096, 4096, dtype="bf16")  # doctest: +SKIP
+    0.000158...
     """
 
-    name: str = ""
-    aliases: tuple[str, ...] = ()
-    description: str = ""
-    config_schema: dict = OPEN_OBJECT
+    #: every block in ``hardware_profile.compute_devices`` also names itself
+    block_properties: ClassVar[dict] = {"device_id": {"type": "string", "minLength": 1}}
+
+    memory_bytes: float = 0.0
+    mem_bw: float = 0.0
+    peak_flops: dict = {}
+    nvlink_bw: float = 0.0
+    host_link_bw: float = 0.0
+    price_per_hour: float = 0.0
+    launch_overhead: float = 0.0
 
     def customize(self, spec: dict) -> Device:
         """A copy of this device with the fields of *spec* (validated by ``config_schema``)."""
@@ -77,48 +104,106 @@ class Device:
         """Seconds to copy *nbytes* (``kind`` = d2d | h2d | d2h)."""
         raise NotImplementedError(self)
 
+    def supports(self, dtype: str) -> bool:
+        """Whether the device computes in *dtype* (``fp8`` needs Hopper or later)."""
+        return dtype in (self.peak_flops or {"bf16": 1, "fp16": 1, "fp32": 1})
 
-class Topology:
-    """How devices are wired: a box (``dgx-h100``) or a cluster of boxes."""
+    def elementwise_time(self, nbytes: float) -> float:
+        """Seconds for an element-wise kernel reading and writing *nbytes* in all."""
+        return self.memcpy_time(int(nbytes), "d2d")
 
-    name: str = ""
-    aliases: tuple[str, ...] = ()
-    description: str = ""
-    config_schema: dict = OPEN_OBJECT
+    def norm_time(self, nbytes: float) -> float:
+        """Seconds for a normalisation (RMSNorm, LayerNorm) over *nbytes* in all."""
+        return self.elementwise_time(nbytes)
+
+
+class Topology(Component):
+    """How devices are wired: a box (``dgx-h100``) or a cluster of boxes.
+
+    Attributes frameworks read: ``world_size`` (GPUs in all), ``nodes``,
+    ``gpus_per_node`` and ``device`` (the device it is populated with, or None).
+    """
+
+    world_size: int = 0
+    nodes: int = 1
+    gpus_per_node: int = 0
+    device: Any = None
 
     def customize(self, spec: dict) -> Topology:
         """A copy of this topology with the fields of *spec*."""
         raise NotImplementedError(self)
 
+    def with_device(self, device: Device) -> Topology:
+        """This topology populated with *device* (each GPU of it)."""
+        raise NotImplementedError(self)
 
-class Collective:
+
+class Collective(Component):
     """A collective operation (``all_reduce`` ...) that prices itself on a topology."""
 
-    name: str = ""
-    aliases: tuple[str, ...] = ()
-    description: str = ""
-    config_schema: dict = OPEN_OBJECT
-
     def time(
-        self, nbytes: int, *, ranks: int, device: Any, topology: Any = None, algorithm: str = "auto"
+        self, nbytes: int, *, ranks: int | list[int], device: Any, topology: Any = None,
+        algorithm: str = "auto",
     ) -> float:
-        """Seconds for one call moving *nbytes* (the nccl-tests "size") over *ranks*."""
+        """Seconds for one call moving *nbytes* (the nccl-tests "size") over *ranks*
+        (a count, ranks 0…n−1, or a list of global ranks)."""
         raise NotImplementedError(self)
+
+
+class SharingMode(Component):
+    """How one GPU is shared by the frameworks placed on it: its execution point.
+
+    Every piece of GPU work of every framework passes through
+    :meth:`labsim.hardware.Gpu.execute`, which asks the GPU's sharing mode.
+    The default, ``exclusive``, admits one framework per GPU and runs its work
+    as it comes; a plugin mode (time-slicing, MPS, MIG) arbitrates between the
+    tenants it admits. Selected by ``hardware_profile.sharing: {type: NAME, ...}``.
+
+    ``tenant`` below is the framework instance's name.
+    """
+
+    def __init__(self, config: dict, gpu, context: RunContext):
+        self.config = config
+        self.gpu = gpu
+        self.context = context
+        self.tenants: list[str] = []
+
+    def admit(self, tenant: str, placement: dict) -> None:
+        """Place *tenant* on this GPU, or raise :class:`labsim.UsageError` saying why not."""
+        self.tenants.append(tenant)
+
+    def execute(self, tenant: str, seconds: float):
+        """A SimPy event that fires when *tenant*'s work of *seconds* (alone on the GPU) is done."""
+        raise NotImplementedError(self)
+
+    def is_alone(self, tenant: str) -> bool:
+        """True when *tenant*'s work cannot be slowed by another tenant now (so it may
+        advance many steps at once)."""
+        return len(self.tenants) <= 1
 
 
 # -- simulation components ---------------------------------------------------------------
 
 
 class Framework(Component):
-    """A serving or training engine running inside the simulation.
+    """A serving engine, training framework or cluster policy running inside the simulation.
 
     The orchestrator constructs it with its experiment-file entry, calls
-    :meth:`start` once, and feeds it requests through :meth:`submit` (when it
+    :meth:`start` once, and feeds it work items through :meth:`submit` (when it
     is a target of the workload). When the run ends it calls :meth:`summary`.
 
-    A framework tells listeners (closed-loop clients, sessions) when a request
-    has finished by calling :meth:`notify_finished`.
+    ``accepts`` names the kinds of work item it takes (``("LLM requests",)``,
+    ``("training jobs",)``); a workload whose ``makes`` is not among them is
+    refused when the experiment is checked. Empty means "any".
+
+    A framework tells listeners (closed-loop clients, sessions) when an item
+    has finished by calling :meth:`notify_finished`. It takes GPUs with
+    ``self.context.hardware.allocate(self.instance_name, count)`` and runs every
+    piece of GPU work through the returned GPUs' ``execute``, and reports what it
+    held and used to ``self.context.accounting``.
     """
+
+    accepts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, instance_name: str, config: dict, context: RunContext):
         self.instance_name = instance_name
@@ -132,10 +217,6 @@ class Framework(Component):
 
     def submit(self, request: Any) -> None:
         """Accept one request at the current simulated time."""
-        raise NotImplementedError(self)
-
-    def is_idle(self) -> bool:
-        """True when nothing is queued or running (the run may end)."""
         raise NotImplementedError(self)
 
     def summary(self) -> dict:
@@ -153,22 +234,21 @@ class Framework(Component):
 
 
 class Workload(Component):
-    """Generates requests for one target framework.
+    """Generates work items (LLM requests, a training job, cluster jobs) for one target.
 
     The orchestrator builds one copy per target, each drawing from identical
-    random streams, so every framework sees the identical request stream.
+    random streams, so every framework sees the identical work. ``makes`` names
+    the kind of item it generates (matched against each target's ``accepts``).
     """
+
+    makes: ClassVar[str] = ""
 
     def __init__(self, config: dict, context: RunContext):
         self.config = config
         self.context = context
 
     def start(self, target: Framework) -> None:
-        """Start the SimPy processes that call ``target.submit(request)``."""
-        raise NotImplementedError(self)
-
-    def is_done(self) -> bool:
-        """True once no more requests will be generated."""
+        """Start the SimPy processes that call ``target.submit(item)``."""
         raise NotImplementedError(self)
 
     def summary(self) -> dict:
@@ -181,6 +261,12 @@ class Distribution(Component):
 
     ``is_int: true`` rounds samples to integers; ``min`` and ``max`` clip.
     """
+
+    block_properties: ClassVar[dict] = {
+        "is_int": {"type": "boolean", "default": False, "description": "Round samples to integers."},
+        "min": {"type": "number", "description": "Clip samples below this."},
+        "max": {"type": "number", "description": "Clip samples above this."},
+    }
 
     def __init__(self, config: dict, rng):
         self.config = config
@@ -217,6 +303,25 @@ class Distribution(Component):
         """One sample (an ``int`` when ``is_int``)."""
         value = self.sample_n(1)[0]
         return int(value) if self.is_int else float(value)
+
+
+class Scheduler(Component):
+    """A cluster scheduling policy: which queued jobs start now, on the free GPUs.
+
+    A cluster framework builds one from a block that names it (its config nests
+    ``{"$ref": "#/$defs/scheduler"}``) and calls :meth:`pick` whenever a job
+    arrives or GPUs free up. Jobs are the cluster framework's objects; a policy
+    reads ``job.gpus`` (GPUs wanted), ``job.arrival_s`` and what else its
+    cluster documents.
+    """
+
+    def __init__(self, config: dict, context: RunContext):
+        self.config = config
+        self.context = context
+
+    def pick(self, queue: list, free_gpus: int, now: float) -> list:
+        """The jobs of *queue* (oldest first) to start now, in order, using at most *free_gpus*."""
+        raise NotImplementedError(self)
 
 
 class MetricSink(Component):

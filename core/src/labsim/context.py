@@ -25,7 +25,8 @@ class RunContext:
     metrics: MetricsCollector
     experiment: Experiment
     config: dict
-    model_db: dict[str, Any] = field(default_factory=dict)
+    #: the experiment's own model file, once a plugin has read it (labsim-llm does)
+    model_db: dict[str, Any] | None = None
     log: Any = field(default_factory=lambda: structlog.get_logger("labsim"))
 
     @property

@@ -80,7 +80,6 @@ class MetricsCollector:
             metrics_config.get("percentiles_to_calculate", [0.5, 0.9, 0.99])
         )
         self.warm_up_s: float = float(metrics_config.get("warm_up_duration_s", 0.0))
-        self.slo: dict = dict(metrics_config.get("slo") or {})
         self.tables: dict[str, Table] = {}
 
     def table(self, name: str, columns: list[str]) -> Table:

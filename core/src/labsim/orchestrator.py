@@ -65,35 +65,6 @@ def load_experiment(source: dict | str | Path, overrides=()) -> Experiment:
     return exp
 
 
-def load_model_db(exp: Experiment, data: dict) -> dict[str, Any]:
-    """The models of ``model_characteristics_db_path``, by id (a mapping or a ``models`` list)."""
-    path = data.get("model_characteristics_db_path")
-    if not path:
-        return {}
-    file_exp = config_mod.load(exp.resolve_path(path))
-    raw = file_exp.data
-    if isinstance(raw.get("models"), list):
-        entries = {}
-        for i, item in enumerate(raw["models"]):
-            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-                raise ConfigError(
-                    [file_exp.problem(("models", i, "id"), "each model needs a string id")]
-                )
-            entries[item["id"]] = item
-        return entries
-    bad = [k for k, v in raw.items() if not isinstance(v, dict)]
-    if bad:
-        raise ConfigError(
-            [
-                file_exp.problem(
-                    (bad[0],),
-                    "expected a mapping of model id to its characteristics (or a `models:` list)",
-                )
-            ]
-        )
-    return {k: dict(v, id=v.get("id", k)) for k, v in raw.items()}
-
-
 def default_out_dir(exp: Experiment, data: dict) -> Path:
     """A fresh folder under ``runs/`` named after the experiment and the time."""
     stem = data.get("name") or Path(exp.source).stem or "experiment"
@@ -199,9 +170,7 @@ class Orchestrator:
         engine = Engine(self.seed)
         metrics = MetricsCollector(sinks, data["metrics_config"])
         hardware = build_hardware(data.get("hardware_profile", {}), self.registry, exp)
-        ctx = RunContext(
-            engine, self.registry, hardware, metrics, exp, data, load_model_db(exp, data)
-        )
+        ctx = RunContext(engine, self.registry, hardware, metrics, exp, data)
 
         frameworks = []
         for i, entry in enumerate(data["frameworks_to_test"]):
@@ -228,6 +197,7 @@ class Orchestrator:
             )
         if workload_cfg is not None:
             wl_cls = self.registry.get("workloads", workload_cfg["type"])
+            self._check_item_kinds(wl_cls, workload_cfg["type"], frameworks)
             for _ in targets:
                 wl = self._construct(wl_cls, (workload_cfg, ctx), ("workload",))
                 workloads.append(wl)
@@ -263,7 +233,7 @@ class Orchestrator:
             "metrics_config": {
                 "percentiles_to_calculate": metrics.percentiles,
                 "warm_up_duration_s": metrics.warm_up_s,
-                **({"slo": metrics.slo} if metrics.slo else {}),
+                **plugin_metric_settings(data["metrics_config"]),
             },
             "frameworks": {},
         }
@@ -281,6 +251,21 @@ class Orchestrator:
             sink.write_summary(summary)
         return Result(summary)
 
+    def _check_item_kinds(self, wl_cls, wl_type: str, frameworks) -> None:
+        """Refuse a target framework that does not take the items the workload makes."""
+        makes = getattr(wl_cls, "makes", "") or ""
+        problems = []
+        for i, fw in enumerate(frameworks):
+            accepts = tuple(getattr(fw, "accepts", ()) or ())
+            if fw.is_target and makes and accepts and makes not in accepts:
+                problems.append(self.exp.problem(
+                    ("frameworks_to_test", i, "type"),
+                    f"framework {fw.name!r} takes {' or '.join(accepts)}; workload {wl_type!r} "
+                    f"makes {makes} (pick a workload that makes {accepts[0]}, or set "
+                    "is_target_for_workload: false)"))
+        if problems:
+            raise ConfigError(problems)
+
     def _construct(self, cls, args, path):
         try:
             return cls(*args)
@@ -295,6 +280,16 @@ class Orchestrator:
             if info.distribution and info.distribution != "(test)":
                 versions[info.distribution] = info.version
         return dict(sorted(versions.items()))
+
+
+#: the kernel's own ``metrics_config`` keys; the others were added by plugins
+KERNEL_METRIC_KEYS = {"percentiles_to_calculate", "warm_up_duration_s", "output_dir",
+                      "output_summary_json_path", "output_requests_csv_path", "sinks"}
+
+
+def plugin_metric_settings(metrics_config: dict) -> dict:
+    """The ``metrics_config`` settings plugins own (``slo`` ...), echoed into the summary."""
+    return {k: v for k, v in sorted(metrics_config.items()) if k not in KERNEL_METRIC_KEYS}
 
 
 def _flatten(prefix: str, value, out: dict) -> None:

@@ -21,18 +21,7 @@ from labsim.plugins import LoadedPlugins, PluginInfo, load_plugins
 
 log = structlog.get_logger("labsim.registry")
 
-KINDS = (
-    "devices",
-    "topologies",
-    "collectives",
-    "frameworks",
-    "models",
-    "distributions",
-    "workloads",
-    "schedulers",
-    "sharing_modes",
-    "metric_sinks",
-)
+from labsim.kinds import KINDS  # noqa: E402  (re-exported: the kinds, in table order)
 
 
 @dataclass(frozen=True)
@@ -118,6 +107,25 @@ class Registry:
     def get(self, kind: str, name: str) -> Any:
         """The component registered under *name* for *kind*."""
         return self.entry(kind, name).obj
+
+    def default(self, kind: str) -> str | None:
+        """The name of *kind*'s default component (the one with ``is_default``), or None.
+
+        When several components claim it, the first by name wins and
+        ``labsim plugins --check`` reports the clash.
+        """
+        claims = [e.name for e in self.entries(kind) if getattr(e.obj, "is_default", False) is True]
+        return claims[0] if claims else None
+
+    def default_clashes(self) -> list[str]:
+        """One message per kind whose default is claimed by several components."""
+        out = []
+        for kind in KINDS:
+            claims = [e for e in self.entries(kind) if getattr(e.obj, "is_default", False) is True]
+            if len(claims) > 1:
+                out.append(f"{len(claims)} {kind} claim to be the default: "
+                           + ", ".join(f"{e.name!r} ({e.provider or e.plugin})" for e in claims))
+        return out
 
     def has(self, kind: str, name: str) -> bool:
         return str(name).casefold() in self._keys[kind]

@@ -18,12 +18,10 @@ import re
 from functools import cache
 from importlib import resources
 
+from labsim.kinds import KINDS_TABLE, Kind, Place, base_class
 from labsim.registry import Registry
 
 DISTRIBUTION_REF = {"$ref": "#/$defs/distribution"}
-
-#: where each component kind is selected in an experiment, and its default name
-SELECTOR_DEFAULTS = {"workloads": "client_profiles", "devices": "GPU"}
 
 
 @cache
@@ -106,80 +104,81 @@ def branches(
     return out
 
 
+def kind_definitions(registry: Registry, kind: Kind) -> dict:
+    """``$defs`` entries of *kind*: ``<singular>_name`` (a string naming one of its
+    components) and ``<singular>`` (a block checked by the component it names)."""
+    base = base_class(kind)
+    default = registry.default(kind.plural)
+    name = name_field(registry, kind.plural, f"A registered {kind.singular.replace('_', ' ')}.")
+    selector = {**name, **({"default": default} if default else {})}
+    common = {kind.selector: selector, **copy.deepcopy(getattr(base, "block_properties", {}))}
+    block: dict = {"type": "object", "properties": common}
+    if not default:
+        block["required"] = [kind.selector]
+    alternatives = branches(registry, kind.plural, kind.selector, common,
+                            target=kind.target or None, default=default)
+    if alternatives:
+        block["allOf"] = alternatives
+    if getattr(base, "config_problems", None) is not None:
+        block["x-labsim-check"] = kind.plural
+    return {f"{kind.singular}_name": name, kind.singular: block}
+
+
+def _schema_node(schema: dict, path: tuple[str, ...]) -> dict:
+    """The sub-schema of *schema* describing the instance at *path* (``*``: list items)."""
+    node = schema
+    for key in path:
+        node = node["items"] if key == "*" else node["properties"][key]
+    return node
+
+
+def _place(schema: dict, kind: Kind, place: Place) -> None:
+    node = _schema_node(schema, place.path)
+    described = {k: node[k] for k in ("description",) if k in node}
+    name_ref = {"$ref": f"#/$defs/{kind.singular}_name"}
+    block_ref = {"$ref": f"#/$defs/{kind.singular}"}
+    if place.form == "name":
+        node.clear()
+        node.update({**name_ref, **described})
+    elif place.form == "name_or_block":
+        node.clear()
+        node.update({**described, "oneOf": [name_ref, block_ref]})
+    else:
+        node.setdefault("allOf", []).insert(0, block_ref)
+        if node.get("additionalProperties") is False:
+            props = node.setdefault("properties", {})
+            props.setdefault(kind.selector, True)
+            if kind.target:
+                props.setdefault(kind.target, True)
+
+
 def compose_experiment_schema(registry: Registry) -> dict:
-    """The kernel's experiment schema composed with every registered component's schema."""
+    """The kernel's experiment schema composed with every registered component's schema,
+    from the table of kinds (:mod:`labsim.kinds`) alone."""
     schema = base_experiment_schema()
-    props = schema["properties"]
     defs = schema.setdefault("$defs", {})
-
-    common = {
-        "type": name_field(registry, "distributions", "A registered distribution."),
-        "is_int": {
-            "type": "boolean",
-            "default": False,
-            "description": "Round samples to integers.",
-        },
-        "min": {"type": "number", "description": "Clip samples below this."},
-        "max": {"type": "number", "description": "Clip samples above this."},
-    }
-    defs["distribution"] = {
-        "type": "object",
-        "required": ["type"],
-        "properties": copy.deepcopy(common),
-        "allOf": branches(registry, "distributions", "type", common),
-        "x-labsim-check": "distributions",
-    }
-
-    fw = props["frameworks_to_test"]["items"]
-    fw["properties"]["type"] = name_field(
-        registry, "frameworks", fw["properties"]["type"]["description"]
-    )
-    fw["allOf"] = branches(registry, "frameworks", "type", {}, target="config")
-
-    wl = props["workload"]
-    wl["properties"]["type"] = {
-        **name_field(registry, "workloads"),
-        "default": SELECTOR_DEFAULTS["workloads"],
-    }
-    wl["allOf"] = branches(
-        registry,
-        "workloads",
-        "type",
-        {"type": wl["properties"]["type"]},
-        default=SELECTOR_DEFAULTS["workloads"],
-    )
-
-    hw = props["hardware_profile"]["properties"]
-    hw["device"] = {**name_field(registry, "devices"), "description": hw["device"]["description"]}
-    dev_items = hw["compute_devices"]["items"]
-    dev_items["properties"]["device_type"] = {
-        **name_field(registry, "devices"),
-        "default": SELECTOR_DEFAULTS["devices"],
-    }
-    dev_items["allOf"] = branches(
-        registry,
-        "devices",
-        "device_type",
-        dev_items["properties"],
-        default=SELECTOR_DEFAULTS["devices"],
-    )
-    topo_keys = {"type": name_field(registry, "topologies")}
-    hw["topology"] = {
-        "description": hw["topology"]["description"],
-        "oneOf": [
-            name_field(registry, "topologies"),
-            {
-                "type": "object",
-                "required": ["type"],
-                "properties": dict(topo_keys),
-                "allOf": branches(registry, "topologies", "type", topo_keys),
-            },
-        ],
-    }
-
-    sinks = props["metrics_config"]["properties"]["sinks"]
-    sinks["items"] = name_field(registry, "metric_sinks")
+    for kind in KINDS_TABLE:
+        defs.update(kind_definitions(registry, kind))
+        for place in kind.places:
+            _place(schema, kind, place)
+    for dotted, field_schema in plugin_fields(registry).items():
+        *parents, key = dotted.split(".")
+        _schema_node(schema, tuple(parents))["properties"].setdefault(key, copy.deepcopy(field_schema))
     return schema
+
+
+def plugin_fields(registry: Registry) -> dict[str, dict]:
+    """Keys the registered components add to the kernel's sections (``experiment_fields``),
+    by dotted path; the first component (in kind and name order) declaring a path wins."""
+    out: dict[str, dict] = {}
+    for kind in KINDS_TABLE:
+        for name in registry.names(kind.plural):
+            if name in registry.clashing(kind.plural):
+                continue
+            fields = getattr(registry.get(kind.plural, name), "experiment_fields", None) or {}
+            for dotted, field_schema in fields.items():
+                out.setdefault(dotted, field_schema)
+    return out
 
 
 def compose_summary_schema(registry: Registry) -> dict:

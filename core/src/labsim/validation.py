@@ -15,7 +15,8 @@ from jsonschema import Draft202012Validator, ValidationError, validators
 from labsim.config import Experiment, format_path
 from labsim.errors import ConfigError, Problem, UnknownNameError, nearest
 from labsim.registry import Registry
-from labsim.schema import SELECTOR_DEFAULTS, compose_experiment_schema
+from labsim.kinds import KINDS_TABLE
+from labsim.schema import compose_experiment_schema
 
 _TYPE_NAMES = {
     "object": "a mapping",
@@ -139,16 +140,31 @@ def _alternatives(error, path: tuple, registry: Registry) -> list[tuple[tuple, s
     return [(path, error.message)]
 
 
-def _prefill_selectors(data: dict) -> None:
-    """Put default component names in place so the matching branch applies."""
-    workload = data.get("workload")
-    if isinstance(workload, dict):
-        workload.setdefault("type", SELECTOR_DEFAULTS["workloads"])
-    hardware = data.get("hardware_profile")
-    if isinstance(hardware, dict) and isinstance(hardware.get("compute_devices"), list):
-        for device in hardware["compute_devices"]:
-            if isinstance(device, dict):
-                device.setdefault("device_type", SELECTOR_DEFAULTS["devices"])
+def _blocks_at(data, path: tuple[str, ...]):
+    """The values at *path* in *data* (``*``: each item of a list)."""
+    if not path:
+        yield data
+        return
+    key, rest = path[0], path[1:]
+    if key == "*":
+        for item in data if isinstance(data, list) else ():
+            yield from _blocks_at(item, rest)
+    elif isinstance(data, dict) and key in data:
+        yield from _blocks_at(data[key], rest)
+
+
+def _prefill_selectors(data: dict, registry: Registry) -> None:
+    """Put each kind's default component name in the blocks that name none, so the
+    matching branch of the schema applies (the kinds table says where blocks sit)."""
+    for kind in KINDS_TABLE:
+        default = registry.default(kind.plural)
+        if not default:
+            continue
+        for place in kind.places:
+            if place.form == "block":
+                for block in _blocks_at(data, place.path):
+                    if isinstance(block, dict):
+                        block.setdefault(kind.selector, default)
 
 
 def _semantic_problems(exp: Experiment, data: dict) -> list[Problem]:
@@ -167,14 +183,6 @@ def _semantic_problems(exp: Experiment, data: dict) -> list[Problem]:
                     )
                 )
             seen.setdefault(fw["name"], i)
-    db = data.get("model_characteristics_db_path")
-    if isinstance(db, str) and not exp.resolve_path(db).is_file():
-        problems.append(
-            exp.problem(
-                ("model_characteristics_db_path",),
-                f"file not found: {db} (relative paths are read from the experiment file's folder)",
-            )
-        )
     devices = (data.get("hardware_profile") or {}).get("compute_devices") or []
     ids: set[str] = set()
     for i, dev in enumerate(devices):
@@ -237,7 +245,7 @@ def validate(exp: Experiment, registry: Registry, schema: dict | None = None) ->
     """
     schema = schema or compose_experiment_schema(registry)
     data = copy.deepcopy(exp.data)
-    _prefill_selectors(data)
+    _prefill_selectors(data, registry)
     problems: list[Problem] = []
     seen = set()
     errors = sorted(

@@ -64,7 +64,10 @@ def _build(entry: dict) -> GPU:
         host_link_bw=entry["host_link_gbps"] * GB, tdp_w=entry["tdp_w"],
         price_per_hour=entry["price_per_hour"],
     )
-    return apply_profile(device, shipped_profile(profile_for(entry)))
+    device = apply_profile(device, shipped_profile(profile_for(entry)))
+    if entry is GENERIC:
+        device.is_default = True  # a compute_devices entry without device_type starts from it
+    return device
 
 
 @functools.cache

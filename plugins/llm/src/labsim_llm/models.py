@@ -34,11 +34,11 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 from labsim.errors import UnknownNameError, UsageError
 
-from labsim_llm import model_fields
+from labsim_llm import model_db, model_fields
 
 #: bytes per element of each precision name (int4/fp4: half a byte, scales not counted)
 DTYPE_BYTES = {
@@ -109,6 +109,9 @@ class ModelSpec:
     Build one with :meth:`from_dict` (tolerant field names); the registered
     models come from :func:`builtin_models`.
     """
+
+    #: the experiment key of the run's own model file (see :mod:`labsim_llm.model_db`)
+    experiment_fields: ClassVar[dict] = {model_db.FIELD: model_db.FIELD_SCHEMA}
 
     name: str
     aliases: tuple[str, ...] = ()
@@ -458,7 +461,7 @@ def resolve_model(context, model_id: str) -> ModelSpec:
     :raises UnknownNameError: no such model (lists what exists, suggests the nearest).
     """
     registry = context.registry
-    db = getattr(context, "model_db", None) or {}
+    db = model_db.model_db(context)
     key = _find_in_db(db, model_id)
     if key is not None:
         raw = db[key]

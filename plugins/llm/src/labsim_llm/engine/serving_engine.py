@@ -56,6 +56,17 @@ DEPLOYMENT_PROPERTIES = {
                      "description": "Write the per-step table (steps.csv)."},
 }
 
+#: ``metrics_config.slo``: the serving objectives goodput counts against (a key this plugin owns)
+SLO_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "description": "Service-level objectives for goodput: a request counts when it meets every one given.",
+    "properties": {
+        "ttft_ms": {"type": "number", "exclusiveMinimum": 0},
+        "tpot_ms": {"type": "number", "exclusiveMinimum": 0},
+        "e2e_ms": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+
 #: dtype spellings users copy from Hugging Face configs
 DTYPE_SPELLINGS = {"bfloat16": "bf16", "float16": "fp16"}
 
@@ -91,6 +102,8 @@ class ServingEngine(labsim.Framework):
 
     summary_schema = SUMMARY_SCHEMA
     headline = HEADLINE
+    experiment_fields = {"metrics_config.slo": SLO_SCHEMA}
+    accepts = ("LLM requests",)
 
     def __init__(self, instance_name: str, config: dict, context):
         super().__init__(instance_name, config, context)

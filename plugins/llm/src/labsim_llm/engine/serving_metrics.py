@@ -326,7 +326,7 @@ class ServingMetrics:
         self.requests = context.metrics.table("requests", REQUEST_COLUMNS)
         self.steps = context.metrics.table("steps", STEP_COLUMNS) if record_steps else None
         self._step_rows: list = []
-        self.slo = dict(context.metrics.slo)
+        self.slo = dict(context.metrics.config.get("slo") or {})
         # finished requests: all of them, for the counts and the cost
         self.finished = 0
         self.output_tokens = 0

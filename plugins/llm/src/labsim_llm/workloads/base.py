@@ -130,10 +130,14 @@ class Session:
 class RequestWorkload(Workload):
     """Base of the LLM workloads: see the module docstring for what it provides.
 
+    Its items are :class:`labsim_llm.request.Request` objects (``makes``).
+
     A subclass implements :meth:`_begin` (start its arrival processes) and may
     implement :meth:`_next_fresh` (a new request for a user who became free,
     for closed loops).
     """
+
+    makes = "LLM requests"
 
     def __init__(self, config: dict, context):
         super().__init__(config, context)

@@ -272,6 +272,7 @@ class ClientProfilesWorkload(RequestWorkload):
     """Synthetic requests from weighted client profiles: open/closed loop, bursts, sessions."""
 
     name = "client_profiles"
+    is_default = True  # seed 001's workload block names no type
     aliases = ("profiles", "synthetic")
     description = (
         "Synthetic LLM requests from weighted client profiles (open/closed loop, bursts, sessions)"
