@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 
+from labsim.accounting import Accounting
 from labsim.config import Experiment
 from labsim.engine import Engine
 from labsim.hardware import Hardware
@@ -27,6 +28,8 @@ class RunContext:
     config: dict
     #: the experiment's own model file, once a plugin has read it (labsim-llm does)
     model_db: dict[str, Any] | None = None
+    #: GPU-seconds held and busy per framework, and their cost (see :mod:`labsim.accounting`)
+    accounting: Accounting | None = None
     log: Any = field(default_factory=lambda: structlog.get_logger("labsim"))
 
     @property

@@ -3,7 +3,17 @@
 ``hardware_profile`` may name one device preset (``device: H100-SXM``), a
 topology preset (``topology: dgx-h100``) or write devices out
 (``compute_devices``), each starting from a registered device and overriding
-its fields. Frameworks then ask :meth:`Hardware.device` for the GPU they run on.
+its fields. Frameworks ask :meth:`Hardware.device` for the GPU model they run
+on and take GPUs with :meth:`Hardware.allocate`.
+
+GPUs are a resource. Frameworks side by side are alternatives, each on its own
+copy of the hardware; a framework asking for more GPUs than the hardware has
+is refused, naming the counts. A topology bounds the count (its
+``world_size``); a bare ``device:`` is a GPU model with as many GPUs as asked.
+Frameworks given a ``placement: {gpus: [...]}`` share the named GPUs instead,
+as tenants, and the GPU's sharing mode (``hardware_profile.sharing``, exclusive
+by default) admits them and arbitrates their work: every piece of GPU work
+passes :meth:`Gpu.execute`, the per-GPU execution point.
 """
 
 from __future__ import annotations
@@ -15,14 +25,162 @@ from labsim.errors import ConfigError, LabsimError, UsageError
 from labsim.registry import Registry
 
 
-class Hardware:
-    """The devices, topology and network links of one experiment."""
+class Gpu:
+    """One GPU: its id, its device (the cost model) and its execution point.
 
-    def __init__(self, devices: dict[str, Any], default=None, topology=None, links=None):
+    :param mode: the GPU's :class:`labsim.SharingMode` instance (None: exclusive use by
+        one framework, which runs its work as it comes).
+    """
+
+    __slots__ = ("gpu_id", "device", "env", "mode")
+
+    def __init__(self, gpu_id: str, device, env, mode=None):
+        self.gpu_id = gpu_id
+        self.device = device
+        self.env = env
+        self.mode = mode
+
+    def execute(self, tenant: str, seconds: float):
+        """A SimPy event that fires when *tenant*'s work of *seconds* (alone) is done here."""
+        if self.mode is None:
+            return self.env.timeout(seconds)
+        return self.mode.execute(tenant, seconds)
+
+    def is_alone(self, tenant: str) -> bool:
+        """True when no other tenant's work can slow *tenant*'s on this GPU now."""
+        return self.mode is None or self.mode.is_alone(tenant)
+
+    def __repr__(self) -> str:
+        return f"<Gpu {self.gpu_id} {getattr(self.device, 'name', '')}>"
+
+
+class GpuSet:
+    """The GPUs one framework holds: run a piece of work on all of them at once.
+
+    >>> gpus = context.hardware.allocate("vllm", 2)                 # doctest: +SKIP
+    >>> yield gpus.execute(step_seconds)                             # doctest: +SKIP
+    """
+
+    __slots__ = ("owner", "gpus", "env", "exclusive")
+
+    def __init__(self, owner: str, gpus: list[Gpu], env):
+        self.owner = owner
+        self.gpus = gpus
+        self.env = env
+        self.exclusive = all(g.mode is None for g in gpus)
+
+    def __len__(self) -> int:
+        return len(self.gpus)
+
+    def __iter__(self):
+        return iter(self.gpus)
+
+    def execute(self, seconds: float):
+        """An event that fires when work of *seconds* (alone) is done on every GPU of the set."""
+        if self.exclusive:
+            return self.env.timeout(seconds)
+        events = [g.execute(self.owner, seconds) for g in self.gpus]
+        return events[0] if len(events) == 1 else self.env.all_of(events)
+
+    def is_alone(self) -> bool:
+        """True when nothing else can slow this set's work (fast-forward asks before skipping
+        steps)."""
+        return self.exclusive or all(g.is_alone(self.owner) for g in self.gpus)
+
+
+class Hardware:
+    """The devices, topology, GPUs and network links of one experiment."""
+
+    def __init__(self, devices: dict[str, Any], default=None, topology=None, links=None, sharing=None):
         self.devices = devices
         self.default = default
         self.topology = topology
         self.links = {link["link_id"]: link for link in links or []}
+        self.sharing = sharing or {}
+        #: each framework instance's ``placement`` (set by the orchestrator)
+        self.placements: dict[str, dict] = {}
+        self.accounting = None
+        self.context = None
+        self._shared: dict[str, Gpu] = {}
+        self.allocations: dict[str, GpuSet] = {}
+
+    def bind(self, context) -> None:
+        """Attach the run (its SimPy environment, registry and accounting)."""
+        self.context = context
+        self.accounting = context.accounting
+
+    @property
+    def capacity(self) -> int | None:
+        """How many GPUs the hardware has (None: a device model with as many as asked)."""
+        world = getattr(self.topology, "world_size", None)
+        return int(world) if world else None
+
+    def _describe_capacity(self) -> str:
+        topo = self.topology
+        return (f"topology {topo.name!r} has {topo.world_size} ({topo.nodes} node(s) × "
+                f"{topo.gpus_per_node})")
+
+    def allocate(self, owner: str, count: int, device=None, why: str = "") -> GpuSet:
+        """Hand *count* GPUs of *device* (default: the experiment's) to framework *owner*.
+
+        Without a placement the owner gets GPUs 0…count−1 of its own copy of the
+        hardware; with ``placement: {gpus: [ids]}`` it becomes a tenant of those
+        shared GPUs, admitted by their sharing mode.
+
+        :param why: how the framework arrived at *count* (``"2 replicas × TP 4"``), for errors.
+        :raises UsageError: more GPUs than the hardware has, or a placement the sharing mode
+            refuses.
+        """
+        from labsim.errors import UsageError
+
+        env = self.context.env
+        device = device if device is not None else self.device()
+        count = int(count)
+        capacity = self.capacity
+        placement = self.placements.get(owner) or {}
+        if placement.get("gpus"):
+            ids = [str(g) for g in placement["gpus"]]
+            if len(ids) != count:
+                raise UsageError(f"frameworks_to_test {owner!r}: placement.gpus names {len(ids)} GPU(s) "
+                                 f"but the framework needs {count}{f' ({why})' if why else ''}")
+            gpus = [self._shared_gpu(gpu_id, device, env) for gpu_id in ids]
+            for gpu in gpus:
+                gpu.mode.admit(owner, placement)
+        else:
+            if capacity is not None and count > capacity:
+                raise UsageError(
+                    f"frameworks_to_test {owner!r} needs {count} GPUs{f' ({why})' if why else ''}, but "
+                    f"{self._describe_capacity()}; use fewer, or a larger topology "
+                    f"(hardware_profile.topology: {{type: {self.topology.name}, nodes: "
+                    f"{-(-count // self.topology.gpus_per_node)}}})")
+            gpus = [Gpu(f"gpu{i}", device, env) for i in range(count)]
+        allocation = GpuSet(owner, gpus, env)
+        self.allocations[owner] = allocation
+        if self.accounting is not None:
+            self.accounting.hold(owner, gpus)
+        return allocation
+
+    def _shared_gpu(self, gpu_id: str, device, env) -> Gpu:
+        """The shared GPU *gpu_id*, made (with its sharing mode) on first use."""
+        from labsim.errors import UsageError
+
+        gpu = self._shared.get(gpu_id)
+        if gpu is not None:
+            return gpu
+        index = _gpu_index(gpu_id)
+        capacity = self.capacity
+        if index is None or (capacity is not None and index >= capacity):
+            allowed = f"gpu0 … gpu{capacity - 1}" if capacity else "gpu0, gpu1, …"
+            raise UsageError(f"placement names GPU {gpu_id!r}; this hardware has {allowed}")
+        registry = self.context.registry
+        config = dict(self.sharing)
+        mode_name = config.get("type") or registry.default("sharing_modes")
+        if not mode_name:
+            raise UsageError("no sharing mode is installed to place frameworks on shared GPUs")
+        gpu = Gpu(gpu_id, device, env)
+        gpu.mode = registry.get("sharing_modes", mode_name)(config, gpu, self.context)
+        self._shared[gpu_id] = gpu
+        return gpu
 
     def device(self, device_id: str | None = None):
         """The device called *device_id*, or the experiment's device when none is named."""
@@ -98,4 +256,10 @@ def build_hardware(profile: dict, registry: Registry, exp: Experiment) -> Hardwa
         topology = _customized(base, spec, exp, ("hardware_profile", "topology"))
     if topology is not None and default is not None and hasattr(topology, "with_device"):
         topology = topology.with_device(default)
-    return Hardware(devices, default, topology, profile.get("network_links"))
+    return Hardware(devices, default, topology, profile.get("network_links"), profile.get("sharing"))
+
+
+def _gpu_index(gpu_id: str) -> int | None:
+    """``"gpu3"`` → 3; None for another spelling."""
+    text = str(gpu_id)
+    return int(text[3:]) if text.startswith("gpu") and text[3:].isdigit() else None

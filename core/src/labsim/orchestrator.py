@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from labsim import config as config_mod
+from labsim.accounting import Accounting
 from labsim.config import Experiment
 from labsim.context import RunContext
 from labsim.engine import Engine
@@ -170,7 +171,12 @@ class Orchestrator:
         engine = Engine(self.seed)
         metrics = MetricsCollector(sinks, data["metrics_config"])
         hardware = build_hardware(data.get("hardware_profile", {}), self.registry, exp)
-        ctx = RunContext(engine, self.registry, hardware, metrics, exp, data)
+        ctx = RunContext(engine, self.registry, hardware, metrics, exp, data,
+                         accounting=Accounting(lambda: engine.env.now))
+        hardware.bind(ctx)
+        for entry in data["frameworks_to_test"]:
+            if entry.get("placement"):
+                hardware.placements[entry["name"]] = entry["placement"]
 
         frameworks = []
         for i, entry in enumerate(data["frameworks_to_test"]):
@@ -237,9 +243,13 @@ class Orchestrator:
             },
             "frameworks": {},
         }
+        accounting = frameworks[0].context.accounting if frameworks else None
         for fw in frameworks:
             try:
-                summary["frameworks"][fw.instance_name] = {"type": fw.name, **fw.summary()}
+                section = {"type": fw.name, **fw.summary()}
+                if "cost" not in section and accounting is not None and fw.instance_name in accounting.owners():
+                    section["cost"] = accounting.bill(fw.instance_name, end=sim_time)
+                summary["frameworks"][fw.instance_name] = section
             except LabsimError:
                 raise
             except NotImplementedError:

@@ -39,6 +39,7 @@ GROUP = "labsim"
 DEFAULT_PLUGINS = (
     "labsim.default_plugins.distributions",
     "labsim.default_plugins.sinks",
+    "labsim.default_plugins.sharing",
 )
 
 

@@ -120,6 +120,11 @@ class ServingEngine(labsim.Framework):
         self._check_fits_topology(instance_name)
         self.setup()
         self.num_gpus = cfg["tensor_parallel_size"] * cfg["pipeline_parallel_size"] * cfg["num_replicas"]
+        self.gpus = context.hardware.allocate(
+            instance_name, self.num_gpus, device=self.device,
+            why=f"num_replicas {cfg['num_replicas']} × tensor_parallel_size {cfg['tensor_parallel_size']} × "
+                f"pipeline_parallel_size {cfg['pipeline_parallel_size']}")
+        self.last_left_s = 0.0
         self.metrics = ServingMetrics(context, instance_name, self.name, num_gpus=self.num_gpus,
                                       device=self.device, dtype=cfg["dtype"],
                                       kv_capacity_blocks=self.plan.num_blocks,
@@ -184,7 +189,7 @@ class ServingEngine(labsim.Framework):
     def submit(self, request) -> None:
         reason = self.reject_reason(request)
         if reason:
-            request.finish_s = self.context.env.now
+            request.finish_s = self.last_left_s = self.context.env.now
             self.metrics.request_rejected(request, reason)
             self.notify_finished(request)
             return
@@ -195,19 +200,25 @@ class ServingEngine(labsim.Framework):
 
     def request_left(self, request) -> None:
         """Called by a replica when *request* finishes."""
+        self.last_left_s = self.context.env.now
         self.notify_finished(request)
 
     def is_idle(self) -> bool:
         return all(r.outstanding == 0 for r in self.replicas)
 
     def summary(self) -> dict:
+        now = self.context.env.now
         if not self._closed:
             self._closed = True
+            unfinished = 0
             for replica in self.replicas:
                 for req in replica.pending():
+                    unfinished += 1
                     self.metrics.request_unfinished(req)
-        return self.metrics.summary(self.context.env.now, len(self.replicas),
-                                    {"config": self.summary_config()})
+            # the GPUs are billed until the last request left, or to the end while any is inside
+            self.context.accounting.release(self.instance_name, at=now if unfinished else self.last_left_s)
+        bill = self.context.accounting.bill(self.instance_name, end=now)
+        return self.metrics.summary(now, len(self.replicas), {"config": self.summary_config()}, bill=bill)
 
 
 __all__ = ["DEPLOYMENT_PROPERTIES", "DTYPE_SPELLINGS", "MODEL_PROPERTIES", "ServingEngine", "base_settings"]

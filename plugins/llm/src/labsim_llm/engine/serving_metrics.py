@@ -490,7 +490,8 @@ class ServingMetrics:
 
     # -- summary --------------------------------------------------------------------------
 
-    def summary(self, sim_time: float, replicas: int = 1, extra: dict | None = None) -> dict:
+    def summary(self, sim_time: float, replicas: int = 1, extra: dict | None = None,
+                bill: dict | None = None) -> dict:
         """This framework's section of summary.json."""
         self.flush()
         metrics = self.context.metrics
@@ -517,7 +518,8 @@ class ServingMetrics:
         total_out = self.output_tokens
         gpus = self.num_gpus
         price = float(getattr(self.device, "price_per_hour", 0.0) or 0.0)
-        usd = price * gpus * sim_time / 3600.0
+        # billed by the kernel's accounting for this framework's own GPUs over its own time
+        usd = bill["usd"] if bill is not None else price * gpus * sim_time / 3600.0
         peak = _peak_flops(self.device, self.dtype)
         bw = float(getattr(self.device, "mem_bw", 0.0) or 0.0)
         replica_gpus = gpus / max(replicas, 1)
@@ -568,6 +570,7 @@ class ServingMetrics:
             "cost": {
                 "usd_total": usd,
                 "usd_per_million_output_tokens": usd / total_out * 1e6 if total_out else None,
+                **({"gpu_hours": bill["gpu_hours"], "billed_s": bill["held_s"]} if bill is not None else {}),
             },
         }
         if extra:
