@@ -54,6 +54,7 @@ class Registry:
         self._clashes: dict[tuple[str, str], list[Entry]] = {}
         for kind in KINDS:
             self._collect(kind)
+        self._bind()
 
     # -- building ------------------------------------------------------------------------
 
@@ -71,6 +72,21 @@ class Registry:
                 self._fail(info, str(ex))
             except Exception as ex:
                 self._fail(info, f"register_{kind} raised {type(ex).__name__}: {ex}")
+
+    def _bind(self) -> None:
+        """Give each component that asks for it (a ``bind(registry)`` method) this registry,
+        once every plugin has registered: a component that works with others of its kind
+        (a collective with the algorithms registered beside it) finds them here, never in a
+        process-wide table."""
+        for kind in KINDS:
+            for entry in self._entries[kind].values():
+                bind = getattr(entry.obj, "bind", None)
+                if callable(bind) and not isinstance(entry.obj, type):
+                    try:
+                        bind(self)
+                    except Exception as ex:
+                        self._fail(self.loaded.info.get(entry.plugin) or PluginInfo(entry.plugin, "", ""),
+                                   f"{kind[:-1]} {entry.name!r}: bind raised {type(ex).__name__}: {ex}")
 
     def _fail(self, info: PluginInfo, error: str) -> None:
         self.loaded.failed[info.name] = f"{info.distribution}: {error}"

@@ -35,15 +35,18 @@ class Algorithm:
 
     def time(self, nbytes, *, ranks=8, device=None, topology=None, algorithm=None) -> float:
         """Seconds of this algorithm (so a registered ``<collective>.<name>`` prices itself)."""
+        from labsim.errors import UsageError
+
         from labsim_collectives.plugin import BY_NAME
 
-        return BY_NAME[self.collective].time(
-            nbytes,
-            ranks=ranks,
-            device=device,
-            topology=topology,
-            algorithm=self.name.split(".")[-1],
-        )
+        op = BY_NAME[self.collective]
+        group = op.group(ranks, device, topology)
+        if group.n == 1:
+            return 0.0
+        reason = self.unavailable(group, nbytes)
+        if reason:
+            raise UsageError(f"{self.name} cannot run here: {reason}")
+        return op._best(group, nbytes, [self])[1].seconds
 
 
 # -- helpers --------------------------------------------------------------------------------

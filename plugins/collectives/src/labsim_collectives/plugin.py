@@ -18,7 +18,10 @@ faster of one-shot and two-shot up to 8 MiB, NCCL ``auto`` above.
 
 A third party adds an algorithm by registering an :class:`~labsim_collectives.algorithms.Algorithm`
 named ``"<collective>.<algorithm>"`` through the ordinary ``register_collectives``
-hook, or by calling :func:`register_algorithm` (see the README).
+hook (see the README). There is no second, process-wide table: the operations a
+registry holds are bound to it (:meth:`CollectiveOp.bind`) and see exactly the
+algorithms registered in that registry, so a registry built for a test, a sweep
+worker or a Ray worker prices with the algorithms its plugins registered.
 """
 
 from __future__ import annotations
@@ -43,42 +46,21 @@ FACTORS = {
     "send_recv": lambda n: 1.0,
 }
 
-_ALGORITHMS: dict[str, dict[str, Algorithm]] = {c: {} for c in FACTORS}
+#: the built-in algorithms of each collective (plugins add theirs through the registry)
+_BUILTIN: dict[str, dict[str, Algorithm]] = {c: {} for c in FACTORS}
 for _algo in builtin_algorithms():
-    _ALGORITHMS[_algo.collective][_algo.name] = _algo
+    _BUILTIN[_algo.collective][_algo.name] = _algo
 
-_CACHE: dict[tuple, tuple] = {}
-_CACHE_LIMIT = 200_000
 _BOXES: dict[tuple, tuple] = {}
+_CACHE_LIMIT = 200_000
 
 
-def register_algorithm(algorithm: Algorithm) -> None:
-    """Make *algorithm* (an :class:`Algorithm` with ``collective`` and ``name``) selectable by
-    name and, when ``algorithm.nccl`` is true, a candidate of ``auto``."""
-    collective = getattr(algorithm, "collective", "")
-    name = getattr(algorithm, "name", "").split(".")[-1]
-    if collective not in _ALGORITHMS:
-        raise UsageError(
-            f"algorithm {algorithm!r}: collective must be one of "
-            f"{', '.join(_ALGORITHMS)}, got {collective!r}"
-        )
-    if not name or name in ("auto", "custom_ar"):
-        raise UsageError(f"algorithm {algorithm!r}: needs a name other than auto / custom_ar")
-    _ALGORITHMS[collective][name] = algorithm
-    _CACHE.clear()
-
-
-def _from_registry(collective: str) -> dict[str, Algorithm]:
-    """Algorithms other plugins registered as collectives named ``<collective>.<name>``."""
+def _from_registry(registry, collective: str) -> dict[str, Algorithm]:
+    """Algorithms plugins registered in *registry* as collectives named ``<collective>.<name>``."""
     found = {}
-    try:
-        registry = labsim.get_registry()
-        names = registry.names("collectives")
-    except Exception:  # the registry itself failing is reported by the kernel, not here
-        return found
-    for full in names:
+    for full in registry.names("collectives"):
         prefix, _, name = full.partition(".")
-        if name and prefix == collective:
+        if name and prefix == collective and name not in ("auto", "custom_ar"):
             obj = registry.get("collectives", full)
             if callable(getattr(obj, "plan", None)):
                 found[name] = obj
@@ -96,14 +78,27 @@ class CollectiveOp(labsim.Collective):
 
     def __init__(self, name: str, aliases: tuple[str, ...], description: str):
         self.name, self.aliases, self.description = name, aliases, description
+        self._registry = None
+        self._algorithms: dict[str, Algorithm] | None = None
+        self._cache: dict[tuple, tuple] = {}
+
+    def bind(self, registry) -> None:
+        """Price with the algorithms registered in *registry* besides the built-in ones (the
+        registry calls this once every plugin has registered)."""
+        self._registry = registry
+        self._algorithms = None
+        self._cache.clear()
 
     # -- algorithms --------------------------------------------------------------------------
 
     def _table(self) -> dict[str, Algorithm]:
-        table = dict(_ALGORITHMS[self.name])
-        for name, algo in _from_registry(self.name).items():
-            table.setdefault(name, algo)
-        return table
+        if self._algorithms is None:
+            table = dict(_BUILTIN[self.name])
+            if self._registry is not None:
+                for name, algo in _from_registry(self._registry, self.name).items():
+                    table.setdefault(name, algo)
+            self._algorithms = table
+        return self._algorithms
 
     def algorithms(self) -> list[str]:
         """Names accepted as ``algorithm=`` (besides ``auto``)."""
@@ -123,16 +118,17 @@ class CollectiveOp(labsim.Collective):
         another).
         """
         key_ranks = ranks if isinstance(ranks, int) else tuple(ranks)
-        key = (self.name, int(nbytes), key_ranks, id(device), id(topology), str(algorithm))
-        hit = _CACHE.get(key)
+        key = (int(nbytes), key_ranks, id(device), id(topology), str(algorithm))
+        cache = self._cache
+        hit = cache.get(key)
         if hit is not None and hit[1] is device and hit[2] is topology:
             return hit[0]
         seconds = self.cost(
             nbytes, ranks=ranks, device=device, topology=topology, algorithm=algorithm
         )[1].seconds
-        if len(_CACHE) >= _CACHE_LIMIT:
-            _CACHE.clear()
-        _CACHE[key] = (seconds, device, topology)
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = (seconds, device, topology)
         return seconds
 
     def cost(
@@ -242,5 +238,6 @@ BY_NAME = {op.name: op for op in OPS}
 
 @hookimpl
 def register_collectives(register):
+    """A fresh operation of each kind per registry, bound to it once every plugin registered."""
     for op in OPS:
-        register(op)
+        register(CollectiveOp(op.name, op.aliases, op.description))
