@@ -49,9 +49,6 @@ class Ticks(labsim.Workload):
             target.submit(TickRequest(i, env.now))
         self._done = True
 
-    def is_done(self):
-        return self._done
-
     def summary(self):
         return {"requests": self.config["count"]}
 
@@ -92,9 +89,6 @@ class Queue(labsim.Framework):
 
     def submit(self, request):
         self.store.put(request)
-
-    def is_idle(self):
-        return not self.store.items
 
     def _serve(self):
         env = self.context.env

@@ -30,23 +30,7 @@ class Engine:
         self.seed = int(seed)
         self.env = simpy.Environment()
 
-    @property
-    def now(self) -> float:
-        return self.env.now
-
     def rng(self, *names: str) -> np.random.Generator:
         """A fresh generator for the stream called *names* (same names → same numbers)."""
         seq = np.random.SeedSequence(entropy=self.seed, spawn_key=stream_key(*names))
         return np.random.Generator(np.random.PCG64(seq))
-
-    def process(self, generator) -> simpy.Process:
-        return self.env.process(generator)
-
-    def timeout(self, delay: float, value=None) -> simpy.Timeout:
-        return self.env.timeout(delay, value)
-
-    def event(self) -> simpy.Event:
-        return self.env.event()
-
-    def run(self, until=None):
-        return self.env.run(until=until)

@@ -216,10 +216,6 @@ class RequestWorkload(Workload):
         """A fresh request for a user who just became free (closed loops), or None."""
         return None
 
-    def is_done(self) -> bool:
-        sources_done = self._stopped or self._open_sources == 0
-        return sources_done and not self._waiting and self._thinking == 0 and not self._sessions
-
     # -- sending -----------------------------------------------------------------------------
 
     def _allowed(self) -> bool:
