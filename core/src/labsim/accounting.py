@@ -101,3 +101,36 @@ def gpu_price(gpu) -> float:
     """USD per hour of one GPU (its device's ``price_per_hour``; 0 when unknown)."""
     device = getattr(gpu, "device", gpu)
     return float(getattr(device, "price_per_hour", 0.0) or 0.0)
+
+
+def peak_flops(device, dtype: str) -> float:
+    """The device's dense peak FLOP/s in *dtype* (bf16's when it lists no such dtype; 0 unknown)."""
+    peaks = getattr(device, "peak_flops", None) or {}
+    try:
+        return float(peaks[dtype])
+    except (KeyError, TypeError):
+        return float(peaks.get("bf16", 0.0)) if hasattr(peaks, "get") else 0.0
+
+
+def utilisation(*, busy_s: float, groups: int, window_s: float, flops: float, bytes_moved: float,
+                device, dtype: str, gpus_per_group: float = 1.0) -> dict:
+    """How hard a framework's GPUs worked — one formula for serving, training and clusters.
+
+    :param busy_s: seconds its GPU groups (replicas, pipeline stages) were busy, summed over them.
+    :param groups: how many groups *busy_s* sums over.
+    :param window_s: the seconds measured (after warm-up).
+    :param flops: model FLOPs done in *busy_s* (no recompute), per GPU of a group.
+    :param bytes_moved: DRAM bytes read and written in *busy_s*, per GPU of a group.
+
+    ``busy_fraction`` is the mean group's busy share of the window; ``mfu`` the FLOPs over
+    what the busy time could do at the device's peak in *dtype*; ``mbu`` the same for memory
+    bandwidth.
+    """
+    peak = peak_flops(device, dtype)
+    bw = float(getattr(device, "mem_bw", 0.0) or 0.0)
+    busy = busy_s / groups if groups else 0.0
+    return {
+        "busy_fraction": busy / window_s if window_s > 0 else None,
+        "mfu": (flops * gpus_per_group / (busy_s * peak * gpus_per_group) if busy_s > 0 and peak else None),
+        "mbu": (bytes_moved / (busy_s * bw) if busy_s > 0 and bw else None),
+    }

@@ -26,6 +26,7 @@ import math
 from array import array
 
 import numpy as np
+from labsim.accounting import utilisation
 
 REQUEST_COLUMNS = [
     "request_id",
@@ -520,10 +521,7 @@ class ServingMetrics:
         price = float(getattr(self.device, "price_per_hour", 0.0) or 0.0)
         # billed by the kernel's accounting for this framework's own GPUs over its own time
         usd = bill["usd"] if bill is not None else price * gpus * sim_time / 3600.0
-        peak = _peak_flops(self.device, self.dtype)
-        bw = float(getattr(self.device, "mem_bw", 0.0) or 0.0)
         replica_gpus = gpus / max(replicas, 1)
-        busy = self.busy_s / replicas if replicas else 0.0
         section = {
             "framework": self.kind,
             "ttft_ms": self.ttft.stats(metrics.percentiles),
@@ -559,13 +557,9 @@ class ServingMetrics:
             "gpu": {
                 "num_gpus": gpus,
                 "steps": self.num_steps,
-                "busy_fraction": busy / (sim_time - self.warm_up) if sim_time > self.warm_up else None,
-                "mfu": (
-                    self.flops * replica_gpus / (self.busy_s * peak * replica_gpus)
-                    if self.busy_s > 0 and peak
-                    else None
-                ),
-                "mbu": (self.bytes / (self.busy_s * bw) if self.busy_s > 0 and bw else None),
+                **utilisation(busy_s=self.busy_s, groups=replicas, window_s=sim_time - self.warm_up,
+                              flops=self.flops, bytes_moved=self.bytes, device=self.device,
+                              dtype=self.dtype, gpus_per_group=replica_gpus),
             },
             "cost": {
                 "usd_total": usd,
@@ -576,14 +570,6 @@ class ServingMetrics:
         if extra:
             section.update(extra)
         return section
-
-
-def _peak_flops(device, dtype: str) -> float:
-    peaks = getattr(device, "peak_flops", None) or {}
-    try:
-        return float(peaks[dtype])
-    except (KeyError, TypeError):
-        return float(peaks.get("bf16", 0.0)) if hasattr(peaks, "get") else 0.0
 
 
 __all__ = ["ServingMetrics", "GapHistogram", "LatencySample", "SUMMARY_SCHEMA", "REQUEST_COLUMNS", "STEP_COLUMNS"]
