@@ -137,3 +137,22 @@ def test_side_by_side_frameworks_are_each_billed_for_their_own_time(labsim_cli, 
     assert both["frameworks"]["vllm"]["cost"]["usd_total"] == pytest.approx(
         alone["frameworks"]["vllm"]["cost"]["usd_total"], rel=1e-12)
     assert both["simulated_time_s"] > alone["simulated_time_s"]  # the fifo framework ran longer
+
+
+def test_a_framework_finds_its_client_link():
+    from labsim.hardware import Hardware
+
+    def links(*dests):
+        return [{"link_id": f"l{i}", "dest_id": d, "bandwidth_bps": 1e9, "latency_s": 0.001 * (i + 1)}
+                for i, d in enumerate(dests)]
+
+    hw = Hardware({}, links=links("entry"))
+    hw.framework_names = {"vllm", "trt"}
+    assert hw.link_to("vllm").link_id == "l0" and hw.link_to("trt").link_id == "l0"  # one shared entry
+    hw = Hardware({}, links=links("vllm", "entry"))
+    hw.framework_names = {"vllm", "trt"}
+    assert hw.link_to("vllm").link_id == "l0" and hw.link_to("trt").link_id == "l1"
+    hw = Hardware({}, links=links("a", "b"))
+    hw.framework_names = {"vllm"}
+    assert hw.link_to("vllm") is None  # two entry points: which one is not said
+    assert hw.links["l0"].transfer_s(1e9 / 8) == pytest.approx(1.001)

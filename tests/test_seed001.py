@@ -66,3 +66,22 @@ def test_a_missing_model_database_is_named_with_its_line(seed001, installed_regi
     assert "model_characteristics_db_path: file not found: nowhere.json" in str(info.value)
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "model_characteristics_db_path" in t)
     assert f"missing_db.yaml:{line}:" in str(info.value)
+
+
+def test_the_client_network_link_is_priced(seed001, installed_registry):
+    """seed 001's network_links was validated and ignored: a 100 ms client link must add
+    ~200 ms to TTFT (the prompt up, the first token down) and leave TPOT alone."""
+    short = ["workload.total_duration=20", "metrics_config.warm_up_duration_s=0"]
+    base = run(seed001, overrides=short, registry=installed_registry)
+    slow = run(seed001, overrides=[*short, "hardware_profile.network_links[0].latency_s=0.1"],
+               registry=installed_registry)
+    a = next(iter(base.summary["frameworks"].values()))
+    b = next(iter(slow.summary["frameworks"].values()))
+    assert b["ttft_ms"]["p50"] - a["ttft_ms"]["p50"] == pytest.approx(200 - 0.2, abs=25)
+    assert b["tpot_ms"]["p50"] == pytest.approx(a["tpot_ms"]["p50"], rel=0.05)
+    thin = run(seed001, overrides=[*short, "hardware_profile.network_links[0].bandwidth_bps=1000",
+                                   "frameworks_to_test[0].config.bytes_per_token_estimate_for_network=100"],
+               registry=installed_registry)
+    c = next(iter(thin.summary["frameworks"].values()))
+    # ~50-token prompts at 100 bytes/token over 1 kbit/s: ~40 s to upload each
+    assert c["ttft_ms"]["p50"] > 10_000

@@ -18,11 +18,33 @@ passes :meth:`Gpu.execute`, the per-GPU execution point.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from labsim.config import Experiment
 from labsim.errors import ConfigError, LabsimError, UsageError
 from labsim.registry import Registry
+
+
+@dataclass(frozen=True)
+class NetworkLink:
+    """A point-to-point link outside the GPU topology (``hardware_profile.network_links``),
+    e.g. from the clients to a serving framework's API server.
+
+    A transfer takes ``latency_s + bytes × 8 / bandwidth_bps``; transfers do not queue
+    behind each other (each gets the whole bandwidth), which holds while the link is far
+    from full, as a client link carrying prompts and streamed tokens is.
+    """
+
+    link_id: str
+    bandwidth_bps: float
+    latency_s: float = 0.0
+    source_id: str = ""
+    dest_id: str = ""
+
+    def transfer_s(self, nbytes: float) -> float:
+        """Seconds for *nbytes* to cross the link."""
+        return self.latency_s + float(nbytes) * 8.0 / self.bandwidth_bps
 
 
 class Gpu:
@@ -95,8 +117,13 @@ class Hardware:
         self.devices = devices
         self.default = default
         self.topology = topology
-        self.links = {link["link_id"]: link for link in links or []}
+        self.links = {
+            link["link_id"]: NetworkLink(**{k: link[k] for k in NetworkLink.__dataclass_fields__ if k in link})
+            for link in links or []
+        }
         self.sharing = sharing or {}
+        #: the experiment's framework instance names (set by the orchestrator)
+        self.framework_names: set[str] = set()
         #: each framework instance's ``placement`` (set by the orchestrator)
         self.placements: dict[str, dict] = {}
         self.accounting = None
@@ -108,6 +135,16 @@ class Hardware:
         """Attach the run (its SimPy environment, registry and accounting)."""
         self.context = context
         self.accounting = context.accounting
+
+    def link_to(self, owner: str) -> NetworkLink | None:
+        """The network link clients reach framework *owner* through: the link whose
+        ``dest_id`` is *owner*, else the one link whose ``dest_id`` names no framework (an
+        entry point every framework sits behind, as seed 001 writes it), else None."""
+        for link in self.links.values():
+            if link.dest_id == owner:
+                return link
+        shared = [link for link in self.links.values() if link.dest_id not in self.framework_names]
+        return shared[0] if len(shared) == 1 else None
 
     @property
     def capacity(self) -> int | None:

@@ -174,6 +174,7 @@ class Orchestrator:
         ctx = RunContext(engine, self.registry, hardware, metrics, exp, data,
                          accounting=Accounting(lambda: engine.env.now))
         hardware.bind(ctx)
+        hardware.framework_names = {entry["name"] for entry in data["frameworks_to_test"]}
         for entry in data["frameworks_to_test"]:
             if entry.get("placement"):
                 hardware.placements[entry["name"]] = entry["placement"]

@@ -82,9 +82,6 @@ CONFIG_SCHEMA = {
                                         "description": "Extra CPU time per scheduled request (assumption)."},
         "scheduler_iteration_delay_s": {"type": "number", "minimum": 0, "default": 0.0,
                                         "description": "Extra delay added to every step (seed-001 key)."},
-        "bytes_per_token_estimate_for_network": {"type": "number", "minimum": 0, "default": 2,
-                                                 "description": "Seed-001 key; recorded in the summary "
-                                                 "(the engine does not model the client network)."},
         "num_scheduler_steps": {"type": "integer", "minimum": 1, "default": 1,
                                 "description": "vLLM 0.6 multi-step scheduling (--num-scheduler-steps): "
                                 "a decode batch runs this many steps per scheduling round and new "

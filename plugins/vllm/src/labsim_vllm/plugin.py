@@ -88,7 +88,7 @@ class VLLM(ServingEngine):
             "enable_chunked_prefill": cfg["enable_chunked_prefill"],
             "async_output_processing": cfg["async_output_processing"],
             "cuda_graph": cfg["cuda_graph"], "fast_forward": cfg["fast_forward"],
-            "bytes_per_token_estimate_for_network": cfg["bytes_per_token_estimate_for_network"],
+            "bytes_per_token_estimate_for_network": self.bytes_per_token(cfg, self.context),
             "memory_plan": self.plan.as_dict(),
         }
 

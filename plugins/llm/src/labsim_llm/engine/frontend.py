@@ -26,6 +26,12 @@ Figures (all **assumptions**, of the order public measurements give; override th
 * ``stream_s`` = 0.2 ms: one incremental detokenise step and one SSE chunk through the ASGI
   stack.
 
+**The client network.** When ``hardware_profile.network_links`` gives the link clients reach
+the engine through (:meth:`labsim.hardware.Hardware.link_to`), the prompt crosses it before
+the API server sees it (latency + prompt tokens × ``bytes_per_token_estimate_for_network`` × 8
+/ bandwidth) and every streamed token crosses it on the way out (latency + bytes per token × 8
+/ bandwidth): TTFT and E2E grow by the link, TPOT does not (each token is delayed alike).
+
 What this does **not** hold: GPUStack's vLLM 0.11 rows show ~45 ms of TTFT beyond engine
 work at concurrency 4 (S5-01, and an ITL P99 of 41 ms against a 7.4 ms TPOT, i.e. a stall
 of the other streams whenever a request arrives); no mechanism of that size is documented,
@@ -83,19 +89,27 @@ class Frontend:
     """
 
     def __init__(self, env, enabled: bool = True, cost: FrontendCost = DEFAULT_FRONTEND,
-                 chat: bool = False):
+                 chat: bool = False, link=None, bytes_per_token: float = 2.0):
         self.env = env
         self.enabled = enabled
         self.cost = cost
         self.chat = chat
+        self.link = link
+        self.bytes_per_token = float(bytes_per_token)
         self.after_first_token_s = cost.after_first_token() if enabled else 0.0
+        if link is not None:
+            self.after_first_token_s += link.transfer_s(self.bytes_per_token)
 
     def submit(self, request, deliver) -> None:
-        """Call ``deliver(request)`` once the API server has handled *request*."""
-        if not self.enabled:
+        """Call ``deliver(request)`` once the prompt has crossed the client link (when the
+        experiment has one) and the API server has handled it."""
+        delay = self.cost.before_engine(request.prompt_tokens, self.chat) if self.enabled else 0.0
+        if self.link is not None:
+            delay += self.link.transfer_s(request.prompt_tokens * self.bytes_per_token)
+        elif not self.enabled:
             deliver(request)
             return
-        event = self.env.timeout(self.cost.before_engine(request.prompt_tokens, self.chat))
+        event = self.env.timeout(delay)
         event.callbacks.append(lambda _event: deliver(request))
 
 

@@ -52,6 +52,10 @@ DEPLOYMENT_PROPERTIES = {
     "frontend_latency": {"type": "boolean", "default": True,
                          "description": "Add the API server's per-request cost (HTTP, tokenisation, IPC, "
                          "streaming the first token) to TTFT and E2E (labsim_llm.engine.frontend)."},
+    "bytes_per_token_estimate_for_network": {
+        "type": "number", "minimum": 0,
+        "description": "Bytes one prompt or streamed token takes on the client network link "
+        "(hardware_profile.network_links); default: the workload's, else 2."},
     "record_steps": {"type": "boolean", "default": True,
                      "description": "Write the per-step table (steps.csv)."},
 }
@@ -129,7 +133,9 @@ class ServingEngine(labsim.Framework):
                                       device=self.device, dtype=cfg["dtype"],
                                       kv_capacity_blocks=self.plan.num_blocks,
                                       record_steps=cfg["record_steps"])
-        self.frontend = Frontend(context.env, enabled=cfg["frontend_latency"])
+        self.frontend = Frontend(context.env, enabled=cfg["frontend_latency"],
+                                 link=context.hardware.link_to(instance_name),
+                                 bytes_per_token=self.bytes_per_token(cfg, context))
         self.replicas = [self.make_replica(i) for i in range(cfg["num_replicas"])]
         self.router = Router(cfg["router"], self.replicas)
         self._closed = False
@@ -173,6 +179,15 @@ class ServingEngine(labsim.Framework):
                 f"{need} GPUs, but topology {topo.name!r} has {world} ({topo.nodes} node(s) × "
                 f"{topo.gpus_per_node}); set hardware_profile.topology to "
                 f"{{type: {topo.name}, nodes: {nodes}}}")
+
+    @staticmethod
+    def bytes_per_token(cfg: dict, context) -> float | int:
+        """Bytes one token takes on the client link: the framework's
+        ``bytes_per_token_estimate_for_network``, else the workload's, else 2 (seed 001's)."""
+        value = cfg.get("bytes_per_token_estimate_for_network")
+        if value is None:
+            value = (context.config.get("workload") or {}).get("bytes_per_token_estimate_for_network")
+        return 2 if value is None else value
 
     def collective_time(self, kind: str, nbytes: int, ranks) -> float:
         """Seconds of one collective among this engine's GPUs, on the experiment's topology
