@@ -118,7 +118,14 @@ class Framework(Component):
 
     A framework tells listeners (closed-loop clients, sessions) when a request
     has finished by calling :meth:`notify_finished`.
+
+    ``summary_schema`` describes its section of summary.json (default: any object);
+    ``headline`` lists ``(label, dotted.path)`` rows for the result table (default: none,
+    and the table shows the section's top-level numbers).
     """
+
+    summary_schema: ClassVar[dict] = OPEN_OBJECT
+    headline: ClassVar[tuple] = ()
 
     def __init__(self, instance_name: str, config: dict, context: RunContext):
         self.instance_name = instance_name

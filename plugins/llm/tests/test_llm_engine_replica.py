@@ -100,3 +100,25 @@ def test_freeing_a_deferred_request_keeps_its_prompt_blocks_cached():
     again = replica.new_seq(_request(1, 0.0, segments=((5, 64),)))
     assert len(replica.cache_hits(again, 64)) == 3               # all but the last token's block
     replica.pool.check()
+
+
+def test_engine_times_are_none_until_an_engine_sets_them():
+    """They defaulted to NaN, so a plugin's ``if r.first_token_s is None`` never fired and its
+    latencies came out empty."""
+    import math
+
+    class SetsFirstTokenOnce(OneAtATime):
+        def commit(self, seq, start, end):
+            if seq.req.first_token_s is None:
+                seq.req.first_token_s = end
+            self.report(seq.req, end)
+
+    req = _request(0, 0.0)
+    assert req.first_scheduled_s is None and req.first_token_s is None and req.finish_s is None
+    assert math.isnan(req.ttft_s) and math.isnan(req.e2e_s)
+    env = simpy.Environment()
+    replica = SetsFirstTokenOnce(_owner(env), 0)
+    replica.start()
+    _feed(env, replica, [req])
+    env.run()
+    assert req.first_token_s == 0.01 and req.ttft_s == 0.01
