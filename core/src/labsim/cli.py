@@ -103,15 +103,13 @@ def headline_rows(result_summary: dict, registry) -> tuple[list[str], list[list]
             if ftype and registry.has("frameworks", ftype)
             else None
         )
-        for item in getattr(cls, "headline", None) or []:
+        items = getattr(cls, "headline", None) or []
+        if not items:  # no headline: every top-level number of its section
+            items = [(key, key) for key, value in frameworks[name].items()
+                     if isinstance(value, (int, float)) and not isinstance(value, bool)]
+        for item in items:
             if tuple(item) not in metrics:
                 metrics.append(tuple(item))
-    if not metrics:  # fall back to every top-level number
-        for name in names:
-            for key, value in frameworks[name].items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    if (key, key) not in metrics:
-                        metrics.append((key, key))
     headers = ["metric", *names]
     if len(names) > 1:
         headers += [f"{n}/{names[0]}" for n in names[1:]]

@@ -201,9 +201,15 @@ class Framework(Component):
     ``self.context.hardware.allocate(self.instance_name, count)`` and runs every
     piece of GPU work through the returned GPUs' ``execute``, and reports what it
     held and used to ``self.context.accounting``.
+
+    ``summary_schema`` describes its section of summary.json (default: any object);
+    ``headline`` lists ``(label, dotted.path)`` rows for the result table (default: none,
+    and the table shows the section's top-level numbers).
     """
 
     accepts: ClassVar[tuple[str, ...]] = ()
+    summary_schema: ClassVar[dict] = OPEN_OBJECT
+    headline: ClassVar[tuple] = ()
 
     def __init__(self, instance_name: str, config: dict, context: RunContext):
         self.instance_name = instance_name

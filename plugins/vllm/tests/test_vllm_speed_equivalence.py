@@ -259,3 +259,28 @@ def test_histogram_shortcuts_equal_add():
         a.add([value] * times + tail)
         b.add_uniform(value, times, tail)
     assert (a.counts == b.counts).all() and a.total == b.total and a.n == b.n
+
+
+def test_a_gpu_not_alone_runs_step_by_step_with_the_same_results(monkeypatch):
+    """Fast-forward asks ``gpu_is_alone`` before skipping steps; every step's GPU time then
+    passes through ``gpu_work`` (one call per steps.csv row, their seconds the rows' sum): the
+    replica shell's GPU seam (``labsim_llm.engine.replica``)."""
+    fast = labsim.run(copy.deepcopy(CASES["plain"]))
+    assert max(r["num_steps"] for r in fast.table("steps")) > 1          # spans were taken
+    slow = labsim.run(copy.deepcopy(CASES["plain-no-ff"]))
+    seconds = []
+    original = Replica.gpu_work
+
+    def gpu_work(self, s):
+        seconds.append(s)
+        return original(self, s)
+
+    monkeypatch.setattr(Replica, "gpu_is_alone", lambda self: False)
+    monkeypatch.setattr(Replica, "gpu_work", gpu_work)
+    shared = labsim.run(copy.deepcopy(CASES["plain"]))
+    steps = shared.table("steps")
+    assert all(r["num_steps"] == 1 for r in steps)
+    assert repr(shared.table("requests")) == repr(slow.table("requests")) == repr(fast.table("requests"))
+    assert repr(steps) == repr(slow.table("steps"))
+    assert len(seconds) == len(steps)
+    assert abs(sum(seconds) - sum(r["duration_s"] for r in steps)) < 1e-6

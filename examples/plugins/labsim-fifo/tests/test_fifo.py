@@ -68,3 +68,51 @@ def test_model_too_large_is_a_clear_error(registry):
     }
     with pytest.raises(labsim.ConfigError, match="needs 8.*GB of weights"):
         labsim.run(bad, registry=registry)
+
+
+def test_fifo_beside_vllm_writes_one_well_formed_requests_csv(tmp_path):
+    """examples/fifo_vs_vllm.yaml: fifo's rows carry the same columns as vLLM's (the old plugin
+    wrote 11 fields under vLLM's 20-column header: ``replica='finished'``, ``status='0.0047'``)."""
+    import csv
+    from pathlib import Path
+
+    from click.testing import CliRunner
+    from labsim.cli import cli
+    from labsim_llm.request import STATUSES
+
+    example = Path(__file__).resolve().parents[4] / "examples" / "fifo_vs_vllm.yaml"
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["run", str(example), "--out", str(out),
+                                    "--set", "workload.total_duration=8"])
+    assert res.exit_code == 0, res.output
+    with open(out / "requests.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    assert {r[header.index("framework")] for r in rows} == {"fifo", "vllm"}
+    assert all(len(r) == len(header) for r in rows)
+    assert {r[header.index("status")] for r in rows} <= set(STATUSES)
+
+
+def test_conversations_continue_without_code_of_its_own(registry):
+    """Follow-up turns arrive after the previous turn finishes: the shell tells the workload."""
+    profile = EXPERIMENT["workload"]["client_profiles"][0] | {
+        "conversational_probability": 1.0,
+        "think_time_dist_config": {"type": "Exponential", "mean": 0.5},
+    }
+    exp = EXPERIMENT | {"workload": EXPERIMENT["workload"] | {"client_profiles": [profile]}}
+    rows = labsim.run(exp, seed=3, registry=registry).table("requests")
+    finished = {(r["session_id"], r["turn"]): r for r in rows if r["status"] == "finished"}
+    follow_ups = [r for (s, t), r in finished.items() if t > 0]
+    assert follow_ups
+    for r in follow_ups:
+        assert r["arrival_s"] >= finished[(r["session_id"], r["turn"] - 1)]["finish_s"]
+
+
+def test_requests_still_inside_at_the_end_are_reported_unfinished(registry):
+    profile = EXPERIMENT["workload"]["client_profiles"][0] | {
+        "inter_arrival_time_dist_config": {"type": "Exponential", "rate": 20}}
+    exp = EXPERIMENT | {"simulation": {"max_simulation_time": 5},
+                        "workload": EXPERIMENT["workload"] | {"client_profiles": [profile]}}
+    result = labsim.run(exp, seed=3, registry=registry)
+    statuses = [r["status"] for r in result.table("requests")]
+    assert "unfinished" in statuses and "finished" in statuses
+    assert result.summary["frameworks"]["fifo"]["requests"]["unfinished"] == statuses.count("unfinished")

@@ -18,8 +18,8 @@ every copy of a workload (one per target framework) produces equal ids.
 
 >>> r = Request(request_id=0, arrival_s=0.5, prompt_tokens=12, max_output_tokens=4,
 ...             output_tokens=4, segments=((7, 12),))
->>> r.status, r.cached_prompt_tokens
-('pending', 0)
+>>> r.status, r.cached_prompt_tokens, r.first_token_s
+('pending', 0, None)
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class Request:
 
     Engine fields (filled by the serving framework): ``status`` (``pending`` →
     ``finished`` | ``rejected`` | ``unfinished``), ``reject_reason``,
-    ``first_scheduled_s``, ``first_token_s``, ``finish_s``,
+    ``first_scheduled_s``, ``first_token_s``, ``finish_s`` (None until they happen, so
+    ``if r.first_token_s is None`` works; requests.csv writes them as ``nan``),
     ``cached_prompt_tokens`` (prompt tokens served from the prefix cache),
     ``preemptions`` and ``replica`` (which data-parallel copy served it).
     """
@@ -74,9 +75,9 @@ class Request:
     # -- filled by the engine --
     status: str = "pending"
     reject_reason: str = ""
-    first_scheduled_s: float = math.nan
-    first_token_s: float = math.nan
-    finish_s: float = math.nan
+    first_scheduled_s: float | None = None
+    first_token_s: float | None = None
+    finish_s: float | None = None
     cached_prompt_tokens: int = 0
     preemptions: int = 0
     replica: int = 0
@@ -84,12 +85,12 @@ class Request:
     @property
     def ttft_s(self) -> float:
         """Seconds from arrival to the first output token (nan until it exists)."""
-        return self.first_token_s - self.arrival_s
+        return math.nan if self.first_token_s is None else self.first_token_s - self.arrival_s
 
     @property
     def e2e_s(self) -> float:
         """Seconds from arrival to the last output token (nan until finished)."""
-        return self.finish_s - self.arrival_s
+        return math.nan if self.finish_s is None else self.finish_s - self.arrival_s
 
     @property
     def total_tokens(self) -> int:

@@ -49,35 +49,28 @@ Every duration comes from :class:`labsim_trtllm.pricing.TrtStepPricer`.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 
-from labsim_llm.engine.kv_cache import BlockPool, block_keys
+from labsim_llm.engine.kv_cache import BlockPool
 from labsim_llm.engine.pipeline import StagePipeline
+from labsim_llm.engine.replica import ReplicaShell
+from labsim_llm.engine.replica import Seq as ShellSeq
 
 
-class Seq:
-    """The executor's state of one request."""
+class Seq(ShellSeq):
+    """The executor's state of one request (besides the shell's: cache keys, blocks held...)."""
 
-    __slots__ = ("req", "ctx_len", "computed", "out", "planned", "target", "need_total", "keys",
-                 "hashed", "held", "n_reg", "last_token", "warm", "admitted", "finished", "epoch",
-                 "inflight")
+    __slots__ = ("ctx_len", "computed", "out", "planned", "target", "need_total", "finished",
+                 "epoch", "inflight")
 
     def __init__(self, req, warm: bool, need_total: int):
-        self.req = req
+        super().__init__(req, warm)
         self.ctx_len = req.prompt_tokens       # tokens to prefill (grows when a pause folds outputs)
         self.computed = 0                      # tokens whose KV is computed or in flight
         self.out = 0                           # tokens delivered
         self.planned = 0                       # tokens generated once in-flight steps complete
         self.target = req.output_tokens
         self.need_total = need_total           # blocks to run to completion (capacity scheduler)
-        self.keys = None                       # reuse keys of the prompt's full blocks
-        self.hashed: list = []                 # keys of reusable blocks this request holds
-        self.held = 0                          # KV blocks held
-        self.n_reg = 0                         # next prompt block to make reusable
-        self.last_token = math.nan
-        self.warm = warm
-        self.admitted = False
         self.finished = False
         self.epoch = 0                         # bumped by a pause: in-flight work is void for the cache
         self.inflight = False                  # in a micro-batch still in flight (pipeline parallelism)
@@ -97,20 +90,19 @@ class Step:
         self.start = self.end = 0.0
 
 
-class Replica:
-    """A TensorRT-LLM executor (``tp × pp`` GPUs) running its loop as a SimPy process."""
+class Replica(ReplicaShell):
+    """A TensorRT-LLM executor (``tp × pp`` GPUs) running its loop as a SimPy process.
+
+    The shell (:class:`~labsim_llm.engine.replica.ReplicaShell`) holds the waiting queue
+    (TensorRT-LLM's executor queue), the idle wait, finishing and the block-reuse lookups.
+    """
 
     def __init__(self, owner, index: int, pricer, num_blocks: int, cfg: dict):
-        self.owner = owner
-        self.index = index
-        self.env = owner.context.env
+        super().__init__(owner, index, BlockPool(num_blocks, cfg["tokens_per_block"],
+                                                 cfg["enable_block_reuse"]))
         self.pricer = pricer
-        self.metrics = owner.metrics
         self.tpb = cfg["tokens_per_block"]
         self.reuse = cfg["enable_block_reuse"]
-        self.pool = BlockPool(num_blocks, self.tpb, self.reuse)
-        #: the API server's delay of every streamed token (first token and last alike)
-        self.fe_after = owner.frontend.after_first_token_s
         self.guaranteed = cfg["capacity_scheduler_policy"] == "GUARANTEED_NO_EVICT"
         self.chunked = cfg["enable_chunked_prefill"]
         self.max_batch = cfg["max_batch_size"]
@@ -122,36 +114,23 @@ class Replica:
         self.overlap = not cfg["disable_overlap_scheduler"] and self.pp == 1
         self.lookahead = 2 if self.overlap else 1
         self.extra_token = 1 if self.overlap else 0
-        self.warm_up = owner.metrics.warm_up
         self.active: list[Seq] = []
-        self.queue: deque[Seq] = deque()
-        self.clock = 0.0
-        self._wake = None
-        self.process = None
 
     # -- interface with the framework --------------------------------------------------
 
-    @property
-    def outstanding(self) -> int:
-        return len(self.active) + len(self.queue)
+    def running_seqs(self) -> list:
+        return self.active
 
     def need_total(self, prompt: int, max_new: int) -> int:
         """Blocks a request holds when it runs to completion (GUARANTEED_NO_EVICT's reservation)."""
         return -(-(prompt + max_new + self.extra_token) // self.tpb)
 
-    def start(self) -> None:
-        self.process = self.env.process(self._loop() if self.pipeline is None else self._loop_pp())
+    def run(self):
+        return self._loop() if self.pipeline is None else self._loop_pp()
 
-    def submit(self, req) -> None:
-        req.replica = self.index
-        seq = Seq(req, req.arrival_s >= self.warm_up,
-                  self.need_total(req.prompt_tokens, req.max_output_tokens))
-        self.queue.append(seq)
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
-
-    def pending(self):
-        return [s.req for s in self.active] + [s.req for s in self.queue]
+    def new_seq(self, req) -> Seq:
+        return Seq(req, req.arrival_s >= self.warm_up,
+                   self.need_total(req.prompt_tokens, req.max_output_tokens))
 
     # -- capacity scheduler -------------------------------------------------------------
 
@@ -232,10 +211,7 @@ class Replica:
     def _hits(self, s: Seq) -> list:
         if not self.reuse:
             return []
-        if s.keys is None:
-            s.keys = block_keys(s.req.segments, self.tpb)
-        n = self.pool.match(s.keys, (s.ctx_len - 1) // self.tpb)
-        return s.keys[:n]
+        return self.cache_hits(s, s.ctx_len)
 
     def _start_context(self, s: Seq, hits: list) -> None:
         if hits:
@@ -255,8 +231,8 @@ class Replica:
 
     def schedule(self) -> Step:
         """Form one iteration and allocate its KV blocks."""
-        while self.queue and len(self.active) < self.max_batch:
-            self.active.append(self.queue.popleft())
+        while self.waiting and len(self.active) < self.max_batch:
+            self.active.append(self.waiting.popleft())
         approved = self._capacity()
         budget = self.max_tokens
         gens, contexts = [], []
@@ -345,16 +321,7 @@ class Replica:
     # -- completing an iteration --------------------------------------------------------
 
     def _register(self, s: Seq) -> None:
-        keys = s.keys
-        if keys is None:
-            s.keys = keys = block_keys(s.req.segments, self.tpb)
-        full = min(min(s.computed, s.ctx_len) // self.tpb, len(keys))
-        pool = self.pool
-        while s.n_reg < full:
-            key = keys[s.n_reg]
-            if pool.register(key):
-                s.hashed.append(key)
-            s.n_reg += 1
+        self.register_prompt(s, min(s.computed, s.ctx_len))
 
     def _store_output(self, s: Seq) -> None:
         """At release TensorRT-LLM stores the sequence's full blocks, prompt *and* generated
@@ -362,13 +329,10 @@ class Replica:
         (``kvCacheManager.cpp``, ``storeBlocksForReuse``). A conversation's next turn, whose
         prompt carries this answer (``Request.output_id``), then finds them as its prefix."""
         req = s.req
-        keys = block_keys((*req.segments, (req.output_id, s.out)), self.tpb)
+        keys = self.output_keys(s, req.output_id, s.out)
         full = min((req.prompt_tokens + s.out - 1) // self.tpb, len(keys), s.held)
-        pool = self.pool
         start = max(s.n_reg, len(s.keys or ()))   # prompt blocks were registered as they filled
-        for key in keys[start:full]:
-            if pool.register(key):
-                s.hashed.append(key)
+        self.register_keys(s, keys[start:full])
 
     def _commit(self, step: Step) -> None:
         end = step.end
@@ -397,7 +361,7 @@ class Replica:
         tokens = step.tokens
         flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
         used = self.pool.num_used
-        waiting = len(self.queue) + [s.computed for s in self.active].count(0)
+        waiting = len(self.waiting) + [s.computed for s in self.active].count(0)
         busy = self.pipeline.busy(step.start, end) if self.pipeline is not None else None
         self.metrics.step(self.index, step.start, end - step.start, 1, tokens, len(step.chunks),
                           step.decodes, len(self.active), waiting, used, flops, nbytes,
@@ -412,14 +376,8 @@ class Replica:
         for s in finished:
             if self.reuse and s.req.output_id >= 0:
                 self._store_output(s)
-            self.pool.free(s.hashed, s.held - len(s.hashed))
-            s.hashed = []
-            s.held = 0
-            req = s.req
-            req.status = "finished"
-            req.finish_s = end + self.fe_after
-            self.metrics.request_done(req)
-            self.owner.request_left(req)
+            self.free_blocks(s)
+            self.report(s.req, end)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -428,11 +386,8 @@ class Replica:
         cur = None
         while True:
             if cur is None:
-                if not self.active and not self.queue:
-                    self._wake = env.event()
-                    yield self._wake
-                    self._wake = None
-                    self.clock = max(self.clock, env.now)
+                if not self.active and not self.waiting:
+                    yield from self.idle()
                     continue
                 cur = self.schedule()
                 if not cur.entries:
@@ -441,7 +396,9 @@ class Replica:
                 cur.start = self.clock
             nxt = self.schedule() if self.overlap else None     # while the GPU runs `cur`
             cur.end = cur.start + self.pricer.step_time(cur.chunks, cur.decodes, cur.decode_ctx)
-            yield env.timeout(max(0.0, cur.end - env.now))
+            end = yield self.gpu_work(max(0.0, cur.end - env.now))
+            if end is not None:
+                cur.end = end
             self.clock = cur.end
             self._commit(cur)
             if nxt is not None and nxt.entries:
@@ -455,7 +412,7 @@ class Replica:
         env, pricer = self.env, self.pricer
         inflight: deque[Step] = deque()
         while True:
-            if len(inflight) < self.pp and (self.active or self.queue):
+            if len(inflight) < self.pp and (self.active or self.waiting):
                 step = self.schedule()
                 if step.entries:
                     step.start = max(self.clock, env.now)
@@ -470,16 +427,15 @@ class Replica:
                                        "pending and nothing in flight")
             if inflight:
                 step = inflight.popleft()
-                yield env.timeout(max(0.0, step.end - env.now))
+                end = yield self.gpu_work(max(0.0, step.end - env.now))
+                if end is not None:
+                    step.end = end
                 self.clock = step.end
                 for e in step.entries:
                     e[0].inflight = False
                 self._commit(step)
                 continue
-            self._wake = env.event()
-            yield self._wake
-            self._wake = None
-            self.clock = max(self.clock, env.now)
+            yield from self.idle()
 
 
 __all__ = ["Replica", "Seq", "Step"]

@@ -34,42 +34,23 @@ from itertools import repeat
 BlockKey = tuple
 
 
-def block_keys(segments, block_size: int, limit: int | None = None) -> list[BlockKey]:
-    """Keys of the full blocks of a prompt described by ``(content_id, length)`` *segments*.
-
-    A key identifies the whole prefix up to the end of its block (chained, as
-    vLLM's block hashes are): equal keys ⇔ equal leading tokens. *limit* caps
-    the number of keys returned.
-    """
-    keys: list[BlockKey] = []
-    parent = 0
-    start = 0
-    edge = block_size
-    cap = limit if limit is not None else 1 << 62
-    for content_id, length in segments:
-        end = start + length
-        if edge <= end and len(keys) < cap:
-            offsets = range(edge - start, length + 1, block_size)
-            take = min(len(offsets), cap - len(keys))
-            keys.extend([(parent, content_id, o) for o in offsets[:take]])
-            edge += take * block_size
-        parent = hash((parent, content_id, length))
-        start = end
-    return keys
-
-
 _M64 = (1 << 64) - 1
 #: odd, so ``id * _MIX mod 2**64`` is a bijection that scatters consecutive ids (ints hash linearly)
 _MIX = 0x9E3779B97F4A7C15
 
 
-def block_ids(segments, block_size: int, limit: int | None = None) -> list:
-    """:func:`block_keys` as plain ints (cheaper to make, hash and keep): equal ⇔ equal keys.
+def block_keys(segments, block_size: int, limit: int | None = None, *, packed: bool = False) -> list:
+    """Keys of the full blocks of a prompt described by ``(content_id, length)`` *segments*.
 
-    The key ``(parent, content_id, offset)`` becomes ``parent mod 2**64`` in bits 128 and up,
-    ``content_id · _MIX mod 2**64`` in bits 64–127 and ``offset`` below: one-to-one, so equal
-    ints ⇔ equal keys (content ids outside 0..2**64 − 1 keep the tuple). Use one kind or the
-    other within a pool.
+    A key identifies the whole prefix up to the end of its block (chained, as
+    vLLM's block hashes are): equal keys ⇔ equal leading tokens. *limit* caps
+    the number of keys returned.
+
+    *packed* gives each key ``(parent, content_id, offset)`` as one int (cheaper to make,
+    hash and keep; :func:`block_ids`): ``parent mod 2**64`` in bits 128 and up,
+    ``content_id · _MIX mod 2**64`` in bits 64–127 and ``offset`` below — one-to-one, so
+    equal ints ⇔ equal keys (content ids outside 0..2**64 − 1 keep the tuple). Use one
+    kind or the other within a pool.
     """
     keys: list = []
     parent = 0
@@ -81,7 +62,7 @@ def block_ids(segments, block_size: int, limit: int | None = None) -> list:
         if edge <= end and len(keys) < cap:
             offsets = range(edge - start, length + 1, block_size)
             take = min(len(offsets), cap - len(keys))
-            if 0 <= content_id <= _M64:
+            if packed and 0 <= content_id <= _M64:
                 base = ((parent & _M64) << 128) | (((int(content_id) * _MIX) & _M64) << 64)
                 keys.extend([base | o for o in offsets[:take]])
             else:
@@ -90,6 +71,11 @@ def block_ids(segments, block_size: int, limit: int | None = None) -> list:
         parent = hash((parent, content_id, length))
         start = end
     return keys
+
+
+def block_ids(segments, block_size: int, limit: int | None = None) -> list:
+    """:func:`block_keys` packed as plain ints: equal ⇔ equal keys (what the engines key on)."""
+    return block_keys(segments, block_size, limit, packed=True)
 
 
 class _Deferred:

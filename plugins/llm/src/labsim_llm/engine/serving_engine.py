@@ -12,15 +12,20 @@ supplies the engine-specific parts:
     the settings with defaults filled in (a static function; called once
     without model and device to find the model, then with them);
 ``setup()``
-    sets ``self.plan`` (with ``num_blocks`` and ``as_dict()``) and ``self.pricer``;
+    sets ``self.plan`` (with ``num_blocks`` and ``as_dict()``; None: no KV-cache plan) and
+    ``self.pricer`` (default: no plan, a :class:`~labsim_llm.engine.step_cost.StepPricer`);
 ``make_replica(index)``
-    one replica: ``start()``, ``submit(request)``, ``outstanding``, ``pending()``;
+    one replica, usually a :class:`~labsim_llm.engine.replica.ReplicaShell` subclass
+    (``start()``, ``submit(request)``, ``outstanding``, ``pending()``);
 ``reject_reason(request)``
-    why a request can never be served here, or None;
+    why a request can never be served here, or None (default);
 ``summary_config()``
-    the ``config`` section of the summary.
+    the ``config`` section of the summary (default: model, device, dtype).
 
-Replicas call :meth:`request_left` when a request finishes.
+Replicas call :meth:`request_left` when a request finishes (the shell's ``report`` does),
+which tells the listeners (closed-loop clients, conversations' next turns). The summary
+schema and headline rows are those of every serving engine, so ``labsim schema summary``
+and the result table work for a new engine without writing either.
 """
 
 from __future__ import annotations
@@ -131,7 +136,7 @@ class ServingEngine(labsim.Framework):
         self.last_left_s = 0.0
         self.metrics = ServingMetrics(context, instance_name, self.name, num_gpus=self.num_gpus,
                                       device=self.device, dtype=cfg["dtype"],
-                                      kv_capacity_blocks=self.plan.num_blocks,
+                                      kv_capacity_blocks=self.plan.num_blocks if self.plan else 0,
                                       record_steps=cfg["record_steps"])
         self.frontend = Frontend(context.env, enabled=cfg["frontend_latency"],
                                  link=context.hardware.link_to(instance_name),
@@ -149,8 +154,16 @@ class ServingEngine(labsim.Framework):
 
 
     def setup(self) -> None:
-        """Set ``self.plan`` and ``self.pricer`` from ``self.cfg``, model and device."""
-        raise NotImplementedError(self)
+        """Set ``self.plan`` and ``self.pricer`` from ``self.cfg``, model and device (here: no
+        KV-cache plan, and the cost model's step pricer on ``tp × pp`` GPUs)."""
+        from labsim_llm.engine.step_cost import StepPricer
+
+        cfg = self.cfg
+        self.plan = None
+        self.pricer = StepPricer(self.model, self.device, dtype=cfg["dtype"],
+                                 kv_dtype=cfg.get("kv_cache_dtype", cfg["dtype"]),
+                                 tp=cfg["tensor_parallel_size"], pp=cfg["pipeline_parallel_size"],
+                                 collective=self.collective_time)
 
     def make_replica(self, index: int):
         """Replica number *index*."""
@@ -162,7 +175,8 @@ class ServingEngine(labsim.Framework):
 
     def summary_config(self) -> dict:
         """The ``config`` section of this engine's summary."""
-        return {}
+        return {"model": self.cfg["model_id"], "device": getattr(self.device, "name", ""),
+                "dtype": self.cfg["dtype"]}
 
     # -- shared -------------------------------------------------------------------------
 

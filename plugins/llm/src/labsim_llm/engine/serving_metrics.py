@@ -357,10 +357,14 @@ class ServingMetrics:
     # -- records --------------------------------------------------------------------------
 
     def _row(self, r) -> list:
-        ttft = (r.first_token_s - r.arrival_s) * 1e3
-        e2e = (r.finish_s - r.arrival_s) * 1e3
+        # times not reached yet are None on the request, nan in the row
+        scheduled = math.nan if r.first_scheduled_s is None else r.first_scheduled_s
+        first = math.nan if r.first_token_s is None else r.first_token_s
+        finish = math.nan if r.finish_s is None else r.finish_s
+        ttft = (first - r.arrival_s) * 1e3
+        e2e = (finish - r.arrival_s) * 1e3
         out = r.output_tokens if r.status == "finished" else 0
-        tpot = ((r.finish_s - r.first_token_s) / (out - 1) * 1e3) if out > 1 else math.nan
+        tpot = ((finish - first) / (out - 1) * 1e3) if out > 1 else math.nan
         return [
             r.request_id,
             self.framework,
@@ -371,9 +375,9 @@ class ServingMetrics:
             r.session_id,
             r.turn,
             r.arrival_s,
-            r.first_scheduled_s,
-            r.first_token_s,
-            r.finish_s,
+            scheduled,
+            first,
+            finish,
             r.prompt_tokens,
             out,
             r.cached_prompt_tokens,
@@ -385,7 +389,16 @@ class ServingMetrics:
         ]
 
     def request_done(self, r) -> None:
-        """Record a finished request (row + summary arrays)."""
+        """Record a finished request (row + summary arrays).
+
+        :raises RuntimeError: when the engine never set its ``first_token_s`` or ``finish_s``
+            (its latencies would be silently missing from every statistic).
+        """
+        if r.first_token_s is None or r.finish_s is None:
+            raise RuntimeError(
+                f"{self.kind} {self.framework!r}: request {r.request_id} finished without "
+                f"{'first_token_s' if r.first_token_s is None else 'finish_s'}; an engine sets both "
+                "(labsim_llm.engine.replica.ReplicaShell.emit_token and report do)")
         row = self._row(r)
         self.requests.append(row)
         self.finished += 1

@@ -1,0 +1,246 @@
+"""The shell every serving-engine replica shares; an engine adds only its scheduling policy.
+
+A replica is one copy of an engine (``tp × pp`` GPUs) running a step loop as a
+SimPy process. Whatever the engine, it accepts requests and wakes its loop,
+idles when it has nothing to do, spends GPU time on each step, finishes
+requests (statistics, rows, and telling the framework so that closed-loop
+clients and conversations send their next turn), looks up and registers
+prefix-cache blocks, and lists what is still inside when the run ends.
+:class:`ReplicaShell` is that part; a subclass supplies:
+
+``new_seq(request)``
+    its own per-request state (a :class:`Seq` subclass);
+``has_work()``, ``schedule()``, ``step_seconds(step)``, ``commit(step, start, end)``
+    its scheduling policy, for the default loop :meth:`ReplicaShell.run`; an engine with
+    its own loop (overlap, fast-forward, pipeline parallelism) overrides :meth:`run` and
+    uses :meth:`idle` and :meth:`gpu_work` inside it.
+
+**The GPU seam.** Every second of GPU time a step takes passes through
+:meth:`ReplicaShell.gpu_work`, which returns the SimPy event that fires when the
+work is done (today ``env.timeout(seconds)``: the replica owns its GPUs), and
+anything that skips simulated steps (vLLM's fast-forward) first asks
+:meth:`ReplicaShell.gpu_is_alone`. Sharing a GPU between replicas or frameworks is
+wired there and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from labsim_llm.engine.kv_cache import block_ids
+
+
+class Seq:
+    """A replica's state of one request: the fields the shell reads and writes.
+
+    ``keys``: prefix-cache keys of the prompt's full blocks (made on first lookup);
+    ``hashed``: the cached blocks it holds; ``held``: KV blocks it holds;
+    ``n_reg``: prompt blocks registered so far; ``dref``: a deferred registration
+    (vLLM) or None; ``last_token``: when it last emitted a token; ``warm``: it arrived
+    after the warm-up and counts in the statistics.
+    """
+
+    __slots__ = ("req", "keys", "hashed", "held", "n_reg", "dref", "last_token", "warm",
+                 "admitted", "t_in")
+
+    def __init__(self, req, warm: bool):
+        self.req = req
+        self.keys = None
+        self.hashed: list = []
+        self.held = 0
+        self.n_reg = 0
+        self.dref = None
+        self.last_token = math.nan
+        self.warm = warm
+        self.admitted = False
+        self.t_in = 0.0                          # when it reached the replica
+
+
+class ReplicaShell:
+    """What every serving replica shares (see the module docstring).
+
+    :param owner: the framework (a :class:`~labsim_llm.engine.serving_engine.ServingEngine`:
+        its ``context``, ``metrics``, ``frontend`` and ``request_left``).
+    :param index: which data-parallel copy this is (written in every row).
+    :param pool: its KV cache (a :class:`~labsim_llm.engine.kv_cache.BlockPool`), or None.
+    """
+
+    def __init__(self, owner, index: int, pool=None):
+        self.owner = owner
+        self.index = index
+        self.env = owner.context.env
+        self.metrics = owner.metrics
+        self.warm_up = owner.metrics.warm_up
+        #: the API server's delay of every streamed token (first and last alike)
+        self.fe_after = owner.frontend.after_first_token_s
+        self.pool = pool
+        self.waiting: deque = deque()
+        self.clock = 0.0
+        self._wake = None
+        self.process = None
+
+    # -- the GPU seam -------------------------------------------------------------------
+
+    def gpu_work(self, seconds: float):
+        """The event that fires when *seconds* of this replica's GPU work, asked for now, are done.
+
+        Every piece of a step's GPU time goes through here (one seam for GPU sharing and
+        accounting). The event's value is the simulated time the work ended when that is not
+        ``now + seconds`` (a shared GPU ran it later), else None: the loops then keep their
+        own sum, so outputs stay bit for bit. The replica owns its GPUs: a plain timeout.
+        """
+        return self.env.timeout(seconds)
+
+    def gpu_is_alone(self) -> bool:
+        """Whether nothing else runs on this replica's GPUs (so steps may be skipped over)."""
+        return True
+
+    # -- interface with the framework --------------------------------------------------
+
+    def new_seq(self, req) -> Seq:
+        """This engine's state of an arriving request."""
+        return Seq(req, req.arrival_s >= self.warm_up)
+
+    def start(self) -> None:
+        """Start the step loop."""
+        self.process = self.env.process(self.run())
+
+    def submit(self, req) -> None:
+        """Queue an admitted request (the framework has checked it can be served) and wake."""
+        req.replica = self.index
+        seq = self.new_seq(req)
+        seq.t_in = self.env.now
+        self.waiting.append(seq)
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the loop if it idles."""
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def idle(self):
+        """Wait (``yield from``) until a request arrives; the clock moves to its arrival."""
+        self._wake = self.env.event()
+        yield self._wake
+        self._wake = None
+        self.clock = max(self.clock, self.env.now)
+
+    @property
+    def outstanding(self) -> int:
+        """Requests queued or running here."""
+        return len(self.waiting) + len(self.running_seqs())
+
+    def running_seqs(self) -> list:
+        """The requests being served (the default loop serves none at a time of its own)."""
+        return []
+
+    def pending(self) -> list:
+        """Every request still here (the framework reports them ``unfinished`` at the end)."""
+        return [s.req for s in self.running_seqs()] + [s.req for s in self.waiting]
+
+    # -- the default step loop ------------------------------------------------------------
+
+    def has_work(self) -> bool:
+        """Whether a step can be formed now."""
+        return bool(self.waiting) or bool(self.running_seqs())
+
+    def schedule(self):
+        """Form the next step (the engine's policy)."""
+        raise NotImplementedError(self)
+
+    def step_seconds(self, step) -> float:
+        """GPU seconds *step* takes (priced by the engine's cost model)."""
+        raise NotImplementedError(self)
+
+    def commit(self, step, start: float, end: float) -> None:
+        """Apply *step*'s outputs at *end* (emit tokens with :meth:`emit_token`, finish with
+        :meth:`finish`)."""
+        raise NotImplementedError(self)
+
+    def run(self):
+        """The step loop: idle until there is work, form a step, spend its GPU time, commit."""
+        env = self.env
+        while True:
+            if not self.has_work():
+                yield from self.idle()
+                continue
+            step = self.schedule()
+            start = self.clock
+            self.clock = start + self.step_seconds(step)
+            end = yield self.gpu_work(max(0.0, self.clock - env.now))
+            if end is not None:
+                self.clock = end
+            self.commit(step, start, self.clock)
+
+    # -- tokens and finishing ---------------------------------------------------------------
+
+    def emit_token(self, seq, end: float, first: bool) -> float | None:
+        """*seq* emitted a token in the step ending at *end*: its first token's time is set;
+        returns the inter-token gap to record (warm requests after the first), else None."""
+        gap = None
+        if first:
+            seq.req.first_token_s = end + self.fe_after
+        elif seq.warm:
+            gap = end - seq.last_token
+        seq.last_token = end
+        return gap
+
+    def free_blocks(self, seq) -> None:
+        """Give back every KV block *seq* holds (its deferred registration, if any, with them)."""
+        d = seq.dref
+        if d is not None:
+            seq.dref = None
+            if d.state == 0:
+                self.pool.free_deferred(d, seq.held - d.n)
+                seq.hashed = []
+                seq.held = 0
+                return
+        self.pool.free(seq.hashed, seq.held - len(seq.hashed))
+        seq.hashed = []
+        seq.held = 0
+
+    def report(self, req, end: float) -> None:
+        """*req* finished (its last token out at *end*): record it and tell the framework, which
+        tells its listeners (closed-loop clients, conversations' next turns)."""
+        req.status = "finished"
+        req.finish_s = end + self.fe_after
+        self.metrics.request_done(req)
+        self.owner.request_left(req)
+
+    # -- the prefix cache -----------------------------------------------------------------
+
+    def cache_hits(self, seq, tokens: int) -> list:
+        """The leading prompt-block keys of *seq* found in the prefix cache, at most all but the
+        block of the last of *tokens* (an engine recomputes the last token for its logits)."""
+        bs = self.pool.block_size
+        if seq.keys is None:
+            seq.keys = block_ids(seq.req.segments, bs)
+        return seq.keys[:self.pool.match(seq.keys, (tokens - 1) // bs)]
+
+    def register_prompt(self, seq, upto: int) -> None:
+        """Cache the full prompt blocks covered by the first *upto* tokens of *seq*."""
+        keys = seq.keys
+        if keys is None:
+            seq.keys = keys = block_ids(seq.req.segments, self.pool.block_size)
+        full = min(upto // self.pool.block_size, len(keys))
+        if seq.n_reg < full:
+            d = seq.dref
+            if d is not None and d.state == 0:        # still deferred: just count them
+                d.n = full
+                seq.n_reg = full
+                return
+            seq.hashed.extend(self.pool.register_many(keys[seq.n_reg:full]))
+            seq.n_reg = full
+
+    def output_keys(self, seq, output_id: int, out: int) -> list:
+        """Keys of the full blocks of *seq*'s prompt followed by its *out* generated tokens
+        (content id *output_id*): what a conversation's next turn, carrying this answer, hits."""
+        return block_ids((*seq.req.segments, (output_id, out)), self.pool.block_size)
+
+    def register_keys(self, seq, keys) -> None:
+        """Cache *keys* (blocks *seq* holds and has computed) unless cached already."""
+        seq.hashed.extend(self.pool.register_many(keys))
+
+
+__all__ = ["ReplicaShell", "Seq"]

@@ -1,0 +1,164 @@
+"""Fast-forward: a run of identical decode steps taken as one event.
+
+With ``fast_forward`` a step whose batch is only decodes and would repeat
+unchanged — no arrival, no completion, no block it cannot get — is repeated
+in one event for as many iterations as it stays unchanged; an arrival during
+the run cuts it at the iteration in progress. The result is identical to one
+event per iteration (tested). It asks the shell's
+:meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_is_alone` first, and its GPU
+time passes through :meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_work`.
+
+:class:`FastForward` is a part of :class:`labsim_vllm.scheduler.Replica`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from itertools import accumulate
+
+from labsim_vllm.seq import MAX_SPAN, Step
+
+
+class FastForward:
+    """Spans of identical decode steps (a part of the replica)."""
+
+    def _decode_price(self, b: int):
+        """``f(ctx)`` = :meth:`_price` ``((), b, ctx)``, bit for bit (the pricer's per-batch
+        decode pricer when it has one)."""
+        make = getattr(self.pricer, "decode_step_fn", None)
+        overhead = self.overhead
+        per_req = self.overhead_per_req * b
+        if make is None:
+            step_time = self.pricer.step_time
+            return lambda ctx: step_time((), b, ctx) + overhead + per_req
+        step = make(b)
+        return lambda ctx: step(ctx) + overhead + per_req
+
+    def _span(self, step: Step):
+        """How many steps would repeat *step* (the whole group decoding) unchanged, with the
+        blocks they need (cumulated from the second on) and the first one's decode context."""
+        bs = self.block_size
+        g1 = self.G - 1                                     # the group step *step* is
+        heap, fin = self._fin_keys, self._fin
+        while heap[0] not in fin:
+            heapq.heappop(heap)
+        k_max = min(heap[0] - g1, MAX_SPAN, self.gate.span_limit(bool(self.waiting)))
+        if k_max <= 1:
+            return None
+        # blocks the steps after the first need: members cross a block boundary every bs steps,
+        # so the first s of them need (s // bs) · nD + prefix[s % bs]
+        cnt = self._cnt
+        per = self._nD
+        p = (g1 + 1) % bs
+        prefix = [0, *accumulate(cnt[p:] + cnt[:p])]      # prefix[r] = Σ cnt[(g1 + i) % bs], i ≤ r
+        free = self.pool.num_free
+        k = k_max                                           # first s whose need exceeds free
+        for r in range(1, bs + 1):
+            slack = free - prefix[r]
+            s = (slack // per + 1 if slack >= 0 else 0) * bs + r
+            if s < k:
+                k = s
+        if k <= 1:
+            return None
+        return k, (prefix, per), step.decode_ctx
+
+    def _need(self, blocks, s: int) -> int:
+        """Blocks the steps 2..s+1 of a span need (*blocks* from :meth:`_span`)."""
+        prefix, per = blocks
+        q, r = divmod(s, len(prefix) - 1)
+        return q * per + prefix[r]
+
+    def _bounds(self, bounds: list, least: int, k: int, horizon: float, ctx0: int) -> None:
+        """Extend *bounds* (end times of a span's steps) to at least *least* steps and past
+        *horizon*, at most *k*."""
+        b = self._nD
+        t = bounds[-1]
+        j = len(bounds)
+        if j < k and (j < least or t < horizon):
+            price = self._decode_price(b)
+            while j < k and (j < least or t < horizon):
+                t += price(ctx0 + b * j)
+                bounds.append(t)
+                j += 1
+
+    def _commit_span(self, step: Step, span, j: int, start: float, bounds) -> None:
+        """Apply the first *j* iterations of a fast-forward span."""
+        k, blocks, ctx0 = span
+        b = self._nD
+        extra = self._need(blocks, j - 1)
+        if extra:
+            self.pool.allocate(extra)
+        used0 = self.pool.num_used - extra
+        itl = self.metrics.itl
+        self._group_gaps(bounds[0], self._g_end)   # from the group's last decode (prompts may have run since)
+        n_warm = self._nW
+        end = bounds[j - 1]
+        kv_seconds = 0.0
+        prefix, per = blocks
+        bs = len(prefix) - 1
+        prev = start
+        gaps = []
+        for i in range(j):
+            t = bounds[i]
+            d = t - prev                    # the same subtraction one event per step makes
+            prev = t
+            gaps.append(d)
+            q, r = divmod(i, bs)            # _need(blocks, i), inlined
+            kv_seconds += (used0 + (q * per + prefix[r])) * d
+        if n_warm and j > 1:
+            itl.add_repeated_each(gaps[1:], n_warm)
+        pricer = self.pricer
+        if hasattr(pricer, "decode_work_sum"):
+            flops, nbytes = pricer.decode_work_sum(b, ctx0, b, j)
+        else:
+            flops = nbytes = 0.0
+            for i in range(j):
+                f, by = pricer.work((), b, ctx0 + b * i)
+                flops += f
+                nbytes += by
+        self.G += j - 1
+        self._g_end = end
+        self.metrics.step(self.index, start, end - start, j, b, 0, b, b, len(self.waiting),
+                          self.pool.num_used, flops, nbytes, kv_seconds)
+        self._after_step([], False, end)
+
+    def _run_span(self, step: Step, span, start: float, dt: float):
+        """Run the span *span* of decode steps from *start* (the first lasts *dt*), cut at the
+        step in progress when a request arrives; then apply the steps run (``yield from``)."""
+        env = self.env
+        # the steps are priced as the span goes, up to the step in progress at the
+        # next scheduled event (only then can a request arrive and cut the span)
+        k = span[0]
+        bounds = [start + dt]
+        arrival = self._arrival = env.event()
+        # ``timeout | arrival`` without a Condition, event for event: the one
+        # processed first schedules *wake* (as the Condition would schedule
+        # itself), and the process resumes when *wake* is processed
+        box = [None]
+        arrival.callbacks.append(lambda _e: box[0].triggered or box[0].succeed())
+        more = 1
+        while True:
+            self._bounds(bounds, len(bounds) + more, k, env.peek(), span[2])
+            more *= 2
+            wake = box[0] = env.event()
+            self.gpu_work(max(0.0, bounds[-1] - env.now)).callbacks.append(
+                lambda _e, w=wake: w.triggered or w.succeed())
+            yield wake
+            now = env.now
+            if arrival.triggered and (now < bounds[-1] or len(bounds) < k):
+                j = bisect.bisect_left(bounds, now) + 1
+                if bounds[j - 1] > now:
+                    yield self.gpu_work(bounds[j - 1] - now)
+                break
+            if len(bounds) == k:
+                j = k
+                break
+        self._arrival = None
+        self.clock = bounds[j - 1]
+        self._commit_span(step, span, j, start, bounds)
+        if self.gate.num_steps > 1:
+            self.gate.advance(False, j - 1)
+
+
+__all__ = ["FastForward"]
