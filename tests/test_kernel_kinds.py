@@ -156,3 +156,29 @@ def test_a_framework_finds_its_client_link():
     hw.framework_names = {"vllm"}
     assert hw.link_to("vllm") is None  # two entry points: which one is not said
     assert hw.links["l0"].transfer_s(1e9 / 8) == pytest.approx(1.001)
+
+
+SERVE = """\
+hardware_profile: {{device: H100-SXM{hw}}}
+workload: {{total_duration: 20, client_profiles: [{{profile_name: c, inter_arrival_time_dist_config: {{type: Exponential, rate: 4}}, prompt_tokens_dist_config: {{type: Constant, value: 512}}, max_output_tokens_dist_config: {{type: Constant, value: 128}}}}]}}
+frameworks_to_test:
+{frameworks}
+"""
+
+
+def test_serving_engines_run_their_steps_through_the_gpus_execution_point(labsim_cli):
+    """Two vLLM tenants on one GPU under a sharing mode take turns: each step waits for the
+    other's, so both serve slower than alone, and fast-forward stays off while they share."""
+    alone, s1 = labsim_cli(SERVE.format(hw="", frameworks="  - {name: a, type: vllm, config: {model: "
+                                                          "Llama-3.1-8B}}"))
+    fws = ("  - {name: a, type: vllm, config: {model: Llama-3.1-8B}, placement: {gpus: [gpu0]}}\n"
+           "  - {name: b, type: trtllm, config: {model: Llama-3.1-8B}, placement: {gpus: [gpu0]}}")
+    shared, s2 = labsim_cli(SERVE.format(hw=", sharing: {type: toy_time_slicing}", frameworks=fws))
+    assert alone.exit_code == 0 and shared.exit_code == 0, shared.output
+    solo = s1["frameworks"]["a"]["tpot_ms"]["p50"]
+    assert s2["frameworks"]["a"]["tpot_ms"]["p50"] > 1.3 * solo
+    assert s2["frameworks"]["a"]["requests"]["finished"] == s1["frameworks"]["a"]["requests"]["finished"]
+    # alone on its placed GPU, exclusive use gives the same answer as no placement
+    _, s3 = labsim_cli(SERVE.format(hw="", frameworks="  - {name: a, type: vllm, config: {model: "
+                                                      "Llama-3.1-8B}, placement: {gpus: [gpu0]}}"))
+    assert s3["frameworks"]["a"]["tpot_ms"] == s1["frameworks"]["a"]["tpot_ms"]

@@ -98,11 +98,23 @@ class GpuSet:
         return iter(self.gpus)
 
     def execute(self, seconds: float):
-        """An event that fires when work of *seconds* (alone) is done on every GPU of the set."""
+        """An event that fires when work of *seconds* (alone) is done on every GPU of the set.
+
+        Under exclusive use it is a plain timeout (value None: the work ended *seconds* from
+        now); on shared GPUs its value is the simulated time the last GPU finished.
+        """
         if self.exclusive:
             return self.env.timeout(seconds)
+        return self.env.process(self._shared(seconds))
+
+    def _shared(self, seconds: float):
         events = [g.execute(self.owner, seconds) for g in self.gpus]
-        return events[0] if len(events) == 1 else self.env.all_of(events)
+        yield events[0] if len(events) == 1 else self.env.all_of(events)
+        return self.env.now
+
+    def subset(self, start: int, stop: int) -> GpuSet:
+        """GPUs *start*…*stop*−1 of this set (one replica's, one pipeline stage's)."""
+        return GpuSet(self.owner, self.gpus[start:stop], self.env)
 
     def is_alone(self) -> bool:
         """True when nothing else can slow this set's work (fast-forward asks before skipping

@@ -17,10 +17,10 @@ prefix-cache blocks, and lists what is still inside when the run ends.
 
 **The GPU seam.** Every second of GPU time a step takes passes through
 :meth:`ReplicaShell.gpu_work`, which returns the SimPy event that fires when the
-work is done (today ``env.timeout(seconds)``: the replica owns its GPUs), and
+work is done: the replica's GPUs' execution point (:class:`labsim.hardware.GpuSet`), a
+plain timeout under exclusive use and the GPUs' sharing mode when frameworks share them;
 anything that skips simulated steps (vLLM's fast-forward) first asks
-:meth:`ReplicaShell.gpu_is_alone`. Sharing a GPU between replicas or frameworks is
-wired there and nowhere else.
+:meth:`ReplicaShell.gpu_is_alone`. Sharing is wired there and nowhere else.
 """
 
 from __future__ import annotations
@@ -57,6 +57,19 @@ class Seq:
         self.t_in = 0.0                          # when it reached the replica
 
 
+def replica_gpus(owner, index: int):
+    """Replica *index*'s GPUs: its ``tp × pp`` share of the engine's allocation (an empty,
+    exclusive set for an owner that allocated none, e.g. in unit tests)."""
+    from labsim.hardware import GpuSet
+
+    gpus = getattr(owner, "gpus", None)
+    if gpus is None:
+        return GpuSet(getattr(owner, "instance_name", ""), [], None)
+    cfg = getattr(owner, "cfg", None) or {}
+    per = max(1, len(gpus) // max(1, int(cfg.get("num_replicas", 1))))
+    return gpus.subset(index * per, (index + 1) * per)
+
+
 class ReplicaShell:
     """What every serving replica shares (see the module docstring).
 
@@ -75,6 +88,8 @@ class ReplicaShell:
         #: the API server's delay of every streamed token (first and last alike)
         self.fe_after = owner.frontend.after_first_token_s
         self.pool = pool
+        #: this replica's GPUs (tp × pp of the engine's), whose execution point runs its work
+        self.gpus = replica_gpus(owner, index)
         self.waiting: deque = deque()
         self.clock = 0.0
         self._wake = None
@@ -88,13 +103,17 @@ class ReplicaShell:
         Every piece of a step's GPU time goes through here (one seam for GPU sharing and
         accounting). The event's value is the simulated time the work ended when that is not
         ``now + seconds`` (a shared GPU ran it later), else None: the loops then keep their
-        own sum, so outputs stay bit for bit. The replica owns its GPUs: a plain timeout.
+        own sum, so outputs stay bit for bit. Under exclusive use (the default) it is a plain
+        timeout; on GPUs shared with other frameworks their sharing mode runs it.
         """
-        return self.env.timeout(seconds)
+        gpus = self.gpus
+        if gpus.exclusive:
+            return self.env.timeout(seconds)
+        return gpus.execute(seconds)
 
     def gpu_is_alone(self) -> bool:
         """Whether nothing else runs on this replica's GPUs (so steps may be skipped over)."""
-        return True
+        return self.gpus.is_alone()
 
     # -- interface with the framework --------------------------------------------------
 
