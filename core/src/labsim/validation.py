@@ -372,12 +372,26 @@ def _checking_validator(registry: Registry):
 def validate(exp: Experiment, registry: Registry, schema: dict | None = None) -> dict:
     """Check *exp* and return its data with defaults filled in.
 
+    A component whose ``config_schema`` is not a valid JSON Schema is found when it breaks
+    validation, removed (its plugin marked failed) and the experiment checked again without it.
+
     :raises ConfigError: listing every problem found.
     """
     numbers = number_problems(exp, exp.data)
     if numbers:
         raise ConfigError(numbers)
-    schema = schema or compose_experiment_schema(registry)
+    try:
+        return _validate(exp, registry, schema or compose_experiment_schema(registry))
+    except LabsimError:
+        raise
+    except Exception as ex:  # noqa: BLE001 - a plugin's broken schema
+        if not registry.discard_invalid_schemas():
+            raise
+        log.warning("invalid_plugin_schema", error=f"{type(ex).__name__}: {ex}")
+        return _validate(exp, registry, compose_experiment_schema(registry))
+
+
+def _validate(exp: Experiment, registry: Registry, schema: dict) -> dict:
     data = copy.deepcopy(exp.data)
     _prefill_selectors(data)
     problems: list[Problem] = []
