@@ -154,8 +154,10 @@ def _fix_scalars(value: Any) -> Any:
     return value
 
 
-def loads(text: str, source: str = "<config>", base_dir: Path | None = None) -> Experiment:
-    """Parse experiment text (YAML or JSON)."""
+def loads(
+    text: str, source: str = "<config>", base_dir: Path | None = None, what: str = "experiment"
+) -> Experiment:
+    """Parse experiment text (YAML or JSON); *what* names the document in messages."""
     try:
         node = _yaml().load(StringIO(text))
     except MarkedYAMLError as ex:
@@ -172,16 +174,19 @@ def loads(text: str, source: str = "<config>", base_dir: Path | None = None) -> 
     except Exception as ex:  # ruamel raises a few unmarked errors too
         raise ConfigError([Problem("", f"not valid YAML/JSON: {ex}", source)]) from None
     positions: dict = {}
-    data = _fix_scalars(_plain(node, (), positions, _Budget(source)))
+    try:
+        data = _fix_scalars(_plain(node, (), positions, _Budget(source)))
+    except RecursionError:
+        raise ConfigError([Problem("", "nested too deeply", source)]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
+        shape = "a mapping of sections (simulation, workload, ...)" if what == "experiment" else "a mapping"
         raise ConfigError(
             [
                 Problem(
                     "",
-                    "the experiment must be a mapping of sections "
-                    f"(simulation, workload, ...), not a {type(data).__name__}",
+                    f"the {what} must be {shape}, not a {type(data).__name__}",
                     source,
                     1,
                     1,
@@ -237,7 +242,8 @@ def load(path: str | Path, what: str = "experiment file") -> Experiment:
     """Read an experiment file (or another YAML/JSON file the experiment names, as *what*)."""
     p = Path(path)
     text = read_text_file(p, what)
-    return loads(text, str(path), p.resolve().parent)
+    noun = "experiment" if what == "experiment file" else what
+    return loads(text, str(path), p.resolve().parent, noun)
 
 
 def from_dict(data: dict, source: str = "<dict>") -> Experiment:

@@ -29,7 +29,7 @@ from labsim.errors import ConfigError, LabsimError, PluginError, UsageError
 from labsim.hardware import build_hardware
 from labsim.metrics import MetricsCollector, clean
 from labsim.registry import Registry, get_registry
-from labsim.validation import validate
+from labsim.validation import number_problems, validate
 
 log = structlog.get_logger("labsim.run")
 
@@ -71,8 +71,15 @@ def load_model_db(exp: Experiment, data: dict) -> dict[str, Any]:
     path = data.get("model_characteristics_db_path")
     if not path:
         return {}
-    file_exp = config_mod.load(exp.resolve_path(path))
+    file_exp = config_mod.load(exp.resolve_path(path), "model database")
     raw = file_exp.data
+    if not raw:
+        raise ConfigError(
+            [exp.problem(("model_characteristics_db_path",), f"the model database {path} is empty")]
+        )
+    numbers = number_problems(file_exp, raw)
+    if numbers:
+        raise ConfigError(numbers)
     if isinstance(raw.get("models"), list):
         entries = {}
         for i, item in enumerate(raw["models"]):
