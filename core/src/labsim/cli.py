@@ -485,19 +485,16 @@ def schema(which, output):
 @click.option("--address", help="Ray cluster address (with --backend ray).")
 def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address):
     """Run EXPERIMENT once per point of a grid of --set values, in parallel."""
-    from labsim.orchestrator import Orchestrator, load_experiment
-    from labsim.sweep import parse_grid, points, run_sweep
+    from labsim.sweep import parse_grid, run_sweep
 
     registry = get_registry()
-    dims = parse_grid(list(grid))
-    for point in points(dims):  # fail fast on a bad point, before starting workers
-        Orchestrator(load_experiment(experiment, [*overrides, *point]), registry, seed)
+    parse_grid(list(grid))  # a malformed --grid fails before anything else
 
     def report(point, status, error, summary):
         label = " ".join(point) or "(base)"
         click.echo(f"{status:5}  {label}" + (f"  {error.splitlines()[0]}" if error else ""))
 
-    store = run_sweep(
+    outcome = run_sweep(
         experiment,
         list(grid),
         list(overrides),
@@ -507,9 +504,13 @@ def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address)
         backend,
         address,
         on_result=report,
+        registry=registry,
     )
-    ok = sum(1 for r in store.rows() if r[2] == "ok")
-    click.echo(f"{ok} of {len(points(dims))} points done: {db_path}")
+    click.echo(f"{outcome.ok} of {outcome.total} points done: {db_path}")
+    if outcome.failed:
+        n = outcome.failed
+        click.echo(f"{n} point{'s' if n != 1 else ''} failed (see above)", err=True)
+        sys.exit(1)
 
 
 def _register_plugin_commands() -> None:

@@ -180,6 +180,8 @@ class Orchestrator:
     def __init__(self, exp: Experiment, registry: Registry | None = None, seed: int | None = None):
         self.exp = exp
         self.registry = registry or get_registry()
+        if seed is not None and not 0 <= int(seed) <= 2**63 - 1:
+            raise UsageError(f"seed {seed}: must be between 0 and 2**63 - 1")
         self.data = validate(exp, self.registry)
         if seed is not None:
             self.data["simulation"]["random_seed"] = int(seed)
