@@ -85,3 +85,23 @@ def test_the_client_network_link_is_priced(seed001, installed_registry):
     c = next(iter(thin.summary["frameworks"].values()))
     # ~50-token prompts at 100 bytes/token over 1 kbit/s: ~40 s to upload each
     assert c["ttft_ms"]["p50"] > 10_000
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"[1, 2]", "the model database must be a mapping, not a list"),
+        (b"\x00\x01", "cannot read model database .*binary"),
+        (b"m: {hidden_size: .nan}", "m.hidden_size: must be a finite number"),
+    ],
+)
+def test_bad_model_databases_are_named(seed001, installed_registry, tmp_path, content, message):
+    """labsim-llm reads model_characteristics_db_path: a bad file exits 2 naming it."""
+    from labsim.errors import ConfigError, UsageError
+
+    (tmp_path / "db.yaml").write_bytes(content)
+    path = tmp_path / "e.yaml"
+    path.write_text(seed001.read_text().replace("seed001_models.json", "db.yaml"))
+    with pytest.raises((ConfigError, UsageError), match=message):
+        Orchestrator(load_experiment(path), installed_registry).check()

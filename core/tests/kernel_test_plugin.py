@@ -37,6 +37,10 @@ class Ticks(labsim.Workload):
         },
     }
 
+    @classmethod
+    def expected_requests(cls, config, horizon_s, mean_of):
+        return float(config["count"])
+
     def start(self, target):
         self._done = False
         self.context.env.process(self._emit(target))

@@ -36,7 +36,11 @@ def test_outputs_are_written_and_complete(basic_file, registry, tmp_path):
     assert summary["seed"] == 3 and summary["stopped_by"] == "drained"
     rows = list(csv.DictReader(open(tmp_path / "out" / "requests.csv")))
     assert len(rows) == 40 and rows[0]["framework"] == "a"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["requests.csv", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        ".labsim-outputs.json",  # the manifest: what this run wrote (stale files are removed)
+        "requests.csv",
+        "summary.json",
+    ]
 
 
 def test_failed_run_leaves_no_half_written_output(write, registry, tmp_path):

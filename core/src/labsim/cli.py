@@ -8,7 +8,10 @@ and no traceback; an internal bug exits 1. Plugins add commands through the
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 
 import click
@@ -18,15 +21,98 @@ from labsim.errors import LabsimError, UsageError
 from labsim.registry import KINDS, get_registry
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds the run like Ctrl-C, so its outputs are discarded."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+#: set by ``--log-level debug``: internal errors then show their traceback
+_DEBUG = False
+
+
 class LabsimGroup(click.Group):
-    """A click group that turns :class:`LabsimError` into exit code 2."""
+    """A click group that turns errors into one line and an exit code.
+
+    :class:`LabsimError` (bad input) exits 2; Ctrl-C 130 and SIGTERM 143, after the run
+    has discarded its unfinished outputs; any other exception is a bug — exit 1 with one
+    line naming the plugin it came from (the traceback only with ``--log-level debug``).
+    """
 
     def invoke(self, ctx):
+        previous = _install(signal.SIGTERM, _on_sigterm)
         try:
             return super().invoke(ctx)
         except LabsimError as ex:
             click.echo(f"Error: {ex}", err=True)
             ctx.exit(2)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted (Ctrl-C): nothing was written.", err=True)
+            ctx.exit(130)
+        except Terminated:
+            click.echo("Terminated (SIGTERM): nothing was written.", err=True)
+            ctx.exit(143)
+        except Exception as ex:  # noqa: BLE001 - the last line of defence
+            if _DEBUG:
+                traceback.print_exc()
+            click.echo(f"Error: {internal_error_message(ex)}", err=True)
+            ctx.exit(1)
+        finally:
+            _install(signal.SIGTERM, previous)
+
+
+def _install(signum, handler):
+    """Set a signal handler where that is possible (the main thread); returns the old one."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signum, handler)
+    except (ValueError, OSError):
+        return None
+
+
+def _plugin_packages() -> dict[str, tuple[str, str]]:
+    """Top-level package of every loaded third-party plugin → (plugin name, provider)."""
+    out = {}
+    try:
+        loaded = get_registry().loaded
+    except Exception:  # noqa: BLE001 - the registry itself may be what failed
+        return out
+    for name, info in loaded.info.items():
+        if info.builtin:
+            continue
+        module = loaded.pm.get_plugin(name)
+        package = getattr(module, "__name__", "") or ""
+        top = package.split(".")[0]
+        if top and top != "labsim":
+            out[top] = (name, f"{info.distribution} {info.version}".strip())
+    return out
+
+
+def internal_error_message(ex: BaseException) -> str:
+    """One line for an unexpected exception: which plugin raised it (or labsim), what, where."""
+    what = f"{type(ex).__name__}: {ex}" if str(ex) else type(ex).__name__
+    frames = list(traceback.walk_tb(ex.__traceback__))
+    packages = _plugin_packages()
+    hint = " (run with --log-level debug for the traceback)"
+    for frame, lineno in reversed(frames):
+        module = str(frame.f_globals.get("__name__", "")).split(".")[0]
+        if module in packages:
+            name, provider = packages[module]
+            where = f"{Path(frame.f_code.co_filename).name}:{lineno}"
+            return (
+                f"plugin {name!r} ({provider}) failed: {what} at {where}. This is a bug in "
+                f"that plugin; report it to its authors{hint}."
+            )
+    where = ""
+    if frames:
+        frame, lineno = frames[-1]
+        where = f" at {Path(frame.f_code.co_filename).name}:{lineno}"
+    return f"internal error: {what}{where}. This is a bug in labsim{hint}."
 
 
 @click.group(cls=LabsimGroup)
@@ -54,6 +140,8 @@ def cli(log_format, log_level):
     labsim compare runs/a runs/b        two finished runs side by side
     labsim predict --device H100-SXM --input ops.csv --output out.csv
     """
+    global _DEBUG
+    _DEBUG = log_level == "debug"
     log_setup.configure(log_format, log_level)
 
 
@@ -144,7 +232,9 @@ def headline_rows(result_summary: dict, registry) -> tuple[list[str], list[list]
     metavar="KEY=VALUE",
     help="Override a value, e.g. --set frameworks_to_test[0].config.max_num_seqs=128.",
 )
-@click.option("--seed", type=click.IntRange(min=0), help="Overrides simulation.random_seed.")
+@click.option(
+    "--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Overrides simulation.random_seed."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the table.")
 def run(experiment, out_dir, overrides, seed, as_json):
     """Simulate EXPERIMENT (YAML or JSON) and write its outputs."""
@@ -202,6 +292,8 @@ def _provides(registry, plugin_name: str) -> dict[str, list[str]]:
 def plugins(as_json, show_all, check):
     """List installed plugins and what they provide."""
     registry = get_registry()
+    if check:
+        registry.discard_invalid_schemas()  # slow (jsonschema's check_schema), so on demand
     loaded = registry.loaded
     records = []
     for name, info in loaded.info.items():
@@ -356,7 +448,10 @@ def schema(which, output):
     )
     text = dumps(composed)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as ex:
+            raise UsageError(f"cannot write --output {output}: {ex.strerror or ex}") from None
     else:
         click.echo(text, nl=False)
 
@@ -383,24 +478,21 @@ def schema(which, output):
 @click.option(
     "--workers", type=click.IntRange(min=0), default=0, help="Worker processes (0: one per core)."
 )
-@click.option("--seed", type=click.IntRange(min=0))
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1))
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", help="Ray cluster address (with --backend ray).")
 def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address):
     """Run EXPERIMENT once per point of a grid of --set values, in parallel."""
-    from labsim.orchestrator import Orchestrator, load_experiment
-    from labsim.sweep import parse_grid, points, run_sweep
+    from labsim.sweep import parse_grid, run_sweep
 
     registry = get_registry()
-    dims = parse_grid(list(grid))
-    for point in points(dims):  # fail fast on a bad point, before starting workers
-        Orchestrator(load_experiment(experiment, [*overrides, *point]), registry, seed)
+    parse_grid(list(grid))  # a malformed --grid fails before anything else
 
     def report(point, status, error, summary):
         label = " ".join(point) or "(base)"
         click.echo(f"{status:5}  {label}" + (f"  {error.splitlines()[0]}" if error else ""))
 
-    store = run_sweep(
+    outcome = run_sweep(
         experiment,
         list(grid),
         list(overrides),
@@ -410,17 +502,31 @@ def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address)
         backend,
         address,
         on_result=report,
+        registry=registry,
     )
-    ok = sum(1 for r in store.rows() if r[2] == "ok")
-    click.echo(f"{ok} of {len(points(dims))} points done: {db_path}")
+    click.echo(f"{outcome.ok} of {outcome.total} points done: {db_path}")
+    if outcome.failed:
+        n = outcome.failed
+        click.echo(f"{n} point{'s' if n != 1 else ''} failed (see above)", err=True)
+        sys.exit(1)
 
 
 def _register_plugin_commands() -> None:
     try:
-        registry = get_registry()
-        registry.loaded.pm.hook.register_commands(cli=cli)
-    except Exception as ex:  # a broken plugin must not take the CLI down
+        impls = get_registry().loaded.pm.hook.register_commands.get_hookimpls()
+    except (Exception, SystemExit) as ex:  # a broken plugin must not take the CLI down
         click.echo(f"warning: plugin commands not loaded: {ex}", err=True)
+        return
+    for impl in impls:
+        try:
+            impl.function(cli=cli)
+        except (Exception, SystemExit) as ex:
+            from labsim.plugins import failure_text
+
+            click.echo(
+                f"warning: plugin {impl.plugin_name!r}: commands not loaded: {failure_text(ex)}",
+                err=True,
+            )
 
 
 _register_plugin_commands()

@@ -28,12 +28,20 @@ def load_summary(run_dir: str | Path) -> dict:
         raise UsageError(f"{run_dir}: no such run folder")
     if not path.is_file():
         raise UsageError(f"{run_dir}: no summary.json there — is it the --out folder of `labsim run`?")
+    from labsim.config import read_text_file
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as ex:
+        data = json.loads(read_text_file(path, "run summary", limit=1 << 28))
+    except (ValueError, RecursionError) as ex:
         raise UsageError(f"{path}: not a readable summary.json ({ex})") from None
     if not isinstance(data, dict) or not isinstance(data.get("frameworks"), dict) or not data["frameworks"]:
         raise UsageError(f"{path}: has no `frameworks` section; not a labsim run summary")
+    bad = [name for name, section in data["frameworks"].items() if not isinstance(section, dict)]
+    if bad:
+        raise UsageError(
+            f"{path}: frameworks.{bad[0]} is a {type(data['frameworks'][bad[0]]).__name__}, "
+            "not a mapping of metrics; not a labsim run summary"
+        )
     return data
 
 

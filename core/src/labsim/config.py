@@ -8,7 +8,9 @@ problem can name the line and column where the user has to look.
 from __future__ import annotations
 
 import copy
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
@@ -71,8 +73,40 @@ def _yaml() -> YAML:
     return yaml
 
 
-def _plain(node: Any, path: tuple, positions: dict) -> Any:
+#: the largest experiment (or model database) file read; real ones are a few kilobytes, and
+#: bulk data (samples, traces) belongs in a CSV file the experiment names
+MAX_FILE_BYTES = 1 << 20
+#: the most mappings, lists and values a loaded document may expand to (aliases included),
+#: so that a few lines of nested aliases (a "billion laughs") cannot exhaust memory
+MAX_NODES = 200_000
+
+
+class _Budget:
+    """Counts the nodes of a document as it is converted, refusing one that expands too far."""
+
+    def __init__(self, source: str, limit: int = MAX_NODES):
+        self.source, self.left = source, limit
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise ConfigError(
+                [
+                    Problem(
+                        "",
+                        f"the document expands to more than {MAX_NODES:,} values (through "
+                        "aliases or sheer size); an experiment is a few hundred — put bulk "
+                        "data in a CSV file",
+                        self.source,
+                    )
+                ]
+            )
+
+
+def _plain(node: Any, path: tuple, positions: dict, budget: _Budget | None = None) -> Any:
     """Convert ruamel's round-trip nodes to plain dicts/lists, recording positions."""
+    if budget is not None:
+        budget.spend()
     if isinstance(node, CommentedMap):
         out = {}
         for key, value in node.items():
@@ -82,7 +116,7 @@ def _plain(node: Any, path: tuple, positions: dict) -> Any:
                 positions[child] = (line + 1, col + 1)
             except (KeyError, TypeError, AttributeError):
                 pass
-            out[str(key)] = _plain(value, child, positions)
+            out[str(key)] = _plain(value, child, positions, budget)
         return out
     if isinstance(node, CommentedSeq):
         out = []
@@ -93,7 +127,7 @@ def _plain(node: Any, path: tuple, positions: dict) -> Any:
                 positions[child] = (line + 1, col + 1)
             except (KeyError, TypeError, AttributeError, IndexError):
                 pass
-            out.append(_plain(value, child, positions))
+            out.append(_plain(value, child, positions, budget))
         return out
     if isinstance(node, bool) or node is None:
         return node
@@ -120,8 +154,10 @@ def _fix_scalars(value: Any) -> Any:
     return value
 
 
-def loads(text: str, source: str = "<config>", base_dir: Path | None = None) -> Experiment:
-    """Parse experiment text (YAML or JSON)."""
+def loads(
+    text: str, source: str = "<config>", base_dir: Path | None = None, what: str = "experiment"
+) -> Experiment:
+    """Parse experiment text (YAML or JSON); *what* names the document in messages."""
     try:
         node = _yaml().load(StringIO(text))
     except MarkedYAMLError as ex:
@@ -138,16 +174,19 @@ def loads(text: str, source: str = "<config>", base_dir: Path | None = None) -> 
     except Exception as ex:  # ruamel raises a few unmarked errors too
         raise ConfigError([Problem("", f"not valid YAML/JSON: {ex}", source)]) from None
     positions: dict = {}
-    data = _fix_scalars(_plain(node, (), positions))
+    try:
+        data = _fix_scalars(_plain(node, (), positions, _Budget(source)))
+    except RecursionError:
+        raise ConfigError([Problem("", "nested too deeply", source)]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
+        shape = "a mapping of sections (simulation, workload, ...)" if what == "experiment" else "a mapping"
         raise ConfigError(
             [
                 Problem(
                     "",
-                    "the experiment must be a mapping of sections "
-                    f"(simulation, workload, ...), not a {type(data).__name__}",
+                    f"the {what} must be {shape}, not a {type(data).__name__}",
                     source,
                     1,
                     1,
@@ -157,16 +196,54 @@ def loads(text: str, source: str = "<config>", base_dir: Path | None = None) -> 
     return Experiment(data, source, base_dir or Path.cwd(), positions)
 
 
-def load(path: str | Path) -> Experiment:
-    """Read an experiment file."""
-    p = Path(path)
+def read_text_file(path: str | Path, what: str = "experiment file", limit: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of a regular file of at most *limit* bytes.
+
+    Anything else — a missing file, a folder, a named pipe or device (which would block
+    or never end), a symbolic link loop, a file too large, binary or non-UTF-8 bytes —
+    is a :class:`UsageError` naming *what* and the path.
+    """
     try:
-        text = p.read_text(encoding="utf-8")
+        info = os.stat(path)
     except FileNotFoundError:
-        raise UsageError(f"Experiment file not found: {path}") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as ex:
-        raise UsageError(f"Cannot read experiment file {path}: {ex}") from None
-    return loads(text, str(path), p.resolve().parent)
+        if what == "experiment file":
+            raise UsageError(f"Experiment file not found: {path}") from None
+        raise UsageError(f"cannot read {what} {path}: no such file") from None
+    except OSError as ex:  # a symbolic link loop, a name too long, no permission ...
+        raise UsageError(f"cannot read {what} {path}: {ex.strerror or ex}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe or device?)"
+        raise UsageError(f"cannot read {what} {path}: it is {kind}")
+    if info.st_size > limit:
+        raise UsageError(
+            f"cannot read {what} {path}: {info.st_size:,} bytes is more than the "
+            f"{limit:,} allowed; put bulk data (samples, traces) in a CSV file it names"
+        )
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError as ex:
+        raise UsageError(f"cannot read {what} {path}: {ex.strerror or ex}") from None
+    if len(raw) > limit:
+        raise UsageError(f"cannot read {what} {path}: more than {limit:,} bytes")
+    if b"\0" in raw:
+        raise UsageError(f"cannot read {what} {path}: it is a binary file, not text")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as ex:
+        line = raw[: ex.start].count(b"\n") + 1
+        raise UsageError(
+            f"cannot read {what} {path}: line {line} is not UTF-8 text "
+            f"(byte {raw[ex.start]:#04x}); save the file as UTF-8"
+        ) from None
+
+
+def load(path: str | Path, what: str = "experiment file") -> Experiment:
+    """Read an experiment file (or another YAML/JSON file the experiment names, as *what*)."""
+    p = Path(path)
+    text = read_text_file(p, what)
+    noun = "experiment" if what == "experiment file" else what
+    return loads(text, str(path), p.resolve().parent, noun)
 
 
 def from_dict(data: dict, source: str = "<dict>") -> Experiment:

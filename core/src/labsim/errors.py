@@ -63,7 +63,11 @@ def nearest(name: str, candidates: Iterable[str]) -> str | None:
 def kind_noun(kind: str) -> str:
     """The singular noun of a registry kind: ``"metric_sinks"`` → ``"metric sink"``."""
     singular = {"sharing_modes": "sharing mode", "metric_sinks": "metric sink"}
-    return singular.get(kind, kind[:-1] if kind.endswith("s") else kind)
+    if kind in singular:
+        return singular[kind]
+    if kind.endswith("ies"):
+        return kind[:-3] + "y"
+    return kind[:-1] if kind.endswith("s") else kind
 
 
 @dataclass(frozen=True)

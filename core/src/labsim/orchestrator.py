@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from labsim import config as config_mod
+from labsim import outputs
 from labsim.accounting import Accounting
 from labsim.config import Experiment
 from labsim.context import RunContext
@@ -101,12 +102,51 @@ def output_plan(data: dict, out_dir: Path | None, exp: Experiment) -> tuple[Path
     return default_out_dir(exp, data), sink_config
 
 
+def _planned_files(sink_config: dict) -> list[Path]:
+    """The output files the experiment names itself (metrics_config paths)."""
+    files = []
+    for config in sink_config.values():
+        if config.get("path"):
+            files.append(Path(config["path"]))
+        files += [Path(p) for p in (config.get("paths") or {}).values()]
+    return files
+
+
+def _finish_sinks(sinks, ok: bool, out_dir) -> list:
+    """Commit (ok) or discard every sink's outputs; staged sinks' files are renamed as one set."""
+    staged, paths = [], []
+    plain = [s for s in sinks if not hasattr(s, "prepare")]
+    if ok:
+        try:
+            for sink in sinks:
+                if hasattr(sink, "prepare"):
+                    staged += sink.prepare()
+            paths += outputs.commit(staged, out_dir)
+        except BaseException:
+            outputs.discard(staged)
+            for sink in sinks:
+                if hasattr(sink, "discard"):
+                    sink.discard()
+            for sink in plain:
+                sink.close(False)
+            raise
+    else:
+        for sink in sinks:
+            if hasattr(sink, "discard"):
+                sink.discard()
+    for sink in plain:
+        paths += sink.close(ok) or []
+    return paths
+
+
 class Orchestrator:
     """Assembles and runs one validated experiment."""
 
     def __init__(self, exp: Experiment, registry: Registry | None = None, seed: int | None = None):
         self.exp = exp
         self.registry = registry or get_registry()
+        if seed is not None and not 0 <= int(seed) <= 2**63 - 1:
+            raise UsageError(f"seed {seed}: must be between 0 and 2**63 - 1")
         self.data = validate(exp, self.registry)
         if seed is not None:
             self.data["simulation"]["random_seed"] = int(seed)
@@ -127,15 +167,18 @@ class Orchestrator:
         target_dir, sink_config = (
             output_plan(data, out_dir, self.exp) if write_files else (None, {})
         )
+        if write_files:
+            outputs.prepare_folders(
+                [target_dir, *(Path(p).parent for p in _planned_files(sink_config))],
+                _planned_files(sink_config),
+            )
         sinks = self._make_sinks(names, target_dir, sink_config, extra_sinks)
         ok = False
         try:
             result = self._simulate(sinks)
             ok = True
         finally:
-            paths = []
-            for sink in sinks:
-                paths += sink.close(ok) or []
+            paths = _finish_sinks(sinks, ok, target_dir)
         result.out_dir = target_dir
         result.paths = [Path(p) for p in paths]
         for sink in extra_sinks:

@@ -99,8 +99,30 @@ def load_plugins(load_entrypoints: bool = True, extra_modules=()) -> LoadedPlugi
         plugin_name = getattr(module, "__name__", None) or repr(module)
         pm.register(module, name=plugin_name)
         loaded.info[plugin_name] = PluginInfo(plugin_name, "(test)", "", builtin=False)
-    pm.check_pending()
+    _drop_unknown_hooks(loaded)
     return loaded
+
+
+def failure_text(ex: BaseException) -> str:
+    """What went wrong, for a plugin that raised (or called ``sys.exit``) while loading."""
+    if isinstance(ex, SystemExit):
+        return f"called sys.exit({ex.code!r}) while loading"
+    return f"{type(ex).__name__}: {ex}"
+
+
+def _drop_unknown_hooks(loaded: LoadedPlugins) -> None:
+    """Unregister each plugin implementing a hook labsim does not have (a typo, a newer API)."""
+    for _ in range(len(loaded.info) + 1):
+        try:
+            loaded.pm.check_pending()
+            return
+        except pluggy.PluginValidationError as ex:
+            name = loaded.pm.get_name(ex.plugin) or repr(ex.plugin)
+            loaded.pm.unregister(ex.plugin)
+            info = loaded.info.pop(name, PluginInfo(name, "", ""))
+            loaded.failed[name] = f"{info.distribution}: {ex}"
+            loaded.failed_info[name] = info
+            log.warning("plugin_load_failed", plugin=name, error=str(ex))
 
 
 def _load_entrypoints(loaded: LoadedPlugins) -> None:
@@ -129,14 +151,14 @@ def _load_entrypoints(loaded: LoadedPlugins) -> None:
             try:
                 module = ep.load()
                 loaded.pm.register(module, name=plugin_name)
-            except Exception as ex:  # a broken plugin must not break the others
-                loaded.failed[plugin_name] = f"{dist}: {type(ex).__name__}: {ex}"
+            except (Exception, SystemExit) as ex:  # a broken plugin must not break the others
+                loaded.failed[plugin_name] = f"{dist}: {failure_text(ex)}"
                 loaded.failed_info[plugin_name] = info
                 log.warning(
                     "plugin_load_failed",
                     plugin=plugin_name,
                     distribution=dist,
-                    error=f"{type(ex).__name__}: {ex}",
+                    error=failure_text(ex),
                 )
                 continue
             loaded.info[plugin_name] = info

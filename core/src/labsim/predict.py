@@ -17,6 +17,7 @@ memcpy         ``nbytes``, ``kind`` (d2d | h2d | d2h)
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from labsim.errors import LabsimError, UsageError
@@ -43,6 +44,12 @@ INTEGER_COLUMNS = {
 }
 
 
+#: the most ranks a collective is priced over (the model's work grows faster than linearly)
+MAX_RANKS = 16384
+#: the largest size in any integer column (beyond it floats lose whole numbers)
+MAX_INTEGER = 2**53
+
+
 def _value(row: dict, column: str, where: str):
     text = (row.get(column) or "").strip()
     if not text:
@@ -54,8 +61,14 @@ def _value(row: dict, column: str, where: str):
             raise UsageError(
                 f"{where}: column {column!r} must be a whole number, got {text!r}"
             ) from None
-        if number != int(number) or number < 0:
+        if not math.isfinite(number) or number != int(number) or number < 0:
             raise UsageError(f"{where}: column {column!r} must be a whole number ≥ 0, got {text!r}")
+        limit = MAX_RANKS if column == "ranks" else MAX_INTEGER
+        if number > limit:
+            raise UsageError(
+                f"{where}: column {column!r} is {text}; at most {limit:,} "
+                + ("ranks can be priced" if column == "ranks" else "is accepted")
+            )
         return int(number)
     return text
 
@@ -100,38 +113,46 @@ def predict_file(device_name: str, input_path: Path, output_path: Path, registry
     """Price every row of *input_path* and write *output_path* atomically; returns the row count."""
     from labsim.default_plugins.sinks import _temp_for, format_cell
 
+    from labsim.default_plugins.distributions import read_csv_rows
+
     device = registry.get("devices", device_name)
-    try:
-        handle = open(input_path, newline="", encoding="utf-8")
-    except OSError as ex:
-        raise UsageError(f"cannot read {input_path}: {ex.strerror}") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "op" not in reader.fieldnames:
-            raise UsageError(
-                f"{input_path}: the header must have an 'op' column "
-                f"(got {', '.join(reader.fieldnames or []) or 'nothing'})"
-            )
-        columns = list(reader.fieldnames)
-        out_rows = []
-        for line, row in enumerate(reader, start=2):
-            where = f"{input_path} line {line}"
-            try:
-                seconds = price(row, device, registry, where)
-            except LabsimError as ex:
-                message = str(ex)
-                raise UsageError(
-                    message if message.startswith(where) else f"{where}: {message}"
-                ) from None
-            except (TypeError, ValueError) as ex:
-                raise UsageError(f"{where}: {ex}") from None
-            out_rows.append([row.get(c, "") for c in columns] + [format_cell(seconds * 1e3)])
+    rows = read_csv_rows(Path(input_path), "predict input")
+    header = [h.lstrip("\ufeff") for h in rows[0]] if rows else []
+    if not header or "op" not in [h.strip() for h in header]:
+        raise UsageError(
+            f"{input_path}: the header must have an 'op' column "
+            f"(got {', '.join(header) or 'nothing'})"
+        )
+    columns = [h.strip() for h in header]
+    out_rows = []
+    for line, cells in enumerate(rows[1:], start=2):
+        if not cells or not any(c.strip() for c in cells):
+            continue
+        row = dict(zip(columns, cells))
+        where = f"{input_path} line {line}"
+        try:
+            seconds = price(row, device, registry, where)
+        except LabsimError as ex:
+            message = str(ex)
+            raise UsageError(message if message.startswith(where) else f"{where}: {message}") from None
+        except (TypeError, ValueError, ArithmeticError, KeyError, IndexError) as ex:
+            raise UsageError(f"{where}: {type(ex).__name__}: {ex}") from None
+        if not math.isfinite(seconds) or seconds < 0:
+            raise UsageError(f"{where}: the device priced this operation at {seconds} s")
+        out_rows.append([row.get(c, "") for c in columns] + [format_cell(seconds * 1e3)])
     output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
     temp = _temp_for(output_path)
-    with open(temp, "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns + ["predicted_ms"])
-        writer.writerows(out_rows)
-    temp.replace(output_path)
+    try:
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        if output_path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        with open(temp, "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(columns + ["predicted_ms"])
+            writer.writerows(out_rows)
+        temp.replace(output_path)
+    except OSError as ex:
+        if temp.parent.is_dir():
+            temp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write --output {output_path}: {ex.strerror or ex}") from None
     return len(out_rows)

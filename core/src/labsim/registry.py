@@ -16,8 +16,8 @@ from typing import Any
 import structlog
 
 from labsim.components import describe
-from labsim.errors import PluginError, UnknownNameError
-from labsim.plugins import LoadedPlugins, PluginInfo, load_plugins
+from labsim.errors import PluginError, UnknownNameError, kind_noun
+from labsim.plugins import LoadedPlugins, PluginInfo, failure_text, load_plugins
 
 log = structlog.get_logger("labsim.registry")
 
@@ -70,8 +70,8 @@ class Registry:
                 impl.function(register=register)
             except PluginError as ex:
                 self._fail(info, str(ex))
-            except Exception as ex:
-                self._fail(info, f"register_{kind} raised {type(ex).__name__}: {ex}")
+            except (Exception, SystemExit) as ex:
+                self._fail(info, f"register_{kind}: {failure_text(ex)}")
 
     def _bind(self) -> None:
         """Give each component that asks for it (a ``bind(registry)`` method) this registry,
@@ -152,8 +152,15 @@ class Registry:
         return sorted(self._entries[kind], key=str.lower)
 
     def spellings(self, kind: str, name: str) -> list[str]:
-        """Every accepted spelling (name and aliases) of the component *name*."""
-        obj = self.get(kind, name)
+        """Every accepted spelling (name and aliases) of the component *name*.
+
+        A name two plugins registered is still listed (it is an error only where it is used).
+        """
+        self._check_kind(kind)
+        canonical = self._keys[kind].get(str(name).casefold())
+        if canonical is None:
+            raise UnknownNameError(kind, str(name), self.names(kind), self.loaded.failed)
+        obj = self._entries[kind][canonical].obj
         return [obj.name, *[a for a in getattr(obj, "aliases", ()) or () if a != obj.name]]
 
     def entries(self, kind: str) -> list[Entry]:
@@ -171,12 +178,64 @@ class Registry:
             dict.fromkeys(e.provider or e.plugin for e in self._clashes[(kind, key)])
         )
         return (
-            f"{kind[:-1].replace('_', ' ')} {key!r} is registered by both {providers}. "
+            f"{kind_noun(kind)} {key!r} is registered by both {providers}. "
             "Uninstall one, or set LABSIM_DISABLE_PLUGINS=<distribution>."
         )
 
     def clashing(self, kind: str) -> set[str]:
-        return {key for k, key in self._clashes if k == kind}
+        """The names (casefolded, and as the providers spell them) registered more than once."""
+        out = set()
+        for (k, key), entries in self._clashes.items():
+            if k == kind:
+                out.add(key)
+                out.update(e.name for e in entries)
+        return out
+
+    # -- component schemas ------------------------------------------------------------------
+
+    def schema_problems(self) -> dict[tuple[str, str], str]:
+        """``{(kind, name): what is wrong}`` for each ``config_schema`` that is not a valid JSON
+        Schema (checked with jsonschema's ``check_schema``; slow, so only on demand)."""
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        out = {}
+        checked: dict[int, str | None] = {}
+        for kind in KINDS:
+            for entry in self.entries(kind):
+                schema = getattr(entry.obj, "config_schema", None)
+                if schema is None:
+                    continue
+                if id(schema) not in checked:
+                    problem = None
+                    if not isinstance(schema, dict):
+                        problem = f"is a {type(schema).__name__}, not a JSON Schema object"
+                    else:
+                        try:
+                            Draft202012Validator.check_schema(schema)
+                        except SchemaError as ex:
+                            where = "/".join(str(p) for p in ex.absolute_path) or "(top)"
+                            problem = f"at {where}: {ex.message}"
+                        except Exception as ex:  # noqa: BLE001 - e.g. an unhashable oddity
+                            problem = f"{type(ex).__name__}: {ex}"
+                    checked[id(schema)] = problem
+                if checked[id(schema)]:
+                    out[(kind, entry.name)] = checked[id(schema)]
+        return out
+
+    def discard_invalid_schemas(self) -> list[str]:
+        """Remove every component whose ``config_schema`` is invalid, marking its plugin failed;
+        returns a message per component removed."""
+        messages = []
+        for (kind, name), problem in sorted(self.schema_problems().items()):
+            entry = self._entries[kind].pop(name)
+            for key in [k for k, owner in self._keys[kind].items() if owner == name]:
+                del self._keys[kind][key]
+            message = f"{kind_noun(kind)} {name!r} has an invalid config_schema {problem}"
+            info = self.loaded.info.get(entry.plugin) or PluginInfo(entry.plugin, "", "")
+            self._fail(info, message)
+            messages.append(f"{entry.plugin}: {message}")
+        return messages
 
     @staticmethod
     def _check_kind(kind: str) -> None:

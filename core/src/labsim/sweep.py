@@ -4,29 +4,41 @@ Each point of the grid is one ordinary run. Runs go to a pool of local worker
 processes (or a Ray cluster with ``--backend ray``), and each result lands
 in a SQLite file as soon as it finishes, so an interrupted sweep resumes
 where it stopped: points already recorded as ``ok`` are not run again.
+
+A point is recorded under a key over everything its result depends on (see
+:func:`point_key`), so editing the experiment or sharing the database between
+experiments re-runs what changed. A point that fails — bad input or an internal
+error — is recorded with its reason and the sweep goes on. Workers exit when the
+main process dies.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import os
 import sqlite3
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 from labsim.config import parse_value
 from labsim.errors import LabsimError, UsageError
 
+#: the columns of the ``runs`` table, in order
+COLUMNS = ("key", "point", "seed", "status", "error", "summary")
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
-    point TEXT PRIMARY KEY,      -- the point's --set assignments, as a JSON list
-    seed INTEGER,
+    key TEXT PRIMARY KEY,        -- hash of the resolved experiment, seed and plugin versions
+    point TEXT NOT NULL,         -- the point's --set assignments, as a JSON list
+    seed TEXT,                   -- the seed the point ran with (text: any size)
     status TEXT NOT NULL,        -- ok | error
     error TEXT,
     summary TEXT                 -- summary.json of the run
 )
 """
-
 
 def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
     """``["a.b=1,2", "c=x"]`` → ``[("a.b", ["1", "2"]), ("c", ["x"])]``; a value may be a YAML list."""
@@ -58,8 +70,42 @@ def points(grid: list[tuple[str, list[str]]]) -> list[list[str]]:
     ]
 
 
+def point_key(path: str, fixed: list[str], point: list[str], seed, registry=None) -> str:
+    """What a point's result depends on: its resolved experiment (file content after every
+    override, defaults filled), the seed, the model database's content and the plugin versions.
+
+    Editing the file, pointing another experiment at the same database, or upgrading a plugin
+    changes the key, so a stale result is never returned for it.
+    """
+    from labsim.orchestrator import Orchestrator, load_experiment
+
+    orchestrator = Orchestrator(load_experiment(path, [*fixed, *point]), registry, seed)
+    data = orchestrator.data
+    extra = {}
+    db = data.get("model_characteristics_db_path")
+    if isinstance(db, str):
+        try:
+            extra["model_db"] = hashlib.sha256(
+                orchestrator.exp.resolve_path(db).read_bytes()
+            ).hexdigest()
+        except OSError:
+            pass
+    text = json.dumps(
+        {
+            "experiment": data,
+            "seed": str(orchestrator.seed),
+            "plugins": orchestrator._plugin_versions(),
+            **extra,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _run_point(path: str, fixed: list[str], point: list[str], seed):
-    """Run one point in a worker; returns (status, error, summary)."""
+    """Run one point in a worker; returns (status, error, summary). Never raises: an internal
+    error fails this point only, with its reason."""
     from labsim.orchestrator import run
 
     try:
@@ -67,29 +113,95 @@ def _run_point(path: str, fixed: list[str], point: list[str], seed):
         return "ok", None, result.summary
     except LabsimError as ex:
         return "error", str(ex), None
+    except Exception as ex:  # noqa: BLE001 - one broken point must not end the sweep
+        from labsim.cli import internal_error_message
+
+        return "error", internal_error_message(ex), None
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: exit as soon as the sweep's main process is gone (even SIGKILLed)."""
+    import threading
+    import time
+
+    try:  # Linux: the kernel kills us with the parent
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - elsewhere the thread below does it
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="labsim-parent-watch").start()
+
+
+@dataclass
+class SweepOutcome:
+    """What :func:`run_sweep` did: the store, points of this grid done, failed now, and total."""
+
+    store: "SweepStore"
+    ok: int
+    failed: int
+    total: int
 
 
 class SweepStore:
-    """The sweep's SQLite file."""
+    """The sweep's SQLite file: one row per point key."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path)
-        self.db.execute(SCHEMA)
-        self.db.commit()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path)
+            tables = [r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            if "runs" in tables:
+                columns = tuple(r[1] for r in self.db.execute("PRAGMA table_info(runs)"))
+                if columns != COLUMNS:
+                    raise UsageError(
+                        f"--db {path}: its `runs` table has columns {', '.join(columns)}, not a "
+                        "sweep database of this labsim (an older one keyed results without the "
+                        "experiment's content); give a new --db file"
+                    )
+            elif tables:
+                raise UsageError(
+                    f"--db {path}: an SQLite database of something else (tables "
+                    f"{', '.join(sorted(tables))}); give a new --db file"
+                )
+            self.db.execute(SCHEMA)
+            self.db.commit()
+        except sqlite3.DatabaseError as ex:
+            raise UsageError(f"--db {path}: not a sweep database ({ex})") from None
+        except OSError as ex:
+            raise UsageError(f"--db {path}: {ex.strerror or ex}") from None
 
     def done(self) -> set[str]:
-        return {row[0] for row in self.db.execute("SELECT point FROM runs WHERE status = 'ok'")}
+        """Keys of the points already finished successfully."""
+        return {row[0] for row in self.db.execute("SELECT key FROM runs WHERE status = 'ok'")}
 
-    def record(self, point_key: str, seed, status: str, error, summary) -> None:
+    def record(self, key: str, point, seed, status: str, error, summary) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?)",
-            (point_key, seed, status, error, json.dumps(summary) if summary else None),
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                json.dumps(point),
+                None if seed is None else str(seed),
+                status,
+                error,
+                json.dumps(summary) if summary else None,
+            ),
         )
         self.db.commit()
 
     def rows(self):
+        """(point, seed, status, error, summary) of every recorded point."""
         return list(
             self.db.execute("SELECT point, seed, status, error, summary FROM runs ORDER BY point")
         )
@@ -105,50 +217,76 @@ def run_sweep(
     backend: str = "local",
     address: str | None = None,
     on_result=None,
+    registry=None,
 ):
-    """Run every point not yet in *db_path*; call ``on_result(point, status, error, summary)`` per run."""
-    import os
+    """Run every point not yet in *db_path*; call ``on_result(point, status, error, summary)``
+    per run.
 
+    :raises LabsimError: when a point's experiment is invalid (before anything runs).
+    """
+    if seed is not None and not 0 <= int(seed) <= 2**63 - 1:
+        raise UsageError(f"--seed {seed}: must be between 0 and 2**63 - 1")
     grid = parse_grid(grid_specs)
     store = SweepStore(db_path)
-    todo = [p for p in points(grid) if json.dumps(p) not in store.done()]
+    done = store.done()
+    todo = []
+    failed = 0
+
+    def finish(key, point, status, error, summary):
+        nonlocal failed
+        failed += status != "ok"
+        store.record(key, point, seed, status, error, summary)
+        if on_result:
+            on_result(point, status, error, summary)
+
+    keys = []
+    for point in points(grid):  # a point with bad input fails the sweep before anything runs
+        keys.append(point_key(path, fixed, point, seed, registry))
+        if keys[-1] not in done:
+            todo.append((keys[-1], point))
+
+    def outcome() -> SweepOutcome:
+        finished = store.done()
+        return SweepOutcome(store, sum(k in finished for k in keys), failed, len(keys))
+
     if not todo:
-        return store
+        return outcome()
     if backend == "ray":
-        _run_ray(path, fixed, todo, seed, address, store, on_result)
-        return store
+        _run_ray(path, fixed, todo, seed, address, finish)
+        return outcome()
     workers = workers or min(len(todo), os.cpu_count() or 1)
     if workers <= 1:
-        for point in todo:
-            status, error, summary = _run_point(path, fixed, point, seed)
-            store.record(json.dumps(point), seed, status, error, summary)
-            if on_result:
-                on_result(point, status, error, summary)
-        return store
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_run_point, path, fixed, point, seed): point for point in todo}
+        for key, point in todo:
+            finish(key, point, *_run_point(path, fixed, point, seed))
+        return outcome()
+    with ProcessPoolExecutor(
+        max_workers=workers, initializer=_watch_parent, initargs=(os.getpid(),)
+    ) as pool:
+        futures = {pool.submit(_run_point, path, fixed, point, seed): (key, point) for key, point in todo}
         for future in as_completed(futures):
-            point = futures[future]
-            status, error, summary = future.result()
-            store.record(json.dumps(point), seed, status, error, summary)
-            if on_result:
-                on_result(point, status, error, summary)
-    return store
+            key, point = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as ex:  # noqa: BLE001 - a worker died (killed, out of memory)
+                outcome = ("error", f"worker failed: {type(ex).__name__}: {ex}", None)
+            finish(key, point, *outcome)
+    return outcome()
 
 
-def _run_ray(path, fixed, todo, seed, address, store, on_result):
+def _run_ray(path, fixed, todo, seed, address, finish):
     try:
         import ray
     except ImportError:
-        raise UsageError("--backend ray needs Ray: pip install 'labsim[ray]'") from None
+        raise UsageError("--backend ray needs Ray: pip install -e 'core[ray]'") from None
     ray.init(address=address, ignore_reinit_error=True)
     remote = ray.remote(_run_point)
-    pending = {remote.remote(path, fixed, point, seed): point for point in todo}
+    pending = {remote.remote(path, fixed, point, seed): (key, point) for key, point in todo}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
-            point = pending.pop(ref)
-            status, error, summary = ray.get(ref)
-            store.record(json.dumps(point), seed, status, error, summary)
-            if on_result:
-                on_result(point, status, error, summary)
+            key, point = pending.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except Exception as ex:  # noqa: BLE001 - a worker died
+                outcome = ("error", f"worker failed: {type(ex).__name__}: {ex}", None)
+            finish(key, point, *outcome)

@@ -9,14 +9,28 @@ documented in the schemas.
 from __future__ import annotations
 
 import copy
+import math
 
+import structlog
 from jsonschema import Draft202012Validator, ValidationError, validators
 
 from labsim.config import Experiment, format_path
-from labsim.errors import ConfigError, Problem, UnknownNameError, nearest
+from labsim.errors import ConfigError, LabsimError, Problem, UnknownNameError, nearest
 from labsim.registry import Registry
 from labsim.kinds import KINDS_TABLE
 from labsim.schema import compose_experiment_schema
+
+log = structlog.get_logger("labsim.validation")
+
+#: integers must fit the 64-bit integers numpy and SQLite compute with
+INT64_MAX = 2**63 - 1
+#: the largest magnitude of a distribution's parameters, bounds and mean: tokens, seconds
+#: and counts beyond this are a mistake, and as samples they would lose integer precision
+DISTRIBUTION_BOUND = 1e12
+#: a run expected to generate more requests than this is refused (it would take days)
+MAX_EXPECTED_REQUESTS = 10**8
+#: above this many expected requests a run warns that it will take a long time
+WARN_EXPECTED_REQUESTS = 10**6
 
 _TYPE_NAMES = {
     "object": "a mapping",
@@ -198,6 +212,126 @@ def _semantic_problems(exp: Experiment, data: dict) -> list[Problem]:
     return problems
 
 
+def number_problems(exp: Experiment, data, path: tuple = ()) -> list[Problem]:
+    """NaN and infinities anywhere in *data*, and integers beyond 64 bits, each located.
+
+    No field of any plugin means anything with these values, and letting them through
+    silently changes the answer (a NaN duration is never reached), so they are refused here,
+    once for every schema.
+    """
+    out: list[Problem] = []
+    stack = [(path, data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(((*where, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*where, i), v) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            out.append(exp.problem(where, f"must be a finite number; got {value}"))
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+            out.append(
+                exp.problem(where, f"{value:.3g} is too large (integers must be below 2**63)")
+            )
+    return sorted(out, key=lambda p: p.path)
+
+
+def distribution_problems(component, config: dict) -> list[str]:
+    """Consistency of any distribution block: bounded numbers, min ≤ max, the mean inside them."""
+    out = []
+    for key, value in config.items():
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if not math.isfinite(v) or abs(v) > DISTRIBUTION_BOUND:
+                    out.append(
+                        f"{key} {v:g} is out of range: a distribution's numbers must lie within "
+                        f"±{DISTRIBUTION_BOUND:g}"
+                    )
+                    break
+    if out:
+        return out
+    low, high = config.get("min"), config.get("max")
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low > high:
+        return [f"min ({low:g}) is above max ({high:g})"]
+    if "path" in config:  # Empirical samples from a file: read when the run starts
+        return out
+    try:
+        mean = float(component(config, None).mean())
+    except Exception:  # noqa: BLE001 - a component whose mean needs more than its config
+        return out
+    if not math.isfinite(mean) or abs(mean) > DISTRIBUTION_BOUND:
+        return [f"its mean ({mean:g}) is out of range (within ±{DISTRIBUTION_BOUND:g})"]
+    if isinstance(low, (int, float)) and mean < low:
+        out.append(f"its mean ({mean:g}) is below min ({low:g}): nearly every sample would be min")
+    if isinstance(high, (int, float)) and mean > high:
+        out.append(f"its mean ({mean:g}) is above max ({high:g}): nearly every sample would be max")
+    return out
+
+
+def _distribution_mean(registry: Registry):
+    """``mean_of(block)``: the mean of a distribution block, or None when it cannot be known."""
+
+    def mean_of(block) -> float | None:
+        if not isinstance(block, dict) or not registry.has("distributions", block.get("type", "")):
+            return None
+        if "path" in block:
+            return None
+        try:
+            return float(registry.get("distributions", block["type"])(block, None).mean())
+        except Exception:  # noqa: BLE001 - unknown: no estimate
+            return None
+
+    return mean_of
+
+
+def work_problems(exp: Experiment, data: dict, registry: Registry) -> list[Problem]:
+    """Estimate the requests a run will generate, refusing the absurd and warning of the large.
+
+    A workload component may define ``expected_requests(config, horizon_s, mean_of)``
+    (a classmethod) returning the number of requests it expects to generate before
+    *horizon_s* simulated seconds, or None when it cannot tell.
+    """
+    workload = data.get("workload")
+    if not isinstance(workload, dict) or not registry.has("workloads", workload.get("type", "")):
+        return []
+    try:
+        cls = registry.get("workloads", workload["type"])
+    except LabsimError:
+        return []
+    estimate = getattr(cls, "expected_requests", None)
+    if estimate is None:
+        return []
+    horizon = float(data["simulation"]["max_simulation_time"])
+    try:
+        expected = estimate(workload, horizon, _distribution_mean(registry))
+    except Exception:  # noqa: BLE001 - no estimate rather than no run
+        return []
+    if expected is None or expected != expected:
+        return []
+    targets = sum(1 for f in data.get("frameworks_to_test", []) if f.get("is_target_for_workload"))
+    total = expected * max(targets, 1)
+    if total > MAX_EXPECTED_REQUESTS:
+        return [
+            exp.problem(
+                ("workload",),
+                f"asks for about {total:.3g} requests (rate × duration"
+                + (f" × {targets} frameworks" if targets > 1 else "")
+                + f"), more than the {MAX_EXPECTED_REQUESTS:.0e} labsim simulates in a day; "
+                "lower the request rate, total_duration or simulation.max_simulation_time, "
+                "or set num_requests",
+            )
+        ]
+    if total > WARN_EXPECTED_REQUESTS:
+        log.warning(
+            "large_run",
+            expected_requests=int(total),
+            hint="this run will take a long time (roughly a minute per million requests or "
+            "more); lower the rate or duration, or set num_requests, for a quick answer",
+        )
+    return []
+
+
 def _extend_with_defaults(validator_class):
     validate_properties = validator_class.VALIDATORS["properties"]
 
@@ -224,14 +358,19 @@ def _checking_validator(registry: Registry):
             and registry.has(kind, instance["type"])
         ):
             return
-        component = registry.get(kind, instance["type"])
-        problems = getattr(component, "config_problems", None)
-        if problems is None:
-            return
         try:
-            messages = problems(instance)
-        except (KeyError, TypeError, ValueError):
-            return  # the schema reports the malformed block
+            component = registry.get(kind, instance["type"])
+        except LabsimError:
+            return  # a clash of names: reported where the component is built
+        messages = []
+        if kind == "distributions":
+            messages += distribution_problems(component, instance)
+        problems = getattr(component, "config_problems", None)
+        if problems is not None and not messages:
+            try:
+                messages += list(problems(instance))
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                pass  # the schema reports the malformed block
         for message in messages:
             yield ValidationError(message, validator="x-labsim-check")
 
@@ -241,9 +380,26 @@ def _checking_validator(registry: Registry):
 def validate(exp: Experiment, registry: Registry, schema: dict | None = None) -> dict:
     """Check *exp* and return its data with defaults filled in.
 
+    A component whose ``config_schema`` is not a valid JSON Schema is found when it breaks
+    validation, removed (its plugin marked failed) and the experiment checked again without it.
+
     :raises ConfigError: listing every problem found.
     """
-    schema = schema or compose_experiment_schema(registry)
+    numbers = number_problems(exp, exp.data)
+    if numbers:
+        raise ConfigError(numbers)
+    try:
+        return _validate(exp, registry, schema or compose_experiment_schema(registry))
+    except LabsimError:
+        raise
+    except Exception as ex:  # noqa: BLE001 - a plugin's broken schema
+        if not registry.discard_invalid_schemas():
+            raise
+        log.warning("invalid_plugin_schema", error=f"{type(ex).__name__}: {ex}")
+        return _validate(exp, registry, compose_experiment_schema(registry))
+
+
+def _validate(exp: Experiment, registry: Registry, schema: dict) -> dict:
     data = copy.deepcopy(exp.data)
     _prefill_selectors(data, registry)
     problems: list[Problem] = []
@@ -263,6 +419,9 @@ def validate(exp: Experiment, registry: Registry, schema: dict | None = None) ->
         problems.sort(key=lambda p: (p.line if p.line is not None else 10**9, p.path))
         raise ConfigError(problems)
     _DefaultFiller(schema).validate(data)
+    work = work_problems(exp, data, registry)
+    if work:
+        raise ConfigError(work)
     return data
 
 

@@ -128,3 +128,45 @@ def test_memory_accounting():
     reason = memory.fits(24e9, weights=16e9, kv_cache=10e9)
     assert "26.0 GB" in reason and "weights 16.0 GB" in reason
     assert memory.max_kv_tokens(80e9, 131072, weights=16e9) == int(64e9 // 131072)
+
+
+@pytest.mark.parametrize(
+    "latency, message",
+    [("-0.5", "'latency_ms' must be a finite number > 0, got '-0.5'"),
+     ("nan", "'latency_ms' must be a finite number > 0, got 'nan'"),
+     ("inf", "'latency_ms' must be a finite number > 0, got 'inf'")],
+)
+def test_calibrate_refuses_bad_latencies_naming_the_row(tmp_path, latency, message):
+    (tmp_path / "gemm_x.csv").write_text(
+        f"m,n,k,dtype,latency_ms\n16,4096,4096,bf16,0.1\n32,4096,4096,bf16,{latency}\n")
+    with pytest.raises(UsageError, match=f"gemm_x.csv line 3: column {message}"):
+        calibrate.load_points(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"m,n,k,dtype,latency_ms\n\x00\x01\x02", "binary"),
+     (b"m,n,k,dtype,latency_ms\n1,2,3,bf16,\xff\xfe\n", "not UTF-8"),
+     (b"m,n,k,dtype,latency_ms\n1e30,2,3,bf16,0.1\n", "'m' must be a whole number"),
+     (b"m,n,k,dtype,latency_ms\n1,2,3,bf16,\"" + b"9" * 200000 + b"\"\n", "field larger")],
+)
+def test_calibrate_refuses_unreadable_tables_with_the_path(tmp_path, content, message):
+    (tmp_path / "gemm_x.csv").write_bytes(content)
+    with pytest.raises(UsageError, match=message):
+        calibrate.load_points(tmp_path)
+
+
+def test_calibrate_output_unwritable_exits_2(tmp_path):
+    import click
+
+    _synthetic_tables(tmp_path, DATASHEET_DEFAULTS)
+    (tmp_path / "afile").write_text("x")
+    cli = click.Group()
+    plugin.register_commands(cli)
+    from labsim import cli as labsim_cli
+
+    result = CliRunner().invoke(labsim_cli.cli, ["calibrate", "--device", "A100-SXM4-80GB",
+                                                 "--data", str(tmp_path), "--output",
+                                                 str(tmp_path / "afile" / "p.json"),
+                                                 "--iters", "10"])
+    assert result.exit_code == 2 and "cannot write --output" in result.output

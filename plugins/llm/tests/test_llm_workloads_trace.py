@@ -214,3 +214,23 @@ def test_bad_model_file_entry_is_a_config_error(llm_registry, tmp_path):
         )
     assert "field 'num_layers' must be a positive integer; got -3" in str(info.value)
     assert "frameworks_to_test[0].config" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"arrived_at,num_prefill_tokens,num_decode_tokens\n0,10,\x00\x00", "binary"),
+        (b"arrived_at,num_prefill_tokens,num_decode_tokens\n0,10,5\n1,\xe9,5\n", "line 3 is not UTF-8"),
+        (b"arrived_at,num_prefill_tokens,num_decode_tokens\n0,1e30,5\n", "line 2: column 'num_prefill_tokens'"),
+        (b"arrived_at,num_prefill_tokens,num_decode_tokens\n0,10,\"" + b"5" * 200000 + b"\"\n",
+         "line 2: field larger than field limit"),
+    ],
+)
+def test_unreadable_traces_exit_2_naming_the_file(tmp_path, content, message):
+    from labsim.errors import UsageError
+    from labsim_llm.workloads.trace import load_trace
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=message):
+        load_trace(str(path), (0, len(content)), (), 1.0)

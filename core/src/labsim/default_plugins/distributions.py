@@ -11,6 +11,7 @@ Every distribution accepts ``is_int`` (round samples to integers) and
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
@@ -228,17 +229,29 @@ class Empirical(Distribution):
         return self.rng.choice(self._values, size=size, replace=True)
 
 
+def read_csv_rows(path: Path, what: str) -> list[list[str]]:
+    """Every row of the CSV (or one-value-per-line) file *path*, read as UTF-8 text.
+
+    A missing, unreadable, non-regular, binary or non-UTF-8 file, or a cell larger than
+    the csv module accepts, is a :class:`UsageError` naming *what*, the path and the line.
+    """
+    from labsim.config import read_text_file
+
+    text = read_text_file(path, what, limit=1 << 30)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return list(reader)
+    except csv.Error as ex:
+        raise UsageError(f"{what} {path} line {reader.line_num}: {ex}") from None
+
+
 def load_samples(path: Path, column: str | None = None) -> np.ndarray:
     """Numbers from a one-column file or a CSV column; a clear error for anything else."""
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except OSError as ex:
-        raise UsageError(f"Empirical distribution: cannot read {path}: {ex.strerror}") from None
-    rows = [r for r in rows if r and any(cell.strip() for cell in r)]
+    rows = read_csv_rows(path, "Empirical distribution sample file")
+    numbered = [(i, r) for i, r in enumerate(rows, start=1) if r and any(c.strip() for c in r)]
     start, index = 0, 0
-    if rows and column is not None:
-        header = [c.strip() for c in rows[0]]
+    if numbered and column is not None:
+        header = [c.strip() for c in numbered[0][1]]
         if column not in header:
             raise UsageError(
                 f"Empirical distribution: {path} has no column {column!r}; "
@@ -246,16 +259,23 @@ def load_samples(path: Path, column: str | None = None) -> np.ndarray:
             )
         start, index = 1, header.index(column)
     values = []
-    for lineno, row in enumerate(rows[start:], start=start + 1):
+    for position, (lineno, row) in enumerate(numbered[start:], start=start):
         try:
-            values.append(float(row[index]))
+            value = float(row[index])
         except (ValueError, IndexError):
-            if lineno == 1 and column is None:
+            if position == 0 and column is None:
                 continue  # a header line
+            shown = ",".join(row)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise UsageError(
-                f"Empirical distribution: {path} line {lineno}: "
-                f"expected a number, got {','.join(row)!r}"
+                f"Empirical distribution: {path} line {lineno}: expected a number, got {shown!r}"
             ) from None
+        if not math.isfinite(value):
+            raise UsageError(
+                f"Empirical distribution: {path} line {lineno}: {row[index].strip()!r} is not a "
+                "finite number"
+            )
+        values.append(value)
     if not values:
         raise UsageError(f"Empirical distribution: {path} holds no samples")
     return np.asarray(values, float)

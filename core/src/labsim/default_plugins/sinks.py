@@ -1,8 +1,11 @@
 """Built-in metric sinks: ``summary_json`` and ``csv``, plus ``memory`` for the Python API.
 
-Files are written to a temporary name beside their destination and renamed
-into place only when the run succeeds, so a failed or interrupted run never
-leaves a half-written output.
+Files are written to a temporary name beside their destination
+(``.requests.csv.tmp-PID``) and renamed into place only when the run succeeds.
+The built-in sinks are *staged*: :meth:`prepare` finishes every temporary file
+without renaming anything, so the orchestrator can check the whole set and then
+rename it together (summary.json last) — a failed or interrupted run leaves no
+output at all, and a run's outputs never mix with a half of another's.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 from pathlib import Path
 
 from labsim.components import MetricSink
+from labsim.errors import UsageError
 from labsim.hookspecs import hookimpl
 from labsim.metrics import clean
 
@@ -59,12 +63,20 @@ def _temp_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def _open_temp(path: Path):
+    """The temporary file of *path*, opened for writing; a :class:`UsageError` if impossible."""
+    temp = _temp_for(path)
+    try:
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        return temp, open(temp, "w", newline="", encoding="utf-8")
+    except OSError as ex:
+        raise UsageError(f"cannot write output {path}: {ex.strerror or ex}") from None
+
+
 class _CsvWriter:
     def __init__(self, path: Path, columns):
         self.path = path
-        self.temp = _temp_for(path)
-        self.temp.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.temp, "w", newline="", encoding="utf-8")
+        self.temp, self.handle = _open_temp(path)
         self.writer = csv.writer(self.handle, lineterminator="\n")
         self.writer.writerow(columns)
 
@@ -81,6 +93,15 @@ class _CsvWriter:
             return self.path
         self.temp.unlink(missing_ok=True)
         return None
+
+    def stage(self) -> tuple[Path, Path]:
+        """Close the temporary file; (temporary, destination) for the orchestrator to rename."""
+        self.handle.close()
+        return self.temp, self.path
+
+    def discard(self) -> None:
+        self.handle.close()
+        self.temp.unlink(missing_ok=True)
 
 
 class CsvSink(MetricSink):
@@ -101,6 +122,14 @@ class CsvSink(MetricSink):
 
     def close(self, ok):
         return [p for p in (w.finish(ok) for w in self.writers) if p]
+
+    def prepare(self) -> list[tuple[Path, Path]]:
+        """Finish every table's temporary file; nothing is renamed yet."""
+        return [w.stage() for w in self.writers]
+
+    def discard(self) -> None:
+        for writer in self.writers:
+            writer.discard()
 
 
 def write_json_atomic(path: Path, data) -> Path:
@@ -130,6 +159,22 @@ class SummaryJsonSink(MetricSink):
         if ok and self.summary is not None:
             return [write_json_atomic(self.path, self.summary)]
         return []
+
+    def prepare(self) -> list[tuple[Path, Path]]:
+        """Write summary.json's temporary file; nothing is renamed yet."""
+        if self.summary is None:
+            return []
+        text = json.dumps(self.summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        temp, handle = _open_temp(self.path)
+        with handle:
+            handle.write(text)
+        self._temp = temp
+        return [(temp, self.path)]
+
+    def discard(self) -> None:
+        temp = getattr(self, "_temp", None)
+        if temp is not None:
+            temp.unlink(missing_ok=True)
 
 
 class _ListWriter:

@@ -59,14 +59,46 @@ class Point:
 
 
 def _rows(path: Path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        yield from csv.DictReader(handle)
+    """``(line number, row dict)`` of a measured table; unreadable files are a UsageError."""
+    from labsim.default_plugins.distributions import read_csv_rows
+
+    rows = read_csv_rows(path, "calibration table")
+    if not rows:
+        return
+    header = [h.strip().lstrip("\ufeff") for h in rows[0]]
+    for line, cells in enumerate(rows[1:], start=2):
+        if cells and any(c.strip() for c in cells):
+            yield line, {h: c.strip() for h, c in zip(header, cells)}
 
 
 def _need(row: dict, columns, path: Path):
     missing = [c for c in columns if c not in row]
     if missing:
         raise UsageError(f"{path.name}: missing column(s) {', '.join(missing)}")
+
+
+def _whole(row: dict, column: str, where: str) -> int:
+    """A positive whole number from *column*, or a UsageError naming the file, line and column."""
+    try:
+        value = float(row[column])
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value != int(value) or value < 1 or value > 2**53:
+        raise UsageError(f"{where}: column {column!r} must be a whole number ≥ 1, got {row[column]!r}")
+    return int(value)
+
+
+def _latency(row: dict, where: str) -> float:
+    """Seconds of ``latency_ms``: a finite number > 0 (a NaN would poison the fit)."""
+    try:
+        value = float(row["latency_ms"])
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(
+            f"{where}: column 'latency_ms' must be a finite number > 0, got {row['latency_ms']!r}"
+        )
+    return value * 1e-3
 
 
 def load_points(data_dir: str | Path, framework: str | None = None) -> list[Point]:
@@ -83,14 +115,16 @@ def load_points(data_dir: str | Path, framework: str | None = None) -> list[Poin
     for path in sorted(data_dir.glob("gemm_*.csv")):
         if "llama" in path.name:  # model-shape joins of the same grid (interpolated duplicates)
             continue
-        for row in _rows(path):
+        for line, row in _rows(path):
             _need(row, ("m", "n", "k", "dtype", "latency_ms"), path)
             if want and (row.get("framework") or "").casefold() != want:
                 continue
-            shape = (int(row["m"]), int(row["n"]), int(row["k"]), canonical(row["dtype"]))
-            points.append(Point("gemm", shape, float(row["latency_ms"]) * 1e-3, path.name))
+            where = f"{path} line {line}"
+            shape = (_whole(row, "m", where), _whole(row, "n", where), _whole(row, "k", where),
+                     canonical(row["dtype"]))
+            points.append(Point("gemm", shape, _latency(row, where), path.name))
     for path in sorted(data_dir.glob("attn_*.csv")):
-        for row in _rows(path):
+        for line, row in _rows(path):
             _need(row, ("phase", "batch_size", "seq_len", "num_heads", "num_key_value_heads",
                         "head_dim", "latency_ms"), path)
             if want and (row.get("framework") or "").casefold() != want:
@@ -98,10 +132,11 @@ def load_points(data_dir: str | Path, framework: str | None = None) -> list[Poin
             phase = {"context": "prefill", "generation": "decode"}.get(row["phase"], row["phase"])
             if phase not in ("prefill", "decode"):
                 continue
+            where = f"{path} line {line}"
             kv = canonical(row.get("kv_cache_dtype") or "bf16", "kv_cache_dtype")
-            shape = (int(row["batch_size"]), int(row["seq_len"]), int(row["num_heads"]),
-                     int(row["num_key_value_heads"]), int(row["head_dim"]), kv)
-            points.append(Point(phase, shape, float(row["latency_ms"]) * 1e-3, path.name))
+            shape = tuple(_whole(row, c, where) for c in (
+                "batch_size", "seq_len", "num_heads", "num_key_value_heads", "head_dim")) + (kv,)
+            points.append(Point(phase, shape, _latency(row, where), path.name))
     if not points:
         which = f" with framework {framework!r}" if framework else ""
         raise UsageError(f"--data {data_dir}: no gemm_*.csv or attn_*.csv rows{which} found")

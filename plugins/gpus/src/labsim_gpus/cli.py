@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -81,7 +82,15 @@ def calibrate_command(device_name, data_dir, output, framework, name, attributio
         attribution = f"measured tables in {data_dir.name} (see their provenance)"
     profile = build_profile(device, data_dir, framework, name, attribution, iters,
                             joint_attention)
-    write_profile(output, profile)
+    bad = sorted(k for k, v in profile["params"].items()
+                 if isinstance(v, float) and not math.isfinite(v))
+    if bad:
+        raise UsageError(f"the fit gave non-finite parameters ({', '.join(bad)}); "
+                         "no profile written — check the measured tables")
+    try:
+        write_profile(output, profile)
+    except OSError as ex:
+        raise UsageError(f"cannot write --output {output}: {ex.strerror or ex}") from None
     click.echo(f"wrote {output}")
     for family, stats in profile["errors"].items():
         before = profile["datasheet_only_errors"].get(family, {})

@@ -25,6 +25,7 @@ def load_model_db(exp, data: dict) -> dict[str, Any]:
     :raises ConfigError: the file is missing or is not a mapping of models (with its line).
     """
     from labsim import config as config_mod
+    from labsim.validation import number_problems
 
     path = data.get(FIELD)
     if not path:
@@ -33,8 +34,13 @@ def load_model_db(exp, data: dict) -> dict[str, Any]:
     if not resolved.is_file():
         raise ConfigError([exp.problem((FIELD,), f"file not found: {path} (relative paths are read "
                                                   "from the experiment file's folder)")])
-    file_exp = config_mod.load(resolved)
+    file_exp = config_mod.load(resolved, "model database")
     raw = file_exp.data
+    if not raw:
+        raise ConfigError([exp.problem((FIELD,), f"the model database {path} is empty")])
+    numbers = number_problems(file_exp, raw)
+    if numbers:
+        raise ConfigError(numbers)
     if isinstance(raw.get("models"), list):
         entries = {}
         for i, item in enumerate(raw["models"]):

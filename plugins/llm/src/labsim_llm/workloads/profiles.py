@@ -300,6 +300,40 @@ class ClientProfilesWorkload(RequestWorkload):
                 self._shared_gap_config(config), "time", "workload", "arrivals"
             )
 
+    @classmethod
+    def expected_requests(cls, config: dict, horizon_s: float, mean_of) -> float | None:
+        """About how many first-turn requests arrive before *horizon_s* (None: cannot tell).
+
+        The kernel calls it before a run to refuse or warn of enormous ones; *mean_of*
+        gives the mean of a distribution block (None when unknown).
+        """
+        if config.get("num_requests"):
+            return float(config["num_requests"])
+        horizon = min(horizon_s, config.get("total_duration") or horizon_s)
+        if config.get("burst_size"):
+            interval = config.get("burst_interval_s")
+            return config["burst_size"] * (1 + (horizon // interval if interval else 0))
+
+        def rate(block, per_second):
+            if per_second:
+                return float(per_second)
+            if not block:
+                return 0.0
+            gap = mean_of(block)
+            return None if gap is None else (math.inf if gap <= 0 else 1.0 / gap)
+
+        shared = rate(config.get("inter_arrival_time_dist_config"), config.get("request_rate"))
+        if shared is None or shared > 0:
+            return None if shared is None else shared * horizon
+        total = 0.0
+        for profile in config.get("client_profiles") or []:
+            if profile.get("weight", 1.0) > 0:
+                own = rate(profile.get("inter_arrival_time_dist_config"), profile.get("request_rate"))
+                if own is None:
+                    return None
+                total += own
+        return total * horizon if total > 0 else None
+
     # -- configuration ------------------------------------------------------------------------
 
     @staticmethod

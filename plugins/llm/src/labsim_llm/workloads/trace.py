@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import math
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from labsim.config import read_text_file
 from labsim.errors import UsageError
 
 from labsim_llm.request import Request
@@ -74,6 +76,10 @@ COLUMN_GUESSES = {
     "session_id": ("session_id", "conversation_id", "session", "conv_id", "chat_id"),
 }
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+#: the largest token count of a trace row (no model has a context near it)
+MAX_TOKENS = 2**31 - 1
+#: the largest trace file read
+MAX_TRACE_BYTES = 2 << 30
 
 CONFIG_SCHEMA = {
     "type": "object",
@@ -177,12 +183,9 @@ def load_trace(path: str, stamp: tuple, columns: tuple, unit: float):
     """``(times_s, prompt, output, sessions | None)`` arrays of a trace file, sorted by time."""
     given = dict(columns)
     times, prompts, outputs, sessions, session_ids = [], [], [], [], {}
+    text = read_text_file(path, "trace", limit=MAX_TRACE_BYTES).lstrip("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        handle = open(path, newline="", encoding="utf-8-sig")
-    except OSError as ex:
-        raise UsageError(f"trace {path}: cannot read it: {ex.strerror}") from None
-    with handle:
-        reader = csv.reader(handle)
         header = next(reader, None)
         if not header:
             raise UsageError(f"trace {path}: the file is empty")
@@ -220,9 +223,16 @@ def load_trace(path: str, stamp: tuple, columns: tuple, unit: float):
                         f"trace {path} line {lineno}: column {names[field]!r}: {cells[field]!r} "
                         f"is not a whole number ≥ {least}"
                     )
+                if value > MAX_TOKENS:
+                    raise UsageError(
+                        f"trace {path} line {lineno}: column {names[field]!r}: {cells[field]!r} "
+                        f"is more than the {MAX_TOKENS:,} tokens a request may have"
+                    )
                 out.append(int(value))
             if cols["session_id"] is not None:
                 sessions.append(session_ids.setdefault(cells["session_id"], len(session_ids)))
+    except csv.Error as ex:
+        raise UsageError(f"trace {path} line {reader.line_num}: {ex}") from None
     if not times:
         raise UsageError(f"trace {path}: no requests (only a header)")
     t = np.asarray(times, dtype=float)

@@ -1,0 +1,150 @@
+"""Sweeps: results keyed on what they depend on, one failing point does not end the sweep,
+bad databases are refused, workers die with the main process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+from click.testing import CliRunner
+from labsim import cli as cli_mod
+from labsim import hookimpl
+from labsim.errors import UsageError
+from labsim.sweep import SweepStore, run_sweep
+from labsim.testing import make_registry
+
+import kernel_test_plugin
+from conftest import BASIC
+
+
+class _Fragile(kernel_test_plugin.Queue):
+    """Crashes (a plugin bug) when max_num_seqs is 13."""
+
+    name = "fragile"
+    aliases = ()
+
+    def summary(self):
+        if self.config["max_num_seqs"] == 13:
+            raise ZeroDivisionError("unlucky")
+        return super().summary()
+
+
+def _register(register):
+    register(_Fragile)
+
+
+@pytest.fixture
+def sweep_runner(monkeypatch):
+    module = types.SimpleNamespace(__name__="fragile_plugin", register_frameworks=hookimpl(_register))
+    registry = make_registry(kernel_test_plugin, module)
+    monkeypatch.setattr(cli_mod, "get_registry", lambda: registry)
+    monkeypatch.setattr("labsim.orchestrator.get_registry", lambda: registry)
+    return CliRunner()
+
+
+def _sweep(runner, path, db, *grid):
+    args = ["sweep", str(path), "--db", str(db), "--workers", "1"]
+    for g in grid:
+        args += ["--grid", g]
+    return runner.invoke(cli_mod.cli, args, catch_exceptions=False)
+
+
+def test_editing_the_experiment_reruns_its_points(sweep_runner, tmp_path):
+    path, db = tmp_path / "e.yaml", tmp_path / "s.sqlite"
+    path.write_text(BASIC)
+    first = _sweep(sweep_runner, path, db, "workload.count=5,10")
+    assert first.exit_code == 0 and first.output.count("ok ") == 2
+    again = _sweep(sweep_runner, path, db, "workload.count=5,10")
+    assert again.output.count("ok ") == 0 and "2 of 2 points done" in again.output
+    path.write_text(BASIC.replace("rate: 2", "rate: 5"))  # the file changed: stale results
+    edited = _sweep(sweep_runner, path, db, "workload.count=5,10")
+    assert edited.output.count("ok ") == 2
+    other = tmp_path / "other.yaml"  # another experiment sharing the database
+    other.write_text(BASIC.replace("mean: 0.3", "mean: 0.1"))
+    assert _sweep(sweep_runner, other, db, "workload.count=5,10").output.count("ok ") == 2
+
+
+def test_one_failing_point_is_recorded_and_the_sweep_goes_on(sweep_runner, tmp_path):
+    path, db = tmp_path / "e.yaml", tmp_path / "s.sqlite"
+    path.write_text(BASIC.replace("type: queue", "type: fragile"))
+    result = _sweep(sweep_runner, path, db, "frameworks_to_test[0].config.max_num_seqs=4,13,16")
+    assert result.exit_code == 1
+    assert "2 of 3 points done" in result.output
+    assert "Traceback" not in result.output
+    rows = sqlite3.connect(db).execute("SELECT point, status, error FROM runs").fetchall()
+    statuses = sorted(r[1] for r in rows)
+    assert statuses == ["error", "ok", "ok"]
+    error = next(r[2] for r in rows if r[1] == "error")
+    assert "ZeroDivisionError: unlucky" in error
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda p: p.write_bytes(b"this is not a database, just text" * 100), "not a sweep database"),
+        (lambda p: sqlite3.connect(p).execute("CREATE TABLE runs (point TEXT, x INT)").connection.commit(),
+         "its `runs` table has columns point, x"),
+        (lambda p: sqlite3.connect(p).execute("CREATE TABLE people (name TEXT)").connection.commit(),
+         "an SQLite database of something else"),
+    ],
+)
+def test_a_db_that_is_not_a_sweep_database_is_refused(tmp_path, setup, message):
+    db = tmp_path / "s.sqlite"
+    setup(db)
+    with pytest.raises(UsageError, match=message):
+        SweepStore(db)
+
+
+def test_a_seed_beyond_int64_is_refused(sweep_runner, tmp_path):
+    path = tmp_path / "e.yaml"
+    path.write_text(BASIC)
+    result = sweep_runner.invoke(
+        cli_mod.cli, ["sweep", str(path), "--grid", "workload.count=5", "--seed", str(2**64)]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    with pytest.raises(UsageError, match="seed"):
+        run_sweep(str(path), ["workload.count=5"], [], tmp_path / "s.sqlite", seed=2**64)
+
+
+ORPHAN = """\
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from labsim.sweep import _watch_parent
+
+def work():
+    print(os.getpid(), flush=True)
+    time.sleep(300)
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, initializer=_watch_parent, initargs=(os.getpid(),))
+    pool.submit(work)
+    time.sleep(300)
+"""
+
+
+def test_workers_exit_when_the_main_process_is_killed(tmp_path):
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN)
+    main = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(main.stdout.readline())
+    main.send_signal(signal.SIGKILL)
+    main.wait()
+    for _ in range(200):
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        try:  # reap it if it became our child's zombie
+            os.waitpid(worker, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its main process")
