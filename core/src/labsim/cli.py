@@ -166,7 +166,27 @@ def run(experiment, out_dir, overrides, seed, as_json):
     headers, rows = headline_rows(s, registry)
     if rows:
         click.echo(table(headers, rows, right=set(range(1, len(headers)))))
+    for line in caveats(s):
+        click.echo(line)
     click.echo(f"outputs: {result.out_dir}")
+
+
+def caveats(summary: dict) -> list[str]:
+    """One line per framework whose statistics leave requests out (unfinished or rejected)."""
+    lines = []
+    for name, section in summary.get("frameworks", {}).items():
+        counts = section.get("requests") if isinstance(section, dict) else None
+        if not isinstance(counts, dict):
+            continue
+        unfinished, rejected = counts.get("unfinished") or 0, counts.get("rejected") or 0
+        if unfinished or rejected:
+            left = ", ".join(
+                f"{n:,} {what}" for n, what in ((unfinished, "unfinished"), (rejected, "rejected")) if n
+            )
+            cover = counts.get("percentiles_cover", "finished requests only")
+            lines.append(f"note: {name}: {left} of {counts.get('total', 0):,} requests; "
+                         f"percentiles cover {cover}")
+    return lines
 
 
 @cli.command()
