@@ -53,6 +53,13 @@ class Hardware:
             out["compute_devices"] = {k: v.name for k, v in sorted(self.devices.items())}
         if self.topology is not None:
             out["topology"] = getattr(self.topology, "name", str(self.topology))
+        pricing = {}
+        for label, dev in [("device", self.default), *sorted(self.devices.items()),
+                           ("topology", getattr(self.topology, "device", None))]:
+            if dev is not None and callable(getattr(dev, "pricing", None)):
+                pricing.setdefault(label, dev.pricing())
+        if pricing:
+            out["pricing"] = pricing     # which calibration priced each device, and why
         return out
 
 
