@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from labsim import log as log_setup
+from labsim import progress
 from labsim.errors import LabsimError, UsageError
 from labsim.registry import KINDS, get_registry
 
@@ -44,7 +45,8 @@ class LabsimGroup(click.Group):
     default="warning",
     show_default=True,
 )
-def cli(log_format, log_level):
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars (they show only on a terminal).")
+def cli(log_format, log_level, quiet):
     """labsim: predict how AI workloads behave on virtual hardware.
 
     \b
@@ -55,6 +57,7 @@ def cli(log_format, log_level):
     labsim predict --device H100-SXM --input ops.csv --output out.csv
     """
     log_setup.configure(log_format, log_level)
+    progress.set_quiet(quiet)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -154,7 +157,9 @@ def run(experiment, out_dir, overrides, seed, as_json):
 
     registry = get_registry()
     exp = load_experiment(experiment, overrides)
-    result = Orchestrator(exp, registry, seed).run(Path(out_dir) if out_dir else None)
+    orchestrator = Orchestrator(exp, registry, seed)
+    orchestrator.show_progress = True
+    result = orchestrator.run(Path(out_dir) if out_dir else None)
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return
@@ -418,9 +423,16 @@ def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address)
     for point in points(dims):  # fail fast on a bad point, before starting workers
         Orchestrator(load_experiment(experiment, [*overrides, *point]), registry, seed)
 
+    bar = progress.bar(len(points(dims)), "sweep", unit="point")
+
     def report(point, status, error, summary):
         label = " ".join(point) or "(base)"
-        click.echo(f"{status:5}  {label}" + (f"  {error.splitlines()[0]}" if error else ""))
+        line = f"{status:5}  {label}" + (f"  {error.splitlines()[0]}" if error else "")
+        if bar is None:
+            click.echo(line)
+        else:
+            bar.write(line)
+            bar.update(1)
 
     store = run_sweep(
         experiment,
@@ -433,6 +445,8 @@ def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address)
         address,
         on_result=report,
     )
+    if bar is not None:
+        bar.close()
     ok = sum(1 for r in store.rows() if r[2] == "ok")
     click.echo(f"{ok} of {len(points(dims))} points done: {db_path}")
 

@@ -128,3 +128,14 @@ def test_memory_accounting():
     reason = memory.fits(24e9, weights=16e9, kv_cache=10e9)
     assert "26.0 GB" in reason and "weights 16.0 GB" in reason
     assert memory.max_kv_tokens(80e9, 131072, weights=16e9) == int(64e9 // 131072)
+
+
+def test_fit_reports_progress_without_changing_the_result(tmp_path):
+    truth = DATASHEET_DEFAULTS.replace(gemm_compute_eff=0.7)
+    _synthetic_tables(tmp_path, truth)
+    points = calibrate.load_points(tmp_path)
+    ticks = []
+    with_ticks = calibrate.fit(points, A100.datasheet_only(), iters=40, tick=ticks.append)
+    assert with_ticks == calibrate.fit(points, A100.datasheet_only(), iters=40)
+    assert sum(ticks) == calibrate.fit_iterations(points, 40) == 120
+    assert len(ticks) > 3          # one per iteration, not one per stage
