@@ -209,7 +209,8 @@ def main(argv=None) -> int:
             if ref:
                 print(f"{row['row_id']:6} {row['engine']:7} {name:22} {fmt(pred):>11} "
                       f"{float(ref):>11.2f} {err(pred, ref):>8}")
-        print(f"{row['row_id']:6} {'':7} ({row['load_mode']}; {time.perf_counter() - started:.1f} s wall)")
+        print(f"{row['row_id']:6} {'':7} ({row['load_mode']})")
+        print(f"{row['row_id']}: {time.perf_counter() - started:.1f} s wall", file=sys.stderr)
         sys.stdout.flush()
     return 0
 

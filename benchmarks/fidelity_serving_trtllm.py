@@ -82,7 +82,8 @@ def main(argv=None) -> int:
                 if ref_t and ref_v and pred and pred_v:
                     print(f"{'':6} {'':7} {name:22} {pred / pred_v:>11.3f} "
                           f"{float(ref_t) / float(ref_v):>11.3f}")
-        print(f"{row['row_id']:6} {'':7} ({row['load_mode']}; {time.perf_counter() - started:.1f} s wall)")
+        print(f"{row['row_id']:6} {'':7} ({row['load_mode']})")
+        print(f"{row['row_id']}: {time.perf_counter() - started:.1f} s wall", file=sys.stderr)
         sys.stdout.flush()
     return 0
 
