@@ -39,3 +39,17 @@ def test_a_drained_run_has_no_caveat(root, tmp_path):
     assert result.exit_code == 0, result.output + result.stderr
     assert "note:" not in result.stdout
     assert "requests_left_out_of_statistics" not in result.stderr
+
+
+def test_compare_repeats_the_caveat(root, tmp_path):
+    runner = CliRunner()
+    for name, limit in (("a", "30"), ("b", "600")):
+        result = runner.invoke(cli, ["run", str(root / "examples" / "quickstart.yaml"),
+                                     "--out", str(tmp_path / name),
+                                     "--set", f"simulation.max_simulation_time={limit}",
+                                     "--set", "workload.total_duration=40"])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "unfinished" in notes[0]

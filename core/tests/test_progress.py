@@ -77,3 +77,14 @@ def test_a_run_with_a_bar_gives_the_same_summary(terminal, tmp_path):
     orchestrator.show_progress = True
     with_bar = orchestrator.run(None, write_files=False).summary
     assert with_bar["frameworks"] == plain["frameworks"]
+
+
+def test_a_run_outlasting_its_workload_grows_the_bar_up_to_the_limit(terminal):
+    bar = progress.sim_bar(100.0, "drain", limit_s=300.0)
+    bar.set(150.0)
+    assert bar._bar.total == pytest.approx(187.5) and bar._bar.n == 150.0
+    bar.set(290.0)
+    assert bar._bar.total == 300.0
+    bar.set(400.0)
+    assert bar._bar.n == 300.0
+    bar.close()

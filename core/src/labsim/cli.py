@@ -364,8 +364,11 @@ def compare(run_dirs):
         runs[run_label(run_dir, set(runs))] = load_summary(run_dir)
     for label, summary in runs.items():
         click.echo(describe(label, summary))
-    headers, rows = headline_rows(merge_summaries(runs), get_registry())
+    merged = merge_summaries(runs)
+    headers, rows = headline_rows(merged, get_registry())
     click.echo(table(headers, rows, right=set(range(1, len(headers)))))
+    for line in caveats(merged):
+        click.echo(line)
 
 
 @cli.command()

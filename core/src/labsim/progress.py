@@ -46,9 +46,11 @@ def wanted() -> bool:
 class Bar:
     """A thin tqdm bar on stderr; ``update``/``set``/``close`` as tqdm's."""
 
-    def __init__(self, total: float, label: str, unit: str, fmt: str | None = None):
+    def __init__(self, total: float, label: str, unit: str, fmt: str | None = None,
+                 limit: float | None = None):
         from tqdm import tqdm
 
+        self._limit = limit   # how far the total may grow when the work outlasts it
         self._bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, delay=DELAY_S,
                          leave=False, dynamic_ncols=True, bar_format=fmt)
 
@@ -56,7 +58,10 @@ class Bar:
         self._bar.update(n)
 
     def set(self, n: float, postfix: str | None = None) -> None:
-        """Move the bar to *n* of its total (never back), with an optional note."""
+        """Move the bar to *n* of its total (never back), with an optional note; past the total,
+        the total grows (by a quarter, up to the limit) rather than the bar stalling at 100 %."""
+        if n > self._bar.total and self._limit and self._bar.total < self._limit:
+            self._bar.total = min(self._limit, n * 1.25)
         n = min(n, self._bar.total)
         if n > self._bar.n:
             self._bar.update(n - self._bar.n)
@@ -80,11 +85,12 @@ _SIM_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| simulated {n:.0f}/{total:.0f} 
                "[wall {elapsed}, ETA {remaining}]")
 
 
-def sim_bar(total_s: float, label: str) -> Bar | None:
-    """A bar over simulated seconds, with wall time and ETA, when :func:`wanted`."""
+def sim_bar(total_s: float, label: str, limit_s: float | None = None) -> Bar | None:
+    """A bar over simulated seconds, with wall time and ETA, when :func:`wanted`; a run that
+    outlasts *total_s* (a queue draining) extends it up to *limit_s*."""
     if not wanted() or not total_s or total_s <= 0 or total_s == float("inf"):
         return None
-    return Bar(float(total_s), label, "sim s", _SIM_FORMAT)
+    return Bar(float(total_s), label, "sim s", _SIM_FORMAT, limit=limit_s)
 
 
 def run_bar(data: dict, limit: float) -> Bar | None:
@@ -92,7 +98,7 @@ def run_bar(data: dict, limit: float) -> Bar | None:
     ``total_duration`` (runs drain soon after it) or to *limit*, whichever is sooner."""
     workload = data.get("workload") or {}
     total = min(limit, workload.get("total_duration") or limit)
-    return sim_bar(total, data.get("name") or "simulating")
+    return sim_bar(total, data.get("name") or "simulating", limit)
 
 
 def run_events(env, limit: float, bar: Bar | None = None, every: int = EVERY) -> None:
