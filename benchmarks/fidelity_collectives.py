@@ -1,24 +1,23 @@
 """Fidelity of labsim's collective model against measured nccl-tests and published bus bandwidths.
 
 Prints, for nccl-tests on 2, 4 and 8 A100-SXM4-80GB of one NVSwitch node
-(../shared/data/calibration/a100_sxm/nccl_a100_sxm.csv): the median and max
+(benchmarks/data/calibration/a100_sxm/nccl_a100_sxm.csv): the median and max
 absolute error of the predicted time across message sizes, and the bus
 bandwidth error at ≥ 256 MiB (targets: median ≤ 15 %, busbw within 10 %).
 Then the published all-reduce bus bandwidths of
-../shared/data/collectives_reference.md §3 (A100 / H100 / H200 / B200, ring and
+the shared data folder's collectives_reference.md §3 (A100 / H100 / H200 / B200, ring and
 NVLS, PCIe, multi-node), and the serving frameworks' custom all-reduce.
 
     python benchmarks/fidelity_collectives.py          # the figures
     python benchmarks/fidelity_collectives.py --fit    # refit the NVLink constants and print them
 
-The data folder is repo_root/../shared/data, or $LABSIM_SHARED_DATA.
+The tables ship in benchmarks/data (see its README); $LABSIM_SHARED_DATA points elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -28,7 +27,8 @@ from labsim_collectives import calibration
 from labsim_collectives.plugin import BY_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("LABSIM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_data import need  # noqa: E402
 OPS = {
     "all_reduce": "all_reduce",
     "all_gather": "all_gather",
@@ -61,9 +61,7 @@ PUBLISHED = [
 
 
 def load(name: str) -> list[dict]:
-    path = DATA / "calibration" / "a100_sxm" / name
-    if not path.exists():
-        sys.exit(f"missing {path}: set LABSIM_SHARED_DATA to the shared data folder")
+    path = need("calibration", "a100_sxm", name)
     with path.open() as fh:
         return list(csv.DictReader(fh))
 

@@ -4,10 +4,10 @@ Prints, per family (GEMM all m, GEMM m >= 256, prefill attention, decode
 attention), the median and P90 absolute percentage error of
 ``labsim.device(...)`` predictions against
 
-* the A100-SXM4-80GB tables of ``shared/data/calibration/a100_sxm`` — the
+* the A100-SXM4-80GB tables of ``benchmarks/data/calibration/a100_sxm`` — the
   SGLang 0.5.10 rows the shipped profile was fitted on, and every framework
   build (SGLang, vLLM, TensorRT-LLM) for reference;
-* the held-out A30 operator profiles of ``shared/data/anchors/vidur_a30_qwen2_7b``
+* the held-out A30 operator profiles of ``benchmarks/data/anchors/vidur_a30_qwen2_7b``
   (Qwen-2-7B linear layers and FlashInfer attention; never used in fitting).
   The A30 is not in the catalog: it is described inline from its datasheet
   (NVIDIA A30 datasheet: 165 TFLOP/s dense BF16, 933 GB/s HBM2, 24 GB;
@@ -25,14 +25,14 @@ Run from the repository root::
 
     python benchmarks/fidelity_kernels.py
 
-The shared data folder is ``<repo>/../shared/data`` or ``$LABSIM_SHARED_DATA``; the H100
+The tables ship in ``benchmarks/data`` (sources and licences in its README);
+``$LABSIM_SHARED_DATA`` points the script at another folder of the same layout. The H100
 section needs only the installed ``labsim_gpus`` package.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from pathlib import Path
 
@@ -42,7 +42,8 @@ from labsim_gpus.calibrate import load_points
 from labsim_gpus.plugin import preset
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("LABSIM_SHARED_DATA", REPO.parent / "shared" / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_data import need  # noqa: E402
 
 #: measured H100-SXM tables shipped as package data (see the README there)
 H100_TABLES = Path(labsim_gpus.__file__).resolve().parent / "data" / "calibration" / "h100_sxm"
@@ -53,7 +54,7 @@ A30 = {"preset": "A100-SXM4-80GB", "name": "A30", "peak_tflops": {"bf16": 165, "
 
 def a100_cases(framework: str | None):
     """(family, callable(device) -> seconds, measured seconds) for the A100 tables."""
-    return table_cases(DATA / "calibration" / "a100_sxm", framework)
+    return table_cases(need("calibration", "a100_sxm"), framework)
 
 
 def table_cases(folder: Path, framework: str | None = None, fitted_domain: bool = False):
@@ -80,7 +81,7 @@ def table_cases(folder: Path, framework: str | None = None, fitted_domain: bool 
 
 def a30_cases():
     """The same for the held-out A30 (Vidur profiles of Qwen-2-7B, TP 1)."""
-    root = DATA / "anchors" / "vidur_a30_qwen2_7b"
+    root = need("anchors", "vidur_a30_qwen2_7b")
     out = []
     with open(root / "mlp.csv", newline="") as handle:
         for row in csv.DictReader(handle):
@@ -156,10 +157,6 @@ def h100_section() -> None:
 
 def main() -> int:
     print("Absolute percentage error of predicted kernel latency (median, P90)")
-    if not DATA.is_dir():
-        h100_section()
-        print(f"shared data not found at {DATA}; set LABSIM_SHARED_DATA", file=sys.stderr)
-        return 2
     a100 = preset("A100-SXM4-80GB")
     devices = {"calibrated": a100, "datasheet-only": a100.datasheet_only()}
     table("A100-SXM4-80GB vs SGLang 0.5.10 rows (the rows the shipped profile was fitted on)",

@@ -1,7 +1,7 @@
 """Predicted against published end-to-end serving measurements.
 
-Simulates every row of ``serving_reference.csv`` (in ``$LABSIM_SHARED_DATA`` or
-``<repo>/../shared/data``) that labsim can express — an engine registered as a
+Simulates every row of ``serving_reference.csv`` (``benchmarks/data``, or
+``$LABSIM_SHARED_DATA``) that labsim can express — an engine registered as a
 framework, a model and GPU it knows — and prints throughput, TTFT and TPOT
 predicted against published, with the relative error. Targets: throughput and
 TPOT within 15 %, TTFT within 25 % away from saturation (burst rows are
@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import re
 import sys
 import time
@@ -84,11 +83,13 @@ def lognormal_mean_for(target: float, cv: float, lo: float, hi: float) -> float:
     return (a + b) / 2
 
 
-def shared_data() -> Path:
-    env = os.environ.get("LABSIM_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+def reference_rows() -> list[dict]:
+    """The rows of serving_reference.csv (benchmarks/data, or $LABSIM_SHARED_DATA)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_data import need
+
+    with open(need("serving_reference.csv"), encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
 
 
 def device_for(gpu: str) -> str:
@@ -178,10 +179,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", default="", help="comma-separated row ids (default: all)")
     args = ap.parse_args(argv)
     wanted = {r for r in args.rows.split(",") if r}
-    path = shared_data() / "serving_reference.csv"
+    rows = reference_rows()
     registry = labsim.get_registry()
     print(f"{'row':6} {'engine':7} {'metric':22} {'predicted':>11} {'published':>11} {'error':>8}")
-    for row in csv.DictReader(open(path, encoding="utf-8")):
+    for row in rows:
         if wanted and row["row_id"] not in wanted:
             continue
         if not registry.has("frameworks", row["engine"]) or row["model"] not in MODELS:
@@ -208,7 +209,8 @@ def main(argv=None) -> int:
             if ref:
                 print(f"{row['row_id']:6} {row['engine']:7} {name:22} {fmt(pred):>11} "
                       f"{float(ref):>11.2f} {err(pred, ref):>8}")
-        print(f"{row['row_id']:6} {'':7} ({row['load_mode']}; {time.perf_counter() - started:.1f} s wall)")
+        print(f"{row['row_id']:6} {'':7} ({row['load_mode']})")
+        print(f"{row['row_id']}: {time.perf_counter() - started:.1f} s wall", file=sys.stderr)
         sys.stdout.flush()
     return 0
 

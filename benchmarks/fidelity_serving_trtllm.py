@@ -1,7 +1,7 @@
 """TensorRT-LLM predicted against published serving measurements, and against vLLM on the same traffic.
 
-Runs every ``engine == trtllm`` row of ``serving_reference.csv`` (in
-``$LABSIM_SHARED_DATA`` or ``<repo>/../shared/data``) with the workload
+Runs every ``engine == trtllm`` row of ``serving_reference.csv`` (``benchmarks/data``,
+or ``$LABSIM_SHARED_DATA``) with the workload
 assumptions of ``fidelity_serving.py`` (its ``experiment(row)``: ShareGPT
 lengths, load mode, TP, GPU) and TensorRT-LLM's ``trtllm-serve`` defaults, then
 prints throughput, TTFT and TPOT predicted against published. Targets, as for
@@ -47,8 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", default="", help="comma-separated row ids (default: every trtllm row)")
     args = ap.parse_args(argv)
     wanted = {r for r in args.rows.split(",") if r}
-    with open(base.shared_data() / "serving_reference.csv", encoding="utf-8") as fh:
-        table = list(csv.DictReader(fh))
+    table = base.reference_rows()
     print(f"{'row':6} {'engine':7} {'metric':22} {'predicted':>11} {'published':>11} {'error':>8}")
     for row in table:
         if row["engine"] != "trtllm" or (wanted and row["row_id"] not in wanted):
@@ -83,7 +82,8 @@ def main(argv=None) -> int:
                 if ref_t and ref_v and pred and pred_v:
                     print(f"{'':6} {'':7} {name:22} {pred / pred_v:>11.3f} "
                           f"{float(ref_t) / float(ref_v):>11.3f}")
-        print(f"{row['row_id']:6} {'':7} ({row['load_mode']}; {time.perf_counter() - started:.1f} s wall)")
+        print(f"{row['row_id']:6} {'':7} ({row['load_mode']})")
+        print(f"{row['row_id']}: {time.perf_counter() - started:.1f} s wall", file=sys.stderr)
         sys.stdout.flush()
     return 0
 

@@ -15,6 +15,7 @@ Plugins implement the hooks of :mod:`labsim.hookspecs` with ``@labsim.hookimpl``
 and register subclasses of the bases exported here.
 """
 
+from labsim import log as _log
 from labsim.components import (
     Collective,
     Component,
@@ -34,6 +35,8 @@ from labsim.registry import get_registry
 
 __version__ = "0.1.0"
 
+_log.configure_default()
+
 
 def device(name: str) -> Device:
     """The registered device *name* (case-insensitive; aliases such as ``h100`` work)."""
@@ -50,19 +53,24 @@ def collective_time(
     nbytes: int,
     ranks: int | list[int] = 8,
     device: str | Device | None = None,
-    topology: str | Topology | None = None,
+    topology: str | dict | Topology | None = None,
     algorithm: str = "auto",
+    nodes: int | None = None,
 ) -> float:
     """Seconds for one collective call of *nbytes* (the nccl-tests "size") over *ranks* GPUs.
 
     *ranks* is a count (ranks 0…n−1, filling node 0 first) or a list of global
-    ranks. Name a *device* (one server of it is assumed), a *topology*, or both
-    (the topology populated with that device, as in an experiment file).
+    ranks. Name a *device* (one server of it is assumed), a *topology* (a name, or
+    a block as in experiment files), or both (the topology populated with that
+    device, as in an experiment file); *nodes* sets the topology's server count.
 
     >>> labsim.collective_time("all_reduce", 256 << 20, ranks=8, device="A100-SXM4-80GB")  # doctest: +SKIP
-    >>> labsim.collective_time("all_reduce", 1 << 30, ranks=16, topology="dgx-h100")       # doctest: +SKIP
-    >>> labsim.collective_time("send_recv", 8 << 20, ranks=[0, 8], topology=two_dgx)       # doctest: +SKIP
+    >>> labsim.collective_time("all_reduce", 1 << 30, ranks=16, topology="dgx-h100", nodes=2)  # doctest: +SKIP
+    >>> labsim.collective_time("send_recv", 8 << 20, ranks=[0, 8],
+    ...                        topology={"type": "dgx-h100", "nodes": 2})                 # doctest: +SKIP
     """
+    from labsim.hardware import resolve_topology
+
     registry = get_registry()
     if device is None and topology is None:
         raise UsageError(
@@ -70,9 +78,7 @@ def collective_time(
             "(e.g. topology='dgx-h100')"
         )
     dev = registry.get("devices", device) if isinstance(device, str) else device
-    topo = registry.get("topologies", topology) if isinstance(topology, str) else topology
-    if topo is not None and dev is not None and hasattr(topo, "with_device"):
-        topo = topo.with_device(dev)
+    topo = resolve_topology(registry, topology, nodes, dev)
     if dev is None:
         dev = topo.device
     op = registry.get("collectives", collective)

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from labsim import log as log_setup
+from labsim import progress
 from labsim.errors import LabsimError, UsageError
 from labsim.registry import KINDS, get_registry
 
@@ -130,7 +131,8 @@ def internal_error_message(ex: BaseException) -> str:
     default="warning",
     show_default=True,
 )
-def cli(log_format, log_level):
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars (they show only on a terminal).")
+def cli(log_format, log_level, quiet):
     """labsim: predict how AI workloads behave on virtual hardware.
 
     \b
@@ -143,6 +145,7 @@ def cli(log_format, log_level):
     global _DEBUG
     _DEBUG = log_level == "debug"
     log_setup.configure(log_format, log_level)
+    progress.set_quiet(quiet)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -242,7 +245,9 @@ def run(experiment, out_dir, overrides, seed, as_json):
 
     registry = get_registry()
     exp = load_experiment(experiment, overrides)
-    result = Orchestrator(exp, registry, seed).run(Path(out_dir) if out_dir else None)
+    orchestrator = Orchestrator(exp, registry, seed)
+    orchestrator.show_progress = True
+    result = orchestrator.run(Path(out_dir) if out_dir else None)
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return
@@ -254,7 +259,27 @@ def run(experiment, out_dir, overrides, seed, as_json):
     headers, rows = headline_rows(s, registry)
     if rows:
         click.echo(table(headers, rows, right=set(range(1, len(headers)))))
+    for line in caveats(s):
+        click.echo(line)
     click.echo(f"outputs: {result.out_dir}")
+
+
+def caveats(summary: dict) -> list[str]:
+    """One line per framework whose statistics leave requests out (unfinished or rejected)."""
+    lines = []
+    for name, section in summary.get("frameworks", {}).items():
+        counts = section.get("requests") if isinstance(section, dict) else None
+        if not isinstance(counts, dict):
+            continue
+        unfinished, rejected = counts.get("unfinished") or 0, counts.get("rejected") or 0
+        if unfinished or rejected:
+            left = ", ".join(
+                f"{n:,} {what}" for n, what in ((unfinished, "unfinished"), (rejected, "rejected")) if n
+            )
+            cover = counts.get("percentiles_cover", "finished requests only")
+            lines.append(f"note: {name}: {left} of {counts.get('total', 0):,} requests; "
+                         f"percentiles cover {cover}")
+    return lines
 
 
 @cli.command()
@@ -429,8 +454,11 @@ def compare(run_dirs):
         runs[run_label(run_dir, set(runs))] = load_summary(run_dir)
     for label, summary in runs.items():
         click.echo(describe(label, summary))
-    headers, rows = headline_rows(merge_summaries(runs), get_registry())
+    merged = merge_summaries(runs)
+    headers, rows = headline_rows(merged, get_registry())
     click.echo(table(headers, rows, right=set(range(1, len(headers)))))
+    for line in caveats(merged):
+        click.echo(line)
 
 
 @cli.command()
@@ -483,14 +511,21 @@ def schema(which, output):
 @click.option("--address", help="Ray cluster address (with --backend ray).")
 def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address):
     """Run EXPERIMENT once per point of a grid of --set values, in parallel."""
-    from labsim.sweep import parse_grid, run_sweep
+    from labsim.sweep import parse_grid, points, run_sweep
 
     registry = get_registry()
-    parse_grid(list(grid))  # a malformed --grid fails before anything else
+    dims = parse_grid(list(grid))  # a malformed --grid fails before anything else
+
+    bar = progress.bar(len(points(dims)), "sweep", unit="point")
 
     def report(point, status, error, summary):
         label = " ".join(point) or "(base)"
-        click.echo(f"{status:5}  {label}" + (f"  {error.splitlines()[0]}" if error else ""))
+        line = f"{status:5}  {label}" + (f"  {error.splitlines()[0]}" if error else "")
+        if bar is None:
+            click.echo(line)
+        else:
+            bar.write(line)
+            bar.update(1)
 
     outcome = run_sweep(
         experiment,
@@ -504,6 +539,8 @@ def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address)
         on_result=report,
         registry=registry,
     )
+    if bar is not None:
+        bar.close()
     click.echo(f"{outcome.ok} of {outcome.total} points done: {db_path}")
     if outcome.failed:
         n = outcome.failed

@@ -260,6 +260,13 @@ class Hardware:
             out["compute_devices"] = {k: v.name for k, v in sorted(self.devices.items())}
         if self.topology is not None:
             out["topology"] = getattr(self.topology, "name", str(self.topology))
+        pricing = {}
+        for label, dev in [("device", self.default), *sorted(self.devices.items()),
+                           ("topology", getattr(self.topology, "device", None))]:
+            if dev is not None and callable(getattr(dev, "pricing", None)):
+                pricing.setdefault(label, dev.pricing())
+        if pricing:
+            out["pricing"] = pricing     # which calibration priced each device, and why
         return out
 
 
@@ -278,6 +285,28 @@ FILE_KEYS = ("profile",)
 
 def _with_paths(spec: dict, exp: Experiment) -> dict:
     return {k: (str(exp.resolve_path(v)) if k in FILE_KEYS and isinstance(v, str) else v) for k, v in spec.items()}
+
+
+def resolve_topology(registry: Registry, topology, nodes: int | None = None, device=None):
+    """A topology from its name, a ``{type: NAME, nodes: 2, ...}`` block (as in experiment
+    files) or an object, with *nodes* servers when given and populated with *device*."""
+    if isinstance(topology, str):
+        topo = registry.get("topologies", topology)
+    elif isinstance(topology, dict):
+        if "type" not in topology:
+            raise UsageError("a topology block needs `type` (e.g. {type: dgx-h100, nodes: 2})")
+        topo = registry.get("topologies", topology["type"])
+        spec = {k: v for k, v in topology.items() if k != "type"}
+        topo = topo.customize(spec) if spec else topo
+    else:
+        topo = topology
+    if nodes is not None:
+        if topo is None:
+            raise UsageError("nodes needs a topology (e.g. topology dgx-h100 with nodes 2)")
+        topo = topo.customize({"nodes": nodes})
+    if topo is not None and device is not None and hasattr(topo, "with_device"):
+        topo = topo.with_device(device)
+    return topo
 
 
 def build_hardware(profile: dict, registry: Registry, exp: Experiment) -> Hardware:

@@ -1,6 +1,8 @@
 """structlog set-up: readable console lines by default, JSON lines with ``--log-format json``.
 
-Logs go to stderr so that stdout stays clean for tables and JSON output.
+Logs go to stderr so that stdout stays clean for tables and JSON output. Used as a
+library (``labsim.run``), labsim logs warnings and errors only, to stderr, unless the
+program configured structlog itself first (:func:`configure_default`).
 """
 
 from __future__ import annotations
@@ -29,3 +31,10 @@ def configure(log_format: str = "console", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def configure_default() -> None:
+    """Quiet library defaults — warnings and errors to stderr — unless structlog is already
+    configured (structlog's own default prints every level to stdout)."""
+    if not structlog.is_configured():
+        configure("console", "warning")

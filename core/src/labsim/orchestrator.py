@@ -23,6 +23,7 @@ import structlog
 from labsim import config as config_mod
 from labsim import outputs
 from labsim.accounting import Accounting
+from labsim import progress
 from labsim.config import Experiment
 from labsim.context import RunContext
 from labsim.engine import Engine
@@ -151,6 +152,7 @@ class Orchestrator:
         if seed is not None:
             self.data["simulation"]["random_seed"] = int(seed)
         self.seed = self.data["simulation"]["random_seed"]
+        self.show_progress = False   # a progress bar while simulating (labsim run on a terminal)
 
     def _make_sinks(self, names, out_dir, sink_config, extra_sinks):
         sinks = []
@@ -265,9 +267,9 @@ class Orchestrator:
 
         limit = float(data["simulation"]["max_simulation_time"])
         env = engine.env
-        peek, step = env.peek, env.step
-        while peek() <= limit:
-            step()
+        peek = env.peek
+        bar = progress.run_bar(data, limit) if self.show_progress else None
+        progress.run_events(env, limit, bar)
         stopped_by = "drained" if peek() == float("inf") else "max_simulation_time"
         sim_time = env.now if stopped_by == "drained" else limit
 

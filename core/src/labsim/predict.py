@@ -9,7 +9,8 @@ Each input row is one operation; the output repeats the row and adds
 gemm           ``m, n, k, dtype`` (C[m,n] = A[m,k]·W[n,k]ᵀ)
 attention      ``phase`` (prefill | decode), ``batch_size``, ``seq_len``,
                ``num_heads``, ``num_kv_heads``, ``head_dim``, ``kv_dtype``
-collective     ``collective``, ``nbytes``, ``ranks``; optional ``topology``, ``algorithm``
+collective     ``collective``, ``nbytes``, ``ranks``; optional ``topology``, ``nodes``
+               (servers of that topology, default its own), ``algorithm``
 memcpy         ``nbytes``, ``kind`` (d2d | h2d | d2h)
 =============  ===============================================================
 """
@@ -41,6 +42,7 @@ INTEGER_COLUMNS = {
     "nbytes",
     "ranks",
     "prefix_len",
+    "nodes",
 }
 
 
@@ -98,10 +100,13 @@ def price(row: dict, device, registry: Registry, where: str) -> float:
         )
     if op == "memcpy":
         return device.memcpy_time(args["nbytes"], kind=args["kind"].lower())
+    from labsim.hardware import resolve_topology
+
     topology = (row.get("topology") or "").strip() or None
-    topo = registry.get("topologies", topology) if topology else None
-    if topo is not None and hasattr(topo, "with_device"):
-        topo = topo.with_device(device)
+    nodes = _value(row, "nodes", where) if (row.get("nodes") or "").strip() else None
+    if nodes is not None and topology is None:
+        raise UsageError(f"{where}: column 'nodes' needs a 'topology' (e.g. dgx-h100)")
+    topo = resolve_topology(registry, topology, nodes, device) if topology else None
     algorithm = (row.get("algorithm") or "").strip() or "auto"
     collective = registry.get("collectives", args["collective"])
     return collective.time(

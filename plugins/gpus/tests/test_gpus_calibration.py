@@ -170,3 +170,14 @@ def test_calibrate_output_unwritable_exits_2(tmp_path):
                                                  str(tmp_path / "afile" / "p.json"),
                                                  "--iters", "10"])
     assert result.exit_code == 2 and "cannot write --output" in result.output
+
+
+def test_fit_reports_progress_without_changing_the_result(tmp_path):
+    truth = DATASHEET_DEFAULTS.replace(gemm_compute_eff=0.7)
+    _synthetic_tables(tmp_path, truth)
+    points = calibrate.load_points(tmp_path)
+    ticks = []
+    with_ticks = calibrate.fit(points, A100.datasheet_only(), iters=40, tick=ticks.append)
+    assert with_ticks == calibrate.fit(points, A100.datasheet_only(), iters=40)
+    assert sum(ticks) == calibrate.fit_iterations(points, 40) == 120
+    assert len(ticks) > 3          # one per iteration, not one per stage

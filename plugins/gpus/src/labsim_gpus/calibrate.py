@@ -166,12 +166,18 @@ def errors(points, hw, params: CostParams) -> np.ndarray:
     return np.array([predict_point(p, hw, params) / p.seconds - 1.0 for p in points])
 
 
-def nelder_mead(f, x0: np.ndarray, step: float = 0.3, iters: int = 400, tol: float = 1e-5):
-    """Minimise *f* from *x0* with the Nelder–Mead simplex; returns the best point."""
+def nelder_mead(f, x0: np.ndarray, step: float = 0.3, iters: int = 400, tol: float = 1e-5,
+                tick=None):
+    """Minimise *f* from *x0* with the Nelder–Mead simplex; returns the best point.
+
+    *tick*: called with the number of iterations done (1 each, then the skipped rest)."""
     n = len(x0)
     simplex = [np.array(x0, float)] + [np.array(x0, float) + step * np.eye(n)[i] for i in range(n)]
     values = [f(x) for x in simplex]
-    for _ in range(iters):
+    done = 0
+    for done in range(iters):
+        if tick is not None and done:
+            tick(1)
         order = np.argsort(values)
         simplex = [simplex[i] for i in order]
         values = [values[i] for i in order]
@@ -195,12 +201,16 @@ def nelder_mead(f, x0: np.ndarray, step: float = 0.3, iters: int = 400, tol: flo
                 best = simplex[0]
                 simplex = [best] + [best + 0.5 * (s - best) for s in simplex[1:]]
                 values = [values[0]] + [f(s) for s in simplex[1:]]
+    if tick is not None:
+        tick(iters - done)
     i = int(np.argmin(values))
     return simplex[i], values[i]
 
 
-def _fit_stage(points, hw, params: CostParams, names, iters: int) -> CostParams:
+def _fit_stage(points, hw, params: CostParams, names, iters: int, tick=None) -> CostParams:
     if not points:
+        if tick is not None:
+            tick(iters)
         return params
     x0 = np.log([getattr(params, n) for n in names])
 
@@ -217,25 +227,34 @@ def _fit_stage(points, hw, params: CostParams, names, iters: int) -> CostParams:
         meas = np.array([p.seconds for p in points])
         return float(np.mean(np.minimum(np.abs(np.log(preds / meas)), LOSS_CAP)))
 
-    best, _ = nelder_mead(loss, x0, iters=iters)
+    best, _ = nelder_mead(loss, x0, iters=iters, tick=tick)
     return params.replace(**{n: math.exp(v) for n, v in zip(names, best, strict=True)})
 
 
 def fit(points, hw, start: CostParams | None = None, iters: int = 300,
-        joint_attention: bool = False) -> CostParams:
+        joint_attention: bool = False, tick=None) -> CostParams:
     """Cost parameters for *hw* fitted to *points* (GEMM, then prefill, then decode).
 
     :param joint_attention: then refit :data:`ATTENTION_FIT` on the prefill and decode points
         together (one mean over both), starting from the staged result.
+    :param tick: called with a count of optimiser iterations done (for a progress bar; the
+        total is :func:`fit_iterations`).
     """
     params = start or CostParams()
     by = {f: [p for p in points if p.family == f] for f in ("gemm", "prefill", "decode")}
-    params = _fit_stage(by["gemm"], hw, params, GEMM_FIT, iters)
-    params = _fit_stage(by["prefill"], hw, params, PREFILL_FIT, iters)
-    params = _fit_stage(by["decode"], hw, params, DECODE_FIT, iters)
+    params = _fit_stage(by["gemm"], hw, params, GEMM_FIT, iters, tick)
+    params = _fit_stage(by["prefill"], hw, params, PREFILL_FIT, iters, tick)
+    params = _fit_stage(by["decode"], hw, params, DECODE_FIT, iters, tick)
     if joint_attention and by["prefill"] and by["decode"]:
-        params = _fit_stage(by["prefill"] + by["decode"], hw, params, ATTENTION_FIT, iters)
+        params = _fit_stage(by["prefill"] + by["decode"], hw, params, ATTENTION_FIT, iters, tick)
     return params
+
+
+def fit_iterations(points, iters: int, joint_attention: bool = False) -> int:
+    """The optimiser iterations :func:`fit` reports through its *tick*, at most."""
+    families = {p.family for p in points}
+    joint = joint_attention and {"prefill", "decode"} <= families
+    return iters * (3 + joint)
 
 
 def summarize(points, hw, params: CostParams) -> dict:

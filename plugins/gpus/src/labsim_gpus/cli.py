@@ -24,10 +24,19 @@ from labsim_gpus.profiles import FORMAT, write_profile
 def build_profile(device, data_dir: Path, framework: str | None, name: str | None,
                   attribution: str, iters: int = 300, joint_attention: bool = False) -> dict:
     """Fit *device* to the tables in *data_dir* and return the profile dict."""
+    from labsim import progress
+
     points = fitting.load_points(data_dir, framework)
     base = device.datasheet_only()
-    params = fitting.fit(points, base, start=base.params, iters=iters,
-                         joint_attention=joint_attention)
+    bar = progress.bar(fitting.fit_iterations(points, iters, joint_attention), "calibrating",
+                       unit="iteration")
+    try:
+        params = fitting.fit(points, base, start=base.params, iters=iters,
+                             joint_attention=joint_attention,
+                             tick=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
     tables = sorted({p.source for p in points})
     stages = ["gemm", "prefill", "decode"] + (["prefill+decode"] if joint_attention else [])
     return {

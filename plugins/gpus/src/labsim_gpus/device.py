@@ -325,6 +325,23 @@ class GPU(labsim.Device):
 
     # -- summary ---------------------------------------------------------------------------
 
+    def pricing(self) -> dict:
+        """Which calibration profile prices this device, and why (for summary.json).
+
+        ``how`` is ``catalog`` (a catalog GPU named as such), ``matched`` (figures written
+        out that equal catalog GPU ``matched``'s datasheet), ``datasheet-only`` (figures
+        written out that match no catalog GPU: its own datasheet, with ``profile``'s
+        efficiencies transferred to its architecture) or ``uncalibrated``.
+        """
+        info = self.profile_info
+        how = info.get("source") or ("catalog" if info else "uncalibrated")
+        out = {"name": self.name, "profile": info.get("name"), "how": how}
+        if info.get("matched"):
+            out["matched"] = info["matched"]
+        if info.get("transferred_to"):
+            out["transferred_to"] = info["transferred_to"]
+        return out
+
     def describe(self) -> dict:
         """The device's figures as a plain dict (for summaries and ``labsim list``)."""
         return {

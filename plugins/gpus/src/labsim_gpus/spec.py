@@ -17,10 +17,15 @@ datasheet fields::
         price_per_hour: 2.1
 
 A ``profile`` path is read relative to the current directory.
+
+An entry of the generic ``GPU`` type whose datasheet figures are a catalog GPU's
+(:mod:`labsim_gpus.match`) becomes that GPU, with its calibrated profile; the
+device's :meth:`~labsim_gpus.GPU.pricing` says which profile priced it and how.
 """
 
 from __future__ import annotations
 
+import structlog
 from labsim.errors import UsageError
 
 from labsim_gpus.dtypes import _ALIASES, DTYPE_BYTES, canonical
@@ -29,6 +34,7 @@ from labsim_gpus.params import FIELDS
 GB = 1e9
 _DTYPE_PATTERN = "^(" + "|".join(sorted(set(DTYPE_BYTES) | set(_ALIASES))) + ")$"
 _POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+log = structlog.get_logger("labsim_gpus")
 
 CONFIG_SCHEMA: dict = {
     "type": "object",
@@ -73,6 +79,24 @@ def _number(spec: dict, key: str, minimum: float = 0.0, strict: bool = True) -> 
     return float(value)
 
 
+def _matched(generic, spec: dict):
+    """The catalog GPU whose datasheet *spec* restates, marked as matched; else *generic*
+    marked as described by its datasheet."""
+    from labsim_gpus.match import matching_preset
+    from labsim_gpus.plugin import preset
+
+    entry = matching_preset(spec)
+    if entry is None:
+        log.info("device_datasheet_only", profile=generic.profile_info.get("name"),
+                 hint="name a catalog GPU with `preset:` (labsim list devices) to use its "
+                      "calibration")
+        return generic.copy(profile_info={**generic.profile_info, "source": "datasheet-only"})
+    found = preset(entry["name"])
+    log.info("device_matched_catalog", catalog=found.name, profile=found.profile_info.get("name"))
+    return found.copy(profile_info={**found.profile_info, "source": "matched",
+                                    "matched": found.name})
+
+
 def customize(device, spec: dict):
     """*device* (or ``spec['preset']``) with *spec*'s profile and field overrides applied."""
     if not isinstance(spec, dict):
@@ -87,6 +111,8 @@ def customize(device, spec: dict):
         from labsim_gpus.plugin import preset
 
         out = preset(spec["preset"])
+    elif device.name == "GPU" and "profile" not in spec:
+        out = _matched(device, spec)
     if "profile" in spec:
         out = out.with_profile(spec["profile"])
     changes: dict = {}

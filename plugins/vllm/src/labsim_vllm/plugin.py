@@ -1,7 +1,7 @@
 """The vLLM serving framework for labsim (``type: vllm`` in an experiment file).
 
 >>> import labsim
->>> result = labsim.run("examples/vllm_chat_llama8b_h100.yaml", seed=1)   # doctest: +SKIP
+>>> result = labsim.run("examples/quickstart.yaml", seed=1)   # doctest: +SKIP
 >>> result.summary["frameworks"]["vllm"]["ttft_ms"]["p99"]                  # doctest: +SKIP
 """
 

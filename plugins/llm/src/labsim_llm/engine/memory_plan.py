@@ -17,6 +17,8 @@ one "null" block vLLM reserves (docs/engine_behaviour.md §3, §6).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 
 from labsim.errors import UsageError
@@ -69,6 +71,33 @@ def activation_peak(model, tokens: int, max_num_seqs: int, tp: int, act_bytes: i
     return float(max(mlp, logits))
 
 
+#: Share of the memory budget a suggested split may fill with weights (the rest: KV cache,
+#: activations), and the tensor-parallel size it prefers (one 8-GPU server).
+_SUGGEST_WEIGHT_SHARE = 0.8
+_SUGGEST_MAX_TP = 8
+
+
+def _split_hint(model, budget: float, dtype: str, tp: int, pp: int) -> str:
+    """The smallest power-of-two split (tensor parallel up to 8, then pipeline stages) whose
+    weights fill at most 80 % of each GPU's budget, as advice for a model that does not fit."""
+    n = 2
+    while n <= 1024:
+        if n > tp * pp:
+            new_tp = min(n, _SUGGEST_MAX_TP)
+            new_pp = n // new_tp
+            try:
+                per_gpu = float(model.weight_bytes(dtype, new_tp, new_pp))
+                model.attention_heads(new_tp)
+            except (UsageError, ValueError, AttributeError):
+                per_gpu = math.inf
+            if per_gpu <= _SUGGEST_WEIGHT_SHARE * budget:
+                return (f"use tensor_parallel_size {new_tp} × pipeline_parallel_size {new_pp} "
+                        f"({n} GPUs, {per_gpu / GB:.1f} GB of weights per GPU), or a GPU with "
+                        "more memory")
+        n *= 2
+    return "use more GPUs (tensor_parallel_size × pipeline_parallel_size) or a larger GPU"
+
+
 def plan_memory(
     model,
     device,
@@ -91,8 +120,7 @@ def plan_memory(
     weights = float(model.weight_bytes(dtype, tp, pp))
     dev_name = getattr(device, "name", "the GPU")
     if weights >= budget:
-        needed = int(-(-weights * tp * pp // budget)) if budget > 0 else 0
-        hint = f"use tensor_parallel_size × pipeline_parallel_size ≥ {max(needed, tp * pp + 1)}"
+        hint = _split_hint(model, budget, dtype, tp, pp)
         raise UsageError(
             f"{name} needs {weights * tp * pp / GB:.0f} GB of weights in {dtype} "
             f"({weights / GB:.1f} GB per GPU at tensor_parallel_size {tp}, pipeline_parallel_size "

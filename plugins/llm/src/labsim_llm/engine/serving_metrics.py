@@ -26,7 +26,13 @@ import math
 from array import array
 
 import numpy as np
+import structlog
 from labsim.accounting import utilisation
+
+log = structlog.get_logger("labsim_llm.metrics")
+
+#: What the latency percentiles and throughput of a serving summary are computed over.
+PERCENTILES_COVER = "finished requests that arrived after the warm-up"
 
 REQUEST_COLUMNS = [
     "request_id",
@@ -103,8 +109,16 @@ SUMMARY_SCHEMA = {
                 "total": {"type": "integer"},
                 "finished": {"type": "integer"},
                 "rejected": {"type": "integer"},
-                "unfinished": {"type": "integer"},
+                "unfinished": {"type": "integer",
+                               "description": "Still queued or running when the run stopped "
+                                              "(at simulation.max_simulation_time)."},
                 "rejected_by_reason": {"type": "object"},
+                "in_statistics": {"type": "integer",
+                                  "description": "Requests the latency percentiles and "
+                                                 "throughput are computed over."},
+                "percentiles_cover": {"type": "string",
+                                      "description": "Which requests the percentiles cover: "
+                                                     "unfinished and rejected ones are left out."},
             },
         },
         "kv_cache": {"type": "object"},
@@ -549,6 +563,8 @@ class ServingMetrics:
                 "rejected": rejected,
                 "unfinished": self.unfinished,
                 "rejected_by_reason": dict(sorted(self.rejected.items())),
+                "in_statistics": n,
+                "percentiles_cover": PERCENTILES_COVER,
             },
             "kv_cache": {
                 "capacity_blocks_per_replica": self.kv_capacity,
@@ -582,15 +598,32 @@ class ServingMetrics:
         }
         if extra:
             section.update(extra)
+        self._warn_left_out(finished, rejected)
         return section
 
+    def _warn_left_out(self, finished: int, rejected: int) -> None:
+        """Say on the console when requests are missing from the percentiles."""
+        if self.unfinished or rejected:
+            log.warning(
+                "requests_left_out_of_statistics",
+                framework=self.framework,
+                finished=finished,
+                unfinished=self.unfinished,
+                rejected=rejected,
+                note="percentiles cover finished requests only"
+                + ("; raise simulation.max_simulation_time to let the rest finish"
+                   if self.unfinished else ""),
+            )
 
-__all__ = ["ServingMetrics", "GapHistogram", "LatencySample", "SUMMARY_SCHEMA", "REQUEST_COLUMNS", "STEP_COLUMNS"]
+
+__all__ = ["ServingMetrics", "GapHistogram", "LatencySample", "SUMMARY_SCHEMA", "REQUEST_COLUMNS", "STEP_COLUMNS",
+           "PERCENTILES_COVER"]
 
 
 #: The metrics `labsim run` prints for a serving framework: (label, dotted summary key).
 HEADLINE = [
     ("finished requests", "requests.finished"),
+    ("unfinished requests", "requests.unfinished"),
     ("rejected requests", "requests.rejected"),
     ("TTFT p50 (ms)", "ttft_ms.p50"),
     ("TTFT p99 (ms)", "ttft_ms.p99"),

@@ -1,0 +1,123 @@
+"""Progress bars for long work (runs, calibration, sweeps), drawn only for a person watching.
+
+A bar appears on stderr only when stdout and stderr are both terminals, ``CI`` is not set,
+and the command line did not say ``--quiet`` (:func:`set_quiet`); it shows nothing at all
+for work shorter than :data:`DELAY_S`. Everything else — pipes, CI logs, the Python API —
+stays silent. The simulation loop pays for the bar only once every :data:`EVERY` events
+(:func:`run_events`), so a run with a bar is as fast as one without.
+
+>>> bar = sim_bar(total_s=120.0, label="quickstart")      # None when no one is watching
+>>> run_events(env, limit=600.0, bar=bar)                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+#: Events simulated between two looks at the bar (a bar redraws at most ~10 times a second).
+EVERY = 4096
+#: Seconds of wall time before a bar first appears (short work prints nothing).
+DELAY_S = 1.0
+
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """Turn every progress bar off (``labsim --quiet``) or back on."""
+    global _quiet
+    _quiet = bool(quiet)
+
+
+def _on_terminal() -> bool:
+    try:
+        return sys.stdout.isatty() and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def wanted() -> bool:
+    """True when a person is watching: both streams are terminals, not CI, not ``--quiet``."""
+    if _quiet or os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        return False
+    return _on_terminal()
+
+
+class Bar:
+    """A thin tqdm bar on stderr; ``update``/``set``/``close`` as tqdm's."""
+
+    def __init__(self, total: float, label: str, unit: str, fmt: str | None = None,
+                 limit: float | None = None):
+        from tqdm import tqdm
+
+        self._limit = limit   # how far the total may grow when the work outlasts it
+        self._bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, delay=DELAY_S,
+                         leave=False, dynamic_ncols=True, bar_format=fmt)
+
+    def update(self, n: float = 1) -> None:
+        self._bar.update(n)
+
+    def set(self, n: float, postfix: str | None = None) -> None:
+        """Move the bar to *n* of its total (never back), with an optional note; past the total,
+        the total grows (by a quarter, up to the limit) rather than the bar stalling at 100 %."""
+        if n > self._bar.total and self._limit and self._bar.total < self._limit:
+            self._bar.total = min(self._limit, n * 1.25)
+        n = min(n, self._bar.total)
+        if n > self._bar.n:
+            self._bar.update(n - self._bar.n)
+        if postfix:
+            self._bar.set_postfix_str(postfix, refresh=False)
+
+    def write(self, line: str) -> None:
+        """Print *line* to stdout without tearing the bar."""
+        self._bar.write(line, file=sys.stdout)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def bar(total: float, label: str, unit: str = "it") -> Bar | None:
+    """A :class:`Bar` when :func:`wanted`, else None (callers skip their updates)."""
+    return Bar(total, label, unit) if wanted() else None
+
+
+_SIM_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| simulated {n:.0f}/{total:.0f} s "
+               "[wall {elapsed}, ETA {remaining}]")
+
+
+def sim_bar(total_s: float, label: str, limit_s: float | None = None) -> Bar | None:
+    """A bar over simulated seconds, with wall time and ETA, when :func:`wanted`; a run that
+    outlasts *total_s* (a queue draining) extends it up to *limit_s*."""
+    if not wanted() or not total_s or total_s <= 0 or total_s == float("inf"):
+        return None
+    return Bar(float(total_s), label, "sim s", _SIM_FORMAT, limit=limit_s)
+
+
+def run_bar(data: dict, limit: float) -> Bar | None:
+    """The bar of one run of the validated experiment *data*: to the workload's
+    ``total_duration`` (runs drain soon after it) or to *limit*, whichever is sooner."""
+    workload = data.get("workload") or {}
+    total = min(limit, workload.get("total_duration") or limit)
+    return sim_bar(total, data.get("name") or "simulating", limit)
+
+
+def run_events(env, limit: float, bar: Bar | None = None, every: int = EVERY) -> None:
+    """Step the SimPy environment *env* until its next event lies beyond *limit*, moving
+    *bar* to the simulated time once every *every* events."""
+    peek, step = env.peek, env.step
+    if bar is None:
+        while peek() <= limit:
+            step()
+        return
+    try:
+        while peek() <= limit:
+            for _ in range(every):
+                if peek() > limit:
+                    break
+                step()
+            bar.set(env.now)
+    finally:
+        bar.close()
+
+
+__all__ = ["Bar", "bar", "run_bar", "run_events", "set_quiet", "sim_bar", "wanted", "EVERY"]

@@ -1,0 +1,144 @@
+"""Figures for README.md, docs/ and the example headers, made by running the command shown
+beside them.
+
+Each figure sits in a cog block (https://nedbatchelder.com/code/cog) whose one line of code
+calls :func:`labsim_run`, :func:`script` or :func:`sweep`; the block's output starts with the
+command itself. Regenerate every figure after a change, or check them (CI does)::
+
+    cog -r -I docs README.md docs/*.md examples/*.yaml        # rewrite
+    cog --check -I docs README.md docs/*.md examples/*.yaml   # exit 5 when one is stale
+
+Only what the command prints to stdout is shown, minus what changes from run to run
+(wall time, the output folder), so the same code always gives the same text.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cog
+
+ROOT = Path(__file__).resolve().parents[1]
+_WALL = re.compile(r", [0-9.]+ s wall")
+
+
+def _emit(command: str, lines: list[str], prefix: str, fence: bool) -> None:
+    body = [f"$ {command}", *lines]
+    if fence:
+        body = ["```text", *body, "```"]
+    for line in body:
+        cog.outl((prefix + line).rstrip())
+
+
+def labsim_run(args: str, prefix: str = "", fence: bool = True, rows: tuple = ()) -> None:
+    """``labsim run ARGS`` in this process; its table, without the wall time and the output
+    folder. *rows*: only the table's header and these metric rows (default: all)."""
+    from click.testing import CliRunner
+    from labsim.cli import cli
+
+    with tempfile.TemporaryDirectory() as out:
+        argv = ["run", *shlex.split(args), "--out", out]
+        result = CliRunner().invoke(cli, argv, catch_exceptions=False)
+    if result.exit_code != 0:
+        raise RuntimeError(f"labsim {args} failed: {result.output}")
+    lines = []
+    for i, line in enumerate(result.stdout.splitlines()):
+        if line.startswith("outputs: "):
+            continue
+        if rows and i > 1 and not line.startswith(rows) and not line.startswith("note:"):
+            continue
+        lines.append(_WALL.sub("", line))
+    _emit(f"labsim run {args}", lines, prefix, fence)
+
+
+def labsim(args: str, prefix: str = "", fence: bool = True) -> None:
+    """``labsim ARGS`` in this process, run from the repository root: what it prints to stdout
+    and stderr (for error messages), whatever its exit status."""
+    import os
+
+    from click.testing import CliRunner
+    from labsim.cli import cli
+
+    here = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        result = CliRunner().invoke(cli, shlex.split(args), catch_exceptions=False)
+    finally:
+        os.chdir(here)
+    lines = (result.stdout + result.stderr).splitlines()
+    _emit(f"labsim {args}", lines, prefix, fence)
+
+
+def script(path: str, args: str = "", prefix: str = "", fence: bool = True,
+           drop: tuple = ()) -> None:
+    """``python PATH ARGS`` (a benchmark) from the repository root; its stdout, less the lines
+    starting with one of *drop*."""
+    proc = subprocess.run([sys.executable, path, *shlex.split(args)], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"python {path} {args} failed ({proc.returncode}): {proc.stderr}")
+    lines = [line for line in proc.stdout.splitlines() if not (drop and line.startswith(drop))]
+    _emit(f"python {path}{' ' + args if args else ''}", lines, prefix, fence)
+
+
+def sweep(experiment: str, key: str, values: list, metrics: list[tuple[str, str]],
+          prefix: str = "", fence: bool = True) -> None:
+    """One ``labsim run EXPERIMENT --set KEY=V`` per value, as a table: a row per value, a
+    column per (label, dotted summary key) and framework (what ``labsim sweep`` stores)."""
+    import labsim
+
+    frameworks = None
+    table = []
+    for value in values:
+        summary = labsim.run(str(ROOT / experiment), overrides=[f"{key}={value}"]).summary
+        frameworks = frameworks or list(summary["frameworks"])
+        row = [str(value)]
+        for _, dotted in metrics:
+            for name in frameworks:
+                row.append(_fmt(_lookup(summary["frameworks"][name], dotted)))
+        table.append(row)
+    header = [key.rsplit(".", 1)[-1]] + [f"{label} {name}" for label, _ in metrics
+                                          for name in frameworks]
+    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header, *table]]
+    command = (f"labsim run {experiment} --set '{key}=V'   for V in "
+               f"{', '.join(str(v) for v in values)}")
+    _emit(command, lines, prefix, fence)
+
+
+def requests(experiment: str, prefix: str = "") -> None:
+    """``labsim run EXPERIMENT``: how many requests its workload sent, and at what rate."""
+    import labsim
+
+    summary = labsim.run(str(ROOT / experiment)).summary
+    workload = summary["workload"]
+    duration = summary.get("workload", {}).get("total_duration") or _total_duration(experiment)
+    sent, follow = workload["requests_sent"], workload.get("follow_up_requests", 0)
+    cog.outl(f"{prefix}$ labsim run {experiment}".rstrip())
+    cog.outl(f"{prefix}{sent:,} requests in {duration:g} s = {sent / duration:.1f} per second "
+             f"({sent - follow:,} new conversations, {follow:,} follow-ups)")
+
+
+def _total_duration(experiment: str) -> float:
+    from labsim.orchestrator import load_experiment
+
+    return float(load_experiment(str(ROOT / experiment)).data["workload"]["total_duration"])
+
+
+def _lookup(data, dotted):
+    for part in dotted.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
