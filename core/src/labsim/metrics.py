@@ -83,7 +83,20 @@ class MetricsCollector:
         self.tables: dict[str, Table] = {}
 
     def table(self, name: str, columns: list[str]) -> Table:
-        """The table *name*, opened on every sink the first time it is asked for."""
+        """The table *name*, opened on every sink the first time it is asked for.
+
+        :raises PluginError: when *name* is open with other columns (rows of two shapes
+            under one header would be a corrupt file).
+        """
+        table = self.tables.get(name)
+        if table is not None and table.columns != list(columns):
+            from labsim.errors import PluginError
+
+            raise PluginError(
+                f"table {name!r} is open with columns {table.columns}; another component asked for it "
+                f"with {list(columns)}. Frameworks sharing a table write the same columns "
+                "(serving engines: build on labsim_llm.engine.serving_engine.ServingEngine), "
+                "or name a table of their own")
         if name not in self.tables:
             writers = [
                 w for w in (s.open_table(name, columns) for s in self.sinks) if w is not None

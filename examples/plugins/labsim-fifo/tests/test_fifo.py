@@ -116,3 +116,10 @@ def test_requests_still_inside_at_the_end_are_reported_unfinished(registry):
     statuses = [r["status"] for r in result.table("requests")]
     assert "unfinished" in statuses and "finished" in statuses
     assert result.summary["frameworks"]["fifo"]["requests"]["unfinished"] == statuses.count("unfinished")
+
+
+def test_a_request_finished_without_a_first_token_is_an_error(registry, monkeypatch):
+    """Not a silently empty TTFT statistic (request times are None until an engine sets them)."""
+    monkeypatch.setattr(labsim_fifo.FifoReplica, "emit_token", lambda self, seq, end, first: None)
+    with pytest.raises(RuntimeError, match="request 0 finished without first_token_s"):
+        labsim.run(EXPERIMENT, seed=3, registry=registry)
