@@ -169,7 +169,8 @@ def _semantic_problems(exp: Experiment, data: dict) -> list[Problem]:
     """Checks a schema cannot express: unique names, files that must exist."""
     problems = []
     seen: dict[str, int] = {}
-    for i, fw in enumerate(data.get("frameworks_to_test") or []):
+    frameworks = data.get("frameworks_to_test")
+    for i, fw in enumerate(frameworks if isinstance(frameworks, list) else []):
         if isinstance(fw, dict) and isinstance(fw.get("name"), str):
             if fw["name"] in seen:
                 problems.append(
@@ -189,9 +190,10 @@ def _semantic_problems(exp: Experiment, data: dict) -> list[Problem]:
                 f"file not found: {db} (relative paths are read from the experiment file's folder)",
             )
         )
-    devices = (data.get("hardware_profile") or {}).get("compute_devices") or []
+    hardware = data.get("hardware_profile")
+    devices = hardware.get("compute_devices") if isinstance(hardware, dict) else None
     ids: set[str] = set()
-    for i, dev in enumerate(devices):
+    for i, dev in enumerate(devices if isinstance(devices, list) else []):
         if isinstance(dev, dict) and isinstance(dev.get("device_id"), str):
             if dev["device_id"] in ids:
                 problems.append(
@@ -410,7 +412,13 @@ def _validate(exp: Experiment, registry: Registry, schema: dict) -> dict:
     if problems:
         problems.sort(key=lambda p: (p.line if p.line is not None else 10**9, p.path))
         raise ConfigError(problems)
-    _DefaultFiller(schema).validate(data)
+    # defaults can make a block invalid (an omitted `config: {}` lacks a required key)
+    late = []
+    for error in _DefaultFiller(schema).iter_errors(data):
+        for path, message in _messages(error, registry):
+            late.append(exp.problem(path, message))
+    if late:
+        raise ConfigError(sorted(set(late), key=lambda p: p.path))
     work = work_problems(exp, data, registry)
     if work:
         raise ConfigError(work)

@@ -54,6 +54,9 @@ DEPLOYMENT_PROPERTIES = {
                          "streaming the first token) to TTFT and E2E (labsim_llm.engine.frontend)."},
     "record_steps": {"type": "boolean", "default": True,
                      "description": "Write the per-step table (steps.csv)."},
+    "max_step_rows": {"type": "integer", "minimum": 0, "default": 1_000_000,
+                      "description": "Write at most this many rows to steps.csv (about 80 "
+                      "bytes each); later steps are left out with a warning. 0: no limit."},
 }
 
 #: dtype spellings users copy from Hugging Face configs
@@ -110,7 +113,8 @@ class ServingEngine(labsim.Framework):
         self.metrics = ServingMetrics(context, instance_name, self.name, num_gpus=self.num_gpus,
                                       device=self.device, dtype=cfg["dtype"],
                                       kv_capacity_blocks=self.plan.num_blocks,
-                                      record_steps=cfg["record_steps"])
+                                      record_steps=cfg["record_steps"],
+                                      max_step_rows=cfg["max_step_rows"])
         self.frontend = Frontend(context.env, enabled=cfg["frontend_latency"])
         self.replicas = [self.make_replica(i) for i in range(cfg["num_replicas"])]
         self.router = Router(cfg["router"], self.replicas)
