@@ -144,3 +144,11 @@ def test_a_non_mapping_hardware_profile_is_a_config_error(registry, tmp_path):
     # found by the fuzz test: the semantic checks assumed a mapping
     with pytest.raises(ConfigError, match="hardware_profile: expected a mapping"):
         _validate(registry, BASIC + "hardware_profile: true\n", tmp_path)
+
+
+def test_a_distribution_block_that_is_not_a_mapping_is_a_config_error(registry, tmp_path):
+    # found by the fuzz test: the one-of-these-keys message assumed a mapping
+    text = BASIC.replace("{service_dist_config: {type: Exponential, mean: 0.3}}",
+                         "{service_dist_config: true}")
+    with pytest.raises(ConfigError, match="service_dist_config: expected a mapping, got True"):
+        _validate(registry, text, tmp_path)

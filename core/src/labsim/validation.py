@@ -125,6 +125,10 @@ def _keys(required: list) -> str:
 def _alternatives(error, path: tuple, registry: Registry) -> list[tuple[tuple, str]]:
     """A readable message for a failed oneOf/anyOf."""
     options = error.validator_value
+    if not isinstance(error.instance, dict) and all(
+        isinstance(o, dict) and set(o) == {"required"} for o in options
+    ):
+        return []  # not a mapping at all: the type check says so
     if all(isinstance(o, dict) and set(o) == {"required"} for o in options):
         choices = " | ".join(_keys(o["required"]) for o in options)
         given = [
@@ -309,8 +313,8 @@ def work_problems(exp: Experiment, data: dict, registry: Registry) -> list[Probl
         return [
             exp.problem(
                 ("workload",),
-                f"asks for about {total:.3g} requests (rate × duration"
-                + (f" × {targets} frameworks" if targets > 1 else "")
+                f"asks for about {total:.3g} requests (its rates over its duration"
+                + (f", for {targets} frameworks" if targets > 1 else "")
                 + f"), more than the {MAX_EXPECTED_REQUESTS:.0e} labsim simulates in a day; "
                 "lower the request rate, total_duration or simulation.max_simulation_time, "
                 "or set num_requests",

@@ -45,7 +45,7 @@ MODEL_PROPERTIES = {
 DEPLOYMENT_PROPERTIES = {
     "tensor_parallel_size": {"type": "integer", "minimum": 1, "default": 1},
     "pipeline_parallel_size": {"type": "integer", "minimum": 1, "default": 1},
-    "num_replicas": {"type": "integer", "minimum": 1, "default": 1,
+    "num_replicas": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 1,
                      "description": "Data-parallel copies of the engine behind a router."},
     "router": {"enum": list(POLICIES), "default": "round_robin",
                "description": "How requests are spread over replicas."},
