@@ -130,3 +130,25 @@ def test_an_alias_bomb_is_refused_quickly(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match="expands to more than"):
         config_mod.load(path)
+
+
+def test_an_omitted_block_whose_default_lacks_a_required_key_is_a_config_error(registry, tmp_path):
+    # found by the fuzz test: `config` defaults to {}, which the framework's schema refuses
+    text = BASIC.replace("    config: {service_dist_config: {type: Exponential, mean: 0.3}}\n", "")
+    with pytest.raises(ConfigError, match=r"frameworks_to_test\[0\].config.service_dist_config: "
+                                          "missing required key"):
+        _validate(registry, text, tmp_path)
+
+
+def test_a_non_mapping_hardware_profile_is_a_config_error(registry, tmp_path):
+    # found by the fuzz test: the semantic checks assumed a mapping
+    with pytest.raises(ConfigError, match="hardware_profile: expected a mapping"):
+        _validate(registry, BASIC + "hardware_profile: true\n", tmp_path)
+
+
+def test_a_distribution_block_that_is_not_a_mapping_is_a_config_error(registry, tmp_path):
+    # found by the fuzz test: the one-of-these-keys message assumed a mapping
+    text = BASIC.replace("{service_dist_config: {type: Exponential, mean: 0.3}}",
+                         "{service_dist_config: true}")
+    with pytest.raises(ConfigError, match="service_dist_config: expected a mapping, got True"):
+        _validate(registry, text, tmp_path)

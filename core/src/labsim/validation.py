@@ -126,6 +126,10 @@ def _keys(required: list) -> str:
 def _alternatives(error, path: tuple, registry: Registry) -> list[tuple[tuple, str]]:
     """A readable message for a failed oneOf/anyOf."""
     options = error.validator_value
+    if not isinstance(error.instance, dict) and all(
+        isinstance(o, dict) and set(o) == {"required"} for o in options
+    ):
+        return []  # not a mapping at all: the type check says so
     if all(isinstance(o, dict) and set(o) == {"required"} for o in options):
         choices = " | ".join(_keys(o["required"]) for o in options)
         given = [
@@ -185,7 +189,8 @@ def _semantic_problems(exp: Experiment, data: dict) -> list[Problem]:
     """Checks a schema cannot express: unique names, files that must exist."""
     problems = []
     seen: dict[str, int] = {}
-    for i, fw in enumerate(data.get("frameworks_to_test") or []):
+    frameworks = data.get("frameworks_to_test")
+    for i, fw in enumerate(frameworks if isinstance(frameworks, list) else []):
         if isinstance(fw, dict) and isinstance(fw.get("name"), str):
             if fw["name"] in seen:
                 problems.append(
@@ -197,9 +202,10 @@ def _semantic_problems(exp: Experiment, data: dict) -> list[Problem]:
                     )
                 )
             seen.setdefault(fw["name"], i)
-    devices = (data.get("hardware_profile") or {}).get("compute_devices") or []
+    hardware = data.get("hardware_profile")
+    devices = hardware.get("compute_devices") if isinstance(hardware, dict) else None
     ids: set[str] = set()
-    for i, dev in enumerate(devices):
+    for i, dev in enumerate(devices if isinstance(devices, list) else []):
         if isinstance(dev, dict) and isinstance(dev.get("device_id"), str):
             if dev["device_id"] in ids:
                 problems.append(
@@ -315,8 +321,8 @@ def work_problems(exp: Experiment, data: dict, registry: Registry) -> list[Probl
         return [
             exp.problem(
                 ("workload",),
-                f"asks for about {total:.3g} requests (rate × duration"
-                + (f" × {targets} frameworks" if targets > 1 else "")
+                f"asks for about {total:.3g} requests (its rates over its duration"
+                + (f", for {targets} frameworks" if targets > 1 else "")
                 + f"), more than the {MAX_EXPECTED_REQUESTS:.0e} labsim simulates in a day; "
                 "lower the request rate, total_duration or simulation.max_simulation_time, "
                 "or set num_requests",
@@ -418,7 +424,13 @@ def _validate(exp: Experiment, registry: Registry, schema: dict) -> dict:
     if problems:
         problems.sort(key=lambda p: (p.line if p.line is not None else 10**9, p.path))
         raise ConfigError(problems)
-    _DefaultFiller(schema).validate(data)
+    # defaults can make a block invalid (an omitted `config: {}` lacks a required key)
+    late = []
+    for error in _DefaultFiller(schema).iter_errors(data):
+        for path, message in _messages(error, registry):
+            late.append(exp.problem(path, message))
+    if late:
+        raise ConfigError(sorted(set(late), key=lambda p: p.path))
     work = work_problems(exp, data, registry)
     if work:
         raise ConfigError(work)

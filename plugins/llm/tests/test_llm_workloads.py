@@ -327,3 +327,33 @@ def test_users_busy_never_exceed_concurrency(llm_registry, n, delay, p_conv, rat
     assert servers["a"].max_in_flight <= n
     assert len(servers["a"].seen) == 60 == summary["workload"]["requests_sent"]
     assert summary["stopped_by"] == "drained"
+
+
+def test_expected_requests_counts_rates_turns_and_bounds():
+    from labsim_llm.workloads.profiles import ClientProfilesWorkload as W
+
+    lengths = {"prompt_tokens_dist_config": {"type": "Constant", "value": 5},
+               "max_output_tokens_dist_config": {"type": "Constant", "value": 5}}
+    one = {"profile_name": "a", "request_rate": 10, **lengths}
+    mean_of = lambda block: 1 / block["rate"] if "rate" in block else None  # noqa: E731
+    assert W.expected_requests({"client_profiles": [one], "total_duration": 60}, 3600, mean_of) == 600
+    talk = {**one, "conversational_probability": 1.0, "max_turns": 1000}
+    assert W.expected_requests({"client_profiles": [talk], "total_duration": 60}, 3600, mean_of) == 600_000
+    capped = {"client_profiles": [one], "total_duration": 60, "num_requests": 50}
+    assert W.expected_requests(capped, 3600, mean_of) == 50
+    gaps = {"client_profiles": [lengths | {"profile_name": "b"}],
+            "inter_arrival_time_dist_config": {"type": "Exponential", "rate": 1e300}}
+    assert W.expected_requests(gaps, 100, mean_of) == pytest.approx(1e302)
+
+
+def test_conversations_and_system_prompts_are_bounded(llm_registry):
+    import labsim
+    from labsim.errors import ConfigError
+
+    profile = {"profile_name": "a", "request_rate": 1, "max_turns": 10**9,
+               "prompt_tokens_dist_config": {"type": "Constant", "value": 5},
+               "max_output_tokens_dist_config": {"type": "Constant", "value": 5}}
+    exp = {"workload": {"type": "client_profiles", "client_profiles": [profile]},
+           "frameworks_to_test": [{"name": "f", "type": "fake_server", "config": {}}]}
+    with pytest.raises(ConfigError, match="max_turns: must be ≤ 1000"):
+        labsim.run(exp, registry=llm_registry)

@@ -213,3 +213,17 @@ def test_gpu_kv_and_cache_figures_cover_the_time_after_the_warm_up():
 def test_an_encoder_model_is_refused_for_generation():
     with pytest.raises(ConfigError, match="BERT-Base.*encoder.*decoder"):
         labsim.run(experiment(vllm={"model": "BERT-Base"}))
+
+
+def test_steps_table_is_capped_with_a_warning():
+    from structlog.testing import capture_logs
+
+    whole = labsim.run(experiment(duration=2.0))
+    assert len(whole.table("steps")) > 20                      # small runs: every step, as before
+    with capture_logs() as logs:
+        capped = labsim.run(experiment(duration=2.0, vllm={"max_step_rows": 20}))
+    assert len(capped.table("steps")) == 20
+    assert capped.table("steps") == whole.table("steps")[:20]
+    warning = next(e for e in logs if e["event"] == "steps_table_truncated")
+    assert warning["rows_left_out"] == len(whole.table("steps")) - 20
+    assert capped.summary["frameworks"] == whole.summary["frameworks"]   # the answer is unchanged

@@ -50,7 +50,7 @@ MODEL_PROPERTIES = {
 DEPLOYMENT_PROPERTIES = {
     "tensor_parallel_size": {"type": "integer", "minimum": 1, "default": 1},
     "pipeline_parallel_size": {"type": "integer", "minimum": 1, "default": 1},
-    "num_replicas": {"type": "integer", "minimum": 1, "default": 1,
+    "num_replicas": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 1,
                      "description": "Data-parallel copies of the engine behind a router."},
     "router": {"enum": list(POLICIES), "default": "round_robin",
                "description": "How requests are spread over replicas."},
@@ -63,6 +63,9 @@ DEPLOYMENT_PROPERTIES = {
         "(hardware_profile.network_links); default: the workload's, else 2."},
     "record_steps": {"type": "boolean", "default": True,
                      "description": "Write the per-step table (steps.csv)."},
+    "max_step_rows": {"type": "integer", "minimum": 0, "default": 1_000_000,
+                      "description": "Write at most this many rows to steps.csv (about 80 "
+                      "bytes each); later steps are left out with a warning. 0: no limit."},
 }
 
 #: ``metrics_config.slo``: the serving objectives goodput counts against (a key this plugin owns)
@@ -137,7 +140,9 @@ class ServingEngine(labsim.Framework):
         self.metrics = ServingMetrics(context, instance_name, self.name, num_gpus=self.num_gpus,
                                       device=self.device, dtype=cfg["dtype"],
                                       kv_capacity_blocks=self.plan.num_blocks if self.plan else 0,
-                                      record_steps=cfg["record_steps"])
+                                      record_steps=cfg["record_steps"],
+                                      max_step_rows=cfg.get("max_step_rows",
+                                                            DEPLOYMENT_PROPERTIES["max_step_rows"]["default"]))
         self.frontend = Frontend(context.env, enabled=cfg["frontend_latency"],
                                  link=context.hardware.link_to(instance_name),
                                  bytes_per_token=self.bytes_per_token(cfg, context))

@@ -316,6 +316,9 @@ class ServingMetrics:
     :param num_gpus: GPUs the instance holds (replicas × TP × PP), for cost and MFU.
     :param device: the GPU, for ``price_per_hour``, ``peak_flops`` and ``mem_bw``.
     :param record_steps: write the ``steps`` table.
+    :param max_step_rows: write at most this many ``steps`` rows (0: no limit); a long run's
+        later steps are left out, with a warning, so that steps.csv stays a few hundred MB
+        at most (each row is about 80 bytes).
     """
 
     def __init__(
@@ -329,6 +332,7 @@ class ServingMetrics:
         dtype: str = "bf16",
         kv_capacity_blocks: int = 0,
         record_steps: bool = True,
+        max_step_rows: int = 0,
     ):
         self.context = context
         self.framework = framework
@@ -341,6 +345,8 @@ class ServingMetrics:
         self.requests = context.metrics.table("requests", REQUEST_COLUMNS)
         self.steps = context.metrics.table("steps", STEP_COLUMNS) if record_steps else None
         self._step_rows: list = []
+        self._step_room = max_step_rows or math.inf  # rows the steps table may still take
+        self.steps_left_out = 0
         self.slo = dict(context.metrics.config.get("slo") or {})
         # finished requests: all of them, for the counts and the cost
         self.finished = 0
@@ -491,7 +497,10 @@ class ServingMetrics:
             self.kv_block_seconds += kv_block_seconds * share
             if kv_used > self.kv_peak:
                 self.kv_peak = kv_used
-        if self.steps is not None:
+        if self.steps is not None and self._step_room <= 0:
+            self.steps_left_out += 1
+        elif self.steps is not None:
+            self._step_room -= 1
             self._step_rows.append(
                 (
                     self.framework,
@@ -522,6 +531,17 @@ class ServingMetrics:
                 bill: dict | None = None) -> dict:
         """This framework's section of summary.json."""
         self.flush()
+        if self.steps_left_out:
+            import structlog
+
+            structlog.get_logger("labsim_llm").warning(
+                "steps_table_truncated",
+                framework=self.framework,
+                rows_written=self.steps.rows,
+                rows_left_out=self.steps_left_out,
+                hint="steps.csv holds the run's first steps only; raise max_step_rows "
+                "(0: no limit) or set record_steps: false",
+            )
         metrics = self.context.metrics
         n = self.kept
         duration = self.kept_last_finish - max(self.warm_up, self.kept_first_arrival) if n else 0.0

@@ -98,7 +98,7 @@ PROFILE_SCHEMA = {
             "description": "After each finished turn, the chance that the "
             "user sends a follow-up turn.",
         },
-        "max_turns": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_TURNS},
+        "max_turns": {"type": "integer", "minimum": 1, "maximum": 1000, "default": DEFAULT_MAX_TURNS},
         "think_time_dist_config": {
             **DISTRIBUTION_REF,
             "description": "Seconds between a turn finishing and the follow-up being sent.",
@@ -117,6 +117,7 @@ PROFILE_SCHEMA = {
         "num_system_prompts": {
             "type": "integer",
             "minimum": 1,
+            "maximum": 100_000,
             "default": 1,
             "description": "Distinct system prompts, picked uniformly.",
         },
@@ -268,6 +269,13 @@ class Profile:
         return request, session
 
 
+def _expected_turns(profile: dict) -> float:
+    """Mean turns of a conversation: 1 + p + p² + … up to max_turns."""
+    p = float(profile.get("conversational_probability", 0.0) or 0.0)
+    turns = int(profile.get("max_turns", DEFAULT_MAX_TURNS))
+    return float(turns) if p >= 1 else (1 - p**turns) / (1 - p)
+
+
 class ClientProfilesWorkload(RequestWorkload):
     """Synthetic requests from weighted client profiles: open/closed loop, bursts, sessions."""
 
@@ -307,8 +315,17 @@ class ClientProfilesWorkload(RequestWorkload):
         The kernel calls it before a run to refuse or warn of enormous ones; *mean_of*
         gives the mean of a distribution block (None when unknown).
         """
+        estimate = cls._expected_first_turns(config, horizon_s, mean_of)
+        if estimate is not None:
+            profiles = config.get("client_profiles") or [{}]
+            turns = max(_expected_turns(p) for p in profiles)
+            estimate *= turns
         if config.get("num_requests"):
-            return float(config["num_requests"])
+            return min(float(config["num_requests"]), estimate or math.inf)
+        return estimate
+
+    @classmethod
+    def _expected_first_turns(cls, config: dict, horizon_s: float, mean_of) -> float | None:
         horizon = min(horizon_s, config.get("total_duration") or horizon_s)
         if config.get("burst_size"):
             interval = config.get("burst_interval_s")
