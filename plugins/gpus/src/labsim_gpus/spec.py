@@ -82,14 +82,21 @@ def _number(spec: dict, key: str, minimum: float = 0.0, strict: bool = True) -> 
 def _matched(generic, spec: dict):
     """The catalog GPU whose datasheet *spec* restates, marked as matched; else *generic*
     marked as described by its datasheet."""
-    from labsim_gpus.match import matching_preset
+    from labsim_gpus.match import NEAR, TOLERANCE, matching_preset, near_preset
     from labsim_gpus.plugin import preset
 
     entry = matching_preset(spec)
     if entry is None:
-        log.info("device_datasheet_only", profile=generic.profile_info.get("name"),
-                 hint="name a catalog GPU with `preset:` (labsim list devices) to use its "
-                      "calibration")
+        near = near_preset(spec)
+        if near is not None:
+            log.warning("device_close_to_catalog", catalog=near["name"],
+                        note=f"figures within {NEAR:.0%} of {near['name']}'s datasheet but not "
+                             f"within {TOLERANCE:.0%}: priced from its own datasheet; if it is "
+                             f"that GPU, write `preset: {near['name']}` to use its calibration")
+        else:
+            log.info("device_datasheet_only", profile=generic.profile_info.get("name"),
+                     hint="name a catalog GPU with `preset:` (labsim list devices) to use its "
+                          "calibration")
         return generic.copy(profile_info={**generic.profile_info, "source": "datasheet-only"})
     found = preset(entry["name"])
     log.info("device_matched_catalog", catalog=found.name, profile=found.profile_info.get("name"))
