@@ -20,6 +20,7 @@ def test_the_h100_datasheet_gets_the_h100_calibration():
     h100 = preset("H100-SXM")
     assert gpu.name == "H100-SXM"
     assert gpu.params == h100.params
+    assert gpu.describe() | {"profile": None} == h100.describe() | {"profile": None}  # same figures
     assert gpu.pricing() == {"name": "H100-SXM", "profile": "h100_sxm", "how": "matched",
                              "matched": "H100-SXM"}
     assert gpu.gemm_time(64, 4096, 4096) == pytest.approx(h100.gemm_time(64, 4096, 4096),

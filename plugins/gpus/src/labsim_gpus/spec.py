@@ -19,8 +19,10 @@ datasheet fields::
 A ``profile`` path is read relative to the current directory.
 
 An entry of the generic ``GPU`` type whose datasheet figures are a catalog GPU's
-(:mod:`labsim_gpus.match`) becomes that GPU, with its calibrated profile; the
-device's :meth:`~labsim_gpus.GPU.pricing` says which profile priced it and how.
+(:mod:`labsim_gpus.match`) becomes that GPU, with its calibrated profile and its catalog
+figures (``80_000_000_000`` bytes written for "80 GB" is the catalog's 80 GB, as the driver
+shows it); other fields (price, links, name) still apply. The device's
+:meth:`~labsim_gpus.GPU.pricing` says which profile priced it and how.
 """
 
 from __future__ import annotations
@@ -120,6 +122,10 @@ def customize(device, spec: dict):
         out = preset(spec["preset"])
     elif device.name == "GPU" and "profile" not in spec:
         out = _matched(device, spec)
+        if out.profile_info.get("matched"):   # the figures are the catalog GPU's own
+            from labsim_gpus.match import MATCHED_KEYS
+
+            spec = {k: v for k, v in spec.items() if k not in MATCHED_KEYS}
     if "profile" in spec:
         out = out.with_profile(spec["profile"])
     changes: dict = {}
