@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 from labsim.orchestrator import run
 
 BASE = {
