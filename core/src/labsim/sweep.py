@@ -140,7 +140,8 @@ def _run_ray(path, fixed, todo, seed, address, store, on_result):
     try:
         import ray
     except ImportError:
-        raise UsageError("--backend ray needs Ray: pip install -e 'core[ray]' in a labsim checkout, or pip install ray") from None
+        raise UsageError("--backend ray needs Ray: pip install -e 'core[ray]' "
+                         "in a labsim checkout, or pip install ray") from None
     ray.init(address=address, ignore_reinit_error=True)
     remote = ray.remote(_run_point)
     pending = {remote.remote(path, fixed, point, seed): point for point in todo}
