@@ -193,6 +193,8 @@ class ServingEngine(labsim.Framework):
             for replica in self.replicas:
                 for req in replica.pending():
                     self.metrics.request_unfinished(req)
+            for req in self.frontend.pending():     # arrived, not yet past the API server
+                self.metrics.request_unfinished(req)
         return self.metrics.summary(self.context.env.now, len(self.replicas),
                                     {"config": self.summary_config()})
 
