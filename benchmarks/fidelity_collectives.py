@@ -29,6 +29,7 @@ from labsim_collectives.plugin import BY_NAME
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_data import need  # noqa: E402
+
 OPS = {
     "all_reduce": "all_reduce",
     "all_gather": "all_gather",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 from labsim.orchestrator import run
 
 BASE = {
@@ -38,7 +37,8 @@ def test_h100_datasheet_is_priced_as_the_catalog_h100(installed_registry):
     named = run(_with_device({"device_type": "H100-SXM"}), registry=installed_registry).summary
     tpot_written = written["frameworks"]["vllm"]["tpot_ms"]["p50"]
     tpot_named = named["frameworks"]["vllm"]["tpot_ms"]["p50"]
-    assert tpot_written == pytest.approx(tpot_named, rel=0.01)
+    assert tpot_written == tpot_named
+    assert written["frameworks"]["vllm"]["kv_cache"] == named["frameworks"]["vllm"]["kv_cache"]
     assert written["hardware"]["pricing"]["gpu0"] == {
         "name": "H100-SXM", "profile": "h100_sxm", "how": "matched", "matched": "H100-SXM"}
     assert named["hardware"]["pricing"]["gpu0"]["how"] == "catalog"

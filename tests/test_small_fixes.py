@@ -83,3 +83,13 @@ def test_examples_are_not_duplicates_and_the_tour_leaves_the_tree_clean(root):
     ignored = subprocess.run(["git", "check-ignore", "-q", "examples/results/summary.json"],
                              cwd=root)
     assert ignored.returncode == 0, "seed001.yaml writes examples/results/: keep it ignored"
+
+
+def test_warnings_after_a_cli_call_still_reach_stderr(capsys):
+    import structlog
+    from click.testing import CliRunner
+    from labsim.cli import cli
+
+    assert CliRunner().invoke(cli, ["schema", "summary"]).exit_code == 0
+    structlog.get_logger("labsim.test").warning("after_the_cli")
+    assert "after_the_cli" in capsys.readouterr().err

@@ -53,3 +53,14 @@ def test_compare_repeats_the_caveat(root, tmp_path):
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stdout.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "unfinished" in notes[0]
+
+
+def test_a_request_still_in_the_api_server_counts_as_unfinished(root, installed_registry):
+    from labsim.orchestrator import run
+
+    # at 16.28 s one request has arrived and is still in vLLM's API server (frontend_latency)
+    summary = run(str(root / "examples" / "quickstart.yaml"),
+                  overrides=["simulation.max_simulation_time=16.28", "workload.total_duration=60"],
+                  registry=installed_registry).summary
+    counts = summary["frameworks"]["vllm"]["requests"]
+    assert counts["total"] == summary["workload"]["requests_sent"]

@@ -88,3 +88,13 @@ def test_a_run_outlasting_its_workload_grows_the_bar_up_to_the_limit(terminal):
     bar.set(400.0)
     assert bar._bar.n == 300.0
     bar.close()
+
+
+def test_the_global_quiet_option_turns_bars_off(terminal):
+    from click.testing import CliRunner
+    from labsim.cli import cli
+
+    assert progress.wanted()
+    result = CliRunner().invoke(cli, ["--quiet", "schema", "summary"])
+    assert result.exit_code == 0, result.output
+    assert not progress.wanted()

@@ -13,6 +13,12 @@ import sys
 import structlog
 
 
+def _stderr_logger(*_args) -> structlog.PrintLogger:
+    """A logger on whatever ``sys.stderr`` is when a line is logged (not when configured: a
+    test runner or ``click.testing.CliRunner`` may have swapped it in the meantime)."""
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure(log_format: str = "console", level: str = "info") -> None:
     """Configure structlog for the command line."""
     renderer = (
@@ -28,7 +34,7 @@ def configure(log_format: str = "console", level: str = "info") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
 

@@ -277,7 +277,8 @@ def _run_ray(path, fixed, todo, seed, address, finish):
     try:
         import ray
     except ImportError:
-        raise UsageError("--backend ray needs Ray: pip install -e 'core[ray]' in a labsim checkout, or pip install ray") from None
+        raise UsageError("--backend ray needs Ray: pip install -e 'core[ray]' "
+                         "in a labsim checkout, or pip install ray") from None
     ray.init(address=address, ignore_reinit_error=True)
     remote = ray.remote(_run_point)
     pending = {remote.remote(path, fixed, point, seed): (key, point) for key, point in todo}

@@ -20,6 +20,7 @@ def test_the_h100_datasheet_gets_the_h100_calibration():
     h100 = preset("H100-SXM")
     assert gpu.name == "H100-SXM"
     assert gpu.params == h100.params
+    assert gpu.describe() | {"profile": None} == h100.describe() | {"profile": None}  # same figures
     assert gpu.pricing() == {"name": "H100-SXM", "profile": "h100_sxm", "how": "matched",
                              "matched": "H100-SXM"}
     assert gpu.gemm_time(64, 4096, 4096) == pytest.approx(h100.gemm_time(64, 4096, 4096),
@@ -66,3 +67,16 @@ def test_written_overrides_still_apply_to_the_matched_gpu():
 def test_a_named_profile_is_not_overridden_by_matching(tmp_path):
     gpu = customize(preset("GPU"), {"preset": "A100-SXM4-80GB", **H100_AS_SEED_001_WRITES_IT})
     assert gpu.pricing()["how"] == "catalog" and gpu.profile_info["name"] == "a100_sxm4_80gb"
+
+
+def test_a_gpu_close_to_a_catalog_one_is_named_in_a_warning():
+    from structlog.testing import capture_logs
+
+    seed_001 = {"peak_tflops": {"fp16": 312, "int8": 624}, "memory_capacity_bytes": 80_000_000_000,
+                "memory_gbps": 2000, "processing_units": 108}
+    with capture_logs() as logs:
+        gpu = customize(preset("GPU"), seed_001)
+    assert gpu.pricing()["how"] == "datasheet-only"
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert len(warnings) == 1 and warnings[0]["catalog"] == "A100-SXM4-80GB"
+    assert "preset: A100-SXM4-80GB" in warnings[0]["note"]

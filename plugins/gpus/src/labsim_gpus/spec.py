@@ -19,8 +19,10 @@ datasheet fields::
 A ``profile`` path is read relative to the current directory.
 
 An entry of the generic ``GPU`` type whose datasheet figures are a catalog GPU's
-(:mod:`labsim_gpus.match`) becomes that GPU, with its calibrated profile; the
-device's :meth:`~labsim_gpus.GPU.pricing` says which profile priced it and how.
+(:mod:`labsim_gpus.match`) becomes that GPU, with its calibrated profile and its catalog
+figures (``80_000_000_000`` bytes written for "80 GB" is the catalog's 80 GB, as the driver
+shows it); other fields (price, links, name) still apply. The device's
+:meth:`~labsim_gpus.GPU.pricing` says which profile priced it and how.
 """
 
 from __future__ import annotations
@@ -82,14 +84,21 @@ def _number(spec: dict, key: str, minimum: float = 0.0, strict: bool = True) -> 
 def _matched(generic, spec: dict):
     """The catalog GPU whose datasheet *spec* restates, marked as matched; else *generic*
     marked as described by its datasheet."""
-    from labsim_gpus.match import matching_preset
+    from labsim_gpus.match import NEAR, TOLERANCE, matching_preset, near_preset
     from labsim_gpus.plugin import preset
 
     entry = matching_preset(spec)
     if entry is None:
-        log.info("device_datasheet_only", profile=generic.profile_info.get("name"),
-                 hint="name a catalog GPU with `preset:` (labsim list devices) to use its "
-                      "calibration")
+        near = near_preset(spec)
+        if near is not None:
+            log.warning("device_close_to_catalog", catalog=near["name"],
+                        note=f"figures within {NEAR:.0%} of {near['name']}'s datasheet but not "
+                             f"within {TOLERANCE:.0%}: priced from its own datasheet; if it is "
+                             f"that GPU, write `preset: {near['name']}` to use its calibration")
+        else:
+            log.info("device_datasheet_only", profile=generic.profile_info.get("name"),
+                     hint="name a catalog GPU with `preset:` (labsim list devices) to use its "
+                          "calibration")
         return generic.copy(profile_info={**generic.profile_info, "source": "datasheet-only"})
     found = preset(entry["name"])
     log.info("device_matched_catalog", catalog=found.name, profile=found.profile_info.get("name"))
@@ -113,6 +122,10 @@ def customize(device, spec: dict):
         out = preset(spec["preset"])
     elif device.name == "GPU" and "profile" not in spec:
         out = _matched(device, spec)
+        if out.profile_info.get("matched"):   # the figures are the catalog GPU's own
+            from labsim_gpus.match import MATCHED_KEYS
+
+            spec = {k: v for k, v in spec.items() if k not in MATCHED_KEYS}
     if "profile" in spec:
         out = out.with_profile(spec["profile"])
     changes: dict = {}

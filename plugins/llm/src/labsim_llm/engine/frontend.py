@@ -99,6 +99,7 @@ class Frontend:
         self.after_first_token_s = cost.after_first_token() if enabled else 0.0
         if link is not None:
             self.after_first_token_s += link.transfer_s(self.bytes_per_token)
+        self._in_flight: dict[int, object] = {}   # requests the API server still holds
 
     def submit(self, request, deliver) -> None:
         """Call ``deliver(request)`` once the prompt has crossed the client link (when the
@@ -109,8 +110,19 @@ class Frontend:
         elif not self.enabled:
             deliver(request)
             return
+        key = id(request)
+        self._in_flight[key] = request
+
+        def handed_over(_event):
+            del self._in_flight[key]
+            deliver(request)
+
         event = self.env.timeout(delay)
-        event.callbacks.append(lambda _event: deliver(request))
+        event.callbacks.append(handed_over)
+
+    def pending(self) -> list:
+        """Requests still in the API server (for the end-of-run ``unfinished`` rows)."""
+        return list(self._in_flight.values())
 
 
 __all__ = ["DEFAULT_FRONTEND", "Frontend", "FrontendCost", "frontend_delays"]

@@ -18,7 +18,6 @@ one "null" block vLLM reserves (docs/engine_behaviour.md §3, §6).
 from __future__ import annotations
 
 import math
-
 from dataclasses import asdict, dataclass
 
 from labsim.errors import UsageError

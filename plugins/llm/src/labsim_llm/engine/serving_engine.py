@@ -249,6 +249,9 @@ class ServingEngine(labsim.Framework):
                 for req in replica.pending():
                     unfinished += 1
                     self.metrics.request_unfinished(req)
+            for req in self.frontend.pending():     # arrived, not yet past the API server
+                unfinished += 1
+                self.metrics.request_unfinished(req)
             # the GPUs are billed until the last request left, or to the end while any is inside
             self.context.accounting.release(self.instance_name, at=now if unfinished else self.last_left_s)
         bill = self.context.accounting.bill(self.instance_name, end=now)
