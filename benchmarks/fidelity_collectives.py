@@ -42,7 +42,7 @@ GiB, MiB = 1 << 30, 1 << 20
 PUBLISHED = [
     ("8x A100 SXM ring", "dgx-a100", 8, "auto", 232, "GTC24 S62129"),
     ("8x H100 SXM ring", "dgx-h100", 8, "ring", 370, "GTC24 S62129; ASTRA-sim 370.67"),
-    ("8x H100 SXM NVLS", "dgx-h100", 8, "nvls", 480, "GTC24 S62129 (anchor of the NVLS fit)"),
+    ("8x H100 SXM NVLS", "dgx-h100", 8, "nvls", 480, "GTC24 S62129"),
     ("8x H200 SXM ring", "hgx-h200", 8, "ring", 365.6, "stas00 ml-engineering, NCCL_NVLS_ENABLE=0"),
     ("8x H200 SXM NVLS", "hgx-h200", 8, "nvls", 473.1, "stas00 ml-engineering"),
     ("8x B200 ring", "hgx-b200", 8, "ring", 682.2, "stas00 ml-engineering"),
