@@ -1,4 +1,4 @@
-"""The cost model's constants: fitted on A100 NVLink, carried to other links by physics.
+"""The cost model's constants: fitted per GPU generation, carried to other links by physics.
 
 Link classes: ``nvlink`` (NVSwitch or bridge), ``pcie`` (PCIe slots, switch
 uplinks, the CPU interconnect), ``net`` (NICs and leaf uplinks). For each
@@ -6,11 +6,15 @@ class and protocol (LL, LL128, Simple) a :class:`ProtocolParams` gives the
 launch latency, the latency per algorithm step and the fraction of the link
 bandwidth the protocol achieves.
 
-How the A100 fit transfers to other GPUs: the fitted numbers are *fractions
-of the link rate* and *latencies*, not bandwidths, so an H100/H200/B200 node
-gets ``eff × its own NVLink rate`` (450 / 450 / 900 GB/s per direction) and
-``γ = 2 / its own HBM bandwidth``. ``benchmarks/fidelity_collectives.py``
-prints the resulting bus bandwidths against the published ones.
+What varies with the GPU generation (NVLink and NVLS constants, the smallest
+group NCCL runs NVLS on) is a :class:`Generation`, picked by the topology's
+NVLink rate (:func:`generation`): Ampere is the A100 fit, Hopper is fitted on
+public Hopper tables, Blackwell is carried from Hopper by NCCL's own tuner
+ratios. Every constant is a *fraction of the link rate* or a *latency*, so a
+GPU gets ``eff × its own NVLink rate`` and ``γ = 2 / its own HBM bandwidth``.
+``benchmarks/fidelity_collectives.py`` (A100, published bus bandwidths) and
+``benchmarks/fidelity_collectives_hopper.py`` (Hopper, Blackwell) print the
+figures.
 """
 
 from __future__ import annotations
