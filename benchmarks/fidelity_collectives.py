@@ -4,7 +4,8 @@ Prints, for nccl-tests on 2, 4 and 8 A100-SXM4-80GB of one NVSwitch node
 (benchmarks/data/calibration/a100_sxm/nccl_a100_sxm.csv): the median and max
 absolute error of the predicted time across message sizes, and the bus
 bandwidth error at ≥ 256 MiB (targets: median ≤ 15 %, busbw within 10 %).
-Then the published all-reduce bus bandwidths of
+Hopper/Blackwell tables: benchmarks/fidelity_collectives_hopper.py. Then the published
+all-reduce bus bandwidths of
 the shared data folder's collectives_reference.md §3 (A100 / H100 / H200 / B200, ring and
 NVLS, PCIe, multi-node), and the serving frameworks' custom all-reduce.
 
@@ -42,21 +43,21 @@ GiB, MiB = 1 << 30, 1 << 20
 PUBLISHED = [
     ("8x A100 SXM ring", "dgx-a100", 8, "auto", 232, "GTC24 S62129"),
     ("8x H100 SXM ring", "dgx-h100", 8, "ring", 370, "GTC24 S62129; ASTRA-sim 370.67"),
-    ("8x H100 SXM NVLS", "dgx-h100", 8, "nvls", 480, "GTC24 S62129 (anchor of the NVLS fit)"),
+    ("8x H100 SXM NVLS", "dgx-h100", 8, "nvls", 480, "GTC24 S62129"),
     ("8x H200 SXM ring", "hgx-h200", 8, "ring", 365.6, "stas00 ml-engineering, NCCL_NVLS_ENABLE=0"),
     ("8x H200 SXM NVLS", "hgx-h200", 8, "nvls", 473.1, "stas00 ml-engineering"),
     ("8x B200 ring", "hgx-b200", 8, "ring", 682.2, "stas00 ml-engineering"),
     ("8x B200 NVLS", "hgx-b200", 8, "nvls", 838.0, "stas00 ml-engineering"),
     ("8x L40S PCIe Gen4 ring", "pcie-l40s", 8, "auto", 24, "GTC24 S62129 (PCIe Gen4)"),
     ("2x DGX A100 (16 GPUs, 8x HDR)", ("dgx-a100", 2), 16, "auto", 192, "GTC24 S62129 multi-node"),
-    ("2x DGX H100 (16 GPUs, 8x NDR)", ("dgx-h100", 2), 16, "auto", 380, "GTC24 S62129 multi-node"),
+    ("2x DGX H100 (16 GPUs, 8x NDR)", ("dgx-h100", 2), 16, "ring", 380, "GTC24 S62129 (no NVLS)"),
     (
-        "2x DGX H100 NVLS+net (16 GPUs)",
-        ("dgx-h100", 2),
+        "2x DGX H100 NVLS+SHARP (16 GPUs)",
+        ("dgx-h100", 2, {"ib_sharp": True}),
         16,
-        "nvls_tree",
+        "auto",
         480,
-        "GTC24 S62129 (NVLS + IB SHARP; labsim has no IB SHARP)",
+        "GTC24 S62129 (NVLS + IB SHARP)",
     ),
 ]
 
@@ -106,7 +107,7 @@ def published_table() -> None:
     ar = BY_NAME["all_reduce"]
     for label, where, ranks, algo, busbw, source in PUBLISHED:
         if isinstance(where, tuple):
-            topo = labsim.topology(where[0]).customize({"nodes": where[1]})
+            topo = labsim.topology(where[0]).customize({"nodes": where[1], **dict(where[2:] and where[2])})
         else:
             topo = labsim.topology(where)
         size = 8 * GiB

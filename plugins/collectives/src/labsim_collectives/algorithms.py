@@ -29,6 +29,11 @@ class Algorithm:
         """None if the algorithm can run on *group*, else the reason it cannot."""
         return None
 
+    def auto_skip(self, group: Group, nbytes: int) -> str | None:
+        """None if NCCL's tuner considers the algorithm for *group*, else why ``auto`` skips it
+        (it can still be asked for by name, as ``NCCL_ALGO`` forces it)."""
+        return None
+
     def plan(self, group: Group, nbytes: int) -> Plan:
         """The phases of one call moving *nbytes* over *group*."""
         raise NotImplementedError(self)
@@ -202,14 +207,24 @@ class RsAgAllReduce(Algorithm):
         return Plan([rs, ag], nbytes, launches=2)
 
 
-def _nvls_protocol():
+def _nvls_protocol(group: Group):
+    """The NVLS protocol of *group*'s NVLink generation (Hopper's where the generation has no
+    NVLS of its own but the topology says its NVSwitch reduces)."""
+    gen = P.generation(group.topology)
     return {
         "NVLS": {
-            "nvlink": P.NVLS,
+            "nvlink": gen.nvls or P.HOPPER.nvls,
             "pcie": P.CLASS_PARAMS["pcie"]["Simple"],
             "net": P.CLASS_PARAMS["net"]["Simple"],
         }
     }
+
+
+def _nvls_few_gpus(group: Group) -> str | None:
+    need = P.generation(group.topology).nvls_min_gpus
+    if group.per_node < need:
+        return f"NCCL runs NVLS on {need} or more GPUs of a node on this generation"
+    return None
 
 
 class NvlsAllReduce(Algorithm):
@@ -224,7 +239,9 @@ class NvlsAllReduce(Algorithm):
 
     def plan(self, group, nbytes):
         phase = _nvls_phase(group, nbytes, nbytes, nbytes)
-        return Plan([phase], nbytes, protocols=_nvls_protocol())
+        return Plan([phase], nbytes, protocols=_nvls_protocol(group))
+
+    auto_skip = staticmethod(lambda group, nbytes: _nvls_few_gpus(group))
 
 
 def _nvls_phase(group: Group, nbytes: float, out_bytes: float, in_bytes: float) -> Phase:
@@ -238,12 +255,16 @@ def _nvls_phase(group: Group, nbytes: float, out_bytes: float, in_bytes: float) 
 
 class NvlsTreeAllReduce(Algorithm):
     """NVLS inside each node (reduce-scatter and all-gather in the switch) plus rings of S/g
-    across nodes on every rail — NCCL's NVLS + network path on multi-node NVSwitch systems."""
+    across nodes on every rail — NCCL's NVLS + network path on multi-node NVSwitch systems.
+    NCCL runs the three parts as one pipelined kernel, so they overlap: the busiest link sets
+    the transfer time."""
 
     name, collective = "nvls_tree", "all_reduce"
 
     def unavailable(self, group, nbytes):
         return _multi_node(group) or _nvls(group)
+
+    auto_skip = staticmethod(lambda group, nbytes: _nvls_few_gpus(group))
 
     def plan(self, group, nbytes):
         g, nn = group.per_node, len(group.nodes)
@@ -255,7 +276,45 @@ class NvlsTreeAllReduce(Algorithm):
                 _nvls_phase(group, nbytes, shard, nbytes),
             ],
             nbytes,
-            protocols=_nvls_protocol(),
+            protocols=_nvls_protocol(group),
+            overlap=True,
+        )
+
+
+class NvlsSharpAllReduce(Algorithm):
+    """NVLS inside each node and InfiniBand SHARP across nodes (NCCL's NVLS algorithm with
+    CollNet): each GPU's NIC sends its reduced S/g shard to the switches once and receives the
+    result once, whatever the number of nodes; pipelined like ``nvls_tree``."""
+
+    name, collective = "nvls_sharp", "all_reduce"
+
+    def unavailable(self, group, nbytes):
+        reason = _multi_node(group) or _nvls(group)
+        if reason is None and not getattr(group.topology, "ib_sharp", False):
+            reason = "the network has no InfiniBand SHARP (topology field ib_sharp)"
+        return reason
+
+    auto_skip = staticmethod(lambda group, nbytes: _nvls_few_gpus(group))
+
+    def plan(self, group, nbytes):
+        g = group.per_node
+        shard = nbytes / g
+        sharp = Phase().add_steps("net", 2)
+        topo = group.topology
+        for node in group.nodes:
+            for r in group.by_node[node][:g]:
+                nic = f"n{node}.nic{topo.nic_of(r % topo.gpus_per_node)}"
+                sharp.loads[(nic, +1)] += shard
+                sharp.loads[(nic, -1)] += shard
+        return Plan(
+            [
+                _nvls_phase(group, nbytes, nbytes, shard),
+                sharp,
+                _nvls_phase(group, nbytes, shard, nbytes),
+            ],
+            nbytes,
+            protocols=_nvls_protocol(group),
+            overlap=True,
         )
 
 
@@ -333,6 +392,31 @@ class TwoLevelGatherScatter(Algorithm):
         return Plan(phases, nbytes)
 
 
+class NvlsGatherScatter(Algorithm):
+    """NVLS reduce-scatter or all-gather on one node (NCCL 2.2x+): all-gather multicasts each
+    GPU's shard S/n through the switch (each GPU sends S/n, receives (n-1)/n·S); reduce-scatter
+    has the switch reduce each GPU's shard from its peers (sends (n-1)/n·S, receives S/n). One
+    NVLS step; same link bytes as the ring, so it wins only where the ring's steps cost more."""
+
+    name = "nvls"
+
+    def __init__(self, collective: str):
+        self.collective = collective
+
+    def unavailable(self, group, nbytes):
+        if not group.single_node:
+            return "one node only"
+        return _nvls(group)
+
+    auto_skip = staticmethod(lambda group, nbytes: _nvls_few_gpus(group))
+
+    def plan(self, group, nbytes):
+        n = group.n
+        share, rest = nbytes / n, (n - 1) / n * nbytes
+        out, into = (share, rest) if self.collective == "all_gather" else (rest, share)
+        return Plan([_nvls_phase(group, nbytes, out, into)], nbytes, protocols=_nvls_protocol(group))
+
+
 # -- all-to-all, broadcast, reduce, send/recv -----------------------------------------------
 
 
@@ -399,12 +483,15 @@ def builtin_algorithms() -> list[Algorithm]:
         RsAgAllReduce(),
         NvlsAllReduce(),
         NvlsTreeAllReduce(),
+        NvlsSharpAllReduce(),
         OneShotAllReduce(),
         TwoShotAllReduce(),
         RingGatherScatter("reduce_scatter"),
         TwoLevelGatherScatter("reduce_scatter"),
+        NvlsGatherScatter("reduce_scatter"),
         RingGatherScatter("all_gather"),
         TwoLevelGatherScatter("all_gather"),
+        NvlsGatherScatter("all_gather"),
         DirectAllToAll(),
         RingBroadcast("broadcast"),
         RingBroadcast("reduce"),

@@ -33,12 +33,15 @@ PROTOCOLS = ("LL", "LL128", "Simple")
 
 @dataclass(frozen=True)
 class ProtocolParams:
-    """One protocol on one class of link: launch ``base`` (s), per-step ``alpha`` (s) and the
-    fraction ``eff`` of the link bandwidth it achieves."""
+    """One protocol on one class of link: launch ``base`` (s), per-step ``alpha`` (s), the
+    fraction ``eff`` of the link bandwidth it achieves and its pipeline ``fill`` (bytes: until a
+    message fills the pipeline its transfer takes as long again; past it, a constant ``fill``
+    more — 0 where the fit absorbs it)."""
 
     base: float
     alpha: float
     eff: float
+    fill: float = 0.0  # bytes: pipeline fill, each link direction moves min(load, fill) more
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ class Plan:
     nbytes: float
     protocols: dict[str, dict[str, ProtocolParams]] | None = None  # None: NCCL's three
     launches: int = 1
+    overlap: bool = False  # True: the phases run pipelined (one kernel), priced as one phase
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,19 @@ class Priced:
     phases: tuple[PricedPhase, ...]
 
 
-def nccl_protocols() -> dict[str, dict[str, ProtocolParams]]:
-    return {p: {c: P.CLASS_PARAMS[c][p] for c in P.CLASS_PARAMS} for p in PROTOCOLS}
+def nccl_protocols(topology=None) -> dict[str, dict[str, ProtocolParams]]:
+    """NCCL's three protocols per link class; NVLink constants of *topology*'s generation."""
+    nvlink = P.generation(topology).nvlink if topology is not None else P.NVLINK
+    return {
+        p: {c: (nvlink[p] if c == "nvlink" else P.CLASS_PARAMS[c][p]) for c in P.CLASS_PARAMS}
+        for p in PROTOCOLS
+    }
 
 
 def price(plan: Plan, topology, device) -> Priced:
     """The fastest protocol's cost of *plan* on *topology* with *device* (see module docs)."""
+    if plan.overlap and len(plan.phases) > 1:
+        plan = _pipelined(plan)
     mem_bw = float(getattr(device, "mem_bw", 0.0) or 0.0)
     gamma = 2.0 / mem_bw if mem_bw > 0 else 0.0
     links = {}
@@ -140,7 +148,7 @@ def price(plan: Plan, topology, device) -> Priced:
                 link = topology.link(name)
                 links[name] = (link.bandwidth, P.LINK_CLASS.get(link.kind, "net"))
     best = None
-    for proto, table in (plan.protocols or nccl_protocols()).items():
+    for proto, table in (plan.protocols or nccl_protocols(topology)).items():
         used = {c for ph in plan.phases for c in ph.steps} | {
             links[n][1] for ph in plan.phases for n, _ in ph.loads
         }
@@ -151,7 +159,8 @@ def price(plan: Plan, topology, device) -> Priced:
         for phase in plan.phases:
             latency = sum(count * table[c].alpha for c, count in phase.steps.items() if c in table)
             times = {
-                res: load / (links[res[0]][0] * table[links[res[0]][1]].eff)
+                res: (load + min(load, table[links[res[0]][1]].fill))
+                / (links[res[0]][0] * table[links[res[0]][1]].eff)
                 for res, load in phase.loads.items()
                 if load > 0 and links[res[0]][1] in table
             }
@@ -168,3 +177,15 @@ def price(plan: Plan, topology, device) -> Priced:
     first = best.phases[0] if best.phases else PricedPhase(0.0, 0.0, ())
     phases = (PricedPhase(first.latency + head, first.transfer, first.usage),) + best.phases[1:]
     return Priced(best.seconds, best.protocol, phases)
+
+
+def _pipelined(plan: Plan) -> Plan:
+    """*plan* with its phases merged into one: every latency step is still paid, but the bytes
+    of all phases share the links at once, so the busiest link direction sets the transfer."""
+    merged = Phase()
+    for phase in plan.phases:
+        for link_class, count in phase.steps.items():
+            merged.add_steps(link_class, count)
+        for resource, load in phase.loads.items():
+            merged.loads[resource] += load
+    return Plan([merged], plan.nbytes, plan.protocols, plan.launches)

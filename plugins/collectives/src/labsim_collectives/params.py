@@ -1,4 +1,4 @@
-"""The cost model's constants: fitted on A100 NVLink, carried to other links by physics.
+"""The cost model's constants: fitted per GPU generation, carried to other links by physics.
 
 Link classes: ``nvlink`` (NVSwitch or bridge), ``pcie`` (PCIe slots, switch
 uplinks, the CPU interconnect), ``net`` (NICs and leaf uplinks). For each
@@ -6,14 +6,20 @@ class and protocol (LL, LL128, Simple) a :class:`ProtocolParams` gives the
 launch latency, the latency per algorithm step and the fraction of the link
 bandwidth the protocol achieves.
 
-How the A100 fit transfers to other GPUs: the fitted numbers are *fractions
-of the link rate* and *latencies*, not bandwidths, so an H100/H200/B200 node
-gets ``eff × its own NVLink rate`` (450 / 450 / 900 GB/s per direction) and
-``γ = 2 / its own HBM bandwidth``. ``benchmarks/fidelity_collectives.py``
-prints the resulting bus bandwidths against the published ones.
+What varies with the GPU generation (NVLink and NVLS constants, the smallest
+group NCCL runs NVLS on) is a :class:`Generation`, picked by the topology's
+NVLink rate (:func:`generation`): Ampere is the A100 fit, Hopper is fitted on
+public Hopper tables, Blackwell is carried from Hopper by NCCL's own tuner
+ratios. Every constant is a *fraction of the link rate* or a *latency*, so a
+GPU gets ``eff × its own NVLink rate`` and ``γ = 2 / its own HBM bandwidth``.
+``benchmarks/fidelity_collectives.py`` (A100, published bus bandwidths) and
+``benchmarks/fidelity_collectives_hopper.py`` (Hopper, Blackwell) print the
+figures.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from labsim_collectives.calibration import ProtocolParams
 
@@ -67,14 +73,111 @@ LINK_CLASS = {
     "leaf_uplink": "net",
 }
 
-# -- NVLink SHARP (NVLS, in-switch reduction) -----------------------------------------------
-# Only the Simple protocol. Latency: NCCL's NVLS hardware latency on NVLink, 25 us
-# (tuning.cc hwLat[NVLINK][NVLS][Simple]); there is no A100 data (no NVLS), so the bandwidth
-# fraction is anchored on one published number: 8× H100 NVLS all-reduce busbw 480 GB/s
-# (GTC24 S62129; collectives_reference.md §3) with each GPU sending and receiving S once:
-# 480 = 1.75 · S / (S / (450e9 · eff) + 2 · S / 3.35e12) → eff = 0.729. H200 (473) and B200
-# (838) are then predictions (printed by the fidelity benchmark).
-NVLS = ProtocolParams(base=NVLINK["Simple"].base, alpha=25e-6, eff=0.729)
+# -- What changes with the GPU generation ---------------------------------------------------
+# NCCL's own tuner (NVIDIA/nccl src/graph/tuning.cc, 2.30.7) keys its bandwidth caps on the
+# GPU architecture while its latencies (baseLat, hwLat) are the same for every generation:
+#   LL ring busbw cap llMaxBws (one node):      Ampere 87.7, Hopper 141, Blackwell 282 GB/s
+#   LL128 per-channel cap perChMaxRingLL128Bws: Ampere 20,  Hopper 36.7, Blackwell 40 GB/s
+#   NVLS efficiency nvlsEfficiency:             Ampere -,   Hopper 0.85, Blackwell 0.74
+# A :class:`Generation` carries, per NVLink generation, the NVLink protocol constants and the
+# NVLink SHARP (NVLS) constants. Ampere (NVLink3) is the A100 fit above, unchanged. Hopper
+# (NVLink4) is fitted on public Hopper nccl-tests tables (benchmarks/data/hopper_nccl/, see its
+# README for what is fitted and what is held out); Blackwell (NVLink5) is carried from Hopper
+# by NCCL's ratios above (no Blackwell table was used to fit it).
+
+
+@dataclass(frozen=True)
+class Generation:
+    """NCCL's constants on one NVLink generation.
+
+    ``nvlink``: LL / LL128 / Simple :class:`ProtocolParams` on NVLink (``eff`` is a fraction of
+    the generation's per-GPU NVLink rate). ``nvls``: the in-switch reduction (NVLink SHARP),
+    None where the NVSwitch has none. ``nvls_min_gpus``: the smallest group of one node NCCL
+    runs NVLS on (multicast does not pay below it).
+    """
+
+    name: str
+    nvlink: dict[str, ProtocolParams]
+    nvls: ProtocolParams | None
+    nvls_min_gpus: int
+    source: str
+
+
+def _shift(params: ProtocolParams, launch_saving: float, eff: float | None = None) -> ProtocolParams:
+    """*params* with its launch latency lowered by *launch_saving* s (and a new ``eff``)."""
+    return ProtocolParams(params.base - launch_saving, params.alpha, params.eff if eff is None else eff)
+
+
+AMPERE = Generation(
+    "ampere",
+    NVLINK,
+    None,
+    0,
+    "fit_nccl on nccl_a100_sxm.csv (A100-SXM4-80GB, NCCL 2.27.3); no NVLS on 2nd-gen NVSwitch",
+)
+
+# Hopper, fitted block by block (python benchmarks/fidelity_collectives_hopper.py --fit):
+# - Launch latency: 4.4 us less than the A100 fit on every protocol (the launch path does not
+#   depend on the protocol), fitted on the small-message part (32 KiB - 1 MiB) of the 8x H200
+#   nccl-tests all_reduce sweep (NCCL 2.30.7). The per-step alpha stays the A100 fit: NCCL
+#   charges the same 0.6 us NVLink hop on every generation, and no public Hopper table has
+#   2 or 4 GPUs to split the launch from the per-step latency.
+# - LL and LL128 eff: the A100 fit times NCCL's Hopper/Ampere caps (LL 141 / 87.7 busbw, LL128
+#   36.7 / 20 per channel) at the link ratio 300 / 450 — not fitted.
+# - Simple eff 0.90, fitted on the ring-only 16 GiB all_reduce / all_gather / reduce_scatter of
+#   8x H200 (367.2 / 361.4 / 362.9 GB/s busbw, NCCL_NVLS_ENABLE=0): with the local copy γ·S
+#   this is the measured ~0.82 of the link.
+# - NVLS: latency 30 us, eff 0.72 and pipeline fill 12 MB, fitted on the NVLS-forced 8x H100
+#   all_reduce sweep (Azure ND H100 v5, NCCL 2.18.5, 1 KiB - 8 GiB). Mid-size messages (2 - 64
+#   MiB) run below the asymptotic rate until the NVLS pipeline is full (the measured excess
+#   over the asymptote grows from ~30 to ~75 us, then stays), which a latency alone cannot
+#   give. NCCL picks NVLS from 5 GPUs of a node up (8x H200 GPU-count sweep; "partitions of
+#   four GPUs or fewer do not benefit from multicast", GB200 NVL partition guide).
+HOPPER_LAUNCH_SAVING = 4.4e-6
+HOPPER = Generation(
+    "hopper",
+    {
+        "LL": _shift(NVLINK["LL"], HOPPER_LAUNCH_SAVING, NVLINK["LL"].eff * 141 / 87.7 * 300 / 450),
+        "LL128": _shift(NVLINK["LL128"], HOPPER_LAUNCH_SAVING, NVLINK["LL128"].eff * 36.7 / 20 * 300 / 450),
+        "Simple": _shift(NVLINK["Simple"], HOPPER_LAUNCH_SAVING, 0.90),
+    },
+    ProtocolParams(base=30.0e-6, alpha=0.0, eff=0.72, fill=12e6),
+    5,
+    "8x H200 nccl-tests (NCCL 2.30.7, 2.27.7) and 8x H100 NVLS sweep (NCCL 2.18.5)",
+)
+
+# Blackwell, carried from Hopper: LL eff by NCCL's LL cap ratio (282 vs 141 GB/s at twice the
+# link rate: the same fraction), LL128 by the per-channel ratio 40 / 36.7 at twice the link
+# rate, NVLS eff by nvlsEfficiency 0.74 / 0.85; NVLS from 6 GPUs (8x B200 GPU-count sweep).
+BLACKWELL = Generation(
+    "blackwell",
+    {
+        "LL": HOPPER.nvlink["LL"],
+        "LL128": ProtocolParams(
+            HOPPER.nvlink["LL128"].base,
+            HOPPER.nvlink["LL128"].alpha,
+            HOPPER.nvlink["LL128"].eff * 40 / 36.7 / 2,
+        ),
+        "Simple": HOPPER.nvlink["Simple"],
+    },
+    ProtocolParams(HOPPER.nvls.base, HOPPER.nvls.alpha, HOPPER.nvls.eff * 0.74 / 0.85, HOPPER.nvls.fill),
+    6,
+    "carried from Hopper by NCCL's tuner ratios; not fitted",
+)
+
+#: NVLink generation (labsim_gpus.topology_links.NVLINK_SPEEDS) -> its :class:`Generation`
+GENERATIONS = {"nvlink2": AMPERE, "nvlink3": AMPERE, "nvlink4": HOPPER, "nvlink5": BLACKWELL}
+
+
+def generation(topology) -> Generation:
+    """The :class:`Generation` of *topology*'s NVLink (Ampere where it has none)."""
+    from labsim_gpus.topology_links import nvlink_generation
+
+    rate = float(getattr(topology, "nvlink_per_gpu", 0.0) or 0.0)
+    if rate <= 0:
+        return AMPERE
+    return GENERATIONS[nvlink_generation(rate)]
+
 
 # -- Custom all-reduce kernels of serving frameworks (vLLM / SGLang / TRT-LLM) --------------
 # Fitted by relative least squares on the vLLM 0.14.0 CUDA-graph rows of ../shared/data/

@@ -153,7 +153,9 @@ class CollectiveOp(labsim.Collective):
             candidates = [
                 a
                 for a in table.values()
-                if getattr(a, "nccl", True) and a.unavailable(group, nbytes) is None
+                if getattr(a, "nccl", True)
+                and a.unavailable(group, nbytes) is None
+                and _auto_skip(a, group, nbytes) is None
             ]
             return self._best(group, nbytes, candidates)
         algo = table.get(algorithm.split(".")[-1])
@@ -205,6 +207,11 @@ class CollectiveOp(labsim.Collective):
         """nccl-tests busbw = algbw × factor (2(n-1)/n all-reduce, (n-1)/n gather/scatter/
         all-to-all, 1 broadcast/reduce/send-recv)."""
         return self.algo_bandwidth(nbytes, seconds) * FACTORS[self.name](int(ranks))
+
+
+def _auto_skip(algo, group: Group, nbytes) -> str | None:
+    skip = getattr(algo, "auto_skip", None)
+    return skip(group, nbytes) if callable(skip) else None
 
 
 def _box(device, ranks: int):

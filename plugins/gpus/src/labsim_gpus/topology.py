@@ -80,6 +80,10 @@ CONFIG_SCHEMA: dict = {
             "description": "NVLink GB/s per GPU per direction (default: the device's)",
         },
         "nvls": {"type": "boolean", "description": "NVSwitch in-switch reduction (NVLink SHARP)"},
+        "ib_sharp": {
+            "type": "boolean",
+            "description": "network switches reduce in-network (InfiniBand SHARP, NCCL CollNet)",
+        },
         "pcie": {"enum": list(PCIE_SPEEDS), "description": "PCIe generation of the GPU slots"},
         "pcie_switch_gpus": {
             "type": "integer",
@@ -125,6 +129,7 @@ class ClusterTopology(labsim.Topology):
     intra: str = "nvswitch"
     nvlink_bw: float | None = None  # bytes/s per GPU per direction; None: the device's
     nvls: bool = False
+    ib_sharp: bool = False  # InfiniBand SHARP in the leaf/spine switches (NCCL CollNet)
     pcie: str = "gen4"
     pcie_switch_gpus: int = 0
     sockets: int = 2
@@ -193,9 +198,9 @@ class ClusterTopology(labsim.Topology):
                         f"topology field 'oversubscription' must be a number ≥ 1, got {value!r}"
                     )
                 changes[key] = float(value)
-            elif key == "nvls":
+            elif key in ("nvls", "ib_sharp"):
                 if not isinstance(value, bool):
-                    raise UsageError(f"topology field 'nvls' must be true or false, got {value!r}")
+                    raise UsageError(f"topology field {key!r} must be true or false, got {value!r}")
                 changes[key] = value
             else:  # name
                 changes[key] = str(value)
