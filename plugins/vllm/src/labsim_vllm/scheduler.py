@@ -127,6 +127,9 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, ReplicaShell):
             return list(self._special)
         return sorted([*self._group.values(), *self._special], key=_by_no)
 
+    def running_seqs(self) -> list[Seq]:
+        return self.running
+
     def _num_running(self) -> int:
         if self._list is not None:
             return len(self._list)
