@@ -170,3 +170,15 @@ def test_calibrate_output_unwritable_exits_2(tmp_path):
                                                  str(tmp_path / "afile" / "p.json"),
                                                  "--iters", "10"])
     assert result.exit_code == 2 and "cannot write --output" in result.output
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"\x00\x01binary", "binary"), (b'{"format": "x", "params": {"a": \xff}}', "not UTF-8"),
+     (b'{"format": "labsim-gpu-profile/1", "params": {"gemm_compute_eff": NaN}}', "NaN is not")],
+)
+def test_unreadable_profiles_are_refused_with_the_path(tmp_path, content, message):
+    path = tmp_path / "p.json"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=message):
+        load_profile(path)
