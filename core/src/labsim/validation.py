@@ -423,10 +423,29 @@ def _validate(exp: Experiment, registry: Registry, schema: dict) -> dict:
             late.append(exp.problem(path, message))
     if late:
         raise ConfigError(sorted(set(late), key=lambda p: p.path))
-    work = work_problems(exp, data, registry)
+    work = _warm_up_problems(exp, data) + work_problems(exp, data, registry)
     if work:
         raise ConfigError(work)
     return data
+
+
+def _warm_up_problems(exp: Experiment, data: dict) -> list[Problem]:
+    """A warm-up that covers the whole run would leave every request out of the statistics."""
+    warm = data["metrics_config"].get("warm_up_duration_s", 0)
+    ends = [("simulation.max_simulation_time", data["simulation"]["max_simulation_time"])]
+    workload = data.get("workload")
+    if isinstance(workload, dict) and isinstance(workload.get("total_duration"), (int, float)):
+        ends.append(("workload.total_duration", workload["total_duration"]))
+    for name, end in ends:
+        if warm and warm >= end:
+            return [
+                exp.problem(
+                    ("metrics_config", "warm_up_duration_s"),
+                    f"the warm-up ({warm:g} s) is not shorter than {name} ({end:g} s): every "
+                    "request would be left out of the statistics",
+                )
+            ]
+    return []
 
 
 def check_block(
