@@ -157,13 +157,10 @@ def test_calibrate_refuses_unreadable_tables_with_the_path(tmp_path, content, me
 
 
 def test_calibrate_output_unwritable_exits_2(tmp_path):
-    import click
+    from labsim import cli as labsim_cli
 
     _synthetic_tables(tmp_path, DATASHEET_DEFAULTS)
     (tmp_path / "afile").write_text("x")
-    cli = click.Group()
-    plugin.register_commands(cli)
-    from labsim import cli as labsim_cli
 
     result = CliRunner().invoke(labsim_cli.cli, ["calibrate", "--device", "A100-SXM4-80GB",
                                                  "--data", str(tmp_path), "--output",
