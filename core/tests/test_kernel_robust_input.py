@@ -152,3 +152,15 @@ def test_a_distribution_block_that_is_not_a_mapping_is_a_config_error(registry, 
                          "{service_dist_config: true}")
     with pytest.raises(ConfigError, match="service_dist_config: expected a mapping, got True"):
         _validate(registry, text, tmp_path)
+
+
+def test_deeply_nested_flow_collections_are_refused_quickly():
+    with pytest.raises(ConfigError, match="nested more than 64 levels deep"):
+        config_mod.loads("a: " + "[" * 5000 + "]" * 5000)
+    assert config_mod.loads("a: " + "[" * 20 + "]" * 20).data["a"] == [[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]
+
+
+def test_a_warm_up_as_long_as_the_run_is_refused(registry, tmp_path):
+    with pytest.raises(ConfigError, match=r"warm-up \(1e\+300 s\) is not shorter than "
+                                          r"simulation.max_simulation_time"):
+        _validate(registry, BASIC, tmp_path, ["metrics_config.warm_up_duration_s=1e300"])

@@ -151,3 +151,25 @@ def test_topology_is_singular():
     assert kind_noun("topologies") == "topology"
     with pytest.raises(UnknownNameError, match="No topology named 'dgx-z100'"):
         _registry().get("topologies", "dgx-z100")
+
+
+class _Quitter(kernel_test_plugin.Queue):
+    name = "quitter"
+    aliases = ()
+
+    def start(self):
+        raise SystemExit(3)
+
+
+def test_a_plugin_calling_sys_exit_in_a_run_is_named(tmp_path, monkeypatch):
+    registry = _registry(
+        ("quitty", "labsim-quitty", _module(__name__, register_frameworks=_frameworks(_Quitter)))
+    )
+    monkeypatch.setattr(cli_mod, "get_registry", lambda: registry)
+    monkeypatch.setattr("labsim.orchestrator.get_registry", lambda: registry)
+    monkeypatch.setattr(cli_mod, "_plugin_packages", lambda: {__name__.split(".")[0]: ("quitty", "labsim-quitty 0.1.0")})
+    path = tmp_path / "e.yaml"
+    path.write_text(BASIC.replace("type: queue", "type: quitter"))
+    result = CliRunner().invoke(cli_mod.cli, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "plugin 'quitty' (labsim-quitty 0.1.0) failed: called sys.exit(3)" in result.output

@@ -48,8 +48,8 @@ def sweep_runner(monkeypatch):
     return CliRunner()
 
 
-def _sweep(runner, path, db, *grid):
-    args = ["sweep", str(path), "--db", str(db), "--workers", "1"]
+def _sweep(runner, path, db, *grid, workers=1):
+    args = ["sweep", str(path), "--db", str(db), "--workers", str(workers)]
     for g in grid:
         args += ["--grid", g]
     return runner.invoke(cli_mod.cli, args, catch_exceptions=False)
@@ -70,10 +70,13 @@ def test_editing_the_experiment_reruns_its_points(sweep_runner, tmp_path):
     assert _sweep(sweep_runner, other, db, "workload.count=5,10").output.count("ok ") == 2
 
 
-def test_one_failing_point_is_recorded_and_the_sweep_goes_on(sweep_runner, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_one_failing_point_is_recorded_and_the_sweep_goes_on(sweep_runner, tmp_path, workers):
     path, db = tmp_path / "e.yaml", tmp_path / "s.sqlite"
     path.write_text(BASIC.replace("type: queue", "type: fragile"))
-    result = _sweep(sweep_runner, path, db, "frameworks_to_test[0].config.max_num_seqs=4,13,16")
+    result = _sweep(
+        sweep_runner, path, db, "frameworks_to_test[0].config.max_num_seqs=4,13,16", workers=workers
+    )
     assert result.exit_code == 1
     assert "2 of 3 points done" in result.output
     assert "Traceback" not in result.output

@@ -57,6 +57,13 @@ class LabsimGroup(click.Group):
         except Terminated:
             click.echo("Terminated (SIGTERM): nothing was written.", err=True)
             ctx.exit(143)
+        except SystemExit as ex:  # labsim's own exits pass; a plugin's is a plugin failure
+            if _blame(ex) is None:
+                raise
+            if _DEBUG:
+                traceback.print_exc()
+            click.echo(f"Error: {internal_error_message(ex)}", err=True)
+            ctx.exit(1)
         except Exception as ex:  # noqa: BLE001 - the last line of defence
             if _DEBUG:
                 traceback.print_exc()
@@ -94,21 +101,32 @@ def _plugin_packages() -> dict[str, tuple[str, str]]:
     return out
 
 
-def internal_error_message(ex: BaseException) -> str:
-    """One line for an unexpected exception: which plugin raised it (or labsim), what, where."""
-    what = f"{type(ex).__name__}: {ex}" if str(ex) else type(ex).__name__
-    frames = list(traceback.walk_tb(ex.__traceback__))
+def _blame(ex: BaseException):
+    """(plugin name, provider, file:line) of the innermost plugin frame that raised *ex*."""
     packages = _plugin_packages()
-    hint = " (run with --log-level debug for the traceback)"
-    for frame, lineno in reversed(frames):
+    for frame, lineno in reversed(list(traceback.walk_tb(ex.__traceback__))):
         module = str(frame.f_globals.get("__name__", "")).split(".")[0]
         if module in packages:
             name, provider = packages[module]
-            where = f"{Path(frame.f_code.co_filename).name}:{lineno}"
-            return (
-                f"plugin {name!r} ({provider}) failed: {what} at {where}. This is a bug in "
-                f"that plugin; report it to its authors{hint}."
-            )
+            return name, provider, f"{Path(frame.f_code.co_filename).name}:{lineno}"
+    return None
+
+
+def internal_error_message(ex: BaseException) -> str:
+    """One line for an unexpected exception: which plugin raised it (or labsim), what, where."""
+    if isinstance(ex, SystemExit):
+        what = f"called sys.exit({ex.code!r})"
+    else:
+        what = f"{type(ex).__name__}: {ex}" if str(ex) else type(ex).__name__
+    hint = " (run with --log-level debug for the traceback)"
+    blamed = _blame(ex)
+    if blamed:
+        name, provider, where = blamed
+        return (
+            f"plugin {name!r} ({provider}) failed: {what} at {where}. This is a bug in "
+            f"that plugin; report it to its authors{hint}."
+        )
+    frames = list(traceback.walk_tb(ex.__traceback__))
     where = ""
     if frames:
         frame, lineno = frames[-1]

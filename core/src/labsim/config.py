@@ -103,6 +103,24 @@ class _Budget:
             )
 
 
+#: the deepest nesting of [ ] and { } accepted (the YAML parser slows down sharply beyond)
+MAX_FLOW_DEPTH = 64
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _check_flow_depth(text: str, source: str) -> None:
+    """Refuse ``[[[[…]]]]`` nested deeper than :data:`MAX_FLOW_DEPTH` before parsing it."""
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > MAX_FLOW_DEPTH:
+            line = text.count("\n", 0, match.start()) + 1
+            raise ConfigError(
+                [Problem("", f"nested more than {MAX_FLOW_DEPTH} levels deep", source, line)]
+            )
+        depth = max(depth, 0)
+
+
 def _plain(node: Any, path: tuple, positions: dict, budget: _Budget | None = None) -> Any:
     """Convert ruamel's round-trip nodes to plain dicts/lists, recording positions."""
     if budget is not None:
@@ -158,6 +176,7 @@ def loads(
     text: str, source: str = "<config>", base_dir: Path | None = None, what: str = "experiment"
 ) -> Experiment:
     """Parse experiment text (YAML or JSON); *what* names the document in messages."""
+    _check_flow_depth(text, source)
     try:
         node = _yaml().load(StringIO(text))
     except MarkedYAMLError as ex:

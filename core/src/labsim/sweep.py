@@ -259,17 +259,24 @@ def run_sweep(
         for key, point in todo:
             finish(key, point, *_run_point(path, fixed, point, seed))
         return outcome()
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=workers, initializer=_watch_parent, initargs=(os.getpid(),)
-    ) as pool:
+    )
+    try:
         futures = {pool.submit(_run_point, path, fixed, point, seed): (key, point) for key, point in todo}
         for future in as_completed(futures):
             key, point = futures[future]
             try:
-                outcome = future.result()
+                result = future.result()
             except Exception as ex:  # noqa: BLE001 - a worker died (killed, out of memory)
-                outcome = ("error", f"worker failed: {type(ex).__name__}: {ex}", None)
-            finish(key, point, *outcome)
+                result = ("error", f"worker failed: {type(ex).__name__}: {ex}", None)
+            finish(key, point, *result)
+    except BaseException:  # Ctrl-C, SIGTERM: stop the workers now, keep what finished
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return outcome()
 
 

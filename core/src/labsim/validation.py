@@ -431,10 +431,34 @@ def _validate(exp: Experiment, registry: Registry, schema: dict) -> dict:
             late.append(exp.problem(path, message))
     if late:
         raise ConfigError(sorted(set(late), key=lambda p: p.path))
-    work = work_problems(exp, data, registry)
+    work = _warm_up_problems(exp, data) + work_problems(exp, data, registry)
     if work:
         raise ConfigError(work)
     return data
+
+
+def _warm_up_problems(exp: Experiment, data: dict) -> list[Problem]:
+    """A warm-up that covers the whole run would leave every request out of the statistics."""
+    warm = data["metrics_config"].get("warm_up_duration_s", 0)
+    end = data["simulation"]["max_simulation_time"]
+    if warm and warm >= end:
+        return [
+            exp.problem(
+                ("metrics_config", "warm_up_duration_s"),
+                f"the warm-up ({warm:g} s) is not shorter than simulation.max_simulation_time "
+                f"({end:g} s): every request would be left out of the statistics",
+            )
+        ]
+    workload = data.get("workload")
+    duration = workload.get("total_duration") if isinstance(workload, dict) else None
+    if warm and isinstance(duration, (int, float)) and warm >= duration:
+        log.warning(
+            "warm_up_covers_workload",
+            warm_up_duration_s=warm,
+            total_duration=duration,
+            hint="requests arriving in the warm-up are left out of the statistics",
+        )
+    return []
 
 
 def check_block(

@@ -157,13 +157,10 @@ def test_calibrate_refuses_unreadable_tables_with_the_path(tmp_path, content, me
 
 
 def test_calibrate_output_unwritable_exits_2(tmp_path):
-    import click
+    from labsim import cli as labsim_cli
 
     _synthetic_tables(tmp_path, DATASHEET_DEFAULTS)
     (tmp_path / "afile").write_text("x")
-    cli = click.Group()
-    plugin.register_commands(cli)
-    from labsim import cli as labsim_cli
 
     result = CliRunner().invoke(labsim_cli.cli, ["calibrate", "--device", "A100-SXM4-80GB",
                                                  "--data", str(tmp_path), "--output",
@@ -181,3 +178,15 @@ def test_fit_reports_progress_without_changing_the_result(tmp_path):
     assert with_ticks == calibrate.fit(points, A100.datasheet_only(), iters=40)
     assert sum(ticks) == calibrate.fit_iterations(points, 40) == 120
     assert len(ticks) > 3          # one per iteration, not one per stage
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"\x00\x01binary", "binary"), (b'{"format": "x", "params": {"a": \xff}}', "not UTF-8"),
+     (b'{"format": "labsim-gpu-profile/1", "params": {"gemm_compute_eff": NaN}}', "NaN is not")],
+)
+def test_unreadable_profiles_are_refused_with_the_path(tmp_path, content, message):
+    path = tmp_path / "p.json"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=message):
+        load_profile(path)

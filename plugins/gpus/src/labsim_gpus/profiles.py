@@ -46,12 +46,17 @@ def shipped_profile_files() -> list[str]:
 
 def load_profile(path: str | Path) -> dict:
     """Read and check the profile at *path*."""
+    from labsim.config import read_text_file
+
     path = Path(path)
+    text = read_text_file(path, "calibration profile", limit=64 << 20)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not a number a profile may hold")
+
     try:
-        data = json.loads(path.read_text("utf-8"))
-    except OSError as ex:
-        raise UsageError(f"cannot read calibration profile {path}: {ex.strerror}") from None
-    except json.JSONDecodeError as ex:
+        data = json.loads(text, parse_constant=refuse)
+    except (ValueError, RecursionError) as ex:
         raise UsageError(f"calibration profile {path} is not valid JSON: {ex}") from None
     return check_profile(data, str(path))
 
