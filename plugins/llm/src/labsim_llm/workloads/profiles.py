@@ -107,7 +107,13 @@ PROFILE_SCHEMA = {
             **DISTRIBUTION_REF,
             "description": "New user tokens of a follow-up (default: prompt_tokens_dist_config).",
         },
-        "streaming_response_probability": {**PROBABILITY, "default": 1.0},
+        "streaming_response_probability": {
+            **PROBABILITY,
+            "default": 1.0,
+            "description": "Share of requests whose client streams the answer; the others get it "
+            "in one response when generation ends (their TTFT is their E2E, TPOT 0, and the whole "
+            "answer crosses the client link at once; labsim_llm.engine.frontend).",
+        },
         "system_prompt_tokens": {
             "type": "integer",
             "minimum": 0,
