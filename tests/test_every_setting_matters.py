@@ -22,6 +22,7 @@ import copy
 import functools
 import json
 import re
+from pathlib import Path
 
 import labsim
 import pytest
@@ -277,6 +278,28 @@ KERNEL_CASES = {
                                       {"model_characteristics_db_path": "MODELS_DB"}),
 }
 
+#: a GPU written out in the file (seed 001's way), its datasheet matching no catalog GPU
+INLINE_GPU = {"hw.device": DELETE, "hw.compute_devices": [
+    {"device_id": "gpu0", "device_type": "GPU", "peak_tflops": {"bf16": 400, "fp8": 800},
+     "memory_capacity_bytes": 80e9, "memory_gbps": 2500, "processing_units": 100, "nvlink_gbps": 300,
+     "host_link_gbps": 32, "tdp_w": 500, "price_per_hour": 2.0}]}
+
+DEVICE_CASES = {
+    "device_type": (INLINE_GPU, {"dev.device_type": "H100-SXM"}),
+    "preset": (INLINE_GPU, {"dev.preset": "A100-SXM4-80GB"}),
+    "profile": (INLINE_GPU, {"dev.profile": "GPU_PROFILE"}),
+    "name": (INLINE_GPU, {"dev.name": "my-gpu"}),
+    "arch": ({**INLINE_GPU, "dev.profile": "GPU_PROFILE", "dev.arch": "ampere"}, {"dev.arch": "hopper"}),
+    "peak_tflops": (INLINE_GPU, {"dev.peak_tflops": {"bf16": 100, "fp8": 200}}),
+    "memory_capacity_bytes": (INLINE_GPU, {"dev.memory_capacity_bytes": 60e9}),
+    "memory_gbps": (INLINE_GPU, {"dev.memory_gbps": 1000}),
+    "processing_units": (INLINE_GPU, {"dev.processing_units": 20}),
+    "nvlink_gbps": ({**INLINE_GPU, "fw.tensor_parallel_size": 2}, {"dev.nvlink_gbps": 20}),
+    "price_per_hour": (INLINE_GPU, {"dev.price_per_hour": 9.0}),
+    "cost_params": (INLINE_GPU, {"dev.cost_params": {"gemm_compute_eff": 0.5}}),
+}
+
+
 #: keys that must leave every result identical (checked for equality): key → why, and the doc
 SAME = {
     "vllm.fast_forward": ({}, {"fw.fast_forward": False},
@@ -302,6 +325,11 @@ NO_EFFECT_HERE = {
     "metrics_config.output_requests_csv_path": (
         "properties.metrics_config.properties.output_requests_csv_path", "Where to write the per-request CSV"),
     "metrics_config.sinks": ("properties.metrics_config.properties.sinks", "metric sinks to write with"),
+    "hardware_profile.compute_devices[].device_id": (
+        "properties.hardware_profile.properties.compute_devices.items.properties.device_id", "a label otherwise"),
+    "hardware_profile.compute_devices[].host_link_gbps": (
+        "$defs.device.allOf.0.then.properties.host_link_gbps", "results do not use it"),
+    "hardware_profile.compute_devices[].tdp_w": ("$defs.device.allOf.0.then.properties.tdp_w", "no result uses it"),
     "hardware_profile.sharing": ("properties.hardware_profile.properties.sharing", "exclusive use by default"),
     "hardware_profile.network_links[].link_id": (
         "properties.hardware_profile.properties.network_links.items.properties.link_id", "a label"),
@@ -329,6 +357,8 @@ def all_cases() -> dict:
         out[f"trace.{key}"] = ("trace", regime, change)
     for key, (regime, change) in KERNEL_CASES.items():
         out[key] = ("kernel", regime, change)
+    for key, (regime, change) in DEVICE_CASES.items():
+        out[f"hardware_profile.compute_devices[].{key}"] = ("kernel", regime, change)
     return out
 
 
@@ -378,6 +408,7 @@ def documented_keys() -> set[str]:
         keys |= {f"{wl}.{k}" for k in wl_props}
         if wl == "client_profiles":
             keys |= {f"{wl}.client_profiles[].{k}" for k in wl_props["client_profiles"]["items"]["properties"]}
+    keys |= {f"hardware_profile.compute_devices[].{k}" for k in _branch("device", "GPU")["properties"]}
     return keys - SECTIONS
 
 
@@ -404,7 +435,9 @@ def files(tmp_path_factory) -> dict:
     trace = folder / "trace.csv"
     trace.write_text("arrived_at,prompt_tokens,input_tokens,output_tokens\n"
                      + "".join(f"{i * 0.1:.1f},{100 + i},{900 + 7 * i},{20 + i}\n" for i in range(20)))
-    return {"MODELS_DB": str(models), "TRACE_CSV": str(trace)}
+    profile = (Path(__file__).resolve().parents[1] / "plugins" / "gpus" / "src" / "labsim_gpus" / "data"
+               / "profiles" / "a100_sxm4_80gb.json")
+    return {"MODELS_DB": str(models), "TRACE_CSV": str(trace), "GPU_PROFILE": str(profile)}
 
 
 def prepare(cfg: dict, files: dict) -> dict:
@@ -454,7 +487,7 @@ def test_reason_is_in_the_docs(key):
     where, phrase = NO_EFFECT_HERE[key]
     node = schema()
     for part in where.split("."):
-        node = node[part]
+        node = node[int(part)] if isinstance(node, list) else node[part]
     assert phrase.lower() in node.get("description", "").lower(), (
         f"{key}: the description at {where} should say {phrase!r}")
 
