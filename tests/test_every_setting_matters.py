@@ -270,9 +270,11 @@ KERNEL_CASES = {
     "hardware_profile.network_links[].bandwidth_bps": ({"hw.network_links": [LINK]},
                                                        {"link.bandwidth_bps": 1e5}),
     "hardware_profile.network_links[].latency_s": ({"hw.network_links": [LINK]}, {"link.latency_s": 0.1}),
-    "hardware_profile.network_links[].dest_id": (
-        {"hw.network_links": [{**LINK, "dest_id": "f"}, {**LINK, "link_id": "slow", "latency_s": 0.3}]},
-        {"link.dest_id": "entry", "hardware_profile.network_links.1.dest_id": "f"}),
+    "hardware_profile.network_links[].dest_id": (    # two frameworks, a fast link and a slow one
+        {"frameworks_to_test.1": {"name": "g", "type": "vllm", "config": {"model": "Llama-3.1-8B"}},
+         "hw.network_links": [{**LINK, "dest_id": "f"}, {**LINK, "link_id": "slow", "dest_id": "g",
+                                                         "latency_s": 0.3}]},
+        {"link.dest_id": "g", "hardware_profile.network_links.1.dest_id": "f"}),
     "frameworks_to_test[].is_target_for_workload": ({}, {"frameworks_to_test.0.is_target_for_workload": False}),
     "model_characteristics_db_path": ({"fw.model": "Llama-3-8B"},
                                       {"model_characteristics_db_path": "MODELS_DB"}),
@@ -505,3 +507,26 @@ def test_a_response_not_streamed_reaches_the_client_whole():
         assert s["ttft_ms"] < s["e2e_ms"]
         per_token_ms = 2 * 8 / link["bandwidth_bps"] * 1e3
         assert w["e2e_ms"] - s["e2e_ms"] == pytest.approx((s["output_tokens"] - 1) * per_token_ms)
+
+
+def test_a_streamed_answer_cut_off_by_the_end_reached_the_client_but_a_whole_one_did_not():
+    """A non-streaming request still running when the run stops has shown its client nothing."""
+    cut = {"simulation.max_simulation_time": 1.0, "prof.request_rate": 60.0}
+    streamed = apply(base("vllm"), cut)
+    whole = apply(streamed, {"prof.streaming_response_probability": 0.0})
+    s = [r for r in labsim.run(streamed).table("requests") if r["status"] == "unfinished"]
+    w = [r for r in labsim.run(whole).table("requests") if r["status"] == "unfinished"]
+    assert any(r["first_token_s"] == r["first_token_s"] for r in s)       # some streamed a token
+    assert w and all(r["first_token_s"] != r["first_token_s"] for r in w)  # NaN: nothing arrived
+
+
+@pytest.mark.parametrize("links, says", [
+    ([LINK, {**LINK, "latency_s": 0.5}], "is also link 0's"),
+    ([LINK, {**LINK, "link_id": "other", "dest_id": "entry2"}], "all lead to no framework"),
+    ([{**LINK, "dest_id": "f"}, {**LINK, "link_id": "spare"}], "would carry nothing"),
+])
+def test_a_network_link_that_would_go_unused_is_refused(links, says):
+    from labsim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=says):
+        labsim.run(apply(base("vllm"), {"hw.network_links": links}))
