@@ -4,7 +4,7 @@ The experiment schema is walked (``compose_experiment_schema``: the kernel's sec
 vLLM, TensorRT-LLM and fifo ``config`` blocks, the ``client_profiles`` and ``trace`` workloads
 and a written-out device under ``$defs``) and every key it documents must appear here once:
 
-* in :data:`CASES`, with a value different from its default (and, where the key only matters
+* in one of the ``*_CASES`` tables (gathered by :func:`all_cases`), with a value different from its default (and, where the key only matters
   in a regime, the regime: higher load, shared prefixes, a client link ...). A short run with
   the key set must differ from the same run without it — in the summary's measured figures or
   the per-record tables, not merely in the echo of the settings;
@@ -13,7 +13,9 @@ and a written-out device under ``$defs``) and every key it documents must appear
 * in :data:`NO_EFFECT_HERE`, with the reason and the doc that says it (each reason names the
   field whose description carries it, and the test checks that description is there).
 
-A key that validates and changes nothing fails here, by name.
+A key that validates and changes nothing fails here, by name. The files the output keys
+choose, answers that are not streamed, and network links that would go unused have tests of
+their own at the end.
 """
 
 from __future__ import annotations
@@ -313,14 +315,15 @@ SAME = {
 }
 
 #: keys that change no measured figure here: key → (the doc that says why: a path to a schema
-#: description in the composed schema, a phrase it holds)
+#: description in the composed schema, a phrase it holds). The output keys choose the files
+#: written instead (test_output_settings_choose_the_files_written).
 NO_EFFECT_HERE = {
     "experiment.name": ("properties.name", "label"),
     "experiment.description": ("properties.description", "not used by the run"),
     "frameworks_to_test[].name": ("properties.frameworks_to_test.items.properties.name", "label"),
     "frameworks_to_test[].type": ("properties.frameworks_to_test.items.properties.type", "registered framework"),
     "frameworks_to_test[].placement": ("properties.frameworks_to_test.items.properties.placement",
-                                       "sharing mode"),
+                                       "shared with the others placed there"),   # alone: the same GPUs
     "metrics_config.output_dir": ("properties.metrics_config.properties.output_dir", "Folder for the outputs"),
     "metrics_config.output_summary_json_path": (
         "properties.metrics_config.properties.output_summary_json_path", "Where to write summary.json"),
@@ -530,3 +533,20 @@ def test_a_network_link_that_would_go_unused_is_refused(links, says):
 
     with pytest.raises(ConfigError, match=says):
         labsim.run(apply(base("vllm"), {"hw.network_links": links}))
+
+
+@pytest.mark.parametrize("edits, written", [
+    ({"metrics_config.output_summary_json_path": "a/s.json", "metrics_config.output_requests_csv_path": "a/r.csv"},
+     {"a": ["r.csv", "s.json", "steps.csv"]}),
+    ({"metrics_config.output_dir": "b"}, {"b": ["requests.csv", "steps.csv", "summary.json"]}),
+    ({"metrics_config.output_dir": "b", "metrics_config.sinks": ["summary_json"]}, {"b": ["summary.json"]}),
+    ({"metrics_config.output_dir": "b", "fw.record_steps": False}, {"b": ["requests.csv", "summary.json"]}),
+])
+def test_output_settings_choose_the_files_written(tmp_path, edits, written):
+    """The keys NO_EFFECT_HERE lists as 'where the outputs go' (and record_steps) change the files."""
+    from labsim.orchestrator import Orchestrator, load_experiment
+
+    edits = {k: (str(tmp_path / v) if k.endswith(("_path", "_dir")) else v) for k, v in edits.items()}
+    Orchestrator(load_experiment(apply(base("vllm"), {"wl.total_duration": 0.5, **edits}))).run(None)
+    for folder, names in written.items():
+        assert sorted(p.name for p in (tmp_path / folder).iterdir() if not p.name.startswith(".")) == names
