@@ -4,8 +4,9 @@ The experiment schema is walked (``compose_experiment_schema``: the kernel's sec
 vLLM, TensorRT-LLM and fifo ``config`` blocks, the ``client_profiles`` and ``trace`` workloads
 and a written-out device under ``$defs``) and every key it documents must appear here once:
 
-* in one of the ``*_CASES`` tables (gathered by :func:`all_cases`), with a value different from its default (and, where the key only matters
-  in a regime, the regime: higher load, shared prefixes, a client link ...). A short run with
+* in one of the ``*_CASES`` tables (gathered by :func:`all_cases`), with a value different
+  from its default (and, where the key only matters in a regime, the regime: higher load,
+  shared prefixes, a client link ...). A short run with
   the key set must differ from the same run without it — in the summary's measured figures or
   the per-record tables, not merely in the echo of the settings;
 * in :data:`SAME`, a key that must NOT change any result by design (an alias, a speed switch),
@@ -304,6 +305,31 @@ DEVICE_CASES = {
 }
 
 
+#: topology keys: (the topology block, the change, (collective, ranks)) — a topology prices the
+#: collectives between GPUs, so each is checked on the collective its key shapes, through the cost
+#: oracle (labsim.collective_time); a serving run's small all-reduces leave most of them alike
+ONE_NODE = {"type": "custom", "device": "H100-SXM", "gpus_per_node": 8, "nodes": 1}
+ON_PCIE = {**ONE_NODE, "intra": "pcie"}
+NODES = {"type": "custom", "device": "H100-SXM", "gpus_per_node": 8, "nodes": 4, "nic": "ib-ndr",
+         "nics_per_node": 2, "nodes_per_leaf": 1, "oversubscription": 4}
+TOPOLOGY_CASES = {
+    "device": (ONE_NODE, {"device": "A100-SXM4-80GB"}, ("all_reduce", 8)),
+    "gpus_per_node": ({**ONE_NODE, "nodes": 2, "nic": "ib-ndr", "nics_per_node": 1}, {"gpus_per_node": 4},
+                      ("all_reduce", 8)),
+    "intra": (ONE_NODE, {"intra": "pcie"}, ("all_reduce", 8)),
+    "nvlink_bw_GBps": (ONE_NODE, {"nvlink_bw_GBps": 50}, ("all_reduce", 8)),
+    "nvls": (ONE_NODE, {"nvls": True}, ("all_reduce", 8)),
+    "pcie": (ON_PCIE, {"pcie": "gen3"}, ("all_reduce", 8)),
+    "pcie_switch_gpus": (ON_PCIE, {"pcie_switch_gpus": 2}, ("all_to_all", 8)),
+    "sockets": ({**ON_PCIE, "pcie_switch_gpus": 2}, {"sockets": 4}, ("all_to_all", 8)),
+    "nic": (NODES, {"nic": "roce-100"}, ("all_reduce", 32)),
+    "nics_per_node": (NODES, {"nics_per_node": 8}, ("all_reduce", 32)),
+    "fabric": (NODES, {"fabric": "fat-tree"}, ("send_recv", [0, 8])),
+    "nodes_per_leaf": (NODES, {"nodes_per_leaf": 4}, ("send_recv", [0, 8])),
+    "oversubscription": (NODES, {"oversubscription": 1}, ("send_recv", [0, 8])),
+}
+
+
 #: keys that must leave every result identical (checked for equality): key → why, and the doc
 SAME = {
     "vllm.fast_forward": ({}, {"fw.fast_forward": False},
@@ -335,6 +361,9 @@ NO_EFFECT_HERE = {
     "hardware_profile.compute_devices[].host_link_gbps": (
         "$defs.device.allOf.0.then.properties.host_link_gbps", "results do not use it"),
     "hardware_profile.compute_devices[].tdp_w": ("$defs.device.allOf.0.then.properties.tdp_w", "no result uses it"),
+    "hardware_profile.topology.type": ("$defs.topology.properties.type", "a registered topology"),
+    "hardware_profile.topology.name": ("$defs.topology.allOf.0.then.properties.name", "a label"),
+    "hardware_profile.topology.nodes": ("$defs.topology.allOf.0.then.properties.nodes", "refused"),
     "hardware_profile.sharing": ("properties.hardware_profile.properties.sharing", "exclusive use by default"),
     "hardware_profile.network_links[].link_id": (
         "properties.hardware_profile.properties.network_links.items.properties.link_id", "a label"),
@@ -414,12 +443,13 @@ def documented_keys() -> set[str]:
         if wl == "client_profiles":
             keys |= {f"{wl}.client_profiles[].{k}" for k in wl_props["client_profiles"]["items"]["properties"]}
     keys |= {f"hardware_profile.compute_devices[].{k}" for k in _branch("device", "GPU")["properties"]}
+    keys |= {f"hardware_profile.topology.{k}" for k in _branch("topology", "custom")["properties"]}
     return keys - SECTIONS
 
 
 def test_every_documented_key_is_accounted_for_once():
     cases = all_cases()
-    listed = [*cases, *SAME, *NO_EFFECT_HERE]
+    listed = [*cases, *SAME, *NO_EFFECT_HERE, *(f"hardware_profile.topology.{k}" for k in TOPOLOGY_CASES)]
     assert len(listed) == len(set(listed)), "a key is listed twice"
     documented = documented_keys()
     missing = sorted(documented - set(listed))
@@ -460,6 +490,17 @@ def test_setting_changes_outputs(key, files):
     variant = prepare(apply(baseline, change), files)
     assert variant != baseline, f"{key}: the case changes nothing in the file"
     assert run(variant) != run(baseline), f"{key} validates and changes no result"
+
+
+@pytest.mark.parametrize("key", sorted(TOPOLOGY_CASES))
+def test_topology_setting_changes_a_collective(key):
+    topology, change, (collective, ranks) = TOPOLOGY_CASES[key]
+    assert {**topology, **change} != topology
+
+    def seconds(topo):
+        return labsim.collective_time(collective, 1 << 30, ranks=ranks, topology=topo)
+
+    assert seconds({**topology, **change}) != seconds(topology), f"topology {key} changes no collective"
 
 
 @pytest.mark.parametrize("key", sorted(SAME))
@@ -550,3 +591,13 @@ def test_output_settings_choose_the_files_written(tmp_path, edits, written):
     Orchestrator(load_experiment(apply(base("vllm"), {"wl.total_duration": 0.5, **edits}))).run(None)
     for folder, names in written.items():
         assert sorted(p.name for p in (tmp_path / folder).iterdir() if not p.name.startswith(".")) == names
+
+
+def test_a_topology_device_that_hardware_profile_device_would_override_is_refused():
+    """hardware_profile.device populates the topology; a different topology device was ignored."""
+    from labsim.errors import ConfigError
+
+    cfg = apply(base("vllm"), {"hw.topology": {**ONE_NODE, "device": "A100-SXM4-80GB"}})
+    with pytest.raises(ConfigError, match="topology's device 'A100-SXM4-80GB' is not hardware_profile.device"):
+        labsim.run(cfg)
+    labsim.run(apply(cfg, {"hw.topology.device": "H100-SXM"}))   # the same device, or none, is fine

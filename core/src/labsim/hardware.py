@@ -332,6 +332,12 @@ def build_hardware(profile: dict, registry: Registry, exp: Experiment) -> Hardwa
         base = registry.get("topologies", topo["type"])
         spec = _with_paths({k: v for k, v in topo.items() if k != "type"}, exp)
         topology = _customized(base, spec, exp, ("hardware_profile", "topology"))
+    if isinstance(topo, dict) and topo.get("device") and default is not None:
+        named = registry.get("devices", topo["device"])
+        if getattr(named, "name", named) != getattr(default, "name", default):
+            raise ConfigError([exp.problem(("hardware_profile", "topology", "device"), (
+                f"the topology's device {topo['device']!r} is not hardware_profile.device "
+                f"{profile['device']!r}, which every GPU of the topology would be; keep one of them"))])
     if topology is not None and default is not None and hasattr(topology, "with_device"):
         topology = topology.with_device(default)
     _check_links(profile.get("network_links") or [], exp)
