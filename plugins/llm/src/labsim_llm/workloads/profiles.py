@@ -143,7 +143,12 @@ COMMON_PROPERTIES = {
         "description": "Seeds the workload's streams "
         "instead of simulation.random_seed (the workload then ignores --seed).",
     },
-    "bytes_per_token_estimate_for_network": {"type": "number", "minimum": 0},
+    "bytes_per_token_estimate_for_network": {
+        "type": "number",
+        "minimum": 0,
+        "description": "Bytes one prompt or answer token takes on the client network link "
+        "(hardware_profile.network_links); a framework's own setting wins; default 2.",
+    },
     "concurrency": {
         "type": "integer",
         "minimum": 1,
