@@ -330,6 +330,31 @@ TOPOLOGY_CASES = {
 }
 
 
+#: distribution keys: name → (a block, {key: a block with the key set differently}); a block is
+#: sampled directly (the workloads draw every length and gap from one)
+DIST_CASES = {
+    "Constant": ({"type": "Constant", "value": 3.4}, {"value": {"value": 5}}),
+    "Empirical": ({"type": "Empirical", "values": [1, 2, 3]}, {
+        "values": {"values": [4, 5]},
+        "path": {"values": None, "path": "TRACE_CSV", "column": "output_tokens"},
+        "column": {"values": None, "path": "TRACE_CSV", "column": "input_tokens"}}),
+    "Exponential": ({"type": "Exponential", "rate": 2.0}, {"rate": {"rate": 4.0},
+                                                          "mean": {"rate": None, "mean": 2.0}}),
+    "Gamma": ({"type": "Gamma", "shape": 2.0, "scale": 1.0}, {
+        "shape": {"shape": 3.0}, "scale": {"scale": 2.0},
+        "mean": {"shape": None, "scale": None, "mean": 5.0, "cv": 1.0},
+        "cv": {"shape": None, "scale": None, "mean": 2.0, "cv": 0.3}}),
+    "LogNormal": ({"type": "LogNormal", "mean": 100, "sigma": 50}, {
+        "mean": {"mean": 200}, "sigma": {"sigma": 10},
+        "log_mean": {"mean": None, "sigma": None, "log_mean": 3.0, "log_sigma": 0.5},
+        "log_sigma": {"mean": None, "sigma": None, "log_mean": 4.0, "log_sigma": 0.1},
+        "is_int": {"is_int": True}, "min": {"min": 120}, "max": {"max": 80}}),
+    "Normal": ({"type": "Normal", "mean": 10, "sigma": 2}, {"mean": {"mean": 20}, "sigma": {"sigma": 5}}),
+    "Poisson": ({"type": "Poisson", "lam": 4.0}, {"lam": {"lam": 9.0}, "mean": {"lam": None, "mean": 9.0}}),
+    "Uniform": ({"type": "Uniform", "low": 1, "high": 2}, {"low": {"low": 0}, "high": {"high": 5}}),
+}
+
+
 #: keys that must leave every result identical (checked for equality): key → why, and the doc
 SAME = {
     "vllm.fast_forward": ({}, {"fw.fast_forward": False},
@@ -501,6 +526,37 @@ def test_topology_setting_changes_a_collective(key):
         return labsim.collective_time(collective, 1 << 30, ranks=ranks, topology=topo)
 
     assert seconds({**topology, **change}) != seconds(topology), f"topology {key} changes no collective"
+
+
+def distribution_keys() -> set[str]:
+    keys = set()
+    for name in labsim.get_registry().names("distributions"):
+        keys |= {f"{name}.{k}" for k in _branch("distribution", name)["properties"] if k != "type"}
+    return keys
+
+
+def test_every_distribution_key_is_tested():
+    cases = {f"{name}.{key}" for name, (_block, changes) in DIST_CASES.items() for key in changes}
+    common = {"is_int", "min", "max"}      # every distribution's; tested on LogNormal
+    documented = {k for k in distribution_keys() if k.split(".", 1)[1] not in common or k.startswith("LogNormal.")}
+    assert documented == cases
+
+
+@pytest.mark.parametrize("name, key", [(n, k) for n, (_b, ch) in DIST_CASES.items() for k in ch])
+def test_distribution_setting_changes_the_samples(name, key, files):
+    import numpy as np
+
+    block, changes = DIST_CASES[name]
+    variant = {k: v for k, v in {**block, **changes[key]}.items() if v is not None}
+    cls = labsim.get_registry().get("distributions", name)
+
+    def samples(config):
+        dist = cls(prepare(config, files), np.random.default_rng(5))
+        if hasattr(dist, "prepare"):
+            dist.prepare(Path.cwd())
+        return np.asarray(dist.sample_n(200), dtype=float).tolist()
+
+    assert samples(variant) != samples(block), f"{name}.{key} changes no sample"
 
 
 @pytest.mark.parametrize("key", sorted(SAME))
