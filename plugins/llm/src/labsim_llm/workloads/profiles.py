@@ -80,7 +80,8 @@ PROFILE_SCHEMA = {
         },
         "prompt_tokens_dist_config": {
             **DISTRIBUTION_REF,
-            "description": "Prompt tokens of a new request (system prompt excluded).",
+            "description": "Prompt tokens of a new request (system prompt excluded). Token counts "
+            "are rounded to whole tokens, at least 1, whether or not the block says is_int.",
         },
         "max_output_tokens_dist_config": {
             **DISTRIBUTION_REF,
