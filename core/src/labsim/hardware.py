@@ -332,9 +332,45 @@ def build_hardware(profile: dict, registry: Registry, exp: Experiment) -> Hardwa
         base = registry.get("topologies", topo["type"])
         spec = _with_paths({k: v for k, v in topo.items() if k != "type"}, exp)
         topology = _customized(base, spec, exp, ("hardware_profile", "topology"))
+    if isinstance(topo, dict) and topo.get("device") and default is not None:
+        named = registry.get("devices", topo["device"])
+        if getattr(named, "name", named) != getattr(default, "name", default):
+            raise ConfigError([exp.problem(("hardware_profile", "topology", "device"), (
+                f"the topology's device {topo['device']!r} is not hardware_profile.device "
+                f"{profile['device']!r}, which every GPU of the topology would be; keep one of them"))])
     if topology is not None and default is not None and hasattr(topology, "with_device"):
         topology = topology.with_device(default)
+    _check_links(profile.get("network_links") or [], exp)
     return Hardware(devices, default, topology, profile.get("network_links"), profile.get("sharing"))
+
+
+def _check_links(links: list, exp: Experiment) -> None:
+    """Refuse network links that would be silently unused: two with one ``link_id`` (the
+    first would be dropped), several entry points (``dest_id`` naming no framework) in front
+    of a framework without its own link (which one would it use?), or an entry point when
+    every framework has its own link (it would carry nothing)."""
+    where = ("hardware_profile", "network_links")
+    seen: dict[str, int] = {}
+    for i, link in enumerate(links):
+        if link["link_id"] in seen:
+            raise ConfigError([exp.problem((*where, i, "link_id"), (
+                f"link_id {link['link_id']!r} is also link {seen[link['link_id']]}'s; give each link "
+                "its own id"))])
+        seen[link["link_id"]] = i
+    names = {str(entry.get("name")) for entry in exp.data.get("frameworks_to_test") or []}
+    entries = [link["link_id"] for link in links if link.get("dest_id", "") not in names]
+    alone = sorted(names - {link.get("dest_id", "") for link in links})
+    if len(entries) > 1 and alone:
+        raise ConfigError([exp.problem(where, (
+            f"links {', '.join(map(repr, entries))} all lead to no framework (their dest_id names none "
+            f"of {', '.join(sorted(names))}), so {', '.join(map(repr, alone))} would have no single "
+            "link to use; set each link's dest_id to the framework it serves, or keep one entry "
+            "point"))])
+    if entries and not alone:
+        raise ConfigError([exp.problem(where, (
+            f"link {entries[0]!r} leads to no framework (its dest_id names none of "
+            f"{', '.join(sorted(names))}) and every framework has a link of its own, so it would "
+            "carry nothing; remove it or set its dest_id to a framework's name"))])
 
 
 def _gpu_index(gpu_id: str) -> int | None:

@@ -49,7 +49,9 @@ CONFIG_SCHEMA: dict = {
         "profile": {"type": "string",
                     "description": "A calibration profile (JSON from `labsim calibrate`)."},
         "name": {"type": "string", "minLength": 1, "description": "Name shown in results."},
-        "arch": {"type": "string", "description": "Architecture generation (ampere, hopper ...)."},
+        "arch": {"type": "string", "description": "Architecture generation (ampere, hopper ...): a "
+                 "calibration profile fitted on another generation is adjusted to it "
+                 "(labsim_gpus.params.ARCH_ADJUST)."},
         "peak_tflops": {
             "type": "object", "description": "Dense TFLOP/s (TOP/s for int8) per precision.",
             "propertyNames": {"pattern": _DTYPE_PATTERN},
@@ -60,8 +62,11 @@ CONFIG_SCHEMA: dict = {
         "processing_units": {"type": "integer", "minimum": 1, "description": "SM count."},
         "nvlink_gbps": {"type": "number", "minimum": 0,
                         "description": "NVLink GB/s per direction (0: none)."},
-        "host_link_gbps": {**_POSITIVE, "description": "Host link (PCIe) GB/s per direction."},
-        "tdp_w": {**_POSITIVE, "description": "Board power in W."},
+        "host_link_gbps": {**_POSITIVE, "description": "Host link (PCIe) GB/s per direction: prices "
+                           "host-device copies (`labsim predict` memcpy h2d/d2h rows); the serving "
+                           "engines copy nothing to the host, so their results do not use it."},
+        "tdp_w": {**_POSITIVE, "description": "Board power in W, shown with the device; labsim prices "
+                  "time and GPU-hours, not energy, so no result uses it."},
         "price_per_hour": {"type": "number", "minimum": 0, "description": "USD per GPU-hour."},
         "cost_params": {
             "type": "object", "description": "Override fitted cost-model parameters.",
@@ -126,6 +131,8 @@ def customize(device, spec: dict):
             from labsim_gpus.match import MATCHED_KEYS
 
             spec = {k: v for k, v in spec.items() if k not in MATCHED_KEYS}
+    if "arch" in spec:   # before the profile: a profile of another generation is adjusted to it
+        out = out.copy(arch=str(spec["arch"]).lower())
     if "profile" in spec:
         out = out.with_profile(spec["profile"])
     changes: dict = {}

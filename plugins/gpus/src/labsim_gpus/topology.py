@@ -69,7 +69,9 @@ CONFIG_SCHEMA: dict = {
         "name": {"type": "string", "description": "a label for results"},
         "device": {"type": "string", "description": "GPU of every node (`labsim list devices`)"},
         "gpus_per_node": {"type": "integer", "minimum": 1, "maximum": 72},
-        "nodes": {"type": "integer", "minimum": 1, "description": "servers in the cluster"},
+        "nodes": {"type": "integer", "minimum": 1, "description": "servers in the cluster: how many GPUs "
+                  "there are to allocate (asking for more is refused); a collective's time depends on "
+                  "where its ranks sit, not on idle servers"},
         "intra": {
             "enum": list(INTRA_KINDS),
             "description": "inside a node: NVSwitch, NVLink bridge pairs, or PCIe only",

@@ -32,6 +32,13 @@ the API server sees it (latency + prompt tokens × ``bytes_per_token_estimate_fo
 / bandwidth) and every streamed token crosses it on the way out (latency + bytes per token × 8
 / bandwidth): TTFT and E2E grow by the link, TPOT does not (each token is delayed alike).
 
+**Responses that are not streamed.** A request whose client asked for no streaming
+(``stream: false``; the workloads' ``streaming_response_probability``) gets its whole answer in
+one response when generation ends: the API server sends one message (``ipc_s`` + ``stream_s``)
+and the whole answer (output tokens × bytes per token) crosses the client link once. The client
+sees its first token with the last, so its TTFT is its E2E and its TPOT 0, as a benchmark client
+without streaming reports them (:meth:`Frontend.whole_response_s`).
+
 What this does **not** hold: GPUStack's vLLM 0.11 rows show ~45 ms of TTFT beyond engine
 work at concurrency 4 (S5-01, and an ITL P99 of 41 ms against a 7.4 ms TPOT, i.e. a stall
 of the other streams whenever a request arrives); no mechanism of that size is documented,
@@ -100,6 +107,14 @@ class Frontend:
         if link is not None:
             self.after_first_token_s += link.transfer_s(self.bytes_per_token)
         self._in_flight: dict[int, object] = {}   # requests the API server still holds
+
+    def whole_response_s(self, output_tokens: int) -> float:
+        """Seconds from the engine's last token to a non-streaming client holding the whole
+        answer: one API-server message and the answer's bytes over the client link."""
+        delay = self.cost.after_first_token() if self.enabled else 0.0
+        if self.link is not None:
+            delay += self.link.transfer_s(max(0, int(output_tokens)) * self.bytes_per_token)
+        return delay
 
     def submit(self, request, deliver) -> None:
         """Call ``deliver(request)`` once the prompt has crossed the client link (when the

@@ -87,6 +87,9 @@ class ReplicaShell:
         self.warm_up = owner.metrics.warm_up
         #: the API server's delay of every streamed token (first and last alike)
         self.fe_after = owner.frontend.after_first_token_s
+        #: seconds from the last token to a non-streaming client holding the whole answer
+        #: (a front end without ``whole_response_s`` delays it as one streamed token)
+        self.fe_whole = getattr(owner.frontend, "whole_response_s", lambda _tokens: self.fe_after)
         self.pool = pool
         #: this replica's GPUs (tp × pp of the engine's), whose execution point runs its work
         self.gpus = replica_gpus(owner, index)
@@ -223,7 +226,10 @@ class ReplicaShell:
         """*req* finished (its last token out at *end*): record it and tell the framework, which
         tells its listeners (closed-loop clients, conversations' next turns)."""
         req.status = "finished"
-        req.finish_s = end + self.fe_after
+        if req.streaming:
+            req.finish_s = end + self.fe_after
+        else:   # the whole answer in one response: the client's first token comes with the last
+            req.finish_s = req.first_token_s = end + self.fe_whole(req.output_tokens)
         self.metrics.request_done(req)
         self.owner.request_left(req)
 

@@ -451,6 +451,8 @@ class ServingMetrics:
     def request_unfinished(self, r) -> None:
         """Record a request still queued or running when the run stopped."""
         r.status = "unfinished"
+        if not getattr(r, "streaming", True):
+            r.first_token_s = None   # a non-streaming client gets nothing before the whole answer
         self.unfinished += 1
         self.requests.append(self._row(r))
 

@@ -80,7 +80,8 @@ PROFILE_SCHEMA = {
         },
         "prompt_tokens_dist_config": {
             **DISTRIBUTION_REF,
-            "description": "Prompt tokens of a new request (system prompt excluded).",
+            "description": "Prompt tokens of a new request (system prompt excluded). Token counts "
+            "are rounded to whole tokens, at least 1, whether or not the block says is_int.",
         },
         "max_output_tokens_dist_config": {
             **DISTRIBUTION_REF,
@@ -107,7 +108,13 @@ PROFILE_SCHEMA = {
             **DISTRIBUTION_REF,
             "description": "New user tokens of a follow-up (default: prompt_tokens_dist_config).",
         },
-        "streaming_response_probability": {**PROBABILITY, "default": 1.0},
+        "streaming_response_probability": {
+            **PROBABILITY,
+            "default": 1.0,
+            "description": "Share of requests whose client streams the answer; the others get it "
+            "in one response when generation ends (their TTFT is their E2E, TPOT 0, and the whole "
+            "answer crosses the client link at once; labsim_llm.engine.frontend).",
+        },
         "system_prompt_tokens": {
             "type": "integer",
             "minimum": 0,
@@ -138,7 +145,12 @@ COMMON_PROPERTIES = {
         "description": "Seeds the workload's streams "
         "instead of simulation.random_seed (the workload then ignores --seed).",
     },
-    "bytes_per_token_estimate_for_network": {"type": "number", "minimum": 0},
+    "bytes_per_token_estimate_for_network": {
+        "type": "number",
+        "minimum": 0,
+        "description": "Bytes one prompt or answer token takes on the client network link "
+        "(hardware_profile.network_links); a framework's own setting wins; default 2.",
+    },
     "concurrency": {
         "type": "integer",
         "minimum": 1,

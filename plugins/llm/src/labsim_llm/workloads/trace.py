@@ -118,7 +118,13 @@ CONFIG_SCHEMA = {
             "minimum": 1,
             "description": "Replay at most this many rows.",
         },
-        "streaming_response_probability": {**PROBABILITY, "default": 1.0},
+        "streaming_response_probability": {
+            **PROBABILITY,
+            "default": 1.0,
+            "description": "Share of requests whose client streams the answer; the others get it "
+            "in one response when generation ends (their TTFT is their E2E, TPOT 0, and the whole "
+            "answer crosses the client link at once; labsim_llm.engine.frontend).",
+        },
     },
 }
 
