@@ -1,0 +1,232 @@
+"""Prices of one training step's pieces, from the device cost model and the collectives.
+
+A :class:`Piece` is one stretch of work on one GPU: kernel seconds (GEMMs, attention,
+element-wise), the tensor-parallel collectives inside it (exposed: they sit between kernels
+that need their result) and the FLOPs done. :class:`JobCosts` prices, for one layout:
+
+- a transformer layer's forward and backward for one micro-batch: the QKV, projection and MLP
+  GEMMs sharded over TP (backward = the data-gradient and weight-gradient GEMM of each,
+  priced at their own shapes), causal attention (backward = 2.5× forward: FlashAttention-2's
+  backward runs five matrix products where the forward runs two), LayerNorm, bias-GeLU and
+  dropout-residual kernels (backward moves twice the bytes), the TP all-reduces (or, with
+  sequence parallelism, all-gathers and reduce-scatters) of each sub-layer, and recompute
+  (full: the whole forward again before backward; selective: the attention core);
+- the embedding (first stage) and the LM head with its loss (last stage);
+- the pipeline hand-off between stages and the data-parallel collectives per layer;
+- the optimizer step (Adam: memory-bound, ``26 B + gradient bytes`` moved per parameter).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+ATTN_BWD_FACTOR = 2.5  # FlashAttention-2: 5 matmuls in backward vs 2 in forward
+ADAM_BYTES = 26.0      # read master/m/v (12), write master/m/v (12) and the 16-bit weight (2)
+
+
+@dataclass
+class Piece:
+    """Work on one GPU: kernel seconds, exposed TP-collective seconds, FLOPs, and the
+    memory-bound share of the kernel seconds."""
+
+    compute: float = 0.0
+    tp: float = 0.0
+    flops: float = 0.0
+    membound: float = 0.0
+
+    def __add__(self, other: Piece) -> Piece:
+        return Piece(self.compute + other.compute, self.tp + other.tp, self.flops + other.flops,
+                     self.membound + other.membound)
+
+    def __mul__(self, k: float) -> Piece:
+        return Piece(self.compute * k, self.tp * k, self.flops * k, self.membound * k)
+
+    @property
+    def seconds(self) -> float:
+        return self.compute + self.tp
+
+
+class Comms:
+    """Collective and point-to-point times on the run's topology (memoised by the collectives)."""
+
+    def __init__(self, device, topology=None, registry=None):
+        self.device = device
+        self.topology = topology
+        self.registry = registry
+        self._ops = {}
+
+    def op(self, name: str):
+        op = self._ops.get(name)
+        if op is None:
+            if self.registry is not None and self.registry.has("collectives", name):
+                op = self.registry.get("collectives", name)
+            else:
+                from labsim_collectives.plugin import BY_NAME
+
+                op = BY_NAME[name]
+            self._ops[name] = op
+        return op
+
+    def time(self, name: str, nbytes: float, ranks: list[int]) -> float:
+        if len(ranks) <= 1 and name != "send_recv":
+            return 0.0
+        if nbytes <= 0:
+            return 0.0
+        r = ranks if self.topology is not None else (len(ranks) if name != "send_recv" else
+                                                        max(ranks) + 1)
+        return self.op(name).time(int(nbytes), ranks=r, device=self.device, topology=self.topology)
+
+
+class JobCosts:
+    """Prices of the pieces of one job under one layout on one device (see the module docs)."""
+
+    def __init__(self, model, job, layout, device, comms: Comms):
+        self.model, self.job, self.layout, self.device, self.comms = model, job, layout, device, comms
+        self.dtype = layout.precision if layout.precision != "fp32" else "tf32"
+        self.act_dtype = "bf16" if layout.precision in ("bf16", "fp8") else (
+            "fp16" if layout.precision == "fp16" else "bf16")
+        t = layout.tp
+        self.tokens = layout.micro_batch * job.seq_len  # m of every GEMM
+        h = model.hidden_size
+        self.act_bytes = 2.0
+        self.sub_tokens = self.tokens / t if layout.sp else self.tokens  # LN/dropout rows per GPU
+        self.tp_ranks = layout.tp_ranks(0)
+        self.layer_fwd, self.layer_bwd = self._layer()
+        self.embed_fwd, self.embed_bwd = self._embedding()
+        self.head_fwd, self.head_bwd = self._head()
+        nbytes = self.tokens * h * self.act_bytes / t  # Megatron scatter-gather hand-off
+        self.p2p = {}
+        for j in range(layout.pp):
+            nxt = (j + 1) % layout.pp
+            if nxt != j:
+                self.p2p[j] = comms.time("send_recv", nbytes,
+                                         [layout.rank(0, 0, j), layout.rank(0, 0, nxt)])
+
+    # -- element-wise ---------------------------------------------------------------------------
+
+    def _ew(self, nbytes: float) -> float:
+        return self.device.elementwise_time(nbytes) if nbytes > 0 else 0.0
+
+    def _norm(self, nbytes: float) -> float:
+        return self.device.norm_time(nbytes) if nbytes > 0 else 0.0
+
+    # -- a transformer layer --------------------------------------------------------------------
+
+    def _tp_pair(self, nbytes: float) -> float:
+        """One sub-layer's TP collectives (forward or backward): an all-reduce, or with SP an
+        all-gather and a reduce-scatter, of the *nbytes* activation."""
+        if self.layout.tp == 1:
+            return 0.0
+        if self.layout.sp:
+            return (self.comms.time("all_gather", nbytes, self.tp_ranks)
+                    + self.comms.time("reduce_scatter", nbytes, self.tp_ranks))
+        return self.comms.time("all_reduce", nbytes, self.tp_ranks)
+
+    def _layer(self) -> tuple[Piece, Piece]:
+        m, dev, lay, model = self.tokens, self.device, self.layout, self.model
+        t, s, b = lay.tp, self.job.seq_len, lay.micro_batch
+        h = model.hidden_size
+        gemm_f = gemm_b = 0.0
+        flops = 0.0
+        for _label, n, k, count in model.layer_gemms(t):
+            mm = m * count  # MoE: each token passes `count` experts
+            gemm_f += dev.gemm_time(mm, n, k, self.dtype)
+            gemm_b += dev.gemm_time(mm, k, n, self.dtype) + dev.gemm_time(n, k, mm, self.dtype)
+            flops += 2.0 * mm * n * k
+        heads, kv, hd = model.attention_heads(t)
+        attn_f = dev.attention_time("prefill", batch_size=b, seq_len=s, num_heads=heads,
+                                    num_kv_heads=kv, head_dim=hd, dtype=self.act_dtype,
+                                    kv_dtype=self.act_dtype)
+        attn_flops = 4.0 * heads * hd * b * s * (s + 1) / 2.0
+        ffn = model.intermediate_size // t
+        gated = model.mlp == "gated"
+        rows = self.sub_tokens
+        a = self.act_bytes
+        norm = 2 * self._norm(2 * rows * h * a)                       # two LayerNorms
+        act_fn = self._ew((3 if gated else 2) * m * ffn * a)          # bias+GeLU / SiLU·up
+        dropout_add = 2 * self._ew(rows * h * (3 * a + 1))            # two dropout-residual adds
+        ew_f = norm + act_fn + dropout_add
+        ew_b = 2 * ew_f
+        tp_f = 2 * self._tp_pair(m * h * a)
+        fwd = Piece(gemm_f + attn_f + ew_f, tp_f, flops + attn_flops, ew_f)
+        bwd = Piece(gemm_b + ATTN_BWD_FACTOR * attn_f + ew_b, tp_f,
+                    2 * flops + ATTN_BWD_FACTOR * attn_flops, ew_b)
+        if lay.recompute == "full":
+            bwd = bwd + fwd
+        elif lay.recompute == "selective":
+            bwd = bwd + Piece(attn_f, 0.0, attn_flops, 0.0)
+        # model FLOPs count attention over the full sequence (the PaLM / Megatron MFU convention)
+        self.layer_model_flops = 3 * (flops + 4.0 * heads * hd * b * s * s)
+        return fwd, bwd
+
+    def _embedding(self) -> tuple[Piece, Piece]:
+        m, h, a = self.tokens, self.model.hidden_size, self.act_bytes
+        look = self._ew(2 * m * h * a)
+        tp = self._tp_pair(m * h * a) if self.layout.tp > 1 else 0.0
+        if self.layout.sp:  # a reduce-scatter only
+            tp = self.comms.time("reduce_scatter", m * h * a, self.tp_ranks)
+        return Piece(look, tp, 0.0, look), Piece(2 * look, 0.0, 0.0, 2 * look)
+
+    def _head(self) -> tuple[Piece, Piece]:
+        m, dev = self.tokens, self.device
+        n, k = self.model.lm_head_gemm(self.layout.tp)
+        f = dev.gemm_time(m, n, k, self.dtype)
+        bw = dev.gemm_time(m, k, n, self.dtype) + dev.gemm_time(n, k, m, self.dtype)
+        flops = 2.0 * m * n * k
+        h = self.model.hidden_size
+        final_norm = self._norm(2 * self.sub_tokens * h * self.act_bytes)
+        loss = self._ew(m * n * (2 + 4 + 4))  # logits in, fp32 softmax, fp32 gradient out
+        tp_f = 0.0
+        if self.layout.tp > 1:  # vocab-parallel cross-entropy: max, sum and target all-reduces
+            tp_f = 3 * self.comms.time("all_reduce", m * 4, self.tp_ranks)
+            if self.layout.sp:
+                tp_f += self.comms.time("all_gather", m * h * self.act_bytes, self.tp_ranks)
+        fwd = Piece(f + final_norm + loss, tp_f, flops, final_norm + loss)
+        bwd = Piece(bw + 2 * final_norm, tp_f, 2 * flops, 2 * final_norm)
+        self.head_model_flops = 3 * flops
+        return fwd, bwd
+
+    # -- a model chunk --------------------------------------------------------------------------
+
+    def chunk(self, layers: int, first: bool, last: bool) -> tuple[Piece, Piece]:
+        """Forward and backward of *layers* layers for one micro-batch, with the embedding when
+        *first* and the LM head when *last*."""
+        f = self.layer_fwd * layers
+        b = self.layer_bwd * layers
+        if first:
+            f, b = f + self.embed_fwd, b + self.embed_bwd
+        if last:
+            f, b = f + self.head_fwd, b + self.head_bwd
+        return f, b
+
+    # -- data parallel and optimizer ------------------------------------------------------------
+
+    def layer_params(self) -> int:
+        return int(self.model._layer_params(self.layout.tp))
+
+    def stage_params(self, stage: int) -> int:
+        lay = self.layout
+        n = lay.stage_layers[stage] * self.layer_params()
+        if stage == 0:
+            n += int(self.model._first_stage_params(lay.tp))
+        if stage == lay.pp - 1:
+            n += int(self.model._last_stage_params(lay.tp, lay.pp))
+        return n
+
+    def dp_time(self, op: str, params: float, nbytes_per_param: float, stage: int) -> float:
+        """One data-parallel collective over *params* parameters of *stage* (``nbytes`` = the
+        whole buffer: per-rank size of an all-reduce, total of a reduce-scatter/all-gather)."""
+        return self.comms.time(op, params * nbytes_per_param, self.layout.dp_ranks(stage))
+
+    def optimizer_time(self, params: float, grad_bytes: float) -> float:
+        return self._ew(params * (ADAM_BYTES + grad_bytes))
+
+    def model_flops_per_iteration(self) -> float:
+        """Model FLOPs of one iteration over all GPUs (forward + backward, no recompute)."""
+        lay = self.layout
+        per_mb = (self.layer_model_flops * self.model.num_layers) * lay.tp + self.head_model_flops * lay.tp
+        return per_mb * lay.num_micro * lay.dp
+
+    def ceil_div(self, a: int, b: int) -> int:
+        return math.ceil(a / b)

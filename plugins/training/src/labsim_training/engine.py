@@ -1,0 +1,285 @@
+"""One training iteration as a SimPy timeline: one representative rank per pipeline stage.
+
+Data-parallel replicas and the ranks of a tensor-parallel group do the same work at the same
+time, so the iteration is simulated for one rank of each pipeline stage (rank ``(tp 0, dp 0,
+stage j)``): a 16,384-GPU job with 16 stages is 16 processes. Each stage runs its micro-batches'
+forwards and backwards in Megatron's order (:func:`pipeline_order`: 1F1B, or interleaved 1F1B
+with virtual stages); a forward waits for the previous stage's activation and a backward for the
+next stage's gradient, each arriving one pipeline hand-off (send/recv on the topology) after the
+producer finished. Each stage has a communication stream (a SimPy resource) on which the
+data-parallel collectives run in order, overlapping with its compute:
+
+- gradient reduction (all-reduce, or reduce-scatter when gradients or optimizer states are
+  sharded) layer by layer during the last micro-batch's backward (``overlap_grad_reduce``),
+  during every micro-batch's backward (ZeRO-2/3, FSDP), or all at once after the last backward;
+- parameter all-gathers before each layer's forward and backward (ZeRO-3, FSDP full_shard),
+  issued ahead (prefetch), which the layer's compute waits for.
+
+When every stage's gradients are reduced (a global barrier: the gradient-norm all-reduce), the
+optimizer step runs (memory-bound), followed by the all-gather of the updated weights where the
+optimizer is sharded but the weights are not (unless hidden behind the next forward).
+
+Every interval of the critical stage (the last to finish its gradients) is attributed to one of
+compute, exposed TP / PP / DP communication, pipeline bubble or optimizer, so the breakdown sums
+to the iteration time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import simpy
+
+from labsim_training.costs import Piece
+
+
+def pipeline_order(stage: int, p: int, m: int, v: int = 1) -> list[tuple[str, int, int]]:
+    """Stage *stage*'s operations ``(F|B, micro-batch, model chunk)`` in Megatron's 1F1B order
+    (interleaved when *v* > 1: ``forward_backward_pipelining_with_interleaving``)."""
+    total = m * v
+    if v == 1:
+        warmup = min(p - stage - 1, m)
+    else:
+        warmup = min((p - stage - 1) * 2 + (v - 1) * p, total)
+
+    def chunk(k: int, forward: bool) -> int:
+        c = (k % (p * v)) // p
+        return c if forward else v - 1 - c
+
+    def micro(k: int) -> int:
+        return (k // (p * v)) * p + k % p if v > 1 else k
+
+    ops = [("F", micro(k), chunk(k, True)) for k in range(warmup)]
+    steady = total - warmup
+    for i in range(steady):
+        k = warmup + i
+        ops.append(("F", micro(k), chunk(k, True)))
+        ops.append(("B", micro(i), chunk(i, False)))
+    for i in range(steady, total):
+        ops.append(("B", micro(i), chunk(i, False)))
+    return ops
+
+
+def peak_in_flight(stage: int, p: int, m: int, v: int = 1) -> int:
+    """Most micro-batch chunks whose activations stage *stage* holds at once."""
+    live = peak = 0
+    for kind, _, _ in pipeline_order(stage, p, m, v):
+        live += 1 if kind == "F" else -1
+        peak = max(peak, live)
+    return peak
+
+
+@dataclass
+class StageAccount:
+    """Seconds of one stage's iteration by cause."""
+
+    compute: float = 0.0
+    tp: float = 0.0
+    pp: float = 0.0
+    dp: float = 0.0
+    bubble: float = 0.0
+    optimizer: float = 0.0
+    membound: float = 0.0
+    flops: float = 0.0
+    done: float = 0.0
+    busy_comm: float = 0.0
+
+    def total(self) -> float:
+        return self.compute + self.tp + self.pp + self.dp + self.bubble + self.optimizer
+
+
+@dataclass
+class IterationResult:
+    """One iteration: its time, the critical stage's breakdown, every stage's account."""
+
+    seconds: float
+    critical_stage: int
+    breakdown: dict
+    stages: list
+    rows: list = field(default_factory=list)
+
+
+@dataclass
+class Chunk:
+    layers: int
+    fwd: Piece
+    bwd: Piece
+    params: float
+
+
+class Iteration:
+    """The SimPy processes of one iteration (see the module docs).
+
+    :param execute: ``execute(seconds)`` → an event; the framework's GPUs' execution point.
+    :param record: keep one row per operation (stage, kind, micro-batch, chunk, start, end).
+    """
+
+    def __init__(self, env, costs, layout, sharding, execute=None, record: bool = False):
+        self.env, self.costs, self.layout, self.sharding = env, costs, layout, sharding
+        self.execute = execute or env.timeout
+        self.record = record
+        p, v = layout.pp, layout.vpp
+        self.chunks: list[list[Chunk]] = []
+        for j in range(p):
+            per = layout.stage_layers[j] // v
+            row = []
+            params = costs.stage_params(j) / v
+            for c in range(v):
+                f, b = costs.chunk(per, first=(j == 0 and c == 0), last=(j == p - 1 and c == v - 1))
+                row.append(Chunk(per, f, b, params))
+            self.chunks.append(row)
+        self.events: dict = {}
+        self.acc = [StageAccount() for _ in range(p)]
+        self.rows: list = []
+
+    # -- dependencies ---------------------------------------------------------------------------
+
+    def _event(self, key):
+        ev = self.events.get(key)
+        if ev is None:
+            ev = self.events[key] = self.env.event()
+        return ev
+
+    def _dep(self, kind, mb, c, j):
+        """(event, hand-off seconds) the operation waits for, or (None, 0)."""
+        p, v, p2p = self.layout.pp, self.layout.vpp, self.costs.p2p
+        if kind == "F":
+            if j > 0:
+                return self._event(("F", mb, c, j - 1)), p2p[j - 1]
+            if c > 0:
+                return self._event(("F", mb, c - 1, p - 1)), p2p[p - 1]
+            return None, 0.0
+        if j < p - 1:
+            return self._event(("B", mb, c, j + 1)), p2p[j]
+        if c < v - 1:
+            return self._event(("B", mb, c + 1, 0)), p2p[p - 1]
+        return None, 0.0
+
+    def _signal(self, kind, mb, c, j):
+        p, v, p2p = self.layout.pp, self.layout.vpp, self.costs.p2p
+        if kind == "F":
+            if j == p - 1 and c == v - 1:
+                return
+            delay = p2p[j]
+        else:
+            if j == 0 and c == 0:
+                return
+            delay = p2p[j - 1] if j > 0 else p2p[p - 1]
+        ev = self._event((kind, mb, c, j))
+        if delay > 0:
+            self.env.timeout(delay).callbacks.append(lambda _e, ev=ev: ev.succeed())
+        else:
+            ev.succeed()
+
+    # -- communication stream -------------------------------------------------------------------
+
+    def _comm(self, stream, seconds, acc):
+        with stream.request() as turn:
+            yield turn
+            yield self.env.timeout(seconds)
+            acc.busy_comm += seconds
+
+    def _issue(self, stream, seconds, acc):
+        return self.env.process(self._comm(stream, seconds, acc))
+
+    # -- one stage ------------------------------------------------------------------------------
+
+    def _stage(self, j):
+        env, lay, sh, costs = self.env, self.layout, self.sharding, self.costs
+        acc = self.acc[j]
+        stream = simpy.Resource(env, capacity=1)
+        pending = []
+        m, dp = lay.num_micro, lay.dp
+        sharded_dp = dp > 1
+        reduce_bytes = sh.grad_comm_bytes
+        for kind, mb, c in pipeline_order(j, lay.pp, m, lay.vpp):
+            dep, handoff = self._dep(kind, mb, c, j)
+            if dep is not None and not dep.triggered:
+                t0 = env.now
+                yield dep
+                waited = env.now - t0
+                part = min(waited, handoff)
+                acc.pp += part
+                acc.bubble += waited - part
+            chunk = self.chunks[j][c]
+            piece = chunk.fwd if kind == "F" else chunk.bwd
+            start = env.now
+            gather = sharded_dp and sh.params
+            reduce_now = sharded_dp and kind == "B" and (
+                sh.every_microbatch or (mb == m - 1 and sh.overlap_grad_reduce))
+            if not gather and not reduce_now:
+                yield self.execute(piece.seconds)
+            else:
+                n = max(1, chunk.layers)
+                per = piece * (1.0 / n)
+                gathers = []
+                if gather:
+                    t_ag = costs.dp_time("all_gather", chunk.params / n, 2.0, j)
+                    gathers = [self._issue(stream, t_ag, acc) for _ in range(n)]
+                t_red = costs.dp_time(sh.reduce_op, chunk.params / n, reduce_bytes, j) if reduce_now else 0.0
+                for i in range(n):
+                    if gathers and not gathers[i].triggered:
+                        t0 = env.now
+                        yield gathers[i]
+                        acc.dp += env.now - t0
+                    yield self.execute(per.seconds)
+                    if reduce_now:
+                        pending.append(self._issue(stream, t_red, acc))
+            acc.compute += piece.compute
+            acc.tp += piece.tp
+            acc.membound += piece.membound
+            acc.flops += piece.flops
+            if self.record:
+                self.rows.append((j, kind, mb, c, start, env.now))
+            self._signal(kind, mb, c, j)
+        if sharded_dp and not sh.every_microbatch and not sh.overlap_grad_reduce:
+            for chunk in self.chunks[j]:
+                pending.append(self._issue(stream, costs.dp_time(sh.reduce_op, chunk.params, reduce_bytes, j),
+                                           acc))
+        if pending:
+            t0 = env.now
+            yield env.all_of(pending)
+            acc.dp += env.now - t0
+        acc.done = env.now
+
+    def run(self):
+        """SimPy generator: one iteration; returns an :class:`IterationResult`."""
+        env, lay, sh, costs = self.env, self.layout, self.sharding, self.costs
+        begin = env.now
+        procs = [env.process(self._stage(j)) for j in range(lay.pp)]
+        yield env.all_of(procs)
+        barrier = env.now
+        tails = []
+        for j in range(lay.pp):
+            params = costs.stage_params(j)
+            local = params / (lay.dp if sh.optimizer else 1)
+            opt = costs.optimizer_time(local, sh.grad_bytes)
+            ag = 0.0
+            if sh.gather_after_step and lay.dp > 1 and not sh.overlap_param_gather:
+                ag = costs.dp_time("all_gather", params, 2.0, j)
+            tails.append((opt, ag))
+        tail = max(o + a for o, a in tails)
+        yield self.execute(tail)
+        seconds = env.now - begin
+        done = [a.done - begin for a in self.acc]
+        r = max(range(lay.pp), key=lambda k: (done[k], -k))
+        acc = self.acc[r]
+        opt, ag = tails[r]
+        acc.optimizer += opt
+        acc.dp += ag
+        acc.bubble += (barrier - self.acc[r].done) + (tail - opt - ag)
+        breakdown = {
+            "compute": acc.compute,
+            "exposed_communication": {"tp": acc.tp, "pp": acc.pp, "dp": acc.dp},
+            "pipeline_bubble": acc.bubble,
+            "optimizer": acc.optimizer,
+        }
+        return IterationResult(seconds, r, breakdown, self.acc, self.rows)
+
+
+def simulate_iteration(env, costs, layout, sharding, execute=None, record=False) -> IterationResult:
+    """Run one iteration in *env* to completion (a fresh environment is fine) and return it."""
+    it = Iteration(env, costs, layout, sharding, execute, record)
+    proc = env.process(it.run())
+    env.run(until=proc)
+    return proc.value

@@ -1,0 +1,177 @@
+"""How a job is cut over GPUs (tensor × pipeline × data parallel) and what each framework shards.
+
+:class:`Layout` is the parallel layout and the per-micro-batch settings; :func:`make_layout`
+checks it against the model and the hardware and refuses an impossible one with a
+:class:`labsim.UsageError` that names the field and the values that would work.
+:class:`Sharding` is a framework's policy: what of the weights, gradients and optimizer
+states is split over the data-parallel ranks, and when gradients are reduced. Megatron,
+DeepSpeed ZeRO, FSDP and DDP are each one :class:`Sharding` over the same engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from labsim.errors import UsageError
+
+RECOMPUTE = ("none", "selective", "full")
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A parallel layout: ``world = tp × pp × dp`` GPUs, ranks ordered TP fastest, then DP, then PP
+    (Megatron's default order), so a TP group sits inside a node when ``tp ≤ gpus_per_node``."""
+
+    tp: int
+    pp: int
+    dp: int
+    micro_batch: int
+    num_micro: int  # micro-batches per data-parallel replica per iteration
+    vpp: int = 1
+    sp: bool = False
+    recompute: str = "none"
+    precision: str = "bf16"
+    stage_layers: tuple[int, ...] = ()
+
+    @property
+    def world(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    def rank(self, tp: int, dp: int, pp: int) -> int:
+        """The global rank of (tensor, data, pipeline) coordinates."""
+        return tp + self.tp * (dp + self.dp * pp)
+
+    def tp_ranks(self, stage: int = 0) -> list[int]:
+        return [self.rank(i, 0, stage) for i in range(self.tp)]
+
+    def dp_ranks(self, stage: int = 0) -> list[int]:
+        return [self.rank(0, k, stage) for k in range(self.dp)]
+
+    def describe(self) -> str:
+        parts = [f"TP {self.tp}", f"PP {self.pp}", f"DP {self.dp}"]
+        return " × ".join(parts)
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """A framework's policy over the data-parallel ranks (see the module docs).
+
+    :param params: weights split over DP, all-gathered layer by layer before each forward and
+        backward of every micro-batch (ZeRO-3, FSDP full_shard).
+    :param grads: gradients reduce-scattered and kept as a 1/DP shard (ZeRO-2/3, FSDP).
+    :param optimizer: optimizer states split over DP (ZeRO-1+, Megatron distributed optimizer).
+    :param every_microbatch: gradients reduced after every micro-batch's backward (ZeRO-2/3,
+        FSDP) rather than once after the last (DDP, Megatron).
+    :param overlap_grad_reduce: gradient collectives start layer by layer during backward.
+    :param grad_bytes: bytes per parameter of the gradient buffer (Megatron keeps fp32 main grads).
+    :param grad_comm_bytes: bytes per parameter the gradient collectives move.
+    :param gather_after_step: sharded optimizer but replicated weights: the updated weights are
+        all-gathered after the step (distributed optimizer, ZeRO-1/2).
+    :param overlap_param_gather: that all-gather hides behind the next iteration's forward.
+    :param bucket_bytes: communication buffers the framework keeps (DDP buckets, prefetch).
+    """
+
+    params: bool = False
+    grads: bool = False
+    optimizer: bool = False
+    every_microbatch: bool = False
+    overlap_grad_reduce: bool = True
+    grad_bytes: float = 2.0
+    grad_comm_bytes: float = 2.0
+    gather_after_step: bool = False
+    overlap_param_gather: bool = False
+    bucket_bytes: float = 0.0
+
+    @property
+    def reduce_op(self) -> str:
+        return "reduce_scatter" if (self.grads or self.optimizer) else "all_reduce"
+
+
+def divisors(n: int, limit: int | None = None) -> list[int]:
+    out = [d for d in range(1, n + 1) if n % d == 0]
+    return [d for d in out if limit is None or d <= limit]
+
+
+def _allowed(values: list[int]) -> str:
+    return ", ".join(str(v) for v in values[:12]) + (" …" if len(values) > 12 else "")
+
+
+def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, micro_batch: int = 1,
+                vpp: int = 1, sp: bool = False, recompute: str = "none", precision: str = "bf16",
+                gpus: int | None = None, first_stage_layers: int | None = None,
+                last_stage_layers: int | None = None) -> Layout:
+    """The checked :class:`Layout` of *job* on *gpus* GPUs (None: as many as the layout needs).
+
+    :raises UsageError: naming the field and the allowed values.
+    """
+    heads = int(model.num_attention_heads)
+    kv = int(model.num_key_value_heads or heads)
+    layers = int(model.num_layers)
+    if heads % tp or (kv >= tp and kv % tp) or (kv < tp and tp % kv):
+        ok = [d for d in divisors(heads) if (kv % d == 0 if kv >= d else d % kv == 0)]
+        raise UsageError(f"tensor_parallel: {tp} does not split the {heads} attention heads "
+                         f"({kv} KV heads) of {model.name}; allowed: {_allowed(ok)}")
+    stage_layers = _stage_layers(model.name, layers, pp, vpp, first_stage_layers, last_stage_layers)
+    if dp is None:
+        if gpus is None:
+            dp = 1
+        elif gpus % (tp * pp):
+            ok = [d for d in divisors(gpus) if d % tp == 0] or [tp]
+            raise UsageError(f"data_parallel: the hardware's {gpus} GPUs are not a multiple of "
+                             f"tensor_parallel × pipeline_parallel = {tp * pp}, so data parallelism "
+                             f"would not be a whole number; use a TP × PP that divides {gpus} "
+                             f"(e.g. {_allowed(ok)}), or give data_parallel")
+        else:
+            dp = gpus // (tp * pp)
+    gbs = job.global_batch_size
+    if gbs % (micro_batch * dp):
+        ok = [b for b in divisors(gbs) if (gbs // b) % dp == 0] if gbs % dp == 0 else []
+        hint = (f"allowed micro_batch_size: {_allowed(ok)}" if ok else
+                f"global_batch_size must be a multiple of data_parallel {dp}")
+        raise UsageError(f"micro_batch_size: global_batch_size {gbs} does not split into micro-batches "
+                         f"of {micro_batch} over data_parallel {dp} (needs a multiple of "
+                         f"{micro_batch * dp}); {hint}")
+    num_micro = gbs // (micro_batch * dp)
+    if vpp > 1 and num_micro % pp:
+        raise UsageError(f"virtual_pipeline_stages: the interleaved schedule needs the "
+                         f"{num_micro} micro-batches per replica to be a multiple of "
+                         f"pipeline_parallel {pp}; use virtual_pipeline_stages: 1 or a global batch "
+                         f"that is a multiple of {pp * micro_batch * dp}")
+    if recompute not in RECOMPUTE:
+        raise UsageError(f"recompute: {recompute!r}; allowed: {', '.join(RECOMPUTE)}")
+    return Layout(tp, pp, dp, micro_batch, num_micro, vpp, bool(sp and tp > 1), recompute, precision,
+                  stage_layers)
+
+
+def _stage_layers(name, layers, pp, vpp, first, last) -> tuple[int, ...]:
+    if pp == 1:
+        if vpp > 1:
+            raise UsageError("virtual_pipeline_stages: interleaving needs pipeline_parallel > 1; "
+                             "allowed: 1")
+        return (layers,)
+    if first is None and last is None:
+        if layers % pp:
+            raise UsageError(f"pipeline_parallel: {pp} does not divide the {layers} layers of {name}; "
+                             f"allowed: {_allowed(divisors(layers))} (or set "
+                             "decoder_first_pipeline_num_layers / decoder_last_pipeline_num_layers)")
+        if layers % (pp * vpp):
+            ok = [v for v in divisors(layers // pp)]
+            raise UsageError(f"virtual_pipeline_stages: {vpp} × pipeline_parallel {pp} does not divide "
+                             f"the {layers} layers of {name}; allowed: {_allowed(ok)}")
+        return (layers // pp,) * pp
+    if vpp > 1:
+        raise UsageError("virtual_pipeline_stages: uneven first/last stages are not supported with "
+                         "interleaving; allowed: 1")
+    f = layers // pp if first is None else int(first)
+    la = layers // pp if last is None else int(last)
+    middle = layers - f - la
+    if pp == 2:
+        if middle:
+            raise UsageError(f"decoder_first_pipeline_num_layers + decoder_last_pipeline_num_layers must "
+                             f"be {layers} with pipeline_parallel 2")
+        return (f, la)
+    if middle <= 0 or middle % (pp - 2):
+        raise UsageError(f"decoder_first_pipeline_num_layers / decoder_last_pipeline_num_layers: the "
+                         f"{middle} layers left for the {pp - 2} middle stages do not split evenly")
+    return (f, *([middle // (pp - 2)] * (pp - 2)), la)
