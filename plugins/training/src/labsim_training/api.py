@@ -17,7 +17,7 @@ import simpy
 import labsim
 
 from labsim_training.engine import Iteration
-from labsim_training.frameworks import framework_class
+from labsim_training.frameworks import execution_options, framework_class
 from labsim_training.job import TrainingJob, resolve_model
 from labsim_training.layout import make_layout
 from labsim_training.plan import make_plan, report
@@ -57,7 +57,7 @@ def estimate(model, *, framework: str = "megatron", config: dict | None = None, 
     capacity = gpus if gpus is not None else (getattr(topo, "world_size", None) if topo else None)
     layout = make_layout(spec, job, dp=config.get("data_parallel"), micro_batch=config.get("micro_batch_size", 1),
                          recompute=config.get("recompute", "none"), precision=config.get("precision", "bf16"),
-                         gpus=capacity, **policy.layout_options(config))
+                         gpus=capacity, **execution_options(config), **policy.layout_options(config))
     plan = make_plan(cls.name, job, layout, policy.sharding(config, layout.precision), dev, topo,
                      check_memory=check_memory)
     env = simpy.Environment()

@@ -16,6 +16,14 @@ from labsim_training.job import TRAINING_JOBS, job_from_config
 from labsim_training.layout import PRECISIONS, RECOMPUTE, Sharding, make_layout
 from labsim_training.plan import make_plan, report
 
+#: host microseconds per kernel the model counts (about 15 per layer forward, 26 backward) for
+#: eager PyTorch training: Python, autograd and launch. Fitted (one constant) on the even rows of
+#: vTrain's single-node Megatron-LM runs, whose small layers (hidden 1024-2048, micro-batch 1-2)
+#: are bound by the host, and checked on the odd rows (benchmarks/fidelity_training.py). Megatron
+#: launches ~60 kernels per layer forward+backward (views, copies, bias and rng-tracker ops the
+#: model does not price), so this is ~60 us per real launch. It binds only small layers.
+HOST_KERNEL_US = 95.0
+
 COMMON = {
     "micro_batch_size": {"type": "integer", "minimum": 1, "default": 1,
                          "description": "Sequences per micro-batch on each data-parallel rank."},
@@ -25,6 +33,13 @@ COMMON = {
                   "description": "Activation recomputation: none, selective (attention core), full."},
     "precision": {"enum": list(PRECISIONS), "default": "bf16",
                   "description": "Compute precision of the GEMMs (fp8 where the GPU has it)."},
+    "attention": {"enum": ["flash", "unfused"], "default": "flash",
+                  "description": "Flash attention, or the unfused QKᵀ / softmax / dropout / AV path "
+                                 "(Megatron-LM before flash attention) that stores the scores."},
+    "host_overhead_per_kernel_us": {
+        "type": "number", "minimum": 0, "default": HOST_KERNEL_US,
+        "description": "Host (CPU) microseconds an eager framework spends per kernel it launches "
+                       "(Python, autograd, dispatch); a layer takes at least its launches."},
 }
 
 SUMMARY_SCHEMA = {
@@ -64,6 +79,12 @@ HEADLINE = [
     ("pipeline bubble (s)", "time_breakdown_s.pipeline_bubble"),
     ("USD per billion tokens", "cost.usd_per_billion_tokens"),
 ]
+
+
+def execution_options(config: dict) -> dict:
+    """How kernels run: the attention path and the host's launch cost."""
+    return {"attention": config.get("attention", "flash"),
+            "host_kernel_s": config.get("host_overhead_per_kernel_us", HOST_KERNEL_US) * 1e-6}
 
 
 def _schema(own: dict) -> dict:
@@ -106,7 +127,7 @@ class TrainingFramework(labsim.Framework):
         layout = make_layout(
             job.model, job, dp=cfg.get("data_parallel"), micro_batch=cfg.get("micro_batch_size", 1),
             recompute=cfg.get("recompute", "none"), precision=precision,
-            gpus=self.context.hardware.capacity, **self.layout_options(cfg))
+            gpus=self.context.hardware.capacity, **execution_options(cfg), **self.layout_options(cfg))
         plan = make_plan(self.name, job, layout, self.sharding(cfg, precision), self.device,
                          self.topology, self.context.registry)
         self.gpus = self.context.hardware.allocate(

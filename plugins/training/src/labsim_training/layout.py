@@ -33,6 +33,8 @@ class Layout:
     recompute: str = "none"
     precision: str = "bf16"
     stage_layers: tuple[int, ...] = ()
+    attention: str = "flash"
+    host_kernel_s: float = 0.0
 
     @property
     def world(self) -> int:
@@ -100,7 +102,8 @@ def _allowed(values: list[int]) -> str:
 def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, micro_batch: int = 1,
                 vpp: int = 1, sp: bool = False, recompute: str = "none", precision: str = "bf16",
                 gpus: int | None = None, first_stage_layers: int | None = None,
-                last_stage_layers: int | None = None) -> Layout:
+                last_stage_layers: int | None = None, attention: str = "flash",
+                host_kernel_s: float = 0.0) -> Layout:
     """The checked :class:`Layout` of *job* on *gpus* GPUs (None: as many as the layout needs).
 
     :raises UsageError: naming the field and the allowed values.
@@ -141,7 +144,7 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
     if recompute not in RECOMPUTE:
         raise UsageError(f"recompute: {recompute!r}; allowed: {', '.join(RECOMPUTE)}")
     return Layout(tp, pp, dp, micro_batch, num_micro, vpp, bool(sp and tp > 1), recompute, precision,
-                  stage_layers)
+                  stage_layers, attention, float(host_kernel_s))
 
 
 def _stage_layers(name, layers, pp, vpp, first, last) -> tuple[int, ...]:

@@ -14,6 +14,7 @@ attention. Per layer and micro-batch, in bytes (16-bit activations, 1-byte dropo
 
 So ``none``: ``sbh(10 + 24/t + 5as/(ht))`` (with SP: ``sbh/t·(34 + 5as/h)``); ``selective``:
 ``sbh(10 + 24/t)`` (SP: ``34sbh/t``); ``full``: the layer input ``2sbh`` (SP: ``/t``).
+Flash attention never materialises the scores, so it keeps what selective recompute keeps.
 
 Model states per parameter (mixed precision with Adam): 16-bit weights (2 B), the gradient
 buffer (``Sharding.grad_bytes``) and fp32 master weights + two moments (12 B), each divided by
@@ -31,7 +32,7 @@ WEIGHT_BYTES = 2.0
 
 def activation_bytes_per_layer(s: int, b: int, h: int, a: int, t: int = 1, *, sp: bool = False,
                                recompute: str = "none", ffn: int | None = None, kv_dim: int | None = None,
-                               gated: bool = False) -> float:
+                               gated: bool = False, flash: bool = False) -> float:
     """Bytes of activations one transformer layer keeps for one micro-batch (module docs)."""
     ffn = 4 * h if ffn is None else ffn
     kv_dim = h if kv_dim is None else kv_dim
@@ -41,7 +42,7 @@ def activation_bytes_per_layer(s: int, b: int, h: int, a: int, t: int = 1, *, sp
     replicated = 10.0 * sbh
     mlp = (6.0 if gated else 4.0) * s * b * ffn
     split = 2.0 * sbh + 2.0 * s * b * kv_dim + 2.0 * s * b * kv_dim + 2.0 * sbh + mlp
-    scores = 0.0 if recompute == "selective" else 5.0 * a * float(s) * s * b
+    scores = 0.0 if (recompute == "selective" or flash) else 5.0 * a * float(s) * s * b
     return (replicated / (t if sp else 1)) + (split + scores) / t
 
 

@@ -50,7 +50,7 @@ def stage_memory(costs: JobCosts, layout, sharding, j: int) -> MemoryBreakdown:
     heads, kv, hd = model.attention_heads(1)
     per_layer = activation_bytes_per_layer(
         s, b, h, heads, t, sp=layout.sp, recompute=layout.recompute, ffn=model.intermediate_size,
-        kv_dim=kv * hd, gated=model.mlp == "gated")
+        kv_dim=kv * hd, gated=model.mlp == "gated", flash=layout.attention == "flash")
     chunk_layers = layout.stage_layers[j] // layout.vpp
     in_flight = peak_in_flight(j, layout.pp, layout.num_micro, layout.vpp)
     act = in_flight * chunk_layers * per_layer
