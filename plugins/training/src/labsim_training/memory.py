@@ -76,9 +76,17 @@ def model_state_bytes(params: float, dp: int, sharding) -> tuple[float, float, f
     return w, g, o
 
 
-def suggestions(breakdown: MemoryBreakdown, layout, sharding, framework: str) -> list[str]:
+def suggestions(breakdown: MemoryBreakdown, layout, sharding, framework: str, capacity: float = 0.0,
+                num_layers: int = 0) -> list[str]:
     """What to change so the job fits, biggest saving first."""
     tips = []
+    states = breakdown.weights + breakdown.gradients + breakdown.optimizer
+    if framework == "megatron" and capacity and states > 0.5 * capacity and num_layers:
+        # model states shrink as 1/PP: the smallest PP (a divisor of the layers) that leaves half
+        factor = states / (0.5 * capacity)
+        want = layout.pp * factor
+        pp = next((d for d in range(1, num_layers + 1) if num_layers % d == 0 and d >= want), num_layers)
+        tips.append(f"pipeline_parallel: {pp}")
     gib = breakdown.as_gib()
     if gib["activations"] >= max(gib["weights"], gib["optimizer"]):
         if layout.recompute == "none":
@@ -92,8 +100,10 @@ def suggestions(breakdown: MemoryBreakdown, layout, sharding, framework: str) ->
     if framework == "megatron":
         if not sharding.optimizer and layout.dp > 1:
             tips.append("distributed_optimizer: true")
-        tips.append(f"tensor_parallel: {layout.tp * 2}")
-        tips.append(f"pipeline_parallel: {layout.pp * 2}")
+        if layout.tp < 8:
+            tips.append(f"tensor_parallel: {layout.tp * 2}")
+        if not any(t.startswith("pipeline_parallel") for t in tips):
+            tips.append(f"pipeline_parallel: {layout.pp * 2}")
     elif framework == "deepspeed":
         if not sharding.params:
             tips.append("zero_stage: 3")
@@ -108,12 +118,12 @@ def suggestions(breakdown: MemoryBreakdown, layout, sharding, framework: str) ->
 
 
 def oom_message(breakdown: MemoryBreakdown, capacity: float, layout, sharding, framework: str,
-                device_name: str) -> str:
+                device_name: str, num_layers: int = 0) -> str:
     """The error for a job that does not fit: the need, the breakdown and what to try."""
     gib = breakdown.as_gib()
     parts = sorted(((k, v) for k, v in gib.items() if k != "total"), key=lambda kv: -kv[1])
     detail = ", ".join(f"{k} {v:.1f}" for k, v in parts)
-    tips = suggestions(breakdown, layout, sharding, framework)
+    tips = suggestions(breakdown, layout, sharding, framework, capacity, num_layers)
     return (f"out of memory: needs {gib['total']:.1f} GiB per GPU of {capacity / GiB:.0f} on "
             f"{device_name} ({layout.describe()}, pipeline stage {breakdown.stage}): {detail} — "
             f"try {' or '.join(tips[:3])}")

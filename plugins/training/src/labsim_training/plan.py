@@ -77,7 +77,8 @@ def make_plan(framework: str, job, layout, sharding, device, topology=None, regi
                 key=lambda mb: mb.total)
     capacity = float(getattr(device, "memory_bytes", 0) or 0)
     if check_memory and capacity and worst.total > capacity:
-        raise UsageError(oom_message(worst, capacity, layout, sharding, framework, device.name))
+        raise UsageError(oom_message(worst, capacity, layout, sharding, framework, device.name,
+                                     int(job.model.num_layers)))
     return Plan(framework, job, layout, sharding, device, costs, worst)
 
 

@@ -1,0 +1,46 @@
+"""Wall time of simulating one training iteration at scale (labsim-training).
+
+- GPT-3 175B on 1,024 A100 (128 DGX A100): Megatron TP 8 × PP 16 × DP 8, batch 1,536 × 2,048
+  tokens (target < 2 s);
+- Llama-3.1-405B on 16,384 H100 (2,048 DGX H100): TP 8 × PP 16 × DP 128, 2,048 sequences of
+  8,192 tokens (target < 10 s).
+
+    python benchmarks/speed_training.py
+"""
+
+from __future__ import annotations
+
+import time
+
+from labsim_training import estimate
+
+CASES = [
+    ("GPT-3-175B, 1,024 x A100, TP8 PP16 DP8", 2.0, dict(
+        model="GPT-3-175B", device="A100-SXM4-80GB", topology={"type": "dgx-a100", "nodes": 128},
+        seq_len=2048, global_batch_size=1536,
+        config={"tensor_parallel": 8, "pipeline_parallel": 16, "micro_batch_size": 1, "recompute": "selective",
+                "sequence_parallel": True, "distributed_optimizer": True, "overlap_grad_reduce": True,
+                "precision": "bf16"})),
+    ("Llama-3.1-405B, 16,384 x H100, TP8 PP16 DP128", 10.0, dict(
+        model="Llama-3.1-405B", device="H100-SXM", topology={"type": "dgx-h100", "nodes": 2048},
+        seq_len=8192, global_batch_size=2048,
+        config={"tensor_parallel": 8, "pipeline_parallel": 16, "micro_batch_size": 1, "recompute": "full",
+                "sequence_parallel": True, "distributed_optimizer": True, "overlap_grad_reduce": True,
+                "decoder_first_pipeline_num_layers": 7, "decoder_last_pipeline_num_layers": 7,
+                "precision": "bf16"})),
+]
+
+
+def main() -> None:
+    for label, target, kw in CASES:
+        model = kw.pop("model")
+        began = time.perf_counter()
+        r = estimate(model, framework="megatron", **kw)
+        wall = time.perf_counter() - began
+        print(f"{label}: {wall:.2f} s wall (target < {target:.0f} s); iteration {r['iteration_time_s']:.2f} s, "
+              f"MFU {r['mfu']:.3f}, {r['memory_per_gpu_gib']['total']:.1f} GiB/GPU, "
+              f"bottleneck {r['bottleneck']['kind']}")
+
+
+if __name__ == "__main__":
+    main()
