@@ -123,16 +123,16 @@ class JobCosts:
                     + self.comms.time("reduce_scatter", nbytes, self.tp_ranks))
         return self.comms.time("all_reduce", nbytes, self.tp_ranks)
 
-    def _attention(self, b: int, s: int, heads: int, kv: int, hd: int) -> tuple[float, float, int, int]:
-        """(forward seconds, backward seconds, forward kernels, backward kernels) of the attention
-        core: one flash-attention kernel each way, or Megatron's unfused path (batched QKᵀ,
-        fused scale-mask-softmax, dropout, batched AV, each materialising the ``b·heads·s²``
-        scores in memory: the 5as²b of Korthikanti's activation count)."""
+    def _attention(self, b: int, s: int, heads: int, kv: int, hd: int) -> tuple[list, list]:
+        """Kernel seconds of the attention core, forward and backward: one flash-attention kernel
+        each way, or Megatron's unfused path (batched QKᵀ, fused scale-mask-softmax, dropout,
+        batched AV, each materialising the ``b·heads·s²`` scores in memory: the 5as²b of
+        Korthikanti's activation count)."""
         dev = self.device
         if self.layout.attention == "flash":
             f = dev.attention_time("prefill", batch_size=b, seq_len=s, num_heads=heads, num_kv_heads=kv,
                                    head_dim=hd, dtype=self.act_dtype, kv_dtype=self.act_dtype)
-            return f, ATTN_BWD_FACTOR * f, 1, 1
+            return [f], [ATTN_BWD_FACTOR * f]
         rows = b * heads * s                         # batched GEMMs as one GEMM of the same FLOPs
         scores = float(b) * heads * s * s            # elements of the score matrix
         a = self.act_bytes
@@ -140,28 +140,26 @@ class JobCosts:
         av = dev.gemm_time(rows, hd, s, self.act_dtype)
         softmax = self._ew(2 * scores * a)           # read scores, write probabilities
         dropout = self._ew(scores * (2 * a + 1))     # read, write, and the 1-byte mask
-        f = qk + av + softmax + dropout
-        qk_b = dev.gemm_time(rows, hd, s, self.act_dtype) + dev.gemm_time(rows, hd, s, self.act_dtype)
-        av_b = dev.gemm_time(rows, s, hd, self.act_dtype) + dev.gemm_time(rows, hd, s, self.act_dtype)
-        softmax_b = self._ew(3 * scores * a)         # probabilities and gradient in, gradient out
-        dropout_b = self._ew(scores * (2 * a + 1))
-        return f, qk_b + av_b + softmax_b + dropout_b, 4, 6
+        fwd = [qk, softmax, dropout, av]
+        bwd = [dev.gemm_time(rows, hd, s, self.act_dtype), dev.gemm_time(rows, hd, s, self.act_dtype),
+               dev.gemm_time(rows, s, hd, self.act_dtype), dev.gemm_time(rows, hd, s, self.act_dtype),
+               self._ew(3 * scores * a),             # softmax: probabilities and gradient in, out
+               self._ew(scores * (2 * a + 1))]       # dropout: mask and gradient in, gradient out
+        return fwd, bwd
 
     def _layer(self) -> tuple[Piece, Piece]:
         m, dev, lay, model = self.tokens, self.device, self.layout, self.model
         t, s, b = lay.tp, self.job.seq_len, lay.micro_batch
         h = model.hidden_size
-        gemm_f = gemm_b = 0.0
+        gemm_f, gemm_b = [], []
         flops = 0.0
-        n_gemm = 0
         for _label, n, k, count in model.layer_gemms(t):
             mm = m * count  # MoE: each token passes `count` experts
-            gemm_f += dev.gemm_time(mm, n, k, self.dtype)
-            gemm_b += dev.gemm_time(mm, k, n, self.dtype) + dev.gemm_time(n, k, mm, self.dtype)
+            gemm_f.append(dev.gemm_time(mm, n, k, self.dtype))
+            gemm_b += [dev.gemm_time(mm, k, n, self.dtype), dev.gemm_time(n, k, mm, self.dtype)]
             flops += 2.0 * mm * n * k
-            n_gemm += 1
         heads, kv, hd = model.attention_heads(t)
-        attn_f, attn_b, k_attn_f, k_attn_b = self._attention(b, s, heads, kv, hd)
+        attn_f, attn_b = self._attention(b, s, heads, kv, hd)
         attn_flops = 4.0 * heads * hd * b * s * (s + 1) / 2.0
         if lay.attention != "flash":
             attn_flops = 4.0 * heads * hd * b * s * s  # the unfused path computes the masked half too
@@ -169,39 +167,39 @@ class JobCosts:
         gated = model.mlp == "gated"
         rows = self.sub_tokens
         a = self.act_bytes
-        norm = 2 * self._norm(2 * rows * h * a)                       # two LayerNorms
+        norm = self._norm(2 * rows * h * a)                           # each of two LayerNorms
         act_fn = self._ew((3 if gated else 2) * m * ffn * a)          # bias+GeLU / SiLU·up
-        dropout_add = 2 * self._ew(rows * h * (3 * a + 1))            # two dropout-residual adds
-        ew_f = norm + act_fn + dropout_add
-        ew_b = 2 * ew_f
-        tp_f = 2 * self._tp_pair(m * h * a)
-        n_comm = (4 if lay.sp else 2) if t > 1 else 0
-        # kernels launched: GEMMs, attention, 5 element-wise, the TP collectives; backward launches
-        # two GEMMs per GEMM and two kernels per element-wise op
-        k_f = n_gemm + k_attn_f + 5 + n_comm
-        k_b = 2 * n_gemm + k_attn_b + 10 + n_comm
-        fwd = Piece(gemm_f + attn_f + ew_f, tp_f, flops + attn_flops, ew_f)
-        bwd = Piece(gemm_b + attn_b + ew_b, tp_f, 2 * flops + 2 * attn_flops, ew_b)
+        dropout_add = self._ew(rows * h * (3 * a + 1))                # each of two dropout-residual adds
+        ew_f = [norm, norm, act_fn, dropout_add, dropout_add]
+        ew_b = [x for x in ew_f for _ in (0, 1)]                      # backward: two kernels each
+        tp_one = self._tp_pair(m * h * a)
+        n_comm = (2 if lay.sp else 1) if t > 1 else 0
+        tp_f = [tp_one / n_comm] * (2 * n_comm) if n_comm else []     # per collective call
+        fwd_k = gemm_f + attn_f + ew_f
+        bwd_k = gemm_b + attn_b + ew_b
+        bwd_tp = list(tp_f)
         if lay.recompute == "full":
-            bwd = bwd + fwd
-            k_b += k_f
+            bwd_k, bwd_tp = bwd_k + fwd_k, bwd_tp + tp_f
         elif lay.recompute == "selective":
-            bwd = bwd + Piece(attn_f, 0.0, attn_flops, 0.0)
-            k_b += k_attn_f
-        # the host dispatches kernels ahead of the GPU: a layer takes at least its launches
-        fwd = self._host_bound(fwd, k_f)
-        bwd = self._host_bound(bwd, k_b)
+            bwd_k = bwd_k + attn_f
+        fwd = self._launched(fwd_k, tp_f, flops + attn_flops, sum(ew_f))
+        bwd_flops = 2 * flops + 2 * attn_flops + (
+            flops + attn_flops if lay.recompute == "full" else attn_flops if lay.recompute == "selective" else 0.0)
+        bwd = self._launched(bwd_k, bwd_tp, bwd_flops,
+                             sum(ew_b) + (sum(ew_f) if lay.recompute == "full" else 0.0))
         # model FLOPs count attention over the full sequence (the PaLM / Megatron MFU convention)
         self.layer_model_flops = 3 * (flops + 4.0 * heads * hd * b * s * s)
         return fwd, bwd
 
-    def _host_bound(self, piece: Piece, kernels: int) -> Piece:
-        """*piece*, no faster than the host can launch its *kernels* (the CPU runs ahead of the
-        GPU, so the longer of the two bounds a layer; the gap counts as compute)."""
-        host = kernels * self.layout.host_kernel_s
-        if host > piece.seconds:
-            return Piece(host - piece.tp, piece.tp, piece.flops, piece.membound)
-        return piece
+    def _launched(self, kernels: list, collectives: list, flops: float, membound: float) -> Piece:
+        """A pass of *kernels* and TP *collectives* (seconds each on the GPU), each taking at
+        least the host's time to launch it: eager frameworks synchronise with the GPU often
+        enough (timers, loss scaling, allocator) that a kernel shorter than its launch leaves
+        the GPU waiting for the next one."""
+        c = self.layout.host_kernel_s
+        compute = sum(g if g > c else c for g in kernels)
+        tp = sum(g if g > c else c for g in collectives)
+        return Piece(compute, tp, flops, membound)
 
     def _embedding(self) -> tuple[Piece, Piece]:
         m, h, a = self.tokens, self.model.hidden_size, self.act_bytes
