@@ -158,7 +158,8 @@ name: small-training
 hardware_profile: {device: A100-SXM4-80GB, topology: {type: dgx-a100, nodes: 2}}
 workload: {type: training, model: GPT-2-Large, seq_len: 1024, global_batch_size: 64, iterations: 2}
 frameworks_to_test:
-  - {name: mega, type: megatron, config: {tensor_parallel: 2, pipeline_parallel: 2, micro_batch_size: 2}}
+  - {name: mega, type: megatron, config: {tensor_parallel: 2, pipeline_parallel: 2, micro_batch_size: 2,
+                                          record_timeline: true}}
   - {name: zero, type: deepspeed, config: {zero_stage: 2, micro_batch_size: 4}}
   - {name: fsdp, type: fsdp, config: {sharding: full_shard, micro_batch_size: 4}}
   - {name: ddp, type: ddp, config: {micro_batch_size: 4}}
@@ -190,6 +191,13 @@ def test_labsim_run_side_by_side(tmp_path):
     mem = {n: summary["frameworks"][n]["memory_per_gpu_gib"] for n in ("zero", "fsdp", "ddp")}
     assert mem["fsdp"]["weights"] < mem["zero"]["weights"] == pytest.approx(mem["ddp"]["weights"])
     assert mem["zero"]["optimizer"] < mem["ddp"]["optimizer"]
+    # the opt-in timeline: every forward and backward of the first iteration, per stage
+    import csv
+    with open(out / "training_timeline.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    m = summary["frameworks"]["mega"]["layout"]["micro_batches_per_replica"]
+    assert len(rows) == 2 * 2 * m and {r["framework"] for r in rows} == {"mega"}
+    assert {r["global_rank"] for r in rows} == {"0", "8"}  # stage 1 starts after TP 2 × DP 4 ranks
     # same file, same outputs
     again, out2 = _labsim_run(tmp_path / "..", EXPERIMENT, name="exp2.yaml")
     assert (out2 / "summary.json").read_text().replace("exp2", "exp") == \

@@ -37,6 +37,9 @@ COMMON = {
     "attention": {"enum": ["flash", "unfused"], "default": "flash",
                   "description": "Flash attention, or the unfused QKᵀ / softmax / dropout / AV path "
                                  "(Megatron-LM before flash attention) that stores the scores."},
+    "record_timeline": {"type": "boolean", "default": False,
+                        "description": "Write the first iteration's operations per pipeline stage to the "
+                                       "training_timeline table (training_timeline.csv) for plots."},
     "host_overhead_per_kernel_us": {
         "type": "number", "minimum": 0, "default": HOST_KERNEL_US,
         "description": "Host (CPU) microseconds an eager framework spends per kernel it launches "
@@ -69,6 +72,8 @@ SUMMARY_SCHEMA = {
         "cost": {"type": "object"},
     },
 }
+
+TIMELINE_COLUMNS = ["framework", "stage", "global_rank", "op", "micro_batch", "chunk", "start_s", "end_s"]
 
 HEADLINE = [
     ("iteration time (s)", "iteration_time_s"),
@@ -149,10 +154,13 @@ class TrainingFramework(labsim.Framework):
         for i in range(job.iterations):
             began = env.now
             if i == 0 or not self.gpus.is_alone():
-                it = Iteration(env, plan.costs, plan.layout, plan.sharding, self.gpus.execute)
+                record = i == 0 and bool(self.config.get("record_timeline", False))
+                it = Iteration(env, plan.costs, plan.layout, plan.sharding, self.gpus.execute, record=record)
                 result = yield env.process(it.run())
                 if self.result is None:
                     self.result = result
+                if record:
+                    self._write_timeline(result)
             else:  # identical work on GPUs nobody else uses: the same iteration again
                 yield self.gpus.execute(self.iterations[0])
             self.iterations.append(env.now - began)
@@ -161,6 +169,12 @@ class TrainingFramework(labsim.Framework):
                                              busy * plan.layout.tp * plan.layout.dp)
         self.context.accounting.release(self.instance_name)
         self.notify_finished(job)
+
+    def _write_timeline(self, result):
+        lay = self.plan.layout
+        table = self.context.metrics.table("training_timeline", TIMELINE_COLUMNS)
+        table.extend([(self.instance_name, stage, lay.rank(0, 0, stage), "forward" if kind == "F" else "backward",
+                       mb, chunk, start, end) for stage, kind, mb, chunk, start, end in result.rows])
 
     def summary(self):
         if not self.iterations:
