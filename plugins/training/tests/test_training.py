@@ -210,3 +210,15 @@ def test_labsim_run_refuses_bad_layout_with_exit_2(tmp_path):
     assert result.exit_code == 2
     assert "tensor_parallel: 3 does not split the 20 attention heads" in result.output
     assert "Traceback" not in result.output
+
+
+def test_gradient_reduction_and_handoffs_share_the_nic():
+    # overlapped DP all-reduce of the last backward and the backward hand-offs leave the node
+    # through the same NIC: sharing it can only slow the iteration down
+    def run(contention):
+        return estimate("GPT-3-175B", framework="megatron", device="A100-SXM4-80GB",
+                        topology={"type": "dgx-a100", "nodes": 32}, seq_len=2048, global_batch_size=64,
+                        contention=contention,
+                        config={"tensor_parallel": 8, "pipeline_parallel": 8, "recompute": "full",
+                                "overlap_grad_reduce": True, "precision": "fp16"})["iteration_time_s"]
+    assert run(True) > run(False)

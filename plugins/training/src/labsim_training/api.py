@@ -17,6 +17,7 @@ import simpy
 import labsim
 
 from labsim_training.engine import Iteration
+from labsim_training.network import shared_links
 from labsim_training.frameworks import execution_options, framework_class
 from labsim_training.job import TrainingJob, resolve_model
 from labsim_training.layout import make_layout
@@ -40,10 +41,13 @@ def _topology(topology, device):
 
 def estimate(model, *, framework: str = "megatron", config: dict | None = None, device="A100-SXM4-80GB",
              topology=None, seq_len: int, global_batch_size: int, gpus: int | None = None,
-             check_memory: bool = True, record: bool = False) -> dict:
+             check_memory: bool = True, record: bool = False, contention: bool = True) -> dict:
     """The summary of one iteration of *model* (an id, a mapping, or a ModelSpec) trained by
     *framework* with *config* on *gpus* GPUs of *device* wired as *topology* (default: as many
     GPUs as the layout needs, on the device's usual servers).
+
+    *contention*: data-parallel collectives and pipeline hand-offs share the topology's links
+    (False: each priced alone).
 
     :raises labsim.UsageError: an impossible layout or a job that does not fit in memory.
     """
@@ -61,7 +65,8 @@ def estimate(model, *, framework: str = "megatron", config: dict | None = None, 
     plan = make_plan(cls.name, job, layout, policy.sharding(config, layout.precision), dev, topo,
                      check_memory=check_memory)
     env = simpy.Environment()
-    it = Iteration(env, plan.costs, plan.layout, plan.sharding, record=record)
+    it = Iteration(env, plan.costs, plan.layout, plan.sharding, record=record,
+                   links=shared_links(env, plan.costs) if contention else None)
     proc = env.process(it.run())
     env.run(until=proc)
     out = report(plan, [proc.value.seconds], proc.value)

@@ -97,11 +97,13 @@ class JobCosts:
         self.head_fwd, self.head_bwd = self._head()
         nbytes = self.tokens * h * self.act_bytes / t  # Megatron scatter-gather hand-off
         self.p2p = {}
+        self.p2p_call = {}  # stage → (nbytes, [from, to]) of the hand-off to the next stage
         for j in range(layout.pp):
             nxt = (j + 1) % layout.pp
             if nxt != j:
-                self.p2p[j] = comms.time("send_recv", nbytes,
-                                         [layout.rank(0, 0, j), layout.rank(0, 0, nxt)])
+                ranks = [layout.rank(0, 0, j), layout.rank(0, 0, nxt)]
+                self.p2p[j] = comms.time("send_recv", nbytes, ranks)
+                self.p2p_call[j] = (nbytes, ranks)
 
     # -- element-wise ---------------------------------------------------------------------------
 
@@ -259,6 +261,12 @@ class JobCosts:
         """One data-parallel collective over *params* parameters of *stage* (``nbytes`` = the
         whole buffer: per-rank size of an all-reduce, total of a reduce-scatter/all-gather)."""
         return self.comms.time(op, params * nbytes_per_param, self.layout.dp_ranks(stage))
+
+    def dp_call(self, op: str, params: float, nbytes_per_param: float, stage: int) -> tuple:
+        """``(op, nbytes, ranks, seconds alone)`` of that collective, for the shared links."""
+        ranks = self.layout.dp_ranks(stage)
+        nbytes = params * nbytes_per_param
+        return op, nbytes, ranks, self.comms.time(op, nbytes, ranks)
 
     def optimizer_time(self, params: float, grad_bytes: float) -> float:
         return self._ew(params * (ADAM_BYTES + grad_bytes))

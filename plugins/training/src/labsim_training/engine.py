@@ -114,8 +114,9 @@ class Iteration:
     :param record: keep one row per operation (stage, kind, micro-batch, chunk, start, end).
     """
 
-    def __init__(self, env, costs, layout, sharding, execute=None, record: bool = False):
+    def __init__(self, env, costs, layout, sharding, execute=None, record: bool = False, links=None):
         self.env, self.costs, self.layout, self.sharding = env, costs, layout, sharding
+        self.links = links
         self.execute = execute or env.timeout
         self.record = record
         p, v = layout.pp, layout.vpp
@@ -166,21 +167,36 @@ class Iteration:
                 return
             delay = p2p[j - 1] if j > 0 else p2p[p - 1]
         ev = self._event((kind, mb, c, j))
-        if delay > 0:
+        if delay > 0 and self.links is not None:
+            sender = j if kind == "F" else (j - 1 if j > 0 else p - 1)
+            nbytes, ranks = self.costs.p2p_call[sender]
+            if kind == "B":
+                ranks = ranks[::-1]
+            self.env.process(self._handoff(nbytes, ranks, ev))
+        elif delay > 0:
             self.env.timeout(delay).callbacks.append(lambda _e, ev=ev: ev.succeed())
         else:
             ev.succeed()
 
+    def _handoff(self, nbytes, ranks, ev):
+        yield from self.links.collective("send_recv", nbytes, ranks)
+        ev.succeed()
+
     # -- communication stream -------------------------------------------------------------------
 
-    def _comm(self, stream, seconds, acc):
+    def _comm(self, stream, call, acc):
+        op, nbytes, ranks, seconds = call
         with stream.request() as turn:
             yield turn
-            yield self.env.timeout(seconds)
-            acc.busy_comm += seconds
+            began = self.env.now
+            if self.links is not None and seconds > 0:
+                yield from self.links.collective(op, nbytes, ranks)
+            else:
+                yield self.env.timeout(seconds)
+            acc.busy_comm += self.env.now - began
 
-    def _issue(self, stream, seconds, acc):
-        return self.env.process(self._comm(stream, seconds, acc))
+    def _issue(self, stream, call, acc):
+        return self.env.process(self._comm(stream, call, acc))
 
     # -- one stage ------------------------------------------------------------------------------
 
@@ -214,9 +230,9 @@ class Iteration:
                 per = piece * (1.0 / n)
                 gathers = []
                 if gather:
-                    t_ag = costs.dp_time("all_gather", chunk.params / n, 2.0, j)
-                    gathers = [self._issue(stream, t_ag, acc) for _ in range(n)]
-                t_red = costs.dp_time(sh.reduce_op, chunk.params / n, reduce_bytes, j) if reduce_now else 0.0
+                    ag = costs.dp_call("all_gather", chunk.params / n, 2.0, j)
+                    gathers = [self._issue(stream, ag, acc) for _ in range(n)]
+                red = costs.dp_call(sh.reduce_op, chunk.params / n, reduce_bytes, j) if reduce_now else None
                 for i in range(n):
                     if gathers and not gathers[i].triggered:
                         t0 = env.now
@@ -224,7 +240,7 @@ class Iteration:
                         acc.dp += env.now - t0
                     yield self.execute(per.seconds)
                     if reduce_now:
-                        pending.append(self._issue(stream, t_red, acc))
+                        pending.append(self._issue(stream, red, acc))
             acc.compute += piece.compute
             acc.tp += piece.tp
             acc.membound += piece.membound
@@ -234,7 +250,7 @@ class Iteration:
             self._signal(kind, mb, c, j)
         if sharded_dp and not sh.every_microbatch and not sh.overlap_grad_reduce:
             for chunk in self.chunks[j]:
-                pending.append(self._issue(stream, costs.dp_time(sh.reduce_op, chunk.params, reduce_bytes, j),
+                pending.append(self._issue(stream, costs.dp_call(sh.reduce_op, chunk.params, reduce_bytes, j),
                                            acc))
         if pending:
             t0 = env.now
@@ -279,7 +295,9 @@ class Iteration:
 
 def simulate_iteration(env, costs, layout, sharding, execute=None, record=False) -> IterationResult:
     """Run one iteration in *env* to completion (a fresh environment is fine) and return it."""
-    it = Iteration(env, costs, layout, sharding, execute, record)
+    from labsim_training.network import shared_links
+
+    it = Iteration(env, costs, layout, sharding, execute, record, shared_links(env, costs))
     proc = env.process(it.run())
     env.run(until=proc)
     return proc.value

@@ -12,6 +12,7 @@ import labsim
 from labsim.errors import UsageError
 
 from labsim_training.engine import Iteration
+from labsim_training.network import shared_links
 from labsim_training.job import TRAINING_JOBS, job_from_config
 from labsim_training.layout import PRECISIONS, RECOMPUTE, Sharding, make_layout
 from labsim_training.plan import make_plan, report
@@ -155,7 +156,8 @@ class TrainingFramework(labsim.Framework):
             began = env.now
             if i == 0 or not self.gpus.is_alone():
                 record = i == 0 and bool(self.config.get("record_timeline", False))
-                it = Iteration(env, plan.costs, plan.layout, plan.sharding, self.gpus.execute, record=record)
+                it = Iteration(env, plan.costs, plan.layout, plan.sharding, self.gpus.execute, record=record,
+                               links=shared_links(env, plan.costs))
                 result = yield env.process(it.run())
                 if self.result is None:
                     self.result = result
