@@ -222,3 +222,12 @@ def test_gradient_reduction_and_handoffs_share_the_nic():
                         config={"tensor_parallel": 8, "pipeline_parallel": 8, "recompute": "full",
                                 "overlap_grad_reduce": True, "precision": "fp16"})["iteration_time_s"]
     assert run(True) > run(False)
+
+
+def test_gpipe_has_the_1f1b_bubble_but_holds_every_micro_batch():
+    one = _run({"pipeline_parallel": 4, "data_parallel": 1}, gbs=16, gpus=4, model=BALANCED)
+    gpipe = _run({"pipeline_parallel": 4, "data_parallel": 1, "pipeline_schedule": "gpipe"}, gbs=16, gpus=4,
+                 model=BALANCED)
+    assert gpipe["iteration_time_s"] == pytest.approx(one["iteration_time_s"], rel=0.02)
+    assert gpipe["memory_per_gpu_gib"]["activations"] > 3 * one["memory_per_gpu_gib"]["activations"]
+    assert peak_in_flight(0, 4, 16, 1, "gpipe") == 16

@@ -33,9 +33,13 @@ import simpy
 from labsim_training.costs import Piece
 
 
-def pipeline_order(stage: int, p: int, m: int, v: int = 1) -> list[tuple[str, int, int]]:
+def pipeline_order(stage: int, p: int, m: int, v: int = 1, schedule: str = "1f1b") -> list[tuple[str, int, int]]:
     """Stage *stage*'s operations ``(F|B, micro-batch, model chunk)`` in Megatron's 1F1B order
-    (interleaved when *v* > 1: ``forward_backward_pipelining_with_interleaving``)."""
+    (interleaved when *v* > 1: ``forward_backward_pipelining_with_interleaving``), or GPipe's
+    (every forward, then every backward: the same bubble, but all *m* micro-batches' activations
+    held at once)."""
+    if schedule == "gpipe":
+        return [("F", k, 0) for k in range(m)] + [("B", k, 0) for k in range(m)]
     total = m * v
     if v == 1:
         warmup = min(p - stage - 1, m)
@@ -60,10 +64,10 @@ def pipeline_order(stage: int, p: int, m: int, v: int = 1) -> list[tuple[str, in
     return ops
 
 
-def peak_in_flight(stage: int, p: int, m: int, v: int = 1) -> int:
+def peak_in_flight(stage: int, p: int, m: int, v: int = 1, schedule: str = "1f1b") -> int:
     """Most micro-batch chunks whose activations stage *stage* holds at once."""
     live = peak = 0
-    for kind, _, _ in pipeline_order(stage, p, m, v):
+    for kind, _, _ in pipeline_order(stage, p, m, v, schedule):
         live += 1 if kind == "F" else -1
         peak = max(peak, live)
     return peak
@@ -208,7 +212,7 @@ class Iteration:
         m, dp = lay.num_micro, lay.dp
         sharded_dp = dp > 1
         reduce_bytes = sh.grad_comm_bytes
-        for kind, mb, c in pipeline_order(j, lay.pp, m, lay.vpp):
+        for kind, mb, c in pipeline_order(j, lay.pp, m, lay.vpp, lay.schedule):
             dep, handoff = self._dep(kind, mb, c, j)
             if dep is not None and not dep.triggered:
                 t0 = env.now

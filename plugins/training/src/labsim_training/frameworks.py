@@ -193,6 +193,9 @@ class Megatron(TrainingFramework):
     config_schema = _schema({
         "tensor_parallel": {"type": "integer", "minimum": 1, "default": 1},
         "pipeline_parallel": {"type": "integer", "minimum": 1, "default": 1},
+        "pipeline_schedule": {"enum": ["1f1b", "gpipe"], "default": "1f1b",
+                              "description": "1F1B (interleaved with virtual stages), or GPipe: all "
+                                             "forwards, then all backwards."},
         "virtual_pipeline_stages": {"type": "integer", "minimum": 1, "default": 1,
                                     "description": "Model chunks per pipeline stage (interleaved 1F1B)."},
         "sequence_parallel": {"type": "boolean", "default": False},
@@ -207,6 +210,7 @@ class Megatron(TrainingFramework):
     def layout_options(self, config):
         return {"tp": config.get("tensor_parallel", 1), "pp": config.get("pipeline_parallel", 1),
                 "vpp": config.get("virtual_pipeline_stages", 1),
+                "schedule": config.get("pipeline_schedule", "1f1b"),
                 "sp": config.get("sequence_parallel", False),
                 "first_stage_layers": config.get("decoder_first_pipeline_num_layers"),
                 "last_stage_layers": config.get("decoder_last_pipeline_num_layers")}

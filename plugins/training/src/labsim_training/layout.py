@@ -35,6 +35,7 @@ class Layout:
     stage_layers: tuple[int, ...] = ()
     attention: str = "flash"
     host_kernel_s: float = 0.0
+    schedule: str = "1f1b"
 
     @property
     def world(self) -> int:
@@ -103,7 +104,7 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
                 vpp: int = 1, sp: bool = False, recompute: str = "none", precision: str = "bf16",
                 gpus: int | None = None, first_stage_layers: int | None = None,
                 last_stage_layers: int | None = None, attention: str = "flash",
-                host_kernel_s: float = 0.0) -> Layout:
+                host_kernel_s: float = 0.0, schedule: str = "1f1b") -> Layout:
     """The checked :class:`Layout` of *job* on *gpus* GPUs (None: as many as the layout needs).
 
     :raises UsageError: naming the field and the allowed values.
@@ -141,10 +142,13 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
                          f"{num_micro} micro-batches per replica to be a multiple of "
                          f"pipeline_parallel {pp}; use virtual_pipeline_stages: 1 or a global batch "
                          f"that is a multiple of {pp * micro_batch * dp}")
+    if schedule == "gpipe" and vpp > 1:
+        raise UsageError("virtual_pipeline_stages: GPipe has no interleaved form; allowed: 1 "
+                         "(or pipeline_schedule: 1f1b)")
     if recompute not in RECOMPUTE:
         raise UsageError(f"recompute: {recompute!r}; allowed: {', '.join(RECOMPUTE)}")
     return Layout(tp, pp, dp, micro_batch, num_micro, vpp, bool(sp and tp > 1), recompute, precision,
-                  stage_layers, attention, float(host_kernel_s))
+                  stage_layers, attention, float(host_kernel_s), schedule)
 
 
 def _stage_layers(name, layers, pp, vpp, first, last) -> tuple[int, ...]:
