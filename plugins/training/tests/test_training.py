@@ -231,3 +231,13 @@ def test_gpipe_has_the_1f1b_bubble_but_holds_every_micro_batch():
     assert gpipe["iteration_time_s"] == pytest.approx(one["iteration_time_s"], rel=0.02)
     assert gpipe["memory_per_gpu_gib"]["activations"] > 3 * one["memory_per_gpu_gib"]["activations"]
     assert peak_in_flight(0, 4, 16, 1, "gpipe") == 16
+
+
+def test_hybrid_shard_shards_within_a_node():
+    def mem(mode):
+        return _run({"sharding": mode}, gbs=64, framework="fsdp", topology={"type": "dgx-a100", "nodes": 4},
+                    check_memory=False)["memory_per_gpu_gib"]
+    full, hybrid, none = mem("full_shard"), mem("hybrid_shard"), mem("no_shard")
+    # model states split 32 ways, 8 ways (a node), not at all
+    assert hybrid["optimizer"] == pytest.approx(4 * full["optimizer"], rel=1e-6)
+    assert none["optimizer"] == pytest.approx(8 * hybrid["optimizer"], rel=1e-6)

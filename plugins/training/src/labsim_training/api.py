@@ -18,7 +18,7 @@ import labsim
 
 from labsim_training.engine import Iteration
 from labsim_training.network import shared_links
-from labsim_training.frameworks import execution_options, framework_class
+from labsim_training.frameworks import execution_options, framework_class, node_sharding
 from labsim_training.job import TrainingJob, resolve_model
 from labsim_training.layout import make_layout
 from labsim_training.plan import make_plan, report
@@ -62,7 +62,8 @@ def estimate(model, *, framework: str = "megatron", config: dict | None = None, 
     layout = make_layout(spec, job, dp=config.get("data_parallel"), micro_batch=config.get("micro_batch_size", 1),
                          recompute=config.get("recompute", "none"), precision=config.get("precision", "bf16"),
                          gpus=capacity, **execution_options(config), **policy.layout_options(config))
-    plan = make_plan(cls.name, job, layout, policy.sharding(config, layout.precision), dev, topo,
+    sharding = node_sharding(policy.sharding(config, layout.precision), layout, topo)
+    plan = make_plan(cls.name, job, layout, sharding, dev, topo,
                      check_memory=check_memory)
     env = simpy.Environment()
     it = Iteration(env, plan.costs, plan.layout, plan.sharding, record=record,

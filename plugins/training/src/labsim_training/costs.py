@@ -262,9 +262,13 @@ class JobCosts:
         whole buffer: per-rank size of an all-reduce, total of a reduce-scatter/all-gather)."""
         return self.comms.time(op, params * nbytes_per_param, self.layout.dp_ranks(stage))
 
-    def dp_call(self, op: str, params: float, nbytes_per_param: float, stage: int) -> tuple:
-        """``(op, nbytes, ranks, seconds alone)`` of that collective, for the shared links."""
-        ranks = self.layout.dp_ranks(stage)
+    def dp_call(self, op: str, params: float, nbytes_per_param: float, stage: int, group: int = 0) -> tuple:
+        """``(op, nbytes, ranks, seconds alone)`` of that collective, for the shared links; over
+        the first *group* DP ranks when *group* > 0, across the shard groups when < 0."""
+        if group < 0:
+            ranks = self.layout.replica_ranks(stage, -group)
+        else:
+            ranks = self.layout.dp_ranks(stage, group)
         nbytes = params * nbytes_per_param
         return op, nbytes, ranks, self.comms.time(op, nbytes, ranks)
 

@@ -234,9 +234,9 @@ class Iteration:
                 per = piece * (1.0 / n)
                 gathers = []
                 if gather:
-                    ag = costs.dp_call("all_gather", chunk.params / n, 2.0, j)
+                    ag = costs.dp_call("all_gather", chunk.params / n, 2.0, j, sh.shard_group)
                     gathers = [self._issue(stream, ag, acc) for _ in range(n)]
-                red = costs.dp_call(sh.reduce_op, chunk.params / n, reduce_bytes, j) if reduce_now else None
+                red = self._reduce_calls(chunk.params / n, j) if reduce_now else None
                 for i in range(n):
                     if gathers and not gathers[i].triggered:
                         t0 = env.now
@@ -244,7 +244,7 @@ class Iteration:
                         acc.dp += env.now - t0
                     yield self.execute(per.seconds)
                     if reduce_now:
-                        pending.append(self._issue(stream, red, acc))
+                        pending += [self._issue(stream, call, acc) for call in red]
             acc.compute += piece.compute
             acc.tp += piece.tp
             acc.membound += piece.membound
@@ -254,13 +254,23 @@ class Iteration:
             self._signal(kind, mb, c, j)
         if sharded_dp and not sh.every_microbatch and not sh.overlap_grad_reduce:
             for chunk in self.chunks[j]:
-                pending.append(self._issue(stream, costs.dp_call(sh.reduce_op, chunk.params, reduce_bytes, j),
-                                           acc))
+                pending += [self._issue(stream, call, acc) for call in self._reduce_calls(chunk.params, j)]
         if pending:
             t0 = env.now
             yield env.all_of(pending)
             acc.dp += env.now - t0
         acc.done = env.now
+
+    def _reduce_calls(self, params: float, j: int) -> list:
+        """The gradient collectives of *params* parameters of stage *j*: one over the DP group,
+        or with hybrid sharding a reduce-scatter in the shard group and an all-reduce of the
+        shard across the replicas."""
+        sh, costs, lay = self.sharding, self.costs, self.layout
+        group = sh.shards(lay.dp)
+        if group >= lay.dp:
+            return [costs.dp_call(sh.reduce_op, params, sh.grad_comm_bytes, j)]
+        return [costs.dp_call("reduce_scatter", params, sh.grad_comm_bytes, j, group),
+                costs.dp_call("all_reduce", params / group, sh.grad_comm_bytes, j, -group)]
 
     def run(self):
         """SimPy generator: one iteration; returns an :class:`IterationResult`."""
@@ -272,11 +282,11 @@ class Iteration:
         tails = []
         for j in range(lay.pp):
             params = costs.stage_params(j)
-            local = params / (lay.dp if sh.optimizer else 1)
+            local = params / (sh.shards(lay.dp) if sh.optimizer else 1)
             opt = costs.optimizer_time(local, sh.grad_bytes)
             ag = 0.0
             if sh.gather_after_step and lay.dp > 1 and not sh.overlap_param_gather:
-                ag = costs.dp_time("all_gather", params, 2.0, j)
+                ag = costs.dp_call("all_gather", params, 2.0, j, sh.shard_group)[3]
             tails.append((opt, ag))
         tail = max(o + a for o, a in tails)
         yield self.execute(tail)

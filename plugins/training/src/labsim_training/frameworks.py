@@ -8,6 +8,8 @@ pricing, memory, the SimPy timeline, the summary — is shared.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import labsim
 from labsim.errors import UsageError
 
@@ -88,6 +90,14 @@ HEADLINE = [
 ]
 
 
+def node_sharding(sharding: Sharding, layout, topology) -> Sharding:
+    """*sharding* with a shard group of "a node" resolved: the DP ranks of one node."""
+    if sharding.shard_group != -1:
+        return sharding
+    per_node = int(getattr(topology, "gpus_per_node", 0) or 8)
+    return replace(sharding, shard_group=max(1, per_node // layout.tp))
+
+
 def execution_options(config: dict) -> dict:
     """How kernels run: the attention path and the host's launch cost."""
     return {"attention": config.get("attention", "flash"),
@@ -135,8 +145,9 @@ class TrainingFramework(labsim.Framework):
             job.model, job, dp=cfg.get("data_parallel"), micro_batch=cfg.get("micro_batch_size", 1),
             recompute=cfg.get("recompute", "none"), precision=precision,
             gpus=self.context.hardware.capacity, **execution_options(cfg), **self.layout_options(cfg))
-        plan = make_plan(self.name, job, layout, self.sharding(cfg, precision), self.device,
-                         self.topology, self.context.registry)
+        plan = make_plan(self.name, job, layout, node_sharding(self.sharding(cfg, precision), layout,
+                                                               self.topology),
+                         self.device, self.topology, self.context.registry)
         self.gpus = self.context.hardware.allocate(
             self.instance_name, layout.world,
             why=f"tensor_parallel {layout.tp} × pipeline_parallel {layout.pp} × data_parallel {layout.dp}")
@@ -250,15 +261,18 @@ class FSDP(TrainingFramework):
 
     name = "fsdp"
     config_schema = _schema({
-        "sharding": {"enum": ["full_shard", "shard_grad_op", "no_shard"], "default": "full_shard"},
+        "sharding": {"enum": ["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"],
+                     "default": "full_shard",
+                     "description": "hybrid_shard: full_shard inside each node, replicated across nodes."},
     })
 
     def sharding(self, config, precision):
         mode = config.get("sharding", "full_shard")
         shard = mode != "no_shard"
-        return Sharding(params=mode == "full_shard", grads=shard, optimizer=shard, every_microbatch=shard,
-                        overlap_grad_reduce=True, grad_bytes=2.0, grad_comm_bytes=2.0,
-                        gather_after_step=mode == "shard_grad_op")
+        return Sharding(params=mode in ("full_shard", "hybrid_shard"), grads=shard, optimizer=shard,
+                        every_microbatch=shard, overlap_grad_reduce=True, grad_bytes=2.0, grad_comm_bytes=2.0,
+                        gather_after_step=mode == "shard_grad_op",
+                        shard_group=-1 if mode == "hybrid_shard" else 0)
 
 
 class DDP(TrainingFramework):

@@ -48,8 +48,14 @@ class Layout:
     def tp_ranks(self, stage: int = 0) -> list[int]:
         return [self.rank(i, 0, stage) for i in range(self.tp)]
 
-    def dp_ranks(self, stage: int = 0) -> list[int]:
-        return [self.rank(0, k, stage) for k in range(self.dp)]
+    def dp_ranks(self, stage: int = 0, group: int = 0) -> list[int]:
+        """The representative rank's data-parallel group (*group* > 0: its first *group* ranks,
+        a shard group of hybrid sharding)."""
+        return [self.rank(0, k, stage) for k in range(min(group, self.dp) if group > 0 else self.dp)]
+
+    def replica_ranks(self, stage: int, group: int) -> list[int]:
+        """The ranks holding the same shard in each shard group of *group* ranks."""
+        return [self.rank(0, k, stage) for k in range(0, self.dp, group)]
 
     def describe(self) -> str:
         parts = [f"TP {self.tp}", f"PP {self.pp}", f"DP {self.dp}"]
@@ -73,6 +79,9 @@ class Sharding:
         all-gathered after the step (distributed optimizer, ZeRO-1/2).
     :param overlap_param_gather: that all-gather hides behind the next iteration's forward.
     :param bucket_bytes: communication buffers the framework keeps (DDP buckets, prefetch).
+    :param shard_group: shard over groups of this many DP ranks and replicate across groups
+        (FSDP hybrid_shard: a node); 0 = over all DP ranks. -1 = a node (resolved by the
+        framework from the topology).
     """
 
     params: bool = False
@@ -85,6 +94,11 @@ class Sharding:
     gather_after_step: bool = False
     overlap_param_gather: bool = False
     bucket_bytes: float = 0.0
+    shard_group: int = 0
+
+    def shards(self, dp: int) -> int:
+        """Over how many ranks sharded states are split."""
+        return min(dp, self.shard_group) if self.shard_group > 0 else dp
 
     @property
     def reduce_op(self) -> str:

@@ -70,9 +70,10 @@ class MemoryBreakdown:
 
 def model_state_bytes(params: float, dp: int, sharding) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes of *params* parameters on one GPU."""
-    w = params * WEIGHT_BYTES / (dp if sharding.params else 1)
-    g = params * sharding.grad_bytes / (dp if sharding.grads else 1)
-    o = params * OPTIMIZER_BYTES / (dp if sharding.optimizer else 1)
+    n = sharding.shards(dp)
+    w = params * WEIGHT_BYTES / (n if sharding.params else 1)
+    g = params * sharding.grad_bytes / (n if sharding.grads else 1)
+    o = params * OPTIMIZER_BYTES / (n if sharding.optimizer else 1)
     return w, g, o
 
 
