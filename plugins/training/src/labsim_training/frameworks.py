@@ -145,13 +145,12 @@ class TrainingFramework(labsim.Framework):
             job.model, job, dp=cfg.get("data_parallel"), micro_batch=cfg.get("micro_batch_size", 1),
             recompute=cfg.get("recompute", "none"), precision=precision,
             gpus=self.context.hardware.capacity, **execution_options(cfg), **self.layout_options(cfg))
-        plan = make_plan(self.name, job, layout, node_sharding(self.sharding(cfg, precision), layout,
-                                                               self.topology),
-                         self.device, self.topology, self.context.registry)
         self.gpus = self.context.hardware.allocate(
             self.instance_name, layout.world,
             why=f"tensor_parallel {layout.tp} × pipeline_parallel {layout.pp} × data_parallel {layout.dp}")
-        return plan
+        return make_plan(self.name, job, layout, node_sharding(self.sharding(cfg, precision), layout,
+                                                               self.topology),
+                         self.device, self.topology, self.context.registry)
 
     def start(self):
         pass

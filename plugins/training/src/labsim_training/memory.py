@@ -68,12 +68,14 @@ class MemoryBreakdown:
         return out
 
 
-def model_state_bytes(params: float, dp: int, sharding) -> tuple[float, float, float]:
-    """(weights, gradients, optimizer) bytes of *params* parameters on one GPU."""
+def model_state_bytes(params: float, dp: int, sharding, precision: str = "bf16") -> tuple[float, float, float]:
+    """(weights, gradients, optimizer) bytes of *params* parameters on one GPU (fp32 training:
+    4-byte weights and gradients, Adam's two moments, no master copy)."""
     n = sharding.shards(dp)
-    w = params * WEIGHT_BYTES / (n if sharding.params else 1)
-    g = params * sharding.grad_bytes / (n if sharding.grads else 1)
-    o = params * OPTIMIZER_BYTES / (n if sharding.optimizer else 1)
+    fp32 = precision == "fp32"
+    w = params * (4.0 if fp32 else WEIGHT_BYTES) / (n if sharding.params else 1)
+    g = params * (4.0 if fp32 else sharding.grad_bytes) / (n if sharding.grads else 1)
+    o = params * (8.0 if fp32 else OPTIMIZER_BYTES) / (n if sharding.optimizer else 1)
     return w, g, o
 
 

@@ -46,7 +46,7 @@ def stage_memory(costs: JobCosts, layout, sharding, j: int) -> MemoryBreakdown:
     model, job = costs.model, costs.job
     s, b, h, t = job.seq_len, layout.micro_batch, model.hidden_size, layout.tp
     params = costs.stage_params(j)
-    w, g, o = model_state_bytes(params, layout.dp, sharding)
+    w, g, o = model_state_bytes(params, layout.dp, sharding, layout.precision)
     heads, kv, hd = model.attention_heads(1)
     per_layer = activation_bytes_per_layer(
         s, b, h, heads, t, sp=layout.sp, recompute=layout.recompute, ffn=model.intermediate_size,
