@@ -212,21 +212,29 @@ class JobCosts:
         return Piece(look, tp, 0.0, look), Piece(2 * look, 0.0, 0.0, 2 * look)
 
     def _head(self) -> tuple[Piece, Piece]:
+        """The final norm, the LM head GEMM and Megatron's vocab-parallel cross-entropy, which
+        runs as separate fp32 element-wise kernels over the ``tokens × vocab/TP`` logits:
+        forward cast (2 B in, 4 out), max (4 in), subtract (4+4), exp (4+4), sum (4), normalise
+        (4+4); backward softmax gradient (4+4), one-hot subtract (4+4), scale (4+4), cast back
+        (4 in, 2 out)."""
         m, dev = self.tokens, self.device
         n, k = self.model.lm_head_gemm(self.layout.tp)
         f = dev.gemm_time(m, n, k, self.dtype)
-        bw = dev.gemm_time(m, k, n, self.dtype) + dev.gemm_time(n, k, m, self.dtype)
+        bw = [dev.gemm_time(m, k, n, self.dtype), dev.gemm_time(n, k, m, self.dtype)]
         flops = 2.0 * m * n * k
         h = self.model.hidden_size
         final_norm = self._norm(2 * self.sub_tokens * h * self.act_bytes)
-        loss = self._ew(m * n * (2 + 4 + 4))  # logits in, fp32 softmax, fp32 gradient out
-        tp_f = 0.0
+        logits = float(m) * n
+        loss_f = [self._ew(logits * b) for b in (6, 4, 8, 8, 4, 8)]
+        loss_b = [self._ew(logits * b) for b in (8, 8, 8, 6)]
+        tp_f = []
         if self.layout.tp > 1:  # vocab-parallel cross-entropy: max, sum and target all-reduces
-            tp_f = 3 * self.comms.time("all_reduce", m * 4, self.tp_ranks)
+            tp_f = [self.comms.time("all_reduce", m * 4, self.tp_ranks)] * 3
             if self.layout.sp:
-                tp_f += self.comms.time("all_gather", m * h * self.act_bytes, self.tp_ranks)
-        fwd = Piece(f + final_norm + loss, tp_f, flops, final_norm + loss)
-        bwd = Piece(bw + 2 * final_norm, tp_f, 2 * flops, 2 * final_norm)
+                tp_f.append(self.comms.time("all_gather", m * h * self.act_bytes, self.tp_ranks))
+        fwd = self._launched([final_norm, f, *loss_f], tp_f, flops, final_norm + sum(loss_f))
+        bwd = self._launched([*loss_b, *bw, final_norm, final_norm], tp_f[:1] if tp_f else [], 2 * flops,
+                             2 * final_norm + sum(loss_b))
         self.head_model_flops = 3 * flops
         return fwd, bwd
 

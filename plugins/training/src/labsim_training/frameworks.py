@@ -24,9 +24,9 @@ from labsim_training.plan import make_plan, report
 #: Fitted (one constant) on the even rows of vTrain's single-node Megatron-LM runs, whose small
 #: layers (hidden 1024-2048, micro-batch 1-2) are bound by the host, and checked on the odd rows
 #: (benchmarks/fidelity_training.py). Megatron launches ~60 kernels per layer forward+backward
-#: (views, copies, bias and rng-tracker ops the model does not price), so this is ~60 us per
+#: (views, copies, bias and rng-tracker ops the model does not price), so this is ~55 us per
 #: real launch. In large layers it only lifts short element-wise kernels.
-HOST_KERNEL_US = 90.0
+HOST_KERNEL_US = 85.0
 
 COMMON = {
     "micro_batch_size": {"type": "integer", "minimum": 1, "default": 1,
