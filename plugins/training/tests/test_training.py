@@ -192,6 +192,13 @@ def test_labsim_run_side_by_side(tmp_path):
     mem = {n: summary["frameworks"][n]["memory_per_gpu_gib"] for n in ("zero", "fsdp", "ddp")}
     assert mem["fsdp"]["weights"] < mem["zero"]["weights"] == pytest.approx(mem["ddp"]["weights"])
     assert mem["zero"]["optimizer"] < mem["ddp"]["optimizer"]
+    # later iterations repeat the first without stepping it again: identical to stepping it
+    mega = summary["frameworks"]["mega"]
+    assert mega["iteration_times_s"][0] == mega["iteration_times_s"][1]
+    stepped = estimate("GPT-2-Large", framework="megatron", device="A100-SXM4-80GB",
+                       topology={"type": "dgx-a100", "nodes": 2}, seq_len=1024, global_batch_size=64,
+                       config={"tensor_parallel": 2, "pipeline_parallel": 2, "micro_batch_size": 2})
+    assert stepped["iteration_time_s"] == pytest.approx(mega["iteration_times_s"][1], rel=1e-12)
     # the opt-in timeline: every forward and backward of the first iteration, per stage
     import csv
     with open(out / "training_timeline.csv") as fh:
