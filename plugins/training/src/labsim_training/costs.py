@@ -159,6 +159,12 @@ class JobCosts:
             mm = m * count  # MoE: each token passes `count` experts
             gemm_f.append(dev.gemm_time(mm, n, k, self.dtype))
             gemm_b += [dev.gemm_time(mm, k, n, self.dtype), dev.gemm_time(n, k, mm, self.dtype)]
+            if self.dtype == "fp8":
+                # FP8 GEMMs read FP8 operands: each 16-bit input is first scaled and cast (read 2 B,
+                # write 1 B per element); backward casts the output gradient and the transposed
+                # copies the weight-gradient GEMM reads (Transformer Engine's cast-transpose)
+                gemm_f.append(self._ew(3.0 * mm * k))
+                gemm_b += [self._ew(3.0 * mm * n), self._ew(3.0 * mm * k)]
             flops += 2.0 * mm * n * k
         heads, kv, hd = model.attention_heads(t)
         attn_f, attn_b = self._attention(b, s, heads, kv, hd)
