@@ -259,3 +259,16 @@ def test_fp8_on_h100_is_faster_but_not_twice():
                                 "precision": precision})["iteration_time_s"]
     bf16, fp8 = run("bf16"), run("fp8")
     assert 1.1 < bf16 / fp8 < 1.9  # attention, element-wise work and the casts stay 16-bit
+
+
+@pytest.mark.parametrize("precision, plain, dist", [("fp16", 20, (4, 16)), ("bf16", 18, (6, 12))])
+def test_megatron_bytes_per_parameter_match_its_documentation(precision, plain, dist):
+    # Megatron-LM's distributed optimizer docs: fp16 20 B/param (4 + 16/d), bf16 18 (6 + 12/d)
+    from labsim_training.frameworks import Megatron
+    from labsim_training.memory import model_state_bytes
+
+    policy = Megatron.__new__(Megatron)
+    d = 8
+    for distributed, expected in ((False, plain), (True, dist[0] + dist[1] / d)):
+        sharding = policy.sharding({"distributed_optimizer": distributed}, precision)
+        assert sum(model_state_bytes(1.0, d, sharding, precision)) == pytest.approx(expected)

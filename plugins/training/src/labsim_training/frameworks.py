@@ -226,10 +226,14 @@ class Megatron(TrainingFramework):
                 "last_stage_layers": config.get("decoder_last_pipeline_num_layers")}
 
     def sharding(self, config, precision):
-        grad = 4.0 if precision == "bf16" else 2.0  # bf16 accumulates and reduces grads in fp32
+        # bf16 (and fp8, whose weights are bf16) accumulates and reduces gradients in fp32
+        grad = 4.0 if precision in ("bf16", "fp8") else 2.0
         dist = bool(config.get("distributed_optimizer", False))
+        # Megatron's optimizer keeps fp32 master weights, Adam's moments and, when gradients are
+        # 16-bit, an fp32 copy of them: 20 / 18 bytes per parameter with fp16 / bf16 in all
         return Sharding(optimizer=dist, overlap_grad_reduce=bool(config.get("overlap_grad_reduce", False)),
                         grad_bytes=grad, grad_comm_bytes=grad, gather_after_step=dist,
+                        optimizer_bytes=12.0 if grad == 4.0 else 16.0,
                         overlap_param_gather=bool(config.get("overlap_param_gather", False)))
 
 

@@ -79,6 +79,9 @@ class Sharding:
         all-gathered after the step (distributed optimizer, ZeRO-1/2).
     :param overlap_param_gather: that all-gather hides behind the next iteration's forward.
     :param bucket_bytes: communication buffers the framework keeps (DDP buckets, prefetch).
+    :param optimizer_bytes: bytes per parameter of optimizer state: fp32 master weights and
+        Adam's two moments (12), plus an fp32 copy of the gradients when they are 16-bit in
+        Megatron (16: its documented 20 bytes per parameter with fp16).
     :param shard_group: shard over groups of this many DP ranks and replicate across groups
         (FSDP hybrid_shard: a node); 0 = over all DP ranks. -1 = a node (resolved by the
         framework from the topology).
@@ -95,6 +98,7 @@ class Sharding:
     overlap_param_gather: bool = False
     bucket_bytes: float = 0.0
     shard_group: int = 0
+    optimizer_bytes: float = 12.0
 
     def shards(self, dp: int) -> int:
         """Over how many ranks sharded states are split."""
