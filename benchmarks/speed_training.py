@@ -28,6 +28,13 @@ CASES = [
                 "sequence_parallel": True, "distributed_optimizer": True, "overlap_grad_reduce": True,
                 "decoder_first_pipeline_num_layers": 7, "decoder_last_pipeline_num_layers": 7,
                 "precision": "bf16"})),
+    ("Llama-3.1-405B, 16,384 x H100, TP8 PP16 (x8 virtual) DP128", 10.0, dict(
+        model="Llama-3.1-405B", device="H100-SXM", topology={"type": "dgx-h100", "nodes": 2048},
+        seq_len=8192, global_batch_size=2048,
+        config={"tensor_parallel": 8, "pipeline_parallel": 16, "virtual_pipeline_stages": 8,
+                "decoder_first_pipeline_num_layers": 0, "decoder_last_pipeline_num_layers": 0,
+                "micro_batch_size": 1, "recompute": "full", "sequence_parallel": True,
+                "distributed_optimizer": True, "overlap_grad_reduce": True, "precision": "bf16"})),
 ]
 
 

@@ -123,6 +123,19 @@ def test_uneven_first_and_last_stages():
     assert r["layout"]["gpus"] == 512 and r["iteration_time_s"] > 0
 
 
+def test_interleaved_stages_with_embedding_and_head_alone():
+    from labsim_training.layout import make_layout
+    from labsim_training.job import TrainingJob, resolve_model
+
+    model = resolve_model(None, "Llama-3.1-405B")
+    job = TrainingJob(model, 8192, 2048)
+    lay = make_layout(model, job, tp=8, pp=16, dp=128, vpp=8, first_stage_layers=0, last_stage_layers=0)
+    assert lay.chunk_layers[0] == 0 and lay.chunk_layers[-1] == 0 and set(lay.chunk_layers[1:-1]) == {1}
+    assert lay.stage_layers(0) == 7 and lay.stage_layers(15) == 7 and lay.stage_layers(5) == 8
+    with pytest.raises(UsageError, match="do not split evenly"):
+        make_layout(model, job, tp=8, pp=16, dp=128, vpp=8, first_stage_layers=1, last_stage_layers=0)
+
+
 # -- invariants -------------------------------------------------------------------------------------
 
 @settings(max_examples=15, deadline=None)

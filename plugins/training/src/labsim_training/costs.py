@@ -262,14 +262,18 @@ class JobCosts:
     def layer_params(self) -> int:
         return int(self.model._layer_params(self.layout.tp))
 
-    def stage_params(self, stage: int) -> int:
+    def chunk_params(self, stage: int, chunk: int) -> int:
+        """Parameters of model chunk *chunk* on pipeline stage *stage* on one GPU."""
         lay = self.layout
-        n = lay.stage_layers[stage] * self.layer_params()
-        if stage == 0:
+        n = lay.layers_of(stage, chunk) * self.layer_params()
+        if stage == 0 and chunk == 0:
             n += int(self.model._first_stage_params(lay.tp))
-        if stage == lay.pp - 1:
+        if stage == lay.pp - 1 and chunk == lay.vpp - 1:
             n += int(self.model._last_stage_params(lay.tp, lay.pp))
         return n
+
+    def stage_params(self, stage: int) -> int:
+        return sum(self.chunk_params(stage, c) for c in range(self.layout.vpp))
 
     def dp_time(self, op: str, params: float, nbytes_per_param: float, stage: int) -> float:
         """One data-parallel collective over *params* parameters of *stage* (``nbytes`` = the

@@ -126,12 +126,11 @@ class Iteration:
         p, v = layout.pp, layout.vpp
         self.chunks: list[list[Chunk]] = []
         for j in range(p):
-            per = layout.stage_layers[j] // v
             row = []
-            params = costs.stage_params(j) / v
             for c in range(v):
+                per = layout.layers_of(j, c)
                 f, b = costs.chunk(per, first=(j == 0 and c == 0), last=(j == p - 1 and c == v - 1))
-                row.append(Chunk(per, f, b, params))
+                row.append(Chunk(per, f, b, costs.chunk_params(j, c)))
             self.chunks.append(row)
         self.events: dict = {}
         self.acc = [StageAccount() for _ in range(p)]

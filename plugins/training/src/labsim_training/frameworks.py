@@ -213,8 +213,13 @@ class Megatron(TrainingFramework):
                                   "description": "Shard optimizer states over data-parallel ranks."},
         "overlap_grad_reduce": {"type": "boolean", "default": False},
         "overlap_param_gather": {"type": "boolean", "default": False},
-        "decoder_first_pipeline_num_layers": {"type": "integer", "minimum": 1},
-        "decoder_last_pipeline_num_layers": {"type": "integer", "minimum": 1},
+        "decoder_first_pipeline_num_layers": {
+            "type": "integer", "minimum": 0,
+            "description": "Layers of the first (virtual) pipeline stage; the rest split evenly. 0: "
+                           "only the embedding."},
+        "decoder_last_pipeline_num_layers": {
+            "type": "integer", "minimum": 0,
+            "description": "Layers of the last (virtual) pipeline stage. 0: only the LM head and loss."},
     })
 
     def layout_options(self, config):

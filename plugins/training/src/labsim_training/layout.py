@@ -32,7 +32,7 @@ class Layout:
     sp: bool = False
     recompute: str = "none"
     precision: str = "bf16"
-    stage_layers: tuple[int, ...] = ()
+    chunk_layers: tuple[int, ...] = ()  # per virtual stage: chunk c of stage j is c·pp + j
     attention: str = "flash"
     host_kernel_s: float = 0.0
     schedule: str = "1f1b"
@@ -40,6 +40,14 @@ class Layout:
     @property
     def world(self) -> int:
         return self.tp * self.pp * self.dp
+
+    def layers_of(self, stage: int, chunk: int = 0) -> int:
+        """Layers of model chunk *chunk* on pipeline stage *stage*."""
+        return self.chunk_layers[chunk * self.pp + stage]
+
+    def stage_layers(self, stage: int) -> int:
+        """Layers on pipeline stage *stage* (over its chunks)."""
+        return sum(self.layers_of(stage, c) for c in range(self.vpp))
 
     def rank(self, tp: int, dp: int, pp: int) -> int:
         """The global rank of (tensor, data, pipeline) coordinates."""
@@ -134,7 +142,7 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
         ok = [d for d in divisors(heads) if (kv % d == 0 if kv >= d else d % kv == 0)]
         raise UsageError(f"tensor_parallel: {tp} does not split the {heads} attention heads "
                          f"({kv} KV heads) of {model.name}; allowed: {_allowed(ok)}")
-    stage_layers = _stage_layers(model.name, layers, pp, vpp, first_stage_layers, last_stage_layers)
+    chunk_layers = _stage_layers(model.name, layers, pp, vpp, first_stage_layers, last_stage_layers)
     if dp is None:
         if gpus is None:
             dp = 1
@@ -166,10 +174,15 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
     if recompute not in RECOMPUTE:
         raise UsageError(f"recompute: {recompute!r}; allowed: {', '.join(RECOMPUTE)}")
     return Layout(tp, pp, dp, micro_batch, num_micro, vpp, bool(sp and tp > 1), recompute, precision,
-                  stage_layers, attention, float(host_kernel_s), schedule)
+                  chunk_layers, attention, float(host_kernel_s), schedule)
 
 
 def _stage_layers(name, layers, pp, vpp, first, last) -> tuple[int, ...]:
+    """Layers of each virtual pipeline stage (model chunk), in Megatron's global order: chunk
+    ``c`` of stage ``j`` is virtual stage ``c·pp + j``. With *first* / *last* the first and last
+    virtual stages hold that many layers (0: only the embedding / the LM head and loss, as Llama 3
+    405B's 126 layers on 16 × 8 virtual stages) and the rest split evenly."""
+    stages = pp * vpp
     if pp == 1:
         if vpp > 1:
             raise UsageError("virtual_pipeline_stages: interleaving needs pipeline_parallel > 1; "
@@ -180,23 +193,22 @@ def _stage_layers(name, layers, pp, vpp, first, last) -> tuple[int, ...]:
             raise UsageError(f"pipeline_parallel: {pp} does not divide the {layers} layers of {name}; "
                              f"allowed: {_allowed(divisors(layers))} (or set "
                              "decoder_first_pipeline_num_layers / decoder_last_pipeline_num_layers)")
-        if layers % (pp * vpp):
+        if layers % stages:
             ok = [v for v in divisors(layers // pp)]
             raise UsageError(f"virtual_pipeline_stages: {vpp} × pipeline_parallel {pp} does not divide "
                              f"the {layers} layers of {name}; allowed: {_allowed(ok)}")
-        return (layers // pp,) * pp
-    if vpp > 1:
-        raise UsageError("virtual_pipeline_stages: uneven first/last stages are not supported with "
-                         "interleaving; allowed: 1")
-    f = layers // pp if first is None else int(first)
-    la = layers // pp if last is None else int(last)
+        return (layers // stages,) * stages
+    even = layers // stages
+    f = even if first is None else int(first)
+    la = even if last is None else int(last)
     middle = layers - f - la
-    if pp == 2:
+    if stages == 2:
         if middle:
             raise UsageError(f"decoder_first_pipeline_num_layers + decoder_last_pipeline_num_layers must "
-                             f"be {layers} with pipeline_parallel 2")
+                             f"be {layers} with 2 pipeline stages")
         return (f, la)
-    if middle <= 0 or middle % (pp - 2):
+    if middle <= 0 or middle % (stages - 2):
         raise UsageError(f"decoder_first_pipeline_num_layers / decoder_last_pipeline_num_layers: the "
-                         f"{middle} layers left for the {pp - 2} middle stages do not split evenly")
-    return (f, *([middle // (pp - 2)] * (pp - 2)), la)
+                         f"{middle} layers left for the {stages - 2} middle (virtual) stages do not "
+                         "split evenly")
+    return (f, *([middle // (stages - 2)] * (stages - 2)), la)

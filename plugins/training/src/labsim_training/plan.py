@@ -51,7 +51,7 @@ def stage_memory(costs: JobCosts, layout, sharding, j: int) -> MemoryBreakdown:
     per_layer = activation_bytes_per_layer(
         s, b, h, heads, t, sp=layout.sp, recompute=layout.recompute, ffn=model.intermediate_size,
         kv_dim=kv * hd, gated=model.mlp == "gated", flash=layout.attention == "flash")
-    chunk_layers = layout.stage_layers[j] // layout.vpp
+    chunk_layers = max(layout.layers_of(j, c) for c in range(layout.vpp))
     in_flight = peak_in_flight(j, layout.pp, layout.num_micro, layout.vpp, layout.schedule)
     act = in_flight * chunk_layers * per_layer
     if layout.recompute == "full":  # one layer's activations while it is recomputed
