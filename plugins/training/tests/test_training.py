@@ -285,3 +285,12 @@ def test_megatron_bytes_per_parameter_match_its_documentation(precision, plain, 
     for distributed, expected in ((False, plain), (True, dist[0] + dist[1] / d)):
         sharding = policy.sharding({"distributed_optimizer": distributed}, precision)
         assert sum(model_state_bytes(1.0, d, sharding, precision)) == pytest.approx(expected)
+
+
+def test_zero_offload_moves_the_optimizer_to_the_host():
+    def run(offload):
+        return _run({"zero_stage": 2, "offload_optimizer": offload}, gbs=64, framework="deepspeed")
+    on_gpu, offloaded = run(False), run(True)
+    assert offloaded["memory_per_gpu_gib"]["optimizer"] == 0 < on_gpu["memory_per_gpu_gib"]["optimizer"]
+    # CPU Adam at host-memory speed is slower than the GPU's
+    assert offloaded["time_breakdown_s"]["optimizer"] > on_gpu["time_breakdown_s"]["optimizer"]

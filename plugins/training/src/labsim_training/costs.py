@@ -290,7 +290,14 @@ class JobCosts:
         nbytes = params * nbytes_per_param
         return op, nbytes, ranks, self.comms.time(op, nbytes, ranks)
 
-    def optimizer_time(self, params: float, grad_bytes: float) -> float:
+    def optimizer_time(self, params: float, grad_bytes: float, host_bw: float = 0.0) -> float:
+        """The Adam step over *params* local parameters: a memory-bound pass on the GPU, or with
+        *host_bw* (B/s of host memory per GPU) ZeRO-Offload's CPU Adam over fp32 states and
+        gradients followed by the copy of the updated 16-bit weights to the GPU (the gradients'
+        copy to the host overlaps backward)."""
+        if host_bw > 0:
+            return (params * (ADAM_BYTES + 4.0) / host_bw
+                    + self.device.memcpy_time(int(params * 2), "h2d"))
         return self._ew(params * (ADAM_BYTES + grad_bytes))
 
     def model_flops_per_iteration(self) -> float:

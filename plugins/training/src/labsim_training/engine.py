@@ -282,7 +282,7 @@ class Iteration:
         for j in range(lay.pp):
             params = costs.stage_params(j)
             local = params / (sh.shards(lay.dp) if sh.optimizer else 1)
-            opt = costs.optimizer_time(local, sh.grad_bytes)
+            opt = costs.optimizer_time(local, sh.grad_bytes, sh.offload_host_bw)
             ag = 0.0
             if sh.gather_after_step and lay.dp > 1 and not sh.overlap_param_gather:
                 ag = costs.dp_call("all_gather", params, 2.0, j, sh.shard_group)[3]

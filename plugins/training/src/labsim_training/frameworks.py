@@ -252,16 +252,26 @@ class DeepSpeed(TrainingFramework):
                          "description": "Reduce gradients during backward (and prefetch ZeRO-3 weights)."},
         "reduce_bucket_size": {"type": "integer", "minimum": 1, "default": 500_000_000,
                                "description": "Elements per gradient bucket (its buffer)."},
+        "offload_optimizer": {"type": "boolean", "default": False,
+                              "description": "ZeRO-Offload: optimizer states in host memory, Adam on the CPU."},
+        "host_memory_gbps": {
+            "type": "number", "exclusiveMinimum": 0, "default": 409.6,
+            "description": "Host memory bandwidth per node, shared by its GPUs' CPU Adam (default: "
+                           "two sockets of 8 DDR4-3200 channels, a DGX A100's)."},
     })
 
     def sharding(self, config, precision):
         stage = int(config.get("zero_stage", 0))
         bucket = 2.0 * config.get("reduce_bucket_size", 500_000_000) if stage else 0.0
+        host_bw = 0.0
+        if config.get("offload_optimizer", False):
+            per_node = int(getattr(getattr(self, "topology", None), "gpus_per_node", 0) or 8)
+            host_bw = float(config.get("host_memory_gbps", 409.6)) * 1e9 / per_node
         return Sharding(params=stage >= 3, grads=stage >= 2, optimizer=stage >= 1,
                         every_microbatch=stage >= 2,
                         overlap_grad_reduce=bool(config.get("overlap_comm", True)),
                         grad_bytes=2.0, grad_comm_bytes=2.0, gather_after_step=stage in (1, 2),
-                        bucket_bytes=bucket)
+                        bucket_bytes=bucket, offload_host_bw=host_bw)
 
 
 class FSDP(TrainingFramework):

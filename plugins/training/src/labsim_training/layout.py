@@ -107,6 +107,7 @@ class Sharding:
     bucket_bytes: float = 0.0
     shard_group: int = 0
     optimizer_bytes: float = 12.0
+    offload_host_bw: float = 0.0  # > 0: optimizer states and step on the CPU (ZeRO-Offload), B/s per GPU
 
     def shards(self, dp: int) -> int:
         """Over how many ranks sharded states are split."""

@@ -76,6 +76,8 @@ def model_state_bytes(params: float, dp: int, sharding, precision: str = "bf16")
     w = params * (4.0 if fp32 else WEIGHT_BYTES) / (n if sharding.params else 1)
     g = params * (4.0 if fp32 else sharding.grad_bytes) / (n if sharding.grads else 1)
     o = params * (8.0 if fp32 else sharding.optimizer_bytes) / (n if sharding.optimizer else 1)
+    if sharding.offload_host_bw > 0:
+        o = 0.0  # in host memory
     return w, g, o
 
 
