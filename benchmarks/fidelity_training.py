@@ -74,7 +74,8 @@ def predict(base: dict, extra: dict, host_us: float | None = None) -> float:
     nodes = max(1, base["gpus"] // 8)
     config = {"tensor_parallel": base["tp"], "pipeline_parallel": base["pp"],
               "virtual_pipeline_stages": base["vpp"], "micro_batch_size": base["mb"],
-              "precision": "fp16", "attention": "unfused", "data_parallel": base.get("dp", base["gpus"] // (base["tp"] * base["pp"])),
+              "precision": "fp16", "attention": "unfused",
+              "data_parallel": base.get("dp", base["gpus"] // (base["tp"] * base["pp"])),
               **extra}
     if host_us is not None:
         config["host_overhead_per_kernel_us"] = host_us

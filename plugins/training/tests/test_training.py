@@ -124,8 +124,8 @@ def test_uneven_first_and_last_stages():
 
 
 def test_interleaved_stages_with_embedding_and_head_alone():
-    from labsim_training.layout import make_layout
     from labsim_training.job import TrainingJob, resolve_model
+    from labsim_training.layout import make_layout
 
     model = resolve_model(None, "Llama-3.1-405B")
     job = TrainingJob(model, 8192, 2048)
@@ -266,7 +266,8 @@ def test_hybrid_shard_shards_within_a_node():
 
 def test_fp8_on_h100_is_faster_but_not_twice():
     def run(precision):
-        return estimate("Llama-3-8B", framework="megatron", device="H100-SXM", topology={"type": "dgx-h100", "nodes": 1},
+        return estimate("Llama-3-8B", framework="megatron", device="H100-SXM",
+                        topology={"type": "dgx-h100", "nodes": 1},
                         seq_len=4096, global_batch_size=32,
                         config={"tensor_parallel": 2, "sequence_parallel": True, "recompute": "selective",
                                 "precision": precision})["iteration_time_s"]

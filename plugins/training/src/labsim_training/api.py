@@ -13,14 +13,14 @@ The cluster plugins derive job durations from it; it runs the same engine as ``l
 
 from __future__ import annotations
 
-import simpy
 import labsim
+import simpy
 
 from labsim_training.engine import Iteration
-from labsim_training.network import shared_links
 from labsim_training.frameworks import execution_options, framework_class, node_sharding
 from labsim_training.job import TrainingJob, resolve_model
 from labsim_training.layout import make_layout
+from labsim_training.network import shared_links
 from labsim_training.plan import make_plan, report
 
 

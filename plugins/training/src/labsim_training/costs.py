@@ -18,7 +18,6 @@ that need their result) and the FLOPs done. :class:`JobCosts` prices, for one la
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 ATTN_BWD_FACTOR = 2.5  # FlashAttention-2: 5 matmuls in backward vs 2 in forward
@@ -305,6 +304,3 @@ class JobCosts:
         lay = self.layout
         per_mb = (self.layer_model_flops * self.model.num_layers) * lay.tp + self.head_model_flops * lay.tp
         return per_mb * lay.num_micro * lay.dp
-
-    def ceil_div(self, a: int, b: int) -> int:
-        return math.ceil(a / b)

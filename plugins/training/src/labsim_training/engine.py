@@ -210,7 +210,6 @@ class Iteration:
         pending = []
         m, dp = lay.num_micro, lay.dp
         sharded_dp = dp > 1
-        reduce_bytes = sh.grad_comm_bytes
         for kind, mb, c in pipeline_order(j, lay.pp, m, lay.vpp, lay.schedule):
             dep, handoff = self._dep(kind, mb, c, j)
             if dep is not None and not dep.triggered:

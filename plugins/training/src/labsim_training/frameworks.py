@@ -14,9 +14,9 @@ import labsim
 from labsim.errors import UsageError
 
 from labsim_training.engine import Iteration
-from labsim_training.network import shared_links
 from labsim_training.job import TRAINING_JOBS, job_from_config
 from labsim_training.layout import PRECISIONS, RECOMPUTE, Sharding, make_layout
+from labsim_training.network import shared_links
 from labsim_training.plan import make_plan, report
 
 #: host microseconds per kernel the model counts (about 15 per layer forward, 26 backward) for

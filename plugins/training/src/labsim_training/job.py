@@ -52,7 +52,8 @@ class TrainingJob:
 
 def resolve_model(context, model):
     """The :class:`~labsim_llm.models.ModelSpec` of *model* (an id or an inline mapping)."""
-    from labsim_llm.models import ModelSpec, resolve_model as llm_resolve
+    from labsim_llm.models import ModelSpec
+    from labsim_llm.models import resolve_model as llm_resolve
 
     if isinstance(model, dict):
         try:
