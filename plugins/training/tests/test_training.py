@@ -295,3 +295,31 @@ def test_zero_offload_moves_the_optimizer_to_the_host():
     assert offloaded["memory_per_gpu_gib"]["optimizer"] == 0 < on_gpu["memory_per_gpu_gib"]["optimizer"]
     # CPU Adam at host-memory speed is slower than the GPU's
     assert offloaded["time_breakdown_s"]["optimizer"] > on_gpu["time_breakdown_s"]["optimizer"]
+
+
+def test_resnet50_layer_table_matches_the_model_database():
+    from labsim_training.cnn import parameters, resnet50
+    from labsim_training.job import resolve_model
+
+    model = resolve_model(None, "ResNet-50")
+    convs, head = resnet50()
+    assert len(convs) == 53
+    assert parameters(model) == model.num_parameters
+    assert sum(c.flops() for c in convs) + 2 * head - 2 * 1000 == pytest.approx(model.flops_per_sample_forward)
+
+
+def test_resnet50_trains_data_parallel_and_refuses_tensor_parallel(tmp_path):
+    text = """
+name: resnet
+hardware_profile: {device: A100-SXM4-80GB, topology: {type: dgx-a100, nodes: 1}}
+workload: {type: training, model: ResNet-50, global_batch_size: 2048, iterations: 2}
+frameworks_to_test:
+  - {name: ddp, type: ddp, config: {micro_batch_size: 256, precision: fp16}}
+"""
+    result, out = _labsim_run(tmp_path, text)
+    assert result.exit_code == 0, result.output
+    ddp = json.loads((out / "summary.json").read_text())["frameworks"]["ddp"]
+    assert 1000 < ddp["samples_per_s"] / 8 < 5000  # images/s per A100 with mixed precision
+    megatron = text.replace("type: ddp, config: {", "type: megatron, config: {tensor_parallel: 2, ")
+    bad, _ = _labsim_run(tmp_path, megatron, name="bad.yaml")
+    assert bad.exit_code == 2 and "tensor_parallel: 2; ResNet-50 is a CNN" in bad.output

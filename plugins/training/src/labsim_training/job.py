@@ -18,7 +18,7 @@ TRAINING_JOBS = "training jobs"
 WORKLOAD_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["model", "seq_len", "global_batch_size"],
+    "required": ["model", "global_batch_size"],
     "properties": {
         "type": {"type": "string"},
         "model": {
@@ -27,7 +27,8 @@ WORKLOAD_SCHEMA = {
                            "intermediate_size, vocab_size ...).",
             "oneOf": [{"type": "string", "minLength": 1}, {"type": "object"}],
         },
-        "seq_len": {"type": "integer", "minimum": 1, "description": "Tokens per sequence."},
+        "seq_len": {"type": "integer", "minimum": 1,
+                    "description": "Tokens per sequence (transformers; a CNN's samples are images)."},
         "global_batch_size": {"type": "integer", "minimum": 1,
                               "description": "Sequences per iteration (over all data-parallel ranks)."},
         "iterations": {"type": "integer", "minimum": 1, "default": 3,
@@ -79,10 +80,15 @@ def job_from_config(config: dict, context=None) -> TrainingJob:
     """The :class:`TrainingJob` a ``workload: {type: training ...}`` block describes."""
     model = resolve_model(context, config["model"])
     if getattr(model, "architecture", "") == "cnn":
-        raise UsageError(f"workload.model: {model.name!r} is a CNN; training jobs take transformer "
-                         "models for now (CNN layers are planned)")
-    return TrainingJob(model, int(config["seq_len"]), int(config["global_batch_size"]),
-                       int(config.get("iterations", 3)))
+        from labsim_training.cnn import network
+
+        network(model)  # a CNN without a layer table is refused here
+        seq_len = 1  # one image per sample; "tokens" are images
+    elif "seq_len" not in config:
+        raise UsageError(f"workload.seq_len: missing; {model.name} is a transformer: give the tokens per sequence")
+    else:
+        seq_len = int(config["seq_len"])
+    return TrainingJob(model, seq_len, int(config["global_batch_size"]), int(config.get("iterations", 3)))
 
 
 class TrainingWorkload(labsim.Workload):

@@ -136,9 +136,17 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
 
     :raises UsageError: naming the field and the allowed values.
     """
-    heads = int(model.num_attention_heads)
+    if getattr(model, "architecture", "") == "cnn":
+        from labsim_training.cnn import network
+
+        for field, value in (("tensor_parallel", tp), ("pipeline_parallel", pp), ("virtual_pipeline_stages", vpp)):
+            if value != 1:
+                raise UsageError(f"{field}: {value}; {model.name} is a CNN, trained data parallel only; "
+                                 "allowed: 1")
+        first_stage_layers = last_stage_layers = None
+    heads = int(model.num_attention_heads or 1)
     kv = int(model.num_key_value_heads or heads)
-    layers = int(model.num_layers)
+    layers = int(model.num_layers or 0) or (len(network(model)[0]) if model.architecture == "cnn" else 0)
     if heads % tp or (kv >= tp and kv % tp) or (kv < tp and tp % kv):
         ok = [d for d in divisors(heads) if (kv % d == 0 if kv >= d else d % kv == 0)]
         raise UsageError(f"tensor_parallel: {tp} does not split the {heads} attention heads "

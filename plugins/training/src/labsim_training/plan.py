@@ -47,6 +47,8 @@ def stage_memory(costs: JobCosts, layout, sharding, j: int) -> MemoryBreakdown:
     s, b, h, t = job.seq_len, layout.micro_batch, model.hidden_size, layout.tp
     params = costs.stage_params(j)
     w, g, o = model_state_bytes(params, layout.dp, sharding, layout.precision)
+    if model.architecture == "cnn":  # every convolution's output, batch-norm and ReLU outputs
+        return MemoryBreakdown(w, g, o, costs.activation_bytes, sharding.bucket_bytes, j)
     heads, kv, hd = model.attention_heads(1)
     per_layer = activation_bytes_per_layer(
         s, b, h, heads, t, sp=layout.sp, recompute=layout.recompute, ffn=model.intermediate_size,
@@ -72,7 +74,12 @@ def make_plan(framework: str, job, layout, sharding, device, topology=None, regi
               check_memory: bool = True) -> Plan:
     """Price *job* and check its memory on *device* (raises on OOM)."""
     check_precision(device, layout.precision)
-    costs = JobCosts(job.model, job, layout, device, Comms(device, topology, registry))
+    cls = JobCosts
+    if job.model.architecture == "cnn":
+        from labsim_training.cnn import cnn_costs_class
+
+        cls = cnn_costs_class()
+    costs = cls(job.model, job, layout, device, Comms(device, topology, registry))
     worst = max((stage_memory(costs, layout, sharding, j) for j in range(layout.pp)),
                 key=lambda mb: mb.total)
     capacity = float(getattr(device, "memory_bytes", 0) or 0)
