@@ -5,6 +5,8 @@
 - Llama-3.1-405B on 16,384 H100 (2,048 DGX H100): TP 8 × PP 16 × DP 128, 2,048 sequences of
   8,192 tokens (target < 10 s).
 
+and a 32-point scaling study with ``labsim scale`` (target < 30 s).
+
     python benchmarks/speed_training.py
 """
 
@@ -38,6 +40,19 @@ CASES = [
 ]
 
 
+def scaling_study() -> None:
+    """A 32-point strong-scaling study (8 to 256 GPUs) of the medium preset, 3 frameworks each."""
+    from click.testing import CliRunner
+    from labsim.cli import cli
+
+    path = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "examples" / "training_medium_32gpu.yaml")
+    began = time.perf_counter()
+    result = CliRunner().invoke(cli, ["scale", path, "--gpus", *[str(8 * i) for i in range(1, 33)]])
+    wall = time.perf_counter() - began
+    assert result.exit_code == 0, result.output
+    print(f"labsim scale, 32 sizes x 3 frameworks (GPT-2 XL, 8-256 A100): {wall:.1f} s wall (target < 30 s)")
+
+
 def main() -> None:
     for label, target, kw in CASES:
         model = kw.pop("model")
@@ -47,6 +62,7 @@ def main() -> None:
         print(f"{label}: {wall:.2f} s wall (target < {target:.0f} s); iteration {r['iteration_time_s']:.2f} s, "
               f"MFU {r['mfu']:.3f}, {r['memory_per_gpu_gib']['total']:.1f} GiB/GPU, "
               f"bottleneck {r['bottleneck']['kind']}")
+    scaling_study()
 
 
 if __name__ == "__main__":

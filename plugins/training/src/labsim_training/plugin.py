@@ -17,3 +17,10 @@ def register_workloads(register):
 def register_frameworks(register):
     for cls in FRAMEWORKS:
         register(cls)
+
+
+@hookimpl
+def register_commands(cli):
+    from labsim_training.scale import scale_command
+
+    cli.add_command(scale_command)
