@@ -344,3 +344,12 @@ def test_labsim_scale_strong_and_weak():
     assert weak.exit_code == 0 and "weak scaling" in weak.output
     bad = CliRunner().invoke(cli, ["scale", str(root / "examples" / "quickstart.yaml"), "--gpus", "8"])
     assert bad.exit_code == 2 and "training experiment" in bad.output
+
+
+def test_a_straggler_slows_every_replica():
+    base = {"pipeline_parallel": 2, "data_parallel": 2}
+    fast = _run(base, gbs=32, gpus=4)["iteration_time_s"]
+    slow = _run({**base, "straggler": {"stage": 1, "slowdown": 1.5}}, gbs=32, gpus=4)["iteration_time_s"]
+    assert 1.2 * fast < slow < 1.5 * fast
+    with pytest.raises(UsageError, match="straggler.stage: 2; allowed: 0 … 1"):
+        _run({**base, "straggler": {"stage": 2, "slowdown": 1.5}}, gbs=32, gpus=4)

@@ -130,6 +130,8 @@ class Iteration:
             for c in range(v):
                 per = layout.layers_of(j, c)
                 f, b = costs.chunk(per, first=(j == 0 and c == 0), last=(j == p - 1 and c == v - 1))
+                if layout.straggler is not None and layout.straggler[0] == j:
+                    f, b = f * layout.straggler[1], b * layout.straggler[1]
                 row.append(Chunk(per, f, b, costs.chunk_params(j, c)))
             self.chunks.append(row)
         self.events: dict = {}

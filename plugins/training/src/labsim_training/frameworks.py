@@ -40,6 +40,12 @@ COMMON = {
     "attention": {"enum": ["flash", "unfused"], "default": "flash",
                   "description": "Flash attention, or the unfused QKᵀ / softmax / dropout / AV path "
                                  "(Megatron-LM before flash attention) that stores the scores."},
+    "straggler": {
+        "type": "object", "additionalProperties": False, "required": ["slowdown"],
+        "description": "One slow GPU (thermal throttling, a bad part): its pipeline stage's kernels take "
+                       "`slowdown` times as long; every replica waits for it at the gradient reduction.",
+        "properties": {"stage": {"type": "integer", "minimum": 0, "default": 0},
+                       "slowdown": {"type": "number", "minimum": 1}}},
     "record_timeline": {"type": "boolean", "default": False,
                         "description": "Write the first iteration's operations per pipeline stage to the "
                                        "training_timeline table (training_timeline.csv) for plots."},
@@ -99,9 +105,11 @@ def node_sharding(sharding: Sharding, layout, topology) -> Sharding:
 
 
 def execution_options(config: dict) -> dict:
-    """How kernels run: the attention path and the host's launch cost."""
+    """How kernels run: the attention path, the host's launch cost, a straggler."""
+    slow = config.get("straggler") or {}
     return {"attention": config.get("attention", "flash"),
-            "host_kernel_s": config.get("host_overhead_per_kernel_us", HOST_KERNEL_US) * 1e-6}
+            "host_kernel_s": config.get("host_overhead_per_kernel_us", HOST_KERNEL_US) * 1e-6,
+            "straggler": (int(slow.get("stage", 0)), float(slow["slowdown"])) if slow else None}
 
 
 def _schema(own: dict) -> dict:

@@ -36,6 +36,7 @@ class Layout:
     attention: str = "flash"
     host_kernel_s: float = 0.0
     schedule: str = "1f1b"
+    straggler: tuple | None = None  # (stage, slowdown of its kernels)
 
     @property
     def world(self) -> int:
@@ -131,7 +132,7 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
                 vpp: int = 1, sp: bool = False, recompute: str = "none", precision: str = "bf16",
                 gpus: int | None = None, first_stage_layers: int | None = None,
                 last_stage_layers: int | None = None, attention: str = "flash",
-                host_kernel_s: float = 0.0, schedule: str = "1f1b") -> Layout:
+                host_kernel_s: float = 0.0, schedule: str = "1f1b", straggler: tuple | None = None) -> Layout:
     """The checked :class:`Layout` of *job* on *gpus* GPUs (None: as many as the layout needs).
 
     :raises UsageError: naming the field and the allowed values.
@@ -180,10 +181,12 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
     if schedule == "gpipe" and vpp > 1:
         raise UsageError("virtual_pipeline_stages: GPipe has no interleaved form; allowed: 1 "
                          "(or pipeline_schedule: 1f1b)")
+    if straggler is not None and not 0 <= straggler[0] < pp:
+        raise UsageError(f"straggler.stage: {straggler[0]}; allowed: 0 … {pp - 1} (pipeline stages)")
     if recompute not in RECOMPUTE:
         raise UsageError(f"recompute: {recompute!r}; allowed: {', '.join(RECOMPUTE)}")
     return Layout(tp, pp, dp, micro_batch, num_micro, vpp, bool(sp and tp > 1), recompute, precision,
-                  chunk_layers, attention, float(host_kernel_s), schedule)
+                  chunk_layers, attention, float(host_kernel_s), schedule, straggler)
 
 
 def _stage_layers(name, layers, pp, vpp, first, last) -> tuple[int, ...]:
