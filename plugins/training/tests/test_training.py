@@ -353,3 +353,21 @@ def test_a_straggler_slows_every_replica():
     assert 1.2 * fast < slow < 1.5 * fast
     with pytest.raises(UsageError, match="straggler.stage: 2; allowed: 0 … 1"):
         _run({**base, "straggler": {"stage": 2, "slowdown": 1.5}}, gbs=32, gpus=4)
+
+
+def test_context_parallel_splits_long_sequences():
+    def run(cp, **extra):
+        return estimate("Llama-3-8B", framework="megatron", device="H100-SXM",
+                        topology={"type": "dgx-h100", "nodes": 4}, seq_len=65536, global_batch_size=8,
+                        config={"tensor_parallel": 4, "context_parallel": cp, "sequence_parallel": True,
+                                "recompute": "selective", "distributed_optimizer": True, **extra},
+                        check_memory=False)
+    one, two = run(1), run(2)
+    assert two["layout"]["data_parallel"] == one["layout"]["data_parallel"] // 2
+    assert two["memory_per_gpu_gib"]["activations"] < 0.6 * one["memory_per_gpu_gib"]["activations"]
+    assert "cp" in two["time_breakdown_s"]["exposed_communication"]
+    assert two["iteration_time_s"] == pytest.approx(one["iteration_time_s"], rel=0.1)  # same work, same GPUs
+    with pytest.raises(UsageError, match="context_parallel: 3 cannot split sequences of 65536"):
+        run(3)
+    with pytest.raises(UsageError, match="context_parallel: ring attention runs on flash"):
+        run(2, attention="unfused")

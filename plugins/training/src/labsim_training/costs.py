@@ -33,17 +33,18 @@ class Piece:
     tp: float = 0.0
     flops: float = 0.0
     membound: float = 0.0
+    cp: float = 0.0  # exposed context-parallel (ring attention) exchange
 
     def __add__(self, other: Piece) -> Piece:
         return Piece(self.compute + other.compute, self.tp + other.tp, self.flops + other.flops,
-                     self.membound + other.membound)
+                     self.membound + other.membound, self.cp + other.cp)
 
     def __mul__(self, k: float) -> Piece:
-        return Piece(self.compute * k, self.tp * k, self.flops * k, self.membound * k)
+        return Piece(self.compute * k, self.tp * k, self.flops * k, self.membound * k, self.cp * k)
 
     @property
     def seconds(self) -> float:
-        return self.compute + self.tp
+        return self.compute + self.tp + self.cp
 
 
 class Comms:
@@ -86,7 +87,7 @@ class JobCosts:
         self.act_dtype = "bf16" if layout.precision in ("bf16", "fp8") else (
             "fp16" if layout.precision == "fp16" else "bf16")
         t = layout.tp
-        self.tokens = layout.micro_batch * job.seq_len  # m of every GEMM
+        self.tokens = layout.micro_batch * job.seq_len // layout.cp  # m of every GEMM (per CP rank)
         h = model.hidden_size
         self.act_bytes = 2.0
         self.sub_tokens = self.tokens / t if layout.sp else self.tokens  # LN/dropout rows per GPU
@@ -131,8 +132,10 @@ class JobCosts:
         Korthikanti's activation count)."""
         dev = self.device
         if self.layout.attention == "flash":
+            # with context parallelism each rank holds 2 of the 2·cp chunks of every sequence
+            # (load-balanced causal masking): 1/cp of the (query, key) pairs
             f = dev.attention_time("prefill", batch_size=b, seq_len=s, num_heads=heads, num_kv_heads=kv,
-                                   head_dim=hd, dtype=self.act_dtype, kv_dtype=self.act_dtype)
+                                   head_dim=hd, dtype=self.act_dtype, kv_dtype=self.act_dtype) / self.layout.cp
             return [f], [ATTN_BWD_FACTOR * f]
         rows = b * heads * s                         # batched GEMMs as one GEMM of the same FLOPs
         scores = float(b) * heads * s * s            # elements of the score matrix
@@ -167,9 +170,19 @@ class JobCosts:
             flops += 2.0 * mm * n * k
         heads, kv, hd = model.attention_heads(t)
         attn_f, attn_b = self._attention(b, s, heads, kv, hd)
-        attn_flops = 4.0 * heads * hd * b * s * (s + 1) / 2.0
+        attn_flops = 4.0 * heads * hd * b * s * (s + 1) / 2.0 / lay.cp
         if lay.attention != "flash":
             attn_flops = 4.0 * heads * hd * b * s * s  # the unfused path computes the masked half too
+        cp_f = cp_b = 0.0
+        if lay.cp > 1:
+            # ring attention: cp − 1 exchanges of a KV chunk with the CP neighbours, each hidden
+            # behind the attention on the chunk already held; backward also returns dK, dV
+            kv_bytes = b * (s / lay.cp) * 2 * kv * hd * self.act_bytes
+            ring = lay.cp_ranks(0)
+            hop = self.comms.time("send_recv", kv_bytes, [ring[0], ring[1]])
+            steps = lay.cp - 1
+            cp_f = max(0.0, steps * hop - sum(attn_f) * steps / lay.cp)
+            cp_b = max(0.0, 2 * steps * hop - sum(attn_b) * steps / lay.cp)
         ffn = model.intermediate_size // t
         gated = model.mlp == "gated"
         rows = self.sub_tokens
@@ -189,16 +202,18 @@ class JobCosts:
             bwd_k, bwd_tp = bwd_k + fwd_k, bwd_tp + tp_f
         elif lay.recompute == "selective":
             bwd_k = bwd_k + attn_f
-        fwd = self._launched(fwd_k, tp_f, flops + attn_flops, sum(ew_f))
+        fwd = self._launched(fwd_k, tp_f, flops + attn_flops, sum(ew_f), cp_f)
         bwd_flops = 2 * flops + 2 * attn_flops + (
             flops + attn_flops if lay.recompute == "full" else attn_flops if lay.recompute == "selective" else 0.0)
         bwd = self._launched(bwd_k, bwd_tp, bwd_flops,
-                             sum(ew_b) + (sum(ew_f) if lay.recompute == "full" else 0.0))
+                             sum(ew_b) + (sum(ew_f) if lay.recompute == "full" else 0.0),
+                             cp_b + (cp_f if lay.recompute == "full" else 0.0))
         # model FLOPs count attention over the full sequence (the PaLM / Megatron MFU convention)
-        self.layer_model_flops = 3 * (flops + 4.0 * heads * hd * b * s * s)
+        self.layer_model_flops = 3 * (flops + 4.0 * heads * hd * b * s * s / lay.cp)
         return fwd, bwd
 
-    def _launched(self, kernels: list, collectives: list, flops: float, membound: float) -> Piece:
+    def _launched(self, kernels: list, collectives: list, flops: float, membound: float,
+                  cp: float = 0.0) -> Piece:
         """A pass of *kernels* and TP *collectives* (seconds each on the GPU), each taking at
         least the host's time to launch it: eager frameworks synchronise with the GPU often
         enough (timers, loss scaling, allocator) that a kernel shorter than its launch leaves
@@ -206,7 +221,7 @@ class JobCosts:
         c = self.layout.host_kernel_s
         compute = sum(g if g > c else c for g in kernels)
         tp = sum(g if g > c else c for g in collectives)
-        return Piece(compute, tp, flops, membound)
+        return Piece(compute, tp, flops, membound, cp)
 
     def _embedding(self) -> tuple[Piece, Piece]:
         m, h, a = self.tokens, self.model.hidden_size, self.act_bytes
@@ -303,4 +318,4 @@ class JobCosts:
         """Model FLOPs of one iteration over all GPUs (forward + backward, no recompute)."""
         lay = self.layout
         per_mb = (self.layer_model_flops * self.model.num_layers) * lay.tp + self.head_model_flops * lay.tp
-        return per_mb * lay.num_micro * lay.dp
+        return per_mb * lay.cp * lay.num_micro * lay.dp

@@ -79,6 +79,7 @@ class StageAccount:
 
     compute: float = 0.0
     tp: float = 0.0
+    cp: float = 0.0
     pp: float = 0.0
     dp: float = 0.0
     bubble: float = 0.0
@@ -89,7 +90,7 @@ class StageAccount:
     busy_comm: float = 0.0
 
     def total(self) -> float:
-        return self.compute + self.tp + self.pp + self.dp + self.bubble + self.optimizer
+        return self.compute + self.tp + self.cp + self.pp + self.dp + self.bubble + self.optimizer
 
 
 @dataclass
@@ -210,7 +211,7 @@ class Iteration:
         acc = self.acc[j]
         stream = simpy.Resource(env, capacity=1)
         pending = []
-        m, dp = lay.num_micro, lay.dp
+        m, dp = lay.num_micro, lay.dp_group
         sharded_dp = dp > 1
         for kind, mb, c in pipeline_order(j, lay.pp, m, lay.vpp, lay.schedule):
             dep, handoff = self._dep(kind, mb, c, j)
@@ -247,6 +248,7 @@ class Iteration:
                         pending += [self._issue(stream, call, acc) for call in red]
             acc.compute += piece.compute
             acc.tp += piece.tp
+            acc.cp += piece.cp
             acc.membound += piece.membound
             acc.flops += piece.flops
             if self.record:
@@ -266,8 +268,8 @@ class Iteration:
         or with hybrid sharding a reduce-scatter in the shard group and an all-reduce of the
         shard across the replicas."""
         sh, costs, lay = self.sharding, self.costs, self.layout
-        group = sh.shards(lay.dp)
-        if group >= lay.dp:
+        group = sh.shards(lay.dp_group)
+        if group >= lay.dp_group:
             return [costs.dp_call(sh.reduce_op, params, sh.grad_comm_bytes, j)]
         return [costs.dp_call("reduce_scatter", params, sh.grad_comm_bytes, j, group),
                 costs.dp_call("all_reduce", params / group, sh.grad_comm_bytes, j, -group)]
@@ -282,10 +284,10 @@ class Iteration:
         tails = []
         for j in range(lay.pp):
             params = costs.stage_params(j)
-            local = params / (sh.shards(lay.dp) if sh.optimizer else 1)
+            local = params / (sh.shards(lay.dp_group) if sh.optimizer else 1)
             opt = costs.optimizer_time(local, sh.grad_bytes, sh.offload_host_bw)
             ag = 0.0
-            if sh.gather_after_step and lay.dp > 1 and not sh.overlap_param_gather:
+            if sh.gather_after_step and lay.dp_group > 1 and not sh.overlap_param_gather:
                 ag = costs.dp_call("all_gather", params, 2.0, j, sh.shard_group)[3]
             tails.append((opt, ag))
         tail = max(o + a for o, a in tails)
@@ -300,7 +302,8 @@ class Iteration:
         acc.bubble += (barrier - self.acc[r].done) + (tail - opt - ag)
         breakdown = {
             "compute": acc.compute,
-            "exposed_communication": {"tp": acc.tp, "pp": acc.pp, "dp": acc.dp},
+            "exposed_communication": {"tp": acc.tp, **({"cp": acc.cp} if lay.cp > 1 else {}),
+                                      "pp": acc.pp, "dp": acc.dp},
             "pipeline_bubble": acc.bubble,
             "optimizer": acc.optimizer,
         }

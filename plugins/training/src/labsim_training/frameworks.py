@@ -155,7 +155,8 @@ class TrainingFramework(labsim.Framework):
             gpus=self.context.hardware.capacity, **execution_options(cfg), **self.layout_options(cfg))
         self.gpus = self.context.hardware.allocate(
             self.instance_name, layout.world,
-            why=f"tensor_parallel {layout.tp} × pipeline_parallel {layout.pp} × data_parallel {layout.dp}")
+            why=f"tensor_parallel {layout.tp} × pipeline_parallel {layout.pp} × data_parallel {layout.dp}"
+                + (f" × context_parallel {layout.cp}" if layout.cp > 1 else ""))
         return make_plan(self.name, job, layout, node_sharding(self.sharding(cfg, precision), layout,
                                                                self.topology),
                          self.device, self.topology, self.context.registry)
@@ -186,7 +187,7 @@ class TrainingFramework(labsim.Framework):
             self.iterations.append(env.now - began)
             busy = sum(a.compute + a.tp + a.optimizer for a in self.result.stages)
             self.context.accounting.add_busy(self.instance_name,
-                                             busy * plan.layout.tp * plan.layout.dp)
+                                             busy * plan.layout.tp * plan.layout.cp * plan.layout.dp)
         self.context.accounting.release(self.instance_name)
         self.notify_finished(job)
 
@@ -211,6 +212,8 @@ class Megatron(TrainingFramework):
     config_schema = _schema({
         "tensor_parallel": {"type": "integer", "minimum": 1, "default": 1},
         "pipeline_parallel": {"type": "integer", "minimum": 1, "default": 1},
+        "context_parallel": {"type": "integer", "minimum": 1, "default": 1,
+                             "description": "Split each sequence over this many GPUs (ring attention)."},
         "pipeline_schedule": {"enum": ["1f1b", "gpipe"], "default": "1f1b",
                               "description": "1F1B (interleaved with virtual stages), or GPipe: all "
                                              "forwards, then all backwards."},
@@ -232,6 +235,7 @@ class Megatron(TrainingFramework):
 
     def layout_options(self, config):
         return {"tp": config.get("tensor_parallel", 1), "pp": config.get("pipeline_parallel", 1),
+                "cp": config.get("context_parallel", 1),
                 "vpp": config.get("virtual_pipeline_stages", 1),
                 "schedule": config.get("pipeline_schedule", "1f1b"),
                 "sp": config.get("sequence_parallel", False),

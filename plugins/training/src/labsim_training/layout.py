@@ -37,10 +37,16 @@ class Layout:
     host_kernel_s: float = 0.0
     schedule: str = "1f1b"
     straggler: tuple | None = None  # (stage, slowdown of its kernels)
+    cp: int = 1  # context parallel: each sequence split over cp ranks (ring attention)
 
     @property
     def world(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.cp * self.pp * self.dp
+
+    @property
+    def dp_group(self) -> int:
+        """Ranks that hold the same weights and reduce gradients together (DP × CP)."""
+        return self.dp * self.cp
 
     def layers_of(self, stage: int, chunk: int = 0) -> int:
         """Layers of model chunk *chunk* on pipeline stage *stage*."""
@@ -50,9 +56,12 @@ class Layout:
         """Layers on pipeline stage *stage* (over its chunks)."""
         return sum(self.layers_of(stage, c) for c in range(self.vpp))
 
-    def rank(self, tp: int, dp: int, pp: int) -> int:
-        """The global rank of (tensor, data, pipeline) coordinates."""
-        return tp + self.tp * (dp + self.dp * pp)
+    def rank(self, tp: int, dp: int, pp: int, cp: int = 0) -> int:
+        """The global rank of (tensor, context, data, pipeline) coordinates (Megatron's order)."""
+        return tp + self.tp * (cp + self.cp * (dp + self.dp * pp))
+
+    def cp_ranks(self, stage: int = 0) -> list[int]:
+        return [self.rank(0, 0, stage, c) for c in range(self.cp)]
 
     def tp_ranks(self, stage: int = 0) -> list[int]:
         return [self.rank(i, 0, stage) for i in range(self.tp)]
@@ -60,14 +69,16 @@ class Layout:
     def dp_ranks(self, stage: int = 0, group: int = 0) -> list[int]:
         """The representative rank's data-parallel group (*group* > 0: its first *group* ranks,
         a shard group of hybrid sharding)."""
-        return [self.rank(0, k, stage) for k in range(min(group, self.dp) if group > 0 else self.dp)]
+        if group > 0:
+            return [self.rank(0, k, stage) for k in range(min(group, self.dp))]
+        return [self.rank(0, k, stage, c) for k in range(self.dp) for c in range(self.cp)]
 
     def replica_ranks(self, stage: int, group: int) -> list[int]:
         """The ranks holding the same shard in each shard group of *group* ranks."""
         return [self.rank(0, k, stage) for k in range(0, self.dp, group)]
 
     def describe(self) -> str:
-        parts = [f"TP {self.tp}", f"PP {self.pp}", f"DP {self.dp}"]
+        parts = [f"TP {self.tp}"] + ([f"CP {self.cp}"] if self.cp > 1 else []) + [f"PP {self.pp}", f"DP {self.dp}"]
         return " × ".join(parts)
 
 
@@ -132,7 +143,8 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
                 vpp: int = 1, sp: bool = False, recompute: str = "none", precision: str = "bf16",
                 gpus: int | None = None, first_stage_layers: int | None = None,
                 last_stage_layers: int | None = None, attention: str = "flash",
-                host_kernel_s: float = 0.0, schedule: str = "1f1b", straggler: tuple | None = None) -> Layout:
+                host_kernel_s: float = 0.0, schedule: str = "1f1b", straggler: tuple | None = None,
+                cp: int = 1) -> Layout:
     """The checked :class:`Layout` of *job* on *gpus* GPUs (None: as many as the layout needs).
 
     :raises UsageError: naming the field and the allowed values.
@@ -153,17 +165,26 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
         raise UsageError(f"tensor_parallel: {tp} does not split the {heads} attention heads "
                          f"({kv} KV heads) of {model.name}; allowed: {_allowed(ok)}")
     chunk_layers = _stage_layers(model.name, layers, pp, vpp, first_stage_layers, last_stage_layers)
+    if cp > 1 and attention != "flash":
+        raise UsageError("context_parallel: ring attention runs on flash-attention kernels; use "
+                         "attention: flash, or context_parallel: 1")
+    if cp > 1 and job.seq_len % (2 * cp):
+        ok = [c for c in divisors(job.seq_len // 2)][:12]
+        raise UsageError(f"context_parallel: {cp} cannot split sequences of {job.seq_len} tokens into "
+                         f"2 × {cp} equal chunks (load-balanced causal attention); allowed: {_allowed(ok)}")
     if dp is None:
+        model_par = tp * pp * cp
         if gpus is None:
             dp = 1
-        elif gpus % (tp * pp):
+        elif gpus % model_par:
             ok = [d for d in divisors(gpus) if d % tp == 0] or [tp]
             raise UsageError(f"data_parallel: the hardware's {gpus} GPUs are not a multiple of "
-                             f"tensor_parallel × pipeline_parallel = {tp * pp}, so data parallelism "
-                             f"would not be a whole number; use a TP × PP that divides {gpus} "
-                             f"(e.g. {_allowed(ok)}), or give data_parallel")
+                             f"tensor_parallel × pipeline_parallel{' × context_parallel' if cp > 1 else ''} "
+                             f"= {model_par}, so data parallelism would not be a whole number; use "
+                             f"degrees whose product divides {gpus} (e.g. TP {_allowed(ok)}), or give "
+                             "data_parallel")
         else:
-            dp = gpus // (tp * pp)
+            dp = gpus // model_par
     gbs = job.global_batch_size
     if gbs % (micro_batch * dp):
         ok = [b for b in divisors(gbs) if (gbs // b) % dp == 0] if gbs % dp == 0 else []
@@ -186,7 +207,7 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
     if recompute not in RECOMPUTE:
         raise UsageError(f"recompute: {recompute!r}; allowed: {', '.join(RECOMPUTE)}")
     return Layout(tp, pp, dp, micro_batch, num_micro, vpp, bool(sp and tp > 1), recompute, precision,
-                  chunk_layers, attention, float(host_kernel_s), schedule, straggler)
+                  chunk_layers, attention, float(host_kernel_s), schedule, straggler, int(cp))
 
 
 def _stage_layers(name, layers, pp, vpp, first, last) -> tuple[int, ...]:

@@ -44,9 +44,9 @@ def check_precision(device, precision: str) -> None:
 def stage_memory(costs: JobCosts, layout, sharding, j: int) -> MemoryBreakdown:
     """Bytes per GPU of pipeline stage *j* (see :mod:`labsim_training.memory`)."""
     model, job = costs.model, costs.job
-    s, b, h, t = job.seq_len, layout.micro_batch, model.hidden_size, layout.tp
+    s, b, h, t = job.seq_len // layout.cp, layout.micro_batch, model.hidden_size, layout.tp
     params = costs.stage_params(j)
-    w, g, o = model_state_bytes(params, layout.dp, sharding, layout.precision)
+    w, g, o = model_state_bytes(params, layout.dp_group, sharding, layout.precision)
     if model.architecture == "cnn":  # every convolution's output, batch-norm and ReLU outputs
         return MemoryBreakdown(w, g, o, costs.activation_bytes, sharding.bucket_bytes, j)
     heads, kv, hd = model.attention_heads(1)
@@ -148,7 +148,7 @@ def report(plan: Plan, iterations: list[float], result, accounting=None, owner: 
     out = {
         "framework": plan.framework,
         "layout": {"gpus": world, "tensor_parallel": lay.tp, "pipeline_parallel": lay.pp,
-                   "data_parallel": lay.dp, "virtual_pipeline_stages": lay.vpp,
+                   "data_parallel": lay.dp, "context_parallel": lay.cp, "virtual_pipeline_stages": lay.vpp,
                    "micro_batch_size": lay.micro_batch, "micro_batches_per_replica": lay.num_micro,
                    "sequence_parallel": lay.sp, "recompute": lay.recompute, "precision": lay.precision},
         "iterations": len(iterations),
