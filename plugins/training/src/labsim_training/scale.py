@@ -1,0 +1,124 @@
+"""``labsim scale``: a scaling study of a training experiment over cluster sizes.
+
+    labsim scale examples/training_medium_32gpu.yaml --gpus 8 16 32 64 128 [--mode weak]
+
+Each size runs the experiment as written (every framework side by side, one iteration) on a
+topology of that many GPUs: the same box type with ``nodes = gpus / gpus_per_node`` (one
+partial node below that). Tensor and pipeline parallelism are kept as each framework's config
+gives them; data parallelism is re-derived (``data_parallel`` is dropped). ``strong`` keeps the
+global batch; ``weak`` scales it with the GPU count (from the first size). A size a layout
+cannot use (fewer GPUs than TP × PP, a batch that does not split, out of memory) shows the
+reason instead of figures. Scaling efficiency is the throughput per GPU relative to the first
+size where the framework ran.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import click
+from labsim.errors import LabsimError, UsageError
+
+
+def _topology_block(data: dict) -> dict:
+    hw = data.setdefault("hardware_profile", {})
+    topo = hw.get("topology")
+    if topo is None:
+        raise UsageError("labsim scale needs hardware_profile.topology (a box type such as dgx-a100) "
+                         "to size the cluster")
+    return {"type": topo} if isinstance(topo, str) else dict(topo)
+
+
+def sized(data: dict, gpus: int, base_gpus: int, mode: str) -> dict:
+    """A copy of experiment *data* on *gpus* GPUs (see the module docs)."""
+    import labsim
+
+    out = copy.deepcopy(data)
+    block = _topology_block(out)
+    preset = labsim.topology(block["type"])
+    per_node = int(block.get("gpus_per_node") or preset.gpus_per_node)
+    if gpus >= per_node:
+        if gpus % per_node:
+            raise UsageError(f"{gpus} GPUs is not a whole number of {per_node}-GPU nodes")
+        block["nodes"] = gpus // per_node
+    else:
+        block.update(nodes=1, gpus_per_node=gpus)
+        nics = int(block.get("nics_per_node") or getattr(preset, "nics_per_node", 0) or 0)
+        if nics > gpus:
+            block["nics_per_node"] = gpus
+    out["hardware_profile"]["topology"] = block
+    workload = out.get("workload") or {}
+    workload["iterations"] = 1
+    if mode == "weak":
+        workload["global_batch_size"] = int(round(workload["global_batch_size"] * gpus / base_gpus))
+    for entry in out.get("frameworks_to_test", []):
+        (entry.get("config") or {}).pop("data_parallel", None)
+    return out
+
+
+def study(exp, sizes: list[int], mode: str = "strong") -> list[dict]:
+    """One row per (size, framework): iteration time, throughput, efficiency, or why not."""
+    from labsim.config import from_dict
+    from labsim.default_plugins.sinks import MemorySink
+    from labsim.orchestrator import Orchestrator
+
+    rows = []
+    first: dict[str, float] = {}
+    for gpus in sizes:
+        data = sized(exp.data, gpus, sizes[0], mode)
+        for entry in data.get("frameworks_to_test", []):
+            one = dict(data, frameworks_to_test=[entry])  # each alone: one's refusal is its own
+            sized_exp = from_dict(one, exp.source)
+            sized_exp.base_dir = exp.base_dir
+            name = entry["name"]
+            try:
+                summary = Orchestrator(sized_exp).run(None, write_files=False,
+                                                      extra_sinks=[MemorySink()]).summary
+            except LabsimError as ex:
+                rows.append({"gpus": gpus, "framework": name, "error": _short(str(ex))})
+                continue
+            fw = summary["frameworks"][name]
+            per_gpu = fw["tokens_per_s"] / gpus
+            first.setdefault(name, per_gpu)
+            rows.append({"gpus": gpus, "framework": name, "iteration_time_s": fw["iteration_time_s"],
+                         "tokens_per_s": fw["tokens_per_s"], "mfu": fw["mfu"],
+                         "layout": "TP{tensor_parallel}×PP{pipeline_parallel}×DP{data_parallel}".format(
+                             **fw["layout"]),
+                         "scaling_efficiency": per_gpu / first[name]})
+    return rows
+
+
+def _short(message: str) -> str:
+    text = message.splitlines()[-1].strip()
+    return text.split("config: ", 1)[-1]
+
+
+@click.command("scale")
+@click.argument("experiment", type=click.Path(exists=True, dir_okay=False))
+@click.argument("more_sizes", nargs=-1, type=int)
+@click.option("--gpus", "sizes", type=int, multiple=True, required=True,
+              help="Cluster sizes: --gpus 8 16 32 64 (the values after the first are read as well).")
+@click.option("--mode", type=click.Choice(["strong", "weak"]), default="strong", show_default=True,
+              help="strong: the same global batch at every size; weak: the batch grows with the GPUs.")
+@click.option("--set", "overrides", multiple=True, help="key=value overrides, as for labsim run.")
+def scale_command(experiment, more_sizes, sizes, mode, overrides):
+    """Scaling study of a training experiment: iteration time, throughput and scaling
+    efficiency per cluster size (TP and PP kept, data parallelism re-derived)."""
+    from labsim.orchestrator import load_experiment
+
+    sizes = sorted(set(sizes) | set(more_sizes))
+    if any(n < 1 for n in sizes):
+        raise UsageError("--gpus: sizes must be ≥ 1")
+    exp = load_experiment(experiment, overrides)
+    if (exp.data.get("workload") or {}).get("type") != "training":
+        raise UsageError("labsim scale takes a training experiment (workload: {type: training, ...})")
+    rows = study(exp, sizes, mode)
+    click.echo(f"{exp.data.get('name', experiment)}: {mode} scaling")
+    click.echo(f"{'GPUs':>6}  {'framework':<12} {'layout':<18} {'iter (s)':>10} {'tokens/s':>13} "
+               f"{'MFU':>6} {'efficiency':>10}")
+    for r in rows:
+        if "error" in r:
+            click.echo(f"{r['gpus']:>6}  {r['framework']:<12} {r['error']}")
+        else:
+            click.echo(f"{r['gpus']:>6}  {r['framework']:<12} {r['layout']:<18} {r['iteration_time_s']:>10.4g} "
+                       f"{r['tokens_per_s']:>13,.0f} {r['mfu']:>6.3f} {r['scaling_efficiency']:>10.1%}")
