@@ -79,6 +79,7 @@ class Fabric:
 
     def __post_init__(self):
         self._flows: list[Flow] = []
+        self._priced: dict[tuple, tuple] = {}
         self._last = self.env.now
         self._generation = 0
         if isinstance(self.topology, str):
@@ -91,9 +92,36 @@ class Fabric:
     # -- public ------------------------------------------------------------------------------
 
     def collective(
-        self, collective: str, nbytes: int, ranks, algorithm: str = "auto", tag: str = ""
+        self, collective: str, nbytes: int, ranks, algorithm: str = "auto", tag: str = "",
+        record: bool = True,
     ):
-        """Generator: run one collective; ``yield from`` it; returns the seconds it took."""
+        """Generator: run one collective; ``yield from`` it; returns the seconds it took.
+
+        Each distinct (collective, size, ranks, algorithm) is priced once per fabric (a
+        training iteration repeats the same hand-offs and bucket collectives thousands of
+        times). ``record=False`` keeps it out of :attr:`records`.
+        """
+        key = (str(collective).lower(), int(nbytes),
+               ranks if isinstance(ranks, int) else tuple(ranks), str(algorithm))
+        hit = self._priced.get(key)
+        if hit is None:
+            hit = self._priced[key] = self._price(collective, nbytes, ranks, algorithm)
+        name, chosen, priced = hit
+        start = self.env.now
+        for phase in priced.phases:
+            if phase.latency > 0:
+                yield self.env.timeout(phase.latency)
+            if phase.transfer > 0:
+                yield self._transfer(phase.transfer, dict(phase.usage))
+        if record:
+            rank_tuple = tuple(range(ranks)) if isinstance(ranks, int) else tuple(ranks)
+            self.records.append(
+                Record(name, chosen, int(nbytes), rank_tuple, start, self.env.now, priced.seconds, tag)
+            )
+        return self.env.now - start
+
+    def _price(self, collective, nbytes, ranks, algorithm):
+        """``(operation name, algorithm chosen, Priced)`` of one call alone on the topology."""
         from labsim_collectives.plugin import BY_NAME, CollectiveOp
 
         op = BY_NAME.get(str(collective).lower())
@@ -103,19 +131,7 @@ class Fabric:
             raise UsageError(f"no collective {collective!r}; available: {', '.join(BY_NAME)}")
         ranks = list(ranks) if not isinstance(ranks, int) else ranks
         chosen, priced = op.cost(nbytes, ranks=ranks, topology=self.topology, algorithm=algorithm)
-        start = self.env.now
-        for phase in priced.phases:
-            if phase.latency > 0:
-                yield self.env.timeout(phase.latency)
-            if phase.transfer > 0:
-                yield self._transfer(phase.transfer, dict(phase.usage))
-        rank_tuple = tuple(range(ranks)) if isinstance(ranks, int) else tuple(ranks)
-        self.records.append(
-            Record(
-                op.name, chosen, int(nbytes), rank_tuple, start, self.env.now, priced.seconds, tag
-            )
-        )
-        return self.env.now - start
+        return op.name, chosen, priced
 
     def run(self, collective: str, nbytes: int, ranks, algorithm: str = "auto", tag: str = ""):
         """The collective as a SimPy process (an event whose value is the seconds it took)."""

@@ -9,36 +9,17 @@ between kernels, with nothing else on those NVLinks.
 
 from __future__ import annotations
 
-from labsim_collectives.plugin import BY_NAME
-from labsim_collectives.sim import Fabric, Record
+from labsim_collectives.sim import Fabric
 
 
 class SharedLinks(Fabric):
-    """A :class:`Fabric` that prices each distinct (collective, size, ranks) once: an iteration
-    repeats the same hand-offs and bucket collectives thousands of times."""
+    """A :class:`Fabric` whose collectives enter :attr:`records` only when tagged (the
+    per-stage timeline asks for them; an iteration's thousands of bucket calls do not)."""
 
-    def __post_init__(self):
-        super().__post_init__()
-        self._priced = {}
-
-    def collective(self, collective, nbytes, ranks, algorithm="auto", tag=""):
+    def collective(self, collective, nbytes, ranks, algorithm="auto", tag="", record=None):
         """Generator: run one collective as flows on the shared links; returns its seconds."""
-        key = (collective, int(nbytes), tuple(ranks), algorithm)
-        hit = self._priced.get(key)
-        if hit is None:
-            hit = self._priced[key] = BY_NAME[collective].cost(
-                nbytes, ranks=list(ranks), topology=self.topology, algorithm=algorithm)
-        chosen, priced = hit
-        start = self.env.now
-        for phase in priced.phases:
-            if phase.latency > 0:
-                yield self.env.timeout(phase.latency)
-            if phase.transfer > 0:
-                yield self._transfer(phase.transfer, dict(phase.usage))
-        if tag:
-            self.records.append(Record(collective, chosen, int(nbytes), key[2], start, self.env.now,
-                                       priced.seconds, tag))
-        return self.env.now - start
+        return super().collective(collective, nbytes, ranks, algorithm, tag,
+                                  record=bool(tag) if record is None else record)
 
 
 def shared_links(env, costs):
