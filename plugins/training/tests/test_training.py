@@ -371,3 +371,55 @@ def test_context_parallel_splits_long_sequences():
         run(3)
     with pytest.raises(UsageError, match="context_parallel: ring attention runs on flash"):
         run(2, attention="unfused")
+
+
+# -- expert parallelism (MoE) -----------------------------------------------------------------------
+
+def _mixtral(ep, tp=1, nodes=4, check_memory=True, **extra):
+    config = {"tensor_parallel": tp, "sequence_parallel": tp > 1, "pipeline_parallel": 4,
+              "expert_parallel": ep, "recompute": "full", "distributed_optimizer": True, **extra}
+    return estimate("Mixtral-8x7B", framework="megatron", device="H100-SXM", config=config,
+                    topology={"type": "dgx-h100", "nodes": nodes}, seq_len=4096, global_batch_size=64,
+                    check_memory=check_memory)
+
+
+def test_expert_parallel_shards_the_experts_and_exchanges_tokens_by_all_to_all():
+    one, eight = _mixtral(1, check_memory=False), _mixtral(8)
+    m1, m8 = one["memory_per_gpu_gib"], eight["memory_per_gpu_gib"]
+    # Mixtral-8x7B: 45.1 B of its 46.7 B parameters are experts; on 4 stages a GPU of EP 8 holds one
+    # expert per layer instead of eight
+    assert m8["weights"] < m1["weights"] / 4
+    assert m8["optimizer"] == pytest.approx(m1["optimizer"], rel=1e-9)  # sharded over DP either way
+    comm1, comm8 = one["time_breakdown_s"]["exposed_communication"], eight["time_breakdown_s"]["exposed_communication"]
+    assert "ep" not in comm1 and comm8["ep"] > 0
+    # expert gradients are reduced over DP / EP ranks only
+    assert comm8["dp"] < comm1["dp"]
+    assert eight["layout"]["expert_parallel"] == 8
+    bd = eight["time_breakdown_s"]
+    total = bd["compute"] + sum(bd["exposed_communication"].values()) + bd["pipeline_bubble"] + bd["optimizer"]
+    assert total == pytest.approx(eight["iteration_time_s"], rel=1e-9)
+
+
+def test_expert_all_to_all_across_nodes_costs_more_than_inside_one():
+    # TP 1: the EP group of 8 is one node's GPUs; TP 2: every other rank, over two nodes
+    inside = _mixtral(8, tp=1)["time_breakdown_s"]["exposed_communication"]["ep"]
+    across = _mixtral(8, tp=2, nodes=8)["time_breakdown_s"]["exposed_communication"]["ep"]
+    assert across > 1.5 * inside
+
+
+@pytest.mark.parametrize("model, config, message", [
+    ("Llama-3-8B", {"expert_parallel": 2}, "expert_parallel: 2; Llama-3-8B has no experts"),
+    ("Mixtral-8x7B", {"expert_parallel": 3}, "allowed: 1, 2, 4, 8"),
+    ("Mixtral-8x7B", {"expert_parallel": 8, "data_parallel": 4}, "must divide data_parallel 4"),
+    ("Mixtral-8x7B", {"expert_parallel": 2, "tensor_parallel": 2}, "sequence_parallel: false"),
+])
+def test_impossible_expert_layouts_are_refused(model, config, message):
+    with pytest.raises(UsageError, match=message):
+        estimate(model, framework="megatron", device="H100-SXM", config={"recompute": "full", **config},
+                 topology={"type": "dgx-h100", "nodes": 4}, seq_len=1024, global_batch_size=32,
+                 check_memory=False)
+
+
+def test_moe_oom_suggests_expert_parallel():
+    with pytest.raises(UsageError, match="try expert_parallel: 8"):
+        _mixtral(1)

@@ -26,25 +26,28 @@ ADAM_BYTES = 26.0      # read master/m/v (12), write master/m/v (12) and the 16-
 
 @dataclass
 class Piece:
-    """Work on one GPU: kernel seconds, exposed TP-collective seconds, FLOPs, and the
-    memory-bound share of the kernel seconds."""
+    """Work on one GPU: kernel seconds, exposed TP-collective seconds, FLOPs, the memory-bound
+    share of the kernel seconds, and the exposed context-parallel and expert-parallel
+    (all-to-all) exchanges."""
 
     compute: float = 0.0
     tp: float = 0.0
     flops: float = 0.0
     membound: float = 0.0
     cp: float = 0.0  # exposed context-parallel (ring attention) exchange
+    ep: float = 0.0  # MoE token dispatch and combine (all-to-all over the expert-parallel group)
 
     def __add__(self, other: Piece) -> Piece:
         return Piece(self.compute + other.compute, self.tp + other.tp, self.flops + other.flops,
-                     self.membound + other.membound, self.cp + other.cp)
+                     self.membound + other.membound, self.cp + other.cp, self.ep + other.ep)
 
     def __mul__(self, k: float) -> Piece:
-        return Piece(self.compute * k, self.tp * k, self.flops * k, self.membound * k, self.cp * k)
+        return Piece(self.compute * k, self.tp * k, self.flops * k, self.membound * k, self.cp * k,
+                     self.ep * k)
 
     @property
     def seconds(self) -> float:
-        return self.compute + self.tp + self.cp
+        return self.compute + self.tp + self.cp + self.ep
 
 
 class Comms:
@@ -157,10 +160,19 @@ class JobCosts:
         h = model.hidden_size
         gemm_f, gemm_b = [], []
         flops = 0.0
-        for _label, n, k, count in model.layer_gemms(t):
+        for label, n, k, count in model.layer_gemms(t):
             mm = m * count  # MoE: each token passes `count` experts
-            gemm_f.append(dev.gemm_time(mm, n, k, self.dtype))
-            gemm_b += [dev.gemm_time(mm, k, n, self.dtype), dev.gemm_time(n, k, mm, self.dtype)]
+            if label.startswith("expert_"):
+                # grouped GEMM: the rank's E/ep experts each take their share of the routed rows
+                # (routing balanced, no token dropped: Megatron-core's dropless default)
+                local = self.local_experts
+                rows = -(-mm // local)
+                gemm_f.append(local * dev.gemm_time(rows, n, k, self.dtype))
+                gemm_b += [local * dev.gemm_time(rows, k, n, self.dtype),
+                           local * dev.gemm_time(n, k, rows, self.dtype)]
+            else:
+                gemm_f.append(dev.gemm_time(mm, n, k, self.dtype))
+                gemm_b += [dev.gemm_time(mm, k, n, self.dtype), dev.gemm_time(n, k, mm, self.dtype)]
             if self.dtype == "fp8":
                 # FP8 GEMMs read FP8 operands: each 16-bit input is first scaled and cast (read 2 B,
                 # write 1 B per element); backward casts the output gradient and the transposed
@@ -183,7 +195,8 @@ class JobCosts:
             steps = lay.cp - 1
             cp_f = max(0.0, steps * hop - sum(attn_f) * steps / lay.cp)
             cp_b = max(0.0, 2 * steps * hop - sum(attn_b) * steps / lay.cp)
-        ffn = model.intermediate_size // t
+        ep_f, ep_b = self._expert_exchange()
+        ffn = model.intermediate_size // t * self.experts_per_token
         gated = model.mlp == "gated"
         rows = self.sub_tokens
         a = self.act_bytes
@@ -191,6 +204,11 @@ class JobCosts:
         act_fn = self._ew((3 if gated else 2) * m * ffn * a)          # bias+GeLU / SiLU·up
         dropout_add = self._ew(rows * h * (3 * a + 1))                # each of two dropout-residual adds
         ew_f = [norm, norm, act_fn, dropout_add, dropout_add]
+        if model.is_moe:
+            # router softmax/top-k over the experts' logits, the permutation of each token's k
+            # copies into expert order and the weighted un-permutation back (read + write each)
+            routed = m * self.experts_per_token * h * a
+            ew_f += [self._ew(3.0 * m * model.num_experts * 4), self._ew(2 * routed), self._ew(2 * routed)]
         ew_b = [x for x in ew_f for _ in (0, 1)]                      # backward: two kernels each
         tp_one = self._tp_pair(m * h * a)
         n_comm = (2 if lay.sp else 1) if t > 1 else 0
@@ -198,22 +216,46 @@ class JobCosts:
         fwd_k = gemm_f + attn_f + ew_f
         bwd_k = gemm_b + attn_b + ew_b
         bwd_tp = list(tp_f)
-        if lay.recompute == "full":
+        full = lay.recompute == "full"
+        if full:
             bwd_k, bwd_tp = bwd_k + fwd_k, bwd_tp + tp_f
         elif lay.recompute == "selective":
             bwd_k = bwd_k + attn_f
-        fwd = self._launched(fwd_k, tp_f, flops + attn_flops, sum(ew_f), cp_f)
+        fwd = self._launched(fwd_k, tp_f, flops + attn_flops, sum(ew_f), cp_f, ep_f)
         bwd_flops = 2 * flops + 2 * attn_flops + (
-            flops + attn_flops if lay.recompute == "full" else attn_flops if lay.recompute == "selective" else 0.0)
+            flops + attn_flops if full else attn_flops if lay.recompute == "selective" else 0.0)
         bwd = self._launched(bwd_k, bwd_tp, bwd_flops,
-                             sum(ew_b) + (sum(ew_f) if lay.recompute == "full" else 0.0),
-                             cp_b + (cp_f if lay.recompute == "full" else 0.0))
+                             sum(ew_b) + (sum(ew_f) if full else 0.0),
+                             cp_b + (cp_f if full else 0.0), ep_b + (ep_f if full else 0.0))
         # model FLOPs count attention over the full sequence (the PaLM / Megatron MFU convention)
         self.layer_model_flops = 3 * (flops + 4.0 * heads * hd * b * s * s / lay.cp)
         return fwd, bwd
 
+    def _expert_exchange(self) -> tuple[float, float]:
+        """Seconds of a MoE layer's token exchange over the expert-parallel group, forward and
+        backward: the dispatch all-to-all sends each of the rank's tokens (its 1/TP share under
+        sequence parallelism) to the ranks of its top-k experts and the combine all-to-all brings
+        the expert outputs back; backward sends the gradients both ways again. Each sits between
+        the router and the experts or the experts and the residual add, so it is exposed."""
+        lay = self.layout
+        if lay.ep <= 1:
+            return 0.0, 0.0
+        rows = self.tokens / (lay.tp if lay.sp else 1) * self.experts_per_token
+        nbytes = rows * self.model.hidden_size * self.act_bytes
+        one = self.comms.time("all_to_all", nbytes, lay.ep_ranks(0))
+        return 2 * one, 2 * one
+
+    @property
+    def experts_per_token(self) -> int:
+        return int(self.model.num_experts_per_token or 1) if self.model.is_moe else 1
+
+    @property
+    def local_experts(self) -> int:
+        """Experts of each MoE layer on one GPU."""
+        return max(1, int(self.model.num_experts or 1) // self.layout.ep)
+
     def _launched(self, kernels: list, collectives: list, flops: float, membound: float,
-                  cp: float = 0.0) -> Piece:
+                  cp: float = 0.0, ep: float = 0.0) -> Piece:
         """A pass of *kernels* and TP *collectives* (seconds each on the GPU), each taking at
         least the host's time to launch it: eager frameworks synchronise with the GPU often
         enough (timers, loss scaling, allocator) that a kernel shorter than its launch leaves
@@ -221,7 +263,7 @@ class JobCosts:
         c = self.layout.host_kernel_s
         compute = sum(g if g > c else c for g in kernels)
         tp = sum(g if g > c else c for g in collectives)
-        return Piece(compute, tp, flops, membound, cp)
+        return Piece(compute, tp, flops, membound, cp, ep)
 
     def _embedding(self) -> tuple[Piece, Piece]:
         m, h, a = self.tokens, self.model.hidden_size, self.act_bytes
@@ -273,8 +315,33 @@ class JobCosts:
 
     # -- data parallel and optimizer ------------------------------------------------------------
 
+    def expert_layer_params(self) -> int:
+        """Parameters of one layer's experts on one GPU (its E/ep experts, TP-sharded)."""
+        model = self.model
+        if not model.is_moe:
+            return 0
+        ffn = model.intermediate_size // self.layout.tp
+        mats = 3 if model.mlp == "gated" else 2
+        per = mats * model.hidden_size * ffn
+        if model.mlp_bias:
+            per += (2 * ffn if model.mlp == "gated" else ffn) + model.hidden_size
+        return self.local_experts * per
+
     def layer_params(self) -> int:
-        return int(self.model._layer_params(self.layout.tp))
+        """Parameters of one layer on one GPU (only the experts it holds)."""
+        full = int(self.model._layer_params(self.layout.tp))
+        if not self.model.is_moe:
+            return full
+        every = self.expert_layer_params() * self.layout.ep  # all experts, TP-sharded
+        return full - every + self.expert_layer_params()
+
+    def chunk_expert_params(self, stage: int, chunk: int) -> int:
+        """Expert parameters of that chunk on one GPU (reduced over the expert-data-parallel
+        group, not the whole data-parallel group)."""
+        return self.layout.layers_of(stage, chunk) * self.expert_layer_params()
+
+    def stage_expert_params(self, stage: int) -> int:
+        return sum(self.chunk_expert_params(stage, c) for c in range(self.layout.vpp))
 
     def chunk_params(self, stage: int, chunk: int) -> int:
         """Parameters of model chunk *chunk* on pipeline stage *stage* on one GPU."""
@@ -293,6 +360,13 @@ class JobCosts:
         """One data-parallel collective over *params* parameters of *stage* (``nbytes`` = the
         whole buffer: per-rank size of an all-reduce, total of a reduce-scatter/all-gather)."""
         return self.comms.time(op, params * nbytes_per_param, self.layout.dp_ranks(stage))
+
+    def expert_dp_call(self, op: str, params: float, nbytes_per_param: float, stage: int) -> tuple:
+        """``(op, nbytes, ranks, seconds alone)`` of a collective over expert parameters: over
+        the ranks that hold the same experts (data parallel / expert parallel)."""
+        ranks = self.layout.expert_dp_ranks(stage)
+        nbytes = params * nbytes_per_param
+        return op, nbytes, ranks, self.comms.time(op, nbytes, ranks)
 
     def dp_call(self, op: str, params: float, nbytes_per_param: float, stage: int, group: int = 0) -> tuple:
         """``(op, nbytes, ranks, seconds alone)`` of that collective, for the shared links; over

@@ -80,6 +80,7 @@ class StageAccount:
     compute: float = 0.0
     tp: float = 0.0
     cp: float = 0.0
+    ep: float = 0.0
     pp: float = 0.0
     dp: float = 0.0
     bubble: float = 0.0
@@ -90,7 +91,8 @@ class StageAccount:
     busy_comm: float = 0.0
 
     def total(self) -> float:
-        return self.compute + self.tp + self.cp + self.pp + self.dp + self.bubble + self.optimizer
+        return (self.compute + self.tp + self.cp + self.ep + self.pp + self.dp + self.bubble
+                + self.optimizer)
 
 
 @dataclass
@@ -110,6 +112,7 @@ class Chunk:
     fwd: Piece
     bwd: Piece
     params: float
+    expert_params: float = 0.0  # of params: the experts', reduced over the expert-data-parallel group
 
 
 class Iteration:
@@ -133,7 +136,7 @@ class Iteration:
                 f, b = costs.chunk(per, first=(j == 0 and c == 0), last=(j == p - 1 and c == v - 1))
                 if layout.straggler is not None and layout.straggler[0] == j:
                     f, b = f * layout.straggler[1], b * layout.straggler[1]
-                row.append(Chunk(per, f, b, costs.chunk_params(j, c)))
+                row.append(Chunk(per, f, b, costs.chunk_params(j, c), costs.chunk_expert_params(j, c)))
             self.chunks.append(row)
         self.events: dict = {}
         self.acc = [StageAccount() for _ in range(p)]
@@ -237,7 +240,7 @@ class Iteration:
                 if gather:
                     ag = costs.dp_call("all_gather", chunk.params / n, 2.0, j, sh.shard_group)
                     gathers = [self._issue(stream, ag, acc) for _ in range(n)]
-                red = self._reduce_calls(chunk.params / n, j) if reduce_now else None
+                red = self._reduce_calls(chunk, j, 1.0 / n) if reduce_now else None
                 for i in range(n):
                     if gathers and not gathers[i].triggered:
                         t0 = env.now
@@ -249,6 +252,7 @@ class Iteration:
             acc.compute += piece.compute
             acc.tp += piece.tp
             acc.cp += piece.cp
+            acc.ep += piece.ep
             acc.membound += piece.membound
             acc.flops += piece.flops
             if self.record:
@@ -256,23 +260,30 @@ class Iteration:
             self._signal(kind, mb, c, j)
         if sharded_dp and not sh.every_microbatch and not sh.overlap_grad_reduce:
             for chunk in self.chunks[j]:
-                pending += [self._issue(stream, call, acc) for call in self._reduce_calls(chunk.params, j)]
+                pending += [self._issue(stream, call, acc) for call in self._reduce_calls(chunk, j)]
         if pending:
             t0 = env.now
             yield env.all_of(pending)
             acc.dp += env.now - t0
         acc.done = env.now
 
-    def _reduce_calls(self, params: float, j: int) -> list:
-        """The gradient collectives of *params* parameters of stage *j*: one over the DP group,
-        or with hybrid sharding a reduce-scatter in the shard group and an all-reduce of the
-        shard across the replicas."""
+    def _reduce_calls(self, chunk: Chunk, j: int, share: float = 1.0) -> list:
+        """The gradient collectives of *share* of *chunk*'s parameters on stage *j*: one over the
+        DP group, or with hybrid sharding a reduce-scatter in the shard group and an all-reduce
+        of the shard across the replicas; a MoE chunk's expert gradients over the ranks that hold
+        the same experts."""
         sh, costs, lay = self.sharding, self.costs, self.layout
+        params = (chunk.params - chunk.expert_params) * share
         group = sh.shards(lay.dp_group)
         if group >= lay.dp_group:
-            return [costs.dp_call(sh.reduce_op, params, sh.grad_comm_bytes, j)]
-        return [costs.dp_call("reduce_scatter", params, sh.grad_comm_bytes, j, group),
-                costs.dp_call("all_reduce", params / group, sh.grad_comm_bytes, j, -group)]
+            calls = [costs.dp_call(sh.reduce_op, params, sh.grad_comm_bytes, j)]
+        else:
+            calls = [costs.dp_call("reduce_scatter", params, sh.grad_comm_bytes, j, group),
+                     costs.dp_call("all_reduce", params / group, sh.grad_comm_bytes, j, -group)]
+        if chunk.expert_params and lay.dp_group > lay.ep:
+            calls.append(costs.expert_dp_call(sh.reduce_op, chunk.expert_params * share,
+                                              sh.grad_comm_bytes, j))
+        return calls
 
     def run(self):
         """SimPy generator: one iteration; returns an :class:`IterationResult`."""
@@ -283,12 +294,16 @@ class Iteration:
         barrier = env.now
         tails = []
         for j in range(lay.pp):
-            params = costs.stage_params(j)
-            local = params / (sh.shards(lay.dp_group) if sh.optimizer else 1)
+            experts = costs.stage_expert_params(j)
+            params = costs.stage_params(j) - experts
+            local = (params / (sh.shards(lay.dp_group) if sh.optimizer else 1)
+                     + experts / (lay.dp_group // lay.ep if sh.optimizer else 1))
             opt = costs.optimizer_time(local, sh.grad_bytes, sh.offload_host_bw)
             ag = 0.0
             if sh.gather_after_step and lay.dp_group > 1 and not sh.overlap_param_gather:
                 ag = costs.dp_call("all_gather", params, 2.0, j, sh.shard_group)[3]
+                if experts and lay.dp_group > lay.ep:
+                    ag += costs.expert_dp_call("all_gather", experts, 2.0, j)[3]
             tails.append((opt, ag))
         tail = max(o + a for o, a in tails)
         yield self.execute(tail)
@@ -303,6 +318,7 @@ class Iteration:
         breakdown = {
             "compute": acc.compute,
             "exposed_communication": {"tp": acc.tp, **({"cp": acc.cp} if lay.cp > 1 else {}),
+                                      **({"ep": acc.ep} if lay.ep > 1 else {}),
                                       "pp": acc.pp, "dp": acc.dp},
             "pipeline_bubble": acc.bubble,
             "optimizer": acc.optimizer,

@@ -72,7 +72,7 @@ SUMMARY_SCHEMA = {
         "time_breakdown_s": {"type": "object", "properties": {
             "compute": {"type": "number"},
             "exposed_communication": {"type": "object", "properties": {
-                k: {"type": "number"} for k in ("tp", "pp", "dp")}},
+                k: {"type": "number"} for k in ("tp", "pp", "dp", "cp", "ep")}},
             "pipeline_bubble": {"type": "number"},
             "optimizer": {"type": "number"}}},
         "bottleneck": {"type": "object", "properties": {
@@ -217,6 +217,10 @@ class Megatron(TrainingFramework):
         "pipeline_schedule": {"enum": ["1f1b", "gpipe"], "default": "1f1b",
                               "description": "1F1B (interleaved with virtual stages), or GPipe: all "
                                              "forwards, then all backwards."},
+        "expert_parallel": {"type": "integer", "minimum": 1, "default": 1,
+                            "description": "Split each MoE layer's experts over this many "
+                                           "data-parallel ranks; tokens reach their experts by "
+                                           "all-to-all."},
         "virtual_pipeline_stages": {"type": "integer", "minimum": 1, "default": 1,
                                     "description": "Model chunks per pipeline stage (interleaved 1F1B)."},
         "sequence_parallel": {"type": "boolean", "default": False},
@@ -236,6 +240,7 @@ class Megatron(TrainingFramework):
     def layout_options(self, config):
         return {"tp": config.get("tensor_parallel", 1), "pp": config.get("pipeline_parallel", 1),
                 "cp": config.get("context_parallel", 1),
+                "ep": config.get("expert_parallel", 1),
                 "vpp": config.get("virtual_pipeline_stages", 1),
                 "schedule": config.get("pipeline_schedule", "1f1b"),
                 "sp": config.get("sequence_parallel", False),

@@ -38,6 +38,7 @@ class Layout:
     schedule: str = "1f1b"
     straggler: tuple | None = None  # (stage, slowdown of its kernels)
     cp: int = 1  # context parallel: each sequence split over cp ranks (ring attention)
+    ep: int = 1  # expert parallel: a MoE layer's experts split over ep data-parallel ranks
 
     @property
     def world(self) -> int:
@@ -73,12 +74,23 @@ class Layout:
             return [self.rank(0, k, stage) for k in range(min(group, self.dp))]
         return [self.rank(0, k, stage, c) for k in range(self.dp) for c in range(self.cp)]
 
+    def ep_ranks(self, stage: int = 0) -> list[int]:
+        """The representative rank's expert-parallel group: *ep* consecutive data-parallel ranks
+        (Megatron-core's ``tp-cp-ep-dp-pp`` order), which exchange tokens by all-to-all."""
+        return [self.rank(0, k, stage) for k in range(self.ep)]
+
+    def expert_dp_ranks(self, stage: int = 0) -> list[int]:
+        """The ranks holding the same experts as the representative rank (one per EP group),
+        which reduce those experts' gradients together."""
+        return [self.rank(0, k, stage) for k in range(0, self.dp, self.ep)]
+
     def replica_ranks(self, stage: int, group: int) -> list[int]:
         """The ranks holding the same shard in each shard group of *group* ranks."""
         return [self.rank(0, k, stage) for k in range(0, self.dp, group)]
 
     def describe(self) -> str:
-        parts = [f"TP {self.tp}"] + ([f"CP {self.cp}"] if self.cp > 1 else []) + [f"PP {self.pp}", f"DP {self.dp}"]
+        parts = ([f"TP {self.tp}"] + ([f"CP {self.cp}"] if self.cp > 1 else [])
+                 + [f"PP {self.pp}", f"DP {self.dp}"] + ([f"EP {self.ep}"] if self.ep > 1 else []))
         return " × ".join(parts)
 
 
@@ -144,7 +156,7 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
                 gpus: int | None = None, first_stage_layers: int | None = None,
                 last_stage_layers: int | None = None, attention: str = "flash",
                 host_kernel_s: float = 0.0, schedule: str = "1f1b", straggler: tuple | None = None,
-                cp: int = 1) -> Layout:
+                cp: int = 1, ep: int = 1) -> Layout:
     """The checked :class:`Layout` of *job* on *gpus* GPUs (None: as many as the layout needs).
 
     :raises UsageError: naming the field and the allowed values.
@@ -204,10 +216,34 @@ def make_layout(model, job, *, tp: int = 1, pp: int = 1, dp: int | None = None, 
                          "(or pipeline_schedule: 1f1b)")
     if straggler is not None and not 0 <= straggler[0] < pp:
         raise UsageError(f"straggler.stage: {straggler[0]}; allowed: 0 … {pp - 1} (pipeline stages)")
+    if ep > 1:
+        _check_expert_parallel(model, ep, dp, tp, sp, cp)
     if recompute not in RECOMPUTE:
         raise UsageError(f"recompute: {recompute!r}; allowed: {', '.join(RECOMPUTE)}")
     return Layout(tp, pp, dp, micro_batch, num_micro, vpp, bool(sp and tp > 1), recompute, precision,
-                  chunk_layers, attention, float(host_kernel_s), schedule, straggler, int(cp))
+                  chunk_layers, attention, float(host_kernel_s), schedule, straggler, int(cp), int(ep))
+
+
+def _check_expert_parallel(model, ep: int, dp: int, tp: int, sp: bool, cp: int) -> None:
+    """Refuse an expert-parallel degree Megatron-core would refuse (or labsim does not model)."""
+    experts = int(getattr(model, "num_experts", 0) or 0)
+    if not experts:
+        raise UsageError(f"expert_parallel: {ep}; {model.name} has no experts (not a MoE model); allowed: 1")
+    if experts % ep:
+        raise UsageError(f"expert_parallel: {ep} does not split the {experts} experts of {model.name}; "
+                         f"allowed: {_allowed(divisors(experts))}")
+    if dp % ep:
+        ok = [d for d in divisors(dp) if experts % d == 0]
+        raise UsageError(f"expert_parallel: {ep} must divide data_parallel {dp} (expert-parallel groups "
+                         f"are carved from the data-parallel ranks); allowed: {_allowed(ok)}")
+    if tp > 1 and not sp:
+        # Megatron-core ModelParallelConfig.__post_init__ raises "When using expert parallelism
+        # and tensor parallelism, sequence parallelism must be used"
+        raise UsageError("sequence_parallel: false; Megatron needs sequence_parallel: true when "
+                         "expert_parallel and tensor_parallel are both above 1")
+    if cp > 1:
+        raise UsageError("context_parallel: expert parallelism with context parallelism is not "
+                         "modelled; allowed with expert_parallel > 1: 1")
 
 
 def _stage_layers(name, layers, pp, vpp, first, last) -> tuple[int, ...]:

@@ -82,10 +82,15 @@ def model_state_bytes(params: float, dp: int, sharding, precision: str = "bf16")
 
 
 def suggestions(breakdown: MemoryBreakdown, layout, sharding, framework: str, capacity: float = 0.0,
-                num_layers: int = 0) -> list[str]:
+                num_layers: int = 0, experts: int = 0) -> list[str]:
     """What to change so the job fits, biggest saving first."""
     tips = []
     states = breakdown.weights + breakdown.gradients + breakdown.optimizer
+    if framework == "megatron" and experts and capacity and states > 0.5 * capacity:
+        # a MoE model's states are mostly experts: spread them over more data-parallel ranks
+        ep = max((d for d in range(1, layout.dp + 1) if layout.dp % d == 0 and experts % d == 0), default=1)
+        if ep > layout.ep:
+            tips.append(f"expert_parallel: {ep}")
     if framework == "megatron" and capacity and states > 0.5 * capacity and num_layers:
         # model states shrink as 1/PP: the smallest PP (a divisor of the layers) that leaves half
         factor = states / (0.5 * capacity)
@@ -123,12 +128,12 @@ def suggestions(breakdown: MemoryBreakdown, layout, sharding, framework: str, ca
 
 
 def oom_message(breakdown: MemoryBreakdown, capacity: float, layout, sharding, framework: str,
-                device_name: str, num_layers: int = 0) -> str:
+                device_name: str, num_layers: int = 0, experts: int = 0) -> str:
     """The error for a job that does not fit: the need, the breakdown and what to try."""
     gib = breakdown.as_gib()
     parts = sorted(((k, v) for k, v in gib.items() if k != "total"), key=lambda kv: -kv[1])
     detail = ", ".join(f"{k} {v:.1f}" for k, v in parts)
-    tips = suggestions(breakdown, layout, sharding, framework, capacity, num_layers)
+    tips = suggestions(breakdown, layout, sharding, framework, capacity, num_layers, experts)
     return (f"out of memory: needs {gib['total']:.1f} GiB per GPU of {capacity / GiB:.0f} on "
             f"{device_name} ({layout.describe()}, pipeline stage {breakdown.stage}): {detail} — "
             f"try {' or '.join(tips[:3])}")

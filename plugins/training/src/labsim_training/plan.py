@@ -46,19 +46,26 @@ def stage_memory(costs: JobCosts, layout, sharding, j: int) -> MemoryBreakdown:
     model, job = costs.model, costs.job
     s, b, h, t = job.seq_len // layout.cp, layout.micro_batch, model.hidden_size, layout.tp
     params = costs.stage_params(j)
-    w, g, o = model_state_bytes(params, layout.dp_group, sharding, layout.precision)
+    experts = costs.stage_expert_params(j)
+    w, g, o = model_state_bytes(params - experts, layout.dp_group, sharding, layout.precision)
+    if experts:  # expert states are sharded over the ranks holding the same experts
+        we, ge, oe = model_state_bytes(experts, layout.dp_group // layout.ep, sharding, layout.precision)
+        w, g, o = w + we, g + ge, o + oe
     if model.architecture == "cnn":  # every convolution's output, batch-norm and ReLU outputs
         return MemoryBreakdown(w, g, o, costs.activation_bytes, sharding.bucket_bytes, j)
     heads, kv, hd = model.attention_heads(1)
+    k = costs.experts_per_token  # a MoE token's MLP activations exist once per routed expert
     per_layer = activation_bytes_per_layer(
-        s, b, h, heads, t, sp=layout.sp, recompute=layout.recompute, ffn=model.intermediate_size,
+        s, b, h, heads, t, sp=layout.sp, recompute=layout.recompute, ffn=model.intermediate_size * k,
         kv_dim=kv * hd, gated=model.mlp == "gated", flash=layout.attention == "flash")
+    if model.is_moe and layout.recompute != "full":  # the permuted expert inputs (2 B × k × h a token)
+        per_layer += 2.0 * s * b * h * k / t
     chunk_layers = max(layout.layers_of(j, c) for c in range(layout.vpp))
     in_flight = peak_in_flight(j, layout.pp, layout.num_micro, layout.vpp, layout.schedule)
     act = in_flight * chunk_layers * per_layer
     if layout.recompute == "full":  # one layer's activations while it is recomputed
         act += activation_bytes_per_layer(s, b, h, heads, t, sp=layout.sp, recompute="selective",
-                                          ffn=model.intermediate_size, kv_dim=kv * hd,
+                                          ffn=model.intermediate_size * k, kv_dim=kv * hd,
                                           gated=model.mlp == "gated")
     if j == 0:  # embedding dropout masks of the micro-batches in flight
         act += in_flight * s * b * h / (t if layout.sp else 1)
@@ -85,7 +92,7 @@ def make_plan(framework: str, job, layout, sharding, device, topology=None, regi
     capacity = float(getattr(device, "memory_bytes", 0) or 0)
     if check_memory and capacity and worst.total > capacity:
         raise UsageError(oom_message(worst, capacity, layout, sharding, framework, device.name,
-                                     int(job.model.num_layers)))
+                                     int(job.model.num_layers), int(job.model.num_experts or 0)))
     return Plan(framework, job, layout, sharding, device, costs, worst)
 
 
@@ -107,6 +114,11 @@ def bottleneck(breakdown: dict, membound: float, layout, sharding, framework: st
             recs.append("keep tensor_parallel within one node, or lower it and raise pipeline_parallel")
             if framework == "megatron" and not layout.sp:
                 recs.append("sequence_parallel: true")
+        elif worst == "ep":
+            recs.append("keep the expert-parallel group inside a node (expert_parallel × "
+                        "tensor_parallel ≤ GPUs per node) or lower expert_parallel")
+        elif worst == "cp":
+            recs.append("a smaller context_parallel, or keep it inside a node")
         elif worst == "dp":
             if not sharding.overlap_grad_reduce:
                 recs.append("overlap_grad_reduce: true")
@@ -148,7 +160,8 @@ def report(plan: Plan, iterations: list[float], result, accounting=None, owner: 
     out = {
         "framework": plan.framework,
         "layout": {"gpus": world, "tensor_parallel": lay.tp, "pipeline_parallel": lay.pp,
-                   "data_parallel": lay.dp, "context_parallel": lay.cp, "virtual_pipeline_stages": lay.vpp,
+                   "data_parallel": lay.dp, "context_parallel": lay.cp, "expert_parallel": lay.ep,
+                   "virtual_pipeline_stages": lay.vpp,
                    "micro_batch_size": lay.micro_batch, "micro_batches_per_replica": lay.num_micro,
                    "sequence_parallel": lay.sp, "recompute": lay.recompute, "precision": lay.precision},
         "iterations": len(iterations),
