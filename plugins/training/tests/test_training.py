@@ -212,13 +212,26 @@ def test_labsim_run_side_by_side(tmp_path):
                        topology={"type": "dgx-a100", "nodes": 2}, seq_len=1024, global_batch_size=64,
                        config={"tensor_parallel": 2, "pipeline_parallel": 2, "micro_batch_size": 2})
     assert stepped["iteration_time_s"] == pytest.approx(mega["iteration_times_s"][1], rel=1e-12)
-    # the opt-in timeline: every forward and backward of the first iteration, per stage
+    # the opt-in timeline: the first iteration of each stage's first rank, stream by stream
     import csv
-    with open(out / "training_timeline.csv") as fh:
+    with open(out / "timeline.csv") as fh:
         rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["framework", "iteration", "rank", "stage", "stream", "kind", "micro_batch",
+                             "start_s", "end_s"]
     m = summary["frameworks"]["mega"]["layout"]["micro_batches_per_replica"]
-    assert len(rows) == 2 * 2 * m and {r["framework"] for r in rows} == {"mega"}
-    assert {r["global_rank"] for r in rows} == {"0", "8"}  # stage 1 starts after TP 2 × DP 4 ranks
+    assert {r["framework"] for r in rows} == {"mega"} and {r["iteration"] for r in rows} == {"0"}
+    assert {(r["stage"], r["rank"]) for r in rows} == {("0", "0"), ("1", "8")}  # after TP 2 × DP 4 ranks
+    ops = [r for r in rows if r["kind"] in ("forward", "backward")]
+    assert len(ops) == 2 * 2 * m and {r["stream"] for r in ops} == {"compute"}
+    kinds = {(r["stream"], r["kind"]) for r in rows}
+    assert {("comm", "tp"), ("comm", "pp"), ("comm", "dp"), ("compute", "bubble"),
+            ("compute", "optimizer")} <= kinds
+    iteration = mega["iteration_times_s"][0]
+    for stage in ("0", "1"):  # one stream's rows never overlap and all lie inside the iteration
+        busy = sorted((float(r["start_s"]), float(r["end_s"])) for r in rows
+                      if r["stage"] == stage and r["stream"] == "compute")
+        assert all(a[1] <= b[0] + 1e-12 for a, b in zip(busy, busy[1:]))
+        assert busy[0][0] >= 0 and busy[-1][1] <= iteration + 1e-12
     # same file, same outputs
     again, out2 = _labsim_run(tmp_path / "..", EXPERIMENT, name="exp2.yaml")
     assert (out2 / "summary.json").read_text().replace("exp2", "exp") == \
@@ -423,3 +436,15 @@ def test_impossible_expert_layouts_are_refused(model, config, message):
 def test_moe_oom_suggests_expert_parallel():
     with pytest.raises(UsageError, match="try expert_parallel: 8"):
         _mixtral(1)
+
+
+def test_timeline_shows_recompute_and_parameter_gathers():
+    def kinds(framework, config):
+        r = estimate(GPT2, framework=framework, device="A100-SXM4-80GB", config=config, record=True,
+                     topology={"type": "dgx-a100", "nodes": 2}, seq_len=1024, global_batch_size=32)
+        return [row[2] for row in r["timeline"]]
+
+    mega = kinds("megatron", {"tensor_parallel": 2, "pipeline_parallel": 2, "recompute": "full"})
+    assert mega.count("recompute") == mega.count("backward") == mega.count("forward")
+    zero3 = kinds("deepspeed", {"zero_stage": 3, "micro_batch_size": 2})
+    assert "param_gather" in zero3 and "dp" in zero3 and "tp" not in zero3

@@ -32,6 +32,10 @@ import simpy
 
 from labsim_training.costs import Piece
 
+#: what a timeline row's ``kind`` can be, on the ``compute`` or the ``comm`` stream
+TIMELINE_KINDS = ("forward", "backward", "recompute", "optimizer", "bubble",  # compute stream
+                  "tp", "cp", "ep", "pp", "dp", "param_gather")              # comm stream
+
 
 def pipeline_order(stage: int, p: int, m: int, v: int = 1, schedule: str = "1f1b") -> list[tuple[str, int, int]]:
     """Stage *stage*'s operations ``(F|B, micro-batch, model chunk)`` in Megatron's 1F1B order
@@ -119,7 +123,8 @@ class Iteration:
     """The SimPy processes of one iteration (see the module docs).
 
     :param execute: ``execute(seconds)`` → an event; the framework's GPUs' execution point.
-    :param record: keep one row per operation (stage, kind, micro-batch, chunk, start, end).
+    :param record: keep the timeline of each stage's representative rank: rows ``(stage,
+        stream, kind, micro-batch, start, end)`` (see :data:`TIMELINE_KINDS`).
     """
 
     def __init__(self, env, costs, layout, sharding, execute=None, record: bool = False, links=None):
@@ -140,7 +145,7 @@ class Iteration:
             self.chunks.append(row)
         self.events: dict = {}
         self.acc = [StageAccount() for _ in range(p)]
-        self.rows: list = []
+        self.rows: list = []  # (stage, stream, kind, micro_batch, start_s, end_s) when recording
 
     # -- dependencies ---------------------------------------------------------------------------
 
@@ -181,19 +186,24 @@ class Iteration:
             nbytes, ranks = self.costs.p2p_call[sender]
             if kind == "B":
                 ranks = ranks[::-1]
-            self.env.process(self._handoff(nbytes, ranks, ev))
+            self.env.process(self._handoff(nbytes, ranks, ev, (sender, mb)))
         elif delay > 0:
+            if self.record:
+                self.rows.append((j, "comm", "pp", mb, self.env.now, self.env.now + delay))
             self.env.timeout(delay).callbacks.append(lambda _e, ev=ev: ev.succeed())
         else:
             ev.succeed()
 
-    def _handoff(self, nbytes, ranks, ev):
+    def _handoff(self, nbytes, ranks, ev, tag):
+        began = self.env.now
         yield from self.links.collective("send_recv", nbytes, ranks)
+        if self.record:
+            self.rows.append((tag[0], "comm", "pp", tag[1], began, self.env.now))
         ev.succeed()
 
     # -- communication stream -------------------------------------------------------------------
 
-    def _comm(self, stream, call, acc):
+    def _comm(self, stream, call, acc, tag):
         op, nbytes, ranks, seconds = call
         with stream.request() as turn:
             yield turn
@@ -203,9 +213,31 @@ class Iteration:
             else:
                 yield self.env.timeout(seconds)
             acc.busy_comm += self.env.now - began
+            if self.record and self.env.now > began:
+                self.rows.append((tag[0], "comm", tag[1], tag[2], began, self.env.now))
 
-    def _issue(self, stream, call, acc):
-        return self.env.process(self._comm(stream, call, acc))
+    def _issue(self, stream, call, acc, tag):
+        """Queue *call* on the stage's communication stream; *tag* = (stage, kind, micro-batch)."""
+        return self.env.process(self._comm(stream, call, acc, tag))
+
+    def _record_op(self, j, kind, mb, c, piece, start):
+        """Timeline rows of one forward or backward: its kernels (a full-recompute backward's
+        forward again first), then its exposed TP, CP and EP collectives (drawn after the kernels;
+        really they interleave layer by layer)."""
+        t = start
+        if kind == "B" and self.layout.recompute == "full":
+            rc = self.chunks[j][c].fwd.compute
+            self.rows.append((j, "compute", "recompute", mb, t, t + rc))
+            t += rc
+            kernels = piece.compute - rc
+        else:
+            kernels = piece.compute
+        self.rows.append((j, "compute", "forward" if kind == "F" else "backward", mb, t, t + kernels))
+        t += kernels
+        for what, seconds in (("tp", piece.tp), ("cp", piece.cp), ("ep", piece.ep)):
+            if seconds > 0:
+                self.rows.append((j, "comm", what, mb, t, t + seconds))
+                t += seconds
 
     # -- one stage ------------------------------------------------------------------------------
 
@@ -225,6 +257,8 @@ class Iteration:
                 part = min(waited, handoff)
                 acc.pp += part
                 acc.bubble += waited - part
+                if self.record:
+                    self.rows.append((j, "compute", "bubble", mb, t0, env.now))
             chunk = self.chunks[j][c]
             piece = chunk.fwd if kind == "F" else chunk.bwd
             start = env.now
@@ -239,7 +273,7 @@ class Iteration:
                 gathers = []
                 if gather:
                     ag = costs.dp_call("all_gather", chunk.params / n, 2.0, j, sh.shard_group)
-                    gathers = [self._issue(stream, ag, acc) for _ in range(n)]
+                    gathers = [self._issue(stream, ag, acc, (j, "param_gather", mb)) for _ in range(n)]
                 red = self._reduce_calls(chunk, j, 1.0 / n) if reduce_now else None
                 for i in range(n):
                     if gathers and not gathers[i].triggered:
@@ -248,7 +282,7 @@ class Iteration:
                         acc.dp += env.now - t0
                     yield self.execute(per.seconds)
                     if reduce_now:
-                        pending += [self._issue(stream, call, acc) for call in red]
+                        pending += [self._issue(stream, call, acc, (j, "dp", mb)) for call in red]
             acc.compute += piece.compute
             acc.tp += piece.tp
             acc.cp += piece.cp
@@ -256,11 +290,11 @@ class Iteration:
             acc.membound += piece.membound
             acc.flops += piece.flops
             if self.record:
-                self.rows.append((j, kind, mb, c, start, env.now))
+                self._record_op(j, kind, mb, c, piece, start)
             self._signal(kind, mb, c, j)
         if sharded_dp and not sh.every_microbatch and not sh.overlap_grad_reduce:
             for chunk in self.chunks[j]:
-                pending += [self._issue(stream, call, acc) for call in self._reduce_calls(chunk, j)]
+                pending += [self._issue(stream, call, acc, (j, "dp", "")) for call in self._reduce_calls(chunk, j)]
         if pending:
             t0 = env.now
             yield env.all_of(pending)
@@ -306,6 +340,11 @@ class Iteration:
                     ag += costs.expert_dp_call("all_gather", experts, 2.0, j)[3]
             tails.append((opt, ag))
         tail = max(o + a for o, a in tails)
+        if self.record:
+            for j, (opt, ag) in enumerate(tails):
+                self.rows.append((j, "compute", "optimizer", "", barrier, barrier + opt))
+                if ag > 0:
+                    self.rows.append((j, "comm", "param_gather", "", barrier + opt, barrier + opt + ag))
         yield self.execute(tail)
         seconds = env.now - begin
         done = [a.done - begin for a in self.acc]

@@ -47,8 +47,10 @@ COMMON = {
         "properties": {"stage": {"type": "integer", "minimum": 0, "default": 0},
                        "slowdown": {"type": "number", "minimum": 1}}},
     "record_timeline": {"type": "boolean", "default": False,
-                        "description": "Write the first iteration's operations per pipeline stage to the "
-                                       "training_timeline table (training_timeline.csv) for plots."},
+                        "description": "Write the first iteration of each pipeline stage's first rank "
+                                       "(TP 0, DP 0) to the timeline table (timeline.csv) for plots: "
+                                       "one row per kernel stretch, collective, wait and optimizer "
+                                       "step, on its compute or comm stream."},
     "host_overhead_per_kernel_us": {
         "type": "number", "minimum": 0, "default": HOST_KERNEL_US,
         "description": "Host (CPU) microseconds an eager framework spends per kernel it launches "
@@ -82,7 +84,9 @@ SUMMARY_SCHEMA = {
     },
 }
 
-TIMELINE_COLUMNS = ["framework", "stage", "global_rank", "op", "micro_batch", "chunk", "start_s", "end_s"]
+#: columns of the opt-in ``timeline`` table (``kind``: :data:`labsim_training.engine.TIMELINE_KINDS`)
+TIMELINE_COLUMNS = ["framework", "iteration", "rank", "stage", "stream", "kind", "micro_batch", "start_s",
+                    "end_s"]
 
 HEADLINE = [
     ("iteration time (s)", "iteration_time_s"),
@@ -193,9 +197,9 @@ class TrainingFramework(labsim.Framework):
 
     def _write_timeline(self, result):
         lay = self.plan.layout
-        table = self.context.metrics.table("training_timeline", TIMELINE_COLUMNS)
-        table.extend([(self.instance_name, stage, lay.rank(0, 0, stage), "forward" if kind == "F" else "backward",
-                       mb, chunk, start, end) for stage, kind, mb, chunk, start, end in result.rows])
+        table = self.context.metrics.table("timeline", TIMELINE_COLUMNS)
+        table.extend([(self.instance_name, 0, lay.rank(0, 0, stage), stage, stream, kind, mb, start, end)
+                      for stage, stream, kind, mb, start, end in result.rows])
 
     def summary(self):
         if not self.iterations:
