@@ -329,6 +329,7 @@ TOPOLOGY_CASES = {
     "nodes_per_leaf": (NODES, {"nodes_per_leaf": 4}, ("send_recv", [0, 8])),
     "oversubscription": (NODES, {"oversubscription": 1}, ("send_recv", [0, 8])),
     "ib_sharp": ({**NODES, "nvls": True}, {"ib_sharp": True}, ("all_reduce", 32)),
+    "degraded_links": (NODES, {"degraded_links": {"n1.nic0": 0.1}}, ("all_reduce", 32)),
 }
 
 

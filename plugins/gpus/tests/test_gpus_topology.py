@@ -114,3 +114,22 @@ def test_box_inference():
     assert T.box_for_device(StandIn()).nvls is True
     assert T.box_for_device(StandIn("A100-SXM4-80GB", 300e9, 32e9, 2e12)).nvls is False
     assert T.box_for_device(StandIn("L4", 0.0, 32e9, 3e11)).intra == "pcie"
+
+
+def test_degraded_links_slow_the_named_link_only():
+    healthy = preset("dgx-h100", nodes=2)
+    slow = preset("dgx-h100", nodes=2, degraded_links={"n1.nic3": 0.5})
+    assert slow.link("n1.nic3").bandwidth == pytest.approx(healthy.link("n1.nic3").bandwidth / 2)
+    assert slow.link("n1.nic2").bandwidth == healthy.link("n1.nic2").bandwidth
+    assert slow.link("n0.nic3").bandwidth == healthy.link("n0.nic3").bandwidth
+
+
+@pytest.mark.parametrize("links, message", [
+    ({"n2.nic0": 0.5}, "no link 'n2.nic0' in 2 node"),
+    ({"n1.nic0": 0}, "'degraded_links.n1.nic0' must be a fraction"),
+    ({"n1.nic0": 1.5}, "0 < f ≤ 1"),
+    (["n1.nic0"], "must map link names"),
+])
+def test_degraded_links_refuse_unknown_names_and_bad_fractions(links, message):
+    with pytest.raises(UsageError, match=message):
+        preset("dgx-h100", nodes=2, degraded_links=links)

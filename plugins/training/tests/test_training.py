@@ -448,3 +448,13 @@ def test_timeline_shows_recompute_and_parameter_gathers():
     assert mega.count("recompute") == mega.count("backward") == mega.count("forward")
     zero3 = kinds("deepspeed", {"zero_stage": 3, "micro_batch_size": 2})
     assert "param_gather" in zero3 and "dp" in zero3 and "tp" not in zero3
+
+
+def test_a_slow_nic_slows_the_gradient_reduction_of_every_replica():
+    def run(links):
+        return estimate("GPT-2-Large", framework="ddp", device="A100-SXM4-80GB", config={"micro_batch_size": 4},
+                        topology={"type": "dgx-a100", "nodes": 2, "degraded_links": links},
+                        seq_len=1024, global_batch_size=64)["time_breakdown_s"]["exposed_communication"]["dp"]
+
+    healthy, one_slow_nic = run({}), run({"n1.nic5": 0.25})
+    assert one_slow_nic > 2 * healthy  # every ring crosses it: the slowest link sets the pace

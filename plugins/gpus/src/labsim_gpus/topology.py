@@ -112,6 +112,15 @@ CONFIG_SCHEMA: dict = {
             "minimum": 1,
             "description": "leaf downlink : uplink bandwidth ratio (1 = non-blocking)",
         },
+        "degraded_links": {
+            "type": "object",
+            "additionalProperties": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "description": "links running below their rated bandwidth, by name (`n3.nic0`: node 3's "
+            "first NIC; `n0.g5.nvl`: GPU 5's NVLink ports; `n1.g2.pcie`; `n0.host`): the fraction "
+            "of the bandwidth each still gives (a flapping or mis-negotiated port, a straggling "
+            "node). Collectives and transfers over it slow down, and so does everything that "
+            "waits for them.",
+        },
     },
     "additionalProperties": False,
 }
@@ -140,6 +149,7 @@ class ClusterTopology(labsim.Topology):
     fabric: str = "rail"
     nodes_per_leaf: int = 32
     oversubscription: float = 1.0
+    degraded_links: tuple[tuple[str, float], ...] = ()  # (link name, fraction of its bandwidth)
     aliases: tuple[str, ...] = ()
     _device: Any = field(default=None, repr=False)
 
@@ -200,6 +210,8 @@ class ClusterTopology(labsim.Topology):
                         f"topology field 'oversubscription' must be a number ≥ 1, got {value!r}"
                     )
                 changes[key] = float(value)
+            elif key == "degraded_links":
+                changes[key] = _degraded_links(value)
             elif key in ("nvls", "ib_sharp"):
                 if not isinstance(value, bool):
                     raise UsageError(f"topology field {key!r} must be true or false, got {value!r}")
@@ -223,6 +235,16 @@ class ClusterTopology(labsim.Topology):
             )
         if self.pcie_switch_gpus and self.gpus_per_node % self.pcie_switch_gpus:
             raise UsageError("topology field 'pcie_switch_gpus' must divide gpus_per_node")
+        if self.degraded_links:
+            known = {link.name for link in self.links()}
+            for name, _ in self.degraded_links:
+                if name not in known:
+                    nics = f"n0.nic0 … n{self.nodes - 1}.nic{self.nics_per_node - 1}, " if self.nodes > 1 else ""
+                    raise UsageError(
+                        f"topology field 'degraded_links': no link {name!r} in {self.nodes} node(s) of "
+                        f"{self.gpus_per_node} GPUs; allowed names: {nics}n<node>.g<gpu>.nvl, "
+                        "n<node>.g<gpu>.pcie, n<node>.host"
+                    )
 
     # -- ranks ------------------------------------------------------------------------------
 
@@ -389,7 +411,30 @@ class ClusterTopology(labsim.Topology):
 
 @functools.lru_cache(maxsize=65536)
 def _link(topo: ClusterTopology, name: str) -> Link:
-    """Build the link *name* of *topo* from its naming scheme (cached)."""
+    """Build the link *name* of *topo* from its naming scheme (cached), at the fraction of its
+    bandwidth ``degraded_links`` leaves it."""
+    link = _rated_link(topo, name)
+    for slow, fraction in topo.degraded_links:
+        if slow == name:
+            return dataclasses.replace(link, bandwidth=link.bandwidth * fraction)
+    return link
+
+
+def _degraded_links(value) -> tuple[tuple[str, float], ...]:
+    if not isinstance(value, dict):
+        raise UsageError("topology field 'degraded_links' must map link names to the fraction of "
+                         f"bandwidth left (0 < f ≤ 1), got {value!r}")
+    out = []
+    for name, fraction in sorted(value.items()):
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+            raise UsageError(f"topology field 'degraded_links.{name}' must be a fraction of the "
+                             f"link's bandwidth, 0 < f ≤ 1; got {fraction!r}")
+        out.append((str(name), float(fraction)))
+    return tuple(out)
+
+
+def _rated_link(topo: ClusterTopology, name: str) -> Link:
+    """The link *name* of *topo* at its rated bandwidth."""
     parts = name.split(".")
     tail = parts[-1]
     try:
