@@ -283,7 +283,7 @@ def test_fp8_on_h100_is_faster_but_not_twice():
                         topology={"type": "dgx-h100", "nodes": 1},
                         seq_len=4096, global_batch_size=32,
                         config={"tensor_parallel": 2, "sequence_parallel": True, "recompute": "selective",
-                                "precision": precision})["iteration_time_s"]
+                                "distributed_optimizer": True, "precision": precision})["iteration_time_s"]
     bf16, fp8 = run("bf16"), run("fp8")
     assert 1.1 < bf16 / fp8 < 1.9  # attention, element-wise work and the casts stay 16-bit
 
@@ -458,3 +458,22 @@ def test_a_slow_nic_slows_the_gradient_reduction_of_every_replica():
 
     healthy, one_slow_nic = run({}), run({"n1.nic5": 0.25})
     assert one_slow_nic > 2 * healthy  # every ring crosses it: the slowest link sets the pace
+
+
+def test_fp8_keeps_cast_and_transposed_weights_and_amax_histories():
+    def memory(precision, framework="megatron", config=None):
+        return estimate("Llama-3-8B", framework=framework, device="H100-SXM", config={
+            "precision": precision, "recompute": "full", **(config or {"tensor_parallel": 2})},
+            topology={"type": "dgx-h100", "nodes": 1}, seq_len=4096, global_batch_size=16,
+            check_memory=False)["memory_per_gpu_gib"]
+
+    bf16, fp8 = memory("bf16"), memory("fp8")
+    # Llama-3-8B: 32 layers of 218 M GEMM weights (6.98 B), split over TP 2; 2 B each for the FP8
+    # copy and its transpose, plus 32 × 4 GEMMs × 3 tensors × 1,026 fp32 amax/scale entries
+    expected = (2 * 6_979_321_856 / 2 + 32 * 4 * 3 * 1026 * 4) / 2**30
+    assert fp8["buffers"] - bf16["buffers"] == pytest.approx(expected, rel=1e-6)
+    assert fp8["weights"] == bf16["weights"]  # 16-bit weights stay (the optimizer updates them)
+    # sharded weights are gathered (and cast) layer by layer: two layers live at a time
+    zero3 = memory("fp8", "deepspeed", {"zero_stage": 3})["buffers"] - memory("bf16", "deepspeed",
+                                                                               {"zero_stage": 3})["buffers"]
+    assert zero3 == pytest.approx((2 * 2 * 218_103_808 + 32 * 4 * 3 * 1026 * 4) / 2**30)  # 2 whole layers

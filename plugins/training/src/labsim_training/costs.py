@@ -327,6 +327,14 @@ class JobCosts:
             per += (2 * ffn if model.mlp == "gated" else ffn) + model.hidden_size
         return self.local_experts * per
 
+    def layer_gemm_params(self) -> int:
+        """Weights of one layer's GEMMs on one GPU (its own experts only): what FP8 training
+        casts to FP8."""
+        n = 0
+        for label, nn, kk, count in self.model.layer_gemms(self.layout.tp):
+            n += nn * kk * (self.local_experts if label.startswith("expert_") else 1)
+        return n
+
     def layer_params(self) -> int:
         """Parameters of one layer on one GPU (only the experts it holds)."""
         full = int(self.model._layer_params(self.layout.tp))

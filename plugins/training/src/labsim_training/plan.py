@@ -74,7 +74,30 @@ def stage_memory(costs: JobCosts, layout, sharding, j: int) -> MemoryBreakdown:
     buffers = sharding.bucket_bytes
     if sharding.params and layout.dp > 1:  # the gathered layer and the one prefetched
         buffers += 2 * costs.layer_params() * 2.0
+    if layout.precision == "fp8":
+        buffers += fp8_state_bytes(costs, layout.stage_layers(j), sharding)
     return MemoryBreakdown(w, g, o, act, buffers, j)
+
+
+#: Transformer Engine's delayed scaling keeps a history of each FP8 tensor's absolute maximum:
+#: ``DelayedScaling(amax_history_len=1024)`` by default (transformer_engine.common.recipe), fp32
+AMAX_HISTORY = 1024
+
+
+def fp8_state_bytes(costs, layers: int, sharding) -> float:
+    """What FP8 training with Transformer Engine keeps beside the 16-bit weights, per GPU:
+
+    - each linear layer's weight cast to FP8 once per iteration and reused by every
+      micro-batch (``is_first_microbatch``), and its transposed FP8 copy for the backward's
+      data-gradient GEMM (Hopper's FP8 tensor cores take only the TN layout): 2 B per GEMM
+      weight — gathered layer by layer, so only the live layers' under ZeRO-3 / FSDP;
+    - per GEMM, three FP8 tensors (input, weight, output gradient), each with an fp32 amax
+      history of :data:`AMAX_HISTORY` entries and a scale and its inverse.
+    """
+    gemm = costs.layer_gemm_params()
+    live = 2 if sharding.params else layers
+    gemms = len(costs.model.layer_gemms(costs.layout.tp))
+    return 2.0 * gemm * live + layers * gemms * 3 * (AMAX_HISTORY + 2) * 4.0
 
 
 def make_plan(framework: str, job, layout, sharding, device, topology=None, registry=None,
