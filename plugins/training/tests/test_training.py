@@ -477,3 +477,20 @@ def test_fp8_keeps_cast_and_transposed_weights_and_amax_histories():
     zero3 = memory("fp8", "deepspeed", {"zero_stage": 3})["buffers"] - memory("bf16", "deepspeed",
                                                                                {"zero_stage": 3})["buffers"]
     assert zero3 == pytest.approx((2 * 2 * 218_103_808 + 32 * 4 * 3 * 1026 * 4) / 2**30)  # 2 whole layers
+
+
+def test_zero_infinity_keeps_the_weight_shards_in_host_memory():
+    def run(config):
+        return estimate("Llama-2-13B", framework="deepspeed", device="A100-SXM4-80GB",
+                        config={"zero_stage": 3, "recompute": "full", **config},
+                        topology={"type": "dgx-a100", "nodes": 1}, seq_len=2048, global_batch_size=16,
+                        record=True)
+
+    plain, offload = run({}), run({"offload_param": True, "offload_optimizer": True})
+    assert plain["memory_per_gpu_gib"]["weights"] > 3 and offload["memory_per_gpu_gib"]["weights"] == 0
+    assert offload["memory_per_gpu_gib"]["optimizer"] == 0
+    assert offload["iteration_time_s"] > plain["iteration_time_s"]  # PCIe copies and CPU Adam
+    assert sum(1 for row in offload["timeline"] if row[2] == "param_gather") > \
+        sum(1 for row in plain["timeline"] if row[2] == "param_gather")
+    with pytest.raises(UsageError, match="offload_param: true needs zero_stage: 3"):
+        run({"zero_stage": 2, "offload_param": True})

@@ -386,6 +386,12 @@ class JobCosts:
         nbytes = params * nbytes_per_param
         return op, nbytes, ranks, self.comms.time(op, nbytes, ranks)
 
+    def shard_copy_call(self, params: float) -> tuple:
+        """``("h2d", nbytes, [], seconds)``: a weight shard of *params* 16-bit parameters copied
+        from host memory to the GPU (ZeRO-Infinity's parameter offload), on the comm stream."""
+        nbytes = params * 2.0
+        return "h2d", nbytes, [], self.device.memcpy_time(int(nbytes), "h2d")
+
     def optimizer_time(self, params: float, grad_bytes: float, host_bw: float = 0.0) -> float:
         """The Adam step over *params* local parameters: a memory-bound pass on the GPU, or with
         *host_bw* (B/s of host memory per GPU) ZeRO-Offload's CPU Adam over fp32 states and

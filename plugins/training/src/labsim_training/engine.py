@@ -208,7 +208,7 @@ class Iteration:
         with stream.request() as turn:
             yield turn
             began = self.env.now
-            if self.links is not None and seconds > 0:
+            if self.links is not None and seconds > 0 and op != "h2d":
                 yield from self.links.collective(op, nbytes, ranks)
             else:
                 yield self.env.timeout(seconds)
@@ -273,7 +273,12 @@ class Iteration:
                 gathers = []
                 if gather:
                     ag = costs.dp_call("all_gather", chunk.params / n, 2.0, j, sh.shard_group)
-                    gathers = [self._issue(stream, ag, acc, (j, "param_gather", mb)) for _ in range(n)]
+                    h2d = costs.shard_copy_call(chunk.params / n / sh.shards(lay.dp_group)) if sh.offload_params else None
+                    gathers = []
+                    for _ in range(n):
+                        if h2d is not None:  # ZeRO-Infinity: the shard comes up from host memory first
+                            self._issue(stream, h2d, acc, (j, "param_gather", mb))
+                        gathers.append(self._issue(stream, ag, acc, (j, "param_gather", mb)))
                 red = self._reduce_calls(chunk, j, 1.0 / n) if reduce_now else None
                 for i in range(n):
                     if gathers and not gathers[i].triggered:

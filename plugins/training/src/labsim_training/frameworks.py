@@ -275,6 +275,9 @@ class DeepSpeed(TrainingFramework):
                                "description": "Elements per gradient bucket (its buffer)."},
         "offload_optimizer": {"type": "boolean", "default": False,
                               "description": "ZeRO-Offload: optimizer states in host memory, Adam on the CPU."},
+        "offload_param": {"type": "boolean", "default": False,
+                          "description": "ZeRO-Infinity (zero_stage 3 only): the 16-bit weight shards in host "
+                                         "memory, copied to the GPU before each layer's all-gather."},
         "host_memory_gbps": {
             "type": "number", "exclusiveMinimum": 0, "default": 409.6,
             "description": "Host memory bandwidth per node, shared by its GPUs' CPU Adam (default: "
@@ -288,7 +291,11 @@ class DeepSpeed(TrainingFramework):
         if config.get("offload_optimizer", False):
             per_node = int(getattr(getattr(self, "topology", None), "gpus_per_node", 0) or 8)
             host_bw = float(config.get("host_memory_gbps", 409.6)) * 1e9 / per_node
-        return Sharding(params=stage >= 3, grads=stage >= 2, optimizer=stage >= 1,
+        offload_params = bool(config.get("offload_param", False))
+        if offload_params and stage != 3:
+            raise UsageError(f"offload_param: true needs zero_stage: 3 (weights partitioned); got zero_stage: "
+                             f"{stage}; allowed: zero_stage 3, or offload_param: false")
+        return Sharding(params=stage >= 3, grads=stage >= 2, optimizer=stage >= 1, offload_params=offload_params,
                         every_microbatch=stage >= 2,
                         overlap_grad_reduce=bool(config.get("overlap_comm", True)),
                         grad_bytes=2.0, grad_comm_bytes=2.0, gather_after_step=stage in (1, 2),

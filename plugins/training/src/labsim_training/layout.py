@@ -132,6 +132,7 @@ class Sharding:
     shard_group: int = 0
     optimizer_bytes: float = 12.0
     offload_host_bw: float = 0.0  # > 0: optimizer states and step on the CPU (ZeRO-Offload), B/s per GPU
+    offload_params: bool = False  # ZeRO-Infinity: the 16-bit weight shards live in host memory
 
     def shards(self, dp: int) -> int:
         """Over how many ranks sharded states are split."""

@@ -78,6 +78,8 @@ def model_state_bytes(params: float, dp: int, sharding, precision: str = "bf16")
     o = params * (8.0 if fp32 else sharding.optimizer_bytes) / (n if sharding.optimizer else 1)
     if sharding.offload_host_bw > 0:
         o = 0.0  # in host memory
+    if sharding.offload_params:
+        w = 0.0  # the shards in host memory; gathered layers count as buffers
     return w, g, o
 
 
