@@ -172,9 +172,28 @@ class SharingMode(Component):
         """Place *tenant* on this GPU, or raise :class:`labsim.UsageError` saying why not."""
         self.tenants.append(tenant)
 
-    def execute(self, tenant: str, seconds: float):
-        """A SimPy event that fires when *tenant*'s work of *seconds* (alone on the GPU) is done."""
+    def tenant_device(self, tenant: str, placement: dict, device):
+        """The device *tenant* sees and prices its work on (default: the whole GPU's *device*;
+        a partitioning mode such as MIG returns its slice: fewer SMs, less memory)."""
+        return device
+
+    def execute(self, tenant: str, seconds: float, membound: float | None = None):
+        """A SimPy event that fires when *tenant*'s work of *seconds* (alone on the GPU) is done.
+
+        *membound*, when the framework knows it, is the share of those seconds bound by memory
+        bandwidth rather than by the SMs (0: all compute, 1: all memory); modes that split the
+        GPU between concurrent tenants (MPS) use it, others ignore it.
+        """
         raise NotImplementedError(self)
+
+    def claim_memory(self, tenant: str, nbytes: float) -> None:
+        """*tenant* holds *nbytes* of this GPU's memory from now on (a mode without memory
+        isolation records an out-of-memory failure when the tenants' sum exceeds the GPU)."""
+
+    def summary(self) -> dict:
+        """What the mode observed on this GPU (tenants, failures, busy time), for summary.json
+        under ``hardware.sharing.<gpu id>``."""
+        return {}
 
     def is_alone(self, tenant: str) -> bool:
         """True when *tenant*'s work cannot be slowed by another tenant now (so it may

@@ -54,18 +54,28 @@ class Gpu:
         one framework, which runs its work as it comes).
     """
 
-    __slots__ = ("gpu_id", "device", "env", "mode")
+    __slots__ = ("gpu_id", "device", "env", "mode", "_takes_membound")
 
     def __init__(self, gpu_id: str, device, env, mode=None):
         self.gpu_id = gpu_id
         self.device = device
         self.env = env
         self.mode = mode
+        self._takes_membound = None
 
-    def execute(self, tenant: str, seconds: float):
-        """A SimPy event that fires when *tenant*'s work of *seconds* (alone) is done here."""
+    def execute(self, tenant: str, seconds: float, membound: float | None = None):
+        """A SimPy event that fires when *tenant*'s work of *seconds* (alone) is done here
+        (*membound*: the share of it bound by memory bandwidth, when known)."""
         if self.mode is None:
             return self.env.timeout(seconds)
+        if self._takes_membound is None:  # modes written before membound existed take two arguments
+            import inspect
+
+            params = inspect.signature(self.mode.execute).parameters
+            self._takes_membound = "membound" in params or any(
+                p.kind is p.VAR_KEYWORD for p in params.values())
+        if self._takes_membound:
+            return self.mode.execute(tenant, seconds, membound=membound)
         return self.mode.execute(tenant, seconds)
 
     def is_alone(self, tenant: str) -> bool:
@@ -97,18 +107,19 @@ class GpuSet:
     def __iter__(self):
         return iter(self.gpus)
 
-    def execute(self, seconds: float):
+    def execute(self, seconds: float, membound: float | None = None):
         """An event that fires when work of *seconds* (alone) is done on every GPU of the set.
 
         Under exclusive use it is a plain timeout (value None: the work ended *seconds* from
         now); on shared GPUs its value is the simulated time the last GPU finished.
+        *membound*: the share of the work bound by memory bandwidth (0…1), when known.
         """
         if self.exclusive:
             return self.env.timeout(seconds)
-        return self.env.process(self._shared(seconds))
+        return self.env.process(self._shared(seconds, membound))
 
-    def _shared(self, seconds: float):
-        events = [g.execute(self.owner, seconds) for g in self.gpus]
+    def _shared(self, seconds: float, membound: float | None = None):
+        events = [g.execute(self.owner, seconds, membound) for g in self.gpus]
         yield events[0] if len(events) == 1 else self.env.all_of(events)
         return self.env.now
 
@@ -187,8 +198,8 @@ class Hardware:
         count = int(count)
         capacity = self.capacity
         placement = self.placements.get(owner) or {}
-        if placement.get("gpus"):
-            ids = [str(g) for g in placement["gpus"]]
+        ids = _placed_gpus(placement)
+        if ids:
             if len(ids) != count:
                 raise UsageError(f"frameworks_to_test {owner!r}: placement.gpus names {len(ids)} GPU(s) "
                                  f"but the framework needs {count}{f' ({why})' if why else ''}")
@@ -208,6 +219,16 @@ class Hardware:
         if self.accounting is not None:
             self.accounting.hold(owner, gpus)
         return allocation
+
+    def claim_memory(self, owner: str, nbytes: float) -> None:
+        """Framework *owner* holds *nbytes* on each of its GPUs; on shared GPUs the sharing
+        mode checks it against what the other tenants hold (exclusive GPUs: nothing to do)."""
+        allocation = self.allocations.get(owner)
+        if allocation is None or allocation.exclusive:
+            return
+        for gpu in allocation.gpus:
+            if gpu.mode is not None:
+                gpu.mode.claim_memory(owner, nbytes)
 
     def _shared_gpu(self, gpu_id: str, device, env) -> Gpu:
         """The shared GPU *gpu_id*, made (with its sharing mode) on first use."""
@@ -231,8 +252,15 @@ class Hardware:
         self._shared[gpu_id] = gpu
         return gpu
 
-    def device(self, device_id: str | None = None):
-        """The device called *device_id*, or the experiment's device when none is named."""
+    def device(self, device_id: str | None = None, owner: str | None = None):
+        """The device called *device_id*, or the experiment's device when none is named; for a
+        framework *owner* placed on shared GPUs, the device its sharing mode gives it (a MIG
+        slice is a smaller device)."""
+        if owner is not None and _placed_gpus(self.placements.get(owner) or {}):
+            placement = self.placements[owner]
+            base = self.device(device_id)
+            gpu = self._shared_gpu(_placed_gpus(placement)[0], base, self.context.env)
+            return gpu.mode.tenant_device(owner, placement, base)
         if device_id is not None and device_id in self.devices:
             return self.devices[device_id]
         if device_id is not None and self.devices:
@@ -267,7 +295,20 @@ class Hardware:
                 pricing.setdefault(label, dev.pricing())
         if pricing:
             out["pricing"] = pricing     # which calibration priced each device, and why
+        shared = {gpu_id: gpu.mode.summary() for gpu_id, gpu in sorted(self._shared.items())}
+        shared = {k: v for k, v in shared.items() if v}
+        if shared:
+            out["sharing"] = shared      # what each shared GPU's mode saw
         return out
+
+
+def _placed_gpus(placement: dict) -> list[str]:
+    """The GPU ids a ``placement`` names: ``gpus: [gpu0, gpu1]`` or ``gpu: gpu0``."""
+    if placement.get("gpus"):
+        return [str(g) for g in placement["gpus"]]
+    if placement.get("gpu"):
+        return [str(placement["gpu"])]
+    return []
 
 
 def _customized(component, spec: dict, exp: Experiment, path: tuple):

@@ -70,7 +70,7 @@ def test_default_loop_serves_reports_and_tells_the_framework():
 
 def test_every_second_of_gpu_time_passes_through_gpu_work():
     class Slow(OneAtATime):
-        def gpu_work(self, seconds):
+        def gpu_work(self, seconds, step=None):
             done = self.env.now + 2 * seconds             # e.g. a GPU shared by two
             return self.env.timeout(2 * seconds, value=done)
 

@@ -271,9 +271,9 @@ def test_a_gpu_not_alone_runs_step_by_step_with_the_same_results(monkeypatch):
     seconds = []
     original = Replica.gpu_work
 
-    def gpu_work(self, s):
+    def gpu_work(self, s, step=None):
         seconds.append(s)
-        return original(self, s)
+        return original(self, s, step)
 
     monkeypatch.setattr(Replica, "gpu_is_alone", lambda self: False)
     monkeypatch.setattr(Replica, "gpu_work", gpu_work)

@@ -23,7 +23,7 @@ class Exclusive(SharingMode):
         if tenant not in self.tenants:
             self.tenants.append(tenant)
 
-    def execute(self, tenant: str, seconds: float):
+    def execute(self, tenant: str, seconds: float, membound: float | None = None):
         return self.context.env.timeout(seconds)
 
     def is_alone(self, tenant: str) -> bool:

@@ -131,6 +131,10 @@ class Iteration:
         self.env, self.costs, self.layout, self.sharding = env, costs, layout, sharding
         self.links = links
         self.execute = execute or env.timeout
+        # on GPUs shared with other tenants, each piece says how memory-bound it is (MPS splits the
+        # GPU by it); exclusive GPUs take plain timeouts
+        owner = getattr(execute, "__self__", None)
+        self.shared = owner is not None and getattr(owner, "exclusive", True) is False
         self.record = record
         p, v = layout.pp, layout.vpp
         self.chunks: list[list[Chunk]] = []
@@ -266,7 +270,7 @@ class Iteration:
             reduce_now = sharded_dp and kind == "B" and (
                 sh.every_microbatch or (mb == m - 1 and sh.overlap_grad_reduce))
             if not gather and not reduce_now:
-                yield self.execute(piece.seconds)
+                yield self._run(piece)
             else:
                 n = max(1, chunk.layers)
                 per = piece * (1.0 / n)
@@ -285,7 +289,7 @@ class Iteration:
                         t0 = env.now
                         yield gathers[i]
                         acc.dp += env.now - t0
-                    yield self.execute(per.seconds)
+                    yield self._run(per)
                     if reduce_now:
                         pending += [self._issue(stream, call, acc, (j, "dp", mb)) for call in red]
             acc.compute += piece.compute
@@ -305,6 +309,12 @@ class Iteration:
             yield env.all_of(pending)
             acc.dp += env.now - t0
         acc.done = env.now
+
+    def _run(self, piece: Piece):
+        """The event of *piece*'s kernels and exposed collectives on the stage's GPUs."""
+        if self.shared and piece.seconds > 0:
+            return self.execute(piece.seconds, membound=piece.membound / piece.seconds)
+        return self.execute(piece.seconds)
 
     def _reduce_calls(self, chunk: Chunk, j: int, share: float = 1.0) -> list:
         """The gradient collectives of *share* of *chunk*'s parameters on stage *j*: one over the

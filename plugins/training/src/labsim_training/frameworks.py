@@ -14,7 +14,7 @@ import labsim
 from labsim.errors import UsageError
 
 from labsim_training.engine import Iteration
-from labsim_training.job import TRAINING_JOBS, job_from_config
+from labsim_training.job import TRAINING_JOBS, WORKLOAD_SCHEMA, job_from_config
 from labsim_training.layout import PRECISIONS, RECOMPUTE, Sharding, make_layout
 from labsim_training.network import shared_links
 from labsim_training.plan import make_plan, report
@@ -46,6 +46,12 @@ COMMON = {
                        "`slowdown` times as long; every replica waits for it at the gradient reduction.",
         "properties": {"stage": {"type": "integer", "minimum": 0, "default": 0},
                        "slowdown": {"type": "number", "minimum": 1}}},
+    "job": {"type": "object", "additionalProperties": False, "required": ["model", "global_batch_size"],
+            "properties": {k: v for k, v in WORKLOAD_SCHEMA["properties"].items() if k != "type"},
+            "description": "The framework's own training job (model, seq_len, global_batch_size, "
+                           "iterations), run from the start instead of the experiment's workload: "
+                           "a training tenant beside serving tenants on a shared GPU. Set "
+                           "is_target_for_workload: false."},
     "record_timeline": {"type": "boolean", "default": False,
                         "description": "Write the first iteration of each pipeline stage's first rank "
                                        "(TP 0, DP 0) to the timeline table (timeline.csv) for plots: "
@@ -141,13 +147,17 @@ class TrainingFramework(labsim.Framework):
 
     def __init__(self, instance_name, config, context):
         super().__init__(instance_name, config, context)
-        self.device = context.hardware.device()
+        self.device = context.hardware.device(owner=instance_name)
         self.topology = context.hardware.topology
         self.plan = None
         self.iterations: list[float] = []
         self.result = None
+        self.own_job = None
         workload = (context.config or {}).get("workload") or {}
-        if workload.get("type") == "training":
+        if config.get("job"):
+            self.own_job = job_from_config(config["job"], context)
+            self.plan = self._plan(self.own_job)
+        elif workload.get("type") == "training":
             self.plan = self._plan(job_from_config(workload, context))
 
     def _plan(self, job):
@@ -161,12 +171,18 @@ class TrainingFramework(labsim.Framework):
             self.instance_name, layout.world,
             why=f"tensor_parallel {layout.tp} × pipeline_parallel {layout.pp} × data_parallel {layout.dp}"
                 + (f" × context_parallel {layout.cp}" if layout.cp > 1 else ""))
-        return make_plan(self.name, job, layout, node_sharding(self.sharding(cfg, precision), layout,
+        plan = make_plan(self.name, job, layout, node_sharding(self.sharding(cfg, precision), layout,
                                                                self.topology),
                          self.device, self.topology, self.context.registry)
+        self.context.hardware.claim_memory(self.instance_name, plan.memory.total)
+        return plan
 
     def start(self):
-        pass
+        if self.own_job is not None:
+            if getattr(self, "is_target", False):
+                raise UsageError(f"frameworks_to_test {self.instance_name!r}: config.job gives it its own "
+                                 "job; set is_target_for_workload: false (or drop config.job)")
+            self.submit(self.own_job)
 
     def submit(self, job):
         if self.plan is None:

@@ -396,7 +396,7 @@ class Replica(ReplicaShell):
                 cur.start = self.clock
             nxt = self.schedule() if self.overlap else None     # while the GPU runs `cur`
             cur.end = cur.start + self.pricer.step_time(cur.chunks, cur.decodes, cur.decode_ctx)
-            end = yield self.gpu_work(max(0.0, cur.end - env.now))
+            end = yield self.gpu_work(max(0.0, cur.end - env.now), cur)
             if end is not None:
                 cur.end = end
             self.clock = cur.end
@@ -427,7 +427,7 @@ class Replica(ReplicaShell):
                                        "pending and nothing in flight")
             if inflight:
                 step = inflight.popleft()
-                end = yield self.gpu_work(max(0.0, step.end - env.now))
+                end = yield self.gpu_work(max(0.0, step.end - env.now), step)
                 if end is not None:
                     step.end = end
                 self.clock = step.end

@@ -285,7 +285,7 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, ReplicaShell):
                 self.clock = pipeline.run(start, cpu, gpu)
             else:
                 self.clock = start + dt
-            end = yield self.gpu_work(max(0.0, self.clock - env.now))
+            end = yield self.gpu_work(max(0.0, self.clock - env.now), step)
             if end is not None:
                 self.clock = end
             self._commit(step, start, self.clock)

@@ -100,7 +100,7 @@ class ReplicaShell:
 
     # -- the GPU seam -------------------------------------------------------------------
 
-    def gpu_work(self, seconds: float):
+    def gpu_work(self, seconds: float, step=None):
         """The event that fires when *seconds* of this replica's GPU work, asked for now, are done.
 
         Every piece of a step's GPU time goes through here (one seam for GPU sharing and
@@ -112,7 +112,23 @@ class ReplicaShell:
         gpus = self.gpus
         if gpus.exclusive:
             return self.env.timeout(seconds)
-        return gpus.execute(seconds)
+        return gpus.execute(seconds, self.membound(step) if step is not None else None)
+
+    def membound(self, step) -> float | None:
+        """The share of *step*'s GPU time bound by memory bandwidth, from its FLOPs and bytes
+        (the cost model's roofline: bytes / bandwidth against FLOPs / peak), for sharing modes
+        that split the GPU between concurrent tenants (MPS)."""
+        pricer = getattr(self, "pricer", None)
+        pricer = getattr(pricer, "eager", pricer)  # TensorRT-LLM's pricer wraps a StepPricer
+        chunks = getattr(step, "chunks", None)
+        if pricer is None or chunks is None or not hasattr(pricer, "work") or not hasattr(pricer, "device"):
+            return None
+        flops, nbytes = pricer.work(chunks, getattr(step, "decodes", 0), getattr(step, "decode_ctx", 0))
+        device = pricer.device
+        peak = (device.peak_flops.get(pricer.dtype) or device.peak_flops.get("bf16")
+                or max(device.peak_flops.values()))
+        t_c, t_m = flops / peak, nbytes / device.mem_bw
+        return t_m / (t_c + t_m) if t_c + t_m > 0 else None
 
     def gpu_is_alone(self) -> bool:
         """Whether nothing else runs on this replica's GPUs (so steps may be skipped over)."""
@@ -190,7 +206,7 @@ class ReplicaShell:
             step = self.schedule()
             start = self.clock
             self.clock = start + self.step_seconds(step)
-            end = yield self.gpu_work(max(0.0, self.clock - env.now))
+            end = yield self.gpu_work(max(0.0, self.clock - env.now), step)
             if end is not None:
                 self.clock = end
             self.commit(step, start, self.clock)

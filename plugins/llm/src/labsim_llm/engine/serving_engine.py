@@ -127,7 +127,7 @@ class ServingEngine(labsim.Framework):
             raise UsageError(f"model {cfg['model_id']!r} is an encoder: it embeds or classifies a prompt and "
                              f"generates no tokens, and the {self.name} model here serves generation; "
                              "pick a decoder (`labsim list models`)")
-        self.device = context.hardware.device(cfg.get("gpu_id"))
+        self.device = context.hardware.device(cfg.get("gpu_id"), owner=instance_name)
         cfg = self.cfg = self.resolve(config, self.model, self.device)
         self._check_fits_topology(instance_name)
         self.setup()
@@ -136,6 +136,8 @@ class ServingEngine(labsim.Framework):
             instance_name, self.num_gpus, device=self.device,
             why=f"num_replicas {cfg['num_replicas']} × tensor_parallel_size {cfg['tensor_parallel_size']} × "
                 f"pipeline_parallel_size {cfg['pipeline_parallel_size']}")
+        if self.plan is not None:  # what the engine reserves on each GPU (shared GPUs check it)
+            context.hardware.claim_memory(instance_name, self.plan.budget_bytes)
         self.last_left_s = 0.0
         self.metrics = ServingMetrics(context, instance_name, self.name, num_gpus=self.num_gpus,
                                       device=self.device, dtype=cfg["dtype"],

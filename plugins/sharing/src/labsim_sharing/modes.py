@@ -1,0 +1,289 @@
+"""The sharing modes: ``time_slicing``, ``mps`` and ``mig`` (``exclusive`` is the kernel's).
+
+Each is a :class:`labsim.SharingMode`: it admits the frameworks placed on one GPU (tenants),
+says what device each tenant prices its work on, and runs every piece of their GPU work.
+
+- ``time_slicing``: the tenants' CUDA contexts take turns on the whole GPU. While *n* tenants
+  have work, each gets ``1/n`` of the time less the context switches (``switch_us`` per slice
+  of ``slice_ms``). Memory is not isolated: the tenant whose memory no longer fits fails with a
+  CUDA out-of-memory error (recorded; its work never runs).
+- ``mps``: the tenants' kernels run at the same time. Each piece of work needs the SMs for its
+  compute-bound share and memory bandwidth for its memory-bound share; concurrent pieces get
+  max-min fair rates under both capacities and each tenant's SM cap
+  (``mps_active_thread_percentage``). A memory-bound kernel still occupies SMs to issue its
+  loads (``memory_bound_sm_share``). One fault domain: an injected fatal error in one client
+  ends every client on the GPU.
+- ``mig``: each tenant owns a GPU instance (``mig_profile``): a smaller device, priced by the
+  cost model on its SMs and memory slices, isolated from the others.
+"""
+
+from __future__ import annotations
+
+import labsim
+from labsim.errors import UsageError
+
+from labsim_sharing.fluid import FluidGpu
+from labsim_sharing.mig import mig_instance_device, place, profiles_of
+
+#: The CUDA driver's time slice between contexts on Linux is not documented; 2 ms is the order
+#: measured for compute contexts (an assumption; set ``slice_ms`` from your own measurement).
+DEFAULT_SLICE_MS = 2.0
+#: Saving and restoring a context's state per switch (an assumption of the same order as the
+#: compute preemption costs NVIDIA documents, tens of microseconds; set ``switch_us``).
+DEFAULT_SWITCH_US = 50.0
+#: Share of the SMs a purely memory-bound kernel keeps busy issuing loads (an assumption:
+#: half the SMs of an A100/H100 reach most of the HBM bandwidth).
+DEFAULT_MEMBOUND_SM = 0.5
+#: Intensity of a piece of work whose framework does not say (half compute, half memory).
+UNKNOWN_MEMBOUND = 0.5
+
+
+class _Shared(labsim.SharingMode):
+    """What every mode here keeps: tenants, their placements, busy time and failures."""
+
+    def __init__(self, config, gpu, context):
+        super().__init__(config, gpu, context)
+        self.placements: dict[str, dict] = {}
+        self.memory: dict[str, float] = {}
+        self.failed: dict[str, dict] = {}
+        self.work: dict[str, list[float]] = {}       # tenant → [alone-seconds, seconds taken]
+        self.busy_s = 0.0
+        self._busy_since: float | None = None
+
+    def admit(self, tenant, placement):
+        if tenant not in self.tenants:
+            self.tenants.append(tenant)
+        self.placements[tenant] = dict(placement)
+
+    def _on_change(self, now, pieces) -> None:
+        if pieces and self._busy_since is None:
+            self._busy_since = now
+        elif not pieces and self._busy_since is not None:
+            self.busy_s += now - self._busy_since
+            self._busy_since = None
+
+    def _record(self, tenant, alone, began, event):
+        def done(_e):
+            taken = self.context.env.now - began
+            acc = self.work.setdefault(tenant, [0.0, 0.0])
+            acc[0] += alone
+            acc[1] += taken
+        event.callbacks.append(done)
+        return event
+
+    def claim_memory(self, tenant: str, nbytes: float) -> None:
+        """*tenant* allocates *nbytes* on this GPU: with no memory isolation, the tenant whose
+        allocation no longer fits fails with a CUDA out-of-memory error."""
+        self.memory[tenant] = float(nbytes)
+        capacity = float(getattr(self.gpu.device, "memory_bytes", 0) or 0)
+        used = sum(v for t, v in self.memory.items() if t not in self.failed)
+        if capacity and used > capacity:
+            others = used - nbytes
+            self.fail(tenant, "CUDA OOM", f"needs {nbytes / 2**30:.1f} GiB; {others / 2**30:.1f} GiB of "
+                                          f"{capacity / 2**30:.1f} already held by the other tenants")
+
+    def fail(self, tenant: str, kind: str, detail: str) -> None:
+        """Record that *tenant* failed here (it runs no more work)."""
+        if tenant not in self.failed:
+            self.failed[tenant] = {"kind": kind, "at_s": self.context.env.now, "detail": detail}
+
+    def never(self):
+        """The event a failed tenant's work waits on: it never fires."""
+        return self.context.env.event()
+
+    def summary(self) -> dict:
+        busy = self.busy_s
+        if self._busy_since is not None:
+            busy += self.context.env.now - self._busy_since
+        tenants = {}
+        for t in self.tenants:
+            alone, taken = self.work.get(t, [0.0, 0.0])
+            tenants[t] = {"work_alone_s": alone, "work_taken_s": taken,
+                          "slowdown": taken / alone if alone > 0 else None}
+            if t in self.memory:
+                tenants[t]["memory_gib"] = self.memory[t] / 2**30
+        out = {"mode": self.name, "tenants": tenants, "busy_s": busy,
+               "busy_fraction": busy / self.context.env.now if self.context.env.now > 0 else 0.0}
+        if self.failed:
+            out["failures"] = dict(self.failed)
+        return out
+
+
+class TimeSlicing(_Shared):
+    """Tenants' contexts take turns on the whole GPU; no memory isolation."""
+
+    name = "time_slicing"
+    config_schema = {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "type": {},
+            "slice_ms": {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_SLICE_MS,
+                         "description": "Length of a context's turn (the driver's time slice; "
+                                        "default an assumption, see the README)."},
+            "switch_us": {"type": "number", "minimum": 0, "default": DEFAULT_SWITCH_US,
+                          "description": "GPU time lost per context switch."},
+            "replicas": {"type": "integer", "minimum": 1,
+                         "description": "The GPU operator's time-slicing replicas: how many "
+                                        "tenants the GPU is advertised to (more are refused)."},
+        },
+    }
+
+    def __init__(self, config, gpu, context):
+        super().__init__(config, gpu, context)
+        slice_s = float(config.get("slice_ms", DEFAULT_SLICE_MS)) * 1e-3
+        self.efficiency = max(0.0, 1.0 - float(config.get("switch_us", DEFAULT_SWITCH_US)) * 1e-6 / slice_s)
+        self.fluid = FluidGpu(context.env, self._rates, self._on_change)
+
+    def admit(self, tenant, placement):
+        replicas = self.config.get("replicas")
+        if replicas and tenant not in self.tenants and len(self.tenants) >= replicas:
+            raise UsageError(f"placement: GPU {self.gpu.gpu_id} is advertised as {replicas} time-sliced "
+                             f"replica(s), all taken by {', '.join(self.tenants)}; raise "
+                             "hardware_profile.sharing.replicas or place the tenant on another GPU")
+        super().admit(tenant, placement)
+
+    def _rates(self, pieces):
+        tenants = {p.tenant for p in pieces}
+        n = len(tenants)
+        share = 1.0 if n == 1 else self.efficiency / n
+        per = {t: sum(1 for p in pieces if p.tenant == t) for t in tenants}
+        return [share / per[p.tenant] for p in pieces]
+
+    def execute(self, tenant, seconds, membound=None):
+        if tenant in self.failed:
+            return self.never()
+        return self._record(tenant, seconds, self.context.env.now,
+                            self.fluid.submit(tenant, seconds, 0.0))
+
+    def is_alone(self, tenant):
+        return len(self.tenants) <= 1
+
+
+class Mps(_Shared):
+    """Tenants' kernels run concurrently, sharing SMs and memory bandwidth."""
+
+    name = "mps"
+    config_schema = {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "type": {},
+            "memory_bound_sm_share": {
+                "type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": DEFAULT_MEMBOUND_SM,
+                "description": "Share of the SMs a memory-bound kernel keeps busy (an assumption)."},
+            "fault_at_s": {"type": "number", "minimum": 0,
+                           "description": "Inject a fatal error (e.g. an illegal memory access) in "
+                                          "the first tenant at this time: MPS clients share one "
+                                          "fault domain, so every tenant on the GPU ends."},
+        },
+    }
+
+    def __init__(self, config, gpu, context):
+        super().__init__(config, gpu, context)
+        self.sm_of_membound = float(config.get("memory_bound_sm_share", DEFAULT_MEMBOUND_SM))
+        self.fluid = FluidGpu(context.env, self._rates, self._on_change)
+        self.caps: dict[str, float] = {}
+        if config.get("fault_at_s") is not None:
+            context.env.process(self._fault(float(config["fault_at_s"])))
+
+    def admit(self, tenant, placement):
+        pct = placement.get("mps_active_thread_percentage", 100)
+        if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 < pct <= 100:
+            raise UsageError(f"placement.mps_active_thread_percentage: {pct!r}; allowed: a percentage "
+                             "of the GPU's SMs, 0 < p ≤ 100")
+        super().admit(tenant, placement)
+        self.caps[tenant] = float(pct) / 100.0
+
+    def _fault(self, at):
+        yield self.context.env.timeout(at)
+        if not self.tenants:
+            return
+        first = self.tenants[0]
+        for t in self.tenants:
+            self.fail(t, "MPS fault", f"fatal error in {first!r}; MPS clients share one fault domain")
+
+    def _rates(self, pieces):
+        """Max-min fair progress rates under the SM and bandwidth capacities and the caps."""
+        sm = [(1.0 - p.membound) + p.membound * self.sm_of_membound for p in pieces]
+        bw = [p.membound for p in pieces]
+        cap = [min(1.0, self.caps.get(p.tenant, 1.0) / s) if s > 0 else 1.0 for p, s in zip(pieces, sm)]
+        rate = [0.0] * len(pieces)
+        frozen = [False] * len(pieces)
+        sm_left, bw_left = 1.0, 1.0
+        while not all(frozen):
+            live = [i for i in range(len(pieces)) if not frozen[i]]
+            d_sm = sum(sm[i] for i in live)
+            d_bw = sum(bw[i] for i in live)
+            step = min([cap[i] - rate[i] for i in live]
+                       + ([sm_left / d_sm] if d_sm > 0 else []) + ([bw_left / d_bw] if d_bw > 0 else []))
+            step = max(0.0, step)
+            for i in live:
+                rate[i] += step
+            sm_left -= step * d_sm
+            bw_left -= step * d_bw
+            for i in live:
+                if (cap[i] - rate[i] <= 1e-12 or (sm[i] > 0 and sm_left <= 1e-12)
+                        or (bw[i] > 0 and bw_left <= 1e-12)):
+                    frozen[i] = True
+        return rate
+
+    def execute(self, tenant, seconds, membound=None):
+        if tenant in self.failed:
+            return self.never()
+        mb = UNKNOWN_MEMBOUND if membound is None else min(1.0, max(0.0, float(membound)))
+        return self._record(tenant, seconds, self.context.env.now, self.fluid.submit(tenant, seconds, mb))
+
+    def is_alone(self, tenant):
+        return len(self.tenants) <= 1 and self.caps.get(tenant, 1.0) >= 1.0 and not self.config.get("fault_at_s")
+
+
+class Mig(_Shared):
+    """Each tenant owns a GPU instance: a smaller, isolated device."""
+
+    name = "mig"
+    config_schema = {"type": "object", "additionalProperties": False, "properties": {"type": {}}}
+
+    def __init__(self, config, gpu, context):
+        super().__init__(config, gpu, context)
+        self.instances: dict[str, object] = {}
+
+    def _profile(self, tenant, placement, device):
+        table = profiles_of(device)
+        name = placement.get("mig_profile")
+        if name not in table:
+            raise UsageError(f"placement.mig_profile: {name!r} for {tenant!r}; {device.name} offers "
+                             f"{', '.join(table)}")
+        return table[name]
+
+    def tenant_device(self, tenant, placement, device):
+        profile = self._profile(tenant, placement, device)
+        layout = [self.instances[t] for t in self.instances if t != tenant] + [profile]
+        if place(layout) is None:
+            held = ", ".join(f"{t}: {p.name}" for t, p in self.instances.items() if t != tenant)
+            free = [n for n, p in profiles_of(device).items()
+                    if place([self.instances[t] for t in self.instances if t != tenant] + [p]) is not None]
+            raise UsageError(f"placement.mig_profile: {profile.name} for {tenant!r} does not fit on GPU "
+                             f"{self.gpu.gpu_id} beside {held or 'nothing'}; what still fits: "
+                             f"{', '.join(free) or 'nothing'}")
+        self.instances[tenant] = profile
+        return mig_instance_device(device, profile)
+
+    def admit(self, tenant, placement):
+        if tenant not in self.instances:  # placed without asking for its device first
+            self.tenant_device(tenant, placement, self.gpu.device)
+        super().admit(tenant, placement)
+
+    def execute(self, tenant, seconds, membound=None):
+        # the tenant priced its work on its own instance: nothing else touches it
+        env = self.context.env
+        return self._record(tenant, seconds, env.now, env.timeout(seconds))
+
+    def is_alone(self, tenant):
+        return True
+
+    def summary(self) -> dict:
+        out = super().summary()
+        out.pop("busy_s", None)
+        out.pop("busy_fraction", None)
+        for t, p in self.instances.items():
+            out["tenants"].setdefault(t, {})["mig_profile"] = p.name
+        return out
