@@ -268,3 +268,17 @@ def test_a_training_job_of_its_own_must_not_also_take_the_workload(tmp_path):
                                                        "global_batch_size": 8, "iterations": 5}}}
     with pytest.raises(LabsimError, match="is_target_for_workload: false"):
         labsim.run(exp)
+
+
+@pytest.mark.parametrize("mode, setting, value", [
+    ("time_slicing", "switch_us", 400.0),
+    ("time_slicing", "slice_ms", 0.5),
+    ("mps", "memory_bound_sm_share", 0.9),
+])
+def test_every_mode_setting_changes_the_slowdown(mode, setting, value):
+    def slowdown(extra):
+        exp = copy.deepcopy(EXPERIMENT)
+        exp["hardware_profile"]["sharing"] = {"type": mode, **extra}
+        return labsim.run(exp).summary["hardware"]["sharing"]["gpu0"]["tenants"]["a"]["slowdown"]
+
+    assert slowdown({setting: value}) != pytest.approx(slowdown({}), rel=1e-6)
