@@ -77,17 +77,28 @@ class Seq(ShellSeq):
 
 
 class Step:
-    """One iteration: ``(seq, tokens, computed_before, emits_token, epoch, is_context)`` entries."""
+    """One iteration: its generation requests (``gens``, one token each, in order) and its
+    context entries (``contexts``: ``(seq, tokens, computed_before, emits_token, epoch)``),
+    which come after them."""
 
-    __slots__ = ("entries", "chunks", "decodes", "decode_ctx", "tokens", "start", "end")
+    __slots__ = ("gens", "contexts", "chunks", "decodes", "decode_ctx", "tokens", "start", "end")
 
-    def __init__(self, entries, chunks, decodes: int, decode_ctx: int):
-        self.entries = entries
+    def __init__(self, gens, contexts, chunks, decode_ctx: int):
+        self.gens = gens
+        self.contexts = contexts
         self.chunks = chunks                   # (new tokens, computed before) of the context entries
-        self.decodes = decodes
+        self.decodes = len(gens)
         self.decode_ctx = decode_ctx           # Σ context of the generation entries, new token included
-        self.tokens = decodes + sum(n for n, _ in chunks)
+        self.tokens = self.decodes + sum(n for n, _ in chunks)
         self.start = self.end = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return not self.gens and not self.contexts
+
+    def seqs(self):
+        """Every request the iteration runs."""
+        return [*self.gens, *(e[0] for e in self.contexts)]
 
 
 class Replica(ReplicaShell):
@@ -140,16 +151,13 @@ class Replica(ReplicaShell):
         return self._max_utilization()
 
     def _guaranteed_no_evict(self) -> list[Seq]:
-        available = self.pool.num_free
-        started, pending = [], []
-        for s in self.active:
-            if s.computed > 0:
-                started.append(s)
-                rest = s.need_total - s.held
-                if rest > 0:
-                    available -= rest
-            else:
-                pending.append(s)
+        active = self.active
+        started = [s for s in active if s.computed > 0]
+        if len(started) == len(active):            # the usual step: nothing waits to start
+            return started[: self.max_batch]
+        pending = [s for s in active if s.computed <= 0]
+        available = self.pool.num_free - sum(r for r in [s.need_total - s.held for s in started]
+                                             if r > 0)
         approved = started[: self.max_batch]
         for s in pending:
             if len(approved) >= self.max_batch or s.need_total > available:
@@ -230,12 +238,20 @@ class Replica(ReplicaShell):
         s.held = s.n_reg = s.computed = 0
 
     def schedule(self) -> Step:
-        """Form one iteration and allocate its KV blocks."""
+        """Form one iteration and allocate its KV blocks.
+
+        A generation request's token is counted (``computed``, ``planned``, ``held``) as the
+        scan meets it; the blocks it needs are taken from the pool after the scan, as they
+        would be one request at a time (one ``allocate`` takes the same blocks as several)."""
         while self.waiting and len(self.active) < self.max_batch:
             self.active.append(self.waiting.popleft())
         approved = self._capacity()
         budget = self.max_tokens
         gens, contexts = [], []
+        gens_append = gens.append
+        gen_blocks = 0                         # blocks the generation requests need
+        decode_ctx = 0
+        tpb = self.tpb
         fresh = set()
         pp = self.pp > 1
         room = self.max_batch                  # entries the iteration may still take
@@ -244,14 +260,23 @@ class Replica(ReplicaShell):
                 break
             if pp and s.inflight:
                 continue                       # its previous micro-batch has not come back
-            if s.computed >= s.ctx_len:
+            c = s.computed
+            if c >= s.ctx_len:
                 if s.planned > s.target:
                     continue
                 if budget < 1:
                     break
-                gens.append(s)
+                gens_append(s)
                 room -= 1
                 budget -= 1
+                c += 1
+                need = -(-c // tpb) - s.held
+                if need > 0:
+                    gen_blocks += need
+                    s.held += need
+                s.computed = c
+                decode_ctx += c
+                s.planned += 1
                 continue
             if s.computed == 0:
                 hits = self._hits(s)
@@ -280,23 +305,16 @@ class Replica(ReplicaShell):
                 elif id(s) in fresh:
                     self._unstart(s)
             contexts = kept
-        return self._allocate(gens, contexts)
+        if gen_blocks:
+            self._take(gen_blocks)
+        return self._allocate(gens, contexts, decode_ctx)
 
-    def _allocate(self, gens, contexts) -> Step:
+    def _allocate(self, gens, contexts, decode_ctx: int) -> Step:
+        """Allocate the context entries' KV blocks and count their tokens (the generation
+        requests, already counted by :meth:`schedule`, and their Σ context *decode_ctx*)."""
         tpb = self.tpb
         entries = []
         append = entries.append
-        decode_ctx = 0
-        for s in gens:
-            before = s.computed
-            need = -(-(before + 1) // tpb) - s.held
-            if need > 0:
-                self._take(need)
-                s.held += need
-            append((s, 1, before, True, s.epoch, False))
-            s.computed = before = before + 1
-            decode_ctx += before
-            s.planned += 1
         chunks = []
         for s, n in contexts:
             need = -(-(s.computed + n) // tpb) - s.held
@@ -308,9 +326,9 @@ class Replica(ReplicaShell):
             emits = s.computed >= s.ctx_len
             if emits:
                 s.planned += 1
-            append((s, n, before, emits, s.epoch, True))
+            append((s, n, before, emits, s.epoch))
             chunks.append((n, before))
-        return Step(entries, chunks, len(gens), decode_ctx)
+        return Step(gens, entries, chunks, decode_ctx)
 
     def _take(self, n: int) -> None:
         if n > self.pool.num_free:
@@ -338,18 +356,32 @@ class Replica(ReplicaShell):
         end = step.end
         finished = []
         gaps = []
-        for s, _n, _before, emits, epoch, ctx in step.entries:
+        gap = gaps.append
+        fe_after = self.fe_after
+        for s in step.gens:
             if s.finished:
                 continue                                   # the overlap scheduler's extra step
-            if ctx and self.reuse and epoch == s.epoch:
+            out = s.out = s.out + 1
+            if out == 1:
+                s.req.first_token_s = end + fe_after
+            elif s.warm:
+                gap(end - s.last_token)
+            s.last_token = end
+            if out >= s.target:
+                finished.append(s)
+        reuse = self.reuse
+        for s, _n, _before, emits, epoch in step.contexts:
+            if s.finished:
+                continue
+            if reuse and epoch == s.epoch:
                 self._register(s)
             if not emits:
                 continue
             s.out += 1
             if s.out == 1:
-                s.req.first_token_s = end + self.fe_after
+                s.req.first_token_s = end + fe_after
             elif s.warm:
-                gaps.append(end - s.last_token)
+                gap(end - s.last_token)
             s.last_token = end
             if s.out >= s.target:
                 finished.append(s)
@@ -390,7 +422,7 @@ class Replica(ReplicaShell):
                     yield from self.idle()
                     continue
                 cur = self.schedule()
-                if not cur.entries:
+                if cur.empty:
                     raise RuntimeError("TensorRT-LLM replica formed an empty iteration with work "
                                        "pending and nothing in flight")
                 cur.start = self.clock
@@ -401,7 +433,7 @@ class Replica(ReplicaShell):
                 cur.end = end
             self.clock = cur.end
             self._commit(cur)
-            if nxt is not None and nxt.entries:
+            if nxt is not None and not nxt.empty:
                 nxt.start = cur.end
                 cur = nxt
             else:
@@ -414,12 +446,12 @@ class Replica(ReplicaShell):
         while True:
             if len(inflight) < self.pp and (self.active or self.waiting):
                 step = self.schedule()
-                if step.entries:
+                if not step.empty:
                     step.start = max(self.clock, env.now)
                     step.end = self.pipeline.run(step.start, pricer.cpu_time(step.chunks, step.decodes),
                                                  pricer.gpu_time(step.chunks, step.decodes, step.decode_ctx))
-                    for e in step.entries:
-                        e[0].inflight = True
+                    for s in step.seqs():
+                        s.inflight = True
                     inflight.append(step)
                     continue
                 if not inflight:
@@ -431,8 +463,8 @@ class Replica(ReplicaShell):
                 if end is not None:
                     step.end = end
                 self.clock = step.end
-                for e in step.entries:
-                    e[0].inflight = False
+                for s in step.seqs():
+                    s.inflight = False
                 self._commit(step)
                 continue
             yield from self.idle()

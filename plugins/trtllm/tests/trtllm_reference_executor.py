@@ -1,0 +1,400 @@
+"""The TensorRT-LLM executor written plainly, the oracle of test_trtllm_speed_equivalence.py (its ``Replica``).
+
+Every step walks every active request (capacity scheduler, micro-batch scheduler, KV
+allocation, outputs) with one tuple per scheduled request, as labsim_trtllm.executor did
+before its per-step bookkeeping was tightened; labsim_trtllm.executor must give
+byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from labsim_llm.engine.kv_cache import BlockPool
+from labsim_llm.engine.pipeline import StagePipeline
+from labsim_llm.engine.replica import ReplicaShell
+from labsim_llm.engine.replica import Seq as ShellSeq
+
+
+class Seq(ShellSeq):
+    """The executor's state of one request (besides the shell's: cache keys, blocks held...)."""
+
+    __slots__ = ("ctx_len", "computed", "out", "planned", "target", "need_total", "finished",
+                 "epoch", "inflight")
+
+    def __init__(self, req, warm: bool, need_total: int):
+        super().__init__(req, warm)
+        self.ctx_len = req.prompt_tokens       # tokens to prefill (grows when a pause folds outputs)
+        self.computed = 0                      # tokens whose KV is computed or in flight
+        self.out = 0                           # tokens delivered
+        self.planned = 0                       # tokens generated once in-flight steps complete
+        self.target = req.output_tokens
+        self.need_total = need_total           # blocks to run to completion (capacity scheduler)
+        self.finished = False
+        self.epoch = 0                         # bumped by a pause: in-flight work is void for the cache
+        self.inflight = False                  # in a micro-batch still in flight (pipeline parallelism)
+
+
+class Step:
+    """One iteration: ``(seq, tokens, computed_before, emits_token, epoch, is_context)`` entries."""
+
+    __slots__ = ("entries", "chunks", "decodes", "decode_ctx", "tokens", "start", "end")
+
+    def __init__(self, entries, chunks, decodes: int, decode_ctx: int):
+        self.entries = entries
+        self.chunks = chunks                   # (new tokens, computed before) of the context entries
+        self.decodes = decodes
+        self.decode_ctx = decode_ctx           # Σ context of the generation entries, new token included
+        self.tokens = decodes + sum(n for n, _ in chunks)
+        self.start = self.end = 0.0
+
+
+class Replica(ReplicaShell):
+    """A TensorRT-LLM executor (``tp × pp`` GPUs) running its loop as a SimPy process.
+
+    The shell (:class:`~labsim_llm.engine.replica.ReplicaShell`) holds the waiting queue
+    (TensorRT-LLM's executor queue), the idle wait, finishing and the block-reuse lookups.
+    """
+
+    def __init__(self, owner, index: int, pricer, num_blocks: int, cfg: dict):
+        super().__init__(owner, index, BlockPool(num_blocks, cfg["tokens_per_block"],
+                                                 cfg["enable_block_reuse"]))
+        self.pricer = pricer
+        self.tpb = cfg["tokens_per_block"]
+        self.reuse = cfg["enable_block_reuse"]
+        self.guaranteed = cfg["capacity_scheduler_policy"] == "GUARANTEED_NO_EVICT"
+        self.chunked = cfg["enable_chunked_prefill"]
+        self.max_batch = cfg["max_batch_size"]
+        self.max_tokens = cfg["max_num_tokens"]
+        #: micro-batches in flight at once: the pipeline's stages (1 without pipeline parallelism)
+        self.pp = int(cfg["pipeline_parallel_size"])
+        self.pipeline = StagePipeline(self.pp) if self.pp > 1 else None
+        # the PP loop has no overlap scheduler
+        self.overlap = not cfg["disable_overlap_scheduler"] and self.pp == 1
+        self.lookahead = 2 if self.overlap else 1
+        self.extra_token = 1 if self.overlap else 0
+        self.active: list[Seq] = []
+
+    # -- interface with the framework --------------------------------------------------
+
+    def running_seqs(self) -> list:
+        return self.active
+
+    def need_total(self, prompt: int, max_new: int) -> int:
+        """Blocks a request holds when it runs to completion (GUARANTEED_NO_EVICT's reservation)."""
+        return -(-(prompt + max_new + self.extra_token) // self.tpb)
+
+    def run(self):
+        return self._loop() if self.pipeline is None else self._loop_pp()
+
+    def new_seq(self, req) -> Seq:
+        return Seq(req, req.arrival_s >= self.warm_up,
+                   self.need_total(req.prompt_tokens, req.max_output_tokens))
+
+    # -- capacity scheduler -------------------------------------------------------------
+
+    def _capacity(self) -> list[Seq]:
+        if self.guaranteed:
+            return self._guaranteed_no_evict()
+        return self._max_utilization()
+
+    def _guaranteed_no_evict(self) -> list[Seq]:
+        available = self.pool.num_free
+        started, pending = [], []
+        for s in self.active:
+            if s.computed > 0:
+                started.append(s)
+                rest = s.need_total - s.held
+                if rest > 0:
+                    available -= rest
+            else:
+                pending.append(s)
+        approved = started[: self.max_batch]
+        for s in pending:
+            if len(approved) >= self.max_batch or s.need_total > available:
+                break
+            approved.append(s)
+            available -= s.need_total
+        return approved
+
+    def _one_step_need(self, s: Seq) -> int:
+        tpb = self.tpb
+        if s.computed < s.ctx_len:                        # context: its blocks plus the look-ahead
+            tokens = s.ctx_len + self.lookahead - 1
+            if s.computed == 0 and self.reuse:
+                hits = self._hits(s)
+                return max(0, -(-tokens // tpb) - len(hits) + self.pool.evictable(hits))
+        else:
+            tokens = s.computed + self.lookahead
+        return max(0, -(-tokens // tpb) - s.held)
+
+    def _max_utilization(self) -> list[Seq]:
+        pool = self.pool
+        available = pool.num_free
+        todo = list(self.active)
+        approved = []
+        i = 0
+        while i < len(todo) and len(approved) < self.max_batch:
+            s = todo[i]
+            need = self._one_step_need(s)
+            if need <= available:
+                approved.append(s)
+                available -= need
+                i += 1
+                continue
+            j = len(todo) - 1
+            while j >= i and todo[j].computed == 0:
+                j -= 1
+            if j < i:
+                break
+            before = pool.num_free
+            self._pause(todo[j])
+            available += pool.num_free - before
+            del todo[j:]
+        return approved
+
+    def _pause(self, s: Seq) -> None:
+        """Free a started request's KV and send it back to context (recompute, beam width 1)."""
+        self.pool.free(s.hashed, s.held - len(s.hashed))
+        s.hashed = []
+        s.held = 0
+        s.n_reg = 0
+        s.computed = 0
+        s.ctx_len = s.req.prompt_tokens + s.planned
+        s.epoch += 1
+        s.req.preemptions += 1
+        self.metrics.preemptions += 1
+
+    # -- micro-batch scheduler ----------------------------------------------------------
+
+    def _hits(self, s: Seq) -> list:
+        if not self.reuse:
+            return []
+        return self.cache_hits(s, s.ctx_len)
+
+    def _start_context(self, s: Seq, hits: list) -> None:
+        if hits:
+            self.pool.touch(hits)
+        s.hashed = list(hits)
+        s.held = s.n_reg = len(hits)
+        s.computed = len(hits) * self.tpb
+        if not s.admitted:
+            s.admitted = True
+            s.req.cached_prompt_tokens = s.computed
+            s.req.first_scheduled_s = self.env.now
+
+    def _unstart(self, s: Seq) -> None:
+        self.pool.free(s.hashed, 0)
+        s.hashed = []
+        s.held = s.n_reg = s.computed = 0
+
+    def schedule(self) -> Step:
+        """Form one iteration and allocate its KV blocks."""
+        while self.waiting and len(self.active) < self.max_batch:
+            self.active.append(self.waiting.popleft())
+        approved = self._capacity()
+        budget = self.max_tokens
+        gens, contexts = [], []
+        fresh = set()
+        pp = self.pp > 1
+        room = self.max_batch                  # entries the iteration may still take
+        for s in approved:
+            if room <= 0:
+                break
+            if pp and s.inflight:
+                continue                       # its previous micro-batch has not come back
+            if s.computed >= s.ctx_len:
+                if s.planned > s.target:
+                    continue
+                if budget < 1:
+                    break
+                gens.append(s)
+                room -= 1
+                budget -= 1
+                continue
+            if s.computed == 0:
+                hits = self._hits(s)
+                rest = s.ctx_len - len(hits) * self.tpb
+                if not self.chunked and rest > budget:
+                    break
+                self._start_context(s, hits)
+                fresh.add(id(s))
+            rest = s.ctx_len - s.computed
+            if not self.chunked:
+                if rest > budget:
+                    break
+                budget -= rest
+            contexts.append([s, rest])
+            room -= 1
+        if self.chunked and contexts and sum(n for _, n in contexts) > budget:
+            cap = budget
+            kept = []
+            for s, rest in contexts:
+                take = min(rest, cap)
+                if take < rest:
+                    take -= take % self.tpb
+                if take > 0:
+                    kept.append([s, take])
+                    cap -= take
+                elif id(s) in fresh:
+                    self._unstart(s)
+            contexts = kept
+        return self._allocate(gens, contexts)
+
+    def _allocate(self, gens, contexts) -> Step:
+        tpb = self.tpb
+        entries = []
+        append = entries.append
+        decode_ctx = 0
+        for s in gens:
+            before = s.computed
+            need = -(-(before + 1) // tpb) - s.held
+            if need > 0:
+                self._take(need)
+                s.held += need
+            append((s, 1, before, True, s.epoch, False))
+            s.computed = before = before + 1
+            decode_ctx += before
+            s.planned += 1
+        chunks = []
+        for s, n in contexts:
+            need = -(-(s.computed + n) // tpb) - s.held
+            if need > 0:
+                self._take(need)
+                s.held += need
+            before = s.computed
+            s.computed += n
+            emits = s.computed >= s.ctx_len
+            if emits:
+                s.planned += 1
+            append((s, n, before, emits, s.epoch, True))
+            chunks.append((n, before))
+        return Step(entries, chunks, len(gens), decode_ctx)
+
+    def _take(self, n: int) -> None:
+        if n > self.pool.num_free:
+            raise RuntimeError(f"TensorRT-LLM replica: {n} KV blocks needed, {self.pool.num_free} "
+                               "free — the capacity scheduler let through more than fits")
+        self.pool.allocate(n)
+
+    # -- completing an iteration --------------------------------------------------------
+
+    def _register(self, s: Seq) -> None:
+        self.register_prompt(s, min(s.computed, s.ctx_len))
+
+    def _store_output(self, s: Seq) -> None:
+        """At release TensorRT-LLM stores the sequence's full blocks, prompt *and* generated
+        tokens (all but the last token, whose KV was never computed), for reuse
+        (``kvCacheManager.cpp``, ``storeBlocksForReuse``). A conversation's next turn, whose
+        prompt carries this answer (``Request.output_id``), then finds them as its prefix."""
+        req = s.req
+        keys = self.output_keys(s, req.output_id, s.out)
+        full = min((req.prompt_tokens + s.out - 1) // self.tpb, len(keys), s.held)
+        start = max(s.n_reg, len(s.keys or ()))   # prompt blocks were registered as they filled
+        self.register_keys(s, keys[start:full])
+
+    def _commit(self, step: Step) -> None:
+        end = step.end
+        finished = []
+        gaps = []
+        for s, _n, _before, emits, epoch, ctx in step.entries:
+            if s.finished:
+                continue                                   # the overlap scheduler's extra step
+            if ctx and self.reuse and epoch == s.epoch:
+                self._register(s)
+            if not emits:
+                continue
+            s.out += 1
+            if s.out == 1:
+                s.req.first_token_s = end + self.fe_after
+            elif s.warm:
+                gaps.append(end - s.last_token)
+            s.last_token = end
+            if s.out >= s.target:
+                finished.append(s)
+        if gaps:
+            if gaps.count(gaps[0]) == len(gaps):       # the usual step: every stream waited as long
+                self.metrics.itl.add_uniform(gaps[0], len(gaps))
+            else:
+                self.metrics.itl.add(gaps)
+        tokens = step.tokens
+        flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
+        used = self.pool.num_used
+        waiting = len(self.waiting) + [s.computed for s in self.active].count(0)
+        busy = self.pipeline.busy(step.start, end) if self.pipeline is not None else None
+        self.metrics.step(self.index, step.start, end - step.start, 1, tokens, len(step.chunks),
+                          step.decodes, len(self.active), waiting, used, flops, nbytes,
+                          used * (end - step.start), busy)
+        if finished:
+            self._finish(finished, end)
+
+    def _finish(self, finished, end: float) -> None:
+        for s in finished:
+            s.finished = True
+        self.active = [s for s in self.active if not s.finished]
+        for s in finished:
+            if self.reuse and s.req.output_id >= 0:
+                self._store_output(s)
+            self.free_blocks(s)
+            self.report(s.req, end)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _loop(self):
+        env = self.env
+        cur = None
+        while True:
+            if cur is None:
+                if not self.active and not self.waiting:
+                    yield from self.idle()
+                    continue
+                cur = self.schedule()
+                if not cur.entries:
+                    raise RuntimeError("TensorRT-LLM replica formed an empty iteration with work "
+                                       "pending and nothing in flight")
+                cur.start = self.clock
+            nxt = self.schedule() if self.overlap else None     # while the GPU runs `cur`
+            cur.end = cur.start + self.pricer.step_time(cur.chunks, cur.decodes, cur.decode_ctx)
+            end = yield self.gpu_work(max(0.0, cur.end - env.now))
+            if end is not None:
+                cur.end = end
+            self.clock = cur.end
+            self._commit(cur)
+            if nxt is not None and nxt.entries:
+                nxt.start = cur.end
+                cur = nxt
+            else:
+                cur = None
+
+    def _loop_pp(self):
+        """The pipeline-parallel loop: up to ``pp`` micro-batches in flight."""
+        env, pricer = self.env, self.pricer
+        inflight: deque[Step] = deque()
+        while True:
+            if len(inflight) < self.pp and (self.active or self.waiting):
+                step = self.schedule()
+                if step.entries:
+                    step.start = max(self.clock, env.now)
+                    step.end = self.pipeline.run(step.start, pricer.cpu_time(step.chunks, step.decodes),
+                                                 pricer.gpu_time(step.chunks, step.decodes, step.decode_ctx))
+                    for e in step.entries:
+                        e[0].inflight = True
+                    inflight.append(step)
+                    continue
+                if not inflight:
+                    raise RuntimeError("TensorRT-LLM replica formed an empty iteration with work "
+                                       "pending and nothing in flight")
+            if inflight:
+                step = inflight.popleft()
+                end = yield self.gpu_work(max(0.0, step.end - env.now))
+                if end is not None:
+                    step.end = end
+                self.clock = step.end
+                for e in step.entries:
+                    e[0].inflight = False
+                self._commit(step)
+                continue
+            yield from self.idle()
+
+
+__all__ = ["Replica", "Seq", "Step"]
