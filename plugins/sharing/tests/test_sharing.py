@@ -282,3 +282,33 @@ def test_every_mode_setting_changes_the_slowdown(mode, setting, value):
         return labsim.run(exp).summary["hardware"]["sharing"]["gpu0"]["tenants"]["a"]["slowdown"]
 
     assert slowdown({setting: value}) != pytest.approx(slowdown({}), rel=1e-6)
+
+
+def test_a_notebook_runs_bursts_of_cells_and_waits_longer_beside_a_busy_server():
+    exp = copy.deepcopy(EXPERIMENT)
+    exp["frameworks_to_test"][1] = {
+        "name": "nb", "type": "notebook", "is_target_for_workload": False, "placement": {"gpu": "gpu0"},
+        "config": {"model": "BERT-base", "cell": "forward", "batch_size": 32, "seq_len": 256,
+                   "cells_per_burst_dist_config": {"type": "Constant", "value": 3},
+                   "think_time_dist_config": {"type": "Constant", "value": 2.0},
+                   "session_s": 9.0, "cell_slo_ms": 1000}}
+    shared = labsim.run(exp).summary["frameworks"]["nb"]
+    alone = copy.deepcopy(exp)
+    alone["frameworks_to_test"] = alone["frameworks_to_test"][1:]
+    nb = labsim.run(alone).summary["frameworks"]["nb"]
+    assert nb["cells"] == shared["cells"] == 12                 # 4 bursts of 3 in 9 s
+    assert nb["cell_latency_ms"]["p50"] == pytest.approx(nb["cell_alone_ms"])
+    assert shared["cell_latency_ms"]["p50"] > nb["cell_latency_ms"]["p50"]
+    assert shared["cell_slo_attainment"] == 1.0 and 0 < nb["busy_share"] < 0.5
+
+
+def test_a_notebook_forward_too_big_for_its_mig_slice_is_refused():
+    exp = copy.deepcopy(EXPERIMENT)
+    exp["hardware_profile"]["sharing"] = {"type": "mig"}
+    exp["frameworks_to_test"] = [{
+        "name": "nb", "type": "notebook", "is_target_for_workload": False,
+        "placement": {"gpu": "gpu0", "mig_profile": "1g.10gb"},
+        "config": {"model": "Llama-3.1-8B", "cell": "forward", "batch_size": 64, "seq_len": 4096}}]
+    exp.pop("workload")
+    with pytest.raises(LabsimError, match="nb: a forward pass of batch_size 64 needs"):
+        labsim.run(exp)

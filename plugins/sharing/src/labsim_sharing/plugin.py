@@ -14,6 +14,13 @@ def register_sharing_modes(register):
 
 
 @hookimpl
+def register_frameworks(register):
+    from labsim_sharing.notebook import Notebook
+
+    register(Notebook)
+
+
+@hookimpl
 def register_commands(cli):
     from labsim_sharing.compare import sharing_command
 
