@@ -312,3 +312,26 @@ def test_a_notebook_forward_too_big_for_its_mig_slice_is_refused():
     exp.pop("workload")
     with pytest.raises(LabsimError, match="nb: a forward pass of batch_size 64 needs"):
         labsim.run(exp)
+
+
+NOTEBOOK = {"model": "BERT-base", "cell": "forward", "batch_size": 16, "seq_len": 128,
+            "cells_per_burst_dist_config": {"type": "Constant", "value": 2},
+            "think_time_dist_config": {"type": "Constant", "value": 1.0}, "session_s": 6.0,
+            "cell_slo_ms": 1000}
+
+
+@pytest.mark.parametrize("key, value", [
+    ("model", "BERT-large"), ("cell", "training_step"), ("batch_size", 64), ("seq_len", 512),
+    ("precision", "fp32"), ("cells_per_burst_dist_config", {"type": "Constant", "value": 4}),
+    ("think_time_dist_config", {"type": "Constant", "value": 0.5}), ("session_s", 12.0),
+    ("cell_slo_ms", 1e-3),
+])
+def test_every_notebook_setting_changes_its_summary(key, value):
+    def summary(config):
+        exp = copy.deepcopy(EXPERIMENT)
+        exp.pop("workload")
+        exp["frameworks_to_test"] = [{"name": "nb", "type": "notebook", "is_target_for_workload": False,
+                                      "placement": {"gpu": "gpu0"}, "config": config}]
+        return labsim.run(exp).summary["frameworks"]["nb"]
+
+    assert summary({**NOTEBOOK, key: value}) != summary(NOTEBOOK)

@@ -165,6 +165,111 @@ def print_comparison(result: dict) -> None:
                 click.echo(f"  {m}: {g['error']}")
 
 
+def _copies(data: dict, tenant: str, n: int, mode: str) -> dict:
+    """*data* with *n* copies of *tenant* (``chat``, ``chat-2``, …) on its GPU; under MIG every
+    tenant of that GPU gets the even profile."""
+    out = copy.deepcopy(data)
+    entries = out.get("frameworks_to_test", [])
+    base = next((e for e in entries if e["name"] == tenant), None)
+    if base is None:
+        raise UsageError(f"--stress: no tenant {tenant!r}; tenants: {', '.join(e['name'] for e in entries)}")
+    for k in range(2, n + 1):
+        twin = copy.deepcopy(base)
+        twin["name"] = f"{tenant}-{k}"
+        entries.append(twin)
+    if mode == "mig":
+        gpu = _placed(base)[0]
+        for e in entries:
+            if gpu in _placed(e):
+                e["placement"].pop("mig_profile", None)
+    return out
+
+
+def _worst(fw_summaries: list[dict], path: str, upper: bool) -> float | None:
+    from labsim.cli import _lookup
+
+    values = [_lookup(s, path) for s in fw_summaries]
+    if any(v is None for v in values):
+        return None
+    return max(values) if upper else min(values)
+
+
+def stress(exp, tenant: str, slo: str, modes: list[str], registry, most: int = 8) -> dict:
+    """Per mode: add copies of *tenant* one at a time until the worst copy breaks *slo*
+    (``dotted.path<=value`` or ``>=``); the most copies that kept it, and the cost per 1,000 of
+    their inferences (cells, iterations) there."""
+    import re
+
+    m = re.fullmatch(r"\s*([A-Za-z0-9_.]+)\s*(<=|>=)\s*([0-9.eE+-]+)\s*", slo)
+    if not m:
+        raise UsageError(f"--slo: {slo!r}; allowed: a summary path, <= or >=, and a number "
+                         "(e.g. tpot_ms.p99<=50)")
+    path, op, limit = m.group(1), m.group(2), float(m.group(3))
+    upper = op == "<="
+    out = {"tenant": tenant, "slo": slo, "modes": {}}
+    for mode in modes:
+        steps, held = [], None
+        for n in range(1, most + 1):
+            data = under(_copies(exp.data, tenant, n, mode), mode, registry)
+            try:
+                summary = _run(data, exp)
+            except LabsimError as ex:
+                steps.append({"tenants": n, "error": str(ex).splitlines()[-1].strip()})
+                break
+            names = [tenant] + [f"{tenant}-{k}" for k in range(2, n + 1)]
+            fws = [summary["frameworks"][x] for x in names]
+            worst = _worst(fws, path, upper)
+            ok = worst is not None and (worst <= limit if upper else worst >= limit)
+            done = sum(_served(f) for f in fws)
+            usd = max(_usd(f) for f in fws)  # the tenants hold the same GPU: its bill
+            step = {"tenants": n, "worst": worst, "meets_slo": ok,
+                    "usd_per_1000": usd / done * 1000 if done else None}
+            failures = [f["kind"] for info in summary.get("hardware", {}).get("sharing", {}).values()
+                        for t, f in (info.get("failures") or {}).items() if t in names]
+            if failures:
+                step["failure"] = failures[0]
+            steps.append(step)
+            if not ok:
+                break
+            held = step
+        out["modes"][mode] = {"steps": steps, "capacity": held["tenants"] if held else 0,
+                              "usd_per_1000_at_capacity": held["usd_per_1000"] if held else None}
+    return out
+
+
+def _usd(fw: dict) -> float:
+    cost = fw.get("cost") or {}
+    return float(cost.get("usd", cost.get("usd_total", 0.0)) or 0.0)
+
+
+def _served(fw: dict) -> int:
+    """What a tenant served: finished requests, cells, or iterations."""
+    if isinstance(fw.get("requests"), dict):
+        return int(fw["requests"].get("finished", 0))
+    if "cells" in fw:
+        return int(fw["cells"])
+    return int(fw.get("iterations", 0) or 0)
+
+
+def print_stress(result: dict) -> None:
+    click.echo(f"stress: copies of {result['tenant']} until {result['slo']} breaks")
+    for mode, r in result["modes"].items():
+        cells = []
+        for s in r["steps"]:
+            if "error" in s:
+                cells.append(f"{s['tenants']}: {s['error']}")
+            else:
+                mark = "ok" if s["meets_slo"] else "breaks"
+                if s.get("failure"):
+                    cells.append(f"{s['tenants']}: {s['failure']}")
+                else:
+                    cells.append(f"{s['tenants']}: {_fmt(s['worst'])} {mark}")
+        cost = r["usd_per_1000_at_capacity"]
+        click.echo(f"  {mode:<13} capacity {r['capacity']} tenant(s)"
+                   + (f", ${cost:.4g} per 1,000 served there" if cost is not None else "")
+                   + "  [" + "; ".join(cells) + "]")
+
+
 @click.command("sharing")
 @click.argument("experiment", type=click.Path(exists=True, dir_okay=False))
 @click.option("--modes", default="time_slicing,mps,mig", show_default=True,
@@ -172,7 +277,14 @@ def print_comparison(result: dict) -> None:
 @click.option("--set", "overrides", multiple=True, help="key=value overrides, as for labsim run.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write the comparison to this JSON file.")
-def sharing_command(experiment, modes, overrides, json_out):
+@click.option("--stress", "stress_tenant", metavar="TENANT",
+              help="Stress test: add copies of TENANT one at a time until --slo breaks, per mode.")
+@click.option("--slo", default=None, metavar="PATH<=VALUE",
+              help="The SLO of --stress on the tenant's summary, e.g. tpot_ms.p99<=50 or "
+                   "cell_latency_ms.p95<=500.")
+@click.option("--max-tenants", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="Stop the stress test at this many copies.")
+def sharing_command(experiment, modes, overrides, json_out, stress_tenant, slo, max_tenants):
     """The same tenants on a shared GPU under each sharing mode, against each tenant alone."""
     from labsim.orchestrator import load_experiment
     from labsim.registry import get_registry
@@ -184,9 +296,16 @@ def sharing_command(experiment, modes, overrides, json_out):
             raise UsageError(f"--modes: no sharing mode {m!r}; allowed: "
                              f"{', '.join(sorted(registry.names('sharing_modes')))}")
     exp = load_experiment(experiment, overrides)
-    result = compare(exp, wanted, registry)
-    click.echo(f"{exp.data.get('name', experiment)}: tenants alone and under {', '.join(wanted)}")
-    print_comparison(result)
+    if stress_tenant:
+        if not slo:
+            raise UsageError("--stress needs --slo PATH<=VALUE (e.g. tpot_ms.p99<=50)")
+        result = stress(exp, stress_tenant, slo, wanted, registry, max_tenants)
+        click.echo(f"{exp.data.get('name', experiment)}: {', '.join(wanted)}")
+        print_stress(result)
+    else:
+        result = compare(exp, wanted, registry)
+        click.echo(f"{exp.data.get('name', experiment)}: tenants alone and under {', '.join(wanted)}")
+        print_comparison(result)
     if json_out:
         from pathlib import Path
 
