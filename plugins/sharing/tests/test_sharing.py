@@ -335,3 +335,23 @@ def test_every_notebook_setting_changes_its_summary(key, value):
         return labsim.run(exp).summary["frameworks"]["nb"]
 
     assert summary({**NOTEBOOK, key: value}) != summary(NOTEBOOK)
+
+
+def test_stress_adds_copies_until_the_slo_breaks(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "sharing_stress_chat.yaml"
+    out = tmp_path / "stress.json"
+    result = CliRunner().invoke(cli, ["sharing", str(example), "--modes", "time_slicing,mps",
+                                      "--stress", "chat", "--slo", "tpot_ms.p99<=20", "--max-tenants", "4",
+                                      "--set", "workload.total_duration=15", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    for mode in ("time_slicing", "mps"):
+        r = data["modes"][mode]
+        worst = [s["worst"] for s in r["steps"]]
+        assert worst == sorted(worst)                     # more tenants, slower decode
+        assert r["capacity"] == len(r["steps"]) - 1 >= 1 and r["usd_per_1000_at_capacity"] > 0
+        assert r["steps"][-1]["meets_slo"] is False
+    bad = CliRunner().invoke(cli, ["sharing", str(example), "--stress", "chat", "--slo", "fast please"])
+    assert bad.exit_code == 2 and "--slo: 'fast please'; allowed:" in bad.output
