@@ -355,3 +355,19 @@ def test_stress_adds_copies_until_the_slo_breaks(tmp_path):
         assert r["steps"][-1]["meets_slo"] is False
     bad = CliRunner().invoke(cli, ["sharing", str(example), "--stress", "chat", "--slo", "fast please"])
     assert bad.exit_code == 2 and "--slo: 'fast please'; allowed:" in bad.output
+
+
+def test_the_gpu_sharing_timeline_records_shares_in_use(tmp_path):
+    import csv
+
+    exp = copy.deepcopy(EXPERIMENT)
+    exp["hardware_profile"]["sharing"] = {"type": "mps", "record_timeline": True}
+    labsim.run(exp, out=tmp_path / "out")
+    with open(tmp_path / "out" / "gpu_sharing.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and {r["gpu"] for r in rows} == {"gpu0"}
+    times = [float(r["time_s"]) for r in rows]
+    assert times == sorted(times)
+    assert max(int(r["tenants_running"]) for r in rows) == 2
+    assert all(0 <= float(r["sm_share"]) <= 1 and 0 <= float(r["bandwidth_share"]) <= 1 for r in rows)
+    assert float(rows[-1]["memory_gib"]) == pytest.approx(2 * 0.45 * 79.2, rel=0.01)

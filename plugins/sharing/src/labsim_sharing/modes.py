@@ -38,6 +38,15 @@ DEFAULT_MEMBOUND_SM = 0.5
 UNKNOWN_MEMBOUND = 0.5
 
 
+#: columns of the opt-in ``gpu_sharing`` table (``record_timeline: true``)
+TIMELINE_COLUMNS = ["gpu", "time_s", "tenants_running", "sm_share", "bandwidth_share", "memory_gib"]
+
+RECORD_TIMELINE = {"type": "boolean", "default": False,
+                   "description": "Write a row to the gpu_sharing table (gpu_sharing.csv) at every "
+                                  "change: tenants running, share of SMs and of memory bandwidth in "
+                                  "use, memory held."}
+
+
 class _Shared(labsim.SharingMode):
     """What every mode here keeps: tenants, their placements, busy time and failures."""
 
@@ -49,6 +58,8 @@ class _Shared(labsim.SharingMode):
         self.work: dict[str, list[float]] = {}       # tenant → [alone-seconds, seconds taken]
         self.busy_s = 0.0
         self._busy_since: float | None = None
+        self.timeline = (context.metrics.table("gpu_sharing", TIMELINE_COLUMNS)
+                         if config.get("record_timeline") else None)
 
     def admit(self, tenant, placement):
         if tenant not in self.tenants:
@@ -61,6 +72,18 @@ class _Shared(labsim.SharingMode):
         elif not pieces and self._busy_since is not None:
             self.busy_s += now - self._busy_since
             self._busy_since = None
+        if self.timeline is not None:
+            self._timeline_row(now, pieces)
+
+    def _timeline_row(self, now, pieces) -> None:
+        """One row of the opt-in ``gpu_sharing`` table: from *now* on, until the next row, this
+        many tenants run and use this share of the SMs and of the memory bandwidth."""
+        sm_of = getattr(self, "sm_of_membound", 1.0)
+        sm = sum(p.rate * ((1.0 - p.membound) + p.membound * sm_of) for p in pieces)
+        bw = sum(p.rate * p.membound for p in pieces)
+        running = len({p.tenant for p in pieces})
+        held = sum(v for t, v in self.memory.items() if t not in self.failed) / 2**30
+        self.timeline.append((self.gpu.gpu_id, now, running, min(1.0, sm), min(1.0, bw), held))
 
     def _record(self, tenant, alone, began, event):
         def done(_e):
@@ -122,6 +145,7 @@ class TimeSlicing(_Shared):
                                         "default an assumption, see the README)."},
             "switch_us": {"type": "number", "minimum": 0, "default": DEFAULT_SWITCH_US,
                           "description": "GPU time lost per context switch."},
+            "record_timeline": RECORD_TIMELINE,
             "replicas": {"type": "integer", "minimum": 1,
                          "description": "The GPU operator's time-slicing replicas: how many "
                                         "tenants the GPU is advertised to (more are refused)."},
@@ -170,6 +194,7 @@ class Mps(_Shared):
             "memory_bound_sm_share": {
                 "type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": DEFAULT_MEMBOUND_SM,
                 "description": "Share of the SMs a memory-bound kernel keeps busy (an assumption)."},
+            "record_timeline": RECORD_TIMELINE,
             "fault_at_s": {"type": "number", "minimum": 0,
                            "description": "Inject a fatal error (e.g. an illegal memory access) in "
                                           "the first tenant at this time: MPS clients share one "
