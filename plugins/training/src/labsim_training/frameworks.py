@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import labsim
+import simpy
 from labsim.errors import UsageError
 
 from labsim_training.engine import Iteration
@@ -27,6 +28,9 @@ from labsim_training.plan import make_plan, report
 #: (views, copies, bias and rng-tracker ops the model does not price), so this is ~55 us per
 #: real launch. In large layers it only lifts short element-wise kernels.
 HOST_KERNEL_US = 85.0
+
+#: alone-seconds of iterations a one-GPU tenant of a shared GPU runs as one piece of work
+BATCH_ALONE_S = 60.0
 
 COMMON = {
     "micro_batch_size": {"type": "integer", "minimum": 1, "default": 1,
@@ -68,7 +72,8 @@ SUMMARY_SCHEMA = {
     "required": ["iteration_time_s", "tokens_per_s", "mfu", "memory_per_gpu_gib", "time_breakdown_s"],
     "properties": {
         "iteration_time_s": {"type": "number", "description": "Mean seconds per iteration."},
-        "iteration_times_s": {"type": "array", "items": {"type": "number"}},
+        "iteration_times_s": {"type": "array", "items": {"type": "number"},
+                              "description": "Each iteration's seconds (the first 1,000)."},
         "tokens_per_s": {"type": "number"},
         "samples_per_s": {"type": "number"},
         "model_tflops_per_gpu": {"type": "number", "description": "Model FLOPs (no recompute) per GPU."},
@@ -189,11 +194,33 @@ class TrainingFramework(labsim.Framework):
             self.plan = self._plan(job)
         self.context.env.process(self._train(job))
 
+    def _alone_iteration(self) -> tuple[float, float]:
+        """(seconds, memory-bound share) of one iteration on GPUs of its own."""
+        env = simpy.Environment()
+        plan = self.plan
+        it = Iteration(env, plan.costs, plan.layout, plan.sharding, links=shared_links(env, plan.costs))
+        proc = env.process(it.run())
+        env.run(until=proc)
+        result = proc.value
+        stage = result.stages[result.critical_stage]
+        return result.seconds, (stage.membound / result.seconds if result.seconds > 0 else 0.5)
+
     def _train(self, job):
         env, plan = self.context.env, self.plan
-        for i in range(job.iterations):
+        lay = plan.layout
+        # a one-GPU tenant of a shared GPU repeats the same stream of kernels: after the first
+        # iteration, up to a minute of iterations run as one piece of work at their average
+        # memory-bound share (exact under time-slicing and MIG; MPS sees the average intensity)
+        batched = not self.gpus.exclusive and lay.world == 1
+        alone = self._alone_iteration() if batched else None
+        i = 0
+        while i < job.iterations:
             began = env.now
-            if i == 0 or not self.gpus.is_alone():
+            n = 1
+            if batched and i > 0:
+                n = min(job.iterations - i, max(1, int(BATCH_ALONE_S / alone[0]) if alone[0] > 0 else 1))
+                yield self.gpus.execute(alone[0] * n, membound=alone[1])
+            elif i == 0 or not self.gpus.is_alone():
                 record = i == 0 and bool(self.config.get("record_timeline", False))
                 it = Iteration(env, plan.costs, plan.layout, plan.sharding, self.gpus.execute, record=record,
                                links=shared_links(env, plan.costs))
@@ -204,10 +231,14 @@ class TrainingFramework(labsim.Framework):
                     self._write_timeline(result)
             else:  # identical work on GPUs nobody else uses: the same iteration again
                 yield self.gpus.execute(self.iterations[0])
-            self.iterations.append(env.now - began)
+            if n == 1:
+                self.iterations.append(env.now - began)
+            else:
+                self.iterations.extend([(env.now - began) / n] * n)
             busy = sum(a.compute + a.tp + a.optimizer for a in self.result.stages)
             self.context.accounting.add_busy(self.instance_name,
-                                             busy * plan.layout.tp * plan.layout.cp * plan.layout.dp)
+                                             n * busy * plan.layout.tp * plan.layout.cp * plan.layout.dp)
+            i += n
         self.context.accounting.release(self.instance_name)
         self.notify_finished(job)
 

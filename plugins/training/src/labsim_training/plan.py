@@ -167,6 +167,10 @@ def bottleneck(breakdown: dict, membound: float, layout, sharding, framework: st
     return {"kind": kind, "seconds": shares, "recommendations": recs}
 
 
+#: iterations whose times summary.json lists one by one (the mean covers all)
+MAX_LISTED = 1000
+
+
 def report(plan: Plan, iterations: list[float], result, accounting=None, owner: str = "") -> dict:
     """The framework's ``summary.json`` section from the simulated *iterations* (seconds each) and
     the first iteration's :class:`~labsim_training.engine.IterationResult`."""
@@ -189,7 +193,7 @@ def report(plan: Plan, iterations: list[float], result, accounting=None, owner: 
                    "sequence_parallel": lay.sp, "recompute": lay.recompute, "precision": lay.precision},
         "iterations": len(iterations),
         "iteration_time_s": mean,
-        "iteration_times_s": list(iterations),
+        "iteration_times_s": list(iterations[:MAX_LISTED]),
         "tokens_per_s": job.tokens_per_iteration / mean,
         "samples_per_s": job.global_batch_size / mean,
         "model_tflops_per_gpu": model_flops / world / mean / 1e12,
