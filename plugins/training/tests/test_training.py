@@ -338,6 +338,19 @@ frameworks_to_test:
     assert bad.exit_code == 2 and "tensor_parallel: 2; ResNet-50 is a CNN" in bad.output
 
 
+def test_fp32_training_runs_on_a_gpu_without_tf32_and_a_cnn_that_does_not_fit_is_refused():
+    # Volta has no TF32: fp32 matrix work runs on its FP32 units (15.7 TFLOP/s on a V100)
+    ok = estimate("ResNet-50", framework="ddp", device="V100-SXM2-32GB", global_batch_size=64, seq_len=1,
+                  config={"micro_batch_size": 64, "precision": "fp32"})
+    assert ok["iteration_time_s"] > 0
+    tf32 = estimate("ResNet-50", framework="ddp", device="A100-SXM4-80GB", global_batch_size=64, seq_len=1,
+                    config={"micro_batch_size": 64, "precision": "fp32"})
+    assert tf32["iteration_time_s"] < ok["iteration_time_s"]
+    with pytest.raises(UsageError, match="out of memory: needs .* try .*micro_batch_size"):
+        estimate("ResNet-50", framework="ddp", device="V100-SXM2-32GB", global_batch_size=512, seq_len=1,
+                 config={"micro_batch_size": 512, "precision": "fp32"})
+
+
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 
 

@@ -86,7 +86,10 @@ class JobCosts:
 
     def __init__(self, model, job, layout, device, comms: Comms):
         self.model, self.job, self.layout, self.device, self.comms = model, job, layout, device, comms
-        self.dtype = layout.precision if layout.precision != "fp32" else "tf32"
+        # fp32 runs its matrix work in TF32 where the GPU has it (PyTorch's default for
+        # convolutions and cuDNN), on the CUDA cores in FP32 before Ampere
+        self.dtype = layout.precision if layout.precision != "fp32" else (
+            "tf32" if device.supports("tf32") else "fp32")
         self.act_dtype = "bf16" if layout.precision in ("bf16", "fp8") else (
             "fp16" if layout.precision == "fp16" else "bf16")
         t = layout.tp

@@ -115,7 +115,7 @@ def make_plan(framework: str, job, layout, sharding, device, topology=None, regi
     capacity = float(getattr(device, "memory_bytes", 0) or 0)
     if check_memory and capacity and worst.total > capacity:
         raise UsageError(oom_message(worst, capacity, layout, sharding, framework, device.name,
-                                     int(job.model.num_layers), int(job.model.num_experts or 0)))
+                                     int(job.model.num_layers or 0), int(job.model.num_experts or 0)))
     return Plan(framework, job, layout, sharding, device, costs, worst)
 
 
