@@ -100,7 +100,12 @@ def cnn_costs_class():
             if layout.recompute == "full":
                 self.net_bwd = self.net_bwd + self.net_fwd
             self.model_flops = 3 * flops
-            self.activation_bytes = sum(3.0 * b * c.h * c.h * c.c_out * self.act_bytes for c in self.convs)
+            # autograd keeps two tensors per convolution's output: the convolution's (batch
+            # norm's backward reads it) and the ReLU's (its backward and the next convolution's
+            # weight gradient read it); torchvision's ReLU is in place, so batch norm's output
+            # is overwritten rather than kept. Gavel's V100 (16 GB) ran ResNet-50 fp32 at batch
+            # 128 beside one at 16, which three tensors (133 MB per image) would not allow.
+            self.activation_bytes = sum(2.0 * b * c.h * c.h * c.c_out * self.act_bytes for c in self.convs)
 
         def chunk(self, layers, first, last):
             return self.net_fwd, self.net_bwd
