@@ -18,6 +18,7 @@ SCRIPTS = {
     "fidelity_serving.py": ["serving_reference.csv"],
     "fidelity_serving_trtllm.py": ["serving_reference.csv"],
     "fidelity_torch_measured.py": ["h100_torch/gemm_h100_sxm_torch.csv"],
+    "fidelity_sharing.py": ["traces/cluster/gavel_colocation_pairs.csv"],
 }
 
 

@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 #: so $LABSIM_SHARED_DATA can point the scripts at the full folder — and columns, None = all)
 FILES = [
     ("serving_reference.csv", "serving_reference.csv", None),
+    ("traces/cluster/gavel_colocation_pairs.csv", "traces/cluster/gavel_colocation_pairs.csv", None),
     ("calibration/a100_sxm/nccl_a100_sxm.csv", "calibration/a100_sxm/nccl_a100_sxm.csv", None),
     ("calibration/a100_sxm/custom_ar_a100_sxm.csv", "calibration/a100_sxm/custom_ar_a100_sxm.csv", None),
     ("calibration/a100_sxm/gemm_a100_sxm.csv", "calibration/a100_sxm/gemm_a100_sxm.csv",
