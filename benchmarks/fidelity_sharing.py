@@ -38,6 +38,10 @@ from labsim.errors import LabsimError
 #: (https://images.nvidia.com/content/technologies/volta/pdf/tesla-volta-v100-datasheet-letter-fnl-web.pdf)
 V100_16GB = {"device_id": "gpu0", "device_type": "V100-SXM2-32GB", "memory_capacity_bytes": 16 * 2**30}
 MODES = ("time_slicing", "mps")
+#: NVIDIA DeepLearningExamples, PyTorch/Classification/ConvNets/resnet50v1.5/README.md,
+#: "Training performance: NVIDIA DGX-1 16GB (8x V100 16GB)", 1 GPU, FP32, pytorch-21.03 NGC
+#: container, their benchmark_training mode: images/s
+DLE_V100_FP32_IMG_S = 367.0
 #: iterations of the job measured; its partner runs until it has finished
 ITERATIONS = 30
 
@@ -109,13 +113,15 @@ def main() -> int:
     for p in rows:
         iso[p["a"]], iso[p["b"]] = p["iso_a"], p["iso_b"]
     print("ResNet-50 fp32 on one V100 (16 GB), alone: iterations/s")
-    print(f"  {'batch':>5}  {'Gavel':>7}  {'labsim':>7}  {'error':>7}")
+    print(f"  {'batch':>5}  {'Gavel':>7}  {'labsim':>7}  {'error':>7}  {'labsim images/s':>15}")
     for b in batches:
         lab = alone_s[b]
         if isinstance(lab, str):
             print(f"  {b:>5}  {iso[b]:>7.2f}  {'-':>7}  labsim: {lab}")
         else:
-            print(f"  {b:>5}  {iso[b]:>7.2f}  {1 / lab:>7.2f}  {(1 / lab - iso[b]) / iso[b]:>+7.0%}")
+            print(f"  {b:>5}  {iso[b]:>7.2f}  {1 / lab:>7.2f}  {(1 / lab - iso[b]) / iso[b]:>+7.0%}  {b / lab:>15.0f}")
+    print(f"  NVIDIA's DeepLearningExamples, one V100 16GB, FP32: "
+          f"{DLE_V100_FP32_IMG_S:.0f} images/s")
     print()
     print("two jobs together: each job's throughput relative to alone (a | b)")
     head = f"  {'pair':<9}  {'Gavel':>11}  " + "  ".join(f"{m:>13}" for m in MODES)
