@@ -1,0 +1,1 @@
+"""labsim-cluster: multi-tenant GPU clusters — job traces and scheduling policies side by side."""

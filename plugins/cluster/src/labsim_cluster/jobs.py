@@ -1,0 +1,198 @@
+"""Cluster jobs and the ``jobs`` workload: a trace, or a generator.
+
+``workload: {type: jobs, trace: builtin:tiresias_60job}`` replays a trace in labsim's normalized
+schema (``job_id, submit_time_s, duration_s, num_gpus`` required; ``user, group, job_type,
+priority`` optional; other columns ignored); ``trace: path.csv`` reads your own, with
+``columns: {num_gpus: gpus, ...}`` mapping other names. A bad row exits 2 naming the row and
+the column. ``generate: {...}`` draws jobs instead: Poisson arrivals at ``rate_per_hour``,
+``num_gpus`` from weighted choices, durations from a distribution, users round-robin from a
+list. Every target framework (a scheduling policy) gets the identical jobs.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import labsim
+from labsim.errors import UsageError
+
+CLUSTER_JOBS = "cluster jobs"
+REQUIRED = ("job_id", "submit_time_s", "duration_s", "num_gpus")
+OPTIONAL = ("user", "group", "job_type", "priority")
+BUILTIN = {"tiresias_60job": "tiresias_60job.csv", "gavel_philly": "gavel_philly_vc6214e9_seed0.csv"}
+
+
+@dataclass(eq=False)
+class Job:
+    """One job as the cluster sees it; the cluster fills in its life as it runs."""
+
+    job_id: str
+    gpus: int
+    duration_s: float
+    arrival_s: float
+    user: str = ""
+    group: str = ""
+    kind: str = ""
+    priority: int = 0
+    # set by the cluster
+    attained_s: float = 0.0          # seconds of work done (of duration_s)
+    start_s: float | None = None     # first start
+    end_s: float | None = None
+    preemptions: int = 0
+    run_began: float | None = None   # start of the current run
+    nodes: list = field(default_factory=list)
+
+    @property
+    def remaining_s(self) -> float:
+        return max(0.0, self.duration_s - self.attained_s)
+
+    @property
+    def attained_gpu_s(self) -> float:
+        return self.attained_s * self.gpus
+
+
+def _builtin_path(name: str) -> Path:
+    if name not in BUILTIN:
+        raise UsageError(f"workload.trace: no built-in trace {name!r}; built-in: "
+                         f"{', '.join('builtin:' + k for k in BUILTIN)}")
+    return Path(str(resources.files("labsim_cluster") / "data" / BUILTIN[name]))
+
+
+def read_trace(path: Path, columns: dict | None = None, label: str = "workload.trace") -> list[Job]:
+    """The jobs of a normalized-schema CSV (*columns* maps our names to the file's)."""
+    columns = dict(columns or {})
+    name_of = {k: columns.get(k, k) for k in REQUIRED + OPTIONAL}
+    try:
+        fh = open(path, newline="", encoding="utf-8-sig")
+    except OSError as ex:
+        raise UsageError(f"{label}: cannot read {path}: {ex.strerror}") from None
+    jobs = []
+    with fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [name_of[k] for k in REQUIRED if name_of[k] not in header]
+        if missing:
+            raise UsageError(f"{label}: {path.name} has no column {', '.join(missing)}; it has "
+                             f"{', '.join(header) or 'no header'} (map names with workload.columns)")
+        for row_no, row in enumerate(reader, start=2):
+            def num(key, kind=float):
+                raw = (row.get(name_of[key]) or "").strip()
+                try:
+                    return kind(float(raw))
+                except ValueError:
+                    raise UsageError(f"{label}: {path.name} line {row_no}, column {name_of[key]}: "
+                                     f"{raw!r} is not a number") from None
+            submit, duration, gpus = num("submit_time_s"), num("duration_s"), num("num_gpus", int)
+            if submit < 0 or duration <= 0 or gpus < 1:
+                bad = ("submit_time_s" if submit < 0 else "duration_s" if duration <= 0 else "num_gpus")
+                raise UsageError(f"{label}: {path.name} line {row_no}, column {name_of[bad]}: "
+                                 f"{row.get(name_of[bad])!r}; allowed: submit ≥ 0, duration > 0, GPUs ≥ 1")
+            prio = (row.get(name_of["priority"]) or "").strip()
+            jobs.append(Job(str(row[name_of["job_id"]]).strip(), gpus, duration, submit,
+                            user=(row.get(name_of["user"]) or "").strip(),
+                            group=(row.get(name_of["group"]) or "").strip(),
+                            kind=(row.get(name_of["job_type"]) or "").strip(),
+                            priority=int(float(prio)) if prio else 0))
+    jobs.sort(key=lambda j: j.arrival_s)
+    return jobs
+
+
+DIST = {"$ref": "#/$defs/distribution"}
+
+WORKLOAD_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "oneOf": [{"required": ["trace"]}, {"required": ["generate"]}],
+    "properties": {
+        "type": {"type": "string"},
+        "trace": {"type": "string", "description": "A CSV in the normalized schema, or builtin:NAME "
+                                                   "(builtin:tiresias_60job, builtin:gavel_philly)."},
+        "columns": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "Our column name → the file's (job_id, submit_time_s, duration_s, "
+                                   "num_gpus, user, group, job_type, priority)."},
+        "time_scale": {"type": "number", "exclusiveMinimum": 0, "default": 1.0,
+                       "description": "Multiply submit times (0.5: arrivals twice as dense)."},
+        "max_jobs": {"type": "integer", "minimum": 1, "description": "Only the first this many jobs."},
+        "generate": {
+            "type": "object", "additionalProperties": False, "required": ["jobs", "rate_per_hour"],
+            "properties": {
+                "jobs": {"type": "integer", "minimum": 1},
+                "rate_per_hour": {"type": "number", "exclusiveMinimum": 0,
+                                  "description": "Poisson arrivals."},
+                "num_gpus": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
+                             "default": {"1": 0.7, "2": 0.1, "4": 0.1, "8": 0.1},
+                             "description": "GPU count → weight."},
+                "duration_s_dist_config": {**DIST, "default": {"type": "LogNormal", "mean": 3600,
+                                                                "sigma": 7200, "min": 60}},
+                "users": {"type": "array", "items": {"type": "string"}, "default": ["u0", "u1", "u2", "u3"]},
+            },
+        },
+    },
+}
+
+
+class JobsWorkload(labsim.Workload):
+    """Cluster jobs from a trace or a generator, each submitted at its arrival time."""
+
+    name = "jobs"
+    makes = CLUSTER_JOBS
+    config_schema = WORKLOAD_SCHEMA
+
+    def __init__(self, config, context):
+        super().__init__(config, context)
+        self.jobs = self._jobs()
+
+    def _jobs(self) -> list[Job]:
+        cfg = self.config
+        if cfg.get("trace"):
+            trace = str(cfg["trace"])
+            path = _builtin_path(trace[8:]) if trace.startswith("builtin:") else self.context.base_dir / trace
+            jobs = read_trace(Path(path), cfg.get("columns"))
+        else:
+            jobs = self._generate(cfg["generate"])
+        scale = float(cfg.get("time_scale", 1.0))
+        if scale != 1.0:
+            for j in jobs:
+                j.arrival_s *= scale
+        if cfg.get("max_jobs"):
+            jobs = jobs[: int(cfg["max_jobs"])]
+        return jobs
+
+    def _generate(self, gen: dict) -> list[Job]:
+        rng = self.context.rng("jobs", "generate")
+        n = int(gen["jobs"])
+        gaps = rng.exponential(3600.0 / float(gen["rate_per_hour"]), size=n)
+        choices = gen.get("num_gpus") or {"1": 0.7, "2": 0.1, "4": 0.1, "8": 0.1}
+        sizes = [int(k) for k in choices]
+        weights = [float(v) for v in choices.values()]
+        if sum(weights) <= 0:
+            raise UsageError("workload.generate.num_gpus: the weights sum to 0")
+        gpus = rng.choice(sizes, size=n, p=[w / sum(weights) for w in weights])
+        dist = self.context.distribution(gen.get("duration_s_dist_config") or
+                                         {"type": "LogNormal", "mean": 3600, "sigma": 7200, "min": 60},
+                                         "jobs", "duration")
+        durations = dist.sample_n(n)
+        users = list(gen.get("users") or ["u0", "u1", "u2", "u3"])
+        t = 0.0
+        out = []
+        for i in range(n):
+            t += float(gaps[i])
+            out.append(Job(str(i), int(gpus[i]), max(1.0, float(durations[i])), t, user=users[i % len(users)]))
+        return out
+
+    def start(self, target):
+        self.context.env.process(self._arrive(target))
+
+    def _arrive(self, target):
+        env = self.context.env
+        for job in self.jobs:
+            if job.arrival_s > env.now:
+                yield env.timeout(job.arrival_s - env.now)
+            target.submit(Job(job.job_id, job.gpus, job.duration_s, job.arrival_s, job.user, job.group,
+                              job.kind, job.priority))
+        target.no_more_jobs()
+
+    def summary(self):
+        return {"jobs": len(self.jobs), "gpu_hours_asked": sum(j.gpus * j.duration_s for j in self.jobs) / 3600}

@@ -1,0 +1,25 @@
+"""labsim entry point: the ``jobs`` workload, the ``cluster`` framework and its scheduling policies."""
+
+from __future__ import annotations
+
+from labsim import hookimpl
+
+from labsim_cluster.cluster import Cluster
+from labsim_cluster.jobs import JobsWorkload
+from labsim_cluster.policies import POLICIES
+
+
+@hookimpl
+def register_workloads(register):
+    register(JobsWorkload)
+
+
+@hookimpl
+def register_frameworks(register):
+    register(Cluster)
+
+
+@hookimpl
+def register_schedulers(register):
+    for cls in POLICIES:
+        register(cls)

@@ -1,0 +1,175 @@
+"""Scheduling policies: registered ``Scheduler`` components a cluster nests
+(``config: {scheduler: {type: NAME, ...}}``).
+
+Non-preemptive policies answer :meth:`pick` — which queued jobs start now on the free GPUs.
+Preemptive ones (``preemptive = True``) rank every job, running or waiting, with
+:meth:`priority`; the cluster then runs the best-ranked jobs that fit and preempts the rest
+(checkpoint and restore cost: the cluster's ``preemption_overhead_s``).
+
+- ``fifo``: arrival order, the head of the queue blocks the rest (YARN's capacity scheduler as
+  the Tiresias paper's baseline, Gu et al. NSDI'19 §6).
+- ``sjf``: shortest job first among those that fit (durations known), non-preemptive.
+- ``srtf``: shortest remaining time first, preemptive (the Tiresias paper's SRTF, an oracle).
+- ``easy_backfill``: FIFO, but a later job may start now if it fits without delaying the head
+  job's reservation (Lifka, "The ANL/IBM SP scheduling system", 1995; EASY backfilling).
+- ``tiresias``: discretised two-dimensional least-attained-service (2D-LAS): a job's attained
+  service is GPUs × seconds run; jobs sit in the queue whose threshold they have not passed,
+  FIFO within a queue, preemptive; durations unknown (Gu et al. NSDI'19 §4.1).
+- ``fair_share``: the user (or project) with the least attained GPU-time goes first, then
+  arrival order; preemptive (max-min fairness of GPU-time, DRF over one resource, Ghodsi et al.
+  NSDI'11).
+"""
+
+from __future__ import annotations
+
+import labsim
+
+BASE = {"type": {}}
+
+
+def _schema(**props) -> dict:
+    return {"type": "object", "additionalProperties": False, "properties": {**BASE, **props}}
+
+
+class _Policy(labsim.Scheduler):
+    preemptive = False
+    cluster = None
+
+    def bind(self, cluster) -> None:
+        """The cluster this policy decides for (running jobs, clock, node sizes)."""
+        self.cluster = cluster
+
+
+class Fifo(_Policy):
+    """Arrival order; the head of the queue blocks the rest."""
+
+    name = "fifo"
+    config_schema = _schema()
+
+    def pick(self, queue, free_gpus, now):
+        started = []
+        for job in queue:
+            if job.gpus > free_gpus:
+                break
+            started.append(job)
+            free_gpus -= job.gpus
+        return started
+
+
+class Sjf(_Policy):
+    """Shortest job first among those that fit; non-preemptive."""
+
+    name = "sjf"
+    config_schema = _schema()
+
+    def pick(self, queue, free_gpus, now):
+        started = []
+        for job in sorted(queue, key=lambda j: (j.duration_s, j.arrival_s)):
+            if job.gpus <= free_gpus:
+                started.append(job)
+                free_gpus -= job.gpus
+        return started
+
+
+class Srtf(_Policy):
+    """Shortest remaining time first; preemptive."""
+
+    name = "srtf"
+    preemptive = True
+    config_schema = _schema()
+
+    def priority(self, job, now):
+        return (job.remaining_s, job.arrival_s)
+
+
+class EasyBackfill(_Policy):
+    """FIFO with EASY backfilling: later jobs may jump ahead if the head's start is not delayed."""
+
+    name = "easy_backfill"
+    config_schema = _schema()
+
+    def pick(self, queue, free_gpus, now):
+        started = []
+        queue = list(queue)
+        while queue and queue[0].gpus <= free_gpus:
+            head = queue.pop(0)
+            started.append(head)
+            free_gpus -= head.gpus
+        if not queue:
+            return started
+        head = queue[0]
+        # the head's reservation: when enough running jobs will have ended (durations as given)
+        ends = sorted((j.run_began + j.remaining_s + j.run_overhead_s, j.gpus)
+                      for j in self.cluster.running if j not in started)
+        avail, shadow = free_gpus, float("inf")
+        for end, gpus in ends:
+            avail += gpus
+            if avail >= head.gpus:
+                shadow = end
+                break
+        extra = avail - head.gpus if shadow < float("inf") else 0  # GPUs the head will not need
+        for job in queue[1:]:
+            if job.gpus > free_gpus:
+                continue
+            if now + job.remaining_s <= shadow or job.gpus <= extra:
+                started.append(job)
+                free_gpus -= job.gpus
+                if now + job.remaining_s > shadow:
+                    extra -= job.gpus
+        return started
+
+
+class Tiresias(_Policy):
+    """Discretised 2D-LAS: queues by attained GPU-time, FIFO within a queue; preemptive."""
+
+    name = "tiresias"
+    preemptive = True
+    config_schema = _schema(queue_thresholds_gpu_s={
+        "type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "default": [3600.0],
+        "description": "Attained GPU-seconds at which a job moves to the next (lower) queue: "
+                       "one threshold, two queues, as the Tiresias simulator runs by default."})
+
+    def __init__(self, config, context):
+        super().__init__(config, context)
+        self.thresholds = sorted(float(x) for x in config.get("queue_thresholds_gpu_s", [3600.0]))
+
+    def next_change(self, running, now):
+        """When the next running job crosses a queue threshold (its rank drops)."""
+        soonest = None
+        for job in running:
+            attained = job.attained_gpu_s + max(0.0, now - job.run_began - job.run_overhead_s) * job.gpus
+            for t in self.thresholds:
+                if attained < t:
+                    at = now + (t - attained) / job.gpus + max(0.0, job.run_began + job.run_overhead_s - now)
+                    soonest = at if soonest is None else min(soonest, at)
+                    break
+        return soonest
+
+    def priority(self, job, now):
+        attained = job.attained_gpu_s
+        if job.run_began is not None:
+            attained += max(0.0, now - job.run_began - job.run_overhead_s) * job.gpus
+        queue = sum(1 for t in self.thresholds if attained >= t)
+        return (queue, job.arrival_s)
+
+
+class FairShare(_Policy):
+    """The user (or project) with the least attained GPU-time first; preemptive."""
+
+    name = "fair_share"
+    preemptive = True
+    drifts = True  # attained GPU-time grows while jobs run: re-rank every reschedule_every_s
+    config_schema = _schema(by={"enum": ["user", "group"], "default": "user",
+                                "description": "Share between users or between projects (group)."})
+
+    _memo: tuple = (None, {})
+
+    def priority(self, job, now):
+        by = self.config.get("by", "user")
+        if self._memo[0] != now:  # every job's owner's GPU-time, once per ranking
+            self._memo = (now, self.cluster.attained_all(now, by))
+        key = job.user if by == "user" else job.group
+        return (self._memo[1].get(key, 0.0), job.arrival_s)
+
+
+POLICIES = (Fifo, Sjf, Srtf, EasyBackfill, Tiresias, FairShare)

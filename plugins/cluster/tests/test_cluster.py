@@ -1,0 +1,149 @@
+"""labsim-cluster: traces, the policies, invariants, and runs end to end."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import labsim
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from labsim.cli import cli
+
+CLUSTER = {"type": "custom", "device": "V100-SXM2-32GB", "gpus_per_node": 4, "nodes": 4,
+           "nic": "roce-100", "nics_per_node": 1}
+
+
+def experiment(jobs_csv: str, policies=("fifo",), **cluster_cfg) -> dict:
+    return {
+        "name": "c", "simulation": {"max_simulation_time": 1e9, "random_seed": 0},
+        "hardware_profile": {"topology": dict(CLUSTER)},
+        "workload": {"type": "jobs", "trace": jobs_csv},
+        "frameworks_to_test": [{"name": p, "type": "cluster",
+                                "config": {"scheduler": {"type": p}, **cluster_cfg}} for p in policies],
+    }
+
+
+def write(tmp_path, rows, header="job_id,submit_time_s,duration_s,num_gpus,user"):
+    path = tmp_path / "jobs.csv"
+    path.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    return str(path)
+
+
+def jobs_table(result, policy):
+    return [r for r in result.table("jobs") if r["policy"] == policy]
+
+
+# -- policies ---------------------------------------------------------------------------------------
+
+def test_fifo_blocks_behind_the_head_and_backfill_does_not(tmp_path):
+    # 16 GPUs: a 12-GPU job runs 100 s; a 16-GPU job waits for it; a 4-GPU 50 s job fits beside
+    trace = write(tmp_path, [(0, 0, 100, 12, "a"), (1, 1, 100, 16, "b"), (2, 2, 50, 4, "c")])
+    result = labsim.run(experiment(trace, ("fifo", "easy_backfill")))
+    fifo = {r["job_id"]: r for r in jobs_table(result, "fifo")}
+    easy = {r["job_id"]: r for r in jobs_table(result, "easy_backfill")}
+    assert float(fifo["2"]["start_s"]) == pytest.approx(200.0)   # behind the 16-GPU job
+    assert float(easy["2"]["start_s"]) == pytest.approx(2.0)     # ends at 52 s, before the head's 100 s
+    assert float(easy["1"]["start_s"]) == float(fifo["1"]["start_s"]) == pytest.approx(100.0)
+
+
+def test_srtf_and_tiresias_preempt_a_long_job_for_short_ones(tmp_path):
+    trace = write(tmp_path, [(0, 0, 10000, 16, "a")] + [(i, 10 + i, 60, 4, "b") for i in range(1, 5)])
+    result = labsim.run(experiment(trace, ("fifo", "srtf", "tiresias"),
+                                   preemption_overhead_s=30))
+    s = result.summary["frameworks"]
+    assert s["fifo"]["jobs"]["preemptions"] == 0
+    assert s["srtf"]["jobs"]["preemptions"] >= 1 and s["srtf"]["jct_h"]["p50"] < s["fifo"]["jct_h"]["p50"]
+    # Tiresias does not know durations: the long job passes 3,600 GPU-s after 225 s and yields then
+    assert s["tiresias"]["jobs"]["preemptions"] >= 1
+    long_job = {r["job_id"]: r for r in jobs_table(result, "srtf")}["0"]
+    assert float(long_job["end_s"]) >= 10000 + 60 + 30  # the short jobs' time and the restore
+
+
+def test_fair_share_serves_the_user_with_less_gpu_time_first(tmp_path):
+    rows = [(i, 0, 1000, 16, "heavy") for i in range(3)] + [(10, 5, 1000, 16, "light")]
+    result = labsim.run(experiment(write(tmp_path, rows), ("fifo", "fair_share")))
+    fifo = {r["job_id"]: r for r in jobs_table(result, "fifo")}
+    fair = {r["job_id"]: r for r in jobs_table(result, "fair_share")}
+    assert float(fair["10"]["end_s"]) < float(fifo["10"]["end_s"])
+    jain = {p: result.summary["frameworks"][p]["fairness_jain"] for p in ("fifo", "fair_share")}
+    assert jain["fair_share"] > jain["fifo"]
+
+
+def test_published_ordering_on_the_gavel_philly_trace():
+    from pathlib import Path
+
+    exp = labsim.orchestrator.load_experiment(
+        Path(__file__).resolve().parents[3] / "examples" / "cluster_gavel_philly.yaml").data
+    exp["workload"].update(max_jobs=600, time_scale=0.01)  # the first 600 jobs, arriving 100× denser
+    exp["frameworks_to_test"] = [f for f in exp["frameworks_to_test"]
+                                 if f["name"] in ("fifo", "sjf", "srtf", "tiresias")]
+    s = labsim.run(exp).summary["frameworks"]
+    jct = {p: s[p]["jct_h"]["mean"] for p in s}
+    # shortest-remaining first is best; Tiresias, without durations, beats FIFO (Gu et al. NSDI'19)
+    assert jct["srtf"] <= jct["sjf"] <= jct["fifo"] and jct["tiresias"] < jct["fifo"]
+
+
+# -- invariants -------------------------------------------------------------------------------------
+
+@settings(max_examples=25, deadline=None)
+@given(jobs=st.lists(st.tuples(st.floats(0, 500), st.floats(1, 400), st.sampled_from([1, 2, 4, 8, 16]),
+                               st.sampled_from(["a", "b", "c"])), min_size=1, max_size=25),
+       policy=st.sampled_from(["fifo", "sjf", "srtf", "easy_backfill", "tiresias", "fair_share"]),
+       overhead=st.sampled_from([0.0, 20.0]))
+def test_every_job_ends_once_never_early_and_gpus_never_overflow(tmp_path_factory, jobs, policy, overhead):
+    rows = [(i, round(a, 3), round(d, 3), g, u) for i, (a, d, g, u) in enumerate(jobs)]
+    result = labsim.run(experiment(write(tmp_path_factory.mktemp("t"), rows), (policy,),
+                                   preemption_overhead_s=overhead, reschedule_every_s=30))
+    table = jobs_table(result, policy)
+    assert sorted(int(r["job_id"]) for r in table) == list(range(len(rows)))
+    events = []
+    for r in table:
+        arrival, start, end = float(r["arrival_s"]), float(r["start_s"]), float(r["end_s"])
+        job = rows[int(r["job_id"])]
+        assert start >= arrival - 1e-9 and end - arrival >= job[2] - 1e-6
+        if int(r["preemptions"]) == 0:
+            events += [(start, int(job[3])), (end, -int(job[3]))]
+    # non-preempted jobs alone never hold more than the cluster
+    in_use = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        in_use += delta
+        assert in_use <= 16
+
+
+# -- bad traces and clusters ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("header, rows, message", [
+    ("job_id,submit_time_s,num_gpus", [(0, 0, 1)], "has no column duration_s"),
+    ("job_id,submit_time_s,duration_s,num_gpus", [(0, 0, -5, 1)], "line 2, column duration_s: '-5'"),
+    ("job_id,submit_time_s,duration_s,num_gpus", [(0, 0, 10, 1), (1, "soon", 10, 1)],
+     "line 3, column submit_time_s: 'soon' is not a number"),
+    ("job_id,submit_time_s,duration_s,num_gpus", [(0, 0, 10, 64)], "job 0 asks for 64 GPUs; the cluster has 16"),
+])
+def test_bad_traces_exit_2_naming_row_and_column(tmp_path, header, rows, message):
+    path = write(tmp_path, rows, header)
+    exp = tmp_path / "exp.json"
+    exp.write_text(json.dumps(experiment(path)))
+    result = CliRunner().invoke(cli, ["run", str(exp), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_cluster_needs_a_topology(tmp_path):
+    exp = experiment(write(tmp_path, [(0, 0, 10, 1, "a")]))
+    exp["hardware_profile"] = {"device": "V100-SXM2-32GB"}
+    with pytest.raises(labsim.errors.LabsimError, match="a cluster needs hardware_profile.topology"):
+        labsim.run(exp)
+
+
+def test_generated_jobs_are_the_same_for_every_policy_and_seed():
+    exp = experiment("unused", ("fifo", "sjf"))
+    exp["workload"] = {"type": "jobs", "generate": {"jobs": 50, "rate_per_hour": 40,
+                                                    "users": ["ann", "bob"]}}
+    one, two = labsim.run(copy.deepcopy(exp)), labsim.run(copy.deepcopy(exp))
+    assert one.summary == two.summary
+    fifo = sorted((r["job_id"], r["arrival_s"], r["gpus"]) for r in jobs_table(one, "fifo"))
+    sjf = sorted((r["job_id"], r["arrival_s"], r["gpus"]) for r in jobs_table(one, "sjf"))
+    assert fifo == sjf and {r["user"] for r in jobs_table(one, "fifo")} == {"ann", "bob"}
