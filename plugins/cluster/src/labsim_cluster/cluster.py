@@ -192,6 +192,12 @@ class Cluster(labsim.Framework):
     def _schedule(self) -> None:
         env = self.context.env
         if getattr(self.policy, "preemptive", False):
+            if sum(j.gpus for j in self.queue) <= sum(self.free):
+                # everyone fits: the ranking would keep every job, so preempt nobody
+                for j in sorted(self.queue, key=lambda j: self.policy.priority(j, env.now)):
+                    self._start(j)
+                self._arm_rerank()
+                return
             jobs = self.running + self.queue
             ranked = sorted(jobs, key=lambda j: self.policy.priority(j, env.now))
             room, keep = self.capacity, []

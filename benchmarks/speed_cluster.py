@@ -1,0 +1,53 @@
+"""Wall time of simulating a month-scale cluster: 100,000 jobs on 2,000 GPUs (labsim-cluster).
+
+Generated jobs (Poisson arrivals, 140 an hour, so 100,000 span a month; 1, 2, 4 or 8 GPUs;
+log-normal durations around four hours: ~60 % load) on 250 nodes of 8 GPUs, under one policy. Target: < 60 s with memory flat in the number
+of finished jobs (the jobs table streams to disk; the summary keeps one row of numbers per job).
+
+    python benchmarks/speed_cluster.py [--jobs 100000] [--policy fifo]
+
+Prints what was simulated on stdout; wall time, CPU time and peak memory on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+
+import labsim
+
+
+def experiment(jobs: int, policy: str) -> dict:
+    return {
+        "name": "month-on-2000-gpus",
+        "simulation": {"max_simulation_time": 1e12, "random_seed": 1},
+        "hardware_profile": {"topology": {"type": "dgx-a100", "nodes": 250}},
+        "workload": {"type": "jobs", "generate": {
+            "jobs": jobs, "rate_per_hour": 140,
+            "num_gpus": {"1": 0.7, "2": 0.1, "4": 0.1, "8": 0.1},
+            "duration_s_dist_config": {"type": "LogNormal", "mean": 14400, "sigma": 21600, "min": 60},
+            "users": [f"u{k}" for k in range(40)]}},
+        "frameworks_to_test": [{"name": policy, "type": "cluster", "config": {"scheduler": {"type": policy}}}],
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--policy", default="fifo")
+    args = parser.parse_args(argv)
+    began, cpu = time.perf_counter(), time.process_time()
+    summary = labsim.run(experiment(args.jobs, args.policy)).summary["frameworks"][args.policy]
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    print(f"{args.jobs:,} jobs on 2,000 GPUs under {args.policy}: {summary['jobs']['finished']:,} finished, "
+          f"makespan {summary['makespan_h']:,.0f} h, utilisation {summary['gpu_utilisation']:.2f}, "
+          f"JCT mean {summary['jct_h']['mean']:.2f} h")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"wall {wall:.1f} s (target < 60 s), CPU {cpu:.1f} s, peak {peak:.0f} MB", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
