@@ -147,3 +147,26 @@ def test_generated_jobs_are_the_same_for_every_policy_and_seed():
     fifo = sorted((r["job_id"], r["arrival_s"], r["gpus"]) for r in jobs_table(one, "fifo"))
     sjf = sorted((r["job_id"], r["arrival_s"], r["gpus"]) for r in jobs_table(one, "sjf"))
     assert fifo == sjf and {r["user"] for r in jobs_table(one, "fifo")} == {"ann", "bob"}
+
+
+def test_interrupted_jobs_lose_the_work_since_their_checkpoint_and_retry(tmp_path):
+    rows = [(i, i * 10, 20000, 4, "a") for i in range(8)]
+    trace = write(tmp_path, rows)
+
+    def run(**failures):
+        exp = experiment(trace, ("fifo",), failures=failures)
+        return labsim.run(exp)
+
+    clean = labsim.run(experiment(trace, ("fifo",))).summary["frameworks"]["fifo"]
+    often = run(interruptions_per_gpu_hour=0.02, checkpoint_interval_s=3600)
+    s = often.summary["frameworks"]["fifo"]
+    assert clean["jobs"]["interruptions"] == 0 and s["jobs"]["interruptions"] > 0
+    assert s["gpu_hours_lost_to_failures"] > 0 and s["jct_h"]["mean"] > clean["jct_h"]["mean"]
+    rare_ckpt = run(interruptions_per_gpu_hour=0.02, checkpoint_interval_s=14400).summary["frameworks"]["fifo"]
+    assert rare_ckpt["gpu_hours_lost_to_failures"] > s["gpu_hours_lost_to_failures"]
+    strict = run(interruptions_per_gpu_hour=0.02, max_retries=0)
+    table = jobs_table(strict, "fifo")
+    assert {r["status"] for r in table} == {"completed", "failed"} and len(table) == len(rows)
+    assert strict.summary["frameworks"]["fifo"]["jobs"]["failed"] == sum(r["status"] == "failed" for r in table)
+    again = run(interruptions_per_gpu_hour=0.02, checkpoint_interval_s=3600)
+    assert again.summary == often.summary  # same seed, same interruptions

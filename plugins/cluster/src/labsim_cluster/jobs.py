@@ -42,6 +42,7 @@ class Job:
     start_s: float | None = None     # first start
     end_s: float | None = None
     preemptions: int = 0
+    failures: int = 0
     run_began: float | None = None   # start of the current run
     nodes: list = field(default_factory=list)
 
