@@ -125,7 +125,7 @@ CASES = [
         "unknown sink",
         HEAD + FW + "metrics_config: {sinks: [csv, parquet]}\n",
         "f.yaml:11:31: metrics_config.sinks[1]: No metric sink named 'parquet'. Available: csv, memory, "
-        "summary_json. A plugin that provides it may not be installed (see `labsim plugins`).",
+        "sqlite, summary_json. A plugin that provides it may not be installed (see `labsim plugins`).",
     ),
     (
         "a key only a plugin owns",

@@ -170,3 +170,31 @@ def test_interrupted_jobs_lose_the_work_since_their_checkpoint_and_retry(tmp_pat
     assert strict.summary["frameworks"]["fifo"]["jobs"]["failed"] == sum(r["status"] == "failed" for r in table)
     again = run(interruptions_per_gpu_hour=0.02, checkpoint_interval_s=3600)
     assert again.summary == often.summary  # same seed, same interruptions
+
+
+def test_jobs_land_in_sqlite_and_labsim_jobs_queries_them(tmp_path):
+    import sqlite3
+
+    rows = [(i, i * 10, 20000, 4, "ann" if i % 2 else "bob") for i in range(8)]
+    exp = experiment(write(tmp_path, rows), ("fifo", "srtf"),
+                     failures={"interruptions_per_gpu_hour": 0.02, "max_retries": 0})
+    exp["metrics_config"] = {"sinks": ["summary_json", "csv", "sqlite"]}
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps(exp))
+    out = tmp_path / "run"
+    assert CliRunner().invoke(cli, ["run", str(path), "--out", str(out)]).exit_code == 0
+    con = sqlite3.connect(out / "run.sqlite")
+    meta = dict(con.execute("SELECT key, value FROM labsim_meta"))
+    assert meta["schema_version"] == "1" and "status" in json.loads(meta["columns.jobs"])
+    assert con.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 16
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # the WAL folded in
+    failed = con.execute("SELECT COUNT(*) FROM jobs WHERE status = 'failed' AND policy = 'fifo'").fetchone()[0]
+    con.close()
+    assert not list(out.glob(".run.sqlite*"))
+    result = CliRunner().invoke(cli, ["jobs", str(out), "--policy", "fifo", "--status", "failed",
+                                      "--format", "json"])
+    assert result.exit_code == 0 and len(json.loads(result.output)) == failed
+    ann = CliRunner().invoke(cli, ["jobs", str(out), "--user", "ann", "--format", "csv"])
+    assert ann.exit_code == 0 and len(ann.output.strip().splitlines()) == 1 + 8
+    missing = CliRunner().invoke(cli, ["jobs", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "RUN_DIR: no folder" in missing.output

@@ -210,6 +210,9 @@ class MemorySink(MetricSink):
 
 @hookimpl
 def register_metric_sinks(register):
+    from labsim.default_plugins.sqlite_sink import SqliteSink
+
     register(SummaryJsonSink)
     register(CsvSink)
     register(MemorySink)
+    register(SqliteSink)

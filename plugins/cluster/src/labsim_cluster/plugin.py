@@ -23,3 +23,10 @@ def register_frameworks(register):
 def register_schedulers(register):
     for cls in POLICIES:
         register(cls)
+
+
+@hookimpl
+def register_commands(cli):
+    from labsim_cluster.query import jobs_command
+
+    cli.add_command(jobs_command)
