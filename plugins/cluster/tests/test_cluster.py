@@ -198,3 +198,20 @@ def test_jobs_land_in_sqlite_and_labsim_jobs_queries_them(tmp_path):
     assert ann.exit_code == 0 and len(ann.output.strip().splitlines()) == 1 + 8
     missing = CliRunner().invoke(cli, ["jobs", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "RUN_DIR: no folder" in missing.output
+
+
+def test_a_training_job_given_by_model_and_steps_gets_its_duration_from_labsim_training(tmp_path):
+    from labsim_training import estimate
+
+    path = write(tmp_path, [(0, 0, "", 8, "a", "GPT-2-Large", 500, 1024, 64),
+                            (1, 5, 300, 1, "b", "", "", "", "")],
+                 header="job_id,submit_time_s,duration_s,num_gpus,user,model,steps,seq_len,global_batch_size")
+    exp = experiment(path, ("fifo",))
+    exp["hardware_profile"]["topology"] = {"type": "dgx-a100", "nodes": 2}
+    exp["workload"]["predict"] = {"framework": "fsdp", "config": {"micro_batch_size": 8}}
+    table = {r["job_id"]: r for r in jobs_table(labsim.run(exp), "fifo")}
+    it = estimate("GPT-2-Large", framework="fsdp", config={"micro_batch_size": 8}, device="A100-SXM4-80GB",
+                  topology={"type": "dgx-a100", "nodes": 2}, seq_len=1024, global_batch_size=64,
+                  gpus=8)["iteration_time_s"]
+    assert float(table["0"]["duration_s"]) == pytest.approx(500 * it, rel=1e-9)
+    assert float(table["1"]["duration_s"]) == 300

@@ -21,7 +21,7 @@ from labsim.errors import UsageError
 
 CLUSTER_JOBS = "cluster jobs"
 REQUIRED = ("job_id", "submit_time_s", "duration_s", "num_gpus")
-OPTIONAL = ("user", "group", "job_type", "priority")
+OPTIONAL = ("user", "group", "job_type", "priority", "model", "steps", "seq_len", "global_batch_size")
 BUILTIN = {"tiresias_60job": "tiresias_60job.csv", "gavel_philly": "gavel_philly_vc6214e9_seed0.csv"}
 
 
@@ -45,6 +45,7 @@ class Job:
     failures: int = 0
     run_began: float | None = None   # start of the current run
     nodes: list = field(default_factory=list)
+    predict: tuple | None = None     # (model, steps, seq_len, global_batch_size, line) to price
 
     @property
     def remaining_s(self) -> float:
@@ -86,7 +87,17 @@ def read_trace(path: Path, columns: dict | None = None, label: str = "workload.t
                 except ValueError:
                     raise UsageError(f"{label}: {path.name} line {row_no}, column {name_of[key]}: "
                                      f"{raw!r} is not a number") from None
-            submit, duration, gpus = num("submit_time_s"), num("duration_s"), num("num_gpus", int)
+            model = (row.get(name_of["model"]) or "").strip()
+            predict = None
+            if model and not (row.get(name_of["duration_s"]) or "").strip():
+                # a training job whose duration labsim-training predicts: steps × iteration time
+                steps = num("steps", int)
+                seq = num("seq_len", int) if (row.get(name_of["seq_len"]) or "").strip() else 2048
+                gbs = num("global_batch_size", int)
+                predict = (model, steps, seq, gbs, row_no)
+                submit, duration, gpus = num("submit_time_s"), 1.0, num("num_gpus", int)
+            else:
+                submit, duration, gpus = num("submit_time_s"), num("duration_s"), num("num_gpus", int)
             if submit < 0 or duration <= 0 or gpus < 1:
                 bad = ("submit_time_s" if submit < 0 else "duration_s" if duration <= 0 else "num_gpus")
                 raise UsageError(f"{label}: {path.name} line {row_no}, column {name_of[bad]}: "
@@ -96,7 +107,7 @@ def read_trace(path: Path, columns: dict | None = None, label: str = "workload.t
                             user=(row.get(name_of["user"]) or "").strip(),
                             group=(row.get(name_of["group"]) or "").strip(),
                             kind=(row.get(name_of["job_type"]) or "").strip(),
-                            priority=int(float(prio)) if prio else 0))
+                            priority=int(float(prio)) if prio else 0, predict=predict))
     jobs.sort(key=lambda j: j.arrival_s)
     return jobs
 
@@ -116,6 +127,14 @@ WORKLOAD_SCHEMA = {
         "time_scale": {"type": "number", "exclusiveMinimum": 0, "default": 1.0,
                        "description": "Multiply submit times (0.5: arrivals twice as dense)."},
         "max_jobs": {"type": "integer", "minimum": 1, "description": "Only the first this many jobs."},
+        "predict": {
+            "type": "object", "additionalProperties": False,
+            "description": "How labsim-training prices a trace row that gives model, steps and "
+                           "global_batch_size (and seq_len, default 2048) instead of duration_s: "
+                           "steps × the iteration time of that job on its num_gpus GPUs of the cluster.",
+            "properties": {"framework": {"type": "string", "default": "fsdp"},
+                           "config": {"type": "object", "default": {},
+                                      "description": "The training framework's settings."}}},
         "generate": {
             "type": "object", "additionalProperties": False, "required": ["jobs", "rate_per_hour"],
             "properties": {
@@ -153,6 +172,7 @@ class JobsWorkload(labsim.Workload):
             jobs = read_trace(Path(path), cfg.get("columns"))
         else:
             jobs = self._generate(cfg["generate"])
+        self._predict(jobs)
         scale = float(cfg.get("time_scale", 1.0))
         if scale != 1.0:
             for j in jobs:
@@ -160,6 +180,33 @@ class JobsWorkload(labsim.Workload):
         if cfg.get("max_jobs"):
             jobs = jobs[: int(cfg["max_jobs"])]
         return jobs
+
+    def _predict(self, jobs: list[Job]) -> None:
+        """Durations of the jobs given as (model, steps, batch): from labsim-training on the
+        cluster's GPUs, one estimate per distinct job shape."""
+        todo = [j for j in jobs if j.predict is not None]
+        if not todo:
+            return
+        try:
+            from labsim_training import estimate
+        except ImportError:
+            raise UsageError("workload.trace: rows give a model instead of duration_s, and pricing them "
+                             "needs labsim-training (pip install labsim-training)") from None
+        spec = self.config.get("predict") or {}
+        hw = self.context.hardware
+        cache: dict[tuple, float] = {}
+        for job in todo:
+            model, steps, seq, gbs, line = job.predict
+            key = (model, job.gpus, seq, gbs)
+            if key not in cache:
+                try:
+                    r = estimate(model, framework=spec.get("framework", "fsdp"), config=dict(spec.get("config") or {}),
+                                 device=hw.device(), topology=hw.topology, seq_len=seq, global_batch_size=gbs,
+                                 gpus=job.gpus)
+                except UsageError as ex:
+                    raise UsageError(f"workload.trace line {line}: {model} on {job.gpus} GPU(s): {ex}") from None
+                cache[key] = r["iteration_time_s"]
+            job.duration_s = steps * cache[key]
 
     def _generate(self, gen: dict) -> list[Job]:
         rng = self.context.rng("jobs", "generate")
