@@ -32,6 +32,12 @@ class _Fragile(kernel_test_plugin.Queue):
     def summary(self):
         if self.config["max_num_seqs"] == 13:
             raise ZeroDivisionError("unlucky")
+        if self.config["max_num_seqs"] == 11:  # a native crash: the process dies on a segfault
+            import ctypes
+
+            ctypes.string_at(0)
+        if self.config["max_num_seqs"] == 12:  # a run that never ends
+            time.sleep(60)
         return super().summary()
 
 
@@ -151,3 +157,36 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path):
     else:
         os.kill(worker, signal.SIGKILL)
         pytest.fail("the worker outlived its main process")
+
+
+def test_a_segfault_and_a_hung_run_fail_their_points_and_the_sweep_goes_on(sweep_runner, tmp_path):
+    path, db = tmp_path / "e.yaml", tmp_path / "s.sqlite"
+    path.write_text(BASIC.replace("type: queue", "type: fragile"))
+    args = ["sweep", str(path), "--db", str(db), "--workers", "2", "--timeout", "5",
+            "--grid", "frameworks_to_test[0].config.max_num_seqs=4,11,12,16"]
+    began = time.monotonic()
+    result = sweep_runner.invoke(cli_mod.cli, args, catch_exceptions=False)
+    assert time.monotonic() - began < 30
+    assert result.exit_code == 1 and "2 of 4 points done" in result.output
+    rows = dict(sqlite3.connect(db).execute("SELECT point, error FROM runs WHERE status = 'error'").fetchall())
+    errors = {p.rsplit("=", 1)[-1].rstrip('"]'): e for p, e in rows.items()}
+    assert "killed by signal 11" in errors["11"]
+    assert "timed out after --timeout 5 s" in errors["12"]
+
+
+def test_labsim_results_tabulates_points_and_failures(sweep_runner, tmp_path):
+    import json
+
+    path, db = tmp_path / "e.yaml", tmp_path / "s.sqlite"
+    path.write_text(BASIC.replace("type: queue", "type: fragile"))
+    _sweep(sweep_runner, path, db, "frameworks_to_test[0].config.max_num_seqs=4,13,16")
+    out = sweep_runner.invoke(cli_mod.cli, ["results", str(db), "--format", "json"], catch_exceptions=False)
+    assert out.exit_code == 0
+    rows = json.loads(out.output)
+    assert sorted(r["frameworks_to_test[0].config.max_num_seqs"] for r in rows) == ["13", "16", "4"]
+    failed = [r for r in rows if r["status"] == "error"]
+    assert len(failed) == 1 and "ZeroDivisionError: unlucky" in failed[0]["error"]
+    only = sweep_runner.invoke(cli_mod.cli, ["results", str(db), "--where", "status=ok"], catch_exceptions=False)
+    assert only.exit_code == 0 and "2 point(s)" in only.output
+    bad = sweep_runner.invoke(cli_mod.cli, ["results", str(tmp_path / "none.sqlite")])
+    assert bad.exit_code == 2 and "DB: no file" in bad.output

@@ -522,12 +522,16 @@ def schema(which, output):
     help="SQLite file of results; an interrupted sweep resumes from it.",
 )
 @click.option(
-    "--workers", type=click.IntRange(min=0), default=0, help="Worker processes (0: one per core)."
+    "--workers", type=click.IntRange(min=0), default=0, help="Worker processes (0: one fewer than the cores, at least 1); each point runs in a process of its own."
 )
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1))
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", help="Ray cluster address (with --backend ray).")
-def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address):
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True),
+              help="Fail a point that runs longer than this many seconds (the sweep goes on).")
+@click.option("--memory-limit-mb", "memory_mb", type=click.IntRange(min=64),
+              help="Fail a point whose process needs more memory than this (the sweep goes on).")
+def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address, timeout_s, memory_mb):
     """Run EXPERIMENT once per point of a grid of --set values, in parallel."""
     from labsim.sweep import parse_grid, points, run_sweep
 
@@ -556,6 +560,8 @@ def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address)
         address,
         on_result=report,
         registry=registry,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
     )
     if bar is not None:
         bar.close()
@@ -564,6 +570,66 @@ def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address)
         n = outcome.failed
         click.echo(f"{n} point{'s' if n != 1 else ''} failed (see above)", err=True)
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("db_path", metavar="DB", type=click.Path(dir_okay=False))
+@click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
+              help="Only points whose grid value KEY is VALUE (repeat to narrow), or status=error.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def results(db_path, where, fmt):
+    """A sweep's results as one table: each point's grid values, status and every framework's
+    headline metrics (failed points with their error)."""
+    import csv as csv_mod
+    import io
+    import json as json_mod
+
+    from labsim.sweep import SweepStore
+
+    path = Path(db_path)
+    if not path.is_file():
+        raise UsageError(f"DB: no file {db_path} (run `labsim sweep ... --db {db_path}` first)")
+    store = SweepStore(path)
+    wanted = []
+    for item in where:
+        if "=" not in item:
+            raise UsageError(f"--where {item!r}: allowed: KEY=VALUE (a --grid key, or status=ok|error)")
+        wanted.append(tuple(item.split("=", 1)))
+    registry = get_registry()
+    table = []
+    for point_json, seed, status, error, summary_json in store.rows():
+        point = dict(p.split("=", 1) for p in json_mod.loads(point_json))
+        row = {**point, "seed": seed, "status": status}
+        if any((row.get(k) if k != "status" else status) != v for k, v in wanted):
+            continue
+        if summary_json:
+            frameworks = json_mod.loads(summary_json).get("frameworks", {})
+            for name, section in frameworks.items():
+                ftype = section.get("type")
+                cls = registry.get("frameworks", ftype) if ftype and registry.has("frameworks", ftype) else None
+                for label, dotted in getattr(cls, "headline", None) or []:
+                    value = _lookup(section, dotted)
+                    key = f"{name}: {label}" if len(frameworks) > 1 else label
+                    row[key] = _number(value) if fmt == "table" else value
+        if error:
+            row["error"] = error.splitlines()[-1] if fmt == "table" else error
+        table.append(row)
+    columns = list(dict.fromkeys(k for r in table for k in r))
+    if fmt == "json":
+        click.echo(json_mod.dumps(table, indent=2))
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv_mod.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(table)
+        click.echo(buf.getvalue(), nl=False)
+        return
+    cells = [columns] + [[str(r.get(c, "")) for c in columns] for r in table]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    click.echo(f"{len(table)} point(s)")
 
 
 def _register_plugin_commands() -> None:

@@ -19,7 +19,6 @@ import itertools
 import json
 import os
 import sqlite3
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,6 +217,8 @@ def run_sweep(
     address: str | None = None,
     on_result=None,
     registry=None,
+    timeout_s: float | None = None,
+    memory_mb: int | None = None,
 ):
     """Run every point not yet in *db_path*; call ``on_result(point, status, error, summary)``
     per run.
@@ -254,30 +255,84 @@ def run_sweep(
     if backend == "ray":
         _run_ray(path, fixed, todo, seed, address, finish)
         return outcome()
-    workers = workers or min(len(todo), os.cpu_count() or 1)
-    if workers <= 1:
+    workers = workers or max(1, min(len(todo), (os.cpu_count() or 2) - 1))
+    if workers <= 1 and timeout_s is None and memory_mb is None:
         for key, point in todo:
             finish(key, point, *_run_point(path, fixed, point, seed))
         return outcome()
-    pool = ProcessPoolExecutor(
-        max_workers=workers, initializer=_watch_parent, initargs=(os.getpid(),)
-    )
-    try:
-        futures = {pool.submit(_run_point, path, fixed, point, seed): (key, point) for key, point in todo}
-        for future in as_completed(futures):
-            key, point = futures[future]
-            try:
-                result = future.result()
-            except Exception as ex:  # noqa: BLE001 - a worker died (killed, out of memory)
-                result = ("error", f"worker failed: {type(ex).__name__}: {ex}", None)
-            finish(key, point, *result)
-    except BaseException:  # Ctrl-C, SIGTERM: stop the workers now, keep what finished
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+    _run_isolated(path, fixed, todo, seed, workers, finish, timeout_s, memory_mb)
     return outcome()
+
+
+def _point_process(conn, parent, path, fixed, point, seed, memory_mb):
+    """A worker process of one point: run it and send (status, error, summary) back."""
+    _watch_parent(parent)
+    if memory_mb:
+        import resource
+
+        limit = int(memory_mb) << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        result = _run_point(path, fixed, point, seed)
+    except MemoryError:
+        result = ("error", f"out of memory: the run needed more than --memory-limit-mb {memory_mb}", None)
+    try:
+        conn.send(result)
+    except MemoryError:
+        conn.send(("error", f"out of memory: the run needed more than --memory-limit-mb {memory_mb}", None))
+    conn.close()
+
+
+def _run_isolated(path, fixed, todo, seed, workers, finish, timeout_s=None, memory_mb=None):
+    """Each point in a process of its own, *workers* at a time: a crash, a segfault, a memory limit
+    or a timeout fails that point with the reason, and the sweep goes on."""
+    import multiprocessing as mp
+    import time
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    queue = list(todo)
+    running: dict = {}  # connection → (process, key, point, started)
+    parent = os.getpid()
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                key, point = queue.pop(0)
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_point_process, args=(send, parent, path, fixed, point, seed, memory_mb),
+                                   daemon=True)
+                proc.start()
+                send.close()
+                running[recv] = (proc, key, point, time.monotonic())
+            budget = None
+            if timeout_s is not None:
+                budget = max(0.0, min(started + timeout_s for _, _, _, started in running.values()) - time.monotonic())
+            ready = wait(list(running), timeout=budget)
+            now = time.monotonic()
+            for conn in ready:
+                proc, key, point, _ = running.pop(conn)
+                try:
+                    result = conn.recv()
+                except (EOFError, OSError):
+                    proc.join(5)
+                    code = proc.exitcode
+                    why = (f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}")
+                    result = ("error", f"worker died ({why}) before reporting: a crash or the memory limit", None)
+                conn.close()
+                proc.join(5)
+                finish(key, point, *result)
+            if timeout_s is not None:
+                for conn, (proc, key, point, started) in list(running.items()):
+                    if now - started >= timeout_s:
+                        proc.kill()
+                        proc.join(5)
+                        conn.close()
+                        running.pop(conn)
+                        finish(key, point, "error", f"timed out after --timeout {timeout_s:g} s", None)
+    except BaseException:  # Ctrl-C, SIGTERM: stop the workers now, keep what finished
+        for proc, *_ in running.values():
+            proc.kill()
+        raise
 
 
 def _run_ray(path, fixed, todo, seed, address, finish):
