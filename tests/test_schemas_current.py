@@ -2,7 +2,7 @@
 
 Regenerate with::
 
-    LABSIM_LOAD_PLUGINS=labsim-gpus,labsim-collectives,labsim-llm,labsim-vllm,labsim-trtllm,labsim-training,labsim-sharing,labsim-cluster \
+    LABSIM_LOAD_PLUGINS=labsim-gpus,labsim-collectives,labsim-llm,labsim-vllm,labsim-trtllm,labsim-training,labsim-sharing,labsim-cluster,labsim-report \
         labsim schema experiment --output schemas/experiment.schema.json
     (the same with `summary`)
 """
@@ -17,7 +17,7 @@ from labsim.plugins import load_plugins
 from labsim.registry import Registry
 from labsim.schema import compose_experiment_schema, compose_summary_schema, dumps
 
-FIRST_PARTY = "labsim-gpus,labsim-collectives,labsim-llm,labsim-vllm,labsim-trtllm,labsim-training,labsim-sharing,labsim-cluster"
+FIRST_PARTY = "labsim-gpus,labsim-collectives,labsim-llm,labsim-vllm,labsim-trtllm,labsim-training,labsim-sharing,labsim-cluster,labsim-report"
 
 
 @pytest.fixture

@@ -114,3 +114,19 @@ def register_commands(cli):
     :param cli: the top-level :class:`click.Group`; decorate new commands with
         ``@cli.command()``.
     """
+
+
+@hookspec
+def register_report_sections(register):
+    """Register sections of ``labsim report`` (labsim-report): callables that take the finished
+    run (``run.summary``: summary.json as a dict; ``run.table(name)``: a CSV of the run as a list
+    of dicts, or None; ``run.figure(fig)``: a matplotlib figure as inline SVG) and return
+    ``(title, html)`` pairs, or nothing when the run has no data of theirs.
+
+    :param register: call with each section function.
+
+    >>> def jobs_section(run):                                          # doctest: +SKIP
+    ...     rows = run.table("jobs")
+    ...     if rows:
+    ...         yield "Jobs", f"<p>{len(rows)} jobs</p>"
+    """

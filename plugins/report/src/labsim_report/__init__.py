@@ -1,0 +1,1 @@
+"""labsim-report: one self-contained HTML page of a finished run."""

@@ -1,0 +1,70 @@
+"""labsim report: one self-contained page per run kind, nothing fetched, the same run the same page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from labsim.cli import cli
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _run(tmp_path, example, *sets):
+    out = tmp_path / "run"
+    args = ["run", str(ROOT / "examples" / example), "--out", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _report(folder):
+    result = CliRunner().invoke(cli, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    return (folder / "report.html").read_text()
+
+
+def _self_contained(page: str) -> None:
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<script" not in page and "@import" not in page
+
+
+@pytest.mark.parametrize("example, sets, sections, plots", [
+    ("quickstart.yaml", ("workload.total_duration=10", "frameworks_to_test.0.config.record_steps=true"),
+     ["Headline figures", "Serving: latency"], 3),
+    ("training_small_4gpu.yaml", ("frameworks_to_test.0.config.record_timeline=true",),
+     ["Headline figures", "Bottleneck and what to change", "Training: where the iteration goes"], 2),
+    ("cluster_tiresias_60jobs.yaml", ("workload.time_scale=0.01",), ["Cluster: job completion times"], 1),
+    ("sharing_two_chat_servers.yaml", ("workload.total_duration=10", "hardware_profile.sharing.record_timeline=true"),
+     ["Serving: latency", "Shared GPU: SMs and bandwidth in use"], 3),
+])
+def test_a_report_per_kind_of_run(tmp_path, example, sets, sections, plots):
+    folder = _run(tmp_path, example, *sets)
+    page = _report(folder)
+    for heading in sections:
+        assert f"<h2>{heading}</h2>" in page
+    assert page.count("<svg") >= plots
+    _self_contained(page)
+    assert _report(folder) == page  # deterministic
+
+
+def test_a_folder_without_a_run_exits_2(tmp_path):
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "has no summary.json" in result.output
+
+
+def test_a_plugin_adds_its_own_section(tmp_path, monkeypatch):
+    import labsim_report.command as command
+
+    def jobs_count(run):
+        yield "Custom", f"<p>{len(run.table('jobs') or [])} rows of jobs</p>"
+
+    original = command.sections
+    monkeypatch.setattr(command, "sections", lambda: [*original(), jobs_count])
+    folder = _run(tmp_path, "cluster_tiresias_60jobs.yaml")
+    page = _report(folder)
+    assert "<h2>Custom</h2><p>360 rows of jobs</p>" in page
