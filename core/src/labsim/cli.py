@@ -257,15 +257,23 @@ def headline_rows(result_summary: dict, registry) -> tuple[list[str], list[list]
     "--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Overrides simulation.random_seed."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the table.")
-def run(experiment, out_dir, overrides, seed, as_json):
+@click.option("--report", "with_report", is_flag=True,
+              help="Also write report.html into the outputs (labsim report; needs labsim-report).")
+@click.pass_context
+def run(ctx, experiment, out_dir, overrides, seed, as_json, with_report):
     """Simulate EXPERIMENT (YAML or JSON) and write its outputs."""
     from labsim.orchestrator import Orchestrator, load_experiment
 
+    if with_report and "report" not in cli.commands:
+        raise UsageError("--report needs the labsim-report plugin (pip install -e plugins/report in a "
+                         "labsim checkout); nothing was run")
     registry = get_registry()
     exp = load_experiment(experiment, overrides)
     orchestrator = Orchestrator(exp, registry, seed)
     orchestrator.show_progress = True
     result = orchestrator.run(Path(out_dir) if out_dir else None)
+    if with_report:
+        ctx.invoke(cli.commands["report"], path=str(result.out_dir), out=None)
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return

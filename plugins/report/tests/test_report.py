@@ -68,3 +68,31 @@ def test_a_plugin_adds_its_own_section(tmp_path, monkeypatch):
     folder = _run(tmp_path, "cluster_tiresias_60jobs.yaml")
     page = _report(folder)
     assert "<h2>Custom</h2><p>360 rows of jobs</p>" in page
+
+
+def test_labsim_run_report_writes_the_page_with_the_outputs(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["run", str(ROOT / "examples" / "cluster_tiresias_60jobs.yaml"),
+                                      "--out", str(out), "--report", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    json.loads(result.stdout)  # stdout stays the summary alone
+    assert "<h2>Cluster: job completion times</h2>" in (out / "report.html").read_text()
+
+
+def test_a_sweep_page_has_curves_and_each_frameworks_capacity(tmp_path):
+    db = tmp_path / "s.sqlite"
+    result = CliRunner().invoke(cli, ["sweep", str(ROOT / "examples" / "vllm_vs_trtllm_load_sweep.yaml"),
+                                      "--grid", "workload.client_profiles[0].request_rate=4,24",
+                                      "--set", "workload.total_duration=30", "--set", "metrics_config.warm_up_duration_s=0",
+                                      "--db", str(db), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    page_result = CliRunner().invoke(cli, ["report", str(db), "--slo", "TTFT p99 (ms)<=100000"])
+    assert page_result.exit_code == 0, page_result.output
+    page = (tmp_path / "s.html").read_text()
+    assert "<h2>Throughput and latency</h2>" in page and page.count("<svg") == 1
+    assert "<h2>Capacity</h2>" in page and "none meets it" not in page
+    _self_contained(page)
+    bad = CliRunner().invoke(cli, ["report", str(db), "--slo", "fast"])
+    assert bad.exit_code == 2 and "--slo 'fast': allowed" in bad.output

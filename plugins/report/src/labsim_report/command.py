@@ -20,13 +20,24 @@ def sections():
 
 @click.command("report")
 @click.argument("path", type=click.Path())
-@click.option("--out", "out", type=click.Path(dir_okay=False), help="The HTML file (default: PATH/report.html).")
-def report_command(path, out):
-    """One self-contained HTML page of a finished run: headline figures, bottleneck, and the plots
-    of its serving, training, cluster and shared-GPU tables (no network needed to view it)."""
+@click.option("--out", "out", type=click.Path(dir_okay=False),
+              help="The HTML file (default: PATH/report.html, or beside a sweep database).")
+@click.option("--slo", "slo", default=None, metavar="METRIC<=VALUE",
+              help="For a sweep: mark each framework's capacity, the highest throughput whose "
+                   "headline METRIC meets it (e.g. 'TTFT p99 (ms)<=2000').")
+def report_command(path, out, slo):
+    """One self-contained HTML page of a finished run — headline figures, bottleneck, and the plots
+    of its serving, training, cluster and shared-GPU tables — or of a sweep database
+    (throughput-latency curves per framework, capacity under --slo). No network needed to view it."""
     from labsim_report.page import build, write_atomic
 
-    folder = Path(path)
-    target = Path(out) if out else folder / "report.html"
-    written = write_atomic(target, build(folder, sections()))
-    click.echo(f"report: {written}")
+    target_path = Path(path)
+    if target_path.is_file():
+        from labsim_report.sweep_page import build_sweep
+
+        target = Path(out) if out else target_path.with_suffix(".html")
+        written = write_atomic(target, build_sweep(target_path, slo))
+    else:
+        target = Path(out) if out else target_path / "report.html"
+        written = write_atomic(target, build(target_path, sections()))
+    click.echo(f"report: {written}", err=True)
