@@ -25,6 +25,22 @@ def _cdf(ax, values, label):
     ax.plot(np.percentile(values, q), q / 100.0, label=label)
 
 
+def _binned(t, y, reduce=np.median):
+    """(bin centres, *reduce* of *y* per bin): a time series in :data:`TIME_BINS` bins."""
+    edges = np.linspace(t.min(), t.max() + 1e-9, TIME_BINS + 1)
+    idx = np.digitize(t, edges) - 1
+    return (edges[:-1] + edges[1:]) / 2, [reduce(y[idx == k]) if np.any(idx == k) else np.nan
+                                          for k in range(TIME_BINS)]
+
+
+def _axes(ax, xlabel, ylabel, legend=True):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=.3)
+    if legend:
+        ax.legend(fontsize=8)
+
+
 def overview(run):
     from labsim.cli import _number, headline_rows
     from labsim.registry import get_registry
@@ -67,9 +83,7 @@ def serving(run):
     for ax, (col, label) in zip(axes, (("ttft_ms", "TTFT (ms)"), ("tpot_ms", "TPOT (ms)"), ("e2e_ms", "E2E (ms)"))):
         for fw in frameworks:
             _cdf(ax, run.column("requests", col, lambda r, fw=fw: r.get("framework") == fw), fw)
-        ax.set_xlabel(label)
-        ax.set_ylabel("share of requests")
-        ax.grid(alpha=.3)
+        _axes(ax, label, "share of requests", legend=False)
     axes[0].legend(fontsize=8)
     body = run.figure(fig)
     warm = float(((run.summary.get("metrics_config") or {}).get("warm_up_duration_s")) or 0.0)
@@ -78,16 +92,10 @@ def serving(run):
         keep = lambda r, fw=fw: r.get("framework") == fw and r.get("ttft_ms") not in ("", None)  # noqa: E731
         t, y = run.column("requests", "arrival_s", keep), run.column("requests", "ttft_ms", keep)
         if t.size:
-            edges = np.linspace(t.min(), t.max() + 1e-9, TIME_BINS + 1)
-            idx = np.digitize(t, edges) - 1
-            med = [np.median(y[idx == k]) if np.any(idx == k) else np.nan for k in range(TIME_BINS)]
-            ax.plot((edges[:-1] + edges[1:]) / 2, med, label=fw)
+            ax.plot(*_binned(t, y), label=fw)
     if warm > 0:
         ax.axvspan(0, warm, color="#eeeeee", label="warm-up (left out)")
-    ax.set_xlabel("arrival (s)")
-    ax.set_ylabel("TTFT median (ms)")
-    ax.grid(alpha=.3)
-    ax.legend(fontsize=8)
+    _axes(ax, "arrival (s)", "TTFT median (ms)")
     body += run.figure(fig)
     steps = run.table("steps")
     if steps:
@@ -98,16 +106,9 @@ def serving(run):
             for col in ("batch_size", "num_seqs", "running"):
                 y = run.column("steps", col, keep)
                 if y.size == t.size and y.size:
-                    edges = np.linspace(t.min(), t.max() + 1e-9, TIME_BINS + 1)
-                    idx = np.digitize(t, edges) - 1
-                    ax.plot((edges[:-1] + edges[1:]) / 2,
-                            [y[idx == k].mean() if np.any(idx == k) else np.nan for k in range(TIME_BINS)],
-                            label=f"{fw} {col}")
+                    ax.plot(*_binned(t, y, np.mean), label=f"{fw} {col}")
                     break
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("requests per step")
-        ax.grid(alpha=.3)
-        ax.legend(fontsize=8)
+        _axes(ax, "time (s)", "requests per step")
         body += run.figure(fig)
     yield "Serving: latency", body
 
@@ -170,10 +171,7 @@ def cluster(run):
     for p in sorted({r["policy"] for r in rows}):
         _cdf(ax, run.column("jobs", "jct_s", lambda r, p=p: r["policy"] == p) / 3600.0, p)
     ax.set_xscale("log")
-    ax.set_xlabel("job completion time (h)")
-    ax.set_ylabel("share of jobs")
-    ax.grid(alpha=.3)
-    ax.legend(fontsize=8)
+    _axes(ax, "job completion time (h)", "share of jobs")
     yield "Cluster: job completion times", run.figure(fig)
 
 
@@ -194,11 +192,8 @@ def sharing(run):
             else:
                 t2, y2 = t, y
             ax.step(t2, y2, where="post", label=f"{gpu} {col.replace('_', ' ')}")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("share in use")
     ax.set_ylim(0, 1.05)
-    ax.grid(alpha=.3)
-    ax.legend(fontsize=8)
+    _axes(ax, "time (s)", "share in use")
     yield "Shared GPU: SMs and bandwidth in use", run.figure(fig)
 
 
