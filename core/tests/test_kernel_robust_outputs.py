@@ -80,7 +80,11 @@ def test_temporaries_of_dead_runs_are_swept(basic_file, registry, tmp_path):
 
 
 LONG_RUN = """\
+import signal
 import sys
+# Ctrl-C as a terminal delivers it: a parent that ignores SIGINT (a test runner's worker, nohup)
+# passes the ignoring on to its children, and this test is about what labsim does with the signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 import kernel_test_plugin
 from labsim import cli, orchestrator
