@@ -215,3 +215,14 @@ def test_a_training_job_given_by_model_and_steps_gets_its_duration_from_labsim_t
                   gpus=8)["iteration_time_s"]
     assert float(table["0"]["duration_s"]) == pytest.approx(500 * it, rel=1e-9)
     assert float(table["1"]["duration_s"]) == 300
+
+
+def test_a_high_priority_job_preempts_and_pays_the_restore(tmp_path):
+    path = write(tmp_path, [(0, 0, 1000, 16, "a", 0), (1, 100, 200, 8, "b", 5)],
+                 header="job_id,submit_time_s,duration_s,num_gpus,user,priority")
+    result = labsim.run(experiment(path, ("fifo", "priority"), preemption_overhead_s=50))
+    fifo = {r["job_id"]: r for r in jobs_table(result, "fifo")}
+    prio = {r["job_id"]: r for r in jobs_table(result, "priority")}
+    assert float(fifo["1"]["start_s"]) == pytest.approx(1000.0)
+    assert float(prio["1"]["start_s"]) == pytest.approx(100.0) and int(prio["0"]["preemptions"]) == 1
+    assert float(prio["0"]["end_s"]) == pytest.approx(1000 + 200 + 50)  # waited 200 s, restored in 50

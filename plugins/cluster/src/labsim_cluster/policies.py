@@ -15,6 +15,9 @@ Preemptive ones (``preemptive = True``) rank every job, running or waiting, with
 - ``tiresias``: discretised two-dimensional least-attained-service (2D-LAS): a job's attained
   service is GPUs × seconds run; jobs sit in the queue whose threshold they have not passed,
   FIFO within a queue, preemptive; durations unknown (Gu et al. NSDI'19 §4.1).
+- ``priority``: the job's ``priority`` (higher first, from the trace), then arrival; preemptive:
+  a higher-priority arrival preempts lower-priority running jobs, which checkpoint and later
+  restore (Kubernetes' PriorityClass preemption, Slurm's ``PreemptMode=REQUEUE``).
 - ``fair_share``: the user (or project) with the least attained GPU-time goes first, then
   arrival order; preemptive (max-min fairness of GPU-time, DRF over one resource, Ghodsi et al.
   NSDI'11).
@@ -172,4 +175,15 @@ class FairShare(_Policy):
         return (self._memo[1].get(key, 0.0), job.arrival_s)
 
 
-POLICIES = (Fifo, Sjf, Srtf, EasyBackfill, Tiresias, FairShare)
+class Priority(_Policy):
+    """Higher ``priority`` first, then arrival order; preemptive."""
+
+    name = "priority"
+    preemptive = True
+    config_schema = _schema()
+
+    def priority(self, job, now):
+        return (-job.priority, job.arrival_s)
+
+
+POLICIES = (Fifo, Sjf, Srtf, EasyBackfill, Tiresias, FairShare, Priority)
