@@ -190,3 +190,53 @@ def test_labsim_results_tabulates_points_and_failures(sweep_runner, tmp_path):
     assert only.exit_code == 0 and "2 point(s)" in only.output
     bad = sweep_runner.invoke(cli_mod.cli, ["results", str(tmp_path / "none.sqlite")])
     assert bad.exit_code == 2 and "DB: no file" in bad.output
+
+
+SWEEP_CLI = """\
+import sys
+sys.path.insert(0, {tests!r})
+import kernel_test_plugin
+from labsim import cli, orchestrator
+from labsim.testing import make_registry
+registry = make_registry(kernel_test_plugin)
+cli.get_registry = orchestrator.get_registry = lambda: registry
+cli.cli(sys.argv[1:])
+"""
+
+
+def test_a_sweep_killed_midway_resumes_to_the_same_rows(tmp_path):
+    from conftest import BASIC as basic
+    import pathlib
+
+    tests = str(pathlib.Path(__file__).resolve().parent)
+    script = tmp_path / "sweep_cli.py"
+    script.write_text(SWEEP_CLI.format(tests=tests))
+    path = tmp_path / "e.yaml"
+    path.write_text(basic.replace("count: 40", "count: 4000"))
+    grid = ["--grid", "workload.count=3000,3100,3200,3300,3400,3500"]
+
+    def sweep(db, wait=True):
+        args = [sys.executable, str(script), "sweep", str(path), "--db", str(db), "--workers", "1", *grid]
+        return subprocess.run(args, capture_output=True, text=True) if wait else \
+            subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    whole = tmp_path / "whole.sqlite"
+    assert sweep(whole).returncode == 0
+    killed = tmp_path / "killed.sqlite"
+    proc = sweep(killed, wait=False)
+    for _ in range(600):  # until at least one point has committed
+        time.sleep(0.05)
+        try:
+            if sqlite3.connect(killed).execute("SELECT COUNT(*) FROM runs").fetchone()[0] >= 1:
+                break
+        except sqlite3.Error:
+            pass
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    done_before = sqlite3.connect(killed).execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    assert 1 <= done_before < 6
+    resumed = sweep(killed)
+    assert resumed.returncode == 0 and resumed.stdout.count("ok ") == 6 - done_before
+    rows = lambda db: sqlite3.connect(db).execute(  # noqa: E731
+        "SELECT key, point, seed, status, error, summary FROM runs ORDER BY key").fetchall()
+    assert rows(killed) == rows(whole)
