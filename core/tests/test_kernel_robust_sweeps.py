@@ -205,8 +205,9 @@ cli.cli(sys.argv[1:])
 
 
 def test_a_sweep_killed_midway_resumes_to_the_same_rows(tmp_path):
-    from conftest import BASIC as basic
     import pathlib
+
+    basic = BASIC
 
     tests = str(pathlib.Path(__file__).resolve().parent)
     script = tmp_path / "sweep_cli.py"
