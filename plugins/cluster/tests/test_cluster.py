@@ -226,3 +226,14 @@ def test_a_high_priority_job_preempts_and_pays_the_restore(tmp_path):
     assert float(fifo["1"]["start_s"]) == pytest.approx(1000.0)
     assert float(prio["1"]["start_s"]) == pytest.approx(100.0) and int(prio["0"]["preemptions"]) == 1
     assert float(prio["0"]["end_s"]) == pytest.approx(1000 + 200 + 50)  # waited 200 s, restored in 50
+
+
+def test_the_usage_table_follows_every_decision(tmp_path):
+    rows = [(i, i * 10, 500, 4, "a") for i in range(10)]
+    exp = experiment(write(tmp_path, rows), ("fifo",), record_usage=True)
+    usage = labsim.run(exp).table("cluster_usage")
+    busy = [int(r["gpus_busy"]) for r in usage]
+    assert max(busy) == 16 and busy[-1] == 0 and all(0 <= b <= 16 for b in busy)
+    assert max(int(r["jobs_waiting"]) for r in usage) > 0
+    times = [float(r["time_s"]) for r in usage]
+    assert times == sorted(times)

@@ -22,6 +22,7 @@ from labsim.errors import UsageError
 
 from labsim_cluster.jobs import CLUSTER_JOBS
 
+USAGE_COLUMNS = ["policy", "time_s", "gpus_busy", "jobs_running", "jobs_waiting"]
 JOB_COLUMNS = ["policy", "job_id", "user", "group", "gpus", "duration_s", "arrival_s", "start_s", "end_s",
                "jct_s", "queue_s", "preemptions", "failures", "status"]
 #: interruptions per GPU-hour in Meta's Llama 3 pre-training: 419 in 54 days on 16,384 GPUs
@@ -46,6 +47,9 @@ class Cluster(labsim.Framework):
             "reschedule_every_s": {"type": "number", "exclusiveMinimum": 0, "default": 60.0,
                                    "description": "How often fair share re-ranks the jobs while some "
                                                   "wait (besides arrivals and completions)."},
+            "record_usage": {"type": "boolean", "default": False,
+                             "description": "Write the cluster_usage table (cluster_usage.csv): GPUs busy, "
+                                            "jobs running and waiting, after every scheduling decision."},
             "price_per_gpu_hour": {"type": "number", "minimum": 0,
                                    "description": "USD per GPU-hour (default: the device's price)."},
             "failures": {
@@ -112,6 +116,8 @@ class Cluster(labsim.Framework):
         self.interruptions = 0
         self.failed = 0
         self.table = context.metrics.table("jobs", JOB_COLUMNS)
+        self.usage = (context.metrics.table("cluster_usage", USAGE_COLUMNS)
+                      if config.get("record_usage") else None)
 
     # -- the work items -----------------------------------------------------------------------
 
@@ -254,6 +260,12 @@ class Cluster(labsim.Framework):
         return totals
 
     def _schedule(self) -> None:
+        self._decide()
+        if self.usage is not None:
+            busy = self.capacity - sum(self.free)
+            self.usage.append((self.instance_name, self.context.env.now, busy, len(self.running), len(self.queue)))
+
+    def _decide(self) -> None:
         env = self.context.env
         if getattr(self.policy, "preemptive", False):
             if sum(j.gpus for j in self.queue) <= sum(self.free):

@@ -172,7 +172,21 @@ def cluster(run):
         _cdf(ax, run.column("jobs", "jct_s", lambda r, p=p: r["policy"] == p) / 3600.0, p)
     ax.set_xscale("log")
     _axes(ax, "job completion time (h)", "share of jobs")
-    yield "Cluster: job completion times", run.figure(fig)
+    body = run.figure(fig)
+    usage = run.table("cluster_usage")
+    if usage:
+        fig, ax = plt.subplots(figsize=(13, 3.0))
+        for p in sorted({r["policy"] for r in usage}):
+            keep = lambda r, p=p: r["policy"] == p  # noqa: E731
+            t = run.column("cluster_usage", "time_s", keep) / 3600.0
+            y = run.column("cluster_usage", "gpus_busy", keep)
+            if t.size > TIME_BINS * 4:
+                pick = np.linspace(0, t.size - 1, TIME_BINS * 4).astype(int)
+                t, y = t[pick], y[pick]
+            ax.step(t, y, where="post", label=p)
+        _axes(ax, "time (h)", "GPUs busy")
+        body += run.figure(fig)
+    yield "Cluster: job completion times", body
 
 
 def sharing(run):
