@@ -21,9 +21,17 @@ attention), the median and P90 absolute percentage error of
   take the same profile with their own datasheet numbers and stay out of sample.
 
 each with the shipped calibration and with datasheet numbers alone.
-Run from the repository root::
+
+Then **leave one GPU out**: the cross-generation profile (``labsim_gpus.crossgen``, what a GPU
+known only by its datasheet is priced with) is refitted on every GPU's tables but one and
+predicts that one from its datasheet. The tables: A100-SXM4-80GB vLLM 0.14 rows, A30 Vidur
+profiles (prefill rows without a cached prefix), H100-SXM vLLM 0.25 rows and this team's
+PyTorch H100 and H200 rows (cuBLAS GEMMs, cuDNN attention; ``benchmarks/data/h1*0_torch``).
+Beside it: the datasheet assumptions alone (``DATASHEET_DEFAULTS``) and the A100 profile,
+which priced every datasheet-only GPU before. Run from the repository root::
 
     python benchmarks/fidelity_kernels.py
+    python benchmarks/fidelity_kernels.py --fit-cross-generation   # rewrite the shipped profile
 
 The tables ship in ``benchmarks/data`` (sources and licences in its README);
 ``$LABSIM_SHARED_DATA`` points the script at another folder of the same layout. The H100
@@ -32,13 +40,17 @@ section needs only the installed ``labsim_gpus`` package.
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 import sys
 from pathlib import Path
 
 import labsim_gpus
 import numpy as np
-from labsim_gpus.calibrate import load_points
+from labsim_gpus import crossgen
+from labsim_gpus.calibrate import Point, load_points
+from labsim_gpus.params import DATASHEET_DEFAULTS
 from labsim_gpus.plugin import preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +167,154 @@ def h100_section() -> None:
           "  'as fitted' reproduces. benchmarks/fidelity_torch_measured.py checks random-data rows.")
 
 
+def torch_points(folder: str, label: str) -> tuple:
+    """This team's PyTorch rows of one GPU: isolated cuBLAS GEMMs and cuDNN attention."""
+    root = Path(__file__).resolve().parent / "data" / folder
+    points = []
+    with open(root / f"gemm_{label}.csv", newline="") as handle:
+        for r in csv.DictReader(handle):
+            points.append(Point("gemm", (int(r["m"]), int(r["n"]), int(r["k"]), "bf16"),
+                                float(r["latency_ms"]) * 1e-3, folder))
+    with open(root / f"attn_{label}.csv", newline="") as handle:
+        for r in csv.DictReader(handle):
+            if r["kernel_source"] != "sdpa_cudnn":
+                continue
+            family = {"context": "prefill", "generation": "decode"}[r["phase"]]
+            shape = tuple(int(r[c]) for c in ("batch_size", "seq_len", "num_heads",
+                                              "num_key_value_heads", "head_dim")) + ("bf16",)
+            points.append(Point(family, shape, float(r["latency_ms"]) * 1e-3, folder))
+    return tuple(points)
+
+
+def a30_points() -> tuple:
+    """The Vidur A30 rows as calibration points (prefill rows with a cached prefix left out:
+    the points carry no prefix)."""
+    root = need("anchors", "vidur_a30_qwen2_7b")
+    points = []
+    with open(root / "mlp.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            tokens, hidden = int(row["num_tokens"]), int(row["n_embd"])
+            hd = hidden // int(row["n_head"])
+            qkv = (int(row["n_head"]) + 2 * int(row["n_kv_head"])) * hd
+            gated = 2 if row["use_gated_mlp"] == "True" else 1
+            inter = int(row["n_expanded_embd"])
+            for op, n, k in (("attn_pre_proj", qkv, hidden), ("attn_post_proj", hidden, hidden),
+                             ("mlp_up_proj", gated * inter, hidden), ("mlp_down_proj", hidden, inter)):
+                ms = row.get(f"time_stats.{op}.median")
+                if ms:
+                    points.append(Point("gemm", (tokens, n, k, "bf16"), float(ms) * 1e-3, "vidur"))
+    with open(root / "attention.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            heads, kvh = int(row["n_q_head"]), int(row["n_kv_head"])
+            hd = int(row["n_embd"]) // heads
+            bs, ctx = int(row["batch_size"]), int(row["kv_cache_size"])
+            if row["is_prefill"] == "True":
+                if ctx == 0:
+                    points.append(Point("prefill", (bs, int(row["prefill_chunk_size"]), heads, kvh,
+                                                    hd, "bf16"),
+                                        float(row["time_stats.attn_prefill.median"]) * 1e-3, "vidur"))
+            else:
+                points.append(Point("decode", (bs, ctx + 1, heads, kvh, hd, "bf16"),
+                                    float(row["time_stats.attn_decode.median"]) * 1e-3, "vidur"))
+    return tuple(points)
+
+
+def thinned(points, cap: int = 300) -> tuple:
+    """At most about *cap* rows per family, every k-th row in table order (fit speed)."""
+    out = []
+    for family in ("gemm", "prefill", "decode"):
+        rows = [p for p in points if p.family == family]
+        out += rows[::max(1, len(rows) // cap)]
+    return tuple(out)
+
+
+def cross_generation_tables() -> list:
+    """Every GPU's tables the cross-generation profile is fitted on (module docstring)."""
+    a100 = preset("A100-SXM4-80GB")
+    T = crossgen.Table
+    return [
+        T("A100-SXM4-80GB", "A100 vLLM 0.14", a100,
+          thinned(load_points(need("calibration", "a100_sxm"), "VLLM"))),
+        T("A30", "A30 Vidur", a100.customize(A30), thinned(a30_points()), harness="vidur"),
+        # the H100 aisimulate rows reach the zero-operand regime (see the H100 section)
+        T("H100-SXM", "H100 vLLM 0.25", preset("H100-SXM"), thinned(load_points(H100_TABLES)),
+          zero_operands=True),
+        T("H100-SXM", "H100 PyTorch", preset("H100-SXM"),
+          torch_points("h100_torch", "h100_sxm_torch"), harness="torch"),
+        T("H200-SXM", "H200 PyTorch", preset("H200-SXM"), torch_points("h200_torch", "h200_torch"),
+          harness="torch"),
+    ]
+
+
+def fmt(errors: dict, family: str) -> str:
+    if family not in errors:
+        return f"{'-':>15s}"
+    _, median, p90 = errors[family]
+    return f"{median:6.1f}% {p90:6.1f}%"
+
+
+def cross_generation_section(tables) -> dict:
+    """Leave one GPU out: print and return ``{gpu: {table: errors_by_family}}``."""
+    loo = crossgen.leave_one_out(tables)
+    a100_profile = preset("A100-SXM4-80GB").params
+    print("\nLeave one GPU out: the cross-generation profile fitted without the GPU, predicting\n"
+          "  it from its datasheet (median, P90 of |error|); 'assumed' = the datasheet defaults,\n"
+          "  'A100 profile' = what a datasheet-only GPU was priced with before")
+    print(f"  {'table':16s} {'family':8s} {'points':>6s} {'left out':>15s} {'assumed':>15s} "
+          f"{'A100 profile':>15s}")
+    for t in tables:
+        assumed = crossgen.errors_by_family(t, DATASHEET_DEFAULTS)
+        a100p = crossgen.errors_by_family(t, a100_profile)
+        for family in ("gemm", "prefill", "decode"):
+            held = loo[t.gpu_name][t.label]
+            if family in held:
+                print(f"  {t.label:16s} {family:8s} {held[family][0]:6d} {fmt(held, family)} "
+                      f"{fmt(assumed, family)} {fmt(a100p, family)}")
+    return loo
+
+
+def fit_cross_generation(tables) -> None:
+    """Refit the shipped cross-generation profile on every table and write it."""
+    fit = crossgen.fit_pooled(tables)
+    loo = cross_generation_section(tables)
+    summary = {}
+    for family in ("gemm", "prefill", "decode"):
+        medians = [errs[family][1] for gpu in loo.values() for errs in gpu.values() if family in errs]
+        summary[family] = {"median_ape_worst_gpu": round(max(medians), 1),
+                           "median_ape_median_gpu": round(float(np.median(medians)), 1)}
+    fitted = [n for _, names in crossgen.STAGES for n in names]
+    profile = {
+        "format": "labsim-gpu-profile/1", "name": "cross_generation", "device": "GPU", "arch": "",
+        "archs": sorted({t.gpu.arch for t in tables}),
+        "description": "efficiencies fitted on every measured GPU at once, carried to a GPU by "
+                       "its datasheet (labsim_gpus.crossgen)",
+        "params": {k: round(v, 9) for k, v in fit.params.as_dict().items()},
+        "carried": {"onchip_bytes_per_flop": round(fit.onchip_bytes_per_flop, 6)},
+        "harness_overheads_s": {h: {n: round(v, 9) for n, v in o.items()}
+                                for h, o in fit.overheads.items()},
+        "fitted": fitted,
+        "data": {t.label: len(t.points) for t in tables},
+        "errors": {"leave_one_gpu_out": summary,
+                   "by_gpu": {gpu: {label: {f: {"points": e[0], "median_ape": round(e[1], 1),
+                                                "p90_ape": round(e[2], 1)} for f, e in errs.items()}
+                                    for label, errs in by.items()} for gpu, by in loo.items()}},
+        "command": "python benchmarks/fidelity_kernels.py --fit-cross-generation",
+        "attribution": "A100 and H100 tables: NVIDIA aisimulate 0.13.0.dev (Apache-2.0); A30: "
+                       "Vidur profiles (MIT); H100/H200 PyTorch rows: the labsim team",
+    }
+    path = Path(labsim_gpus.__file__).resolve().parent / "data" / "profiles" / crossgen.PROFILE_FILE
+    path.write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {path.relative_to(REPO)}", file=sys.stderr)
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fit-cross-generation", action="store_true",
+                        help="refit and rewrite data/profiles/cross_generation.json")
+    args = parser.parse_args()
+    if args.fit_cross_generation:
+        fit_cross_generation(cross_generation_tables())
+        return 0
     print("Absolute percentage error of predicted kernel latency (median, P90)")
     a100 = preset("A100-SXM4-80GB")
     devices = {"calibrated": a100, "datasheet-only": a100.datasheet_only()}
@@ -167,6 +326,7 @@ def main() -> int:
     table("A30 held out (Vidur Qwen-2-7B profiles; A100 profile transferred)", a30_cases(),
           {"calibrated": a30, "datasheet-only": a30.datasheet_only()})
     h100_section()
+    cross_generation_section(cross_generation_tables())
     return 0
 
 

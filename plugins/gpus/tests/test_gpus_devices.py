@@ -6,7 +6,7 @@ import pytest
 from labsim.errors import LabsimError, UnknownNameError, UsageError
 from labsim.testing import make_registry
 from labsim_gpus import GPU
-from labsim_gpus.params import DATASHEET_DEFAULTS, transfer
+from labsim_gpus.params import DATASHEET_DEFAULTS, FIELDS
 from labsim_gpus.spec import CONFIG_SCHEMA
 
 NAMES = ["V100-SXM2-32GB", "A100-SXM4-40GB", "A100-SXM4-80GB", "A100-PCIe-40GB", "A100-PCIe-80GB",
@@ -141,12 +141,20 @@ def test_ampere_presets_use_the_a100_profile_unchanged(name):
 
 @pytest.mark.parametrize("name,arch", [("B200", "blackwell"), ("L40S", "ada"), ("L4", "ada"),
                                        ("RTX-4090", "ada"), ("V100-SXM2-32GB", "volta")])
-def test_other_architectures_get_the_a100_profile_transferred(name, arch):
-    data = plugin.shipped_profile("a100_sxm4_80gb.json")
+def test_other_architectures_get_the_cross_generation_profile(name, arch):
+    data = plugin.shipped_profile("cross_generation.json")
+    assert arch not in data["archs"]
     gpu = plugin.preset(name)
-    assert gpu.profile_info["name"] == "a100_sxm4_80gb"
-    assert gpu.profile_info["transferred_to"] == arch
-    assert gpu.params == transfer(DATASHEET_DEFAULTS.replace(**data["params"]), "ampere", arch)
+    assert gpu.arch == arch and gpu.profile_info["name"] == "cross_generation"
+    assert "transferred_to" not in gpu.profile_info  # no ARCH_ADJUST factor
+    expected = DATASHEET_DEFAULTS.replace(**data["params"])
+    for field in FIELDS:
+        if field != "onchip_bw_ratio":
+            assert getattr(gpu.params, field) == getattr(expected, field), field
+    # the on-chip feed follows the GPU's own tensor peak: bytes per FLOP times FLOP/s per DRAM B/s
+    peak = gpu.peak_flops.get("bf16") or gpu.peak_flops["fp16"]
+    assert gpu.params.onchip_bw_ratio == pytest.approx(
+        data["carried"]["onchip_bytes_per_flop"] * peak / gpu.mem_bw)
 
 
 def test_one_shipped_profile_per_architecture():

@@ -60,7 +60,7 @@ PRESETS: list[dict] = [
         "name": "A100-SXM4-80GB", "arch": "ampere",
         "aliases": ("a100", "a100-80gb", "A100-SXM", "a100-sxm", "a100-sxm4", "A100-SXM-80GB",
                     "a100_sxm", "A100-80G"),
-        "description": "NVIDIA A100 SXM4 80 GB (Ampere), NVLink3; calibrated on measured kernels",
+        "description": "NVIDIA A100 SXM4 80 GB (Ampere), NVLink3",
         "peak_tflops": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "int8": 624.0},
         "memory_gb": 80, "mem_bw_gbps": 2039,          # datasheet: 80 GB HBM2e, 2,039 GB/s
         "sm_count": 108,                               # A100 whitepaper, Table 3
@@ -97,7 +97,7 @@ PRESETS: list[dict] = [
     {
         "name": "H100-SXM", "arch": "hopper",
         "aliases": ("h100", "H100-SXM5-80GB", "h100-sxm5", "h100-80gb", "h100_sxm", "H100-SXM-80GB"),
-        "description": "NVIDIA H100 SXM5 80 GB (Hopper), NVLink4; calibrated on measured kernels",
+        "description": "NVIDIA H100 SXM5 80 GB (Hopper), NVLink4",
         # H100 datasheet / whitepaper: 66.9 FP32, 494.7 TF32, 989.4 BF16, 1978.9 FP8/INT8 dense.
         "peak_tflops": {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4,
                         "fp8": 1978.9, "int8": 1978.9},
@@ -217,5 +217,6 @@ GENERIC = {
     **{k: v for k, v in PRESETS[2].items() if k not in ("profile",)},
     "name": "GPU", "arch": "ampere", "aliases": ("generic", "generic-gpu"),
     "description": "A GPU described inline (seed-style compute_devices); unset fields default "
-                   "to A100-SXM4-80GB datasheet values",
+                   "to A100-SXM4-80GB datasheet values; figures matching no catalog GPU are "
+                   "priced by the profile of their arch, else the cross-generation profile",
 }

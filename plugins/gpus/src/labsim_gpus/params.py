@@ -10,9 +10,12 @@ one GPU to another:
   A100-PCIe, A30 and RTX-A6000; the H100-SXM profile prices H100-PCIe and H200-SXM;
 * only when the profile's architecture differs from the device's does it apply with the
   per-architecture adjustments of :data:`ARCH_ADJUST` (less confidence: each factor has its
-  reason, and most are assumptions) — e.g. the A100 profile on Ada, Volta and Blackwell presets;
+  reason, and most are assumptions) — e.g. a user's own A100 profile on a Hopper GPU;
+* a profile fitted on several generations at once (``arch`` empty: the shipped
+  cross-generation profile of :mod:`labsim_gpus.crossgen`, which prices the Volta, Ada and
+  Blackwell presets and GPUs known by their datasheet only) applies without factors;
 * a device with no profile at all uses :data:`DATASHEET_DEFAULTS`, the
-  "datasheet numbers alone" model.
+  "datasheet numbers alone" model (also the calibration fits' starting point).
 """
 
 from __future__ import annotations
@@ -91,9 +94,10 @@ DATASHEET_DEFAULTS = CostParams()
 #: Factors applied to a profile's parameters when it prices a device of another architecture
 #: generation than the one it was fitted on. Each entry is relative to Ampere (no entry = 1):
 #: :func:`transfer` multiplies by the target's factors and divides by the fitted architecture's.
-#: A device of the profile's own architecture never takes a factor. With the shipped profiles
-#: (A100 for Ampere, H100-SXM for Hopper) the factors act only on the Volta, Ada and Blackwell
-#: presets, which have no profile of their own; each entry gives its reason:
+#: A device of the profile's own architecture never takes a factor. No shipped preset takes
+#: them: each preset is priced by the profile of its generation or by the cross-generation
+#: profile (no factors). They act when a user prices a GPU with a profile of another generation
+#: (``profile:``, ``with_profile``, ``labsim calibrate`` output); each entry gives its reason:
 ARCH_ADJUST: dict[str, dict[str, float]] = {
     # Hopper: no shipped preset uses these since the H100-SXM profile (data/profiles/
     # h100_sxm.json) prices every Hopper preset unchanged. They are kept for an Ampere profile
@@ -115,8 +119,8 @@ ARCH_ADJUST: dict[str, dict[str, float]] = {
     # 6.9 / 14.5 / 4.6 % for the H100-SXM profile fitted on those rows.
     "hopper": {"gemm_compute_eff": 1.12, "gemm_mem_eff": 1.15, "kernel_overhead_s": 0.5,
                "decode_mem_eff": 1.9, "attn_compute_eff": 0.9},
-    # Blackwell: no kernel tables here yet; the B200 preset takes the A100 profile with the
-    # earlier power-limited-clock assumption (0.85x GEMM) rather than the Hopper fit.
+    # Blackwell: no kernel tables here yet; an Ampere profile on a Blackwell GPU takes the
+    # power-limited-clock assumption (0.85x GEMM) rather than the Hopper fit.
     "blackwell": {"gemm_compute_eff": 0.85},
     # Ada cards (L4, L40S, RTX 4090) are power-limited at their dense tensor peak (L4 at 72 W
     # especially); public GEMM benchmarks report ~65-75 % of dense peak, hence ~0.85x. GDDR

@@ -3,8 +3,9 @@
 Every preset of :mod:`labsim_gpus.catalog` is registered as a :class:`~labsim_gpus.GPU`
 priced with a shipped calibration profile (``data/profiles``): the one fitted on the
 preset's own architecture generation, used unchanged (Hopper presets: the H100-SXM profile),
-or else the A100-SXM4-80GB profile transferred to the preset's architecture (see
-:mod:`labsim_gpus.params`). A catalog entry's ``profile`` key names a profile explicitly.
+or else, for a generation with no measured kernels here (Volta, Ada, Blackwell), the
+cross-generation profile of :mod:`labsim_gpus.crossgen` with the preset's own datasheet.
+A catalog entry's ``profile`` key names a profile explicitly.
 ``.datasheet_only()`` gives the uncalibrated model. Profiles listed in
 ``LABSIM_GPU_PROFILES`` install as extra devices.
 """
@@ -30,8 +31,9 @@ from labsim_gpus.profiles import (
 
 log = structlog.get_logger("labsim_gpus")
 
-#: the shipped calibration a preset starts from when none was fitted on its architecture
-REFERENCE_PROFILE = "a100_sxm4_80gb.json"
+#: the shipped calibration of a preset whose architecture has none of its own: the
+#: cross-generation fit (leave-one-GPU-out errors in benchmarks/fidelity_kernels.py)
+REFERENCE_PROFILE = "cross_generation.json"
 
 
 @functools.cache
@@ -54,6 +56,22 @@ def profile_for(entry: dict) -> str:
     return entry.get("profile") or shipped_profiles_by_arch().get(entry["arch"], REFERENCE_PROFILE)
 
 
+def pricing_note(name: str, profile: dict) -> str:
+    """How the preset *name* is priced by *profile*, with the profile's measured error, for
+    ``labsim list devices``."""
+    errors = profile.get("errors") or {}
+    families = ("gemm", "prefill", "decode")
+    if profile.get("device") == name:
+        figures = ", ".join(f"{f} {errors[f]['median_ape']:.0f} %" for f in families if f in errors)
+        return f"calibrated on measured kernels (fit median error {figures})"
+    if profile.get("arch"):
+        return f"priced by the {profile['device']} calibration (same generation)"
+    loo = errors.get("leave_one_gpu_out", {})
+    figures = ", ".join(f"{f} {loo[f]['median_ape_median_gpu']:.0f} %" for f in families if f in loo)
+    return (f"datasheet-only: cross-generation profile (median error on a GPU left out of its "
+            f"fit: {figures})")
+
+
 def _build(entry: dict) -> GPU:
     device = GPU(
         entry["name"], aliases=tuple(entry["aliases"]), description=entry["description"],
@@ -64,7 +82,10 @@ def _build(entry: dict) -> GPU:
         host_link_bw=entry["host_link_gbps"] * GB, tdp_w=entry["tdp_w"],
         price_per_hour=entry["price_per_hour"],
     )
-    device = apply_profile(device, shipped_profile(profile_for(entry)))
+    profile = shipped_profile(profile_for(entry))
+    device = apply_profile(device, profile)
+    if entry is not GENERIC:
+        device = device.copy(description=f"{entry['description']}; {pricing_note(entry['name'], profile)}")
     if entry is GENERIC:
         device.is_default = True  # a compute_devices entry without device_type starts from it
     return device

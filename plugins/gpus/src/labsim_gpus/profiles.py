@@ -10,7 +10,10 @@ was fitted on (with its attribution) and the fit's errors::
 
 Applying a profile to a device of the architecture generation it was fitted on
 (its ``arch``) uses its parameters unchanged; a device of another generation gets
-them adjusted by :func:`labsim_gpus.params.transfer`. A profile can also *install* as a
+them adjusted by :func:`labsim_gpus.params.transfer`. A profile fitted on several
+generations at once (``arch`` empty, e.g. the shipped ``cross_generation.json`` of
+:mod:`labsim_gpus.crossgen`) applies to any device without factors, and its ``carried``
+figures (``onchip_bytes_per_flop``) become parameters through the device's own datasheet. A profile can also *install* as a
 device of its own: every profile listed in ``LABSIM_GPU_PROFILES`` (files or
 folders, separated by ``os.pathsep``) is registered under its ``install_as``
 name (default: its ``name``), built from its ``device`` preset and its
@@ -74,6 +77,11 @@ def check_profile(data, where: str = "profile") -> dict:
     if unknown:
         raise UsageError(f"{where}: unknown parameter(s) {', '.join(unknown)}; "
                          f"known: {', '.join(FIELDS)}")
+    carried = data.get("carried", {})
+    if not isinstance(carried, dict) or set(carried) - {"onchip_bytes_per_flop"} or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+            for v in carried.values()):
+        raise UsageError(f"{where}: 'carried' may hold only onchip_bytes_per_flop, a number > 0")
     DATASHEET_DEFAULTS.replace(**params)  # validates values
     return data
 
@@ -83,10 +91,18 @@ def apply_profile(device, profile: str | Path | dict):
     data = check_profile(profile) if isinstance(profile, dict) else load_profile(profile)
     params = DATASHEET_DEFAULTS.replace(**data["params"])
     params = transfer(params, str(data.get("arch", "")), device.arch)
+    carried = data.get("carried") or {}
+    if "onchip_bytes_per_flop" in carried:
+        from labsim_gpus.crossgen import onchip_ratio, tensor_peak
+
+        params = params.replace(onchip_bw_ratio=onchip_ratio(
+            float(carried["onchip_bytes_per_flop"]), tensor_peak(device), device.mem_bw))
     info = {"name": data.get("name", ""), "fitted_on": data.get("device", ""),
             "arch": data.get("arch", ""), "attribution": data.get("attribution", "")}
     if data.get("arch") and data.get("arch") != device.arch:
         info["transferred_to"] = device.arch
+    if carried:
+        info["carried"] = dict(carried)
     return device.copy(params=params, profile_info=info)
 
 

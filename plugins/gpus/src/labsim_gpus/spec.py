@@ -21,8 +21,12 @@ A ``profile`` path is read relative to the current directory.
 An entry of the generic ``GPU`` type whose datasheet figures are a catalog GPU's
 (:mod:`labsim_gpus.match`) becomes that GPU, with its calibrated profile and its catalog
 figures (``80_000_000_000`` bytes written for "80 GB" is the catalog's 80 GB, as the driver
-shows it); other fields (price, links, name) still apply. The device's
-:meth:`~labsim_gpus.GPU.pricing` says which profile priced it and how.
+shows it); other fields (price, links, name) still apply. One that matches no catalog GPU
+is **datasheet-only**: priced, with its own figures, by the profile of its ``arch`` when
+one ships for that generation (``hopper``: the H100-SXM calibration), else by the
+cross-generation profile (:mod:`labsim_gpus.crossgen`), fitted on every measured GPU at
+once. ``cost_params`` apply on top. The device's :meth:`~labsim_gpus.GPU.pricing` says
+which profile priced it and how.
 """
 
 from __future__ import annotations
@@ -111,6 +115,16 @@ def _matched(generic, spec: dict):
                                     "matched": found.name})
 
 
+def datasheet_profile(arch: str | None) -> dict:
+    """The shipped profile that prices a datasheet-only GPU of *arch* (None: not given)."""
+    from labsim_gpus.crossgen import PROFILE_FILE
+    from labsim_gpus.plugin import shipped_profiles_by_arch
+    from labsim_gpus.profiles import shipped_profile
+
+    by_arch = shipped_profiles_by_arch()
+    return shipped_profile(by_arch.get(str(arch).lower(), PROFILE_FILE) if arch else PROFILE_FILE)
+
+
 def customize(device, spec: dict):
     """*device* (or ``spec['preset']``) with *spec*'s profile and field overrides applied."""
     if not isinstance(spec, dict):
@@ -121,6 +135,7 @@ def customize(device, spec: dict):
         raise UsageError(f"unknown device field(s) {', '.join(unknown)}; allowed: "
                          f"{', '.join(sorted(allowed - {'device_id', 'device_type'}))}")
     out = device
+    datasheet_only = False
     if "preset" in spec:
         from labsim_gpus.plugin import preset
 
@@ -131,6 +146,8 @@ def customize(device, spec: dict):
             from labsim_gpus.match import MATCHED_KEYS
 
             spec = {k: v for k, v in spec.items() if k not in MATCHED_KEYS}
+        else:
+            datasheet_only = True
     if "arch" in spec:   # before the profile: a profile of another generation is adjusted to it
         out = out.copy(arch=str(spec["arch"]).lower())
     if "profile" in spec:
@@ -169,8 +186,15 @@ def customize(device, spec: dict):
         changes["tdp_w"] = _number(spec, "tdp_w")
     if "price_per_hour" in spec:
         changes["price_per_hour"] = _number(spec, "price_per_hour", strict=False)
+    if changes:
+        out = out.copy(**changes)
+    if datasheet_only:   # priced after its figures are set: the profile reads them
+        from labsim_gpus.profiles import apply_profile
+
+        out = apply_profile(out, datasheet_profile(spec.get("arch")))
+        out = out.copy(profile_info={**out.profile_info, "source": "datasheet-only"})
     if "cost_params" in spec:
         if not isinstance(spec["cost_params"], dict):
             raise UsageError("cost_params must be a mapping of parameter name to value")
-        changes["params"] = out.params.replace(**spec["cost_params"])
-    return out.copy(**changes) if changes else out
+        out = out.copy(params=out.params.replace(**spec["cost_params"]))
+    return out

@@ -1,0 +1,227 @@
+"""Efficiencies that carry across GPU generations: the profile of GPUs known by datasheet only.
+
+A GPU the catalog lacks (a ``compute_devices`` entry whose figures match no catalog GPU, of
+no architecture that has a calibration of its own) cannot borrow one GPU's calibration:
+the A100 profile carries SGLang's A100 decode kernel (49 % of HBM bandwidth) and an on-chip
+feed tied to the A100's ratio of tensor peak to DRAM bandwidth, and it priced a datasheet
+H100 22-83 % slow on vLLM TPOT. Instead, one set of parameters is fitted on the measured
+tables of *every* GPU at once (:func:`fit_pooled`), each GPU entering only through its
+datasheet figures (dense peak, DRAM bandwidth, SM count), so that what is fitted is what
+stays constant from one generation to the next:
+
+* GEMM, attention and streaming efficiencies as fractions of the datasheet peaks;
+* the on-chip operand feed as **bytes per tensor FLOP** (:data:`CARRIED`) rather than as a
+  multiple of DRAM bandwidth: each generation widened its shared-memory and L2 paths with
+  its tensor cores (Hopper's per-SM dense rate doubled Ampere's while HBM grew 1.6x), so
+  a feed proportional to the tensor peak is what carries (fitted per GPU, the A100 and
+  H100 profiles give 0.020 and 0.026 B/FLOP, against 3.1x and 7.6x DRAM bandwidth);
+* fixed per-kernel overheads, bounded below by :data:`MIN_OVERHEAD_S`. They belong to how
+  a table was timed more than to the GPU (NVIDIA aisimulate's back-to-back timing shows a
+  ~2.5 us GEMM floor, isolated PyTorch calls with CUDA events more), so
+  :data:`HARNESS_PARAMS` are fitted per **harness** (:attr:`Table.harness`); a GPU left out
+  is predicted with its harness's overheads as fitted on the other GPUs, and the shipped
+  profile keeps the engine harness's (:data:`ENGINE_HARNESS`);
+* tables timed on zero-filled operands (:attr:`Table.zero_operands`) are predicted with
+  :data:`ZERO_OPERAND_SPEEDUP`: tensor cores run cooler on zeros and hold higher clocks, so
+  such tables overstate real GEMMs. The fitted efficiencies are those of random operands.
+
+Each table weighs the same in the loss, whatever its number of rows. How well this
+transfers is measured leave-one-GPU-out (:func:`leave_one_out`: fit without GPU X,
+predict X from its datasheet) by ``benchmarks/fidelity_kernels.py``, which also refits
+the shipped profile (``data/profiles/cross_generation.json``) with ``--fit-cross-generation``.
+
+>>> round(onchip_ratio(0.0198, peak=989.4e12, mem_bw=3350e9), 2)   # the H100's datasheet
+5.85
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from labsim.errors import UsageError
+
+from labsim_gpus.calibrate import (
+    DECODE_FIT,
+    GEMM_FIT,
+    LOSS_CAP,
+    PREFILL_FIT,
+    Point,
+    nelder_mead,
+    predict_point,
+)
+from labsim_gpus.params import CostParams
+
+#: the shipped profile's file name in ``data/profiles``
+PROFILE_FILE = "cross_generation.json"
+#: parameters stored per datasheet quantity instead of as CostParams values
+CARRIED = ("onchip_bytes_per_flop",)
+#: the fixed overheads fitted once per harness
+HARNESS_PARAMS = ("kernel_overhead_s", "attn_overhead_s")
+#: the harness whose overheads the shipped profile keeps: the engines' own kernels
+#: timed back to back (NVIDIA aisimulate's tables)
+ENGINE_HARNESS = "aisimulate"
+#: compute-bound GEMM throughput on zero-filled operands over random ones: 1 / 0.86, the
+#: mean ratio of six large bf16 GEMMs timed both ways on an H100-SXM
+#: (benchmarks/data/h100_torch/gemm_operands_h100_sxm_torch.csv; 0.83 on the H200)
+ZERO_OPERAND_SPEEDUP = 1 / 0.86
+#: no fitted overhead goes below this (a kernel replayed from a CUDA graph still costs ~1 us)
+MIN_OVERHEAD_S = 1e-6
+#: the pooled fit's stages: the CostParams names fitted in each, with the on-chip feed
+#: fitted as ``onchip_bytes_per_flop`` in place of ``onchip_bw_ratio``
+STAGES = (
+    ("gemm", tuple("onchip_bytes_per_flop" if n == "onchip_bw_ratio" else n for n in GEMM_FIT)),
+    ("prefill", PREFILL_FIT),
+    ("decode", DECODE_FIT),
+)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One GPU's measured kernels: *gpu* (a labsim_gpus GPU with its datasheet figures),
+    the rows as calibrate :class:`~labsim_gpus.calibrate.Point` s, and labels."""
+
+    gpu_name: str
+    label: str
+    gpu: object
+    points: tuple
+    #: how the rows were timed (``aisimulate``, ``torch``, ``vidur``): the overhead's group
+    harness: str = ENGINE_HARNESS
+    #: the GEMMs were timed on zero-filled operands
+    zero_operands: bool = False
+
+
+def tensor_peak(gpu) -> float:
+    """The dense 16-bit tensor peak (bf16, else fp16) in FLOP/s."""
+    peaks = gpu.peak_flops
+    return peaks.get("bf16") or peaks.get("fp16") or max(peaks.values())
+
+
+def onchip_ratio(bytes_per_flop: float, peak: float, mem_bw: float) -> float:
+    """``onchip_bw_ratio`` of a device whose on-chip feed is *bytes_per_flop* of its peak."""
+    return bytes_per_flop * peak / mem_bw
+
+
+def params_for(gpu, shared: CostParams, bytes_per_flop: float) -> CostParams:
+    """The cost parameters that price *gpu*: *shared* with the on-chip feed of its datasheet."""
+    return shared.replace(onchip_bw_ratio=onchip_ratio(bytes_per_flop, tensor_peak(gpu), gpu.mem_bw))
+
+
+def table_params(table: Table, shared: CostParams, bytes_per_flop: float,
+                 overheads: dict) -> CostParams:
+    """The parameters that predict *table*'s rows: :func:`params_for` its GPU, with its
+    harness's overhead (when fitted) and its operands' speed-up."""
+    params = params_for(table.gpu, shared, bytes_per_flop)
+    changes = dict(overheads.get(table.harness, {}))
+    if table.zero_operands:
+        changes["gemm_operand_derate"] = shared.gemm_operand_derate * ZERO_OPERAND_SPEEDUP
+    return params.replace(**changes) if changes else params
+
+
+def _valid(trial: CostParams, names) -> bool:
+    if any(getattr(trial, n) > 1.0 for n in names if n.endswith("_eff")):
+        return False
+    if trial.sm_bw_share < 1.0:
+        return False
+    return all(getattr(trial, n) >= MIN_OVERHEAD_S for n in names if n.endswith("_s"))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The result of :func:`fit_pooled`."""
+
+    #: the shared parameters (overheads: the engine harness's, else the first harness's)
+    params: CostParams
+    #: the on-chip feed in bytes per dense tensor FLOP
+    onchip_bytes_per_flop: float
+    #: ``{harness: {name: seconds}}`` of :data:`HARNESS_PARAMS`
+    overheads: dict
+
+    def for_table(self, table: Table) -> CostParams:
+        return table_params(table, self.params, self.onchip_bytes_per_flop, self.overheads)
+
+
+def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
+               bytes_per_flop: float = 0.02) -> Fit:
+    """The shared parameters fitted on every table at once (see the module docstring).
+
+    The loss is the mean over tables of each table's mean capped absolute log error, fitted
+    family by family as :func:`labsim_gpus.calibrate.fit` does; :data:`HARNESS_PARAMS` are
+    fitted once per harness.
+    """
+    shared = start or CostParams()
+    bpf = bytes_per_flop
+    harnesses = list(dict.fromkeys(t.harness for t in tables))
+    overheads = {h: {n: getattr(shared, n) for n in HARNESS_PARAMS} for h in harnesses}
+    for family, stage_names in STAGES:
+        names = [n for n in stage_names if n not in HARNESS_PARAMS]
+        per_harness = [f"{n}@{h}" for n in stage_names if n in HARNESS_PARAMS for h in harnesses]
+        subsets = [(t, [p for p in t.points if p.family == family]) for t in tables]
+        subsets = [(t, pts, np.array([p.seconds for p in pts])) for t, pts in subsets if pts]
+        if not subsets:
+            continue
+        keys = names + per_harness
+
+        def unpack(x, names=names, keys=keys):
+            values = {n: math.exp(v) for n, v in zip(keys, x, strict=True)}
+            trial = shared.replace(**{n: values[n] for n in names if n not in CARRIED})
+            heads = {h: dict(v) for h, v in overheads.items()}
+            for key, value in values.items():
+                if "@" in key:
+                    name, harness = key.split("@", 1)
+                    heads[harness][name] = value
+            return trial, values.get("onchip_bytes_per_flop", bpf), heads
+
+        def loss(x, subsets=subsets, unpack=unpack, names=names):
+            try:
+                trial, trial_bpf, heads = unpack(x)
+            except UsageError:
+                return math.inf
+            if not _valid(trial, names) or min(v for h in heads.values() for v in h.values()) \
+                    < MIN_OVERHEAD_S:
+                return math.inf
+            per_table = []
+            for table, pts, meas in subsets:
+                p = table_params(table, trial, trial_bpf, heads)
+                pred = np.array([predict_point(pt, table.gpu, p) for pt in pts])
+                per_table.append(np.mean(np.minimum(np.abs(np.log(pred / meas)), LOSS_CAP)))
+            return float(np.mean(per_table))
+
+        x0 = np.log([bpf if n == "onchip_bytes_per_flop" else getattr(shared, n) for n in names]
+                    + [overheads[k.split("@")[1]][k.split("@")[0]] for k in per_harness])
+        best, _ = nelder_mead(loss, x0, iters=iters)
+        shared, bpf, overheads = unpack(best)
+    engine = overheads.get(ENGINE_HARNESS, overheads[harnesses[0]])
+    return Fit(shared.replace(**engine), bpf, overheads)
+
+
+def errors_by_family(table: Table, params: CostParams) -> dict:
+    """``{family: (points, median %, P90 %)}`` of |predicted / measured − 1| on *table*
+    priced with *params*."""
+    out = {}
+    for family in ("gemm", "prefill", "decode"):
+        pts = [p for p in table.points if p.family == family]
+        if pts:
+            err = np.array([abs(predict_point(p, table.gpu, params) / p.seconds - 1.0)
+                            for p in pts]) * 100
+            out[family] = (len(pts), float(np.median(err)), float(np.percentile(err, 90)))
+    return out
+
+
+def leave_one_out(tables, iters: int = 250) -> dict:
+    """For each GPU: the pooled fit on every *other* GPU's tables, scored on its own.
+
+    Returns ``{gpu_name: {table label: errors_by_family}}``.
+    """
+    out: dict = {}
+    for name in dict.fromkeys(t.gpu_name for t in tables):
+        fit = fit_pooled([t for t in tables if t.gpu_name != name], iters=iters)
+        out[name] = {t.label: errors_by_family(t, fit.for_table(t))
+                     for t in tables if t.gpu_name == name}
+    return out
+
+
+__all__ = ["CARRIED", "ENGINE_HARNESS", "HARNESS_PARAMS", "MIN_OVERHEAD_S", "PROFILE_FILE", "ZERO_OPERAND_SPEEDUP",
+           "Fit", "Point", "Table", "errors_by_family", "fit_pooled", "leave_one_out",
+           "onchip_ratio", "params_for", "table_params", "tensor_peak"]

@@ -1,0 +1,125 @@
+"""GPUs known only by their datasheet: the cross-generation profile, its fit and who gets it."""
+
+from __future__ import annotations
+
+import labsim_gpus.plugin as plugin
+import pytest
+from labsim.errors import UsageError
+from labsim_gpus import crossgen
+from labsim_gpus.calibrate import Point, predict_point
+from labsim_gpus.params import DATASHEET_DEFAULTS
+from labsim_gpus.profiles import check_profile, shipped_profile
+from labsim_gpus.spec import customize
+
+#: a Hopper-class GPU the catalog lacks (an H20-like part: few SMs, much bandwidth)
+NEW_HOPPER = {"peak_tflops": {"bf16": 148}, "memory_gbps": 4000, "processing_units": 78,
+              "memory_capacity_bytes": 96 * 2**30}
+#: a GPU of no generation labsim has measured
+NEW_GPU = {"peak_tflops": {"bf16": 1500}, "memory_gbps": 6000, "processing_units": 160}
+
+
+def _points(gpu, params, harness_overhead=0.0):
+    """Kernels priced by the model itself with known parameters (one table)."""
+    points = []
+    for m in (1, 16, 128, 1024, 4096):
+        for n, k in ((4096, 4096), (14336, 4096), (1024, 8192)):
+            shape = (m, n, k, "bf16")
+            points.append(Point("gemm", shape, 0.0, "x"))
+    for b in (1, 8, 64):
+        for s in (256, 2048, 8192):
+            points.append(Point("prefill", (b, s, 32, 8, 128, "bf16"), 0.0, "x"))
+            points.append(Point("decode", (b, s, 32, 8, 128, "bf16"), 0.0, "x"))
+    return tuple(Point(p.family, p.shape, predict_point(p, gpu, params) + harness_overhead, "x")
+                 for p in points)
+
+
+def test_a_pooled_fit_predicts_a_gpu_it_never_saw():
+    truth = DATASHEET_DEFAULTS.replace(gemm_compute_eff=0.72, gemm_mem_eff=0.8, smooth_p=3.5,
+                                       decode_mem_eff=0.9, attn_compute_eff=0.55)
+    bpf = 0.02
+    gpus = [plugin.preset(n) for n in ("A100-SXM4-80GB", "H100-SXM", "H200-SXM")]
+    tables = [crossgen.Table(g.name, g.name, g, _points(g, crossgen.params_for(g, truth, bpf)))
+              for g in gpus[:2]]
+    fit = crossgen.fit_pooled(tables, iters=120)
+    assert fit.onchip_bytes_per_flop == pytest.approx(bpf, rel=0.25)
+    unseen = crossgen.Table("H200-SXM", "H200", gpus[2],
+                            _points(gpus[2], crossgen.params_for(gpus[2], truth, bpf)))
+    errors = crossgen.errors_by_family(unseen, crossgen.params_for(gpus[2], fit.params,
+                                                                   fit.onchip_bytes_per_flop))
+    assert {f: e[1] for f, e in errors.items()} == {
+        "gemm": pytest.approx(0, abs=3), "prefill": pytest.approx(0, abs=3),
+        "decode": pytest.approx(0, abs=3)}
+
+
+def test_overheads_are_fitted_per_harness():
+    truth = DATASHEET_DEFAULTS
+    a100, h100 = plugin.preset("A100-SXM4-80GB"), plugin.preset("H100-SXM")
+    tables = [crossgen.Table("A100", "a", a100, _points(a100, crossgen.params_for(a100, truth, 0.02))),
+              crossgen.Table("H100", "h", h100, _points(h100, crossgen.params_for(h100, truth, 0.02),
+                                                        harness_overhead=6e-6), harness="slow")]
+    fit = crossgen.fit_pooled(tables, iters=120)
+    fast, slow = fit.overheads[crossgen.ENGINE_HARNESS], fit.overheads["slow"]
+    assert slow["kernel_overhead_s"] > fast["kernel_overhead_s"] + 3e-6
+    # the shipped parameters carry the engine harness's overheads, not the slow table's
+    assert fit.params.kernel_overhead_s == fast["kernel_overhead_s"]
+
+
+def test_a_datasheet_gpu_of_no_measured_generation_gets_the_cross_generation_profile():
+    gpu = customize(plugin.preset("GPU"), NEW_GPU)
+    data = shipped_profile(crossgen.PROFILE_FILE)
+    assert gpu.pricing() == {"name": "GPU", "profile": "cross_generation", "how": "datasheet-only"}
+    assert gpu.params.decode_mem_eff == data["params"]["decode_mem_eff"]
+    # its on-chip feed follows its own datasheet, not the A100's ratio
+    assert gpu.params.onchip_bw_ratio == pytest.approx(
+        data["carried"]["onchip_bytes_per_flop"] * 1500e12 / 6000e9)
+    blackwell = customize(plugin.preset("GPU"), {**NEW_GPU, "arch": "blackwell"})
+    assert blackwell.pricing()["profile"] == "cross_generation" and blackwell.arch == "blackwell"
+
+
+def test_a_datasheet_gpu_of_a_measured_generation_gets_that_generations_calibration():
+    # Before: `arch: hopper` on an inline GPU kept the generic GPU's A100 parameters.
+    gpu = customize(plugin.preset("GPU"), {**NEW_HOPPER, "arch": "hopper"})
+    h100 = plugin.preset("H100-SXM")
+    assert gpu.pricing() == {"name": "GPU", "profile": "h100_sxm", "how": "datasheet-only"}
+    assert gpu.params == h100.params
+    assert (gpu.sm_count, gpu.mem_bw) == (78, 4000e9)       # its own figures
+    assert gpu.arch == "hopper"
+
+
+def test_cost_params_still_apply_on_top_of_the_datasheet_profile():
+    gpu = customize(plugin.preset("GPU"), {**NEW_GPU, "cost_params": {"decode_mem_eff": 0.5}})
+    assert gpu.params.decode_mem_eff == 0.5
+    assert gpu.pricing()["profile"] == "cross_generation"
+
+
+def test_a_datasheet_h100_lands_near_the_calibrated_one():
+    """The H100 written with other figures than the catalog's (so not matched) is priced by the
+    cross-generation profile: its decode-step kernels land within 15 % of the calibrated H100."""
+    gpu = customize(plugin.preset("GPU"), {"peak_tflops": {"bf16": 900}, "memory_gbps": 3000,
+                                           "processing_units": 132})
+    h100 = plugin.preset("H100-SXM").customize({"memory_gbps": 3000,
+                                               "peak_tflops": {"bf16": 900}})
+    assert gpu.pricing()["how"] == "datasheet-only"
+    for m in (1, 64, 256):
+        assert gpu.gemm_time(m, 4096, 14336) == pytest.approx(h100.gemm_time(m, 4096, 14336),
+                                                              rel=0.15)
+    kw = dict(batch_size=64, seq_len=2048, num_heads=32, num_kv_heads=8, head_dim=128)
+    assert gpu.attention_time("decode", **kw) == pytest.approx(h100.attention_time("decode", **kw),
+                                                               rel=0.15)
+
+
+def test_the_shipped_profile_says_how_it_was_fitted_and_how_well_it_transfers():
+    data = shipped_profile(crossgen.PROFILE_FILE)
+    assert data["arch"] == "" and set(data["archs"]) == {"ampere", "hopper"}
+    assert "fidelity_kernels.py --fit-cross-generation" in data["command"]
+    loo = data["errors"]["leave_one_gpu_out"]
+    assert set(loo) == {"gemm", "prefill", "decode"}
+    assert set(data["errors"]["by_gpu"]) == {"A100-SXM4-80GB", "A30", "H100-SXM", "H200-SXM"}
+
+
+@pytest.mark.parametrize("carried", [{"onchip_bytes_per_flop": -1}, {"other": 1}, [1],
+                                     {"onchip_bytes_per_flop": True}])
+def test_a_profile_with_bad_carried_figures_is_refused(carried):
+    data = {**shipped_profile(crossgen.PROFILE_FILE), "carried": carried}
+    with pytest.raises(UsageError, match="carried"):
+        check_profile(data)
