@@ -24,3 +24,11 @@ def register_workloads(register):
 
     for cls in WORKLOADS:
         register(cls)
+
+
+@hookimpl
+def register_commands(cli):
+    """``labsim search``: the cheapest serving configuration meeting SLOs at a load."""
+    from labsim_llm.search import search_command
+
+    cli.add_command(search_command)
