@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import re
 from dataclasses import dataclass
 
@@ -242,7 +241,9 @@ def search(data: dict, source: str, base_dir, slos, devices, tps, frameworks,
                               "device": device, "device_name": name, "tp": int(tp), "slos": slos,
                               "precision": precision, "max_replicas": max_replicas,
                               "target_rps": target})
-    results = _map(search_one, tasks, workers, progress)
+    from labsim.parallel import map_processes
+
+    results = map_processes(search_one, tasks, workers, progress)
     for r, task in zip(results, tasks, strict=True):
         price = _price(task["device"], data)
         r["price_per_gpu_hour"] = price
@@ -264,30 +265,6 @@ def search(data: dict, source: str, base_dir, slos, devices, tps, frameworks,
         r["pareto"] = r in front
     return {"target_rps": target, "slos": [str(s) for s in slos],
             "cheapest": meeting[0] if meeting else None, "configurations": results}
-
-
-def _map(fn, tasks, workers: int, progress=None) -> list:
-    """*fn* over *tasks*, in worker processes (fork) when there are several, in order."""
-    workers = workers or max(1, min(len(tasks), (os.cpu_count() or 2) - 1))
-    if workers <= 1 or len(tasks) <= 1:
-        out = []
-        for t in tasks:
-            out.append(fn(t))
-            if progress:
-                progress(1)
-        return out
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(fn, t) for t in tasks]
-        out = []
-        for f in futures:
-            out.append(f.result())
-            if progress:
-                progress(1)
-    return out
 
 
 def _fmt(value, spec: str = ".2f") -> str:

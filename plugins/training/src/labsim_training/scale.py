@@ -101,10 +101,26 @@ def _short(message: str) -> str:
 @click.option("--mode", type=click.Choice(["strong", "weak"]), default="strong", show_default=True,
               help="strong: the same global batch at every size; weak: the batch grows with the GPUs.")
 @click.option("--set", "overrides", multiple=True, help="key=value overrides, as for labsim run.")
-def scale_command(experiment, more_sizes, sizes, mode, overrides):
+@click.option("--search", is_flag=True, help="Search every parallel layout of each framework at each "
+              "size and show the best (labsim_training.layout_search).")
+@click.option("--objective", type=click.Choice(["time", "cost"]), default="time", show_default=True,
+              help="--search: rank layouts by iteration time or by USD per billion tokens.")
+@click.option("--train-tokens", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="--search: tokens to train; each size shows the hours it takes.")
+@click.option("--budget-hours", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="--search with --train-tokens: name the smallest size that trains them in time.")
+@click.option("--top", type=click.IntRange(1, 50), default=1, show_default=True,
+              help="--search: layouts shown per size and framework.")
+@click.option("--workers", type=click.IntRange(0, 1024), default=0,
+              help="--search: layouts run at once (default: CPUs − 1).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False),
+              help="--search: also write every size's best layouts to this JSON file.")
+def scale_command(experiment, more_sizes, sizes, mode, overrides, search, objective, train_tokens,
+                  budget_hours, top, workers, json_out):
     """Scaling study of a training experiment: iteration time, throughput and scaling
-    efficiency per cluster size (TP and PP kept, data parallelism re-derived)."""
-    from labsim.orchestrator import load_experiment
+    efficiency per cluster size (TP and PP kept, data parallelism re-derived); with --search,
+    the fastest or cheapest layout per size and the smallest cluster meeting a time budget."""
+    from labsim.orchestrator import Orchestrator, load_experiment
 
     sizes = sorted(set(sizes) | set(more_sizes))
     if any(n < 1 for n in sizes):
@@ -112,6 +128,32 @@ def scale_command(experiment, more_sizes, sizes, mode, overrides):
     exp = load_experiment(experiment, overrides)
     if (exp.data.get("workload") or {}).get("type") != "training":
         raise UsageError("labsim scale takes a training experiment (workload: {type: training, ...})")
+    if not search and (train_tokens or budget_hours or json_out or top != 1):
+        raise UsageError("--train-tokens, --budget-hours, --top and --json go with --search")
+    if budget_hours is not None and not train_tokens:
+        raise UsageError("--budget-hours needs --train-tokens (how many tokens to train in that time)")
+    if search:
+        from labsim import progress as bars
+
+        from labsim_training.layout_search import print_layouts, search_layouts
+
+        Orchestrator(exp)          # the composed schema: bad input exits 2 before any run
+        bar = bars.bar(None, "layouts", unit="group")
+        try:
+            result = search_layouts(exp, sizes, objective, train_tokens, budget_hours, workers,
+                                    progress=bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
+        click.echo(f"{exp.data.get('name', experiment)}: layout search")
+        print_layouts(result, top)
+        if json_out:
+            from pathlib import Path
+
+            from labsim.default_plugins.sinks import write_json_atomic
+
+            write_json_atomic(Path(json_out), result)
+        return
     rows = study(exp, sizes, mode)
     click.echo(f"{exp.data.get('name', experiment)}: {mode} scaling")
     click.echo(f"{'GPUs':>6}  {'framework':<12} {'layout':<18} {'iter (s)':>10} {'tokens/s':>13} "
