@@ -97,3 +97,42 @@ def test_a_sweep_page_has_curves_and_each_frameworks_capacity(tmp_path):
     _self_contained(page)
     bad = CliRunner().invoke(cli, ["report", str(db), "--slo", "fast"])
     assert bad.exit_code == 2 and "--slo 'fast': allowed" in bad.output
+
+
+def test_a_search_page_draws_the_pareto_front(tmp_path):
+    out = tmp_path / "search.json"
+    result = CliRunner().invoke(cli, ["search", str(ROOT / "examples" / "search_llama8b_chat.yaml"),
+                                      "--slo", "ttft_ms.p99<=1000", "--devices", "H100-SXM,A100-SXM4-80GB",
+                                      "--set", "workload.total_duration=20", "--precision", "0.3",
+                                      "--frameworks", "vllm", "--workers", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    page_result = CliRunner().invoke(cli, ["report", str(out)])
+    assert page_result.exit_code == 0, page_result.output
+    page = (tmp_path / "search.html").read_text()
+    assert "<h2>Cost against latency</h2>" in page and page.count("<svg") == 1
+    assert "Cheapest meeting the SLOs:</b> vllm on" in page and "Pareto front" in page
+    _self_contained(page)
+
+
+def test_a_layout_search_page_shows_the_best_layouts_and_the_budget(tmp_path):
+    out = tmp_path / "layouts.json"
+    result = CliRunner().invoke(cli, ["scale", str(ROOT / "examples" / "training_medium_32gpu.yaml"),
+                                      "--gpus", "16", "32", "--search", "--train-tokens", "3e10",
+                                      "--budget-hours", "24", "--workers", "1", "--json", str(out),
+                                      "--set", 'frameworks_to_test=[{"name": "ddp", "type": "ddp"}]'])
+    assert result.exit_code == 0, result.output
+    page_result = CliRunner().invoke(cli, ["report", str(out), "--out", str(tmp_path / "l.html")])
+    assert page_result.exit_code == 0, page_result.output
+    page = (tmp_path / "l.html").read_text()
+    assert "<h2>Scaling of the best layouts</h2>" in page and "Smallest cluster meeting 24 h:</b> 32 GPUs" in page
+    _self_contained(page)
+
+
+def test_json_that_is_not_a_search_exits_2(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text('{"a": 1}')
+    result = CliRunner().invoke(cli, ["report", str(path)])
+    assert result.exit_code == 2 and "not a search result" in result.output
+    path.write_text("{broken")
+    result = CliRunner().invoke(cli, ["report", str(path)])
+    assert result.exit_code == 2 and "not a search result" in result.output

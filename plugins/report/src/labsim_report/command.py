@@ -21,18 +21,24 @@ def sections():
 @click.command("report")
 @click.argument("path", type=click.Path())
 @click.option("--out", "out", type=click.Path(dir_okay=False),
-              help="The HTML file (default: PATH/report.html, or beside a sweep database).")
+              help="The HTML file (default: PATH/report.html, or beside a sweep database or search JSON).")
 @click.option("--slo", "slo", default=None, metavar="METRIC<=VALUE",
               help="For a sweep: mark each framework's capacity, the highest throughput whose "
                    "headline METRIC meets it (e.g. 'TTFT p99 (ms)<=2000').")
 def report_command(path, out, slo):
     """One self-contained HTML page of a finished run — headline figures, bottleneck, and the plots
-    of its serving, training, cluster and shared-GPU tables — or of a sweep database
-    (throughput-latency curves per framework, capacity under --slo). No network needed to view it."""
+    of its serving, training, cluster and shared-GPU tables — of a sweep database
+    (throughput-latency curves per framework, capacity under --slo), or of a search's --json
+    (the Pareto front; the best training layouts per size). No network needed to view it."""
     from labsim_report.page import build, write_atomic
 
     target_path = Path(path)
-    if target_path.is_file():
+    if target_path.is_file() and target_path.suffix.lower() == ".json":
+        from labsim_report.search_page import build_search
+
+        target = Path(out) if out else target_path.with_suffix(".html")
+        written = write_atomic(target, build_search(target_path))
+    elif target_path.is_file():
         from labsim_report.sweep_page import build_sweep
 
         target = Path(out) if out else target_path.with_suffix(".html")
