@@ -91,44 +91,53 @@ def table_cases(folder: Path, framework: str | None = None, fitted_domain: bool 
     return out
 
 
-def a30_cases():
-    """The same for the held-out A30 (Vidur profiles of Qwen-2-7B, TP 1)."""
+def vidur_a30_rows():
+    """The Vidur A30 profiles as plain rows: ``("gemm", m, n, k, s)``, ``("prefill", batch,
+    chunk, cached prefix, heads, kv heads, head_dim, s)``, ``("decode", batch, context, heads,
+    kv heads, head_dim, s)`` (Qwen-2-7B, TP 1; seconds are the profiles' medians)."""
     root = need("anchors", "vidur_a30_qwen2_7b")
-    out = []
     with open(root / "mlp.csv", newline="") as handle:
         for row in csv.DictReader(handle):
-            tokens = int(row["num_tokens"])
-            hidden, inter = int(row["n_embd"]), int(row["n_expanded_embd"])
+            tokens, hidden = int(row["num_tokens"]), int(row["n_embd"])
             hd = hidden // int(row["n_head"])
             qkv = (int(row["n_head"]) + 2 * int(row["n_kv_head"])) * hd
             gated = 2 if row["use_gated_mlp"] == "True" else 1
+            inter = int(row["n_expanded_embd"])
             for op, n, k in (("attn_pre_proj", qkv, hidden), ("attn_post_proj", hidden, hidden),
-                             ("mlp_up_proj", gated * inter, hidden),
-                             ("mlp_down_proj", hidden, inter)):
+                             ("mlp_up_proj", gated * inter, hidden), ("mlp_down_proj", hidden, inter)):
                 ms = row.get(f"time_stats.{op}.median")
                 if ms:
-                    fams = ["GEMM all m"] + (["GEMM m>=256"] if tokens >= 256 else [])
-                    for fam in fams:
-                        out.append((fam, lambda d, s=(tokens, n, k): d.gemm_time(*s, "bf16"),
-                                    float(ms) * 1e-3))
+                    yield ("gemm", tokens, n, k, float(ms) * 1e-3)
     with open(root / "attention.csv", newline="") as handle:
         for row in csv.DictReader(handle):
             heads, kvh = int(row["n_q_head"]), int(row["n_kv_head"])
             hd = int(row["n_embd"]) // heads
             bs, ctx = int(row["batch_size"]), int(row["kv_cache_size"])
             if row["is_prefill"] == "True":
-                chunk = int(row["prefill_chunk_size"])
-                ms = float(row["time_stats.attn_prefill.median"])
-                out.append(("prefill attention", lambda d, s=(bs, chunk, ctx, heads, kvh, hd):
-                            d.attention_time("prefill", batch_size=s[0], seq_len=s[1],
-                                             prefix_len=s[2], num_heads=s[3], num_kv_heads=s[4],
-                                             head_dim=s[5]), ms * 1e-3))
+                yield ("prefill", bs, int(row["prefill_chunk_size"]), ctx, heads, kvh, hd,
+                       float(row["time_stats.attn_prefill.median"]) * 1e-3)
             else:
-                ms = float(row["time_stats.attn_decode.median"])
-                out.append(("decode attention", lambda d, s=(bs, ctx, heads, kvh, hd):
-                            d.attention_time("decode", batch_size=s[0], seq_len=s[1] + 1,
-                                             num_heads=s[2], num_kv_heads=s[3], head_dim=s[4]),
-                            ms * 1e-3))
+                yield ("decode", bs, ctx + 1, heads, kvh, hd,
+                       float(row["time_stats.attn_decode.median"]) * 1e-3)
+
+
+def a30_cases():
+    """The same for the held-out A30 (Vidur profiles of Qwen-2-7B, TP 1)."""
+    out = []
+    for row in vidur_a30_rows():
+        kind, *shape, seconds = row
+        if kind == "gemm":
+            tokens, n, k = shape
+            for fam in ["GEMM all m"] + (["GEMM m>=256"] if tokens >= 256 else []):
+                out.append((fam, lambda d, s=(tokens, n, k): d.gemm_time(*s, "bf16"), seconds))
+        elif kind == "prefill":
+            out.append(("prefill attention", lambda d, s=tuple(shape): d.attention_time(
+                "prefill", batch_size=s[0], seq_len=s[1], prefix_len=s[2], num_heads=s[3],
+                num_kv_heads=s[4], head_dim=s[5]), seconds))
+        else:
+            out.append(("decode attention", lambda d, s=tuple(shape): d.attention_time(
+                "decode", batch_size=s[0], seq_len=s[1], num_heads=s[2], num_kv_heads=s[3],
+                head_dim=s[4]), seconds))
     return out
 
 
@@ -189,33 +198,15 @@ def torch_points(folder: str, label: str) -> tuple:
 def a30_points() -> tuple:
     """The Vidur A30 rows as calibration points (prefill rows with a cached prefix left out:
     the points carry no prefix)."""
-    root = need("anchors", "vidur_a30_qwen2_7b")
     points = []
-    with open(root / "mlp.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            tokens, hidden = int(row["num_tokens"]), int(row["n_embd"])
-            hd = hidden // int(row["n_head"])
-            qkv = (int(row["n_head"]) + 2 * int(row["n_kv_head"])) * hd
-            gated = 2 if row["use_gated_mlp"] == "True" else 1
-            inter = int(row["n_expanded_embd"])
-            for op, n, k in (("attn_pre_proj", qkv, hidden), ("attn_post_proj", hidden, hidden),
-                             ("mlp_up_proj", gated * inter, hidden), ("mlp_down_proj", hidden, inter)):
-                ms = row.get(f"time_stats.{op}.median")
-                if ms:
-                    points.append(Point("gemm", (tokens, n, k, "bf16"), float(ms) * 1e-3, "vidur"))
-    with open(root / "attention.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            heads, kvh = int(row["n_q_head"]), int(row["n_kv_head"])
-            hd = int(row["n_embd"]) // heads
-            bs, ctx = int(row["batch_size"]), int(row["kv_cache_size"])
-            if row["is_prefill"] == "True":
-                if ctx == 0:
-                    points.append(Point("prefill", (bs, int(row["prefill_chunk_size"]), heads, kvh,
-                                                    hd, "bf16"),
-                                        float(row["time_stats.attn_prefill.median"]) * 1e-3, "vidur"))
-            else:
-                points.append(Point("decode", (bs, ctx + 1, heads, kvh, hd, "bf16"),
-                                    float(row["time_stats.attn_decode.median"]) * 1e-3, "vidur"))
+    for kind, *shape, seconds in vidur_a30_rows():
+        if kind == "gemm":
+            points.append(Point("gemm", (*shape, "bf16"), seconds, "vidur"))
+        elif kind == "prefill" and shape[2] == 0:
+            bs, chunk, _, heads, kvh, hd = shape
+            points.append(Point("prefill", (bs, chunk, heads, kvh, hd, "bf16"), seconds, "vidur"))
+        elif kind == "decode":
+            points.append(Point("decode", (*shape, "bf16"), seconds, "vidur"))
     return tuple(points)
 
 
