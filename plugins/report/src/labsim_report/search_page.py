@@ -47,7 +47,7 @@ def serving(result: dict, name: str) -> str:
     best = result.get("cheapest")
     parts.append("<p><b>Cheapest meeting the SLOs:</b> "
                  + (esc(f"{best['framework']} on {best['replicas']} × {best['tp']} {best['device']} "
-                        f"({best['gpus']} GPUs, ${best['cost_per_hour']:.2f}/hour)") if best
+                        f"({best['gpus']} GPU{'s' if best['gpus'] > 1 else ''}, ${best['cost_per_hour']:.2f}/hour)") if best
                     else "none") + "</p>")
     ok = [r for r in result["configurations"] if "replicas" in r]
     if ok:
