@@ -136,3 +136,43 @@ def test_json_that_is_not_a_search_exits_2(tmp_path):
     path.write_text("{broken")
     result = CliRunner().invoke(cli, ["report", str(path)])
     assert result.exit_code == 2 and "not a search result" in result.output
+
+
+def test_a_serving_report_says_what_priced_the_gpu_and_draws_kv_and_preemptions(tmp_path):
+    # Before: the pricing line read a key the summary does not have and printed "()".
+    folder = _run(tmp_path, "quickstart.yaml", "workload.total_duration=20",
+                  "workload.client_profiles.0.request_rate=40",
+                  "frameworks_to_test.0.config.record_steps=true",
+                  "frameworks_to_test.0.config.gpu_memory_utilization=0.3",
+                  "frameworks_to_test.0.config.max_model_len=16384")
+    page = _report(folder)
+    assert "device (H100-SXM) priced by profile <code>h100_sxm</code> (catalog)" in page
+    assert "()" not in page
+    assert "KV cache in use" in page and "preemptions (cumulative)" in page
+
+
+def test_a_scaling_study_page_draws_throughput_and_efficiency(tmp_path):
+    out = tmp_path / "scale.json"
+    result = CliRunner().invoke(cli, ["scale", str(ROOT / "examples" / "training_medium_32gpu.yaml"),
+                                      "--gpus", "8", "32", "128", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    page_result = CliRunner().invoke(cli, ["report", str(out)])
+    assert page_result.exit_code == 0, page_result.output
+    page = (tmp_path / "scale.html").read_text()
+    assert "<h2>Throughput and efficiency</h2>" in page and page.count("<svg") == 1
+    assert "does not split" in page      # a size a framework cannot use says why
+    _self_contained(page)
+
+
+def test_a_sharing_comparison_page_draws_each_mode_against_alone(tmp_path):
+    out = tmp_path / "modes.json"
+    result = CliRunner().invoke(cli, ["sharing", str(ROOT / "examples" / "sharing_two_chat_servers.yaml"),
+                                      "--modes", "time_slicing,mig", "--set", "workload.total_duration=10",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    page_result = CliRunner().invoke(cli, ["report", str(out)])
+    assert page_result.exit_code == 0, page_result.output
+    page = (tmp_path / "modes.html").read_text()
+    assert "<h2>Each mode against alone</h2>" in page and page.count("<svg") == 1
+    assert "<h2>chat-a</h2>" in page and "time_slicing" in page
+    _self_contained(page)

@@ -1,5 +1,5 @@
-"""Reports as a person sees them: each kind of page opened in headless Chromium with the network
-off, no console message, and a screenshot with plots drawn on it (not a blank page).
+"""Reports as a person sees them: each kind of page (runs, sweeps' siblings: searches, scaling
+studies, sharing-mode comparisons) opened in headless Chromium with the network off, no console message, and a screenshot with plots drawn on it (not a blank page).
 
 Needs Debian's ``chromium`` (``apt-get install chromium``); ``.ci/run`` installs it and sets
 ``LABSIM_REQUIRE_BROWSER=1`` so that CI fails rather than skips without it.
@@ -82,6 +82,17 @@ def test_a_search_report_shows_its_plots_offline(tmp_path):
     _cli("report", out)
     image, console = screenshot(tmp_path / "search.html", tmp_path)
     assert console == [] and drawn_pixels(image) > 3000
+
+
+def test_study_and_comparison_reports_show_their_plots_offline(tmp_path):
+    _cli("scale", ROOT / "examples" / "training_medium_32gpu.yaml", "--gpus", "8", "32", "--json",
+         tmp_path / "scale.json")
+    _cli("sharing", ROOT / "examples" / "sharing_two_chat_servers.yaml", "--modes", "mps,mig",
+         "--set", "workload.total_duration=10", "--json", tmp_path / "modes.json")
+    for name in ("scale", "modes"):
+        _cli("report", tmp_path / f"{name}.json")
+        image, console = screenshot(tmp_path / f"{name}.html", tmp_path)
+        assert console == [] and drawn_pixels(image) > 3000, name
 
 
 def test_the_checks_catch_a_blank_page_and_a_console_error(tmp_path):

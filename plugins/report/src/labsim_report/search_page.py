@@ -1,5 +1,6 @@
-"""The report of a search: ``labsim search --json`` (serving) or ``labsim scale --search --json``
-(training layouts).
+"""The report of a search: ``labsim search --json`` (serving), ``labsim scale --search --json``
+(training layouts), ``labsim scale --json`` (a scaling study) or ``labsim sharing --json`` (the
+sharing modes compared).
 
 Serving: every configuration's figures, the cost–latency plane with the Pareto front drawn
 through it, and each configuration's capacity and cost per million output tokens. Training:
@@ -125,6 +126,90 @@ def training(result: dict, name: str) -> str:
     return _page(f"layout search: {name}", parts)
 
 
+def scaling(result: dict, name: str) -> str:
+    """A plain scaling study (``labsim scale --json``): throughput and efficiency per size."""
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    by_fw: dict = {}
+    for r in rows:
+        if "error" not in r:
+            by_fw.setdefault(r["framework"], []).append(r)
+    parts = [f"<h1>Scaling study {esc(result.get('name') or name)}</h1>",
+             f"<p>{esc(result['mode'])} scaling; efficiency is throughput per GPU against the first "
+             "size each framework ran at.</p>"]
+    if by_fw:
+        fig, axes = plt.subplots(1, 2, figsize=(13, 3.6))
+        for fw, pts in by_fw.items():
+            pts.sort(key=lambda r: r["gpus"])
+            axes[0].plot([r["gpus"] for r in pts], [r["tokens_per_s"] for r in pts], marker="o", label=fw)
+            axes[1].plot([r["gpus"] for r in pts], [r["scaling_efficiency"] for r in pts], marker="o", label=fw)
+        axes[0].set_ylabel("tokens/s")
+        axes[1].set_ylabel("scaling efficiency")
+        axes[1].set_ylim(0, 1.1)
+        for ax in axes:
+            ax.set_xlabel("GPUs")
+            ax.set_xscale("log", base=2)
+            ax.grid(alpha=.3)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        parts.append("<h2>Throughput and efficiency</h2>" + Run.figure(fig))
+    parts.append("<h2>Sizes</h2>" + html_table(
+        ["GPUs", "framework", "layout", "iteration s", "tokens/s", "MFU", "efficiency", "why not"],
+        [[r["gpus"], r["framework"], r.get("layout", ""), _num(r.get("iteration_time_s")),
+          _num(r.get("tokens_per_s")), _num(r.get("mfu"), ".3f"),
+          _num(r.get("scaling_efficiency"), ".1%"), r.get("error", "")] for r in rows]))
+    return _page(f"scaling study: {name}", parts)
+
+
+def sharing_modes(result: dict, name: str) -> str:
+    """``labsim sharing --json``: each tenant's headline metrics per mode against alone."""
+    import matplotlib.pyplot as plt
+
+    modes = result["modes"]
+    tenants = result["tenants"]
+    parts = [f"<h1>Sharing modes {esc(name)}</h1>",
+             f"<p>Each tenant alone on its GPU, then all together under {esc(', '.join(modes))}, on "
+             "the identical arrivals.</p>"]
+    metrics = [m for m in ("TTFT p99 (ms)", "TPOT p99 (ms)", "output tokens/s", "iteration time (s)",
+                           "tokens/s", "cell latency p95 (ms)")
+               if any(m in t.get("metrics", {}) for t in tenants.values())][:3]
+    if metrics:
+        fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(13, 3.6), squeeze=False)
+        axes = axes[0]
+        width = 0.8 / max(1, len(tenants))
+        for ax, metric in zip(axes, metrics):
+            for i, (tenant, t) in enumerate(tenants.items()):
+                row = t.get("metrics", {}).get(metric) or {}
+                base = row.get("alone")
+                ratios = [(row.get(m) / base) if isinstance(row.get(m), (int, float)) and base else 0.0
+                          for m in modes]
+                ax.bar([j + i * width for j in range(len(modes))], ratios, width, label=tenant)
+            ax.axhline(1.0, color="k", lw=0.8)
+            ax.set_xticks([j + width * (len(tenants) - 1) / 2 for j in range(len(modes))], modes)
+            ax.set_ylabel(f"{metric} / alone")
+            ax.grid(axis="y", alpha=.3)
+        ax = axes[-1]
+        for i, (tenant, t) in enumerate(tenants.items()):
+            gpu = t.get("gpu") or {}
+            ax.bar([j + i * width for j in range(len(modes))],
+                   [(gpu.get(m) or {}).get("slowdown") or 0.0 for m in modes], width, label=tenant)
+        ax.set_xticks([j + width * (len(tenants) - 1) / 2 for j in range(len(modes))], modes)
+        ax.set_ylabel("GPU work slowdown")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        parts.append("<h2>Each mode against alone</h2>" + Run.figure(fig))
+    for tenant, t in tenants.items():
+        rows = [[metric, *[_num(v.get(k)) if isinstance(v.get(k), (int, float)) else (v.get(k) or "")
+                           for k in ("alone", *modes)]] for metric, v in (t.get("metrics") or {}).items()]
+        failures = [f"{m}: {(t.get('gpu') or {}).get(m, {}).get('failure')}" for m in modes
+                    if ((t.get("gpu") or {}).get(m) or {}).get("failure")]
+        parts.append(f"<h2>{esc(tenant)}</h2>" + html_table(["metric", "alone", *modes], rows)
+                     + ("<p class=\"note\">failures: " + esc("; ".join(failures)) + "</p>" if failures else ""))
+    return _page(f"sharing modes: {name}", parts)
+
+
 def build_search(path: Path) -> str:
     """The HTML page of the search result *path* (JSON written with ``--json``)."""
     import matplotlib
@@ -139,8 +224,12 @@ def build_search(path: Path) -> str:
         return serving(result, path.name)
     if isinstance(result, dict) and "sizes" in result and "objective" in result:
         return training(result, path.name)
+    if isinstance(result, dict) and result.get("study") == "scaling" and "rows" in result:
+        return scaling(result, path.name)
+    if isinstance(result, dict) and "modes" in result and "tenants" in result and "slo" not in result:
+        return sharing_modes(result, path.name)
     raise UsageError(f"PATH: {path} is JSON but not a search result; allowed: the --json of "
-                     "`labsim search` or of `labsim scale --search`")
+                     "`labsim search`, `labsim scale [--search]` or `labsim sharing`")
 
 
 __all__ = ["build_search"]

@@ -54,8 +54,8 @@ def overview(run):
         body += "<p class=\"note\">plugins: " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in sorted(plugins.items())) + "</p>"
     pricing = (s.get("hardware") or {}).get("pricing") or {}
     for label, info in pricing.items():
-        body += (f"<p class=\"note\">{esc(label)} priced by profile <code>{esc(info.get('profile', '?'))}</code>"
-                 f" ({esc(info.get('source', ''))})</p>")
+        body += (f"<p class=\"note\">{esc(label)} ({esc(info.get('name', ''))}) priced by profile "
+                 f"<code>{esc(info.get('profile') or 'none')}</code> ({esc(info.get('how', ''))})</p>")
     yield "Run", body
     headers, rows = headline_rows(s, get_registry())
     if rows:
@@ -110,7 +110,39 @@ def serving(run):
                     break
         _axes(ax, "time (s)", "requests per step")
         body += run.figure(fig)
+        body += _kv_and_preemptions(run, steps, rows)
     yield "Serving: latency", body
+
+
+def _kv_and_preemptions(run, steps, requests) -> str:
+    """KV-cache use and the waiting queue over time (from steps.csv), and preemptions as they
+    happen to finished requests (from requests.csv)."""
+    if not steps or "kv_blocks_used" not in steps[0]:
+        return ""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.0))
+    frameworks = (run.summary.get("frameworks") or {})
+    for fw in sorted({r.get("framework", "") for r in steps}):
+        keep = lambda r, fw=fw: r.get("framework") == fw  # noqa: E731
+        t = run.column("steps", "start_s", keep)
+        used = run.column("steps", "kv_blocks_used", keep)
+        capacity = ((frameworks.get(fw) or {}).get("kv_cache") or {}).get("capacity_blocks_per_replica")
+        if t.size and used.size == t.size:
+            share = used / capacity if capacity else used
+            axes[0].plot(*_binned(t, share, np.max), label=fw)
+        waiting = run.column("steps", "waiting", keep)
+        if waiting.size == t.size and t.size:
+            axes[1].plot(*_binned(t, waiting, np.max), label=f"{fw} waiting")
+        ended = lambda r, fw=fw: (r.get("framework") == fw and r.get("finish_s") not in ("", None)  # noqa: E731
+                                  and r.get("preemptions") not in ("", None))
+        pre = run.column("requests", "preemptions", ended)
+        done = run.column("requests", "finish_s", ended)
+        if pre.size and pre.size == done.size and pre.sum() > 0:
+            order = np.argsort(done)
+            axes[1].step(done[order], np.cumsum(pre[order]), where="post", label=f"{fw} preemptions (cumulative)")
+    _axes(axes[0], "time (s)", "KV cache in use (share of blocks, step max)")
+    _axes(axes[1], "time (s)", "requests")
+    return run.figure(fig)
 
 
 def training(run):

@@ -114,7 +114,8 @@ def _short(message: str) -> str:
 @click.option("--workers", type=click.IntRange(0, 1024), default=0,
               help="--search: layouts run at once (default: CPUs − 1).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
-              help="--search: also write every size's best layouts to this JSON file.")
+              help="Also write the study (with --search: every size's best layouts) to this JSON "
+                   "file; `labsim report FILE.json` draws it.")
 def scale_command(experiment, more_sizes, sizes, mode, overrides, search, objective, train_tokens,
                   budget_hours, top, workers, json_out):
     """Scaling study of a training experiment: iteration time, throughput and scaling
@@ -128,8 +129,8 @@ def scale_command(experiment, more_sizes, sizes, mode, overrides, search, object
     exp = load_experiment(experiment, overrides)
     if (exp.data.get("workload") or {}).get("type") != "training":
         raise UsageError("labsim scale takes a training experiment (workload: {type: training, ...})")
-    if not search and (train_tokens or budget_hours or json_out or top != 1):
-        raise UsageError("--train-tokens, --budget-hours, --top and --json go with --search")
+    if not search and (train_tokens or budget_hours or top != 1):
+        raise UsageError("--train-tokens, --budget-hours and --top go with --search")
     if budget_hours is not None and not train_tokens:
         raise UsageError("--budget-hours needs --train-tokens (how many tokens to train in that time)")
     if search:
@@ -164,3 +165,10 @@ def scale_command(experiment, more_sizes, sizes, mode, overrides, search, object
         else:
             click.echo(f"{r['gpus']:>6}  {r['framework']:<12} {r['layout']:<18} {r['iteration_time_s']:>10.4g} "
                        f"{r['tokens_per_s']:>13,.0f} {r['mfu']:>6.3f} {r['scaling_efficiency']:>10.1%}")
+    if json_out:
+        from pathlib import Path
+
+        from labsim.default_plugins.sinks import write_json_atomic
+
+        write_json_atomic(Path(json_out), {"study": "scaling", "name": exp.data.get("name", experiment),
+                                           "mode": mode, "rows": rows})
