@@ -99,33 +99,32 @@ def test_a_sweep_page_has_curves_and_each_frameworks_capacity(tmp_path):
     assert bad.exit_code == 2 and "--slo 'fast': allowed" in bad.output
 
 
-def test_a_search_page_draws_the_pareto_front(tmp_path):
-    out = tmp_path / "search.json"
-    result = CliRunner().invoke(cli, ["search", str(ROOT / "examples" / "search_llama8b_chat.yaml"),
-                                      "--slo", "ttft_ms.p99<=1000", "--devices", "H100-SXM,A100-SXM4-80GB",
-                                      "--set", "workload.total_duration=20", "--precision", "0.3",
-                                      "--frameworks", "vllm", "--workers", "1", "--json", str(out)])
+def _json_page(tmp_path, name, *command):
+    """Run a labsim *command* that writes ``NAME.json``, then ``labsim report`` it: the page."""
+    out = tmp_path / f"{name}.json"
+    result = CliRunner().invoke(cli, [str(c) for c in command] + ["--json", str(out)])
     assert result.exit_code == 0, result.output
     page_result = CliRunner().invoke(cli, ["report", str(out)])
     assert page_result.exit_code == 0, page_result.output
-    page = (tmp_path / "search.html").read_text()
+    page = (tmp_path / f"{name}.html").read_text()
+    _self_contained(page)
+    return page
+
+
+def test_a_search_page_draws_the_pareto_front(tmp_path):
+    page = _json_page(tmp_path, "search", "search", ROOT / "examples" / "search_llama8b_chat.yaml",
+                      "--slo", "ttft_ms.p99<=1000", "--devices", "H100-SXM,A100-SXM4-80GB",
+                      "--set", "workload.total_duration=20", "--precision", "0.3",
+                      "--frameworks", "vllm", "--workers", "1")
     assert "<h2>Cost against latency</h2>" in page and page.count("<svg") == 1
     assert "Cheapest meeting the SLOs:</b> vllm on" in page and "Pareto front" in page
-    _self_contained(page)
 
 
 def test_a_layout_search_page_shows_the_best_layouts_and_the_budget(tmp_path):
-    out = tmp_path / "layouts.json"
-    result = CliRunner().invoke(cli, ["scale", str(ROOT / "examples" / "training_medium_32gpu.yaml"),
-                                      "--gpus", "16", "32", "--search", "--train-tokens", "3e10",
-                                      "--budget-hours", "24", "--workers", "1", "--json", str(out),
-                                      "--set", 'frameworks_to_test=[{"name": "ddp", "type": "ddp"}]'])
-    assert result.exit_code == 0, result.output
-    page_result = CliRunner().invoke(cli, ["report", str(out), "--out", str(tmp_path / "l.html")])
-    assert page_result.exit_code == 0, page_result.output
-    page = (tmp_path / "l.html").read_text()
+    page = _json_page(tmp_path, "layouts", "scale", ROOT / "examples" / "training_medium_32gpu.yaml",
+                      "--gpus", "16", "32", "--search", "--train-tokens", "3e10", "--budget-hours", "24",
+                      "--workers", "1", "--set", 'frameworks_to_test=[{"name": "ddp", "type": "ddp"}]')
     assert "<h2>Scaling of the best layouts</h2>" in page and "Smallest cluster meeting 24 h:</b> 32 GPUs" in page
-    _self_contained(page)
 
 
 def test_json_that_is_not_a_search_exits_2(tmp_path):
@@ -152,27 +151,14 @@ def test_a_serving_report_says_what_priced_the_gpu_and_draws_kv_and_preemptions(
 
 
 def test_a_scaling_study_page_draws_throughput_and_efficiency(tmp_path):
-    out = tmp_path / "scale.json"
-    result = CliRunner().invoke(cli, ["scale", str(ROOT / "examples" / "training_medium_32gpu.yaml"),
-                                      "--gpus", "8", "32", "128", "--json", str(out)])
-    assert result.exit_code == 0, result.output
-    page_result = CliRunner().invoke(cli, ["report", str(out)])
-    assert page_result.exit_code == 0, page_result.output
-    page = (tmp_path / "scale.html").read_text()
+    page = _json_page(tmp_path, "scale", "scale", ROOT / "examples" / "training_medium_32gpu.yaml",
+                      "--gpus", "8", "32", "128")
     assert "<h2>Throughput and efficiency</h2>" in page and page.count("<svg") == 1
     assert "does not split" in page      # a size a framework cannot use says why
-    _self_contained(page)
 
 
 def test_a_sharing_comparison_page_draws_each_mode_against_alone(tmp_path):
-    out = tmp_path / "modes.json"
-    result = CliRunner().invoke(cli, ["sharing", str(ROOT / "examples" / "sharing_two_chat_servers.yaml"),
-                                      "--modes", "time_slicing,mig", "--set", "workload.total_duration=10",
-                                      "--json", str(out)])
-    assert result.exit_code == 0, result.output
-    page_result = CliRunner().invoke(cli, ["report", str(out)])
-    assert page_result.exit_code == 0, page_result.output
-    page = (tmp_path / "modes.html").read_text()
+    page = _json_page(tmp_path, "modes", "sharing", ROOT / "examples" / "sharing_two_chat_servers.yaml",
+                      "--modes", "time_slicing,mig", "--set", "workload.total_duration=10")
     assert "<h2>Each mode against alone</h2>" in page and page.count("<svg") == 1
     assert "<h2>chat-a</h2>" in page and "time_slicing" in page
-    _self_contained(page)

@@ -32,6 +32,16 @@ def _label(r: dict) -> str:
     return f"{r['framework']} {r['device']} TP{r['tp']}"
 
 
+def _gpu_axes(fig, axes) -> None:
+    """GPU counts on a log₂ axis, grid and legend on each of *axes*."""
+    for ax in axes:
+        ax.set_xlabel("GPUs")
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+
+
 def serving(result: dict, name: str) -> str:
     import matplotlib.pyplot as plt
 
@@ -113,12 +123,7 @@ def training(result: dict, name: str) -> str:
         axes[1].set_ylabel("hours to train")
         if result.get("budget_hours") is not None:
             axes[1].axhline(result["budget_hours"], ls="--", color="k", lw=1, label="budget")
-        for ax in axes:
-            ax.set_xlabel("GPUs")
-            ax.set_xscale("log", base=2)
-            ax.grid(alpha=.3)
-            ax.legend(fontsize=8)
-        fig.tight_layout()
+        _gpu_axes(fig, axes)
         parts.append("<h2>Scaling of the best layouts</h2>" + Run.figure(fig))
     parts.append("<h2>Best layouts</h2>" + html_table(
         ["GPUs", "framework", "layout", "iteration s", "tokens/s", "MFU", "hours to train", "ran/tried"],
@@ -147,12 +152,7 @@ def scaling(result: dict, name: str) -> str:
         axes[0].set_ylabel("tokens/s")
         axes[1].set_ylabel("scaling efficiency")
         axes[1].set_ylim(0, 1.1)
-        for ax in axes:
-            ax.set_xlabel("GPUs")
-            ax.set_xscale("log", base=2)
-            ax.grid(alpha=.3)
-            ax.legend(fontsize=8)
-        fig.tight_layout()
+        _gpu_axes(fig, axes)
         parts.append("<h2>Throughput and efficiency</h2>" + Run.figure(fig))
     parts.append("<h2>Sizes</h2>" + html_table(
         ["GPUs", "framework", "layout", "iteration s", "tokens/s", "MFU", "efficiency", "why not"],
