@@ -87,7 +87,7 @@ def apply(cfg: dict, edits: dict) -> dict:
 
 
 #: summary parts that echo the settings rather than measure the run
-ECHO = ("labsim_version", "experiment", "plugins", "metrics_config")
+ECHO = ("labsim_version", "experiment", "plugins", "metrics_config", "resolved_experiment")
 
 
 def measured(result) -> str:

@@ -288,6 +288,9 @@ class Orchestrator:
                 **plugin_metric_settings(data["metrics_config"]),
             },
             "frameworks": {},
+            # the experiment as run (overrides applied, defaults filled, the seed it ran with):
+            # rerunning it reproduces this summary byte for byte
+            "resolved_experiment": _plain(data),
         }
         accounting = frameworks[0].context.accounting if frameworks else None
         for fw in frameworks:
@@ -418,3 +421,10 @@ def run(
 
 
 __all__ = ["Orchestrator", "Result", "run", "load_experiment", "UsageError"]
+
+
+def _plain(data):
+    """*data* as JSON-ready plain values (a deep copy: the run may not alter the summary's)."""
+    import json
+
+    return json.loads(json.dumps(data, default=str))

@@ -27,7 +27,8 @@ body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2e
 color:#222;padding:0 1em}h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th:first-child,td:first-child{text-align:left}.note{color:#555}.plot svg{max-width:100%;height:auto}
-code{background:#f4f4f4;padding:0 .2em}
+code{background:#f4f4f4;padding:0 .2em}details pre{background:#f8f8f8;padding:.6em;overflow:auto;
+max-height:30em;font-size:12px}summary{cursor:pointer;color:#555}
 """
 
 

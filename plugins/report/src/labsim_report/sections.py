@@ -56,6 +56,13 @@ def overview(run):
     for label, info in pricing.items():
         body += (f"<p class=\"note\">{esc(label)} ({esc(info.get('name', ''))}) priced by profile "
                  f"<code>{esc(info.get('profile') or 'none')}</code> ({esc(info.get('how', ''))})</p>")
+    resolved = s.get("resolved_experiment")
+    if resolved:
+        import json
+
+        body += ("<details><summary>the experiment as run (overrides applied, defaults filled in; "
+                 "<code>labsim run</code> of it reproduces this run)</summary><pre>"
+                 + esc(json.dumps(resolved, indent=2, sort_keys=True)) + "</pre></details>")
     yield "Run", body
     headers, rows = headline_rows(s, get_registry())
     if rows:
