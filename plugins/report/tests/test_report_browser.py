@@ -62,16 +62,29 @@ def _run_report(tmp_path, example, *sets):
     return out / "report.html"
 
 
+#: settings that keep an example's run short here (its page draws the same kinds of plot)
+SHORTER = {"cluster_gavel_philly.yaml": (
+    'frameworks_to_test=[{"name": "fifo", "type": "cluster", "config": {"scheduler": {"type": "fifo"}}},'
+    ' {"name": "tiresias", "type": "cluster", "config": {"scheduler": {"type": "tiresias"}}}]',)}
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")))
+def test_every_example_report_shows_its_plots_offline(tmp_path, example):
+    image, console = screenshot(_run_report(tmp_path, example, *SHORTER.get(example, ())), tmp_path)
+    assert console == []
+    assert drawn_pixels(image) > 1000, "the page shows no drawn plot"
+
+
 @pytest.mark.parametrize("example, sets", [
     ("quickstart.yaml", ("workload.total_duration=10", "frameworks_to_test.0.config.record_steps=true")),
     ("training_small_4gpu.yaml", ("frameworks_to_test.0.config.record_timeline=true",)),
     ("cluster_tiresias_60jobs.yaml", ("workload.time_scale=0.01", "frameworks_to_test.0.config.record_usage=true")),
     ("sharing_two_chat_servers.yaml", ("workload.total_duration=10", "hardware_profile.sharing.record_timeline=true")),
 ])
-def test_a_run_report_shows_its_plots_offline(tmp_path, example, sets):
+def test_a_run_report_with_every_table_recorded_shows_its_plots_offline(tmp_path, example, sets):
     image, console = screenshot(_run_report(tmp_path, example, *sets), tmp_path)
     assert console == []
-    assert drawn_pixels(image) > 3000, "the page shows no drawn plot"
+    assert drawn_pixels(image) > 1000, "the page shows no drawn plot"
 
 
 def test_a_search_report_shows_its_plots_offline(tmp_path):
@@ -81,7 +94,7 @@ def test_a_search_report_shows_its_plots_offline(tmp_path):
          "--set", "workload.total_duration=20", "--workers", "1", "--json", out)
     _cli("report", out)
     image, console = screenshot(tmp_path / "search.html", tmp_path)
-    assert console == [] and drawn_pixels(image) > 3000
+    assert console == [] and drawn_pixels(image) > 1000
 
 
 def test_study_and_comparison_reports_show_their_plots_offline(tmp_path):
@@ -92,7 +105,7 @@ def test_study_and_comparison_reports_show_their_plots_offline(tmp_path):
     for name in ("scale", "modes"):
         _cli("report", tmp_path / f"{name}.json")
         image, console = screenshot(tmp_path / f"{name}.html", tmp_path)
-        assert console == [] and drawn_pixels(image) > 3000, name
+        assert console == [] and drawn_pixels(image) > 1000, name
 
 
 def test_the_checks_catch_a_blank_page_and_a_console_error(tmp_path):
