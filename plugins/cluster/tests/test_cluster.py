@@ -237,3 +237,50 @@ def test_the_usage_table_follows_every_decision(tmp_path):
     assert max(int(r["jobs_waiting"]) for r in usage) > 0
     times = [float(r["time_s"]) for r in usage]
     assert times == sorted(times)
+
+
+# -- attempts -------------------------------------------------------------------------------------
+
+def test_attempts_account_for_every_run_of_every_job(tmp_path):
+    """One attempts row per time a job ran: preemptions, interruptions and the completing run; the
+    work of a completed job's attempts adds up to its duration, and the interruptions' losses to
+    the summary's GPU-hours lost."""
+    rows = [(0, 0, 20000, 16, "a")] + [(i, 10 + 50 * i, 600 + 100 * i, 4, "b") for i in range(1, 12)]
+    trace = write(tmp_path, rows)
+    result = labsim.run(experiment(trace, ("fifo", "srtf", "tiresias"), preemption_overhead_s=30,
+                                   failures={"interruptions_per_gpu_hour": 0.05, "checkpoint_interval_s": 600,
+                                             "max_retries": 5}))
+    attempts = result.table("attempts")
+    outcomes = {a["outcome"] for a in attempts}
+    assert {"completed", "preempted", "interrupted"} <= outcomes
+    for policy, summary in result.summary["frameworks"].items():
+        mine = [a for a in attempts if a["policy"] == policy]
+        lost = sum(float(a["lost_gpu_s"]) for a in mine) / 3600
+        assert lost == pytest.approx(summary["gpu_hours_lost_to_failures"], abs=1e-9)
+        for job in jobs_table(result, policy):
+            runs = sorted((a for a in mine if a["job_id"] == job["job_id"]), key=lambda a: int(a["attempt"]))
+            assert [int(a["attempt"]) for a in runs] == list(range(1, len(runs) + 1))
+            completed = job["status"] == "completed"
+            assert len(runs) == int(job["preemptions"]) + int(job["failures"]) + completed
+            for a, b in zip(runs, runs[1:]):
+                assert float(a["end_s"]) <= float(b["start_s"])
+            if completed:
+                assert runs[-1]["outcome"] == "completed"
+                assert float(runs[-1]["end_s"]) == pytest.approx(float(job["end_s"]))
+                # the work done, less what interruptions lost, is the job's duration
+                kept = sum(float(a["work_s"]) for a in runs) - sum(float(a["lost_gpu_s"]) for a in runs) / int(job["gpus"])
+                assert kept == pytest.approx(float(job["duration_s"]), rel=1e-9, abs=1e-6)
+
+
+def test_labsim_jobs_lists_attempts(tmp_path):
+    trace = write(tmp_path, [(0, 0, 10000, 16, "a")] + [(i, 10 + i, 60, 4, "b") for i in range(1, 5)])
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps(experiment(trace, ("srtf",))))
+    out = tmp_path / "out"
+    assert CliRunner().invoke(cli, ["run", str(path), "--out", str(out)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["jobs", str(out), "--attempts", "--job", "0", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.output)
+    assert [r["outcome"] for r in runs] == ["preempted", "completed"]
+    bad = CliRunner().invoke(cli, ["jobs", str(out), "--attempts", "--status", "failed"])
+    assert bad.exit_code == 2 and "--attempts use --policy and --job" in bad.output

@@ -8,7 +8,10 @@ nodes × GPUs per node. A job asks for whole GPUs and runs when all of them are 
 emptiest nodes (``spread``). A preempted job returns to the queue keeping its attained work
 (it checkpointed) and pays ``preemption_overhead_s`` (restore) when it runs again.
 
-Per job (table ``jobs``): arrival, first start, end, JCT, queueing delay, preemptions. Summary:
+Per job (table ``jobs``): arrival, first start, end, JCT, queueing delay, preemptions. Per run
+attempt (table ``attempts``): where it ran, from when to when, the work it did and how it ended
+(``completed``, ``preempted`` or ``interrupted``, with the GPU-seconds an interruption lost
+since the last checkpoint). Summary:
 JCT mean/P50/P99 overall and by size (1 GPU, 2–8, more than 8), queueing delay, makespan, GPU
 utilisation, Jain's fairness over users' mean slowdown (JCT / duration), GPU-hours and cost.
 """
@@ -23,6 +26,8 @@ from labsim.errors import UsageError
 from labsim_cluster.jobs import CLUSTER_JOBS
 
 USAGE_COLUMNS = ["policy", "time_s", "gpus_busy", "jobs_running", "jobs_waiting"]
+ATTEMPT_COLUMNS = ["policy", "job_id", "attempt", "gpus", "nodes", "start_s", "end_s", "work_s", "outcome",
+                   "lost_gpu_s"]
 JOB_COLUMNS = ["policy", "job_id", "user", "group", "gpus", "duration_s", "arrival_s", "start_s", "end_s",
                "jct_s", "queue_s", "preemptions", "failures", "status"]
 #: interruptions per GPU-hour in Meta's Llama 3 pre-training: 419 in 54 days on 16,384 GPUs
@@ -116,6 +121,7 @@ class Cluster(labsim.Framework):
         self.interruptions = 0
         self.failed = 0
         self.table = context.metrics.table("jobs", JOB_COLUMNS)
+        self.attempts = context.metrics.table("attempts", ATTEMPT_COLUMNS)
         self.usage = (context.metrics.table("cluster_usage", USAGE_COLUMNS)
                       if config.get("record_usage") else None)
 
@@ -193,11 +199,13 @@ class Cluster(labsim.Framework):
         if job.token is not token:
             return
         env = self.context.env
-        self._stop(job)
+        attempt = self._stop(job)
         cfg = self.config.get("failures") or {}
         every = float(cfg.get("checkpoint_interval_s", 3600.0))
         kept = (job.attained_s // every) * every
-        self.lost_gpu_s += (job.attained_s - kept) * job.gpus
+        lost = (job.attained_s - kept) * job.gpus
+        self.lost_gpu_s += lost
+        self.attempts.append((*attempt, "interrupted", lost))
         job.attained_s = kept
         job.failures += 1
         self.interruptions += 1
@@ -214,9 +222,15 @@ class Cluster(labsim.Framework):
         self.queue.append(job)
         self._schedule()
 
-    def _stop(self, job) -> None:
+    def _stop(self, job) -> tuple:
+        """Take *job* off its GPUs; the start of its ``attempts`` row (the caller adds how it
+        ended and what it lost)."""
         env = self.context.env
         ran = max(0.0, env.now - job.run_began - job.run_overhead_s)
+        job.attempts = getattr(job, "attempts", 0) + 1
+        row = (self.instance_name, job.job_id, job.attempts, job.gpus,
+               " ".join(f"{n}:{g}" for n, g in job.nodes), job.run_began, env.now,
+               min(ran, job.duration_s - job.attained_s))
         job.attained_s = min(job.duration_s, job.attained_s + ran)
         self.busy_gpu_s += (env.now - job.run_began) * job.gpus
         for by, key in (("user", job.user), ("group", job.group)):
@@ -228,12 +242,13 @@ class Cluster(labsim.Framework):
         job.run_began = None
         job.token = None
         self.running.remove(job)
+        return row
 
     def _finish(self, job, token) -> None:
         if job.token is not token:
             return  # preempted since
         env = self.context.env
-        self._stop(job)
+        self.attempts.append((*self._stop(job), "completed", 0.0))
         job.attained_s = job.duration_s
         job.end_s = env.now
         self.finished += 1
@@ -283,7 +298,7 @@ class Cluster(labsim.Framework):
                     room -= j.gpus
             chosen = set(map(id, keep))
             for j in [j for j in self.running if id(j) not in chosen]:
-                self._stop(j)
+                self.attempts.append((*self._stop(j), "preempted", 0.0))
                 j.preemptions += 1
                 self.queue.append(j)
             waiting = set(map(id, self.queue))
