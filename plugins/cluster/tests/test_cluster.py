@@ -284,3 +284,46 @@ def test_labsim_jobs_lists_attempts(tmp_path):
     assert [r["outcome"] for r in runs] == ["preempted", "completed"]
     bad = CliRunner().invoke(cli, ["jobs", str(out), "--attempts", "--status", "failed"])
     assert bad.exit_code == 2 and "--attempts use --policy and --job" in bad.output
+
+
+# -- monitoring ----------------------------------------------------------------------------------
+
+def test_monitoring_rules_fire_and_resolve_in_simulated_time(tmp_path):
+    # 16 GPUs: job 0 holds all of them 0-1000 s; job 1 (16 GPUs) waits from 10 s to 1000 s
+    trace = write(tmp_path, [(0, 0, 1000, 16, "a"), (1, 10, 1000, 16, "b")])
+    rules = [{"name": "long-queue", "metric": "queue_wait_h", "above": 0.1},
+             {"name": "idle", "metric": "gpu_utilisation", "below": 0.5},
+             {"name": "queued", "metric": "queue_length", "above": 0}]
+    plain = labsim.run(experiment(trace, ("fifo",)))
+    result = labsim.run(experiment(trace, ("fifo",), monitoring={"every_s": 100, "rules": rules}))
+    events = [(float(e["time_s"]), e["rule"], e["state"]) for e in result.table("events")]
+    assert events == [
+        (0.0, "idle", "firing"),             # the first check sees the empty cluster
+        (100.0, "idle", "resolved"),
+        (100.0, "queued", "firing"),
+        (400.0, "long-queue", "firing"),     # 390 s of waiting > 0.1 h
+        (1100.0, "long-queue", "resolved"),  # the check at 1,000 s sees the state before job 1 started
+        (1100.0, "queued", "resolved"),
+    ]
+    alerts = result.summary["frameworks"]["fifo"]["alerts"]
+    assert alerts["long-queue"] == {"metric": "queue_wait_h", "fired": 1, "firing_h": pytest.approx(700 / 3600),
+                                    "firing_at_end": False}
+    # the checks keep no timer of their own: the run ends when the last job does
+    assert result.summary["simulated_time_s"] == plain.summary["simulated_time_s"] == 2000
+
+
+def test_interruption_rate_rule(tmp_path):
+    trace = write(tmp_path, [(i, 0, 36000, 4, "a") for i in range(4)])
+    result = labsim.run(experiment(trace, ("fifo",), failures={"interruptions_per_gpu_hour": 0.05,
+                                                               "max_retries": 50, "retry_backoff_s": 1},
+                                   monitoring={"every_s": 3600, "rules": [
+                                       {"name": "flaky", "metric": "interruptions_per_hour", "above": 0.5}]}))
+    s = result.summary["frameworks"]["fifo"]
+    assert s["jobs"]["interruptions"] > 0 and s["alerts"]["flaky"]["fired"] >= 1
+    assert all(e["rule"] == "flaky" for e in result.table("events"))
+
+
+def test_a_rule_without_a_threshold_is_refused(tmp_path):
+    trace = write(tmp_path, [(0, 0, 100, 1, "a")])
+    with pytest.raises(labsim.LabsimError, match="monitoring"):
+        labsim.run(experiment(trace, ("fifo",), monitoring={"rules": [{"name": "x", "metric": "queue_length"}]}))

@@ -24,6 +24,9 @@ import labsim
 from labsim.errors import UsageError
 
 from labsim_cluster.jobs import CLUSTER_JOBS
+from labsim_cluster.monitoring import EVENT_COLUMNS
+from labsim_cluster.monitoring import SCHEMA as MONITORING_SCHEMA
+from labsim_cluster.monitoring import Monitor
 
 USAGE_COLUMNS = ["policy", "time_s", "gpus_busy", "jobs_running", "jobs_waiting"]
 ATTEMPT_COLUMNS = ["policy", "job_id", "attempt", "gpus", "nodes", "start_s", "end_s", "work_s", "outcome",
@@ -57,6 +60,7 @@ class Cluster(labsim.Framework):
                                             "jobs running and waiting, after every scheduling decision."},
             "price_per_gpu_hour": {"type": "number", "minimum": 0,
                                    "description": "USD per GPU-hour (default: the device's price)."},
+            "monitoring": MONITORING_SCHEMA,
             "failures": {
                 "type": "object", "additionalProperties": False,
                 "description": "Jobs are interrupted (GPU, host or network faults) at a rate per GPU-hour, "
@@ -122,6 +126,8 @@ class Cluster(labsim.Framework):
         self.failed = 0
         self.table = context.metrics.table("jobs", JOB_COLUMNS)
         self.attempts = context.metrics.table("attempts", ATTEMPT_COLUMNS)
+        self.monitor = (Monitor(self, config["monitoring"], context.metrics.table("events", EVENT_COLUMNS))
+                        if config.get("monitoring") else None)
         self.usage = (context.metrics.table("cluster_usage", USAGE_COLUMNS)
                       if config.get("record_usage") else None)
 
@@ -134,7 +140,9 @@ class Cluster(labsim.Framework):
         if job.gpus > self.capacity:
             raise UsageError(f"workload: job {job.job_id} asks for {job.gpus} GPUs; the cluster has "
                              f"{self.capacity} ({len(self.free)} nodes × {self.per_node})")
+        self._observe()
         job.run_overhead_s = 0.0
+        job.queued_at = self.context.env.now
         self.queue.append(job)
         self._schedule()
 
@@ -199,6 +207,9 @@ class Cluster(labsim.Framework):
         if job.token is not token:
             return
         env = self.context.env
+        self._observe()
+        if self.monitor is not None:
+            self.monitor.interrupted(env.now)
         attempt = self._stop(job)
         cfg = self.config.get("failures") or {}
         every = float(cfg.get("checkpoint_interval_s", 3600.0))
@@ -219,6 +230,8 @@ class Cluster(labsim.Framework):
         self._schedule()
 
     def _requeue(self, job) -> None:
+        self._observe()
+        job.queued_at = self.context.env.now
         self.queue.append(job)
         self._schedule()
 
@@ -248,6 +261,7 @@ class Cluster(labsim.Framework):
         if job.token is not token:
             return  # preempted since
         env = self.context.env
+        self._observe()
         self.attempts.append((*self._stop(job), "completed", 0.0))
         job.attained_s = job.duration_s
         job.end_s = env.now
@@ -300,6 +314,7 @@ class Cluster(labsim.Framework):
             for j in [j for j in self.running if id(j) not in chosen]:
                 self.attempts.append((*self._stop(j), "preempted", 0.0))
                 j.preemptions += 1
+                j.queued_at = env.now
                 self.queue.append(j)
             waiting = set(map(id, self.queue))
             for j in keep:
@@ -332,7 +347,13 @@ class Cluster(labsim.Framework):
 
     def _rerank(self, token) -> None:
         if token is self._rerank_token:
+            self._observe()
             self._schedule()
+
+    def _observe(self) -> None:
+        """Run the monitoring checks due up to now, on the state before now's event."""
+        if self.monitor is not None:
+            self.monitor.observe(self.context.env.now)
 
     # -- summary ------------------------------------------------------------------------------
 
@@ -382,4 +403,10 @@ class Cluster(labsim.Framework):
             "gpu_hours": {"held": held_h, "busy": busy_h},
             "cost": {"usd": held_h * price, "usd_idle": (held_h - busy_h) * price,
                      "usd_per_gpu_hour": price},
+            **({"alerts": self._alerts()} if self.monitor is not None else {}),
         }
+
+    def _alerts(self) -> dict:
+        now = self.context.env.now
+        self.monitor.observe(now)
+        return self.monitor.summary(now)
