@@ -371,3 +371,28 @@ def test_the_gpu_sharing_timeline_records_shares_in_use(tmp_path):
     assert max(int(r["tenants_running"]) for r in rows) == 2
     assert all(0 <= float(r["sm_share"]) <= 1 and 0 <= float(r["bandwidth_share"]) <= 1 for r in rows)
     assert float(rows[-1]["memory_gib"]) == pytest.approx(2 * 0.45 * 79.2, rel=0.01)
+
+
+def test_an_mps_client_past_its_pinned_memory_limit_fails_alone():
+    exp = copy.deepcopy(EXPERIMENT)
+    exp["hardware_profile"]["sharing"] = {"type": "mps"}
+    a, b = exp["frameworks_to_test"]
+    a["config"]["gpu_memory_utilization"] = b["config"]["gpu_memory_utilization"] = 0.4
+    b["placement"]["mps_pinned_device_mem_limit_gib"] = 8      # b asks for 0.4 × 80 GB
+    a["placement"]["mps_pinned_device_mem_limit_gib"] = 40
+    out = labsim.run(exp).summary
+    failures = out["hardware"]["sharing"]["gpu0"]["failures"]
+    assert list(failures) == ["b"] and failures["b"]["kind"] == "CUDA OOM"
+    assert "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT" in failures["b"]["detail"]
+    assert out["frameworks"]["a"]["requests"]["finished"] > 0
+    # the same file without b's limit: both fit
+    del b["placement"]["mps_pinned_device_mem_limit_gib"]
+    assert not labsim.run(exp).summary["hardware"]["sharing"]["gpu0"].get("failures")
+
+
+def test_a_bad_mps_memory_limit_exits_2():
+    exp = copy.deepcopy(EXPERIMENT)
+    exp["hardware_profile"]["sharing"] = {"type": "mps"}
+    exp["frameworks_to_test"][0]["placement"]["mps_pinned_device_mem_limit_gib"] = -1
+    with pytest.raises(labsim.LabsimError, match="mps_pinned_device_mem_limit_gib"):
+        labsim.run(exp)

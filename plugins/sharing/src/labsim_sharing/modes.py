@@ -10,7 +10,9 @@ says what device each tenant prices its work on, and runs every piece of their G
 - ``mps``: the tenants' kernels run at the same time. Each piece of work needs the SMs for its
   compute-bound share and memory bandwidth for its memory-bound share; concurrent pieces get
   max-min fair rates under both capacities and each tenant's SM cap
-  (``mps_active_thread_percentage``). A memory-bound kernel still occupies SMs to issue its
+  (``mps_active_thread_percentage``) and device memory per client
+  (``mps_pinned_device_mem_limit_gib``, ``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT``: an allocation past
+  it fails with an out-of-memory error). A memory-bound kernel still occupies SMs to issue its
   loads (``memory_bound_sm_share``). One fault domain: an injected fatal error in one client
   ends every client on the GPU.
 - ``mig``: each tenant owns a GPU instance (``mig_profile``): a smaller device, priced by the
@@ -207,6 +209,7 @@ class Mps(_Shared):
         self.sm_of_membound = float(config.get("memory_bound_sm_share", DEFAULT_MEMBOUND_SM))
         self.fluid = FluidGpu(context.env, self._rates, self._on_change)
         self.caps: dict[str, float] = {}
+        self.limits: dict[str, float] = {}     # per-client device-memory limits, bytes
         if config.get("fault_at_s") is not None:
             context.env.process(self._fault(float(config["fault_at_s"])))
 
@@ -215,8 +218,25 @@ class Mps(_Shared):
         if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 < pct <= 100:
             raise UsageError(f"placement.mps_active_thread_percentage: {pct!r}; allowed: a percentage "
                              "of the GPU's SMs, 0 < p ≤ 100")
+        limit = placement.get("mps_pinned_device_mem_limit_gib")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0):
+            raise UsageError(f"placement.mps_pinned_device_mem_limit_gib: {limit!r}; allowed: GiB of device "
+                             "memory this client may allocate, a number > 0")
         super().admit(tenant, placement)
         self.caps[tenant] = float(pct) / 100.0
+        if limit is not None:
+            self.limits[tenant] = float(limit) * 2**30
+
+    def claim_memory(self, tenant: str, nbytes: float) -> None:
+        """Past its own limit (``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT``) a client's allocation fails,
+        whatever the others hold; within it, the GPU's memory is shared as under time-slicing."""
+        limit = self.limits.get(tenant)
+        if limit is not None and nbytes > limit:
+            self.memory[tenant] = float(nbytes)
+            self.fail(tenant, "CUDA OOM", f"needs {nbytes / 2**30:.1f} GiB; its MPS limit "
+                                          f"(CUDA_MPS_PINNED_DEVICE_MEM_LIMIT) is {limit / 2**30:.1f} GiB")
+            return
+        super().claim_memory(tenant, nbytes)
 
     def _fault(self, at):
         yield self.context.env.timeout(at)
