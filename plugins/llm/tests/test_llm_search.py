@@ -126,3 +126,25 @@ def test_bad_arguments_exit_2_with_one_message(tmp_path, args, message):
     result = CliRunner().invoke(cli, ["search", str(path), *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_knobs_and_pipeline_parallelism_cross_into_the_configurations():
+    out = search(EXPERIMENT, "<test>", None, SLOS[:1], [], [1], [], precision=0.3, workers=1,
+                 pps=[1, 2], knobs=[("max_num_seqs", [8, 256])])
+    rows = out["configurations"]
+    assert {(r["pp"], r["knobs"]["max_num_seqs"]) for r in rows} == {(1, 8), (1, 256), (2, 8), (2, 256)}
+    by = {(r["pp"], r["knobs"]["max_num_seqs"]): r for r in rows}
+    # 8 sequences at a time hold fewer requests than 256: no more capacity
+    assert by[(1, 8)]["capacity_rps"] <= by[(1, 256)]["capacity_rps"]
+    for r in rows:
+        if "replicas" in r:
+            assert r["gpus"] == r["replicas"] * r["tp"] * r["pp"]
+
+
+@pytest.mark.parametrize("knob,message", [("max_num_sequences=8", "Did you mean 'max_num_seqs'"),
+                                          ("max_num_seqs", "KEY=V1,V2")])
+def test_a_bad_knob_exits_2_before_any_run(tmp_path, knob, message):
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps(EXPERIMENT))
+    result = CliRunner().invoke(cli, ["search", str(path), "--slo", "tpot_ms.p99<=30", "--knob", knob])
+    assert result.exit_code == 2 and message in result.output

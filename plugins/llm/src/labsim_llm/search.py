@@ -1,11 +1,13 @@
 """``labsim search``: the cheapest serving configuration that meets SLOs at a load.
 
     labsim search examples/search_llama8b_chat.yaml --slo "ttft_ms.p99<=500" \\
-        --slo "tpot_ms.p99<=50" --devices H100-SXM,A100-SXM4-80GB,L40S --tp 1,2,4
+        --slo "tpot_ms.p99<=50" --devices H100-SXM,A100-SXM4-80GB,L40S --tp 1,2,4 \\
+        [--pp 1,2] [--knob max_num_seqs=128,256]
 
 The experiment gives the traffic (a ``client_profiles`` workload: its request rates are the
 **target load**), the serving engines to try (``frameworks_to_test``, each with its knobs) and
-the GPU. A **configuration** is one engine × one GPU type × one tensor-parallel size. For
+the GPU. A **configuration** is one engine × one GPU type × one tensor-parallel size × one
+pipeline-parallel size × one value of each ``--knob`` (any key of the engine's config). For
 each, the search
 
 1. finds its **capacity**: the highest load one replica sustains within every SLO, by
@@ -28,6 +30,7 @@ parallel, one process each (``--workers``, default: CPUs − 1).
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -99,13 +102,18 @@ def scaled(data: dict, factor: float) -> dict:
     return out
 
 
-def configuration(data: dict, framework: dict, device: str | None, tp: int, replicas: int) -> dict:
-    """*data* with only *framework*, at *tp* and *replicas*, on *device* (None: the file's)."""
+def configuration(data: dict, framework: dict, device: str | None, tp: int, replicas: int,
+                  pp: int = 1, knobs: dict | None = None) -> dict:
+    """*data* with only *framework*, at *tp* × *pp*, *replicas* and the engine settings *knobs*,
+    on *device* (None: the file's)."""
     out = copy.deepcopy(data)
     entry = copy.deepcopy(framework)
     entry.setdefault("config", {})
+    entry["config"].update(knobs or {})
     entry["config"]["tensor_parallel_size"] = tp
     entry["config"]["num_replicas"] = replicas
+    if pp > 1 or "pipeline_parallel_size" in entry["config"]:
+        entry["config"]["pipeline_parallel_size"] = pp
     out["frameworks_to_test"] = [entry]
     hw = out.setdefault("hardware_profile", {})
     if device is not None and device != hw.get("device"):
@@ -138,11 +146,12 @@ def search_one(task: dict) -> dict:
     data, fw, slos = task["data"], task["framework"], task["slos"]
     name = fw["name"]
     out = {"framework": name, "engine": fw["type"], "device": task["device_name"],
-           "tp": task["tp"], "runs": 0}
+           "tp": task["tp"], "pp": task["pp"], "knobs": task["knobs"], "runs": 0}
 
     def evaluate(factor: float, replicas: int = 1):
         out["runs"] += 1
-        exp = scaled(configuration(data, fw, task["device"], task["tp"], replicas), factor)
+        exp = scaled(configuration(data, fw, task["device"], task["tp"], replicas, task["pp"],
+                                   task["knobs"]), factor)
         return _verdict(_run(exp, task["source"], task["base_dir"]), name, slos)
 
     try:
@@ -213,7 +222,8 @@ def _price(device_name: str, data: dict) -> float:
 
 def search(data: dict, source: str, base_dir, slos, devices, tps, frameworks,
            precision: float = 0.05, max_replicas: int = 64, workers: int = 0,
-           progress=None) -> dict:
+           progress=None, pps=(), knobs=()) -> dict:
+    """*knobs*: ``[(config key, [values])]`` crossed into every configuration."""
     """Every configuration's capacity, size and cost, the cheapest and the Pareto front."""
     import labsim
 
@@ -232,15 +242,23 @@ def search(data: dict, source: str, base_dir, slos, devices, tps, frameworks,
             raise UsageError("labsim search needs hardware_profile.device (or --devices NAME,...): "
                              "it varies the GPU type by name")
         devices = [file_device]
+    combos = [dict(zip([k for k, _ in knobs], values, strict=True))
+              for values in itertools.product(*[v for _, v in knobs])] if knobs else [{}]
     tasks = []
     for entry in chosen:
+        cfg = entry.get("config") or {}
+        for combo in combos:
+            _check(data, source, base_dir, entry, combo)   # a knob the engine lacks exits 2 now
         for device in devices:
             name = labsim.device(device).name     # unknown names exit 2 here, before any run
-            for tp in (tps or [int((entry.get("config") or {}).get("tensor_parallel_size", 1))]):
-                tasks.append({"data": data, "source": source, "base_dir": base_dir, "framework": entry,
-                              "device": device, "device_name": name, "tp": int(tp), "slos": slos,
-                              "precision": precision, "max_replicas": max_replicas,
-                              "target_rps": target})
+            for tp in (tps or [int(cfg.get("tensor_parallel_size", 1))]):
+                for pp in (pps or [int(cfg.get("pipeline_parallel_size", 1))]):
+                    for combo in combos:
+                        tasks.append({"data": data, "source": source, "base_dir": base_dir,
+                                      "framework": entry, "device": device, "device_name": name,
+                                      "tp": int(tp), "pp": int(pp), "knobs": combo, "slos": slos,
+                                      "precision": precision, "max_replicas": max_replicas,
+                                      "target_rps": target})
     from labsim.parallel import map_processes
 
     results = map_processes(search_one, tasks, workers, progress)
@@ -248,11 +266,12 @@ def search(data: dict, source: str, base_dir, slos, devices, tps, frameworks,
         price = _price(task["device"], data)
         r["price_per_gpu_hour"] = price
         if "replicas" in r:
-            r["gpus"] = r["replicas"] * r["tp"]
+            per_replica = r["tp"] * r["pp"]
+            r["gpus"] = r["replicas"] * per_replica
             r["cost_per_hour"] = r["gpus"] * price
             tokens = r["output_tokens_per_s_at_capacity"]
             r["cost_per_million_output_tokens"] = (
-                r["tp"] * price / (tokens * 3600) * 1e6 if tokens > 0 and price > 0 else None)
+                per_replica * price / (tokens * 3600) * 1e6 if tokens > 0 and price > 0 else None)
     meeting = sorted((r for r in results if "replicas" in r),
                      key=lambda r: (r["cost_per_hour"], r["at_target"][str(slos[0])]))
     front, best_latency = [], math.inf
@@ -267,6 +286,39 @@ def search(data: dict, source: str, base_dir, slos, devices, tps, frameworks,
             "cheapest": meeting[0] if meeting else None, "configurations": results}
 
 
+def _check(data: dict, source: str, base_dir, entry: dict, knobs: dict) -> None:
+    """The experiment's schema with *knobs* set on *entry*: a key or value the engine does not
+    take is a UsageError naming it, before anything runs."""
+    from labsim.config import from_dict
+    from labsim.orchestrator import Orchestrator
+
+    if not knobs:
+        return
+    one = configuration(data, entry, None, int((entry.get("config") or {}).get("tensor_parallel_size", 1)), 1,
+                        knobs=knobs)
+    exp = from_dict(one, source)
+    exp.base_dir = base_dir
+    try:
+        Orchestrator(exp)
+    except LabsimError as ex:
+        raise UsageError(f"--knob {', '.join(f'{k}={v}' for k, v in knobs.items())}: {ex}") from None
+
+
+def parse_knob(text: str) -> tuple[str, list]:
+    """``KEY=v1,v2`` → ``(KEY, [v1, v2])`` (values read as in --set)."""
+    from labsim.config import parse_value
+
+    key, sep, values = text.partition("=")
+    if not sep or not key.strip() or not values.strip():
+        raise UsageError(f"--knob {text!r}: allowed: KEY=V1,V2,... with KEY a setting of the engine's "
+                         "config, e.g. max_num_seqs=128,256")
+    return key.strip(), [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+
+
+def _layout(r: dict) -> str:
+    return f"{r['tp']}×{r['pp']}" if r.get("pp", 1) > 1 else str(r["tp"])
+
+
 def _fmt(value, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -274,21 +326,26 @@ def _fmt(value, spec: str = ".2f") -> str:
 def print_result(result: dict) -> None:
     slos = result["slos"]
     click.echo(f"target load {result['target_rps']:g} req/s; SLOs: {', '.join(slos)}")
-    header = ["framework", "GPU", "TP", "capacity req/s", "replicas", "GPUs", "$/hour",
-              "$/1M out tok", f"{slos[0]} at target", "pareto"]
+    knobbed = any(r.get("knobs") for r in result["configurations"])
+    piped = any(r.get("pp", 1) > 1 for r in result["configurations"])
+    header = ["framework", "GPU", "TP×PP" if piped else "TP", *(["knobs"] if knobbed else []),
+              "capacity req/s", "replicas", "GPUs", "$/hour", "$/1M out tok", f"{slos[0]} at target",
+              "pareto"]
     rows = []
     slo0 = slos[0]
     for r in sorted(result["configurations"],
                     key=lambda r: (r.get("cost_per_hour", math.inf),
                                    r.get("at_target", {}).get(slo0) or 0.0,
                                    r["framework"], r["device"], r["tp"])):
+        head = [r["framework"], r["device"], _layout(r)]
+        if knobbed:
+            head.append(" ".join(f"{k}={v}" for k, v in (r.get("knobs") or {}).items()))
         if "error" in r:
             error = r["error"] if len(r["error"]) <= 100 else r["error"][:97] + "..."
-            rows.append([r["framework"], r["device"], str(r["tp"]), "-", "-", "-", "-", "-",
-                         error, ""])
+            rows.append([*head, "-", "-", "-", "-", "-", error, ""])
             continue
         cap = _fmt(r["capacity_rps"]) + ("" if r["capacity_bounded"] else "+")
-        rows.append([r["framework"], r["device"], str(r["tp"]), cap, str(r["replicas"]), str(r["gpus"]),
+        rows.append([*head, cap, str(r["replicas"]), str(r["gpus"]),
                      _fmt(r["cost_per_hour"]), _fmt(r["cost_per_million_output_tokens"], ".3f"),
                      _fmt(r["at_target"][slos[0]], ".1f"), "*" if r["pareto"] else ""])
     widths = [max(len(x[i]) for x in [header, *rows]) for i in range(len(header))]
@@ -296,8 +353,9 @@ def print_result(result: dict) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     best = result["cheapest"]
     if best:
-        click.echo(f"cheapest meeting the SLOs: {best['framework']} on {best['replicas']} × "
-                   f"{best['tp']} {best['device']} ({best['gpus']} GPU{'s' if best['gpus'] > 1 else ''}, "
+        knobs = " ".join(f"{k}={v}" for k, v in (best.get("knobs") or {}).items())
+        click.echo(f"cheapest meeting the SLOs: {best['framework']}{' (' + knobs + ')' if knobs else ''} on "
+                   f"{best['replicas']} × {_layout(best)} {best['device']} ({best['gpus']} GPU{'s' if best['gpus'] > 1 else ''}, "
                    f"${best['cost_per_hour']:.2f}/hour)")
     else:
         click.echo("no configuration meets the SLOs at the target load")
@@ -324,6 +382,11 @@ def _csv_ints(text: str | None, option: str) -> list[int]:
 @click.option("--devices", default=None, help="GPU types to try, comma-separated (default: the file's).")
 @click.option("--tp", "tps", default=None, help="Tensor-parallel sizes to try, e.g. 1,2,4 "
               "(default: each framework's).")
+@click.option("--pp", "pps", default=None, help="Pipeline-parallel sizes to try, e.g. 1,2 "
+              "(default: each framework's).")
+@click.option("--knob", "knobs", multiple=True, metavar="KEY=V1,V2",
+              help="An engine setting to try at each value (repeat to cross several), e.g. "
+                   "max_num_seqs=128,256.")
 @click.option("--frameworks", default=None, help="Only these frameworks_to_test, comma-separated.")
 @click.option("--precision", default=0.05, show_default=True, type=click.FloatRange(0.001, 1),
               help="Relative width at which the capacity bisection stops.")
@@ -333,8 +396,8 @@ def _csv_ints(text: str | None, option: str) -> list[int]:
 @click.option("--set", "overrides", multiple=True, help="key=value overrides, as for labsim run.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write every configuration's figures to this JSON file.")
-def search_command(experiment, slos, devices, tps, frameworks, precision, max_replicas, workers,
-                   overrides, json_out):
+def search_command(experiment, slos, devices, tps, pps, knobs, frameworks, precision, max_replicas,
+                   workers, overrides, json_out):
     """The cheapest serving configuration meeting --slo at the experiment's load: each
     engine × GPU type × TP's capacity, replicas, cost and the Pareto front."""
     from labsim import progress as bars
@@ -348,12 +411,17 @@ def search_command(experiment, slos, devices, tps, frameworks, precision, max_re
     names = [d.strip() for d in devices.split(",") if d.strip()] if devices else []
     fws = [f.strip() for f in frameworks.split(",") if f.strip()] if frameworks else []
     tp_values = _csv_ints(tps, "--tp")
-    total = max(1, len(names) or 1) * max(1, len(tp_values) or 1) * max(
+    pp_values = _csv_ints(pps, "--pp")
+    knob_values = [parse_knob(k) for k in knobs]
+    total = max(1, len(names) or 1) * max(1, len(tp_values) or 1) * max(1, len(pp_values) or 1) * max(
         1, len(fws) or len(exp.data.get("frameworks_to_test") or []))
+    for _, values in knob_values:
+        total *= max(1, len(values))
     bar = bars.bar(total, "search", unit="configuration")
     try:
         result = search(exp.data, exp.source, exp.base_dir, parsed, names, tp_values, fws,
-                        precision, max_replicas, workers, progress=bar.update if bar else None)
+                        precision, max_replicas, workers, progress=bar.update if bar else None,
+                        pps=pp_values, knobs=knob_values)
     finally:
         if bar:
             bar.close()
@@ -366,4 +434,4 @@ def search_command(experiment, slos, devices, tps, frameworks, precision, max_re
         write_json_atomic(Path(json_out), result)
 
 
-__all__ = ["Slo", "configuration", "scaled", "search", "search_command", "search_one"]
+__all__ = ["Slo", "configuration", "parse_knob", "scaled", "search", "search_command", "search_one"]
