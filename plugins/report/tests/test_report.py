@@ -39,7 +39,7 @@ def _self_contained(page: str) -> None:
     ("training_small_4gpu.yaml", ("frameworks_to_test.0.config.record_timeline=true",),
      ["Headline figures", "Bottleneck and what to change", "Training: where the iteration goes"], 2),
     ("cluster_tiresias_60jobs.yaml", ("workload.time_scale=0.01", "frameworks_to_test.0.config.record_usage=true"),
-     ["Cluster: job completion times"], 2),
+     ["Cluster: job completion times"], 3),   # JCT CDF; GPUs busy and queue; the Gantt
     ("sharing_two_chat_servers.yaml", ("workload.total_duration=10", "hardware_profile.sharing.record_timeline=true"),
      ["Serving: latency", "Shared GPU: SMs and bandwidth in use"], 3),
 ])

@@ -214,18 +214,56 @@ def cluster(run):
     body = run.figure(fig)
     usage = run.table("cluster_usage")
     if usage:
-        fig, ax = plt.subplots(figsize=(13, 3.0))
+        fig, axes = plt.subplots(1, 2, figsize=(13, 3.0))
         for p in sorted({r["policy"] for r in usage}):
             keep = lambda r, p=p: r["policy"] == p  # noqa: E731
             t = run.column("cluster_usage", "time_s", keep) / 3600.0
-            y = run.column("cluster_usage", "gpus_busy", keep)
-            if t.size > TIME_BINS * 4:
-                pick = np.linspace(0, t.size - 1, TIME_BINS * 4).astype(int)
-                t, y = t[pick], y[pick]
-            ax.step(t, y, where="post", label=p)
-        _axes(ax, "time (h)", "GPUs busy")
+            for ax, col in zip(axes, ("gpus_busy", "jobs_waiting")):
+                y = run.column("cluster_usage", col, keep)
+                tt = t
+                if t.size > TIME_BINS * 4:
+                    pick = np.linspace(0, t.size - 1, TIME_BINS * 4).astype(int)
+                    tt, y = t[pick], y[pick]
+                ax.step(tt, y, where="post", label=p)
+        _axes(axes[0], "time (h)", "GPUs busy")
+        _axes(axes[1], "time (h)", "jobs waiting")
         body += run.figure(fig)
+    body += _gantt(run)
     yield "Cluster: job completion times", body
+
+
+#: jobs drawn in a cluster's Gantt chart (the first to arrive), per policy
+GANTT_JOBS = 120
+OUTCOME_COLORS = {"completed": "C0", "preempted": "C1", "interrupted": "C3"}
+
+
+def _gantt(run) -> str:
+    """Each job's runs (the attempts table) as bars over time, for the first two policies and
+    the first :data:`GANTT_JOBS` jobs: preemptions and interruptions show as breaks."""
+    attempts = run.table("attempts")
+    if not attempts:
+        return ""
+    plt = _plt()
+    present = {r["policy"] for r in attempts}
+    policies = [p for p in (run.summary.get("frameworks") or {}) if p in present][:2]
+    fig, axes = plt.subplots(1, len(policies), figsize=(13, 3.6), squeeze=False)
+    for ax, policy in zip(axes[0], policies):
+        mine = [r for r in attempts if r["policy"] == policy]
+        first: dict = {}
+        for r in mine:
+            first[r["job_id"]] = min(first.get(r["job_id"], float("inf")), float(r["start_s"]))
+        order = sorted(first, key=lambda j: (first[j], j))[:GANTT_JOBS]
+        row = {j: i for i, j in enumerate(order)}
+        for outcome, color in OUTCOME_COLORS.items():
+            bars = [(row[r["job_id"]], float(r["start_s"]) / 3600, (float(r["end_s"]) - float(r["start_s"])) / 3600)
+                    for r in mine if r["job_id"] in row and r["outcome"] == outcome]
+            if bars:
+                ax.barh([b[0] for b in bars], [b[2] for b in bars], left=[b[1] for b in bars], height=0.8,
+                        color=color, label=outcome)
+        ax.invert_yaxis()
+        ax.set_title(f"{policy}: the first {len(order)} jobs to start", fontsize=9)
+        _axes(ax, "time (h)", "job")
+    return run.figure(fig)
 
 
 def sharing(run):
