@@ -581,6 +581,54 @@ def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address,
 
 
 @cli.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2,...",
+              help="A dimension of points to queue; repeat for a cartesian product (none: one run).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Fixed overrides.")
+@click.option("--priority", type=click.Choice(["high", "normal", "background"]), default="normal",
+              show_default=True, help="The server runs high before normal before background.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1))
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default="queue.sqlite", show_default=True,
+              help="The queue (and its results) that `labsim serve` runs.")
+def submit(experiment, grid, overrides, priority, seed, db_path):
+    """Queue runs of EXPERIMENT (its resolved content, one per --grid point) for `labsim serve`."""
+    from labsim.queue import Queue
+
+    queued, skipped = Queue(Path(db_path)).submit(experiment, list(grid), list(overrides), seed, priority)
+    note = f" ({skipped} already done or queued)" if skipped else ""
+    click.echo(f"queued {queued} run{'s' if queued != 1 else ''} at {priority} priority{note}: {db_path}")
+
+
+@cli.command()
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default="queue.sqlite", show_default=True,
+              help="The queue `labsim submit` fills.")
+@click.option("--workers", type=click.IntRange(min=0), default=0,
+              help="Worker processes (0: one fewer than the cores, at least 1).")
+@click.option("--once", is_flag=True, help="Exit when the queue is empty instead of waiting for more.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True),
+              help="Fail a run that takes longer than this many seconds.")
+@click.option("--memory-limit-mb", "memory_mb", type=click.IntRange(min=64),
+              help="Fail a run whose process needs more memory than this.")
+def serve(db_path, workers, once, timeout_s, memory_mb):
+    """Run the queued simulations of DB, highest priority first, each in a process of its own;
+    results go to DB as each ends (`labsim results DB`). Ctrl-C stops; queued runs stay queued."""
+    from labsim.queue import serve as serve_queue
+
+    path = Path(db_path)
+    if not path.is_file():
+        raise UsageError(f"--db: no file {db_path} (queue runs with `labsim submit EXP --db {db_path}` first)")
+
+    def report(point, status, error):
+        label = " ".join(point) or "(base)"
+        click.echo(f"{status:5}  {label}" + (f"  {error.splitlines()[0]}" if error else ""))
+
+    counts = serve_queue(path, workers, once, timeout_s, memory_mb, on_result=report)
+    click.echo("queue: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    if counts.get("failed"):
+        sys.exit(1)
+
+
+@cli.command()
 @click.argument("db_path", metavar="DB", type=click.Path(dir_okay=False))
 @click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
               help="Only points whose grid value KEY is VALUE (repeat to narrow), or status=error.")

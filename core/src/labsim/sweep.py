@@ -264,8 +264,8 @@ def run_sweep(
     return outcome()
 
 
-def _point_process(conn, parent, path, fixed, point, seed, memory_mb):
-    """A worker process of one point: run it and send (status, error, summary) back."""
+def _point_process(conn, parent, fn, args, memory_mb):
+    """A worker process of one run: ``fn(*args)`` and send its (status, error, summary) back."""
     _watch_parent(parent)
     if memory_mb:
         import resource
@@ -273,7 +273,7 @@ def _point_process(conn, parent, path, fixed, point, seed, memory_mb):
         limit = int(memory_mb) << 20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
-        result = _run_point(path, fixed, point, seed)
+        result = fn(*args)
     except MemoryError:
         result = ("error", f"out of memory: the run needed more than --memory-limit-mb {memory_mb}", None)
     try:
@@ -284,29 +284,52 @@ def _point_process(conn, parent, path, fixed, point, seed, memory_mb):
 
 
 def _run_isolated(path, fixed, todo, seed, workers, finish, timeout_s=None, memory_mb=None):
-    """Each point in a process of its own, *workers* at a time: a crash, a segfault, a memory limit
-    or a timeout fails that point with the reason, and the sweep goes on."""
+    """The sweep's points, each in a process of its own (see :func:`run_isolated`)."""
+    queue = [(key, point, _run_point, (path, fixed, point, seed)) for key, point in todo]
+    run_isolated(lambda: queue.pop(0) if queue else None, workers, finish, timeout_s, memory_mb)
+
+
+def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=None):
+    """Runs, each in a process of its own, *workers* at a time: a crash, a segfault, a memory
+    limit or a timeout fails that run with the reason, and the others go on.
+
+    :param take: called whenever a worker is free: the next ``(key, point, fn, args)`` to run
+        (``fn(*args)`` returns ``(status, error, summary)``), or None when there is none now.
+    :param finish: ``finish(key, point, status, error, summary)`` as each run ends.
+    :param poll_s: with nothing to run and nothing running, ask *take* again after this many
+        seconds instead of returning (a server waiting for submissions).
+    """
     import multiprocessing as mp
     import time
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    queue = list(todo)
     running: dict = {}  # connection → (process, key, point, started)
     parent = os.getpid()
+    exhausted = False
     try:
-        while queue or running:
-            while queue and len(running) < workers:
-                key, point = queue.pop(0)
+        while True:
+            while len(running) < workers:
+                job = take()
+                if job is None:
+                    exhausted = True
+                    break
+                exhausted = False
+                key, point, fn, args = job
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_point_process, args=(send, parent, path, fixed, point, seed, memory_mb),
-                                   daemon=True)
+                proc = ctx.Process(target=_point_process, args=(send, parent, fn, args, memory_mb), daemon=True)
                 proc.start()
                 send.close()
                 running[recv] = (proc, key, point, time.monotonic())
-            budget = None
+            if not running:
+                if exhausted and poll_s is None:
+                    return
+                time.sleep(poll_s or 0.0)
+                continue
+            budget = poll_s if exhausted and poll_s is not None else None
             if timeout_s is not None:
-                budget = max(0.0, min(started + timeout_s for _, _, _, started in running.values()) - time.monotonic())
+                left = max(0.0, min(started + timeout_s for _, _, _, started in running.values()) - time.monotonic())
+                budget = left if budget is None else min(budget, left)
             ready = wait(list(running), timeout=budget)
             now = time.monotonic()
             for conn in ready:

@@ -1,0 +1,90 @@
+"""``labsim submit`` / ``labsim serve``: a shared queue run highest priority first, on the
+content submitted, nothing run twice, a killed server's runs taken up again."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from click.testing import CliRunner
+from labsim.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+RATE = "workload.client_profiles[0].request_rate"
+
+
+def _experiment(tmp_path, rate=4.0) -> Path:
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe").load((ROOT / "examples" / "quickstart.yaml").read_text())
+    data["workload"]["total_duration"] = 8
+    data["workload"]["client_profiles"][0]["request_rate"] = rate
+    data["metrics_config"]["warm_up_duration_s"] = 0
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _cli(*args, code=0):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def _order(db: Path) -> list[tuple[str, str]]:
+    con = sqlite3.connect(db)
+    try:
+        return [(json.loads(p)[0].split("=")[1] if json.loads(p) else "", s) for p, s in con.execute(
+            "SELECT point, state FROM queue ORDER BY finished_s, id")]
+    finally:
+        con.close()
+
+
+def test_the_server_runs_high_priority_first_and_nothing_twice(tmp_path):
+    exp, db = _experiment(tmp_path), tmp_path / "q.sqlite"
+    assert "queued 2 runs at background" in _cli("submit", exp, "--grid", f"{RATE}=2,3", "--priority",
+                                                  "background", "--db", db)
+    out = _cli("submit", exp, "--grid", f"{RATE}=3,6", "--priority", "high", "--db", db)
+    assert "queued 1 run at high priority (1 already done or queued)" in out
+    out = _cli("serve", "--db", db, "--once", "--workers", "1")
+    assert "queue: 3 done" in out
+    assert _order(db) == [("6", "done"), ("2", "done"), ("3", "done")]
+    # results read like a sweep's
+    assert "3 point(s)" in _cli("results", db)
+    # submitted again: already done, nothing queued
+    assert "queued 0 runs at normal priority (2 already done or queued)" in _cli(
+        "submit", exp, "--grid", f"{RATE}=2,6", "--db", db)
+
+
+def test_the_queue_runs_what_was_submitted_not_the_file_as_edited_later(tmp_path):
+    exp, db = _experiment(tmp_path, rate=2.0), tmp_path / "q.sqlite"
+    _cli("submit", exp, "--db", db)
+    _experiment(tmp_path, rate=30.0)                     # edited after submitting
+    _cli("serve", "--db", db, "--once", "--workers", "1")
+    out = json.loads(_cli("results", db, "--format", "json"))
+    # the file now says 30 req/s; the queued run is the 2 req/s that was submitted
+    submitted = json.loads(_cli("run", exp, "--json", "--set", f"{RATE}=2.0"))
+    assert out[0]["finished requests"] == submitted["frameworks"]["vllm"]["requests"]["finished"]
+
+
+def test_a_killed_servers_running_entries_run_again(tmp_path):
+    exp, db = _experiment(tmp_path), tmp_path / "q.sqlite"
+    _cli("submit", exp, "--db", db)
+    con = sqlite3.connect(db)
+    con.execute("UPDATE queue SET state = 'running'")    # what a SIGKILLed server leaves
+    con.commit()
+    con.close()
+    assert "queue: 1 done" in _cli("serve", "--db", db, "--once", "--workers", "1")
+
+
+def test_a_failing_run_is_recorded_and_the_server_exits_1(tmp_path):
+    exp, db = _experiment(tmp_path), tmp_path / "q.sqlite"
+    _cli("submit", exp, "--grid", f"{RATE}=2,3", "--db", db)
+    out = _cli("serve", "--db", db, "--once", "--workers", "1", "--timeout", "0.001", code=1)
+    assert "timed out" in out and "queue: 2 failed" in out
+
+
+def test_bad_queue_arguments_exit_2(tmp_path):
+    _cli("serve", "--db", tmp_path / "none.sqlite", "--once", code=2)
+    _cli("submit", _experiment(tmp_path), "--priority", "urgent", "--db", tmp_path / "q.sqlite", code=2)
