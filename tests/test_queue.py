@@ -88,3 +88,16 @@ def test_a_failing_run_is_recorded_and_the_server_exits_1(tmp_path):
 def test_bad_queue_arguments_exit_2(tmp_path):
     _cli("serve", "--db", tmp_path / "none.sqlite", "--once", code=2)
     _cli("submit", _experiment(tmp_path), "--priority", "urgent", "--db", tmp_path / "q.sqlite", code=2)
+
+
+def test_compare_takes_the_points_of_a_sweep_or_queue_database(tmp_path):
+    exp, db = _experiment(tmp_path), tmp_path / "q.sqlite"
+    _cli("submit", exp, "--grid", f"{RATE}=2,6", "--db", db)
+    _cli("serve", "--db", db, "--once", "--workers", "1")
+    out = _cli("compare", db)
+    assert "request_rate=2: quickstart" in out and "request_rate=6: quickstart" in out
+    assert "request_rate=6:vllm/request_rate=2:vllm" in out
+    lonely = tmp_path / "one.sqlite"
+    _cli("submit", exp, "--db", lonely)
+    _cli("serve", "--db", lonely, "--once", "--workers", "1")
+    assert "compare needs two runs" in _cli("compare", lonely, code=2)

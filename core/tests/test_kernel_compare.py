@@ -68,4 +68,4 @@ def test_compare_bad_run_folder_exits_2(runner, basic_file, tmp_path, make):
 def test_compare_needs_two_runs(runner, basic_file, tmp_path):
     invoke(runner, "run", basic_file, "--out", tmp_path / "a")
     result = invoke(runner, "compare", tmp_path / "a")
-    assert result.exit_code == 2 and "two run folders" in result.output
+    assert result.exit_code == 2 and "compare needs two runs" in result.output

@@ -469,15 +469,21 @@ def predict(device, input_path, output_path):
 def compare(run_dirs):
     """Compare finished runs: every framework's headline metrics, with ratios to the first.
 
-    RUN_DIRS are folders written by `labsim run --out` (two or more).
+    RUN_DIRS are folders written by `labsim run --out`, or sweep / queue databases, each of whose
+    finished points counts as a run labelled by its grid values (two runs or more in all).
     """
-    from labsim.compare import describe, load_summary, merge_summaries, run_label
+    from labsim.compare import describe, load_points, load_summary, merge_summaries, run_label
 
-    if len(run_dirs) < 2:
-        raise UsageError("compare needs two run folders: labsim compare RUN_DIR_A RUN_DIR_B")
     runs: dict[str, dict] = {}
     for run_dir in run_dirs:
-        runs[run_label(run_dir, set(runs))] = load_summary(run_dir)
+        if Path(run_dir).is_file() and Path(run_dir).suffix.lower() in (".sqlite", ".db", ".sqlite3"):
+            for label, summary in load_points(run_dir).items():
+                runs[run_label(label, set(runs))] = summary
+        else:
+            runs[run_label(run_dir, set(runs))] = load_summary(run_dir)
+    if len(runs) < 2:
+        raise UsageError("compare needs two runs: labsim compare RUN_DIR_A RUN_DIR_B, or a sweep "
+                         "database with two finished points")
     for label, summary in runs.items():
         click.echo(describe(label, summary))
     merged = merge_summaries(runs)

@@ -1,4 +1,5 @@
-"""Comparing finished runs: ``labsim compare RUN_DIR_A RUN_DIR_B``.
+"""Comparing finished runs: ``labsim compare RUN_DIR_A RUN_DIR_B`` (or the points of a sweep or
+queue database: ``labsim compare sweep.sqlite``).
 
 Each run folder holds the ``summary.json`` that ``labsim run`` wrote. The
 frameworks of both runs go side by side — each named ``<run>:<instance>``
@@ -72,6 +73,26 @@ def run_label(run_dir: str | Path, taken: set[str]) -> str:
     return label
 
 
+def load_points(db: str | Path) -> dict[str, dict]:
+    """Every finished point of a sweep (or queue) database, labelled by its grid values."""
+    from labsim.sweep import SweepStore
+
+    out: dict[str, dict] = {}
+    for point_json, _seed, status, _error, summary_json in SweepStore(Path(db)).rows():
+        if status != "ok" or not summary_json:
+            continue
+        # the last part of each key names it well enough: request_rate=8
+        label = " ".join(p.split("=", 1)[0].rsplit(".", 1)[-1] + "=" + p.split("=", 1)[1]
+                         for p in json.loads(point_json)) or "(base)"
+        label, base, i = label, label, 2
+        while label in out:
+            label, i = f"{base}#{i}", i + 1
+        out[label] = json.loads(summary_json)
+    if not out:
+        raise UsageError(f"{db}: no finished point to compare")
+    return out
+
+
 def describe(label: str, summary: dict) -> str:
     """One line about a run: experiment, seed and simulated time."""
     sim = summary.get("simulated_time_s")
@@ -79,4 +100,4 @@ def describe(label: str, summary: dict) -> str:
     return f"{label}: {summary.get('experiment', '?')} (seed {summary.get('seed', '?')}{sim_text})"
 
 
-__all__ = ["load_summary", "merge_summaries", "run_label", "describe"]
+__all__ = ["load_points", "load_summary", "merge_summaries", "run_label", "describe"]
