@@ -253,7 +253,7 @@ def run_sweep(
     if not todo:
         return outcome()
     if backend == "ray":
-        _run_ray(path, fixed, todo, seed, address, finish)
+        _run_ray(path, fixed, todo, seed, address, finish, memory_mb=memory_mb)
         return outcome()
     workers = workers or max(1, min(len(todo), (os.cpu_count() or 2) - 1))
     if workers <= 1 and timeout_s is None and memory_mb is None:
@@ -358,21 +358,54 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
         raise
 
 
-def _run_ray(path, fixed, todo, seed, address, finish):
+def ray_runs(path, fixed, todo, seed):
+    """What a Ray sweep ships: ``(runtime_env, [(key, point, experiment JSON, source)])``.
+
+    Each point travels as its resolved experiment (the file after its overrides, defaults
+    filled), not as a path; the experiment's folder travels as the job's runtime environment
+    (``working_dir``), so the files it names by relative path (traces, model database, profiles)
+    are there on every node, where the run resolves them. (A process that already called
+    ``ray.init`` keeps its own runtime environment: Ray uploads folders only per job.)
+    """
+    from labsim.orchestrator import Orchestrator, load_experiment
+
+    runs = []
+    folder = None
+    for key, point in todo:
+        orchestrator = Orchestrator(load_experiment(path, [*fixed, *point]), seed=seed)
+        folder = folder or Path(orchestrator.exp.base_dir or Path(path).resolve().parent)
+        runs.append((key, point, json.dumps(orchestrator.data, default=str), str(path)))
+    return {"working_dir": str(folder)}, runs
+
+
+def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory_mb=None):
     try:
         import ray
     except ImportError:
         raise UsageError("--backend ray needs Ray: pip install -e 'core[ray]' "
                          "in a labsim checkout, or pip install ray") from None
-    ray.init(address=address, ignore_reinit_error=True)
-    remote = ray.remote(_run_point)
-    pending = {remote.remote(path, fixed, point, seed): (key, point) for key, point in todo}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            key, point = pending.pop(ref)
-            try:
-                outcome = ray.get(ref)
-            except Exception as ex:  # noqa: BLE001 - a worker died
-                outcome = ("error", f"worker failed: {type(ex).__name__}: {ex}", None)
-            finish(key, point, *outcome)
+    from labsim.queue import _run_entry
+
+    runtime_env, runs = ray_runs(path, fixed, todo, seed)
+    started_here = not ray.is_initialized()
+    if started_here:   # Ray uploads a local folder only as the job's runtime environment
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+    options = {"num_cpus": cpus}
+    if memory_mb:
+        options["memory"] = int(memory_mb) << 20
+    remote = ray.remote(_run_entry).options(**options)
+    try:
+        pending = {remote.remote(experiment, source, ".", seed): (key, point)
+                   for key, point, experiment, source in runs}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                key, point = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as ex:  # noqa: BLE001 - a worker died
+                    outcome = ("error", f"worker failed: {type(ex).__name__}: {ex}", None)
+                finish(key, point, *outcome)
+    finally:
+        if started_here:
+            ray.shutdown()
