@@ -101,3 +101,27 @@ def test_compare_takes_the_points_of_a_sweep_or_queue_database(tmp_path):
     _cli("submit", exp, "--db", lonely)
     _cli("serve", "--db", lonely, "--once", "--workers", "1")
     assert "compare needs two runs" in _cli("compare", lonely, code=2)
+
+
+def test_results_as_parquet_and_to_a_file(tmp_path):
+    import os
+
+    import pytest
+
+    if os.environ.get("LABSIM_REQUIRE_PARQUET") != "1":
+        pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    exp, db = _experiment(tmp_path), tmp_path / "q.sqlite"
+    _cli("submit", exp, "--grid", f"{RATE}=2,6", "--db", db)
+    _cli("serve", "--db", db, "--once", "--workers", "1")
+    out = tmp_path / "r.parquet"
+    assert "2 point(s)" in _cli("results", db, "--format", "parquet", "--output", out)
+    table = pq.read_table(out).to_pylist()
+    as_json = json.loads(_cli("results", db, "--format", "json"))
+    assert table == as_json                     # the same rows and values as the JSON
+    assert "give --output" in _cli("results", db, "--format", "parquet", code=2)
+    csv_file = tmp_path / "r.csv"
+    _cli("results", db, "--format", "csv", "--output", csv_file)
+    assert csv_file.read_text().splitlines()[0].startswith(RATE)
+    assert not list(tmp_path.glob(".r.*.tmp-*"))    # nothing half-written left behind

@@ -638,8 +638,11 @@ def serve(db_path, workers, once, timeout_s, memory_mb):
 @click.argument("db_path", metavar="DB", type=click.Path(dir_okay=False))
 @click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
               help="Only points whose grid value KEY is VALUE (repeat to narrow), or status=error.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-def results(db_path, where, fmt):
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
+              show_default=True, help="parquet needs --output and pyarrow (pip install -e 'core[parquet]').")
+@click.option("--output", "output", type=click.Path(dir_okay=False),
+              help="Write the table to this file (written whole or not at all) instead of stdout.")
+def results(db_path, where, fmt, output):
     """A sweep's results as one table: each point's grid values, status and every framework's
     headline metrics (failed points with their error)."""
     import csv as csv_mod
@@ -651,6 +654,14 @@ def results(db_path, where, fmt):
     path = Path(db_path)
     if not path.is_file():
         raise UsageError(f"DB: no file {db_path} (run `labsim sweep ... --db {db_path}` first)")
+    if fmt == "parquet":
+        if not output:
+            raise UsageError("--format parquet writes a file: give --output results.parquet")
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise UsageError("--format parquet needs pyarrow: pip install -e 'core[parquet]' in a "
+                             "labsim checkout, or pip install pyarrow") from None
     store = SweepStore(path)
     wanted = []
     for item in where:
@@ -677,21 +688,38 @@ def results(db_path, where, fmt):
             row["error"] = error.splitlines()[-1] if fmt == "table" else error
         table.append(row)
     columns = list(dict.fromkeys(k for r in table for k in r))
-    if fmt == "json":
-        click.echo(json_mod.dumps(table, indent=2))
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from labsim.outputs import atomic_path
+
+        frame = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in table])
+        with atomic_path(Path(output)) as tmp:
+            pq.write_table(frame, tmp)
+        click.echo(f"{len(table)} point(s): {output}")
         return
-    if fmt == "csv":
+    if fmt == "json":
+        text = json_mod.dumps(table, indent=2) + "\n"
+    elif fmt == "csv":
         buf = io.StringIO()
         writer = csv_mod.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(table)
-        click.echo(buf.getvalue(), nl=False)
-        return
-    cells = [columns] + [[str(r.get(c, "")) for c in columns] for r in table]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    click.echo(f"{len(table)} point(s)")
+        text = buf.getvalue()
+    else:
+        cells = [columns] + [[str(r.get(c, "")) for c in columns] for r in table]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+        text = "".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n"
+                       for row in cells) + f"{len(table)} point(s)\n"
+    if output:
+        from labsim.outputs import atomic_path
+
+        with atomic_path(Path(output)) as tmp:
+            Path(tmp).write_text(text, encoding="utf-8")
+        click.echo(f"{len(table)} point(s): {output}")
+    else:
+        click.echo(text, nl=False)
 
 
 def _register_plugin_commands() -> None:

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import re
@@ -170,3 +172,25 @@ def _replace_manifest(folder: Path, written: list[Path]) -> None:
         manifest.write_text(json.dumps({"files": names}) + "\n", encoding="utf-8")
     except OSError:
         pass
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """A temporary path beside *path* to write to; renamed onto *path* when the block ends
+    well, removed when it raises, so *path* is written whole or not at all.
+
+    >>> with atomic_path(Path("out.csv")) as tmp:       # doctest: +SKIP
+    ...     tmp.write_text("a,b\\n")
+    """
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as ex:
+        raise UsageError(f"{path}: cannot write there ({ex.strerror or ex})") from None
+    try:
+        yield temp
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
