@@ -48,13 +48,15 @@ from labsim_gpus.calibrate import (
     LOSS_CAP,
     PREFILL_FIT,
     Point,
+    errors,
     nelder_mead,
     predict_point,
 )
 from labsim_gpus.params import CostParams
+from labsim_gpus.profiles import CROSS_GENERATION_PROFILE
 
 #: the shipped profile's file name in ``data/profiles``
-PROFILE_FILE = "cross_generation.json"
+PROFILE_FILE = CROSS_GENERATION_PROFILE
 #: parameters stored per datasheet quantity instead of as CostParams values
 CARRIED = ("onchip_bytes_per_flop",)
 #: the fixed overheads fitted once per harness
@@ -203,8 +205,7 @@ def errors_by_family(table: Table, params: CostParams) -> dict:
     for family in ("gemm", "prefill", "decode"):
         pts = [p for p in table.points if p.family == family]
         if pts:
-            err = np.array([abs(predict_point(p, table.gpu, params) / p.seconds - 1.0)
-                            for p in pts]) * 100
+            err = np.abs(errors(pts, table.gpu, params)) * 100
             out[family] = (len(pts), float(np.median(err)), float(np.percentile(err, 90)))
     return out
 

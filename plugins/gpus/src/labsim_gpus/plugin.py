@@ -21,6 +21,7 @@ from labsim.errors import LabsimError, UnknownNameError
 from labsim_gpus.catalog import GENERIC, MEMORY_GB_BYTES, PRESETS
 from labsim_gpus.device import GB, GPU
 from labsim_gpus.profiles import (
+    CROSS_GENERATION_PROFILE,
     apply_profile,
     device_from_profile,
     installed_profile_paths,
@@ -33,7 +34,7 @@ log = structlog.get_logger("labsim_gpus")
 
 #: the shipped calibration of a preset whose architecture has none of its own: the
 #: cross-generation fit (leave-one-GPU-out errors in benchmarks/fidelity_kernels.py)
-REFERENCE_PROFILE = "cross_generation.json"
+REFERENCE_PROFILE = CROSS_GENERATION_PROFILE
 
 
 @functools.cache
@@ -84,10 +85,10 @@ def _build(entry: dict) -> GPU:
     )
     profile = shipped_profile(profile_for(entry))
     device = apply_profile(device, profile)
-    if entry is not GENERIC:
-        device = device.copy(description=f"{entry['description']}; {pricing_note(entry['name'], profile)}")
     if entry is GENERIC:
         device.is_default = True  # a compute_devices entry without device_type starts from it
+    else:
+        device = device.copy(description=f"{entry['description']}; {pricing_note(entry['name'], profile)}")
     return device
 
 

@@ -32,6 +32,9 @@ from labsim.errors import UsageError
 from labsim_gpus.params import DATASHEET_DEFAULTS, FIELDS, transfer
 
 FORMAT = "labsim-gpu-profile/1"
+#: the shipped profile fitted on every measured GPU at once (:mod:`labsim_gpus.crossgen`): it
+#: prices GPUs of a generation that has no calibration of its own
+CROSS_GENERATION_PROFILE = "cross_generation.json"
 ENV_VAR = "LABSIM_GPU_PROFILES"
 
 

@@ -116,13 +116,12 @@ def _matched(generic, spec: dict):
 
 
 def datasheet_profile(arch: str | None) -> dict:
-    """The shipped profile that prices a datasheet-only GPU of *arch* (None: not given)."""
-    from labsim_gpus.crossgen import PROFILE_FILE
-    from labsim_gpus.plugin import shipped_profiles_by_arch
+    """The shipped profile that prices a datasheet-only GPU of *arch* (None: not given): the
+    one a catalog preset of that generation takes (:func:`labsim_gpus.plugin.profile_for`)."""
+    from labsim_gpus.plugin import profile_for
     from labsim_gpus.profiles import shipped_profile
 
-    by_arch = shipped_profiles_by_arch()
-    return shipped_profile(by_arch.get(str(arch).lower(), PROFILE_FILE) if arch else PROFILE_FILE)
+    return shipped_profile(profile_for({"arch": str(arch or "").lower()}))
 
 
 def customize(device, spec: dict):
