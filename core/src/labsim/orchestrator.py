@@ -392,6 +392,17 @@ def _version(dist: str) -> str:
         return "0+unknown"
 
 
+def summarize(data: dict, source: str = "<dict>", base_dir=None, seed: int | None = None) -> dict:
+    """The summary of experiment *data* run in memory (no files written): *source* names it in
+    messages, *base_dir* is where its relative paths (traces, profiles) resolve. What the
+    searches, studies and comparisons run for each of their points."""
+    from labsim.default_plugins.sinks import MemorySink
+
+    exp = config_mod.from_dict(data, source)
+    exp.base_dir = base_dir
+    return Orchestrator(exp, seed=seed).run(None, write_files=False, extra_sinks=[MemorySink()]).summary
+
+
 def run(
     config: dict | str | Path,
     seed: int | None = None,

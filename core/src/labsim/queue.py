@@ -114,16 +114,12 @@ class Queue:
 
 def _run_entry(experiment: str, source: str, base_dir: str, seed):
     """Run one queued experiment in a worker; ``(status, error, summary)``, never raises."""
-    from labsim.config import from_dict
-    from labsim.default_plugins.sinks import MemorySink
     from labsim.errors import LabsimError
-    from labsim.orchestrator import Orchestrator
+    from labsim.orchestrator import summarize
 
     try:
-        exp = from_dict(json.loads(experiment), source)
-        exp.base_dir = Path(base_dir)
-        seed = None if seed is None else int(seed)
-        summary = Orchestrator(exp, seed=seed).run(None, write_files=False, extra_sinks=[MemorySink()]).summary
+        summary = summarize(json.loads(experiment), source, Path(base_dir),
+                            None if seed is None else int(seed))
         return "ok", None, summary
     except LabsimError as ex:
         return "error", str(ex), None

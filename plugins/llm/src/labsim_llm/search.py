@@ -122,16 +122,6 @@ def configuration(data: dict, framework: dict, device: str | None, tp: int, repl
     return out
 
 
-def _run(data: dict, source: str, base_dir) -> dict:
-    from labsim.config import from_dict
-    from labsim.default_plugins.sinks import MemorySink
-    from labsim.orchestrator import Orchestrator
-
-    exp = from_dict(data, source)
-    exp.base_dir = base_dir
-    return Orchestrator(exp).run(None, write_files=False, extra_sinks=[MemorySink()]).summary
-
-
 def _verdict(summary: dict, name: str, slos) -> tuple[bool, dict]:
     stats = summary["frameworks"][name]
     requests = stats.get("requests") or {}
@@ -143,6 +133,8 @@ def search_one(task: dict) -> dict:
     """Capacity, size and cost of one configuration (see the module docstring); runs in a
     worker process. *task*: data, source, base_dir, framework, device, tp, slos, precision,
     max_replicas."""
+    from labsim.orchestrator import summarize
+
     data, fw, slos = task["data"], task["framework"], task["slos"]
     name = fw["name"]
     out = {"framework": name, "engine": fw["type"], "device": task["device_name"],
@@ -152,7 +144,7 @@ def search_one(task: dict) -> dict:
         out["runs"] += 1
         exp = scaled(configuration(data, fw, task["device"], task["tp"], replicas, task["pp"],
                                    task["knobs"]), factor)
-        return _verdict(_run(exp, task["source"], task["base_dir"]), name, slos)
+        return _verdict(summarize(exp, task["source"], task["base_dir"]), name, slos)
 
     try:
         ok, stats = evaluate(1.0)
@@ -212,19 +204,12 @@ def search_one(task: dict) -> dict:
     return out
 
 
-def _price(device_name: str, data: dict) -> float:
-    import labsim
-
-    hw = data.get("hardware_profile") or {}
-    return float(labsim.device(device_name).price_per_hour if hw.get("device") != device_name
-                 or "price_per_hour" not in hw else hw["price_per_hour"])
-
-
 def search(data: dict, source: str, base_dir, slos, devices, tps, frameworks,
            precision: float = 0.05, max_replicas: int = 64, workers: int = 0,
            progress=None, pps=(), knobs=()) -> dict:
-    """*knobs*: ``[(config key, [values])]`` crossed into every configuration."""
-    """Every configuration's capacity, size and cost, the cheapest and the Pareto front."""
+    """Every configuration's capacity, size and cost, the cheapest and the Pareto front.
+
+    *knobs*: ``[(config key, [values])]`` crossed into every configuration."""
     import labsim
 
     entries = data.get("frameworks_to_test") or []
@@ -263,7 +248,7 @@ def search(data: dict, source: str, base_dir, slos, devices, tps, frameworks,
 
     results = map_processes(search_one, tasks, workers, progress)
     for r, task in zip(results, tasks, strict=True):
-        price = _price(task["device"], data)
+        price = float(labsim.device(task["device"]).price_per_hour)
         r["price_per_gpu_hour"] = price
         if "replicas" in r:
             per_replica = r["tp"] * r["pp"]

@@ -27,13 +27,9 @@ def _placed(entry: dict) -> list[str]:
 
 
 def _run(data: dict, exp) -> dict:
-    from labsim.config import from_dict
-    from labsim.default_plugins.sinks import MemorySink
-    from labsim.orchestrator import Orchestrator
+    from labsim.orchestrator import summarize
 
-    one = from_dict(data, exp.source)
-    one.base_dir = exp.base_dir
-    return Orchestrator(one).run(None, write_files=False, extra_sinks=[MemorySink()]).summary
+    return summarize(data, exp.source, exp.base_dir)
 
 
 def _even_mig_profile(device_name: str, tenants: int) -> str:

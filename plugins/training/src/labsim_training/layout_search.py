@@ -116,9 +116,7 @@ def describe(layout: dict, config: dict) -> str:
 
 def _run_group(task: dict) -> list[dict]:
     """Run one layout group's micro-batches in order, stopping at the first out-of-memory."""
-    from labsim.config import from_dict
-    from labsim.default_plugins.sinks import MemorySink
-    from labsim.orchestrator import Orchestrator
+    from labsim.orchestrator import summarize
 
     out = []
     for cfg in task["configs"]:
@@ -126,10 +124,8 @@ def _run_group(task: dict) -> list[dict]:
         entry = copy.deepcopy(task["entry"])
         entry["config"] = cfg
         data["frameworks_to_test"] = [entry]
-        exp = from_dict(data, task["source"])
-        exp.base_dir = task["base_dir"]
         try:
-            summary = Orchestrator(exp).run(None, write_files=False, extra_sinks=[MemorySink()]).summary
+            summary = summarize(data, task["source"], task["base_dir"])
         except LabsimError as ex:
             text = str(ex)
             out.append({"config": cfg, "error": text.splitlines()[-1].strip()})

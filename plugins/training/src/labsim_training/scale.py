@@ -58,9 +58,7 @@ def sized(data: dict, gpus: int, base_gpus: int, mode: str) -> dict:
 
 def study(exp, sizes: list[int], mode: str = "strong") -> list[dict]:
     """One row per (size, framework): iteration time, throughput, efficiency, or why not."""
-    from labsim.config import from_dict
-    from labsim.default_plugins.sinks import MemorySink
-    from labsim.orchestrator import Orchestrator
+    from labsim.orchestrator import summarize
 
     rows = []
     first: dict[str, float] = {}
@@ -68,12 +66,9 @@ def study(exp, sizes: list[int], mode: str = "strong") -> list[dict]:
         data = sized(exp.data, gpus, sizes[0], mode)
         for entry in data.get("frameworks_to_test", []):
             one = dict(data, frameworks_to_test=[entry])  # each alone: one's refusal is its own
-            sized_exp = from_dict(one, exp.source)
-            sized_exp.base_dir = exp.base_dir
             name = entry["name"]
             try:
-                summary = Orchestrator(sized_exp).run(None, write_files=False,
-                                                      extra_sinks=[MemorySink()]).summary
+                summary = summarize(one, exp.source, exp.base_dir)
             except LabsimError as ex:
                 rows.append({"gpus": gpus, "framework": name, "error": _short(str(ex))})
                 continue
