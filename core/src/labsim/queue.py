@@ -7,7 +7,7 @@
 
 The queue is one SQLite file (WAL: submitters and the server write it at once). A submission
 stores each point's **resolved experiment** (the file after its overrides, defaults filled), so
-editing the file later does not change what runs, with its key (:func:`labsim.sweep.point_key`:
+editing the file later does not change what runs, with its key (:func:`labsim.sweep.run_key`:
 a point whose result is already there, or already queued, is not queued again). The server
 takes the queued runs highest priority first (``high``, ``normal``, ``background``), oldest
 first within one, each in a process of its own on N − 1 workers: a crash, a timeout or a memory
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from labsim.errors import UsageError
-from labsim.sweep import SweepStore, parse_grid, point_key, points
+from labsim.sweep import SweepStore, parse_grid, points, resolve_point, run_key
 
 PRIORITIES = {"high": 0, "normal": 1, "background": 2}
 
@@ -58,19 +58,17 @@ class Queue:
 
     def submit(self, path: str, grid_specs: list[str], fixed: list[str], seed, priority: str) -> tuple[int, int]:
         """Queue every point of the grid not already done or queued; ``(queued, skipped)``."""
-        from labsim.orchestrator import Orchestrator, load_experiment
-
         if priority not in PRIORITIES:
             raise UsageError(f"--priority {priority!r}; allowed: {', '.join(PRIORITIES)}")
         done = self.store.done()
         waiting = {r[0] for r in self.db.execute("SELECT key FROM queue WHERE state IN ('queued', 'running')")}
         queued = skipped = 0
         for point in points(parse_grid(grid_specs)):
-            key = point_key(path, fixed, point, seed)
+            orchestrator = resolve_point(path, fixed, point, seed)
+            key = run_key(orchestrator)
             if key in done or key in waiting:
                 skipped += 1
                 continue
-            orchestrator = Orchestrator(load_experiment(path, [*fixed, *point]), seed=seed)
             exp = orchestrator.exp
             self.db.execute(
                 "INSERT INTO queue (key, priority, point, seed, experiment, source, base_dir, state, submitted_s) "

@@ -6,7 +6,7 @@ in a SQLite file as soon as it finishes, so an interrupted sweep resumes
 where it stopped: points already recorded as ``ok`` are not run again.
 
 A point is recorded under a key over everything its result depends on (see
-:func:`point_key`), so editing the experiment or sharing the database between
+:func:`run_key`), so editing the experiment or sharing the database between
 experiments re-runs what changed. A point that fails — bad input or an internal
 error — is recorded with its reason and the sweep goes on. Workers exit when the
 main process dies.
@@ -69,16 +69,21 @@ def points(grid: list[tuple[str, list[str]]]) -> list[list[str]]:
     ]
 
 
-def point_key(path: str, fixed: list[str], point: list[str], seed, registry=None) -> str:
-    """What a point's result depends on: its resolved experiment (file content after every
+def resolve_point(path: str, fixed: list[str], point: list[str], seed, registry=None):
+    """The :class:`~labsim.orchestrator.Orchestrator` of one point: its experiment validated,
+    defaults filled (``.data``); a bad point raises here, before anything runs."""
+    from labsim.orchestrator import Orchestrator, load_experiment
+
+    return Orchestrator(load_experiment(path, [*fixed, *point]), registry, seed)
+
+
+def run_key(orchestrator) -> str:
+    """What a resolved point's result depends on: its experiment (file content after every
     override, defaults filled), the seed, the model database's content and the plugin versions.
 
     Editing the file, pointing another experiment at the same database, or upgrading a plugin
     changes the key, so a stale result is never returned for it.
     """
-    from labsim.orchestrator import Orchestrator, load_experiment
-
-    orchestrator = Orchestrator(load_experiment(path, [*fixed, *point]), registry, seed)
     data = orchestrator.data
     extra = {}
     db = data.get("model_characteristics_db_path")
@@ -241,10 +246,14 @@ def run_sweep(
             on_result(point, status, error, summary)
 
     keys = []
+    resolved = {}          # Ray ships each point's resolved experiment: kept, not resolved again
     for point in points(grid):  # a point with bad input fails the sweep before anything runs
-        keys.append(point_key(path, fixed, point, seed, registry))
+        orchestrator = resolve_point(path, fixed, point, seed, registry)
+        keys.append(run_key(orchestrator))
         if keys[-1] not in done:
             todo.append((keys[-1], point))
+            if backend == "ray":
+                resolved[keys[-1]] = orchestrator
 
     def outcome() -> SweepOutcome:
         finished = store.done()
@@ -253,7 +262,7 @@ def run_sweep(
     if not todo:
         return outcome()
     if backend == "ray":
-        _run_ray(path, fixed, todo, seed, address, finish, memory_mb=memory_mb)
+        _run_ray(path, fixed, todo, seed, address, finish, memory_mb=memory_mb, resolved=resolved)
         return outcome()
     workers = workers or max(1, min(len(todo), (os.cpu_count() or 2) - 1))
     if workers <= 1 and timeout_s is None and memory_mb is None:
@@ -358,8 +367,9 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
         raise
 
 
-def ray_runs(path, fixed, todo, seed):
-    """What a Ray sweep ships: ``(runtime_env, [(key, point, experiment JSON, source)])``.
+def ray_runs(path, fixed, todo, seed, resolved=None):
+    """What a Ray sweep ships: ``(runtime_env, [(key, point, experiment JSON, source)])``;
+    *resolved*: the points' orchestrators by key when the caller has them already.
 
     Each point travels as its resolved experiment (the file after its overrides, defaults
     filled), not as a path; the experiment's folder travels as the job's runtime environment
@@ -367,18 +377,16 @@ def ray_runs(path, fixed, todo, seed):
     are there on every node, where the run resolves them. (A process that already called
     ``ray.init`` keeps its own runtime environment: Ray uploads folders only per job.)
     """
-    from labsim.orchestrator import Orchestrator, load_experiment
-
     runs = []
     folder = None
     for key, point in todo:
-        orchestrator = Orchestrator(load_experiment(path, [*fixed, *point]), seed=seed)
+        orchestrator = (resolved or {}).get(key) or resolve_point(path, fixed, point, seed)
         folder = folder or Path(orchestrator.exp.base_dir or Path(path).resolve().parent)
         runs.append((key, point, json.dumps(orchestrator.data, default=str), str(path)))
     return {"working_dir": str(folder)}, runs
 
 
-def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory_mb=None):
+def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory_mb=None, resolved=None):
     try:
         import ray
     except ImportError:
@@ -386,7 +394,7 @@ def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory
                          "in a labsim checkout, or pip install ray") from None
     from labsim.queue import _run_entry
 
-    runtime_env, runs = ray_runs(path, fixed, todo, seed)
+    runtime_env, runs = ray_runs(path, fixed, todo, seed, resolved)
     started_here = not ray.is_initialized()
     if started_here:   # Ray uploads a local folder only as the job's runtime environment
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
