@@ -96,11 +96,10 @@ class Queue:
         self.db.execute("UPDATE queue SET state = 'running', started_s = ? WHERE id = ?", (time.time(), row[0]))
         self.db.commit()
         entry_id, key, point, seed, experiment, source, base_dir = row
-        return (entry_id, key), json.loads(point), _run_entry, (experiment, source, base_dir, seed)
+        return (entry_id, key, seed), json.loads(point), _run_entry, (experiment, source, base_dir, seed)
 
     def finish(self, ident, point, status: str, error, summary) -> None:
-        entry_id, key = ident
-        seed = self.db.execute("SELECT seed FROM queue WHERE id = ?", (entry_id,)).fetchone()[0]
+        entry_id, key, seed = ident
         self.store.record(key, point, seed, status, error, summary)
         self.db.execute("UPDATE queue SET state = ?, finished_s = ? WHERE id = ?",
                         ("done" if status == "ok" else "failed", time.time(), entry_id))
