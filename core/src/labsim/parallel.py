@@ -1,9 +1,10 @@
 """Running independent pieces of work in worker processes, results in submission order.
 
 Searches (``labsim search``, ``labsim scale --search``) run many independent simulations;
-:func:`map_processes` spreads them over local processes (forked, so plugins loaded in the
-parent are there) and returns the results in the order of the tasks, so the output does not
-depend on which worker finished first.
+:func:`map_processes` spreads them over local processes — the sweeps' isolated runner, one
+forked process per task, so plugins loaded in the parent are there and a crash stays in its
+process — and returns the results in the order of the tasks, so the output does not depend on
+which worker finished first.
 
 >>> map_processes(abs, [-1, 2, -3], workers=1)
 [1, 2, 3]
@@ -22,8 +23,9 @@ def default_workers(tasks: int) -> int:
 def map_processes(fn, tasks: list, workers: int = 0, progress=None) -> list:
     """``[fn(t) for t in tasks]``, in up to *workers* processes (0: :func:`default_workers`).
 
-    *fn* must be a module-level function; *progress* is called with 1 as each task ends (in
-    submission order).
+    Each task runs in a process of its own (:func:`labsim.sweep.run_isolated`); a task that
+    raises, or whose process dies, raises here with its reason. *fn* must be a module-level
+    function; *progress* is called with 1 as each task ends.
     """
     workers = workers or default_workers(len(tasks))
     if workers <= 1 or len(tasks) <= 1:
@@ -33,18 +35,40 @@ def map_processes(fn, tasks: list, workers: int = 0, progress=None) -> list:
             if progress:
                 progress(1)
         return out
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from labsim.sweep import run_isolated
 
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(fn, task) for task in tasks]
-        out = []
-        for future in futures:
-            out.append(future.result())
-            if progress:
-                progress(1)
+    queue = list(enumerate(tasks))
+    out: list = [None] * len(tasks)
+    failures: list[str] = []
+
+    def take():
+        if not queue:
+            return None
+        index, task = queue.pop(0)
+        return index, None, _call, (fn, task)
+
+    def finish(index, _point, status, error, value):
+        if status == "ok":
+            out[index] = value
+        else:
+            failures.append(error)
+        if progress:
+            progress(1)
+
+    run_isolated(take, workers, finish)
+    if failures:
+        raise RuntimeError(failures[0])
     return out
+
+
+def _call(fn, task):
+    """``fn(task)`` in a worker, as ``(status, error, value)``: a raise becomes its message."""
+    try:
+        return "ok", None, fn(task)
+    except Exception as ex:  # noqa: BLE001 - reported by the parent
+        from labsim.cli import internal_error_message
+
+        return "error", internal_error_message(ex), None
 
 
 __all__ = ["default_workers", "map_processes"]
