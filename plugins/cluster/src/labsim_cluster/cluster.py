@@ -240,7 +240,7 @@ class Cluster(labsim.Framework):
         ended and what it lost)."""
         env = self.context.env
         ran = max(0.0, env.now - job.run_began - job.run_overhead_s)
-        job.attempts = getattr(job, "attempts", 0) + 1
+        job.attempts += 1
         row = (self.instance_name, job.job_id, job.attempts, job.gpus,
                " ".join(f"{n}:{g}" for n, g in job.nodes), job.run_began, env.now,
                min(ran, job.duration_s - job.attained_s))

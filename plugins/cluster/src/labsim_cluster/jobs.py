@@ -44,6 +44,8 @@ class Job:
     preemptions: int = 0
     failures: int = 0
     run_began: float | None = None   # start of the current run
+    attempts: int = 0                # runs started so far (the attempts table's numbering)
+    queued_at: float = 0.0           # when it last joined the queue (submitted, preempted, requeued)
     nodes: list = field(default_factory=list)
     predict: tuple | None = None     # (model, steps, seq_len, global_batch_size, line) to price
 
