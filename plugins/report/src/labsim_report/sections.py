@@ -117,11 +117,11 @@ def serving(run):
                     break
         _axes(ax, "time (s)", "requests per step")
         body += run.figure(fig)
-        body += _kv_and_preemptions(run, steps, rows)
+        body += _kv_and_preemptions(run, steps)
     yield "Serving: latency", body
 
 
-def _kv_and_preemptions(run, steps, requests) -> str:
+def _kv_and_preemptions(run, steps) -> str:
     """KV-cache use and the waiting queue over time (from steps.csv), and preemptions as they
     happen to finished requests (from requests.csv)."""
     if not steps or "kv_blocks_used" not in steps[0]:
@@ -232,7 +232,7 @@ def cluster(run):
     yield "Cluster: job completion times", body
 
 
-#: jobs drawn in a cluster's Gantt chart (the first to arrive), per policy
+#: jobs drawn in a cluster's Gantt chart (the first to start), per policy
 GANTT_JOBS = 120
 OUTCOME_COLORS = {"completed": "C0", "preempted": "C1", "interrupted": "C3"}
 
