@@ -30,6 +30,8 @@ import copy
 import click
 from labsim.errors import LabsimError
 
+from labsim_training.layout import RECOMPUTE
+
 #: micro-batch sizes tried (each must divide the per-replica batch)
 MICRO_BATCHES = (1, 2, 4, 8)
 #: tensor-parallel sizes tried (within one node)
@@ -57,7 +59,7 @@ def megatron_layouts(model, gpus: int, per_node: int, global_batch: int, base: d
             dp = gpus // (tp * pp * cp)
             if dp % ep or global_batch % dp:
                 continue
-            for recompute in ("none", "selective", "full"):
+            for recompute in RECOMPUTE:
                 configs = []
                 for mb in MICRO_BATCHES:
                     if (global_batch // dp) % mb:
