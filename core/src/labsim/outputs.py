@@ -174,6 +174,12 @@ def _replace_manifest(folder: Path, written: list[Path]) -> None:
         pass
 
 
+def temp_for(path: Path) -> Path:
+    """The temporary file *path* is written to before it is renamed into place
+    (``.NAME.tmp-PID``, which :func:`sweep_dead_temporaries` recognises)."""
+    return Path(path).with_name(f".{Path(path).name}.tmp-{os.getpid()}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path):
     """A temporary path beside *path* to write to; renamed onto *path* when the block ends
@@ -183,7 +189,7 @@ def atomic_path(path: Path):
     ...     tmp.write_text("a,b\\n")
     """
     path = Path(path)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp = temp_for(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as ex:

@@ -116,7 +116,8 @@ def price(row: dict, device, registry: Registry, where: str) -> float:
 
 def predict_file(device_name: str, input_path: Path, output_path: Path, registry: Registry) -> int:
     """Price every row of *input_path* and write *output_path* atomically; returns the row count."""
-    from labsim.default_plugins.sinks import _temp_for, format_cell
+    from labsim.default_plugins.sinks import format_cell
+    from labsim.outputs import temp_for
 
     from labsim.default_plugins.distributions import read_csv_rows
 
@@ -146,7 +147,7 @@ def predict_file(device_name: str, input_path: Path, output_path: Path, registry
             raise UsageError(f"{where}: the device priced this operation at {seconds} s")
         out_rows.append([row.get(c, "") for c in columns] + [format_cell(seconds * 1e3)])
     output_path = Path(output_path)
-    temp = _temp_for(output_path)
+    temp = temp_for(output_path)
     try:
         output_path.parent.mkdir(parents=True, exist_ok=True)
         if output_path.is_dir():

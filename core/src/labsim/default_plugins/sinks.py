@@ -19,6 +19,7 @@ from labsim.components import MetricSink
 from labsim.errors import UsageError
 from labsim.hookspecs import hookimpl
 from labsim.metrics import clean
+from labsim.outputs import atomic_path, temp_for
 
 
 def format_cell(value) -> str:
@@ -59,13 +60,9 @@ def format_row(row) -> list[str]:
     return [get(type(v), format_cell)(v) for v in row]
 
 
-def _temp_for(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def _open_temp(path: Path):
     """The temporary file of *path*, opened for writing; a :class:`UsageError` if impossible."""
-    temp = _temp_for(path)
+    temp = temp_for(path)
     try:
         temp.parent.mkdir(parents=True, exist_ok=True)
         return temp, open(temp, "w", newline="", encoding="utf-8")
@@ -135,10 +132,8 @@ class CsvSink(MetricSink):
 def write_json_atomic(path: Path, data) -> Path:
     """Write *data* as indented JSON to *path* atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = _temp_for(path)
-    temp.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", "utf-8")
-    os.replace(temp, path)
+    with atomic_path(path) as temp:
+        temp.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", "utf-8")
     return path
 
 

@@ -12,7 +12,6 @@ import csv
 import html
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -113,9 +112,10 @@ def build(folder: Path, sections) -> str:
 
 
 def write_atomic(path: Path, text: str) -> Path:
+    """Write the page *text* to *path*, whole or not at all."""
+    from labsim.outputs import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
+    with atomic_path(path) as temp:
+        temp.write_text(text, encoding="utf-8")
     return path
