@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 
 
-def default_workers(tasks: int) -> int:
-    """One fewer than the CPUs (at least one), and no more than *tasks*."""
-    return max(1, min(tasks, (os.cpu_count() or 2) - 1))
+def default_workers(tasks: int | None = None) -> int:
+    """One fewer than the CPUs (at least one), and no more than *tasks* when given."""
+    cpus = (os.cpu_count() or 2) - 1
+    return max(1, cpus if tasks is None else min(tasks, cpus))
 
 
 def map_processes(fn, tasks: list, workers: int = 0, progress=None) -> list:

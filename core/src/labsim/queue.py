@@ -128,13 +128,12 @@ def _run_entry(experiment: str, source: str, base_dir: str, seed):
 
 def serve(path: Path, workers: int, once: bool, timeout_s=None, memory_mb=None, on_result=None) -> dict:
     """Run the queue's entries until it is empty (*once*) or forever; the final counts."""
-    import os
-
+    from labsim.parallel import default_workers
     from labsim.sweep import run_isolated
 
     queue = Queue(path)
     queue.recover()
-    workers = workers or max(1, (os.cpu_count() or 2) - 1)
+    workers = workers or default_workers()
 
     def finish(ident, point, status, error, summary):
         queue.finish(ident, point, status, error, summary)

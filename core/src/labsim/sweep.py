@@ -264,7 +264,9 @@ def run_sweep(
     if backend == "ray":
         _run_ray(path, fixed, todo, seed, address, finish, memory_mb=memory_mb, resolved=resolved)
         return outcome()
-    workers = workers or max(1, min(len(todo), (os.cpu_count() or 2) - 1))
+    from labsim.parallel import default_workers
+
+    workers = workers or default_workers(len(todo))
     if workers <= 1 and timeout_s is None and memory_mb is None:
         for key, point in todo:
             finish(key, point, *_run_point(path, fixed, point, seed))
