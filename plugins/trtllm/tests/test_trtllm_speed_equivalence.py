@@ -58,6 +58,17 @@ CASES = {
         rate=60, duration=1.5, prompt=1200, output=300,
         trt={**TIGHT, "enable_chunked_prefill": True, "max_num_tokens": 700,
              "capacity_scheduler_policy": "MAX_UTILIZATION"}),
+    # the generation group with chunked context (max_batch_size <= max_num_tokens)
+    "chunked-grouped": experiment(rate=40, duration=2, prompt=1500, output=100,
+                                  trt={**TIGHT, "enable_chunked_prefill": True, "max_num_tokens": 512,
+                                       "max_batch_size": 256}),
+    # requests that stop before their limit (EOS), so reservations exceed what they hold
+    "eos-stops": experiment(rate=30, duration=3, profile={"output_tokens_dist_config": {
+        "type": "LogNormal", "mean": 60, "sigma": 50, "is_int": True, "min": 1, "max": 600}}),
+    "eos-stops-no-overlap-tight": experiment(
+        rate=50, duration=2, prompt=900, output=300, trt={**TIGHT, "disable_overlap_scheduler": True},
+        profile={"output_tokens_dist_config": {"type": "LogNormal", "mean": 80, "sigma": 60,
+                                               "is_int": True, "min": 1, "max": 600}}),
     "small-batch": experiment(rate=40, duration=2, prompt=300, output=100, trt={"max_batch_size": 8}),
     "pp2": experiment(rate=40, duration=2, trt={"pipeline_parallel_size": 2}),
     "pp2-tight-reuse": experiment(rate=8, duration=5, prompt=300, profile=CONV,
@@ -84,3 +95,41 @@ def test_executor_equals_the_plain_reference(case, monkeypatch):
     assert repr(fast[1]) == repr(slow[1])      # steps
     assert repr(fast[2]) == repr(slow[2])      # summary, exactly (ITL mean included)
     assert len(fast[0]) > 10
+
+
+def _mixed_case(seed: int) -> dict:
+    """A configuration drawn from *seed*: every combination of the options the generation
+    group depends on (overlap, chunked context, block reuse with conversations, early stops,
+    tight memory, batch limits) is reachable."""
+    import random
+
+    rnd = random.Random(seed)
+    trt = {"disable_overlap_scheduler": rnd.random() < 0.3,
+           "enable_block_reuse": rnd.random() < 0.7,
+           "tokens_per_block": rnd.choice([8, 16, 32, 64])}
+    if rnd.random() < 0.5:
+        trt.update(TIGHT)
+    if rnd.random() < 0.4:
+        trt.update(enable_chunked_prefill=True, max_num_tokens=rnd.choice([256, 512, 1024]),
+                   max_batch_size=rnd.choice([16, 64, 256]))
+    elif rnd.random() < 0.3:
+        trt["max_batch_size"] = rnd.choice([4, 16])
+    profile = {}
+    if rnd.random() < 0.5:
+        profile.update(CONV)
+    if rnd.random() < 0.5:
+        profile["output_tokens_dist_config"] = {"type": "LogNormal", "mean": 50, "sigma": 60,
+                                                "is_int": True, "min": 1, "max": 600}
+    return experiment(rate=rnd.choice([10, 30, 60]), duration=2, prompt=rnd.choice([200, 700]),
+                      output=rnd.choice([40, 200]), trt=trt, profile=profile, seed=seed)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_executor_equals_the_plain_reference_on_mixed_configurations(seed, monkeypatch):
+    cfg = _mixed_case(seed)
+    fast = _outputs(cfg)
+    monkeypatch.setattr(plugin, "Replica", trtllm_reference_executor.Replica)
+    slow = _outputs(cfg)
+    assert repr(fast[0]) == repr(slow[0])
+    assert repr(fast[1]) == repr(slow[1])
+    assert repr(fast[2]) == repr(slow[2])

@@ -56,12 +56,14 @@ from labsim_llm.engine.pipeline import StagePipeline
 from labsim_llm.engine.replica import ReplicaShell
 from labsim_llm.engine.replica import Seq as ShellSeq
 
+from labsim_trtllm.generation_group import GenerationGroup
+
 
 class Seq(ShellSeq):
     """The executor's state of one request (besides the shell's: cache keys, blocks held...)."""
 
     __slots__ = ("ctx_len", "computed", "out", "planned", "target", "need_total", "finished",
-                 "epoch", "inflight")
+                 "epoch", "inflight", "order", "gf", "gc0", "gp0")
 
     def __init__(self, req, warm: bool, need_total: int):
         super().__init__(req, warm)
@@ -74,6 +76,9 @@ class Seq(ShellSeq):
         self.finished = False
         self.epoch = 0                         # bumped by a pause: in-flight work is void for the cache
         self.inflight = False                  # in a micro-batch still in flight (pipeline parallelism)
+        self.order = 0                         # how many requests became active before it
+        self.gf = -1                           # the iteration it joined the generation group at, or -1
+        self.gc0 = self.gp0 = 0                # its computed and planned tokens then
 
 
 class Step:
@@ -81,7 +86,8 @@ class Step:
     context entries (``contexts``: ``(seq, tokens, computed_before, emits_token, epoch)``),
     which come after them."""
 
-    __slots__ = ("gens", "contexts", "chunks", "decodes", "decode_ctx", "tokens", "start", "end")
+    __slots__ = ("gens", "contexts", "chunks", "decodes", "decode_ctx", "tokens", "start", "end",
+                 "gidx", "group", "group_warm", "left_warm")
 
     def __init__(self, gens, contexts, chunks, decode_ctx: int):
         self.gens = gens
@@ -91,17 +97,21 @@ class Step:
         self.decode_ctx = decode_ctx           # Σ context of the generation entries, new token included
         self.tokens = self.decodes + sum(n for n, _ in chunks)
         self.start = self.end = 0.0
+        self.gidx = -1                         # its index, with the generation group
+        self.group = 0                         # group members it runs (their token counted apart)
+        self.group_warm = 0                    # ... of which count in the statistics
+        self.left_warm = 0                     # ... and of those, finished before it completes
 
     @property
     def empty(self) -> bool:
-        return not self.gens and not self.contexts
+        return not self.gens and not self.contexts and not self.group
 
     def seqs(self):
         """Every request the iteration runs."""
         return [*self.gens, *(e[0] for e in self.contexts)]
 
 
-class Replica(ReplicaShell):
+class Replica(GenerationGroup, ReplicaShell):
     """A TensorRT-LLM executor (``tp × pp`` GPUs) running its loop as a SimPy process.
 
     The shell (:class:`~labsim_llm.engine.replica.ReplicaShell`) holds the waiting queue
@@ -126,11 +136,17 @@ class Replica(ReplicaShell):
         self.lookahead = 2 if self.overlap else 1
         self.extra_token = 1 if self.overlap else 0
         self.active: list[Seq] = []
+        self._last_end = 0.0                   # when the last iteration's outputs came out
+        self._init_group(cfg)
 
     # -- interface with the framework --------------------------------------------------
 
     def running_seqs(self) -> list:
-        return self.active
+        return self._group_seqs() if self._gN else self.active
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.waiting) + self._gN + len(self.active)
 
     def need_total(self, prompt: int, max_new: int) -> int:
         """Blocks a request holds when it runs to completion (GUARANTEED_NO_EVICT's reservation)."""
@@ -243,6 +259,8 @@ class Replica(ReplicaShell):
         A generation request's token is counted (``computed``, ``planned``, ``held``) as the
         scan meets it; the blocks it needs are taken from the pool after the scan, as they
         would be one request at a time (one ``allocate`` takes the same blocks as several)."""
+        if self.grouped:
+            return self._schedule_grouped()
         while self.waiting and len(self.active) < self.max_batch:
             self.active.append(self.waiting.popleft())
         approved = self._capacity()
@@ -353,6 +371,8 @@ class Replica(ReplicaShell):
         self.register_keys(s, keys[start:full])
 
     def _commit(self, step: Step) -> None:
+        if self.grouped:
+            return self._commit_grouped(step)
         end = step.end
         finished = []
         gaps = []
@@ -418,7 +438,7 @@ class Replica(ReplicaShell):
         cur = None
         while True:
             if cur is None:
-                if not self.active and not self.waiting:
+                if not self.active and not self.waiting and not self._gN:
                     yield from self.idle()
                     continue
                 cur = self.schedule()
