@@ -1,51 +1,83 @@
-"""Simulation speed of the vLLM model: wall time, simulated requests per wall second, peak memory.
+"""Simulation speed of the serving engines: wall and CPU time, requests per second, peak memory.
 
-One replica of Llama-3.1-8B on an H100-SXM, 1024 prompt / 256 output tokens,
-Poisson arrivals at 16 requests/s, for 20,000, 100,000 and 1,000,000 requests
-(each size in a fresh process, writing requests.csv and summary.json to a
-temporary folder, one core). Targets: 100,000 requests in under 12 s; 1,000,000
-in under 2 minutes and 500 MB.
+The workload of issue 13's table: Llama-3.1-8B on H100-SXM, 1024 prompt / 256
+output tokens, Poisson arrivals at 16 requests/s per replica. Each run is a
+fresh process writing requests.csv and summary.json to a temporary folder, on
+one core; each figure is the median of ``--repeat`` runs (CPU seconds, user +
+system, are steadier than wall seconds on a shared machine).
 
-    python benchmarks/speed_serving.py [--sizes 20000,100000] [--no-fast-forward] [--framework trtllm]
+    python benchmarks/speed_serving.py                      # vLLM at 20k, 100k, 1M requests
+    python benchmarks/speed_serving.py --framework trtllm --sizes 100000
+    python benchmarks/speed_serving.py --table              # issue 13's whole table
+    python benchmarks/speed_serving.py --case pp2 --framework vllm --sizes 20000
 
-``--framework trtllm`` runs the same workload on the TensorRT-LLM model (default settings),
-which has no fast path: its scheduler walks every active request each step.
+Cases (``--case``):
+
+``single``    one replica (the default);
+``pp2``       one replica over two GPUs with pipeline parallelism 2;
+``replicas``  8 replicas behind the least-outstanding router, 8 × 16 = 128 requests/s
+              (``--sizes`` counts every replica's requests: 800,000 is issue 13's row);
+``trace``     the built-in Azure conversation trace (splitwise_conv, 19,366 rows) replayed
+              ``--sizes`` / 19,366 times back to back (193,660 is 10 copies);
+``startup``   ``labsim run`` of a 10-request experiment file, the whole process.
+
+Targets (issue 13): 100,000 requests < 5 s and 1,000,000 < 50 s and < 200 MB per engine;
+PP=2 within 1.5× of PP=1; 800,000 requests on 8 replicas < 60 s; the trace within 1.5× of
+the synthetic rate; start-up < 0.6 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+TRACE_ROWS = 19366
 
-def experiment(n: int, fast_forward: bool, framework: str = "vllm") -> dict:
-    return {
-        "name": f"speed-{n}", "simulation": {"max_simulation_time": 1e9, "random_seed": 1},
-        "hardware_profile": {"device": "H100-SXM"},
-        "workload": {"type": "client_profiles", "num_requests": n, "client_profiles": [{
-            "profile_name": "fixed", "request_rate": 16.0,
+
+def experiment(n: int, fast_forward: bool, framework: str = "vllm", case: str = "single") -> dict:
+    """The experiment of *case* with *n* requests in all."""
+    cfg = {"model": "Llama-3.1-8B", "record_steps": False}
+    if framework == "vllm":
+        cfg["fast_forward"] = fast_forward
+    hardware = {"device": "H100-SXM"}
+    if case == "pp2":
+        cfg["pipeline_parallel_size"] = 2
+        hardware["count"] = 2
+    replicas = 8 if case == "replicas" else 1
+    if replicas > 1:
+        cfg.update(num_replicas=replicas, router="least_outstanding")
+        hardware["count"] = replicas
+    if case == "trace":
+        workload = {"type": "trace", "path": "builtin:splitwise_conv",
+                    "repeat": max(1, round(n / TRACE_ROWS))}
+    else:
+        workload = {"type": "client_profiles", "num_requests": n, "client_profiles": [{
+            "profile_name": "fixed", "request_rate": 16.0 * replicas,
             "prompt_tokens_dist_config": {"type": "Constant", "value": 1024, "is_int": True},
-            "max_output_tokens_dist_config": {"type": "Constant", "value": 256, "is_int": True}}]},
-        "frameworks_to_test": [{"name": "vllm", "type": "vllm", "config": {
-            "model": "Llama-3.1-8B", "fast_forward": fast_forward, "record_steps": False}}] if framework == "vllm"
-        else [{"name": framework, "type": framework, "config": {"model": "Llama-3.1-8B", "record_steps": False}}],
+            "max_output_tokens_dist_config": {"type": "Constant", "value": 256, "is_int": True}}]}
+    return {
+        "name": f"speed-{case}-{n}", "simulation": {"max_simulation_time": 1e9, "random_seed": 1},
+        "hardware_profile": hardware, "workload": workload,
+        "frameworks_to_test": [{"name": framework, "type": framework, "config": cfg}],
         "metrics_config": {"sinks": ["summary_json", "csv"]},
     }
 
 
-def child(n: int, fast_forward: bool, framework: str) -> None:
+def child(n: int, fast_forward: bool, framework: str, case: str) -> None:
     from pathlib import Path
 
     from labsim.orchestrator import Orchestrator, load_experiment
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        orch = Orchestrator(load_experiment(experiment(n, fast_forward, framework)))
+        orch = Orchestrator(load_experiment(experiment(n, fast_forward, framework, case)))
         result = orch.run(Path(out))
     wall = time.perf_counter() - started
     s = result.summary["frameworks"][framework]
@@ -55,32 +87,98 @@ def child(n: int, fast_forward: bool, framework: str) -> None:
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def _run(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall and CPU seconds (user + system) of *cmd* in a child process, and its stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env={
+        **os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, out.stdout
+
+
+def measure(n: int, fast_forward: bool, framework: str, case: str, repeat: int) -> dict:
+    """Median wall and CPU seconds of *repeat* fresh processes simulating *case*."""
+    if case == "startup":
+        return startup(repeat)
+    cmd = [sys.executable, __file__, "--child", str(n), "--framework", framework, "--case", case]
+    cmd += ["--no-fast-forward"] if not fast_forward else []
+    walls, cpus, peaks = [], [], []
+    for _ in range(repeat):
+        wall, cpu, stdout = _run(cmd)
+        r = json.loads(stdout.strip().splitlines()[-1])
+        walls.append(wall)
+        cpus.append(cpu)
+        peaks.append(r["peak_rss_mb"])
+    return {"case": case, "framework": framework, "requests": r["finished"],
+            "wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus),
+            "peak_mb": max(peaks), "steps": r["steps"]}
+
+
+def startup(repeat: int) -> dict:
+    """``labsim run`` of a 10-request experiment, the whole process (median of *repeat*)."""
+    text = ("name: startup\nhardware_profile: {device: H100-SXM}\n"
+            "workload: {type: client_profiles, num_requests: 10, client_profiles: "
+            "[{profile_name: a, request_rate: 4,\n"
+            "  prompt_tokens_dist_config: {type: Constant, value: 512, is_int: true},\n"
+            "  max_output_tokens_dist_config: {type: Constant, value: 64, is_int: true}}]}\n"
+            "frameworks_to_test: [{name: vllm, type: vllm, config: {model: Llama-3.1-8B}}]\n")
+    labsim = os.path.join(os.path.dirname(sys.executable), "labsim")
+    walls, cpus = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "startup.yaml")
+        with open(path, "w") as handle:
+            handle.write(text)
+        for i in range(repeat):
+            wall, cpu, _ = _run([labsim, "run", path, "--out", os.path.join(tmp, f"out{i}")])
+            walls.append(wall)
+            cpus.append(cpu)
+    return {"case": "startup", "framework": "vllm", "requests": 10,
+            "wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus),
+            "peak_mb": float("nan"), "steps": 0}
+
+
+def row(r: dict) -> str:
+    per = r["requests"] / r["cpu_s"] if r["cpu_s"] else float("nan")
+    return (f"{r['case']:>9} {r['framework']:>7} {r['requests']:>10,} {r['wall_s']:>8.2f} "
+            f"{r['cpu_s']:>8.2f} {per:>12,.0f} {r['peak_mb']:>8.0f} {r['steps']:>10}")
+
+
+#: issue 13's table: (case, framework, requests)
+TABLE = [("single", "vllm", 100_000), ("single", "trtllm", 100_000),
+         ("pp2", "vllm", 100_000), ("pp2", "trtllm", 100_000),
+         ("trace", "vllm", 10 * TRACE_ROWS), ("replicas", "vllm", 800_000),
+         ("single", "vllm", 1_000_000), ("single", "trtllm", 1_000_000),
+         ("startup", "vllm", 10)]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="20000,100000,1000000")
     ap.add_argument("--no-fast-forward", action="store_true")
     ap.add_argument("--framework", choices=["vllm", "trtllm"], default="vllm")
+    ap.add_argument("--case", choices=["single", "pp2", "replicas", "trace", "startup"],
+                    default="single")
+    ap.add_argument("--table", action="store_true", help="issue 13's whole table")
+    ap.add_argument("--repeat", type=int, default=3, help="fresh processes per figure (median)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     ff = not args.no_fast_forward
     if args.child:
-        child(args.child, ff, args.framework)
+        child(args.child, ff, args.framework, args.case)
         return 0
-    print(f"{'requests':>10} {'wall s':>8} {'sim req/wall s':>15} {'peak MB':>8} {'steps':>10} "
-          f"{'simulated s':>12}")
-    for n in (int(x) for x in args.sizes.split(",")):
-        cmd = [sys.executable, __file__, "--child", str(n), "--framework", args.framework]
-        cmd += ["--no-fast-forward"] if not ff else []
-        started = time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ,
-                             "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
-        total = time.perf_counter() - started
-        if out.returncode:
-            print(out.stderr[-2000:])
-            return 1
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{n:>10} {total:>8.1f} {r['finished'] / total:>15.0f} {r['peak_rss_mb']:>8.0f} "
-              f"{r['steps']:>10} {r['simulated_s']:>12.0f}")
+    print(f"{'case':>9} {'engine':>7} {'requests':>10} {'wall s':>8} {'CPU s':>8} "
+          f"{'req/CPU s':>12} {'peak MB':>8} {'steps':>10}")
+    runs = TABLE if args.table else [(args.case, args.framework, int(x))
+                                     for x in args.sizes.split(",")]
+    if args.case == "startup" and not args.table:
+        runs = [("startup", "vllm", 10)]
+    for case, framework, n in runs:
+        print(row(measure(n, ff, framework, case, args.repeat)))
         sys.stdout.flush()
     return 0
 

@@ -77,6 +77,20 @@ def test_own_file_with_columns_sessions_and_units(llm_registry, tmp_path):
     )  # shorter than the conversation: fresh content
 
 
+def test_repeat_replays_the_rows_back_to_back_as_new_conversations(llm_registry, tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("time,session_id,prompt_tokens,output_tokens\n0,a,100,10\n1,b,50,5\n3,a,130,7\n")
+    summary, servers = simulate(llm_registry, {"type": "trace", "path": str(path), "repeat": 3})
+    seen = servers["a"].seen
+    # span 3 s plus one mean gap (1.5 s): copies start at 0, 4.5 and 9 s
+    assert [r.arrival_s for r in seen] == [0, 1, 3, 4.5, 5.5, 7.5, 9, 10, 12]
+    assert [r.prompt_tokens for r in seen] == [100, 50, 130] * 3
+    sessions = [r.session_id for r in seen]
+    assert len(set(sessions)) == 6                      # two conversations per copy, all new
+    assert [r.turn for r in seen] == [0, 0, 1] * 3      # each copy's conversation starts afresh
+    assert summary["workload"]["repeat"] == 3 and summary["workload"]["trace_rows"] == 9
+
+
 def test_relative_path_is_read_from_the_experiment_folder(llm_registry, tmp_path):
     (tmp_path / "t.csv").write_text("timestamp,prompt_tokens,output_tokens\n0,5,5\n1,6,6\n")
     exp = {

@@ -144,6 +144,8 @@ class GenerationGroup:
         """:meth:`~labsim_trtllm.executor.Replica.schedule` with the group: the members as
         aggregates, everything else walked as the plain executor walks it."""
         active = self.active
+        if not active and (not self.waiting or self._gN >= self.max_batch):
+            return self._group_only_step()
         while self.waiting and self._gN + len(active) < self.max_batch:
             s = self.waiting.popleft()
             s.order = self._n_order
@@ -230,6 +232,28 @@ class GenerationGroup:
         step.gidx = g
         step.group = n
         step.group_warm = self._gW
+        self._ahead = step
+        return step
+
+    def _group_only_step(self):
+        """The usual iteration: the members alone (no context, nothing else to walk)."""
+        from labsim_trtllm.executor import Step
+
+        g = self._gidx
+        self._gidx = g + 1
+        n = self._gN
+        blocks = self._gcnt[-g % self.tpb]
+        if blocks:
+            self._gheld += blocks
+            self._take(blocks)
+        step = Step.__new__(Step)
+        step.gens = step.contexts = step.chunks = ()
+        step.decodes = step.tokens = step.group = n
+        step.decode_ctx = self._gS + n * (g + 1)
+        step.start = step.end = 0.0
+        step.gidx = g
+        step.group_warm = self._gW
+        step.left_warm = 0
         self._ahead = step
         return step
 

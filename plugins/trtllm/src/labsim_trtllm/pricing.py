@@ -42,6 +42,7 @@ class TrtStepPricer:
         self.cpu = float(cfg["step_overhead_s"])
         self.cpu_per_req = float(cfg["step_overhead_per_request_s"])
         self.overlap = not cfg["disable_overlap_scheduler"]
+        self._decode_steps: dict = {}          # batch size → f(decode context), see step_time
 
     def uses_graph(self, chunks, num_decodes: int) -> bool:
         """Whether this step replays a CUDA graph (decode-only, a captured size)."""
@@ -59,9 +60,25 @@ class TrtStepPricer:
 
     def step_time(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> float:
         """Seconds from the start of this iteration to the start of the next."""
+        if not chunks and num_decodes > 0:
+            price = self._decode_steps.get(num_decodes)
+            if price is None:
+                price = self._decode_steps[num_decodes] = self._decode_step_fn(num_decodes)
+            return price(decode_context)
         gpu = self.gpu_time(chunks, num_decodes, decode_context)
         cpu = self.cpu_time(chunks, num_decodes)
         return max(gpu, cpu) if self.overlap else gpu + cpu
+
+    def _decode_step_fn(self, b: int):
+        """``f(ctx)`` = :meth:`step_time` ``((), b, ctx)``, bit for bit, with the batch's
+        pricer, graph or eager, and CPU time found once."""
+        pricer = self.graph if self.uses_graph((), b) else self.eager
+        gpu = pricer.decode_step_fn(b)
+        scale = self.scale
+        cpu = self.cpu_time((), b)
+        if self.overlap:
+            return lambda ctx: max(gpu(ctx) * scale, cpu)
+        return lambda ctx: gpu(ctx) * scale + cpu
 
     def work(self, chunks, num_decodes: int = 0, decode_context: int = 0):
         """(FLOPs, DRAM bytes) one GPU does in this step."""

@@ -118,6 +118,14 @@ CONFIG_SCHEMA = {
             "minimum": 1,
             "description": "Replay at most this many rows.",
         },
+        "repeat": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 1,
+            "description": "Replay the (selected) rows this many times back to back; each copy "
+            "starts one mean inter-arrival gap after the previous one's last row, and its "
+            "conversations are new ones.",
+        },
         "streaming_response_probability": {
             **PROBABILITY,
             "default": 1.0,
@@ -253,6 +261,21 @@ def load_trace(path: str, stamp: tuple, columns: tuple, unit: float):
     )
 
 
+def _repeated(times, prompts, outputs, sessions, repeat: int):
+    """The rows *repeat* times back to back: copy *k* shifted by *k* spans (the rows' span plus
+    one mean gap between arrivals), its session ids made distinct from every other copy's."""
+    n = times.size
+    span = float(times[-1] - times[0])
+    span += span / (n - 1) if n > 1 else 1.0
+    shift = np.repeat(np.arange(repeat, dtype=float) * span, n)
+    times = np.tile(times, repeat) + shift
+    if sessions is not None:
+        stride = int(sessions.max()) + 1 if sessions.size else 1
+        sessions = np.where(np.tile(sessions, repeat) >= 0,
+                            np.tile(sessions, repeat) + np.repeat(np.arange(repeat), n) * stride, -1)
+    return times, np.tile(prompts, repeat), np.tile(outputs, repeat), sessions
+
+
 class TraceWorkload(RequestWorkload):
     """Replays a request trace from CSV (timestamp, prompt tokens, output tokens, session id)."""
 
@@ -281,10 +304,16 @@ class TraceWorkload(RequestWorkload):
                 f"{config.get('end_s')} (the trace spans {times[-1]:.1f} s)"
             )
         scale = float(config.get("time_scale", 1.0))
-        self._times = ((times[index] - start) * scale).tolist()
-        self._prompts = prompts[index].tolist()
-        self._outputs = np.maximum(outputs[index], 1).tolist()
-        self._trace_sessions = sessions[index].tolist() if sessions is not None else None
+        t = (times[index] - start) * scale
+        prompts, outputs = prompts[index], np.maximum(outputs[index], 1)
+        sessions = sessions[index] if sessions is not None else None
+        repeat = int(config.get("repeat", 1))
+        if repeat > 1:
+            t, prompts, outputs, sessions = _repeated(t, prompts, outputs, sessions, repeat)
+        self._times = t.tolist()
+        self._prompts = prompts.tolist()
+        self._outputs = outputs.tolist()
+        self._trace_sessions = sessions.tolist() if sessions is not None else None
         self.streaming_p = float(config.get("streaming_response_probability", 1.0))
         self._coins = Uniforms(self.rng("workload", "trace", "streaming"))
         self._last: dict[int, tuple] = {}
@@ -339,4 +368,6 @@ class TraceWorkload(RequestWorkload):
                 "time_scale": float(self.config.get("time_scale", 1.0)),
             }
         )
+        if int(self.config.get("repeat", 1)) > 1:
+            out["repeat"] = int(self.config["repeat"])
         return out
