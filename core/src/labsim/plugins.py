@@ -129,23 +129,28 @@ def _load_entrypoints(loaded: LoadedPlugins) -> None:
     allow = _names("LABSIM_LOAD_PLUGINS")
     deny = _names("LABSIM_DISABLE_PLUGINS") or set()
     by_name = defaultdict(list)
+    # each distribution's name and version read once (``Distribution.name`` parses its
+    # metadata file at every access)
+    known: dict[int, tuple[str, str]] = {}
     for ep in metadata.entry_points(group=GROUP):
-        dist = ep.dist.name if ep.dist else "(unknown)"
+        if ep.dist is None:
+            dist, version = "(unknown)", ""
+        else:
+            dist, version = known.get(id(ep.dist)) or known.setdefault(
+                id(ep.dist), (ep.dist.name, ep.dist.version))
         if {ep.name, dist} & deny:
             continue
         if allow is not None and not ({ep.name, dist} & allow):
             continue
-        by_name[ep.name].append(ep)
+        by_name[ep.name].append((ep, dist, version))
     for name, eps in sorted(by_name.items()):
-        dists = sorted({(ep.dist.name if ep.dist else "(unknown)") for ep in eps})
+        dists = sorted({dist for _, dist, _ in eps})
         if len(dists) > 1:
             loaded.conflicts.append(
                 f"Plugin name {name!r} is claimed by {' and '.join(dists)}. "
                 "Uninstall one, or set LABSIM_DISABLE_PLUGINS=<distribution>."
             )
-        for ep in eps:
-            dist = ep.dist.name if ep.dist else "(unknown)"
-            version = ep.dist.version if ep.dist else ""
+        for ep, dist, version in eps:
             plugin_name = name if len(dists) == 1 else f"{name}@{dist}"
             info = PluginInfo(plugin_name, dist, version)
             try:
