@@ -71,6 +71,12 @@ CASES = {
                                                "is_int": True, "min": 1, "max": 600}}),
     "small-batch": experiment(rate=40, duration=2, prompt=300, output=100, trt={"max_batch_size": 8}),
     "pp2": experiment(rate=40, duration=2, trt={"pipeline_parallel_size": 2}),
+    "pp2-guaranteed-tight-chunked": experiment(
+        rate=40, duration=2, prompt=900, output=200,
+        trt={**TIGHT, "pipeline_parallel_size": 2, "enable_chunked_prefill": True,
+             "max_num_tokens": 512, "max_batch_size": 128}),
+    "pp4-reuse-conversations": experiment(rate=8, duration=5, prompt=300, profile=CONV,
+                                          trt={"pipeline_parallel_size": 4, "tokens_per_block": 8}),
     "pp2-tight-reuse": experiment(rate=8, duration=5, prompt=300, profile=CONV,
                                   trt={**TIGHT, "pipeline_parallel_size": 2, "tokens_per_block": 8,
                                        "capacity_scheduler_policy": "MAX_UTILIZATION"}),
@@ -114,6 +120,8 @@ def _mixed_case(seed: int) -> dict:
                    max_batch_size=rnd.choice([16, 64, 256]))
     elif rnd.random() < 0.3:
         trt["max_batch_size"] = rnd.choice([4, 16])
+    if rnd.random() < 0.3:
+        trt["pipeline_parallel_size"] = rnd.choice([2, 3])
     profile = {}
     if rnd.random() < 0.5:
         profile.update(CONV)
@@ -124,7 +132,7 @@ def _mixed_case(seed: int) -> dict:
                       output=rnd.choice([40, 200]), trt=trt, profile=profile, seed=seed)
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(10))
 def test_executor_equals_the_plain_reference_on_mixed_configurations(seed, monkeypatch):
     cfg = _mixed_case(seed)
     fast = _outputs(cfg)

@@ -87,7 +87,7 @@ class Step:
     which come after them."""
 
     __slots__ = ("gens", "contexts", "chunks", "decodes", "decode_ctx", "tokens", "start", "end",
-                 "gidx", "group", "group_warm", "left_warm")
+                 "cohort", "gidx", "group", "group_warm", "left_warm")
 
     def __init__(self, gens, contexts, chunks, decode_ctx: int):
         self.gens = gens
@@ -97,7 +97,8 @@ class Step:
         self.decode_ctx = decode_ctx           # Σ context of the generation entries, new token included
         self.tokens = self.decodes + sum(n for n, _ in chunks)
         self.start = self.end = 0.0
-        self.gidx = -1                         # its index, with the generation group
+        self.cohort = None                     # the generation group's cohort it runs
+        self.gidx = -1                         # its index in that cohort
         self.group = 0                         # group members it runs (their token counted apart)
         self.group_warm = 0                    # ... of which count in the statistics
         self.left_warm = 0                     # ... and of those, finished before it completes
@@ -136,7 +137,6 @@ class Replica(GenerationGroup, ReplicaShell):
         self.lookahead = 2 if self.overlap else 1
         self.extra_token = 1 if self.overlap else 0
         self.active: list[Seq] = []
-        self._last_end = 0.0                   # when the last iteration's outputs came out
         self._init_group(cfg)
 
     # -- interface with the framework --------------------------------------------------
@@ -464,7 +464,7 @@ class Replica(GenerationGroup, ReplicaShell):
         env, pricer = self.env, self.pricer
         inflight: deque[Step] = deque()
         while True:
-            if len(inflight) < self.pp and (self.active or self.waiting):
+            if len(inflight) < self.pp and (self.active or self.waiting or self._gN):
                 step = self.schedule()
                 if not step.empty:
                     step.start = max(self.clock, env.now)
@@ -472,6 +472,8 @@ class Replica(GenerationGroup, ReplicaShell):
                                                  pricer.gpu_time(step.chunks, step.decodes, step.decode_ctx))
                     for s in step.seqs():
                         s.inflight = True
+                    if step.cohort is not None:
+                        step.cohort.inflight = True
                     inflight.append(step)
                     continue
                 if not inflight:
@@ -485,6 +487,8 @@ class Replica(GenerationGroup, ReplicaShell):
                 self.clock = step.end
                 for s in step.seqs():
                     s.inflight = False
+                if step.cohort is not None:
+                    step.cohort.inflight = False
                 self._commit(step)
                 continue
             yield from self.idle()

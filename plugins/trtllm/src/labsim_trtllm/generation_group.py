@@ -1,12 +1,15 @@
 """The generation group: requests that generate one token a step, kept as aggregates.
 
-Under ``GUARANTEED_NO_EVICT`` without pipeline parallelism a started request,
-once its context is done, is in every iteration until it finishes: the
-capacity scheduler keeps every started request, the micro-batch scheduler
-cannot run out of room (at most ``max_batch_size`` requests are active, and
-``max_batch_size ≤ max_num_tokens`` is required for the group), and nothing is
-paused. So those requests advance in lockstep and the executor keeps them as
-aggregates instead of walking them each iteration:
+Under ``GUARANTEED_NO_EVICT`` a started request, once its context is done,
+is in every iteration it can be in until it finishes: the capacity scheduler
+keeps every started request, the micro-batch scheduler cannot run out of room
+(at most ``max_batch_size`` requests are active, and ``max_batch_size ≤
+max_num_tokens`` is required for the group), and nothing is paused. So those
+requests advance in lockstep and the executor keeps them as aggregates
+instead of walking them each iteration. With pipeline parallelism P a request
+is in one micro-batch at a time, so the requests settle into P *cohorts*, one
+per micro-batch in flight, each a group of its own (a cohort's iterations are
+the micro-batches formed with it). Per cohort:
 
 * how many there are (and how many count in the statistics);
 * the sum of their contexts, from which each iteration's decode context follows;
@@ -17,8 +20,8 @@ aggregates instead of walking them each iteration:
   capacity scheduler subtracts before admitting a new request).
 
 A member's own counters are brought up to date only when it leaves (it
-finishes, or the run ends with it inside). Iteration ``g`` (``Step.gidx``)
-runs every member that joined at or before ``g``; a member that joined at
+finishes, or the run ends with it inside). Iteration ``g`` of a cohort
+(``Step.gidx``) runs every member that joined at or before ``g``; a member that joined at
 iteration ``f`` with ``c0`` tokens computed and ``p0`` planned has computed
 ``c0 + g − f`` before iteration ``g`` and delivered ``p0 + g − f + 1`` tokens
 after it, so it finishes at ``f + target − p0 − 1``. With the overlap
@@ -38,29 +41,44 @@ request. Outputs are identical to the plain executor's, bit for bit
 from __future__ import annotations
 
 
+class Cohort:
+    """The aggregates of one group of members: all of them without pipeline parallelism, the
+    members of one micro-batch in flight with it."""
+
+    __slots__ = ("members", "n", "warm", "S", "cnt", "fin", "gidx", "last_end", "inflight", "fresh")
+
+    def __init__(self, tokens_per_block: int):
+        self.members: dict[int, object] = {}      # order → Seq
+        self.n = 0                                 # members
+        self.warm = 0                              # members that count in the statistics
+        self.S = 0                                 # Σ (c0 − f)
+        self.cnt = [0] * tokens_per_block          # members per (c0 − f) mod tokens_per_block
+        self.fin: dict[int, list] = {}             # iteration → members its outputs complete
+        self.gidx = 0                              # the next iteration's index
+        self.last_end = 0.0                        # when its last iteration's outputs came out
+        self.inflight = False                      # a micro-batch formed with it is in flight
+        self.fresh: list = []                      # joined now, last token not at last_end (PP)
+
+
 class GenerationGroup:
     """Joining, leaving and stepping the generation group (a part of the executor replica)."""
 
     def _init_group(self, cfg: dict) -> None:
         #: whether generating requests are kept as a group (see the module docstring)
-        self.grouped = (self.guaranteed and self.pp == 1 and self.max_batch <= self.max_tokens)
-        self._members: dict[int, object] = {}    # order → Seq
-        self._gN = 0                              # members
-        self._gW = 0                              # members that count in the statistics
-        self._gS = 0                              # Σ (c0 − f)
-        self._gcnt = [0] * self.tpb               # members per (c0 − f) mod tokens_per_block
-        self._gheld = 0                           # Σ blocks held
-        self._gneed = 0                           # Σ blocks reserved to completion
-        self._gfin: dict[int, list] = {}          # iteration → members its outputs complete
-        self._gidx = 0                            # the next iteration's index
+        self.grouped = self.guaranteed and self.max_batch <= self.max_tokens
+        self._cohorts = [Cohort(self.tpb) for _ in range(self.pp)]
+        self._gN = 0                              # members, every cohort
+        self._gheld = 0                           # Σ blocks members hold
+        self._gneed = 0                           # Σ blocks members' lifetimes reserve
         self._ahead = None                        # the iteration formed last (overlap: not yet applied)
         self._n_order = 0                         # requests that became active so far
 
     # -- joining and leaving -------------------------------------------------------------
 
-    def _joins(self, s, g: int) -> bool:
-        """Make *s* (its context done, about to generate in iteration *g*) a member, if it can be
-        one: it has tokens left to deliver and its reservation covers every token it will hold."""
+    def _joins(self, s, co: Cohort, g: int) -> bool:
+        """Make *s* (its context done, about to generate in iteration *g* of cohort *co*) a
+        member, if it can be one: it has tokens left to deliver and its reservation covers
+        every token it will hold."""
         p0, c0 = s.planned, s.computed
         steps = s.target - p0 + self.extra_token         # iterations it will run in
         if s.target - p0 < 1 or -(-(c0 + steps) // self.tpb) > s.need_total:
@@ -68,56 +86,91 @@ class GenerationGroup:
         if s.held != -(-c0 // self.tpb):
             return False
         s.gf, s.gc0, s.gp0 = g, c0, p0
-        self._members[s.order] = s
+        co.members[s.order] = s
+        co.n += 1
         self._gN += 1
         if s.warm:
-            self._gW += 1
+            co.warm += 1
+            if self.pp > 1 and s.last_token != co.last_end:
+                co.fresh.append(s)                   # its first gap is its own
         k = c0 - g
-        self._gS += k
-        self._gcnt[k % self.tpb] += 1
+        co.S += k
+        co.cnt[k % self.tpb] += 1
         self._gheld += s.held
         self._gneed += s.need_total
         key = g + s.target - p0 - 1
-        fin = self._gfin.get(key)
+        fin = co.fin.get(key)
         if fin is None:
-            self._gfin[key] = [s]
+            co.fin[key] = [s]
         else:
             fin.append(s)
         return True
 
-    def _materialise(self, s) -> None:
-        """Bring a member's counters up to date (after the last iteration formed) and mark it out."""
-        ran = self._gidx - s.gf                   # iterations formed with it
+    def _materialise(self, s, co: Cohort) -> None:
+        """Bring a member's counters up to date (after the last iteration formed)."""
+        ran = co.gidx - s.gf                      # iterations formed with it
         s.computed = s.gc0 + ran
         s.planned = s.gp0 + ran
         s.held = -(-s.computed // self.tpb)
-        s.gf = -1
 
-    def _leave(self, s, end: float) -> None:
-        """Take a member whose last token came out at *end* out of the group."""
+    def _drop(self, s, co: Cohort) -> None:
+        """Take member *s* (counters up to date) out of *co*'s aggregates."""
         k = s.gc0 - s.gf
-        self._materialise(s)
-        s.out = s.target
-        s.last_token = end
-        del self._members[s.order]
+        s.gf = -1
+        del co.members[s.order]
+        co.n -= 1
         self._gN -= 1
         if s.warm:
-            self._gW -= 1
-        self._gS -= k
-        self._gcnt[k % self.tpb] -= 1
+            co.warm -= 1
+        co.S -= k
+        co.cnt[k % self.tpb] -= 1
         self._gheld -= s.held
         self._gneed -= s.need_total
+
+    def _leave(self, s, co: Cohort, end: float) -> None:
+        """Take a member whose last token came out at *end* out of the group."""
+        self._materialise(s, co)
+        self._drop(s, co)
+        s.out = s.target
+        s.last_token = end
+
+    def _disband(self, co: Cohort) -> None:
+        """Send the members of *co* (not in flight, every iteration applied) back to the
+        requests walked one by one, counters exact, to join the cohort being formed."""
+        members = sorted(co.members.values(), key=_by_order)
+        for s in members:
+            self._materialise(s, co)
+            self._drop(s, co)
+            s.out = s.planned
+            s.last_token = co.last_end
+        for key in list(co.fin):
+            del co.fin[key]
+        self.active = sorted(self.active + members, key=_by_order)
 
     def _group_seqs(self) -> list:
         """Every active request in the order they became active (members' counters as they
         are after the last iteration formed)."""
-        members = list(self._members.values())
-        for s in members:
-            ran = self._gidx - s.gf
-            s.computed = s.gc0 + ran
-            s.planned = s.gp0 + ran
-            s.held = -(-s.computed // self.tpb)
+        members = []
+        for co in self._cohorts:
+            for s in co.members.values():
+                ran = co.gidx - s.gf
+                s.computed = s.gc0 + ran
+                s.planned = s.gp0 + ran
+                s.held = -(-s.computed // self.tpb)
+                members.append(s)
         return sorted(members + self.active, key=_by_order)
+
+    def _cohort(self) -> Cohort:
+        """The cohort the micro-batch being formed runs: the one not in flight (several free
+        ones with members are merged first, which a pipeline that is kept full never needs)."""
+        cohorts = self._cohorts
+        if len(cohorts) == 1:
+            return cohorts[0]
+        free = [co for co in cohorts if not co.inflight]
+        busy = [co for co in free if co.n]
+        for co in busy[1:]:
+            self._disband(co)
+        return busy[0] if busy else free[0]
 
     # -- forming an iteration ---------------------------------------------------------------
 
@@ -141,22 +194,24 @@ class GenerationGroup:
         return approved
 
     def _schedule_grouped(self):
-        """:meth:`~labsim_trtllm.executor.Replica.schedule` with the group: the members as
-        aggregates, everything else walked as the plain executor walks it."""
+        """:meth:`~labsim_trtllm.executor.Replica.schedule` with the group: the members of the
+        cohort as aggregates, everything else walked as the plain executor walks it."""
+        co = self._cohort()
         active = self.active
         if not active and (not self.waiting or self._gN >= self.max_batch):
-            return self._group_only_step()
+            return self._group_only_step(co)
         while self.waiting and self._gN + len(active) < self.max_batch:
             s = self.waiting.popleft()
             s.order = self._n_order
             self._n_order += 1
             active.append(s)
         approved = self._capacity_grouped()
-        g = self._gidx
-        self._gidx = g + 1
+        g = co.gidx
+        co.gidx = g + 1
         tpb = self.tpb
-        budget = self.max_tokens - self._gN
-        room = self.max_batch - self._gN
+        budget = self.max_tokens - co.n
+        room = self.max_batch - co.n
+        pp = self.pp > 1
         gens, contexts = [], []
         gen_blocks = 0
         decode_ctx = 0
@@ -165,11 +220,13 @@ class GenerationGroup:
         for s in approved:
             if room <= 0:
                 break
+            if pp and s.inflight:
+                continue                       # its previous micro-batch has not come back
             c = s.computed
             if c >= s.ctx_len:
                 if s.planned > s.target:
                     continue
-                if self._joins(s, g):                      # counted with the group below
+                if self._joins(s, co, g):                  # counted with the cohort below
                     joined = True
                     room -= 1
                     budget -= 1
@@ -217,42 +274,44 @@ class GenerationGroup:
                 elif id(s) in fresh:
                     self._unstart(s)
             contexts = kept
-        n = self._gN
+        n = co.n
         if n:
-            blocks = self._gcnt[-g % tpb]
+            blocks = co.cnt[-g % tpb]
             gen_blocks += blocks
             self._gheld += blocks
-            decode_ctx += self._gS + n * (g + 1)
+            decode_ctx += co.S + n * (g + 1)
         if gen_blocks:
             self._take(gen_blocks)
         step = self._allocate(gens, contexts, decode_ctx)
         if n:
             step.decodes += n
             step.tokens += n
+        step.cohort = co
         step.gidx = g
         step.group = n
-        step.group_warm = self._gW
+        step.group_warm = co.warm
         self._ahead = step
         return step
 
-    def _group_only_step(self):
-        """The usual iteration: the members alone (no context, nothing else to walk)."""
+    def _group_only_step(self, co: Cohort):
+        """The usual iteration: the cohort's members alone (nothing else to walk)."""
         from labsim_trtllm.executor import Step
 
-        g = self._gidx
-        self._gidx = g + 1
-        n = self._gN
-        blocks = self._gcnt[-g % self.tpb]
+        g = co.gidx
+        co.gidx = g + 1
+        n = co.n
+        blocks = co.cnt[-g % self.tpb]
         if blocks:
             self._gheld += blocks
             self._take(blocks)
         step = Step.__new__(Step)
         step.gens = step.contexts = step.chunks = ()
         step.decodes = step.tokens = step.group = n
-        step.decode_ctx = self._gS + n * (g + 1)
+        step.decode_ctx = co.S + n * (g + 1)
         step.start = step.end = 0.0
+        step.cohort = co
         step.gidx = g
-        step.group_warm = self._gW
+        step.group_warm = co.warm
         step.left_warm = 0
         self._ahead = step
         return step
@@ -262,6 +321,7 @@ class GenerationGroup:
     def _commit_grouped(self, step) -> None:
         """:meth:`~labsim_trtllm.executor.Replica._commit` with the group."""
         end = step.end
+        co = step.cohort
         finished = []
         walked = []                                        # (order, gap) of walked generations
         fe_after = self.fe_after
@@ -276,14 +336,14 @@ class GenerationGroup:
             s.last_token = end
             if out >= s.target:
                 finished.append(s)
-        done = self._gfin.pop(step.gidx, None) if step.group else None
+        done = co.fin.pop(step.gidx, None) if step.group else None
         if done:
             finished.extend(done)
             finished.sort(key=_by_order)
         # members that ran in this iteration, less those that finished since it was formed;
-        # each waited since the previous iteration's end
+        # each waited since the cohort's previous iteration ended
         n_warm = step.group_warm - step.left_warm if step.group else 0
-        uniform = end - self._last_end
+        uniform = end - co.last_end
         ctx_gaps = []
         reuse = self.reuse
         for s, _n, _before, emits, epoch in step.contexts:
@@ -301,45 +361,62 @@ class GenerationGroup:
             s.last_token = end
             if s.out >= s.target:
                 finished.append(s)
-        self._record_gaps(step, n_warm, uniform, walked, ctx_gaps)
-        self._last_end = end
+        self._record_gaps(step, co, n_warm, uniform, walked, ctx_gaps)
+        co.last_end = end
         flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
         used = self.pool.num_used
         active = self.active
         waiting = len(self.waiting) + [s.computed for s in active].count(0)
+        busy = self.pipeline.busy(step.start, end) if self.pipeline is not None else None
         self.metrics.step(self.index, step.start, end - step.start, 1, step.tokens, len(step.chunks),
                           step.decodes, self._gN + len(active), waiting, used, flops, nbytes,
-                          used * (end - step.start), None)
+                          used * (end - step.start), busy)
         if done:
             warm = 0
             for s in done:
                 warm += s.warm
-                self._leave(s, end)
+                self._leave(s, co, end)
             ahead = self._ahead
-            if ahead is not None and ahead is not step:    # formed already, with them in it
-                ahead.left_warm += warm
+            if ahead is not None and ahead is not step and self.pp == 1:
+                ahead.left_warm += warm                    # formed already, with them in it
         if finished:
             self._finish(finished, end)
 
-    def _record_gaps(self, step, n_warm: int, uniform: float, walked: list, ctx_gaps: list) -> None:
+    def _record_gaps(self, step, co: Cohort, n_warm: int, uniform: float, walked: list,
+                     ctx_gaps: list) -> None:
         """The iteration's inter-token gaps, as the plain executor records them: the generation
         requests' in running order, then the contexts'; one count when all are equal."""
         itl = self.metrics.itl
         values = [g for _, g in walked] + ctx_gaps
+        fresh = co.fresh if step.group else None
         if n_warm:
-            if values.count(uniform) == len(values):      # the usual iteration
+            if not fresh and values.count(uniform) == len(values):     # the usual iteration
                 itl.add_uniform(uniform, n_warm + len(values))
                 return
             g = step.gidx
-            rows = [(s.order, uniform) for s in self._members.values() if s.warm and s.gf <= g]
+            own = {id(s) for s in fresh} if fresh else ()
+            rows = [(s.order, end_gap(s, own, uniform, step.end))
+                    for s in co.members.values() if s.warm and s.gf <= g]
             rows.extend(walked)
             rows.sort(key=_first)
-            itl.add([gap for _, gap in rows] + ctx_gaps)
+            values = [gap for _, gap in rows] + ctx_gaps
+            if values.count(values[0]) == len(values):
+                itl.add_uniform(values[0], len(values))
+            else:
+                itl.add(values)
         elif values:
             if values.count(values[0]) == len(values):
                 itl.add_uniform(values[0], len(values))
             else:
                 itl.add(values)
+        if fresh:
+            co.fresh = []
+
+
+def end_gap(s, own, uniform: float, end: float) -> float:
+    """A member's gap in an iteration ending at *end*: since its own last token if it joined
+    with one not at the cohort's last end (*own*), else the cohort's *uniform* gap."""
+    return end - s.last_token if id(s) in own else uniform
 
 
 def _first(row):
@@ -350,4 +427,4 @@ def _by_order(s) -> int:
     return s.order
 
 
-__all__ = ["GenerationGroup"]
+__all__ = ["Cohort", "GenerationGroup"]
