@@ -84,8 +84,19 @@ class PipelinedReplica:
 
     def __init__(self, env, engines: list):
         self.env = env
-        self.engines = list(engines)
+        self.engines = engines
         self._changed = None
+
+    @property
+    def engines(self) -> list:
+        """The engines, one per batch in flight."""
+        return self._engines
+
+    @engines.setter
+    def engines(self, engines) -> None:
+        self._engines = list(engines)
+        # each distinct KV cache once: one shared by every engine, or one per engine
+        self._pools = list({id(e.pool): e.pool for e in self._engines}.values())
 
     @property
     def index(self) -> int:
@@ -94,7 +105,10 @@ class PipelinedReplica:
     @property
     def outstanding(self) -> int:
         """Requests queued or running on any of the engines."""
-        return sum(e.outstanding for e in self.engines)
+        total = 0
+        for e in self.engines:
+            total += e.outstanding
+        return total
 
     def start(self) -> None:
         for engine in self.engines:
@@ -107,13 +121,19 @@ class PipelinedReplica:
     def kv_blocks_used(self) -> int:
         """KV blocks in use on the replica: each distinct pool of the engines counted once (one
         shared pool, or one per engine when the blocks are split among them)."""
-        return sum({id(e.pool): e.pool.num_used for e in self.engines}.values())
+        pools = self._pools
+        if len(pools) == 1:
+            return pools[0].num_used
+        return sum(p.num_used for p in pools)
 
     def queue_lengths(self) -> tuple[int, int]:
         """(running, waiting) requests over all the engines (from each one's ``outstanding``
         and ``waiting`` queue)."""
-        waiting = sum(len(e.waiting) for e in self.engines)
-        return self.outstanding - waiting, waiting
+        waiting = total = 0
+        for e in self.engines:
+            waiting += len(e.waiting)
+            total += e.outstanding
+        return total - waiting, waiting
 
     def pending(self) -> list:
         """Every request still on one of the engines."""
