@@ -3,17 +3,21 @@ policy deciding which jobs run where.
 
 Each framework entry is one policy (``config: {scheduler: {type: tiresias}}``); several run side
 by side on the identical jobs, each on its own copy of the cluster. GPUs are the topology's
-nodes × GPUs per node. A job asks for whole GPUs and runs when all of them are free at once
-(gang scheduling), placed on as few nodes as possible (``placement: pack``, best fit) or on the
-emptiest nodes (``spread``). A preempted job returns to the queue keeping its attained work
-(it checkpointed) and pays ``preemption_overhead_s`` (restore) when it runs again.
+nodes × GPUs per node, under the topology's leaf switches, of one GPU type or several
+(``gpu_types``). A job asks for whole GPUs of one type and runs when all of them are free at
+once (gang scheduling), placed by ``placement`` (``pack``: one node, else one leaf, else as few
+leaves as possible; ``spread``; ``any``: see :mod:`labsim_cluster.placement`). Where it lands
+sets its speed (:mod:`labsim_cluster.rates`): a slower GPU type or a placement whose traffic
+crosses nodes or leaves stretches its run. A preempted job returns to the queue keeping its
+attained work (it checkpointed) and pays ``preemption_overhead_s`` (restore) when it runs again.
 
 Per job (table ``jobs``): arrival, first start, end, JCT, queueing delay, preemptions. Per run
 attempt (table ``attempts``): where it ran, from when to when, the work it did and how it ended
 (``completed``, ``preempted`` or ``interrupted``, with the GPU-seconds an interruption lost
 since the last checkpoint). Summary:
 JCT mean/P50/P99 overall and by size (1 GPU, 2–8, more than 8), queueing delay, makespan, GPU
-utilisation, Jain's fairness over users' mean slowdown (JCT / duration), GPU-hours and cost.
+utilisation, Jain's fairness over users' mean slowdown (JCT / duration), GPU-hours and cost
+(per GPU type), locality of the multi-GPU jobs' runs and the fragmentation of the free GPUs.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from labsim_cluster.jobs import CLUSTER_JOBS
 from labsim_cluster.monitoring import EVENT_COLUMNS
 from labsim_cluster.monitoring import SCHEMA as MONITORING_SCHEMA
 from labsim_cluster.monitoring import Monitor
+from labsim_cluster.placement import LOCALITIES, PLACEMENTS, Nodes
+from labsim_cluster.rates import Rates, read_throughputs
 
 USAGE_COLUMNS = ["policy", "time_s", "gpus_busy", "jobs_running", "jobs_waiting"]
 ATTEMPT_COLUMNS = ["policy", "job_id", "attempt", "gpus", "nodes", "start_s", "end_s", "work_s", "outcome",
-                   "lost_gpu_s"]
+                   "lost_gpu_s", "gpu_type", "locality", "speed"]
 JOB_COLUMNS = ["policy", "job_id", "user", "group", "gpus", "duration_s", "arrival_s", "start_s", "end_s",
                "jct_s", "queue_s", "preemptions", "failures", "status"]
 #: interruptions per GPU-hour in Meta's Llama 3 pre-training: 419 in 54 days on 16,384 GPUs
@@ -47,8 +53,40 @@ class Cluster(labsim.Framework):
         "type": "object", "additionalProperties": False, "required": ["scheduler"],
         "properties": {
             "scheduler": {"$ref": "#/$defs/scheduler"},
-            "placement": {"enum": ["pack", "spread"], "default": "pack",
-                          "description": "pack: fewest nodes, best fit; spread: emptiest nodes first."},
+            "placement": {"enum": list(PLACEMENTS), "default": "pack",
+                          "description": "pack: one node (best fit), else one leaf, else fewest leaves; "
+                                         "spread: emptiest nodes first; any: free GPUs in node order."},
+            "gpu_types": {
+                "type": "array", "minItems": 1,
+                "description": "Node groups of different GPU types, in node order (their nodes add up to "
+                               "the topology's). Default: every node is the topology's device.",
+                "items": {"type": "object", "additionalProperties": False, "required": ["name", "nodes"],
+                          "properties": {
+                              "name": {"type": "string", "minLength": 1,
+                                       "description": "The type's name in the throughput table (k80, "
+                                                      "p100, v100 in builtin:gavel)."},
+                              "nodes": {"type": "integer", "minimum": 1},
+                              "device": {"type": "string",
+                                         "description": "A catalog GPU (labsim list devices): prices "
+                                                        "model-given training jobs on this type."},
+                              "price_per_gpu_hour": {"type": "number", "minimum": 0,
+                                                     "description": "USD per GPU-hour of this type "
+                                                                    "(default: the device's price)."}}}},
+            "reference_type": {"type": "string",
+                               "description": "The GPU type the jobs' durations hold on (default: the first "
+                                              "of gpu_types)."},
+            "throughputs": {"type": "string",
+                            "description": "Job type × GPU type × GPUs → steps/s: builtin:gavel (Gavel's "
+                                           "measurements, OSDI'20) or a CSV (gpu_type, job_type, num_gpus, "
+                                           "steps_per_s[, steps_per_s_unconsolidated])."},
+            "locality": {
+                "type": "object", "additionalProperties": False,
+                "description": "Slowdowns of a job placed on more nodes than it needs, or across leaves, "
+                               "when neither labsim-training (model-given jobs) nor the throughput table "
+                               "knows it.",
+                "properties": {"across_nodes": {"type": "number", "minimum": 1, "default": 1.0},
+                               "across_leaves": {"type": "number", "minimum": 1,
+                                                 "description": "Default: across_nodes."}}},
             "preemption_overhead_s": {"type": "number", "minimum": 0, "default": 0.0,
                                       "description": "Seconds a preempted job spends restoring its "
                                                      "checkpoint when it runs again (yours to measure)."},
@@ -91,6 +129,8 @@ class Cluster(labsim.Framework):
         ("preemptions", "jobs.preemptions"),
         ("interruptions", "jobs.interruptions"),
         ("GPU-hours lost to failures", "gpu_hours_lost_to_failures"),
+        ("multi-GPU runs across leaves", "placement.runs.spine"),
+        ("free GPUs fragmented", "placement.fragmentation"),
         ("cost (USD)", "cost.usd"),
     )
 
@@ -104,16 +144,31 @@ class Cluster(labsim.Framework):
         self.capacity = int(topo.world_size)
         self.device = context.hardware.device()
         self.gpus = context.hardware.allocate(instance_name, self.capacity, why="the whole cluster")
+        self.type_specs = self._gpu_types(config, topo)
+        self.nodes = Nodes(int(topo.nodes), self.per_node, int(getattr(topo, "nodes_per_leaf", topo.nodes) or 1),
+                           [(t["name"], int(t["nodes"])) for t in self.type_specs])
+        names = [t["name"] for t in self.type_specs]
+        ref = config.get("reference_type", names[0])
+        if ref not in names:
+            raise UsageError(f"{instance_name}: reference_type {ref!r} is not one of gpu_types "
+                             f"({', '.join(names)})")
+        table = read_throughputs(config["throughputs"], context.base_dir) if config.get("throughputs") else None
+        self.rates = Rates(self.nodes, self.per_node, self.type_specs, names.index(ref), table,
+                           config.get("locality") or {}, topo)
+        self.placement = config.get("placement", "pack")
         block = config["scheduler"]
         self.policy = context.registry.get("schedulers", block["type"])(block, context)
         if hasattr(self.policy, "bind"):
             self.policy.bind(self)
-        self.free = [self.per_node] * int(topo.nodes)
         self.queue: list = []
         self.running: list = []
         self.finished = 0
         self.records: list[tuple] = []      # (gpus, duration, arrival, start, end, user, preemptions)
         self.busy_gpu_s = 0.0
+        self.busy_by_type = [0.0] * len(self.type_specs)
+        self.runs = dict.fromkeys(LOCALITIES, 0)   # multi-GPU runs by locality
+        self.split = 0                             # runs of jobs that fit one node placed on several
+        self.slowdowns: list[float] = []           # of the multi-GPU runs
         self.attained_by_key: dict[str, dict[str, float]] = {"user": {}, "group": {}}
         self._closed = False
         self._rerank_token = None
@@ -131,15 +186,46 @@ class Cluster(labsim.Framework):
         self.usage = (context.metrics.table("cluster_usage", USAGE_COLUMNS)
                       if config.get("record_usage") else None)
 
+    def _gpu_types(self, config, topo) -> list[dict]:
+        """The node groups: ``gpu_types`` checked against the topology, or one group of the
+        topology's device."""
+        types = config.get("gpu_types")
+        if not types:
+            return [{"name": config.get("reference_type", self.device.name), "nodes": int(topo.nodes)}]
+        names = [t["name"] for t in types]
+        if len(set(names)) != len(names):
+            raise UsageError(f"{self.instance_name}: gpu_types names a type twice ({', '.join(names)})")
+        total = sum(int(t["nodes"]) for t in types)
+        if total != int(topo.nodes):
+            raise UsageError(f"{self.instance_name}: gpu_types add up to {total} nodes; the topology has "
+                             f"{topo.nodes} (set hardware_profile.topology.nodes: {total})")
+        for t in types:
+            if t.get("device"):
+                labsim.device(t["device"])  # an unknown name exits 2 here, naming the catalog
+        return [dict(t) for t in types]
+
+    @property
+    def free(self) -> list[int]:
+        """Free GPUs per node."""
+        return self.nodes.free
+
     # -- the work items -----------------------------------------------------------------------
 
     def start(self):
         pass
 
     def submit(self, job):
-        if job.gpus > self.capacity:
-            raise UsageError(f"workload: job {job.job_id} asks for {job.gpus} GPUs; the cluster has "
-                             f"{self.capacity} ({len(self.free)} nodes × {self.per_node})")
+        fits = [t for t, cap in enumerate(self.nodes.capacity_by_type)
+                if job.gpus <= cap and self.rates.type_speed(job, t) > 0]
+        if not fits:
+            if job.gpus > max(self.nodes.capacity_by_type):
+                raise UsageError(f"workload: job {job.job_id} asks for {job.gpus} GPUs; the cluster has "
+                                 f"{self.capacity} ({len(self.free)} nodes × {self.per_node})"
+                                 + (f", at most {max(self.nodes.capacity_by_type)} of one type"
+                                    if len(self.type_specs) > 1 else ""))
+            raise UsageError(f"workload: job {job.job_id} ({job.kind or 'no job_type'}, {job.gpus} GPUs) runs on "
+                             f"no GPU type of the cluster that has {job.gpus} GPUs (the throughput table "
+                             "gives it 0 steps/s there)")
         self._observe()
         job.run_overhead_s = 0.0
         job.queued_at = self.context.env.now
@@ -151,40 +237,48 @@ class Cluster(labsim.Framework):
 
     # -- placement ----------------------------------------------------------------------------
 
-    def _place(self, gpus: int) -> list[tuple[int, int]] | None:
-        """``[(node, gpus)]`` for a job of *gpus* GPUs, or None when they are not free."""
-        if gpus > sum(self.free):
-            return None
-        nodes = range(len(self.free))
-        if self.config.get("placement", "pack") == "spread":
-            order = sorted(nodes, key=lambda n: (-self.free[n], n))
-        elif gpus <= self.per_node:
-            fits = [n for n in nodes if self.free[n] >= gpus]
-            if fits:
-                return [(min(fits, key=lambda n: (self.free[n], n)), gpus)]
-            order = sorted(nodes, key=lambda n: (-self.free[n], n))
-        else:
-            order = sorted(nodes, key=lambda n: (-self.free[n], n))
-        out, need = [], gpus
-        for n in order:
-            if need == 0:
-                break
-            take = min(self.free[n], need)
-            if take:
-                out.append((n, take))
-                need -= take
-        return out if need == 0 else None
+    def _where(self, job, gtype: int | None = None) -> tuple[int, list[tuple[int, int]]] | None:
+        """``(type, [(node, gpus)])`` for *job* (on type *gtype* if given), or None when its
+        GPUs are not free. Without a type, the type with the most free GPUs that runs the job
+        (heterogeneity-agnostic)."""
+        nodes = self.nodes
+        if gtype is not None:
+            where = nodes.place(job.gpus, gtype, self.placement)
+            return None if where is None else (gtype, where)
+        if len(self.type_specs) == 1:
+            where = nodes.place(job.gpus, 0, self.placement)
+            return None if where is None else (0, where)
+        order = sorted(range(len(self.type_specs)), key=lambda t: (-nodes.free_by_type[t], t))
+        for t in order:
+            if nodes.free_by_type[t] < job.gpus or self.rates.type_speed(job, t) <= 0:
+                continue
+            where = nodes.place(job.gpus, t, self.placement)
+            if where is not None:
+                return t, where
+        return None
 
     # -- running ------------------------------------------------------------------------------
 
-    def _start(self, job) -> bool:
-        where = self._place(job.gpus)
-        if where is None:
+    def _start(self, job, gtype: int | None = None) -> bool:
+        found = self._where(job, gtype)
+        if found is None:
             return False
+        t, where = found
         env = self.context.env
-        for n, g in where:
-            self.free[n] -= g
+        self.nodes.take(where, env.now)
         job.nodes = where
+        job.gpu_type = self.type_specs[t]["name"]
+        job.type_index = t
+        slow = self.rates.slowdown(job, t, where) if job.gpus > 1 else 1.0
+        job.rate = self.rates.type_speed(job, t) / slow
+        if job.gpus > 1:
+            job.locality = self.nodes.locality(where)
+            self.runs[job.locality] += 1
+            self.slowdowns.append(slow)
+            if job.gpus <= self.per_node and len(where) > 1:
+                self.split += 1
+        else:
+            job.locality = "node"
         self.queue.remove(job)
         self.running.append(job)
         if job.start_s is None:
@@ -192,7 +286,7 @@ class Cluster(labsim.Framework):
         job.run_began = env.now
         job.run_overhead_s = float(self.config.get("preemption_overhead_s", 0.0)) if job.preemptions else 0.0
         token = job.token = object()
-        run = job.remaining_s + job.run_overhead_s
+        run = job.remaining_s / job.rate + job.run_overhead_s
         if self.fail_rate > 0:
             ttf = float(self.rng.exponential(1.0 / (self.fail_rate * job.gpus)))
             if ttf < run:
@@ -216,7 +310,7 @@ class Cluster(labsim.Framework):
         kept = (job.attained_s // every) * every
         lost = (job.attained_s - kept) * job.gpus
         self.lost_gpu_s += lost
-        self.attempts.append((*attempt, "interrupted", lost))
+        self.attempts.append(_attempt(attempt, "interrupted", lost, job))
         job.attained_s = kept
         job.failures += 1
         self.interruptions += 1
@@ -240,17 +334,20 @@ class Cluster(labsim.Framework):
         ended and what it lost)."""
         env = self.context.env
         ran = max(0.0, env.now - job.run_began - job.run_overhead_s)
+        work = min(ran * job.rate, job.duration_s - job.attained_s)
         job.attempts += 1
         row = (self.instance_name, job.job_id, job.attempts, job.gpus,
-               " ".join(f"{n}:{g}" for n, g in job.nodes), job.run_began, env.now,
-               min(ran, job.duration_s - job.attained_s))
-        job.attained_s = min(job.duration_s, job.attained_s + ran)
-        self.busy_gpu_s += (env.now - job.run_began) * job.gpus
+               " ".join(f"{n}:{g}" for n, g in job.nodes), job.run_began, env.now, work)
+        job.attained_s = min(job.duration_s, job.attained_s + ran * job.rate)
+        job.service_s += ran
+        job.type_s[job.type_index] = job.type_s.get(job.type_index, 0.0) + (env.now - job.run_began)
+        held = (env.now - job.run_began) * job.gpus
+        self.busy_gpu_s += held
+        self.busy_by_type[job.type_index] += held
         for by, key in (("user", job.user), ("group", job.group)):
             done = self.attained_by_key[by]
             done[key] = done.get(key, 0.0) + ran * job.gpus
-        for n, g in job.nodes:
-            self.free[n] += g
+        self.nodes.give(job.nodes, env.now)
         job.nodes = []
         job.run_began = None
         job.token = None
@@ -262,7 +359,7 @@ class Cluster(labsim.Framework):
             return  # preempted since
         env = self.context.env
         self._observe()
-        self.attempts.append((*self._stop(job), "completed", 0.0))
+        self.attempts.append(_attempt(self._stop(job), "completed", 0.0, job))
         job.attained_s = job.duration_s
         job.end_s = env.now
         self.finished += 1
@@ -271,6 +368,12 @@ class Cluster(labsim.Framework):
         self._record(job, "completed")
         self.notify_finished(job)
         self._schedule()
+
+    def _preempt(self, job) -> None:
+        self.attempts.append(_attempt(self._stop(job), "preempted", 0.0, job))
+        job.preemptions += 1
+        job.queued_at = self.context.env.now
+        self.queue.append(job)
 
     def _record(self, job, status: str) -> None:
         if status == "failed":
@@ -291,13 +394,16 @@ class Cluster(labsim.Framework):
     def _schedule(self) -> None:
         self._decide()
         if self.usage is not None:
-            busy = self.capacity - sum(self.free)
+            busy = self.capacity - self.nodes.total_free
             self.usage.append((self.instance_name, self.context.env.now, busy, len(self.running), len(self.queue)))
 
     def _decide(self) -> None:
         env = self.context.env
-        if getattr(self.policy, "preemptive", False):
-            if sum(j.gpus for j in self.queue) <= sum(self.free):
+        if getattr(self.policy, "rounds", False):
+            self._assign(self.policy.assign(env.now))
+            self._arm_rerank()
+        elif getattr(self.policy, "preemptive", False):
+            if sum(j.gpus for j in self.queue) <= self.nodes.total_free:
                 # everyone fits: the ranking would keep every job, so preempt nobody
                 for j in sorted(self.queue, key=lambda j: self.policy.priority(j, env.now)):
                     self._start(j)
@@ -312,10 +418,7 @@ class Cluster(labsim.Framework):
                     room -= j.gpus
             chosen = set(map(id, keep))
             for j in [j for j in self.running if id(j) not in chosen]:
-                self.attempts.append((*self._stop(j), "preempted", 0.0))
-                j.preemptions += 1
-                j.queued_at = env.now
-                self.queue.append(j)
+                self._preempt(j)
             waiting = set(map(id, self.queue))
             for j in keep:
                 if id(j) in waiting:
@@ -323,14 +426,27 @@ class Cluster(labsim.Framework):
             self._arm_rerank()
         else:
             queue = sorted(self.queue, key=lambda j: j.arrival_s)
-            for j in self.policy.pick(queue, sum(self.free), env.now):
-                self._start(j)
+            blocking = getattr(self.policy, "blocking", False)
+            for j in self.policy.pick(queue, self.nodes.total_free, env.now):
+                if not self._start(j) and blocking:
+                    break  # the head's GPUs are free but not on one type / in one placement: it waits
+
+    def _assign(self, plan: list[tuple]) -> None:
+        """Run the round's plan ``[(job, type)]`` (best first): a running job planned on another
+        type, or not planned, is preempted; the planned jobs that wait start on their type."""
+        want = {id(j): t for j, t in plan}
+        for j in [j for j in self.running if want.get(id(j), -1) != j.type_index]:
+            self._preempt(j)
+        for j, t in plan:
+            if j.run_began is None and j in self.queue:
+                self._start(j, t)
 
     def _arm_rerank(self) -> None:
         """Wake the policy again when the ranking may change between arrivals and completions:
         at the time the policy names (``next_change``: Tiresias' next threshold crossing), or
-        every ``reschedule_every_s`` for a policy whose ranks drift (fair share) — and only while
-        jobs wait, since a ranking with nobody waiting preempts nobody."""
+        every ``reschedule_every_s`` for a policy whose ranks drift (fair share; a round-based
+        policy's own round length) — and only while jobs wait, since a ranking with nobody
+        waiting preempts nobody."""
         if not self.queue:
             return
         env = self.context.env
@@ -338,6 +454,8 @@ class Cluster(labsim.Framework):
         nxt = getattr(self.policy, "next_change", None)
         if nxt is not None:
             at = nxt(self.running, env.now)
+        elif getattr(self.policy, "round_s", None):
+            at = env.now + float(self.policy.round_s)
         elif getattr(self.policy, "drifts", False):
             at = env.now + float(self.config.get("reschedule_every_s", 60.0))
         if at is None or at <= env.now:
@@ -356,6 +474,15 @@ class Cluster(labsim.Framework):
             self.monitor.observe(self.context.env.now)
 
     # -- summary ------------------------------------------------------------------------------
+
+    def _price(self, t: int) -> float:
+        spec = self.type_specs[t]
+        if spec.get("price_per_gpu_hour") is not None:
+            return float(spec["price_per_gpu_hour"])
+        if self.config.get("price_per_gpu_hour") is not None:
+            return float(self.config["price_per_gpu_hour"])
+        device = labsim.device(spec["device"]) if spec.get("device") else self.device
+        return float(getattr(device, "price_per_hour", 0.0) or 0.0)
 
     def summary(self):
         if not self.records:
@@ -376,16 +503,25 @@ class Cluster(labsim.Framework):
             users.setdefault(r[5], []).append((r[4] - r[2]) / r[1])
         slow = np.asarray([np.mean(v) for v in users.values()])
         jain = float(slow.sum() ** 2 / (len(slow) * (slow ** 2).sum())) if len(slow) else None
-        price = self.config.get("price_per_gpu_hour")
-        if price is None:
-            price = float(getattr(self.device, "price_per_hour", 0.0) or 0.0)
+        types = {}
+        usd = usd_busy = 0.0
+        for t, spec in enumerate(self.type_specs):
+            price = self._price(t)
+            held = self.nodes.capacity_by_type[t] * makespan / 3600
+            busy = self.busy_by_type[t] / 3600
+            usd += held * price
+            usd_busy += busy * price
+            types[spec["name"]] = {"gpus": self.nodes.capacity_by_type[t], "usd_per_gpu_hour": price,
+                                   "busy_gpu_hours": busy, "utilisation": busy / held if held else None,
+                                   "usd": held * price}
         held_h = self.capacity * makespan / 3600
-        busy_h = float((gpus * dur).sum()) / 3600
+        busy_h = self.busy_gpu_s / 3600
         by_size = {}
         for label, lo, hi in SIZE_CLASSES:
             mask = (gpus >= lo) & (gpus <= hi)
             if mask.any():
                 by_size[label] = {"jobs": int(mask.sum()), **{k: v / 3600 for k, v in stats(jct[mask]).items()}}
+        multi = sum(self.runs.values())
         return {
             "type": self.name,
             "scheduler": self.config["scheduler"]["type"],
@@ -401,8 +537,13 @@ class Cluster(labsim.Framework):
             "gpu_utilisation": busy_h / held_h if held_h else None,
             "fairness_jain": jain,
             "gpu_hours": {"held": held_h, "busy": busy_h},
-            "cost": {"usd": held_h * price, "usd_idle": (held_h - busy_h) * price,
-                     "usd_per_gpu_hour": price},
+            "placement": {"rule": self.placement, "multi_gpu_runs": multi, "runs": dict(self.runs),
+                          "split_runs": self.split,
+                          "mean_slowdown": float(np.mean(self.slowdowns)) if self.slowdowns else 1.0,
+                          "fragmentation": self.nodes.fragmentation(float(end.max()))},
+            **({"gpu_types": types} if len(types) > 1 else {}),
+            "cost": {"usd": usd, "usd_idle": usd - usd_busy,
+                     "usd_per_gpu_hour": usd / held_h if held_h else None},
             **({"alerts": self._alerts()} if self.monitor is not None else {}),
         }
 
@@ -410,3 +551,9 @@ class Cluster(labsim.Framework):
         now = self.context.env.now
         self.monitor.observe(now)
         return self.monitor.summary(now)
+
+
+def _attempt(row: tuple, outcome: str, lost: float, job) -> tuple:
+    """An ``attempts`` row: the run's *row* from :meth:`Cluster._stop`, how it ended, the
+    GPU-seconds it lost, and where it ran (GPU type, locality, speed)."""
+    return (*row, outcome, lost, job.gpu_type, job.locality, job.rate)

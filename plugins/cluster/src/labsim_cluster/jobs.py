@@ -48,6 +48,14 @@ class Job:
     queued_at: float = 0.0           # when it last joined the queue (submitted, preempted, requeued)
     nodes: list = field(default_factory=list)
     predict: tuple | None = None     # (model, steps, seq_len, global_batch_size, line) to price
+    shape: tuple | None = None       # (model, seq_len, global_batch_size) of a priced training job
+    pricer: object = None            # shape, gpus, device=, topology= → iteration seconds (labsim-training)
+    rate: float = 1.0                # work-seconds per second in the current run (type and placement)
+    service_s: float = 0.0           # seconds it has run, whatever its speed (attained service)
+    gpu_type: str = ""               # the GPU type of the current (or last) run
+    type_index: int = 0              # its index in the cluster's gpu_types
+    locality: str = ""               # node / leaf / spine: where the current (or last) run sits
+    type_s: dict = field(default_factory=dict)  # GPU type index → seconds run on it (Gavel's shares)
 
     @property
     def remaining_s(self) -> float:
@@ -164,6 +172,7 @@ class JobsWorkload(labsim.Workload):
 
     def __init__(self, config, context):
         super().__init__(config, context)
+        self._iteration_cache: dict[tuple, float] = {}
         self.jobs = self._jobs()
 
     def _jobs(self) -> list[Job]:
@@ -194,21 +203,33 @@ class JobsWorkload(labsim.Workload):
         except ImportError:
             raise UsageError("workload.trace: rows give a model instead of duration_s, and pricing them "
                              "needs labsim-training (pip install labsim-training)") from None
-        spec = self.config.get("predict") or {}
-        hw = self.context.hardware
-        cache: dict[tuple, float] = {}
+        self._estimate = estimate
         for job in todo:
             model, steps, seq, gbs, line = job.predict
-            key = (model, job.gpus, seq, gbs)
-            if key not in cache:
-                try:
-                    r = estimate(model, framework=spec.get("framework", "fsdp"), config=dict(spec.get("config") or {}),
-                                 device=hw.device(), topology=hw.topology, seq_len=seq, global_batch_size=gbs,
-                                 gpus=job.gpus)
-                except UsageError as ex:
-                    raise UsageError(f"workload.trace line {line}: {model} on {job.gpus} GPU(s): {ex}") from None
-                cache[key] = r["iteration_time_s"]
-            job.duration_s = steps * cache[key]
+            job.shape = (model, seq, gbs)
+            job.pricer = self.iteration_time
+            try:
+                job.duration_s = steps * self.iteration_time(job.shape, job.gpus)
+            except UsageError as ex:
+                raise UsageError(f"workload.trace line {line}: {model} on {job.gpus} GPU(s): {ex}") from None
+
+    def iteration_time(self, shape: tuple, gpus: int, device=None, topology=None) -> float:
+        """Seconds per iteration of the training job *shape* ``(model, seq_len,
+        global_batch_size)`` on *gpus* GPUs of *device* (a catalog name; default the cluster's)
+        wired as *topology* (default the cluster's, ranks on as few nodes as possible), by
+        labsim-training under ``workload.predict``; cached per distinct question."""
+        hw = self.context.hardware
+        where = (None if topology is None else
+                 tuple(getattr(topology, f, None) for f in ("nodes", "gpus_per_node", "nodes_per_leaf", "nics_per_node")))
+        key = (shape, gpus, device, where)
+        if key not in self._iteration_cache:
+            spec = self.config.get("predict") or {}
+            model, seq, gbs = shape
+            r = self._estimate(model, framework=spec.get("framework", "fsdp"), config=dict(spec.get("config") or {}),
+                               device=device or hw.device(), topology=topology or hw.topology, seq_len=seq,
+                               global_batch_size=gbs, gpus=gpus)
+            self._iteration_cache[key] = r["iteration_time_s"]
+        return self._iteration_cache[key]
 
     def _generate(self, gen: dict) -> list[Job]:
         rng = self.context.rng("jobs", "generate")
@@ -241,7 +262,7 @@ class JobsWorkload(labsim.Workload):
             if job.arrival_s > env.now:
                 yield env.timeout(job.arrival_s - env.now)
             target.submit(Job(job.job_id, job.gpus, job.duration_s, job.arrival_s, job.user, job.group,
-                              job.kind, job.priority))
+                              job.kind, job.priority, shape=job.shape, pricer=job.pricer))
         target.no_more_jobs()
 
     def summary(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from labsim import hookimpl
 
 from labsim_cluster.cluster import Cluster
+from labsim_cluster.gavel import Gavel
 from labsim_cluster.jobs import JobsWorkload
 from labsim_cluster.policies import POLICIES
 
@@ -21,7 +22,7 @@ def register_frameworks(register):
 
 @hookimpl
 def register_schedulers(register):
-    for cls in POLICIES:
+    for cls in (*POLICIES, Gavel):
         register(cls)
 
 

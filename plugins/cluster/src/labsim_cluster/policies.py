@@ -47,6 +47,7 @@ class Fifo(_Policy):
     """Arrival order; the head of the queue blocks the rest."""
 
     name = "fifo"
+    blocking = True  # a head that cannot be placed holds the jobs behind it
     config_schema = _schema()
 
     def pick(self, queue, free_gpus, now):
@@ -102,7 +103,7 @@ class EasyBackfill(_Policy):
             return started
         head = queue[0]
         # the head's reservation: when enough running jobs will have ended (durations as given)
-        ends = sorted((j.run_began + j.remaining_s + j.run_overhead_s, j.gpus)
+        ends = sorted((j.run_began + j.remaining_s / j.rate + j.run_overhead_s, j.gpus)
                       for j in self.cluster.running if j not in started)
         avail, shadow = free_gpus, float("inf")
         for end, gpus in ends:
@@ -140,7 +141,7 @@ class Tiresias(_Policy):
         """When the next running job crosses a queue threshold (its rank drops)."""
         soonest = None
         for job in running:
-            attained = job.attained_gpu_s + max(0.0, now - job.run_began - job.run_overhead_s) * job.gpus
+            attained = _service(job, now)
             for t in self.thresholds:
                 if attained < t:
                     at = now + (t - attained) / job.gpus + max(0.0, job.run_began + job.run_overhead_s - now)
@@ -149,11 +150,17 @@ class Tiresias(_Policy):
         return soonest
 
     def priority(self, job, now):
-        attained = job.attained_gpu_s
-        if job.run_began is not None:
-            attained += max(0.0, now - job.run_began - job.run_overhead_s) * job.gpus
+        attained = _service(job, now)
         queue = sum(1 for t in self.thresholds if attained >= t)
         return (queue, job.arrival_s)
+
+
+def _service(job, now: float) -> float:
+    """GPU-seconds *job* has run so far (its attained service, whatever its speed)."""
+    ran = job.service_s
+    if job.run_began is not None:
+        ran += max(0.0, now - job.run_began - job.run_overhead_s)
+    return ran * job.gpus
 
 
 class FairShare(_Policy):
