@@ -129,6 +129,21 @@ def num_splits(ctas: int, sm_count: int, context: float, block_n: int = DECODE_B
     if ctas >= 0.8 * sm_count:
         return 1
     n_blocks = max(1, -(-int(context) // block_n))
+    key = (ctas, sm_count, n_blocks, max_splits)
+    hit = _SPLITS.get(key)
+    if hit is None:
+        if len(_SPLITS) >= 1 << 16:
+            _SPLITS.clear()
+        hit = _SPLITS[key] = _num_splits(ctas, sm_count, n_blocks, max_splits)
+    return hit
+
+
+#: num_splits by (ctas, SMs, context blocks, max splits): the heuristic depends on nothing else
+_SPLITS: dict[tuple, int] = {}
+
+
+def _num_splits(ctas: int, sm_count: int, n_blocks: int, max_splits: int) -> int:
+    """:func:`num_splits` for a context of *n_blocks* KV blocks, computed."""
     max_splits = min(max_splits, sm_count, n_blocks)
     effs = []
     for s in range(1, max_splits + 1):
