@@ -600,9 +600,11 @@ def submit(experiment, grid, overrides, priority, seed, db_path):
     """Queue runs of EXPERIMENT (its resolved content, one per --grid point) for `labsim serve`."""
     from labsim.queue import Queue
 
-    queued, skipped = Queue(Path(db_path)).submit(experiment, list(grid), list(overrides), seed, priority)
+    done = Queue(Path(db_path)).submit(experiment, list(grid), list(overrides), seed, priority)
+    queued, skipped = done.queued, done.skipped
     note = f" ({skipped} already done or queued)" if skipped else ""
-    click.echo(f"queued {queued} run{'s' if queued != 1 else ''} at {priority} priority{note}: {db_path}")
+    click.echo(f"queued {queued} run{'s' if queued != 1 else ''} at {priority} priority{note}: {db_path} "
+               f"(submission {done.id})")
 
 
 @cli.command()
@@ -615,12 +617,39 @@ def submit(experiment, grid, overrides, priority, seed, db_path):
               help="Fail a run that takes longer than this many seconds.")
 @click.option("--memory-limit-mb", "memory_mb", type=click.IntRange(min=64),
               help="Fail a run whose process needs more memory than this.")
-def serve(db_path, workers, once, timeout_s, memory_mb):
+@click.option("--http", "http", metavar="HOST:PORT",
+              help="Also answer the HTTP API there (submit, poll, fetch summaries and reports; "
+                   "needs labsim[serve]); port 0 picks a free one.")
+@click.option("--outputs", "outputs", type=click.Path(file_okay=False),
+              help="Each run also writes its outputs (summary.json, CSVs) to OUTPUTS/RUN_KEY, "
+                   "from which its report is drawn (default with --http: DB's name + .runs).")
+@click.option("--data-dir", "data_dir", type=click.Path(file_okay=False, exists=True),
+              help="Where relative paths in experiments submitted over HTTP resolve (default: here).")
+def serve(db_path, workers, once, timeout_s, memory_mb, http, outputs, data_dir):
     """Run the queued simulations of DB, highest priority first, each in a process of its own;
-    results go to DB as each ends (`labsim results DB`). Ctrl-C stops; queued runs stay queued."""
+    results go to DB as each ends (`labsim results DB`). Ctrl-C stops; queued runs stay queued.
+
+    With --http HOST:PORT the same process also serves the HTTP API of docs/service.md, whose
+    submissions join the same queue."""
     from labsim.queue import serve as serve_queue
 
     path = Path(db_path)
+    if http:
+        from labsim.service import require, run_server
+
+        if once:
+            raise UsageError("--once and --http: a server waits for submissions; leave out one of them")
+        require()
+        out = Path(outputs) if outputs else path.parent / f"{path.stem}.runs"
+        get_registry()                      # plugins load once, before the queue's process forks
+        try:
+            run_server(path, http, workers, timeout_s, memory_mb, out, Path(data_dir) if data_dir else None,
+                       announce=lambda line: click.echo(line))
+        except (KeyboardInterrupt, Terminated) as ex:
+            click.echo("labsim serve: stopped; queued runs stay queued, running ones run again "
+                       "on the next start", err=True)
+            sys.exit(130 if isinstance(ex, KeyboardInterrupt) else 143)
+        return
     if not path.is_file():
         raise UsageError(f"--db: no file {db_path} (queue runs with `labsim submit EXP --db {db_path}` first)")
 
@@ -628,7 +657,8 @@ def serve(db_path, workers, once, timeout_s, memory_mb):
         label = " ".join(point) or "(base)"
         click.echo(f"{status:5}  {label}" + (f"  {error.splitlines()[0]}" if error else ""))
 
-    counts = serve_queue(path, workers, once, timeout_s, memory_mb, on_result=report)
+    counts = serve_queue(path, workers, once, timeout_s, memory_mb, on_result=report,
+                         outputs=Path(outputs) if outputs else None)
     click.echo("queue: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     if counts.get("failed"):
         sys.exit(1)

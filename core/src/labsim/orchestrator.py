@@ -11,6 +11,7 @@ event queue is empty) or at ``simulation.max_simulation_time``.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,9 +62,15 @@ class Result:
         return self.tables[name]
 
 
-def load_experiment(source: dict | str | Path, overrides=()) -> Experiment:
-    """An :class:`Experiment` from a dict or a file path, with ``key=value`` overrides."""
-    exp = config_mod.from_dict(source) if isinstance(source, dict) else config_mod.load(source)
+def load_experiment(source: dict | str | Path | Experiment, overrides=()) -> Experiment:
+    """An :class:`Experiment` from a dict, a file path or a loaded :class:`Experiment` (copied,
+    so that one document serves many sets of overrides), with ``key=value`` overrides."""
+    if isinstance(source, Experiment):
+        exp = copy.deepcopy(source)
+    elif isinstance(source, dict):
+        exp = config_mod.from_dict(source)
+    else:
+        exp = config_mod.load(source)
     config_mod.apply_overrides(exp, list(overrides))
     return exp
 
