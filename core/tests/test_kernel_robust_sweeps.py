@@ -93,6 +93,29 @@ def test_one_failing_point_is_recorded_and_the_sweep_goes_on(sweep_runner, tmp_p
     assert "ZeroDivisionError: unlucky" in error
 
 
+def test_the_sweep_bar_shows_points_done_running_failed_and_an_eta(sweep_runner, tmp_path, monkeypatch):
+    from labsim import progress
+
+    monkeypatch.setattr(progress, "_on_terminal", lambda: True)   # a person watching
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(progress, "DELAY_S", 0.0)
+    progress.set_quiet(False)
+    path, db = tmp_path / "e.yaml", tmp_path / "s.sqlite"
+    path.write_text(BASIC.replace("type: queue", "type: fragile"))
+    grid = "frameworks_to_test[0].config.max_num_seqs=4,13,16"
+    result = _sweep(sweep_runner, path, db, grid, workers=2)
+    assert result.exit_code == 1
+    bar = result.stderr
+    assert "0/3 points, 0 running, 0 failed" in bar
+    assert "2 running" in bar                       # two workers, both busy at first
+    assert "3/3 points, 0 running, 1 failed" in bar
+    assert "ETA" in bar and "ZeroDivisionError" not in bar    # lines go to stdout, the bar to stderr
+    assert "error  frameworks_to_test[0].config.max_num_seqs=13" in result.stdout
+    # resumed: the two points done count from the start, only the failed one runs again
+    again = _sweep(sweep_runner, path, db, grid, workers=2).stderr
+    assert "2/3 points, 0 running, 0 failed" in again and "3/3 points" in again and "1 failed" in again
+
+
 @pytest.mark.parametrize(
     "setup, message",
     [

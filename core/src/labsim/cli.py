@@ -545,14 +545,28 @@ def schema(which, output):
               help="Fail a point that runs longer than this many seconds (the sweep goes on).")
 @click.option("--memory-limit-mb", "memory_mb", type=click.IntRange(min=64),
               help="Fail a point whose process needs more memory than this (the sweep goes on).")
-def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address, timeout_s, memory_mb):
-    """Run EXPERIMENT once per point of a grid of --set values, in parallel."""
+@click.option("--ray-cpus", "ray_cpus", type=click.FloatRange(min=0, min_open=True),
+              help="With --backend ray: logical CPUs Ray reserves for each run (default 1).")
+@click.option("--ray-memory-mb", "ray_memory_mb", type=click.IntRange(min=1),
+              help="With --backend ray: memory Ray reserves for each run (it places a run only on a "
+                   "node with that much free).")
+def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address, timeout_s, memory_mb,
+          ray_cpus, ray_memory_mb):
+    """Run EXPERIMENT once per point of a grid of --set values, in parallel.
+
+    On a terminal a bar shows the points done of the grid, how many run now and how many
+    failed, the wall time and the ETA."""
     from labsim.sweep import parse_grid, points, run_sweep
 
+    if backend == "ray" and (timeout_s is not None or memory_mb is not None):
+        raise UsageError("--timeout and --memory-limit-mb limit local worker processes; with --backend "
+                         "ray give --ray-cpus and --ray-memory-mb (what Ray reserves for each run)")
+    if backend != "ray" and (ray_memory_mb is not None or ray_cpus is not None):
+        raise UsageError("--ray-cpus and --ray-memory-mb need --backend ray")
     registry = get_registry()
     dims = parse_grid(list(grid))  # a malformed --grid fails before anything else
 
-    bar = progress.bar(len(points(dims)), "sweep", unit="point")
+    bar = progress.sweep_bar(len(points(dims)), "sweep")
 
     def report(point, status, error, summary):
         label = " ".join(point) or "(base)"
@@ -561,24 +575,30 @@ def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address,
             click.echo(line)
         else:
             bar.write(line)
-            bar.update(1)
+            bar.finished(status == "ok")
 
-    outcome = run_sweep(
-        experiment,
-        list(grid),
-        list(overrides),
-        Path(db_path),
-        workers,
-        seed,
-        backend,
-        address,
-        on_result=report,
-        registry=registry,
-        timeout_s=timeout_s,
-        memory_mb=memory_mb,
-    )
-    if bar is not None:
-        bar.close()
+    try:
+        outcome = run_sweep(
+            experiment,
+            list(grid),
+            list(overrides),
+            Path(db_path),
+            workers,
+            seed,
+            backend,
+            address,
+            on_result=report,
+            registry=registry,
+            timeout_s=timeout_s,
+            memory_mb=memory_mb,
+            on_plan=bar.planned if bar else None,
+            on_running=bar.running if bar else None,
+            ray_cpus=1.0 if ray_cpus is None else ray_cpus,
+            ray_memory_mb=ray_memory_mb,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     click.echo(f"{outcome.ok} of {outcome.total} points done: {db_path}")
     if outcome.failed:
         n = outcome.failed

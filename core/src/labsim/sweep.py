@@ -224,9 +224,15 @@ def run_sweep(
     registry=None,
     timeout_s: float | None = None,
     memory_mb: int | None = None,
+    on_plan=None,
+    on_running=None,
+    ray_cpus: float = 1.0,
+    ray_memory_mb: int | None = None,
 ):
     """Run every point not yet in *db_path*; call ``on_result(point, status, error, summary)``
-    per run.
+    per run, ``on_plan(already_done)`` once the grid is resolved (how many of its points the
+    database holds already) and ``on_running(n)`` whenever the number of points running changes.
+    *ray_cpus* and *ray_memory_mb* are what Ray reserves for each run (``--backend ray``).
 
     :raises LabsimError: when a point's experiment is invalid (before anything runs).
     """
@@ -259,19 +265,26 @@ def run_sweep(
         finished = store.done()
         return SweepOutcome(store, sum(k in finished for k in keys), failed, len(keys))
 
+    if on_plan:
+        on_plan(len(keys) - len(todo))
     if not todo:
         return outcome()
     if backend == "ray":
-        _run_ray(path, fixed, todo, seed, address, finish, memory_mb=memory_mb, resolved=resolved)
+        _run_ray(path, fixed, todo, seed, address, finish, cpus=ray_cpus, memory_mb=ray_memory_mb,
+                 resolved=resolved, on_running=on_running)
         return outcome()
     from labsim.parallel import default_workers
 
     workers = workers or default_workers(len(todo))
     if workers <= 1 and timeout_s is None and memory_mb is None:
         for key, point in todo:
+            if on_running:
+                on_running(1)
             finish(key, point, *_run_point(path, fixed, point, seed))
+        if on_running:
+            on_running(0)
         return outcome()
-    _run_isolated(path, fixed, todo, seed, workers, finish, timeout_s, memory_mb)
+    _run_isolated(path, fixed, todo, seed, workers, finish, timeout_s, memory_mb, on_running)
     return outcome()
 
 
@@ -294,13 +307,14 @@ def _point_process(conn, parent, fn, args, memory_mb):
     conn.close()
 
 
-def _run_isolated(path, fixed, todo, seed, workers, finish, timeout_s=None, memory_mb=None):
+def _run_isolated(path, fixed, todo, seed, workers, finish, timeout_s=None, memory_mb=None, on_running=None):
     """The sweep's points, each in a process of its own (see :func:`run_isolated`)."""
     queue = [(key, point, _run_point, (path, fixed, point, seed)) for key, point in todo]
-    run_isolated(lambda: queue.pop(0) if queue else None, workers, finish, timeout_s, memory_mb)
+    run_isolated(lambda: queue.pop(0) if queue else None, workers, finish, timeout_s, memory_mb,
+                 on_running=on_running)
 
 
-def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=None):
+def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=None, on_running=None):
     """Runs, each in a process of its own, *workers* at a time: a crash, a segfault, a memory
     limit or a timeout fails that run with the reason, and the others go on.
 
@@ -309,6 +323,7 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
     :param finish: ``finish(key, point, status, error, summary)`` as each run ends.
     :param poll_s: with nothing to run and nothing running, ask *take* again after this many
         seconds instead of returning (a server waiting for submissions).
+    :param on_running: ``on_running(n)`` whenever the number of runs in progress changes.
     """
     import multiprocessing as mp
     import time
@@ -318,6 +333,13 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
     running: dict = {}  # connection → (process, key, point, started)
     parent = os.getpid()
     exhausted = False
+    shown = [0]
+
+    def count():
+        if on_running and len(running) != shown[0]:
+            shown[0] = len(running)
+            on_running(shown[0])
+
     try:
         while True:
             while len(running) < workers:
@@ -332,6 +354,7 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
                 proc.start()
                 send.close()
                 running[recv] = (proc, key, point, time.monotonic())
+            count()
             if not running:
                 if exhausted and poll_s is None:
                     return
@@ -354,6 +377,7 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
                     result = ("error", f"worker died ({why}) before reporting: a crash or the memory limit", None)
                 conn.close()
                 proc.join(5)
+                count()
                 finish(key, point, *result)
             if timeout_s is not None:
                 for conn, (proc, key, point, started) in list(running.items()):
@@ -362,6 +386,7 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
                         proc.join(5)
                         conn.close()
                         running.pop(conn)
+                        count()
                         finish(key, point, "error", f"timed out after --timeout {timeout_s:g} s", None)
     except BaseException:  # Ctrl-C, SIGTERM: stop the workers now, keep what finished
         for proc, *_ in running.values():
@@ -388,7 +413,17 @@ def ray_runs(path, fixed, todo, seed, resolved=None):
     return {"working_dir": str(folder)}, runs
 
 
-def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory_mb=None, resolved=None):
+def ray_options(cpus: float = 1.0, memory_mb: int | None = None) -> dict:
+    """What Ray reserves for each run (``ray.remote(...).options``): *cpus* logical CPUs and,
+    when given, *memory_mb* MiB of memory; Ray places a run only on a node with both free."""
+    options = {"num_cpus": float(cpus)}
+    if memory_mb:
+        options["memory"] = int(memory_mb) << 20
+    return options
+
+
+def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory_mb=None, resolved=None,
+             on_running=None):
     try:
         import ray
     except ImportError:
@@ -400,14 +435,15 @@ def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory
     started_here = not ray.is_initialized()
     if started_here:   # Ray uploads a local folder only as the job's runtime environment
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-    options = {"num_cpus": cpus}
-    if memory_mb:
-        options["memory"] = int(memory_mb) << 20
-    remote = ray.remote(_run_entry).options(**options)
+    remote = ray.remote(_run_entry).options(**ray_options(cpus, memory_mb))
     try:
+        # runs at once: as many as the cluster's CPUs hold (the rest wait in Ray's queue)
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
         pending = {remote.remote(experiment, source, ".", seed): (key, point)
                    for key, point, experiment, source in runs}
         while pending:
+            if on_running:
+                on_running(min(slots, len(pending)))
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 key, point = pending.pop(ref)
@@ -416,6 +452,8 @@ def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory
                 except Exception as ex:  # noqa: BLE001 - a worker died
                     outcome = ("error", f"worker failed: {type(ex).__name__}: {ex}", None)
                 finish(key, point, *outcome)
+        if on_running:
+            on_running(0)
     finally:
         if started_here:
             ray.shutdown()
