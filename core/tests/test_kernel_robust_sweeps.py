@@ -264,3 +264,15 @@ def test_a_sweep_killed_midway_resumes_to_the_same_rows(tmp_path):
     rows = lambda db: sqlite3.connect(db).execute(  # noqa: E731
         "SELECT key, point, seed, status, error, summary FROM runs ORDER BY key").fetchall()
     assert rows(killed) == rows(whole)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ray-cpus", "2"], "--ray-cpus and --ray-memory-mb need --backend ray"),
+    (["--backend", "ray", "--timeout", "5"], "--timeout and --memory-limit-mb limit local worker processes"),
+])
+def test_options_of_the_other_backend_are_refused(sweep_runner, tmp_path, args, message):
+    path = tmp_path / "e.yaml"
+    path.write_text(BASIC)
+    result = sweep_runner.invoke(cli_mod.cli, ["sweep", str(path), "--grid", "workload.count=5",
+                                               "--db", str(tmp_path / "s.sqlite"), *args])
+    assert result.exit_code == 2 and message in result.output

@@ -422,6 +422,19 @@ def ray_options(cpus: float = 1.0, memory_mb: int | None = None) -> dict:
     return options
 
 
+def _check_fits(nodes: list[dict], cpus: float, memory_mb) -> None:
+    """Refuse per-run resources no live node of the cluster has (Ray would wait for one forever)."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    if not any(r.get("CPU", 0) >= cpus and (not memory_mb or r.get("memory", 0) >= int(memory_mb) << 20)
+               for r in alive):
+        most_cpus = max((r.get("CPU", 0) for r in alive), default=0)
+        most_mb = max((r.get("memory", 0) for r in alive), default=0) / (1 << 20)
+        raise UsageError(
+            f"--ray-cpus {cpus:g}" + (f" --ray-memory-mb {memory_mb}" if memory_mb else "")
+            + f": no node of the Ray cluster has that much (the largest: {most_cpus:g} CPUs, "
+            f"{most_mb:,.0f} MiB of memory for tasks); ask for less per run")
+
+
 def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory_mb=None, resolved=None,
              on_running=None):
     try:
@@ -437,6 +450,7 @@ def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
     remote = ray.remote(_run_entry).options(**ray_options(cpus, memory_mb))
     try:
+        _check_fits(ray.nodes(), cpus, memory_mb)
         # runs at once: as many as the cluster's CPUs hold (the rest wait in Ray's queue)
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
         pending = {remote.remote(experiment, source, ".", seed): (key, point)
