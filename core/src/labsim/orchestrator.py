@@ -150,12 +150,15 @@ def _finish_sinks(sinks, ok: bool, out_dir) -> list:
 class Orchestrator:
     """Assembles and runs one validated experiment."""
 
-    def __init__(self, exp: Experiment, registry: Registry | None = None, seed: int | None = None):
+    def __init__(self, exp: Experiment, registry: Registry | None = None, seed: int | None = None,
+                 schema: dict | None = None):
+        """*schema*: the registry's composed experiment schema, when the caller validates many
+        experiments against one registry (a sweep's points) and composed it once."""
         self.exp = exp
         self.registry = registry or get_registry()
         if seed is not None and not 0 <= int(seed) <= 2**63 - 1:
             raise UsageError(f"seed {seed}: must be between 0 and 2**63 - 1")
-        self.data = validate(exp, self.registry)
+        self.data = validate(exp, self.registry, schema)
         if seed is not None:
             self.data["simulation"]["random_seed"] = int(seed)
         self.seed = self.data["simulation"]["random_seed"]

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labsim.errors import UsageError
-from labsim.sweep import SweepStore, parse_grid, points, resolve_point, run_key
+from labsim.sweep import SweepStore, parse_grid, points, resolve_points, run_key
 
 PRIORITIES = {"high": 0, "normal": 1, "background": 2}
 
@@ -120,10 +120,8 @@ class Queue:
             raise UsageError(f"priority {priority!r}: allowed: {', '.join(PRIORITIES)}")
         if seed is not None and not (isinstance(seed, int) and 0 <= seed <= 2**63 - 1):
             raise UsageError(f"seed {seed!r}: allowed: an integer from 0 to 2**63 - 1")
-        resolved = []
-        for point in points(parse_grid(grid_specs)):
-            orchestrator = resolve_point(experiment, fixed, point, seed)
-            resolved.append((run_key(orchestrator), point, orchestrator))
+        resolved = [(run_key(orchestrator), point, orchestrator)
+                    for point, orchestrator in resolve_points(experiment, fixed, points(parse_grid(grid_specs)), seed)]
         done = self.store.done()
         waiting = {r[0] for r in self.db.execute("SELECT key FROM queue WHERE state IN ('queued', 'running')")}
         now = time.time()

@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,12 +70,27 @@ def points(grid: list[tuple[str, list[str]]]) -> list[list[str]]:
     ]
 
 
-def resolve_point(path: str, fixed: list[str], point: list[str], seed, registry=None):
+def resolve_point(path, fixed: list[str], point: list[str], seed, registry=None, schema=None):
     """The :class:`~labsim.orchestrator.Orchestrator` of one point: its experiment validated,
-    defaults filled (``.data``); a bad point raises here, before anything runs."""
+    defaults filled (``.data``); a bad point raises here, before anything runs. *path* is the
+    experiment's file or its loaded :class:`~labsim.config.Experiment` (copied, not changed)."""
     from labsim.orchestrator import Orchestrator, load_experiment
 
-    return Orchestrator(load_experiment(path, [*fixed, *point]), registry, seed)
+    return Orchestrator(load_experiment(path, [*fixed, *point]), registry, seed, schema)
+
+
+def resolve_points(path, fixed: list[str], grid_points: list[list[str]], seed, registry=None):
+    """:func:`resolve_point` of each point, the file read and the schema composed once for all."""
+    from labsim import orchestrator as orchestrator_mod
+    from labsim.config import Experiment
+    from labsim.schema import compose_experiment_schema
+
+    registry = registry or orchestrator_mod.get_registry()
+    load_experiment = orchestrator_mod.load_experiment
+    base = path if isinstance(path, Experiment) else load_experiment(path)
+    schema = compose_experiment_schema(registry)
+    for point in grid_points:
+        yield point, resolve_point(base, fixed, point, seed, registry, schema)
 
 
 def run_key(orchestrator) -> str:
@@ -107,13 +123,14 @@ def run_key(orchestrator) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _run_point(path: str, fixed: list[str], point: list[str], seed):
-    """Run one point in a worker; returns (status, error, summary). Never raises: an internal
-    error fails this point only, with its reason."""
-    from labsim.orchestrator import run
+def _run_point(orchestrator):
+    """Run one resolved point (in a worker forked from the sweep, which resolved it); returns
+    (status, error, summary). Never raises: an internal error fails this point only, with its
+    reason."""
+    from labsim.default_plugins.sinks import MemorySink
 
     try:
-        result = run(path, seed=seed, overrides=[*fixed, *point])
+        result = orchestrator.run(None, write_files=False, extra_sinks=[MemorySink()])
         return "ok", None, result.summary
     except LabsimError as ex:
         return "error", str(ex), None
@@ -252,14 +269,12 @@ def run_sweep(
             on_result(point, status, error, summary)
 
     keys = []
-    resolved = {}          # Ray ships each point's resolved experiment: kept, not resolved again
-    for point in points(grid):  # a point with bad input fails the sweep before anything runs
-        orchestrator = resolve_point(path, fixed, point, seed, registry)
-        keys.append(run_key(orchestrator))
+    resolved = {}          # each point to run, resolved: run (or shipped to Ray) as it is
+    for point, orchestrator in resolve_points(path, fixed, points(grid), seed, registry):
+        keys.append(run_key(orchestrator))      # a point with bad input fails the sweep here
         if keys[-1] not in done:
             todo.append((keys[-1], point))
-            if backend == "ray":
-                resolved[keys[-1]] = orchestrator
+            resolved[keys[-1]] = orchestrator
 
     def outcome() -> SweepOutcome:
         finished = store.done()
@@ -280,11 +295,11 @@ def run_sweep(
         for key, point in todo:
             if on_running:
                 on_running(1)
-            finish(key, point, *_run_point(path, fixed, point, seed))
+            finish(key, point, *_run_point(resolved.pop(key)))
         if on_running:
             on_running(0)
         return outcome()
-    _run_isolated(path, fixed, todo, seed, workers, finish, timeout_s, memory_mb, on_running)
+    _run_isolated(todo, resolved, workers, finish, timeout_s, memory_mb, on_running)
     return outcome()
 
 
@@ -305,13 +320,26 @@ def _point_process(conn, parent, fn, args, memory_mb):
     except MemoryError:
         conn.send(("error", f"out of memory: the run needed more than --memory-limit-mb {memory_mb}", None))
     conn.close()
+    for stream in (sys.stdout, sys.stderr):   # the result is sent: skip the interpreter's teardown
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed stream has nothing to lose
+            pass
+    os._exit(0)
 
 
-def _run_isolated(path, fixed, todo, seed, workers, finish, timeout_s=None, memory_mb=None, on_running=None):
-    """The sweep's points, each in a process of its own (see :func:`run_isolated`)."""
-    queue = [(key, point, _run_point, (path, fixed, point, seed)) for key, point in todo]
-    run_isolated(lambda: queue.pop(0) if queue else None, workers, finish, timeout_s, memory_mb,
-                 on_running=on_running)
+def _run_isolated(todo, resolved, workers, finish, timeout_s=None, memory_mb=None, on_running=None):
+    """The sweep's points, each in a process of its own (see :func:`run_isolated`): a worker is
+    forked from this process, so it starts with its point resolved and its plugins loaded."""
+    queue = list(todo)
+
+    def take():
+        if not queue:
+            return None
+        key, point = queue.pop(0)
+        return key, point, _run_point, (resolved.pop(key),)
+
+    run_isolated(take, workers, finish, timeout_s, memory_mb, on_running=on_running)
 
 
 def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=None, on_running=None):
@@ -325,11 +353,16 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
         seconds instead of returning (a server waiting for submissions).
     :param on_running: ``on_running(n)`` whenever the number of runs in progress changes.
     """
+    import gc
     import multiprocessing as mp
     import time
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    # a forked worker's garbage collector would walk (and so copy, page by page) every object
+    # it inherited; frozen, they are left alone (gc.freeze's documented use before fork)
+    gc.collect()
+    gc.freeze()
     running: dict = {}  # connection → (process, key, point, started)
     parent = os.getpid()
     exhausted = False
@@ -392,6 +425,8 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
         for proc, *_ in running.values():
             proc.kill()
         raise
+    finally:
+        gc.unfreeze()
 
 
 def ray_runs(path, fixed, todo, seed, resolved=None):
