@@ -3,12 +3,13 @@
 The same grid of short runs (the quickstart cut to ``--sim-s`` simulated seconds, one point per
 seed) is run three ways, one run at a time so that the runs' own times add up:
 
-1. in this process, one ``labsim.run`` after another: the runs' own time;
-2. ``labsim sweep`` locally, one worker: each point resolved and keyed, forked into a process of
-   its own, its result piped back and committed to SQLite;
+1. in this process, each point's simulation alone, one after another: the runs' own time;
+2. ``labsim sweep`` locally, one worker: each point resolved (read, overridden, validated) and
+   keyed, forked into a process of its own, its result piped back and committed to SQLite;
 3. ``labsim sweep --backend ray`` on a local one-CPU Ray cluster started here (``--ray``):
-   each point shipped as its resolved experiment, run as a Ray task, its result fetched and
-   committed. Ray's start and its first task (a worker process's start) are timed apart.
+   each point resolved and keyed, shipped as its resolved experiment, validated again and run
+   as a Ray task, its result fetched and committed. Ray's start and its first task (a worker
+   process's start) are timed apart.
 
 Overhead per run = (sweep's wall time − the runs' own time) / points. Targets (issue 17): < 50 ms
 locally; a 1,000-point sweep of ~1 s runs within 9 minutes on 2 cores (projected here from the
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -44,25 +46,37 @@ def experiment(folder: Path, sim_s: float) -> Path:
     return path
 
 
-def in_process(path: Path, seeds: list[int]) -> float:
-    """Seconds the runs take one after another in this process (after one warm-up run)."""
-    import labsim
+def simulations(path: Path, seeds: list[int]) -> float:
+    """Seconds the points' simulations alone take one after another in this process: each
+    point resolved first (untimed), then run as a sweep's worker runs it (after a warm-up)."""
+    from labsim.sweep import _run_point, resolve_points
 
-    labsim.run(str(path), seed=seeds[0] + 10_000)
-    began = time.perf_counter()
-    for seed in seeds:
-        labsim.run(str(path), overrides=[f"simulation.random_seed={seed}"])
-    return time.perf_counter() - began
+    points = [[f"simulation.random_seed={seed}"] for seed in [seeds[0] + 10_000, *seeds]]
+    resolved = [orchestrator for _, orchestrator in resolve_points(str(path), [], points, None)]
+    _run_point(resolved.pop(0))
+    began, cpu = time.perf_counter(), cpu_s()
+    for orchestrator in resolved:
+        status, error, _ = _run_point(orchestrator)
+        if status != "ok":
+            raise SystemExit(f"speed_sweep: a run failed: {error}")
+    return time.perf_counter() - began, cpu_s() - cpu
 
 
-def sweep(path: Path, seeds: list[int], db: Path, **options) -> float:
-    """Wall seconds of a sweep over *seeds*; every point must succeed."""
+def cpu_s() -> float:
+    """CPU seconds of this process and of its children that have ended (the sweep's workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def sweep(path: Path, seeds: list[int], db: Path, **options) -> tuple[float, float]:
+    """Wall and CPU seconds (this process and its workers) of a sweep over *seeds*; every
+    point must succeed."""
     from labsim.sweep import run_sweep
 
     grid = [f"simulation.random_seed={','.join(str(s) for s in seeds)}"]
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), cpu_s()
     outcome = run_sweep(str(path), grid, [], db, **options)
-    took = time.perf_counter() - began
+    took = time.perf_counter() - began, cpu_s() - cpu
     if outcome.ok != len(seeds):
         raise SystemExit(f"speed_sweep: only {outcome.ok} of {len(seeds)} points ran")
     return took
@@ -80,19 +94,21 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         path = experiment(folder, args.sim_s)
-        own = in_process(path, seeds)
-        per_run = own / len(seeds)
-        print(f"{len(seeds)} runs of {args.sim_s:g} simulated s: {per_run * 1e3:.1f} ms each in one process")
+        own, own_cpu = simulations(path, seeds)
+        n = len(seeds)
+        print(f"{n} runs of {args.sim_s:g} simulated s: {own / n * 1e3:.1f} ms each simulating alone "
+              f"({own_cpu / n * 1e3:.1f} ms CPU)")
         # one worker, each point in a process of its own (a timeout selects the isolated runner)
-        local = sweep(path, seeds, folder / "local.sqlite", workers=1, timeout_s=3600)
-        local_overhead = (local - own) / len(seeds)
-        print(f"local sweep, 1 worker: {local / len(seeds) * 1e3:.1f} ms per point; "
-              f"overhead {local_overhead * 1e3:.1f} ms per run (target < 50 ms)")
+        local, local_cpu = sweep(path, seeds, folder / "local.sqlite", workers=1, timeout_s=3600)
+        local_overhead = (local - own) / n
+        print(f"local sweep, 1 worker: {local / n * 1e3:.1f} ms per point; overhead "
+              f"{local_overhead * 1e3:.1f} ms per run, {(local_cpu - own_cpu) / n * 1e3:.1f} ms of CPU "
+              "(target < 50 ms)")
         workers = default_workers()
-        for n in sorted({workers, 2}):
-            hours = 1000 * (1.0 + local_overhead) / n / 60
-            print(f"projected 1,000 runs of 1 s with {n} worker{'s' if n > 1 else ''}: {hours:.1f} min "
-                  f"(target < 9 min on 2 cores)")
+        for count in sorted({workers, 2}):
+            minutes = 1000 * (1.0 + local_overhead) / count / 60
+            print(f"projected 1,000 runs of 1 s with {count} worker{'s' if count > 1 else ''}: "
+                  f"{minutes:.1f} min (target < 9 min on 2 cores)")
         if args.ray:
             try:
                 import ray
@@ -104,13 +120,14 @@ def main(argv=None) -> int:
                      runtime_env={"working_dir": str(folder)})
             started = time.perf_counter() - began
             try:
-                first = sweep(path, [10_001], folder / "warm.sqlite", backend="ray")
-                took = sweep(path, seeds, folder / "ray.sqlite", backend="ray")
-                samples = [sweep(path, [20_000 + i], folder / f"one{i}.sqlite", backend="ray") for i in range(5)]
+                first, _ = sweep(path, [10_001], folder / "warm.sqlite", backend="ray")
+                took, _ = sweep(path, seeds, folder / "ray.sqlite", backend="ray")
+                samples = [sweep(path, [20_000 + i], folder / f"one{i}.sqlite", backend="ray")[0]
+                           for i in range(5)]
             finally:
                 ray.shutdown()
-            overhead = (took - own) / len(seeds)
-            print(f"ray sweep, 1 CPU: {took / len(seeds) * 1e3:.1f} ms per point; overhead "
+            overhead = (took - own) / n
+            print(f"ray sweep, 1 CPU: {took / n * 1e3:.1f} ms per point; overhead "
                   f"{overhead * 1e3:.1f} ms per run (Ray's start {started:.1f} s and its first task "
                   f"{first:.1f} s apart); a one-point sweep on a warm cluster "
                   f"{statistics.median(samples) * 1e3:.0f} ms (median of 5)")
