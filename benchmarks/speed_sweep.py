@@ -115,6 +115,9 @@ def main(argv=None) -> int:
             except ImportError:
                 print("speed_sweep: --ray needs Ray: pip install -e 'core[ray]'", file=sys.stderr)
                 return 2
+            # a throwaway local cluster: no token authentication (which would also leave a token
+            # file in ~/.ray that later clusters on this machine trip over)
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             began = time.perf_counter()
             ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
                      runtime_env={"working_dir": str(folder)})

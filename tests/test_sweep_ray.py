@@ -34,6 +34,20 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster():
+    # a throwaway cluster on this machine: without token authentication, so that a token file
+    # another Ray left in ~/.ray (Ray 2.5x+ writes one) cannot split the head from the node
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    try:
+        yield from _cluster()
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
+
+
+def _cluster():
     port = _free_port()
     common = ["--num-cpus", "1", "--disable-usage-stats"]
     subprocess.run([RAY, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
