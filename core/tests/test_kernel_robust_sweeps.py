@@ -276,3 +276,12 @@ def test_options_of_the_other_backend_are_refused(sweep_runner, tmp_path, args, 
     result = sweep_runner.invoke(cli_mod.cli, ["sweep", str(path), "--grid", "workload.count=5",
                                                "--db", str(tmp_path / "s.sqlite"), *args])
     assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_two_points_that_are_one_run_run_once(sweep_runner, tmp_path, workers):
+    path, db = tmp_path / "e.yaml", tmp_path / "s.sqlite"
+    path.write_text(BASIC)
+    result = _sweep(sweep_runner, path, db, "workload.count=5,5,10", workers=workers)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("ok ") == 2 and "3 of 3 points done" in result.output

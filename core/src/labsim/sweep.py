@@ -272,7 +272,7 @@ def run_sweep(
     resolved = {}          # each point to run, resolved: run (or shipped to Ray) as it is
     for point, orchestrator in resolve_points(path, fixed, points(grid), seed, registry):
         keys.append(run_key(orchestrator))      # a point with bad input fails the sweep here
-        if keys[-1] not in done:
+        if keys[-1] not in done and keys[-1] not in resolved:   # (two points may be one run)
             todo.append((keys[-1], point))
             resolved[keys[-1]] = orchestrator
 
