@@ -56,7 +56,9 @@ class Server:
             cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         first = self.proc.stdout.readline()          # the address line, printed once bound
-        assert first.startswith("labsim serve: http://"), first + self.proc.stderr.read()
+        if not first.startswith("labsim serve: http://"):
+            self.stop()
+            raise AssertionError(first + self.proc.stderr.read())
         self.url = first.split()[2]
         threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
 
@@ -172,10 +174,14 @@ def test_invalid_submissions_get_422_with_the_cli_message(server, monkeypatch):
 def test_the_server_stops_on_sigterm_and_takes_its_queue_process_with_it(tmp_path):
     _needs_the_extra()
     srv = Server(tmp_path)
-    status, health = srv.json("GET", "/health")
-    assert status == 200 and health["queue"] == {"queued": 0, "running": 0, "done": 0, "failed": 0}
-    children = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout.split()
-    assert srv.stop() == 143
+    try:
+        status, health = srv.json("GET", "/health")
+        assert status == 200 and health["queue"] == {"queued": 0, "running": 0, "done": 0, "failed": 0}
+        children = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+    finally:
+        code = srv.stop()
+    assert code == 143
     time.sleep(0.5)
     assert all(not Path(f"/proc/{pid}").exists() for pid in children)
 
