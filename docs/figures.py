@@ -142,3 +142,82 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return str(value)
+
+
+def service_session(prefix: str = "", fence: bool = True) -> None:
+    """A curl session against a real ``labsim serve --http`` (started here on a free port, shown
+    as 127.0.0.1:8000): submit a two-point sweep, wait, read a summary and the report, and a
+    refused submission. The requests go through urllib and each ``| jq FILTER`` shown is applied
+    in Python (simple paths only), so the figure needs neither curl nor jq; the JSON is printed
+    as ``jq -c`` prints it."""
+    import json
+    import shutil
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    shown = "http://127.0.0.1:8000"
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(ROOT / "examples" / "quickstart.yaml", Path(folder) / "quickstart.yaml")
+        shutil.copytree(ROOT / "docs", Path(folder) / "docs", ignore=lambda d, names: [
+            n for n in names if n != "broken.yaml"])
+        args = ["serve", "--db", "queue.sqlite", "--http", "127.0.0.1:8000", "--workers", "1"]
+        command = f"labsim {shlex.join(args)} &"
+        args[args.index("127.0.0.1:8000")] = "127.0.0.1:0"              # any free port
+        proc = subprocess.Popen([sys.executable, "-m", "labsim", *args], cwd=folder,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            first = proc.stdout.readline().strip()
+            url = first.split()[2]
+            lines += [f"$ {command}", first.replace(url, shown), f"$ URL={shown}"]
+
+            def call(method, path, body=None):
+                request = urllib.request.Request(url + path, data=body, method=method)
+                try:
+                    with urllib.request.urlopen(request, timeout=120) as response:
+                        return response.status, response.read()
+                except urllib.error.HTTPError as ex:
+                    return ex.code, ex.read()
+
+            def show(curl: str, path: str, jq: str, pick, method="GET", body=None):
+                """*pick*: what ``jq`` outputs, as a list (one item a line)."""
+                status, data = call(method, path, body)
+                lines.append(f"$ curl -s {curl} | jq {jq}")
+                for item in pick(json.loads(data)):
+                    lines.append(item if jq.startswith("-r") else
+                                 json.dumps(item, separators=(",", ":"), ensure_ascii=False))
+                return json.loads(data)
+
+            query = ("priority=high&grid=workload.client_profiles%5B0%5D.request_rate=4,8"
+                     "&set=workload.total_duration=30&source=quickstart.yaml")
+            entry = show(f"--data-binary @quickstart.yaml \"$URL/submissions?{query}\"",
+                         f"/submissions?{query}",
+                         "-c '{submission, priority}'",
+                         lambda d: [{"submission": d["submission"], "priority": d["priority"]}], "POST",
+                         (Path(folder) / "quickstart.yaml").read_bytes())
+            for _ in range(600):
+                if json.loads(call("GET", f"/submissions/{entry['submission']}")[1])["finished"]:
+                    break
+                time.sleep(0.2)
+            done = show("$URL/submissions/1", "/submissions/1", "-c '.runs[] | {run, state, point}'",
+                        lambda d: [{"run": r["run"], "state": r["state"], "point": r["point"]}
+                                   for r in d["runs"]])
+            key = done["runs"][0]["run"][:12]
+            show(f"$URL/runs/{key}/summary.json", f"/runs/{key}/summary.json",
+                 "-c '.frameworks.vllm.ttft_ms'", lambda d: [d["frameworks"]["vllm"]["ttft_ms"]])
+            with urllib.request.urlopen(f"{url}/runs/{key}/report.html", timeout=120) as response:
+                lines += [f"$ curl -s -o report.html -w '%{{http_code}} %{{content_type}}\\n' "
+                          f"$URL/runs/{key}/report.html",
+                          f"{response.status} {response.headers['Content-Type']}"]
+            show("--data-binary @docs/broken.yaml \"$URL/submissions?source=docs/broken.yaml\"",
+                 "/submissions?source=docs/broken.yaml", "-r .error", lambda d: d["error"].splitlines(),
+                 "POST", (Path(folder) / "docs" / "broken.yaml").read_bytes())
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    if fence:
+        lines = ["```text", *lines, "```"]
+    for line in lines:
+        cog.outl((prefix + line).rstrip())

@@ -34,6 +34,20 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster():
+    # a throwaway cluster on this machine: without token authentication, so that a token file
+    # another Ray left in ~/.ray (Ray 2.5x+ writes one) cannot split the head from the node
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    try:
+        yield from _cluster()
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
+
+
+def _cluster():
     port = _free_port()
     common = ["--num-cpus", "1", "--disable-usage-stats"]
     subprocess.run([RAY, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
@@ -103,3 +117,29 @@ def test_the_experiment_and_its_data_travel_with_the_runs(tmp_path, cluster):
         ray.shutdown()
     assert status == "ok", error
     assert summary["frameworks"]["vllm"]["requests"]["finished"] == 40
+
+
+def test_per_run_resources_reach_ray_and_a_run_no_node_can_hold_is_refused(tmp_path, cluster):
+    from labsim.sweep import ray_options
+
+    exp = _trace_experiment(tmp_path / "exp")
+    grid = "frameworks_to_test[0].config.max_num_seqs=4,64"
+    args = ["sweep", str(exp), "--grid", grid, "--backend", "ray", "--address", cluster]
+    half = CliRunner().invoke(cli, [*args, "--db", str(tmp_path / "half.sqlite"), "--ray-cpus", "0.5",
+                                    "--ray-memory-mb", "64"])
+    assert half.exit_code == 0, half.output
+    assert all(v[0] == "ok" for v in _rows(tmp_path / "half.sqlite").values())
+    # each node of the test cluster has one CPU: Ray would wait forever for a 2-CPU slot
+    big = CliRunner().invoke(cli, [*args, "--db", str(tmp_path / "big.sqlite"), "--ray-cpus", "2"])
+    assert big.exit_code == 2 and "no node of the Ray cluster has that much" in big.output
+    # what a run is given is what was asked for
+    ray.init(address=cluster, log_to_driver=False)
+    try:
+        assigned = ray.get(ray.remote(_assigned).options(**ray_options(0.5, 64)).remote())
+    finally:
+        ray.shutdown()
+    assert assigned["CPU"] == 0.5 and assigned["memory"] == 64 << 20
+
+
+def _assigned():
+    return ray.get_runtime_context().get_assigned_resources()

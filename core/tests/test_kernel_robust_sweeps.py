@@ -93,6 +93,29 @@ def test_one_failing_point_is_recorded_and_the_sweep_goes_on(sweep_runner, tmp_p
     assert "ZeroDivisionError: unlucky" in error
 
 
+def test_the_sweep_bar_shows_points_done_running_failed_and_an_eta(sweep_runner, tmp_path, monkeypatch):
+    from labsim import progress
+
+    monkeypatch.setattr(progress, "_on_terminal", lambda: True)   # a person watching
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(progress, "DELAY_S", 0.0)
+    progress.set_quiet(False)
+    path, db = tmp_path / "e.yaml", tmp_path / "s.sqlite"
+    path.write_text(BASIC.replace("type: queue", "type: fragile"))
+    grid = "frameworks_to_test[0].config.max_num_seqs=4,13,16"
+    result = _sweep(sweep_runner, path, db, grid, workers=2)
+    assert result.exit_code == 1
+    bar = result.stderr
+    assert "0/3 points, 0 running, 0 failed" in bar
+    assert "2 running" in bar                       # two workers, both busy at first
+    assert "3/3 points, 0 running, 1 failed" in bar
+    assert "ETA" in bar and "ZeroDivisionError" not in bar    # lines go to stdout, the bar to stderr
+    assert "error  frameworks_to_test[0].config.max_num_seqs=13" in result.stdout
+    # resumed: the two points done count from the start, only the failed one runs again
+    again = _sweep(sweep_runner, path, db, grid, workers=2).stderr
+    assert "2/3 points, 0 running, 0 failed" in again and "3/3 points" in again and "1 failed" in again
+
+
 @pytest.mark.parametrize(
     "setup, message",
     [
@@ -241,3 +264,24 @@ def test_a_sweep_killed_midway_resumes_to_the_same_rows(tmp_path):
     rows = lambda db: sqlite3.connect(db).execute(  # noqa: E731
         "SELECT key, point, seed, status, error, summary FROM runs ORDER BY key").fetchall()
     assert rows(killed) == rows(whole)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ray-cpus", "2"], "--ray-cpus and --ray-memory-mb need --backend ray"),
+    (["--backend", "ray", "--timeout", "5"], "--timeout and --memory-limit-mb limit local worker processes"),
+])
+def test_options_of_the_other_backend_are_refused(sweep_runner, tmp_path, args, message):
+    path = tmp_path / "e.yaml"
+    path.write_text(BASIC)
+    result = sweep_runner.invoke(cli_mod.cli, ["sweep", str(path), "--grid", "workload.count=5",
+                                               "--db", str(tmp_path / "s.sqlite"), *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_two_points_that_are_one_run_run_once(sweep_runner, tmp_path, workers):
+    path, db = tmp_path / "e.yaml", tmp_path / "s.sqlite"
+    path.write_text(BASIC)
+    result = _sweep(sweep_runner, path, db, "workload.count=5,5,10", workers=workers)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("ok ") == 2 and "3 of 3 points done" in result.output

@@ -545,14 +545,28 @@ def schema(which, output):
               help="Fail a point that runs longer than this many seconds (the sweep goes on).")
 @click.option("--memory-limit-mb", "memory_mb", type=click.IntRange(min=64),
               help="Fail a point whose process needs more memory than this (the sweep goes on).")
-def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address, timeout_s, memory_mb):
-    """Run EXPERIMENT once per point of a grid of --set values, in parallel."""
+@click.option("--ray-cpus", "ray_cpus", type=click.FloatRange(min=0, min_open=True),
+              help="With --backend ray: logical CPUs Ray reserves for each run (default 1).")
+@click.option("--ray-memory-mb", "ray_memory_mb", type=click.IntRange(min=1),
+              help="With --backend ray: memory Ray reserves for each run (it places a run only on a "
+                   "node with that much free).")
+def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address, timeout_s, memory_mb,
+          ray_cpus, ray_memory_mb):
+    """Run EXPERIMENT once per point of a grid of --set values, in parallel.
+
+    On a terminal a bar shows the points done of the grid, how many run now and how many
+    failed, the wall time and the ETA."""
     from labsim.sweep import parse_grid, points, run_sweep
 
+    if backend == "ray" and (timeout_s is not None or memory_mb is not None):
+        raise UsageError("--timeout and --memory-limit-mb limit local worker processes; with --backend "
+                         "ray give --ray-cpus and --ray-memory-mb (what Ray reserves for each run)")
+    if backend != "ray" and (ray_memory_mb is not None or ray_cpus is not None):
+        raise UsageError("--ray-cpus and --ray-memory-mb need --backend ray")
     registry = get_registry()
     dims = parse_grid(list(grid))  # a malformed --grid fails before anything else
 
-    bar = progress.bar(len(points(dims)), "sweep", unit="point")
+    bar = progress.sweep_bar(len(points(dims)), "sweep")
 
     def report(point, status, error, summary):
         label = " ".join(point) or "(base)"
@@ -561,24 +575,30 @@ def sweep(experiment, grid, overrides, db_path, workers, seed, backend, address,
             click.echo(line)
         else:
             bar.write(line)
-            bar.update(1)
+            bar.finished(status == "ok")
 
-    outcome = run_sweep(
-        experiment,
-        list(grid),
-        list(overrides),
-        Path(db_path),
-        workers,
-        seed,
-        backend,
-        address,
-        on_result=report,
-        registry=registry,
-        timeout_s=timeout_s,
-        memory_mb=memory_mb,
-    )
-    if bar is not None:
-        bar.close()
+    try:
+        outcome = run_sweep(
+            experiment,
+            list(grid),
+            list(overrides),
+            Path(db_path),
+            workers,
+            seed,
+            backend,
+            address,
+            on_result=report,
+            registry=registry,
+            timeout_s=timeout_s,
+            memory_mb=memory_mb,
+            on_plan=bar.planned if bar else None,
+            on_running=bar.running if bar else None,
+            ray_cpus=1.0 if ray_cpus is None else ray_cpus,
+            ray_memory_mb=ray_memory_mb,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     click.echo(f"{outcome.ok} of {outcome.total} points done: {db_path}")
     if outcome.failed:
         n = outcome.failed
@@ -600,9 +620,11 @@ def submit(experiment, grid, overrides, priority, seed, db_path):
     """Queue runs of EXPERIMENT (its resolved content, one per --grid point) for `labsim serve`."""
     from labsim.queue import Queue
 
-    queued, skipped = Queue(Path(db_path)).submit(experiment, list(grid), list(overrides), seed, priority)
+    done = Queue(Path(db_path)).submit(experiment, list(grid), list(overrides), seed, priority)
+    queued, skipped = done.queued, done.skipped
     note = f" ({skipped} already done or queued)" if skipped else ""
-    click.echo(f"queued {queued} run{'s' if queued != 1 else ''} at {priority} priority{note}: {db_path}")
+    click.echo(f"queued {queued} run{'s' if queued != 1 else ''} at {priority} priority{note}: {db_path} "
+               f"(submission {done.id})")
 
 
 @cli.command()
@@ -615,12 +637,39 @@ def submit(experiment, grid, overrides, priority, seed, db_path):
               help="Fail a run that takes longer than this many seconds.")
 @click.option("--memory-limit-mb", "memory_mb", type=click.IntRange(min=64),
               help="Fail a run whose process needs more memory than this.")
-def serve(db_path, workers, once, timeout_s, memory_mb):
+@click.option("--http", "http", metavar="HOST:PORT",
+              help="Also answer the HTTP API there (submit, poll, fetch summaries and reports; "
+                   "needs labsim[serve]); port 0 picks a free one.")
+@click.option("--outputs", "outputs", type=click.Path(file_okay=False),
+              help="Each run also writes its outputs (summary.json, CSVs) to OUTPUTS/RUN_KEY, "
+                   "from which its report is drawn (default with --http: DB's name + .runs).")
+@click.option("--data-dir", "data_dir", type=click.Path(file_okay=False, exists=True),
+              help="Where relative paths in experiments submitted over HTTP resolve (default: here).")
+def serve(db_path, workers, once, timeout_s, memory_mb, http, outputs, data_dir):
     """Run the queued simulations of DB, highest priority first, each in a process of its own;
-    results go to DB as each ends (`labsim results DB`). Ctrl-C stops; queued runs stay queued."""
+    results go to DB as each ends (`labsim results DB`). Ctrl-C stops; queued runs stay queued.
+
+    With --http HOST:PORT the same process also serves the HTTP API of docs/service.md, whose
+    submissions join the same queue."""
     from labsim.queue import serve as serve_queue
 
     path = Path(db_path)
+    if http:
+        from labsim.service import require, run_server
+
+        if once:
+            raise UsageError("--once and --http: a server waits for submissions; leave out one of them")
+        require()
+        out = Path(outputs) if outputs else path.parent / f"{path.stem}.runs"
+        get_registry()                      # plugins load once, before the queue's process forks
+        try:
+            run_server(path, http, workers, timeout_s, memory_mb, out, Path(data_dir) if data_dir else None,
+                       announce=lambda line: click.echo(line))
+        except (KeyboardInterrupt, Terminated) as ex:
+            click.echo("labsim serve: stopped; queued runs stay queued, running ones run again "
+                       "on the next start", err=True)
+            sys.exit(130 if isinstance(ex, KeyboardInterrupt) else 143)
+        return
     if not path.is_file():
         raise UsageError(f"--db: no file {db_path} (queue runs with `labsim submit EXP --db {db_path}` first)")
 
@@ -628,7 +677,8 @@ def serve(db_path, workers, once, timeout_s, memory_mb):
         label = " ".join(point) or "(base)"
         click.echo(f"{status:5}  {label}" + (f"  {error.splitlines()[0]}" if error else ""))
 
-    counts = serve_queue(path, workers, once, timeout_s, memory_mb, on_result=report)
+    counts = serve_queue(path, workers, once, timeout_s, memory_mb, on_result=report,
+                         outputs=Path(outputs) if outputs else None)
     click.echo("queue: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     if counts.get("failed"):
         sys.exit(1)

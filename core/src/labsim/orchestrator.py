@@ -11,6 +11,7 @@ event queue is empty) or at ``simulation.max_simulation_time``.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,9 +62,15 @@ class Result:
         return self.tables[name]
 
 
-def load_experiment(source: dict | str | Path, overrides=()) -> Experiment:
-    """An :class:`Experiment` from a dict or a file path, with ``key=value`` overrides."""
-    exp = config_mod.from_dict(source) if isinstance(source, dict) else config_mod.load(source)
+def load_experiment(source: dict | str | Path | Experiment, overrides=()) -> Experiment:
+    """An :class:`Experiment` from a dict, a file path or a loaded :class:`Experiment` (copied,
+    so that one document serves many sets of overrides), with ``key=value`` overrides."""
+    if isinstance(source, Experiment):
+        exp = copy.deepcopy(source)
+    elif isinstance(source, dict):
+        exp = config_mod.from_dict(source)
+    else:
+        exp = config_mod.load(source)
     config_mod.apply_overrides(exp, list(overrides))
     return exp
 
@@ -143,12 +150,15 @@ def _finish_sinks(sinks, ok: bool, out_dir) -> list:
 class Orchestrator:
     """Assembles and runs one validated experiment."""
 
-    def __init__(self, exp: Experiment, registry: Registry | None = None, seed: int | None = None):
+    def __init__(self, exp: Experiment, registry: Registry | None = None, seed: int | None = None,
+                 schema: dict | None = None):
+        """*schema*: the registry's composed experiment schema, when the caller validates many
+        experiments against one registry (a sweep's points) and composed it once."""
         self.exp = exp
         self.registry = registry or get_registry()
         if seed is not None and not 0 <= int(seed) <= 2**63 - 1:
             raise UsageError(f"seed {seed}: must be between 0 and 2**63 - 1")
-        self.data = validate(exp, self.registry)
+        self.data = validate(exp, self.registry, schema)
         if seed is not None:
             self.data["simulation"]["random_seed"] = int(seed)
         self.seed = self.data["simulation"]["random_seed"]

@@ -81,6 +81,48 @@ def bar(total: float, label: str, unit: str = "it") -> Bar | None:
     return Bar(total, label, unit) if wanted() else None
 
 
+class SweepBar(Bar):
+    """The bar of a sweep: points done of the grid, how many run now and how many failed, the
+    elapsed wall time and the ETA (from the points run in this sitting: a resumed sweep's points
+    already in its database count as done from the start, not towards the rate)."""
+
+    FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} points{postfix} "
+              "[{elapsed}, ETA {remaining}]")
+
+    def __init__(self, total: int, label: str = "sweep"):
+        super().__init__(total, label, "point", self.FORMAT)
+        self.failed = 0
+        self.now_running = 0
+        self._show()
+
+    def _show(self, refresh: bool = True) -> None:
+        note = f"{self.now_running} running, {self.failed} failed"
+        self._bar.set_postfix_str(note, refresh=refresh)
+
+    def planned(self, already_done: int) -> None:
+        """*already_done* points were in the database before this sitting: done, not timed."""
+        self._bar.n = self._bar.initial = self._bar.last_print_n = already_done
+        self._show()
+
+    def running(self, n: int) -> None:
+        """*n* points are being run now (a drop is drawn with the point's end, which follows)."""
+        if n != self.now_running:
+            grew, self.now_running = n > self.now_running, n
+            self._show(refresh=grew)
+
+    def finished(self, ok: bool) -> None:
+        """One point ended, well or not."""
+        self.failed += not ok
+        self._show(refresh=False)
+        self._bar.update(1)
+        self._bar.refresh()      # every point's end is drawn (update alone draws at most 10 a second)
+
+
+def sweep_bar(total: int, label: str = "sweep") -> SweepBar | None:
+    """A :class:`SweepBar` over *total* points when :func:`wanted`, else None."""
+    return SweepBar(total, label) if wanted() else None
+
+
 _SIM_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| simulated {n:.0f}/{total:.0f} s "
                "[wall {elapsed}, ETA {remaining}]")
 
@@ -120,4 +162,5 @@ def run_events(env, limit: float, bar: Bar | None = None, every: int = EVERY) ->
         bar.close()
 
 
-__all__ = ["Bar", "bar", "run_bar", "run_events", "set_quiet", "sim_bar", "wanted", "EVERY"]
+__all__ = ["Bar", "SweepBar", "bar", "run_bar", "run_events", "set_quiet", "sim_bar", "sweep_bar", "wanted",
+           "EVERY"]

@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,12 +70,27 @@ def points(grid: list[tuple[str, list[str]]]) -> list[list[str]]:
     ]
 
 
-def resolve_point(path: str, fixed: list[str], point: list[str], seed, registry=None):
+def resolve_point(path, fixed: list[str], point: list[str], seed, registry=None, schema=None):
     """The :class:`~labsim.orchestrator.Orchestrator` of one point: its experiment validated,
-    defaults filled (``.data``); a bad point raises here, before anything runs."""
+    defaults filled (``.data``); a bad point raises here, before anything runs. *path* is the
+    experiment's file or its loaded :class:`~labsim.config.Experiment` (copied, not changed)."""
     from labsim.orchestrator import Orchestrator, load_experiment
 
-    return Orchestrator(load_experiment(path, [*fixed, *point]), registry, seed)
+    return Orchestrator(load_experiment(path, [*fixed, *point]), registry, seed, schema)
+
+
+def resolve_points(path, fixed: list[str], grid_points: list[list[str]], seed, registry=None):
+    """:func:`resolve_point` of each point, the file read and the schema composed once for all."""
+    from labsim import orchestrator as orchestrator_mod
+    from labsim.config import Experiment
+    from labsim.schema import compose_experiment_schema
+
+    registry = registry or orchestrator_mod.get_registry()
+    load_experiment = orchestrator_mod.load_experiment
+    base = path if isinstance(path, Experiment) else load_experiment(path)
+    schema = compose_experiment_schema(registry)
+    for point in grid_points:
+        yield point, resolve_point(base, fixed, point, seed, registry, schema)
 
 
 def run_key(orchestrator) -> str:
@@ -107,13 +123,14 @@ def run_key(orchestrator) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _run_point(path: str, fixed: list[str], point: list[str], seed):
-    """Run one point in a worker; returns (status, error, summary). Never raises: an internal
-    error fails this point only, with its reason."""
-    from labsim.orchestrator import run
+def _run_point(orchestrator):
+    """Run one resolved point (in a worker forked from the sweep, which resolved it); returns
+    (status, error, summary). Never raises: an internal error fails this point only, with its
+    reason."""
+    from labsim.default_plugins.sinks import MemorySink
 
     try:
-        result = run(path, seed=seed, overrides=[*fixed, *point])
+        result = orchestrator.run(None, write_files=False, extra_sinks=[MemorySink()])
         return "ok", None, result.summary
     except LabsimError as ex:
         return "error", str(ex), None
@@ -224,9 +241,15 @@ def run_sweep(
     registry=None,
     timeout_s: float | None = None,
     memory_mb: int | None = None,
+    on_plan=None,
+    on_running=None,
+    ray_cpus: float = 1.0,
+    ray_memory_mb: int | None = None,
 ):
     """Run every point not yet in *db_path*; call ``on_result(point, status, error, summary)``
-    per run.
+    per run, ``on_plan(already_done)`` once the grid is resolved (how many of its points the
+    database holds already) and ``on_running(n)`` whenever the number of points running changes.
+    *ray_cpus* and *ray_memory_mb* are what Ray reserves for each run (``--backend ray``).
 
     :raises LabsimError: when a point's experiment is invalid (before anything runs).
     """
@@ -246,32 +269,37 @@ def run_sweep(
             on_result(point, status, error, summary)
 
     keys = []
-    resolved = {}          # Ray ships each point's resolved experiment: kept, not resolved again
-    for point in points(grid):  # a point with bad input fails the sweep before anything runs
-        orchestrator = resolve_point(path, fixed, point, seed, registry)
-        keys.append(run_key(orchestrator))
-        if keys[-1] not in done:
+    resolved = {}          # each point to run, resolved: run (or shipped to Ray) as it is
+    for point, orchestrator in resolve_points(path, fixed, points(grid), seed, registry):
+        keys.append(run_key(orchestrator))      # a point with bad input fails the sweep here
+        if keys[-1] not in done and keys[-1] not in resolved:   # (two points may be one run)
             todo.append((keys[-1], point))
-            if backend == "ray":
-                resolved[keys[-1]] = orchestrator
+            resolved[keys[-1]] = orchestrator
 
     def outcome() -> SweepOutcome:
         finished = store.done()
         return SweepOutcome(store, sum(k in finished for k in keys), failed, len(keys))
 
+    if on_plan:
+        on_plan(len(keys) - len(todo))
     if not todo:
         return outcome()
     if backend == "ray":
-        _run_ray(path, fixed, todo, seed, address, finish, memory_mb=memory_mb, resolved=resolved)
+        _run_ray(path, fixed, todo, seed, address, finish, cpus=ray_cpus, memory_mb=ray_memory_mb,
+                 resolved=resolved, on_running=on_running)
         return outcome()
     from labsim.parallel import default_workers
 
     workers = workers or default_workers(len(todo))
     if workers <= 1 and timeout_s is None and memory_mb is None:
         for key, point in todo:
-            finish(key, point, *_run_point(path, fixed, point, seed))
+            if on_running:
+                on_running(1)
+            finish(key, point, *_run_point(resolved.pop(key)))
+        if on_running:
+            on_running(0)
         return outcome()
-    _run_isolated(path, fixed, todo, seed, workers, finish, timeout_s, memory_mb)
+    _run_isolated(todo, resolved, workers, finish, timeout_s, memory_mb, on_running)
     return outcome()
 
 
@@ -292,15 +320,29 @@ def _point_process(conn, parent, fn, args, memory_mb):
     except MemoryError:
         conn.send(("error", f"out of memory: the run needed more than --memory-limit-mb {memory_mb}", None))
     conn.close()
+    for stream in (sys.stdout, sys.stderr):   # the result is sent: skip the interpreter's teardown
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed stream has nothing to lose
+            pass
+    os._exit(0)
 
 
-def _run_isolated(path, fixed, todo, seed, workers, finish, timeout_s=None, memory_mb=None):
-    """The sweep's points, each in a process of its own (see :func:`run_isolated`)."""
-    queue = [(key, point, _run_point, (path, fixed, point, seed)) for key, point in todo]
-    run_isolated(lambda: queue.pop(0) if queue else None, workers, finish, timeout_s, memory_mb)
+def _run_isolated(todo, resolved, workers, finish, timeout_s=None, memory_mb=None, on_running=None):
+    """The sweep's points, each in a process of its own (see :func:`run_isolated`): a worker is
+    forked from this process, so it starts with its point resolved and its plugins loaded."""
+    queue = list(todo)
+
+    def take():
+        if not queue:
+            return None
+        key, point = queue.pop(0)
+        return key, point, _run_point, (resolved.pop(key),)
+
+    run_isolated(take, workers, finish, timeout_s, memory_mb, on_running=on_running)
 
 
-def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=None):
+def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=None, on_running=None):
     """Runs, each in a process of its own, *workers* at a time: a crash, a segfault, a memory
     limit or a timeout fails that run with the reason, and the others go on.
 
@@ -309,15 +351,28 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
     :param finish: ``finish(key, point, status, error, summary)`` as each run ends.
     :param poll_s: with nothing to run and nothing running, ask *take* again after this many
         seconds instead of returning (a server waiting for submissions).
+    :param on_running: ``on_running(n)`` whenever the number of runs in progress changes.
     """
+    import gc
     import multiprocessing as mp
     import time
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    # a forked worker's garbage collector would walk (and so copy, page by page) every object
+    # it inherited; frozen, they are left alone (gc.freeze's documented use before fork)
+    gc.collect()
+    gc.freeze()
     running: dict = {}  # connection → (process, key, point, started)
     parent = os.getpid()
     exhausted = False
+    shown = [0]
+
+    def count():
+        if on_running and len(running) != shown[0]:
+            shown[0] = len(running)
+            on_running(shown[0])
+
     try:
         while True:
             while len(running) < workers:
@@ -332,6 +387,7 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
                 proc.start()
                 send.close()
                 running[recv] = (proc, key, point, time.monotonic())
+            count()
             if not running:
                 if exhausted and poll_s is None:
                     return
@@ -354,6 +410,7 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
                     result = ("error", f"worker died ({why}) before reporting: a crash or the memory limit", None)
                 conn.close()
                 proc.join(5)
+                count()
                 finish(key, point, *result)
             if timeout_s is not None:
                 for conn, (proc, key, point, started) in list(running.items()):
@@ -362,11 +419,14 @@ def run_isolated(take, workers, finish, timeout_s=None, memory_mb=None, poll_s=N
                         proc.join(5)
                         conn.close()
                         running.pop(conn)
+                        count()
                         finish(key, point, "error", f"timed out after --timeout {timeout_s:g} s", None)
     except BaseException:  # Ctrl-C, SIGTERM: stop the workers now, keep what finished
         for proc, *_ in running.values():
             proc.kill()
         raise
+    finally:
+        gc.unfreeze()
 
 
 def ray_runs(path, fixed, todo, seed, resolved=None):
@@ -388,7 +448,30 @@ def ray_runs(path, fixed, todo, seed, resolved=None):
     return {"working_dir": str(folder)}, runs
 
 
-def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory_mb=None, resolved=None):
+def ray_options(cpus: float = 1.0, memory_mb: int | None = None) -> dict:
+    """What Ray reserves for each run (``ray.remote(...).options``): *cpus* logical CPUs and,
+    when given, *memory_mb* MiB of memory; Ray places a run only on a node with both free."""
+    options = {"num_cpus": float(cpus)}
+    if memory_mb:
+        options["memory"] = int(memory_mb) << 20
+    return options
+
+
+def _check_fits(nodes: list[dict], cpus: float, memory_mb) -> None:
+    """Refuse per-run resources no live node of the cluster has (Ray would wait for one forever)."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    if not any(r.get("CPU", 0) >= cpus and (not memory_mb or r.get("memory", 0) >= int(memory_mb) << 20)
+               for r in alive):
+        most_cpus = max((r.get("CPU", 0) for r in alive), default=0)
+        most_mb = max((r.get("memory", 0) for r in alive), default=0) / (1 << 20)
+        raise UsageError(
+            f"--ray-cpus {cpus:g}" + (f" --ray-memory-mb {memory_mb}" if memory_mb else "")
+            + f": no node of the Ray cluster has that much (the largest: {most_cpus:g} CPUs, "
+            f"{most_mb:,.0f} MiB of memory for tasks); ask for less per run")
+
+
+def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory_mb=None, resolved=None,
+             on_running=None):
     try:
         import ray
     except ImportError:
@@ -400,14 +483,16 @@ def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory
     started_here = not ray.is_initialized()
     if started_here:   # Ray uploads a local folder only as the job's runtime environment
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-    options = {"num_cpus": cpus}
-    if memory_mb:
-        options["memory"] = int(memory_mb) << 20
-    remote = ray.remote(_run_entry).options(**options)
+    remote = ray.remote(_run_entry).options(**ray_options(cpus, memory_mb))
     try:
+        _check_fits(ray.nodes(), cpus, memory_mb)
+        # runs at once: as many as the cluster's CPUs hold (the rest wait in Ray's queue)
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
         pending = {remote.remote(experiment, source, ".", seed): (key, point)
                    for key, point, experiment, source in runs}
         while pending:
+            if on_running:
+                on_running(min(slots, len(pending)))
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 key, point = pending.pop(ref)
@@ -416,6 +501,8 @@ def _run_ray(path, fixed, todo, seed, address, finish, cpus: float = 1.0, memory
                 except Exception as ex:  # noqa: BLE001 - a worker died
                     outcome = ("error", f"worker failed: {type(ex).__name__}: {ex}", None)
                 finish(key, point, *outcome)
+        if on_running:
+            on_running(0)
     finally:
         if started_here:
             ray.shutdown()
