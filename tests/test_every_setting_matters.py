@@ -248,6 +248,7 @@ TRACE_CASES = {
     "end_s": ({}, {"wl.end_s": 10.0}),
     "columns": ({"wl.path": "TRACE_CSV"}, {"wl.columns": {"prompt_tokens": "input_tokens"}}),
     "max_requests": ({}, {"wl.max_requests": 5}),
+    "repeat": ({}, {"wl.repeat": 2}),
     "streaming_response_probability": ({}, {"wl.streaming_response_probability": 0.0}),
 }
 
