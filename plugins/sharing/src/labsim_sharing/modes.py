@@ -21,6 +21,8 @@ says what device each tenant prices its work on, and runs every piece of their G
 
 from __future__ import annotations
 
+import math
+
 import labsim
 from labsim.errors import UsageError
 
@@ -38,6 +40,11 @@ DEFAULT_SWITCH_US = 50.0
 DEFAULT_MEMBOUND_SM = 0.5
 #: Intensity of a piece of work whose framework does not say (half compute, half memory).
 UNKNOWN_MEMBOUND = 0.5
+#: MPS reads a piece's memory-bound share to the nearest 1/64: the roofline split it comes from
+#: (bytes / bandwidth against FLOPs / peak) tells no finer, and a serving engine's decode steps,
+#: whose share drifts by ~10⁻⁶ a step as their context grows, then keep one sharing state over
+#: a run of steps (which fast-forward on a shared GPU needs).
+INTENSITY_STEPS = 64
 
 
 #: columns of the opt-in ``gpu_sharing`` table (``record_timeline: true``)
@@ -62,11 +69,15 @@ class _Shared(labsim.SharingMode):
         self._busy_since: float | None = None
         self.timeline = (context.metrics.table("gpu_sharing", TIMELINE_COLUMNS)
                          if config.get("record_timeline") else None)
+        self._last_row = None
 
     def admit(self, tenant, placement):
         if tenant not in self.tenants:
             self.tenants.append(tenant)
         self.placements[tenant] = dict(placement)
+        fluid = getattr(self, "fluid", None)
+        if fluid is not None:
+            fluid.rank(tenant)                    # the tenants' order in the rates: admission
 
     def _on_change(self, now, pieces) -> None:
         if pieces and self._busy_since is None:
@@ -85,16 +96,59 @@ class _Shared(labsim.SharingMode):
         bw = sum(p.rate * p.membound for p in pieces)
         running = len({p.tenant for p in pieces})
         held = sum(v for t, v in self.memory.items() if t not in self.failed) / 2**30
-        self.timeline.append((self.gpu.gpu_id, now, running, min(1.0, sm), min(1.0, bw), held))
+        row = (running, min(1.0, sm), min(1.0, bw), held)
+        if row != self._last_row:                 # the rates settle at every change; rows record new values
+            self._last_row = row
+            self.timeline.append((self.gpu.gpu_id, now, *row))
 
     def _record(self, tenant, alone, began, event):
-        def done(_e):
-            taken = self.context.env.now - began
-            acc = self.work.setdefault(tenant, [0.0, 0.0])
-            acc[0] += alone
-            acc[1] += taken
-        event.callbacks.append(done)
+        env = self.context.env
+        event.callbacks.append(lambda _e: self._account(tenant, alone, env.now - began))
         return event
+
+    def _account(self, tenant, alone, taken) -> None:
+        acc = self.work.setdefault(tenant, [0.0, 0.0])
+        acc[0] += alone
+        acc[1] += taken
+
+    def _account_all(self, tenant, alones, takens) -> None:
+        """:meth:`_account` of each piece in turn (the same sums, bit for bit)."""
+        acc = self.work.setdefault(tenant, [0.0, 0.0])
+        a, t = acc
+        for x in alones:
+            a += x
+        for x in takens:
+            t += x
+        acc[0], acc[1] = a, t
+
+    def intensity(self, membound: float | None) -> float:
+        """The memory-bound share this mode runs a piece of work at (what its rates depend on)."""
+        return 0.0
+
+    def span(self, tenant, membound_of, steps):
+        """A :class:`labsim_sharing.fluid.Lease` for a run of at most *steps* consecutive
+        pieces of *tenant*'s work that the tenant times itself (see
+        :meth:`labsim.SharingMode.span`): as many of them as share the first one's intensity
+        (``membound_of(i)``: piece *i*'s memory-bound share; taken as monotone in *i*, as a
+        decode step's is in its context), or None when fewer than two do."""
+        fluid = getattr(self, "fluid", None)
+        if fluid is None or tenant in self.failed or steps < 2:
+            return None
+        key = self.intensity
+        first = key(membound_of(0))
+        n = steps
+        if key(membound_of(n - 1)) != first:      # the first piece of another intensity
+            lo, hi = 0, n - 1                     # key(lo) == first, key(hi) != first
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if key(membound_of(mid)) == first:
+                    lo = mid
+                else:
+                    hi = mid
+            n = hi
+        if n < 2:
+            return None
+        return fluid.lease(tenant, first, n, lambda alones, takens: self._account_all(tenant, alones, takens))
 
     def claim_memory(self, tenant: str, nbytes: float) -> None:
         """*tenant* allocates *nbytes* on this GPU: with no memory isolation, the tenant whose
@@ -117,6 +171,10 @@ class _Shared(labsim.SharingMode):
         return self.context.env.event()
 
     def summary(self) -> dict:
+        fluid = getattr(self, "fluid", None)
+        for p in fluid.pieces if fluid is not None else ():
+            if p.lease is not None:
+                p.lease.flush()
         busy = self.busy_s
         if self._busy_since is not None:
             busy += self.context.env.now - self._busy_since
@@ -274,11 +332,21 @@ class Mps(_Shared):
     def execute(self, tenant, seconds, membound=None):
         if tenant in self.failed:
             return self.never()
+        return self._record(tenant, seconds, self.context.env.now,
+                            self.fluid.submit(tenant, seconds, self.intensity(membound)))
+
+    def intensity(self, membound):
+        """The piece's memory-bound share to the nearest 1/:data:`INTENSITY_STEPS`."""
         mb = UNKNOWN_MEMBOUND if membound is None else min(1.0, max(0.0, float(membound)))
-        return self._record(tenant, seconds, self.context.env.now, self.fluid.submit(tenant, seconds, mb))
+        return math.floor(mb * INTENSITY_STEPS + 0.5) / INTENSITY_STEPS
 
     def is_alone(self, tenant):
         return len(self.tenants) <= 1 and self.caps.get(tenant, 1.0) >= 1.0 and not self.config.get("fault_at_s")
+
+    def span(self, tenant, membound_of, steps):
+        if self.config.get("fault_at_s") is not None:
+            return None                            # a fault ends pieces in flight: one at a time
+        return super().span(tenant, membound_of, steps)
 
 
 class Mig(_Shared):
