@@ -59,6 +59,7 @@ class Piece:
     end: float = INF          # when it finishes at its rate
     order: tuple = ()         # (tenant rank, submission): its place among the pieces
     lease: Lease | None = None
+    extra: float = 0.0        # extra memory-bandwidth demand the mode found (MPS: lost L2 reuse)
 
 
 class Lease:

@@ -24,9 +24,10 @@ from __future__ import annotations
 import math
 
 import labsim
-from labsim.errors import UsageError
+from labsim.errors import LabsimError, UsageError
 
 from labsim_sharing.fluid import FluidGpu
+from labsim_sharing.l2 import Reuse, extra_traffic, l2_bytes, reuse
 from labsim_sharing.mig import mig_instance_device, place, profiles_of
 
 #: The CUDA driver's time slice between contexts on Linux is not documented; 2 ms is the order
@@ -93,7 +94,7 @@ class _Shared(labsim.SharingMode):
         many tenants run and use this share of the SMs and of the memory bandwidth."""
         sm_of = getattr(self, "sm_of_membound", 1.0)
         sm = sum(p.rate * ((1.0 - p.membound) + p.membound * sm_of) for p in pieces)
-        bw = sum(p.rate * p.membound for p in pieces)
+        bw = sum(p.rate * (p.membound + p.extra) for p in pieces)
         running = len({p.tenant for p in pieces})
         held = sum(v for t, v in self.memory.items() if t not in self.failed) / 2**30
         row = (running, min(1.0, sm), min(1.0, bw), held)
@@ -255,6 +256,11 @@ class Mps(_Shared):
                 "type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": DEFAULT_MEMBOUND_SM,
                 "description": "Share of the SMs a memory-bound kernel keeps busy (an assumption)."},
             "record_timeline": RECORD_TIMELINE,
+            "l2_interference": {
+                "type": "boolean", "default": True,
+                "description": "Co-running kernels evict each other's operands from L2: the "
+                               "re-reads lost go to DRAM (derived from each tenant's model and "
+                               "the device; see the README)."},
             "fault_at_s": {"type": "number", "minimum": 0,
                            "description": "Inject a fatal error (e.g. an illegal memory access) in "
                                           "the first tenant at this time: MPS clients share one "
@@ -268,6 +274,8 @@ class Mps(_Shared):
         self.fluid = FluidGpu(context.env, self._rates, self._on_change)
         self.caps: dict[str, float] = {}
         self.limits: dict[str, float] = {}     # per-client device-memory limits, bytes
+        self.l2 = l2_bytes(gpu.device) if config.get("l2_interference", True) else None
+        self.reuse: dict[str, Reuse | None] = {}   # tenant → what its GEMMs need of the L2
         if config.get("fault_at_s") is not None:
             context.env.process(self._fault(float(config["fault_at_s"])))
 
@@ -304,16 +312,58 @@ class Mps(_Shared):
         for t in self.tenants:
             self.fail(t, "MPS fault", f"fatal error in {first!r}; MPS clients share one fault domain")
 
+    def _reuse_of(self, tenant: str) -> Reuse | None:
+        """*tenant*'s :class:`~labsim_sharing.l2.Reuse`, from the model and precision of its
+        entry in ``frameworks_to_test`` (None when it names none known here)."""
+        if tenant not in self.reuse:
+            found = None
+            entries = (getattr(self.context, "config", None) or {}).get("frameworks_to_test") or []
+            entry = next((e for e in entries if isinstance(e, dict) and e.get("name") == tenant), None)
+            cfg = (entry or {}).get("config") or {}
+            model = cfg.get("model") or (cfg.get("job") or {}).get("model")
+            if model is not None:
+                from labsim_training.job import resolve_model
+
+                precision = str(cfg.get("precision") or cfg.get("dtype") or "bf16")
+                try:
+                    found = reuse(self.gpu.device, resolve_model(self.context, model),
+                                  "bf16" if precision == "auto" else precision)
+                except LabsimError:
+                    found = None                   # the framework reports its own model errors
+            self.reuse[tenant] = found
+        return self.reuse[tenant]
+
     def _rates(self, pieces):
-        """Max-min fair progress rates under the SM and bandwidth capacities and the caps."""
+        """Max-min fair progress rates under the SM and bandwidth capacities and the caps.
+
+        With ``l2_interference`` each piece's bandwidth demand also carries the operand
+        re-reads it loses from L2 to the others (:func:`labsim_sharing.l2.extra_traffic`),
+        the others' DRAM traffic taken at the rates found without it (one correction)."""
         sm = [(1.0 - p.membound) + p.membound * self.sm_of_membound for p in pieces]
-        bw = [p.membound for p in pieces]
         cap = [min(1.0, self.caps.get(p.tenant, 1.0) / s) if s > 0 else 1.0 for p, s in zip(pieces, sm)]
-        rate = [0.0] * len(pieces)
-        frozen = [False] * len(pieces)
+        bw = [p.membound for p in pieces]
+        rate = self._max_min(sm, bw, cap)
+        extra = [0.0] * len(pieces)
+        if getattr(self, "l2", None) is not None and len(pieces) > 1:
+            profiles = {p.tenant: self._reuse_of(p.tenant) for p in pieces}
+            extra = extra_traffic(pieces, profiles, rate, self.l2, self.gpu.device.mem_bw)
+            if any(extra):
+                bw = [m + e for m, e in zip(bw, extra)]
+                rate = self._max_min(sm, bw, cap)
+        for p, e in zip(pieces, extra):
+            p.extra = e
+        return rate
+
+    @staticmethod
+    def _max_min(sm, bw, cap):
+        """Progressive filling: raise every rate together, freezing those that meet their cap
+        or a full resource (SMs, bandwidth) they use."""
+        n = len(sm)
+        rate = [0.0] * n
+        frozen = [False] * n
         sm_left, bw_left = 1.0, 1.0
         while not all(frozen):
-            live = [i for i in range(len(pieces)) if not frozen[i]]
+            live = [i for i in range(n) if not frozen[i]]
             d_sm = sum(sm[i] for i in live)
             d_bw = sum(bw[i] for i in live)
             step = min([cap[i] - rate[i] for i in live]
