@@ -18,6 +18,7 @@ fast-forward on a shared GPU) and get, bit for bit, what submitting them one by 
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 from dataclasses import dataclass
 
@@ -27,6 +28,20 @@ from simpy.events import Event
 #: priority of the fluid's own events: after every ordinary event of the same instant
 LATE = NORMAL + 1
 INF = math.inf
+
+
+def cancel(env, event) -> None:
+    """Take *event*, scheduled and not yet processed, off *env*'s queue (SimPy has no public
+    call for it): a timer that is no longer needed must not be the run's last event, which
+    would move a drained run's end."""
+    queue = env._queue
+    for i, entry in enumerate(queue):
+        if entry[3] is event:
+            last = queue.pop()
+            if i < len(queue):
+                queue[i] = last
+                heapq.heapify(queue)
+            return
 
 
 class At(Event):
@@ -92,6 +107,7 @@ class Lease:
         self._begin = env.now
         self._resumed: int | None = None
         self._closed = False
+        self._timer: Event | None = None
 
     def end(self, start: float, seconds: float) -> float:
         """When a piece of the engine's clock arithmetic ``start + seconds`` (submitted at
@@ -103,8 +119,17 @@ class Lease:
         return end
 
     def at(self, when: float) -> Event:
-        """An event processed at exactly *when*."""
-        return At(self.fluid.env, when)
+        """An event processed at exactly *when* (the lease's timer: one at a time, the one
+        before it is cancelled)."""
+        self._cancel_timer()
+        self._timer = At(self.fluid.env, when)
+        return self._timer
+
+    def _cancel_timer(self) -> None:
+        timer = self._timer
+        if timer is not None and timer.callbacks is not None:     # scheduled, not processed
+            cancel(self.fluid.env, timer)
+        self._timer = None
 
     def resume(self, index: int, began: float) -> Event:
         """After ``cut``: piece *index* (begun at *began*) goes on as a piece of its own from
@@ -114,6 +139,7 @@ class Lease:
         alone = self.alones[index]
         left = alone - self.was * (env.now - began)
         self._resumed = index
+        self._cancel_timer()
         self._record_upto(self.ends, index)
         fluid._remove(self.piece)
         done = fluid.submit(self.piece.tenant, left, self.piece.membound)
@@ -128,6 +154,7 @@ class Lease:
         if self._closed:
             return
         self._closed = True
+        self._cancel_timer()
         if self._resumed is None:
             self._record_upto(bounds, len(bounds))
             self.fluid._remove(self.piece)
@@ -164,7 +191,7 @@ class FluidGpu:
         self._seq = 0
         self._settling = False
         self._wake_at = INF
-        self._generation = 0
+        self._wake_event: Event | None = None
 
     def rank(self, tenant: str) -> int:
         """*tenant*'s place among the tenants (the order it was first seen in: admission)."""
@@ -232,16 +259,17 @@ class FluidGpu:
         if self.on_change is not None:
             self.on_change(now, pieces)
         if nxt != self._wake_at:
+            if self._wake_event is not None:
+                cancel(self.env, self._wake_event)      # superseded: it must not fire
             self._wake_at = nxt
-            self._generation += 1
+            self._wake_event = None
             if nxt < INF:
-                gen = self._generation
-                At(self.env, nxt, late=True).callbacks.append(lambda _e, g=gen: self._wake(g))
+                self._wake_event = At(self.env, nxt, late=True)
+                self._wake_event.callbacks.append(self._wake)
 
-    def _wake(self, generation: int) -> None:
-        if generation != self._generation:
-            return  # a later settle rescheduled
+    def _wake(self, _event) -> None:
         self._wake_at = INF
+        self._wake_event = None
         now = self.env.now
         finished = [p for p in self.pieces if p.end <= now]
         for p in finished:

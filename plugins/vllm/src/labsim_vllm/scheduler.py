@@ -279,12 +279,12 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
                     and self._list is None and not self._lag_first and not self._lag_done):
                 span = self._span(step)
                 if span is not None:
-                    if self.gpu_is_alone():
-                        yield from self._run_span(step, span, start, dt)
-                        continue
-                    lease = self.gpu_span(decodes, step.decode_ctx, span[0])   # a shared GPU
+                    lease = self.gpu_span(decodes, step.decode_ctx, span[0])   # a shared GPU's
                     if lease is not None:
                         yield from self._run_shared_span(step, span, start, dt, lease)
+                        continue
+                    if self.gpu_is_alone():
+                        yield from self._run_span(step, span, start, dt)
                         continue
             if pipeline is not None:
                 self.clock = pipeline.run(start, cpu, gpu)
