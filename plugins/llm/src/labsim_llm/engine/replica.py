@@ -139,6 +139,8 @@ class ReplicaShell:
         """On a shared GPU, a lease on a run of at most *steps* decode-only steps of
         *num_decodes* requests whose contexts are ``first_context + i · num_decodes``, timed by
         the replica (:meth:`labsim.hardware.GpuSet.span`), or None."""
+        if self.gpus.exclusive:
+            return None
         from types import SimpleNamespace
 
         def membound_of(i):
