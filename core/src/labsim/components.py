@@ -200,6 +200,20 @@ class SharingMode(Component):
         advance many steps at once)."""
         return len(self.tenants) <= 1
 
+    def span(self, tenant: str, membound_of, steps: int):
+        """A lease on a run of at most *steps* consecutive pieces of *tenant*'s work that the
+        tenant times itself (fast-forward on a shared GPU), or None (the default: the tenant
+        submits them one by one through :meth:`execute`).
+
+        ``membound_of(i)`` is piece *i*'s memory-bound share. The lease (see
+        ``labsim_sharing.fluid.Lease``) says how many pieces it holds (``steps``), fires
+        ``ready`` once the piece's ``rate`` is known, prices each piece with ``end(start,
+        seconds)``, waits with ``at(time)``, fires ``cut`` when the rate changes (the tenant then
+        hands the piece in progress back with ``resume(index, began)``) and ends with
+        ``close(ends)``; the outcome must equal, bit for bit, submitting the pieces one by one.
+        """
+        return None
+
 
 # -- simulation components ---------------------------------------------------------------
 

@@ -132,6 +132,14 @@ class GpuSet:
         steps)."""
         return self.exclusive or all(g.is_alone(self.owner) for g in self.gpus)
 
+    def span(self, membound_of, steps: int):
+        """On one shared GPU, its sharing mode's lease on a run of this set's pieces of work
+        (:meth:`labsim.SharingMode.span`), else None."""
+        if self.exclusive or len(self.gpus) != 1:
+            return None
+        gpu = self.gpus[0]
+        return None if gpu.mode is None else gpu.mode.span(self.owner, membound_of, steps)
+
 
 class Hardware:
     """The devices, topology, GPUs and network links of one experiment."""

@@ -21,10 +21,13 @@ says what device each tenant prices its work on, and runs every piece of their G
 
 from __future__ import annotations
 
+import math
+
 import labsim
-from labsim.errors import UsageError
+from labsim.errors import LabsimError, UsageError
 
 from labsim_sharing.fluid import FluidGpu
+from labsim_sharing.l2 import Reuse, extra_traffic, l2_bytes, reuse
 from labsim_sharing.mig import mig_instance_device, place, profiles_of
 
 #: The CUDA driver's time slice between contexts on Linux is not documented; 2 ms is the order
@@ -38,6 +41,11 @@ DEFAULT_SWITCH_US = 50.0
 DEFAULT_MEMBOUND_SM = 0.5
 #: Intensity of a piece of work whose framework does not say (half compute, half memory).
 UNKNOWN_MEMBOUND = 0.5
+#: MPS reads a piece's memory-bound share to the nearest 1/64: the roofline split it comes from
+#: (bytes / bandwidth against FLOPs / peak) tells no finer, and a serving engine's decode steps,
+#: whose share drifts by ~10⁻⁶ a step as their context grows, then keep one sharing state over
+#: a run of steps (which fast-forward on a shared GPU needs).
+INTENSITY_STEPS = 64
 
 
 #: columns of the opt-in ``gpu_sharing`` table (``record_timeline: true``)
@@ -62,11 +70,15 @@ class _Shared(labsim.SharingMode):
         self._busy_since: float | None = None
         self.timeline = (context.metrics.table("gpu_sharing", TIMELINE_COLUMNS)
                          if config.get("record_timeline") else None)
+        self._last_row = None
 
     def admit(self, tenant, placement):
         if tenant not in self.tenants:
             self.tenants.append(tenant)
         self.placements[tenant] = dict(placement)
+        fluid = getattr(self, "fluid", None)
+        if fluid is not None:
+            fluid.rank(tenant)                    # the tenants' order in the rates: admission
 
     def _on_change(self, now, pieces) -> None:
         if pieces and self._busy_since is None:
@@ -82,19 +94,62 @@ class _Shared(labsim.SharingMode):
         many tenants run and use this share of the SMs and of the memory bandwidth."""
         sm_of = getattr(self, "sm_of_membound", 1.0)
         sm = sum(p.rate * ((1.0 - p.membound) + p.membound * sm_of) for p in pieces)
-        bw = sum(p.rate * p.membound for p in pieces)
+        bw = sum(p.rate * (p.membound + p.extra) for p in pieces)
         running = len({p.tenant for p in pieces})
         held = sum(v for t, v in self.memory.items() if t not in self.failed) / 2**30
-        self.timeline.append((self.gpu.gpu_id, now, running, min(1.0, sm), min(1.0, bw), held))
+        row = (running, min(1.0, sm), min(1.0, bw), held)
+        if row != self._last_row:                 # the rates settle at every change; rows record new values
+            self._last_row = row
+            self.timeline.append((self.gpu.gpu_id, now, *row))
 
     def _record(self, tenant, alone, began, event):
-        def done(_e):
-            taken = self.context.env.now - began
-            acc = self.work.setdefault(tenant, [0.0, 0.0])
-            acc[0] += alone
-            acc[1] += taken
-        event.callbacks.append(done)
+        env = self.context.env
+        event.callbacks.append(lambda _e: self._account(tenant, alone, env.now - began))
         return event
+
+    def _account(self, tenant, alone, taken) -> None:
+        acc = self.work.setdefault(tenant, [0.0, 0.0])
+        acc[0] += alone
+        acc[1] += taken
+
+    def _account_all(self, tenant, alones, takens) -> None:
+        """:meth:`_account` of each piece in turn (the same sums, bit for bit)."""
+        acc = self.work.setdefault(tenant, [0.0, 0.0])
+        a, t = acc
+        for x in alones:
+            a += x
+        for x in takens:
+            t += x
+        acc[0], acc[1] = a, t
+
+    def intensity(self, membound: float | None) -> float:
+        """The memory-bound share this mode runs a piece of work at (what its rates depend on)."""
+        return 0.0
+
+    def span(self, tenant, membound_of, steps):
+        """A :class:`labsim_sharing.fluid.Lease` for a run of at most *steps* consecutive
+        pieces of *tenant*'s work that the tenant times itself (see
+        :meth:`labsim.SharingMode.span`): as many of them as share the first one's intensity
+        (``membound_of(i)``: piece *i*'s memory-bound share; taken as monotone in *i*, as a
+        decode step's is in its context), or None when fewer than two do."""
+        fluid = getattr(self, "fluid", None)
+        if fluid is None or tenant in self.failed or steps < 2:
+            return None
+        key = self.intensity
+        first = key(membound_of(0))
+        n = steps
+        if key(membound_of(n - 1)) != first:      # the first piece of another intensity
+            lo, hi = 0, n - 1                     # key(lo) == first, key(hi) != first
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if key(membound_of(mid)) == first:
+                    lo = mid
+                else:
+                    hi = mid
+            n = hi
+        if n < 2:
+            return None
+        return fluid.lease(tenant, first, n, lambda alones, takens: self._account_all(tenant, alones, takens))
 
     def claim_memory(self, tenant: str, nbytes: float) -> None:
         """*tenant* allocates *nbytes* on this GPU: with no memory isolation, the tenant whose
@@ -117,6 +172,10 @@ class _Shared(labsim.SharingMode):
         return self.context.env.event()
 
     def summary(self) -> dict:
+        fluid = getattr(self, "fluid", None)
+        for p in fluid.pieces if fluid is not None else ():
+            if p.lease is not None:
+                p.lease.flush()
         busy = self.busy_s
         if self._busy_since is not None:
             busy += self.context.env.now - self._busy_since
@@ -197,6 +256,11 @@ class Mps(_Shared):
                 "type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": DEFAULT_MEMBOUND_SM,
                 "description": "Share of the SMs a memory-bound kernel keeps busy (an assumption)."},
             "record_timeline": RECORD_TIMELINE,
+            "l2_interference": {
+                "type": "boolean", "default": True,
+                "description": "Co-running kernels evict each other's operands from L2: the "
+                               "re-reads lost go to DRAM (derived from each tenant's model and "
+                               "the device; see the README)."},
             "fault_at_s": {"type": "number", "minimum": 0,
                            "description": "Inject a fatal error (e.g. an illegal memory access) in "
                                           "the first tenant at this time: MPS clients share one "
@@ -210,6 +274,8 @@ class Mps(_Shared):
         self.fluid = FluidGpu(context.env, self._rates, self._on_change)
         self.caps: dict[str, float] = {}
         self.limits: dict[str, float] = {}     # per-client device-memory limits, bytes
+        self.l2 = l2_bytes(gpu.device) if config.get("l2_interference", True) else None
+        self.reuse: dict[str, Reuse | None] = {}   # tenant → what its GEMMs need of the L2
         if config.get("fault_at_s") is not None:
             context.env.process(self._fault(float(config["fault_at_s"])))
 
@@ -246,16 +312,58 @@ class Mps(_Shared):
         for t in self.tenants:
             self.fail(t, "MPS fault", f"fatal error in {first!r}; MPS clients share one fault domain")
 
+    def _reuse_of(self, tenant: str) -> Reuse | None:
+        """*tenant*'s :class:`~labsim_sharing.l2.Reuse`, from the model and precision of its
+        entry in ``frameworks_to_test`` (None when it names none known here)."""
+        if tenant not in self.reuse:
+            found = None
+            entries = (getattr(self.context, "config", None) or {}).get("frameworks_to_test") or []
+            entry = next((e for e in entries if isinstance(e, dict) and e.get("name") == tenant), None)
+            cfg = (entry or {}).get("config") or {}
+            model = cfg.get("model") or (cfg.get("job") or {}).get("model")
+            if model is not None:
+                from labsim_training.job import resolve_model
+
+                precision = str(cfg.get("precision") or cfg.get("dtype") or "bf16")
+                try:
+                    found = reuse(self.gpu.device, resolve_model(self.context, model),
+                                  "bf16" if precision == "auto" else precision)
+                except LabsimError:
+                    found = None                   # the framework reports its own model errors
+            self.reuse[tenant] = found
+        return self.reuse[tenant]
+
     def _rates(self, pieces):
-        """Max-min fair progress rates under the SM and bandwidth capacities and the caps."""
+        """Max-min fair progress rates under the SM and bandwidth capacities and the caps.
+
+        With ``l2_interference`` each piece's bandwidth demand also carries the operand
+        re-reads it loses from L2 to the others (:func:`labsim_sharing.l2.extra_traffic`),
+        the others' DRAM traffic taken at the rates found without it (one correction)."""
         sm = [(1.0 - p.membound) + p.membound * self.sm_of_membound for p in pieces]
-        bw = [p.membound for p in pieces]
         cap = [min(1.0, self.caps.get(p.tenant, 1.0) / s) if s > 0 else 1.0 for p, s in zip(pieces, sm)]
-        rate = [0.0] * len(pieces)
-        frozen = [False] * len(pieces)
+        bw = [p.membound for p in pieces]
+        rate = self._max_min(sm, bw, cap)
+        extra = [0.0] * len(pieces)
+        if getattr(self, "l2", None) is not None and len(pieces) > 1:
+            profiles = {p.tenant: self._reuse_of(p.tenant) for p in pieces}
+            extra = extra_traffic(pieces, profiles, rate, self.l2, self.gpu.device.mem_bw)
+            if any(extra):
+                bw = [m + e for m, e in zip(bw, extra)]
+                rate = self._max_min(sm, bw, cap)
+        for p, e in zip(pieces, extra):
+            p.extra = e
+        return rate
+
+    @staticmethod
+    def _max_min(sm, bw, cap):
+        """Progressive filling: raise every rate together, freezing those that meet their cap
+        or a full resource (SMs, bandwidth) they use."""
+        n = len(sm)
+        rate = [0.0] * n
+        frozen = [False] * n
         sm_left, bw_left = 1.0, 1.0
         while not all(frozen):
-            live = [i for i in range(len(pieces)) if not frozen[i]]
+            live = [i for i in range(n) if not frozen[i]]
             d_sm = sum(sm[i] for i in live)
             d_bw = sum(bw[i] for i in live)
             step = min([cap[i] - rate[i] for i in live]
@@ -274,11 +382,21 @@ class Mps(_Shared):
     def execute(self, tenant, seconds, membound=None):
         if tenant in self.failed:
             return self.never()
+        return self._record(tenant, seconds, self.context.env.now,
+                            self.fluid.submit(tenant, seconds, self.intensity(membound)))
+
+    def intensity(self, membound):
+        """The piece's memory-bound share to the nearest 1/:data:`INTENSITY_STEPS`."""
         mb = UNKNOWN_MEMBOUND if membound is None else min(1.0, max(0.0, float(membound)))
-        return self._record(tenant, seconds, self.context.env.now, self.fluid.submit(tenant, seconds, mb))
+        return math.floor(mb * INTENSITY_STEPS + 0.5) / INTENSITY_STEPS
 
     def is_alone(self, tenant):
         return len(self.tenants) <= 1 and self.caps.get(tenant, 1.0) >= 1.0 and not self.config.get("fault_at_s")
+
+    def span(self, tenant, membound_of, steps):
+        if self.config.get("fault_at_s") is not None:
+            return None                            # a fault ends pieces in flight: one at a time
+        return super().span(tenant, membound_of, steps)
 
 
 class Mig(_Shared):

@@ -44,11 +44,12 @@ from labsim_llm.engine.replica import ReplicaShell
 from labsim_vllm.decode_group import DecodeGroup
 from labsim_vllm.fast_forward import FastForward
 from labsim_vllm.seq import MAX_SPAN, V0_WATERMARK, Seq, Step, _by_no
+from labsim_vllm.shared_span import SharedSpan
 from labsim_vllm.v0 import V0Scheduler
 from labsim_vllm.v1 import V1Scheduler
 
 
-class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, ReplicaShell):
+class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, ReplicaShell):
     """A vLLM engine replica (``tp × pp`` GPUs) running its step loop as a SimPy process.
 
     :param owner: the framework (its metrics, ``notify_finished`` and config).
@@ -275,12 +276,16 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, ReplicaShell):
             else:
                 dt = gpu + overhead + per_req * (len(chunks) + decodes)     # _price, inlined
             if (self.fast_forward and step.group and not step.entries and not self._special
-                    and self._list is None and not self._lag_first and not self._lag_done
-                    and self.gpu_is_alone()):
+                    and self._list is None and not self._lag_first and not self._lag_done):
                 span = self._span(step)
                 if span is not None:
-                    yield from self._run_span(step, span, start, dt)
-                    continue
+                    lease = self.gpu_span(decodes, step.decode_ctx, span[0])   # a shared GPU's
+                    if lease is not None:
+                        yield from self._run_shared_span(step, span, start, dt, lease)
+                        continue
+                    if self.gpu_is_alone():
+                        yield from self._run_span(step, span, start, dt)
+                        continue
             if pipeline is not None:
                 self.clock = pipeline.run(start, cpu, gpu)
             else:

@@ -20,7 +20,8 @@ prefix-cache blocks, and lists what is still inside when the run ends.
 work is done: the replica's GPUs' execution point (:class:`labsim.hardware.GpuSet`), a
 plain timeout under exclusive use and the GPUs' sharing mode when frameworks share them;
 anything that skips simulated steps (vLLM's fast-forward) first asks
-:meth:`ReplicaShell.gpu_is_alone`. Sharing is wired there and nowhere else.
+:meth:`ReplicaShell.gpu_is_alone`, or on a shared GPU takes a lease on a run of steps with
+:meth:`ReplicaShell.gpu_span`. Sharing is wired there and nowhere else.
 """
 
 from __future__ import annotations
@@ -133,6 +134,19 @@ class ReplicaShell:
     def gpu_is_alone(self) -> bool:
         """Whether nothing else runs on this replica's GPUs (so steps may be skipped over)."""
         return self.gpus.is_alone()
+
+    def gpu_span(self, num_decodes: int, first_context: int, steps: int):
+        """On a shared GPU, a lease on a run of at most *steps* decode-only steps of
+        *num_decodes* requests whose contexts are ``first_context + i · num_decodes``, timed by
+        the replica (:meth:`labsim.hardware.GpuSet.span`), or None."""
+        if self.gpus.exclusive:
+            return None
+        from types import SimpleNamespace
+
+        def membound_of(i):
+            return self.membound(SimpleNamespace(chunks=(), decodes=num_decodes,
+                                                 decode_ctx=first_context + num_decodes * i))
+        return self.gpus.span(membound_of, steps)
 
     # -- interface with the framework --------------------------------------------------
 
