@@ -49,13 +49,18 @@ class Job:
     nodes: list = field(default_factory=list)
     predict: tuple | None = None     # (model, steps, seq_len, global_batch_size, line) to price
     shape: tuple | None = None       # (model, seq_len, global_batch_size) of a priced training job
-    pricer: object = None            # shape, gpus, device=, topology= → iteration seconds (labsim-training)
+    pricer: object = None            # the workload: iteration_time(shape, gpus, device=, topology=), memory_gib
     rate: float = 1.0                # work-seconds per second in the current run (type and placement)
     service_s: float = 0.0           # seconds it has run, whatever its speed (attained service)
     gpu_type: str = ""               # the GPU type of the current (or last) run
     type_index: int = 0              # its index in the cluster's gpu_types
     locality: str = ""               # node / leaf / spine: where the current (or last) run sits
     type_s: dict = field(default_factory=dict)  # GPU type index → seconds run on it (Gavel's shares)
+    ends_at: float = 0.0             # when the current run ends (completes or fails)
+    stall_until: float = 0.0         # a partition stalls the current run until then
+    first_fail: tuple | None = None  # (kind, at) a failure the current run met at its start
+    reclaims: int = 0                # runs ended by a spot reclaim
+    cost_usd: float = 0.0            # what its runs' GPUs cost
 
     @property
     def remaining_s(self) -> float:
@@ -207,7 +212,7 @@ class JobsWorkload(labsim.Workload):
         for job in todo:
             model, steps, seq, gbs, line = job.predict
             job.shape = (model, seq, gbs)
-            job.pricer = self.iteration_time
+            job.pricer = self
             try:
                 job.duration_s = steps * self.iteration_time(job.shape, job.gpus)
             except UsageError as ex:
@@ -227,9 +232,17 @@ class JobsWorkload(labsim.Workload):
             model, seq, gbs = shape
             r = self._estimate(model, framework=spec.get("framework", "fsdp"), config=dict(spec.get("config") or {}),
                                device=device or hw.device(), topology=topology or hw.topology, seq_len=seq,
-                               global_batch_size=gbs, gpus=gpus)
-            self._iteration_cache[key] = r["iteration_time_s"]
-        return self._iteration_cache[key]
+                               global_batch_size=gbs, gpus=gpus, check_memory=False)
+            self._iteration_cache[key] = (r["iteration_time_s"], r["memory_per_gpu_gib"]["total"],
+                                          r["memory_capacity_gib"])
+        return self._iteration_cache[key][0]
+
+    def memory_gib(self, shape: tuple, gpus: int, device=None) -> tuple[float, float]:
+        """``(GiB per GPU the job needs, GiB a GPU of *device* has)`` by labsim-training, for the
+        job *shape* on *gpus* GPUs (a job that needs more fails out of memory on that device)."""
+        self.iteration_time(shape, gpus, device)
+        _, need, have = self._iteration_cache[(shape, gpus, device, None)]
+        return need, have
 
     def _generate(self, gen: dict) -> list[Job]:
         rng = self.context.rng("jobs", "generate")
