@@ -25,9 +25,10 @@ OPTIONAL = ("user", "group", "job_type", "priority", "model", "steps", "seq_len"
 BUILTIN = {"tiresias_60job": "tiresias_60job.csv", "gavel_philly": "gavel_philly_vc6214e9_seed0.csv"}
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Job:
-    """One job as the cluster sees it; the cluster fills in its life as it runs."""
+    """One job as the cluster sees it; the cluster fills in its life as it runs (slots: a
+    month-scale trace holds 100,000 of them)."""
 
     job_id: str
     gpus: int
@@ -61,6 +62,8 @@ class Job:
     first_fail: tuple | None = None  # (kind, at) a failure the current run met at its start
     reclaims: int = 0                # runs ended by a spot reclaim
     cost_usd: float = 0.0            # what its runs' GPUs cost
+    run_overhead_s: float = 0.0      # seconds of the current run that do no work (restore, pull, stalls)
+    token: object = None             # the current run's wake-up (stale wake-ups are ignored)
 
     @property
     def remaining_s(self) -> float:
