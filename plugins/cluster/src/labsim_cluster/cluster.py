@@ -113,6 +113,17 @@ class Cluster(labsim.Framework):
                                    "description": "USD per GPU-hour (default: the device's price)."},
             "monitoring": MONITORING_SCHEMA,
             "failures": FAILURES_SCHEMA,
+            "quotas": {
+                "type": "object", "additionalProperties": False,
+                "description": "The most GPUs a user's (user:) or project's (group:) jobs may hold at once; "
+                               "'*' caps everyone not named. A job over its quota waits (it blocks nobody).",
+                "properties": {by: {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+                               for by in ("user", "group")}},
+            "node_cpus": {"type": "number", "exclusiveMinimum": 0,
+                          "description": "CPU cores per node: jobs that give cpu hold them (the cluster's total "
+                                         "caps what runs) and drf shares them."},
+            "node_mem_gib": {"type": "number", "exclusiveMinimum": 0,
+                             "description": "Host memory per node (GiB), as node_cpus for the jobs' mem_gib."},
         },
     }
     headline = (
@@ -183,6 +194,12 @@ class Cluster(labsim.Framework):
         self.lost_by_kind = dict.fromkeys(KINDS, 0.0)
         self.cost_by: dict[str, dict[str, float]] = {"user": {}, "group": {}}
         self._repair_token = None
+        self.quotas = {by: dict((config.get("quotas") or {}).get(by) or {}) for by in ("user", "group")}
+        self.held_by: dict[str, dict[str, int]] = {"user": {}, "group": {}}
+        nodes = int(topo.nodes)
+        self.totals = {"cpu": float(config["node_cpus"]) * nodes if config.get("node_cpus") else None,
+                       "mem_gib": float(config["node_mem_gib"]) * nodes if config.get("node_mem_gib") else None}
+        self.held_res = {"cpu": 0.0, "mem_gib": 0.0}
         self.table = context.metrics.table("jobs", JOB_COLUMNS)
         self.attempts = context.metrics.table("attempts", ATTEMPT_COLUMNS)
         self.events = (context.metrics.table("events", EVENT_COLUMNS)
@@ -266,6 +283,15 @@ class Cluster(labsim.Framework):
             raise UsageError(f"workload: job {job.job_id} ({job.kind or 'no job_type'}, {job.gpus} GPUs) runs on "
                              f"no GPU type of the cluster that has {job.gpus} GPUs (the throughput table "
                              "gives it 0 steps/s there)")
+        for by in ("user", "group"):
+            cap = self._quota(by, job)
+            if cap is not None and job.gpus > cap:
+                raise UsageError(f"workload: job {job.job_id} asks for {job.gpus} GPUs; the quota of its {by} "
+                                 f"{getattr(job, by)!r} is {cap} (quotas.{by})")
+        for res, total in self.totals.items():
+            if total is not None and getattr(job, res) > total:
+                raise UsageError(f"workload: job {job.job_id} asks for {getattr(job, res):g} {res}; the cluster "
+                                 f"has {total:g} (node_{'cpus' if res == 'cpu' else res} × nodes)")
         self._observe()
         job.run_overhead_s = 0.0
         job.queued_at = self.context.env.now
@@ -274,6 +300,43 @@ class Cluster(labsim.Framework):
 
     def no_more_jobs(self):
         self._closed = True
+
+    # -- quotas and resources -----------------------------------------------------------------
+
+    def _quota(self, by: str, job) -> int | None:
+        caps = self.quotas[by]
+        if not caps:
+            return None
+        key = job.user if by == "user" else job.group
+        return caps.get(key, caps.get("*"))
+
+    def allowed(self, job, held: dict | None = None, res: dict | None = None) -> bool:
+        """Whether *job* may start now under its user's and project's quotas and the cluster's
+        CPUs and memory (*held*/*res*: GPUs per key and resources counted so far, default the
+        running jobs')."""
+        held = held or self.held_by
+        for by in ("user", "group"):
+            cap = self._quota(by, job)
+            if cap is not None and held[by].get(job.user if by == "user" else job.group, 0) + job.gpus > cap:
+                return False
+        res = res or self.held_res
+        for name, total in self.totals.items():
+            if total is not None and res[name] + getattr(job, name) > total + 1e-9:
+                return False
+        return True
+
+    def _hold(self, job, sign: int, held: dict | None = None, res: dict | None = None) -> None:
+        held = self.held_by if held is None else held
+        res = self.held_res if res is None else res
+        for by, key in (("user", job.user), ("group", job.group)):
+            held[by][key] = held[by].get(key, 0) + sign * job.gpus
+        for name in res:
+            res[name] += sign * getattr(job, name)
+
+    @property
+    def limited(self) -> bool:
+        """Whether quotas or CPU/memory totals can hold a job back."""
+        return bool(self.quotas["user"] or self.quotas["group"] or any(v is not None for v in self.totals.values()))
 
     # -- placement ----------------------------------------------------------------------------
 
@@ -300,9 +363,13 @@ class Cluster(labsim.Framework):
     # -- running ------------------------------------------------------------------------------
 
     def _start(self, job, gtype: int | None = None) -> bool:
+        if self.limited and not self.allowed(job):
+            return False
         found = self._where(job, gtype)
         if found is None:
             return False
+        if self.limited:
+            self._hold(job, +1)
         t, where = found
         env = self.context.env
         self.nodes.take(where, env.now)
@@ -538,6 +605,8 @@ class Cluster(labsim.Framework):
             spent = self.cost_by[by]
             spent[key] = spent.get(key, 0.0) + cost
         self.nodes.give(job.nodes, env.now)
+        if self.limited:
+            self._hold(job, -1)
         job.nodes = []
         job.run_began = None
         job.token = None
@@ -599,7 +668,7 @@ class Cluster(labsim.Framework):
             self._assign(self.policy.assign(env.now))
             self._arm_rerank()
         elif getattr(self.policy, "preemptive", False):
-            if sum(j.gpus for j in self.queue) <= self.nodes.total_free:
+            if not self.limited and sum(j.gpus for j in self.queue) <= self.nodes.total_free:
                 # everyone fits: the ranking would keep every job, so preempt nobody
                 for j in sorted(self.queue, key=lambda j: self.policy.priority(j, env.now)):
                     self._start(j)
@@ -608,10 +677,15 @@ class Cluster(labsim.Framework):
             jobs = self.running + self.queue
             ranked = sorted(jobs, key=lambda j: self.policy.priority(j, env.now))
             room, keep = self.capacity - self.nodes.down_gpus, []
+            held = {"user": {}, "group": {}}
+            res = dict.fromkeys(self.held_res, 0.0)
+            limited = self.limited
             for j in ranked:
-                if j.gpus <= room:
+                if j.gpus <= room and (not limited or self.allowed(j, held, res)):
                     keep.append(j)
                     room -= j.gpus
+                    if limited:
+                        self._hold(j, +1, held, res)
             chosen = set(map(id, keep))
             for j in [j for j in self.running if id(j) not in chosen]:
                 self._preempt(j)
@@ -623,7 +697,12 @@ class Cluster(labsim.Framework):
         else:
             queue = sorted(self.queue, key=lambda j: j.arrival_s)
             blocking = getattr(self.policy, "blocking", False)
+            limited = self.limited
+            if limited:  # over their quota (or the CPUs/memory) now: they wait, blocking nobody
+                queue = [j for j in queue if self.allowed(j)]
             for j in self.policy.pick(queue, self.nodes.total_free, env.now):
+                if limited and not self.allowed(j):
+                    continue  # over its quota with the jobs started before it in this pass
                 if not self._start(j) and blocking:
                     break  # the head's GPUs are free but not on one type / in one placement: it waits
 

@@ -21,7 +21,8 @@ from labsim.errors import UsageError
 
 CLUSTER_JOBS = "cluster jobs"
 REQUIRED = ("job_id", "submit_time_s", "duration_s", "num_gpus")
-OPTIONAL = ("user", "group", "job_type", "priority", "model", "steps", "seq_len", "global_batch_size")
+OPTIONAL = ("user", "group", "job_type", "priority", "model", "steps", "seq_len", "global_batch_size", "cpu",
+            "mem_gib")
 BUILTIN = {"tiresias_60job": "tiresias_60job.csv", "gavel_philly": "gavel_philly_vc6214e9_seed0.csv"}
 
 
@@ -38,6 +39,8 @@ class Job:
     group: str = ""
     kind: str = ""
     priority: int = 0
+    cpu: float = 0.0                 # CPU cores it asks for (0: not given)
+    mem_gib: float = 0.0             # host memory it asks for, GiB (0: not given)
     # set by the cluster
     attained_s: float = 0.0          # seconds of work done (of duration_s)
     start_s: float | None = None     # first start
@@ -121,11 +124,17 @@ def read_trace(path: Path, columns: dict | None = None, label: str = "workload.t
                 raise UsageError(f"{label}: {path.name} line {row_no}, column {name_of[bad]}: "
                                  f"{row.get(name_of[bad])!r}; allowed: submit ≥ 0, duration > 0, GPUs ≥ 1")
             prio = (row.get(name_of["priority"]) or "").strip()
+            cpu = num("cpu") if (row.get(name_of["cpu"]) or "").strip() else 0.0
+            mem = num("mem_gib") if (row.get(name_of["mem_gib"]) or "").strip() else 0.0
+            if cpu < 0 or mem < 0:
+                bad = "cpu" if cpu < 0 else "mem_gib"
+                raise UsageError(f"{label}: {path.name} line {row_no}, column {name_of[bad]}: "
+                                 f"{row.get(name_of[bad])!r}; allowed: a number ≥ 0")
             jobs.append(Job(str(row[name_of["job_id"]]).strip(), gpus, duration, submit,
                             user=(row.get(name_of["user"]) or "").strip(),
                             group=(row.get(name_of["group"]) or "").strip(),
                             kind=(row.get(name_of["job_type"]) or "").strip(),
-                            priority=int(float(prio)) if prio else 0, predict=predict))
+                            priority=int(float(prio)) if prio else 0, cpu=cpu, mem_gib=mem, predict=predict))
     jobs.sort(key=lambda j: j.arrival_s)
     return jobs
 
@@ -278,7 +287,7 @@ class JobsWorkload(labsim.Workload):
             if job.arrival_s > env.now:
                 yield env.timeout(job.arrival_s - env.now)
             target.submit(Job(job.job_id, job.gpus, job.duration_s, job.arrival_s, job.user, job.group,
-                              job.kind, job.priority, shape=job.shape, pricer=job.pricer))
+                              job.kind, job.priority, job.cpu, job.mem_gib, shape=job.shape, pricer=job.pricer))
         target.no_more_jobs()
 
     def summary(self):

@@ -21,9 +21,20 @@ Preemptive ones (``preemptive = True``) rank every job, running or waiting, with
 - ``fair_share``: the user (or project) with the least attained GPU-time goes first, then
   arrival order; preemptive (max-min fairness of GPU-time, DRF over one resource, Ghodsi et al.
   NSDI'11).
+- ``drf``: Dominant Resource Fairness over what the jobs hold now (Ghodsi et al., "Dominant
+  Resource Fairness: Fair Allocation of Multiple Resource Types", NSDI'11, §4): the user (or
+  project) whose largest share of the cluster's GPUs, CPUs or memory is smallest starts its next
+  job, again and again while jobs fit (progressive filling); non-preemptive. CPUs and memory
+  count when the jobs give ``cpu`` / ``mem_gib`` and the cluster ``node_cpus`` /
+  ``node_mem_gib``; otherwise DRF is over GPUs alone.
+
+Every policy runs under the cluster's ``quotas`` (most GPUs a user or project holds at once):
+a job over its quota waits without holding back the others.
 """
 
 from __future__ import annotations
+
+import heapq
 
 import labsim
 
@@ -193,4 +204,60 @@ class Priority(_Policy):
         return (-job.priority, job.arrival_s)
 
 
-POLICIES = (Fifo, Sjf, Srtf, EasyBackfill, Tiresias, FairShare, Priority)
+class Drf(_Policy):
+    """Dominant Resource Fairness by progressive filling over the running jobs' resources."""
+
+    name = "drf"
+    config_schema = _schema(by={"enum": ["user", "group"], "default": "user",
+                                "description": "Share between users or between projects (group)."})
+
+    def _shares(self, job) -> list[tuple[str, float]]:
+        """``(resource, amount / cluster total)`` of *job* over the resources the cluster counts."""
+        c = self.cluster
+        out = [("gpus", job.gpus / c.capacity)]
+        for res, total in c.totals.items():
+            if total:
+                out.append((res, getattr(job, res) / total))
+        return out
+
+    def pick(self, queue, free_gpus, now):
+        c = self.cluster
+        by = self.config.get("by", "user")
+        key = (lambda j: j.user) if by == "user" else (lambda j: j.group)
+        use: dict[str, dict[str, float]] = {}
+        for j in c.running:
+            mine = use.setdefault(key(j), {})
+            for res, x in self._shares(j):
+                mine[res] = mine.get(res, 0.0) + x
+        waiting: dict[str, list] = {}
+        for j in queue:                      # arrival order within an owner
+            waiting.setdefault(key(j), []).append(j)
+        heap = [(max(use.get(k, {}).values(), default=0.0), k) for k in waiting]
+        heapq.heapify(heap)
+        room = {"gpus": free_gpus}
+        for res, total in c.totals.items():
+            if total:
+                room[res] = total - c.held_res[res]
+        started = []
+        while heap:
+            _, k = heapq.heappop(heap)
+            jobs = waiting[k]
+            job = next((j for j in jobs if j.gpus <= room["gpus"] and
+                        all(getattr(j, r) <= room[r] + 1e-9 for r in room if r != "gpus")), None)
+            if job is None:
+                continue                     # nothing of this owner fits now
+            jobs.remove(job)
+            started.append(job)
+            room["gpus"] -= job.gpus
+            for r in room:
+                if r != "gpus":
+                    room[r] -= getattr(job, r)
+            mine = use.setdefault(k, {})
+            for res, x in self._shares(job):
+                mine[res] = mine.get(res, 0.0) + x
+            if jobs:
+                heapq.heappush(heap, (max(mine.values()), k))
+        return started
+
+
+POLICIES = (Fifo, Sjf, Srtf, EasyBackfill, Tiresias, FairShare, Priority, Drf)
