@@ -51,7 +51,7 @@ def test_a_user_over_quota_waits_without_holding_back_other_users(tmp_path):
         jobs = {r["job_id"]: r for r in result.table("jobs") if r["policy"] == policy}
         assert float(jobs["9"]["start_s"]) == pytest.approx(1.0)          # bob is not behind alice's third job
         owner = {j: r["user"] for j, r in jobs.items()}
-        assert peak_gpus(result.table("attempts"), policy, lambda a: owner[a["job_id"]] == "alice") <= 8
+        assert peak_gpus(result.table("attempts"), policy, lambda a, o=owner: o[a["job_id"]] == "alice") <= 8
         assert all(r["status"] == "completed" for r in jobs.values())
     fifo = {r["job_id"]: r for r in result.table("jobs") if r["policy"] == "fifo"}
     assert sorted(float(fifo[str(i)]["start_s"]) for i in range(4)) == [0, 0, 1000, 1000]

@@ -22,17 +22,15 @@ utilisation, Jain's fairness over users' mean slowdown (JCT / duration), GPU-hou
 
 from __future__ import annotations
 
-import numpy as np
-
 import labsim
+import numpy as np
 from labsim.errors import UsageError
 
 from labsim_cluster.failures import KINDS, Failures, Stream
 from labsim_cluster.failures import SCHEMA as FAILURES_SCHEMA
 from labsim_cluster.jobs import CLUSTER_JOBS
-from labsim_cluster.monitoring import EVENT_COLUMNS
+from labsim_cluster.monitoring import EVENT_COLUMNS, Monitor
 from labsim_cluster.monitoring import SCHEMA as MONITORING_SCHEMA
-from labsim_cluster.monitoring import Monitor
 from labsim_cluster.placement import LOCALITIES, PLACEMENTS, Nodes
 from labsim_cluster.rates import Rates, read_throughputs
 

@@ -19,6 +19,9 @@ from pathlib import Path
 import labsim
 from labsim.errors import UsageError
 
+from labsim_cluster.readers import SCHEMA as READER_SCHEMA
+from labsim_cluster.readers import read_gavel, read_pollux, read_tiresias
+
 CLUSTER_JOBS = "cluster jobs"
 REQUIRED = ("job_id", "submit_time_s", "duration_s", "num_gpus")
 OPTIONAL = ("user", "group", "job_type", "priority", "model", "steps", "seq_len", "global_batch_size", "cpu",
@@ -150,7 +153,8 @@ WORKLOAD_SCHEMA = {
                                                    "(builtin:tiresias_60job, builtin:gavel_philly)."},
         "columns": {"type": "object", "additionalProperties": {"type": "string"},
                     "description": "Our column name → the file's (job_id, submit_time_s, duration_s, "
-                                   "num_gpus, user, group, job_type, priority)."},
+                                   "num_gpus, user, group, job_type, priority, cpu, mem_gib); format labsim."},
+        **READER_SCHEMA,
         "time_scale": {"type": "number", "exclusiveMinimum": 0, "default": 1.0,
                        "description": "Multiply submit times (0.5: arrivals twice as dense)."},
         "max_jobs": {"type": "integer", "minimum": 1, "description": "Only the first this many jobs."},
@@ -190,14 +194,27 @@ class JobsWorkload(labsim.Workload):
     def __init__(self, config, context):
         super().__init__(config, context)
         self._iteration_cache: dict[tuple, float] = {}
+        self.dropped = 0
         self.jobs = self._jobs()
 
     def _jobs(self) -> list[Job]:
         cfg = self.config
         if cfg.get("trace"):
             trace = str(cfg["trace"])
-            path = _builtin_path(trace[8:]) if trace.startswith("builtin:") else self.context.base_dir / trace
-            jobs = read_trace(Path(path), cfg.get("columns"))
+            path = Path(_builtin_path(trace[8:]) if trace.startswith("builtin:") else self.context.base_dir / trace)
+            fmt = cfg.get("format", "labsim")
+            if fmt != "labsim" and cfg.get("columns"):
+                raise UsageError(f"workload.columns maps the normalized schema's names; format {fmt} has its own")
+            if fmt == "tiresias":
+                jobs = read_tiresias(path, "workload.trace", Job)
+            elif fmt == "gavel":
+                jobs, self.dropped = read_gavel(path, "workload.trace", Job, cfg.get("gavel") or {},
+                                                self.context.base_dir)
+            elif fmt == "pollux":
+                jobs = read_pollux(path, "workload.trace", Job, cfg.get("pollux") or {})
+            else:
+                jobs = read_trace(path, cfg.get("columns"))
+            jobs.sort(key=lambda j: j.arrival_s)
         else:
             jobs = self._generate(cfg["generate"])
         self._predict(jobs)
@@ -291,4 +308,7 @@ class JobsWorkload(labsim.Workload):
         target.no_more_jobs()
 
     def summary(self):
-        return {"jobs": len(self.jobs), "gpu_hours_asked": sum(j.gpus * j.duration_s for j in self.jobs) / 3600}
+        out = {"jobs": len(self.jobs), "gpu_hours_asked": sum(j.gpus * j.duration_s for j in self.jobs) / 3600}
+        if self.dropped:
+            out["dropped_unpriced"] = self.dropped
+        return out
