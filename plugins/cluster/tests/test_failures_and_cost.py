@@ -98,7 +98,7 @@ def test_a_partition_fails_only_the_multi_node_jobs_under_its_leaf(tmp_path):
     # per leaf: one 8-GPU job across its two nodes ... and one-GPU jobs elsewhere
     rows = [(0, 0, 50000, 8, "a", ""), (1, 0, 50000, 8, "a", "")] + [(i, 0, 50000, 1, "b", "") for i in range(2, 18)]
     result = labsim.run(experiment(write(tmp_path, rows),
-                                   failures={**QUIET, "partitions_per_gpu_hour": 0.0005, "max_retries": 50}))
+                                   failures={**QUIET, "partitions_per_gpu_hour": 0.01, "max_retries": 50}))
     hit = [a for a in result.table("attempts") if a["failure"] == "partition"]
     assert hit and all(int(a["gpus"]) == 8 and len(nodes_of(a)) == 2 for a in hit)
     events = [e for e in result.table("events") if e["kind"] == "partition"]
@@ -109,7 +109,7 @@ def test_a_stalling_partition_delays_its_jobs_without_failing_them(tmp_path):
     rows = [(0, 0, 50000, 8, "a", "")]
     quiet = labsim.run(experiment(write(tmp_path, rows), failures=QUIET))
     result = labsim.run(experiment(write(tmp_path, rows), failures={
-        **QUIET, "partitions_per_gpu_hour": 0.0005, "partition_effect": "stall", "partition_duration_s": 900}))
+        **QUIET, "partitions_per_gpu_hour": 0.01, "partition_effect": "stall", "partition_duration_s": 900}))
     events = [e for e in result.table("events") if e["kind"] == "partition" and float(e["value"]) > 0]
     assert events and not any(a["failure"] for a in result.table("attempts"))
     end = float(result.table("jobs")[0]["end_s"])
@@ -222,3 +222,21 @@ def test_default_rates_come_from_the_llama3_table():
 
     assert f.XID_PER_GPU_HOUR + f.SOFTWARE_PER_GPU_HOUR + f.PARTITIONS_PER_GPU_HOUR + 1 / (8 * f.NODE_MTBF_H) \
         == pytest.approx(419 / (54 * 24 * 16384))   # 8 GPUs per Llama 3 server
+
+
+def test_policies_side_by_side_meet_the_same_incidents(tmp_path):
+    exp = experiment(many_jobs(tmp_path), gpu_types=SPOT_TYPES,
+                     failures={**QUIET, "node_mtbf_h": 100, "partitions_per_gpu_hour": 0.002, "max_retries": 20})
+    exp["frameworks_to_test"].append({"name": "tiresias", "type": "cluster",
+                                      "config": {**exp["frameworks_to_test"][0]["config"],
+                                                 "scheduler": {"type": "tiresias"}}})
+    result = labsim.run(exp)
+    events = result.table("events")
+    # the policies end at different times: compare the incidents while both still ran jobs
+    end = min(max(float(j["end_s"]) for j in result.table("jobs") if j["policy"] == p) for p in ("fifo", "tiresias"))
+
+    def incidents(policy):
+        return sorted((float(e["time_s"]), e["kind"], e["name"]) for e in events
+                      if e["policy"] == policy and float(e["time_s"]) <= end)
+
+    assert len(incidents("fifo")) > 3 and incidents("fifo") == incidents("tiresias")

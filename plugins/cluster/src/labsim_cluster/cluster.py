@@ -135,6 +135,8 @@ class Cluster(labsim.Framework):
         ("fairness (Jain)", "fairness_jain"),
         ("preemptions", "jobs.preemptions"),
         ("interruptions", "jobs.interruptions"),
+        ("jobs failed", "jobs.failed"),
+        ("spot reclaims", "jobs.reclaims"),
         ("GPU-hours lost to failures", "gpu_hours_lost_to_failures"),
         ("multi-GPU runs across leaves", "placement.runs.spine"),
         ("free GPUs fragmented", "placement.fragmentation"),
@@ -165,6 +167,7 @@ class Cluster(labsim.Framework):
         self.placement = config.get("placement", "pack")
         block = config["scheduler"]
         self.policy = context.registry.get("schedulers", block["type"])(block, context)
+        self.tally = False  # set below: keep what each user and project holds (quotas, drf)
         if hasattr(self.policy, "bind"):
             self.policy.bind(self)
         self.queue: list = []
@@ -198,6 +201,11 @@ class Cluster(labsim.Framework):
         self.totals = {"cpu": float(config["node_cpus"]) * nodes if config.get("node_cpus") else None,
                        "mem_gib": float(config["node_mem_gib"]) * nodes if config.get("node_mem_gib") else None}
         self.held_res = {"cpu": 0.0, "mem_gib": 0.0}
+        self.res_by: dict[str, dict[str, list[float]]] = {"user": {}, "group": {}}  # key → [cpu, mem_gib] held
+        #: whether quotas or CPU/memory totals can hold a job back
+        self.limited = bool(self.quotas["user"] or self.quotas["group"]
+                            or any(v is not None for v in self.totals.values()))
+        self.tally = self.limited or getattr(self.policy, "tallies", False)
         self.table = context.metrics.table("jobs", JOB_COLUMNS)
         self.attempts = context.metrics.table("attempts", ATTEMPT_COLUMNS)
         self.events = (context.metrics.table("events", EVENT_COLUMNS)
@@ -208,7 +216,8 @@ class Cluster(labsim.Framework):
 
     def _streams(self, failures, topo, context) -> list[Stream]:
         """The incident streams: node failures and leaf partitions (with ``failures``), spot
-        reclaims of the spot node groups."""
+        reclaims of the spot node groups. Their random streams are the hardware's, not the
+        policy's: policies side by side on one cluster meet the same incidents."""
         nodes = self.nodes
         out = []
         if failures is not None:
@@ -217,13 +226,13 @@ class Cluster(labsim.Framework):
             all_nodes = list(range(len(nodes.free)))
             mtbf_s = float(failures.get("node_mtbf_h", NODE_MTBF_H)) * 3600
             s = Stream("node", len(all_nodes) / mtbf_s, all_nodes, [1.0] * len(all_nodes),
-                       context.rng(self.instance_name, "node_failures"))
+                       context.rng("cluster", "node_failures"))
             s.outage_s = float(failures.get("node_repair_h", 0.0)) * 3600
             out.append(s)
             leaves = sorted(set(nodes.leaf_of))
             gpus = [self.per_node * nodes.leaf_of.count(leaf) for leaf in leaves]
             rate = float(failures.get("partitions_per_gpu_hour", PARTITIONS_PER_GPU_HOUR)) * sum(gpus) / 3600
-            s = Stream("partition", rate, leaves, gpus, context.rng(self.instance_name, "partitions"))
+            s = Stream("partition", rate, leaves, gpus, context.rng("cluster", "partitions"))
             s.outage_s = self.failures.partition_s
             out.append(s)
         for t, spec in enumerate(self.type_specs):
@@ -231,7 +240,7 @@ class Cluster(labsim.Framework):
                 continue
             lo, hi = nodes.ranges[t]
             s = Stream("spot", float(spec["reclaims_per_node_hour"]) * (hi - lo) / 3600, list(range(lo, hi)),
-                       [1.0] * (hi - lo), context.rng(self.instance_name, "spot", spec["name"]))
+                       [1.0] * (hi - lo), context.rng("cluster", "spot", str(t)))
             s.outage_s = float(spec.get("reclaim_outage_s", 0.0))
             out.append(s)
         return out
@@ -324,17 +333,32 @@ class Cluster(labsim.Framework):
         return True
 
     def _hold(self, job, sign: int, held: dict | None = None, res: dict | None = None) -> None:
+        """Count *job*'s GPUs, CPUs and memory in (*sign* −1: out of) what its user and project
+        hold (*held*/*res*: a tally of a ranking's, default the running jobs')."""
+        actual = held is None
         held = self.held_by if held is None else held
         res = self.held_res if res is None else res
         for by, key in (("user", job.user), ("group", job.group)):
             held[by][key] = held[by].get(key, 0) + sign * job.gpus
+            if actual and (job.cpu or job.mem_gib):
+                mine = self.res_by[by].setdefault(key, [0.0, 0.0])
+                mine[0] += sign * job.cpu
+                mine[1] += sign * job.mem_gib
         for name in res:
             res[name] += sign * getattr(job, name)
 
-    @property
-    def limited(self) -> bool:
-        """Whether quotas or CPU/memory totals can hold a job back."""
-        return bool(self.quotas["user"] or self.quotas["group"] or any(v is not None for v in self.totals.values()))
+    def _all_allowed(self, jobs) -> bool:
+        """Whether *jobs* may all start together beside the running ones, quotas and
+        CPUs/memory counted."""
+        if not self.limited:
+            return True
+        held = {by: dict(v) for by, v in self.held_by.items()}
+        res = dict(self.held_res)
+        for j in jobs:
+            if not self.allowed(j, held, res):
+                return False
+            self._hold(j, +1, held, res)
+        return True
 
     # -- placement ----------------------------------------------------------------------------
 
@@ -366,7 +390,7 @@ class Cluster(labsim.Framework):
         found = self._where(job, gtype)
         if found is None:
             return False
-        if self.limited:
+        if self.tally:
             self._hold(job, +1)
         t, where = found
         env = self.context.env
@@ -603,7 +627,7 @@ class Cluster(labsim.Framework):
             spent = self.cost_by[by]
             spent[key] = spent.get(key, 0.0) + cost
         self.nodes.give(job.nodes, env.now)
-        if self.limited:
+        if self.tally:
             self._hold(job, -1)
         job.nodes = []
         job.run_began = None
@@ -666,7 +690,7 @@ class Cluster(labsim.Framework):
             self._assign(self.policy.assign(env.now))
             self._arm_rerank()
         elif getattr(self.policy, "preemptive", False):
-            if not self.limited and sum(j.gpus for j in self.queue) <= self.nodes.total_free:
+            if sum(j.gpus for j in self.queue) <= self.nodes.total_free and self._all_allowed(self.queue):
                 # everyone fits: the ranking would keep every job, so preempt nobody
                 for j in sorted(self.queue, key=lambda j: self.policy.priority(j, env.now)):
                     self._start(j)

@@ -178,6 +178,8 @@ WORKLOAD_SCHEMA = {
                 "duration_s_dist_config": {**DIST, "default": {"type": "LogNormal", "mean": 3600,
                                                                 "sigma": 7200, "min": 60}},
                 "users": {"type": "array", "items": {"type": "string"}, "default": ["u0", "u1", "u2", "u3"]},
+                "groups": {"type": "array", "items": {"type": "string"},
+                           "description": "Projects, in turn like the users (default: none)."},
             },
         },
     },
@@ -288,11 +290,13 @@ class JobsWorkload(labsim.Workload):
                                          "jobs", "duration")
         durations = dist.sample_n(n)
         users = list(gen.get("users") or ["u0", "u1", "u2", "u3"])
+        groups = list(gen.get("groups") or [""])
         t = 0.0
         out = []
         for i in range(n):
             t += float(gaps[i])
-            out.append(Job(str(i), int(gpus[i]), max(1.0, float(durations[i])), t, user=users[i % len(users)]))
+            out.append(Job(str(i), int(gpus[i]), max(1.0, float(durations[i])), t, user=users[i % len(users)],
+                           group=groups[i % len(groups)]))
         return out
 
     def start(self, target):

@@ -208,55 +208,52 @@ class Drf(_Policy):
     """Dominant Resource Fairness by progressive filling over the running jobs' resources."""
 
     name = "drf"
+    tallies = True  # the cluster keeps what each user and project holds
     config_schema = _schema(by={"enum": ["user", "group"], "default": "user",
                                 "description": "Share between users or between projects (group)."})
 
-    def _shares(self, job) -> list[tuple[str, float]]:
-        """``(resource, amount / cluster total)`` of *job* over the resources the cluster counts."""
+    def _share(self, gpus: float, cpu: float, mem: float) -> float:
+        """The dominant share of holding *gpus*, *cpu* and *mem* (those the cluster counts)."""
         c = self.cluster
-        out = [("gpus", job.gpus / c.capacity)]
-        for res, total in c.totals.items():
-            if total:
-                out.append((res, getattr(job, res) / total))
-        return out
+        share = gpus / c.capacity
+        if c.totals["cpu"]:
+            share = max(share, cpu / c.totals["cpu"])
+        if c.totals["mem_gib"]:
+            share = max(share, mem / c.totals["mem_gib"])
+        return share
 
     def pick(self, queue, free_gpus, now):
+        if not queue:
+            return []
         c = self.cluster
         by = self.config.get("by", "user")
         key = (lambda j: j.user) if by == "user" else (lambda j: j.group)
-        use: dict[str, dict[str, float]] = {}
-        for j in c.running:
-            mine = use.setdefault(key(j), {})
-            for res, x in self._shares(j):
-                mine[res] = mine.get(res, 0.0) + x
         waiting: dict[str, list] = {}
         for j in queue:                      # arrival order within an owner
             waiting.setdefault(key(j), []).append(j)
-        heap = [(max(use.get(k, {}).values(), default=0.0), k) for k in waiting]
+        use = {}                             # owner → [GPUs, CPUs, memory] held now
+        for k in waiting:
+            cpu, mem = c.res_by[by].get(k, (0.0, 0.0))
+            use[k] = [c.held_by[by].get(k, 0), cpu, mem]
+        heap = [(self._share(*use[k]), k) for k in waiting]
         heapq.heapify(heap)
-        room = {"gpus": free_gpus}
-        for res, total in c.totals.items():
-            if total:
-                room[res] = total - c.held_res[res]
+        room = [free_gpus, *((c.totals[r] - c.held_res[r]) if c.totals[r] else float("inf")
+                             for r in ("cpu", "mem_gib"))]
         started = []
         while heap:
             _, k = heapq.heappop(heap)
             jobs = waiting[k]
-            job = next((j for j in jobs if j.gpus <= room["gpus"] and
-                        all(getattr(j, r) <= room[r] + 1e-9 for r in room if r != "gpus")), None)
+            job = next((j for j in jobs if j.gpus <= room[0] and j.cpu <= room[1] + 1e-9
+                        and j.mem_gib <= room[2] + 1e-9), None)
             if job is None:
                 continue                     # nothing of this owner fits now
             jobs.remove(job)
             started.append(job)
-            room["gpus"] -= job.gpus
-            for r in room:
-                if r != "gpus":
-                    room[r] -= getattr(job, r)
-            mine = use.setdefault(k, {})
-            for res, x in self._shares(job):
-                mine[res] = mine.get(res, 0.0) + x
+            for i, x in enumerate((job.gpus, job.cpu, job.mem_gib)):
+                room[i] -= x
+                use[k][i] += x
             if jobs:
-                heapq.heappush(heap, (max(mine.values()), k))
+                heapq.heappush(heap, (self._share(*use[k]), k))
         return started
 
 
