@@ -240,3 +240,13 @@ def test_policies_side_by_side_meet_the_same_incidents(tmp_path):
                       if e["policy"] == policy and float(e["time_s"]) <= end)
 
     assert len(incidents("fifo")) > 3 and incidents("fifo") == incidents("tiresias")
+
+
+def test_retries_back_off_doubling_up_to_the_cap(tmp_path):
+    rows = [(0, 0, 200000, 4, "a", "")]
+    result = labsim.run(experiment(write(tmp_path, rows), failures={
+        **QUIET, "xid_per_gpu_hour": 0.05, "max_retries": 1000, "retry_backoff_s": 60, "checkpoint_interval_s": 600}))
+    runs = sorted(result.table("attempts"), key=lambda a: int(a["attempt"]))
+    gaps = [float(b["start_s"]) - float(a["end_s"]) for a, b in zip(runs, runs[1:])]
+    assert len(gaps) > 8 and result.table("jobs")[0]["status"] == "completed"
+    assert gaps[:4] == pytest.approx([60, 120, 240, 360]) and set(gaps[4:]) == {360.0}
