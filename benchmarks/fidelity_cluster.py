@@ -101,7 +101,8 @@ def llama3() -> bool:
         expect = count / 54 * ran_days
         inside = abs(got - expect) <= 3 * expect ** 0.5
         ok &= inside
-        print(f"  {kind:<10} {count:>15} {count / 54:>8.2f} {got:>7} {got / ran_days:>8.2f}  {'yes' if inside else 'NO'}")
+        print(f"  {kind:<10} {count:>15} {count / 54:>8.2f} {got:>7} {got / ran_days:>8.2f}  "
+              f"{'yes' if inside else 'NO'}")
     total = sum(f["failures"]["by_kind"][k] for k in LLAMA3)
     print(f"  {'all':<10} {419:>15} {419 / 54:>8.2f} {total:>7} {total / ran_days:>8.2f}  "
           f"(the job held its GPUs {ran_days:.1f} days)")

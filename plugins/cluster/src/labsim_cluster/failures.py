@@ -56,7 +56,8 @@ after which the pull is abandoned.
 
 A failed run (every kind but ``spot``) loses the work since the job's last checkpoint (every
 ``checkpoint_interval_s``), waits ``retry_backoff_s`` (doubling with each retry, at most
-``retry_backoff_max_s``: six minutes, as a Kubernetes Job) and queues again; after ``max_retries`` failures the job fails for good. A spot reclaim requeues the job
+``retry_backoff_max_s``: six minutes, as a Kubernetes Job) and queues again; after
+``max_retries`` failures the job fails for good. A spot reclaim requeues the job
 at once and counts against no retry budget (the job did nothing wrong).
 
 Node outages, partitions and reclaims are Poisson streams of incidents over the cluster's
