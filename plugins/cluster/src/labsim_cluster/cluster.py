@@ -22,25 +22,25 @@ utilisation, Jain's fairness over users' mean slowdown (JCT / duration), GPU-hou
 
 from __future__ import annotations
 
-import numpy as np
-
 import labsim
+import numpy as np
 from labsim.errors import UsageError
 
+from labsim_cluster.failures import KINDS, Failures, Stream
+from labsim_cluster.failures import SCHEMA as FAILURES_SCHEMA
 from labsim_cluster.jobs import CLUSTER_JOBS
-from labsim_cluster.monitoring import EVENT_COLUMNS
+from labsim_cluster.monitoring import EVENT_COLUMNS, Monitor
 from labsim_cluster.monitoring import SCHEMA as MONITORING_SCHEMA
-from labsim_cluster.monitoring import Monitor
 from labsim_cluster.placement import LOCALITIES, PLACEMENTS, Nodes
 from labsim_cluster.rates import Rates, read_throughputs
 
 USAGE_COLUMNS = ["policy", "time_s", "gpus_busy", "jobs_running", "jobs_waiting"]
 ATTEMPT_COLUMNS = ["policy", "job_id", "attempt", "gpus", "nodes", "start_s", "end_s", "work_s", "outcome",
-                   "lost_gpu_s", "gpu_type", "locality", "speed"]
+                   "lost_gpu_s", "gpu_type", "locality", "speed", "failure", "cost_usd"]
 JOB_COLUMNS = ["policy", "job_id", "user", "group", "gpus", "duration_s", "arrival_s", "start_s", "end_s",
-               "jct_s", "queue_s", "preemptions", "failures", "status"]
-#: interruptions per GPU-hour in Meta's Llama 3 pre-training: 419 in 54 days on 16,384 GPUs
-LLAMA3_RATE = 419 / (54 * 24 * 16384)
+               "jct_s", "queue_s", "preemptions", "failures", "reclaims", "cost_usd", "status"]
+CAPACITIES = ("on_demand", "reserved", "spot")
+INCIDENT = {"node": "node_failure", "partition": "partition", "spot": "spot_reclaim"}
 SIZE_CLASSES = (("1 GPU", 1, 1), ("2-8 GPUs", 2, 8), (">8 GPUs", 9, 10**9))
 
 
@@ -71,7 +71,18 @@ class Cluster(labsim.Framework):
                                                         "model-given training jobs on this type."},
                               "price_per_gpu_hour": {"type": "number", "minimum": 0,
                                                      "description": "USD per GPU-hour of this type "
-                                                                    "(default: the device's price)."}}}},
+                                                                    "(default: the device's price)."},
+                              "capacity": {"enum": list(CAPACITIES), "default": "on_demand",
+                                           "description": "How these nodes are bought: on_demand, reserved or "
+                                                          "spot (reclaimed by the provider at "
+                                                          "reclaims_per_node_hour). Two groups may share a name "
+                                                          "if their capacities differ."},
+                              "reclaims_per_node_hour": {"type": "number", "minimum": 0,
+                                                         "description": "Spot: how often the provider reclaims "
+                                                                        "a node (required for spot; read it from "
+                                                                        "your provider's interruption figures)."},
+                              "reclaim_outage_s": {"type": "number", "minimum": 0, "default": 0.0,
+                                                   "description": "Spot: seconds a reclaimed node stays gone."}}}},
             "reference_type": {"type": "string",
                                "description": "The GPU type the jobs' durations hold on (default: the first "
                                               "of gpu_types)."},
@@ -99,22 +110,18 @@ class Cluster(labsim.Framework):
             "price_per_gpu_hour": {"type": "number", "minimum": 0,
                                    "description": "USD per GPU-hour (default: the device's price)."},
             "monitoring": MONITORING_SCHEMA,
-            "failures": {
+            "failures": FAILURES_SCHEMA,
+            "quotas": {
                 "type": "object", "additionalProperties": False,
-                "description": "Jobs are interrupted (GPU, host or network faults) at a rate per GPU-hour, "
-                               "lose the work since their last checkpoint and retry after a backoff.",
-                "properties": {
-                    "interruptions_per_gpu_hour": {
-                        "type": "number", "minimum": 0, "default": LLAMA3_RATE,
-                        "description": "Default: Meta's Llama 3 training, 419 unexpected interruptions in "
-                                       "54 days on 16,384 H100s (Llama 3 Herd of Models, 2024, §3.3.4)."},
-                    "checkpoint_interval_s": {"type": "number", "exclusiveMinimum": 0, "default": 3600.0,
-                                              "description": "Work since the last checkpoint is lost."},
-                    "max_retries": {"type": "integer", "minimum": 0, "default": 3},
-                    "retry_backoff_s": {"type": "number", "minimum": 0, "default": 60.0,
-                                        "description": "Wait before the first retry; doubles each time."},
-                },
-            },
+                "description": "The most GPUs a user's (user:) or project's (group:) jobs may hold at once; "
+                               "'*' caps everyone not named. A job over its quota waits (it blocks nobody).",
+                "properties": {by: {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+                               for by in ("user", "group")}},
+            "node_cpus": {"type": "number", "exclusiveMinimum": 0,
+                          "description": "CPU cores per node: jobs that give cpu hold them (the cluster's total "
+                                         "caps what runs) and drf shares them."},
+            "node_mem_gib": {"type": "number", "exclusiveMinimum": 0,
+                             "description": "Host memory per node (GiB), as node_cpus for the jobs' mem_gib."},
         },
     }
     headline = (
@@ -128,6 +135,8 @@ class Cluster(labsim.Framework):
         ("fairness (Jain)", "fairness_jain"),
         ("preemptions", "jobs.preemptions"),
         ("interruptions", "jobs.interruptions"),
+        ("jobs failed", "jobs.failed"),
+        ("spot reclaims", "jobs.reclaims"),
         ("GPU-hours lost to failures", "gpu_hours_lost_to_failures"),
         ("multi-GPU runs across leaves", "placement.runs.spine"),
         ("free GPUs fragmented", "placement.fragmentation"),
@@ -158,6 +167,7 @@ class Cluster(labsim.Framework):
         self.placement = config.get("placement", "pack")
         block = config["scheduler"]
         self.policy = context.registry.get("schedulers", block["type"])(block, context)
+        self.tally = False  # set below: keep what each user and project holds (quotas, drf)
         if hasattr(self.policy, "bind"):
             self.policy.bind(self)
         self.queue: list = []
@@ -173,18 +183,67 @@ class Cluster(labsim.Framework):
         self._closed = False
         self._rerank_token = None
         failures = config.get("failures")
-        self.fail_rate = (float(failures.get("interruptions_per_gpu_hour", LLAMA3_RATE)) / 3600.0
-                          if failures is not None else 0.0)
-        self.rng = context.rng(instance_name, "failures")
+        self.failures = Failures(failures or {}, context.rng(instance_name, "failures"), instance_name)
+        self.random_failures = failures is not None
+        self.prices = [self._price(t) for t in range(len(self.type_specs))]
+        self.streams = self._streams(failures, topo, context)
         self.lost_gpu_s = 0.0
         self.interruptions = 0
+        self.reclaims = 0
         self.failed = 0
+        self.by_kind = dict.fromkeys(KINDS, 0)
+        self.lost_by_kind = dict.fromkeys(KINDS, 0.0)
+        self.cost_by: dict[str, dict[str, float]] = {"user": {}, "group": {}}
+        self._repair_token = None
+        self.quotas = {by: dict((config.get("quotas") or {}).get(by) or {}) for by in ("user", "group")}
+        self.held_by: dict[str, dict[str, int]] = {"user": {}, "group": {}}
+        nodes = int(topo.nodes)
+        self.totals = {"cpu": float(config["node_cpus"]) * nodes if config.get("node_cpus") else None,
+                       "mem_gib": float(config["node_mem_gib"]) * nodes if config.get("node_mem_gib") else None}
+        self.held_res = {"cpu": 0.0, "mem_gib": 0.0}
+        self.res_by: dict[str, dict[str, list[float]]] = {"user": {}, "group": {}}  # key → [cpu, mem_gib] held
+        #: whether quotas or CPU/memory totals can hold a job back
+        self.limited = bool(self.quotas["user"] or self.quotas["group"]
+                            or any(v is not None for v in self.totals.values()))
+        self.tally = self.limited or getattr(self.policy, "tallies", False)
         self.table = context.metrics.table("jobs", JOB_COLUMNS)
         self.attempts = context.metrics.table("attempts", ATTEMPT_COLUMNS)
-        self.monitor = (Monitor(self, config["monitoring"], context.metrics.table("events", EVENT_COLUMNS))
-                        if config.get("monitoring") else None)
+        self.events = (context.metrics.table("events", EVENT_COLUMNS)
+                       if config.get("monitoring") or self.streams else None)
+        self.monitor = Monitor(self, config["monitoring"], self.events) if config.get("monitoring") else None
         self.usage = (context.metrics.table("cluster_usage", USAGE_COLUMNS)
                       if config.get("record_usage") else None)
+
+    def _streams(self, failures, topo, context) -> list[Stream]:
+        """The incident streams: node failures and leaf partitions (with ``failures``), spot
+        reclaims of the spot node groups. Their random streams are the hardware's, not the
+        policy's: policies side by side on one cluster meet the same incidents."""
+        nodes = self.nodes
+        out = []
+        if failures is not None:
+            from labsim_cluster.failures import NODE_MTBF_H, PARTITIONS_PER_GPU_HOUR
+
+            all_nodes = list(range(len(nodes.free)))
+            mtbf_s = float(failures.get("node_mtbf_h", NODE_MTBF_H)) * 3600
+            s = Stream("node", len(all_nodes) / mtbf_s, all_nodes, [1.0] * len(all_nodes),
+                       context.rng("cluster", "node_failures"))
+            s.outage_s = float(failures.get("node_repair_h", 0.0)) * 3600
+            out.append(s)
+            leaves = sorted(set(nodes.leaf_of))
+            gpus = [self.per_node * nodes.leaf_of.count(leaf) for leaf in leaves]
+            rate = float(failures.get("partitions_per_gpu_hour", PARTITIONS_PER_GPU_HOUR)) * sum(gpus) / 3600
+            s = Stream("partition", rate, leaves, gpus, context.rng("cluster", "partitions"))
+            s.outage_s = self.failures.partition_s
+            out.append(s)
+        for t, spec in enumerate(self.type_specs):
+            if spec.get("capacity") != "spot":
+                continue
+            lo, hi = nodes.ranges[t]
+            s = Stream("spot", float(spec["reclaims_per_node_hour"]) * (hi - lo) / 3600, list(range(lo, hi)),
+                       [1.0] * (hi - lo), context.rng("cluster", "spot", str(t)))
+            s.outage_s = float(spec.get("reclaim_outage_s", 0.0))
+            out.append(s)
+        return out
 
     def _gpu_types(self, config, topo) -> list[dict]:
         """The node groups: ``gpu_types`` checked against the topology, or one group of the
@@ -192,9 +251,14 @@ class Cluster(labsim.Framework):
         types = config.get("gpu_types")
         if not types:
             return [{"name": config.get("reference_type", self.device.name), "nodes": int(topo.nodes)}]
-        names = [t["name"] for t in types]
-        if len(set(names)) != len(names):
-            raise UsageError(f"{self.instance_name}: gpu_types names a type twice ({', '.join(names)})")
+        keys = [(t["name"], t.get("capacity", "on_demand")) for t in types]
+        if len(set(keys)) != len(keys):
+            raise UsageError(f"{self.instance_name}: gpu_types names a type twice with the same capacity "
+                             f"({', '.join(n + '/' + c for n, c in keys)})")
+        for t in types:
+            if t.get("capacity") == "spot" and t.get("reclaims_per_node_hour") is None:
+                raise UsageError(f"{self.instance_name}: gpu_types {t['name']} is spot capacity and needs "
+                                 "reclaims_per_node_hour (how often the provider takes a node back)")
         total = sum(int(t["nodes"]) for t in types)
         if total != int(topo.nodes):
             raise UsageError(f"{self.instance_name}: gpu_types add up to {total} nodes; the topology has "
@@ -226,6 +290,15 @@ class Cluster(labsim.Framework):
             raise UsageError(f"workload: job {job.job_id} ({job.kind or 'no job_type'}, {job.gpus} GPUs) runs on "
                              f"no GPU type of the cluster that has {job.gpus} GPUs (the throughput table "
                              "gives it 0 steps/s there)")
+        for by in ("user", "group"):
+            cap = self._quota(by, job)
+            if cap is not None and job.gpus > cap:
+                raise UsageError(f"workload: job {job.job_id} asks for {job.gpus} GPUs; the quota of its {by} "
+                                 f"{getattr(job, by)!r} is {cap} (quotas.{by})")
+        for res, total in self.totals.items():
+            if total is not None and getattr(job, res) > total:
+                raise UsageError(f"workload: job {job.job_id} asks for {getattr(job, res):g} {res}; the cluster "
+                                 f"has {total:g} (node_{'cpus' if res == 'cpu' else res} × nodes)")
         self._observe()
         job.run_overhead_s = 0.0
         job.queued_at = self.context.env.now
@@ -234,6 +307,58 @@ class Cluster(labsim.Framework):
 
     def no_more_jobs(self):
         self._closed = True
+
+    # -- quotas and resources -----------------------------------------------------------------
+
+    def _quota(self, by: str, job) -> int | None:
+        caps = self.quotas[by]
+        if not caps:
+            return None
+        key = job.user if by == "user" else job.group
+        return caps.get(key, caps.get("*"))
+
+    def allowed(self, job, held: dict | None = None, res: dict | None = None) -> bool:
+        """Whether *job* may start now under its user's and project's quotas and the cluster's
+        CPUs and memory (*held*/*res*: GPUs per key and resources counted so far, default the
+        running jobs')."""
+        held = held or self.held_by
+        for by in ("user", "group"):
+            cap = self._quota(by, job)
+            if cap is not None and held[by].get(job.user if by == "user" else job.group, 0) + job.gpus > cap:
+                return False
+        res = res or self.held_res
+        for name, total in self.totals.items():
+            if total is not None and res[name] + getattr(job, name) > total + 1e-9:
+                return False
+        return True
+
+    def _hold(self, job, sign: int, held: dict | None = None, res: dict | None = None) -> None:
+        """Count *job*'s GPUs, CPUs and memory in (*sign* −1: out of) what its user and project
+        hold (*held*/*res*: a tally of a ranking's, default the running jobs')."""
+        actual = held is None
+        held = self.held_by if held is None else held
+        res = self.held_res if res is None else res
+        for by, key in (("user", job.user), ("group", job.group)):
+            held[by][key] = held[by].get(key, 0) + sign * job.gpus
+            if actual and (job.cpu or job.mem_gib):
+                mine = self.res_by[by].setdefault(key, [0.0, 0.0])
+                mine[0] += sign * job.cpu
+                mine[1] += sign * job.mem_gib
+        for name in res:
+            res[name] += sign * getattr(job, name)
+
+    def _all_allowed(self, jobs) -> bool:
+        """Whether *jobs* may all start together beside the running ones, quotas and
+        CPUs/memory counted."""
+        if not self.limited:
+            return True
+        held = {by: dict(v) for by, v in self.held_by.items()}
+        res = dict(self.held_res)
+        for j in jobs:
+            if not self.allowed(j, held, res):
+                return False
+            self._hold(j, +1, held, res)
+        return True
 
     # -- placement ----------------------------------------------------------------------------
 
@@ -260,9 +385,13 @@ class Cluster(labsim.Framework):
     # -- running ------------------------------------------------------------------------------
 
     def _start(self, job, gtype: int | None = None) -> bool:
+        if self.limited and not self.allowed(job):
+            return False
         found = self._where(job, gtype)
         if found is None:
             return False
+        if self.tally:
+            self._hold(job, +1)
         t, where = found
         env = self.context.env
         self.nodes.take(where, env.now)
@@ -285,43 +414,188 @@ class Cluster(labsim.Framework):
             job.start_s = env.now
         job.run_began = env.now
         job.run_overhead_s = float(self.config.get("preemption_overhead_s", 0.0)) if job.preemptions else 0.0
-        token = job.token = object()
-        run = job.remaining_s / job.rate + job.run_overhead_s
-        if self.fail_rate > 0:
-            ttf = float(self.rng.exponential(1.0 / (self.fail_rate * job.gpus)))
-            if ttf < run:
-                env.timeout(ttf).callbacks.append(lambda _e, j=job, t=token: self._fail(j, t))
-                return True
-        env.timeout(run).callbacks.append(lambda _e, j=job, t=token: self._finish(j, t))
+        oom = self._oom_after(job, t)
+        if self.random_failures:
+            first = self.failures.at_start(job, oom)
+        else:
+            first = None if oom is None else ("oom", oom)
+        if first is not None:
+            kind, after = first
+            if kind == "image_pull":
+                job.run_overhead_s += after   # the pull holds the GPUs and does no work
+            job.first_fail = (kind, env.now + after)
+        self._arm(job, job.remaining_s / job.rate + job.run_overhead_s)
         return True
 
-    def _fail(self, job, token) -> None:
-        """*job* is interrupted: the work since its last checkpoint is lost; it retries after a
-        backoff, or fails for good after ``max_retries``."""
+    def _oom_after(self, job, t: int) -> float | None:
+        """Seconds into a run of *job* on type *t* at which it runs out of GPU memory (its
+        first iteration), or None: it fits, or its memory is unknown (labsim-training predicts
+        it for jobs given by model)."""
+        if job.shape is None or job.pricer is None:
+            return None
+        device = self.type_specs[t].get("device")
+        need, have = job.pricer.memory_gib(job.shape, job.gpus, device)
+        if not have or need <= have:
+            return None
+        return job.pricer.iteration_time(job.shape, job.gpus, device)
+
+    def _arm(self, job, run_s: float) -> None:
+        """Wake *job*'s current run when it ends, *run_s* seconds from now: completed, or
+        failed by what it met at its start or a fault of its own GPUs drawn now."""
+        env = self.context.env
+        token = job.token = object()
+        fail = None
+        if job.first_fail is not None and job.first_fail[1] - env.now < run_s:
+            fail = (job.first_fail[0], max(0.0, job.first_fail[1] - env.now))
+        elif self.random_failures:
+            fail = self.failures.during(job, run_s)
+        if fail is not None:
+            kind, after = fail
+            job.ends_at = env.now + after
+            env.timeout(after).callbacks.append(lambda _e, j=job, t=token, k=kind: self._fail(j, t, k))
+        else:
+            job.ends_at = env.now + run_s
+            env.timeout(run_s).callbacks.append(lambda _e, j=job, t=token: self._finish(j, t))
+        self._arm_streams(job.ends_at)
+
+    # -- incidents: node failures, leaf partitions, spot reclaims ------------------------------
+
+    def _arm_streams(self, horizon: float) -> None:
+        """Arm the incident streams whose next incident comes by *horizon* (a running job's end):
+        later ones wait until a job runs then (see :mod:`labsim_cluster.failures`)."""
+        env = self.context.env
+        for st in self.streams:
+            if st.token is None and st.next_at <= horizon:
+                token = st.token = object()
+                env.timeout(max(0.0, st.next_at - env.now)).callbacks.append(
+                    lambda _e, s=st, t=token: self._incident(s, t))
+
+    def _incident(self, stream, token) -> None:
+        if stream.token is not token:
+            return
+        stream.token = None
+        self._observe()
+        self._apply(stream, hit_jobs=True)
+        self._arm_streams(max((j.ends_at for j in self.running), default=-1.0))
+        self._schedule()
+
+    def _catch_up(self) -> None:
+        """Apply the incidents drawn for times when no job ran (their nodes may still be
+        down), and put back the nodes whose outage has ended."""
+        now = self.context.env.now
+        for st in self.streams:
+            while st.token is None and st.next_at <= now:
+                self._apply(st, hit_jobs=False)
+        if self.nodes.down:
+            self._restore(now)
+
+    def _apply(self, stream, hit_jobs: bool) -> None:
+        at, target = stream.take()
+        kind, outage = stream.kind, stream.outage_s
+        if kind == "partition":
+            hit = [j for j in self.running if len(j.nodes) > 1
+                   and any(self.nodes.leaf_of[n] == target for n, _ in j.nodes)] if hit_jobs else []
+            for j in hit:
+                if self.failures.effect == "stall":
+                    self._stall(j, at + outage)
+                else:
+                    self._interrupt(j, "partition")
+            name = f"leaf {target}"
+        else:
+            hit = [j for j in self.running if any(n == target for n, _ in j.nodes)] if hit_jobs else []
+            for j in hit:
+                if kind == "spot":
+                    self._reclaim(j)
+                else:
+                    self._interrupt(j, "node")
+            if at + outage > self.context.env.now:
+                self.nodes.set_down(target, at, at + outage, self.context.env.now)
+            name = f"node {target}"
+        self.events.append((self.instance_name, at, INCIDENT[kind], name, _STATE[kind], float(len(hit)), None,
+                            outage))
+
+    def _stall(self, job, until: float) -> None:
+        """A partition stops *job*'s progress until *until*; its run ends that much later."""
+        now = self.context.env.now
+        extra = until - max(now, job.stall_until)
+        if extra <= 0:
+            return
+        job.stall_until = until
+        job.run_overhead_s += extra
+        if job.first_fail is not None:
+            job.first_fail = (job.first_fail[0], job.first_fail[1] + extra)
+        self._arm(job, job.run_began + job.run_overhead_s + job.remaining_s / job.rate - now)
+
+    def _restore(self, now: float) -> None:
+        self.nodes.restore_due(now)
+
+    def _arm_repair(self) -> None:
+        """While jobs wait, wake the cluster when the next down node comes back."""
+        if not self.queue or not self.nodes.down:
+            return
+        at = min(self.nodes.down.values())
+        if self._repair_token is not None and self._repair_token[1] == at:
+            return
+        token = self._repair_token = (object(), at)
+        self.context.env.timeout(max(0.0, at - self.context.env.now)).callbacks.append(
+            lambda _e, t=token: self._repaired(t))
+
+    def _repaired(self, token) -> None:
+        if token is not self._repair_token:
+            return
+        self._repair_token = None
+        self._observe()
+        self._schedule()
+
+    # -- the end of a run -----------------------------------------------------------------------
+
+    def _fail(self, job, token, kind: str) -> None:
+        """*job*'s run fails (*kind*): see :meth:`_interrupt`."""
         if job.token is not token:
             return
-        env = self.context.env
         self._observe()
+        self._interrupt(job, kind)
+        self._schedule()
+
+    def _interrupt(self, job, kind: str) -> None:
+        """*job*'s run fails: the work since its last checkpoint is lost; it retries after a
+        backoff, or fails for good after ``max_retries``."""
+        env = self.context.env
         if self.monitor is not None:
             self.monitor.interrupted(env.now)
         attempt = self._stop(job)
-        cfg = self.config.get("failures") or {}
-        every = float(cfg.get("checkpoint_interval_s", 3600.0))
-        kept = (job.attained_s // every) * every
-        lost = (job.attained_s - kept) * job.gpus
-        self.lost_gpu_s += lost
-        self.attempts.append(_attempt(attempt, "interrupted", lost, job))
-        job.attained_s = kept
+        lost = self._lose(job)
+        self.attempts.append(_attempt(attempt, "interrupted", lost, job, kind))
+        self.lost_by_kind[kind] += lost
+        self.by_kind[kind] += 1
         job.failures += 1
         self.interruptions += 1
-        if job.failures > int(cfg.get("max_retries", 3)):
+        if job.failures > self.failures.max_retries:
             job.end_s = env.now
             self._record(job, "failed")
-            self._schedule()
             return
-        backoff = float(cfg.get("retry_backoff_s", 60.0)) * 2 ** (job.failures - 1)
-        env.timeout(backoff).callbacks.append(lambda _e, j=job: self._requeue(j))
-        self._schedule()
+        env.timeout(self.failures.backoff(job.failures)).callbacks.append(lambda _e, j=job: self._requeue(j))
+
+    def _reclaim(self, job) -> None:
+        """The provider takes back a spot node under *job*: it loses the work since its last
+        checkpoint and queues again at once."""
+        attempt = self._stop(job)
+        lost = self._lose(job)
+        self.attempts.append(_attempt(attempt, "reclaimed", lost, job, "spot"))
+        self.lost_by_kind["spot"] += lost
+        self.by_kind["spot"] += 1
+        job.reclaims += 1
+        self.reclaims += 1
+        job.queued_at = self.context.env.now
+        self.queue.append(job)
+
+    def _lose(self, job) -> float:
+        """Roll *job* back to its last checkpoint; the GPU-seconds lost."""
+        kept = self.failures.kept(job.attained_s)
+        lost = (job.attained_s - kept) * job.gpus
+        self.lost_gpu_s += lost
+        job.attained_s = kept
+        return lost
 
     def _requeue(self, job) -> None:
         self._observe()
@@ -333,24 +607,33 @@ class Cluster(labsim.Framework):
         """Take *job* off its GPUs; the start of its ``attempts`` row (the caller adds how it
         ended and what it lost)."""
         env = self.context.env
-        ran = max(0.0, env.now - job.run_began - job.run_overhead_s)
+        overhead = job.run_overhead_s - max(0.0, job.stall_until - env.now)  # a stall not yet over
+        ran = max(0.0, env.now - job.run_began - overhead)
         work = min(ran * job.rate, job.duration_s - job.attained_s)
         job.attempts += 1
+        held = (env.now - job.run_began) * job.gpus
+        cost = held / 3600 * self.prices[job.type_index]
+        job.cost_usd += cost
         row = (self.instance_name, job.job_id, job.attempts, job.gpus,
-               " ".join(f"{n}:{g}" for n, g in job.nodes), job.run_began, env.now, work)
+               " ".join(f"{n}:{g}" for n, g in job.nodes), job.run_began, env.now, work, cost)
         job.attained_s = min(job.duration_s, job.attained_s + ran * job.rate)
         job.service_s += ran
         job.type_s[job.type_index] = job.type_s.get(job.type_index, 0.0) + (env.now - job.run_began)
-        held = (env.now - job.run_began) * job.gpus
         self.busy_gpu_s += held
         self.busy_by_type[job.type_index] += held
         for by, key in (("user", job.user), ("group", job.group)):
             done = self.attained_by_key[by]
             done[key] = done.get(key, 0.0) + ran * job.gpus
+            spent = self.cost_by[by]
+            spent[key] = spent.get(key, 0.0) + cost
         self.nodes.give(job.nodes, env.now)
+        if self.tally:
+            self._hold(job, -1)
         job.nodes = []
         job.run_began = None
         job.token = None
+        job.stall_until = 0.0
+        job.first_fail = None
         self.running.remove(job)
         return row
 
@@ -359,7 +642,7 @@ class Cluster(labsim.Framework):
             return  # preempted since
         env = self.context.env
         self._observe()
-        self.attempts.append(_attempt(self._stop(job), "completed", 0.0, job))
+        self.attempts.append(_attempt(self._stop(job), "completed", 0.0, job, ""))
         job.attained_s = job.duration_s
         job.end_s = env.now
         self.finished += 1
@@ -370,7 +653,7 @@ class Cluster(labsim.Framework):
         self._schedule()
 
     def _preempt(self, job) -> None:
-        self.attempts.append(_attempt(self._stop(job), "preempted", 0.0, job))
+        self.attempts.append(_attempt(self._stop(job), "preempted", 0.0, job, ""))
         job.preemptions += 1
         job.queued_at = self.context.env.now
         self.queue.append(job)
@@ -380,7 +663,8 @@ class Cluster(labsim.Framework):
             self.failed += 1
         self.table.append((self.instance_name, job.job_id, job.user, job.group, job.gpus, job.duration_s,
                            job.arrival_s, job.start_s, job.end_s, job.end_s - job.arrival_s,
-                           job.start_s - job.arrival_s, job.preemptions, job.failures, status))
+                           job.start_s - job.arrival_s, job.preemptions, job.failures, job.reclaims,
+                           job.cost_usd, status))
 
     def attained_all(self, now: float, by: str = "user") -> dict[str, float]:
         """GPU-seconds each user's (or project's) jobs have run so far (fair share)."""
@@ -392,9 +676,12 @@ class Cluster(labsim.Framework):
         return totals
 
     def _schedule(self) -> None:
+        if self.streams:
+            self._catch_up()
         self._decide()
+        self._arm_repair()
         if self.usage is not None:
-            busy = self.capacity - self.nodes.total_free
+            busy = self.capacity - self.nodes.total_free - self.nodes.down_gpus
             self.usage.append((self.instance_name, self.context.env.now, busy, len(self.running), len(self.queue)))
 
     def _decide(self) -> None:
@@ -403,7 +690,7 @@ class Cluster(labsim.Framework):
             self._assign(self.policy.assign(env.now))
             self._arm_rerank()
         elif getattr(self.policy, "preemptive", False):
-            if sum(j.gpus for j in self.queue) <= self.nodes.total_free:
+            if sum(j.gpus for j in self.queue) <= self.nodes.total_free and self._all_allowed(self.queue):
                 # everyone fits: the ranking would keep every job, so preempt nobody
                 for j in sorted(self.queue, key=lambda j: self.policy.priority(j, env.now)):
                     self._start(j)
@@ -411,11 +698,16 @@ class Cluster(labsim.Framework):
                 return
             jobs = self.running + self.queue
             ranked = sorted(jobs, key=lambda j: self.policy.priority(j, env.now))
-            room, keep = self.capacity, []
+            room, keep = self.capacity - self.nodes.down_gpus, []
+            held = {"user": {}, "group": {}}
+            res = dict.fromkeys(self.held_res, 0.0)
+            limited = self.limited
             for j in ranked:
-                if j.gpus <= room:
+                if j.gpus <= room and (not limited or self.allowed(j, held, res)):
                     keep.append(j)
                     room -= j.gpus
+                    if limited:
+                        self._hold(j, +1, held, res)
             chosen = set(map(id, keep))
             for j in [j for j in self.running if id(j) not in chosen]:
                 self._preempt(j)
@@ -427,7 +719,12 @@ class Cluster(labsim.Framework):
         else:
             queue = sorted(self.queue, key=lambda j: j.arrival_s)
             blocking = getattr(self.policy, "blocking", False)
+            limited = self.limited
+            if limited:  # over their quota (or the CPUs/memory) now: they wait, blocking nobody
+                queue = [j for j in queue if self.allowed(j)]
             for j in self.policy.pick(queue, self.nodes.total_free, env.now):
+                if limited and not self.allowed(j):
+                    continue  # over its quota with the jobs started before it in this pass
                 if not self._start(j) and blocking:
                     break  # the head's GPUs are free but not on one type / in one placement: it waits
 
@@ -503,17 +800,21 @@ class Cluster(labsim.Framework):
             users.setdefault(r[5], []).append((r[4] - r[2]) / r[1])
         slow = np.asarray([np.mean(v) for v in users.values()])
         jain = float(slow.sum() ** 2 / (len(slow) * (slow ** 2).sum())) if len(slow) else None
-        types = {}
+        types, by_capacity = {}, {}
         usd = usd_busy = 0.0
+        names = [spec["name"] for spec in self.type_specs]
         for t, spec in enumerate(self.type_specs):
-            price = self._price(t)
+            price = self.prices[t]
             held = self.nodes.capacity_by_type[t] * makespan / 3600
             busy = self.busy_by_type[t] / 3600
             usd += held * price
             usd_busy += busy * price
-            types[spec["name"]] = {"gpus": self.nodes.capacity_by_type[t], "usd_per_gpu_hour": price,
-                                   "busy_gpu_hours": busy, "utilisation": busy / held if held else None,
-                                   "usd": held * price}
+            capacity = spec.get("capacity", "on_demand")
+            by_capacity[capacity] = by_capacity.get(capacity, 0.0) + held * price
+            label = spec["name"] if names.count(spec["name"]) == 1 else f"{spec['name']} ({capacity})"
+            types[label] = {"gpus": self.nodes.capacity_by_type[t], "capacity": capacity,
+                            "usd_per_gpu_hour": price, "busy_gpu_hours": busy,
+                            "utilisation": busy / held if held else None, "usd": held * price}
         held_h = self.capacity * makespan / 3600
         busy_h = self.busy_gpu_s / 3600
         by_size = {}
@@ -528,7 +829,7 @@ class Cluster(labsim.Framework):
             "jobs": {"finished": self.finished, "failed": self.failed,
                      "unfinished": len(self.queue) + len(self.running),
                      "preemptions": int(sum(r[6] for r in self.records)),
-                     "interruptions": self.interruptions},
+                     "interruptions": self.interruptions, "reclaims": self.reclaims},
             "gpu_hours_lost_to_failures": self.lost_gpu_s / 3600,
             "jct_h": {k: v / 3600 for k, v in stats(jct).items()},
             "jct_h_by_size": by_size,
@@ -542,10 +843,25 @@ class Cluster(labsim.Framework):
                           "mean_slowdown": float(np.mean(self.slowdowns)) if self.slowdowns else 1.0,
                           "fragmentation": self.nodes.fragmentation(float(end.max()))},
             **({"gpu_types": types} if len(types) > 1 else {}),
-            "cost": {"usd": usd, "usd_idle": usd - usd_busy,
-                     "usd_per_gpu_hour": usd / held_h if held_h else None},
+            "cost": {"usd": usd, "usd_busy": usd_busy, "usd_idle": usd - usd_busy,
+                     "usd_per_gpu_hour": usd / held_h if held_h else None,
+                     "by_capacity": by_capacity,
+                     "by_user": dict(sorted(self.cost_by["user"].items())),
+                     "by_group": dict(sorted(self.cost_by["group"].items()))},
+            **({"failures": self._failure_summary(float(end.max()))}
+               if self.random_failures or self.streams or any(self.by_kind.values()) else {}),
             **({"alerts": self._alerts()} if self.monitor is not None else {}),
         }
+
+    def _failure_summary(self, end: float) -> dict:
+        """Failures by kind, the GPU-hours each lost, the incidents and the node-hours down."""
+        incidents = {INCIDENT[st.kind]: 0 for st in self.streams}
+        for st in self.streams:
+            incidents[INCIDENT[st.kind]] += st.count
+        return {"by_kind": dict(self.by_kind),
+                "gpu_hours_lost_by_kind": {k: v / 3600 for k, v in self.lost_by_kind.items()},
+                "incidents": incidents,
+                "node_hours_down": self.nodes.down_node_s(end) / 3600}
 
     def _alerts(self) -> dict:
         now = self.context.env.now
@@ -553,7 +869,12 @@ class Cluster(labsim.Framework):
         return self.monitor.summary(now)
 
 
-def _attempt(row: tuple, outcome: str, lost: float, job) -> tuple:
-    """An ``attempts`` row: the run's *row* from :meth:`Cluster._stop`, how it ended, the
-    GPU-seconds it lost, and where it ran (GPU type, locality, speed)."""
-    return (*row, outcome, lost, job.gpu_type, job.locality, job.rate)
+_STATE = {"node": "down", "partition": "partitioned", "spot": "reclaimed"}
+
+
+def _attempt(row: tuple, outcome: str, lost: float, job, failure: str) -> tuple:
+    """An ``attempts`` row: the run's *row* from :meth:`Cluster._stop` (its cost last), how it
+    ended, the GPU-seconds it lost, where it ran (GPU type, locality, speed), the failure kind
+    that ended it (empty: none) and what its GPUs cost."""
+    *head, cost = row
+    return (*head, outcome, lost, job.gpu_type, job.locality, job.rate, failure, cost)

@@ -19,15 +19,20 @@ from pathlib import Path
 import labsim
 from labsim.errors import UsageError
 
+from labsim_cluster.readers import SCHEMA as READER_SCHEMA
+from labsim_cluster.readers import read_gavel, read_pollux, read_tiresias
+
 CLUSTER_JOBS = "cluster jobs"
 REQUIRED = ("job_id", "submit_time_s", "duration_s", "num_gpus")
-OPTIONAL = ("user", "group", "job_type", "priority", "model", "steps", "seq_len", "global_batch_size")
+OPTIONAL = ("user", "group", "job_type", "priority", "model", "steps", "seq_len", "global_batch_size", "cpu",
+            "mem_gib")
 BUILTIN = {"tiresias_60job": "tiresias_60job.csv", "gavel_philly": "gavel_philly_vc6214e9_seed0.csv"}
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Job:
-    """One job as the cluster sees it; the cluster fills in its life as it runs."""
+    """One job as the cluster sees it; the cluster fills in its life as it runs (slots: a
+    month-scale trace holds 100,000 of them)."""
 
     job_id: str
     gpus: int
@@ -37,6 +42,8 @@ class Job:
     group: str = ""
     kind: str = ""
     priority: int = 0
+    cpu: float = 0.0                 # CPU cores it asks for (0: not given)
+    mem_gib: float = 0.0             # host memory it asks for, GiB (0: not given)
     # set by the cluster
     attained_s: float = 0.0          # seconds of work done (of duration_s)
     start_s: float | None = None     # first start
@@ -49,13 +56,20 @@ class Job:
     nodes: list = field(default_factory=list)
     predict: tuple | None = None     # (model, steps, seq_len, global_batch_size, line) to price
     shape: tuple | None = None       # (model, seq_len, global_batch_size) of a priced training job
-    pricer: object = None            # shape, gpus, device=, topology= → iteration seconds (labsim-training)
+    pricer: object = None            # the workload: iteration_time(shape, gpus, device=, topology=), memory_gib
     rate: float = 1.0                # work-seconds per second in the current run (type and placement)
     service_s: float = 0.0           # seconds it has run, whatever its speed (attained service)
     gpu_type: str = ""               # the GPU type of the current (or last) run
     type_index: int = 0              # its index in the cluster's gpu_types
     locality: str = ""               # node / leaf / spine: where the current (or last) run sits
     type_s: dict = field(default_factory=dict)  # GPU type index → seconds run on it (Gavel's shares)
+    ends_at: float = 0.0             # when the current run ends (completes or fails)
+    stall_until: float = 0.0         # a partition stalls the current run until then
+    first_fail: tuple | None = None  # (kind, at) a failure the current run met at its start
+    reclaims: int = 0                # runs ended by a spot reclaim
+    cost_usd: float = 0.0            # what its runs' GPUs cost
+    run_overhead_s: float = 0.0      # seconds of the current run that do no work (restore, pull, stalls)
+    token: object = None             # the current run's wake-up (stale wake-ups are ignored)
 
     @property
     def remaining_s(self) -> float:
@@ -113,11 +127,17 @@ def read_trace(path: Path, columns: dict | None = None, label: str = "workload.t
                 raise UsageError(f"{label}: {path.name} line {row_no}, column {name_of[bad]}: "
                                  f"{row.get(name_of[bad])!r}; allowed: submit ≥ 0, duration > 0, GPUs ≥ 1")
             prio = (row.get(name_of["priority"]) or "").strip()
+            cpu = num("cpu") if (row.get(name_of["cpu"]) or "").strip() else 0.0
+            mem = num("mem_gib") if (row.get(name_of["mem_gib"]) or "").strip() else 0.0
+            if cpu < 0 or mem < 0:
+                bad = "cpu" if cpu < 0 else "mem_gib"
+                raise UsageError(f"{label}: {path.name} line {row_no}, column {name_of[bad]}: "
+                                 f"{row.get(name_of[bad])!r}; allowed: a number ≥ 0")
             jobs.append(Job(str(row[name_of["job_id"]]).strip(), gpus, duration, submit,
                             user=(row.get(name_of["user"]) or "").strip(),
                             group=(row.get(name_of["group"]) or "").strip(),
                             kind=(row.get(name_of["job_type"]) or "").strip(),
-                            priority=int(float(prio)) if prio else 0, predict=predict))
+                            priority=int(float(prio)) if prio else 0, cpu=cpu, mem_gib=mem, predict=predict))
     jobs.sort(key=lambda j: j.arrival_s)
     return jobs
 
@@ -133,7 +153,8 @@ WORKLOAD_SCHEMA = {
                                                    "(builtin:tiresias_60job, builtin:gavel_philly)."},
         "columns": {"type": "object", "additionalProperties": {"type": "string"},
                     "description": "Our column name → the file's (job_id, submit_time_s, duration_s, "
-                                   "num_gpus, user, group, job_type, priority)."},
+                                   "num_gpus, user, group, job_type, priority, cpu, mem_gib); format labsim."},
+        **READER_SCHEMA,
         "time_scale": {"type": "number", "exclusiveMinimum": 0, "default": 1.0,
                        "description": "Multiply submit times (0.5: arrivals twice as dense)."},
         "max_jobs": {"type": "integer", "minimum": 1, "description": "Only the first this many jobs."},
@@ -157,6 +178,8 @@ WORKLOAD_SCHEMA = {
                 "duration_s_dist_config": {**DIST, "default": {"type": "LogNormal", "mean": 3600,
                                                                 "sigma": 7200, "min": 60}},
                 "users": {"type": "array", "items": {"type": "string"}, "default": ["u0", "u1", "u2", "u3"]},
+                "groups": {"type": "array", "items": {"type": "string"},
+                           "description": "Projects, in turn like the users (default: none)."},
             },
         },
     },
@@ -173,14 +196,27 @@ class JobsWorkload(labsim.Workload):
     def __init__(self, config, context):
         super().__init__(config, context)
         self._iteration_cache: dict[tuple, float] = {}
+        self.dropped = 0
         self.jobs = self._jobs()
 
     def _jobs(self) -> list[Job]:
         cfg = self.config
         if cfg.get("trace"):
             trace = str(cfg["trace"])
-            path = _builtin_path(trace[8:]) if trace.startswith("builtin:") else self.context.base_dir / trace
-            jobs = read_trace(Path(path), cfg.get("columns"))
+            path = Path(_builtin_path(trace[8:]) if trace.startswith("builtin:") else self.context.base_dir / trace)
+            fmt = cfg.get("format", "labsim")
+            if fmt != "labsim" and cfg.get("columns"):
+                raise UsageError(f"workload.columns maps the normalized schema's names; format {fmt} has its own")
+            if fmt == "tiresias":
+                jobs = read_tiresias(path, "workload.trace", Job)
+            elif fmt == "gavel":
+                jobs, self.dropped = read_gavel(path, "workload.trace", Job, cfg.get("gavel") or {},
+                                                self.context.base_dir)
+            elif fmt == "pollux":
+                jobs = read_pollux(path, "workload.trace", Job, cfg.get("pollux") or {})
+            else:
+                jobs = read_trace(path, cfg.get("columns"))
+            jobs.sort(key=lambda j: j.arrival_s)
         else:
             jobs = self._generate(cfg["generate"])
         self._predict(jobs)
@@ -207,7 +243,7 @@ class JobsWorkload(labsim.Workload):
         for job in todo:
             model, steps, seq, gbs, line = job.predict
             job.shape = (model, seq, gbs)
-            job.pricer = self.iteration_time
+            job.pricer = self
             try:
                 job.duration_s = steps * self.iteration_time(job.shape, job.gpus)
             except UsageError as ex:
@@ -227,9 +263,17 @@ class JobsWorkload(labsim.Workload):
             model, seq, gbs = shape
             r = self._estimate(model, framework=spec.get("framework", "fsdp"), config=dict(spec.get("config") or {}),
                                device=device or hw.device(), topology=topology or hw.topology, seq_len=seq,
-                               global_batch_size=gbs, gpus=gpus)
-            self._iteration_cache[key] = r["iteration_time_s"]
-        return self._iteration_cache[key]
+                               global_batch_size=gbs, gpus=gpus, check_memory=False)
+            self._iteration_cache[key] = (r["iteration_time_s"], r["memory_per_gpu_gib"]["total"],
+                                          r["memory_capacity_gib"])
+        return self._iteration_cache[key][0]
+
+    def memory_gib(self, shape: tuple, gpus: int, device=None) -> tuple[float, float]:
+        """``(GiB per GPU the job needs, GiB a GPU of *device* has)`` by labsim-training, for the
+        job *shape* on *gpus* GPUs (a job that needs more fails out of memory on that device)."""
+        self.iteration_time(shape, gpus, device)
+        _, need, have = self._iteration_cache[(shape, gpus, device, None)]
+        return need, have
 
     def _generate(self, gen: dict) -> list[Job]:
         rng = self.context.rng("jobs", "generate")
@@ -246,11 +290,13 @@ class JobsWorkload(labsim.Workload):
                                          "jobs", "duration")
         durations = dist.sample_n(n)
         users = list(gen.get("users") or ["u0", "u1", "u2", "u3"])
+        groups = list(gen.get("groups") or [""])
         t = 0.0
         out = []
         for i in range(n):
             t += float(gaps[i])
-            out.append(Job(str(i), int(gpus[i]), max(1.0, float(durations[i])), t, user=users[i % len(users)]))
+            out.append(Job(str(i), int(gpus[i]), max(1.0, float(durations[i])), t, user=users[i % len(users)],
+                           group=groups[i % len(groups)]))
         return out
 
     def start(self, target):
@@ -262,8 +308,11 @@ class JobsWorkload(labsim.Workload):
             if job.arrival_s > env.now:
                 yield env.timeout(job.arrival_s - env.now)
             target.submit(Job(job.job_id, job.gpus, job.duration_s, job.arrival_s, job.user, job.group,
-                              job.kind, job.priority, shape=job.shape, pricer=job.pricer))
+                              job.kind, job.priority, job.cpu, job.mem_gib, shape=job.shape, pricer=job.pricer))
         target.no_more_jobs()
 
     def summary(self):
-        return {"jobs": len(self.jobs), "gpu_hours_asked": sum(j.gpus * j.duration_s for j in self.jobs) / 3600}
+        out = {"jobs": len(self.jobs), "gpu_hours_asked": sum(j.gpus * j.duration_s for j in self.jobs) / 3600}
+        if self.dropped:
+            out["dropped_unpriced"] = self.dropped
+        return out

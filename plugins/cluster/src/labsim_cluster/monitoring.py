@@ -9,7 +9,8 @@
 
 Every ``every_s`` simulated seconds (from 0) each rule looks at the cluster and **fires** when
 its condition starts to hold and **resolves** when it stops; each change is a row of the
-``events`` table (``events.csv``, ``run.sqlite``): policy, time, rule, state, value, threshold.
+``events`` table (``events.csv``, ``run.sqlite``): policy, time, kind ``alert``, the rule's name,
+state, value, threshold (the cluster's incidents share the table: :mod:`labsim_cluster.failures`).
 The metrics:
 
 * ``queue_wait_h``: how long the longest-waiting queued job has waited (hours), since it was
@@ -26,7 +27,10 @@ running after the last job.
 
 from __future__ import annotations
 
-EVENT_COLUMNS = ["policy", "time_s", "rule", "state", "value", "threshold"]
+#: one row per alert firing or resolving (kind ``alert``, name: the rule) and per incident
+#: (kind ``node_failure``, ``partition`` or ``spot_reclaim``; name: ``node N`` / ``leaf L``; value:
+#: the jobs it ended or stalled; duration_s: how long the node or leaf is out)
+EVENT_COLUMNS = ["policy", "time_s", "kind", "name", "state", "value", "threshold", "duration_s"]
 METRICS = ("queue_wait_h", "queue_length", "gpu_utilisation", "interruptions_per_hour")
 
 SCHEMA = {
@@ -80,7 +84,7 @@ class Monitor:
         if metric == "queue_length":
             return float(len(c.queue))
         if metric == "gpu_utilisation":
-            return (c.capacity - sum(c.free)) / c.capacity
+            return (c.capacity - sum(c.free) - c.nodes.down_gpus) / c.capacity
         since = t - self.every
         return sum(1 for x in self.interruptions if since < x <= t) / (self.every / 3600)
 
@@ -96,10 +100,10 @@ class Monitor:
             if bad and name not in self.firing:
                 self.firing[name] = t
                 self.fired[name] += 1
-                self.table.append((policy, t, name, "firing", value, threshold))
+                self.table.append((policy, t, "alert", name, "firing", value, threshold, None))
             elif not bad and name in self.firing:
                 self.firing_s[name] += t - self.firing.pop(name)
-                self.table.append((policy, t, name, "resolved", value, threshold))
+                self.table.append((policy, t, "alert", name, "resolved", value, threshold, None))
 
     def summary(self, end: float) -> dict:
         """Per rule: how many times it fired and how long it fired (still firing: up to *end*)."""

@@ -48,6 +48,10 @@ class Nodes:
         for n in range(nodes):
             self.cell_free[self.cell_of[n]] = self.cell_free.get(self.cell_of[n], 0) + per_node
         self.total_free = per_node * nodes
+        # nodes out of service (a failure under repair, a reclaimed spot node): node → back at
+        self.down: dict[int, float] = {}
+        self.down_since: dict[int, float] = {}
+        self.down_s = 0.0                            # node-seconds out of service, of outages over
         # fragmentation: free GPUs on nodes that are partly busy, integrated over time
         self.stranded = 0
         self._since = 0.0
@@ -88,6 +92,34 @@ class Nodes:
         self._tick(now)
         for n, g in where:
             self._set(n, self.free[n] + g)
+
+    def set_down(self, n: int, since: float, until: float, now: float) -> None:
+        """Take node *n* (its jobs already gone) out of service from *since* until *until*."""
+        if n in self.down:
+            self.down[n] = max(self.down[n], until)
+            return
+        self._tick(now)
+        self._set(n, 0)
+        self.down[n] = until
+        self.down_since[n] = since
+
+    def restore_due(self, now: float) -> list[int]:
+        """Put back the nodes whose outage has ended by *now*; the nodes put back."""
+        back = sorted(n for n, until in self.down.items() if until <= now)
+        if back:
+            self._tick(now)
+            for n in back:
+                self.down_s += self.down.pop(n) - self.down_since.pop(n)
+                self._set(n, self.per_node)
+        return back
+
+    def down_node_s(self, end: float) -> float:
+        """Node-seconds out of service up to *end*."""
+        return self.down_s + sum(max(0.0, min(u, end) - self.down_since[n]) for n, u in self.down.items())
+
+    @property
+    def down_gpus(self) -> int:
+        return self.per_node * len(self.down)
 
     def fragmentation(self, now: float) -> float | None:
         """The share of free GPU-time that sat on partly busy nodes (free GPUs a whole-node job

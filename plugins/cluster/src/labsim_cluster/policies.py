@@ -21,9 +21,20 @@ Preemptive ones (``preemptive = True``) rank every job, running or waiting, with
 - ``fair_share``: the user (or project) with the least attained GPU-time goes first, then
   arrival order; preemptive (max-min fairness of GPU-time, DRF over one resource, Ghodsi et al.
   NSDI'11).
+- ``drf``: Dominant Resource Fairness over what the jobs hold now (Ghodsi et al., "Dominant
+  Resource Fairness: Fair Allocation of Multiple Resource Types", NSDI'11, §4): the user (or
+  project) whose largest share of the cluster's GPUs, CPUs or memory is smallest starts its next
+  job, again and again while jobs fit (progressive filling); non-preemptive. CPUs and memory
+  count when the jobs give ``cpu`` / ``mem_gib`` and the cluster ``node_cpus`` /
+  ``node_mem_gib``; otherwise DRF is over GPUs alone.
+
+Every policy runs under the cluster's ``quotas`` (most GPUs a user or project holds at once):
+a job over its quota waits without holding back the others.
 """
 
 from __future__ import annotations
+
+import heapq
 
 import labsim
 
@@ -193,4 +204,57 @@ class Priority(_Policy):
         return (-job.priority, job.arrival_s)
 
 
-POLICIES = (Fifo, Sjf, Srtf, EasyBackfill, Tiresias, FairShare, Priority)
+class Drf(_Policy):
+    """Dominant Resource Fairness by progressive filling over the running jobs' resources."""
+
+    name = "drf"
+    tallies = True  # the cluster keeps what each user and project holds
+    config_schema = _schema(by={"enum": ["user", "group"], "default": "user",
+                                "description": "Share between users or between projects (group)."})
+
+    def _share(self, gpus: float, cpu: float, mem: float) -> float:
+        """The dominant share of holding *gpus*, *cpu* and *mem* (those the cluster counts)."""
+        c = self.cluster
+        share = gpus / c.capacity
+        if c.totals["cpu"]:
+            share = max(share, cpu / c.totals["cpu"])
+        if c.totals["mem_gib"]:
+            share = max(share, mem / c.totals["mem_gib"])
+        return share
+
+    def pick(self, queue, free_gpus, now):
+        if not queue:
+            return []
+        c = self.cluster
+        by = self.config.get("by", "user")
+        key = (lambda j: j.user) if by == "user" else (lambda j: j.group)
+        waiting: dict[str, list] = {}
+        for j in queue:                      # arrival order within an owner
+            waiting.setdefault(key(j), []).append(j)
+        use = {}                             # owner → [GPUs, CPUs, memory] held now
+        for k in waiting:
+            cpu, mem = c.res_by[by].get(k, (0.0, 0.0))
+            use[k] = [c.held_by[by].get(k, 0), cpu, mem]
+        heap = [(self._share(*use[k]), k) for k in waiting]
+        heapq.heapify(heap)
+        room = [free_gpus, *((c.totals[r] - c.held_res[r]) if c.totals[r] else float("inf")
+                             for r in ("cpu", "mem_gib"))]
+        started = []
+        while heap:
+            _, k = heapq.heappop(heap)
+            jobs = waiting[k]
+            job = next((j for j in jobs if j.gpus <= room[0] and j.cpu <= room[1] + 1e-9
+                        and j.mem_gib <= room[2] + 1e-9), None)
+            if job is None:
+                continue                     # nothing of this owner fits now
+            jobs.remove(job)
+            started.append(job)
+            for i, x in enumerate((job.gpus, job.cpu, job.mem_gib)):
+                room[i] -= x
+                use[k][i] += x
+            if jobs:
+                heapq.heappush(heap, (self._share(*use[k]), k))
+        return started
+
+
+POLICIES = (Fifo, Sjf, Srtf, EasyBackfill, Tiresias, FairShare, Priority, Drf)
