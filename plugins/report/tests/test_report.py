@@ -162,3 +162,28 @@ def test_a_sharing_comparison_page_draws_each_mode_against_alone(tmp_path):
                       "--modes", "time_slicing,mig", "--set", "workload.total_duration=10")
     assert "<h2>Each mode against alone</h2>" in page and page.count("<svg") == 1
     assert "<h2>chat-a</h2>" in page and "time_slicing" in page
+
+
+def test_the_cluster_gantt_draws_every_way_a_run_ends(tmp_path):
+    """Each outcome the attempts table records (spot reclaims included) has a colour in the
+    Gantt chart; an outcome without one would silently leave its bars out."""
+    import labsim
+    from labsim_report.sections import OUTCOME_COLORS
+
+    trace = tmp_path / "jobs.csv"
+    trace.write_text("job_id,submit_time_s,duration_s,num_gpus\n"
+                     + "".join(f"{i},{i * 100},{20000 + 50 * i},{(1, 4, 8, 16)[i % 4]}\n" for i in range(40)))
+    cluster = {"type": "custom", "device": "V100-SXM2-32GB", "gpus_per_node": 4, "nodes": 8,
+               "nodes_per_leaf": 2, "nic": "roce-100", "nics_per_node": 1}
+    types = [{"name": "v100", "nodes": 4, "capacity": "reserved", "price_per_gpu_hour": 2.0},
+             {"name": "v100", "nodes": 4, "capacity": "spot", "price_per_gpu_hour": 0.9,
+              "reclaims_per_node_hour": 0.02, "reclaim_outage_s": 600}]
+    result = labsim.run({
+        "name": "g", "simulation": {"max_simulation_time": 1e9, "random_seed": 0},
+        "hardware_profile": {"topology": cluster},
+        "workload": {"type": "jobs", "trace": str(trace)},
+        "frameworks_to_test": [{"name": "tiresias", "type": "cluster", "config": {
+            "scheduler": {"type": "tiresias"}, "gpu_types": types, "failures": {}}}]})
+    outcomes = {r["outcome"] for r in result.table("attempts")}
+    assert "reclaimed" in outcomes and len(outcomes) >= 3
+    assert outcomes <= set(OUTCOME_COLORS)

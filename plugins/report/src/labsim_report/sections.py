@@ -234,7 +234,7 @@ def cluster(run):
 
 #: jobs drawn in a cluster's Gantt chart (the first to start), per policy
 GANTT_JOBS = 120
-OUTCOME_COLORS = {"completed": "C0", "preempted": "C1", "interrupted": "C3"}
+OUTCOME_COLORS = {"completed": "C0", "preempted": "C1", "interrupted": "C3", "reclaimed": "C4"}
 
 
 def _gantt(run) -> str:
