@@ -259,20 +259,28 @@ class Replica(GenerationGroup, ReplicaShell):
         A generation request's token is counted (``computed``, ``planned``, ``held``) as the
         scan meets it; the blocks it needs are taken from the pool after the scan, as they
         would be one request at a time (one ``allocate`` takes the same blocks as several)."""
+        co = None                              # the generation group's cohort, when grouped
+        base = 0                               # its members, counted apart
         if self.grouped:
-            return self._schedule_grouped()
-        while self.waiting and len(self.active) < self.max_batch:
-            self.active.append(self.waiting.popleft())
-        approved = self._capacity()
-        budget = self.max_tokens
+            co = self._cohort()
+            if not self.active and (not self.waiting or self._gN >= self.max_batch):
+                return self._group_only_step(co)
+            base = co.n
+        self._fill_active()
+        approved = self._capacity_grouped() if co is not None else self._capacity()
+        if co is not None:
+            g = co.gidx
+            co.gidx = g + 1
+        budget = self.max_tokens - base
         gens, contexts = [], []
         gens_append = gens.append
         gen_blocks = 0                         # blocks the generation requests need
         decode_ctx = 0
         tpb = self.tpb
         fresh = set()
+        joined = False
         pp = self.pp > 1
-        room = self.max_batch                  # entries the iteration may still take
+        room = self.max_batch - base           # entries the iteration may still take
         for s in approved:
             if room <= 0:
                 break
@@ -281,6 +289,11 @@ class Replica(GenerationGroup, ReplicaShell):
             c = s.computed
             if c >= s.ctx_len:
                 if s.planned > s.target:
+                    continue
+                if co is not None and self._joins(s, co, g):   # counted with the cohort below
+                    joined = True
+                    room -= 1
+                    budget -= 1
                     continue
                 if budget < 1:
                     break
@@ -296,36 +309,71 @@ class Replica(GenerationGroup, ReplicaShell):
                 decode_ctx += c
                 s.planned += 1
                 continue
-            if s.computed == 0:
-                hits = self._hits(s)
-                rest = s.ctx_len - len(hits) * self.tpb
-                if not self.chunked and rest > budget:
-                    break
-                self._start_context(s, hits)
-                fresh.add(id(s))
-            rest = s.ctx_len - s.computed
+            rest = self._context_entry(s, budget, fresh)
+            if rest < 0:
+                break
             if not self.chunked:
-                if rest > budget:
-                    break
                 budget -= rest
             contexts.append([s, rest])
             room -= 1
-        if self.chunked and contexts and sum(n for _, n in contexts) > budget:
-            cap = budget
-            kept = []
-            for s, rest in contexts:
-                take = min(rest, cap)
-                if take < rest:
-                    take -= take % self.tpb
-                if take > 0:
-                    kept.append([s, take])
-                    cap -= take
-                elif id(s) in fresh:
-                    self._unstart(s)
-            contexts = kept
-        if gen_blocks:
-            self._take(gen_blocks)
-        return self._allocate(gens, contexts, decode_ctx)
+        if joined:
+            self.active = [s for s in self.active if s.gf < 0]
+        contexts = self._fit_chunks(contexts, budget, fresh)
+        if co is None:
+            if gen_blocks:
+                self._take(gen_blocks)
+            return self._allocate(gens, contexts, decode_ctx)
+        return self._with_cohort(co, g, gens, contexts, gen_blocks, decode_ctx)
+
+    def _fill_active(self) -> None:
+        """Move waiting requests to the active list while it has room (``max_batch_size``,
+        group members included)."""
+        active, waiting = self.active, self.waiting
+        room = self.max_batch - self._gN
+        if not self.grouped:
+            while waiting and len(active) < room:
+                active.append(waiting.popleft())
+            return
+        while waiting and len(active) < room:
+            s = waiting.popleft()
+            s.order = self._n_order
+            self._n_order += 1
+            active.append(s)
+
+    def _context_entry(self, s: Seq, budget: int, fresh: set) -> int:
+        """The tokens context request *s* asks of the iteration being formed (starting it, with
+        its cache hits, if it has not started; *fresh* collects those), or −1 when it does not
+        fit without chunking and stops the micro-batch scan."""
+        if s.computed == 0:
+            hits = self._hits(s)
+            rest = s.ctx_len - len(hits) * self.tpb
+            if not self.chunked and rest > budget:
+                return -1
+            self._start_context(s, hits)
+            fresh.add(id(s))
+        rest = s.ctx_len - s.computed
+        if not self.chunked and rest > budget:
+            return -1
+        return rest
+
+    def _fit_chunks(self, contexts: list, budget: int, fresh: set) -> list:
+        """With chunked context, the context entries cut to the *budget* the generation requests
+        left, first come first served, each non-final chunk a multiple of ``tokens_per_block``;
+        a request started by this scan that gets nothing is un-started."""
+        if not self.chunked or not contexts or sum(n for _, n in contexts) <= budget:
+            return contexts
+        cap = budget
+        kept = []
+        for s, rest in contexts:
+            take = min(rest, cap)
+            if take < rest:
+                take -= take % self.tpb
+            if take > 0:
+                kept.append([s, take])
+                cap -= take
+            elif id(s) in fresh:
+                self._unstart(s)
+        return kept
 
     def _allocate(self, gens, contexts, decode_ctx: int) -> Step:
         """Allocate the context entries' KV blocks and count their tokens (the generation
@@ -389,22 +437,7 @@ class Replica(GenerationGroup, ReplicaShell):
             s.last_token = end
             if out >= s.target:
                 finished.append(s)
-        reuse = self.reuse
-        for s, _n, _before, emits, epoch in step.contexts:
-            if s.finished:
-                continue
-            if reuse and epoch == s.epoch:
-                self._register(s)
-            if not emits:
-                continue
-            s.out += 1
-            if s.out == 1:
-                s.req.first_token_s = end + fe_after
-            elif s.warm:
-                gap(end - s.last_token)
-            s.last_token = end
-            if s.out >= s.target:
-                finished.append(s)
+        self._apply_contexts(step, end, finished, gap)
         if gaps:
             if gaps.count(gaps[0]) == len(gaps):       # the usual step: every stream waited as long
                 self.metrics.itl.add_uniform(gaps[0], len(gaps))
@@ -420,6 +453,28 @@ class Replica(GenerationGroup, ReplicaShell):
                           used * (end - step.start), busy)
         if finished:
             self._finish(finished, end)
+
+    def _apply_contexts(self, step: Step, end: float, finished: list, gap) -> None:
+        """Apply *step*'s context entries at *end*: cache their computed prompt blocks, emit the
+        token of each final chunk (its inter-token gap, if any, to *gap*), and add those whose
+        last token it is to *finished*."""
+        reuse = self.reuse
+        fe_after = self.fe_after
+        for s, _n, _before, emits, epoch in step.contexts:
+            if s.finished:
+                continue
+            if reuse and epoch == s.epoch:
+                self._register(s)
+            if not emits:
+                continue
+            s.out += 1
+            if s.out == 1:
+                s.req.first_token_s = end + fe_after
+            elif s.warm:
+                gap(end - s.last_token)
+            s.last_token = end
+            if s.out >= s.target:
+                finished.append(s)
 
     def _finish(self, finished, end: float) -> None:
         for s in finished:

@@ -193,90 +193,14 @@ class GenerationGroup:
             available -= s.need_total
         return approved
 
-    def _schedule_grouped(self):
-        """:meth:`~labsim_trtllm.executor.Replica.schedule` with the group: the members of the
-        cohort as aggregates, everything else walked as the plain executor walks it."""
-        co = self._cohort()
-        active = self.active
-        if not active and (not self.waiting or self._gN >= self.max_batch):
-            return self._group_only_step(co)
-        while self.waiting and self._gN + len(active) < self.max_batch:
-            s = self.waiting.popleft()
-            s.order = self._n_order
-            self._n_order += 1
-            active.append(s)
-        approved = self._capacity_grouped()
-        g = co.gidx
-        co.gidx = g + 1
-        tpb = self.tpb
-        budget = self.max_tokens - co.n
-        room = self.max_batch - co.n
-        pp = self.pp > 1
-        gens, contexts = [], []
-        gen_blocks = 0
-        decode_ctx = 0
-        fresh = set()
-        joined = False
-        for s in approved:
-            if room <= 0:
-                break
-            if pp and s.inflight:
-                continue                       # its previous micro-batch has not come back
-            c = s.computed
-            if c >= s.ctx_len:
-                if s.planned > s.target:
-                    continue
-                if self._joins(s, co, g):                  # counted with the cohort below
-                    joined = True
-                    room -= 1
-                    budget -= 1
-                    continue
-                if budget < 1:
-                    break
-                gens.append(s)
-                room -= 1
-                budget -= 1
-                c += 1
-                need = -(-c // tpb) - s.held
-                if need > 0:
-                    gen_blocks += need
-                    s.held += need
-                s.computed = c
-                decode_ctx += c
-                s.planned += 1
-                continue
-            if s.computed == 0:
-                hits = self._hits(s)
-                rest = s.ctx_len - len(hits) * self.tpb
-                if not self.chunked and rest > budget:
-                    break
-                self._start_context(s, hits)
-                fresh.add(id(s))
-            rest = s.ctx_len - s.computed
-            if not self.chunked:
-                if rest > budget:
-                    break
-                budget -= rest
-            contexts.append([s, rest])
-            room -= 1
-        if joined:
-            self.active = [s for s in active if s.gf < 0]
-        if self.chunked and contexts and sum(n for _, n in contexts) > budget:
-            cap = budget
-            kept = []
-            for s, rest in contexts:
-                take = min(rest, cap)
-                if take < rest:
-                    take -= take % self.tpb
-                if take > 0:
-                    kept.append([s, take])
-                    cap -= take
-                elif id(s) in fresh:
-                    self._unstart(s)
-            contexts = kept
+    def _with_cohort(self, co: Cohort, g: int, gens: list, contexts: list, gen_blocks: int,
+                     decode_ctx: int):
+        """Finish forming iteration *g* of cohort *co* (the walked requests' *gens*, *contexts*,
+        blocks and decode context counted by the scan): the members' blocks and context, as
+        aggregates."""
         n = co.n
         if n:
-            blocks = co.cnt[-g % tpb]
+            blocks = co.cnt[-g % self.tpb]
             gen_blocks += blocks
             self._gheld += blocks
             decode_ctx += co.S + n * (g + 1)
@@ -345,22 +269,7 @@ class GenerationGroup:
         n_warm = step.group_warm - step.left_warm if step.group else 0
         uniform = end - co.last_end
         ctx_gaps = []
-        reuse = self.reuse
-        for s, _n, _before, emits, epoch in step.contexts:
-            if s.finished:
-                continue
-            if reuse and epoch == s.epoch:
-                self._register(s)
-            if not emits:
-                continue
-            s.out += 1
-            if s.out == 1:
-                s.req.first_token_s = end + fe_after
-            elif s.warm:
-                ctx_gaps.append(end - s.last_token)
-            s.last_token = end
-            if s.out >= s.target:
-                finished.append(s)
+        self._apply_contexts(step, end, finished, ctx_gaps.append)
         self._record_gaps(step, co, n_warm, uniform, walked, ctx_gaps)
         co.last_end = end
         flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
