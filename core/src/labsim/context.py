@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
 
+from labsim.log import get_logger
 from labsim.accounting import Accounting
 from labsim.config import Experiment
 from labsim.engine import Engine
@@ -30,7 +30,7 @@ class RunContext:
     model_db: dict[str, Any] | None = None
     #: GPU-seconds held and busy per framework, and their cost (see :mod:`labsim.accounting`)
     accounting: Accounting | None = None
-    log: Any = field(default_factory=lambda: structlog.get_logger("labsim"))
+    log: Any = field(default_factory=lambda: get_logger("labsim"))
 
     @property
     def env(self):

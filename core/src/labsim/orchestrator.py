@@ -19,10 +19,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import structlog
 
 from labsim import config as config_mod
 from labsim import outputs
+from labsim.log import get_logger
 from labsim.accounting import Accounting
 from labsim import progress
 from labsim.config import Experiment
@@ -34,7 +34,7 @@ from labsim.metrics import MetricsCollector, clean
 from labsim.registry import Registry, get_registry
 from labsim.validation import validate
 
-log = structlog.get_logger("labsim.run")
+log = get_logger("labsim.run")
 
 
 @dataclass

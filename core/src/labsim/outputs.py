@@ -24,11 +24,11 @@ import re
 import tempfile
 from pathlib import Path
 
-import structlog
 
+from labsim.log import get_logger
 from labsim.errors import UsageError
 
-log = structlog.get_logger("labsim.outputs")
+log = get_logger("labsim.outputs")
 
 MANIFEST = ".labsim-outputs.json"
 _TEMP = re.compile(r"^\..+\.tmp-(\d+)$")

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 import pluggy
-import structlog
 
 from labsim import hookspecs
+from labsim.log import get_logger, settle
 
-log = structlog.get_logger("labsim.plugins")
+log = get_logger("labsim.plugins")
 
 GROUP = "labsim"
 
@@ -90,6 +90,7 @@ def load_plugins(load_entrypoints: bool = True, extra_modules=()) -> LoadedPlugi
     loaded = LoadedPlugins(pm)
     if load_entrypoints:
         _load_entrypoints(loaded)
+        settle()   # a plugin that imported structlog itself logs as labsim is configured to
     version = _version("labsim")
     for module_name in DEFAULT_PLUGINS:
         module = importlib.import_module(module_name)

@@ -13,13 +13,13 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 
+from labsim.log import get_logger
 from labsim.components import describe
 from labsim.errors import PluginError, UnknownNameError, kind_noun
 from labsim.plugins import LoadedPlugins, PluginInfo, failure_text, load_plugins
 
-log = structlog.get_logger("labsim.registry")
+log = get_logger("labsim.registry")
 
 from labsim.kinds import KINDS  # noqa: E402  (re-exported: the kinds, in table order)
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import copy
 import math
 
-import structlog
 from jsonschema import Draft202012Validator, ValidationError, validators
 
+from labsim.log import get_logger
 from labsim.config import Experiment, format_path
 from labsim.errors import ConfigError, LabsimError, Problem, UnknownNameError, nearest
 from labsim.registry import Registry
 from labsim.kinds import KINDS_TABLE
 from labsim.schema import compose_experiment_schema
 
-log = structlog.get_logger("labsim.validation")
+log = get_logger("labsim.validation")
 
 #: integers must fit the 64-bit integers numpy and SQLite compute with
 INT64_MAX = 2**63 - 1

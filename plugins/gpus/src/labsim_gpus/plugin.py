@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import functools
 
-import structlog
 from labsim import hookimpl
+from labsim.log import get_logger
 from labsim.errors import LabsimError, UnknownNameError
 
 from labsim_gpus.catalog import GENERIC, MEMORY_GB_BYTES, PRESETS
@@ -30,7 +30,7 @@ from labsim_gpus.profiles import (
     shipped_profile_files,
 )
 
-log = structlog.get_logger("labsim_gpus")
+log = get_logger("labsim_gpus")
 
 #: the shipped calibration of a preset whose architecture has none of its own: the
 #: cross-generation fit (leave-one-GPU-out errors in benchmarks/fidelity_kernels.py)

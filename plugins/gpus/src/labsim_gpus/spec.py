@@ -31,7 +31,7 @@ which profile priced it and how.
 
 from __future__ import annotations
 
-import structlog
+from labsim.log import get_logger
 from labsim.errors import UsageError
 
 from labsim_gpus.dtypes import _ALIASES, DTYPE_BYTES, canonical
@@ -40,7 +40,7 @@ from labsim_gpus.params import FIELDS
 GB = 1e9
 _DTYPE_PATTERN = "^(" + "|".join(sorted(set(DTYPE_BYTES) | set(_ALIASES))) + ")$"
 _POSITIVE = {"type": "number", "exclusiveMinimum": 0}
-log = structlog.get_logger("labsim_gpus")
+log = get_logger("labsim_gpus")
 
 CONFIG_SCHEMA: dict = {
     "type": "object",

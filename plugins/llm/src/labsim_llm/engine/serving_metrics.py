@@ -26,10 +26,10 @@ import math
 from array import array
 
 import numpy as np
-import structlog
+from labsim.log import get_logger
 from labsim.accounting import utilisation
 
-log = structlog.get_logger("labsim_llm.metrics")
+log = get_logger("labsim_llm.metrics")
 
 #: What the latency percentiles and throughput of a serving summary are computed over.
 PERCENTILES_COVER = "finished requests that arrived after the warm-up"
@@ -534,9 +534,7 @@ class ServingMetrics:
         """This framework's section of summary.json."""
         self.flush()
         if self.steps_left_out:
-            import structlog
-
-            structlog.get_logger("labsim_llm").warning(
+            get_logger("labsim_llm").warning(
                 "steps_table_truncated",
                 framework=self.framework,
                 rows_written=self.steps.rows,
