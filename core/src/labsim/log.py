@@ -102,17 +102,14 @@ class _Logger:
         return getattr(logger, attr)
 
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
-
-
 def _below_threshold(method: str) -> bool:
     """Whether a line logged with *method* is sure to be filtered out: structlog is not
     imported yet and the configuration waiting for it drops that level."""
     if "structlog" in sys.modules or _pending is None or _pending[2]:
         return False                  # imported, or only a default someone else may override
-    wanted = _LEVELS.get(method)
-    return wanted is not None and wanted < getattr(logging, _pending[1].upper())
+    levels = logging.getLevelNamesMapping()
+    wanted = levels.get(method.upper())
+    return wanted is not None and wanted < levels[_pending[1].upper()]
 
 
 def _drop(*_args, **_kwargs) -> None:

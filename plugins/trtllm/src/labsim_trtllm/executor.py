@@ -137,7 +137,7 @@ class Replica(GenerationGroup, ReplicaShell):
         self.lookahead = 2 if self.overlap else 1
         self.extra_token = 1 if self.overlap else 0
         self.active: list[Seq] = []
-        self._init_group(cfg)
+        self._init_group()
 
     # -- interface with the framework --------------------------------------------------
 
@@ -423,8 +423,18 @@ class Replica(GenerationGroup, ReplicaShell):
             return self._commit_grouped(step)
         end = step.end
         finished = []
+        gaps = [gap for _, gap in self._apply_gens(step, end, finished)]
+        self._apply_contexts(step, end, finished, gaps.append)
+        self._add_gaps(gaps)
+        self._record_step(step)
+        if finished:
+            self._finish(finished, end)
+
+    def _apply_gens(self, step: Step, end: float, finished: list) -> list:
+        """Apply the outputs of *step*'s generation requests walked one by one at *end*: add
+        those whose last token it is to *finished*; their inter-token gaps as
+        ``(seq, gap)``, in running order."""
         gaps = []
-        gap = gaps.append
         fe_after = self.fe_after
         for s in step.gens:
             if s.finished:
@@ -433,26 +443,32 @@ class Replica(GenerationGroup, ReplicaShell):
             if out == 1:
                 s.req.first_token_s = end + fe_after
             elif s.warm:
-                gap(end - s.last_token)
+                gaps.append((s, end - s.last_token))
             s.last_token = end
             if out >= s.target:
                 finished.append(s)
-        self._apply_contexts(step, end, finished, gap)
+        return gaps
+
+    def _add_gaps(self, gaps: list) -> None:
+        """Record inter-token *gaps* (in order): one count when they are all equal, the usual
+        step, where every stream waited as long."""
         if gaps:
-            if gaps.count(gaps[0]) == len(gaps):       # the usual step: every stream waited as long
+            if gaps.count(gaps[0]) == len(gaps):
                 self.metrics.itl.add_uniform(gaps[0], len(gaps))
             else:
                 self.metrics.itl.add(gaps)
-        tokens = step.tokens
+
+    def _record_step(self, step: Step) -> None:
+        """*step*'s row of the steps table (requests running and waiting as it completes)."""
+        end = step.end
         flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
         used = self.pool.num_used
-        waiting = len(self.waiting) + [s.computed for s in self.active].count(0)
+        active = self.active
+        waiting = len(self.waiting) + [s.computed for s in active].count(0)
         busy = self.pipeline.busy(step.start, end) if self.pipeline is not None else None
-        self.metrics.step(self.index, step.start, end - step.start, 1, tokens, len(step.chunks),
-                          step.decodes, len(self.active), waiting, used, flops, nbytes,
+        self.metrics.step(self.index, step.start, end - step.start, 1, step.tokens, len(step.chunks),
+                          step.decodes, self._gN + len(active), waiting, used, flops, nbytes,
                           used * (end - step.start), busy)
-        if finished:
-            self._finish(finished, end)
 
     def _apply_contexts(self, step: Step, end: float, finished: list, gap) -> None:
         """Apply *step*'s context entries at *end*: cache their computed prompt blocks, emit the

@@ -63,7 +63,7 @@ class Cohort:
 class GenerationGroup:
     """Joining, leaving and stepping the generation group (a part of the executor replica)."""
 
-    def _init_group(self, cfg: dict) -> None:
+    def _init_group(self) -> None:
         #: whether generating requests are kept as a group (see the module docstring)
         self.grouped = self.guaranteed and self.max_batch <= self.max_tokens
         self._cohorts = [Cohort(self.tpb) for _ in range(self.pp)]
@@ -98,12 +98,7 @@ class GenerationGroup:
         co.cnt[k % self.tpb] += 1
         self._gheld += s.held
         self._gneed += s.need_total
-        key = g + s.target - p0 - 1
-        fin = co.fin.get(key)
-        if fin is None:
-            co.fin[key] = [s]
-        else:
-            fin.append(s)
+        co.fin.setdefault(g + s.target - p0 - 1, []).append(s)
         return True
 
     def _materialise(self, s, co: Cohort) -> None:
@@ -143,8 +138,7 @@ class GenerationGroup:
             self._drop(s, co)
             s.out = s.planned
             s.last_token = co.last_end
-        for key in list(co.fin):
-            del co.fin[key]
+        co.fin.clear()
         self.active = sorted(self.active + members, key=_by_order)
 
     def _group_seqs(self) -> list:
@@ -153,10 +147,7 @@ class GenerationGroup:
         members = []
         for co in self._cohorts:
             for s in co.members.values():
-                ran = co.gidx - s.gf
-                s.computed = s.gc0 + ran
-                s.planned = s.gp0 + ran
-                s.held = -(-s.computed // self.tpb)
+                self._materialise(s, co)
                 members.append(s)
         return sorted(members + self.active, key=_by_order)
 
@@ -200,19 +191,29 @@ class GenerationGroup:
         aggregates."""
         n = co.n
         if n:
-            blocks = co.cnt[-g % self.tpb]
+            blocks, ctx = self._members_work(co, g)
             gen_blocks += blocks
-            self._gheld += blocks
-            decode_ctx += co.S + n * (g + 1)
+            decode_ctx += ctx
         if gen_blocks:
             self._take(gen_blocks)
         step = self._allocate(gens, contexts, decode_ctx)
         if n:
             step.decodes += n
             step.tokens += n
+        return self._stamp(step, co, g)
+
+    def _members_work(self, co: Cohort, g: int) -> tuple[int, int]:
+        """The KV blocks *co*'s members take in its iteration *g* (counted as held) and their
+        decode context in it."""
+        blocks = co.cnt[-g % self.tpb]
+        self._gheld += blocks
+        return blocks, co.S + co.n * (g + 1)
+
+    def _stamp(self, step, co: Cohort, g: int):
+        """Mark *step* as iteration *g* of cohort *co* (the iteration formed last)."""
         step.cohort = co
         step.gidx = g
-        step.group = n
+        step.group = co.n
         step.group_warm = co.warm
         self._ahead = step
         return step
@@ -223,22 +224,16 @@ class GenerationGroup:
 
         g = co.gidx
         co.gidx = g + 1
-        n = co.n
-        blocks = co.cnt[-g % self.tpb]
+        blocks, ctx = self._members_work(co, g)
         if blocks:
-            self._gheld += blocks
             self._take(blocks)
         step = Step.__new__(Step)
         step.gens = step.contexts = step.chunks = ()
-        step.decodes = step.tokens = step.group = n
-        step.decode_ctx = co.S + n * (g + 1)
+        step.decodes = step.tokens = co.n
+        step.decode_ctx = ctx
         step.start = step.end = 0.0
-        step.cohort = co
-        step.gidx = g
-        step.group_warm = co.warm
         step.left_warm = 0
-        self._ahead = step
-        return step
+        return self._stamp(step, co, g)
 
     # -- applying an iteration's outputs ----------------------------------------------------------
 
@@ -247,19 +242,7 @@ class GenerationGroup:
         end = step.end
         co = step.cohort
         finished = []
-        walked = []                                        # (order, gap) of walked generations
-        fe_after = self.fe_after
-        for s in step.gens:
-            if s.finished:
-                continue                                   # the overlap scheduler's extra step
-            out = s.out = s.out + 1
-            if out == 1:
-                s.req.first_token_s = end + fe_after
-            elif s.warm:
-                walked.append((s.order, end - s.last_token))
-            s.last_token = end
-            if out >= s.target:
-                finished.append(s)
+        walked = [(s.order, gap) for s, gap in self._apply_gens(step, end, finished)]
         done = co.fin.pop(step.gidx, None) if step.group else None
         if done:
             finished.extend(done)
@@ -272,14 +255,7 @@ class GenerationGroup:
         self._apply_contexts(step, end, finished, ctx_gaps.append)
         self._record_gaps(step, co, n_warm, uniform, walked, ctx_gaps)
         co.last_end = end
-        flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
-        used = self.pool.num_used
-        active = self.active
-        waiting = len(self.waiting) + [s.computed for s in active].count(0)
-        busy = self.pipeline.busy(step.start, end) if self.pipeline is not None else None
-        self.metrics.step(self.index, step.start, end - step.start, 1, step.tokens, len(step.chunks),
-                          step.decodes, self._gN + len(active), waiting, used, flops, nbytes,
-                          used * (end - step.start), busy)
+        self._record_step(step)
         if done:
             warm = 0
             for s in done:
@@ -295,12 +271,11 @@ class GenerationGroup:
                      ctx_gaps: list) -> None:
         """The iteration's inter-token gaps, as the plain executor records them: the generation
         requests' in running order, then the contexts'; one count when all are equal."""
-        itl = self.metrics.itl
         values = [g for _, g in walked] + ctx_gaps
         fresh = co.fresh if step.group else None
         if n_warm:
             if not fresh and values.count(uniform) == len(values):     # the usual iteration
-                itl.add_uniform(uniform, n_warm + len(values))
+                self.metrics.itl.add_uniform(uniform, n_warm + len(values))
                 return
             g = step.gidx
             own = {id(s) for s in fresh} if fresh else ()
@@ -309,15 +284,7 @@ class GenerationGroup:
             rows.extend(walked)
             rows.sort(key=_first)
             values = [gap for _, gap in rows] + ctx_gaps
-            if values.count(values[0]) == len(values):
-                itl.add_uniform(values[0], len(values))
-            else:
-                itl.add(values)
-        elif values:
-            if values.count(values[0]) == len(values):
-                itl.add_uniform(values[0], len(values))
-            else:
-                itl.add(values)
+        self._add_gaps(values)
         if fresh:
             co.fresh = []
 
