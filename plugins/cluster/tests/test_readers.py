@@ -104,7 +104,8 @@ def test_the_philly_reader_takes_the_first_attempts_gpus_and_the_run_from_first_
     got = {j.job_id: (j.gpus, j.duration_s, j.arrival_s, j.user, j.group) for j in jobs}
     # the README's example: 8 GPUs, 2017-10-07 01:12:09 to 2017-10-09 06:53:12 over two attempts,
     # submitted 12 min 39 s after the two-node job (the first submission)
-    assert got == {"application_1506638472019_14199": (8, 2 * 86400 + 5 * 3600 + 41 * 60 + 3, 759.0, "ce2f4c", "ee9e8c"),
+    two_days = 2 * 86400 + 5 * 3600 + 41 * 60 + 3
+    assert got == {"application_1506638472019_14199": (8, two_days, 759.0, "ce2f4c", "ee9e8c"),
                    "application_1506638472019_14001": (16, 7200.0, 0.0, "a1b2c3", "ee9e8c"),
                    "application_1506638472019_14302": (1, 1800.0, 3660.0, "d4e5f6", "6214e9")}
     result = run({"trace": str(DATA / "philly_cluster_job_log"), "format": "philly"}, nodes=4)
@@ -137,8 +138,8 @@ def test_the_pai_reader_adds_up_each_jobs_task_instances():
     assert got["4b3f04b66a525d2df903eb16"] == (1, 14.0, pytest.approx(3 * 29.296875), 520.0, 4550879.0 - 1739100.0)
     assert got["4f057009a5d481acec67b088"] == (1, 6.0, 29.296875, 38.0, 0.0)     # 50 % of a GPU takes one
     assert got["6a1c0e2b9f3d4a5b6c7d8e9f"][:2] == (8, 64.0)
-    result = run({"trace": str(DATA / "pai_job_table.csv"), "format": "pai", "pai": {"tasks": str(DATA / "pai_task_table.csv")}},
-                 nodes=4)
+    result = run({"trace": str(DATA / "pai_job_table.csv"), "format": "pai",
+                  "pai": {"tasks": str(DATA / "pai_task_table.csv")}}, nodes=4)
     assert result.summary["frameworks"]["fifo"]["jobs"]["finished"] == 3
 
 
@@ -169,7 +170,8 @@ def test_the_pai_reader_adds_up_each_jobs_task_instances():
     ("helios", "h.csv", "job_id,user,vc,gpu_num,cpu_num,node_num,state,submit_time,start_time,end_time,duration,queue\n"
                         "1,u,vc,1,1,1,COMPLETED,2020-06-09 18:41:01,2020-06-09 18:41:01,2020-06-09 18:42:01,-60,0\n",
      {}, "h.csv line 2, column duration: '-60'; allowed: a number ≥ 0"),
-    ("helios", "h.csv", "job_id,user,vc,gpu_num,cpu_num\n1,u,vc,1,1\n", {}, "h.csv has no column submit_time, duration"),
+    ("helios", "h.csv", "job_id,user,vc,gpu_num,cpu_num\n1,u,vc,1,1\n", {},
+     "h.csv has no column submit_time, duration"),
     ("pai", "pai_job_table.csv", "j1,i1,u1,Terminated,100.0,200.0\nj2,i2,u1,Terminated,later,200.0\n",
      {"pai": {"tasks": "pai_task_table.csv"}}, "pai_job_table.csv line 2, column start_time: 'later' is not a number"),
     ("pai", "pai_job_table.csv", "j1,i1,u1,Terminated,100.0\n", {"pai": {"tasks": "pai_task_table.csv"}},

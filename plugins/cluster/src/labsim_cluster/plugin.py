@@ -29,7 +29,7 @@ def register_schedulers(register):
 
 @hookimpl
 def register_metric_sinks(register):
-    from labsim_cluster.sql_store import SqlSink   # imports SQLAlchemy only when a run uses it
+    from labsim_cluster.sql_store import SqlSink  # imports SQLAlchemy only when a run uses it
 
     register(SqlSink)
 

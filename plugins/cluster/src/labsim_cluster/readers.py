@@ -241,7 +241,8 @@ def _json_items(text: str, path: Path, label: str):
 
     pos = skip(pos)
     if text[pos:pos + 1] != "[":
-        raise UsageError(f"{label}: {path.name} line 1: a Philly cluster_job_log is a JSON list of jobs ([{{...}}, ...])")
+        raise UsageError(f"{label}: {path.name} line 1: a Philly cluster_job_log is a JSON list of jobs "
+                         "([{...}, ...])")
     pos = skip(pos + 1)
     if text[pos:pos + 1] == "]":
         return
@@ -290,7 +291,8 @@ def read_philly(path: Path, label: str, job) -> tuple[list, dict]:
         except (TypeError, KeyError):
             raise UsageError(f"{where}, key attempts[0].detail: {first.get('detail')!r}; allowed: a list of "
                              "{\"ip\": ..., \"gpus\": [...]}") from None
-        duration = _time(end, f"{where}, key attempts[-1].end_time") - _time(start, f"{where}, key attempts[0].start_time")
+        duration = (_time(end, f"{where}, key attempts[-1].end_time")
+                    - _time(start, f"{where}, key attempts[0].start_time"))
         if gpus == 0:
             skipped["no GPU"] = skipped.get("no GPU", 0) + 1
             continue
