@@ -169,3 +169,40 @@ def test_sqlite_needs_no_sqlalchemy_and_the_sql_sink_says_how_to_install_it(tmp_
     assert len(jobs(str(out))) == 16
     result = run(experiment(tmp_path, "sqlite:///x.db", n=8), tmp_path / "sql")
     assert result.exit_code == 2 and "pip install 'labsim-cluster[postgres]'" in result.output
+
+
+def test_columns_keep_whole_numbers_and_widen_for_values_that_do_not_fit(tmp_path, clean, monkeypatch):
+    import sqlalchemy as sa
+    from labsim_cluster import sql_store
+
+    monkeypatch.setattr(sql_store, "BATCH", 2)
+    for run_id, values in (("ints-then-floats", [1, 2, 2.5, None]), ("then-text", [3, "n/a"])):
+        out = tmp_path / run_id
+        out.mkdir()
+        sink = sql_store.SqlSink(out, {"url": clean, "run_id": run_id})
+        table = sink.open_table("t", ["policy", "x"])
+        for v in values:
+            table.append(("fifo", v))
+        sink.prepare()
+        sink.close(True)
+    engine = sa.create_engine(clean)
+    with engine.connect() as con:
+        got = con.execute(sa.text("SELECT r.run_id, t.x FROM t JOIN labsim_runs r ON r.run_key = t.run_key "
+                                  "ORDER BY r.run_id DESC")).all()
+    engine.dispose()
+    first = [x for rid, x in got if rid == "ints-then-floats"]
+    second = [x for rid, x in got if rid == "then-text"]
+    # PostgreSQL: the column widened from integer to double to text; SQLite stores each value as is
+    assert sorted(map(str, first)) == ["1", "2", "2.5", "None"] and sorted(map(str, second)) == ["3", "n/a"]
+    # whole numbers come back as integers while the column holds only them
+    out = tmp_path / "ints"
+    out.mkdir()
+    sink = sql_store.SqlSink(out, {"url": clean, "run_id": "ints"})
+    sink.open_table("u", ["policy", "gpus"]).extend([("fifo", 4), ("fifo", 8)])
+    sink.prepare()
+    sink.close(True)
+    engine = sa.create_engine(clean)
+    with engine.connect() as con:
+        assert sorted(con.execute(sa.text("SELECT gpus FROM u")).scalars()) == [4, 8]
+        assert all(isinstance(v, int) for v in con.execute(sa.text("SELECT gpus FROM u")).scalars())
+    engine.dispose()

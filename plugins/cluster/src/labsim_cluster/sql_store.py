@@ -16,7 +16,8 @@ first; ``labsim_runs`` has one row per run (``run_key``, ``run_id``, ``experimen
 ``status``: ``writing`` or ``complete``); ``labsim_meta`` has ``(key, value)`` rows —
 ``schema_version`` and each table's columns. A run's policies keep apart by the ``policy``
 column, runs by ``run_id`` (default: the name of the run's output folder). Numbers stay numbers:
-a column whose values are all numbers is a double-precision column, any other text.
+a column of whole numbers is a 64-bit integer column, of other numbers double precision, any
+other text; a later value that does not fit widens it (integer → double → text).
 
 Rows are inserted as they happen and committed in batches (:data:`BATCH` rows) under a fresh
 ``run_key`` whose ``labsim_runs`` row says ``writing``; when the run ends well one transaction
@@ -119,6 +120,7 @@ class _Table:
         self.sink, self.name, self.columns = sink, name, list(columns)
         self.pending: list[tuple] = []
         self.table = None
+        self.kinds: list[str] = []
 
     def append(self, row):
         self.pending.append(tuple(row))
@@ -131,13 +133,13 @@ class _Table:
             self.flush()
 
     def flush(self):
-        if self.table is None:
-            self.table = self.sink.define(self.name, self.columns, self.pending)
+        batch = [_kind(r[i] for r in self.pending) for i in range(len(self.columns))]
+        if self.table is None or any(RANK[b] > RANK[k] for b, k in zip(batch, self.kinds)):
+            self.table, self.kinds = self.sink.define(self.name, self.columns, batch)
         if self.pending:
             key = self.sink.run_key
             names = ["run_key", *self.columns]
-            casts = [str, *(float if isinstance(self.table.c[c].type, self.sink.sa.Float) else str
-                            for c in self.columns)]
+            casts = [str, *(CAST[k] for k in self.kinds)]
             rows = [dict(zip(names, (None if v is None else cast(v) for cast, v in zip(casts, (key, *r)))))
                     for r in self.pending]
             with self.sink.engine.begin() as con:
@@ -190,32 +192,36 @@ class SqlSink(MetricSink):
         self.tables.append(t)
         return t
 
-    def define(self, name: str, columns: list[str], sample: list[tuple]):
-        """The SQL table of record table *name*: created with types read off *sample*, or the
-        existing one, given the columns it lacks and widened to text where *sample* has text."""
+    def define(self, name: str, columns: list[str], kinds: list[str | None]):
+        """The SQL table of record table *name* and its columns' kinds, able to take values of
+        *kinds* (``integer``, ``number``, ``text``; None: no value seen yet): created, or the
+        existing one given the columns it lacks and its columns widened where *kinds* need it
+        (integer → number → text)."""
         sa = self.sa
-        kinds = [_kind(r[i] for r in sample) for i in range(len(columns))]
+        types = {"integer": sa.BigInteger(), "number": sa.Float(53), "text": sa.Text()}
         with self.engine.begin() as con:
             inspector = sa.inspect(con)
             if not inspector.has_table(name):
                 table = sa.Table(name, sa.MetaData(), sa.Column("run_key", sa.String(64), index=True),
-                                 *(sa.Column(c, sa.Float if k == "number" else sa.Text)
-                                   for c, k in zip(columns, kinds)))
+                                 *(sa.Column(c, types[k or "number"]) for c, k in zip(columns, kinds)))
                 table.create(con)
             else:
-                have = {c["name"]: c["type"] for c in inspector.get_columns(name)}
+                have = {c["name"]: _kind_of(sa, c["type"]) for c in inspector.get_columns(name)}
                 prep = con.dialect.identifier_preparer
                 for c, k in zip(columns, kinds):
+                    typ = types[k or "number"].compile(dialect=con.dialect)
                     if c not in have:
-                        typ = (sa.Float() if k == "number" else sa.Text()).compile(dialect=con.dialect)
                         con.execute(sa.text(f"ALTER TABLE {prep.quote(name)} ADD COLUMN {prep.quote(c)} {typ}"))
-                    elif k == "text" and con.dialect.name == "postgresql" and not isinstance(have[c], sa.Text):
+                    elif RANK[k] > RANK[have[c]] and con.dialect.name == "postgresql":
                         con.execute(sa.text(f"ALTER TABLE {prep.quote(name)} ALTER COLUMN {prep.quote(c)} "
-                                            f"TYPE TEXT USING {prep.quote(c)}::text"))
+                                            f"TYPE {typ} USING {prep.quote(c)}::{typ}"))
             key = f"columns.{name}"
             con.execute(sa.delete(self.meta).where(self.meta.c.key == key))
             con.execute(self.meta.insert(), [{"key": key, "value": json.dumps(columns)}])
-        return sa.Table(name, sa.MetaData(), autoload_with=self.engine)
+        table = sa.Table(name, sa.MetaData(), autoload_with=self.engine)
+        # SQLite keeps a column's declared type but stores any value: cast to what the value is
+        found = [_kind_of(sa, table.c[c].type) for c in columns]
+        return table, [f if RANK[f] >= RANK[k] else k for f, k in zip(found, kinds)]
 
     def write_summary(self, summary):
         self.experiment = summary.get("experiment")
@@ -276,16 +282,32 @@ def _delete_runs(sa, con, metadata, keys: list[str], tables) -> None:
     con.execute(sa.delete(runs).where(runs.c.run_key.in_(keys)))
 
 
-def _kind(values) -> str:
-    """``number`` if every value given is a number (bools aside), else ``text``."""
-    seen = False
+#: the column kinds, narrowest first; None: no value seen
+RANK = {None: -1, "integer": 0, "number": 1, "text": 2}
+CAST = {"integer": int, "number": float, "text": str}
+
+
+def _kind(values) -> str | None:
+    """``integer`` if every value given is a whole number, ``number`` if every one is a number
+    (bools aside), else ``text``; None if none is given."""
+    kind = None
     for v in values:
         if v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             return "text"
-        seen = True
-    return "number" if seen else "text"
+        if not isinstance(v, numbers.Integral):
+            kind = "number"
+        elif kind is None:
+            kind = "integer"
+    return kind
+
+
+def _kind_of(sa, typ) -> str:
+    """The kind a database column type holds."""
+    if isinstance(typ, sa.Integer):
+        return "integer"
+    return "number" if isinstance(typ, (sa.Float, sa.Numeric)) else "text"
 
 
 __all__ = ["SqlSink", "connect", "public_url"]
