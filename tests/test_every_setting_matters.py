@@ -385,6 +385,7 @@ NO_EFFECT_HERE = {
     "metrics_config.output_requests_csv_path": (
         "properties.metrics_config.properties.output_requests_csv_path", "Where to write the per-request CSV"),
     "metrics_config.sinks": ("properties.metrics_config.properties.sinks", "metric sinks to write with"),
+    "metrics_config.sql": ("properties.metrics_config.properties.sql", "Where the sql metric sink writes"),
     "hardware_profile.compute_devices[].device_id": (
         "properties.hardware_profile.properties.compute_devices.items.properties.device_id", "a label otherwise"),
     "hardware_profile.compute_devices[].host_link_gbps": (

@@ -369,6 +369,8 @@ class MetricSink(Component):
     ``open_table`` is called before the simulation starts and receives rows
     as they happen, so memory does not grow with the number of records.
     ``close(ok)`` commits (``ok=True``) or discards everything written.
+    A sink's settings (*config*) come from ``metrics_config.<its name>`` when a plugin declares
+    that key (``experiment_fields``).
     """
 
     def __init__(self, out_dir, config: dict | None = None):

@@ -168,7 +168,9 @@ class Orchestrator:
         sinks = []
         for name in names:
             cls = self.registry.get("metric_sinks", name)
-            sinks.append(cls(out_dir, sink_config.get(cls.name, {})))
+            # a sink's settings: metrics_config.<its name>, where a plugin declares that key
+            own = self.data["metrics_config"].get(cls.name) or {}
+            sinks.append(cls(out_dir, {**own, **sink_config.get(cls.name, {})}))
         return sinks + list(extra_sinks)
 
     def run(self, out_dir: Path | None = None, write_files: bool = True, extra_sinks=()) -> Result:

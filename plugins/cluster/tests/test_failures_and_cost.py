@@ -105,6 +105,26 @@ def test_a_partition_fails_only_the_multi_node_jobs_under_its_leaf(tmp_path):
     assert sum(int(float(e["value"])) for e in events) == len(hit)
 
 
+def test_no_multi_node_job_starts_on_a_partitioned_leaf_while_the_partition_lasts(tmp_path):
+    # 8-GPU jobs (two nodes, one leaf) and one-GPU jobs arriving all along; partitions of an hour
+    rows = [(i, i * 600, 5000, 8 if i % 2 else 1, "a", "") for i in range(120)]
+    result = labsim.run(experiment(write(tmp_path, rows), failures={
+        **QUIET, "partitions_per_gpu_hour": 0.002, "partition_duration_s": 3600, "max_retries": 50}))
+    events = [e for e in result.table("events") if e["kind"] == "partition"]
+    assert len(events) >= 3
+    attempts = result.table("attempts")
+    single_inside = 0
+    for e in events:
+        leaf, at = int(e["name"].split()[1]), float(e["time_s"])
+        assert float(e["duration_s"]) == 3600
+        during = [a for a in attempts if at <= float(a["start_s"]) < at + 3600
+                  and any(n // 2 == leaf for n in nodes_of(a))]
+        assert not [a for a in during if len(nodes_of(a)) > 1]
+        single_inside += len(during)
+    assert single_inside > 0       # one-node jobs still run there: their traffic stays on the node
+    assert all(r["status"] == "completed" for r in result.table("jobs"))
+
+
 def test_a_stalling_partition_delays_its_jobs_without_failing_them(tmp_path):
     rows = [(0, 0, 50000, 8, "a", "")]
     quiet = labsim.run(experiment(write(tmp_path, rows), failures=QUIET))

@@ -89,7 +89,9 @@ def test_drf_equalises_dominant_shares_where_fifo_lets_one_user_take_the_cpus(tm
                       if a["policy"] == policy and float(a["start_s"]) <= t < float(a["end_s"]))
 
     assert running_at("fifo", 500) == ["alice"] * 4                  # the CPUs are gone; bob waits
-    assert running_at("drf", 500) == ["alice"] * 3 + ["bob"] * 3     # dominant shares 0.75 each
+    # an alice job holds all 32 CPUs of its node (CPUs are per node), a bob job all 4 GPUs of
+    # its own: DRF runs two of each, dominant shares 0.5 each
+    assert running_at("drf", 500) == ["alice"] * 2 + ["bob"] * 2
     # the CPUs bind: no moment holds more than the cluster's 128
     for policy in ("fifo", "drf"):
         cpus = {r["job_id"]: {"alice": 32, "bob": 1, "x": 0}[r["user"]] for r in result.table("jobs")}
@@ -114,3 +116,54 @@ def test_gang_scheduling_every_run_holds_all_its_gpus(tmp_path):
         assert sum(int(p.split(":")[1]) for p in a["nodes"].split()) == int(a["gpus"])
     for policy in ("fifo", "sjf", "easy_backfill", "tiresias", "drf"):
         assert peak_gpus(result.table("attempts"), policy, lambda a: True) <= 16
+
+
+def cpus_per_node(result, policy, cpus, t) -> dict[int, float]:
+    """CPUs each node's jobs hold at *t*: a job's CPUs split evenly over its GPUs."""
+    out: dict[int, float] = {}
+    for a in result.table("attempts"):
+        if a["policy"] == policy and float(a["start_s"]) <= t < float(a["end_s"]):
+            for part in a["nodes"].split():
+                n, g = map(int, part.split(":"))
+                out[n] = out.get(n, 0.0) + cpus[a["job_id"]] * g / int(a["gpus"])
+    return out
+
+
+def test_cpus_and_memory_are_held_per_node_at_placement(tmp_path):
+    # 4 nodes of 4 GPUs and 32 CPUs / 256 GiB: a one-GPU job asking 32 CPUs takes a node's CPUs
+    # (its other GPUs cannot take a CPU-hungry job), and a 4-GPU job asking 16 CPUs spreads
+    # over no node that lacks its 4 CPUs per GPU
+    rows = ([(i, 0, 1000, 1, "a", "", 32, 8) for i in range(4)]
+            + [(10, 1, 1000, 1, "b", "", 1, 200), (11, 2, 1000, 4, "c", "", 16, 16)])
+    path = write(tmp_path, rows, header="job_id,submit_time_s,duration_s,num_gpus,user,group,cpu,mem_gib")
+    result = labsim.run(experiment(path, ("fifo", "drf"), node_cpus=32, node_mem_gib=256))
+    cpus = {str(r[0]): r[6] for r in rows}
+    for policy in ("fifo", "drf"):
+        jobs = {r["job_id"]: r for r in result.table("jobs") if r["policy"] == policy}
+        nodes = {a["job_id"]: a["nodes"] for a in result.table("attempts") if a["policy"] == policy}
+        assert sorted(nodes[str(i)].split(":")[0] for i in range(4)) == ["0", "1", "2", "3"]
+        assert all(float(jobs[str(i)]["start_s"]) == 0 for i in range(4))
+        # no node has a CPU free: the one-GPU job asking 1 CPU waits though 12 GPUs are free
+        assert float(jobs["10"]["start_s"]) == pytest.approx(1000)
+        assert float(jobs["11"]["start_s"]) == pytest.approx(1000)
+        for t in (0.5, 1.5, 999, 1000.5, 1500):
+            assert all(v <= 32 + 1e-9 for v in cpus_per_node(result, policy, cpus, t).values())
+
+
+def test_memory_per_node_spreads_a_job_over_the_nodes_that_hold_its_share(tmp_path):
+    # 100 GiB per GPU on nodes of 256 GiB: at most 2 of its GPUs per node, so a 4-GPU job spans 2 nodes
+    path = write(tmp_path, [(0, 0, 1000, 4, "a", "", 400)], header="job_id,submit_time_s,duration_s,num_gpus,"
+                                                                  "user,group,mem_gib")
+    result = labsim.run(experiment(path, node_mem_gib=256))
+    (attempt,) = result.table("attempts")
+    assert sorted(int(p.split(":")[1]) for p in attempt["nodes"].split()) == [2, 2]
+
+
+def test_a_job_whose_share_fits_no_node_exits_2(tmp_path):
+    # 40 CPUs for one GPU: no 32-CPU node holds it, though the cluster has 128
+    path = tmp_path / "exp.json"
+    trace = write(tmp_path, [(0, 0, 100, 1, "a", "", 40)], header="job_id,submit_time_s,duration_s,num_gpus,"
+                                                                  "user,group,cpu")
+    path.write_text(json.dumps(experiment(trace, node_cpus=32)))
+    result = CliRunner().invoke(cli, ["run", str(path)])
+    assert result.exit_code == 2 and "job 0 asks for 40 cpu" in result.output and "a node holds 0" in result.output

@@ -31,6 +31,7 @@ from labsim_cluster.failures import SCHEMA as FAILURES_SCHEMA
 from labsim_cluster.jobs import CLUSTER_JOBS
 from labsim_cluster.monitoring import EVENT_COLUMNS, Monitor
 from labsim_cluster.monitoring import SCHEMA as MONITORING_SCHEMA
+from labsim_cluster.node_limits import NodeLimits
 from labsim_cluster.placement import LOCALITIES, PLACEMENTS, Nodes
 from labsim_cluster.rates import Rates, read_throughputs
 
@@ -118,8 +119,8 @@ class Cluster(labsim.Framework):
                 "properties": {by: {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
                                for by in ("user", "group")}},
             "node_cpus": {"type": "number", "exclusiveMinimum": 0,
-                          "description": "CPU cores per node: jobs that give cpu hold them (the cluster's total "
-                                         "caps what runs) and drf shares them."},
+                          "description": "CPU cores per node: a job that gives cpu holds its share per GPU on "
+                                         "each node it is placed on, and drf shares them."},
             "node_mem_gib": {"type": "number", "exclusiveMinimum": 0,
                              "description": "Host memory per node (GiB), as node_cpus for the jobs' mem_gib."},
         },
@@ -201,6 +202,7 @@ class Cluster(labsim.Framework):
         self.totals = {"cpu": float(config["node_cpus"]) * nodes if config.get("node_cpus") else None,
                        "mem_gib": float(config["node_mem_gib"]) * nodes if config.get("node_mem_gib") else None}
         self.held_res = {"cpu": 0.0, "mem_gib": 0.0}
+        self.limits = NodeLimits(self.nodes, config.get("node_cpus"), config.get("node_mem_gib"))
         self.res_by: dict[str, dict[str, list[float]]] = {"user": {}, "group": {}}  # key → [cpu, mem_gib] held
         #: whether quotas or CPU/memory totals can hold a job back
         self.limited = bool(self.quotas["user"] or self.quotas["group"]
@@ -299,6 +301,11 @@ class Cluster(labsim.Framework):
             if total is not None and getattr(job, res) > total:
                 raise UsageError(f"workload: job {job.job_id} asks for {getattr(job, res):g} {res}; the cluster "
                                  f"has {total:g} (node_{'cpus' if res == 'cpu' else res} × nodes)")
+        if self.limits.size and self.limits.per_node(job) * max(hi - lo for lo, hi in self.nodes.ranges) < job.gpus:
+            raise UsageError(f"workload: job {job.job_id} asks for {job.cpu:g} cpu and {job.mem_gib:g} mem_gib over "
+                             f"{job.gpus} GPUs; a node holds {self.limits.per_node(job)} of its GPUs with their share "
+                             f"(node_cpus {self.config.get('node_cpus')}, node_mem_gib "
+                             f"{self.config.get('node_mem_gib')}), so it fits on no set of nodes")
         self._observe()
         job.run_overhead_s = 0.0
         job.queued_at = self.context.env.now
@@ -368,16 +375,16 @@ class Cluster(labsim.Framework):
         (heterogeneity-agnostic)."""
         nodes = self.nodes
         if gtype is not None:
-            where = nodes.place(job.gpus, gtype, self.placement)
+            where = self.limits.place(job, gtype, self.placement, self.context.env.now)
             return None if where is None else (gtype, where)
         if len(self.type_specs) == 1:
-            where = nodes.place(job.gpus, 0, self.placement)
+            where = self.limits.place(job, 0, self.placement, self.context.env.now)
             return None if where is None else (0, where)
         order = sorted(range(len(self.type_specs)), key=lambda t: (-nodes.free_by_type[t], t))
         for t in order:
             if nodes.free_by_type[t] < job.gpus or self.rates.type_speed(job, t) <= 0:
                 continue
-            where = nodes.place(job.gpus, t, self.placement)
+            where = self.limits.place(job, t, self.placement, self.context.env.now)
             if where is not None:
                 return t, where
         return None
@@ -395,6 +402,7 @@ class Cluster(labsim.Framework):
         t, where = found
         env = self.context.env
         self.nodes.take(where, env.now)
+        self.limits.take(job, where)
         job.nodes = where
         job.gpu_type = self.type_specs[t]["name"]
         job.type_index = t
@@ -500,6 +508,8 @@ class Cluster(labsim.Framework):
                     self._stall(j, at + outage)
                 else:
                     self._interrupt(j, "partition")
+            if at + outage > self.context.env.now:
+                self.limits.partition(target, at + outage)   # new multi-node jobs keep off it meanwhile
             name = f"leaf {target}"
         else:
             hit = [j for j in self.running if any(n == target for n, _ in j.nodes)] if hit_jobs else []
@@ -530,10 +540,14 @@ class Cluster(labsim.Framework):
         self.nodes.restore_due(now)
 
     def _arm_repair(self) -> None:
-        """While jobs wait, wake the cluster when the next down node comes back."""
-        if not self.queue or not self.nodes.down:
+        """While jobs wait, wake the cluster when the next down node comes back (or the next
+        partition ends)."""
+        if not self.queue:
             return
-        at = min(self.nodes.down.values())
+        ends = [*self.nodes.down.values(), *self.limits.partition_ends(self.context.env.now)]
+        if not ends:
+            return
+        at = min(ends)
         if self._repair_token is not None and self._repair_token[1] == at:
             return
         token = self._repair_token = (object(), at)
@@ -627,6 +641,7 @@ class Cluster(labsim.Framework):
             spent = self.cost_by[by]
             spent[key] = spent.get(key, 0.0) + cost
         self.nodes.give(job.nodes, env.now)
+        self.limits.give(job, job.nodes)
         if self.tally:
             self._hold(job, -1)
         job.nodes = []

@@ -18,7 +18,8 @@ node       the host fails (maintenance, NIC, SSD, power supply,    ``node_mtbf_h
 partition  a leaf switch or its cables fail: every job spread      ``partitions_per_gpu_hour`` per
            over several nodes with one under that leaf fails       GPU under the leaf
            (``partition_effect: fail``) or makes no progress for
-           ``partition_duration_s`` (``stall``)
+           ``partition_duration_s`` (``stall``); meanwhile no
+           multi-node job is placed on the leaf
 oom        out of GPU memory: a training job given by ``model``    from labsim-training's memory
            whose predicted memory per GPU exceeds the GPU's fails  estimate; ``oom_probability``
            after its first iteration                               per run of any other job
@@ -120,8 +121,9 @@ SCHEMA = {
                              "description": "fail: the multi-node jobs on the leaf fail; stall: they make no "
                                             "progress for partition_duration_s."},
         "partition_duration_s": {"type": "number", "minimum": 0, "default": 0.0,
-                                 "description": "How long a partition stalls its jobs (stall; no published "
-                                                "figure: yours to set)."},
+                                 "description": "How long a partition lasts: it stalls its jobs (stall) and "
+                                                "keeps new multi-node jobs off its leaf (either effect; no "
+                                                "published figure: yours to set)."},
         "oom_probability": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.0,
                             "description": "Chance a run of a job whose memory is unknown fails out of memory at "
                                            "its start (model-given jobs: from labsim-training's memory estimate)."},

@@ -20,7 +20,7 @@ import labsim
 from labsim.errors import UsageError
 
 from labsim_cluster.readers import SCHEMA as READER_SCHEMA
-from labsim_cluster.readers import read_gavel, read_pollux, read_tiresias
+from labsim_cluster.readers import read_gavel, read_helios, read_pai, read_philly, read_pollux, read_tiresias
 
 CLUSTER_JOBS = "cluster jobs"
 REQUIRED = ("job_id", "submit_time_s", "duration_s", "num_gpus")
@@ -197,6 +197,7 @@ class JobsWorkload(labsim.Workload):
         super().__init__(config, context)
         self._iteration_cache: dict[tuple, float] = {}
         self.dropped = 0
+        self.skipped: dict[str, int] = {}   # raw production traces: jobs left out, by reason
         self.jobs = self._jobs()
 
     def _jobs(self) -> list[Job]:
@@ -214,6 +215,10 @@ class JobsWorkload(labsim.Workload):
                                                 self.context.base_dir)
             elif fmt == "pollux":
                 jobs = read_pollux(path, "workload.trace", Job, cfg.get("pollux") or {})
+            elif fmt in ("philly", "helios", "pai"):
+                jobs, self.skipped = (read_pai(path, "workload.trace", Job, cfg.get("pai") or {}, self.context.base_dir)
+                                      if fmt == "pai" else (read_philly if fmt == "philly" else read_helios)(
+                                          path, "workload.trace", Job))
             else:
                 jobs = read_trace(path, cfg.get("columns"))
             jobs.sort(key=lambda j: j.arrival_s)
@@ -315,4 +320,6 @@ class JobsWorkload(labsim.Workload):
         out = {"jobs": len(self.jobs), "gpu_hours_asked": sum(j.gpus * j.duration_s for j in self.jobs) / 3600}
         if self.dropped:
             out["dropped_unpriced"] = self.dropped
+        if self.skipped:
+            out["skipped"] = dict(sorted(self.skipped.items()))
         return out

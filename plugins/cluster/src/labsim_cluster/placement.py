@@ -129,12 +129,21 @@ class Nodes:
 
     # -- placement ----------------------------------------------------------------------------
 
-    def place(self, gpus: int, gtype: int, mode: str) -> list[tuple[int, int]] | None:
-        """``[(node, gpus)]`` for *gpus* GPUs of type *gtype*, or None when they are not free."""
+    def place(self, gpus: int, gtype: int, mode: str, cap: list[int] | None = None) -> list[tuple[int, int]] | None:
+        """``[(node, gpus)]`` for *gpus* GPUs of type *gtype*, or None when they are not free
+        (*cap*: the most GPUs each node may give this job, when less than its free GPUs — its
+        CPUs or memory, a partition: :mod:`labsim_cluster.node_limits`)."""
         if gpus > self.free_by_type[gtype]:
             return None
         lo, hi = self.ranges[gtype]
-        free = self.free
+        free, cell_free = self.free, self.cell_free
+        if cap is not None:
+            free = [min(f, c) for f, c in zip(free, cap)]
+            if gpus > sum(free[lo:hi]):
+                return None
+            cell_free = {}
+            for n in range(lo, hi):
+                cell_free[self.cell_of[n]] = cell_free.get(self.cell_of[n], 0) + free[n]
         if mode == "any":
             return _take_in_order(free, range(lo, hi), gpus)
         if mode == "spread":
@@ -150,12 +159,12 @@ class Nodes:
             if best is not None:
                 return [(best, gpus)]
         cells = sorted({self.leaf_of[n] for n in range(lo, hi)})
-        fits = [leaf for leaf in cells if self.cell_free[(gtype, leaf)] >= gpus]
+        fits = [leaf for leaf in cells if cell_free[(gtype, leaf)] >= gpus]
         if fits:
-            leaf = min(fits, key=lambda c: (self.cell_free[(gtype, c)], c))
+            leaf = min(fits, key=lambda c: (cell_free[(gtype, c)], c))
             nodes = [n for n in range(lo, hi) if self.leaf_of[n] == leaf]
             return _take_in_order(free, sorted(nodes, key=lambda n: (-free[n], n)), gpus)
-        rank = {leaf: i for i, leaf in enumerate(sorted(cells, key=lambda c: (-self.cell_free[(gtype, c)], c)))}
+        rank = {leaf: i for i, leaf in enumerate(sorted(cells, key=lambda c: (-cell_free[(gtype, c)], c)))}
         order = sorted(range(lo, hi), key=lambda n: (rank[self.leaf_of[n]], -free[n], n))
         return _take_in_order(free, order, gpus)
 

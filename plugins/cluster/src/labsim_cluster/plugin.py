@@ -1,4 +1,5 @@
-"""labsim entry point: the ``jobs`` workload, the ``cluster`` framework and its scheduling policies."""
+"""labsim entry point: the ``jobs`` workload, the ``cluster`` framework, its scheduling policies,
+the ``sql`` metric sink (a shared job store) and ``labsim jobs``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ def register_frameworks(register):
 def register_schedulers(register):
     for cls in (*POLICIES, Gavel):
         register(cls)
+
+
+@hookimpl
+def register_metric_sinks(register):
+    from labsim_cluster.sql_store import SqlSink  # imports SQLAlchemy only when a run uses it
+
+    register(SqlSink)
 
 
 @hookimpl
