@@ -69,18 +69,23 @@ def gemm_seconds(m: int, n: int, k: int, in_bytes: float, out_bytes: float, peak
     best = math.inf
     for tm, tn in TILES:
         tiles = -(-m // tm) * -(-n // tn)
-        split = 1
+        splits = (1,)
         if tiles < sm_count:
+            # a split-K kernel fills idle SMs but writes fp32 partials; the library also has
+            # this tile without a split and its heuristic takes whichever is faster, so a
+            # memory-bound GEMM is not slowed by partials (nor made slower by a smaller m)
             split = max(1, min(sm_count // tiles, k // SPLIT_K_MIN))
-        ctas = tiles * split
-        waves = -(-ctas // sm_count)
-        kk = -(-k // split)
-        t_tile = max(2.0 * tm * tn * kk / sm_rate, (tm + tn) * kk * in_bytes / sm_feed)
-        t_comp = waves * t_tile
-        dram = base_bytes if split == 1 else base_bytes + 2.0 * m * n * 4 * split  # fp32 partials
-        t = smooth_max(t_comp, dram / dram_bw, p.smooth_p)
-        if t < best:
-            best = t
+            splits = (1, split) if split > 1 else (1,)
+        for split in splits:
+            ctas = tiles * split
+            waves = -(-ctas // sm_count)
+            kk = -(-k // split)
+            t_tile = max(2.0 * tm * tn * kk / sm_rate, (tm + tn) * kk * in_bytes / sm_feed)
+            t_comp = waves * t_tile
+            dram = base_bytes if split == 1 else base_bytes + 2.0 * m * n * 4 * split  # partials
+            t = smooth_max(t_comp, dram / dram_bw, p.smooth_p)
+            if t < best:
+                best = t
     return best + p.kernel_overhead_s
 
 
