@@ -161,6 +161,7 @@ ENGINE_CASES = {
         "async_output_processing": ({"fw.engine_version": "v0"}, {"fw.async_output_processing": False}),
         "async_scheduling": ({}, {"fw.async_scheduling": True}),
         "cuda_graph": ({}, {"fw.cuda_graph": False}),
+        "disable_custom_all_reduce": ({"fw.tensor_parallel_size": 2}, {"fw.disable_custom_all_reduce": True}),
         "step_overhead_s": ({}, {"fw.step_overhead_s": 0.004}),
         "step_overhead_per_request_s": ({}, {"fw.step_overhead_per_request_s": 0.001}),
         "scheduler_iteration_delay_s": ({}, {"fw.scheduler_iteration_delay_s": 0.002}),

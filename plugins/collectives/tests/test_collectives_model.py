@@ -40,6 +40,7 @@ def test_registered_with_aliases():
         "all_to_all",
         "broadcast",
         "reduce",
+        "gather",
         "send_recv",
     ):
         assert registry.get("collectives", name).name == name
@@ -113,6 +114,23 @@ def test_multi_node_default_box_and_send_recv():
     assert t16 > AR.time(1 << 28, ranks=8, device=H100)
     p2p = BY_NAME["send_recv"]
     assert p2p.time(1 << 26, ranks=16, device=H100) > 3 * p2p.time(1 << 26, ranks=2, device=H100)
+
+
+def test_gather_loads_the_roots_incoming_links_only():
+    """A gather of S (the total array) moves (n-1)/n·S into the first rank: on an NVSwitch
+    node its incoming NVLink is the bottleneck, so it takes about as long as an all-gather,
+    whose ring moves (n-1)/n·S through every rank, and clearly longer than a broadcast of one
+    shard; more ranks sending their shards at once does not speed the root's link up."""
+    gather, ag = BY_NAME["gather"], BY_NAME["all_gather"]
+    big = 256 << 20
+    t4 = gather.time(big, ranks=4, device=H100)
+    assert t4 == pytest.approx(ag.time(big, ranks=4, device=H100), rel=0.25)
+    assert t4 > 2 * BY_NAME["broadcast"].time(big // 4, ranks=4, device=H100)
+    assert gather.time(big, ranks=8, device=H100) > t4
+    name, priced = gather.cost(big, ranks=4, device=H100)
+    assert name == "direct" and len(priced.phases) == 1
+    assert gather.bus_bandwidth(1e9, 0.01, 4) == pytest.approx(1e11 * 3 / 4)
+    assert gather.time(big, ranks=1, device=H100) == 0.0
 
 
 def test_pcie_box_is_much_slower_than_nvlink():

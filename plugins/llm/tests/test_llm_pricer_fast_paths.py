@@ -3,7 +3,7 @@
 import random
 
 import labsim
-from labsim_llm.engine import GapHistogram, StepPricer, capture_sizes
+from labsim_llm.engine import GapHistogram, StepPricer, TpStepTraffic, capture_sizes
 from labsim_llm.models import builtin_models
 
 
@@ -22,13 +22,20 @@ class _NoFastPath:
 def test_decode_fast_paths_equal_slow_paths():
     model = builtin_models()["Llama-3.1-8B"]
     rng = random.Random(3)
-    for device in ("H100-SXM", "A100-SXM4-80GB", "L4"):
+    # an engine's own TP traffic (its all-reduce, the logits' way, input broadcasts) too
+    engine_traffic = TpStepTraffic("custom_ar", "gather", lambda tokens, rows, decode: (8 * tokens, 4 * rows))
+
+    def collective(kind, nbytes, ranks, algorithm="auto"):
+        return (0.5e-6 if algorithm == "custom_ar" else 1e-6) + nbytes / 1e11
+
+    for device, traffic in (("H100-SXM", None), ("A100-SXM4-80GB", None), ("L4", None),
+                            ("H100-SXM", engine_traffic)):
         gpu = labsim.device(device)
         for graphs in (capture_sizes(256, 8192), []):
-            fast = StepPricer(model, gpu, tp=2, pp=2, graph_sizes=graphs,
-                              collective=lambda kind, nbytes, ranks: 1e-6 + nbytes / 1e11)
+            fast = StepPricer(model, gpu, tp=2, pp=2, graph_sizes=graphs, collective=collective,
+                              traffic=traffic)
             slow = StepPricer(model, _NoFastPath(gpu), tp=2, pp=2, graph_sizes=graphs,
-                              collective=lambda kind, nbytes, ranks: 1e-6 + nbytes / 1e11)
+                              collective=collective, traffic=traffic)
             assert fast._decode_attn is not None and slow._decode_attn is None
             for _ in range(300):
                 b = rng.choice([1, 2, 3, 9, 64, 255, 256, 257, 600])

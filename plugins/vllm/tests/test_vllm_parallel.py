@@ -193,3 +193,79 @@ def test_pipeline_steps_report_the_whole_replica():
     steps = result.table("steps")
     assert max(r["running"] for r in steps) == 64          # both engines' 32, not one engine's
     assert steps[0]["waiting"] + steps[0]["running"] >= 290
+
+
+# -- what a vLLM TP step moves besides the layers' activations (labsim_vllm.tp_traffic) ------
+
+
+def _pricer(model="Llama-3.1-70B", tp=4, **config):
+    """The step pricer a vLLM engine with *config* builds, on a DGX H100 (its collectives
+    priced as the engine's ``collective_time`` prices them)."""
+    from labsim_llm.engine import capture_sizes
+    from labsim_vllm.config import resolve
+    from labsim_vllm.tp_traffic import traffic
+
+    spec, gpu = _model(model), labsim.device("H100-SXM")
+    cfg = resolve({"model": model, "tensor_parallel_size": tp, **config}, spec, gpu)
+
+    def collective(kind, nbytes, ranks, algorithm="auto"):
+        return labsim.collective_time(kind, nbytes, ranks=ranks, topology="dgx-h100",
+                                      algorithm=algorithm)
+
+    return StepPricer(spec, gpu, tp=tp, collective=collective, traffic=traffic(cfg),
+                      graph_sizes=capture_sizes(cfg["max_num_seqs"], cfg["max_num_batched_tokens"]))
+
+
+def _tp4_pricer(**config):
+    return _pricer(**config)
+
+
+def test_vllm_tp_all_reduces_use_its_custom_all_reduce_unless_disabled():
+    """vLLM's own one-/two-shot kernels below 8 MiB: a TP4 decode step is faster than with NCCL
+    (--disable-custom-all-reduce); a large prefill's all-reduces (> 8 MiB) are NCCL's either way."""
+    for version in ("v1", "v0"):
+        own = _tp4_pricer(engine_version=version, max_model_len=4096)
+        nccl = _tp4_pricer(engine_version=version, max_model_len=4096, disable_custom_all_reduce=True)
+        assert own.traffic.all_reduce == "custom_ar" and nccl.traffic.all_reduce == "auto"
+        small = 64 * own.hidden * 2
+        assert own.comm_time(small) < 0.8 * nccl.comm_time(small)
+        big = 2048 * own.hidden * 2                       # 32 MiB
+        assert own.comm_time(big) == nccl.comm_time(big)
+        assert own.step_time((), 64, 64 * 500) < nccl.step_time((), 64, 64 * 500)
+
+
+def test_v0_gathers_logits_and_broadcasts_inputs_v1_all_gathers_only():
+    """V0: logits gathered onto rank 0 and the driver's input tensors broadcast every step;
+    V1: logits all-gathered, no input broadcast on the GPUs."""
+    v0 = _tp4_pricer(engine_version="v0", max_model_len=4096, num_scheduler_steps=10)
+    v1 = _tp4_pricer(engine_version="v1", max_model_len=4096)
+    assert v0.traffic.logits == "gather" and v1.traffic.logits == "all_gather"
+    assert v1.broadcast_time(64, 64, True) == 0.0
+    # decodes: 9 tensors plus the multi-step round's last sampled tokens, one NCCL call each
+    sizes = v0.traffic.broadcast(64, 64, True)
+    assert len(sizes) == 10
+    one = labsim.collective_time("broadcast", 64 * 8, ranks=4, topology="dgx-h100")
+    assert v0.broadcast_time(64, 64, True) > 9 * one
+    # a prompt step sends no block tables (empty without prefix caching) and no sampled tokens
+    assert len(v0.traffic.broadcast(700, 3, False)) == 8
+    # the logits of 64 rows (64 × 128256 bf16, 16 MiB) cost something on either path
+    free = _tp4_pricer(engine_version="v0", max_model_len=4096)
+    assert v0.head_time(64) > v0.head_time(1) and v1.head_time(64) > v1.head_time(1)
+    assert free.broadcast_time(64, 64, True) > 0.0
+
+
+def test_tp1_has_no_tp_traffic():
+    pricer = _pricer("Llama-3.1-8B", tp=1, engine_version="v0")
+    assert pricer.broadcast_time(64, 64, True) == 0.0
+    assert pricer.head_time(64) == _pricer("Llama-3.1-8B", tp=1).head_time(64)
+
+
+def test_disable_custom_all_reduce_reaches_the_engine_from_the_experiment_file():
+    cfg = {"model": "Llama-3.1-70B", "tensor_parallel_size": 4}
+    own = labsim.run(_on_dgx(experiment(rate=1, duration=3, vllm=cfg)))
+    nccl = labsim.run(_on_dgx(experiment(rate=1, duration=3,
+                                         vllm={**cfg, "disable_custom_all_reduce": True})))
+    a, b = own.summary["frameworks"]["v"], nccl.summary["frameworks"]["v"]
+    assert b["config"]["disable_custom_all_reduce"] is True
+    assert a["config"]["disable_custom_all_reduce"] is False
+    assert a["tpot_ms"]["p50"] < b["tpot_ms"]["p50"]

@@ -2,7 +2,7 @@
 
 ``nbytes`` S is always the nccl-tests "size": the buffer of each rank for
 all-reduce, broadcast, reduce and send/recv; the *total* array for
-reduce-scatter and all-gather; each rank's whole send buffer for all-to-all.
+reduce-scatter, all-gather and gather; each rank's whole send buffer for all-to-all.
 
 To add an algorithm, subclass :class:`Algorithm` (``name``, ``collective``,
 :meth:`Algorithm.plan`, optionally :meth:`Algorithm.unavailable`) and
@@ -417,7 +417,7 @@ class NvlsGatherScatter(Algorithm):
         return Plan([_nvls_phase(group, nbytes, out, into)], nbytes, protocols=_nvls_protocol(group))
 
 
-# -- all-to-all, broadcast, reduce, send/recv -----------------------------------------------
+# -- all-to-all, broadcast, reduce, gather, send/recv ---------------------------------------
 
 
 class DirectAllToAll(Algorithm):
@@ -460,6 +460,26 @@ class RingBroadcast(Algorithm):
         return Plan([phase], nbytes)
 
 
+class DirectGather(Algorithm):
+    """Gather onto the first rank: every other rank sends its S/n shard straight to it, all at
+    once (PyTorch's ``gather`` on NCCL: one grouped ncclSend per sender, ncclRecv per peer at the
+    root), so the root's incoming links carry (n-1)/n·S."""
+
+    name, collective = "direct", "gather"
+
+    def plan(self, group, nbytes):
+        root, n, phase = group.ranks[0], group.n, Phase()
+        for a in group.ranks[1:]:
+            phase.add_transfer(group.topology, a, root, nbytes / n)
+        phase.add_steps(
+            "nvlink"
+            if group.single_node and group.intra_class() == "nvlink"
+            else ("pcie" if group.single_node else "net"),
+            1,
+        )
+        return Plan([phase], nbytes)
+
+
 class DirectSendRecv(Algorithm):
     """Point-to-point send of S from the first to the last rank (pipeline-parallel stages)."""
 
@@ -495,5 +515,6 @@ def builtin_algorithms() -> list[Algorithm]:
         DirectAllToAll(),
         RingBroadcast("broadcast"),
         RingBroadcast("reduce"),
+        DirectGather(),
         DirectSendRecv(),
     ]

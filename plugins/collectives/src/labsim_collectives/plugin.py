@@ -1,8 +1,8 @@
 """The registered collectives and the way third parties add algorithms.
 
-Seven operations are registered (``labsim list collectives``): ``all_reduce``,
-``all_gather``, ``reduce_scatter``, ``all_to_all``, ``broadcast``, ``reduce``
-and ``send_recv``. Each is a :class:`CollectiveOp`::
+Eight operations are registered (``labsim list collectives``): ``all_reduce``,
+``all_gather``, ``reduce_scatter``, ``all_to_all``, ``broadcast``, ``reduce``,
+``gather`` and ``send_recv``. Each is a :class:`CollectiveOp`::
 
     >>> import labsim
     >>> ar = labsim.get_registry().get("collectives", "all_reduce")        # doctest: +SKIP
@@ -43,6 +43,7 @@ FACTORS = {
     "all_to_all": lambda n: (n - 1) / n,
     "broadcast": lambda n: 1.0,
     "reduce": lambda n: 1.0,
+    "gather": lambda n: (n - 1) / n,
     "send_recv": lambda n: 1.0,
 }
 
@@ -234,6 +235,7 @@ OPS = (
     CollectiveOp("all_to_all", ("alltoall", "a2a"), "All-to-all: every rank sends a slice to each"),
     CollectiveOp("broadcast", ("bcast",), "Broadcast from the first rank"),
     CollectiveOp("reduce", (), "Reduce onto the first rank"),
+    CollectiveOp("gather", (), "Gather onto the first rank: it receives every rank's shard"),
     CollectiveOp(
         "send_recv",
         ("p2p", "sendrecv", "send", "recv"),

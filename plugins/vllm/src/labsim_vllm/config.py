@@ -69,6 +69,10 @@ CONFIG_SCHEMA = {
                              "step while the GPU runs the current one: the step CPU overhead is hidden (a step "
                              "lasts max(GPU, CPU)), and a request that reaches a busy engine starts one step "
                              "later."},
+        "disable_custom_all_reduce": {"type": "boolean", "default": False,
+                                      "description": "vLLM's --disable-custom-all-reduce: tensor-parallel "
+                                      "all-reduces go to NCCL. By default vLLM runs its own one-/two-shot "
+                                      "kernels on TP 2/4/6/8 over NVLink below 8 MiB (labsim_vllm.tp_traffic)."},
         "cuda_graph": {"type": "boolean", "default": True,
                        "description": "CUDA graphs (vLLM 0.11 FULL_AND_PIECEWISE); false = --enforce-eager."},
         "fast_forward": {"type": "boolean", "default": True,

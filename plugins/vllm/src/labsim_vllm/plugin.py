@@ -16,6 +16,7 @@ from labsim_llm.engine.serving_engine import ServingEngine
 
 from labsim_vllm.config import CONFIG_SCHEMA, resolve
 from labsim_vllm.scheduler import Replica
+from labsim_vllm.tp_traffic import traffic
 
 
 class VLLM(ServingEngine):
@@ -45,7 +46,7 @@ class VLLM(ServingEngine):
         self.pricer = StepPricer(self.model, self.device, dtype=cfg["dtype"],
                                  kv_dtype=cfg["kv_cache_dtype"], tp=cfg["tensor_parallel_size"],
                                  pp=cfg["pipeline_parallel_size"], collective=self.collective_time,
-                                 graph_sizes=graphs)
+                                 graph_sizes=graphs, traffic=traffic(cfg))
 
     def make_replica(self, index: int):
         cfg, pp = self.cfg, self.cfg["pipeline_parallel_size"]
@@ -88,6 +89,7 @@ class VLLM(ServingEngine):
             "enable_chunked_prefill": cfg["enable_chunked_prefill"],
             "async_output_processing": cfg["async_output_processing"],
             "cuda_graph": cfg["cuda_graph"], "fast_forward": cfg["fast_forward"],
+            "disable_custom_all_reduce": cfg["disable_custom_all_reduce"],
             "bytes_per_token_estimate_for_network": self.bytes_per_token(cfg, self.context),
             "memory_plan": self.plan.as_dict(),
         }

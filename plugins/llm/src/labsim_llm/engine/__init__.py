@@ -17,7 +17,7 @@ from labsim_llm.engine.pipeline import PipelinedReplica, StagePipeline
 from labsim_llm.engine.replica import ReplicaShell
 from labsim_llm.engine.router import POLICIES, Router
 from labsim_llm.engine.serving_metrics import SUMMARY_SCHEMA, GapHistogram, ServingMetrics
-from labsim_llm.engine.step_cost import StepPricer, capture_sizes
+from labsim_llm.engine.step_cost import StepPricer, TpStepTraffic, capture_sizes
 
 __all__ = [
     "BlockPool",
@@ -31,6 +31,7 @@ __all__ = [
     "ServingMetrics",
     "StagePipeline",
     "StepPricer",
+    "TpStepTraffic",
     "block_ids",
     "block_keys",
     "capture_sizes",

@@ -210,13 +210,14 @@ class ServingEngine(labsim.Framework):
             value = (context.config.get("workload") or {}).get("bytes_per_token_estimate_for_network")
         return 2 if value is None else value
 
-    def collective_time(self, kind: str, nbytes: int, ranks) -> float:
+    def collective_time(self, kind: str, nbytes: int, ranks, algorithm: str = "auto") -> float:
         """Seconds of one collective among this engine's GPUs, on the experiment's topology
-        (*ranks*: a count, ranks 0…n−1, or a list of global ranks)."""
+        (*ranks*: a count, ranks 0…n−1, or a list of global ranks; *algorithm*: labsim-collectives'
+        name, ``auto`` for NCCL's choice)."""
         op = self.context.registry.get("collectives", kind)
         ranks = [int(r) for r in ranks] if isinstance(ranks, list | tuple) else int(ranks)
         return op.time(int(nbytes), ranks=ranks, device=self.device,
-                       topology=self.context.hardware.topology)
+                       topology=self.context.hardware.topology, algorithm=algorithm)
 
     def start(self) -> None:
         for replica in self.replicas:

@@ -14,6 +14,11 @@ Its time is what the device says its operations cost:
   collectives plugin and memoised by size;
 * once per step: the LM head over the sampled rows, sampling, the embedding
   all-reduce under TP, the pipeline-stage hand-offs under PP;
+* what the engine itself moves between its TP ranks each step, as it says
+  (:class:`TpStepTraffic`): the all-reduce algorithm it uses (NCCL's choice, or
+  its own custom all-reduce), how the vocab-sharded logits reach its sampler
+  (gathered onto one rank, or all-gathered), and the input tensors one rank
+  broadcasts to the others before the forward (vLLM V0);
 * launch overhead: CUDA graphs (vLLM 0.11 FULL_AND_PIECEWISE) replay a whole
   decode-only step as one launch when its token count pads to a captured
   size; a mixed step up to the largest size replays the graph pieces and
@@ -90,6 +95,27 @@ def capture_sizes(max_num_seqs: int, max_num_batched_tokens: int, limit: int = 5
 
 
 @dataclass(frozen=True)
+class TpStepTraffic:
+    """What an engine moves between its tensor-parallel ranks in a step, besides the layers'
+    activations (the defaults: NCCL's all-reduce, nothing else).
+
+    :param all_reduce: algorithm of every TP all-reduce (``"auto"``: NCCL's choice;
+        ``"custom_ar"``: the serving engines' own one-/two-shot kernels up to their size limit,
+        labsim-collectives).
+    :param logits: how the vocab-parallel LM head's logits reach the sampler: ``None`` (not
+        priced), ``"gather"`` (onto one rank) or ``"all_gather"`` (every rank samples); the
+        array is ``rows × vocab`` in the activation dtype.
+    :param broadcast: ``f(tokens, rows, decode_only) → sizes`` in bytes of the tensors one rank
+        broadcasts to the others before each step (one collective each, on the GPU stream
+        before the forward), or None.
+    """
+
+    all_reduce: str = "auto"
+    logits: str | None = None
+    broadcast: object = None
+
+
+@dataclass(frozen=True)
 class StepCost:
     """Seconds of one step, with the FLOPs and DRAM bytes it moved (per GPU)."""
 
@@ -105,6 +131,8 @@ class StepPricer:
     :param device: the GPU (a :class:`labsim.Device` of labsim-gpus).
     :param collective: ``collective(kind, nbytes, ranks) → seconds`` for TP/PP traffic.
     :param graph_sizes: CUDA-graph capture sizes (empty list: eager only).
+    :param traffic: the engine's own TP traffic (:class:`TpStepTraffic`; default: NCCL
+        all-reduces only).
     """
 
     def __init__(
@@ -119,6 +147,7 @@ class StepPricer:
         collective=None,
         graph_sizes=(),
         act_bytes: int = 2,
+        traffic: TpStepTraffic | None = None,
     ):
         self.model = model
         self.device = device
@@ -127,6 +156,7 @@ class StepPricer:
         self.tp = int(tp)
         self.pp = int(pp)
         self.collective = collective
+        self.traffic = traffic if traffic is not None else TpStepTraffic()
         self.graph_sizes = sorted(graph_sizes)
         self.max_graph = self.graph_sizes[-1] if self.graph_sizes else 0
         self.layers = model.num_layers
@@ -160,6 +190,7 @@ class StepPricer:
         self._dense: dict[int, float] = {}
         self._comm: dict[int, float] = {}
         self._head: dict[int, float] = {}
+        self._bcast: dict[tuple[int, int, bool], float] = {}
         self._prefill: dict[tuple[int, int], float] = {}
         self._decode_steps: dict[int, tuple] = {}
         # decode attention per layer, f(num_decodes, decode_context), validated once (a device
@@ -199,20 +230,47 @@ class StepPricer:
         return total
 
     def comm_time(self, nbytes: int) -> float:
-        """One TP all-reduce of *nbytes* (memoised)."""
+        """One TP all-reduce of *nbytes* (memoised), with the engine's algorithm."""
         hit = self._comm.get(nbytes)
         if hit is None:
-            hit = self._comm[nbytes] = self.collective("all_reduce", int(nbytes), self.tp)
+            algorithm = self.traffic.all_reduce
+            if algorithm == "auto":
+                hit = self.collective("all_reduce", int(nbytes), self.tp)
+            else:
+                hit = self.collective("all_reduce", int(nbytes), self.tp, algorithm=algorithm)
+            self._comm[nbytes] = hit
         return hit
 
     def head_time(self, rows: int) -> float:
-        """LM head over *rows* sampled positions, then sampling over their fp32 logits."""
+        """LM head over *rows* sampled positions, the logits' way to the sampler under TP
+        (:attr:`TpStepTraffic.logits`), then sampling over their fp32 logits."""
         hit = self._head.get(rows)
         if hit is None:
             n, k = self.lm_head
             hit = self.device.gemm_time(rows, n, k, self.dtype)
+            kind = self.traffic.logits
+            if kind and self.tp > 1 and self.collective is not None:
+                hit += self.collective(kind, int(rows * self.vocab * self.act_bytes), self.tp)
             hit += self.device.elementwise_time(rows * self.vocab * 4 * SAMPLER_PASSES)
             self._head[rows] = hit
+        return hit
+
+    def broadcast_time(self, tokens: int, rows: int, decode_only: bool) -> float:
+        """One stage's input broadcasts before a step of *tokens* tokens over *rows* sequences
+        (:attr:`TpStepTraffic.broadcast`; 0 when the engine broadcasts nothing), memoised."""
+        make = self.traffic.broadcast
+        if make is None or self.tp <= 1 or self.collective is None:
+            return 0.0
+        key = (tokens, rows, decode_only)
+        hit = self._bcast.get(key)
+        if hit is None:
+            hit = 0.0
+            for nbytes in make(tokens, rows, decode_only):
+                if nbytes > 0:
+                    hit += self.collective("broadcast", int(nbytes), self.tp)
+            if len(self._bcast) >= 65536:
+                self._bcast.clear()
+            self._bcast[key] = hit
         return hit
 
     def decode_attention(self, num_decodes: int, decode_context: int) -> float:
@@ -284,6 +342,7 @@ class StepPricer:
         gemm_tokens = self.padded(tokens) if graph else tokens
         stage = self.dense_time(gemm_tokens)
         stage += self.prefill_attention(chunks) + self.decode_attention(num_decodes, decode_context)
+        stage += self.broadcast_time(gemm_tokens, rows, False)
         gpu = stage * self.pp + self.head_time(rows) + self.pp_time(tokens)
         if graph and not chunks:
             return gpu + self.launch  # one full-graph replay
@@ -305,7 +364,9 @@ class StepPricer:
             return hit
         b = num_decodes
         graph = b <= self.max_graph
-        dense = self.dense_time(self.padded(b) if graph else b)
+        tokens = self.padded(b) if graph else b
+        dense = self.dense_time(tokens)
+        bcast = self.broadcast_time(tokens, b, True)
         head = self.head_time(b)
         pp_t = self.pp_time(b)
         pp = self.pp
@@ -315,7 +376,7 @@ class StepPricer:
         attn = self._decode_attn
         slow = self.decode_attention
 
-        # step_time's arithmetic, in its order: stage = dense + (0.0 + attention);
+        # step_time's arithmetic, in its order: stage = dense + (0.0 + attention) + broadcasts;
         # gpu = stage · pp + head + pp hand-offs; then the launch cost
         if graph:
             def price(decode_context):
@@ -323,14 +384,14 @@ class StepPricer:
                     a = attn(b, decode_context) * lps
                 else:
                     a = slow(b, decode_context)
-                return (dense + (0.0 + a)) * pp + head + pp_t + launch
+                return (dense + (0.0 + a) + bcast) * pp + head + pp_t + launch
         else:
             def price(decode_context):
                 if attn is not None and decode_context >= b:
                     a = attn(b, decode_context) * lps
                 else:
                     a = slow(b, decode_context)
-                gpu = (dense + (0.0 + a)) * pp + head + pp_t
+                gpu = (dense + (0.0 + a) + bcast) * pp + head + pp_t
                 return gpu if gpu >= launches else launches
 
         if len(self._decode_steps) >= 65536:
@@ -402,4 +463,4 @@ class StepPricer:
         return flops, nbytes
 
 
-__all__ = ["StepPricer", "StepCost", "capture_sizes", "experts_reached", "moe_gemm_time"]
+__all__ = ["StepPricer", "StepCost", "TpStepTraffic", "capture_sizes", "experts_reached", "moe_gemm_time"]
