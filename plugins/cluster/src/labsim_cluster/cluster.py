@@ -529,10 +529,13 @@ class Cluster(labsim.Framework):
         if job.shape is None or job.pricer is None:
             return None
         device = self.type_specs[t].get("device")
-        need, have = job.pricer.memory_gib(job.shape, job.gpus, device)
+        gpu = self.shared.gpu_of(job)
+        if gpu is not None and gpu.mode == "mig":
+            device = self.shared.instance(job)   # its instance's memory slices are all it has
+        need, have = job.pricer.memory_gib(job.shape, job.whole_gpus, device)
         if not have or need <= have:
             return None
-        return job.pricer.iteration_time(job.shape, job.gpus, device)
+        return job.pricer.iteration_time(job.shape, job.whole_gpus, device)
 
     def _arm(self, job, run_s: float) -> None:
         """Wake *job*'s current run when it ends, *run_s* seconds from now: completed, or

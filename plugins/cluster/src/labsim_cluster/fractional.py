@@ -132,6 +132,7 @@ class SharedGpus:
         self.devices = devices        # per GPU type: its catalog device
         self.gpus: list[SharedGpu] = []
         self.of: dict[int, SharedGpu] = {}    # id(job) → its shared GPU
+        self._instances: dict[tuple, object] = {}
         self._efficiency = []
         for spec in specs:
             if spec is None or spec["mode"] != "time_slicing":
@@ -183,6 +184,17 @@ class SharedGpus:
     def gpu_of(self, job) -> SharedGpu | None:
         return self.of.get(id(job))
 
+    def instance(self, job):
+        """The MIG instance *job* runs on, as the smaller device labsim-sharing makes of it
+        (:func:`labsim_sharing.mig.mig_instance_device`); one per GPU type and profile."""
+        gpu = self.of[id(job)]
+        key = (gpu.gtype, job.mig_profile)
+        if key not in self._instances:
+            mig, _ = _sharing()
+            device = self.devices[gpu.gtype]
+            self._instances[key] = mig.mig_instance_device(device, mig.profiles_of(device)[job.mig_profile])
+        return self._instances[key]
+
     # -- speeds -------------------------------------------------------------------------------
 
     def speeds(self, gpu: SharedGpu) -> dict[int, float]:
@@ -197,9 +209,13 @@ class SharedGpus:
             table = mig.profiles_of(device)
             out = {}
             for j in training:
+                if j.pricer is not None:      # labsim-training prices it on the instance itself
+                    whole = j.pricer.iteration_time(j.shape, 1, device=device)
+                    out[id(j)] = whole / j.pricer.iteration_time(j.shape, 1, device=self.instance(j))
+                    continue
                 p = table[j.mig_profile]
                 sm, mem = p.sms / float(device.sm_count), p.memory / 8.0
-                m = j.membound if j.membound is not None else UNKNOWN_MEMBOUND
+                m = _membound(j)
                 out[id(j)] = 1.0 / ((1.0 - m) / sm + m / mem)
             return out
         sessions = [j for j in gpu.tenants if j.category == "interactive" and j.busy_share < 1.0]
@@ -239,7 +255,7 @@ class SharedGpus:
                     active.append(s)
             if p == 0.0:
                 continue
-            ms = [j.membound if j.membound is not None else UNKNOWN_MEMBOUND for j in active]
+            ms = [_membound(j) for j in active]
             sm = [(1.0 - m) + m * sm_of for m in ms]
             cap = [min(1.0, _cap(j) / s) if s > 0 else 1.0 for j, s in zip(active, sm)]
             rates = modes.Mps._max_min(sm, ms, cap)
@@ -247,6 +263,14 @@ class SharedGpus:
                 if id(j) in out:
                     out[id(j)] += p * r
         return out
+
+
+def _membound(job) -> float:
+    """The memory-bound share of *job*'s GPU work: labsim-training's for a job given by model,
+    a session's cells', else one half."""
+    if job.pricer is not None and job.shape is not None:
+        return job.pricer.membound(job.shape, 1)
+    return job.membound if job.membound is not None else UNKNOWN_MEMBOUND
 
 
 def _cap(job) -> float:

@@ -95,6 +95,11 @@ class Job:
         return bool(self.gpu_fraction or self.mps_percentage or self.mig_profile)
 
     @property
+    def whole_gpus(self) -> int:
+        """The GPUs its work is priced on: one for a fractional job."""
+        return 1 if self.fractional else int(self.gpus)
+
+    @property
     def preemptible(self) -> bool:
         """Whether a policy may preempt it: training jobs only (services and sessions keep
         their GPUs once they run)."""
@@ -113,9 +118,10 @@ class Job:
         return self.attained_s * self.gpus
 
 
-def _below_one(raw: str) -> bool:
+def _part_of_one(raw: str) -> bool:
+    """Whether a gpu_fraction cell asks for part of a GPU (1: a whole one; above 1 is refused)."""
     try:
-        return float(raw) < 1
+        return float(raw) != 1
     except ValueError:
         return True     # not a number: read (and refused) with the other columns
 
@@ -157,7 +163,7 @@ def read_trace(path: Path, columns: dict | None = None, label: str = "workload.t
             category = kind_of(text("job_type"))
             # the normalized schema's gpu_fraction 1 (or empty) is whole GPUs; below 1, part of one
             fractional = (bool(text("mps_percentage") or text("mig_profile"))
-                          or (bool(text("gpu_fraction")) and _below_one(text("gpu_fraction"))))
+                          or (bool(text("gpu_fraction")) and _part_of_one(text("gpu_fraction"))))
             model = text("model")
             predict = None
             submit = num("submit_time_s")
@@ -409,15 +415,23 @@ class JobsWorkload(labsim.Workload):
             r = self._estimate(model, framework=spec.get("framework", "fsdp"), config=dict(spec.get("config") or {}),
                                device=device or hw.device(), topology=topology or hw.topology, seq_len=seq,
                                global_batch_size=gbs, gpus=gpus, check_memory=False)
-            self._iteration_cache[key] = (r["iteration_time_s"], r["memory_per_gpu_gib"]["total"],
-                                          r["memory_capacity_gib"])
+            total = r["iteration_time_s"]
+            membound = r["bottleneck"]["seconds"]["memory bandwidth"] / total if total > 0 else 0.5
+            self._iteration_cache[key] = (total, r["memory_per_gpu_gib"]["total"], r["memory_capacity_gib"],
+                                          min(1.0, max(0.0, membound)))
         return self._iteration_cache[key][0]
+
+    def membound(self, shape: tuple, gpus: int, device=None) -> float:
+        """The share of the job *shape*'s iteration bound by memory bandwidth (labsim-training's
+        bottleneck), on *gpus* GPUs of *device*: how it shares a GPU under MPS or MIG."""
+        self.iteration_time(shape, gpus, device)
+        return self._iteration_cache[(shape, gpus, device, None)][3]
 
     def memory_gib(self, shape: tuple, gpus: int, device=None) -> tuple[float, float]:
         """``(GiB per GPU the job needs, GiB a GPU of *device* has)`` by labsim-training, for the
         job *shape* on *gpus* GPUs (a job that needs more fails out of memory on that device)."""
         self.iteration_time(shape, gpus, device)
-        _, need, have = self._iteration_cache[(shape, gpus, device, None)]
+        _, need, have, _ = self._iteration_cache[(shape, gpus, device, None)]
         return need, have
 
     def _generate(self, gen: dict) -> list[Job]:

@@ -162,7 +162,7 @@ class Services:
         exp = from_dict(self._experiment(name, cfg), f"workload.services.{name}")
         exp.base_dir = self.context.base_dir
         try:
-            Orchestrator(exp)
+            Orchestrator(exp).check()
         except UsageError:
             raise
         except LabsimError as ex:
