@@ -139,6 +139,27 @@ def test_a_tenant_leaving_speeds_the_others_up(tmp_path):
     assert fifo["gpu_hours"]["busy"] == pytest.approx(0.25 * (300 + 2100 + 2100) / 3600)
 
 
+def test_one_trace_serves_every_mode_each_reading_its_own_request(tmp_path):
+    # each job asks for a quarter of a GPU, 25 % of its SMs and a 2g.20gb instance at once
+    rows = [(str(i), 0, 1000, "", 0.25, 25, "2g.20gb", "", "u") for i in range(4)]
+    trace = write(tmp_path, rows)
+    exp = experiment(trace, None, policies=("fifo", "fifo2", "fifo3", "fifo4"))
+    for entry, mode in zip(exp["frameworks_to_test"], ("time_slicing", "mps", "mig", "exclusive")):
+        entry["config"]["scheduler"] = {"type": "fifo"}
+        entry["config"]["sharing"] = {"mode": mode}
+        entry["config"]["record_usage"] = True
+    exp["hardware_profile"]["topology"].update(gpus_per_node=4, nics_per_node=4)
+    result = labsim.run(exp)
+    busy = {p: max(int(u["gpus_busy"]) for u in result.table("cluster_usage") if u["policy"] == p)
+            for p in ("fifo", "fifo2", "fifo3", "fifo4")}
+    # four quarters on one GPU; three 2g instances fill one (6 of 7 slices), the fourth takes
+    # another; exclusive: a whole GPU each
+    assert busy == {"fifo": 1, "fifo2": 1, "fifo3": 2, "fifo4": 4}
+    shares = {p: sorted({round(float(r["gpus"]), 6) for r in result.table("jobs") if r["policy"] == p})
+              for p in busy}
+    assert shares == {"fifo": [0.25], "fifo2": [0.25], "fifo3": [round(2 / 7, 6)], "fifo4": [1.0]}
+
+
 def test_failed_tenants_give_the_gpu_back_when_the_last_one_leaves(tmp_path):
     rows = [("a", 0, 1000, "", 0.5, "", "", "", "u"), ("b", 0, 1000, "", 0.5, "", "", "", "u"),
             ("w", 10, 1000, 1, "", "", "", "", "u")]
@@ -156,15 +177,15 @@ def test_failed_tenants_give_the_gpu_back_when_the_last_one_leaves(tmp_path):
 
 @pytest.mark.parametrize("rows, sharing, device, message", [
     ([("a", 0, 10, "", 0.5, "", "", "", "u")], None, "A100-SXM4-80GB",
-     "job a (trace line 2): job a asks for gpu_fraction but the cluster shares no GPUs"),
+     "workload.trace line 2: job a asks for gpu_fraction but the cluster shares no GPUs"),
     ([("a", 0, 10, "", "", "", "3g.20gb", "", "u")], {"mode": "mig"}, "A100-SXM4-80GB",
      "job a, mig_profile: '3g.20gb'; A100-SXM4-80GB offers 1g.10gb, 1g.20gb, 2g.20gb, 3g.40gb, 4g.40gb, 7g.80gb"),
     ([("a", 0, 10, "", "", "", "3g.40gb", "", "u")], {"mode": "mig"}, "V100-SXM2-32GB",
      "mig_profile: V100-SXM2-32GB has no MIG; GPUs with MIG: A100-SXM4-40GB"),
     ([("a", 0, 10, "", "", 50, "", "", "u")], {"mode": "time_slicing"}, "A100-SXM4-80GB",
-     "mps_percentage needs sharing mode mps; the GPUs are shared by time_slicing"),
+     "job a asks for mps_percentage; under sharing mode time_slicing a job asks for gpu_fraction"),
     ([("a", 0, 10, "", 0.5, "", "", "", "u")], {"mode": "mig"}, "A100-SXM4-80GB",
-     "under sharing mode mig a job asks for a GPU instance: mig_profile"),
+     "job a asks for gpu_fraction; under sharing mode mig a job asks for mig_profile (a GPU instance)"),
     ([("a", 0, 10, 2, 0.5, "", "", "", "u")], {"mode": "mps"}, "A100-SXM4-80GB",
      "asks for 2 GPUs and gpu_fraction; a fractional job runs on part of one GPU"),
     ([("a", 0, 10, "", 1.5, "", "", "", "u")], {"mode": "mps"}, "A100-SXM4-80GB",

@@ -179,3 +179,34 @@ def test_bad_service_and_session_rows_exit_2_naming_the_field(tmp_path, rows, wo
     exp.write_text(json.dumps(experiment(write(tmp_path, rows), workload=workload)))
     result = CliRunner().invoke(cli, ["run", str(exp), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_the_example_runs_end_to_end_with_every_kind_under_every_mode(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "cluster_services_and_notebooks.yaml"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["run", str(example), "--out", str(out),
+                                      "--set", "workload.generate.jobs=60"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["workload"]["by_kind"]) == {"training", "inference", "interactive"}
+    rows = list(csv_rows(out / "jobs.csv"))
+    for name, fw in summary["frameworks"].items():
+        assert fw["jobs"]["finished"] == 60
+        kinds = fw["by_kind"]
+        assert kinds["interactive"]["gpu_hours_busy"] < kinds["interactive"]["gpu_hours_allocated"]
+        assert kinds["inference"]["by_service"]["chat"]["usd_per_million_output_tokens_at_capacity"] > 0
+        sessions = [r for r in rows if r["policy"] == name and r["kind"] == "interactive"]
+        # a quarter of a GPU, a 2g.20gb instance (2 of 7 compute slices), or a whole one
+        assert {round(float(r["gpus"]), 4) for r in sessions} == {
+            "exclusive": {1.0}, "time_slicing": {0.25}, "mps": {0.25}, "mig": {round(2 / 7, 4)}}[name]
+    fractional = [r for r in rows if r["policy"] == "mps" and r["kind"] == "training" and float(r["gpus"]) < 1]
+    assert fractional                                                  # a third of the one-GPU jobs
+
+
+def csv_rows(path):
+    import csv
+
+    with open(path, newline="") as fh:
+        yield from csv.DictReader(fh)

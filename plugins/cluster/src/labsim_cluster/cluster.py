@@ -325,7 +325,7 @@ class Cluster(labsim.Framework):
     def _fractional(self, job) -> None:
         """*job* asks for part of a GPU: its share (its ``gpus`` from now on) under the sharing
         mode of the node groups that take it (see :mod:`labsim_cluster.fractional`)."""
-        where = f"workload: job {job.job_id}" + (f" (trace line {job.line})" if job.line else "")
+        where = f"workload.trace line {job.line}" if job.line else "workload"
         errors, share = [], None
         for t, spec in enumerate(self.shared.specs):
             try:

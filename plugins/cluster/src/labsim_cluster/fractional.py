@@ -2,12 +2,17 @@
 
 A job asks for part of one GPU — ``gpu_fraction`` (0 < f < 1), ``mps_percentage`` (MPS's
 active thread percentage) or ``mig_profile`` (a MIG GPU instance, e.g. ``3g.40gb``) — and the
-cluster (or the node group, ``gpu_types[].sharing``) sets how its GPUs are shared
-(``sharing: {mode: time_slicing | mps | mig, ...}``). The cluster takes a whole GPU for the first
-such job and places the next ones beside it while they fit (the fullest shared GPU that fits
-first); the GPU goes back when its last tenant leaves. A job counts as its share of the GPU in
-the quotas, the policies' room, utilisation and cost: ``gpu_fraction``, ``mps_percentage`` / 100,
-or the MIG instance's compute slices / 7 (as labsim-sharing prices a MIG instance).
+cluster (or a node group, ``gpu_types[].sharing``) sets how its GPUs are shared
+(``sharing: {mode: time_slicing | mps | mig | exclusive, ...}``). Each mode reads the request it
+knows (:data:`USES`: time-slicing ``gpu_fraction``; MPS ``mps_percentage``, else
+``gpu_fraction``; MIG ``mig_profile``) and ignores the others, so one trace serves every mode;
+``exclusive`` gives each such job a whole GPU (the baseline). The cluster takes a whole GPU for
+the first such job and places the next ones beside it while they fit (the fullest shared GPU
+that fits first; under MIG, while labsim-sharing's placement of the instances fits the user
+guide's layouts); the GPU goes back when its last tenant leaves. A job counts as its share of
+the GPU in the quotas, the policies' room, utilisation and cost: ``gpu_fraction``,
+``mps_percentage`` / 100, or the MIG instance's compute slices / 7 (as labsim-sharing prices a
+MIG instance).
 
 How fast a training job runs beside the others is labsim-sharing's model of the mode
 (:mod:`labsim_sharing.modes`), its ``duration_s`` being its time alone on a whole GPU:
@@ -15,11 +20,12 @@ How fast a training job runs beside the others is labsim-sharing's model of the 
 - ``time_slicing``: while *n* tenants have work each progresses at ``(1 − switch/slice)/n``
   (``slice_ms``, ``switch_us``: the mode's settings and defaults); alone, at full speed;
 - ``mps``: the max-min fair rates of the mode under the SMs, the memory bandwidth and each
-  tenant's SM cap (``mps_percentage``, or ``gpu_fraction`` × 100), every tenant's work split
-  into a compute-bound and a memory-bound share (L2 interference is not modelled here);
-- ``mig``: the instance is an isolated smaller device: nothing slows it but its size — its
-  share of the SMs for the compute-bound share of the work and of the memory slices for the
-  memory-bound share (``labsim_sharing.mig.mig_instance_device``).
+  tenant's SM cap (its share), every tenant's work split into a compute-bound and a
+  memory-bound share (L2 interference is not modelled here);
+- ``mig``: the instance is an isolated smaller device (``labsim_sharing.mig.mig_instance_device``):
+  a job given by ``model`` is priced by labsim-training on it (and runs out of memory there if
+  its instance's memory slices do not hold it); another job runs at its instance's share of the
+  SMs for the compute-bound share of its work and of the memory slices for the memory-bound share.
 
 A training job's memory-bound share is labsim-training's (the bottleneck of its iteration) when
 it is given by ``model``, else one half (labsim-sharing's assumption for work that does not
@@ -35,7 +41,7 @@ import itertools
 
 from labsim.errors import UsageError
 
-MODES = ("time_slicing", "mps", "mig")
+MODES = ("time_slicing", "mps", "mig", "exclusive")
 #: MIG jobs' work split when the job does not say (labsim-sharing's ``UNKNOWN_MEMBOUND``)
 UNKNOWN_MEMBOUND = 0.5
 #: sessions enumerated exactly under MPS; beyond, they are taken as always in a burst
@@ -44,7 +50,8 @@ MAX_ENUMERATED = 10
 SCHEMA = {
     "type": "object", "additionalProperties": False, "required": ["mode"],
     "description": "How jobs that ask for part of a GPU (gpu_fraction, mps_percentage, mig_profile) "
-                   "share one: labsim-sharing's modes.",
+                   "share one: labsim-sharing's modes (time_slicing reads gpu_fraction, mps "
+                   "mps_percentage or gpu_fraction, mig mig_profile), or exclusive: a whole GPU each.",
     "properties": {
         "mode": {"enum": list(MODES)},
         "slice_ms": {"type": "number", "exclusiveMinimum": 0,
@@ -66,23 +73,34 @@ def _sharing():
     return mig, modes
 
 
+#: the request each mode reads (the others are ignored, so one trace serves every mode)
+USES = {"time_slicing": ("gpu_fraction",), "mps": ("mps_percentage", "gpu_fraction"), "mig": ("mig_profile",),
+        "exclusive": ("gpu_fraction", "mps_percentage", "mig_profile")}
+
+
 def share_of(job, spec: dict | None, device, where: str) -> float:
     """The share of a GPU *job* asks for under the node group's sharing *spec* (None: none),
-    checked against the mode and the GPU (a bad request exits 2 naming the field)."""
+    checked against the mode and the GPU (a bad request exits 2 naming the field). A mode reads
+    the request it knows (:data:`USES`) and ignores the others, as labsim-sharing's modes ignore
+    the placement keys they do not use."""
     asks = [k for k in ("gpu_fraction", "mps_percentage", "mig_profile") if getattr(job, k)]
     if not asks:
         return 0.0
     if spec is None:
         raise UsageError(f"{where}: job {job.job_id} asks for {asks[0]} but the cluster shares no GPUs; "
-                         "set the cluster's sharing: {mode: time_slicing | mps | mig}")
+                         "set the cluster's sharing: {mode: time_slicing | mps | mig | exclusive}")
     mode = spec["mode"]
     if job.gpus > 1:
         raise UsageError(f"{where}: job {job.job_id} asks for {job.gpus} GPUs and {asks[0]}; "
                          "a fractional job runs on part of one GPU (num_gpus 1)")
+    if mode == "exclusive":
+        return 1.0
+    mine = [k for k in USES[mode] if getattr(job, k)]
+    if not mine:
+        raise UsageError(f"{where}: job {job.job_id} asks for {asks[0]}; under sharing mode {mode} a job asks "
+                         f"for {' or '.join(USES[mode])}"
+                         + (" (a GPU instance)" if mode == "mig" else ""))
     if mode == "mig":
-        if not job.mig_profile:
-            raise UsageError(f"{where}: job {job.job_id} asks for {asks[0]}; under sharing mode mig a job "
-                             "asks for a GPU instance: mig_profile")
         mig, _ = _sharing()
         try:
             table = mig.profiles_of(device)
@@ -93,18 +111,11 @@ def share_of(job, spec: dict | None, device, where: str) -> float:
             raise UsageError(f"{where}: job {job.job_id}, mig_profile: {job.mig_profile!r}; {device.name} "
                              f"offers {', '.join(table)}")
         return table[job.mig_profile].compute / 7.0
-    if job.mig_profile:
-        raise UsageError(f"{where}: job {job.job_id}, mig_profile: {job.mig_profile!r} needs sharing mode mig; "
-                         f"the GPUs are shared by {mode} (use gpu_fraction"
-                         + (" or mps_percentage)" if mode == "mps" else ")"))
-    if job.mps_percentage and mode != "mps":
-        raise UsageError(f"{where}: job {job.job_id}, mps_percentage needs sharing mode mps; the GPUs are "
-                         f"shared by {mode} (use gpu_fraction)")
-    share = job.mps_percentage / 100.0 if job.mps_percentage else job.gpu_fraction
+    field = mine[0]
+    share = job.mps_percentage / 100.0 if field == "mps_percentage" else job.gpu_fraction
     if not 0 < share <= 1:
-        field = "mps_percentage" if job.mps_percentage else "gpu_fraction"
         raise UsageError(f"{where}: job {job.job_id}, {field}: {getattr(job, field)!r}; allowed: "
-                         + ("0 < p ≤ 100" if job.mps_percentage else "0 < f ≤ 1"))
+                         + ("0 < p ≤ 100" if field == "mps_percentage" else "0 < f ≤ 1"))
     return share
 
 
@@ -201,7 +212,7 @@ class SharedGpus:
         """id(job) → the speed (work-seconds per second, against alone on a whole GPU) of each
         training tenant of *gpu* under its mode (see the module docs)."""
         training = [j for j in gpu.tenants if j.category == "training"]
-        if not training:
+        if not training or gpu.mode == "exclusive":
             return {}
         if gpu.mode == "mig":
             mig, _ = _sharing()
@@ -275,7 +286,7 @@ def _membound(job) -> float:
 
 def _cap(job) -> float:
     """An MPS client's SM cap: its active thread percentage, or its GPU fraction."""
-    return job.mps_percentage / 100.0 if job.mps_percentage else job.gpus
+    return job.gpus
 
 
 __all__ = ["MODES", "SCHEMA", "SharedGpu", "SharedGpus", "share_of"]

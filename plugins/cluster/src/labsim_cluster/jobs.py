@@ -277,9 +277,20 @@ WORKLOAD_SCHEMA = {
                              "description": "Inference jobs: replica count → weight."},
                 "service_duration_s_dist_config": {**DIST, "description": "Inference jobs' lifetimes "
                                                                           "(default: until the horizon)."},
-                "interactive_gpu_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
-                                             "description": "Interactive sessions ask for this part of one GPU "
-                                                            "(default: a whole GPU)."},
+                "fractional": {
+                    "type": "object", "additionalProperties": False, "required": ["share"],
+                    "description": "Jobs of one GPU that ask for part of it instead: each cluster's sharing "
+                                   "mode reads the request it knows.",
+                    "properties": {
+                        "share": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                                  "properties": {
+                                      "gpu_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                                      "mps_percentage": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+                                      "mig_profile": {"type": "string", "minLength": 1}}},
+                        "training": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.0,
+                                     "description": "Share of the one-GPU training jobs that ask for it."},
+                        "interactive": {"type": "number", "minimum": 0, "maximum": 1, "default": 1.0,
+                                        "description": "Share of the sessions that ask for it."}}},
             },
         },
     },
@@ -473,10 +484,24 @@ class JobsWorkload(labsim.Workload):
                         job.duration_s = max(1.0, float(self._lifetimes.sample_n(1)[0]))
                 else:
                     job.gpus = 1
-                    if gen.get("interactive_gpu_fraction"):
-                        job.gpu_fraction = float(gen["interactive_gpu_fraction"])
             out.append(job)
+        if gen.get("fractional"):
+            self._fractions(gen["fractional"], out)
         return out
+
+    def _fractions(self, spec: dict, jobs: list[Job]) -> None:
+        """Make the generated one-GPU training jobs and sessions ask for part of their GPU, each
+        with the probability ``generate.fractional`` gives its kind (a stream of its own)."""
+        rng = self.context.rng("jobs", "fractional")
+        share = spec["share"]
+        odds = {TRAINING: float(spec.get("training", 0.0)), INTERACTIVE: float(spec.get("interactive", 1.0))}
+        draws = rng.random(len(jobs))
+        for job, u in zip(jobs, draws):
+            if job.gpus == 1 and u < odds.get(job.category, 0.0):
+                fraction = float(share.get("gpu_fraction", 0.0))
+                job.gpu_fraction = fraction if fraction < 1 else 0.0   # 1: a whole GPU, as in a trace
+                job.mps_percentage = float(share.get("mps_percentage", 0.0))
+                job.mig_profile = str(share.get("mig_profile", ""))
 
     def _draw_kinds(self, gen: dict, n: int) -> list[str] | None:
         """Each generated job's kind by ``generate.kinds`` (None: all training), from streams of
