@@ -10,6 +10,9 @@ leaves as possible; ``spread``; ``any``: see :mod:`labsim_cluster.placement`). W
 sets its speed (:mod:`labsim_cluster.rates`): a slower GPU type or a placement whose traffic
 crosses nodes or leaves stretches its run. A preempted job returns to the queue keeping its
 attained work (it checkpointed) and pays ``preemption_overhead_s`` (restore) when it runs again.
+A job asking for part of a GPU shares one with others under the ``sharing`` mode
+(:mod:`labsim_cluster.fractional`); services and sessions (:mod:`labsim_cluster.kinds`) hold
+their GPUs for their lifetime and are not preempted.
 
 Per job (table ``jobs``): arrival, first start, end, JCT, queueing delay, preemptions. Per run
 attempt (table ``attempts``): where it ran, from when to when, the work it did and how it ended

@@ -7,6 +7,10 @@ priority`` optional; other columns ignored); ``trace: path.csv`` reads your own,
 the column. ``generate: {...}`` draws jobs instead: Poisson arrivals at ``rate_per_hour``,
 ``num_gpus`` from weighted choices, durations from a distribution, users round-robin from a
 list. Every target framework (a scheduling policy) gets the identical jobs.
+
+Jobs are training jobs, inference services or interactive sessions (``job_type: inference`` /
+``interactive``, :mod:`labsim_cluster.kinds`); a job may ask for part of one GPU
+(``gpu_fraction``, ``mps_percentage``, ``mig_profile``: :mod:`labsim_cluster.fractional`).
 """
 
 from __future__ import annotations
