@@ -182,7 +182,9 @@ class Cluster(labsim.Framework):
         self.queue: list = []
         self.running: list = []
         self.finished = 0
-        self.records: list[tuple] = []      # (gpus, duration, arrival, start, end, user, preemptions)
+        self.records: list[tuple] = []      # (gpus, duration, arrival, start, end, user, preemptions, training)
+        self.training_held_s = 0.0          # GPU-seconds the finished training jobs held
+        self.kind_jobs: list = []           # the finished services and sessions
         self.busy_gpu_s = 0.0
         self.alloc_gpu_s = 0.0                     # GPU-time jobs held (busy: what they computed)
         self.busy_by_type = [0.0] * len(self.type_specs)
@@ -493,7 +495,8 @@ class Cluster(labsim.Framework):
         job.gpu_type = self.type_specs[t]["name"]
         job.type_index = t
         slow = self.rates.slowdown(job, t, where) if job.gpus > 1 else 1.0
-        job.rate = self.rates.type_speed(job, t) / slow
+        # a service's or a session's duration is its lifetime: where it runs does not stretch it
+        job.rate = self.rates.type_speed(job, t) / slow if job.category == TRAINING else 1.0
         if job.gpus > 1:
             job.locality = self.nodes.locality(where)
             self.runs[job.locality] += 1
@@ -762,8 +765,13 @@ class Cluster(labsim.Framework):
         job.attained_s = job.duration_s
         job.end_s = env.now
         self.finished += 1
+        training = job.category == TRAINING
         self.records.append((job.gpus, job.duration_s, job.arrival_s, job.start_s, job.end_s, job.user,
-                             job.preemptions, job))
+                             job.preemptions, training))
+        if training:
+            self.training_held_s += job.held_gpu_s
+        else:
+            self.kind_jobs.append(job)              # services and sessions: few, kept whole
         self._record(job, "completed")
         self.notify_finished(job)
         self._schedule()
@@ -909,7 +917,7 @@ class Cluster(labsim.Framework):
         queue = start - arr
         makespan = float(end.max() - arr.min())
         # job completion times: of the training jobs (a service or a session ends when its time is up)
-        trained = [r for r in self.records if r[7].category == TRAINING]
+        trained = [r for r in self.records if r[7]]
         rec = np.asarray([r[:5] for r in trained], dtype=float).reshape(-1, 5)
         gpus, dur, tarr, _, tend = rec.T
         jct = tend - tarr
@@ -951,7 +959,7 @@ class Cluster(labsim.Framework):
             if mask.any():
                 by_size[label] = {"jobs": int(mask.sum()), **hours(jct[mask])}
         multi = sum(self.runs.values())
-        kinds = {r[7].category for r in self.records}
+        kinds = {j.category for j in self.kind_jobs} | ({TRAINING} if trained else set())
         return {
             "type": self.name,
             "scheduler": self.config["scheduler"]["type"],
@@ -968,7 +976,8 @@ class Cluster(labsim.Framework):
             "fairness_jain": jain,
             "gpu_hours": {"held": held_h, "allocated": self.alloc_gpu_s / 3600, "busy": busy_h},
             **({"gpu_allocation": self.alloc_gpu_s / 3600 / held_h if held_h else None,
-                "by_kind": by_kind(self.records, self._price_of)} if len(kinds) > 1 or TRAINING not in kinds
+                "by_kind": by_kind(len(self.records) - len(self.kind_jobs), self.training_held_s, self.kind_jobs,
+                                   self._price_of)} if len(kinds) > 1 or TRAINING not in kinds
                else {}),
             "placement": {"rule": self.placement, "multi_gpu_runs": multi, "runs": dict(self.runs),
                           "split_runs": self.split,

@@ -16,7 +16,7 @@ Jobs are training jobs, inference services or interactive sessions (``job_type: 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -110,8 +110,14 @@ class Job:
         return self.category == TRAINING
 
     def fresh(self) -> Job:
-        """A copy of this job as submitted, for one cluster to run."""
-        return replace(self, nodes=[], type_s={})
+        """A copy of this job as submitted, for one cluster to run (the fields the workload
+        sets; the cluster's start at their defaults)."""
+        job = Job(self.job_id, self.gpus, self.duration_s, self.arrival_s, self.user, self.group, self.kind,
+                  self.priority, self.cpu, self.mem_gib, shape=self.shape, pricer=self.pricer)
+        if self.category != TRAINING or self.fractional or self.membound is not None or self.line:
+            for name in _KIND_FIELDS:
+                setattr(job, name, getattr(self, name))
+        return job
 
     @property
     def remaining_s(self) -> float:
@@ -120,6 +126,11 @@ class Job:
     @property
     def attained_gpu_s(self) -> float:
         return self.attained_s * self.gpus
+
+
+#: what a job's kind and GPU share add to it (copied by :meth:`Job.fresh` when set)
+_KIND_FIELDS = ("category", "service", "replicas", "capacity_rps", "tokens_per_s", "busy_share", "gpu_fraction",
+                "mps_percentage", "mig_profile", "membound", "line")
 
 
 def _part_of_one(raw: str) -> bool:
@@ -202,13 +213,10 @@ def read_trace(path: Path, columns: dict | None = None, label: str = "workload.t
             replicas = num("replicas", int) if text("replicas") else 0
             fraction = num("gpu_fraction") if text("gpu_fraction") else 0.0
             mps = num("mps_percentage") if text("mps_percentage") else 0.0
-            for key, value, ok, allowed in (("replicas", replicas, replicas >= 0 and (replicas or not text("replicas")),
-                                             "an integer ≥ 1"),
-                                            ("gpu_fraction", fraction, 0 <= fraction <= 1 and
-                                             (fraction or not text("gpu_fraction")), "0 < f ≤ 1"),
-                                            ("mps_percentage", mps, 0 <= mps <= 100 and (mps or not text("mps_percentage")),
-                                             "0 < p ≤ 100")):
-                if not ok:
+            for key, value, top, allowed in (("replicas", replicas, float("inf"), "an integer ≥ 1"),
+                                             ("gpu_fraction", fraction, 1.0, "0 < f ≤ 1"),
+                                             ("mps_percentage", mps, 100.0, "0 < p ≤ 100")):
+                if text(key) and not 0 < value <= top:
                     raise UsageError(f"{label}: {path.name} line {row_no}, column {name_of[key]}: "
                                      f"{text(key)!r}; allowed: {allowed}")
             if fraction >= 1:

@@ -222,9 +222,10 @@ def usd_per_million_tokens(gpus: float, usd_per_gpu_hour: float, tokens_per_s: f
     return gpus * usd_per_gpu_hour / (tokens_per_s * 3600) * 1e6
 
 
-def by_kind(records: list[tuple], price_of) -> dict:
-    """summary.json's ``by_kind``: per kind what makes sense of it, from the cluster's records
-    of finished jobs (their job last); *price_of(job)*: USD per GPU-hour where it ran.
+def by_kind(trained: int, trained_gpu_s: float, jobs: list, price_of) -> dict:
+    """summary.json's ``by_kind``: per kind what makes sense of it, from the finished training
+    jobs' count and GPU-seconds held and the finished services and sessions (*jobs*);
+    *price_of(job)*: USD per GPU-hour where it ran.
 
     training: jobs, GPU-hours (JCT is the summary's own); inference: services, their wait to
     start, GPU-hours held, and per service its replicas' capacity and the cost of a million
@@ -237,11 +238,9 @@ def by_kind(records: list[tuple], price_of) -> dict:
         return {"mean": float(x.mean()) / 3600, "p50": float(np.percentile(x, 50)) / 3600,
                 "p99": float(np.percentile(x, 99)) / 3600}
 
-    jobs = [r[-1] for r in records]
     out = {}
-    train = [j for j in jobs if j.category == TRAINING]
-    if train:
-        out[TRAINING] = {"jobs": len(train), "gpu_hours": sum(j.held_gpu_s for j in train) / 3600}
+    if trained:
+        out[TRAINING] = {"jobs": trained, "gpu_hours": trained_gpu_s / 3600}
     served = [j for j in jobs if j.category == INFERENCE]
     if served:
         services = {}
