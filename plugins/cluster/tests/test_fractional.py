@@ -196,3 +196,26 @@ def test_bad_fraction_requests_exit_2_naming_the_field(tmp_path, rows, sharing, 
     exp.write_text(json.dumps(experiment(write(tmp_path, rows), sharing, device=device)))
     result = CliRunner().invoke(cli, ["run", str(exp), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_sharing_per_node_group_keeps_fractions_on_the_groups_that_share(tmp_path):
+    rows = [("m1", 0, 1000, "", "", "", "3g.40gb", "", "u"), ("m2", 0, 1000, "", "", "", "3g.40gb", "", "u"),
+            ("w1", 0, 1000, 1, "", "", "", "", "u"), ("w2", 0, 1000, 1, "", "", "", "", "u")]
+    exp = experiment(write(tmp_path, rows), None)
+    exp["hardware_profile"]["topology"]["nodes"] = 2
+    exp["frameworks_to_test"][0]["config"]["gpu_types"] = [
+        {"name": "mig-pool", "nodes": 1, "sharing": {"mode": "mig"}}, {"name": "whole", "nodes": 1}]
+    result = labsim.run(exp)
+    runs = {a["job_id"]: a for a in result.table("attempts")}
+    assert runs["m1"]["gpu_type"] == runs["m2"]["gpu_type"] == "mig-pool"
+    assert float(runs["m2"]["start_s"]) == 0                          # two 3g instances on the pool's GPU
+    # the whole-GPU jobs share the other node in turn: the MIG GPU is busy until its instances end
+    assert float(runs["m1"]["end_s"]) > 1000
+    assert sorted(float(runs[j]["start_s"]) for j in ("w1", "w2")) == [0, 1000]
+    assert {runs[j]["gpu_type"] for j in ("w1", "w2")} == {"whole"}
+    bad = [("f", 0, 10, "", 0.5, "", "", "", "u")]
+    exp["workload"]["trace"] = write(tmp_path, bad)
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps(exp))
+    out = CliRunner().invoke(cli, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert out.exit_code == 2 and "under sharing mode mig a job asks for mig_profile" in out.output, out.output

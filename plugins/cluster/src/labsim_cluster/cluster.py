@@ -336,9 +336,9 @@ class Cluster(labsim.Framework):
             try:
                 share = share_of(job, spec, self.shared.devices[t], where)
             except UsageError as ex:
-                errors.append(ex)
-        if share is None:
-            raise UsageError(f"{self.instance_name}: {errors[0]}")
+                errors.append((spec is None, str(ex)))
+        if share is None:   # why a node group that shares GPUs refused it, if one does
+            raise UsageError(f"{self.instance_name}: {min(errors)[1]}")
         job.gpus = share
 
     def _share_types(self, job) -> list[int]:
