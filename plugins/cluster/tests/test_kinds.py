@@ -69,6 +69,11 @@ def test_gpus_per_replica_are_the_fewest_on_which_the_engines_memory_plan_holds_
     weights = builtin_models()["Llama-3.1-70B"].weight_bytes("bf16", 1, 1)
     assert weights > 80e9 and per["big"] in (2, 4)
     assert float(jobs_of(result)["big"]["gpus"]) == 2 * per["big"]
+    # past a node, pipeline stages of a node each: Llama-3.1-405B (812 GB) as TP 8 × PP 2
+    huge = {"huge": {"engine": "vllm", "config": {"model": "Llama-3.1-405B"}}}
+    rows405 = [("h", 0, 600, "", "inference", "huge", 1, "a")]
+    summary = labsim.run(experiment(write(tmp_path, rows405), workload={"services": huge})).summary
+    assert summary["workload"]["services"]["huge"]["gpus_per_replica"] == 16
     # one fewer power of two does not hold it: the engine refuses that TP
     tight = {"big": {"engine": "vllm", "config": {"model": "Llama-3.1-70B",
                                                   "tensor_parallel_size": per["big"] // 2}}}

@@ -322,7 +322,8 @@ class JobsWorkload(labsim.Workload):
         self.dropped = 0
         topo = context.hardware.topology
         self.services = Services(config.get("services") or {}, context,
-                                 int(getattr(topo, "gpus_per_node", 1) or 1) if topo is not None else 1)
+                                 int(getattr(topo, "gpus_per_node", 1) or 1) if topo is not None else 1,
+                                 int(getattr(topo, "world_size", 1) or 1) if topo is not None else 1)
         self.sessions = None
         self.jobs = self._jobs()
 

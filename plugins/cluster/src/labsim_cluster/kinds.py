@@ -29,6 +29,7 @@ GPUs) and lose nothing when a failure ends their run: they start again where the
 from __future__ import annotations
 
 import math
+import re
 
 from labsim.errors import LabsimError, UsageError
 
@@ -93,10 +94,11 @@ class Services:
     """The inference services of ``workload.services``: GPUs per replica and, where traffic and
     SLOs are given, a replica's capacity; each found once, on the cluster's GPU."""
 
-    def __init__(self, specs: dict, context, per_node: int):
+    def __init__(self, specs: dict, context, per_node: int, world: int):
         self.specs = dict(specs or {})
         self.context = context
         self.per_node = per_node
+        self.world = world
         self._gpus: dict[str, int] = {}
         self._capacity: dict[str, dict | None] = {}
 
@@ -126,36 +128,49 @@ class Services:
         }
 
     def gpus_per_replica(self, name: str) -> int:
-        """The engine's TP × PP, or the fewest GPUs (powers of two up to a node) on which its
-        memory planning holds the model on the cluster's GPU."""
+        """The engine's TP × PP, or the fewest GPUs on which its memory planning holds the model
+        on the cluster's GPU: tensor parallel 1, 2, 4, … up to a node, then pipeline stages of a
+        node each (2, 4, …) while the cluster has the GPUs."""
         if name in self._gpus:
             return self._gpus[name]
         spec = self.specs[name]
         cfg = dict(spec["config"])
+        pp = int(cfg.get("pipeline_parallel_size", 1) or 1)
         if cfg.get("tensor_parallel_size"):
             self._check_engine(name, cfg)
-            gpus = int(cfg["tensor_parallel_size"]) * int(cfg.get("pipeline_parallel_size", 1) or 1)
-        else:
-            gpus, last = None, None
-            tp = 1
-            while tp <= self.per_node:
-                try:
-                    self._check_engine(name, {**cfg, "tensor_parallel_size": tp})
-                    gpus = tp * int(cfg.get("pipeline_parallel_size", 1) or 1)
-                    break
-                except UsageError as ex:
-                    last = ex
-                    tp *= 2
-            if gpus is None:
-                raise UsageError(f"workload.services.{name}: {spec['engine']} cannot hold the model on up to "
-                                 f"{self.per_node} GPU(s) of the cluster ({self.context.hardware.device().name}) "
-                                 f"per replica: {last}")
-        self._gpus[name] = gpus
-        return gpus
+            self._gpus[name] = int(cfg["tensor_parallel_size"]) * pp
+            return self._gpus[name]
+        layouts = []
+        tp = 1
+        while tp <= self.per_node:
+            layouts.append((tp, pp))
+            tp *= 2
+        if "pipeline_parallel_size" not in cfg:
+            stages = 2
+            while self.per_node * stages <= self.world:
+                layouts.append((self.per_node, stages))
+                stages *= 2
+        last = None
+        for tp, stages in layouts:
+            try:
+                self._check_engine(name, {**cfg, "tensor_parallel_size": tp,
+                                          **({"pipeline_parallel_size": stages} if stages > 1 else {})})
+            except UsageError as ex:
+                last = ex
+                continue
+            self._gpus[name] = tp * stages
+            if stages > 1 and "pipeline_parallel_size" not in cfg:
+                self.specs[name] = {**spec, "config": {**cfg, "pipeline_parallel_size": stages}}
+            return self._gpus[name]
+        top = layouts[-1][0] * layouts[-1][1]
+        raise UsageError(f"workload.services.{name}: {spec['engine']} cannot hold the model on up to {top} GPU(s) "
+                         f"of the cluster ({self.context.hardware.device().name}) per replica: "
+                         f"{str(last).removeprefix(f'workload.services.{name}: ')}")
 
     def _check_engine(self, name: str, cfg: dict) -> None:
         """Build the engine as a one-framework experiment on the cluster's GPU: its config is
-        checked and its memory planned (a model that does not fit is a UsageError)."""
+        checked and its memory planned (a model that does not fit is a UsageError naming the
+        service)."""
         from labsim.config import from_dict
         from labsim.orchestrator import Orchestrator
 
@@ -163,10 +178,11 @@ class Services:
         exp.base_dir = self.context.base_dir
         try:
             Orchestrator(exp).check()
-        except UsageError:
-            raise
         except LabsimError as ex:
-            raise UsageError(f"workload.services.{name}: {ex}") from None
+            lines = [line.strip() for line in str(ex).splitlines() if line.strip()]
+            text = " ".join(lines[1:] if len(lines) > 1 and lines[0].startswith("Invalid") else lines)
+            text = re.sub(r"^(workload\.services\.[^:]*: )?frameworks_to_test\[0\]\.config: ", "config: ", text)
+            raise UsageError(f"workload.services.{name}: {text}") from None
 
     def capacity(self, name: str) -> dict | None:
         """A replica's capacity on its traffic within its SLOs — ``{requests_per_s,
@@ -209,7 +225,7 @@ class Services:
         out = {"requests_per_s": found["capacity_rps"],
                "output_tokens_per_s": found["output_tokens_per_s_at_capacity"],
                "bounded": bool(found.get("capacity_bounded")),
-               "slo": [str(s) for s in slos], "gpus_per_replica": per_replica}
+               "slo": [str(s) for s in slos]}
         self._capacity[name] = out
         return out
 
