@@ -219,3 +219,18 @@ def test_sharing_per_node_group_keeps_fractions_on_the_groups_that_share(tmp_pat
     path.write_text(json.dumps(exp))
     out = CliRunner().invoke(cli, ["run", str(path), "--out", str(tmp_path / "o")])
     assert out.exit_code == 2 and "under sharing mode mig a job asks for mig_profile" in out.output, out.output
+
+
+def test_a_model_given_job_too_big_for_its_mig_instance_runs_out_of_memory_there(tmp_path):
+    header = "job_id,submit_time_s,duration_s,num_gpus,mig_profile,model,steps,global_batch_size,seq_len"
+    path = tmp_path / "jobs.csv"
+    # GPT-2-XL's weights, gradients and Adam states (~25 GB) fit an A100 80 GB, not a 1g.10gb instance
+    path.write_text(header + "\nx,0,,1,1g.10gb,GPT-2-XL,100,8,1024\nok,0,,1,7g.80gb,GPT-2-XL,100,8,1024\n")
+    exp = experiment(str(path), {"mode": "mig"})
+    exp["frameworks_to_test"][0]["config"]["failures"] = {"max_retries": 0, "xid_per_gpu_hour": 0,
+                                                          "software_per_gpu_hour": 0, "node_mtbf_h": 1e12,
+                                                          "partitions_per_gpu_hour": 0}
+    result = labsim.run(exp)
+    runs = {a["job_id"]: a for a in result.table("attempts")}
+    assert runs["x"]["failure"] == "oom" and runs["ok"]["outcome"] == "completed"
+    assert {r["job_id"]: r["status"] for r in result.table("jobs")} == {"x": "failed", "ok": "completed"}
