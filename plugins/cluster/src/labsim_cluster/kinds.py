@@ -230,14 +230,6 @@ class Services:
         return out
 
 
-def usd_per_million_tokens(gpus: float, usd_per_gpu_hour: float, tokens_per_s: float) -> float | None:
-    """What a million output tokens cost on *gpus* GPUs at *usd_per_gpu_hour* serving
-    *tokens_per_s* (``labsim search``'s cost at capacity); None when either is 0."""
-    if tokens_per_s <= 0 or usd_per_gpu_hour <= 0:
-        return None
-    return gpus * usd_per_gpu_hour / (tokens_per_s * 3600) * 1e6
-
-
 def by_kind(trained: int, trained_gpu_s: float, jobs: list, price_of) -> dict:
     """summary.json's ``by_kind``: per kind what makes sense of it, from the finished training
     jobs' count and GPU-seconds held and the finished services and sessions (*jobs*);
@@ -249,8 +241,8 @@ def by_kind(trained: int, trained_gpu_s: float, jobs: list, price_of) -> dict:
     sessions, their wait to start, GPU-hours allocated and busy."""
     import numpy as np
 
-    def wait(jobs):
-        x = np.asarray([j.start_s - j.arrival_s for j in jobs], dtype=float)
+    def wait(some):
+        x = np.asarray([j.start_s - j.arrival_s for j in some], dtype=float)
         return {"mean": float(x.mean()) / 3600, "p50": float(np.percentile(x, 50)) / 3600,
                 "p99": float(np.percentile(x, 99)) / 3600}
 
@@ -270,7 +262,10 @@ def by_kind(trained: int, trained_gpu_s: float, jobs: list, price_of) -> dict:
                 per = j.gpus / max(1, j.replicas)
                 row["capacity_per_replica_rps"] = j.capacity_rps
                 row["output_tokens_per_s_per_replica"] = j.tokens_per_s
-                row["usd_per_million_output_tokens_at_capacity"] = usd_per_million_tokens(
+                # priced only where labsim-llm found the capacity: it is there
+                from labsim_llm.search import cost_per_million_output_tokens
+
+                row["usd_per_million_output_tokens_at_capacity"] = cost_per_million_output_tokens(
                     per, price_of(j), j.tokens_per_s)
         out[INFERENCE] = {"services": len(served), "wait_h": wait(served),
                           "gpu_hours_held": sum(j.held_gpu_s for j in served) / 3600,
@@ -338,5 +333,4 @@ class Sessions:
                 return busy
 
 
-__all__ = ["INFERENCE", "INTERACTIVE", "KINDS", "Services", "Sessions", "TRAINING", "by_kind", "kind_of",
-           "usd_per_million_tokens"]
+__all__ = ["INFERENCE", "INTERACTIVE", "KINDS", "Services", "Sessions", "TRAINING", "by_kind", "kind_of"]
