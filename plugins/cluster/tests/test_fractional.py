@@ -190,6 +190,8 @@ def test_failed_tenants_give_the_gpu_back_when_the_last_one_leaves(tmp_path):
      "asks for 2 GPUs and gpu_fraction; a fractional job runs on part of one GPU"),
     ([("a", 0, 10, "", 1.5, "", "", "", "u")], {"mode": "mps"}, "A100-SXM4-80GB",
      "line 2, column gpu_fraction: '1.5'; allowed: 0 < f ≤ 1"),
+    ([("a", 0, 10, "", 0.5, "", "", "", "u")], {"mode": "time_slicing", "switch_us": 5000}, "A100-SXM4-80GB",
+     "sharing.switch_us: 5000 µs per switch leaves nothing of a 2 ms slice"),
 ])
 def test_bad_fraction_requests_exit_2_naming_the_field(tmp_path, rows, sharing, device, message):
     exp = tmp_path / "exp.json"

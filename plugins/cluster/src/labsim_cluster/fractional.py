@@ -151,8 +151,11 @@ class SharedGpus:
                 continue
             _, modes = _sharing()
             slice_s = float(spec.get("slice_ms", modes.DEFAULT_SLICE_MS)) * 1e-3
-            self._efficiency.append(max(0.0, 1.0 - float(spec.get("switch_us", modes.DEFAULT_SWITCH_US)) * 1e-6
-                                        / slice_s))
+            switch_s = float(spec.get("switch_us", modes.DEFAULT_SWITCH_US)) * 1e-6
+            if switch_s >= slice_s:
+                raise UsageError(f"sharing.switch_us: {switch_s * 1e6:g} µs per switch leaves nothing of a "
+                                 f"{slice_s * 1e3:g} ms slice; allowed: less than slice_ms × 1000")
+            self._efficiency.append(1.0 - switch_s / slice_s)
 
     def free_share(self, gtype: int | None = None) -> float:
         """Room left on the shared GPUs (of type *gtype*, default all)."""
