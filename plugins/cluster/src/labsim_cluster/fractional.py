@@ -122,17 +122,14 @@ def share_of(job, spec: dict | None, device, where: str) -> float:
 class SharedGpu:
     """One GPU several jobs share: its node, GPU type, mode and tenants."""
 
-    __slots__ = ("node", "gtype", "mode", "tenants")
+    __slots__ = ("node", "gtype", "mode", "tenants", "used")
 
     def __init__(self, node: int, gtype: int, mode: str):
         self.node = node
         self.gtype = gtype
         self.mode = mode
         self.tenants: list = []
-
-    @property
-    def used(self) -> float:
-        return sum(j.gpus for j in self.tenants)
+        self.used = 0.0           # the tenants' shares
 
 
 class SharedGpus:
@@ -144,6 +141,7 @@ class SharedGpus:
         self.gpus: list[SharedGpu] = []
         self.of: dict[int, SharedGpu] = {}    # id(job) → its shared GPU
         self._instances: dict[tuple, object] = {}
+        self._used = 0.0                      # the shares of every tenant of a shared GPU
         self._efficiency = []
         for spec in specs:
             if spec is None or spec["mode"] != "time_slicing":
@@ -157,9 +155,9 @@ class SharedGpus:
                                  f"{slice_s * 1e3:g} ms slice; allowed: less than slice_ms × 1000")
             self._efficiency.append(1.0 - switch_s / slice_s)
 
-    def free_share(self, gtype: int | None = None) -> float:
-        """Room left on the shared GPUs (of type *gtype*, default all)."""
-        return sum(max(0.0, 1.0 - g.used) for g in self.gpus if gtype is None or g.gtype == gtype)
+    def free_share(self) -> float:
+        """Room left on the shared GPUs."""
+        return len(self.gpus) - self._used
 
     def _fits(self, gpu: SharedGpu, job) -> bool:
         if gpu.mode == "mig":
@@ -184,14 +182,19 @@ class SharedGpus:
 
     def join(self, gpu: SharedGpu, job) -> None:
         gpu.tenants.append(job)
+        gpu.used += job.gpus
+        self._used += job.gpus
         self.of[id(job)] = gpu
 
     def leave(self, job) -> SharedGpu | None:
         """Take *job* off its GPU; the GPU if it is now empty (to give back), else None."""
         gpu = self.of.pop(id(job))
         gpu.tenants.remove(job)
+        self._used -= job.gpus
         if gpu.tenants:
+            gpu.used = sum(j.gpus for j in gpu.tenants)   # summed again: no drift from subtracting
             return None
+        self._used = sum(g.used for g in self.gpus if g is not gpu)
         self.gpus.remove(gpu)
         return gpu
 
