@@ -52,6 +52,9 @@ def test_time_slicing_two_halves_take_turns_and_the_survivor_runs_alone(tmp_path
     assert float(jobs["b"]["end_s"]) == pytest.approx(t_a + 2000)      # then alone, at full speed
     runs = [a for a in result.table("attempts")]
     assert {a["nodes"] for a in runs} == {"0:1"}                       # on the one GPU together
+    speed = {a["job_id"]: float(a["speed"]) for a in runs}
+    assert speed["a"] == pytest.approx(eff / 2)                        # what it made of its run
+    assert speed["b"] == pytest.approx(3000 / (t_a + 2000))
     assert float(jobs["a"]["cost_usd"]) == pytest.approx(0.5 * t_a / 3600 * 2.0)   # half a GPU billed
     fifo = result.summary["frameworks"]["fifo"]
     assert fifo["gpu_hours"]["busy"] == pytest.approx(0.5 * (t_a + t_a + 2000) / 3600)

@@ -720,6 +720,9 @@ class Cluster(labsim.Framework):
         overhead = job.run_overhead_s - max(0.0, job.stall_until - env.now)  # a stall not yet over
         ran = max(0.0, env.now - job.run_began - overhead)
         work = min(ran * job.rate, job.duration_s - job.attained_s)
+        if gpu is not None:   # beside other tenants: what it made of the time it could work
+            working = env.now - job.work_from
+            job.run_speed = work / working if working > 0 else job.rate
         job.attempts += 1
         held = (env.now - job.run_began) * job.gpus
         cost = held / 3600 * self.prices[job.type_index]
@@ -1024,4 +1027,5 @@ def _attempt(row: tuple, outcome: str, lost: float, job, failure: str) -> tuple:
     ended, the GPU-seconds it lost, where it ran (GPU type, locality, speed), the failure kind
     that ended it (empty: none) and what its GPUs cost."""
     *head, cost = row
-    return (*head, outcome, lost, job.gpu_type, job.locality, job.rate, failure, cost)
+    speed = job.rate if job.run_speed is None else job.run_speed
+    return (*head, outcome, lost, job.gpu_type, job.locality, speed, failure, cost)

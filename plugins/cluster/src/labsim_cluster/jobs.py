@@ -92,6 +92,7 @@ class Job:
     share_speed: float = 1.0         # on a shared GPU: its speed beside the other tenants
     share_since: float = 0.0         # when share_speed was last set
     work_from: float = 0.0           # when the current run's work began (after restore, pull)
+    run_speed: float | None = None   # a shared GPU's run: the work-seconds per second it made
 
     @property
     def fractional(self) -> bool:
