@@ -184,7 +184,7 @@ def test_failed_tenants_give_the_gpu_back_when_the_last_one_leaves(tmp_path):
     ([("a", 0, 10, "", "", "", "3g.20gb", "", "u")], {"mode": "mig"}, "A100-SXM4-80GB",
      "job a, mig_profile: '3g.20gb'; A100-SXM4-80GB offers 1g.10gb, 1g.20gb, 2g.20gb, 3g.40gb, 4g.40gb, 7g.80gb"),
     ([("a", 0, 10, "", "", "", "3g.40gb", "", "u")], {"mode": "mig"}, "V100-SXM2-32GB",
-     "mig_profile: V100-SXM2-32GB has no MIG; GPUs with MIG: A100-SXM4-40GB"),
+     "sharing.mode: mig on V100-SXM2-32GB, which has no MIG; GPUs with MIG: A100-SXM4-40GB"),
     ([("a", 0, 10, "", "", 50, "", "", "u")], {"mode": "time_slicing"}, "A100-SXM4-80GB",
      "job a asks for mps_percentage; under sharing mode time_slicing a job asks for gpu_fraction"),
     ([("a", 0, 10, "", 0.5, "", "", "", "u")], {"mode": "mig"}, "A100-SXM4-80GB",

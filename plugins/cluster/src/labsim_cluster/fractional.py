@@ -143,7 +143,12 @@ class SharedGpus:
         self._instances: dict[tuple, object] = {}
         self._used = 0.0                      # the shares of every tenant of a shared GPU
         self._efficiency = []
-        for spec in specs:
+        for spec, device in zip(specs, devices):
+            if spec is not None and spec["mode"] == "mig":
+                mig, _ = _sharing()
+                if getattr(device, "name", "") not in mig.MIG_PROFILES:
+                    raise UsageError(f"sharing.mode: mig on {device.name}, which has no MIG; GPUs with MIG: "
+                                     f"{', '.join(mig.MIG_PROFILES)}")
             if spec is None or spec["mode"] != "time_slicing":
                 self._efficiency.append(1.0)
                 continue
