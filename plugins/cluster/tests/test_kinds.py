@@ -83,6 +83,16 @@ def test_gpus_per_replica_are_the_fewest_on_which_the_engines_memory_plan_holds_
     assert bad.exit_code == 2, bad.output
 
 
+def test_a_row_naming_a_model_is_that_model_served_by_vllm(tmp_path):
+    header = "job_id,submit_time_s,duration_s,num_gpus,job_type,model,replicas"
+    path = tmp_path / "jobs.csv"
+    path.write_text(header + "\nm,0,600,,inference,Llama-3.1-70B,2\n")
+    result = labsim.run(experiment(str(path)))
+    service = result.summary["workload"]["services"]["Llama-3.1-70B"]
+    assert service["engine"] == "vllm" and service["gpus_per_replica"] > 1
+    assert float(jobs_of(result)["m"]["gpus"]) == 2 * service["gpus_per_replica"]
+
+
 def test_a_services_capacity_and_cost_per_million_tokens_are_labsim_searchs(tmp_path):
     from labsim_llm.search import Slo, search
 
@@ -170,7 +180,7 @@ def test_the_generator_draws_kinds_by_weight_and_keeps_training_only_traces_as_t
 @pytest.mark.parametrize("rows, workload, message", [
     ([("s", 0, 60, "", "inference", "", "", "a")], {}, "column service: an inference job names its service"),
     ([("s", 0, 60, "", "inference", "web", "", "a")], {"services": {"chat": CHAT}},
-     "service 'web' is not in workload.services; services: chat"),
+     "service 'web' is not in workload.services nor a model; services: chat"),
     ([("n", 0, 60, "", "interactive", "", "", "a")], {}, "an interactive job needs workload.interactive"),
     ([("s", 0, 60, "", "inference", "chat", "0", "a")], {"services": {"chat": CHAT}},
      "line 2, column replicas: '0'; allowed: an integer ≥ 1"),

@@ -222,15 +222,16 @@ def read_trace(path: Path, columns: dict | None = None, label: str = "workload.t
                                      f"{text(key)!r}; allowed: {allowed}")
             if fraction >= 1:
                 fraction = 0.0
-            if category == INFERENCE and not text("service"):
+            if category == INFERENCE and not (text("service") or model):
                 raise UsageError(f"{label}: {path.name} line {row_no}, column {name_of['service']}: an inference "
-                                 "job names its service (one of workload.services)")
+                                 "job names its service (one of workload.services) or its model")
             jobs.append(Job(str(row[name_of["job_id"]]).strip(), gpus, duration or 0.0, submit,
                             user=(row.get(name_of["user"]) or "").strip(),
                             group=(row.get(name_of["group"]) or "").strip(),
                             kind=(row.get(name_of["job_type"]) or "").strip(),
                             priority=int(float(prio)) if prio else 0, cpu=cpu, mem_gib=mem, predict=predict,
-                            category=category, service=text("service"), replicas=replicas, gpu_fraction=fraction,
+                            category=category, service=text("service") or (model if category == INFERENCE else ""),
+                            replicas=replicas, gpu_fraction=fraction,
                             mps_percentage=mps, mig_profile=text("mig_profile"), line=row_no))
     jobs.sort(key=lambda j: j.arrival_s)
     return jobs

@@ -103,9 +103,21 @@ class Services:
         self._capacity: dict[str, dict | None] = {}
 
     def check(self, name: str, where: str) -> dict:
+        """The service *name*: one of ``workload.services``, or a model (``labsim list models``)
+        served by vLLM with its defaults."""
         if name not in self.specs:
-            have = ", ".join(sorted(self.specs)) or "none (add workload.services)"
-            raise UsageError(f"{where}: service {name!r} is not in workload.services; services: {have}")
+            model = None
+            try:
+                from labsim_llm.models import resolve_model
+
+                model = resolve_model(self.context, name)
+            except (ImportError, LabsimError):
+                pass
+            if model is None:
+                have = ", ".join(sorted(self.specs)) or "none (add workload.services)"
+                raise UsageError(f"{where}: service {name!r} is not in workload.services nor a model; "
+                                 f"services: {have}")
+            self.specs[name] = {"engine": "vllm", "config": {"model": name}}
         return self.specs[name]
 
     def _experiment(self, name: str, config: dict, traffic: dict | None = None) -> dict:
