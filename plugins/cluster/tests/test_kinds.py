@@ -225,3 +225,38 @@ def csv_rows(path):
 
     with open(path, newline="") as fh:
         yield from csv.DictReader(fh)
+
+
+def test_a_sessions_bursts_drawn_a_block_at_a_time_are_the_notebooks_loop():
+    import numpy as np
+    from labsim_cluster.kinds import Sessions
+
+    class Stream:
+        """Values of a fixed sequence, however many are asked at a time."""
+
+        def __init__(self, values):
+            self.values, self.at = values, 0
+
+        def sample_n(self, n):
+            out = self.values[self.at:self.at + n]
+            self.at += n
+            return out
+
+    rng = np.random.default_rng(3)
+    think, cells = rng.exponential(30.0, 100000), rng.lognormal(1.5, 0.8, 100000)
+    sessions = Sessions.__new__(Sessions)
+    sessions._cells = {1: (0.7, 0.5)}
+    for length in (50.0, 3600.0, 7200.0, 86400.0):
+        sessions.think, sessions.cells = Stream(think), Stream(cells)
+        got = sessions.busy_s(length, 1)
+        t = busy = 0.0
+        i = 0
+        while True:                                   # the notebook tenant's loop, one draw at a time
+            t += max(0.0, think[i])
+            if t >= length:
+                break
+            run = min(max(1, int(round(cells[i]))) * 0.7, length - t)
+            busy += run
+            t += run
+            i += 1
+        assert got == pytest.approx(busy, rel=1e-12)
