@@ -239,3 +239,17 @@ def test_a_model_given_job_too_big_for_its_mig_instance_runs_out_of_memory_there
     runs = {a["job_id"]: a for a in result.table("attempts")}
     assert runs["x"]["failure"] == "oom" and runs["ok"]["outcome"] == "completed"
     assert {r["job_id"]: r["status"] for r in result.table("jobs")} == {"x": "failed", "ok": "completed"}
+
+
+def test_gavel_places_fractional_jobs_only_on_the_groups_that_share(tmp_path):
+    pytest.importorskip("scipy")
+    rows = [(f"f{i}", 0, 1000, "", 0.5, "", "", "", "u") for i in range(4)] + \
+        [(f"w{i}", 0, 1000, 1, "", "", "", "", "u") for i in range(3)]
+    exp = experiment(write(tmp_path, rows), None, policies=("gavel",))
+    exp["hardware_profile"]["topology"].update(nodes=2, gpus_per_node=2, nics_per_node=2)
+    exp["frameworks_to_test"][0]["config"]["gpu_types"] = [
+        {"name": "shared", "nodes": 1, "sharing": {"mode": "time_slicing"}}, {"name": "whole", "nodes": 1}]
+    result = labsim.run(exp)
+    runs = result.table("attempts")
+    assert {a["gpu_type"] for a in runs if a["job_id"].startswith("f")} == {"shared"}
+    assert {r["status"] for r in result.table("jobs")} == {"completed"}

@@ -331,31 +331,24 @@ class Cluster(labsim.Framework):
         """*job* asks for part of a GPU: its share (its ``gpus`` from now on) under the sharing
         mode of the node groups that take it (see :mod:`labsim_cluster.fractional`)."""
         where = f"workload.trace line {job.line}" if job.line else "workload"
-        errors, share = [], None
+        errors, share, types = [], None, []
         for t, spec in enumerate(self.shared.specs):
             try:
                 share = share_of(job, spec, self.shared.devices[t], where)
+                types.append(t)
             except UsageError as ex:
                 errors.append((spec is None, str(ex)))
         if share is None:   # why a node group that shares GPUs refused it, if one does
             raise UsageError(f"{self.instance_name}: {min(errors)[1]}")
         job.gpus = share
-
-    def _share_types(self, job) -> list[int]:
-        """The node groups whose sharing takes *job* (a fractional job)."""
-        out = []
-        for t, spec in enumerate(self.shared.specs):
-            try:
-                share_of(job, spec, self.shared.devices[t], "")
-                out.append(t)
-            except UsageError:
-                pass
-        return out
+        job.share_types = tuple(types)
 
     def _place_shared(self, job, gtype: int | None):
         """``(type, shared GPU, new)`` for fractional *job*: the fullest shared GPU that takes
         it, else a whole free GPU taken for sharing; None when neither is there."""
-        types = [gtype] if gtype is not None else self._share_types(job)
+        types = job.share_types
+        if gtype is not None:   # a policy's choice (Gavel's rounds): only if that group shares GPUs
+            types = (gtype,) if gtype in types else ()
         for t in types:
             gpu = self.shared.find(job, t)
             if gpu is not None:

@@ -93,6 +93,7 @@ class Job:
     share_since: float = 0.0         # when share_speed was last set
     work_from: float = 0.0           # when the current run's work began (after restore, pull)
     run_speed: float | None = None   # a shared GPU's run: the work-seconds per second it made
+    share_types: tuple = ()          # a fractional job: the GPU types whose sharing takes it
 
     @property
     def fractional(self) -> bool:
