@@ -9,12 +9,14 @@ throughput table):
 - **inference**: a long-running service of ``replicas`` model replicas, each on the GPUs its
   serving engine needs, holding them for its lifetime (``duration_s``; without one, from its
   submission to the trace's horizon). What a replica needs and delivers comes from the serving
-  engines (labsim-vllm, labsim-trtllm) named in ``workload.services``: GPUs per replica are the
-  engine's ``tensor_parallel_size × pipeline_parallel_size``, or the fewest (1, 2, 4, …, up to a
-  node) on which the engine's own memory planning holds the model on the cluster's GPU; with
-  ``traffic`` and ``slo`` given, a replica's capacity (requests/s within the SLOs, and output
-  tokens/s there) is what ``labsim search`` finds for it (``labsim_llm.search.search_one``: the
-  engine simulated on that traffic, the load doubled then bisected).
+  engines (labsim-vllm, labsim-trtllm) named in ``workload.services`` (a row may name a model
+  instead: that model on vLLM with its defaults): GPUs per replica are the engine's
+  ``tensor_parallel_size × pipeline_parallel_size``, or the fewest (1, 2, 4, … up to a node,
+  then pipeline stages of a node each) on which the engine's own memory planning holds the
+  model on the cluster's GPU; with ``traffic`` and ``slo`` given, a replica's capacity
+  (requests/s within the SLOs, and output tokens/s there) is what ``labsim search`` finds for it
+  (``labsim_llm.search.search_one``: the engine simulated on that traffic, the load doubled then
+  bisected).
 - **interactive**: a notebook session holding its GPUs for its length, busy only while it runs
   cells: bursts of ``cells_per_burst_dist_config`` cells (a forward pass or a training step of
   ``model``, priced by labsim-training on the cluster's GPU as labsim-sharing's ``notebook``
