@@ -8,6 +8,9 @@ of finished jobs (the jobs table streams to disk; the summary keeps one row of n
 
 ``--failures`` turns on every failure kind at its default rate (Meta's Llama 3 figures: GPU
 faults, software, node outages, leaf partitions) with a 2-hour repair per failed node.
+``--kinds`` makes 5 % of the jobs Llama-3.1-8B services (1 or 2 replicas on vLLM) and 30 %
+notebook sessions on a quarter of a GPU, a third of the one-GPU training jobs fractional too,
+under time-slicing.
 
 Prints what was simulated on stdout; wall time, CPU time and peak memory on stderr.
 """
@@ -22,8 +25,8 @@ import time
 import labsim
 
 
-def experiment(jobs: int, policy: str, failures: bool = False) -> dict:
-    return {
+def experiment(jobs: int, policy: str, failures: bool = False, kinds: bool = False) -> dict:
+    exp = {
         "name": "month-on-2000-gpus",
         "simulation": {"max_simulation_time": 1e12, "random_seed": 1},
         "hardware_profile": {"topology": {"type": "dgx-a100", "nodes": 250}},
@@ -35,6 +38,16 @@ def experiment(jobs: int, policy: str, failures: bool = False) -> dict:
         "frameworks_to_test": [{"name": policy, "type": "cluster", "config": {
             "scheduler": {"type": policy}, **({"failures": {"node_repair_h": 2}} if failures else {})}}],
     }
+    if kinds:
+        workload = exp["workload"]
+        workload["generate"].update(
+            kinds={"training": 0.65, "inference": 0.05, "interactive": 0.3}, replicas={"1": 0.5, "2": 0.5},
+            service_duration_s_dist_config={"type": "LogNormal", "mean": 86400, "sigma": 43200, "min": 3600},
+            fractional={"share": {"gpu_fraction": 0.25}, "interactive": 1.0, "training": 0.33})
+        workload["services"] = {"chat": {"engine": "vllm", "config": {"model": "Llama-3.1-8B"}}}
+        workload["interactive"] = {"model": "GPT-2-Medium", "batch_size": 8, "seq_len": 1024}
+        exp["frameworks_to_test"][0]["config"]["sharing"] = {"mode": "time_slicing"}
+    return exp
 
 
 def main(argv=None) -> int:
@@ -42,9 +55,12 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--policy", default="fifo")
     parser.add_argument("--failures", action="store_true", help="Every failure kind at its default rate.")
+    parser.add_argument("--kinds", action="store_true",
+                        help="Services and notebook sessions among the jobs, fractional GPUs under time-slicing.")
     args = parser.parse_args(argv)
     began, cpu = time.perf_counter(), time.process_time()
-    summary = labsim.run(experiment(args.jobs, args.policy, args.failures)).summary["frameworks"][args.policy]
+    summary = labsim.run(experiment(args.jobs, args.policy, args.failures, args.kinds)).summary["frameworks"][
+        args.policy]
     wall, cpu = time.perf_counter() - began, time.process_time() - cpu
     print(f"{args.jobs:,} jobs on 2,000 GPUs under {args.policy}: {summary['jobs']['finished']:,} finished, "
           f"makespan {summary['makespan_h']:,.0f} h, utilisation {summary['gpu_utilisation']:.2f}, "

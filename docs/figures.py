@@ -111,6 +111,23 @@ def sweep(experiment: str, key: str, values: list, metrics: list[tuple[str, str]
     _emit(command, lines, prefix, fence)
 
 
+def summary_table(experiment: str, metrics: list[tuple[str, str]], prefix: str = "", fence: bool = True) -> None:
+    """``labsim run EXPERIMENT``: the summary.json values at each (unit, dotted path under a
+    framework's section), one row per metric, one column per framework."""
+    import labsim
+
+    summary = labsim.run(str(ROOT / experiment)).summary
+    names = list(summary["frameworks"])
+    table = [["frameworks.<name>.", *names]]
+    for label, dotted in metrics:
+        table.append([f"{dotted} ({label})" if label else dotted,
+                      *(_fmt(_lookup(summary["frameworks"][n], dotted)) for n in names)])
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in table]
+    _emit(f"labsim run {experiment}   # summary.json", lines, prefix, fence)
+
+
 def requests(experiment: str, prefix: str = "") -> None:
     """``labsim run EXPERIMENT``: how many requests its workload sent, and at what rate."""
     import labsim

@@ -10,6 +10,9 @@ leaves as possible; ``spread``; ``any``: see :mod:`labsim_cluster.placement`). W
 sets its speed (:mod:`labsim_cluster.rates`): a slower GPU type or a placement whose traffic
 crosses nodes or leaves stretches its run. A preempted job returns to the queue keeping its
 attained work (it checkpointed) and pays ``preemption_overhead_s`` (restore) when it runs again.
+A job asking for part of a GPU shares one with others under the ``sharing`` mode
+(:mod:`labsim_cluster.fractional`); services and sessions (:mod:`labsim_cluster.kinds`) hold
+their GPUs for their lifetime and are not preempted.
 
 Per job (table ``jobs``): arrival, first start, end, JCT, queueing delay, preemptions. Per run
 attempt (table ``attempts``): where it ran, from when to when, the work it did and how it ended
@@ -28,7 +31,10 @@ from labsim.errors import UsageError
 
 from labsim_cluster.failures import KINDS, Failures, Stream
 from labsim_cluster.failures import SCHEMA as FAILURES_SCHEMA
+from labsim_cluster.fractional import SCHEMA as SHARING_SCHEMA
+from labsim_cluster.fractional import SharedGpus, share_of
 from labsim_cluster.jobs import CLUSTER_JOBS
+from labsim_cluster.kinds import TRAINING, by_kind
 from labsim_cluster.monitoring import EVENT_COLUMNS, Monitor
 from labsim_cluster.monitoring import SCHEMA as MONITORING_SCHEMA
 from labsim_cluster.node_limits import NodeLimits
@@ -39,10 +45,11 @@ USAGE_COLUMNS = ["policy", "time_s", "gpus_busy", "jobs_running", "jobs_waiting"
 ATTEMPT_COLUMNS = ["policy", "job_id", "attempt", "gpus", "nodes", "start_s", "end_s", "work_s", "outcome",
                    "lost_gpu_s", "gpu_type", "locality", "speed", "failure", "cost_usd"]
 JOB_COLUMNS = ["policy", "job_id", "user", "group", "gpus", "duration_s", "arrival_s", "start_s", "end_s",
-               "jct_s", "queue_s", "preemptions", "failures", "reclaims", "cost_usd", "status"]
+               "jct_s", "queue_s", "preemptions", "failures", "reclaims", "cost_usd", "status", "kind",
+               "busy_gpu_s"]
 CAPACITIES = ("on_demand", "reserved", "spot")
 INCIDENT = {"node": "node_failure", "partition": "partition", "spot": "spot_reclaim"}
-SIZE_CLASSES = (("1 GPU", 1, 1), ("2-8 GPUs", 2, 8), (">8 GPUs", 9, 10**9))
+SIZE_CLASSES = (("<1 GPU", 0, 1 - 1e-9), ("1 GPU", 1, 1), ("2-8 GPUs", 2, 8), (">8 GPUs", 9, 10**9))
 
 
 class Cluster(labsim.Framework):
@@ -83,7 +90,8 @@ class Cluster(labsim.Framework):
                                                                         "a node (required for spot; read it from "
                                                                         "your provider's interruption figures)."},
                               "reclaim_outage_s": {"type": "number", "minimum": 0, "default": 0.0,
-                                                   "description": "Spot: seconds a reclaimed node stays gone."}}}},
+                                                   "description": "Spot: seconds a reclaimed node stays gone."},
+                              "sharing": SHARING_SCHEMA}}},
             "reference_type": {"type": "string",
                                "description": "The GPU type the jobs' durations hold on (default: the first "
                                               "of gpu_types)."},
@@ -111,6 +119,7 @@ class Cluster(labsim.Framework):
             "price_per_gpu_hour": {"type": "number", "minimum": 0,
                                    "description": "USD per GPU-hour (default: the device's price)."},
             "monitoring": MONITORING_SCHEMA,
+            "sharing": SHARING_SCHEMA,
             "failures": FAILURES_SCHEMA,
             "quotas": {
                 "type": "object", "additionalProperties": False,
@@ -174,9 +183,15 @@ class Cluster(labsim.Framework):
         self.queue: list = []
         self.running: list = []
         self.finished = 0
-        self.records: list[tuple] = []      # (gpus, duration, arrival, start, end, user, preemptions)
+        self.records: list[tuple] = []      # (gpus, duration, arrival, start, end, user, preemptions, training)
+        self.training_held_s = 0.0          # GPU-seconds the finished training jobs held
+        self.kind_jobs: list = []           # the finished services and sessions
         self.busy_gpu_s = 0.0
+        self.alloc_gpu_s = 0.0                     # GPU-time jobs held (busy: what they computed)
         self.busy_by_type = [0.0] * len(self.type_specs)
+        self.shared = SharedGpus([t.get("sharing", config.get("sharing")) for t in self.type_specs],
+                                 [labsim.device(t["device"]) if t.get("device") else self.device
+                                  for t in self.type_specs])
         self.runs = dict.fromkeys(LOCALITIES, 0)   # multi-GPU runs by locality
         self.split = 0                             # runs of jobs that fit one node placed on several
         self.slowdowns: list[float] = []           # of the multi-GPU runs
@@ -281,6 +296,8 @@ class Cluster(labsim.Framework):
         pass
 
     def submit(self, job):
+        if job.fractional:
+            self._fractional(job)
         fits = [t for t, cap in enumerate(self.nodes.capacity_by_type)
                 if job.gpus <= cap and self.rates.type_speed(job, t) > 0]
         if not fits:
@@ -314,6 +331,67 @@ class Cluster(labsim.Framework):
 
     def no_more_jobs(self):
         self._closed = True
+
+    # -- fractional GPUs ----------------------------------------------------------------------
+
+    def _fractional(self, job) -> None:
+        """*job* asks for part of a GPU: its share (its ``gpus`` from now on) under the sharing
+        mode of the node groups that take it (see :mod:`labsim_cluster.fractional`)."""
+        where = f"workload.trace line {job.line}" if job.line else "workload"
+        errors, share, types = [], None, []
+        for t, spec in enumerate(self.shared.specs):
+            try:
+                share = share_of(job, spec, self.shared.devices[t], where)
+                types.append(t)
+            except UsageError as ex:
+                errors.append((spec is None, str(ex)))
+        if share is None:   # why a node group that shares GPUs refused it, if one does
+            raise UsageError(f"{self.instance_name}: {min(errors)[1]}")
+        job.gpus = share
+        job.share_types = tuple(types)
+
+    def _place_shared(self, job, gtype: int | None):
+        """``(type, shared GPU, new)`` for fractional *job*: the fullest shared GPU that takes
+        it, else a whole free GPU taken for sharing; None when neither is there."""
+        types = job.share_types
+        if gtype is not None:   # a policy's choice (Gavel's rounds): only if that group shares GPUs
+            types = (gtype,) if gtype in types else ()
+        for t in types:
+            gpu = self.shared.find(job, t)
+            if gpu is not None:
+                return t, gpu, False
+        for t in types:
+            where = self.nodes.place(1, t, self.placement)
+            if where is not None:
+                return t, self.shared.open(where[0][0], t), True
+        return None
+
+    def _accrue(self, job) -> None:
+        """Count the work *job* has not done beside its GPU's other tenants since its speed was
+        last set as time that did no work (its run's overhead)."""
+        now = self.context.env.now
+        start = max(job.share_since, job.work_from)
+        if job.share_speed < 1.0 and now > start:
+            job.run_overhead_s += (1.0 - job.share_speed) * (now - start)
+        job.share_since = now
+
+    def _rerate(self, gpu, skip=None) -> None:
+        """Set the speed of every training tenant of shared *gpu* for its tenants now, and move
+        the end of their runs (all but *skip*, which the caller arms)."""
+        now = self.context.env.now
+        speeds = self.shared.speeds(gpu)
+        for j in gpu.tenants:
+            new = speeds.get(id(j), 1.0)
+            if j is skip:
+                j.share_speed, j.share_since = new, now
+                continue
+            if new == j.share_speed:
+                continue
+            self._accrue(j)
+            j.share_speed = new
+            done = max(0.0, now - j.run_began - j.run_overhead_s) * j.rate if now >= j.work_from else 0.0
+            left = max(0.0, j.remaining_s - done)
+            self._arm(j, max(0.0, j.work_from - now) + left / (j.rate * new))
 
     # -- quotas and resources -----------------------------------------------------------------
 
@@ -394,20 +472,33 @@ class Cluster(labsim.Framework):
     def _start(self, job, gtype: int | None = None) -> bool:
         if self.limited and not self.allowed(job):
             return False
-        found = self._where(job, gtype)
-        if found is None:
-            return False
+        gpu = None
+        if job.fractional:
+            shared = self._place_shared(job, gtype)
+            if shared is None:
+                return False
+            t, gpu, new = shared
+            where = [(gpu.node, 1)]
+            if new:
+                self.nodes.take(where, self.context.env.now)
+            self.shared.join(gpu, job)
+            self.limits.take(job, [(gpu.node, job.gpus)])   # its whole CPUs and memory there
+        else:
+            found = self._where(job, gtype)
+            if found is None:
+                return False
+            t, where = found
+            self.nodes.take(where, self.context.env.now)
+            self.limits.take(job, where)
         if self.tally:
             self._hold(job, +1)
-        t, where = found
         env = self.context.env
-        self.nodes.take(where, env.now)
-        self.limits.take(job, where)
         job.nodes = where
         job.gpu_type = self.type_specs[t]["name"]
         job.type_index = t
         slow = self.rates.slowdown(job, t, where) if job.gpus > 1 else 1.0
-        job.rate = self.rates.type_speed(job, t) / slow
+        # a service's or a session's duration is its lifetime: where it runs does not stretch it
+        job.rate = self.rates.type_speed(job, t) / slow if job.category == TRAINING else 1.0
         if job.gpus > 1:
             job.locality = self.nodes.locality(where)
             self.runs[job.locality] += 1
@@ -432,7 +523,11 @@ class Cluster(labsim.Framework):
             if kind == "image_pull":
                 job.run_overhead_s += after   # the pull holds the GPUs and does no work
             job.first_fail = (kind, env.now + after)
-        self._arm(job, job.remaining_s / job.rate + job.run_overhead_s)
+        job.work_from = env.now + job.run_overhead_s
+        job.share_speed, job.share_since = 1.0, env.now
+        if gpu is not None:
+            self._rerate(gpu, skip=job)
+        self._arm(job, job.remaining_s / (job.rate * job.share_speed) + job.run_overhead_s)
         return True
 
     def _oom_after(self, job, t: int) -> float | None:
@@ -442,10 +537,13 @@ class Cluster(labsim.Framework):
         if job.shape is None or job.pricer is None:
             return None
         device = self.type_specs[t].get("device")
-        need, have = job.pricer.memory_gib(job.shape, job.gpus, device)
+        gpu = self.shared.gpu_of(job)
+        if gpu is not None and gpu.mode == "mig":
+            device = self.shared.instance(job)   # its instance's memory slices are all it has
+        need, have = job.pricer.memory_gib(job.shape, job.whole_gpus, device)
         if not have or need <= have:
             return None
-        return job.pricer.iteration_time(job.shape, job.gpus, device)
+        return job.pricer.iteration_time(job.shape, job.whole_gpus, device)
 
     def _arm(self, job, run_s: float) -> None:
         """Wake *job*'s current run when it ends, *run_s* seconds from now: completed, or
@@ -604,7 +702,10 @@ class Cluster(labsim.Framework):
         self.queue.append(job)
 
     def _lose(self, job) -> float:
-        """Roll *job* back to its last checkpoint; the GPU-seconds lost."""
+        """Roll *job* back to its last checkpoint; the GPU-seconds lost (a service or a session
+        loses nothing: it starts again where it was)."""
+        if not job.preemptible:
+            return 0.0
         kept = self.failures.kept(job.attained_s)
         lost = (job.attained_s - kept) * job.gpus
         self.lost_gpu_s += lost
@@ -621,9 +722,15 @@ class Cluster(labsim.Framework):
         """Take *job* off its GPUs; the start of its ``attempts`` row (the caller adds how it
         ended and what it lost)."""
         env = self.context.env
+        gpu = self.shared.gpu_of(job)
+        if gpu is not None:
+            self._accrue(job)
         overhead = job.run_overhead_s - max(0.0, job.stall_until - env.now)  # a stall not yet over
         ran = max(0.0, env.now - job.run_began - overhead)
         work = min(ran * job.rate, job.duration_s - job.attained_s)
+        if gpu is not None:   # beside other tenants: what it made of the time it could work
+            working = env.now - job.work_from
+            job.run_speed = work / working if working > 0 else job.rate
         job.attempts += 1
         held = (env.now - job.run_began) * job.gpus
         cost = held / 3600 * self.prices[job.type_index]
@@ -633,15 +740,23 @@ class Cluster(labsim.Framework):
         job.attained_s = min(job.duration_s, job.attained_s + ran * job.rate)
         job.service_s += ran
         job.type_s[job.type_index] = job.type_s.get(job.type_index, 0.0) + (env.now - job.run_began)
-        self.busy_gpu_s += held
-        self.busy_by_type[job.type_index] += held
+        self.alloc_gpu_s += held
+        self.busy_gpu_s += held * job.busy_share
+        self.busy_by_type[job.type_index] += held * job.busy_share
+        job.busy_gpu_s += held * job.busy_share
+        job.held_gpu_s += held
         for by, key in (("user", job.user), ("group", job.group)):
             done = self.attained_by_key[by]
             done[key] = done.get(key, 0.0) + ran * job.gpus
             spent = self.cost_by[by]
             spent[key] = spent.get(key, 0.0) + cost
-        self.nodes.give(job.nodes, env.now)
-        self.limits.give(job, job.nodes)
+        if gpu is None:
+            self.nodes.give(job.nodes, env.now)
+            self.limits.give(job, job.nodes)
+        else:
+            self.limits.give(job, [(job.nodes[0][0], job.gpus)])
+            if self.shared.leave(job) is not None:
+                self.nodes.give(job.nodes, env.now)      # its last tenant left: the GPU is whole again
         if self.tally:
             self._hold(job, -1)
         job.nodes = []
@@ -649,7 +764,10 @@ class Cluster(labsim.Framework):
         job.token = None
         job.stall_until = 0.0
         job.first_fail = None
+        job.share_speed = 1.0
         self.running.remove(job)
+        if gpu is not None and gpu.tenants:
+            self._rerate(gpu)
         return row
 
     def _finish(self, job, token) -> None:
@@ -661,8 +779,13 @@ class Cluster(labsim.Framework):
         job.attained_s = job.duration_s
         job.end_s = env.now
         self.finished += 1
+        training = job.category == TRAINING
         self.records.append((job.gpus, job.duration_s, job.arrival_s, job.start_s, job.end_s, job.user,
-                             job.preemptions))
+                             job.preemptions, training))
+        if training:
+            self.training_held_s += job.held_gpu_s
+        else:
+            self.kind_jobs.append(job)              # services and sessions: few, kept whole
         self._record(job, "completed")
         self.notify_finished(job)
         self._schedule()
@@ -679,7 +802,7 @@ class Cluster(labsim.Framework):
         self.table.append((self.instance_name, job.job_id, job.user, job.group, job.gpus, job.duration_s,
                            job.arrival_s, job.start_s, job.end_s, job.end_s - job.arrival_s,
                            job.start_s - job.arrival_s, job.preemptions, job.failures, job.reclaims,
-                           job.cost_usd, status))
+                           job.cost_usd, status, job.category, job.busy_gpu_s))
 
     def attained_all(self, now: float, by: str = "user") -> dict[str, float]:
         """GPU-seconds each user's (or project's) jobs have run so far (fair share)."""
@@ -712,7 +835,9 @@ class Cluster(labsim.Framework):
                 self._arm_rerank()
                 return
             jobs = self.running + self.queue
-            ranked = sorted(jobs, key=lambda j: self.policy.priority(j, env.now))
+            # running services and sessions keep their GPUs: they rank before everyone
+            ranked = sorted(jobs, key=lambda j: (j.preemptible or j.run_began is None,
+                                                 self.policy.priority(j, env.now)))
             room, keep = self.capacity - self.nodes.down_gpus, []
             held = {"user": {}, "group": {}}
             res = dict.fromkeys(self.held_res, 0.0)
@@ -737,7 +862,8 @@ class Cluster(labsim.Framework):
             limited = self.limited
             if limited:  # over their quota (or the CPUs/memory) now: they wait, blocking nobody
                 queue = [j for j in queue if self.allowed(j)]
-            for j in self.policy.pick(queue, self.nodes.total_free, env.now):
+            free = self.nodes.total_free + (self.shared.free_share() if self.shared.gpus else 0)
+            for j in self.policy.pick(queue, free, env.now):
                 if limited and not self.allowed(j):
                     continue  # over its quota with the jobs started before it in this pass
                 if not self._start(j) and blocking:
@@ -747,7 +873,7 @@ class Cluster(labsim.Framework):
         """Run the round's plan ``[(job, type)]`` (best first): a running job planned on another
         type, or not planned, is preempted; the planned jobs that wait start on their type."""
         want = {id(j): t for j, t in plan}
-        for j in [j for j in self.running if want.get(id(j), -1) != j.type_index]:
+        for j in [j for j in self.running if want.get(id(j), -1) != j.type_index and j.preemptible]:
             self._preempt(j)
         for j, t in plan:
             if j.run_began is None and j in self.queue:
@@ -801,17 +927,26 @@ class Cluster(labsim.Framework):
             return {"jobs": {"finished": 0, "failed": self.failed,
                              "unfinished": len(self.queue) + len(self.running)}}
         rec = np.asarray([r[:5] for r in self.records], dtype=float)
-        gpus, dur, arr, start, end = rec.T
-        jct = end - arr
+        _, _, arr, start, end = rec.T
         queue = start - arr
+        makespan = float(end.max() - arr.min())
+        # job completion times: of the training jobs (a service or a session ends when its time is up)
+        trained = [r for r in self.records if r[7]]
+        rec = np.asarray([r[:5] for r in trained], dtype=float).reshape(-1, 5)
+        gpus, dur, tarr, _, tend = rec.T
+        jct = tend - tarr
 
         def stats(x):
+            if not len(x):
+                return {"mean": None, "p50": None, "p99": None}
             return {"mean": float(x.mean()), "p50": float(np.percentile(x, 50)),
                     "p99": float(np.percentile(x, 99))}
 
-        makespan = float(end.max() - arr.min())
+        def hours(x):
+            return {k: (None if v is None else v / 3600) for k, v in stats(x).items()}
+
         users: dict[str, list[float]] = {}
-        for r in self.records:
+        for r in trained:
             users.setdefault(r[5], []).append((r[4] - r[2]) / r[1])
         slow = np.asarray([np.mean(v) for v in users.values()])
         jain = float(slow.sum() ** 2 / (len(slow) * (slow ** 2).sum())) if len(slow) else None
@@ -836,8 +971,9 @@ class Cluster(labsim.Framework):
         for label, lo, hi in SIZE_CLASSES:
             mask = (gpus >= lo) & (gpus <= hi)
             if mask.any():
-                by_size[label] = {"jobs": int(mask.sum()), **{k: v / 3600 for k, v in stats(jct[mask]).items()}}
+                by_size[label] = {"jobs": int(mask.sum()), **hours(jct[mask])}
         multi = sum(self.runs.values())
+        kinds = {j.category for j in self.kind_jobs} | ({TRAINING} if trained else set())
         return {
             "type": self.name,
             "scheduler": self.config["scheduler"]["type"],
@@ -846,19 +982,25 @@ class Cluster(labsim.Framework):
                      "preemptions": int(sum(r[6] for r in self.records)),
                      "interruptions": self.interruptions, "reclaims": self.reclaims},
             "gpu_hours_lost_to_failures": self.lost_gpu_s / 3600,
-            "jct_h": {k: v / 3600 for k, v in stats(jct).items()},
+            "jct_h": hours(jct),
             "jct_h_by_size": by_size,
-            "queueing_h": {k: v / 3600 for k, v in stats(queue).items()},
+            "queueing_h": hours(queue),
             "makespan_h": makespan / 3600,
             "gpu_utilisation": busy_h / held_h if held_h else None,
             "fairness_jain": jain,
-            "gpu_hours": {"held": held_h, "busy": busy_h},
+            "gpu_hours": {"held": held_h, "allocated": self.alloc_gpu_s / 3600, "busy": busy_h},
+            **({"gpu_allocation": self.alloc_gpu_s / 3600 / held_h if held_h else None,
+                "by_kind": by_kind(len(self.records) - len(self.kind_jobs), self.training_held_s, self.kind_jobs,
+                                   self._price_of)} if len(kinds) > 1 or TRAINING not in kinds
+               else {}),
             "placement": {"rule": self.placement, "multi_gpu_runs": multi, "runs": dict(self.runs),
                           "split_runs": self.split,
                           "mean_slowdown": float(np.mean(self.slowdowns)) if self.slowdowns else 1.0,
                           "fragmentation": self.nodes.fragmentation(float(end.max()))},
             **({"gpu_types": types} if len(types) > 1 else {}),
             "cost": {"usd": usd, "usd_busy": usd_busy, "usd_idle": usd - usd_busy,
+                     **({"usd_allocated": sum(self.cost_by["user"].values())} if self.alloc_gpu_s != self.busy_gpu_s
+                        else {}),
                      "usd_per_gpu_hour": usd / held_h if held_h else None,
                      "by_capacity": by_capacity,
                      "by_user": dict(sorted(self.cost_by["user"].items())),
@@ -867,6 +1009,10 @@ class Cluster(labsim.Framework):
                if self.random_failures or self.streams or any(self.by_kind.values()) else {}),
             **({"alerts": self._alerts()} if self.monitor is not None else {}),
         }
+
+    def _price_of(self, job) -> float:
+        """USD per GPU-hour of the GPU type *job* last ran on."""
+        return self.prices[job.type_index]
 
     def _failure_summary(self, end: float) -> dict:
         """Failures by kind, the GPU-hours each lost, the incidents and the node-hours down."""
@@ -892,4 +1038,5 @@ def _attempt(row: tuple, outcome: str, lost: float, job, failure: str) -> tuple:
     ended, the GPU-seconds it lost, where it ran (GPU type, locality, speed), the failure kind
     that ended it (empty: none) and what its GPUs cost."""
     *head, cost = row
-    return (*head, outcome, lost, job.gpu_type, job.locality, job.rate, failure, cost)
+    speed = job.rate if job.run_speed is None else job.run_speed
+    return (*head, outcome, lost, job.gpu_type, job.locality, speed, failure, cost)

@@ -118,8 +118,9 @@ class Rates:
             return self._cache[key]
         speed = 1.0
         if job.pricer is not None and self.type_specs[gtype].get("device"):
-            ref = job.pricer.iteration_time(job.shape, job.gpus, device=self.type_specs[self.reference].get("device"))
-            speed = ref / job.pricer.iteration_time(job.shape, job.gpus, device=self.type_specs[gtype]["device"])
+            ref = job.pricer.iteration_time(job.shape, job.whole_gpus,
+                                            device=self.type_specs[self.reference].get("device"))
+            speed = ref / job.pricer.iteration_time(job.shape, job.whole_gpus, device=self.type_specs[gtype]["device"])
         else:
             mine, ref = self._row(gtype, job), self._row(self.reference, job)
             if mine is not None and ref is not None and ref[0] > 0:

@@ -129,6 +129,14 @@ def _verdict(summary: dict, name: str, slos) -> tuple[bool, dict]:
     return clean and all(s.met(stats) for s in slos), stats
 
 
+def cost_per_million_output_tokens(gpus: float, price_per_gpu_hour: float, tokens_per_s: float) -> float | None:
+    """USD per million output tokens of *gpus* GPUs at *price_per_gpu_hour* serving
+    *tokens_per_s* (a replica at its capacity); None when either is 0."""
+    if tokens_per_s <= 0 or price_per_gpu_hour <= 0:
+        return None
+    return gpus * price_per_gpu_hour / (tokens_per_s * 3600) * 1e6
+
+
 def search_one(task: dict) -> dict:
     """Capacity, size and cost of one configuration (see the module docstring); runs in a
     worker process. *task*: data, source, base_dir, framework, device, tp, slos, precision,
@@ -254,9 +262,8 @@ def search(data: dict, source: str, base_dir, slos, devices, tps, frameworks,
             per_replica = r["tp"] * r["pp"]
             r["gpus"] = r["replicas"] * per_replica
             r["cost_per_hour"] = r["gpus"] * price
-            tokens = r["output_tokens_per_s_at_capacity"]
-            r["cost_per_million_output_tokens"] = (
-                per_replica * price / (tokens * 3600) * 1e6 if tokens > 0 and price > 0 else None)
+            r["cost_per_million_output_tokens"] = cost_per_million_output_tokens(
+                per_replica, price, r["output_tokens_per_s_at_capacity"])
     meeting = sorted((r for r in results if "replicas" in r),
                      key=lambda r: (r["cost_per_hour"], r["at_target"][str(slos[0])]))
     front, best_latency = [], math.inf

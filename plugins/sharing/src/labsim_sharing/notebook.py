@@ -23,6 +23,41 @@ from labsim.errors import UsageError
 DIST = {"$ref": "#/$defs/distribution"}
 
 
+def price_cell(model, device, cfg: dict, gpus: int = 1) -> tuple[float, float, float]:
+    """``(seconds, memory-bound share, bytes per GPU)`` of one cell of a notebook with settings
+    *cfg* (``cell``, ``batch_size``, ``seq_len``, ``precision``) on *model* (a ModelSpec) on
+    *gpus* GPUs of *device*, priced by labsim-training's planner (data parallel over *gpus*,
+    ``batch_size`` samples per GPU); a UsageError when it does not fit in memory."""
+    from labsim_training import estimate
+
+    cnn = getattr(model, "architecture", "") == "cnn"
+    seq = 1 if cnn else int(cfg.get("seq_len", 512))
+    batch = int(cfg.get("batch_size", 8))
+    step = estimate(model, framework="ddp", device=device, seq_len=seq, global_batch_size=batch * gpus,
+                    gpus=gpus if gpus > 1 else None,
+                    config={"micro_batch_size": batch, "precision": cfg.get("precision", "bf16")},
+                    record=False, check_memory=cfg.get("cell", "training_step") == "training_step")
+    shares = step["bottleneck"]["seconds"]
+    total = step["iteration_time_s"]
+    membound = shares["memory bandwidth"] / total if total > 0 else 0.5
+    if cfg.get("cell", "training_step") == "forward":
+        # a forward pass is the forward third of a step's model FLOPs (backward does twice
+        # the forward's matrix work) and none of its optimizer step
+        total = (total - step["time_breakdown_s"]["optimizer"]) / 3.0
+    mem = step["memory_per_gpu_gib"]
+    if cfg.get("cell", "training_step") == "forward":
+        # no gradients or optimizer states, and a forward keeps one layer's activations
+        layers = max(1, int(getattr(model, "num_layers", 0) or 1))
+        memory = (mem["weights"] + mem["buffers"] + mem["activations"] / layers) * 2**30
+    else:
+        memory = mem["total"] * 2**30
+    capacity = float(getattr(device, "memory_bytes", 0) or 0)
+    if capacity and memory > capacity:
+        raise UsageError(f"a forward pass of batch_size {batch} needs {memory / 2**30:.1f} GiB of "
+                         f"{capacity / 2**30:.0f} on {device.name}; use a smaller batch_size")
+    return float(total), float(min(1.0, max(0.0, membound))), float(memory)
+
+
 class Notebook(labsim.Framework):
     """An interactive notebook: bursts of cells (forward passes or training steps) between
     think times."""
@@ -60,42 +95,15 @@ class Notebook(labsim.Framework):
 
     def __init__(self, instance_name, config, context):
         super().__init__(instance_name, config, context)
-        from labsim_training import estimate
         from labsim_training.job import resolve_model
 
         cfg = self.config
         self.device = context.hardware.device(owner=instance_name)
-        model = resolve_model(context, cfg["model"])
-        cnn = getattr(model, "architecture", "") == "cnn"
-        seq = 1 if cnn else int(cfg.get("seq_len", 512))
-        batch = int(cfg.get("batch_size", 8))
         try:
-            step = estimate(model, framework="ddp", device=self.device, seq_len=seq, global_batch_size=batch,
-                            config={"micro_batch_size": batch, "precision": cfg.get("precision", "bf16")},
-                            record=False, check_memory=cfg.get("cell", "training_step") == "training_step")
+            self.cell_s, self.membound, self.memory = price_cell(resolve_model(context, cfg["model"]), self.device,
+                                                                 cfg)
         except UsageError as ex:
             raise UsageError(f"{instance_name}: {ex}") from None
-        shares = step["bottleneck"]["seconds"]
-        total = step["iteration_time_s"]
-        membound = shares["memory bandwidth"] / total if total > 0 else 0.5
-        if cfg.get("cell", "training_step") == "forward":
-            # a forward pass is the forward third of a step's model FLOPs (backward does twice
-            # the forward's matrix work) and none of its optimizer step
-            total = (total - step["time_breakdown_s"]["optimizer"]) / 3.0
-        self.cell_s = float(total)
-        self.membound = float(min(1.0, max(0.0, membound)))
-        mem = step["memory_per_gpu_gib"]
-        if cfg.get("cell", "training_step") == "forward":
-            # no gradients or optimizer states, and a forward keeps one layer's activations
-            layers = max(1, int(getattr(model, "num_layers", 0) or 1))
-            self.memory = (mem["weights"] + mem["buffers"] + mem["activations"] / layers) * 2**30
-        else:
-            self.memory = mem["total"] * 2**30
-        capacity = float(getattr(self.device, "memory_bytes", 0) or 0)
-        if capacity and self.memory > capacity:
-            raise UsageError(f"{instance_name}: a forward pass of batch_size {batch} needs "
-                             f"{self.memory / 2**30:.1f} GiB of {capacity / 2**30:.0f} on {self.device.name}; "
-                             "use a smaller batch_size")
         self.gpus = context.hardware.allocate(instance_name, 1, device=self.device)
         context.hardware.claim_memory(instance_name, self.memory)
         self.cells = context.distribution(cfg.get("cells_per_burst_dist_config",
