@@ -29,7 +29,28 @@ def _ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
-class _Table:
+class BatchedTable:
+    """Rows of one record table buffered and written ``batch`` (:data:`BATCH`) at a time: a
+    database sink's table subclasses it and says how a batch is written (``flush``)."""
+
+    pending: list
+    batch: int = BATCH
+
+    def append(self, row):
+        self.pending.append(tuple(row))
+        if len(self.pending) >= self.batch:
+            self.flush()
+
+    def extend(self, rows):
+        self.pending.extend(tuple(r) for r in rows)
+        if len(self.pending) >= self.batch:
+            self.flush()
+
+    def flush(self):  # pragma: no cover - each table writes its own way
+        raise NotImplementedError
+
+
+class _Table(BatchedTable):
     def __init__(self, sink, name: str, columns: list[str]):
         self.sink, self.name = sink, name
         cols = ", ".join(_ident(c) for c in columns)
@@ -37,16 +58,6 @@ class _Table:
         sink.db.execute("INSERT INTO labsim_meta VALUES (?, ?)", (f"columns.{name}", json.dumps(columns)))
         self.sql = f"INSERT INTO {_ident(name)} VALUES ({', '.join('?' * len(columns))})"
         self.pending: list = []
-
-    def append(self, row):
-        self.pending.append(tuple(row))
-        if len(self.pending) >= BATCH:
-            self.flush()
-
-    def extend(self, rows):
-        self.pending.extend(tuple(r) for r in rows)
-        if len(self.pending) >= BATCH:
-            self.flush()
 
     def flush(self):
         if self.pending:

@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 
 from labsim.components import MetricSink
-from labsim.default_plugins.sqlite_sink import SCHEMA_VERSION
+from labsim.default_plugins.sqlite_sink import SCHEMA_VERSION, BatchedTable
 from labsim.errors import UsageError
 
 BATCH = 10_000
@@ -113,24 +113,15 @@ def schema_tables(sa, metadata):
     return runs, meta
 
 
-class _Table:
+class _Table(BatchedTable):
     """One record table: rows buffered, the SQL table created (or widened) at the first flush."""
 
     def __init__(self, sink, name: str, columns: list[str]):
         self.sink, self.name, self.columns = sink, name, list(columns)
+        self.batch = BATCH
         self.pending: list[tuple] = []
         self.table = None
         self.kinds: list[str] = []
-
-    def append(self, row):
-        self.pending.append(tuple(row))
-        if len(self.pending) >= BATCH:
-            self.flush()
-
-    def extend(self, rows):
-        self.pending.extend(tuple(r) for r in rows)
-        if len(self.pending) >= BATCH:
-            self.flush()
 
     def flush(self):
         batch = [_kind(r[i] for r in self.pending) for i in range(len(self.columns))]

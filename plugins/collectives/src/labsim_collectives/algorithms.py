@@ -420,6 +420,14 @@ class NvlsGatherScatter(Algorithm):
 # -- all-to-all, broadcast, reduce, gather, send/recv ---------------------------------------
 
 
+
+def _direct_link_class(group) -> str:
+    """The link class whose per-step latency a one-step direct exchange pays: NVLink inside an
+    NVLink node, PCIe inside another node, the network across nodes."""
+    if group.single_node:
+        return "nvlink" if group.intra_class() == "nvlink" else "pcie"
+    return "net"
+
 class DirectAllToAll(Algorithm):
     """Pairwise all-to-all: every rank sends S/n to every other rank at once."""
 
@@ -431,12 +439,7 @@ class DirectAllToAll(Algorithm):
             for b in group.ranks:
                 if a != b:
                     phase.add_transfer(group.topology, a, b, nbytes / n)
-        phase.add_steps(
-            "nvlink"
-            if group.single_node and group.intra_class() == "nvlink"
-            else ("pcie" if group.single_node else "net"),
-            1,
-        )
+        phase.add_steps(_direct_link_class(group), 1)
         return Plan([phase], nbytes)
 
 
@@ -471,12 +474,7 @@ class DirectGather(Algorithm):
         root, n, phase = group.ranks[0], group.n, Phase()
         for a in group.ranks[1:]:
             phase.add_transfer(group.topology, a, root, nbytes / n)
-        phase.add_steps(
-            "nvlink"
-            if group.single_node and group.intra_class() == "nvlink"
-            else ("pcie" if group.single_node else "net"),
-            1,
-        )
+        phase.add_steps(_direct_link_class(group), 1)
         return Plan([phase], nbytes)
 
 
