@@ -138,8 +138,12 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
 
     @property
     def outstanding(self) -> int:
-        """Requests queued or running here."""
-        return self._num_running() + len(self.waiting)
+        """Requests queued or running here (:meth:`_num_running`, inlined: the router and the
+        PP rows of every step ask)."""
+        lst = self._list
+        if lst is not None:
+            return len(lst) + len(self.waiting)
+        return self._nD + len(self._special) + len(self.waiting)
 
     def new_seq(self, req) -> Seq:
         return Seq(req, req.arrival_s >= self.warm_up)
@@ -209,11 +213,13 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
 
     def _record(self, step: Step, start: float, end: float) -> None:
         flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
-        if self.peers is None:
+        peers = self.peers
+        if peers is None:
             used, running, waiting, busy = self.pool.num_used, self._num_running(), len(self.waiting), None
         else:
             # the whole replica under PP: every engine's requests and KV blocks (V0 splits the blocks)
-            used, running, waiting = self.peers.kv_blocks_used(), *self.peers.queue_lengths()
+            used = peers.kv_blocks_used()
+            running, waiting = peers.queue_lengths()
             busy = self.pipeline.busy(start, end)
         self.metrics.step(self.index, start, end - start, 1, step.tokens, len(step.chunks),
                           step.decodes, running, waiting, used, flops, nbytes, used * (end - start), busy)
