@@ -43,15 +43,13 @@ from labsim_llm.engine.replica import ReplicaShell
 
 from labsim_vllm.decode_group import DecodeGroup
 from labsim_vllm.fast_forward import FastForward
-from labsim_vllm.pipeline_span import PipelineSpan
 from labsim_vllm.seq import MAX_SPAN, V0_WATERMARK, Seq, Step, _by_no
 from labsim_vllm.shared_span import SharedSpan
 from labsim_vllm.v0 import V0Scheduler
 from labsim_vllm.v1 import V1Scheduler
 
 
-class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, PipelineSpan, SharedSpan,
-              ReplicaShell):
+class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, ReplicaShell):
     """A vLLM engine replica (``tp × pp`` GPUs) running its step loop as a SimPy process.
 
     :param owner: the framework (its metrics, ``notify_finished`` and config).
@@ -94,12 +92,6 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, PipelineSpan, 
         self.fast_forward = cfg["fast_forward"] and pipeline is None and not self.async_sched
         #: vLLM 0.6 multi-step scheduling (a no-op at the default of one step)
         self.gate = MultiStepGate(cfg["num_scheduler_steps"])
-        #: under PP, runs of the engines' decode batches are applied without an event each
-        #: (:mod:`labsim_vllm.pipeline_span`)
-        self.joint_span = (cfg["fast_forward"] and pipeline is not None and not self.async_sched
-                           and self.gate.num_steps == 1 and self.BULK)
-        self._flight = None          # under PP: (step, start) of the batch in flight (ends at clock)
-        self._joint = None           # the joint span applying this engine's batches, if any
         #: vLLM V0's asynchronous output processing: a step's outputs reach the client when the
         #: next step ends (they are processed while it runs); first tokens and finishes held here
         self.output_lag = bool(cfg.get("async_output_processing"))
@@ -300,26 +292,15 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, PipelineSpan, 
                     if self.gpu_is_alone():
                         yield from self._run_span(step, span, start, dt)
                         continue
-            if pipeline is None:
-                self.clock = start + dt
-            else:
+            if pipeline is not None:
                 self.clock = pipeline.run(start, cpu, gpu)
-                self._flight = (step, start)
-                if (self.joint_span and step.group and not step.entries and self._joint is None
-                        and self._joint_ready()):
-                    yield from self._run_joint_span()
-                    step, start = self._flight
-            while True:
-                end = yield self.gpu_work(max(0.0, self.clock - env.now), step)
-                if end is not None:
-                    self.clock = end
-                if self._joint is None:
-                    break
-                yield from self._park()        # a joint span applies this batch and the next
-                step, start = self._flight
+            else:
+                self.clock = start + dt
+            end = yield self.gpu_work(max(0.0, self.clock - env.now), step)
+            if end is not None:
+                self.clock = end
             self._commit(step, start, self.clock)
             if self.peers is not None:
-                self._flight = None
                 self.peers.batch_ended()
 
 

@@ -62,22 +62,6 @@ class StagePipeline:
             free[s] = t
         return t
 
-    def fork(self) -> "StagePipeline":
-        """A copy whose :meth:`run` goes on from this one's state without changing it (to plan
-        batches ahead)."""
-        copy = StagePipeline.__new__(StagePipeline)
-        copy.stages = self.stages
-        copy._cpu_free = self._cpu_free
-        copy._free = list(self._free)
-        copy._busy_until = self._busy_until
-        return copy
-
-    def follow(self, fork: "StagePipeline") -> None:
-        """Take the dispatch state of *fork* (a :meth:`fork` of this pipeline that ran the
-        batches this one would run next), as if this one had run them."""
-        self._cpu_free = fork._cpu_free
-        self._free = list(fork._free)
-
     def busy(self, start: float, end: float) -> float:
         """Seconds of the batch interval [*start*, *end*] no earlier batch covered (batches
         are reported in the order they end, which is the order they were dispatched)."""

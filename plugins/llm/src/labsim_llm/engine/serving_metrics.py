@@ -208,38 +208,6 @@ class GapHistogram:
             self.total += 0.0 + _uniform_sum(value, times)   # == np.full(times, value).sum()
         self.n += times + k
 
-    def add_uniform_each(self, pairs) -> None:
-        """``add_uniform(value, times)`` for each ``(value, times)`` of *pairs* in order (the
-        decode steps of several groups), with the same bins and running total, bit for bit."""
-        bins: dict[int, int] = {}
-        total = self.total
-        n = 0
-        bin1 = self._bin1
-        low, log_ratio, top = self.LOW, self._log_ratio, self.nbins - 1
-        log = math.log
-        for v, times in pairs:
-            if times <= 0:
-                continue
-            # _bin1, inlined for values away from a bin edge
-            if v > low:
-                x = log(v / low) / log_ratio
-                b = int(x)
-                if x - b > 1e-7 and b + 1 - x > 1e-7:
-                    if b > top:
-                        b = top
-                else:
-                    b = bin1(v)
-            else:
-                b = bin1(v)
-            bins[b] = bins.get(b, 0) + times
-            total += 0.0 + _uniform_sum(v, times)
-            n += times
-        counts = self.counts
-        for b, c in bins.items():
-            counts[b] += c
-        self.total = total
-        self.n += n
-
     def add_repeated(self, value: float, times: int) -> None:
         """Count *value* (seconds) *times* times (one decode step seen by *times* sequences)."""
         if times > 0:
