@@ -136,7 +136,15 @@ class FastForward:
         # processed first schedules *wake* (as the Condition would schedule
         # itself), and the process resumes when *wake* is processed
         box = [None]
-        arrival.callbacks.append(lambda _e: box[0].triggered or box[0].succeed())
+
+        def on_arrival(_e):
+            # an arrival during the last step priced is met when that step ends, as the
+            # process would wait for it anyway: only one during an earlier step wakes it now
+            wake = box[0]
+            if not wake.triggered and (len(bounds) < 2 or env.now <= bounds[-2]):
+                wake.succeed()
+
+        arrival.callbacks.append(on_arrival)
         more = 1
         while True:
             self._bounds(bounds, len(bounds) + more, k, env.peek(), span[2])
@@ -147,7 +155,7 @@ class FastForward:
             yield wake
             now = env.now
             if arrival.triggered and (now < bounds[-1] or len(bounds) < k):
-                j = bisect.bisect_left(bounds, now) + 1
+                j = min(bisect.bisect_left(bounds, now) + 1, len(bounds))
                 if bounds[j - 1] > now:
                     yield self.gpu_work(bounds[j - 1] - now)
                 break
