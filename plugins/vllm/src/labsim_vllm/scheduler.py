@@ -97,7 +97,9 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
         self.output_lag = bool(cfg.get("async_output_processing"))
         self._lag_first: list = []
         self._lag_done: list = []
-        self._arrival = None         # while a fast-forward span runs: fires on an arrival
+        self._arrival = None         # while a shared-GPU span runs: fires on an arrival
+        self._span_bounds = None     # while a fast-forward span runs: its steps' end times
+        self._span_cut = False       # ... and whether a request arrived since it began
         self._no = 0                 # admissions so far (the running order)
         # one-by-one mode: every running request in order (None in group mode)
         self._list: list[Seq] | None = None
@@ -152,6 +154,8 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
         """Wake the loop if it idles, or cut a fast-forward span at the step in progress."""
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
+        elif self._span_bounds is not None:
+            self._cut_span()
         elif self._arrival is not None and not self._arrival.triggered:
             self._arrival.succeed()
 
