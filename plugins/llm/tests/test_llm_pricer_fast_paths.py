@@ -56,6 +56,45 @@ def test_decode_fast_paths_equal_slow_paths():
                 assert fast.decode_work_sum(b, ctx, b, k) == (flops, nbytes)
 
 
+def _decode_work_as_written(p, b, ctx):
+    """``StepPricer.decode_work`` as the formula reads, every term computed at each call."""
+    n, k = p.lm_head
+    flops = ((p.layer_weight_flops * b + 4.0 * (p.heads * p.head_dim) * ctx) * p.layers / p.pp
+             + 2.0 * b * n * k / p.pp)
+    nbytes = p.weights_read(b) + p.kv_token_bytes * ctx + p.kv_token_bytes * b
+    return flops, nbytes
+
+
+def test_decode_work_equals_its_formula():
+    """decode_work keeps the terms that depend on the batch size alone, per batch size."""
+    rng = random.Random(11)
+    models = builtin_models()
+    for name, pp in (("Llama-3.1-8B", 1), ("Llama-3.1-8B", 2), ("Mixtral-8x7B", 1)):
+        if name not in models:
+            continue
+        p = StepPricer(models[name], labsim.device("H100-SXM"), tp=1, pp=pp, graph_sizes=[])
+        for _ in range(400):
+            b = rng.choice([1, 2, 7, 64, 255, 600])
+            ctx = b * rng.randint(1, 9000) + rng.randint(0, b)
+            assert p.decode_work(b, ctx) == _decode_work_as_written(p, b, ctx)
+            assert p.work((), b, ctx) == _decode_work_as_written(p, b, ctx)
+
+
+def test_add_uniform_equals_add_at_bin_edges():
+    """add_uniform bins a value in plain Python, and counts it apart until ``counts`` is read."""
+    h = GapHistogram()
+    edges = [h.LOW * h.RATIO ** i for i in (0, 1, 100, 5000, 12000)]
+    values = edges + [v * (1 + 1e-12) for v in edges] + [v * (1 - 1e-12) for v in edges]
+    values += [0.0, 5e-7, 1e6, 0.0123, 0.0123]
+    one, many = GapHistogram(), GapHistogram()
+    for i, v in enumerate(values):
+        one.add([v] * (i % 5 + 1))
+        many.add_uniform(v, i % 5 + 1)
+        if i % 7 == 0:
+            assert (one.counts == many.counts).all()
+    assert (one.counts == many.counts).all() and one.n == many.n and one.total == many.total
+
+
 def test_add_repeated_each_equals_add_repeated():
     rng = random.Random(5)
     values = [rng.uniform(1e-7, 0.2) for _ in range(500)] + [1e-6, 1e-6 * 1.001 ** 100, 0.0]

@@ -96,6 +96,16 @@ def test_group_path_equals_walking_every_request(case, monkeypatch):
     assert len(fast[0]) > 10
 
 
+@pytest.mark.parametrize("case", sorted(c for c in CASES if c != "plain-no-ff"))
+def test_fast_forward_gives_the_requests_of_one_event_per_step(case):
+    """Spans of decode steps (cut by an arrival at the step in progress, met when that step
+    ends if it is the last one priced) leave every request row as stepping one by one does."""
+    on, off = copy.deepcopy(CASES[case]), copy.deepcopy(CASES[case])
+    on["frameworks_to_test"][0]["config"]["fast_forward"] = True
+    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    assert repr(labsim.run(on).table("requests")) == repr(labsim.run(off).table("requests"))
+
+
 def _replicas_after(cfg):
     captured = []
     original = Replica.start

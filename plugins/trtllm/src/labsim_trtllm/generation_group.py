@@ -242,7 +242,8 @@ class GenerationGroup:
         end = step.end
         co = step.cohort
         finished = []
-        walked = [(s.order, gap) for s, gap in self._apply_gens(step, end, finished)]
+        walked = ([(s.order, gap) for s, gap in self._apply_gens(step, end, finished)]
+                  if step.gens else [])
         done = co.fin.pop(step.gidx, None) if step.group else None
         if done:
             finished.extend(done)
@@ -252,7 +253,8 @@ class GenerationGroup:
         n_warm = step.group_warm - step.left_warm if step.group else 0
         uniform = end - co.last_end
         ctx_gaps = []
-        self._apply_contexts(step, end, finished, ctx_gaps.append)
+        if step.contexts:
+            self._apply_contexts(step, end, finished, ctx_gaps.append)
         self._record_gaps(step, co, n_warm, uniform, walked, ctx_gaps)
         co.last_end = end
         self._record_step(step)
@@ -271,10 +273,10 @@ class GenerationGroup:
                      ctx_gaps: list) -> None:
         """The iteration's inter-token gaps, as the plain executor records them: the generation
         requests' in running order, then the contexts'; one count when all are equal."""
-        values = [g for _, g in walked] + ctx_gaps
+        values = [g for _, g in walked] + ctx_gaps if walked or ctx_gaps else []
         fresh = co.fresh if step.group else None
         if n_warm:
-            if not fresh and values.count(uniform) == len(values):     # the usual iteration
+            if not fresh and (not values or values.count(uniform) == len(values)):  # the usual
                 self.metrics.itl.add_uniform(uniform, n_warm + len(values))
                 return
             g = step.gidx

@@ -133,7 +133,10 @@ class DecodeGroup:
         itl.add_uniform(end - prev, self._nW - sum(1 for s in fresh if s.warm), own)
 
     def _commit_group(self, step: Step, start: float, end: float) -> None:
-        finished, gaps, joined = self._emit(step.entries, end)
+        if step.entries:
+            finished, gaps, joined = self._emit(step.entries, end)
+        else:                                       # the group alone: nothing to walk
+            finished, gaps, joined = [], None, False
         if step.group:
             # from the group's last decode: the previous step's end, unless prompts ran alone
             self._group_gaps(end, self._g_end, gaps)

@@ -3,8 +3,11 @@
 With ``fast_forward`` a step whose batch is only decodes and would repeat
 unchanged — no arrival, no completion, no block it cannot get — is repeated
 in one event for as many iterations as it stays unchanged; an arrival during
-the run cuts it at the iteration in progress. The result is identical to one
-event per iteration (tested). It asks the shell's
+the run cuts it at the iteration in progress. The iterations are priced up to
+the next scheduled event, and the process sleeps until the last one priced
+ends: an arrival during that one changes nothing before it ends, and only one
+during an earlier iteration interrupts the sleep. The result is identical to
+one event per iteration (tested). It asks the shell's
 :meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_is_alone` first, and its GPU
 time passes through :meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_work`.
 
@@ -16,6 +19,8 @@ from __future__ import annotations
 import bisect
 import heapq
 from itertools import accumulate
+
+from simpy import Interrupt
 
 from labsim_vllm.seq import MAX_SPAN, Step
 
@@ -123,6 +128,16 @@ class FastForward:
                           self.pool.num_used, flops, nbytes, kv_seconds)
         self._after_step([], False, end)
 
+    def _cut_span(self) -> None:
+        """A request arrived during a span: it ends at the step in progress. The process, which
+        waits for the end of the last step priced, is woken now only if that is a later one."""
+        if self._span_cut:
+            return
+        self._span_cut = True
+        bounds = self._span_bounds
+        if len(bounds) < 2 or self.env.now <= bounds[-2]:
+            self.process.interrupt()
+
     def _run_span(self, step: Step, span, start: float, dt: float):
         """Run the span *span* of decode steps from *start* (the first lasts *dt*), cut at the
         step in progress when a request arrives; then apply the steps run (``yield from``)."""
@@ -131,30 +146,29 @@ class FastForward:
         # next scheduled event (only then can a request arrive and cut the span)
         k = span[0]
         bounds = [start + dt]
-        arrival = self._arrival = env.event()
-        # ``timeout | arrival`` without a Condition, event for event: the one
-        # processed first schedules *wake* (as the Condition would schedule
-        # itself), and the process resumes when *wake* is processed
-        box = [None]
-        arrival.callbacks.append(lambda _e: box[0].triggered or box[0].succeed())
-        more = 1
+        # an arrival sets _span_cut (see _cut_span), and interrupts the wait only when it
+        # comes during a step before the last one priced
+        self._span_bounds = bounds
+        self._span_cut = False
+        more = 0                    # first, only as far as the next scheduled event
         while True:
             self._bounds(bounds, len(bounds) + more, k, env.peek(), span[2])
-            more *= 2
-            wake = box[0] = env.event()
-            self.gpu_work(max(0.0, bounds[-1] - env.now)).callbacks.append(
-                lambda _e, w=wake: w.triggered or w.succeed())
-            yield wake
+            more = 2 * more or 1
+            try:
+                yield self.gpu_work(max(0.0, bounds[-1] - env.now))
+            except Interrupt:
+                pass
             now = env.now
-            if arrival.triggered and (now < bounds[-1] or len(bounds) < k):
-                j = bisect.bisect_left(bounds, now) + 1
+            if self._span_cut and (now < bounds[-1] or len(bounds) < k):
+                j = min(bisect.bisect_left(bounds, now) + 1, len(bounds))
                 if bounds[j - 1] > now:
+                    self._span_bounds = None
                     yield self.gpu_work(bounds[j - 1] - now)
                 break
             if len(bounds) == k:
                 j = k
                 break
-        self._arrival = None
+        self._span_bounds = None
         self.clock = bounds[j - 1]
         self._commit_span(step, span, j, start, bounds)
         if self.gate.num_steps > 1:

@@ -97,7 +97,9 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
         self.output_lag = bool(cfg.get("async_output_processing"))
         self._lag_first: list = []
         self._lag_done: list = []
-        self._arrival = None         # while a fast-forward span runs: fires on an arrival
+        self._arrival = None         # while a shared-GPU span runs: fires on an arrival
+        self._span_bounds = None     # while a fast-forward span runs: its steps' end times
+        self._span_cut = False       # ... and whether a request arrived since it began
         self._no = 0                 # admissions so far (the running order)
         # one-by-one mode: every running request in order (None in group mode)
         self._list: list[Seq] | None = None
@@ -138,8 +140,12 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
 
     @property
     def outstanding(self) -> int:
-        """Requests queued or running here."""
-        return self._num_running() + len(self.waiting)
+        """Requests queued or running here (:meth:`_num_running`, inlined: the router and the
+        PP rows of every step ask)."""
+        lst = self._list
+        if lst is not None:
+            return len(lst) + len(self.waiting)
+        return self._nD + len(self._special) + len(self.waiting)
 
     def new_seq(self, req) -> Seq:
         return Seq(req, req.arrival_s >= self.warm_up)
@@ -148,6 +154,8 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
         """Wake the loop if it idles, or cut a fast-forward span at the step in progress."""
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
+        elif self._span_bounds is not None:
+            self._cut_span()
         elif self._arrival is not None and not self._arrival.triggered:
             self._arrival.succeed()
 
@@ -209,11 +217,13 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
 
     def _record(self, step: Step, start: float, end: float) -> None:
         flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
-        if self.peers is None:
+        peers = self.peers
+        if peers is None:
             used, running, waiting, busy = self.pool.num_used, self._num_running(), len(self.waiting), None
         else:
             # the whole replica under PP: every engine's requests and KV blocks (V0 splits the blocks)
-            used, running, waiting = self.peers.kv_blocks_used(), *self.peers.queue_lengths()
+            used = peers.kv_blocks_used()
+            running, waiting = peers.queue_lengths()
             busy = self.pipeline.busy(start, end)
         self.metrics.step(self.index, start, end - start, 1, step.tokens, len(step.chunks),
                           step.decodes, running, waiting, used, flops, nbytes, used * (end - start), busy)

@@ -55,6 +55,12 @@ class V1Scheduler:
         free = pool.num_free - need_total
         if free < 0:
             return None
+        if not special and not self.waiting:
+            # the usual step: the group alone, nobody to admit (what the rest gives then)
+            if need_total:
+                pool.allocate(need_total)
+            self.G = G + 1
+            return Step([], False, nD, self._S + nD * (G + 1))
         budget -= nD
         plan = []
         for seq in special:

@@ -295,6 +295,14 @@ class BlockPool:
                     if not n:
                         return
             return
+        if runs and not self._stale:
+            run = runs[0]
+            if run[1] > n and self._queue_stamps[self._head] >= run[0]:
+                # the usual case: every cached block was freed after the oldest anonymous run,
+                # which holds the n blocks (what the loops below take then)
+                run[1] -= n
+                self._anon_free = anon - n
+                return
         if not self._stale and not self._groups:
             # every queued entry is live: evict those freed before the oldest anonymous run,
             # else take anonymous blocks (the loop below, with its state in locals)

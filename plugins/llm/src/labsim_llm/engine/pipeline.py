@@ -97,6 +97,7 @@ class PipelinedReplica:
         self._engines = list(engines)
         # each distinct KV cache once: one shared by every engine, or one per engine
         self._pools = list({id(e.pool): e.pool for e in self._engines}.values())
+        self._pool = self._pools[0] if len(self._pools) == 1 else None
 
     @property
     def index(self) -> int:
@@ -121,16 +122,15 @@ class PipelinedReplica:
     def kv_blocks_used(self) -> int:
         """KV blocks in use on the replica: each distinct pool of the engines counted once (one
         shared pool, or one per engine when the blocks are split among them)."""
-        pools = self._pools
-        if len(pools) == 1:
-            return pools[0].num_used
-        return sum(p.num_used for p in pools)
+        if self._pool is not None:
+            return self._pool.num_used
+        return sum(p.num_used for p in self._pools)
 
     def queue_lengths(self) -> tuple[int, int]:
         """(running, waiting) requests over all the engines (from each one's ``outstanding``
         and ``waiting`` queue)."""
         waiting = total = 0
-        for e in self.engines:
+        for e in self._engines:
             waiting += len(e.waiting)
             total += e.outstanding
         return total - waiting, waiting

@@ -152,22 +152,40 @@ def _uniform_sum(v: float, n: int) -> float:
     return _uniform_sum(v, n2) + _uniform_sum(v, n - n2)
 
 
+_log = math.log
+_LOG_RATIO = math.log(1.001)        # GapHistogram's, for its inlined _bin1
+
+
 class GapHistogram:
     """Counts of gaps in log-spaced bins 0.1 % wide, from 1 µs to ~3 hours.
 
     Percentiles are read at a bin's geometric centre (relative error < 0.05 %);
-    the mean is exact. Memory is fixed, whatever the number of tokens.
+    the mean is exact. Memory is fixed, whatever the number of tokens. Counts
+    added one value at a time (a decode step's gap, seen by every stream) wait
+    in a small dict and join the array when :attr:`counts` is read.
     """
 
-    LOW = 1e-6
+    LOW = 1e-6                      # (add_uniform inlines these two)
     RATIO = 1.001
 
     def __init__(self):
         self.nbins = int(math.log(1e4 / self.LOW) / math.log(self.RATIO)) + 2
-        self.counts = np.zeros(self.nbins, dtype=np.int64)
+        self._counts = np.zeros(self.nbins, dtype=np.int64)
+        self._more: dict[int, int] = {}       # bin → count not yet in _counts
         self.total = 0.0
         self.n = 0
         self._log_ratio = math.log(self.RATIO)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """The count of every bin."""
+        more = self._more
+        if more:
+            counts = self._counts
+            for b, c in more.items():
+                counts[b] += c
+            more.clear()
+        return self._counts
 
     def _bin(self, values):
         v = np.maximum(np.asarray(values, dtype=float), self.LOW)
@@ -177,7 +195,7 @@ class GapHistogram:
         """Count each of *values* (seconds) once."""
         values = np.asarray(values, dtype=float)
         if values.size:
-            np.add.at(self.counts, self._bin(values), 1)
+            np.add.at(self._counts, self._bin(values), 1)
             self.total += float(values.sum())
             self.n += int(values.size)
 
@@ -192,26 +210,42 @@ class GapHistogram:
 
     def add_uniform(self, value: float, times: int, tail=None) -> None:
         """Exactly ``add([value] * times + list(tail))``, without a bin per repeated value."""
-        k = len(tail) if tail else 0
-        if times <= 0:
-            if k:
-                self.add(tail)
+        if not tail:
+            # the usual decode step: every stream waited as long
+            if times > 0:
+                # _bin1, inlined for a value away from a bin edge
+                if value > 1e-6:
+                    x = _log(value / 1e-6) / _LOG_RATIO
+                    b = int(x)
+                    if x - b > 1e-7 and b + 1 - x > 1e-7:
+                        if b > self.nbins - 1:
+                            b = self.nbins - 1
+                    else:
+                        b = self._bin1(value)
+                else:
+                    b = self._bin1(value)
+                more = self._more
+                more[b] = more.get(b, 0) + times
+                self.total += 0.0 + _uniform_sum(value, times)   # == np.full(times, value).sum()
+                self.n += times
             return
-        if k:
-            values = np.full(times + k, value, dtype=float)
-            values[times:] = tail
-            np.add.at(self.counts, self._bin(values[times:]), 1)
-            self.counts[self._bin1(value)] += times
-            self.total += float(values.sum())
-        else:
-            self.counts[self._bin1(value)] += times
-            self.total += 0.0 + _uniform_sum(value, times)   # == np.full(times, value).sum()
+        k = len(tail)
+        if times <= 0:
+            self.add(tail)
+            return
+        values = np.full(times + k, value, dtype=float)
+        values[times:] = tail
+        np.add.at(self._counts, self._bin(values[times:]), 1)
+        self._counts[self._bin1(value)] += times
+        self.total += float(values.sum())
         self.n += times + k
 
     def add_repeated(self, value: float, times: int) -> None:
         """Count *value* (seconds) *times* times (one decode step seen by *times* sequences)."""
         if times > 0:
-            self.counts[self._bin1(value)] += times
+            more = self._more
+            b = self._bin1(value)
+            more[b] = more.get(b, 0) + times
             self.total += value * times
             self.n += times
 
@@ -220,7 +254,7 @@ class GapHistogram:
         with the same bins and the same running total, bit for bit."""
         if times <= 0 or not values:
             return
-        bins: dict[int, int] = {}
+        bins = self._more
         total = self.total
         bin1 = self._bin1
         low, log_ratio, top = self.LOW, self._log_ratio, self.nbins - 1
@@ -237,11 +271,8 @@ class GapHistogram:
                     b = bin1(v)
             else:
                 b = bin1(v)
-            bins[b] = bins.get(b, 0) + 1
+            bins[b] = bins.get(b, 0) + times
             total += v * times
-        counts = self.counts
-        for b, c in bins.items():
-            counts[b] += c * times
         self.total = total
         self.n += times * len(values)
 

@@ -193,6 +193,7 @@ class StepPricer:
         self._bcast: dict[tuple[int, int, bool], float] = {}
         self._prefill: dict[tuple[int, int], float] = {}
         self._decode_steps: dict[int, tuple] = {}
+        self._decode_terms: dict[int, tuple] = {}   # batch size → decode_work's terms
         # decode attention per layer, f(num_decodes, decode_context), validated once (a device
         # of labsim-gpus offers it; any other device is asked call by call)
         make = getattr(device, "decode_attention_fn", None)
@@ -430,13 +431,26 @@ class StepPricer:
 
     def decode_work(self, num_decodes: int, decode_context: int) -> tuple[float, float]:
         """:meth:`work` of a decode-only step, bit for bit (and of the same types)."""
-        b = num_decodes
-        n, k = self.lm_head
-        flops = ((self.layer_weight_flops * b + 4.0 * (self.heads * self.head_dim)
-                  * decode_context) * self.layers / self.pp + 2.0 * b * n * k / self.pp)
-        nbytes = (self.weights_read(b) + self.kv_token_bytes * decode_context
-                  + self.kv_token_bytes * b)
+        terms = self._decode_terms.get(num_decodes)
+        if terms is None:
+            terms = self._decode_work_terms(num_decodes)
+        per_tokens, attn_coef, layers, pp, head, weights, kv, written = terms
+        # flops = (lwf·b + 4.0·(heads·head_dim)·ctx)·layers / pp + 2.0·b·n·k / pp;
+        # bytes = weights read + kv·ctx + kv·b (the terms without ctx found once per b)
+        flops = (per_tokens + attn_coef * decode_context) * layers / pp + head
+        nbytes = weights + kv * decode_context + written
         return flops, nbytes
+
+    def _decode_work_terms(self, b: int) -> tuple:
+        """The terms of :meth:`decode_work` that depend on the batch size *b* alone."""
+        n, k = self.lm_head
+        terms = (self.layer_weight_flops * b, 4.0 * (self.heads * self.head_dim), self.layers,
+                 self.pp, 2.0 * b * n * k / self.pp, self.weights_read(b), self.kv_token_bytes,
+                 self.kv_token_bytes * b)
+        if len(self._decode_terms) >= 65536:
+            self._decode_terms.clear()
+        self._decode_terms[b] = terms
+        return terms
 
     def decode_work_sum(self, num_decodes: int, first_context: int, context_step: int,
                         steps: int) -> tuple[float, float]:
