@@ -95,6 +95,26 @@ def test_add_uniform_equals_add_at_bin_edges():
     assert (one.counts == many.counts).all() and one.n == many.n and one.total == many.total
 
 
+def test_a_run_of_decode_steps_priced_at_once_equals_step_by_step():
+    """``decode_steps_fn`` (attention priced in one loop, its context split looked up once per
+    KV block count) gives each step's ``decode_step_fn`` price, across block boundaries, with
+    and without CUDA graphs, split or not (small and large batches)."""
+    model = builtin_models()["Llama-3.1-8B"]
+    rng = random.Random(7)
+    for device in ("A100-SXM4-80GB", "L4"):
+        for graphs in (capture_sizes(256, 8192), []):
+            pricer = StepPricer(model, labsim.device(device), tp=2, pp=2, graph_sizes=graphs,
+                                collective=lambda kind, nbytes, ranks: 1e-6 + nbytes / 1e11)
+            for b in (1, 2, 5, 9, 64, 257, 600):
+                for _ in range(4):
+                    ctx = b * rng.randint(1, 3000) + rng.randint(0, b)
+                    count = rng.randint(1, 700)
+                    step = pricer.decode_step_fn(b)
+                    assert pricer.decode_steps_fn(b)(ctx, count) == [step(ctx + b * i) for i in range(count)]
+    slow = StepPricer(model, _NoFastPath(labsim.device("L4")))
+    assert slow.decode_steps_fn(3) is None
+
+
 def test_add_repeated_each_equals_add_repeated():
     rng = random.Random(5)
     values = [rng.uniform(1e-7, 0.2) for _ in range(500)] + [1e-6, 1e-6 * 1.001 ** 100, 0.0]

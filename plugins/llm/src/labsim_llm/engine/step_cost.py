@@ -400,6 +400,35 @@ class StepPricer:
         self._decode_steps[b] = price
         return price
 
+    def decode_steps_fn(self, num_decodes: int):
+        """``f(first_context, count)`` → ``[decode_step_fn(num_decodes)(first_context + i ·
+        num_decodes) for i in range(count)]`` (a run of decode steps, *first_context* ≥
+        *num_decodes*), bit for bit, with attention priced in one loop; None when the device
+        prices decode attention call by call."""
+        attn = getattr(self._decode_attn, "run", None)
+        if attn is None:
+            return None
+        b = num_decodes
+        graph = b <= self.max_graph
+        dense = self.dense_time(self.padded(b) if graph else b)
+        head = self.head_time(b)
+        pp_t = self.pp_time(b)
+        pp = self.pp
+        lps = self.layers_per_stage
+        launch = self.launch
+        launches = self.launch * (self.kernels_per_layer * self.layers + KERNELS_PER_STEP)
+
+        # decode_step_fn's arithmetic, step by step
+        if graph:
+            def prices(first_context, count):
+                return [(dense + (0.0 + a * lps)) * pp + head + pp_t + launch
+                        for a in attn(b, first_context, b, count)]
+        else:
+            def prices(first_context, count):
+                out = [(dense + (0.0 + a * lps)) * pp + head + pp_t for a in attn(b, first_context, b, count)]
+                return [gpu if gpu >= launches else launches for gpu in out]
+        return prices
+
     def work(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> tuple[float, float]:
         """(FLOPs, DRAM bytes) one GPU of the replica does in this step, unpadded.
 
