@@ -47,7 +47,7 @@ def test_decode_fast_paths_equal_slow_paths():
                 assert fast.decode_step_fn(b)(ctx) == slow.step_time((), b, ctx)
                 chunks = [(rng.randint(1, 2048), rng.randint(0, 4096))]
                 assert fast.step_time(chunks, b, ctx) == slow.step_time(chunks, b, ctx)
-                k = rng.randint(1, 20)
+                k = rng.randint(1, 20) if rng.random() < 0.5 else rng.randint(20, 300)   # a loop, arrays
                 flops = nbytes = 0.0
                 for i in range(k):
                     f, by = slow.work((), b, ctx + b * i)
@@ -121,7 +121,11 @@ def test_add_repeated_each_equals_add_repeated():
     one, many = GapHistogram(), GapHistogram()
     for v in values:
         one.add_repeated(v, 7)
-    many.add_repeated_each(values, 7)
+    many.add_repeated_each(values, 7)                   # as arrays
+    for start in range(0, len(values), 9):               # in a loop
+        many.add_repeated_each(values[start:start + 9], 7)
+        for v in values[start:start + 9]:
+            one.add_repeated(v, 7)
     assert one.total == many.total and one.n == many.n
     assert (one.counts == many.counts).all()
 

@@ -44,6 +44,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+import numpy as np
+
 #: kernels one decoder layer launches when eager: q/k/v/o, gate-up, down GEMMs come from the
 #: model; plus attention, 2 RMSNorms, rotary, activation (assumption: Llama-style layer,
 #: counted from vllm/model_executor/models/llama.py)
@@ -497,6 +499,12 @@ class StepPricer:
         kv = self.kv_token_bytes
         weights = self.weights_read(b)
         written = kv * b
+        if steps >= 32:
+            # the loop below as arrays: the same operations, summed in order (accumulate)
+            ctx = first_context + context_step * np.arange(steps, dtype=np.int64)
+            flops = np.add.accumulate((per_tokens + attn_coef * ctx) * layers / pp + head)[-1]
+            nbytes = np.add.accumulate(np.asarray(weights + kv * ctx + written, dtype=float))[-1]
+            return float(flops), float(nbytes)
         flops = nbytes = 0.0
         ctx = first_context
         for _ in range(steps):
