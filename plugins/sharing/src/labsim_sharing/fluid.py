@@ -188,7 +188,8 @@ class Lease:
         if self.record is not None and n > k:
             prev = ends[k - 1] if k else self._begin
             if n - k >= 32:               # the same subtractions, as an array
-                taken = np.diff(np.asarray(ends[k:n], dtype=float), prepend=prev)
+                times = np.array([prev, *ends[k:n]], dtype=float)
+                taken = times[1:] - times[:-1]
             else:
                 taken = [b - a for a, b in zip([prev, *ends[k:n - 1]], ends[k:n])]
             self.record(self.alones[k:n], taken)

@@ -109,7 +109,8 @@ class FastForward:
         if j >= LONG_SPAN:
             # the loop below as arrays: the same subtractions and products, summed in order
             # (numpy's accumulate adds one element after another, as the loop does)
-            gaps = np.diff(np.asarray(bounds[:j], dtype=float), prepend=start)
+            ends = np.array([start, *bounds[:j]], dtype=float)
+            gaps = ends[1:] - ends[:-1]
             i = np.arange(j)
             need = used0 + ((i // bs) * per + np.asarray(prefix, dtype=np.int64)[i % bs])
             kv_seconds = float(np.add.accumulate(need * gaps)[-1])
