@@ -196,6 +196,7 @@ class StepPricer:
         self._prefill: dict[tuple[int, int], float] = {}
         self._decode_steps: dict[int, tuple] = {}
         self._decode_terms: dict[int, tuple] = {}   # batch size → decode_work's terms
+        self._decode_runs: dict[int, object] = {}
         # decode attention per layer, f(num_decodes, decode_context), validated once (a device
         # of labsim-gpus offers it; any other device is asked call by call)
         make = getattr(device, "decode_attention_fn", None)
@@ -407,6 +408,9 @@ class StepPricer:
         num_decodes) for i in range(count)]`` (a run of decode steps, *first_context* ≥
         *num_decodes*), bit for bit, with attention priced in one loop; None when the device
         prices decode attention call by call."""
+        hit = self._decode_runs.get(num_decodes)
+        if hit is not None:
+            return hit
         attn = getattr(self._decode_attn, "run", None)
         if attn is None:
             return None
@@ -429,6 +433,9 @@ class StepPricer:
             def prices(first_context, count):
                 out = [(dense + (0.0 + a * lps)) * pp + head + pp_t for a in attn(b, first_context, b, count)]
                 return [gpu if gpu >= launches else launches for gpu in out]
+        if len(self._decode_runs) >= 65536:
+            self._decode_runs.clear()
+        self._decode_runs[b] = prices
         return prices
 
     def work(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> tuple[float, float]:
