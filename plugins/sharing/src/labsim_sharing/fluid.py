@@ -22,7 +22,6 @@ import heapq
 import math
 from dataclasses import dataclass
 
-import numpy as np
 from simpy.core import NORMAL
 from simpy.events import Event
 
@@ -97,7 +96,7 @@ class Lease:
         self.fluid = fluid
         self.piece = piece
         self.steps = steps
-        self.record = record               # record(alone_s, taken_s): sequences, a value per piece; or None
+        self.record = record               # record(alone_s, taken_s): lists, a value per piece; or None
         self.ready = env.event()
         self.cut = env.event()
         self.rate = 0.0
@@ -187,12 +186,7 @@ class Lease:
         k = self._recorded
         if self.record is not None and n > k:
             prev = ends[k - 1] if k else self._begin
-            if n - k >= 32:               # the same subtractions, as an array
-                times = np.array([prev, *ends[k:n]], dtype=float)
-                taken = times[1:] - times[:-1]
-            else:
-                taken = [b - a for a, b in zip([prev, *ends[k:n - 1]], ends[k:n])]
-            self.record(self.alones[k:n], taken)
+            self.record(self.alones[k:n], [b - a for a, b in zip([prev, *ends[k:n - 1]], ends[k:n])])
         self._recorded = max(k, n)
 
 

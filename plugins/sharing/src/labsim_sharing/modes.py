@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 
 import labsim
-import numpy as np
 from labsim.errors import LabsimError, UsageError
 
 from labsim_sharing.fluid import FluidGpu
@@ -119,14 +118,10 @@ class _Shared(labsim.SharingMode):
         """:meth:`_account` of each piece in turn (the same sums, bit for bit)."""
         acc = self.work.setdefault(tenant, [0.0, 0.0])
         a, t = acc
-        if len(alones) >= 32:         # summed in order all the same (numpy's accumulate)
-            a = float(np.add.accumulate(np.concatenate(([a], alones)))[-1])
-            t = float(np.add.accumulate(np.concatenate(([t], takens)))[-1])
-        else:
-            for x in alones:
-                a += x
-            for x in takens:
-                t += x
+        for x in alones:
+            a += x
+        for x in takens:
+            t += x
         acc[0], acc[1] = a, t
 
     def intensity(self, membound: float | None) -> float:
