@@ -111,6 +111,9 @@ def test_a_run_of_decode_steps_priced_at_once_equals_step_by_step():
                     count = rng.randint(1, 700)
                     step = pricer.decode_step_fn(b)
                     assert pricer.decode_steps_fn(b)(ctx, count) == [step(ctx + b * i) for i in range(count)]
+                    over, per = rng.uniform(0, 1e-3), rng.uniform(0, 1e-4) * b
+                    assert (pricer.decode_steps_fn(b, over, per)(ctx, count)
+                            == [step(ctx + b * i) + over + per for i in range(count)])
     slow = StepPricer(model, _NoFastPath(labsim.device("L4")))
     assert slow.decode_steps_fn(3) is None
 

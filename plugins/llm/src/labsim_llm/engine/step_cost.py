@@ -196,7 +196,7 @@ class StepPricer:
         self._prefill: dict[tuple[int, int], float] = {}
         self._decode_steps: dict[int, tuple] = {}
         self._decode_terms: dict[int, tuple] = {}   # batch size → decode_work's terms
-        self._decode_runs: dict[int, object] = {}
+        self._decode_runs: dict[tuple, object] = {}
         # decode attention per layer, f(num_decodes, decode_context), validated once (a device
         # of labsim-gpus offers it; any other device is asked call by call)
         make = getattr(device, "decode_attention_fn", None)
@@ -403,12 +403,14 @@ class StepPricer:
         self._decode_steps[b] = price
         return price
 
-    def decode_steps_fn(self, num_decodes: int):
+    def decode_steps_fn(self, num_decodes: int, then: float = 0.0, and_then: float = 0.0):
         """``f(first_context, count)`` → ``[decode_step_fn(num_decodes)(first_context + i ·
-        num_decodes) for i in range(count)]`` (a run of decode steps, *first_context* ≥
-        *num_decodes*), bit for bit, with attention priced in one loop; None when the device
-        prices decode attention call by call."""
-        hit = self._decode_runs.get(num_decodes)
+        num_decodes) + then + and_then for i in range(count)]`` (a run of decode steps,
+        *first_context* ≥ *num_decodes*; *then*, *and_then*: what the engine adds to a step's
+        GPU time, its CPU overheads), bit for bit, with attention priced in one loop; None when
+        the device prices decode attention call by call."""
+        key = (num_decodes, then, and_then)
+        hit = self._decode_runs.get(key)
         if hit is not None:
             return hit
         attn = getattr(self._decode_attn, "run", None)
@@ -424,18 +426,18 @@ class StepPricer:
         launch = self.launch
         launches = self.launch * (self.kernels_per_layer * self.layers + KERNELS_PER_STEP)
 
-        # decode_step_fn's arithmetic, step by step
+        # decode_step_fn's arithmetic, step by step, then the two additions
         if graph:
             def prices(first_context, count):
-                return [(dense + (0.0 + a * lps)) * pp + head + pp_t + launch
+                return [(dense + (0.0 + a * lps)) * pp + head + pp_t + launch + then + and_then
                         for a in attn(b, first_context, b, count)]
         else:
             def prices(first_context, count):
                 out = [(dense + (0.0 + a * lps)) * pp + head + pp_t for a in attn(b, first_context, b, count)]
-                return [gpu if gpu >= launches else launches for gpu in out]
+                return [(gpu if gpu >= launches else launches) + then + and_then for gpu in out]
         if len(self._decode_runs) >= 65536:
             self._decode_runs.clear()
-        self._decode_runs[b] = prices
+        self._decode_runs[key] = prices
         return prices
 
     def work(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> tuple[float, float]:
