@@ -118,6 +118,28 @@ def test_a_run_of_decode_steps_priced_at_once_equals_step_by_step():
     assert slow.decode_steps_fn(3) is None
 
 
+def test_decode_prices_looked_up_equal_the_prices_worked_out(monkeypatch):
+    """A run's prices come from a table of the prices found so far (by decode context): runs
+    that overlap, start between, or reach past the ones before, and a table emptied when it
+    would outgrow its slots, all give each step's ``decode_step_fn`` price."""
+    from labsim_llm.engine import step_cost
+
+    monkeypatch.setattr(step_cost, "PRICE_TABLE_SLOTS", 5000)
+    model = builtin_models()["Llama-3.1-8B"]
+    pricer = StepPricer(model, labsim.device("A100-SXM4-80GB"), graph_sizes=capture_sizes(256, 8192))
+    rng = random.Random(11)
+    forgot = []
+    forget = pricer._forget_prices
+    monkeypatch.setattr(pricer, "_forget_prices", lambda: forgot.append(1) or forget())
+    for _ in range(300):
+        b = rng.choice([1, 2, 3])
+        ctx, count = b * rng.randint(1, 1200) + rng.randint(0, b - 1), rng.randint(1, 200)
+        step = pricer.decode_step_fn(b)
+        assert pricer.decode_steps_fn(b, 1e-4, 2e-5)(ctx, count) == [step(ctx + b * i) + 1e-4 + 2e-5
+                                                                       for i in range(count)]
+    assert forgot and pricer._table_slots <= 5000
+
+
 def test_add_repeated_each_equals_add_repeated():
     rng = random.Random(5)
     values = [rng.uniform(1e-7, 0.2) for _ in range(500)] + [1e-6, 1e-6 * 1.001 ** 100, 0.0]

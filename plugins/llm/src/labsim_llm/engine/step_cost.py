@@ -55,6 +55,10 @@ KERNELS_PER_STEP = 6
 #: bytes of fp32 logits the sampler reads per sampled row and vocab entry, times passes over
 #: them (softmax/temperature, top-p/argmax): assumption, vLLM's sampler works in fp32
 SAMPLER_PASSES = 3
+#: slots of the decode price tables of one pricer, all batch sizes together (a slot per decode
+#: context up to the largest seen; about 16 MB of list and 48 MB of prices when full), past
+#: which they start again empty
+PRICE_TABLE_SLOTS = 1 << 21
 
 
 def experts_reached(tokens: int, experts: int, per_token: int) -> float:
@@ -197,6 +201,7 @@ class StepPricer:
         self._decode_steps: dict[int, tuple] = {}
         self._decode_terms: dict[int, tuple] = {}   # batch size → decode_work's terms
         self._decode_runs: dict[tuple, object] = {}
+        self._table_slots = 0         # the decode price tables' length, all together
         # decode attention per layer, f(num_decodes, decode_context), validated once (a device
         # of labsim-gpus offers it; any other device is asked call by call)
         make = getattr(device, "decode_attention_fn", None)
@@ -428,17 +433,43 @@ class StepPricer:
 
         # decode_step_fn's arithmetic, step by step, then the two additions
         if graph:
-            def prices(first_context, count):
+            def priced(first_context, count):
                 return [(dense + (0.0 + a * lps)) * pp + head + pp_t + launch + then + and_then
                         for a in attn(b, first_context, b, count)]
         else:
-            def prices(first_context, count):
+            def priced(first_context, count):
                 out = [(dense + (0.0 + a * lps)) * pp + head + pp_t for a in attn(b, first_context, b, count)]
                 return [(gpu if gpu >= launches else launches) + then + and_then for gpu in out]
+
+        # the prices found so far, by decode context (None: not yet): the contexts of a batch
+        # size recur from request to request, so a run's prices are mostly one slice of it
+        table: list = []
+
+        def prices(first_context, count):
+            stop = first_context + b * count
+            if stop > len(table):
+                if self._table_slots + stop - len(table) > PRICE_TABLE_SLOTS:
+                    self._forget_prices()
+                self._table_slots += stop - len(table)
+                table.extend([None] * (stop - len(table)))
+            got = table[first_context:stop:b]
+            if None in got:
+                i = got.index(None)
+                got[i:] = priced(first_context + b * i, count - i)
+                table[first_context:stop:b] = got
+            return got
+        prices.table = table
         if len(self._decode_runs) >= 65536:
+            self._forget_prices()
             self._decode_runs.clear()
         self._decode_runs[key] = prices
         return prices
+
+    def _forget_prices(self) -> None:
+        """Empty the decode price tables (they would outgrow :data:`PRICE_TABLE_SLOTS`)."""
+        for prices in self._decode_runs.values():
+            prices.table.clear()
+        self._table_slots = 0
 
     def work(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> tuple[float, float]:
         """(FLOPs, DRAM bytes) one GPU of the replica does in this step, unpadded.
