@@ -98,13 +98,19 @@ def test_add_uniform_equals_add_at_bin_edges():
 def test_a_run_of_decode_steps_priced_at_once_equals_step_by_step():
     """``decode_steps_fn`` (attention priced in one loop, its context split looked up once per
     KV block count) gives each step's ``decode_step_fn`` price, across block boundaries, with
-    and without CUDA graphs, split or not (small and large batches)."""
+    and without CUDA graphs, split or not (small and large batches), with the engine's own TP
+    traffic or not."""
     model = builtin_models()["Llama-3.1-8B"]
     rng = random.Random(7)
-    for device in ("A100-SXM4-80GB", "L4"):
+    engine_traffic = TpStepTraffic("custom_ar", "gather", lambda tokens, rows, decode: (8 * tokens, 4 * rows))
+
+    def collective(kind, nbytes, ranks, algorithm="auto"):
+        return (0.5e-6 if algorithm == "custom_ar" else 1e-6) + nbytes / 1e11
+
+    for device, traffic in (("A100-SXM4-80GB", None), ("L4", None), ("A100-SXM4-80GB", engine_traffic)):
         for graphs in (capture_sizes(256, 8192), []):
             pricer = StepPricer(model, labsim.device(device), tp=2, pp=2, graph_sizes=graphs,
-                                collective=lambda kind, nbytes, ranks: 1e-6 + nbytes / 1e11)
+                                collective=collective, traffic=traffic)
             for b in (1, 2, 5, 9, 64, 257, 600):
                 for _ in range(4):
                     ctx = b * rng.randint(1, 3000) + rng.randint(0, b)

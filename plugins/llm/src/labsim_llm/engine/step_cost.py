@@ -423,7 +423,9 @@ class StepPricer:
             return None
         b = num_decodes
         graph = b <= self.max_graph
-        dense = self.dense_time(self.padded(b) if graph else b)
+        tokens = self.padded(b) if graph else b
+        dense = self.dense_time(tokens)
+        bcast = self.broadcast_time(tokens, b, True)
         head = self.head_time(b)
         pp_t = self.pp_time(b)
         pp = self.pp
@@ -434,11 +436,11 @@ class StepPricer:
         # decode_step_fn's arithmetic, step by step, then the two additions
         if graph:
             def priced(first_context, count):
-                return [(dense + (0.0 + a * lps)) * pp + head + pp_t + launch + then + and_then
+                return [(dense + (0.0 + a * lps) + bcast) * pp + head + pp_t + launch + then + and_then
                         for a in attn(b, first_context, b, count)]
         else:
             def priced(first_context, count):
-                out = [(dense + (0.0 + a * lps)) * pp + head + pp_t for a in attn(b, first_context, b, count)]
+                out = [(dense + (0.0 + a * lps) + bcast) * pp + head + pp_t for a in attn(b, first_context, b, count)]
                 return [(gpu if gpu >= launches else launches) + then + and_then for gpu in out]
 
         # the prices found so far, by decode context (None: not yet): the contexts of a batch
