@@ -47,7 +47,7 @@ def test_decode_fast_paths_equal_slow_paths():
                 assert fast.decode_step_fn(b)(ctx) == slow.step_time((), b, ctx)
                 chunks = [(rng.randint(1, 2048), rng.randint(0, 4096))]
                 assert fast.step_time(chunks, b, ctx) == slow.step_time(chunks, b, ctx)
-                k = rng.randint(1, 20)
+                k = rng.randint(1, 39) if rng.random() < 0.5 else rng.randint(40, 300)   # a loop, arrays
                 flops = nbytes = 0.0
                 for i in range(k):
                     f, by = slow.work((), b, ctx + b * i)
@@ -95,13 +95,68 @@ def test_add_uniform_equals_add_at_bin_edges():
     assert (one.counts == many.counts).all() and one.n == many.n and one.total == many.total
 
 
+def test_a_run_of_decode_steps_priced_at_once_equals_step_by_step():
+    """``decode_steps_fn`` (attention priced in one loop, its context split looked up once per
+    KV block count) gives each step's ``decode_step_fn`` price, across block boundaries, with
+    and without CUDA graphs, split or not (small and large batches), with the engine's own TP
+    traffic or not."""
+    model = builtin_models()["Llama-3.1-8B"]
+    rng = random.Random(7)
+    engine_traffic = TpStepTraffic("custom_ar", "gather", lambda tokens, rows, decode: (8 * tokens, 4 * rows))
+
+    def collective(kind, nbytes, ranks, algorithm="auto"):
+        return (0.5e-6 if algorithm == "custom_ar" else 1e-6) + nbytes / 1e11
+
+    for device, traffic in (("A100-SXM4-80GB", None), ("L4", None), ("A100-SXM4-80GB", engine_traffic)):
+        for graphs in (capture_sizes(256, 8192), []):
+            pricer = StepPricer(model, labsim.device(device), tp=2, pp=2, graph_sizes=graphs,
+                                collective=collective, traffic=traffic)
+            for b in (1, 2, 5, 9, 64, 257, 600):
+                for _ in range(4):
+                    ctx = b * rng.randint(1, 3000) + rng.randint(0, b)
+                    count = rng.randint(1, 700)
+                    step = pricer.decode_step_fn(b)
+                    assert pricer.decode_steps_fn(b)(ctx, count) == [step(ctx + b * i) for i in range(count)]
+                    over, per = rng.uniform(0, 1e-3), rng.uniform(0, 1e-4) * b
+                    assert (pricer.decode_steps_fn(b, over, per)(ctx, count)
+                            == [step(ctx + b * i) + over + per for i in range(count)])
+    slow = StepPricer(model, _NoFastPath(labsim.device("L4")))
+    assert slow.decode_steps_fn(3) is None
+
+
+def test_decode_prices_looked_up_equal_the_prices_worked_out(monkeypatch):
+    """A run's prices come from a table of the prices found so far (by decode context): runs
+    that overlap, start between, or reach past the ones before, and a table emptied when it
+    would outgrow its slots, all give each step's ``decode_step_fn`` price."""
+    from labsim_llm.engine import step_cost
+
+    monkeypatch.setattr(step_cost, "PRICE_TABLE_SLOTS", 5000)
+    model = builtin_models()["Llama-3.1-8B"]
+    pricer = StepPricer(model, labsim.device("A100-SXM4-80GB"), graph_sizes=capture_sizes(256, 8192))
+    rng = random.Random(11)
+    forgot = []
+    forget = pricer._forget_prices
+    monkeypatch.setattr(pricer, "_forget_prices", lambda: forgot.append(1) or forget())
+    for _ in range(300):
+        b = rng.choice([1, 2, 3])
+        ctx, count = b * rng.randint(1, 1200) + rng.randint(0, b - 1), rng.randint(1, 200)
+        step = pricer.decode_step_fn(b)
+        assert pricer.decode_steps_fn(b, 1e-4, 2e-5)(ctx, count) == [step(ctx + b * i) + 1e-4 + 2e-5
+                                                                       for i in range(count)]
+    assert forgot and pricer._table_slots <= 5000
+
+
 def test_add_repeated_each_equals_add_repeated():
     rng = random.Random(5)
     values = [rng.uniform(1e-7, 0.2) for _ in range(500)] + [1e-6, 1e-6 * 1.001 ** 100, 0.0]
     one, many = GapHistogram(), GapHistogram()
     for v in values:
         one.add_repeated(v, 7)
-    many.add_repeated_each(values, 7)
+    many.add_repeated_each(values, 7)                   # as arrays
+    for start in range(0, len(values), 9):               # in a loop
+        many.add_repeated_each(values[start:start + 9], 7)
+        for v in values[start:start + 9]:
+            one.add_repeated(v, 7)
     assert one.total == many.total and one.n == many.n
     assert (one.counts == many.counts).all()
 

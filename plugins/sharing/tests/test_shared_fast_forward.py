@@ -102,3 +102,23 @@ def test_a_lone_tenant_of_a_shared_gpu_runs_at_full_speed_with_fast_forward():
     for key in ("ttft_ms", "tpot_ms", "e2e_ms"):
         for q, v in exclusive[key].items():
             assert shared[key][q] == pytest.approx(v, rel=1e-9), (key, q)
+
+
+def test_mps_rates_looked_up_equal_the_rates_worked_out_at_every_change(monkeypatch):
+    """MPS keeps the rates of each set of running pieces (tenant and intensity of each) it has
+    solved: the run equals, float for float, one that solves them at every change."""
+    from labsim_sharing import modes
+
+    solved = []
+    solve = modes.Mps._solve
+    monkeypatch.setattr(modes.Mps, "_solve", lambda self, pieces: solved.append(1) or solve(self, pieces))
+    cfg = experiment("mps", caps=True)
+    kept = labsim.run(copy.deepcopy(cfg))
+    n_kept = len(solved)
+    solved.clear()
+    monkeypatch.setattr(modes, "RATES_MEMO", 0)           # forgets every set: solves each change
+    fresh = labsim.run(cfg)
+    assert len(solved) > 2 * n_kept
+    assert repr(kept.table("requests")) == repr(fresh.table("requests"))
+    assert repr(kept.table("gpu_sharing")) == repr(fresh.table("gpu_sharing"))
+    assert kept.summary == fresh.summary

@@ -48,7 +48,7 @@ def test_a_late_piece_slows_the_running_one_from_its_arrival_on():
 def test_every_piece_finishes_exactly_once_and_shares_never_exceed_the_gpu(jobs):
     env = simpy.Environment()
     mode = Mps.__new__(Mps)
-    mode.sm_of_membound, mode.caps = 0.5, {}
+    mode.sm_of_membound, mode.caps, mode._solved = 0.5, {}, {}
     seen = []
 
     def rates(pieces):
@@ -80,7 +80,7 @@ def _mps_rates(membounds, caps=None):
     from labsim_sharing.fluid import Piece
 
     mode = Mps.__new__(Mps)
-    mode.sm_of_membound, mode.caps = 0.5, caps or {}
+    mode.sm_of_membound, mode.caps, mode._solved = 0.5, caps or {}, {}
     return mode._rates([Piece(f"t{i}", 1.0, mb, None) for i, mb in enumerate(membounds)])
 
 

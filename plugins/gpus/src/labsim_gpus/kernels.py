@@ -189,7 +189,8 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
     """:func:`decode_seconds` for fixed heads and hardware, as ``f(num_seqs, total_context)``
     pricing sequences of equal length (longest = mean). The same arithmetic in the same order,
     with the terms that depend on neither argument computed once: equal results, bit for bit.
-    *num_seqs* must be ≥ 1.
+    *num_seqs* must be ≥ 1. ``f.run(num_seqs, first_total, step, count)`` prices a run of decode
+    steps (contexts ``first_total + i·step``) in one loop, element for element equal to ``f``.
     """
     per_token = 2.0 * num_kv_heads * head_dim * kv_bytes
     q_ints = 2 * num_heads * head_dim          # num_seqs · 2 · heads · head_dim, an exact int
@@ -218,6 +219,38 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
             hi = t_flops
         return hi + t_ctas + fixed_a + fixed_b
 
+    def run(num_seqs: int, first_total: int, step: int, count: int) -> list[float]:
+        """``[price(num_seqs, first_total + i·step) for i in range(count)]`` (*first_total* ≥
+        *num_seqs*, *step* ≥ 1: a run of decode steps), bit for bit: the same arithmetic in
+        one loop, the context split looked up once per KV block count."""
+        out = []
+        q_term = num_seqs * q_ints * 2.0
+        ctas = num_seqs * num_kv_heads
+        split = 1
+        waves = -(-ctas // sm_count)
+        t_ctas = ctas * split * cta_s / sm_count
+        # the split holds while the context stays in its KV blocks: below `limit` tokens
+        limit = -1.0 if ctas < no_split else math.inf
+        for total_context in range(first_total, first_total + step * count, step):
+            longest_context = total_context / num_seqs
+            if longest_context >= limit:
+                blocks = max(1, -(-int(longest_context) // DECODE_BLOCK_N))
+                limit = blocks * DECODE_BLOCK_N + 1
+                split = num_splits(ctas, sm_count, longest_context)
+                waves = -(-(ctas * split) // sm_count)
+                t_ctas = ctas * split * cta_s / sm_count
+            t_stream = (total_context * per_token + q_term) / bw
+            t_busiest = waves * (longest_context * 2.0 * head_dim * kv_bytes / split) / share
+            t_flops = flop_coef * total_context / flop_rate
+            hi = t_stream
+            if t_busiest > hi:
+                hi = t_busiest
+            if t_flops > hi:
+                hi = t_flops
+            out.append(hi + t_ctas + fixed_a + fixed_b)
+        return out
+
+    price.run = run
     return price
 
 

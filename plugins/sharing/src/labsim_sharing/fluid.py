@@ -118,6 +118,21 @@ class Lease:
         self.ends.append(end)
         return end
 
+    def ends_from(self, start: float, seconds) -> list[float]:
+        """:meth:`end` of consecutive pieces, each submitted when the one before ends (the
+        first at *start*): their ends, in order."""
+        rate = self.rate
+        alones = self.alones
+        out = []
+        t = start
+        for s in seconds:
+            alone = (t + s) - t
+            alones.append(alone)
+            t = t + alone / rate
+            out.append(t)
+        self.ends += out
+        return out
+
     def at(self, when: float) -> Event:
         """An event processed at exactly *when* (the lease's timer: one at a time, the one
         before it is cancelled)."""

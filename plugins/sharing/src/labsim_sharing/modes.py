@@ -46,6 +46,8 @@ UNKNOWN_MEMBOUND = 0.5
 #: whose share drifts by ~10⁻⁶ a step as their context grows, then keep one sharing state over
 #: a run of steps (which fast-forward on a shared GPU needs).
 INTENSITY_STEPS = 64
+#: sets of running pieces whose MPS rates are kept (a day of eight tenants meets a few thousand)
+RATES_MEMO = 1 << 14
 
 
 #: columns of the opt-in ``gpu_sharing`` table (``record_timeline: true``)
@@ -276,6 +278,7 @@ class Mps(_Shared):
         self.limits: dict[str, float] = {}     # per-client device-memory limits, bytes
         self.l2 = l2_bytes(gpu.device) if config.get("l2_interference", True) else None
         self.reuse: dict[str, Reuse | None] = {}   # tenant → what its GEMMs need of the L2
+        self._solved: dict[tuple, tuple] = {}      # (tenant, intensity) of each piece → _solve's
         if config.get("fault_at_s") is not None:
             context.env.process(self._fault(float(config["fault_at_s"])))
 
@@ -290,6 +293,7 @@ class Mps(_Shared):
                              "memory this client may allocate, a number > 0")
         super().admit(tenant, placement)
         self.caps[tenant] = float(pct) / 100.0
+        self._solved.clear()
         if limit is not None:
             self.limits[tenant] = float(limit) * 2**30
 
@@ -338,7 +342,22 @@ class Mps(_Shared):
 
         With ``l2_interference`` each piece's bandwidth demand also carries the operand
         re-reads it loses from L2 to the others (:func:`labsim_sharing.l2.extra_traffic`),
-        the others' DRAM traffic taken at the rates found without it (one correction)."""
+        the others' DRAM traffic taken at the rates found without it (one correction).
+        They depend on nothing but each piece's tenant and intensity, in order (the caps are
+        fixed once the tenants are admitted): a set of running pieces seen before is looked up."""
+        key = tuple([(p.tenant, p.membound) for p in pieces])
+        hit = self._solved.get(key)
+        if hit is None:
+            if len(self._solved) >= RATES_MEMO:
+                self._solved.clear()
+            hit = self._solved[key] = self._solve(pieces)
+        rate, extra = hit
+        for p, e in zip(pieces, extra):
+            p.extra = e
+        return rate
+
+    def _solve(self, pieces):
+        """(rates, extra bandwidth demands) of *pieces*: :meth:`_rates` worked out."""
         sm = [(1.0 - p.membound) + p.membound * self.sm_of_membound for p in pieces]
         cap = [min(1.0, self.caps.get(p.tenant, 1.0) / s) if s > 0 else 1.0 for p, s in zip(pieces, sm)]
         bw = [p.membound for p in pieces]
@@ -350,9 +369,7 @@ class Mps(_Shared):
             if any(extra):
                 bw = [m + e for m, e in zip(bw, extra)]
                 rate = self._max_min(sm, bw, cap)
-        for p, e in zip(pieces, extra):
-            p.extra = e
-        return rate
+        return rate, extra
 
     @staticmethod
     def _max_min(sm, bw, cap):

@@ -20,9 +20,13 @@ import bisect
 import heapq
 from itertools import accumulate
 
+import numpy as np
 from simpy import Interrupt
 
 from labsim_vllm.seq import MAX_SPAN, Step
+
+#: spans of at least this many steps are committed with arrays (fewer: a plain loop is quicker)
+LONG_SPAN = 32
 
 
 class FastForward:
@@ -102,15 +106,25 @@ class FastForward:
         kv_seconds = 0.0
         prefix, per = blocks
         bs = len(prefix) - 1
-        prev = start
-        gaps = []
-        for i in range(j):
-            t = bounds[i]
-            d = t - prev                    # the same subtraction one event per step makes
-            prev = t
-            gaps.append(d)
-            q, r = divmod(i, bs)            # _need(blocks, i), inlined
-            kv_seconds += (used0 + (q * per + prefix[r])) * d
+        if j >= LONG_SPAN:
+            # the loop below as arrays: the same subtractions and products, summed in order
+            # (numpy's accumulate adds one element after another, as the loop does)
+            ends = np.array([start, *bounds[:j]], dtype=float)
+            gaps = ends[1:] - ends[:-1]
+            i = np.arange(j)
+            need = used0 + ((i // bs) * per + np.asarray(prefix, dtype=np.int64)[i % bs])
+            kv_seconds = float(np.add.accumulate(need * gaps)[-1])
+            gaps = gaps.tolist()
+        else:
+            prev = start
+            gaps = []
+            for i in range(j):
+                t = bounds[i]
+                d = t - prev                    # the same subtraction one event per step makes
+                prev = t
+                gaps.append(d)
+                q, r = divmod(i, bs)            # _need(blocks, i), inlined
+                kv_seconds += (used0 + (q * per + prefix[r])) * d
         if n_warm and j > 1:
             itl.add_repeated_each(gaps[1:], n_warm)
         pricer = self.pricer

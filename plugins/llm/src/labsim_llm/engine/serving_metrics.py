@@ -254,6 +254,13 @@ class GapHistogram:
         with the same bins and the same running total, bit for bit."""
         if times <= 0 or not values:
             return
+        if len(values) >= 16:
+            # as arrays (quicker from 16 values on): _bin is what _bin1 gives, the total is summed in order (accumulate)
+            v = np.asarray(values, dtype=float)
+            np.add.at(self._counts, self._bin(v), times)
+            self.total = float(np.add.accumulate(np.concatenate(([self.total], v * times)))[-1])
+            self.n += times * len(values)
+            return
         bins = self._more
         total = self.total
         bin1 = self._bin1

@@ -44,6 +44,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+import numpy as np
+
 #: kernels one decoder layer launches when eager: q/k/v/o, gate-up, down GEMMs come from the
 #: model; plus attention, 2 RMSNorms, rotary, activation (assumption: Llama-style layer,
 #: counted from vllm/model_executor/models/llama.py)
@@ -53,6 +55,10 @@ KERNELS_PER_STEP = 6
 #: bytes of fp32 logits the sampler reads per sampled row and vocab entry, times passes over
 #: them (softmax/temperature, top-p/argmax): assumption, vLLM's sampler works in fp32
 SAMPLER_PASSES = 3
+#: slots of the decode price tables of one pricer, all batch sizes together (a slot per decode
+#: context up to the largest seen; about 16 MB of list and 48 MB of prices when full), past
+#: which they start again empty
+PRICE_TABLE_SLOTS = 1 << 21
 
 
 def experts_reached(tokens: int, experts: int, per_token: int) -> float:
@@ -194,6 +200,8 @@ class StepPricer:
         self._prefill: dict[tuple[int, int], float] = {}
         self._decode_steps: dict[int, tuple] = {}
         self._decode_terms: dict[int, tuple] = {}   # batch size → decode_work's terms
+        self._decode_runs: dict[tuple, object] = {}
+        self._table_slots = 0         # the decode price tables' length, all together
         # decode attention per layer, f(num_decodes, decode_context), validated once (a device
         # of labsim-gpus offers it; any other device is asked call by call)
         make = getattr(device, "decode_attention_fn", None)
@@ -400,6 +408,71 @@ class StepPricer:
         self._decode_steps[b] = price
         return price
 
+    def decode_steps_fn(self, num_decodes: int, then: float = 0.0, and_then: float = 0.0):
+        """``f(first_context, count)`` → ``[decode_step_fn(num_decodes)(first_context + i ·
+        num_decodes) + then + and_then for i in range(count)]`` (a run of decode steps,
+        *first_context* ≥ *num_decodes*; *then*, *and_then*: what the engine adds to a step's
+        GPU time, its CPU overheads), bit for bit, with attention priced in one loop; None when
+        the device prices decode attention call by call."""
+        key = (num_decodes, then, and_then)
+        hit = self._decode_runs.get(key)
+        if hit is not None:
+            return hit
+        attn = getattr(self._decode_attn, "run", None)
+        if attn is None:
+            return None
+        b = num_decodes
+        graph = b <= self.max_graph
+        tokens = self.padded(b) if graph else b
+        dense = self.dense_time(tokens)
+        bcast = self.broadcast_time(tokens, b, True)
+        head = self.head_time(b)
+        pp_t = self.pp_time(b)
+        pp = self.pp
+        lps = self.layers_per_stage
+        launch = self.launch
+        launches = self.launch * (self.kernels_per_layer * self.layers + KERNELS_PER_STEP)
+
+        # decode_step_fn's arithmetic, step by step, then the two additions
+        if graph:
+            def priced(first_context, count):
+                return [(dense + (0.0 + a * lps) + bcast) * pp + head + pp_t + launch + then + and_then
+                        for a in attn(b, first_context, b, count)]
+        else:
+            def priced(first_context, count):
+                out = [(dense + (0.0 + a * lps) + bcast) * pp + head + pp_t for a in attn(b, first_context, b, count)]
+                return [(gpu if gpu >= launches else launches) + then + and_then for gpu in out]
+
+        # the prices found so far, by decode context (None: not yet): the contexts of a batch
+        # size recur from request to request, so a run's prices are mostly one slice of it
+        table: list = []
+
+        def prices(first_context, count):
+            stop = first_context + b * count
+            if stop > len(table):
+                if self._table_slots + stop - len(table) > PRICE_TABLE_SLOTS:
+                    self._forget_prices()
+                self._table_slots += stop - len(table)
+                table.extend([None] * (stop - len(table)))
+            got = table[first_context:stop:b]
+            if None in got:
+                i = got.index(None)
+                got[i:] = priced(first_context + b * i, count - i)
+                table[first_context:stop:b] = got
+            return got
+        prices.table = table
+        if len(self._decode_runs) >= 65536:
+            self._forget_prices()
+            self._decode_runs.clear()
+        self._decode_runs[key] = prices
+        return prices
+
+    def _forget_prices(self) -> None:
+        """Empty the decode price tables (they would outgrow :data:`PRICE_TABLE_SLOTS`)."""
+        for prices in self._decode_runs.values():
+            prices.table.clear()
+        self._table_slots = 0
+
     def work(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> tuple[float, float]:
         """(FLOPs, DRAM bytes) one GPU of the replica does in this step, unpadded.
 
@@ -468,6 +541,12 @@ class StepPricer:
         kv = self.kv_token_bytes
         weights = self.weights_read(b)
         written = kv * b
+        if steps >= 40:
+            # the loop below as arrays (quicker from 40 steps on): the same operations, summed in order (accumulate)
+            ctx = first_context + context_step * np.arange(steps, dtype=np.int64)
+            flops = np.add.accumulate((per_tokens + attn_coef * ctx) * layers / pp + head)[-1]
+            nbytes = np.add.accumulate(np.asarray(weights + kv * ctx + written, dtype=float))[-1]
+            return float(flops), float(nbytes)
         flops = nbytes = 0.0
         ctx = first_context
         for _ in range(steps):
