@@ -253,3 +253,35 @@ def test_gavel_places_fractional_jobs_only_on_the_groups_that_share(tmp_path):
     runs = result.table("attempts")
     assert {a["gpu_type"] for a in runs if a["job_id"].startswith("f")} == {"shared"}
     assert {r["status"] for r in result.table("jobs")} == {"completed"}
+
+
+def _cpu_trace(tmp_path, rows):
+    path = tmp_path / "cpu_jobs.csv"
+    path.write_text("job_id,submit_time_s,duration_s,num_gpus,gpu_fraction,cpu,user\n"
+                    + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    return str(path)
+
+
+def test_a_fractional_job_holds_its_whole_cpus_on_its_node_and_waits_when_they_are_taken(tmp_path):
+    # one node, 8 CPUs: two quarter-GPU jobs asking 4 CPUs each fill the CPUs; the third waits
+    # though the GPU has room for it (before, a fraction was priced as cpu/fraction per GPU and
+    # the run exited 2: "a node holds 0 of its GPUs")
+    rows = [(f"j{i}", 0, 1000, "", 0.25, 4, "u") for i in range(3)]
+    exp = experiment(_cpu_trace(tmp_path, rows), {"mode": "time_slicing"})
+    exp["frameworks_to_test"][0]["config"]["node_cpus"] = 8
+    jobs = jobs_of(labsim.run(exp))
+    starts = sorted(float(jobs[f"j{i}"]["start_s"]) for i in range(3))
+    assert starts[:2] == [0, 0] and starts[2] > 0
+    assert all(r["status"] == "completed" for r in jobs.values())
+
+
+def test_a_fractional_job_asking_more_cpus_than_a_node_has_exits_2(tmp_path):
+    # two nodes of 8 CPUs: the cluster has its 16, but the job runs on one GPU of one node
+    exp = experiment(_cpu_trace(tmp_path, [("big", 0, 100, "", 0.5, 16, "u")]), {"mode": "mps"})
+    exp["hardware_profile"]["topology"]["nodes"] = 2
+    exp["frameworks_to_test"][0]["config"]["node_cpus"] = 8
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps(exp))
+    result = CliRunner().invoke(cli, ["run", str(path)])
+    assert result.exit_code == 2
+    assert "job big asks for 16 cpu and 0 mem_gib on part of one GPU; no node has that much" in result.output

@@ -318,11 +318,8 @@ class Cluster(labsim.Framework):
             if total is not None and getattr(job, res) > total:
                 raise UsageError(f"workload: job {job.job_id} asks for {getattr(job, res):g} {res}; the cluster "
                                  f"has {total:g} (node_{'cpus' if res == 'cpu' else res} × nodes)")
-        if self.limits.size and self.limits.per_node(job) * max(hi - lo for lo, hi in self.nodes.ranges) < job.gpus:
-            raise UsageError(f"workload: job {job.job_id} asks for {job.cpu:g} cpu and {job.mem_gib:g} mem_gib over "
-                             f"{job.gpus} GPUs; a node holds {self.limits.per_node(job)} of its GPUs with their share "
-                             f"(node_cpus {self.config.get('node_cpus')}, node_mem_gib "
-                             f"{self.config.get('node_mem_gib')}), so it fits on no set of nodes")
+        if self.limits.size:
+            self._check_node_limits(job)
         self._observe()
         job.run_overhead_s = 0.0
         job.queued_at = self.context.env.now
@@ -350,18 +347,36 @@ class Cluster(labsim.Framework):
         job.gpus = share
         job.share_types = tuple(types)
 
+    def _check_node_limits(self, job) -> None:
+        """Exit 2 when no node can hold *job*'s CPUs and memory: a whole-GPU job's share per GPU
+        on as many GPUs as it asks for, a fractional job's whole request on one node."""
+        limits = self.limits
+        nodes = (f"node_cpus {self.config.get('node_cpus')}, node_mem_gib {self.config.get('node_mem_gib')}")
+        if job.fractional:
+            if not limits.fits_a_node(job):
+                raise UsageError(f"workload: job {job.job_id} asks for {job.cpu:g} cpu and {job.mem_gib:g} mem_gib "
+                                 f"on part of one GPU; no node has that much ({nodes})")
+        elif limits.per_node(job) * max(hi - lo for lo, hi in self.nodes.ranges) < job.gpus:
+            raise UsageError(f"workload: job {job.job_id} asks for {job.cpu:g} cpu and {job.mem_gib:g} mem_gib over "
+                             f"{job.gpus} GPUs; a node holds {limits.per_node(job)} of its GPUs with their share "
+                             f"({nodes}), so it fits on no set of nodes")
+
     def _place_shared(self, job, gtype: int | None):
         """``(type, shared GPU, new)`` for fractional *job*: the fullest shared GPU that takes
         it, else a whole free GPU taken for sharing; None when neither is there."""
         types = job.share_types
         if gtype is not None:   # a policy's choice (Gavel's rounds): only if that group shares GPUs
             types = (gtype,) if gtype in types else ()
+        limits = self.limits
+        asks = limits.size and any(getattr(job, name) > 0 for name in limits.size)
+        node_ok = (lambda node: limits.holds(job, node)) if asks else None
         for t in types:
-            gpu = self.shared.find(job, t)
+            gpu = self.shared.find(job, t, node_ok)
             if gpu is not None:
                 return t, gpu, False
+        cap = [f if limits.holds(job, n) else 0 for n, f in enumerate(self.nodes.free)] if asks else None
         for t in types:
-            where = self.nodes.place(1, t, self.placement)
+            where = self.nodes.place(1, t, self.placement, cap)
             if where is not None:
                 return t, self.shared.open(where[0][0], t), True
         return None

@@ -172,11 +172,13 @@ class SharedGpus:
             return mig.place(layout) is not None
         return gpu.used + job.gpus <= 1.0 + 1e-9
 
-    def find(self, job, gtype: int) -> SharedGpu | None:
-        """The fullest shared GPU of type *gtype* with room for *job* (its node order breaks ties)."""
+    def find(self, job, gtype: int, node_ok=None) -> SharedGpu | None:
+        """The fullest shared GPU of type *gtype* with room for *job* (its node order breaks ties),
+        on a node *node_ok* accepts (its CPUs and memory) when given."""
         best = None
         for g in self.gpus:
-            if g.gtype == gtype and self._fits(g, job) and (best is None or g.used > best.used):
+            if (g.gtype == gtype and self._fits(g, job) and (best is None or g.used > best.used)
+                    and (node_ok is None or node_ok(g.node))):
                 best = g
         return best
 

@@ -38,6 +38,16 @@ class NodeLimits:
         """(resource, per GPU) for the resources *job* asks for and the nodes count."""
         return [(name, getattr(job, name) / job.gpus) for name in self.size if getattr(job, name) > 0]
 
+    def holds(self, job, node: int) -> bool:
+        """Whether *node* has the CPUs and memory free for all of fractional *job* (it runs on one
+        GPU there and holds what it asks for whole)."""
+        return all(self.free[name][node] + EPS >= getattr(job, name)
+                   for name in self.size if getattr(job, name) > 0)
+
+    def fits_a_node(self, job) -> bool:
+        """Whether an empty node holds the CPUs and memory fractional *job* asks for."""
+        return all(getattr(job, name) <= size + EPS for name, size in self.size.items())
+
     def per_node(self, job) -> int:
         """The most of *job*'s GPUs one empty node can hold (its GPUs, CPUs and memory)."""
         most = self.nodes.per_node
