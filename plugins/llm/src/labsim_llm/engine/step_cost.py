@@ -364,6 +364,14 @@ class StepPricer:
         """Seconds of consecutive decode-only steps of one batch over total *contexts* each."""
         return [self.step_time((), num_decodes, int(c)) for c in contexts]
 
+    def _decode_step_terms(self, b: int) -> tuple:
+        """What a decode-only step of *b* sequences costs besides attention: ``(in a CUDA graph,
+        dense layers, input broadcasts, LM head, PP hand-offs, launch floor)``."""
+        graph = b <= self.max_graph
+        tokens = self.padded(b) if graph else b
+        return (graph, self.dense_time(tokens), self.broadcast_time(tokens, b, True), self.head_time(b),
+                self.pp_time(b), self.launch * (self.kernels_per_layer * self.layers + KERNELS_PER_STEP))
+
     def decode_step_fn(self, num_decodes: int):
         """``f(decode_context)`` → :meth:`step_time` ``((), num_decodes, decode_context)``, bit
         for bit: the batch's GEMMs, LM head and launch cost are looked up once per batch size
@@ -372,16 +380,10 @@ class StepPricer:
         if hit is not None:
             return hit
         b = num_decodes
-        graph = b <= self.max_graph
-        tokens = self.padded(b) if graph else b
-        dense = self.dense_time(tokens)
-        bcast = self.broadcast_time(tokens, b, True)
-        head = self.head_time(b)
-        pp_t = self.pp_time(b)
+        graph, dense, bcast, head, pp_t, launches = self._decode_step_terms(b)
         pp = self.pp
         lps = self.layers_per_stage
         launch = self.launch
-        launches = self.launch * (self.kernels_per_layer * self.layers + KERNELS_PER_STEP)
         attn = self._decode_attn
         slow = self.decode_attention
 
@@ -422,16 +424,10 @@ class StepPricer:
         if attn is None:
             return None
         b = num_decodes
-        graph = b <= self.max_graph
-        tokens = self.padded(b) if graph else b
-        dense = self.dense_time(tokens)
-        bcast = self.broadcast_time(tokens, b, True)
-        head = self.head_time(b)
-        pp_t = self.pp_time(b)
+        graph, dense, bcast, head, pp_t, launches = self._decode_step_terms(b)
         pp = self.pp
         lps = self.layers_per_stage
         launch = self.launch
-        launches = self.launch * (self.kernels_per_layer * self.layers + KERNELS_PER_STEP)
 
         # decode_step_fn's arithmetic, step by step, then the two additions
         if graph:
