@@ -312,6 +312,15 @@ WORKLOAD_SCHEMA = {
 }
 
 
+def _draw_weighted(rng, table: dict, n: int, field: str, cast) -> list:
+    """*n* of *table*'s keys (each made a value by *cast*) drawn by their weights (key → weight);
+    weights summing to 0 exit 2 naming *field*."""
+    weights = [float(v) for v in table.values()]
+    if sum(weights) <= 0:
+        raise UsageError(f"{field}: the weights sum to 0")
+    return [cast(x) for x in rng.choice([cast(k) for k in table], size=n, p=[w / sum(weights) for w in weights])]
+
+
 class JobsWorkload(labsim.Workload):
     """Cluster jobs from a trace or a generator, each submitted at its arrival time."""
 
@@ -470,19 +479,15 @@ class JobsWorkload(labsim.Workload):
         rng = self.context.rng("jobs", "generate")
         n = int(gen["jobs"])
         gaps = rng.exponential(3600.0 / float(gen["rate_per_hour"]), size=n)
-        choices = gen.get("num_gpus") or {"1": 0.7, "2": 0.1, "4": 0.1, "8": 0.1}
-        sizes = [int(k) for k in choices]
-        weights = [float(v) for v in choices.values()]
-        if sum(weights) <= 0:
-            raise UsageError("workload.generate.num_gpus: the weights sum to 0")
-        gpus = rng.choice(sizes, size=n, p=[w / sum(weights) for w in weights])
+        gpus = _draw_weighted(rng, gen.get("num_gpus") or {"1": 0.7, "2": 0.1, "4": 0.1, "8": 0.1}, n,
+                              "workload.generate.num_gpus", int)
         dist = self.context.distribution(gen.get("duration_s_dist_config") or
                                          {"type": "LogNormal", "mean": 3600, "sigma": 7200, "min": 60},
                                          "jobs", "duration")
         durations = dist.sample_n(n)
         users = list(gen.get("users") or ["u0", "u1", "u2", "u3"])
         groups = list(gen.get("groups") or [""])
-        kinds = self._draw_kinds(gen, n)
+        kinds, replicas, lifetimes = self._draw_kinds(gen, n)
         t = 0.0
         out = []
         served = 0
@@ -499,10 +504,10 @@ class JobsWorkload(labsim.Workload):
                         raise UsageError("workload.generate.kinds: inference jobs need workload.services")
                     job.service = names[served % len(names)]
                     served += 1
-                    job.replicas = self._replicas[i]
+                    job.replicas = replicas[i]
                     job.gpus = 0
-                    if self._lifetimes is not None:
-                        job.duration_s = max(1.0, float(self._lifetimes.sample_n(1)[0]))
+                    if lifetimes is not None:
+                        job.duration_s = max(1.0, float(lifetimes.sample_n(1)[0]))
                 else:
                     job.gpus = 1
             out.append(job)
@@ -524,25 +529,21 @@ class JobsWorkload(labsim.Workload):
                 job.mps_percentage = float(share.get("mps_percentage", 0.0))
                 job.mig_profile = str(share.get("mig_profile", ""))
 
-    def _draw_kinds(self, gen: dict, n: int) -> list[str] | None:
-        """Each generated job's kind by ``generate.kinds`` (None: all training), from streams of
-        their own (a training-only generator draws what it drew before kinds existed)."""
+    def _draw_kinds(self, gen: dict, n: int) -> tuple:
+        """``(kinds, replicas, lifetimes)`` of the generated jobs: each job's kind by
+        ``generate.kinds`` and its replica count by ``generate.replicas``, from streams of their
+        own (a training-only generator draws what it drew before kinds existed), and the
+        services' lifetime distribution (None: to the horizon). All None when every job trains."""
         weights = dict(gen.get("kinds") or {TRAINING: 1})
         if not any(v > 0 for k, v in weights.items() if k != TRAINING):
-            return None
-        names = [k for k in (TRAINING, INFERENCE, INTERACTIVE) if weights.get(k, 0) > 0]
-        total = sum(float(weights[k]) for k in names)
+            return None, None, None
         rng = self.context.rng("jobs", "kinds")
-        kinds = [str(k) for k in rng.choice(names, size=n, p=[float(weights[k]) / total for k in names])]
-        reps = gen.get("replicas") or {"1": 1}
-        sizes = [int(k) for k in reps]
-        w = [float(v) for v in reps.values()]
-        if sum(w) <= 0:
-            raise UsageError("workload.generate.replicas: the weights sum to 0")
-        self._replicas = [int(x) for x in rng.choice(sizes, size=n, p=[x / sum(w) for x in w])]
-        lifetimes = gen.get("service_duration_s_dist_config")
-        self._lifetimes = (self.context.distribution(lifetimes, "jobs", "service_lifetime") if lifetimes else None)
-        return kinds
+        kinds = _draw_weighted(rng, {k: weights[k] for k in (TRAINING, INFERENCE, INTERACTIVE)
+                                     if weights.get(k, 0) > 0}, n, "workload.generate.kinds", str)
+        replicas = _draw_weighted(rng, gen.get("replicas") or {"1": 1}, n, "workload.generate.replicas", int)
+        spec = gen.get("service_duration_s_dist_config")
+        lifetimes = self.context.distribution(spec, "jobs", "service_lifetime") if spec else None
+        return kinds, replicas, lifetimes
 
     def start(self, target):
         self.context.env.process(self._arrive(target))
