@@ -92,7 +92,9 @@ class FastForward:
                 j += 1
 
     def _commit_span(self, step: Step, span, j: int, start: float, bounds) -> None:
-        """Apply the first *j* iterations of a fast-forward span."""
+        """Apply the first *j* iterations of a fast-forward span: the engine's clock at the end
+        of the last, their work and outputs, and the step gate past them."""
+        self.clock = bounds[j - 1]
         k, blocks, ctx0 = span
         b = self._nD
         extra = self._need(blocks, j - 1)
@@ -141,6 +143,8 @@ class FastForward:
         self.metrics.step(self.index, start, end - start, j, b, 0, b, b, len(self.waiting),
                           self.pool.num_used, flops, nbytes, kv_seconds)
         self._after_step([], False, end)
+        if self.gate.num_steps > 1:
+            self.gate.advance(False, j - 1)
 
     def _cut_span(self) -> None:
         """A request arrived during a span: it ends at the step in progress. The process, which
@@ -183,10 +187,7 @@ class FastForward:
                 j = k
                 break
         self._span_bounds = None
-        self.clock = bounds[j - 1]
         self._commit_span(step, span, j, start, bounds)
-        if self.gate.num_steps > 1:
-            self.gate.advance(False, j - 1)
 
 
 __all__ = ["FastForward"]

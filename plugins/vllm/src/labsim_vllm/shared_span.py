@@ -88,10 +88,7 @@ class SharedSpan:
         self._arrival = None
         del bounds[j:]
         lease.close(bounds)
-        self.clock = bounds[j - 1]
         self._commit_span(step, span, j, start, bounds)
-        if self.gate.num_steps > 1:
-            self.gate.advance(False, j - 1)
 
 
 __all__ = ["SharedSpan"]
