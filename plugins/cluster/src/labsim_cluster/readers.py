@@ -55,6 +55,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -263,11 +264,11 @@ def _json_items(text: str, path: Path, label: str):
             fail(json.JSONDecodeError("expected ',' or ']'", text, pos))
 
 
-def read_philly(path: Path, label: str, job) -> tuple[list, dict]:
+def read_philly(path: Path, label: str, job) -> tuple[list, Counter]:
     """The jobs of a Philly ``cluster_job_log`` and how many were skipped, by reason."""
     with _open(path, label) as fh:
         text = fh.read()
-    out, skipped = [], {}
+    out, skipped = [], Counter()
     for line, item in _json_items(text, path, label):
         where = f"{label}: {path.name} line {line}"
         if not isinstance(item, dict):
@@ -284,7 +285,7 @@ def read_philly(path: Path, label: str, job) -> tuple[list, dict]:
         start, end = first.get("start_time"), attempts[-1].get("end_time") if attempts else None
         if not attempts or start in (None, "", "None") or end in (None, "", "None"):
             reason = "no attempt" if not attempts else "no start or end time"
-            skipped[reason] = skipped.get(reason, 0) + 1
+            skipped[reason] += 1
             continue
         try:
             gpus = sum(len(d["gpus"]) for d in first.get("detail") or [])
@@ -294,21 +295,21 @@ def read_philly(path: Path, label: str, job) -> tuple[list, dict]:
         duration = (_time(end, f"{where}, key attempts[-1].end_time")
                     - _time(start, f"{where}, key attempts[0].start_time"))
         if gpus == 0:
-            skipped["no GPU"] = skipped.get("no GPU", 0) + 1
+            skipped["no GPU"] += 1
             continue
         if duration < 0:
             raise UsageError(f"{where}, key attempts: the last attempt ends before the first starts")
         if duration == 0:
-            skipped["ran 0 s"] = skipped.get("ran 0 s", 0) + 1
+            skipped["ran 0 s"] += 1
             continue
         out.append(job(str(item["jobid"]), gpus, duration, submit, user=str(item.get("user") or ""),
                        group=str(item.get("vc") or "")))
     return _from_first(out), skipped
 
 
-def read_helios(path: Path, label: str, job) -> tuple[list, dict]:
+def read_helios(path: Path, label: str, job) -> tuple[list, Counter]:
     """The GPU jobs of a Helios ``cluster_log.csv`` and how many were skipped, by reason."""
-    out, skipped = [], {}
+    out, skipped = [], Counter()
     with _open(path, label) as fh:
         for line, row in _rows(fh, path, label, ("job_id", "gpu_num", "submit_time", "duration")):
             where = f"{label}: {path.name} line {line}"
@@ -321,7 +322,7 @@ def read_helios(path: Path, label: str, job) -> tuple[list, dict]:
                 raise UsageError(f"{where}, column {bad}: {row[bad]!r}; allowed: a number ≥ 0")
             if gpus == 0 or duration == 0:
                 reason = "no GPU" if gpus == 0 else "ran 0 s"
-                skipped[reason] = skipped.get(reason, 0) + 1
+                skipped[reason] += 1
                 continue
             out.append(job(row["job_id"].strip(), gpus, duration, submit, user=(row.get("user") or "").strip(),
                            group=(row.get("vc") or "").strip(), cpu=cpu))
@@ -341,7 +342,7 @@ def _headerless(path: Path, label: str, columns: tuple[str, ...]):
             yield line, dict(zip(columns, fields))
 
 
-def read_pai(path: Path, label: str, job, options: dict, base_dir: Path) -> tuple[list, dict]:
+def read_pai(path: Path, label: str, job, options: dict, base_dir: Path) -> tuple[list, Counter]:
     """The GPU jobs of PAI's job and task tables and how many were skipped, by reason."""
     if not options.get("tasks"):
         raise UsageError(f"{label}: format pai needs workload.pai.tasks (pai_task_table.csv): the GPUs, CPUs, "
@@ -364,7 +365,7 @@ def read_pai(path: Path, label: str, job, options: dict, base_dir: Path) -> tupl
         if values["start_time"] is not None and values["end_time"] is not None:
             acc[3] = min(acc[3], values["start_time"])
             acc[4] = max(acc[4], values["end_time"])
-    out, skipped = [], {}
+    out, skipped = [], Counter()
     for line, row in _headerless(path, label, PAI_JOBS):
         where = f"{label}: {path.name} line {line}"
         submit = _number(row["start_time"], f"{where}, column start_time")
@@ -372,7 +373,7 @@ def read_pai(path: Path, label: str, job, options: dict, base_dir: Path) -> tupl
         reason = ("no task" if acc is None else "no GPU" if acc[0] <= 0
                   else "never ran" if not acc[4] > acc[3] else None)
         if reason:
-            skipped[reason] = skipped.get(reason, 0) + 1
+            skipped[reason] += 1
             continue
         out.append(job(row["job_name"].strip(), math.ceil(acc[0] - 1e-9), acc[4] - acc[3], submit,
                        user=row["user"].strip(), cpu=acc[1], mem_gib=acc[2]))
