@@ -9,7 +9,11 @@ with random-valued operands, on an H100 80GB HBM3 and on an H200 lent to the pro
   FlashAttention-2 through ``scaled_dot_product_attention``) and copies, L2 flushed; and
   small-m GEMMs back to back in a CUDA graph;
 * ``benchmarks/measure_decoder_step_torch.py`` — whole steps of a Llama-3.1-8B-shaped
-  decoder: decode steps replayed from a CUDA graph, prefill steps eager;
+  decoder: decode steps replayed from a CUDA graph, prefill steps eager; on the H200 also
+  one GPU's shard of Llama-3.1-70B at TP 2, 4 and 8 (the compute of a TP step, without
+  its collectives);
+* ``benchmarks/measure_sm_bandwidth.py`` — the DRAM bandwidth one SM can draw (H200),
+  the bound on ``sm_bw_share``;
 * ``benchmarks/measure_gemm_operands_torch.py`` — compute-bound GEMMs on random data
   against zeros (the source of ``gemm_operand_derate``).
 
@@ -93,15 +97,20 @@ def kernels(gpu, where) -> None:
     report("device-to-device copy, >= 256 MiB", copies)
 
 
-def steps(gpu, where) -> None:
+def steps(gpu, where, model_name: str = "Llama-3.1-8B", tp: int = 1, table: str = "step") -> None:
+    """Whole decoder steps: *table* holds one GPU's steps of *model_name* at TP *tp* (its shard;
+    the model prices the same shard with no collective)."""
     from labsim_llm.engine.step_cost import StepPricer, capture_sizes
     from labsim_llm.models import builtin_models
 
-    model = builtin_models()["Llama-3.1-8B"]
-    graphs = StepPricer(model, gpu, dtype="bf16", kv_dtype="bf16", graph_sizes=capture_sizes(1024, 8192))
-    eager = StepPricer(model, gpu, dtype="bf16", kv_dtype="bf16", graph_sizes=[])
+    if not table_path(where, table).exists():
+        return
+    model = builtin_models()[model_name]
+    graphs = StepPricer(model, gpu, dtype="bf16", kv_dtype="bf16", tp=tp, graph_sizes=capture_sizes(1024, 8192))
+    eager = StepPricer(model, gpu, dtype="bf16", kv_dtype="bf16", tp=tp, graph_sizes=[])
+    shapes = f"{model_name} shapes" + (f", TP {tp} shard" if tp > 1 else "")
     decode, prefill = [], []
-    for r in rows(where, "step"):
+    for r in rows(where, table):
         b, n, ctx, t = int(r["batch"]), int(r["new_tokens"]), int(r["context"]), float(r["latency_ms"]) * 1e-3
         if r["phase"] == "decode":
             decode.append((graphs.step_time((), b, b * (ctx + 1)), t))
@@ -111,8 +120,61 @@ def steps(gpu, where) -> None:
             prefill.append((eager.step_time([(n, 0)], 0, 0), t))
             print(f"    prefill {n:5d} tokens: measured {t * 1e3:7.2f} ms, model {prefill[-1][0] * 1e3:7.2f} ms "
                   f"({prefill[-1][0] / t - 1:+.1%}; the measured step runs unfused norms and SiLU)")
-    report("decode step, CUDA graph (Llama-3.1-8B shapes)", decode)
-    report("prefill step, >= 2048 tokens, eager", prefill)
+    short = f"{model_name.split('-')[-1]} TP {tp} shard"
+    report("decode step, CUDA graph (Llama-3.1-8B shapes)" if tp == 1 else f"decode step, CUDA graph ({short})", decode)
+    report("prefill step, >= 2048 tokens, eager" if tp == 1 else f"prefill step, >= 2048 tokens ({short})", prefill)
+    if table_path(where, f"kernels_{table}").exists():
+        families(gpu, graphs, rows(where, f"kernels_{table}"), shapes)
+
+
+#: kernel families of a measured step, by the kernel's name (torch.profiler)
+FAMILIES = (("GEMM", ("nvjet", "gemm", "splitKreduce", "cutlass")), ("norms", ("layer_norm", "rms_norm")),
+            ("attention", ("sdpa", "fmha", "flash", "lean_reduction")))
+
+
+def family_of(kernel: str) -> str:
+    for family, keys in FAMILIES:
+        if any(key in kernel for key in keys):
+            return family
+    return "element-wise"
+
+
+def families(gpu, pricer, table, shapes) -> None:
+    """Measured GPU time per kernel family of decode steps against the model's same pieces."""
+    layers, hidden, b_act = pricer.layers, pricer.hidden, pricer.act_bytes
+    for batch in (1, 64):
+        measured: dict[str, float] = {}
+        for r in table:
+            if int(r["batch"]) == batch and int(r["context"]) == 1024:
+                family = family_of(r["kernel"])
+                measured[family] = measured.get(family, 0.0) + float(r["gpu_us_per_step"]) * 1e-6
+        if not measured:
+            continue
+        lm_n, lm_k = pricer.lm_head
+        model = {
+            "GEMM": layers * sum(c * gpu.gemm_time(batch, n, k, "bf16") for _, n, k, c in pricer.gemms)
+            + gpu.gemm_time(batch, lm_n, lm_k, "bf16"),
+            "norms": layers * 2 * gpu.norm_time(2 * batch * hidden * b_act) + gpu.norm_time(2 * batch * hidden * b_act),
+            "attention": layers * gpu.attention_time("decode", batch_size=batch, seq_len=1024,
+                                                     num_heads=pricer.heads, num_kv_heads=pricer.kv_heads,
+                                                     head_dim=pricer.head_dim),
+            "element-wise": layers * gpu.elementwise_time(batch * (2 * hidden + 1.5 * pricer.widest) * b_act),
+        }
+        parts = ", ".join(f"{f} {measured.get(f, 0.0) * 1e3:.2f}/{model[f] * 1e3:.2f}"
+                          for f in ("GEMM", "norms", "attention", "element-wise"))
+        print(f"    {shapes}, batch {batch}, context 1024, ms measured/model: {parts}")
+
+
+def sm_bandwidth(gpu, where) -> None:
+    """The most DRAM bandwidth one SM drew, against the profile's ``sm_bw_share``."""
+    if not table_path(where, "sm_bandwidth").exists():
+        return
+    table = rows(where, "sm_bandwidth")
+    one = max(float(r["gb_s_per_sm"]) for r in table if r["blocks"] == "1") * 1e9
+    fair = gpu.mem_bw / gpu.sm_count
+    print(f"  one SM drew at most {one / 1e9:.1f} GB/s (all SMs: "
+          f"{max(float(r['gb_s']) for r in table):.0f} GB/s) = {one / fair:.2f}x its fair share "
+          f"({fair / 1e9:.1f} GB/s); the profile's sm_bw_share: {gpu.params.sm_bw_share:.2f}")
 
 
 def main() -> int:
@@ -123,6 +185,9 @@ def main() -> int:
         print(f"  {'family':46s} {'n':>4s}  {'median':>7s} {'P90':>7s}  {'signed':>7s}")
         kernels(gpu, (folder, label))
         steps(gpu, (folder, label))
+        for tp in (2, 4, 8):
+            steps(gpu, (folder, label), "Llama-3.1-70B", tp, f"step_llama70b_tp{tp}")
+        sm_bandwidth(gpu, (folder, label))
     print("  A GEMM of m <= 64 timed alone pays a launch ramp and tail that back-to-back kernels in\n"
           "  a CUDA graph hide, as in a decode step; attention rows are PyTorch's kernels, not vLLM's\n"
           "  FlashAttention-3, which the profile was fitted on.")
