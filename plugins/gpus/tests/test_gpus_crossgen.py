@@ -51,6 +51,18 @@ def test_a_pooled_fit_predicts_a_gpu_it_never_saw():
         "decode": pytest.approx(0, abs=3)}
 
 
+def test_a_pooled_share_stays_within_every_gpus_per_sm_draw():
+    """One sm_bw_share prices every GPU of a pooled fit: tables made with a share of 40 give
+    at most what the GPU with the lowest bound allows (the H200: 124 GB/s x 132 / 4.8 TB/s)."""
+    truth = DATASHEET_DEFAULTS.replace(sm_bw_share=40.0)
+    gpus = [plugin.preset(n) for n in ("A100-SXM4-80GB", "H200-SXM")]
+    tables = [crossgen.Table(g.name, g.name, g, _points(g, crossgen.params_for(g, truth, 0.02)))
+              for g in gpus]
+    assert crossgen.pooled_share_bounds(tables)[1] == pytest.approx(gpus[1].sm_bw_share_max)
+    fit = crossgen.fit_pooled(tables, iters=60, start=truth)
+    assert 1.0 <= fit.params.sm_bw_share <= min(g.sm_bw_share_max for g in gpus)
+
+
 def test_overheads_are_fitted_per_harness():
     truth = DATASHEET_DEFAULTS
     a100, h100 = plugin.preset("A100-SXM4-80GB"), plugin.preset("H100-SXM")

@@ -51,6 +51,8 @@ from labsim_gpus.calibrate import (
     errors,
     nelder_mead,
     predict_point,
+    share_bounds,
+    within_share_bounds,
 )
 from labsim_gpus.params import CostParams
 from labsim_gpus.profiles import CROSS_GENERATION_PROFILE
@@ -121,10 +123,19 @@ def table_params(table: Table, shared: CostParams, bytes_per_flop: float,
     return params.replace(**changes) if changes else params
 
 
-def _valid(trial: CostParams, names) -> bool:
+def pooled_share_bounds(tables) -> tuple[float, float]:
+    """The ``sm_bw_share`` bounds of a pooled fit: one share prices every table's GPU, so it
+    must be within each GPU's bounds (:func:`labsim_gpus.calibrate.share_bounds`): at most
+    the lowest of their per-SM DRAM draws allows."""
+    highs = [share_bounds(t.gpu)[1] for t in tables]
+    high = min(highs, default=math.inf)
+    return min(1.0, high), high
+
+
+def _valid(trial: CostParams, names, bounds: tuple[float, float]) -> bool:
     if any(getattr(trial, n) > 1.0 for n in names if n.endswith("_eff")):
         return False
-    if trial.sm_bw_share < 1.0:
+    if not bounds[0] <= trial.sm_bw_share <= bounds[1]:
         return False
     return all(getattr(trial, n) >= MIN_OVERHEAD_S for n in names if n.endswith("_s"))
 
@@ -152,7 +163,8 @@ def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
     family by family as :func:`labsim_gpus.calibrate.fit` does; :data:`HARNESS_PARAMS` are
     fitted once per harness.
     """
-    shared = start or CostParams()
+    bounds = pooled_share_bounds(tables)
+    shared = within_share_bounds(start or CostParams(), bounds)
     bpf = bytes_per_flop
     harnesses = list(dict.fromkeys(t.harness for t in tables))
     overheads = {h: {n: getattr(shared, n) for n in HARNESS_PARAMS} for h in harnesses}
@@ -180,7 +192,7 @@ def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
                 trial, trial_bpf, heads = unpack(x)
             except UsageError:
                 return math.inf
-            if not _valid(trial, names) or min(v for h in heads.values() for v in h.values()) \
+            if not _valid(trial, names, bounds) or min(v for h in heads.values() for v in h.values()) \
                     < MIN_OVERHEAD_S:
                 return math.inf
             per_table = []
