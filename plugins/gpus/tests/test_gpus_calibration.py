@@ -155,6 +155,22 @@ def test_the_share_bound_follows_each_devices_datasheet():
     assert calibrate.share_bounds(h200) == (1.0, pytest.approx(3.41, abs=0.01))
 
 
+def test_a_profile_never_prices_an_sm_beyond_its_own_draw():
+    """The H100-SXM profile's share, applied to an H200 (more DRAM bandwidth, same SMs), is
+    capped at the H200's bound; a device of unknown per-SM draw keeps the profile's share."""
+    h200 = plugin.preset("H200-SXM")
+    high = {**load_profile(_shipped("h100_sxm.json")), "params": {"sm_bw_share": 50.0}}
+    assert h200.with_profile(high).params.sm_bw_share == pytest.approx(h200.sm_bw_share_max)
+    assert h200.copy(sm_dram_bw=None).with_profile(high).params.sm_bw_share == 50.0
+    assert plugin.preset("H200-SXM").params.sm_bw_share <= h200.sm_bw_share_max
+
+
+def _shipped(name):
+    from importlib import resources
+
+    return resources.files("labsim_gpus").joinpath("data", "profiles", name)
+
+
 def test_memory_accounting():
     assert memory.DTYPE_BYTES["fp4"] == 0.5 and memory.DTYPE_BYTES["tf32"] == 4
     assert memory.weight_bytes(70e9, "bf16", tp=4) == pytest.approx(35e9)
