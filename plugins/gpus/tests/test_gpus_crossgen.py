@@ -63,6 +63,20 @@ def test_a_pooled_share_stays_within_every_gpus_per_sm_draw():
     assert 1.0 <= fit.params.sm_bw_share <= min(g.sm_bw_share_max for g in gpus)
 
 
+def test_the_joint_stage_keeps_the_best_of_its_starts_within_bounds():
+    """The joint stage refits every parameter from the staged result and perturbed starts:
+    no start ends outside the share bounds, and the one of lowest loss wins."""
+    truth = DATASHEET_DEFAULTS.replace(sm_bw_share=40.0, decode_mem_eff=0.85)
+    gpus = [plugin.preset(n) for n in ("A100-SXM4-80GB", "H200-SXM")]
+    tables = [crossgen.Table(g.name, g.name, g, _points(g, crossgen.params_for(g, truth, 0.02)))
+              for g in gpus]
+    fit = crossgen.fit_pooled(tables, iters=40, joint_starts=2, joint_iters=40)
+    assert len(fit.starts) == 2 and fit.loss == min(f.loss for f in fit.starts)
+    assert fit.starts[0].params != fit.starts[1].params
+    high = crossgen.pooled_share_bounds(tables)[1]
+    assert all(1.0 <= f.params.sm_bw_share <= high for f in fit.starts)
+
+
 def test_overheads_are_fitted_per_harness():
     truth = DATASHEET_DEFAULTS
     a100, h100 = plugin.preset("A100-SXM4-80GB"), plugin.preset("H100-SXM")

@@ -151,7 +151,7 @@ class Fit:
     onchip_bytes_per_flop: float
     #: ``{harness: {name: seconds}}`` of :data:`HARNESS_PARAMS`
     overheads: dict
-    #: the loss of the last stage on the tables fitted
+    #: the loss of the last stage on the tables fitted (the decode stage's, or the joint one's)
     loss: float = math.nan
     #: with a joint stage: the result from each start, in start order (this fit among them)
     starts: tuple = ()
@@ -196,7 +196,7 @@ def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
     for seed in range(joint_starts):
         x0 = x_staged if seed == 0 else stage.perturbed(
             x_staged, np.random.default_rng(seed).normal(0.0, JOINT_SPREAD, len(x_staged)))
-        found, found_loss = stage.run(state, x0, joint_iters or 2 * iters)
+        found, found_loss = stage.run(state, x0, joint_iters or 2 * iters, JOINT_RESTARTS)
         results.append(_fit_of(found, harnesses, found_loss))
     best = min(results, key=lambda f: f.loss)
     return dataclasses.replace(best, starts=tuple(results))
@@ -208,6 +208,8 @@ FAMILIES = ("gemm", "prefill", "decode")
 JOINT_FIT = tuple(dict.fromkeys(n for _, names in STAGES for n in names))
 #: standard deviation, in log space, of the joint stage's perturbed starts (±30 %)
 JOINT_SPREAD = 0.3
+#: fresh simplexes the joint stage may restart from (see ``_Stage.run``)
+JOINT_RESTARTS = 4
 
 
 def _fit_of(state, harnesses, loss: float) -> Fit:
@@ -278,9 +280,18 @@ class _Stage:
             per_subset.append(np.mean(np.minimum(np.abs(np.log(pred / meas)), LOSS_CAP)))
         return float(np.mean(per_subset))
 
-    def run(self, state, x0, iters: int):
-        """``(state, loss)`` after Nelder–Mead from *x0*."""
+    def run(self, state, x0, iters: int, restarts: int = 0):
+        """``(state, loss)`` after Nelder–Mead from *x0*, then from its best point with a fresh
+        simplex up to *restarts* times while that still lowers the loss by 1e-4 (a simplex
+        collapsed in many dimensions stops short of the minimum)."""
         best, value = nelder_mead(lambda x: self.loss(x, state), x0, iters=iters)
+        for _ in range(restarts):
+            again, again_value = nelder_mead(lambda x: self.loss(x, state), best, iters=iters)
+            improved = value - again_value
+            if again_value < value:
+                best, value = again, again_value
+            if improved < 1e-4:
+                break
         return self.unpack(best, state), value
 
 
@@ -309,6 +320,21 @@ def leave_one_out(tables, iters: int = 250) -> dict:
     return out
 
 
+def leave_one_out_starts(tables, joint_starts: int, iters: int = 250) -> dict:
+    """:func:`leave_one_out` with the joint stage from *joint_starts* fixed starts
+    (:func:`fit_pooled`): ``{gpu_name: {table label: (errors of the lowest-loss start,
+    [errors of each start])}}``, to show how far a held-out figure depends on the start."""
+    out: dict = {}
+    for name in dict.fromkeys(t.gpu_name for t in tables):
+        fit = fit_pooled([t for t in tables if t.gpu_name != name], iters=iters,
+                         joint_starts=joint_starts)
+        out[name] = {t.label: (errors_by_family(t, fit.for_table(t)),
+                               [errors_by_family(t, f.for_table(t)) for f in fit.starts])
+                     for t in tables if t.gpu_name == name}
+    return out
+
+
 __all__ = ["CARRIED", "ENGINE_HARNESS", "HARNESS_PARAMS", "MIN_OVERHEAD_S", "PROFILE_FILE", "ZERO_OPERAND_SPEEDUP",
            "Fit", "Point", "Table", "errors_by_family", "fit_pooled", "leave_one_out",
+           "leave_one_out_starts", "pooled_share_bounds",
            "onchip_ratio", "params_for", "table_params", "tensor_peak"]
