@@ -303,6 +303,10 @@ def fit_cross_generation(tables) -> None:
         "harness_overheads_s": {h: {n: round(v, 9) for n, v in o.items()}
                                 for h, o in fit.overheads.items()},
         "fitted": fitted,
+        "method": "staged (GEMM, prefill, decode); each harness's fixed overheads fitted on the "
+                  f"fastest {crossgen.SMALLEST:.0%} of its tables' rows, the efficiencies on the "
+                  "slower half of every table; sm_bw_share at most every GPU's per-SM DRAM "
+                  f"draw allows ({crossgen.pooled_share_bounds(tables)[1]:.2f})",
         "data": {t.label: len(t.points) for t in tables},
         "errors": {"leave_one_gpu_out": summary,
                    "by_gpu": {gpu: {label: {f: {"points": e[0], "median_ape": round(e[1], 1),

@@ -77,6 +77,25 @@ def test_the_joint_stage_keeps_the_best_of_its_starts_within_bounds():
     assert all(1.0 <= f.params.sm_bw_share <= high for f in fit.starts)
 
 
+def test_overheads_come_from_the_fastest_rows():
+    """Rows above 100 us run 25 % slower than the model can say (a kernel switch): fitted on
+    every row, the fixed attention cost trades against them; fitted on the fastest rows (the
+    default), each overhead is the true one."""
+    truth = DATASHEET_DEFAULTS.replace(kernel_overhead_s=4e-6, attn_overhead_s=8e-6)
+    tables = []
+    for name in ("A100-SXM4-80GB", "H100-SXM"):
+        gpu = plugin.preset(name)
+        rows = _points(gpu, crossgen.params_for(gpu, truth, 0.02))
+        rows = tuple(Point(p.family, p.shape, p.seconds * (1.25 if p.seconds > 1e-4 else 1.0),
+                           "x") for p in rows)
+        tables.append(crossgen.Table(name, name, gpu, rows))
+    heads = crossgen.fit_pooled(tables, iters=120).overheads["aisimulate"]
+    assert heads == {"kernel_overhead_s": pytest.approx(4e-6, rel=0.02),
+                     "attn_overhead_s": pytest.approx(8e-6, rel=0.02)}
+    mixed = crossgen.fit_pooled(tables, iters=120, overheads_from_smallest=False)
+    assert mixed.overheads["aisimulate"]["attn_overhead_s"] < 0.95 * 8e-6
+
+
 def test_overheads_are_fitted_per_harness():
     truth = DATASHEET_DEFAULTS
     a100, h100 = plugin.preset("A100-SXM4-80GB"), plugin.preset("H100-SXM")

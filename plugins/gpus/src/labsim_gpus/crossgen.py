@@ -20,7 +20,14 @@ stays constant from one generation to the next:
   ~2.5 us GEMM floor, isolated PyTorch calls with CUDA events more), so
   :data:`HARNESS_PARAMS` are fitted per **harness** (:attr:`Table.harness`); a GPU left out
   is predicted with its harness's overheads as fitted on the other GPUs, and the shipped
-  profile keeps the engine harness's (:data:`ENGINE_HARNESS`);
+  profile keeps the engine harness's (:data:`ENGINE_HARNESS`). Each harness's overheads are
+  fitted on the fastest rows of its tables (:data:`SMALLEST`), where they are most of the
+  time, and the efficiencies on the slower half of every table, where they decide it: fitted
+  on every row at once, the two traded off (a fit without the H100 gave the engine harness
+  18 us of fixed cost per attention kernel, against 12 us measured for the smallest ones, and
+  the Vidur harness 72 + 31 us);
+* ``sm_bw_share``, one value for every GPU, at most what the per-SM DRAM draw of each GPU
+  fitted allows (:func:`pooled_share_bounds`);
 * tables timed on zero-filled operands (:attr:`Table.zero_operands`) are predicted with
   :data:`ZERO_OPERAND_SPEEDUP`: tensor cores run cooler on zeros and hold higher clocks, so
   such tables overstate real GEMMs. The fitted efficiencies are those of random operands.
@@ -162,13 +169,17 @@ class Fit:
 
 def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
                bytes_per_flop: float = 0.02, joint_starts: int = 0,
-               joint_iters: int | None = None) -> Fit:
+               joint_iters: int | None = None, overheads_from_smallest: bool = True) -> Fit:
     """The shared parameters fitted on every table at once (see the module docstring).
 
     The loss is the mean over tables of each table's mean capped absolute log error, fitted
     family by family as :func:`labsim_gpus.calibrate.fit` does; :data:`HARNESS_PARAMS` are
     fitted once per harness.
 
+    :param overheads_from_smallest: in the stages that fit :data:`HARNESS_PARAMS`, fit each
+        harness's overheads on the fastest rows of its tables (:data:`SMALLEST`) and the
+        efficiencies on the slower half of every table, the overheads then once more, instead
+        of everything on every row.
     :param joint_starts: then refit every parameter at once (:data:`JOINT_FIT`) on all
         families, the loss a mean over every (table, family), from this many starts: the
         staged result and ``joint_starts - 1`` fixed perturbations of it
@@ -184,9 +195,22 @@ def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
     state = (shared, bpf, overheads)
     loss = math.nan
     for family, stage_names in STAGES:
-        stage = _Stage(tables, (family,), stage_names, harnesses, bounds)
-        if stage.subsets:
-            state, loss = stage.run(state, stage.x0(state), iters)
+        heads = [n for n in stage_names if n in HARNESS_PARAMS]
+        if not (overheads_from_smallest and heads):
+            stage = _Stage(tables, (family,), stage_names, harnesses, bounds)
+            if stage.subsets:
+                state, loss = stage.run(state, stage.x0(state), iters)
+            continue
+        effs = [n for n in stage_names if n not in HARNESS_PARAMS]
+        # the attention overhead is paid by prefill and decode kernels alike
+        fixed_by = ("prefill", "decode") if family == "prefill" else (family,)
+        # uncapped: a start far off (an isolated call's overhead) must still feel the slope
+        smallest = _Stage(tables, fixed_by, heads, harnesses, bounds, rows=_smallest,
+                          cap=math.inf)
+        largest = _Stage(tables, (family,), effs, harnesses, bounds, rows=_largest)
+        for stage in (smallest, largest, smallest):
+            if stage.subsets:
+                state, loss = stage.run(state, stage.x0(state), iters)
     fit = _fit_of(state, harnesses, loss)
     if joint_starts < 1:
         return fit
@@ -200,6 +224,24 @@ def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
         results.append(_fit_of(found, harnesses, found_loss))
     best = min(results, key=lambda f: f.loss)
     return dataclasses.replace(best, starts=tuple(results))
+
+
+#: with ``overheads_from_smallest``: the fraction of each table's rows of a family, fastest
+#: first, that fix its harness's fixed overheads (at least :data:`SMALLEST_MIN` rows)
+SMALLEST = 0.1
+SMALLEST_MIN = 3
+
+
+def _smallest(points) -> list:
+    """The fastest :data:`SMALLEST` of *points*: where a fixed overhead is most of the time."""
+    ranked = sorted(points, key=lambda p: p.seconds)
+    return ranked[:max(SMALLEST_MIN, math.ceil(SMALLEST * len(ranked)))]
+
+
+def _largest(points) -> list:
+    """*points* at or above their median time: where the efficiencies decide the time."""
+    cut = float(np.median([p.seconds for p in points]))
+    return [p for p in points if p.seconds >= cut]
 
 
 #: the families of kernels, in fitting order
@@ -222,15 +264,19 @@ class _Stage:
     """One Nelder–Mead stage of :func:`fit_pooled`: *names* fitted on the rows of *families*
     of every table (the loss: mean over (table, family) of the mean capped |log error|)."""
 
-    def __init__(self, tables, families, stage_names, harnesses, bounds):
+    def __init__(self, tables, families, stage_names, harnesses, bounds, rows=None,
+                 cap: float = LOSS_CAP):
+        self.cap = cap
         self.names = [n for n in stage_names if n not in HARNESS_PARAMS]
         self.keys = self.names + [f"{n}@{h}" for n in stage_names if n in HARNESS_PARAMS
-                                  for h in harnesses]
+                                  for h in harnesses if any(t.harness == h for t in tables)]
         self.bounds = bounds
         self.subsets = []
         for family in families:
             for t in tables:
                 pts = [p for p in t.points if p.family == family]
+                if pts and rows is not None:
+                    pts = rows(pts)
                 if pts:
                     self.subsets.append((t, pts, np.array([p.seconds for p in pts])))
 
@@ -277,7 +323,7 @@ class _Stage:
         for table, pts, meas in self.subsets:
             p = table_params(table, trial, trial_bpf, heads)
             pred = np.array([predict_point(pt, table.gpu, p) for pt in pts])
-            per_subset.append(np.mean(np.minimum(np.abs(np.log(pred / meas)), LOSS_CAP)))
+            per_subset.append(np.mean(np.minimum(np.abs(np.log(pred / meas)), self.cap)))
         return float(np.mean(per_subset))
 
     def run(self, state, x0, iters: int, restarts: int = 0):
