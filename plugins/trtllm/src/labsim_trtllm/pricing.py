@@ -9,6 +9,8 @@ how the CPU overlaps the GPU (docs/engine_behaviour.md TRT §3, §4):
   default, no padding) replays one graph: one launch;
 * every other step — any step with a context chunk, decode batches of 33–63,
   65–127 or above 128 — runs eager; kernel launches overlap GPU execution;
+* under TP, the all-reduces and the logits move as TensorRT-LLM moves them
+  (:mod:`labsim_trtllm.tp_traffic`);
 * ``kernel_time_scale`` multiplies the GPU time (TRT-LLM's kernels against the
   calibrated ones: unverified, 1.0);
 * with the overlap scheduler the CPU work of an iteration runs while the GPU
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 from labsim_llm.engine.step_cost import StepPricer
 
+from labsim_trtllm.tp_traffic import traffic
+
 
 class TrtStepPricer:
     """Seconds of one TensorRT-LLM iteration on one replica (``tp × pp`` GPUs)."""
@@ -31,7 +35,7 @@ class TrtStepPricer:
     def __init__(self, model, device, cfg: dict, graph_sizes, collective=None):
         kw = dict(dtype=cfg["dtype"], kv_dtype=cfg["kv_cache_dtype"],
                   tp=cfg["tensor_parallel_size"], pp=cfg["pipeline_parallel_size"],
-                  collective=collective)
+                  collective=collective, traffic=traffic(cfg, getattr(device, "arch", "")))
         self.eager = StepPricer(model, device, graph_sizes=[], **kw)
         self.sizes = sorted(graph_sizes)
         self.graph = StepPricer(model, device, graph_sizes=self.sizes, **kw) if self.sizes else None
