@@ -14,6 +14,8 @@ with random-valued operands, on an H100 80GB HBM3 and on an H200 lent to the pro
   its collectives);
 * ``benchmarks/measure_sm_bandwidth.py`` — the DRAM bandwidth one SM can draw (H200),
   the bound on ``sm_bw_share``;
+* ``benchmarks/measure_host_copies_torch.py`` — host-to-device and device-to-host copies
+  over PCIe (H200);
 * ``benchmarks/measure_row_kernels.py`` — one-CTA-per-token kernels built to the launch shape
   of vLLM's fused add + RMSNorm and SiLU-and-mul, back to back in a CUDA graph (H200);
 * ``benchmarks/measure_gemm_operands_torch.py`` — compute-bound GEMMs on random data
@@ -97,6 +99,10 @@ def kernels(gpu, where) -> None:
     copies = [(gpu.memcpy_time(int(r["bytes"]), "d2d"), float(r["latency_ms"]) * 1e-3)
               for r in rows(where, "copy") if int(r["bytes"]) >= 256 << 20]
     report("device-to-device copy, >= 256 MiB", copies)
+    if table_path(where, "host_copy").exists():
+        host = [(gpu.memcpy_time(int(r["bytes"]), r["direction"]), float(r["latency_ms"]) * 1e-3)
+                for r in rows(where, "host_copy") if r["host_memory"] == "pinned" and int(r["bytes"]) >= 1 << 20]
+        report("host<->device copy, pinned, >= 1 MiB", host)
 
 
 def steps(gpu, where, model_name: str = "Llama-3.1-8B", tp: int = 1, table: str = "step") -> None:
