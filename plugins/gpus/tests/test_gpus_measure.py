@@ -85,8 +85,8 @@ def test_default_label_comes_from_the_gpu_name():
 
 def test_calibrate_fits_the_tables_measure_writes(tmp_path):
     """Tables in the layout of `labsim measure` (these were made by its code on an H200):
-    `labsim calibrate` fits them, keeping the faster attention backend of each shape and leaving
-    the CUDA-graph GEMMs out."""
+    `labsim calibrate` fits them, keeping the faster attention backend of each shape, and the
+    GEMMs timed back to back in a CUDA graph in place of the same shapes timed alone."""
     data = tmp_path / "h200"
     data.mkdir()
     for table in ("gemm", "attn", "gemm_graph"):
@@ -97,8 +97,14 @@ def test_calibrate_fits_the_tables_measure_writes(tmp_path):
     points = calibrate.load_points(data)
     gemm = [p for p in points if p.family == "gemm"]
     attention = [p for p in points if p.family != "gemm"]
+    with open(data / "gemm_graph_h200.csv", newline="") as handle:
+        graph = {(int(r["m"]), int(r["n"]), int(r["k"]), "bf16"): float(r["latency_ms"]) * 1e-3
+                 for r in csv.DictReader(handle)}
     with open(data / "gemm_h200.csv", newline="") as handle:
-        assert len(gemm) == sum(1 for _ in csv.DictReader(handle))      # the graph table left out
+        alone = {(int(r["m"]), int(r["n"]), int(r["k"]), "bf16"): float(r["latency_ms"]) * 1e-3
+                 for r in csv.DictReader(handle)}
+    assert set(graph) < set(alone)
+    assert {p.shape: p.seconds for p in gemm} == {**alone, **graph}
     assert len(attention) == len(rows) // 2                               # two backends per shape
     fastest = {}
     for r in rows:
