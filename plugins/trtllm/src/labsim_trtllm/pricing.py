@@ -47,6 +47,8 @@ class TrtStepPricer:
         self.cpu_per_req = float(cfg["step_overhead_per_request_s"])
         self.overlap = not cfg["disable_overlap_scheduler"]
         self._decode_steps: dict = {}          # batch size → f(decode context), see step_time
+        #: :meth:`work` of a decode-only step, ``f(num_decodes, decode_context)``
+        self.decode_work = self.eager.decode_work
 
     def uses_graph(self, chunks, num_decodes: int) -> bool:
         """Whether this step replays a CUDA graph (decode-only, a captured size)."""
