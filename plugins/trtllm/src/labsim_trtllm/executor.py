@@ -220,9 +220,7 @@ class Replica(GenerationGroup, ReplicaShell):
 
     def _pause(self, s: Seq) -> None:
         """Free a started request's KV and send it back to context (recompute, beam width 1)."""
-        self.pool.free(s.hashed, s.held - len(s.hashed))
-        s.hashed = []
-        s.held = 0
+        self.free_blocks(s)
         s.n_reg = 0
         s.computed = 0
         s.ctx_len = s.req.prompt_tokens + s.planned
@@ -241,6 +239,10 @@ class Replica(GenerationGroup, ReplicaShell):
         if hits:
             self.pool.touch(hits)
         s.hashed = list(hits)
+        if self.reuse and not hits:
+            # its prompt blocks' registration put off until a lookup needs them (the same
+            # cache as registering each as it fills, without the map work per request)
+            s.dref = self.pool.defer(s.keys, s.hashed)
         s.held = s.n_reg = len(hits)
         s.computed = len(hits) * self.tpb
         if not s.admitted:
@@ -249,9 +251,8 @@ class Replica(GenerationGroup, ReplicaShell):
             s.req.first_scheduled_s = self.env.now
 
     def _unstart(self, s: Seq) -> None:
-        self.pool.free(s.hashed, 0)
-        s.hashed = []
-        s.held = s.n_reg = s.computed = 0
+        self.free_blocks(s)
+        s.n_reg = s.computed = 0
 
     def schedule(self) -> Step:
         """Form one iteration and allocate its KV blocks.
@@ -413,6 +414,9 @@ class Replica(GenerationGroup, ReplicaShell):
         (``kvCacheManager.cpp``, ``storeBlocksForReuse``). A conversation's next turn, whose
         prompt carries this answer (``Request.output_id``), then finds them as its prefix."""
         req = s.req
+        if s.dref is not None:                    # its prompt blocks, registered first
+            self.pool.materialize(s.dref)
+            s.dref = None
         keys = self.output_keys(s, req.output_id, s.out)
         full = min((req.prompt_tokens + s.out - 1) // self.tpb, len(keys), s.held)
         start = max(s.n_reg, len(s.keys or ()))   # prompt blocks were registered as they filled
