@@ -321,9 +321,7 @@ class Replica(GenerationGroup, ReplicaShell):
             self.active = [s for s in self.active if s.gf < 0]
         contexts = self._fit_chunks(contexts, budget, fresh)
         if co is None:
-            if gen_blocks:
-                self._take(gen_blocks)
-            return self._allocate(gens, contexts, decode_ctx)
+            return self._allocate(gens, contexts, decode_ctx, gen_blocks)
         return self._with_cohort(co, g, gens, contexts, gen_blocks, decode_ctx)
 
     def _fill_active(self) -> None:
@@ -376,17 +374,20 @@ class Replica(GenerationGroup, ReplicaShell):
                 self._unstart(s)
         return kept
 
-    def _allocate(self, gens, contexts, decode_ctx: int) -> Step:
-        """Allocate the context entries' KV blocks and count their tokens (the generation
-        requests, already counted by :meth:`schedule`, and their Σ context *decode_ctx*)."""
+    def _allocate(self, gens, contexts, decode_ctx: int, gen_blocks: int) -> Step:
+        """Allocate the generation requests' *gen_blocks* KV blocks and the context entries',
+        and count the contexts' tokens (the generation requests, already counted by
+        :meth:`schedule`, and their Σ context *decode_ctx*). One allocation takes the blocks
+        several, one after another, would."""
         tpb = self.tpb
         entries = []
         append = entries.append
         chunks = []
+        blocks = gen_blocks
         for s, n in contexts:
             need = -(-(s.computed + n) // tpb) - s.held
             if need > 0:
-                self._take(need)
+                blocks += need
                 s.held += need
             before = s.computed
             s.computed += n
@@ -395,6 +396,8 @@ class Replica(GenerationGroup, ReplicaShell):
                 s.planned += 1
             append((s, n, before, emits, s.epoch))
             chunks.append((n, before))
+        if blocks:
+            self._take(blocks)
         return Step(gens, entries, chunks, decode_ctx)
 
     def _take(self, n: int) -> None:
@@ -510,6 +513,8 @@ class Replica(GenerationGroup, ReplicaShell):
 
     def _loop(self):
         env = self.env
+        pricer = self.pricer
+        decode_price = pricer.decode_price
         cur = None
         while True:
             if cur is None:
@@ -522,12 +527,20 @@ class Replica(GenerationGroup, ReplicaShell):
                                        "pending and nothing in flight")
                 cur.start = self.clock
             nxt = self.schedule() if self.overlap else None     # while the GPU runs `cur`
-            cur.end = cur.start + self.pricer.step_time(cur.chunks, cur.decodes, cur.decode_ctx)
-            end = yield self.gpu_work(max(0.0, cur.end - env.now), cur)
+            if cur.chunks:
+                cur.end = cur.start + pricer.step_time(cur.chunks, cur.decodes, cur.decode_ctx)
+            else:
+                cur.end = cur.start + decode_price(cur.decodes)(cur.decode_ctx)
+            wait = cur.end - env.now
+            end = yield self.gpu_work(wait if wait > 0.0 else 0.0, cur)
             if end is not None:
                 cur.end = end
             self.clock = cur.end
-            self._commit(cur)
+            co = cur.cohort
+            if co is not None and not cur.gens and not cur.contexts and not co.fresh:
+                self._commit_group_only(cur, co, cur.end)         # the usual iteration
+            else:
+                self._commit(cur)
             if nxt is not None and not nxt.empty:
                 nxt.start = cur.end
                 cur = nxt

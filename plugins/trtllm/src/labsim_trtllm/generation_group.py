@@ -198,9 +198,7 @@ class GenerationGroup:
             blocks, ctx = self._members_work(co, g)
             gen_blocks += blocks
             decode_ctx += ctx
-        if gen_blocks:
-            self._take(gen_blocks)
-        step = self._allocate(gens, contexts, decode_ctx)
+        step = self._allocate(gens, contexts, decode_ctx, gen_blocks)
         if n:
             step.decodes += n
             step.tokens += n
