@@ -47,6 +47,8 @@ class TrtStepPricer:
         self.cpu_per_req = float(cfg["step_overhead_per_request_s"])
         self.overlap = not cfg["disable_overlap_scheduler"]
         self._decode_steps: dict = {}          # batch size → f(decode context), see step_time
+        #: :meth:`work` of a decode-only step, ``f(num_decodes, decode_context)``
+        self.decode_work = self.eager.decode_work
 
     def uses_graph(self, chunks, num_decodes: int) -> bool:
         """Whether this step replays a CUDA graph (decode-only, a captured size)."""
@@ -65,13 +67,18 @@ class TrtStepPricer:
     def step_time(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> float:
         """Seconds from the start of this iteration to the start of the next."""
         if not chunks and num_decodes > 0:
-            price = self._decode_steps.get(num_decodes)
-            if price is None:
-                price = self._decode_steps[num_decodes] = self._decode_step_fn(num_decodes)
-            return price(decode_context)
+            return self.decode_price(num_decodes)(decode_context)
         gpu = self.gpu_time(chunks, num_decodes, decode_context)
         cpu = self.cpu_time(chunks, num_decodes)
         return max(gpu, cpu) if self.overlap else gpu + cpu
+
+    def decode_price(self, b: int):
+        """``f(ctx)`` = :meth:`step_time` ``((), b, ctx)`` (a decode-only iteration of *b* ≥ 1
+        requests), kept per batch size."""
+        price = self._decode_steps.get(b)
+        if price is None:
+            price = self._decode_steps[b] = self._decode_step_fn(b)
+        return price
 
     def _decode_step_fn(self, b: int):
         """``f(ctx)`` = :meth:`step_time` ``((), b, ctx)``, bit for bit, with the batch's
@@ -81,7 +88,10 @@ class TrtStepPricer:
         scale = self.scale
         cpu = self.cpu_time((), b)
         if self.overlap:
-            return lambda ctx: max(gpu(ctx) * scale, cpu)
+            def price(ctx):
+                t = gpu(ctx) * scale
+                return t if t >= cpu else cpu          # max(t, cpu), without the call
+            return price
         return lambda ctx: gpu(ctx) * scale + cpu
 
     def work(self, chunks, num_decodes: int = 0, decode_context: int = 0):
