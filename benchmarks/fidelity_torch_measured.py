@@ -14,6 +14,10 @@ with random-valued operands, on an H100 80GB HBM3 and on an H200 lent to the pro
   its collectives);
 * ``benchmarks/measure_sm_bandwidth.py`` — the DRAM bandwidth one SM can draw (H200),
   the bound on ``sm_bw_share``;
+* ``benchmarks/measure_host_copies_torch.py`` — host-to-device and device-to-host copies
+  over PCIe (H200);
+* ``benchmarks/measure_row_kernels.py`` — one-CTA-per-token kernels built to the launch shape
+  of vLLM's fused add + RMSNorm and SiLU-and-mul, back to back in a CUDA graph (H200);
 * ``benchmarks/measure_gemm_operands_torch.py`` — compute-bound GEMMs on random data
   against zeros (the source of ``gemm_operand_derate``).
 
@@ -95,6 +99,10 @@ def kernels(gpu, where) -> None:
     copies = [(gpu.memcpy_time(int(r["bytes"]), "d2d"), float(r["latency_ms"]) * 1e-3)
               for r in rows(where, "copy") if int(r["bytes"]) >= 256 << 20]
     report("device-to-device copy, >= 256 MiB", copies)
+    if table_path(where, "host_copy").exists():
+        host = [(gpu.memcpy_time(int(r["bytes"]), r["direction"]), float(r["latency_ms"]) * 1e-3)
+                for r in rows(where, "host_copy") if r["host_memory"] == "pinned" and int(r["bytes"]) >= 1 << 20]
+        report("host<->device copy, pinned, >= 1 MiB", host)
 
 
 def steps(gpu, where, model_name: str = "Llama-3.1-8B", tp: int = 1, table: str = "step") -> None:
@@ -165,6 +173,26 @@ def families(gpu, pricer, table, shapes) -> None:
         print(f"    {shapes}, batch {batch}, context 1024, ms measured/model: {parts}")
 
 
+def row_kernels(gpu, where) -> None:
+    """vLLM-shaped per-token kernels against the model's norm and element-wise prices."""
+    if not table_path(where, "row_kernels").exists():
+        return
+    table = rows(where, "row_kernels")
+    for kernel, price, what in (
+            ("fused_add_rms_norm", lambda rows, width: gpu.norm_time(2 * rows * width * 2), "fused add + RMSNorm"),
+            ("silu_and_mul", lambda rows, width: gpu.elementwise_time(3 * rows * width * 2), "SiLU-and-mul")):
+        for width in sorted({int(r["width"]) for r in table if r["kernel"] == kernel}):
+            got = [(int(r["rows"]), float(r["value"]) * 1e-6) for r in table
+                   if r["kernel"] == kernel and int(r["width"]) == width and int(r["rows"]) <= 64]
+            lo, hi = min(t for _, t in got), max(t for _, t in got)
+            model = [price(n, width) for n, _ in got]
+            print(f"    {what}, width {width}, 1-64 tokens, us measured/model: "
+                  f"{lo * 1e6:.1f}-{hi * 1e6:.1f} / {min(model) * 1e6:.1f}-{max(model) * 1e6:.1f}")
+    latency = [float(r["value"]) for r in table if r["kernel"] == "dram_latency"]
+    if latency:
+        print(f"    DRAM latency (pointer chase): {latency[0]:.0f} ns")
+
+
 def sm_bandwidth(gpu, where) -> None:
     """The most DRAM bandwidth one SM drew, against the profile's ``sm_bw_share``."""
     if not table_path(where, "sm_bandwidth").exists():
@@ -188,6 +216,7 @@ def main() -> int:
         steps(gpu, (folder, label))
         for tp in (2, 4, 8):
             steps(gpu, (folder, label), "Llama-3.1-70B", tp, f"step_llama70b_tp{tp}")
+        row_kernels(gpu, (folder, label))
         sm_bandwidth(gpu, (folder, label))
     print("  A GEMM of m <= 64 timed alone pays a launch ramp and tail that back-to-back kernels in\n"
           "  a CUDA graph hide, as in a decode step; attention rows are PyTorch's kernels, not vLLM's\n"

@@ -185,6 +185,7 @@ ENGINE_CASES = {
         "cuda_graph_padding": ({}, {"fw.cuda_graph_padding": True}),
         "cuda_graph_max_batch_size": ({}, {"fw.cuda_graph_max_batch_size": 2}),
         "kernel_time_scale": ({}, {"fw.kernel_time_scale": 1.5}),
+        "allreduce_strategy": ({"fw.tensor_parallel_size": 2}, {"fw.allreduce_strategy": "NCCL"}),
         "step_overhead_s": ({"fw.disable_overlap_scheduler": True}, {"fw.step_overhead_s": 0.004}),
         "step_overhead_per_request_s": ({"fw.disable_overlap_scheduler": True},
                                         {"fw.step_overhead_per_request_s": 0.001}),

@@ -78,3 +78,31 @@ def _shared(held):
         for k in keys:
             counts[k] = counts.get(k, 0) + 1
     return sum(c - 1 for c in counts.values())
+
+
+def test_evicting_part_of_a_freed_deferred_request_equals_eager_registration():
+    # the front of the free queue is a freed deferred request's group of blocks: allocations
+    # smaller than what is left of it take from the group (allocate's shortcut), the last
+    # one empties it
+    from labsim_llm.engine.kv_cache import block_ids
+
+    lazy, eager = BlockPool(40, 4), BlockPool(40, 4)
+    keys = block_ids(((7, 40),), 4)                      # 10 full blocks
+    for pool in (lazy, eager):
+        pool.allocate(12)
+    hashed: list = []
+    d = lazy.defer(keys, hashed)
+    d.n = 10
+    eager.register_many(keys)
+    lazy.free_deferred(d, 2)
+    eager.free(keys, 2)
+    for pool in (lazy, eager):
+        pool.allocate(30)                                # every anonymous block: the group is next
+    for n in (1, 3, 2, 4):
+        for pool in (lazy, eager):
+            pool.allocate(n)
+            pool.check()
+        assert lazy.evictions == eager.evictions
+        assert lazy.free_order() == eager.free_order()
+        assert lazy.num_free == eager.num_free
+    assert lazy.evictions == 10 and lazy.num_free == 0 and d.state == 3

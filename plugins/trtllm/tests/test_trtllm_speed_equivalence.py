@@ -52,6 +52,11 @@ CASES = {
                                          trt={**TIGHT, "capacity_scheduler_policy": "MAX_UTILIZATION"}),
     "reuse-conversations": experiment(rate=8, duration=5, prompt=300, profile=CONV,
                                       trt={**TIGHT, "tokens_per_block": 8}),
+    # conversations without a shared system prompt: a first turn has no cache hit, so its
+    # blocks' registration is deferred until its answer's blocks are stored
+    "reuse-conversations-own-prompts": experiment(
+        rate=8, duration=5, prompt=300, profile={**CONV, "system_prompt_tokens": 0},
+        trt={**TIGHT, "tokens_per_block": 8}),
     "chunked": experiment(rate=40, duration=2, prompt=1500, output=100,
                           trt={**TIGHT, "enable_chunked_prefill": True, "max_num_tokens": 512}),
     "chunked-max-utilization": experiment(

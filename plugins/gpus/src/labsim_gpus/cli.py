@@ -1,7 +1,9 @@
-"""``labsim calibrate``: fit a device's cost parameters to measured tables, write a profile.
+"""``labsim measure`` and ``labsim calibrate``: measure a GPU's kernels, fit a profile to them.
 
 Example::
 
+    labsim measure --out my_gpu                         # on the machine with the GPU (PyTorch)
+    labsim calibrate --device H100-SXM --data my_gpu --output my_gpu.json
     labsim calibrate --device A100-SXM4-80GB --data calibration/a100_sxm \\
         --framework SGLang --output a100.json
     labsim predict --device a100 ...                     # the preset, shipped profile
@@ -108,3 +110,33 @@ def calibrate_command(device_name, data_dir, output, framework, name, attributio
         click.echo(f"  {family:8s} {stats['points']:5d} points  median {stats['median_ape']:5.1f} %"
                    f"  P90 {stats['p90_ape']:5.1f} %   (datasheet only: median "
                    f"{before.get('median_ape', float('nan')):.1f} %)")
+
+
+@click.command("measure")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder to write the tables to (created if missing).")
+@click.option("--label", default=None,
+              help="File-name label of the tables (default: from the GPU's name).")
+@click.option("--parts", default=",".join(("gemm", "attn", "graph", "copy")), show_default=True,
+              help="Tables to measure, comma-separated: gemm, attn, graph, copy.")
+@click.option("--quick", is_flag=True, help="A few shapes of each table only (a smoke test).")
+def measure_command(out_dir, label, parts, quick):
+    """Measure this machine's GPU with PyTorch into the tables `labsim calibrate` fits.
+
+    GEMMs, prefill and decode attention, GEMMs back to back in a CUDA graph and copies, all
+    bf16 on random operands (labsim_gpus.measure). Needs PyTorch and a CUDA GPU
+    (pip install 'labsim-gpus[measure]'); takes a few minutes. Progress goes to stderr.
+    """
+    from labsim_gpus import measure as measuring
+
+    try:
+        written = measuring.measure(out_dir, label, [p.strip() for p in parts.split(",") if p.strip()],
+                                    quick, log=lambda line: click.echo(line, err=True))
+    except measuring.MeasureError as ex:
+        raise UsageError(f"labsim measure: {ex}") from None
+    except OSError as ex:
+        raise UsageError(f"cannot write --out {out_dir}: {ex.strerror or ex}") from None
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"next: labsim calibrate --device NAME --data {out_dir} --output profile.json "
+               f"--joint-attention (NAME: the catalog GPU this is, see labsim list devices)")

@@ -123,6 +123,7 @@ def register_devices(register):
 
 @hookimpl
 def register_commands(cli):
-    from labsim_gpus.cli import calibrate_command
+    from labsim_gpus.cli import calibrate_command, measure_command
 
     cli.add_command(calibrate_command)
+    cli.add_command(measure_command)

@@ -94,6 +94,11 @@ CONFIG_SCHEMA = {
                                "to a captured size."},
         "cuda_graph_max_batch_size": {"type": "integer", "minimum": 1, "default": 128,
                                       "description": "Largest captured decode batch."},
+        "allreduce_strategy": {"enum": ["AUTO", "NCCL"], "default": "AUTO",
+                               "description": "TorchLlmArgs.allreduce_strategy under tensor "
+                               "parallelism: AUTO takes each all-reduce's fastest strategy (its own "
+                               "kernels or NCCL) on Hopper and Blackwell, NCCL elsewhere; NCCL "
+                               "forces NCCL (labsim_trtllm.tp_traffic)."},
         "kernel_time_scale": {"type": "number", "exclusiveMinimum": 0, "default": 1.0,
                               "description": "Multiplies every step's GPU time: TRT-LLM's kernel "
                               "efficiency relative to the calibrated cost model (unverified; 1.0)."},

@@ -220,9 +220,7 @@ class Replica(GenerationGroup, ReplicaShell):
 
     def _pause(self, s: Seq) -> None:
         """Free a started request's KV and send it back to context (recompute, beam width 1)."""
-        self.pool.free(s.hashed, s.held - len(s.hashed))
-        s.hashed = []
-        s.held = 0
+        self.free_blocks(s)
         s.n_reg = 0
         s.computed = 0
         s.ctx_len = s.req.prompt_tokens + s.planned
@@ -241,6 +239,10 @@ class Replica(GenerationGroup, ReplicaShell):
         if hits:
             self.pool.touch(hits)
         s.hashed = list(hits)
+        if self.reuse and not hits:
+            # its prompt blocks' registration put off until a lookup needs them (the same
+            # cache as registering each as it fills, without the map work per request)
+            s.dref = self.pool.defer(s.keys, s.hashed)
         s.held = s.n_reg = len(hits)
         s.computed = len(hits) * self.tpb
         if not s.admitted:
@@ -249,9 +251,8 @@ class Replica(GenerationGroup, ReplicaShell):
             s.req.first_scheduled_s = self.env.now
 
     def _unstart(self, s: Seq) -> None:
-        self.pool.free(s.hashed, 0)
-        s.hashed = []
-        s.held = s.n_reg = s.computed = 0
+        self.free_blocks(s)
+        s.n_reg = s.computed = 0
 
     def schedule(self) -> Step:
         """Form one iteration and allocate its KV blocks.
@@ -320,9 +321,7 @@ class Replica(GenerationGroup, ReplicaShell):
             self.active = [s for s in self.active if s.gf < 0]
         contexts = self._fit_chunks(contexts, budget, fresh)
         if co is None:
-            if gen_blocks:
-                self._take(gen_blocks)
-            return self._allocate(gens, contexts, decode_ctx)
+            return self._allocate(gens, contexts, decode_ctx, gen_blocks)
         return self._with_cohort(co, g, gens, contexts, gen_blocks, decode_ctx)
 
     def _fill_active(self) -> None:
@@ -375,17 +374,20 @@ class Replica(GenerationGroup, ReplicaShell):
                 self._unstart(s)
         return kept
 
-    def _allocate(self, gens, contexts, decode_ctx: int) -> Step:
-        """Allocate the context entries' KV blocks and count their tokens (the generation
-        requests, already counted by :meth:`schedule`, and their Σ context *decode_ctx*)."""
+    def _allocate(self, gens, contexts, decode_ctx: int, gen_blocks: int) -> Step:
+        """Allocate the generation requests' *gen_blocks* KV blocks and the context entries',
+        and count the contexts' tokens (the generation requests, already counted by
+        :meth:`schedule`, and their Σ context *decode_ctx*). One allocation takes the blocks
+        several, one after another, would."""
         tpb = self.tpb
         entries = []
         append = entries.append
         chunks = []
+        blocks = gen_blocks
         for s, n in contexts:
             need = -(-(s.computed + n) // tpb) - s.held
             if need > 0:
-                self._take(need)
+                blocks += need
                 s.held += need
             before = s.computed
             s.computed += n
@@ -394,6 +396,8 @@ class Replica(GenerationGroup, ReplicaShell):
                 s.planned += 1
             append((s, n, before, emits, s.epoch))
             chunks.append((n, before))
+        if blocks:
+            self._take(blocks)
         return Step(gens, entries, chunks, decode_ctx)
 
     def _take(self, n: int) -> None:
@@ -413,6 +417,9 @@ class Replica(GenerationGroup, ReplicaShell):
         (``kvCacheManager.cpp``, ``storeBlocksForReuse``). A conversation's next turn, whose
         prompt carries this answer (``Request.output_id``), then finds them as its prefix."""
         req = s.req
+        if s.dref is not None:                    # its prompt blocks, registered first
+            self.pool.materialize(s.dref)
+            s.dref = None
         keys = self.output_keys(s, req.output_id, s.out)
         full = min((req.prompt_tokens + s.out - 1) // self.tpb, len(keys), s.held)
         start = max(s.n_reg, len(s.keys or ()))   # prompt blocks were registered as they filled
@@ -506,6 +513,8 @@ class Replica(GenerationGroup, ReplicaShell):
 
     def _loop(self):
         env = self.env
+        pricer = self.pricer
+        decode_price = pricer.decode_price
         cur = None
         while True:
             if cur is None:
@@ -518,12 +527,20 @@ class Replica(GenerationGroup, ReplicaShell):
                                        "pending and nothing in flight")
                 cur.start = self.clock
             nxt = self.schedule() if self.overlap else None     # while the GPU runs `cur`
-            cur.end = cur.start + self.pricer.step_time(cur.chunks, cur.decodes, cur.decode_ctx)
-            end = yield self.gpu_work(max(0.0, cur.end - env.now), cur)
+            if cur.chunks:
+                cur.end = cur.start + pricer.step_time(cur.chunks, cur.decodes, cur.decode_ctx)
+            else:
+                cur.end = cur.start + decode_price(cur.decodes)(cur.decode_ctx)
+            wait = cur.end - env.now
+            end = yield self.gpu_work(wait if wait > 0.0 else 0.0, cur)
             if end is not None:
                 cur.end = end
             self.clock = cur.end
-            self._commit(cur)
+            co = cur.cohort
+            if co is not None and not cur.gens and not cur.contexts and not co.fresh:
+                self._commit_group_only(cur, co, cur.end)         # the usual iteration
+            else:
+                self._commit(cur)
             if nxt is not None and not nxt.empty:
                 nxt.start = cur.end
                 cur = nxt

@@ -72,6 +72,10 @@ class GenerationGroup:
         self._gneed = 0                           # Σ blocks members' lifetimes reserve
         self._ahead = None                        # the iteration formed last (overlap: not yet applied)
         self._n_order = 0                         # requests that became active so far
+        from labsim_trtllm.executor import Step   # (the executor's module imports this one)
+
+        self._step_class = Step
+        self._new_step = object.__new__           # a group-only iteration's Step, its fields set apart
 
     # -- joining and leaving -------------------------------------------------------------
 
@@ -194,9 +198,7 @@ class GenerationGroup:
             blocks, ctx = self._members_work(co, g)
             gen_blocks += blocks
             decode_ctx += ctx
-        if gen_blocks:
-            self._take(gen_blocks)
-        step = self._allocate(gens, contexts, decode_ctx)
+        step = self._allocate(gens, contexts, decode_ctx, gen_blocks)
         if n:
             step.decodes += n
             step.tokens += n
@@ -219,21 +221,27 @@ class GenerationGroup:
         return step
 
     def _group_only_step(self, co: Cohort):
-        """The usual iteration: the cohort's members alone (nothing else to walk)."""
-        from labsim_trtllm.executor import Step
-
+        """The usual iteration: the cohort's members alone (nothing else to walk).
+        (:meth:`_members_work` and :meth:`_stamp`, inlined: this runs at most steps.)"""
         g = co.gidx
         co.gidx = g + 1
-        blocks, ctx = self._members_work(co, g)
+        n = co.n
+        blocks = co.cnt[-g % self.tpb]
         if blocks:
+            self._gheld += blocks
             self._take(blocks)
-        step = Step.__new__(Step)
+        step = self._new_step(self._step_class)
         step.gens = step.contexts = step.chunks = ()
-        step.decodes = step.tokens = co.n
-        step.decode_ctx = ctx
+        step.decodes = step.tokens = n
+        step.decode_ctx = co.S + n * (g + 1)
         step.start = step.end = 0.0
         step.left_warm = 0
-        return self._stamp(step, co, g)
+        step.cohort = co
+        step.gidx = g
+        step.group = n
+        step.group_warm = co.warm
+        self._ahead = step
+        return step
 
     # -- applying an iteration's outputs ----------------------------------------------------------
 
@@ -241,6 +249,8 @@ class GenerationGroup:
         """:meth:`~labsim_trtllm.executor.Replica._commit` with the group."""
         end = step.end
         co = step.cohort
+        if not step.gens and not step.contexts and not co.fresh:
+            return self._commit_group_only(step, co, end)
         finished = []
         walked = ([(s.order, gap) for s, gap in self._apply_gens(step, end, finished)]
                   if step.gens else [])
@@ -268,6 +278,34 @@ class GenerationGroup:
                 ahead.left_warm += warm                    # formed already, with them in it
         if finished:
             self._finish(finished, end)
+
+    def _commit_group_only(self, step, co: Cohort, end: float) -> None:
+        """:meth:`_commit_grouped` of an iteration that ran the cohort's members alone (the
+        usual one), its gaps (one count, every member waited as long) and its row inlined."""
+        n_warm = step.group_warm - step.left_warm
+        if n_warm:
+            self.metrics.itl.add_uniform(end - co.last_end, n_warm)
+        co.last_end = end
+        # _record_step, for a decode-only iteration of n requests
+        n = step.decodes
+        start = step.start
+        flops, nbytes = self.pricer.decode_work(n, step.decode_ctx)
+        used = self.pool.num_used
+        active = self.active
+        waiting = len(self.waiting) + ([s.computed for s in active].count(0) if active else 0)
+        busy = self.pipeline.busy(start, end) if self.pipeline is not None else None
+        self.metrics.step(self.index, start, end - start, 1, n, 0, n, self._gN + len(active),
+                          waiting, used, flops, nbytes, used * (end - start), busy)
+        done = co.fin.pop(step.gidx, None)
+        if done:
+            warm = 0
+            for s in done:
+                warm += s.warm
+                self._leave(s, co, end)
+            ahead = self._ahead
+            if ahead is not None and ahead is not step and self.pp == 1:
+                ahead.left_warm += warm                    # formed already, with them in it
+            self._finish(sorted(done, key=_by_order), end)
 
     def _record_gaps(self, step, co: Cohort, n_warm: int, uniform: float, walked: list,
                      ctx_gaps: list) -> None:

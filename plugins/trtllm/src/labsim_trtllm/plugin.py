@@ -56,7 +56,7 @@ class TensorRTLLM(ServingEngine):
                 "num_replicas", "router", "max_batch_size", "max_num_tokens", "max_seq_len",
                 "tokens_per_block", "free_gpu_memory_fraction", "capacity_scheduler_policy",
                 "enable_chunked_prefill", "enable_block_reuse", "disable_overlap_scheduler",
-                "cuda_graph", "cuda_graph_padding", "kernel_time_scale", "step_overhead_s",
+                "cuda_graph", "cuda_graph_padding", "allreduce_strategy", "kernel_time_scale", "step_overhead_s",
                 "step_overhead_per_request_s")
         return {
             "model": cfg["model_id"], "device": getattr(self.device, "name", ""),

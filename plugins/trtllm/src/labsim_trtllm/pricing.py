@@ -9,6 +9,8 @@ how the CPU overlaps the GPU (docs/engine_behaviour.md TRT §3, §4):
   default, no padding) replays one graph: one launch;
 * every other step — any step with a context chunk, decode batches of 33–63,
   65–127 or above 128 — runs eager; kernel launches overlap GPU execution;
+* under TP, the all-reduces and the logits move as TensorRT-LLM moves them
+  (:mod:`labsim_trtllm.tp_traffic`);
 * ``kernel_time_scale`` multiplies the GPU time (TRT-LLM's kernels against the
   calibrated ones: unverified, 1.0);
 * with the overlap scheduler the CPU work of an iteration runs while the GPU
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 from labsim_llm.engine.step_cost import StepPricer
 
+from labsim_trtllm.tp_traffic import traffic
+
 
 class TrtStepPricer:
     """Seconds of one TensorRT-LLM iteration on one replica (``tp × pp`` GPUs)."""
@@ -31,7 +35,7 @@ class TrtStepPricer:
     def __init__(self, model, device, cfg: dict, graph_sizes, collective=None):
         kw = dict(dtype=cfg["dtype"], kv_dtype=cfg["kv_cache_dtype"],
                   tp=cfg["tensor_parallel_size"], pp=cfg["pipeline_parallel_size"],
-                  collective=collective)
+                  collective=collective, traffic=traffic(cfg, getattr(device, "arch", "")))
         self.eager = StepPricer(model, device, graph_sizes=[], **kw)
         self.sizes = sorted(graph_sizes)
         self.graph = StepPricer(model, device, graph_sizes=self.sizes, **kw) if self.sizes else None
@@ -43,6 +47,8 @@ class TrtStepPricer:
         self.cpu_per_req = float(cfg["step_overhead_per_request_s"])
         self.overlap = not cfg["disable_overlap_scheduler"]
         self._decode_steps: dict = {}          # batch size → f(decode context), see step_time
+        #: :meth:`work` of a decode-only step, ``f(num_decodes, decode_context)``
+        self.decode_work = self.eager.decode_work
 
     def uses_graph(self, chunks, num_decodes: int) -> bool:
         """Whether this step replays a CUDA graph (decode-only, a captured size)."""
@@ -61,13 +67,18 @@ class TrtStepPricer:
     def step_time(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> float:
         """Seconds from the start of this iteration to the start of the next."""
         if not chunks and num_decodes > 0:
-            price = self._decode_steps.get(num_decodes)
-            if price is None:
-                price = self._decode_steps[num_decodes] = self._decode_step_fn(num_decodes)
-            return price(decode_context)
+            return self.decode_price(num_decodes)(decode_context)
         gpu = self.gpu_time(chunks, num_decodes, decode_context)
         cpu = self.cpu_time(chunks, num_decodes)
         return max(gpu, cpu) if self.overlap else gpu + cpu
+
+    def decode_price(self, b: int):
+        """``f(ctx)`` = :meth:`step_time` ``((), b, ctx)`` (a decode-only iteration of *b* ≥ 1
+        requests), kept per batch size."""
+        price = self._decode_steps.get(b)
+        if price is None:
+            price = self._decode_steps[b] = self._decode_step_fn(b)
+        return price
 
     def _decode_step_fn(self, b: int):
         """``f(ctx)`` = :meth:`step_time` ``((), b, ctx)``, bit for bit, with the batch's
@@ -77,7 +88,10 @@ class TrtStepPricer:
         scale = self.scale
         cpu = self.cpu_time((), b)
         if self.overlap:
-            return lambda ctx: max(gpu(ctx) * scale, cpu)
+            def price(ctx):
+                t = gpu(ctx) * scale
+                return t if t >= cpu else cpu          # max(t, cpu), without the call
+            return price
         return lambda ctx: gpu(ctx) * scale + cpu
 
     def work(self, chunks, num_decodes: int = 0, decode_context: int = 0):

@@ -348,6 +348,17 @@ class BlockPool:
                 else:
                     self._head = h
             return
+        h = self._head
+        e = self._queue[h]
+        if type(e) is _Deferred and e.state == 1 and e.c > n and (
+                not runs or self._queue_stamps[h] < runs[0][0]):
+            # the front entry, a freed deferred request's blocks, holds the n evicted (what
+            # _allocate_slow takes then)
+            e.c -= n
+            self._queue_stamps[h] += n
+            self._cached_free -= n
+            self.evictions += n
+            return
         self._allocate_slow(n)
 
     def _allocate_slow(self, n: int) -> None:

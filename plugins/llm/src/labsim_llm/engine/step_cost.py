@@ -107,7 +107,8 @@ class TpStepTraffic:
 
     :param all_reduce: algorithm of every TP all-reduce (``"auto"``: NCCL's choice;
         ``"custom_ar"``: the serving engines' own one-/two-shot kernels up to their size limit,
-        labsim-collectives).
+        labsim-collectives; ``"best"``: the cheaper of the two for each message, as an engine
+        that picks each all-reduce's strategy from measured timings does).
     :param logits: how the vocab-parallel LM head's logits reach the sampler: ``None`` (not
         priced), ``"gather"`` (onto one rank) or ``"all_gather"`` (every rank samples); the
         array is ``rows × vocab`` in the activation dtype.
@@ -245,6 +246,9 @@ class StepPricer:
             algorithm = self.traffic.all_reduce
             if algorithm == "auto":
                 hit = self.collective("all_reduce", int(nbytes), self.tp)
+            elif algorithm == "best":
+                hit = min(self.collective("all_reduce", int(nbytes), self.tp),
+                          self.collective("all_reduce", int(nbytes), self.tp, algorithm="custom_ar"))
             else:
                 hit = self.collective("all_reduce", int(nbytes), self.tp, algorithm=algorithm)
             self._comm[nbytes] = hit

@@ -1,0 +1,78 @@
+"""What a TensorRT-LLM TP step moves besides the layers' activations (labsim_trtllm.tp_traffic):
+AUTO all-reduces take the faster of its own kernels and NCCL on Hopper/Blackwell, NCCL elsewhere;
+the logits are all-gathered."""
+
+from __future__ import annotations
+
+import labsim
+import pytest
+from labsim_llm.models import builtin_models
+from labsim_trtllm.config import graph_sizes, resolve
+from labsim_trtllm.pricing import TrtStepPricer
+
+
+def _pricer(device="H100-SXM", topology="dgx-h100", tp=4, **config):
+    """The iteration pricer a TensorRT-LLM engine with *config* builds (collectives priced as
+    the engine's ``collective_time`` prices them)."""
+    spec, gpu = builtin_models()["Llama-3.1-70B"], labsim.device(device)
+    cfg = resolve({"model": "Llama-3.1-70B", "tensor_parallel_size": tp, **config}, spec, gpu)
+
+    def collective(kind, nbytes, ranks, algorithm="auto"):
+        return labsim.collective_time(kind, nbytes, ranks=ranks, topology=topology, algorithm=algorithm)
+
+    return TrtStepPricer(spec, gpu, cfg, graph_sizes(cfg), collective=collective)
+
+
+def test_auto_all_reduce_is_the_cheaper_of_custom_and_nccl_on_hopper():
+    auto, nccl = _pricer().eager, _pricer(allreduce_strategy="NCCL").eager
+    assert auto.traffic.all_reduce == "best" and nccl.traffic.all_reduce == "auto"
+    for tokens in (1, 64, 512, 4096):
+        nbytes = tokens * auto.hidden * 2
+        custom = labsim.collective_time("all_reduce", nbytes, ranks=4, topology="dgx-h100",
+                                        algorithm="custom_ar")
+        assert auto.comm_time(nbytes) == min(custom, nccl.comm_time(nbytes))
+    small = 64 * auto.hidden * 2                                      # a decode batch: 1 MiB
+    assert auto.comm_time(small) < 0.8 * nccl.comm_time(small)
+    assert auto.step_time((), 64, 64 * 500) < nccl.step_time((), 64, 64 * 500)
+
+
+def test_auto_is_nccl_where_tensorrt_llm_has_no_measured_table():
+    """AUTO's table covers SM90 and SM100 only: on an A100 every all-reduce is NCCL's."""
+    auto = _pricer("A100-SXM4-80GB", "dgx-a100").eager
+    nccl = _pricer("A100-SXM4-80GB", "dgx-a100", allreduce_strategy="NCCL").eager
+    assert auto.traffic.all_reduce == "auto"
+    assert auto.step_time((), 64, 64 * 500) == nccl.step_time((), 64, 64 * 500)
+
+
+def test_logits_are_all_gathered_to_every_rank():
+    pricer = _pricer().eager
+    assert pricer.traffic.logits == "all_gather"
+    rows = 64
+    gather = labsim.collective_time("all_gather", rows * pricer.vocab * 2, ranks=4, topology="dgx-h100")
+    no_tp_traffic = _pricer(tp=1).eager
+    lm_n, lm_k = pricer.lm_head
+    own = pricer.device.gemm_time(rows, lm_n, lm_k, "bf16")
+    sampler = pricer.head_time(rows) - own - gather
+    assert sampler == pytest.approx(no_tp_traffic.head_time(rows)
+                                    - no_tp_traffic.device.gemm_time(rows, *no_tp_traffic.lm_head, "bf16"))
+
+
+def _experiment(strategy):
+    profile = {"profile_name": "p", "request_rate": 2,
+               "prompt_tokens_dist_config": {"type": "Constant", "value": 300, "is_int": True},
+               "max_output_tokens_dist_config": {"type": "Constant", "value": 40, "is_int": True}}
+    cfg = {"model": "Llama-3.1-70B", "tensor_parallel_size": 4}
+    if strategy:
+        cfg["allreduce_strategy"] = strategy
+    return {"simulation": {"random_seed": 2},
+            "hardware_profile": {"device": "H100-SXM", "topology": "dgx-h100"},
+            "workload": {"num_requests": 20, "client_profiles": [profile]},
+            "frameworks_to_test": [{"name": "t", "type": "trtllm", "config": cfg}]}
+
+
+def test_allreduce_strategy_reaches_the_engine_from_the_experiment_file():
+    auto = labsim.run(_experiment(None)).summary["frameworks"]["t"]
+    nccl = labsim.run(_experiment("NCCL")).summary["frameworks"]["t"]
+    assert auto["config"]["allreduce_strategy"] == "AUTO"
+    assert nccl["config"]["allreduce_strategy"] == "NCCL"
+    assert auto["tpot_ms"]["p50"] < nccl["tpot_ms"]["p50"]
