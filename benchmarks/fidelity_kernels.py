@@ -32,6 +32,7 @@ which priced every datasheet-only GPU before. Run from the repository root::
 
     python benchmarks/fidelity_kernels.py
     python benchmarks/fidelity_kernels.py --fit-cross-generation   # rewrite the shipped profile
+    python benchmarks/fidelity_kernels.py --joint-starts 4   # leave one out, joint stage, 4 starts
 
 The tables ship in ``benchmarks/data`` (sources and licences in its README);
 ``$LABSIM_SHARED_DATA`` points the script at another folder of the same layout. The H100
@@ -264,6 +265,24 @@ def cross_generation_section(tables) -> dict:
     return loo
 
 
+def joint_starts_section(tables, starts: int) -> None:
+    """Leave one GPU out with the joint final stage from *starts* fixed starts: the lowest-loss
+    start's errors and the range of held-out medians over the starts."""
+    loo = crossgen.leave_one_out_starts(tables, starts)
+    print(f"\nLeave one GPU out, staged fit then a joint stage over every parameter from {starts}\n"
+          f"  fixed starts (the staged result, then seeds 1-{starts - 1} at +-30 %); 'chosen' = the\n"
+          f"  start of lowest training loss (median, P90 of |error|), 'over starts' = the range of\n"
+          f"  held-out medians")
+    print(f"  {'table':16s} {'family':8s} {'points':>6s} {'chosen':>15s} {'over starts':>15s}")
+    for t in tables:
+        chosen, each = loo[t.gpu_name][t.label]
+        for family in ("gemm", "prefill", "decode"):
+            if family in chosen:
+                medians = [e[family][1] for e in each]
+                print(f"  {t.label:16s} {family:8s} {chosen[family][0]:6d} {fmt(chosen, family)} "
+                      f"{min(medians):6.1f}-{max(medians):5.1f}%")
+
+
 def fit_cross_generation(tables) -> None:
     """Refit the shipped cross-generation profile on every table and write it."""
     fit = crossgen.fit_pooled(tables)
@@ -284,6 +303,10 @@ def fit_cross_generation(tables) -> None:
         "harness_overheads_s": {h: {n: round(v, 9) for n, v in o.items()}
                                 for h, o in fit.overheads.items()},
         "fitted": fitted,
+        "method": "staged (GEMM, prefill, decode); each harness's fixed overheads fitted on the "
+                  f"fastest {crossgen.SMALLEST:.0%} of its tables' rows, the efficiencies on the "
+                  "slower half of every table; sm_bw_share at most every GPU's per-SM DRAM "
+                  f"draw allows ({crossgen.pooled_share_bounds(tables)[1]:.2f})",
         "data": {t.label: len(t.points) for t in tables},
         "errors": {"leave_one_gpu_out": summary,
                    "by_gpu": {gpu: {label: {f: {"points": e[0], "median_ape": round(e[1], 1),
@@ -302,7 +325,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit-cross-generation", action="store_true",
                         help="refit and rewrite data/profiles/cross_generation.json")
+    parser.add_argument("--joint-starts", type=int, default=0, metavar="N",
+                        help="print only leave one GPU out with a joint final stage from N fixed "
+                             "starts (minutes)")
     args = parser.parse_args()
+    if args.joint_starts:
+        joint_starts_section(cross_generation_tables(), args.joint_starts)
+        return 0
     if args.fit_cross_generation:
         fit_cross_generation(cross_generation_tables())
         return 0

@@ -202,7 +202,8 @@ def sm_bandwidth(gpu, where) -> None:
     fair = gpu.mem_bw / gpu.sm_count
     print(f"  one SM drew at most {one / 1e9:.1f} GB/s (all SMs: "
           f"{max(float(r['gb_s']) for r in table):.0f} GB/s) = {one / fair:.2f}x its fair share "
-          f"({fair / 1e9:.1f} GB/s); the profile's sm_bw_share: {gpu.params.sm_bw_share:.2f}")
+          f"({fair / 1e9:.1f} GB/s); the profile's sm_bw_share: {gpu.params.sm_bw_share:.2f}, "
+          f"a fit's bound on it: {gpu.sm_bw_share_max:.2f}")
 
 
 def main() -> int:

@@ -119,6 +119,58 @@ def test_joint_attention_stage(tmp_path):
     assert profile["errors"]["prefill"]["median_ape"] < 5
 
 
+def _few_cta_decode_points(hw, truth):
+    """Decode kernels of one or two sequences and KV heads (fewer CTAs than SMs), where the
+    DRAM bandwidth one SM draws (``sm_bw_share``) decides the time, priced with *truth*."""
+    shapes = [(b, s, 8 * kvh, kvh, 128, "bf16") for b in (1, 2) for kvh in (1, 2)
+              for s in (1024, 2048, 4096)]
+    return [calibrate.Point("decode", shape, calibrate.predict_point(
+        calibrate.Point("decode", shape, 0.0, "x"), hw, truth), "x") for shape in shapes]
+
+
+def test_fit_never_gives_a_share_above_what_one_sm_can_draw():
+    """Tables made with one SM drawing 40x its fair share pull an unbounded fit far above it;
+    the device's per-SM DRAM draw caps the fitted sm_bw_share, from any start."""
+    truth = DATASHEET_DEFAULTS.replace(sm_bw_share=40.0)
+    unbounded = A100.copy(sm_dram_bw=None)
+    assert unbounded.sm_bw_share_max == float("inf")
+    points = _few_cta_decode_points(unbounded, truth)
+    assert calibrate.fit(points, unbounded.datasheet_only(), iters=80).sm_bw_share > 10
+    bounded = A100.copy(sm_dram_bw=40e9)   # 40 GB/s x 108 SMs / 2,039 GB/s = 2.1x fair share
+    assert bounded.sm_bw_share_max == pytest.approx(40e9 * 108 / 2039e9)
+    for start in (None, truth):
+        fitted = calibrate.fit(points, bounded.datasheet_only(), start=start, iters=80)
+        assert 1.0 <= fitted.sm_bw_share <= bounded.sm_bw_share_max
+
+
+def test_the_share_bound_follows_each_devices_datasheet():
+    """One Hopper SM draws 124 GB/s (measured on an H200): the bound on sm_bw_share is that
+    draw x SMs / DRAM bandwidth, per device; a GPU whose per-SM draw is unknown has none."""
+    h100, h200 = plugin.preset("H100-SXM"), plugin.preset("H200-SXM")
+    assert h100.sm_dram_bw == h200.sm_dram_bw == 124e9
+    assert h100.sm_bw_share_max == pytest.approx(124 * 132 / 3350)
+    assert h200.sm_bw_share_max == pytest.approx(124 * 132 / 4800)
+    assert h100.customize({"memory_gbps": 2000}).sm_bw_share_max == pytest.approx(124 * 132 / 2000)
+    assert plugin.preset("L40S").sm_bw_share_max == float("inf")
+    assert calibrate.share_bounds(h200) == (1.0, pytest.approx(3.41, abs=0.01))
+
+
+def test_a_profile_never_prices_an_sm_beyond_its_own_draw():
+    """The H100-SXM profile's share, applied to an H200 (more DRAM bandwidth, same SMs), is
+    capped at the H200's bound; a device of unknown per-SM draw keeps the profile's share."""
+    h200 = plugin.preset("H200-SXM")
+    high = {**load_profile(_shipped("h100_sxm.json")), "params": {"sm_bw_share": 50.0}}
+    assert h200.with_profile(high).params.sm_bw_share == pytest.approx(h200.sm_bw_share_max)
+    assert h200.copy(sm_dram_bw=None).with_profile(high).params.sm_bw_share == 50.0
+    assert plugin.preset("H200-SXM").params.sm_bw_share <= h200.sm_bw_share_max
+
+
+def _shipped(name):
+    from importlib import resources
+
+    return resources.files("labsim_gpus").joinpath("data", "profiles", name)
+
+
 def test_memory_accounting():
     assert memory.DTYPE_BYTES["fp4"] == 0.5 and memory.DTYPE_BYTES["tf32"] == 4
     assert memory.weight_bytes(70e9, "bf16", tp=4) == pytest.approx(35e9)

@@ -51,6 +51,51 @@ def test_a_pooled_fit_predicts_a_gpu_it_never_saw():
         "decode": pytest.approx(0, abs=3)}
 
 
+def test_a_pooled_share_stays_within_every_gpus_per_sm_draw():
+    """One sm_bw_share prices every GPU of a pooled fit: tables made with a share of 40 give
+    at most what the GPU with the lowest bound allows (the H200: 124 GB/s x 132 / 4.8 TB/s)."""
+    truth = DATASHEET_DEFAULTS.replace(sm_bw_share=40.0)
+    gpus = [plugin.preset(n) for n in ("A100-SXM4-80GB", "H200-SXM")]
+    tables = [crossgen.Table(g.name, g.name, g, _points(g, crossgen.params_for(g, truth, 0.02)))
+              for g in gpus]
+    assert crossgen.pooled_share_bounds(tables)[1] == pytest.approx(gpus[1].sm_bw_share_max)
+    fit = crossgen.fit_pooled(tables, iters=60, start=truth)
+    assert 1.0 <= fit.params.sm_bw_share <= min(g.sm_bw_share_max for g in gpus)
+
+
+def test_the_joint_stage_keeps_the_best_of_its_starts_within_bounds():
+    """The joint stage refits every parameter from the staged result and perturbed starts:
+    no start ends outside the share bounds, and the one of lowest loss wins."""
+    truth = DATASHEET_DEFAULTS.replace(sm_bw_share=40.0, decode_mem_eff=0.85)
+    gpus = [plugin.preset(n) for n in ("A100-SXM4-80GB", "H200-SXM")]
+    tables = [crossgen.Table(g.name, g.name, g, _points(g, crossgen.params_for(g, truth, 0.02)))
+              for g in gpus]
+    fit = crossgen.fit_pooled(tables, iters=40, joint_starts=2, joint_iters=40)
+    assert len(fit.starts) == 2 and fit.loss == min(f.loss for f in fit.starts)
+    assert fit.starts[0].params != fit.starts[1].params
+    high = crossgen.pooled_share_bounds(tables)[1]
+    assert all(1.0 <= f.params.sm_bw_share <= high for f in fit.starts)
+
+
+def test_overheads_come_from_the_fastest_rows():
+    """Rows above 100 us run 25 % slower than the model can say (a kernel switch): fitted on
+    every row, the fixed attention cost trades against them; fitted on the fastest rows (the
+    default), each overhead is the true one."""
+    truth = DATASHEET_DEFAULTS.replace(kernel_overhead_s=4e-6, attn_overhead_s=8e-6)
+    tables = []
+    for name in ("A100-SXM4-80GB", "H100-SXM"):
+        gpu = plugin.preset(name)
+        rows = _points(gpu, crossgen.params_for(gpu, truth, 0.02))
+        rows = tuple(Point(p.family, p.shape, p.seconds * (1.25 if p.seconds > 1e-4 else 1.0),
+                           "x") for p in rows)
+        tables.append(crossgen.Table(name, name, gpu, rows))
+    heads = crossgen.fit_pooled(tables, iters=120).overheads["aisimulate"]
+    assert heads == {"kernel_overhead_s": pytest.approx(4e-6, rel=0.02),
+                     "attn_overhead_s": pytest.approx(8e-6, rel=0.02)}
+    mixed = crossgen.fit_pooled(tables, iters=120, overheads_from_smallest=False)
+    assert mixed.overheads["aisimulate"]["attn_overhead_s"] < 0.95 * 8e-6
+
+
 def test_overheads_are_fitted_per_harness():
     truth = DATASHEET_DEFAULTS
     a100, h100 = plugin.preset("A100-SXM4-80GB"), plugin.preset("H100-SXM")
@@ -81,7 +126,9 @@ def test_a_datasheet_gpu_of_a_measured_generation_gets_that_generations_calibrat
     gpu = customize(plugin.preset("GPU"), {**NEW_HOPPER, "arch": "hopper"})
     h100 = plugin.preset("H100-SXM")
     assert gpu.pricing() == {"name": "GPU", "profile": "h100_sxm", "how": "datasheet-only"}
-    assert gpu.params == h100.params
+    # the same parameters, but no SM draws more than its own (78 SMs share 4 TB/s)
+    assert gpu.params == h100.params.replace(
+        sm_bw_share=min(h100.params.sm_bw_share, gpu.sm_bw_share_max))
     assert (gpu.sm_count, gpu.mem_bw) == (78, 4000e9)       # its own figures
     assert gpu.arch == "hopper"
 

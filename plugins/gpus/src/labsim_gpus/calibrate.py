@@ -237,11 +237,28 @@ def nelder_mead(f, x0: np.ndarray, step: float = 0.3, iters: int = 400, tol: flo
     return simplex[i], values[i]
 
 
+def share_bounds(hw) -> tuple[float, float]:
+    """``(lowest, highest)`` ``sm_bw_share`` a fit may give *hw*: at least 1 (all SMs together
+    saturate DRAM) and at most what one of its SMs can draw (``hw.sm_bw_share_max``, from the
+    device's measured per-SM DRAM draw; no upper bound when the device does not know it)."""
+    high = float(getattr(hw, "sm_bw_share_max", math.inf))
+    return min(1.0, high), high
+
+
+def within_share_bounds(params: CostParams, bounds: tuple[float, float]) -> CostParams:
+    """*params* with ``sm_bw_share`` moved into *bounds* (a fit's start)."""
+    low, high = bounds
+    share = min(max(params.sm_bw_share, low), high)
+    return params if share == params.sm_bw_share else params.replace(sm_bw_share=share)
+
+
 def _fit_stage(points, hw, params: CostParams, names, iters: int, tick=None) -> CostParams:
     if not points:
         if tick is not None:
             tick(iters)
         return params
+    low, high = bounds = share_bounds(hw)
+    params = within_share_bounds(params, bounds)
     x0 = np.log([getattr(params, n) for n in names])
 
     def loss(x):
@@ -251,7 +268,7 @@ def _fit_stage(points, hw, params: CostParams, names, iters: int, tick=None) -> 
             return math.inf
         if any(getattr(trial, n) > 1.0 for n in names if n.endswith("_eff")):
             return math.inf
-        if trial.sm_bw_share < 1.0:  # all SMs together must be able to saturate DRAM
+        if not low <= trial.sm_bw_share <= high:  # see share_bounds
             return math.inf
         preds = np.array([predict_point(p, hw, trial) for p in points])
         meas = np.array([p.seconds for p in points])

@@ -25,9 +25,27 @@ DATASHEET = "NVIDIA datasheet, via data/gpu_datasheets.csv"
 #: memory of such logs, not re-measured here — no GPU was lent to this task).
 MEMORY_GB_BYTES = 2**30 * 0.99
 
+#: DRAM bandwidth one Hopper SM can draw, GB/s: the most one SM drew on an H200 (a streaming-read
+#: kernel, 1024 threads x 16 independent 16-byte loads in flight, on 1 to 132 SMs; all 132 SMs drew
+#: 4.14 TB/s): benchmarks/data/h200_torch/sm_bandwidth_h200_torch.csv, made by
+#: benchmarks/measure_sm_bandwidth.py. One SM is limited by its loads in flight over the DRAM
+#: latency (Little's law), a property of the SM and the memory's latency rather than of the GPU's
+#: total bandwidth, so the figure carries to every GH100 part (same SM) and bounds the cost model's
+#: ``sm_bw_share`` per device: ``sm_dram_gbps x sm_count / mem_bw_gbps`` (H200 3.4, H100-SXM 4.9).
+HOPPER_SM_DRAM_GBPS = 124.0
+#: Ampere: **not measured**. Hopper's figure is taken as a loose upper bound (A100-SXM4-80GB:
+#: share <= 6.6): an Ampere SM has no more loads in flight than a Hopper SM (the same 64 K 32-bit
+#: registers per SM, at most 2,048 threads per SM on GA100 and 1,536 on GA102, in the
+#: whitepapers) and a smaller L1 (192 / 128 against 256 KB) at a lower clock (A100: 1,410 MHz
+#: boost, A100 whitepaper), so it should draw no more. A loose bound rather than none: left
+#: unbounded, a fit could run the share to unphysical values as Hopper fits did (91-187: one SM
+#: drawing most of the GPU), and the cross-generation fit carries the share to other GPUs.
+AMPERE_SM_DRAM_GBPS = HOPPER_SM_DRAM_GBPS
+
 #: One dict per preset. Units: memory_gb (the datasheet's GB, which for DRAM is GiB: see
 #: MEMORY_GB_BYTES),  mem_bw_gbps (GB/s), peak_tflops
-#: (dense TFLOP/s or TOP/s), nvlink/host link GB/s per direction, tdp_w (W), price (USD/h).
+#: (dense TFLOP/s or TOP/s), nvlink/host link GB/s per direction, tdp_w (W), price (USD/h),
+#: sm_dram_gbps (DRAM GB/s one SM can draw; absent where not known: no bound).
 PRESETS: list[dict] = [
     {
         "name": "V100-SXM2-32GB", "arch": "volta",
@@ -51,6 +69,7 @@ PRESETS: list[dict] = [
         "peak_tflops": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "int8": 624.0},
         "memory_gb": 40, "mem_bw_gbps": 1555,          # datasheet: 40 GB HBM2, 1,555 GB/s
         "sm_count": 108,                               # A100 whitepaper, Table 3: 108 SMs
+        "sm_dram_gbps": AMPERE_SM_DRAM_GBPS,     # not measured: a loose bound (see there)
         "nvlink_gbps": 300,                            # datasheet 600 GB/s bidirectional
         "host_link_gbps": 32,                          # PCIe Gen4 x16: 64 GB/s bidirectional
         "tdp_w": 400,                                  # datasheet
@@ -64,6 +83,7 @@ PRESETS: list[dict] = [
         "peak_tflops": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "int8": 624.0},
         "memory_gb": 80, "mem_bw_gbps": 2039,          # datasheet: 80 GB HBM2e, 2,039 GB/s
         "sm_count": 108,                               # A100 whitepaper, Table 3
+        "sm_dram_gbps": AMPERE_SM_DRAM_GBPS,     # not measured: a loose bound (see there)
         "nvlink_gbps": 300,                            # datasheet 600 GB/s bidirectional
         "host_link_gbps": 32,                          # PCIe Gen4 x16
         "tdp_w": 400,                                  # datasheet
@@ -77,6 +97,7 @@ PRESETS: list[dict] = [
         "peak_tflops": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "int8": 624.0},
         "memory_gb": 40, "mem_bw_gbps": 1555,          # datasheet (original 2020 PCIe 40 GB)
         "sm_count": 108,                               # A100 whitepaper, Table 3
+        "sm_dram_gbps": AMPERE_SM_DRAM_GBPS,     # not measured: a loose bound (see there)
         "nvlink_gbps": 300,                            # NVLink3 bridge, 600 GB/s bidir, pairs only
         "host_link_gbps": 32,                          # PCIe Gen4 x16
         "tdp_w": 250,                                  # datasheet
@@ -89,6 +110,7 @@ PRESETS: list[dict] = [
         "peak_tflops": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "int8": 624.0},
         "memory_gb": 80, "mem_bw_gbps": 1935,          # datasheet: 80 GB HBM2e, 1,935 GB/s
         "sm_count": 108,                               # A100 whitepaper, Table 3
+        "sm_dram_gbps": AMPERE_SM_DRAM_GBPS,     # not measured: a loose bound (see there)
         "nvlink_gbps": 300,                            # NVLink3 bridge, pairs only
         "host_link_gbps": 32,                          # PCIe Gen4 x16
         "tdp_w": 300,                                  # datasheet
@@ -103,6 +125,7 @@ PRESETS: list[dict] = [
                         "fp8": 1978.9, "int8": 1978.9},
         "memory_gb": 80, "mem_bw_gbps": 3350,          # datasheet: 80 GB HBM3, 3.35 TB/s
         "sm_count": 132,                               # H100 whitepaper, Table 3: SXM5 132 SMs
+        "sm_dram_gbps": HOPPER_SM_DRAM_GBPS,     # measured on an H200 (see there)
         "nvlink_gbps": 450,                            # datasheet 900 GB/s bidirectional
         "host_link_gbps": 64,                          # PCIe Gen5 x16: 128 GB/s bidirectional
         "tdp_w": 700,                                  # datasheet
@@ -117,6 +140,7 @@ PRESETS: list[dict] = [
                         "fp8": 1513.0, "int8": 1513.0},
         "memory_gb": 80, "mem_bw_gbps": 2000,          # product brief: 80 GB HBM2e, 2.0 TB/s
         "sm_count": 114,                               # H100 whitepaper, Table 3: PCIe 114 SMs
+        "sm_dram_gbps": HOPPER_SM_DRAM_GBPS,     # measured on an H200 (see there)
         "nvlink_gbps": 300,                            # NVLink4 bridge 600 GB/s bidir, pairs
         "host_link_gbps": 64,                          # PCIe Gen5 x16
         "tdp_w": 350,                                  # product brief (300-350 W configurable)
@@ -130,6 +154,7 @@ PRESETS: list[dict] = [
                         "fp8": 1978.9, "int8": 1978.9},   # H200 datasheet: same compute as H100
         "memory_gb": 141, "mem_bw_gbps": 4800,         # datasheet: 141 GB HBM3e, 4.8 TB/s
         "sm_count": 132,                               # same GH100 configuration as H100 SXM5
+        "sm_dram_gbps": HOPPER_SM_DRAM_GBPS,     # measured on an H200 (see there)
         "nvlink_gbps": 450,                            # datasheet 900 GB/s bidirectional
         "host_link_gbps": 64,                          # PCIe Gen5 x16
         "tdp_w": 700,                                  # datasheet (up to 700 W)
@@ -189,6 +214,7 @@ PRESETS: list[dict] = [
         "peak_tflops": {"fp32": 38.7, "tf32": 77.4, "bf16": 154.8, "fp16": 154.8, "int8": 309.7},
         "memory_gb": 48, "mem_bw_gbps": 768,           # datasheet: 48 GB GDDR6, 768 GB/s
         "sm_count": 84,                                # Ampere GA102 whitepaper: full GA102, 84 SMs
+        "sm_dram_gbps": AMPERE_SM_DRAM_GBPS,     # not measured: a loose bound (see there)
         "nvlink_gbps": 56.25,                          # NVLink3 bridge 112.5 GB/s bidir, pairs
         "host_link_gbps": 32,                          # PCIe Gen4 x16
         "tdp_w": 300,                                  # datasheet

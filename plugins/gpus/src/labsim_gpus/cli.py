@@ -57,7 +57,9 @@ def build_profile(device, data_dir: Path, framework: str | None, name: str | Non
         "data": {"folder": data_dir.name, "tables": tables, "framework": framework or "all",
                  "points": {f: sum(p.family == f for p in points)
                             for f in ("gemm", "prefill", "decode")},
-                 "fit_stages": stages, "iters": iters},
+                 "fit_stages": stages, "iters": iters,
+                 **({"sm_bw_share_max": round(device.sm_bw_share_max, 3)}
+                    if math.isfinite(device.sm_bw_share_max) else {})},
         "errors": fitting.summarize(points, base.copy(params=params), params),
         "datasheet_only_errors": fitting.summarize(points, base, base.params),
         "attribution": attribution,

@@ -20,7 +20,14 @@ stays constant from one generation to the next:
   ~2.5 us GEMM floor, isolated PyTorch calls with CUDA events more), so
   :data:`HARNESS_PARAMS` are fitted per **harness** (:attr:`Table.harness`); a GPU left out
   is predicted with its harness's overheads as fitted on the other GPUs, and the shipped
-  profile keeps the engine harness's (:data:`ENGINE_HARNESS`);
+  profile keeps the engine harness's (:data:`ENGINE_HARNESS`). Each harness's overheads are
+  fitted on the fastest rows of its tables (:data:`SMALLEST`), where they are most of the
+  time, and the efficiencies on the slower half of every table, where they decide it: fitted
+  on every row at once, the two traded off (a fit without the H100 gave the engine harness
+  18 us of fixed cost per attention kernel, against 12 us measured for the smallest ones, and
+  the Vidur harness 72 + 31 us);
+* ``sm_bw_share``, one value for every GPU, at most what the per-SM DRAM draw of each GPU
+  fitted allows (:func:`pooled_share_bounds`);
 * tables timed on zero-filled operands (:attr:`Table.zero_operands`) are predicted with
   :data:`ZERO_OPERAND_SPEEDUP`: tensor cores run cooler on zeros and hold higher clocks, so
   such tables overstate real GEMMs. The fitted efficiencies are those of random operands.
@@ -36,6 +43,7 @@ the shipped profile (``data/profiles/cross_generation.json``) with ``--fit-cross
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -51,6 +59,8 @@ from labsim_gpus.calibrate import (
     errors,
     nelder_mead,
     predict_point,
+    share_bounds,
+    within_share_bounds,
 )
 from labsim_gpus.params import CostParams
 from labsim_gpus.profiles import CROSS_GENERATION_PROFILE
@@ -121,10 +131,19 @@ def table_params(table: Table, shared: CostParams, bytes_per_flop: float,
     return params.replace(**changes) if changes else params
 
 
-def _valid(trial: CostParams, names) -> bool:
+def pooled_share_bounds(tables) -> tuple[float, float]:
+    """The ``sm_bw_share`` bounds of a pooled fit: one share prices every table's GPU, so it
+    must be within each GPU's bounds (:func:`labsim_gpus.calibrate.share_bounds`): at most
+    the lowest of their per-SM DRAM draws allows."""
+    highs = [share_bounds(t.gpu)[1] for t in tables]
+    high = min(highs, default=math.inf)
+    return min(1.0, high), high
+
+
+def _valid(trial: CostParams, names, bounds: tuple[float, float]) -> bool:
     if any(getattr(trial, n) > 1.0 for n in names if n.endswith("_eff")):
         return False
-    if trial.sm_bw_share < 1.0:
+    if not bounds[0] <= trial.sm_bw_share <= bounds[1]:
         return False
     return all(getattr(trial, n) >= MIN_OVERHEAD_S for n in names if n.endswith("_s"))
 
@@ -139,63 +158,187 @@ class Fit:
     onchip_bytes_per_flop: float
     #: ``{harness: {name: seconds}}`` of :data:`HARNESS_PARAMS`
     overheads: dict
+    #: the loss of the last stage on the tables fitted (the decode stage's, or the joint one's)
+    loss: float = math.nan
+    #: with a joint stage: the result from each start, in start order (this fit among them)
+    starts: tuple = ()
 
     def for_table(self, table: Table) -> CostParams:
         return table_params(table, self.params, self.onchip_bytes_per_flop, self.overheads)
 
 
 def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
-               bytes_per_flop: float = 0.02) -> Fit:
+               bytes_per_flop: float = 0.02, joint_starts: int = 0,
+               joint_iters: int | None = None, overheads_from_smallest: bool = True) -> Fit:
     """The shared parameters fitted on every table at once (see the module docstring).
 
     The loss is the mean over tables of each table's mean capped absolute log error, fitted
     family by family as :func:`labsim_gpus.calibrate.fit` does; :data:`HARNESS_PARAMS` are
     fitted once per harness.
+
+    :param overheads_from_smallest: in the stages that fit :data:`HARNESS_PARAMS`, fit each
+        harness's overheads on the fastest rows of its tables (:data:`SMALLEST`) and the
+        efficiencies on the slower half of every table, the overheads then once more, instead
+        of everything on every row.
+    :param joint_starts: then refit every parameter at once (:data:`JOINT_FIT`) on all
+        families, the loss a mean over every (table, family), from this many starts: the
+        staged result and ``joint_starts - 1`` fixed perturbations of it
+        (:data:`JOINT_SPREAD`, seeds 1, 2, ...). The lowest loss wins; the others are kept in
+        :attr:`Fit.starts` (each start's result, in start order) to show how far the held-out
+        errors depend on the start.
     """
-    shared = start or CostParams()
+    bounds = pooled_share_bounds(tables)
+    shared = within_share_bounds(start or CostParams(), bounds)
     bpf = bytes_per_flop
     harnesses = list(dict.fromkeys(t.harness for t in tables))
     overheads = {h: {n: getattr(shared, n) for n in HARNESS_PARAMS} for h in harnesses}
+    state = (shared, bpf, overheads)
+    loss = math.nan
     for family, stage_names in STAGES:
-        names = [n for n in stage_names if n not in HARNESS_PARAMS]
-        per_harness = [f"{n}@{h}" for n in stage_names if n in HARNESS_PARAMS for h in harnesses]
-        subsets = [(t, [p for p in t.points if p.family == family]) for t in tables]
-        subsets = [(t, pts, np.array([p.seconds for p in pts])) for t, pts in subsets if pts]
-        if not subsets:
+        heads = [n for n in stage_names if n in HARNESS_PARAMS]
+        if not (overheads_from_smallest and heads):
+            stage = _Stage(tables, (family,), stage_names, harnesses, bounds)
+            if stage.subsets:
+                state, loss = stage.run(state, stage.x0(state), iters)
             continue
-        keys = names + per_harness
+        effs = [n for n in stage_names if n not in HARNESS_PARAMS]
+        # the attention overhead is paid by prefill and decode kernels alike
+        fixed_by = ("prefill", "decode") if family == "prefill" else (family,)
+        # uncapped: a start far off (an isolated call's overhead) must still feel the slope
+        smallest = _Stage(tables, fixed_by, heads, harnesses, bounds, rows=_smallest,
+                          cap=math.inf)
+        largest = _Stage(tables, (family,), effs, harnesses, bounds, rows=_largest)
+        for stage in (smallest, largest, smallest):
+            if stage.subsets:
+                state, loss = stage.run(state, stage.x0(state), iters)
+    fit = _fit_of(state, harnesses, loss)
+    if joint_starts < 1:
+        return fit
+    stage = _Stage(tables, FAMILIES, JOINT_FIT, harnesses, bounds)
+    x_staged = stage.x0(state)
+    results = []
+    for seed in range(joint_starts):
+        x0 = x_staged if seed == 0 else stage.perturbed(
+            x_staged, np.random.default_rng(seed).normal(0.0, JOINT_SPREAD, len(x_staged)))
+        found, found_loss = stage.run(state, x0, joint_iters or 2 * iters, JOINT_RESTARTS)
+        results.append(_fit_of(found, harnesses, found_loss))
+    best = min(results, key=lambda f: f.loss)
+    return dataclasses.replace(best, starts=tuple(results))
 
-        def unpack(x, names=names, keys=keys):
-            values = {n: math.exp(v) for n, v in zip(keys, x, strict=True)}
-            trial = shared.replace(**{n: values[n] for n in names if n not in CARRIED})
-            heads = {h: dict(v) for h, v in overheads.items()}
-            for key, value in values.items():
-                if "@" in key:
-                    name, harness = key.split("@", 1)
-                    heads[harness][name] = value
-            return trial, values.get("onchip_bytes_per_flop", bpf), heads
 
-        def loss(x, subsets=subsets, unpack=unpack, names=names):
-            try:
-                trial, trial_bpf, heads = unpack(x)
-            except UsageError:
-                return math.inf
-            if not _valid(trial, names) or min(v for h in heads.values() for v in h.values()) \
-                    < MIN_OVERHEAD_S:
-                return math.inf
-            per_table = []
-            for table, pts, meas in subsets:
-                p = table_params(table, trial, trial_bpf, heads)
-                pred = np.array([predict_point(pt, table.gpu, p) for pt in pts])
-                per_table.append(np.mean(np.minimum(np.abs(np.log(pred / meas)), LOSS_CAP)))
-            return float(np.mean(per_table))
+#: with ``overheads_from_smallest``: the fraction of each table's rows of a family, fastest
+#: first, that fix its harness's fixed overheads (at least :data:`SMALLEST_MIN` rows)
+SMALLEST = 0.1
+SMALLEST_MIN = 3
 
-        x0 = np.log([bpf if n == "onchip_bytes_per_flop" else getattr(shared, n) for n in names]
-                    + [overheads[k.split("@")[1]][k.split("@")[0]] for k in per_harness])
-        best, _ = nelder_mead(loss, x0, iters=iters)
-        shared, bpf, overheads = unpack(best)
+
+def _smallest(points) -> list:
+    """The fastest :data:`SMALLEST` of *points*: where a fixed overhead is most of the time."""
+    ranked = sorted(points, key=lambda p: p.seconds)
+    return ranked[:max(SMALLEST_MIN, math.ceil(SMALLEST * len(ranked)))]
+
+
+def _largest(points) -> list:
+    """*points* at or above their median time: where the efficiencies decide the time."""
+    cut = float(np.median([p.seconds for p in points]))
+    return [p for p in points if p.seconds >= cut]
+
+
+#: the families of kernels, in fitting order
+FAMILIES = ("gemm", "prefill", "decode")
+#: every parameter the stages fit, refitted at once by ``fit_pooled(joint_starts=...)``
+JOINT_FIT = tuple(dict.fromkeys(n for _, names in STAGES for n in names))
+#: standard deviation, in log space, of the joint stage's perturbed starts (±30 %)
+JOINT_SPREAD = 0.3
+#: fresh simplexes the joint stage may restart from (see ``_Stage.run``)
+JOINT_RESTARTS = 4
+
+
+def _fit_of(state, harnesses, loss: float) -> Fit:
+    shared, bpf, overheads = state
     engine = overheads.get(ENGINE_HARNESS, overheads[harnesses[0]])
-    return Fit(shared.replace(**engine), bpf, overheads)
+    return Fit(shared.replace(**engine), bpf, overheads, loss)
+
+
+class _Stage:
+    """One Nelder–Mead stage of :func:`fit_pooled`: *names* fitted on the rows of *families*
+    of every table (the loss: mean over (table, family) of the mean capped |log error|)."""
+
+    def __init__(self, tables, families, stage_names, harnesses, bounds, rows=None,
+                 cap: float = LOSS_CAP):
+        self.cap = cap
+        self.names = [n for n in stage_names if n not in HARNESS_PARAMS]
+        self.keys = self.names + [f"{n}@{h}" for n in stage_names if n in HARNESS_PARAMS
+                                  for h in harnesses if any(t.harness == h for t in tables)]
+        self.bounds = bounds
+        self.subsets = []
+        for family in families:
+            for t in tables:
+                pts = [p for p in t.points if p.family == family]
+                if pts and rows is not None:
+                    pts = rows(pts)
+                if pts:
+                    self.subsets.append((t, pts, np.array([p.seconds for p in pts])))
+
+    def x0(self, state) -> np.ndarray:
+        shared, bpf, overheads = state
+        return np.log([bpf if k == "onchip_bytes_per_flop" else
+                       overheads[k.split("@")[1]][k.split("@")[0]] if "@" in k else
+                       getattr(shared, k) for k in self.keys])
+
+    def perturbed(self, x: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """*x* moved by *noise* (log space), kept where the loss is finite: efficiencies at
+        most 0.98, ``sm_bw_share`` within its bounds, overheads at least MIN_OVERHEAD_S."""
+        out = x + noise
+        for i, key in enumerate(self.keys):
+            name = key.split("@")[0]
+            if name.endswith("_eff"):
+                out[i] = min(out[i], math.log(0.98))
+            elif name == "sm_bw_share":
+                out[i] = min(max(out[i], math.log(self.bounds[0])), math.log(self.bounds[1]))
+            elif name.endswith("_s"):
+                out[i] = max(out[i], math.log(MIN_OVERHEAD_S))
+        return out
+
+    def unpack(self, x, state):
+        shared, bpf, overheads = state
+        values = {n: math.exp(v) for n, v in zip(self.keys, x, strict=True)}
+        trial = shared.replace(**{n: values[n] for n in self.names if n not in CARRIED})
+        heads = {h: dict(v) for h, v in overheads.items()}
+        for key, value in values.items():
+            if "@" in key:
+                name, harness = key.split("@", 1)
+                heads[harness][name] = value
+        return trial, values.get("onchip_bytes_per_flop", bpf), heads
+
+    def loss(self, x, state) -> float:
+        try:
+            trial, trial_bpf, heads = self.unpack(x, state)
+        except UsageError:
+            return math.inf
+        if not _valid(trial, self.names, self.bounds) or min(
+                v for h in heads.values() for v in h.values()) < MIN_OVERHEAD_S:
+            return math.inf
+        per_subset = []
+        for table, pts, meas in self.subsets:
+            p = table_params(table, trial, trial_bpf, heads)
+            pred = np.array([predict_point(pt, table.gpu, p) for pt in pts])
+            per_subset.append(np.mean(np.minimum(np.abs(np.log(pred / meas)), self.cap)))
+        return float(np.mean(per_subset))
+
+    def run(self, state, x0, iters: int, restarts: int = 0):
+        """``(state, loss)`` after Nelder–Mead from *x0*, then from its best point with a fresh
+        simplex up to *restarts* times while that still lowers the loss by 1e-4 (a simplex
+        collapsed in many dimensions stops short of the minimum)."""
+        best, value = nelder_mead(lambda x: self.loss(x, state), x0, iters=iters)
+        for _ in range(restarts):
+            again, again_value = nelder_mead(lambda x: self.loss(x, state), best, iters=iters)
+            improved = value - again_value
+            if again_value < value:
+                best, value = again, again_value
+            if improved < 1e-4:
+                break
+        return self.unpack(best, state), value
 
 
 def errors_by_family(table: Table, params: CostParams) -> dict:
@@ -223,6 +366,21 @@ def leave_one_out(tables, iters: int = 250) -> dict:
     return out
 
 
+def leave_one_out_starts(tables, joint_starts: int, iters: int = 250) -> dict:
+    """:func:`leave_one_out` with the joint stage from *joint_starts* fixed starts
+    (:func:`fit_pooled`): ``{gpu_name: {table label: (errors of the lowest-loss start,
+    [errors of each start])}}``, to show how far a held-out figure depends on the start."""
+    out: dict = {}
+    for name in dict.fromkeys(t.gpu_name for t in tables):
+        fit = fit_pooled([t for t in tables if t.gpu_name != name], iters=iters,
+                         joint_starts=joint_starts)
+        out[name] = {t.label: (errors_by_family(t, fit.for_table(t)),
+                               [errors_by_family(t, f.for_table(t)) for f in fit.starts])
+                     for t in tables if t.gpu_name == name}
+    return out
+
+
 __all__ = ["CARRIED", "ENGINE_HARNESS", "HARNESS_PARAMS", "MIN_OVERHEAD_S", "PROFILE_FILE", "ZERO_OPERAND_SPEEDUP",
            "Fit", "Point", "Table", "errors_by_family", "fit_pooled", "leave_one_out",
+           "leave_one_out_starts", "pooled_share_bounds",
            "onchip_ratio", "params_for", "table_params", "tensor_peak"]

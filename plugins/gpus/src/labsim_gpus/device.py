@@ -15,6 +15,7 @@ and is cheap: scalar calls are plain float arithmetic, GEMMs are memoised.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ class GPU(labsim.Device):
     :param sm_count: streaming multiprocessors.
     :param nvlink_bw: NVLink bandwidth in bytes/s per direction (0 without NVLink).
     :param host_link_bw: host link (PCIe) bandwidth in bytes/s per direction.
+    :param sm_dram_bw: DRAM bandwidth in bytes/s one SM can draw (None: not known); it bounds
+        the fitted ``sm_bw_share`` (:attr:`sm_bw_share_max`).
     :param params: the cost model's efficiencies and overheads.
     :param datasheet_params: the parameters of the datasheet-only model.
     :param profile_info: where *params* came from (a profile's name, attribution, arch).
@@ -58,7 +61,8 @@ class GPU(labsim.Device):
 
     def __init__(self, name: str, *, peak_flops: dict[str, float], memory_bytes: int,
                  mem_bw: float, sm_count: int, nvlink_bw: float = 0.0,
-                 host_link_bw: float = 32 * GB, tdp_w: float = 0.0, price_per_hour: float = 0.0,
+                 host_link_bw: float = 32 * GB, sm_dram_bw: float | None = None,
+                 tdp_w: float = 0.0, price_per_hour: float = 0.0,
                  arch: str = "", aliases: tuple[str, ...] = (), description: str = "",
                  params: CostParams = DATASHEET_DEFAULTS,
                  datasheet_params: CostParams = DATASHEET_DEFAULTS,
@@ -73,6 +77,7 @@ class GPU(labsim.Device):
         self.sm_count = int(sm_count)
         self.nvlink_bw = float(nvlink_bw)
         self.host_link_bw = float(host_link_bw)
+        self.sm_dram_bw = float(sm_dram_bw) if sm_dram_bw else None
         self.tdp_w = float(tdp_w)
         self.price_per_hour = float(price_per_hour)
         self.params = params
@@ -86,6 +91,15 @@ class GPU(labsim.Device):
     def launch_overhead(self) -> float:
         """Seconds of fixed cost per kernel (launch, ramp-up, tail)."""
         return self.params.kernel_overhead_s
+
+    @property
+    def sm_bw_share_max(self) -> float:
+        """The most ``sm_bw_share`` (times its fair share ``mem_bw / sm_count``) one SM of this
+        device can draw: ``sm_dram_bw · sm_count / mem_bw``; infinite when the per-SM draw is
+        not known. Calibration fits never go above it."""
+        if not self.sm_dram_bw:
+            return math.inf
+        return self.sm_dram_bw * self.sm_count / self.mem_bw
 
     @property
     def calibrated(self) -> bool:
@@ -118,7 +132,7 @@ class GPU(labsim.Device):
         """A copy with constructor fields replaced by *changes*."""
         fields = dict(name=self.name, peak_flops=self.peak_flops, memory_bytes=self.memory_bytes,
                       mem_bw=self.mem_bw, sm_count=self.sm_count, nvlink_bw=self.nvlink_bw,
-                      host_link_bw=self.host_link_bw, tdp_w=self.tdp_w,
+                      host_link_bw=self.host_link_bw, sm_dram_bw=self.sm_dram_bw, tdp_w=self.tdp_w,
                       price_per_hour=self.price_per_hour, arch=self.arch, aliases=self.aliases,
                       description=self.description, params=self.params,
                       datasheet_params=self.datasheet_params, profile_info=self.profile_info)

@@ -56,7 +56,9 @@ class CostParams:
     #: SM-seconds of fixed work per decode CTA (one sequence x KV head x split): block-table
     #: lookups, the first dependent loads, the softmax combine
     decode_cta_s: float = 2e-6
-    #: how many times its fair share (bandwidth / SMs) of DRAM bandwidth one SM can draw
+    #: how many times its fair share (bandwidth / SMs) of DRAM bandwidth one SM can draw; fits
+    #: keep it between 1 and the device's per-SM DRAM draw x SMs / bandwidth
+    #: (``GPU.sm_bw_share_max``: 4.9 on an H100-SXM, from one SM measured on an H200)
     sm_bw_share: float = 1.0
     #: fraction of DRAM bandwidth element-wise, normalisation and device-to-device copies reach
     stream_mem_eff: float = 0.85

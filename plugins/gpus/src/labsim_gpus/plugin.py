@@ -80,7 +80,9 @@ def _build(entry: dict) -> GPU:
         peak_flops={k: v * 1e12 for k, v in entry["peak_tflops"].items()},
         memory_bytes=int(entry["memory_gb"] * MEMORY_GB_BYTES), mem_bw=entry["mem_bw_gbps"] * GB,
         sm_count=entry["sm_count"], nvlink_bw=entry["nvlink_gbps"] * GB,
-        host_link_bw=entry["host_link_gbps"] * GB, tdp_w=entry["tdp_w"],
+        host_link_bw=entry["host_link_gbps"] * GB,
+        sm_dram_bw=entry["sm_dram_gbps"] * GB if "sm_dram_gbps" in entry else None,
+        tdp_w=entry["tdp_w"],
         price_per_hour=entry["price_per_hour"],
     )
     profile = shipped_profile(profile_for(entry))

@@ -10,7 +10,9 @@ was fitted on (with its attribution) and the fit's errors::
 
 Applying a profile to a device of the architecture generation it was fitted on
 (its ``arch``) uses its parameters unchanged; a device of another generation gets
-them adjusted by :func:`labsim_gpus.params.transfer`. A profile fitted on several
+them adjusted by :func:`labsim_gpus.params.transfer`. Either way ``sm_bw_share`` is
+capped at the device's own bound (``GPU.sm_bw_share_max``, from the DRAM bandwidth one of its
+SMs can draw): the H100-SXM profile's share prices an H200 with its 4.8 TB/s at most 3.4. A profile fitted on several
 generations at once (``arch`` empty, e.g. the shipped ``cross_generation.json`` of
 :mod:`labsim_gpus.crossgen`) applies to any device without factors, and its ``carried``
 figures (``onchip_bytes_per_flop``) become parameters through the device's own datasheet. A profile can also *install* as a
@@ -23,6 +25,7 @@ name (default: its ``name``), built from its ``device`` preset and its
 from __future__ import annotations
 
 import json
+import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -94,6 +97,9 @@ def apply_profile(device, profile: str | Path | dict):
     data = check_profile(profile) if isinstance(profile, dict) else load_profile(profile)
     params = DATASHEET_DEFAULTS.replace(**data["params"])
     params = transfer(params, str(data.get("arch", "")), device.arch)
+    bound = getattr(device, "sm_bw_share_max", math.inf)
+    if params.sm_bw_share > bound:  # a share fitted on another device: no SM draws beyond its own
+        params = params.replace(sm_bw_share=bound)
     carried = data.get("carried") or {}
     if "onchip_bytes_per_flop" in carried:
         from labsim_gpus.crossgen import onchip_ratio, tensor_peak
