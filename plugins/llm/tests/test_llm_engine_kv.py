@@ -2,7 +2,7 @@
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from labsim_llm.engine.kv_cache import BlockPool, block_keys
+from labsim_llm.engine.kv_cache import _M64, _MIX, BlockPool, block_ids, block_keys
 
 
 def test_block_keys_share_only_equal_prefixes():
@@ -11,6 +11,17 @@ def test_block_keys_share_only_equal_prefixes():
     assert len(a) == 5  # 80 tokens → 5 full blocks
     assert a[:2] == b[:2]  # the first 32 tokens lie inside segment 1
     assert a[2] != b[2]  # block 3 spans into the differing segment
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.integers(0, 9), st.integers(2**64 - 2, 2**64 + 1), st.just(-3)),
+                          st.integers(1, 70)), min_size=1, max_size=4),
+       st.sampled_from([1, 8, 16]), st.one_of(st.none(), st.integers(0, 12)))
+def test_block_ids_pack_each_key_bitwise(segments, block_size, limit):
+    # the packed int of (parent, content_id, offset) as documented, key by key
+    want = [((p & _M64) << 128) | (((c * _MIX) & _M64) << 64) | o if 0 <= c <= _M64 else (p, c, o)
+            for p, c, o in block_keys(segments, block_size, limit)]
+    assert block_ids(segments, block_size, limit) == want
 
 
 def test_cached_block_is_hit_then_evicted_lru():

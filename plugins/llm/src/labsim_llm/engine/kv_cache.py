@@ -60,11 +60,14 @@ def block_keys(segments, block_size: int, limit: int | None = None, *, packed: b
     for content_id, length in segments:
         end = start + length
         if edge <= end and len(keys) < cap:
-            offsets = range(edge - start, length + 1, block_size)
+            first = edge - start
+            offsets = range(first, length + 1, block_size)
             take = min(len(offsets), cap - len(keys))
-            if packed and 0 <= content_id <= _M64:
+            if packed and 0 <= content_id <= _M64 and length <= _M64:
                 base = ((parent & _M64) << 128) | (((int(content_id) * _MIX) & _M64) << 64)
-                keys.extend([base | o for o in offsets[:take]])
+                # base | o for each offset: o < 2**64 fills only the zero low bits, so it is
+                # base + o, and the keys are one range (made in C, not a loop)
+                keys.extend(range(base + first, base + first + take * block_size, block_size))
             else:
                 keys.extend([(parent, content_id, o) for o in offsets[:take]])
             edge += take * block_size
