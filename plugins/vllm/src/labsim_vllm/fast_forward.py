@@ -44,6 +44,18 @@ class FastForward:
         step = make(b)
         return lambda ctx: step(ctx) + overhead + per_req
 
+    def _decode_prices(self, b: int, ctx0: int, maker: str = "decode_steps_fn"):
+        """``f(j0, j1)`` → the list of :meth:`_decode_price` ``(b)`` at contexts
+        ``ctx0 + b·j`` for *j* in ``j0 … j1 − 1``, bit for bit (priced in one loop when the
+        pricer can: by its *maker*, ``decode_steps_fn`` keeping the prices found by context,
+        ``decode_run_fn`` working each out)."""
+        make = getattr(self.pricer, maker, None)
+        run = make(b, self.overhead, self.overhead_per_req * b) if make is not None and ctx0 >= b else None
+        if run is None:
+            price = self._decode_price(b)
+            return lambda j0, j1: [price(ctx0 + b * j) for j in range(j0, j1)]
+        return lambda j0, j1: run(ctx0 + b * j0, j1 - j0)
+
     def _span(self, step: Step):
         """How many steps would repeat *step* (the whole group decoding) unchanged, with the
         blocks they need (cumulated from the second on) and the first one's decode context."""
@@ -78,18 +90,37 @@ class FastForward:
         q, r = divmod(s, len(prefix) - 1)
         return q * per + prefix[r]
 
-    def _bounds(self, bounds: list, least: int, k: int, horizon: float, ctx0: int) -> None:
+    def _bounds(self, bounds: list, least: int, k: int, horizon: float, ctx0: int,
+                step_s: float) -> None:
         """Extend *bounds* (end times of a span's steps) to at least *least* steps and past
-        *horizon*, at most *k*."""
+        *horizon*, at most *k* (*step_s*: about how long a step lasts)."""
         b = self._nD
         t = bounds[-1]
         j = len(bounds)
         if j < k and (j < least or t < horizon):
-            price = self._decode_price(b)
-            while j < k and (j < least or t < horizon):
-                t += price(ctx0 + b * j)
-                bounds.append(t)
-                j += 1
+            # step by step: t += price of step j, until j == k or (j ≥ least and t ≥ horizon);
+            # the prices come a chunk at a time (worked out in one loop: a span's contexts
+            # seldom recur), as many as should reach the horizon, the ends are their running
+            # sums (accumulate adds in the same order) and the stop is found by bisection in
+            # them (the ends only grow)
+            prices = self._decode_prices(b, ctx0, "decode_run_fn")
+            if step_s > 0 and horizon - t < MAX_SPAN * step_s:
+                chunk = 2 + max(0, int((horizon - t) / step_s))
+            else:
+                chunk = k
+            while True:
+                n = min(k, max(least, j + chunk))
+                chunk *= 2
+                ends = list(accumulate(prices(j, n), initial=t))
+                del ends[0]
+                m = bisect.bisect_left(ends, horizon, max(0, least - j - 1)) + 1
+                if m < len(ends):
+                    del ends[m:]
+                bounds += ends
+                j += len(ends)
+                t = ends[-1]
+                if j >= k or (j >= least and t >= horizon):
+                    return
 
     def _commit_span(self, step: Step, span, j: int, start: float, bounds) -> None:
         """Apply the first *j* iterations of a fast-forward span: the engine's clock at the end
@@ -170,7 +201,8 @@ class FastForward:
         self._span_cut = False
         more = 0                    # first, only as far as the next scheduled event
         while True:
-            self._bounds(bounds, len(bounds) + more, k, env.peek(), span[2])
+            self._bounds(bounds, len(bounds) + more, k, env.peek(), span[2],
+                         bounds[-1] - (bounds[-2] if len(bounds) > 1 else start))
             more = 2 * more or 1
             try:
                 yield self.gpu_work(max(0.0, bounds[-1] - env.now))
