@@ -75,11 +75,13 @@ class FastForward:
         prefix = [0, *accumulate(cnt[p:] + cnt[:p])]      # prefix[r] = Σ cnt[(g1 + i) % bs], i ≤ r
         free = self.pool.num_free
         k = k_max                                           # first s whose need exceeds free
-        for r in range(1, bs + 1):
-            slack = free - prefix[r]
-            s = (slack // per + 1 if slack >= 0 else 0) * bs + r
-            if s < k:
-                k = s
+        low = free - prefix[bs]     # the least slack of any r (prefix grows): its s bounds theirs
+        if low < 0 or (low // per + 1) * bs + 1 < k:
+            for r in range(1, bs + 1):
+                slack = free - prefix[r]
+                s = (slack // per + 1 if slack >= 0 else 0) * bs + r
+                if s < k:
+                    k = s
         if k <= 1:
             return None
         return k, (prefix, per), step.decode_ctx
