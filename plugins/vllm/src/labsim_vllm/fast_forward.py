@@ -203,7 +203,9 @@ class FastForward:
         self._span_cut = False
         more = 0                    # first, only as far as the next scheduled event
         while True:
-            self._bounds(bounds, len(bounds) + more, k, env.peek(), span[2],
+            # (at least as far as the next request is due at the mean gap between requests:
+            # the next event is often another engine's, which cannot cut this span)
+            self._bounds(bounds, len(bounds) + more, k, max(env.peek(), env.now + self._gap_in), span[2],
                          bounds[-1] - (bounds[-2] if len(bounds) > 1 else start))
             more = 2 * more or 1
             try:
