@@ -89,3 +89,32 @@ def _shared(held):
         for k in keys:
             counts[k] = counts.get(k, 0) + 1
     return sum(c - 1 for c in counts.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 12), st.lists(st.integers(1, 9), min_size=1, max_size=6), st.integers(0, 3))
+def test_evicting_part_of_a_freed_deferred_group_equals_eager(prompt_blocks, takes, anon_first):
+    """A request freed while its registration was deferred leaves one group entry in the free
+    queue; allocations that evict part of it (the oldest entry by then) leave the pool as an
+    eager pool that registered and freed the same keys leaves it."""
+    bs = 4
+    keys = block_ids(((5, prompt_blocks * bs),), bs)
+    lazy, eager = BlockPool(48, bs), BlockPool(48, bs)
+    for pool in (lazy, eager):
+        pool.allocate(48)                              # full: no never-used blocks go first
+        pool.free([], anon_first)                      # anonymous blocks freed before the request
+    rec = lazy.defer(keys, [])
+    rec.n = prompt_blocks
+    lazy.free_deferred(rec, 2)                         # the request: 2 blocks past its prompt
+    eager.free(eager.register_many(keys), 2)
+    for pool in (lazy, eager):
+        pool.free([], 3)                               # and some freed after it
+    for n in takes:
+        if n > lazy.num_free:
+            break
+        lazy.allocate(n)
+        eager.allocate(n)
+        assert (lazy.num_free, lazy.evictions) == (eager.num_free, eager.evictions)
+        lazy.check()
+    # (a lookup materialises the group: only now)
+    assert lazy.match(keys, len(keys)) == eager.match(keys, len(keys))

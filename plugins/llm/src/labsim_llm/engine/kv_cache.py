@@ -306,6 +306,19 @@ class BlockPool:
                 run[1] -= n
                 self._anon_free = anon - n
                 return
+        if self._groups and n > 0:
+            h = self._head
+            e = self._queue[h]
+            if (type(e) is _Deferred and e.state == 1 and e.c > n
+                    and (not runs or self._queue_stamps[h] < runs[0][0])):
+                # the usual case with deferred groups: the oldest entry, a freed request's
+                # cached blocks, went before every anonymous run and holds more than n (what
+                # _allocate_slow's first pass takes then)
+                e.c -= n
+                self._queue_stamps[h] += n
+                self._cached_free -= n
+                self.evictions += n
+                return
         if not self._stale and not self._groups:
             # every queued entry is live: evict those freed before the oldest anonymous run,
             # else take anonymous blocks (the loop below, with its state in locals)
