@@ -202,10 +202,13 @@ class FastForward:
         self._span_bounds = bounds
         self._span_cut = False
         more = 0                    # first, only as far as the next scheduled event
+        # ... or, while events that cannot cut a span wake this engine's spans (behind a
+        # router most events are other engines'), as far as its next request is due at the
+        # mean gap between its requests
+        ahead = self._gap_in if self._woken_uncut else 0.0
+        woken_uncut = False
         while True:
-            # (at least as far as the next request is due at the mean gap between requests:
-            # the next event is often another engine's, which cannot cut this span)
-            self._bounds(bounds, len(bounds) + more, k, max(env.peek(), env.now + self._gap_in), span[2],
+            self._bounds(bounds, len(bounds) + more, k, max(env.peek(), env.now + ahead), span[2],
                          bounds[-1] - (bounds[-2] if len(bounds) > 1 else start))
             more = 2 * more or 1
             try:
@@ -222,6 +225,9 @@ class FastForward:
             if len(bounds) == k:
                 j = k
                 break
+            woken_uncut = True      # the steps priced ran out before anything cut the span
+            ahead = self._gap_in
+        self._woken_uncut = woken_uncut
         self._span_bounds = None
         self._commit_span(step, span, j, start, bounds)
 

@@ -50,7 +50,7 @@ from labsim_vllm.v1 import V1Scheduler
 
 
 #: weight of the latest gap between requests in their moving average (how far a span prices
-#: ahead: :meth:`~labsim_vllm.fast_forward.FastForward._run_span`)
+#: ahead when spans wake before anything cuts them: :meth:`~labsim_vllm.fast_forward.FastForward._run_span`)
 GAP_WEIGHT = 0.125
 
 
@@ -107,6 +107,7 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
         self._span_cut = False       # ... and whether a request arrived since it began
         self._last_in = 0.0          # when the latest request reached this engine
         self._gap_in = 0.0           # mean time between requests reaching it (moving average)
+        self._woken_uncut = False    # whether the latest span woke before anything cut it
         self._no = 0                 # admissions so far (the running order)
         # one-by-one mode: every running request in order (None in group mode)
         self._list: list[Seq] | None = None
