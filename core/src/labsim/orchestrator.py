@@ -29,6 +29,7 @@ from labsim.config import Experiment
 from labsim.context import RunContext
 from labsim.engine import Engine
 from labsim.errors import ConfigError, LabsimError, PluginError, UsageError
+from labsim.gc_pace import young_collections_spaced
 from labsim.hardware import build_hardware
 from labsim.metrics import MetricsCollector, clean
 from labsim.registry import Registry, get_registry
@@ -281,7 +282,8 @@ class Orchestrator:
         env = engine.env
         peek = env.peek
         bar = progress.run_bar(data, limit) if self.show_progress else None
-        progress.run_events(env, limit, bar)
+        with young_collections_spaced():
+            progress.run_events(env, limit, bar)
         stopped_by = "drained" if peek() == float("inf") else "max_simulation_time"
         sim_time = env.now if stopped_by == "drained" else limit
 

@@ -58,6 +58,15 @@ def test_router_policies():
         Router("random", reps)
 
 
+def test_least_outstanding_breaks_ties_by_lowest_index_in_any_order():
+    for order in ([0, 1, 2, 3], [3, 1, 2, 0], [2, 0, 3, 1]):
+        reps = [types.SimpleNamespace(index=i, outstanding=[5, 2, 4, 2][i]) for i in order]
+        router = Router("least_outstanding", reps)
+        assert router.pick(None).index == 1
+        reps[[r.index for r in reps].index(1)].outstanding = 3
+        assert router.pick(None).index == 3
+
+
 def test_moe_decode_streams_the_weights_of_every_expert_its_tokens_reach():
     """Mixtral routes each token to 2 of 8 experts: one sequence reads 2 experts' weights, a
     batch of 32 nearly all 8, so the decode step takes ~3x longer (memory-bound), and the

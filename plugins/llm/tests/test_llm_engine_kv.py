@@ -2,7 +2,7 @@
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from labsim_llm.engine.kv_cache import BlockPool, block_keys
+from labsim_llm.engine.kv_cache import _M64, _MIX, BlockPool, block_ids, block_keys
 
 
 def test_block_keys_share_only_equal_prefixes():
@@ -11,6 +11,17 @@ def test_block_keys_share_only_equal_prefixes():
     assert len(a) == 5  # 80 tokens → 5 full blocks
     assert a[:2] == b[:2]  # the first 32 tokens lie inside segment 1
     assert a[2] != b[2]  # block 3 spans into the differing segment
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.integers(0, 9), st.integers(2**64 - 2, 2**64 + 1), st.just(-3)),
+                          st.integers(1, 70)), min_size=1, max_size=4),
+       st.sampled_from([1, 8, 16]), st.one_of(st.none(), st.integers(0, 12)))
+def test_block_ids_pack_each_key_bitwise(segments, block_size, limit):
+    # the packed int of (parent, content_id, offset) as documented, key by key
+    want = [((p & _M64) << 128) | (((c * _MIX) & _M64) << 64) | o if 0 <= c <= _M64 else (p, c, o)
+            for p, c, o in block_keys(segments, block_size, limit)]
+    assert block_ids(segments, block_size, limit) == want
 
 
 def test_cached_block_is_hit_then_evicted_lru():
@@ -106,3 +117,32 @@ def test_evicting_part_of_a_freed_deferred_request_equals_eager_registration():
         assert lazy.free_order() == eager.free_order()
         assert lazy.num_free == eager.num_free
     assert lazy.evictions == 10 and lazy.num_free == 0 and d.state == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 12), st.lists(st.integers(1, 9), min_size=1, max_size=6), st.integers(0, 3))
+def test_evicting_part_of_a_freed_deferred_group_equals_eager(prompt_blocks, takes, anon_first):
+    """A request freed while its registration was deferred leaves one group entry in the free
+    queue; allocations that evict part of it (the oldest entry by then) leave the pool as an
+    eager pool that registered and freed the same keys leaves it."""
+    bs = 4
+    keys = block_ids(((5, prompt_blocks * bs),), bs)
+    lazy, eager = BlockPool(48, bs), BlockPool(48, bs)
+    for pool in (lazy, eager):
+        pool.allocate(48)                              # full: no never-used blocks go first
+        pool.free([], anon_first)                      # anonymous blocks freed before the request
+    rec = lazy.defer(keys, [])
+    rec.n = prompt_blocks
+    lazy.free_deferred(rec, 2)                         # the request: 2 blocks past its prompt
+    eager.free(eager.register_many(keys), 2)
+    for pool in (lazy, eager):
+        pool.free([], 3)                               # and some freed after it
+    for n in takes:
+        if n > lazy.num_free:
+            break
+        lazy.allocate(n)
+        eager.allocate(n)
+        assert (lazy.num_free, lazy.evictions) == (eager.num_free, eager.evictions)
+        lazy.check()
+    # (a lookup materialises the group: only now)
+    assert lazy.match(keys, len(keys)) == eager.match(keys, len(keys))

@@ -96,10 +96,10 @@ def test_add_uniform_equals_add_at_bin_edges():
 
 
 def test_a_run_of_decode_steps_priced_at_once_equals_step_by_step():
-    """``decode_steps_fn`` (attention priced in one loop, its context split looked up once per
-    KV block count) gives each step's ``decode_step_fn`` price, across block boundaries, with
-    and without CUDA graphs, split or not (small and large batches), with the engine's own TP
-    traffic or not."""
+    """``decode_steps_fn`` and ``decode_run_fn`` (attention priced in one loop, its context
+    split looked up once per KV block count) give each step's ``decode_step_fn`` price, across
+    block boundaries, with and without CUDA graphs, split or not (small and large batches),
+    with the engine's own TP traffic or not."""
     model = builtin_models()["Llama-3.1-8B"]
     rng = random.Random(7)
     engine_traffic = TpStepTraffic("custom_ar", "gather", lambda tokens, rows, decode: (8 * tokens, 4 * rows))
@@ -120,8 +120,10 @@ def test_a_run_of_decode_steps_priced_at_once_equals_step_by_step():
                     over, per = rng.uniform(0, 1e-3), rng.uniform(0, 1e-4) * b
                     assert (pricer.decode_steps_fn(b, over, per)(ctx, count)
                             == [step(ctx + b * i) + over + per for i in range(count)])
+                    assert (pricer.decode_run_fn(b, over, per)(ctx, count)
+                            == [step(ctx + b * i) + over + per for i in range(count)])
     slow = StepPricer(model, _NoFastPath(labsim.device("L4")))
-    assert slow.decode_steps_fn(3) is None
+    assert slow.decode_steps_fn(3) is None and slow.decode_run_fn(3) is None
 
 
 def test_decode_prices_looked_up_equal_the_prices_worked_out(monkeypatch):

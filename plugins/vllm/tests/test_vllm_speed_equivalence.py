@@ -106,6 +106,21 @@ def test_fast_forward_gives_the_requests_of_one_event_per_step(case):
     assert repr(labsim.run(on).table("requests")) == repr(labsim.run(off).table("requests"))
 
 
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+@pytest.mark.parametrize("case", ["plain", "replicas", "cut-off"])
+def test_how_far_a_span_prices_ahead_changes_nothing(case, weight, monkeypatch):
+    """A span prices its steps at least as far as the next request is due at the mean gap
+    between requests (GAP_WEIGHT: how that mean follows the latest gap); 0 prices only up to
+    the next event, 1 as far as the latest gap: the request rows are those of one event per step."""
+    from labsim_vllm import scheduler
+
+    on, off = copy.deepcopy(CASES[case]), copy.deepcopy(CASES[case])
+    on["frameworks_to_test"][0]["config"]["fast_forward"] = True
+    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    monkeypatch.setattr(scheduler, "GAP_WEIGHT", weight)
+    assert repr(labsim.run(on).table("requests")) == repr(labsim.run(off).table("requests"))
+
+
 def _replicas_after(cfg):
     captured = []
     original = Replica.start

@@ -44,6 +44,18 @@ class FastForward:
         step = make(b)
         return lambda ctx: step(ctx) + overhead + per_req
 
+    def _decode_prices(self, b: int, ctx0: int, maker: str = "decode_steps_fn"):
+        """``f(j0, j1)`` → the list of :meth:`_decode_price` ``(b)`` at contexts
+        ``ctx0 + b·j`` for *j* in ``j0 … j1 − 1``, bit for bit (priced in one loop when the
+        pricer can: by its *maker*, ``decode_steps_fn`` keeping the prices found by context,
+        ``decode_run_fn`` working each out)."""
+        make = getattr(self.pricer, maker, None)
+        run = make(b, self.overhead, self.overhead_per_req * b) if make is not None and ctx0 >= b else None
+        if run is None:
+            price = self._decode_price(b)
+            return lambda j0, j1: [price(ctx0 + b * j) for j in range(j0, j1)]
+        return lambda j0, j1: run(ctx0 + b * j0, j1 - j0)
+
     def _span(self, step: Step):
         """How many steps would repeat *step* (the whole group decoding) unchanged, with the
         blocks they need (cumulated from the second on) and the first one's decode context."""
@@ -63,11 +75,13 @@ class FastForward:
         prefix = [0, *accumulate(cnt[p:] + cnt[:p])]      # prefix[r] = Σ cnt[(g1 + i) % bs], i ≤ r
         free = self.pool.num_free
         k = k_max                                           # first s whose need exceeds free
-        for r in range(1, bs + 1):
-            slack = free - prefix[r]
-            s = (slack // per + 1 if slack >= 0 else 0) * bs + r
-            if s < k:
-                k = s
+        low = free - prefix[bs]     # the least slack of any r (prefix grows): its s bounds theirs
+        if low < 0 or (low // per + 1) * bs + 1 < k:
+            for r in range(1, bs + 1):
+                slack = free - prefix[r]
+                s = (slack // per + 1 if slack >= 0 else 0) * bs + r
+                if s < k:
+                    k = s
         if k <= 1:
             return None
         return k, (prefix, per), step.decode_ctx
@@ -78,18 +92,37 @@ class FastForward:
         q, r = divmod(s, len(prefix) - 1)
         return q * per + prefix[r]
 
-    def _bounds(self, bounds: list, least: int, k: int, horizon: float, ctx0: int) -> None:
+    def _bounds(self, bounds: list, least: int, k: int, horizon: float, ctx0: int,
+                step_s: float) -> None:
         """Extend *bounds* (end times of a span's steps) to at least *least* steps and past
-        *horizon*, at most *k*."""
+        *horizon*, at most *k* (*step_s*: about how long a step lasts)."""
         b = self._nD
         t = bounds[-1]
         j = len(bounds)
         if j < k and (j < least or t < horizon):
-            price = self._decode_price(b)
-            while j < k and (j < least or t < horizon):
-                t += price(ctx0 + b * j)
-                bounds.append(t)
-                j += 1
+            # step by step: t += price of step j, until j == k or (j ≥ least and t ≥ horizon);
+            # the prices come a chunk at a time (worked out in one loop: a span's contexts
+            # seldom recur), as many as should reach the horizon, the ends are their running
+            # sums (accumulate adds in the same order) and the stop is found by bisection in
+            # them (the ends only grow)
+            prices = self._decode_prices(b, ctx0, "decode_run_fn")
+            if step_s > 0 and horizon - t < MAX_SPAN * step_s:
+                chunk = 2 + max(0, int((horizon - t) / step_s))
+            else:
+                chunk = k
+            while True:
+                n = min(k, max(least, j + chunk))
+                chunk *= 2
+                ends = list(accumulate(prices(j, n), initial=t))
+                del ends[0]
+                m = bisect.bisect_left(ends, horizon, max(0, least - j - 1)) + 1
+                if m < len(ends):
+                    del ends[m:]
+                bounds += ends
+                j += len(ends)
+                t = ends[-1]
+                if j >= k or (j >= least and t >= horizon):
+                    return
 
     def _commit_span(self, step: Step, span, j: int, start: float, bounds) -> None:
         """Apply the first *j* iterations of a fast-forward span: the engine's clock at the end
@@ -169,8 +202,14 @@ class FastForward:
         self._span_bounds = bounds
         self._span_cut = False
         more = 0                    # first, only as far as the next scheduled event
+        # ... or, while events that cannot cut a span wake this engine's spans (behind a
+        # router most events are other engines'), as far as its next request is due at the
+        # mean gap between its requests
+        ahead = self._gap_in if self._woken_uncut else 0.0
+        woken_uncut = False
         while True:
-            self._bounds(bounds, len(bounds) + more, k, env.peek(), span[2])
+            self._bounds(bounds, len(bounds) + more, k, max(env.peek(), env.now + ahead), span[2],
+                         bounds[-1] - (bounds[-2] if len(bounds) > 1 else start))
             more = 2 * more or 1
             try:
                 yield self.gpu_work(max(0.0, bounds[-1] - env.now))
@@ -186,6 +225,9 @@ class FastForward:
             if len(bounds) == k:
                 j = k
                 break
+            woken_uncut = True      # the steps priced ran out before anything cut the span
+            ahead = self._gap_in
+        self._woken_uncut = woken_uncut
         self._span_bounds = None
         self._commit_span(step, span, j, start, bounds)
 

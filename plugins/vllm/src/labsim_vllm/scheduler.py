@@ -49,6 +49,11 @@ from labsim_vllm.v0 import V0Scheduler
 from labsim_vllm.v1 import V1Scheduler
 
 
+#: weight of the latest gap between requests in their moving average (how far a span prices
+#: ahead when spans wake before anything cuts them: :meth:`~labsim_vllm.fast_forward.FastForward._run_span`)
+GAP_WEIGHT = 0.125
+
+
 class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, ReplicaShell):
     """A vLLM engine replica (``tp × pp`` GPUs) running its step loop as a SimPy process.
 
@@ -100,6 +105,9 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
         self._arrival = None         # while a shared-GPU span runs: fires on an arrival
         self._span_bounds = None     # while a fast-forward span runs: its steps' end times
         self._span_cut = False       # ... and whether a request arrived since it began
+        self._last_in = 0.0          # when the latest request reached this engine
+        self._gap_in = 0.0           # mean time between requests reaching it (moving average)
+        self._woken_uncut = False    # whether the latest span woke before anything cut it
         self._no = 0                 # admissions so far (the running order)
         # one-by-one mode: every running request in order (None in group mode)
         self._list: list[Seq] | None = None
@@ -151,7 +159,11 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
         return Seq(req, req.arrival_s >= self.warm_up)
 
     def wake(self) -> None:
-        """Wake the loop if it idles, or cut a fast-forward span at the step in progress."""
+        """Wake the loop if it idles, or cut a fast-forward span at the step in progress (a
+        request reached the engine: its time counts towards the mean gap between requests)."""
+        now = self.env.now
+        self._gap_in += (now - self._last_in - self._gap_in) * GAP_WEIGHT
+        self._last_in = now
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
         elif self._span_bounds is not None:

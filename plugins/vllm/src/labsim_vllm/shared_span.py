@@ -26,17 +26,6 @@ FIRST_CHUNK = 32
 class SharedSpan:
     """Spans of identical decode steps on a shared GPU (a part of the replica)."""
 
-    def _decode_prices(self, b: int, ctx0: int):
-        """``f(j0, j1)`` → the list of :meth:`_decode_price` ``(b)`` at contexts
-        ``ctx0 + b·j`` for *j* in ``j0 … j1 − 1``, bit for bit (priced in one loop when the
-        pricer can)."""
-        make = getattr(self.pricer, "decode_steps_fn", None)
-        run = make(b, self.overhead, self.overhead_per_req * b) if make is not None and ctx0 >= b else None
-        if run is None:
-            price = self._decode_price(b)
-            return lambda j0, j1: [price(ctx0 + b * j) for j in range(j0, j1)]
-        return lambda j0, j1: run(ctx0 + b * j0, j1 - j0)
-
     def _run_shared_span(self, step, span, start: float, dt: float, lease):
         """Run up to ``lease.steps`` steps of *span* from *start* (the first lasts *dt* alone)
         at the GPU's shared rate; then apply the steps run (``yield from``)."""

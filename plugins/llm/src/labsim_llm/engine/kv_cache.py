@@ -60,11 +60,14 @@ def block_keys(segments, block_size: int, limit: int | None = None, *, packed: b
     for content_id, length in segments:
         end = start + length
         if edge <= end and len(keys) < cap:
-            offsets = range(edge - start, length + 1, block_size)
+            first = edge - start
+            offsets = range(first, length + 1, block_size)
             take = min(len(offsets), cap - len(keys))
-            if packed and 0 <= content_id <= _M64:
+            if packed and 0 <= content_id <= _M64 and length <= _M64:
                 base = ((parent & _M64) << 128) | (((int(content_id) * _MIX) & _M64) << 64)
-                keys.extend([base | o for o in offsets[:take]])
+                # base | o for each offset: o < 2**64 fills only the zero low bits, so it is
+                # base + o, and the keys are one range (made in C, not a loop)
+                keys.extend(range(base + first, base + first + take * block_size, block_size))
             else:
                 keys.extend([(parent, content_id, o) for o in offsets[:take]])
             edge += take * block_size
@@ -303,6 +306,19 @@ class BlockPool:
                 run[1] -= n
                 self._anon_free = anon - n
                 return
+        if self._groups and n > 0:
+            h = self._head
+            e = self._queue[h]
+            if (type(e) is _Deferred and e.state == 1 and e.c > n
+                    and (not runs or self._queue_stamps[h] < runs[0][0])):
+                # the usual case with deferred groups: the oldest entry, a freed request's
+                # cached blocks, went before every anonymous run and holds more than n (what
+                # _allocate_slow's first pass takes then)
+                e.c -= n
+                self._queue_stamps[h] += n
+                self._cached_free -= n
+                self.evictions += n
+                return
         if not self._stale and not self._groups:
             # every queued entry is live: evict those freed before the oldest anonymous run,
             # else take anonymous blocks (the loop below, with its state in locals)
@@ -347,17 +363,6 @@ class BlockPool:
                     self._advance(h)
                 else:
                     self._head = h
-            return
-        h = self._head
-        e = self._queue[h]
-        if type(e) is _Deferred and e.state == 1 and e.c > n and (
-                not runs or self._queue_stamps[h] < runs[0][0]):
-            # the front entry, a freed deferred request's blocks, holds the n evicted (what
-            # _allocate_slow takes then)
-            e.c -= n
-            self._queue_stamps[h] += n
-            self._cached_free -= n
-            self.evictions += n
             return
         self._allocate_slow(n)
 

@@ -13,9 +13,13 @@ ties between unseen prefixes go to the least loaded replica.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from labsim.errors import UsageError
 
 POLICIES = ("round_robin", "least_outstanding", "prefix_affinity")
+
+_outstanding = attrgetter("outstanding")
 
 
 class Router:
@@ -29,8 +33,13 @@ class Router:
         self._next = 0
         self._affinity: dict = {}
         self._max = max_affinity_entries
+        indices = [r.index for r in replicas]
+        self._in_order = indices == sorted(indices)
 
     def _least(self):
+        """The replica with the fewest outstanding requests, the lowest index among ties."""
+        if self._in_order:      # min keeps the first of equal keys: the lowest index
+            return min(self.replicas, key=_outstanding)
         return min(self.replicas, key=lambda r: (r.outstanding, r.index))
 
     def pick(self, request):

@@ -202,6 +202,7 @@ class StepPricer:
         self._decode_steps: dict[int, tuple] = {}
         self._decode_terms: dict[int, tuple] = {}   # batch size → decode_work's terms
         self._decode_runs: dict[tuple, object] = {}
+        self._decode_run_fns: dict[tuple, object] = {}
         self._table_slots = 0         # the decode price tables' length, all together
         # decode attention per layer, f(num_decodes, decode_context), validated once (a device
         # of labsim-gpus offers it; any other device is asked call by call)
@@ -414,14 +415,13 @@ class StepPricer:
         self._decode_steps[b] = price
         return price
 
-    def decode_steps_fn(self, num_decodes: int, then: float = 0.0, and_then: float = 0.0):
-        """``f(first_context, count)`` → ``[decode_step_fn(num_decodes)(first_context + i ·
-        num_decodes) + then + and_then for i in range(count)]`` (a run of decode steps,
-        *first_context* ≥ *num_decodes*; *then*, *and_then*: what the engine adds to a step's
-        GPU time, its CPU overheads), bit for bit, with attention priced in one loop; None when
-        the device prices decode attention call by call."""
+    def decode_run_fn(self, num_decodes: int, then: float = 0.0, and_then: float = 0.0):
+        """:meth:`decode_steps_fn`'s ``f(first_context, count)`` with every price worked out
+        (attention in one loop) and none kept: for runs whose contexts seldom recur, where a
+        table by context would only grow and be emptied. None when the device prices decode
+        attention call by call."""
         key = (num_decodes, then, and_then)
-        hit = self._decode_runs.get(key)
+        hit = self._decode_run_fns.get(key)
         if hit is not None:
             return hit
         attn = getattr(self._decode_attn, "run", None)
@@ -442,6 +442,26 @@ class StepPricer:
             def priced(first_context, count):
                 out = [(dense + (0.0 + a * lps) + bcast) * pp + head + pp_t for a in attn(b, first_context, b, count)]
                 return [(gpu if gpu >= launches else launches) + then + and_then for gpu in out]
+
+        if len(self._decode_run_fns) >= 65536:
+            self._decode_run_fns.clear()
+        self._decode_run_fns[key] = priced
+        return priced
+
+    def decode_steps_fn(self, num_decodes: int, then: float = 0.0, and_then: float = 0.0):
+        """``f(first_context, count)`` → ``[decode_step_fn(num_decodes)(first_context + i ·
+        num_decodes) + then + and_then for i in range(count)]`` (a run of decode steps,
+        *first_context* ≥ *num_decodes*; *then*, *and_then*: what the engine adds to a step's
+        GPU time, its CPU overheads), bit for bit, with attention priced in one loop; None when
+        the device prices decode attention call by call."""
+        key = (num_decodes, then, and_then)
+        hit = self._decode_runs.get(key)
+        if hit is not None:
+            return hit
+        priced = self.decode_run_fn(num_decodes, then, and_then)
+        if priced is None:
+            return None
+        b = num_decodes
 
         # the prices found so far, by decode context (None: not yet): the contexts of a batch
         # size recur from request to request, so a run's prices are mostly one slice of it
