@@ -269,15 +269,20 @@ class GenerationGroup:
         co.last_end = end
         self._record_step(step)
         if done:
-            warm = 0
-            for s in done:
-                warm += s.warm
-                self._leave(s, co, end)
-            ahead = self._ahead
-            if ahead is not None and ahead is not step and self.pp == 1:
-                ahead.left_warm += warm                    # formed already, with them in it
+            self._release(step, co, done, end)
         if finished:
             self._finish(finished, end)
+
+    def _release(self, step, co: Cohort, done: list, end: float) -> None:
+        """The cohort's members *done* in *step* leave it; the next iteration, if formed
+        already with them in it (PP = 1), counts them as gone."""
+        warm = 0
+        for s in done:
+            warm += s.warm
+            self._leave(s, co, end)
+        ahead = self._ahead
+        if ahead is not None and ahead is not step and self.pp == 1:
+            ahead.left_warm += warm
 
     def _commit_group_only(self, step, co: Cohort, end: float) -> None:
         """:meth:`_commit_grouped` of an iteration that ran the cohort's members alone (the
@@ -298,13 +303,7 @@ class GenerationGroup:
                           waiting, used, flops, nbytes, used * (end - start), busy)
         done = co.fin.pop(step.gidx, None)
         if done:
-            warm = 0
-            for s in done:
-                warm += s.warm
-                self._leave(s, co, end)
-            ahead = self._ahead
-            if ahead is not None and ahead is not step and self.pp == 1:
-                ahead.left_warm += warm                    # formed already, with them in it
+            self._release(step, co, done, end)
             self._finish(sorted(done, key=_by_order), end)
 
     def _record_gaps(self, step, co: Cohort, n_warm: int, uniform: float, walked: list,
