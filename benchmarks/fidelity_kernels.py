@@ -76,6 +76,8 @@ def table_cases(folder: Path, framework: str | None = None, fitted_domain: bool 
     :param fitted_domain: also list the GEMMs with n, k >= 512 under "GEMM n,k>=512"."""
     out = []
     for p in load_points(folder, framework):
+        if p.family not in ("gemm", "prefill", "decode"):      # copies: not kernel families here
+            continue
         if p.family == "gemm":
             m, n, k, dtype = p.shape
             fams = ["GEMM all m"] + (["GEMM m>=256"] if m >= 256 else [])

@@ -36,12 +36,14 @@ STEPS = [("Llama-3.1-8B", 1, "step"), ("Llama-3.1-70B", 2, "step_llama70b_tp2"),
 
 
 def own_profile(preset: str, folder: str, label: str, work: Path):
-    """*preset* priced by a profile fitted to its own kernel tables (GEMMs alone and in a CUDA
-    graph, attention), as `labsim calibrate --joint-attention` fits it."""
+    """*preset* priced by a profile fitted to its own tables (GEMMs alone and in a CUDA graph,
+    attention, device and host copies where measured), as `labsim calibrate --joint-attention`
+    fits it."""
     tables = work / folder
     tables.mkdir()
-    for table in ("gemm", "gemm_graph", "attn"):
-        shutil.copy(DATA / folder / f"{table}_{label}.csv", tables / f"{table}_{label}.csv")
+    for table in ("gemm", "gemm_graph", "attn", "copy", "host_copy"):
+        if (DATA / folder / f"{table}_{label}.csv").exists():
+            shutil.copy(DATA / folder / f"{table}_{label}.csv", tables / f"{table}_{label}.csv")
     device = labsim.device(preset)
     profile = build_profile(device, tables, None, f"{folder}_own", f"benchmarks/data/{folder}",
                             joint_attention=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from labsim.errors import UsageError
 from labsim_gpus import calibrate, measure
 from labsim_gpus.profiles import load_profile
 
@@ -121,3 +122,37 @@ def test_calibrate_fits_the_tables_measure_writes(tmp_path):
     profile = load_profile(out)
     assert profile["data"]["points"] == {"gemm": 150, "prefill": 24, "decode": 36}
     assert profile["errors"]["gemm"]["median_ape"] < profile["datasheet_only_errors"]["gemm"]["median_ape"]
+
+
+def test_calibrate_fits_streaming_and_the_host_link_to_copies(tmp_path):
+    """Device copies fit stream_mem_eff, pinned host copies the host link's efficiency and
+    latency (the H200's own tables: copies reach 0.86-0.89 of HBM, pinned PCIe copies 0.86 of
+    the link)."""
+    data = tmp_path / "h200"
+    data.mkdir()
+    for table in ("gemm", "attn", "copy", "host_copy"):
+        shutil.copy(H200_TABLES / f"{table}_h200_torch.csv", data / f"{table}_h200.csv")
+    points = calibrate.load_points(data)
+    copies = [p for p in points if p.family == "copy"]
+    host = [p for p in points if p.family == "host"]
+    assert copies and all(p.shape[0] >= calibrate.COPY_MIN_BYTES for p in copies)
+    with open(data / "host_copy_h200.csv", newline="") as handle:
+        assert len(host) == sum(r["host_memory"] == "pinned" for r in csv.DictReader(handle))
+    out = tmp_path / "h200.json"
+    result = CliRunner().invoke(_cli(), ["calibrate", "--device", "H200-SXM", "--data", str(data),
+                                         "--output", str(out), "--iters", "60"])
+    assert result.exit_code == 0, result.output
+    profile = load_profile(out)
+    params = profile["params"]
+    assert 0.85 < params["stream_mem_eff"] < 0.92
+    assert 0.82 < params["host_link_eff"] < 0.9
+    assert {"stream_mem_eff", "host_link_eff", "host_copy_latency_s"} <= set(profile["fitted"])
+    assert profile["errors"]["copy"]["median_ape"] < 3 and profile["errors"]["host"]["median_ape"] < 10
+    assert "copy" in result.output and "host" in result.output
+
+
+def test_a_host_copy_row_with_an_unknown_direction_is_named(tmp_path):
+    shutil.copy(H200_TABLES / "gemm_h200_torch.csv", tmp_path / "gemm_x.csv")
+    (tmp_path / "host_copy_x.csv").write_text("direction,host_memory,bytes,latency_ms\nsideways,pinned,4096,0.01\n")
+    with pytest.raises(UsageError, match=r"host_copy_x.csv line 2: direction 'sideways'; allowed: h2d, d2h"):
+        calibrate.load_points(tmp_path)

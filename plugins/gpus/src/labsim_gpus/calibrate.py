@@ -18,7 +18,15 @@ reads measured tables shaped like the project's ``calibration/a100_sxm/``:
     new tokens); generation rows decode one token with ``seq_len`` tokens cached.
     Where one build times a shape with several kernels (``kernel_source``; ``labsim
     measure`` times PyTorch's cuDNN and FlashAttention backends), the fastest is kept: a
-    serving engine runs the best kernel it has, and that is what the profile stands for.
+    serving engine runs the best kernel it has, and that is what the profile stands for;
+``copy_*.csv`` (optional)
+    columns ``bytes, latency_ms``: device-to-device copies, which fit ``stream_mem_eff`` (the
+    fraction of DRAM bandwidth element-wise work, norms and copies reach) on copies of 64 MiB
+    and more, where a kernel's fixed cost is negligible;
+``host_copy_*.csv`` (optional)
+    columns ``direction`` (h2d | d2h), ``host_memory`` (pinned | pageable), ``bytes,
+    latency_ms``: copies over the host link, whose pinned rows fit ``host_link_eff`` and
+    ``host_copy_latency_s``.
 
 It fits the dimensionless efficiencies and fixed overheads of
 :class:`~labsim_gpus.params.CostParams` — never per-shape corrections — by
@@ -51,6 +59,13 @@ PREFILL_FIT = ("attn_compute_eff", "attn_overhead_s")
 DECODE_FIT = ("decode_mem_eff", "decode_cta_s", "sm_bw_share")
 #: the optional joint attention stage: prefill and decode share ``attn_overhead_s``
 ATTENTION_FIT = PREFILL_FIT + DECODE_FIT
+#: fitted on device copies (``copy_*.csv``) and pinned host copies (``host_copy_*.csv``)
+COPY_FIT = ("stream_mem_eff",)
+HOST_FIT = ("host_link_eff", "host_copy_latency_s")
+#: the smallest device copy that fits ``stream_mem_eff`` (below it the kernel's fixed cost shows)
+COPY_MIN_BYTES = 64 << 20
+#: every family of measured points, in fitting order
+FAMILIES = ("gemm", "prefill", "decode", "copy", "host")
 #: the per-point loss is |log(predicted / measured)| capped here (≈ 35 %), so that the few
 #: shapes where a library switches to another kernel do not drag the physical parameters
 LOSS_CAP = 0.3
@@ -170,11 +185,39 @@ def load_points(data_dir: str | Path, framework: str | None = None) -> list[Poin
     if not points:
         which = f" with framework {framework!r}" if framework else ""
         raise UsageError(f"--data {data_dir}: no gemm_*.csv or attn_*.csv rows{which} found")
+    points.extend(_copy_points(data_dir))
     return points
+
+
+def _copy_points(data_dir: Path) -> list[Point]:
+    """Device copies of ``COPY_MIN_BYTES`` or more and pinned host copies, as points."""
+    out = []
+    for path in sorted(data_dir.glob("copy_*.csv")):
+        for line, row in _rows(path):
+            _need(row, ("bytes", "latency_ms"), path)
+            where = f"{path} line {line}"
+            size = _whole(row, "bytes", where)
+            if size >= COPY_MIN_BYTES:
+                out.append(Point("copy", (size,), _latency(row, where), path.name))
+    for path in sorted(data_dir.glob("host_copy_*.csv")):
+        for line, row in _rows(path):
+            _need(row, ("direction", "host_memory", "bytes", "latency_ms"), path)
+            where = f"{path} line {line}"
+            if row["host_memory"] != "pinned":
+                continue
+            if row["direction"] not in ("h2d", "d2h"):
+                raise UsageError(f"{where}: direction {row['direction']!r}; allowed: h2d, d2h")
+            out.append(Point("host", (_whole(row, "bytes", where), row["direction"]),
+                             _latency(row, where), path.name))
+    return out
 
 
 def predict_point(pt: Point, hw, params: CostParams) -> float:
     """Model seconds for one measured point on hardware *hw* (a GPU) with *params*."""
+    if pt.family == "copy":
+        return kernels.stream_seconds(2.0 * pt.shape[0], hw.mem_bw, params)   # read + write
+    if pt.family == "host":
+        return pt.shape[0] / (hw.host_link_bw * params.host_link_eff) + params.host_copy_latency_s
     if pt.family == "gemm":
         m, n, k, dtype = pt.shape
         b = nbytes(dtype)
@@ -288,26 +331,37 @@ def fit(points, hw, start: CostParams | None = None, iters: int = 300,
         total is :func:`fit_iterations`).
     """
     params = start or CostParams()
-    by = {f: [p for p in points if p.family == f] for f in ("gemm", "prefill", "decode")}
+    by = {f: [p for p in points if p.family == f] for f in FAMILIES}
     params = _fit_stage(by["gemm"], hw, params, GEMM_FIT, iters, tick)
     params = _fit_stage(by["prefill"], hw, params, PREFILL_FIT, iters, tick)
     params = _fit_stage(by["decode"], hw, params, DECODE_FIT, iters, tick)
     if joint_attention and by["prefill"] and by["decode"]:
         params = _fit_stage(by["prefill"] + by["decode"], hw, params, ATTENTION_FIT, iters, tick)
+    if by["copy"]:
+        params = _fit_stage(by["copy"], hw, params, COPY_FIT, iters, tick)
+    if by["host"]:
+        params = _fit_stage(by["host"], hw, params, HOST_FIT, iters, tick)
     return params
+
+
+def fitted_names(points) -> tuple:
+    """The parameters :func:`fit` fits on *points*."""
+    families = {p.family for p in points}
+    return (GEMM_FIT + PREFILL_FIT + DECODE_FIT + (COPY_FIT if "copy" in families else ())
+            + (HOST_FIT if "host" in families else ()))
 
 
 def fit_iterations(points, iters: int, joint_attention: bool = False) -> int:
     """The optimiser iterations :func:`fit` reports through its *tick*, at most."""
     families = {p.family for p in points}
     joint = joint_attention and {"prefill", "decode"} <= families
-    return iters * (3 + joint)
+    return iters * (3 + joint + ("copy" in families) + ("host" in families))
 
 
 def summarize(points, hw, params: CostParams) -> dict:
     """Median and P90 absolute percentage error per family."""
     out = {}
-    for family in ("gemm", "prefill", "decode"):
+    for family in FAMILIES:
         subset = [p for p in points if p.family == family]
         if subset:
             err = np.abs(errors(subset, hw, params)) * 100

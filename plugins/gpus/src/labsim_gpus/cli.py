@@ -40,7 +40,9 @@ def build_profile(device, data_dir: Path, framework: str | None, name: str | Non
         if bar is not None:
             bar.close()
     tables = sorted({p.source for p in points})
-    stages = ["gemm", "prefill", "decode"] + (["prefill+decode"] if joint_attention else [])
+    families = {p.family for p in points}
+    stages = (["gemm", "prefill", "decode"] + (["prefill+decode"] if joint_attention else [])
+              + [f for f in ("copy", "host") if f in families])
     return {
         "format": FORMAT,
         "name": name or device.name.lower().replace("-", "_"),
@@ -53,10 +55,10 @@ def build_profile(device, data_dir: Path, framework: str | None, name: str | Non
             "processing_units": device.sm_count,
         },
         "params": params.as_dict(),
-        "fitted": list(fitting.GEMM_FIT + fitting.PREFILL_FIT + fitting.DECODE_FIT),
+        "fitted": list(fitting.fitted_names(points)),
         "data": {"folder": data_dir.name, "tables": tables, "framework": framework or "all",
                  "points": {f: sum(p.family == f for p in points)
-                            for f in ("gemm", "prefill", "decode")},
+                            for f in fitting.FAMILIES if f in ("gemm", "prefill", "decode") or f in families},
                  "fit_stages": stages, "iters": iters,
                  **({"sm_bw_share_max": round(device.sm_bw_share_max, 3)}
                     if math.isfinite(device.sm_bw_share_max) else {})},
@@ -117,14 +119,14 @@ def calibrate_command(device_name, data_dir, output, framework, name, attributio
               help="Folder to write the tables to (created if missing).")
 @click.option("--label", default=None,
               help="File-name label of the tables (default: from the GPU's name).")
-@click.option("--parts", default=",".join(("gemm", "attn", "graph", "copy")), show_default=True,
-              help="Tables to measure, comma-separated: gemm, attn, graph, copy.")
+@click.option("--parts", default=",".join(("gemm", "attn", "graph", "copy", "host")), show_default=True,
+              help="Tables to measure, comma-separated: gemm, attn, graph, copy, host.")
 @click.option("--quick", is_flag=True, help="A few shapes of each table only (a smoke test).")
 def measure_command(out_dir, label, parts, quick):
     """Measure this machine's GPU with PyTorch into the tables `labsim calibrate` fits.
 
-    GEMMs, prefill and decode attention, GEMMs back to back in a CUDA graph and copies, all
-    bf16 on random operands (labsim_gpus.measure). Needs PyTorch and a CUDA GPU
+    GEMMs, prefill and decode attention, GEMMs back to back in a CUDA graph, device copies and
+    host copies, bf16 on random operands (labsim_gpus.measure). Needs PyTorch and a CUDA GPU
     (pip install 'labsim-gpus[measure]'); takes a few minutes. Progress goes to stderr.
     """
     from labsim_gpus import measure as measuring

@@ -23,7 +23,12 @@ from DRAM as in serving:
   through ``scaled_dot_product_attention`` with its cuDNN and FlashAttention backends;
 * ``graph``: the GEMM shapes again for m ≤ 256, 24 calls back to back on distinct weights
   replayed from one CUDA graph, timed per call (how a decode step runs them);
-* ``copy``: device-to-device copies of 16 MiB to 2 GiB.
+* ``copy``: device-to-device copies of 16 MiB to 2 GiB;
+* ``host``: copies between host and device memory over the host link (PCIe), both directions,
+  pinned and pageable host memory, 4 KiB to 1 GiB.
+
+``labsim calibrate`` fits the fraction of DRAM bandwidth streaming work reaches to the device
+copies, and the host link's efficiency and latency to the pinned host copies.
 
 Each table is written whole or not at all (a temporary file renamed when done). This file
 needs only PyTorch and the standard library: run as a script (``python
@@ -60,7 +65,9 @@ ATTN_COLUMNS = ["gpu", "framework", "version", "kernel_source", "phase", "batch_
                 "num_heads", "num_key_value_heads", "head_dim", "attn_dtype", "kv_cache_dtype", "latency_ms", "src"]
 
 #: the parts ``labsim measure --parts`` takes, and the file each writes (``<file>_<label>.csv``)
-PARTS = {"gemm": "gemm", "attn": "attn", "graph": "gemm_graph", "copy": "copy"}
+PARTS = {"gemm": "gemm", "attn": "attn", "graph": "gemm_graph", "copy": "copy", "host": "host_copy"}
+HOST_COPY_COLUMNS = ["gpu", "direction", "host_memory", "bytes", "latency_ms", "gb_s", "src"]
+HOST_COPY_SIZES = [4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20, 1 << 30]
 #: bytes written before every timed call to flush the L2 cache (larger than any GPU's L2)
 FLUSH_BYTES = 256 << 20
 
@@ -224,7 +231,24 @@ def copy_table(b: Bench, w) -> None:
         del x, y
 
 
-TABLES = {"gemm": gemm_table, "attn": attn_table, "graph": graph_table, "copy": copy_table}
+def host_table(b: Bench, w) -> None:
+    torch = b.torch
+    w.writerow(HOST_COPY_COLUMNS)
+    for pinned in (True, False):
+        kind = "pinned" if pinned else "pageable"
+        for n in ([1 << 20] if b.quick else HOST_COPY_SIZES):
+            host = torch.empty(n, dtype=torch.uint8, pin_memory=pinned)
+            host.fill_(7)
+            gpu = torch.empty(n, dtype=torch.uint8, device=b.dev)
+            for direction, copy in (("h2d", lambda g=gpu, h=host: g.copy_(h, non_blocking=True)),
+                                    ("d2h", lambda g=gpu, h=host: h.copy_(g, non_blocking=True))):
+                ms = b.time(copy)
+                gbs = n / (ms * 1e-3) / 1e9
+                w.writerow([b.label, direction, kind, n, f"{ms:.6g}", f"{gbs:.6g}", b.src])
+                b.log(f"{direction} {kind:8s} {n:>11d} B {ms * 1e3:10.1f} us {gbs:7.2f} GB/s")
+
+
+TABLES = {"gemm": gemm_table, "attn": attn_table, "graph": graph_table, "copy": copy_table, "host": host_table}
 
 
 def default_label(gpu_name: str) -> str:
