@@ -4,7 +4,8 @@
 package, in a temporary folder, on a free port, listening on a Unix socket only) and stops it
 after the tests. Without the server's programs or SQLAlchemy and psycopg it skips, unless
 ``LABSIM_REQUIRE_POSTGRES=1`` (``.ci/run`` sets it), where it fails. PostgreSQL refuses to run
-as root: as root the server runs as the ``postgres`` user (``runuser``).
+as root: as root the server runs as the ``postgres`` user (``runuser``). The tests' shared helpers
+(``cluster_traces``) import from this folder.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 REQUIRED = os.environ.get("LABSIM_REQUIRE_POSTGRES") == "1"
 

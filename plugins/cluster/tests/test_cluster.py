@@ -8,6 +8,7 @@ import json
 import labsim
 import pytest
 from click.testing import CliRunner
+from cluster_traces import write_trace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from labsim.cli import cli
@@ -27,9 +28,7 @@ def experiment(jobs_csv: str, policies=("fifo",), **cluster_cfg) -> dict:
 
 
 def write(tmp_path, rows, header="job_id,submit_time_s,duration_s,num_gpus,user"):
-    path = tmp_path / "jobs.csv"
-    path.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
-    return str(path)
+    return write_trace(tmp_path, rows, header)
 
 
 def jobs_table(result, policy):

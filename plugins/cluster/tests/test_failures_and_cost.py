@@ -8,6 +8,7 @@ import json
 import labsim
 import pytest
 from click.testing import CliRunner
+from cluster_traces import write_trace
 from labsim.cli import cli
 
 # 8 nodes of 4 GPUs, two nodes per leaf
@@ -27,9 +28,7 @@ def experiment(trace: str, seed: int = 0, **cluster_cfg) -> dict:
 
 
 def write(tmp_path, rows, header="job_id,submit_time_s,duration_s,num_gpus,user,group"):
-    path = tmp_path / "jobs.csv"
-    path.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
-    return str(path)
+    return write_trace(tmp_path, rows, header)
 
 
 def many_jobs(tmp_path, n=40):

@@ -8,6 +8,7 @@ import json
 import labsim
 import pytest
 from click.testing import CliRunner
+from cluster_traces import jobs_of, write_trace
 from labsim.cli import cli
 
 HEADER = "job_id,submit_time_s,duration_s,num_gpus,gpu_fraction,mps_percentage,mig_profile,job_type,user"
@@ -30,14 +31,8 @@ def experiment(trace: str, sharing: dict | None, device="A100-SXM4-80GB", gpus=1
     }
 
 
-def write(tmp_path, rows):
-    path = tmp_path / "jobs.csv"
-    path.write_text(HEADER + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
-    return str(path)
-
-
-def jobs_of(result, policy="fifo") -> dict:
-    return {r["job_id"]: r for r in result.table("jobs") if r["policy"] == policy}
+def write(tmp_path, rows, header=HEADER):
+    return write_trace(tmp_path, rows, header)
 
 
 def test_time_slicing_two_halves_take_turns_and_the_survivor_runs_alone(tmp_path):

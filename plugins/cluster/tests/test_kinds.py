@@ -8,6 +8,7 @@ import json
 import labsim
 import pytest
 from click.testing import CliRunner
+from cluster_traces import jobs_of, write_trace
 from labsim.cli import cli
 
 A100 = {"type": "custom", "device": "A100-SXM4-80GB", "gpus_per_node": 8, "nodes": 2}
@@ -30,13 +31,7 @@ def experiment(trace: str, policies=("fifo",), workload=None, **cluster_cfg) -> 
 
 
 def write(tmp_path, rows, header=HEADER):
-    path = tmp_path / "jobs.csv"
-    path.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
-    return str(path)
-
-
-def jobs_of(result, policy="fifo") -> dict:
-    return {r["job_id"]: r for r in result.table("jobs") if r["policy"] == policy}
+    return write_trace(tmp_path, rows, header)
 
 
 def test_a_service_holds_its_replicas_gpus_until_the_horizon_and_has_no_jct(tmp_path):

@@ -8,6 +8,7 @@ import json
 import labsim
 import pytest
 from click.testing import CliRunner
+from cluster_traces import write_trace
 from labsim.cli import cli
 
 CLUSTER = {"type": "custom", "device": "V100-SXM2-32GB", "gpus_per_node": 4, "nodes": 4,
@@ -25,9 +26,7 @@ def experiment(trace: str, policies=("fifo",), **cluster_cfg) -> dict:
 
 
 def write(tmp_path, rows, header="job_id,submit_time_s,duration_s,num_gpus,user,group"):
-    path = tmp_path / "jobs.csv"
-    path.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
-    return str(path)
+    return write_trace(tmp_path, rows, header)
 
 
 def peak_gpus(attempts, policy, pick) -> int:

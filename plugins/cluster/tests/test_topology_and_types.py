@@ -11,6 +11,7 @@ from importlib import resources
 import labsim
 import pytest
 from click.testing import CliRunner
+from cluster_traces import write_trace
 from labsim.cli import cli
 
 # 4 nodes of 4 GPUs, two leaves of two nodes
@@ -28,9 +29,7 @@ def experiment(trace: str, frameworks: dict, topology=None) -> dict:
 
 
 def write(tmp_path, rows, header="job_id,submit_time_s,duration_s,num_gpus,user"):
-    path = tmp_path / "jobs.csv"
-    path.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
-    return str(path)
+    return write_trace(tmp_path, rows, header)
 
 
 def attempts(result, policy):
