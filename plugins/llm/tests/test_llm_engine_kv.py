@@ -21,7 +21,15 @@ def test_block_ids_pack_each_key_bitwise(segments, block_size, limit):
     # the packed int of (parent, content_id, offset) as documented, key by key
     want = [((p & _M64) << 128) | (((c * _MIX) & _M64) << 64) | o if 0 <= c <= _M64 else (p, c, o)
             for p, c, o in block_keys(segments, block_size, limit)]
-    assert block_ids(segments, block_size, limit) == want
+    assert list(block_ids(segments, block_size, limit)) == want
+
+
+def test_block_ids_of_a_one_segment_prompt_make_no_key_until_used():
+    # the usual prompt: its keys are one range (no int object per block until one is looked up)
+    keys = block_ids(((7, 4096),), 16)
+    assert isinstance(keys, range) and len(keys) == 256
+    assert keys[:3] == range(keys[0], keys[0] + 48, 16)
+    assert isinstance(block_ids(((7, 40), (8, 40)), 16), list)     # two runs: one list
 
 
 def test_cached_block_is_hit_then_evicted_lru():

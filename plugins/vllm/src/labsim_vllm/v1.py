@@ -232,7 +232,7 @@ class V1Scheduler:
         keys = self.output_keys(seq, oid, seq.out)
         d = seq.dref
         if d is not None and d.state == 0:            # still deferred: the record holds seq.keys
-            seq.keys.extend(keys[len(seq.keys):])
+            seq.keys = d.keys = [*seq.keys, *keys[len(seq.keys):]]
             d.n = full
         else:
             self.register_keys(seq, keys[seq.n_reg:full])

@@ -39,8 +39,10 @@ _M64 = (1 << 64) - 1
 _MIX = 0x9E3779B97F4A7C15
 
 
-def block_keys(segments, block_size: int, limit: int | None = None, *, packed: bool = False) -> list:
-    """Keys of the full blocks of a prompt described by ``(content_id, length)`` *segments*.
+def block_keys(segments, block_size: int, limit: int | None = None, *, packed: bool = False):
+    """Keys of the full blocks of a prompt described by ``(content_id, length)`` *segments*,
+    as a sequence: a list, or with *packed* a ``range`` when they are one run (a prompt
+    whose full blocks lie in one segment, the usual one: no key object is made until used).
 
     A key identifies the whole prefix up to the end of its block (chained, as
     vLLM's block hashes are): equal keys ⇔ equal leading tokens. *limit* caps
@@ -52,28 +54,32 @@ def block_keys(segments, block_size: int, limit: int | None = None, *, packed: b
     equal ints ⇔ equal keys (content ids outside 0..2**64 − 1 keep the tuple). Use one
     kind or the other within a pool.
     """
-    keys: list = []
+    runs: list = []        # the keys of each segment with full blocks: a range or a list
+    count = 0
     parent = 0
     start = 0
     edge = block_size
     cap = limit if limit is not None else 1 << 62
     for content_id, length in segments:
         end = start + length
-        if edge <= end and len(keys) < cap:
+        if edge <= end and count < cap:
             first = edge - start
             offsets = range(first, length + 1, block_size)
-            take = min(len(offsets), cap - len(keys))
+            take = min(len(offsets), cap - count)
             if packed and 0 <= content_id <= _M64 and length <= _M64:
                 base = ((parent & _M64) << 128) | (((int(content_id) * _MIX) & _M64) << 64)
                 # base | o for each offset: o < 2**64 fills only the zero low bits, so it is
-                # base + o, and the keys are one range (made in C, not a loop)
-                keys.extend(range(base + first, base + first + take * block_size, block_size))
+                # base + o, and the keys are one range
+                runs.append(range(base + first, base + first + take * block_size, block_size))
             else:
-                keys.extend([(parent, content_id, o) for o in offsets[:take]])
+                runs.append([(parent, content_id, o) for o in offsets[:take]])
+            count += take
             edge += take * block_size
         parent = hash((parent, content_id, length))
         start = end
-    return keys
+    if len(runs) == 1:
+        return runs[0]
+    return [key for run in runs for key in run]
 
 
 def block_ids(segments, block_size: int, limit: int | None = None) -> list:

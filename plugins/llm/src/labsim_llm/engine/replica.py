@@ -271,7 +271,7 @@ class ReplicaShell:
         bs = self.pool.block_size
         if seq.keys is None:
             seq.keys = block_ids(seq.req.segments, bs)
-        return seq.keys[:self.pool.match(seq.keys, (tokens - 1) // bs)]
+        return list(seq.keys[:self.pool.match(seq.keys, (tokens - 1) // bs)])
 
     def register_prompt(self, seq, upto: int) -> None:
         """Cache the full prompt blocks covered by the first *upto* tokens of *seq*."""
