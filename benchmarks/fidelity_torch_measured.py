@@ -159,14 +159,16 @@ def families(gpu, pricer, table, shapes) -> None:
         if not measured:
             continue
         lm_n, lm_k = pricer.lm_head
+        # the pricer's own per-layer pieces; the measured shard also runs the LM head and the
+        # final norm (one kernel each, outside the layers)
+        gemms, norms, elementwise, _all_reduces = pricer.layer_parts(batch)
         model = {
-            "GEMM": layers * sum(c * gpu.gemm_time(batch, n, k, "bf16") for _, n, k, c in pricer.gemms)
-            + gpu.gemm_time(batch, lm_n, lm_k, "bf16"),
-            "norms": layers * 2 * gpu.norm_time(2 * batch * hidden * b_act) + gpu.norm_time(2 * batch * hidden * b_act),
+            "GEMM": layers * gemms + gpu.gemm_time(batch, lm_n, lm_k, "bf16"),
+            "norms": layers * norms + gpu.norm_time(2 * batch * hidden * b_act),
             "attention": layers * gpu.attention_time("decode", batch_size=batch, seq_len=1024,
                                                      num_heads=pricer.heads, num_kv_heads=pricer.kv_heads,
                                                      head_dim=pricer.head_dim),
-            "element-wise": layers * gpu.elementwise_time(batch * (2 * hidden + 1.5 * pricer.widest) * b_act),
+            "element-wise": layers * elementwise,
         }
         parts = ", ".join(f"{f} {measured.get(f, 0.0) * 1e3:.2f}/{model[f] * 1e3:.2f}"
                           for f in ("GEMM", "norms", "attention", "element-wise"))

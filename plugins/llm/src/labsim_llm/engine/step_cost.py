@@ -218,25 +218,41 @@ class StepPricer:
             return tokens
         return self.graph_sizes[bisect.bisect_left(self.graph_sizes, tokens)]
 
+    def layer_parts(self, tokens: int) -> tuple[float, float, float, float]:
+        """One layer's token-proportional work over *tokens* tokens, by kind: its GEMMs, its
+        two norms, its element-wise kernels and its two TP all-reduces (0.0 without TP) —
+        the pieces :meth:`dense_time` adds, for a caller that compares them one by one.
+
+        >>> gemms, norms, elementwise, all_reduces = pricer.layer_parts(64)   # doctest: +SKIP
+        """
+        dev, b = self.device, self.act_bytes
+        if self.moe is None:
+            gemms = sum(c * dev.gemm_time(tokens, n, k, self.dtype) for _, n, k, c in self.gemms)
+        else:
+            experts = self.moe[0]
+            gemms = sum(moe_gemm_time(dev, tokens, n, k, self.dtype, experts, c) if label.startswith("expert_")
+                        else c * dev.gemm_time(tokens, n, k, self.dtype) for label, n, k, c in self.gemms)
+        norms = 2 * dev.norm_time(2 * tokens * self.hidden * b)
+        elementwise = dev.elementwise_time(tokens * (2 * self.hidden + 1.5 * self.widest) * b)
+        tp = self.tp > 1 and self.collective is not None
+        return gemms, norms, elementwise, 2 * self.comm_time(tokens * self.hidden * b) if tp else 0.0
+
     def dense_time(self, tokens: int) -> float:
-        """All token-proportional work of every layer of one stage, plus TP all-reduces."""
+        """All token-proportional work of every layer of one stage (:meth:`layer_parts`), plus
+        the embedding's TP all-reduce."""
         hit = self._dense.get(tokens)
         if hit is not None:
             return hit
-        dev, b = self.device, self.act_bytes
-        if self.moe is None:
-            layer = sum(c * dev.gemm_time(tokens, n, k, self.dtype) for _, n, k, c in self.gemms)
-        else:
-            experts = self.moe[0]
-            layer = sum(moe_gemm_time(dev, tokens, n, k, self.dtype, experts, c) if label.startswith("expert_")
-                        else c * dev.gemm_time(tokens, n, k, self.dtype) for label, n, k, c in self.gemms)
-        layer += 2 * dev.norm_time(2 * tokens * self.hidden * b)
-        layer += dev.elementwise_time(tokens * (2 * self.hidden + 1.5 * self.widest) * b)
-        if self.tp > 1 and self.collective is not None:
-            layer += 2 * self.comm_time(tokens * self.hidden * b)
+        gemms, norms, elementwise, all_reduces = self.layer_parts(tokens)
+        layer = gemms
+        layer += norms
+        layer += elementwise
+        tp = self.tp > 1 and self.collective is not None
+        if tp:
+            layer += all_reduces
         total = layer * self.layers_per_stage
-        if self.tp > 1 and self.collective is not None:
-            total += self.comm_time(tokens * self.hidden * b)  # embedding all-reduce
+        if tp:
+            total += self.comm_time(tokens * self.hidden * self.act_bytes)  # embedding all-reduce
         self._dense[tokens] = total
         return total
 
