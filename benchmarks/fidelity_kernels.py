@@ -227,6 +227,14 @@ def cross_generation_tables() -> list:
     a100 = preset("A100-SXM4-80GB")
     T = crossgen.Table
     return [
+        # The same aisimulate collector as the H100 rows, and likely in the zero-operand regime
+        # too: 298 TFLOP/s (0.96 of peak) on 8192x8192x16384, above the 257 an A100 reaches on
+        # random operands and at the 295 it reaches on zeros (crossgen.ZERO_OPERAND_SPEEDUP).
+        # Not flagged: predicted as zero-operand rows (held-out A100 GEMM 15.7 -> 13.3 %) they
+        # pull the carried on-chip feed to Ampere's 0.020 B/FLOP, which prices the datasheet
+        # H100's feed-bound GEMMs (down projection at m = 300-600) ~10 % slower and its vLLM
+        # TPOT 18 % slow at 16 req/s (fidelity_datasheet_serving.py): one bytes-per-FLOP figure
+        # does not carry Ampere's feed and Hopper's (0.020 and 0.026 fitted alone).
         T("A100-SXM4-80GB", "A100 vLLM 0.14", a100,
           thinned(load_points(need("calibration", "a100_sxm"), "VLLM"))),
         T("A30", "A30 Vidur", a100.customize(A30), thinned(a30_points()), harness="vidur"),

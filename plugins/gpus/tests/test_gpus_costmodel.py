@@ -120,3 +120,17 @@ def test_scalar_calls_are_fast():
                             num_kv_heads=8, head_dim=128)
         A100.gemm_time(8 + i % 64, 4096, 4096)
     assert time.perf_counter() - start < 10  # generous: ~tens of µs per call
+
+
+def test_each_prefill_cta_adds_its_fixed_cost_over_the_sms():
+    """A batch of short sequences pays prefill_cta_s per CTA (query block x head) over the SMs:
+    256 sequences of 64 tokens x 32 heads = 8192 CTAs, on 108 SMs."""
+    from labsim_gpus.params import DATASHEET_DEFAULTS
+
+    a100 = plugin.preset("A100-SXM4-80GB")
+    kw = dict(batch_size=256, seq_len=64, num_heads=32, num_kv_heads=8, head_dim=128)
+    base = a100.copy(params=a100.params.replace(prefill_cta_s=0.0))
+    with_cta = a100.copy(params=a100.params.replace(prefill_cta_s=3e-6))
+    extra = with_cta.attention_time("prefill", **kw) - base.attention_time("prefill", **kw)
+    assert extra == pytest.approx(256 * 32 * 3e-6 / 108, rel=1e-9)
+    assert DATASHEET_DEFAULTS.prefill_cta_s == 0.0      # the datasheet model assumes none

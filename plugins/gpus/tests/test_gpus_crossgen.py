@@ -35,7 +35,8 @@ def _points(gpu, params, harness_overhead=0.0):
 
 def test_a_pooled_fit_predicts_a_gpu_it_never_saw():
     truth = DATASHEET_DEFAULTS.replace(gemm_compute_eff=0.72, gemm_mem_eff=0.8, smooth_p=3.5,
-                                       decode_mem_eff=0.9, attn_compute_eff=0.55)
+                                       decode_mem_eff=0.9, attn_compute_eff=0.55,
+                                       prefill_cta_s=3e-6)
     bpf = 0.02
     gpus = [plugin.preset(n) for n in ("A100-SXM4-80GB", "H100-SXM", "H200-SXM")]
     tables = [crossgen.Table(g.name, g.name, g, _points(g, crossgen.params_for(g, truth, bpf)))
@@ -61,6 +62,49 @@ def test_a_pooled_share_stays_within_every_gpus_per_sm_draw():
     assert crossgen.pooled_share_bounds(tables)[1] == pytest.approx(gpus[1].sm_bw_share_max)
     fit = crossgen.fit_pooled(tables, iters=60, start=truth)
     assert 1.0 <= fit.params.sm_bw_share <= min(g.sm_bw_share_max for g in gpus)
+
+
+def test_a_share_beyond_its_bounds_is_priced_at_the_bound():
+    """The simplex may step past the share's bounds: such a point is priced with the share at
+    the bound, not refused with an infinite loss. Before, a simplex started at the lower bound
+    (1) met a wall there and stalled above it: without the A100 the decode stage stopped at a
+    share of 2.3, its training loss 9 % above that at the bound."""
+    import math
+
+    import numpy as np
+
+    truth = DATASHEET_DEFAULTS.replace(decode_mem_eff=0.92, decode_cta_s=3e-6)
+    gpus = [plugin.preset(n) for n in ("A100-SXM4-80GB", "H100-SXM")]
+    tables = [crossgen.Table(g.name, g.name, g, _points(g, crossgen.params_for(g, truth, 0.02)))
+              for g in gpus]
+    bounds = crossgen.pooled_share_bounds(tables)
+    stage = crossgen._Stage(tables, ("decode",), ("decode_mem_eff", "sm_bw_share"),
+                            [crossgen.ENGINE_HARNESS], bounds)
+    state = (truth, 0.02, {crossgen.ENGINE_HARNESS: {n: getattr(truth, n)
+                                                       for n in crossgen.HARNESS_PARAMS}})
+    at_bound = stage.loss(np.log([0.92, bounds[0]]), state)
+    below = stage.loss(np.log([0.92, 0.5 * bounds[0]]), state)
+    above = stage.loss(np.log([0.92, 2.0 * bounds[1]]), state)
+    assert math.isfinite(below) and below == at_bound
+    assert above == stage.loss(np.log([0.92, bounds[1]]), state)
+    assert stage.unpack(np.log([0.92, 0.5]), state)[0].sm_bw_share == bounds[0]
+
+
+def test_the_per_cta_prefill_cost_is_fitted_from_batches_of_short_sequences():
+    """Tables with a fixed cost per prefill CTA give it back, and a fit without the term
+    (the datasheet model's 0) misses the many-short-sequence batches that show it."""
+    truth = DATASHEET_DEFAULTS.replace(prefill_cta_s=4e-6)
+    gpus = [plugin.preset(n) for n in ("A100-SXM4-80GB", "H100-SXM")]
+    tables = [crossgen.Table(g.name, g.name, g, _points(g, crossgen.params_for(g, truth, 0.02)))
+              for g in gpus]
+    fit = crossgen.fit_pooled(tables, iters=120)
+    assert fit.params.prefill_cta_s == pytest.approx(4e-6, rel=0.1)
+    many_short = Point("prefill", (256, 64, 32, 8, 128, "bf16"), 0.0, "x")
+    a100 = gpus[0]
+    measured = predict_point(many_short, a100, crossgen.params_for(a100, truth, 0.02))
+    without = predict_point(many_short, a100, crossgen.params_for(
+        a100, fit.params.replace(prefill_cta_s=0.0), fit.onchip_bytes_per_flop))
+    assert without < 0.8 * measured
 
 
 def test_the_joint_stage_keeps_the_best_of_its_starts_within_bounds():
@@ -170,3 +214,28 @@ def test_a_profile_with_bad_carried_figures_is_refused(carried):
     data = {**shipped_profile(crossgen.PROFILE_FILE), "carried": carried}
     with pytest.raises(UsageError, match="carried"):
         check_profile(data)
+
+
+def test_a_profile_may_hold_no_prefill_cta_cost_but_not_a_negative_one():
+    """`labsim calibrate` writes every parameter, prefill_cta_s as its default 0 (it does not
+    fit it): such a profile loads; a negative cost does not."""
+    data = shipped_profile(crossgen.PROFILE_FILE)
+    check_profile({**data, "params": {**data["params"], "prefill_cta_s": 0.0}})
+    with pytest.raises(UsageError, match="prefill_cta_s"):
+        check_profile({**data, "params": {**data["params"], "prefill_cta_s": -1e-6}})
+    with pytest.raises(UsageError, match="decode_cta_s"):
+        check_profile({**data, "params": {**data["params"], "decode_cta_s": 0.0}})
+
+
+def test_an_experiment_may_set_the_prefill_cta_cost_to_none():
+    """Every parameter of a profile given as cost_params (fidelity_datasheet_serving.py does)
+    passes the experiment schema, prefill_cta_s = 0 among them; decode_cta_s = 0 does not."""
+    import jsonschema
+    from labsim_gpus.spec import CONFIG_SCHEMA
+
+    every = DATASHEET_DEFAULTS.as_dict()
+    jsonschema.validate({"cost_params": every}, CONFIG_SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"cost_params": {**every, "decode_cta_s": 0.0}}, CONFIG_SCHEMA)
+    gpu = customize(plugin.preset("GPU"), {**NEW_GPU, "cost_params": {"prefill_cta_s": 0.0}})
+    assert gpu.params.prefill_cta_s == 0.0

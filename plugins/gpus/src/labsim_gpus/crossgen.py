@@ -30,7 +30,9 @@ stays constant from one generation to the next:
   fitted allows (:func:`pooled_share_bounds`);
 * tables timed on zero-filled operands (:attr:`Table.zero_operands`) are predicted with
   :data:`ZERO_OPERAND_SPEEDUP`: tensor cores run cooler on zeros and hold higher clocks, so
-  such tables overstate real GEMMs. The fitted efficiencies are those of random operands.
+  such tables overstate real GEMMs. The fitted efficiencies are those of random operands;
+* a fixed cost per prefill CTA (``prefill_cta_s``, one query block x head), fitted with the
+  prefill efficiencies: batches of many short sequences pay it beyond their FLOPs.
 
 Each table weighs the same in the loss, whatever its number of rows. How well this
 transfers is measured leave-one-GPU-out (:func:`leave_one_out`: fit without GPU X,
@@ -76,7 +78,10 @@ HARNESS_PARAMS = ("kernel_overhead_s", "attn_overhead_s")
 ENGINE_HARNESS = "aisimulate"
 #: compute-bound GEMM throughput on zero-filled operands over random ones: 1 / 0.86, the
 #: mean ratio of six large bf16 GEMMs timed both ways on an H100-SXM
-#: (benchmarks/data/h100_torch/gemm_operands_h100_sxm_torch.csv; 0.83 on the H200)
+#: (benchmarks/data/h100_torch/gemm_operands_h100_sxm_torch.csv; 0.83 on the H200). It carries
+#: to Ampere: an 8192^3 bf16 matmul on an A100 ran at 257 TFLOP/s on randn operands and 295 on
+#: zeros, 0.87 (H. He, "Strangely, Matrix Multiplications on GPUs Run Faster When Given
+#: 'Predictable' Data!", thonking.ai, 2024)
 ZERO_OPERAND_SPEEDUP = 1 / 0.86
 #: no fitted overhead goes below this (a kernel replayed from a CUDA graph still costs ~1 us)
 MIN_OVERHEAD_S = 1e-6
@@ -84,7 +89,7 @@ MIN_OVERHEAD_S = 1e-6
 #: fitted as ``onchip_bytes_per_flop`` in place of ``onchip_bw_ratio``
 STAGES = (
     ("gemm", tuple("onchip_bytes_per_flop" if n == "onchip_bw_ratio" else n for n in GEMM_FIT)),
-    ("prefill", PREFILL_FIT),
+    ("prefill", PREFILL_FIT + ("prefill_cta_s",)),
     ("decode", DECODE_FIT),
 )
 
@@ -189,6 +194,8 @@ def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
     """
     bounds = pooled_share_bounds(tables)
     shared = within_share_bounds(start or CostParams(), bounds)
+    if shared.prefill_cta_s <= 0:       # the datasheet model's 0 has no logarithm to start from
+        shared = shared.replace(prefill_cta_s=MIN_OVERHEAD_S)
     bpf = bytes_per_flop
     harnesses = list(dict.fromkeys(t.harness for t in tables))
     overheads = {h: {n: getattr(shared, n) for n in HARNESS_PARAMS} for h in harnesses}
@@ -301,8 +308,15 @@ class _Stage:
         return out
 
     def unpack(self, x, state):
+        """``(shared, bytes per FLOP, overheads)`` of the point *x*. ``sm_bw_share`` is
+        projected onto its bounds rather than rejected beyond them: its best value often lies
+        on the lower bound, and a simplex that meets a wall of infinite loss there stalls short
+        of it (the decode stage without the A100 stopped at a share of 2.3, its loss 9 % above
+        that at the bound)."""
         shared, bpf, overheads = state
         values = {n: math.exp(v) for n, v in zip(self.keys, x, strict=True)}
+        if "sm_bw_share" in values:
+            values["sm_bw_share"] = min(max(values["sm_bw_share"], self.bounds[0]), self.bounds[1])
         trial = shared.replace(**{n: values[n] for n in self.names if n not in CARRIED})
         heads = {h: dict(v) for h, v in overheads.items()}
         for key, value in values.items():

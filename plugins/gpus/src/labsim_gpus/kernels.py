@@ -20,7 +20,9 @@ Prefill attention (flash attention, causal, optional cached prefix)
     FLOPs ``= 4·heads·head_dim·pairs`` where *pairs* counts (query, key)
     couples computed after padding each query block to ``BLOCK_M`` rows and each
     key range to ``BLOCK_N`` columns. Work spreads over the SMs, but no faster
-    than the longest CTA (the last query block of the longest sequence).
+    than the longest CTA (the last query block of the longest sequence). Each CTA
+    (query block x head) also costs a fixed ``prefill_cta_s`` of one SM's time, spread
+    over the SMs: what batches of many short sequences pay beyond their FLOPs.
 
 Decode attention (flash decoding)
     Memory-bound: every sequence reads ``2·kv_heads·head_dim·bytes`` per cached
@@ -120,7 +122,9 @@ def prefill_seconds(num_seqs: int, total_new: float, total_pairs: float, padded_
             * head_dim * kv_bytes)
     t_mem = dram / (mem_bw * p.gemm_mem_eff)
     t = smooth_max(max(t_fluid, longest_cta), t_mem, p.smooth_p)
-    return t + p.kernel_overhead_s + p.attn_overhead_s
+    # fixed work per CTA (one query block x head), spread over the SMs like decode's
+    t_ctas = padded_rows / BLOCK_M * num_heads * p.prefill_cta_s / sm_count
+    return t + t_ctas + p.kernel_overhead_s + p.attn_overhead_s
 
 
 def num_splits(ctas: int, sm_count: int, context: float, block_n: int = DECODE_BLOCK_N,

@@ -51,6 +51,13 @@ class CostParams:
     attn_compute_eff: float = 0.60
     #: fixed seconds of one attention kernel beyond kernel_overhead_s (softmax setup, combine)
     attn_overhead_s: float = 8e-6
+    #: SM-seconds of fixed work per prefill CTA (one ``BLOCK_M`` query block x query head): the
+    #: Q tile's load, the softmax state, normalising and storing O and its log-sum-exp; the
+    #: prefill counterpart of decode_cta_s. It shows in batches of many short sequences (vLLM
+    #: rows of 128-256 sequences of 16-512 tokens ran 45-50 % slower than the model without it,
+    #: on the A100 and the H100 alike). 0 (none) in the datasheet model and in profiles fitted
+    #: before it existed; ``labsim calibrate`` does not fit it, the cross-generation profile does
+    prefill_cta_s: float = 0.0
     #: fraction of DRAM bandwidth that decode attention streams the KV cache at
     decode_mem_eff: float = 0.70
     #: SM-seconds of fixed work per decode CTA (one sequence x KV head x split): block-table
@@ -73,9 +80,11 @@ class CostParams:
         if unknown:
             raise UsageError(f"unknown cost parameter(s) {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(FIELDS)}")
-        bad = [k for k, v in changes.items() if not (isinstance(v, (int, float)) and v > 0)]
+        bad = [k for k, v in changes.items() if not (isinstance(v, (int, float)) and (
+            v > 0 or (v == 0 and k in MAY_BE_ZERO)))]
         if bad:
-            raise UsageError(f"cost parameter(s) {', '.join(bad)} must be positive numbers")
+            raise UsageError(f"cost parameter(s) {', '.join(bad)} must be positive numbers"
+                             + (f" ({', '.join(MAY_BE_ZERO)} may be 0)" if MAY_BE_ZERO else ""))
         return dataclasses.replace(self, **{k: float(v) for k, v in changes.items()})
 
     def as_dict(self) -> dict:
@@ -83,6 +92,8 @@ class CostParams:
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(CostParams))
+#: the parameters whose default is 0 (no such cost), which a profile may therefore hold as 0
+MAY_BE_ZERO = tuple(f.name for f in dataclasses.fields(CostParams) if f.default == 0)
 
 #: The datasheet-only model. Each default is an assumption from public knowledge:
 #: cuBLAS reaches ~75-85 % of dense peak on large GEMMs; streaming kernels ~80-90 % of HBM

@@ -35,7 +35,7 @@ from labsim.log import get_logger
 from labsim.errors import UsageError
 
 from labsim_gpus.dtypes import _ALIASES, DTYPE_BYTES, canonical
-from labsim_gpus.params import FIELDS
+from labsim_gpus.params import FIELDS, MAY_BE_ZERO
 
 GB = 1e9
 _DTYPE_PATTERN = "^(" + "|".join(sorted(set(DTYPE_BYTES) | set(_ALIASES))) + ")$"
@@ -75,6 +75,8 @@ CONFIG_SCHEMA: dict = {
         "cost_params": {
             "type": "object", "description": "Override fitted cost-model parameters.",
             "propertyNames": {"enum": list(FIELDS)},
+            # a cost that defaults to none (0) may be set to none
+            "properties": {name: {"type": "number", "minimum": 0} for name in MAY_BE_ZERO},
             "additionalProperties": _POSITIVE,
         },
     },
