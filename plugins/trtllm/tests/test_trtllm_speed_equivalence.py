@@ -13,7 +13,7 @@ from pathlib import Path
 
 import labsim
 import pytest
-from labsim_trtllm import plugin
+from labsim_trtllm import executor, plugin
 
 _spec = importlib.util.spec_from_file_location(
     "trtllm_reference_executor", Path(__file__).with_name("trtllm_reference_executor.py"))
@@ -146,3 +146,46 @@ def test_executor_equals_the_plain_reference_on_mixed_configurations(seed, monke
     assert repr(fast[0]) == repr(slow[0])
     assert repr(fast[1]) == repr(slow[1])
     assert repr(fast[2]) == repr(slow[2])
+
+
+@pytest.mark.parametrize("case", [*sorted(CASES), *(f"mixed-{seed}" for seed in range(10))])
+def test_spans_equal_one_event_per_iteration(case, monkeypatch):
+    """Group-only iterations applied without events of their own (spans) give what one SimPy
+    event per iteration gives, byte for byte, and the spans do skip events."""
+    cfg = CASES[case] if case in CASES else _mixed_case(int(case.split("-")[1]))
+    events = []
+    gpu_work = executor.Replica.gpu_work
+    monkeypatch.setattr(executor.Replica, "gpu_work",
+                        lambda self, seconds, step=None: events.append(1) or gpu_work(self, seconds, step))
+    fast = _outputs(cfg)
+    with_spans = len(events)
+    monkeypatch.setattr(executor.Replica, "spans", False)
+    events.clear()
+    slow = _outputs(cfg)
+    assert repr(fast[0]) == repr(slow[0])
+    assert repr(fast[1]) == repr(slow[1])
+    assert repr(fast[2]) == repr(slow[2])
+    assert with_spans <= len(events)
+    if case in ("plain", "no-overlap", "eos-stops", "replicas", "cut-off", "reuse-conversations"):
+        assert with_spans < len(events)
+
+
+def test_catch_up_lands_where_one_event_per_iteration_does():
+    """A delay from the last event cannot always land on an iteration's end (the sum rounds to
+    even); the process then wakes near the last iteration applied first."""
+    import simpy
+
+    env = simpy.Environment()
+    start, last, target = 0.23443437273772252, 0.4923538779539137, 0.4988036286279988
+    assert start + (target - start) != target          # the case: one delay cannot land there
+    landed = []
+
+    def proc():
+        yield env.timeout(start)
+        yield from executor.catch_up(env, last, target)
+        yield env.timeout(target - env.now)
+        landed.append(env.now)
+
+    env.process(proc())
+    env.run()
+    assert landed == [target]
