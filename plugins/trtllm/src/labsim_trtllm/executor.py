@@ -559,6 +559,9 @@ class Replica(GenerationGroup, ReplicaShell):
                     yield from self.idle()
                     now = env.now
                     continue
+                if now != env.now and (self.active or self.waiting):    # (not after a span)
+                    yield from catch_up(env, now, now)
+                    yield env.timeout(now - env.now)
                 cur = self.schedule()
                 if cur.empty:
                     raise RuntimeError("TensorRT-LLM replica formed an empty iteration with work "
@@ -577,11 +580,14 @@ class Replica(GenerationGroup, ReplicaShell):
             if spans and group_only:
                 t = now + wait                          # env.now after this iteration's event
                 horizon = peek()
-                if (t < horizon <= limit and co.n and cur.gidx not in co.fin and not self.active
-                        and (not self.waiting or self._gN >= self.max_batch)):
-                    # it ends before anything else happens, finishes nothing and the next one
-                    # is the cohort's alone: a span (see "Spans" in the module docstring)
+                if (t < horizon <= limit and co.n and not self.active and not self.waiting
+                        and (cur.gidx not in co.fin or self._finish_unseen(co.fin[cur.gidx]))):
+                    # it ends before anything else happens, nobody waits on what it finishes
+                    # and the next one is the cohort's alone: a span (see "Spans" in the
+                    # module docstring)
                     cur, nxt, now, wait = self._run_span(cur, nxt, t, horizon)
+                    if wait is None:
+                        continue                        # the cohort emptied
             if now == env.now:
                 end = yield self.gpu_work(wait, cur)
             else:                                       # after iterations applied without events
