@@ -46,9 +46,12 @@ docs/engine_behaviour.md (TensorRT-LLM §1–§2) describes it:
 
 * **Spans** (PP = 1, GPUs not shared). An iteration of the generation group
   alone that ends before the next scheduled event of the simulation (and
-  within ``max_simulation_time``), finishes nothing, and is followed by
-  another of the group alone, is applied without a SimPy event of its own:
-  nothing can happen before it ends, so nobody can tell. The iterations after
+  within ``max_simulation_time``), finishes no request that anything acts on
+  at its finishing time (a closed loop's next request, a conversation's next
+  turn: :meth:`~labsim_llm.engine.serving_engine.ServingEngine.finish_unseen`),
+  and is followed by another of the group alone, is applied without a SimPy
+  event of its own: nothing can happen before it ends, so nobody can tell (the
+  engine's ``last_left_s`` is set to the finishing's time). The iterations after
   it that qualify too are formed, priced and applied in one pass
   (:meth:`~labsim_trtllm.generation_group.GenerationGroup._run_span`); the
   process then sleeps until the end of the first that does not (an arrival
@@ -551,17 +554,16 @@ class Replica(GenerationGroup, ReplicaShell):
         #: applied; ahead of ``env.now`` after iterations applied without an event of their own
         now = env.now
         while True:
+            if now != env.now and (self.active or self.waiting or not self._gN):
+                # behind the iterations a span applied, and what comes next may read the
+                # time (a request starting, the idle wait): the last one's time first
+                yield from catch_up(env, now, now)
+                yield env.timeout(now - env.now)
             if cur is None:
                 if not self.active and not self.waiting and not self._gN:
-                    if now != env.now:                  # the last iterations' time, then idle
-                        yield from catch_up(env, now, now)
-                        yield env.timeout(now - env.now)
                     yield from self.idle()
                     now = env.now
                     continue
-                if now != env.now and (self.active or self.waiting):    # (not after a span)
-                    yield from catch_up(env, now, now)
-                    yield env.timeout(now - env.now)
                 cur = self.schedule()
                 if cur.empty:
                     raise RuntimeError("TensorRT-LLM replica formed an empty iteration with work "

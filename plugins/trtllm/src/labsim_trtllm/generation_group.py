@@ -328,7 +328,8 @@ class GenerationGroup:
         cnt = co.cnt
         tpb = self.tpb
         overlap = nxt is not None
-        # nothing changes the cohort, the queues or the pool but these iterations' blocks
+        # between finishes nothing changes the cohort, the queues or the pool but these
+        # iterations' blocks
         running = self._gN
         waiting = len(self.waiting)
         n, warm, S = co.n, co.warm, co.S
@@ -343,7 +344,7 @@ class GenerationGroup:
         if overlap:                            # the one formed while it runs
             g1, b1, ctx1, nw1 = nxt.gidx, nxt.decodes, nxt.decode_ctx, nxt.group_warm - nxt.left_warm
         while True:
-            # apply iteration g (_commit_group_only, nothing finishing)
+            # apply iteration g (_commit_group_only, its row and gaps; then its finishes)
             if nw:
                 add_uniform(end - last_end, nw)
             last_end = end
