@@ -13,7 +13,7 @@ from pathlib import Path
 
 import labsim
 import pytest
-from labsim_trtllm import plugin
+from labsim_trtllm import executor, plugin
 
 _spec = importlib.util.spec_from_file_location(
     "trtllm_reference_executor", Path(__file__).with_name("trtllm_reference_executor.py"))
@@ -85,6 +85,15 @@ CASES = {
     "pp2-tight-reuse": experiment(rate=8, duration=5, prompt=300, profile=CONV,
                                   trt={**TIGHT, "pipeline_parallel_size": 2, "tokens_per_block": 8,
                                        "capacity_scheduler_policy": "MAX_UTILIZATION"}),
+    # a closed loop: a finishing request sends the next one at its time (spans must not
+    # apply such a finish ahead of it)
+    "closed-loop": {**experiment(rate=200, duration=3, output=60),
+                    "workload": {**experiment(rate=200, output=60)["workload"], "concurrency": 6}},
+    # two engines, one 5x slower: its events bound the other's spans after the last arrival too
+    # (that one's last finish may be applied ahead of its time; its GPUs are billed up to it)
+    "two-engines": {**experiment(rate=20, duration=2), "frameworks_to_test": [
+        {"name": "a", "type": "trtllm", "config": {"model": "Llama-3.1-8B"}},
+        {"name": "b", "type": "trtllm", "config": {"model": "Llama-3.1-8B", "kernel_time_scale": 5.0}}]},
     "replicas": experiment(rate=40, duration=2, trt={"num_replicas": 2, "router": "least_outstanding"}),
     "cut-off": {**experiment(rate=30, duration=6, prompt=800, output=300, trt=TIGHT),
                 "simulation": {"max_simulation_time": 2.0, "random_seed": 5}},
@@ -146,3 +155,47 @@ def test_executor_equals_the_plain_reference_on_mixed_configurations(seed, monke
     assert repr(fast[0]) == repr(slow[0])
     assert repr(fast[1]) == repr(slow[1])
     assert repr(fast[2]) == repr(slow[2])
+
+
+@pytest.mark.parametrize("case", [*sorted(CASES), *(f"mixed-{seed}" for seed in range(10))])
+def test_spans_equal_one_event_per_iteration(case, monkeypatch):
+    """Group-only iterations applied without events of their own (spans) give what one SimPy
+    event per iteration gives, byte for byte, and the spans do skip events."""
+    cfg = CASES[case] if case in CASES else _mixed_case(int(case.split("-")[1]))
+    events = []
+    gpu_work = executor.Replica.gpu_work
+    monkeypatch.setattr(executor.Replica, "gpu_work",
+                        lambda self, seconds, step=None: events.append(1) or gpu_work(self, seconds, step))
+    fast = _outputs(cfg)
+    with_spans = len(events)
+    monkeypatch.setattr(executor.Replica, "spans", False)
+    events.clear()
+    slow = _outputs(cfg)
+    assert repr(fast[0]) == repr(slow[0])
+    assert repr(fast[1]) == repr(slow[1])
+    assert repr(fast[2]) == repr(slow[2])
+    assert with_spans <= len(events)
+    if case in ("plain", "no-overlap", "eos-stops", "replicas", "cut-off", "reuse-conversations",
+                "closed-loop"):
+        assert with_spans < len(events)
+
+
+def test_catch_up_lands_where_one_event_per_iteration_does():
+    """A delay from the last event cannot always land on an iteration's end (the sum rounds to
+    even); the process then wakes near the last iteration applied first."""
+    import simpy
+
+    env = simpy.Environment()
+    start, last, target = 0.23443437273772252, 0.4923538779539137, 0.4988036286279988
+    assert start + (target - start) != target          # the case: one delay cannot land there
+    landed = []
+
+    def proc():
+        yield env.timeout(start)
+        yield from executor.catch_up(env, last, target)
+        yield env.timeout(target - env.now)
+        landed.append(env.now)
+
+    env.process(proc())
+    env.run()
+    assert landed == [target]

@@ -44,11 +44,28 @@ docs/engine_behaviour.md (TensorRT-LLM §1–§2) describes it:
   :class:`~labsim_llm.engine.pipeline.StagePipeline` times the micro-batches:
   the CPU work, then each stage's share of the GPU time.
 
+* **Spans** (PP = 1, GPUs not shared). An iteration of the generation group
+  alone that ends before the next scheduled event of the simulation (and
+  within ``max_simulation_time``), finishes no request that anything acts on
+  at its finishing time (a closed loop's next request, a conversation's next
+  turn: :meth:`~labsim_llm.engine.serving_engine.ServingEngine.finish_unseen`),
+  and is followed by another of the group alone, is applied without a SimPy
+  event of its own: nothing can happen before it ends, so nobody can tell (the
+  engine's ``last_left_s`` is set to the finishing's time). The iterations after
+  it that qualify too are formed, priced and applied in one pass
+  (:meth:`~labsim_trtllm.generation_group.GenerationGroup._run_span`); the
+  process then sleeps until the end of the first that does not (an arrival
+  during iteration *j* is seen when *j* ends, as with one event per
+  iteration). Rows, gaps, blocks and every float are the ones one event per
+  iteration gives, ``env.now`` included (:func:`catch_up`); ``Replica.spans =
+  False`` steps one event per iteration.
+
 Every duration comes from :class:`labsim_trtllm.pricing.TrtStepPricer`.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from labsim_llm.engine.kv_cache import BlockPool
@@ -112,12 +129,24 @@ class Step:
         return [*self.gens, *(e[0] for e in self.contexts)]
 
 
+def _time_limit(owner) -> float | None:
+    """``simulation.max_simulation_time`` of *owner*'s run, or None (an owner without one)."""
+    try:
+        return float(owner.context.config["simulation"]["max_simulation_time"])
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
 class Replica(GenerationGroup, ReplicaShell):
     """A TensorRT-LLM executor (``tp × pp`` GPUs) running its loop as a SimPy process.
 
     The shell (:class:`~labsim_llm.engine.replica.ReplicaShell`) holds the waiting queue
     (TensorRT-LLM's executor queue), the idle wait, finishing and the block-reuse lookups.
     """
+
+    #: apply group-only iterations that end before the next event without an event of their
+    #: own (False: one event per iteration, as the equivalence tests compare)
+    spans = True
 
     def __init__(self, owner, index: int, pricer, num_blocks: int, cfg: dict):
         super().__init__(owner, index, BlockPool(num_blocks, cfg["tokens_per_block"],
@@ -137,6 +166,8 @@ class Replica(GenerationGroup, ReplicaShell):
         self.lookahead = 2 if self.overlap else 1
         self.extra_token = 1 if self.overlap else 0
         self.active: list[Seq] = []
+        #: the simulation's time limit (iterations past it are never applied), if known
+        self._limit = _time_limit(owner)
         self._init_group()
 
     # -- interface with the framework --------------------------------------------------
@@ -515,11 +546,23 @@ class Replica(GenerationGroup, ReplicaShell):
         env = self.env
         pricer = self.pricer
         decode_price = pricer.decode_price
+        peek = env.peek
+        spans = self.spans and self.gpus.exclusive and self._limit is not None
+        limit = self._limit
         cur = None
+        #: when stepping one iteration an event, the simulated time after the last iteration
+        #: applied; ahead of ``env.now`` after iterations applied without an event of their own
+        now = env.now
         while True:
+            if now != env.now and (self.active or self.waiting or not self._gN):
+                # behind the iterations a span applied, and what comes next may read the
+                # time (a request starting, the idle wait): the last one's time first
+                yield from catch_up(env, now, now)
+                yield env.timeout(now - env.now)
             if cur is None:
                 if not self.active and not self.waiting and not self._gN:
                     yield from self.idle()
+                    now = env.now
                     continue
                 cur = self.schedule()
                 if cur.empty:
@@ -531,13 +574,33 @@ class Replica(GenerationGroup, ReplicaShell):
                 cur.end = cur.start + pricer.step_time(cur.chunks, cur.decodes, cur.decode_ctx)
             else:
                 cur.end = cur.start + decode_price(cur.decodes)(cur.decode_ctx)
-            wait = cur.end - env.now
-            end = yield self.gpu_work(wait if wait > 0.0 else 0.0, cur)
+            wait = cur.end - now
+            if wait < 0.0:
+                wait = 0.0
+            co = cur.cohort
+            group_only = co is not None and not cur.gens and not cur.contexts and not co.fresh
+            if spans and group_only:
+                t = now + wait                          # env.now after this iteration's event
+                horizon = peek()
+                if (t < horizon <= limit and co.n and not self.active and not self.waiting
+                        and (cur.gidx not in co.fin or self._finish_unseen(co.fin[cur.gidx]))):
+                    # it ends before anything else happens, nobody waits on what it finishes
+                    # and the next one is the cohort's alone: a span (see "Spans" in the
+                    # module docstring)
+                    cur, nxt, now, wait = self._run_span(cur, nxt, t, horizon)
+                    if wait is None:
+                        continue                        # the cohort emptied
+            if now == env.now:
+                end = yield self.gpu_work(wait, cur)
+            else:                                       # after iterations applied without events
+                t = now + wait
+                yield from catch_up(env, now, t)
+                end = yield self.gpu_work(t - env.now, cur)
+            now = env.now
             if end is not None:
                 cur.end = end
             self.clock = cur.end
-            co = cur.cohort
-            if co is not None and not cur.gens and not cur.contexts and not co.fresh:
+            if group_only:
                 self._commit_group_only(cur, co, cur.end)         # the usual iteration
             else:
                 self._commit(cur)
@@ -582,4 +645,14 @@ class Replica(GenerationGroup, ReplicaShell):
             yield from self.idle()
 
 
-__all__ = ["Replica", "Seq", "Step"]
+def catch_up(env, last: float, target: float):
+    """Timeouts (``yield from``) after which ``env.now + (target − env.now) == target``: the
+    process, behind the iterations it applied without events (the last at *last*), wakes
+    near *last* first when one delay cannot land on *target* (a sum rounds to even)."""
+    if env.now + (target - env.now) != target:
+        yield env.timeout(last - env.now)
+        while env.now + (target - env.now) != target:   # (an iteration longer than the run so far)
+            yield env.timeout((target - env.now) / 2)
+
+
+__all__ = ["Replica", "Seq", "Step", "catch_up"]

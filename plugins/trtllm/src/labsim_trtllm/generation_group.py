@@ -306,6 +306,136 @@ class GenerationGroup:
             self._release(step, co, done, end)
             self._finish(sorted(done, key=_by_order), end)
 
+    def _run_span(self, cur, nxt, t: float, horizon: float):
+        """Apply iteration *cur* (group-only, ending at simulated time *t*) and the group-only
+        iterations after it that end before *horizon* (the next event) and finish nobody
+        that anyone waits on (:meth:`_finish_unseen`), as one event per iteration would,
+        without the events: the iterations' rows, gaps, blocks and finishes in the same order
+        and with the same arithmetic. *nxt*: the iteration formed while *cur* runs (overlap
+        scheduler), else None. Returns ``(cur, nxt, now, wait)`` as the loop has them before
+        it sleeps: the first iteration that does not qualify (formed and priced), the one
+        formed while it runs, the time the last applied iteration's event would have come,
+        and the delay from then to the first's end; or, when the cohort empties,
+        ``(cur, None, now, None)`` as the loop has them after a commit (*cur*: the iteration
+        formed already, or None)."""
+        co = cur.cohort
+        metrics = self.metrics
+        step_row = metrics.step
+        add_uniform = metrics.itl.add_uniform
+        decode_work = self.pricer.decode_work
+        index = self.index
+        fin = co.fin
+        cnt = co.cnt
+        tpb = self.tpb
+        overlap = nxt is not None
+        # between finishes nothing changes the cohort, the queues or the pool but these
+        # iterations' blocks
+        running = self._gN
+        waiting = len(self.waiting)
+        n, warm, S = co.n, co.warm, co.S
+        price = self.pricer.decode_price(n)
+        used = self.pool.num_used
+        free = self.pool.num_free
+        taken = 0                              # blocks formed iterations took, not yet allocated
+        last_end = co.last_end
+        # the iteration being applied: its index, start, end, decodes, context, warm members
+        g, start, end = cur.gidx, cur.start, cur.end
+        b, ctx, nw = cur.decodes, cur.decode_ctx, cur.group_warm - cur.left_warm
+        if overlap:                            # the one formed while it runs
+            g1, b1, ctx1, nw1 = nxt.gidx, nxt.decodes, nxt.decode_ctx, nxt.group_warm - nxt.left_warm
+        while True:
+            # apply iteration g (_commit_group_only, its row and gaps; then its finishes)
+            if nw:
+                add_uniform(end - last_end, nw)
+            last_end = end
+            flops, nbytes = decode_work(b, ctx)
+            u = used + taken
+            d = end - start
+            step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops, nbytes, u * d, None)
+            now = t
+            start = end
+            done = fin.pop(g, None)
+            if done:
+                # members finish (nobody sees it before its time: _finish_unseen): blocks taken
+                # first, then released and freed, as one event per iteration orders them
+                if taken:
+                    self._gheld += taken
+                    self._take(taken)
+                    taken = 0
+                left = 0
+                for s in done:
+                    left += s.warm
+                    self._leave(s, co, end)
+                if overlap:
+                    nw1 -= left                # the iteration formed already runs them as gone
+                self._finish(sorted(done, key=_by_order), end)
+                self.owner.last_left_s = now  # the finishing's time (env.now, one event each)
+                running = self._gN
+                n, warm, S = co.n, co.warm, co.S
+                used = self.pool.num_used
+                free = self.pool.num_free
+                horizon = min(horizon, self.env.peek())
+                if not n or self.active or self.waiting:
+                    # the cohort is empty: the loop goes on from its top, as after a commit
+                    co.last_end = last_end
+                    self.clock = end
+                    nxt = self._span_step(co, g1, b1, ctx1, nw1, end) if overlap else None
+                    self._ahead = nxt
+                    return nxt, None, now, None
+                price = self.pricer.decode_price(n)
+            # the next one runs; with overlap, another is formed while it does
+            h = co.gidx
+            co.gidx = h + 1
+            blocks = cnt[-h % tpb]
+            if blocks:
+                if taken + blocks > free:
+                    self._take(taken + blocks)      # raises: the scheduler let through too much
+                taken += blocks
+            if overlap:
+                g, b, ctx, nw = g1, b1, ctx1, nw1
+                g1, b1, ctx1, nw1 = h, n, S + n * (h + 1), warm
+            else:
+                g, b, ctx, nw = h, n, S + n * (h + 1), warm
+            end = start + (price(ctx) if b == n else self.pricer.decode_price(b)(ctx))
+            wait = end - now
+            if wait < 0.0:
+                wait = 0.0
+            t = now + wait
+            if not (t < horizon and (g not in fin or self._finish_unseen(fin[g]))):
+                break
+        co.last_end = last_end
+        self.clock = start
+        if taken:
+            self._gheld += taken
+            self._take(taken)
+        cur = self._span_step(co, g, b, ctx, nw, start)
+        cur.end = end
+        if overlap:
+            nxt = self._span_step(co, g1, b1, ctx1, nw1, 0.0)
+        self._ahead = nxt if overlap else cur
+        return cur, nxt, now, wait
+
+    def _finish_unseen(self, members) -> bool:
+        """Whether *members* finishing can be applied before its simulated time (in a span):
+        nobody acts on it then (no closed loop, no conversation's next turn waits on it)."""
+        unseen = getattr(self.owner, "finish_unseen", None)
+        return unseen is not None and all(unseen(s.req) for s in members)
+
+    def _span_step(self, co: Cohort, g: int, b: int, ctx: int, nw: int, start: float):
+        """Iteration *g* of *co* formed in a span (:meth:`_group_only_step`'s Step)."""
+        step = self._new_step(self._step_class)
+        step.gens = step.contexts = step.chunks = ()
+        step.decodes = step.tokens = b
+        step.decode_ctx = ctx
+        step.start = start
+        step.end = 0.0
+        step.left_warm = 0
+        step.cohort = co
+        step.gidx = g
+        step.group = b
+        step.group_warm = nw
+        return step
+
     def _record_gaps(self, step, co: Cohort, n_warm: int, uniform: float, walked: list,
                      ctx_gaps: list) -> None:
         """The iteration's inter-token gaps, as the plain executor records them: the generation

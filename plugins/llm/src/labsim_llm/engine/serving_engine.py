@@ -240,6 +240,17 @@ class ServingEngine(labsim.Framework):
         self.last_left_s = self.context.env.now
         self.notify_finished(request)
 
+    def finish_unseen(self, request) -> bool:
+        """Whether *request* finishing can be applied before its simulated time without anyone
+        seeing it earlier: every listener is a workload that does not act at that time
+        (:meth:`~labsim_llm.workloads.base.RequestWorkload.acts_on_finish`). The caller then
+        sets :attr:`last_left_s` to that time itself."""
+        for callback in self._listeners:
+            acts = getattr(getattr(callback, "__self__", None), "acts_on_finish", None)
+            if acts is None or acts(request):
+                return False
+        return True
+
     def is_idle(self) -> bool:
         return all(r.outstanding == 0 for r in self.replicas)
 

@@ -288,6 +288,15 @@ class RequestWorkload(Workload):
             self.busy += 1
             self._send(request)
 
+    def acts_on_finish(self, request: Request) -> bool:
+        """Whether *request* finishing makes this workload act at that simulated time (a closed
+        loop sends its next request, a conversation schedules its next turn), beyond counting.
+        An engine that applies a step ahead of its time asks (TensorRT-LLM's spans)."""
+        if self.concurrency is not None:
+            return True
+        sid = request.session_id
+        return sid >= 0 and sid in self._sessions and not self._stopped
+
     def _on_finished(self, request: Request) -> None:
         self.in_flight -= 1
         session = self._sessions.get(request.session_id) if request.session_id >= 0 else None
