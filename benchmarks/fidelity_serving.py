@@ -49,7 +49,7 @@ client commands as published; the csv notes say which):
   not hinge on a scheduler or memory setting: it is compute-bound (MFU 0.55), and
   max_num_batched_tokens 2048, prefix caching off or gpu_memory_utilization 0.6
   move throughput by +1.2 %, -0.3 % and -9.1 %. The published ITLs show *both* kinds of step
-  slower than labsim prices them: the median ITL (decode steps reading ~44 GB of
+  slower than labsim prices them: the median ITL (decode steps reading ~40 GB of
   KV and 29.5 GB of weights) 46.0 ms against 30.9, the P99 (steps carrying an
   8192-token prefill chunk) 642 ms against 362. The page's 4000/200 and
   32000/100 cases (not rows here) show the same: total throughput +75 % and
