@@ -208,17 +208,29 @@ class PipelineSpan:
             if due > now:
                 peek = env.peek()
                 if due < peek and due <= self.limit and not self.peers.waiting_on_change:
-                    self._run_ahead(peek)
+                    last = self._run_ahead(peek)
+                    if peek > self.limit and batches[0].due > self.limit:
+                        # the run stops before anything else happens: its clock ends, as with
+                        # one event per batch, at the end of the last batch landed
+                        yield from self._sleep_until(last)
                     continue
                 yield env.timeout(delay)
                 continue
             self._land(head)
 
-    def _run_ahead(self, peek: float) -> None:
+    def _sleep_until(self, t: float):
+        """Sleep (``yield from``) until exactly *t*."""
+        env = self.env
+        while env.now < t:
+            delay = delay_to(env.now, t)
+            yield env.timeout(delay if delay is not None else (t - env.now) / 2)
+
+    def _run_ahead(self, peek: float) -> float:
         """Land quiet batches ahead of the clock while they end before *peek*, the next
         scheduled event (and within the run's limit): until then nothing else happens, so the
         replica's requests stay as they are and no engine waits for blocks — of what makes a
-        batch quiet only :meth:`SpanSteps.next_step_quiet` changes from step to step."""
+        batch quiet only :meth:`SpanSteps.next_step_quiet` changes from step to step. Returns
+        the end of the last batch landed."""
         batches = self._batches
         if not all(b.engine.group_alone() for b in batches):
             return self._run_ahead_one(batches[0])
@@ -229,18 +241,21 @@ class PipelineSpan:
             due = head.due
             engine = head.engine
             if due >= horizon or not engine.next_step_quiet():
-                return
+                return last
             del batches[0]
             engine.land_and_dispatch(head, running, waiting)
             self._requeue(head, engine.clock)
+            last = due
 
-    def _run_ahead_one(self, head: Batch) -> None:
+    def _run_ahead_one(self, head: Batch) -> float:
         """Land the quiet head *batch* ahead of the clock (another engine's batch is not)."""
         del self._batches[0]
         engine = head.engine
         running, waiting = self.peers.queue_lengths()
+        due = head.due
         engine.land_and_dispatch(head, running, waiting)
         self._requeue(head, engine.clock)
+        return due
 
     def _land(self, batch: Batch) -> None:
         """Land the quiet head *batch* at its end, now, and dispatch its engine's next."""
