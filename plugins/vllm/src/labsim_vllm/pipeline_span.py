@@ -168,15 +168,13 @@ class PipelineSpan:
         return (yield park)
 
     def _add(self, batch: Batch) -> None:
-        """Put *batch* in its place (the usual case: dispatched last, it ends last)."""
+        """Put *batch*, dispatched last, in its place: last, unless it ends before another."""
         self._order += 1
         batches = self._batches
-        if batches:
-            last = batches[-1]
-            if batch.due < last.due or (batch.due == last.due and batch.order < last.order):
-                bisect.insort(batches, batch, key=lambda b: (b.due, b.order))
-                return
-        batches.append(batch)
+        if batches and batch.due < batches[-1].due:
+            bisect.insort(batches, batch, key=lambda b: (b.due, b.order))
+        else:
+            batches.append(batch)
 
     # -- the span's process -------------------------------------------------------------
 
@@ -194,29 +192,29 @@ class PipelineSpan:
             head = batches[0]
             due = head.due
             now = env.now
-            if due > now:
-                delay = delay_to(now, due)
-                if delay is None:           # no delay reaches it from now: half way first
-                    yield env.timeout((due - now) / 2)     # (from there, due − now is exact)
-                    continue
-            else:
-                delay = 0.0
-            if not head.engine.quiet_batch():
-                del batches[0]              # back to its engine, whose loop lands it at its end
-                self._hand_back(head, delay)
-                continue
+            quiet = head.engine.quiet_batch()
             if due > now:
                 peek = env.peek()
-                if due < peek and due <= self.limit and not self.peers.waiting_on_change:
+                if quiet and due < peek and due <= self.limit and not self.peers.waiting_on_change:
                     last = self._run_ahead(peek)
                     if peek > self.limit and batches[0].due > self.limit:
                         # the run stops before anything else happens: its clock ends, as with
                         # one event per batch, at the end of the last batch landed
                         yield from self._sleep_until(last)
                     continue
-                yield env.timeout(delay)
-                continue
-            self._land(head)
+                delay = delay_to(now, due)
+                if delay is None:           # no delay reaches it from now: half way first
+                    yield env.timeout((due - now) / 2)     # (from there, due − now is exact)
+                    continue
+            else:
+                delay = 0.0
+            if not quiet:
+                del batches[0]              # back to its engine, whose loop lands it at its end
+                self._hand_back(head, delay)
+            elif delay:
+                yield env.timeout(delay)    # something comes first: land it when it ends
+            else:
+                self._land(head)
 
     def _sleep_until(self, t: float):
         """Sleep (``yield from``) until exactly *t*."""
