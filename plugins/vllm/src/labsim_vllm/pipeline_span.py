@@ -27,7 +27,7 @@ and dispatches each engine's next one with the same arithmetic the engine's loop
 Every step is still priced, timed and recorded one by one, in the order one event per batch
 takes them: the outputs are identical (tested), only the SimPy events are fewer. As with
 :mod:`labsim_vllm.fast_forward`, another process's event at exactly a batch's end instant
-(a float tie) is taken before, not after, the batch.
+(a float tie) may be taken before the batch where one event per batch would take it after.
 """
 
 from __future__ import annotations
