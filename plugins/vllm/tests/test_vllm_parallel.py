@@ -145,6 +145,33 @@ def test_pipeline_conservation_under_memory_pressure(rate, pp, version, caching)
     assert s["gpu"]["busy_fraction"] <= 1.0 + 1e-9
 
 
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rate=st.floats(5, 200), pp=st.sampled_from([2, 3, 4]), version=st.sampled_from(["v1", "v0"]),
+       caching=st.booleans(), seed=st.integers(0, 1000))
+def test_pipeline_span_changes_no_output_under_memory_pressure(rate, pp, version, caching, seed):
+    """The span that lands quiet decode-only batches without an event each
+    (labsim_vllm.pipeline_span, on with fast_forward) gives, under KV pressure and
+    preemption, the requests, steps and summary of one event per batch."""
+    profile = {"profile_name": "p", "request_rate": rate,
+               "prompt_tokens_dist_config": {"type": "LogNormal", "mean": 600, "sigma": 300,
+                                             "is_int": True, "min": 4, "max": 2400},
+               "max_output_tokens_dist_config": {"type": "LogNormal", "mean": 100, "sigma": 50,
+                                                 "is_int": True, "min": 2, "max": 400}}
+    outputs = []
+    for fast_forward in (True, False):
+        cfg = {"simulation": {"random_seed": seed}, "hardware_profile": {"device": "H100-SXM"},
+               "workload": {"num_requests": 150, "client_profiles": [profile]},
+               "frameworks_to_test": [{"name": "v", "type": "vllm", "config": {
+                   "model": "Llama-3.1-8B", "engine_version": version, "pipeline_parallel_size": pp,
+                   "gpu_memory_utilization": 0.2, "max_model_len": 4096,
+                   "enable_prefix_caching": caching, "fast_forward": fast_forward}}]}
+        result = labsim.run(cfg)
+        summary = result.summary["frameworks"]["v"]
+        summary["config"].pop("fast_forward")
+        outputs.append(repr((result.table("requests"), result.table("steps"), summary)))
+    assert outputs[0] == outputs[1]
+
+
 def test_stage_hand_offs_cross_the_network_when_stages_sit_on_different_nodes():
     """Stage s hands over from rank s·tp to (s + 1)·tp: NVLink for TP 4 × PP 2 in one DGX,
     the InfiniBand NIC for TP 8 × PP 2 over two."""

@@ -3,7 +3,10 @@
 * the decode group (aggregate bookkeeping of decoding requests) against ``Replica.BULK = False``
   (vLLM's loop over every running request, every step): identical tables and summary;
 * the KV block pool against a plain per-block LRU model;
-* integer prefix keys against the tuple keys; the ITL histogram's shortcuts against ``add``.
+* integer prefix keys against the tuple keys; the ITL histogram's shortcuts against ``add``;
+* under pipeline parallelism, the span that lands quiet decode-only batches without an event
+  each (:mod:`labsim_vllm.pipeline_span`) against one event per batch: identical tables and
+  summary.
 """
 
 import copy
@@ -15,6 +18,8 @@ import numpy as np
 import pytest
 from labsim_llm.engine.kv_cache import BlockPool, block_ids, block_keys
 from labsim_llm.engine.serving_metrics import GapHistogram
+from labsim_vllm import pipeline_span
+from labsim_vllm.pipeline_span import PipelineSpan, delay_to
 from labsim_vllm.scheduler import Replica
 
 
@@ -146,6 +151,106 @@ def test_replica_state_is_empty_when_drained(case):
         assert sum(replica._cnt) == 0
         replica.pool.check()
         assert replica.pool.num_free == replica.pool.capacity
+
+
+# -- pipeline parallelism: the span against one event per batch -------------------------------
+
+def _pp(case, pp, **more):
+    """*case* (an experiment of CASES) over *pp* pipeline stages on a DGX H100, with *more*."""
+    cfg = copy.deepcopy(CASES[case])
+    cfg["hardware_profile"]["topology"] = "dgx-h100"
+    cfg["frameworks_to_test"][0]["config"].update(pipeline_parallel_size=pp, **more)
+    return cfg
+
+
+PP_CASES = {
+    "pp2-plain": _pp("plain", 2),
+    "pp3-plain": _pp("plain", 3),
+    "pp4-preemption": _pp("preemption", 4),
+    "pp2-preemption-caching": _pp("preemption", 2, enable_prefix_caching=True),
+    "pp3-prefix-cache": _pp("prefix-cache", 3),
+    "pp2-no-chunking": _pp("no-chunking", 2),
+    "pp2-few-seqs": _pp("few-seqs", 2),
+    "pp2-replicas": _pp("replicas", 2),
+    "pp4-cut-off": _pp("cut-off", 4),
+    # every request in by 1 s, decoding past the 2 s limit: nothing but the batches is due
+    "pp2-cut-off-decoding": {**_pp("plain", 2), "simulation": {"max_simulation_time": 2.0, "random_seed": 5},
+                             "workload": {"type": "client_profiles", "total_duration": 1.0, "client_profiles": [
+                                 {**CASES["plain"]["workload"]["client_profiles"][0],
+                                  "max_output_tokens_dist_config": {"type": "Constant", "value": 2000,
+                                                                    "is_int": True}}]}},
+    "pp2-shared-kv": CASES["pp2-shared-kv"],
+    "pp2-v0": _pp("v0", 2),
+    "pp3-v0-caching": CASES["pp3-v0-caching"],
+    "pp2-v0-no-lag": _pp("v0-caching-no-lag", 2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PP_CASES))
+def test_pipeline_span_gives_the_outputs_of_one_event_per_batch(case, monkeypatch):
+    """Quiet decode-only batches landed ahead of the clock (or at their end by the span) and
+    the others handed back to their engines leave requests, steps and summary as one SimPy
+    event per batch does; and the span does land batches ahead."""
+    ahead = []
+    original = PipelineSpan._run_ahead
+
+    def run_ahead(self, peek):
+        ahead.append(peek)
+        return original(self, peek)
+
+    monkeypatch.setattr(PipelineSpan, "_run_ahead", run_ahead)
+    on, off = copy.deepcopy(PP_CASES[case]), copy.deepcopy(PP_CASES[case])
+    on["frameworks_to_test"][0]["config"]["fast_forward"] = True
+    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    fast, slow = _outputs(on), _outputs(off)
+    assert ahead                                # the span ran
+    assert repr(fast[0]) == repr(slow[0])      # requests, row for row
+    assert repr(fast[1]) == repr(slow[1])      # steps
+    assert fast[2]["v"]["config"].pop("fast_forward") != slow[2]["v"]["config"].pop("fast_forward")
+    assert repr(fast[2]) == repr(slow[2])      # summary, exactly (but the setting itself)
+    assert len(fast[0]) > 10
+
+
+def test_pipeline_span_lands_most_batches_without_an_event_of_their_own(monkeypatch):
+    """The point of the span: far fewer SimPy events than batches."""
+    import simpy
+
+    events = []
+    original = simpy.Environment.step
+
+    def step(self):
+        events.append(1)
+        return original(self)
+
+    monkeypatch.setattr(simpy.Environment, "step", step)
+    cfg = _pp("plain", 2)
+    cfg["workload"]["client_profiles"][0]["request_rate"] = 4.0
+    cfg["workload"]["total_duration"] = 10.0
+    cfg["frameworks_to_test"][0]["config"]["fast_forward"] = True
+    result = labsim.run(cfg)
+    batches = result.summary["frameworks"]["v"]["gpu"]["steps"]
+    fast = len(events)
+    events.clear()
+    cfg["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    labsim.run(cfg)
+    assert fast < 0.5 * len(events) and len(events) > batches
+
+
+def test_a_span_wakes_exactly_at_a_batch_end_even_when_no_delay_from_now_reaches_it():
+    """``now + (t − now)`` can miss *t* by a rounding: the delay found lands on it exactly,
+    or there is none (then the span sleeps half way first, from where one does)."""
+    rng = random.Random(11)
+    for _ in range(20000):
+        now = rng.uniform(0, 10) * 10 ** rng.randint(-3, 3)
+        t = now + rng.uniform(0, 3) * 10 ** rng.randint(-6, 3)
+        d = delay_to(now, t)
+        if d is None:
+            half = now + (t - now) / 2
+            assert half < t and half + delay_to(half, t) == t
+        else:
+            assert now + d == t
+    assert delay_to(0.23053122418845481, 0.49465328787574486) is None
+    assert pipeline_span.delay_to(1.0, 1.0) == 0.0
 
 
 # -- the block pool against a per-block model ------------------------------------------------

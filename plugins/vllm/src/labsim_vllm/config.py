@@ -76,8 +76,9 @@ CONFIG_SCHEMA = {
         "cuda_graph": {"type": "boolean", "default": True,
                        "description": "CUDA graphs (vLLM 0.11 FULL_AND_PIECEWISE); false = --enforce-eager."},
         "fast_forward": {"type": "boolean", "default": True,
-                         "description": "Advance unchanged decode batches many steps per event "
-                         "(identical results; false steps one iteration per event)."},
+                         "description": "Advance unchanged decode batches many steps per event; "
+                         "under pipeline parallelism land decode-only batches without an event "
+                         "each (identical results; false steps one iteration per event)."},
         "step_overhead_s": {"type": "number", "minimum": 0, "default": DEFAULT_STEP_OVERHEAD_S,
                             "description": "CPU time per step not hidden behind the GPU (assumption, "
                             "see labsim_vllm.config)."},

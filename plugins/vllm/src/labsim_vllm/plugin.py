@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import math
+
 from labsim import hookimpl
 from labsim.errors import UsageError
 from labsim_llm.engine import BlockPool, StepPricer, capture_sizes
@@ -15,6 +17,7 @@ from labsim_llm.engine.pipeline import PipelinedReplica, StagePipeline
 from labsim_llm.engine.serving_engine import ServingEngine
 
 from labsim_vllm.config import CONFIG_SCHEMA, resolve
+from labsim_vllm.pipeline_span import PipelineSpan
 from labsim_vllm.scheduler import Replica
 from labsim_vllm.tp_traffic import traffic
 
@@ -65,9 +68,20 @@ class VLLM(ServingEngine):
             seqs = cfg["max_num_seqs"]
             shares = [({**cfg, "max_num_seqs": max(1, seqs // pp + (i < seqs % pp))}, self.plan.num_blocks, pool)
                       for i in range(pp)]
+        span = self._pipeline_span(replica)
         replica.engines = [Replica(self, index, self.pricer, blocks, c, pool=pool, pipeline=pipeline,
-                                   peers=replica) for c, blocks, pool in shares]
+                                   peers=replica, span=span) for c, blocks, pool in shares]
         return replica
+
+    def _pipeline_span(self, replica):
+        """With fast-forward, the process that lands the pipeline's quiet decode-only batches
+        without an event each (:mod:`labsim_vllm.pipeline_span`); None when a step must be
+        one event (fast_forward off, multi-step scheduling)."""
+        cfg = self.cfg
+        if not cfg["fast_forward"] or cfg["num_scheduler_steps"] > 1 or cfg.get("async_scheduling"):
+            return None
+        limit = (self.context.config.get("simulation") or {}).get("max_simulation_time", math.inf)
+        return PipelineSpan(self.context.env, replica, float(limit))
 
     def reject_reason(self, request) -> str | None:
         if request.prompt_tokens + request.max_output_tokens > self.cfg["max_model_len"]:

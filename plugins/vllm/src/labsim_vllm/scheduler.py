@@ -43,6 +43,7 @@ from labsim_llm.engine.replica import ReplicaShell
 
 from labsim_vllm.decode_group import DecodeGroup
 from labsim_vllm.fast_forward import FastForward
+from labsim_vllm.pipeline_span import SpanSteps
 from labsim_vllm.seq import MAX_SPAN, V0_WATERMARK, Seq, Step, _by_no
 from labsim_vllm.shared_span import SharedSpan
 from labsim_vllm.v0 import V0Scheduler
@@ -54,7 +55,7 @@ from labsim_vllm.v1 import V1Scheduler
 GAP_WEIGHT = 0.125
 
 
-class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, ReplicaShell):
+class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, SpanSteps, ReplicaShell):
     """A vLLM engine replica (``tp × pp`` GPUs) running its step loop as a SimPy process.
 
     :param owner: the framework (its metrics, ``notify_finished`` and config).
@@ -65,19 +66,23 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
         engine's batches when several are in flight (pipeline parallelism), else None.
     :param peers: the :class:`~labsim_llm.engine.pipeline.PipelinedReplica` this engine is
         one of, to wait on when the others hold the KV blocks.
+    :param span: under PP with fast-forward, the replica's
+        :class:`~labsim_vllm.pipeline_span.PipelineSpan`, which lands decode-only batches
+        without an event each; else None.
     """
 
     #: keep decoding requests as a group (False: every step walks every request, for tests)
     BULK = True
 
     def __init__(self, owner, index: int, pricer, num_blocks: int, cfg: dict, *, pool=None,
-                 pipeline=None, peers=None):
+                 pipeline=None, peers=None, span=None):
         self.block_size = cfg["block_size"]
         super().__init__(owner, index, pool if pool is not None else BlockPool(
             num_blocks, self.block_size, cfg["enable_prefix_caching"]))
         self.pricer = pricer
         self.pipeline = pipeline
         self.peers = peers
+        self.span = span
         self.caching = cfg["enable_prefix_caching"]
         self.chunked = cfg["enable_chunked_prefill"]
         #: vLLM V0 without chunked prefill: new prompts run in steps of their own, before decodes
@@ -310,6 +315,13 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Re
                         continue
             if pipeline is not None:
                 self.clock = pipeline.run(start, cpu, gpu)
+                if self.span is not None and step.group and not step.entries and self.gpus.exclusive:
+                    # the span lands it, and the quiet batches after it; a batch that is not
+                    # quiet comes back here at its end (labsim_vllm.pipeline_span)
+                    step, start = yield from self.span.ride(self, step, start)
+                    self._commit(step, start, self.clock)
+                    self.peers.batch_ended()
+                    continue
             else:
                 self.clock = start + dt
             end = yield self.gpu_work(max(0.0, self.clock - env.now), step)

@@ -145,6 +145,11 @@ class PipelinedReplica:
             self._changed = self.env.event()
         return self._changed
 
+    @property
+    def waiting_on_change(self) -> bool:
+        """Whether an engine waits on :meth:`changed` (the next batch end wakes it)."""
+        return self._changed is not None and not self._changed.triggered
+
     def batch_ended(self) -> None:
         """Called by an engine after each batch: wakes the engines waiting on :meth:`changed`."""
         if self._changed is not None and not self._changed.triggered:

@@ -197,6 +197,7 @@ class StepPricer:
         self._dense: dict[int, float] = {}
         self._comm: dict[int, float] = {}
         self._head: dict[int, float] = {}
+        self._pp_hops: dict[int, float] = {}    # tokens → pp_time
         self._bcast: dict[tuple[int, int, bool], float] = {}
         self._prefill: dict[tuple[int, int], float] = {}
         self._decode_steps: dict[int, tuple] = {}
@@ -346,9 +347,15 @@ class StepPricer:
         """
         if self.pp <= 1 or self.collective is None:
             return 0.0
-        nbytes = tokens * self.hidden * self.act_bytes
-        tp = self.tp
-        return sum(self.collective("send_recv", nbytes, [s * tp, (s + 1) * tp]) for s in range(self.pp - 1))
+        hit = self._pp_hops.get(tokens)
+        if hit is None:
+            nbytes = tokens * self.hidden * self.act_bytes
+            tp = self.tp
+            hit = sum(self.collective("send_recv", nbytes, [s * tp, (s + 1) * tp]) for s in range(self.pp - 1))
+            if len(self._pp_hops) >= 65536:
+                self._pp_hops.clear()
+            self._pp_hops[tokens] = hit
+        return hit
 
     # -- whole steps ----------------------------------------------------------------------
 

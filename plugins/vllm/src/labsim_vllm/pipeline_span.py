@@ -1,0 +1,284 @@
+"""Fast-forward under pipeline parallelism: the engines' decode-only batches landed without an event each.
+
+With ``pipeline_parallel_size`` P a replica runs P engines (:mod:`labsim_llm.engine.pipeline`),
+each with a batch in flight; stepped one event per batch, a P-fold pipeline makes about P
+times as many events as one engine does. Yet most batches are *quiet*: the engine's decode
+group alone decodes one token each, nobody finishes, nobody waits to be admitted, and the
+blocks the next batch needs are free. Landing such a batch (its tokens, inter-token gaps and
+step row) and dispatching the engine's next one (its blocks, its price, its place in the
+:class:`~labsim_llm.engine.pipeline.StagePipeline`) touches nothing outside the replica's
+own state, and reads nothing that another process could change before the batch ends.
+
+:class:`PipelineSpan` is one SimPy process per pipeline-parallel replica. An engine that
+dispatches a decode-only batch hands it over (:meth:`PipelineSpan.ride`) and waits. The
+span lands the handed-over batches in the order their ends fall (the order SimPy would
+process their timeouts: the stage pipeline ends batches in the order they were dispatched)
+and dispatches each engine's next one with the same arithmetic the engine's loop uses:
+
+* a quiet batch that ends before the next scheduled event (and within the run's
+  ``max_simulation_time``) is landed at once, ahead of the clock — nothing can happen
+  before it ends that would change it;
+* a quiet batch that ends later is landed when it ends (the span sleeps until then: a
+  request may reach its engine meanwhile);
+* any other batch — a request finishes or waits, blocks run short, the engine's output lag
+  holds something — goes back to its engine, woken at the batch's end as its own timeout
+  would wake it; its loop lands the batch and carries on.
+
+Every step is still priced, timed and recorded one by one, in the order one event per batch
+takes them: the outputs are identical (tested), only the SimPy events are fewer. As with
+:mod:`labsim_vllm.fast_forward`, another process's event at exactly a batch's end instant
+(a float tie) may be taken before the batch where one event per batch would take it after.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+
+def delay_to(now: float, t: float) -> float | None:
+    """A delay *d* with ``now + d == t`` in floating point (*t* ≥ *now*), so a timeout of *d*
+    fires exactly at *t*; None when there is none (``t − now`` alone can miss by a rounding
+    when *now* < *t*/2, and *t* may lie between two sums)."""
+    d = t - now
+    for _ in range(4):
+        got = now + d
+        if got == t:
+            return d
+        d = math.nextafter(d, math.inf if got < t else -math.inf)
+    return None
+
+
+class Batch:
+    """A decode-only batch an engine handed to the span: its step, start and end (the
+    engine's ``clock``), the instant its timeout would fire (``due``), its dispatch order
+    (SimPy's among equal instants), the event its engine waits on (``park``), and what
+    prices the engine's next batches while its decode group stays as it is (``price``: GPU
+    seconds by decode context; ``cpu``: the engine core's seconds)."""
+
+    __slots__ = ("engine", "step", "start", "due", "order", "park", "price", "cpu")
+
+    def __init__(self, engine, step, start: float, due: float, order: int, park):
+        self.engine = engine
+        self.step = step
+        self.start = start
+        self.due = due
+        self.order = order
+        self.park = park
+        self.price, self.cpu = engine.decode_pricing(step.decodes)
+
+
+class SpanSteps:
+    """What an engine offers :class:`PipelineSpan`: whether a handed-over batch may be landed
+    by the span, and landing it then dispatching the next (a part of the vLLM replica)."""
+
+    def quiet_batch(self) -> bool:
+        """Whether the decode-only batch in flight lands doing nothing but count — no member
+        of the decode group finishes, V0's output lag holds nothing to release — and the next
+        step is the decode group alone again, its blocks free: nobody waits to be admitted,
+        nobody runs outside the group, nothing would be preempted."""
+        return self.group_alone() and self.next_step_quiet()
+
+    def group_alone(self) -> bool:
+        """The part of :meth:`quiet_batch` that only an arrival or a batch that is not quiet
+        changes: the decode group alone runs, nobody waits, the output lag holds nothing."""
+        return (not self.waiting and not self._special and not self._lag_first
+                and not self._lag_done and self._list is None and self.BULK
+                and 0 < self._nD <= self.max_tokens)
+
+    def next_step_quiet(self) -> bool:
+        """The part of :meth:`quiet_batch` that each step changes: nobody finishes in the
+        batch in flight, and the next step's blocks are free."""
+        G = self.G
+        return G not in self._fin and self._cnt[G % self.block_size] <= self.pool.num_free
+
+    def decode_pricing(self, decodes: int) -> tuple:
+        """``(f, cpu)``: ``f(ctx)`` the GPU seconds of a decode-only step of *decodes* requests
+        (``step_time((), decodes, ctx)``, bit for bit) and *cpu* its engine-core seconds, as
+        the step loop works them out."""
+        return (self.pricer.decode_step_fn(decodes),
+                self.overhead + self.overhead_per_req * (0 + decodes))
+
+    def land_and_dispatch(self, batch, running: int, waiting: int) -> None:
+        """Land the quiet decode-only *batch* at its end (``self.clock``) as :meth:`_commit`
+        does when :meth:`quiet_batch` holds — the group's inter-token gaps and the step's row,
+        *running* and *waiting* being the replica's requests — then dispatch the next step,
+        the decode group alone, as the step loop does: :meth:`_schedule_group`'s blocks and
+        context, priced and timed through the stage pipeline. The batch then holds the next
+        step (its ``step`` object reused: the same group, one token further) and its start."""
+        step = batch.step
+        start = batch.start
+        end = self.clock
+        nD = self._nD
+        if self._fresh:
+            self._group_gaps(end, self._g_end)
+        else:                                       # _group_gaps, inlined
+            self.metrics.itl.add_uniform(end - self._g_end, self._nW)
+        self._g_end = end
+        # _record, inlined for a decode-only step (its chunks none, its tokens nD)
+        ctx = step.decode_ctx
+        flops, nbytes = self.pricer.decode_work(nD, ctx)
+        used = self.peers.kv_blocks_used()
+        pipeline = self.pipeline
+        self.metrics.step(self.index, start, end - start, 1, nD, 0, nD, running, waiting, used,
+                          flops, nbytes, used * (end - start), pipeline.busy(start, end))
+        # the next step: _schedule_group's group alone, priced as the loop prices it
+        G = self.G
+        need = self._cnt[G % self.block_size]
+        if need:
+            self.pool.allocate(need)
+        self.G = G = G + 1
+        step.decode_ctx = ctx = self._S + nD * G
+        batch.start = end
+        self.clock = pipeline.run(end, batch.cpu, batch.price(ctx))
+
+
+class PipelineSpan:
+    """The process that lands the quiet decode-only batches of one pipeline-parallel replica.
+
+    :param env: the SimPy environment.
+    :param peers: the :class:`~labsim_llm.engine.pipeline.PipelinedReplica` (its replica-wide
+        figures for each step's row; engines waiting for blocks, woken after a batch ends).
+    :param limit: the run's ``max_simulation_time``: no batch ending later is landed ahead.
+    """
+
+    def __init__(self, env, peers, limit: float = math.inf):
+        self.env = env
+        self.peers = peers
+        self.limit = limit
+        self._batches: list[Batch] = []     # by (due, order): the head ends first
+        self._order = 0                     # batches dispatched so far (ties: SimPy's order)
+        self._joined = None                 # fires when a batch arrives at an empty span
+        self._process = None
+
+    # -- the engines' side --------------------------------------------------------------
+
+    def ride(self, engine, step, start: float):
+        """Hand *engine*'s dispatched decode-only *step* (from *start* to ``engine.clock``) to
+        the span and wait (``yield from``) until a batch of it needs the engine's own loop:
+        returns that batch's ``(step, start)``, at its end (``engine.clock``)."""
+        env = self.env
+        now = env.now
+        park = env.event()
+        self._add(Batch(engine, step, start, now + max(0.0, engine.clock - now), self._order, park))
+        if self._process is None:
+            self._process = env.process(self._run())
+        elif self._joined is not None and not self._joined.triggered:
+            self._joined.succeed()
+        return (yield park)
+
+    def _add(self, batch: Batch) -> None:
+        """Put *batch*, dispatched last, in its place: last, unless it ends before another."""
+        self._order += 1
+        batches = self._batches
+        if batches and batch.due < batches[-1].due:
+            bisect.insort(batches, batch, key=lambda b: (b.due, b.order))
+        else:
+            batches.append(batch)
+
+    # -- the span's process -------------------------------------------------------------
+
+    def _run(self):
+        """Land the batches in order: quiet ones ahead of the clock while nothing can come
+        between, else at their end; hand the others back to their engines."""
+        env = self.env
+        batches = self._batches
+        while True:
+            if not batches:
+                self._joined = env.event()
+                yield self._joined
+                self._joined = None
+                continue
+            head = batches[0]
+            due = head.due
+            now = env.now
+            quiet = head.engine.quiet_batch()
+            if due > now:
+                peek = env.peek()
+                if quiet and due < peek and due <= self.limit and not self.peers.waiting_on_change:
+                    last = self._run_ahead(peek)
+                    if peek > self.limit and batches[0].due > self.limit:
+                        # the run stops before anything else happens: its clock ends, as with
+                        # one event per batch, at the end of the last batch landed
+                        yield from self._sleep_until(last)
+                    continue
+                delay = delay_to(now, due)
+                if delay is None:           # no delay reaches it from now: half way first
+                    yield env.timeout((due - now) / 2)     # (from there, due − now is exact)
+                    continue
+            else:
+                delay = 0.0
+            if not quiet:
+                del batches[0]              # back to its engine, whose loop lands it at its end
+                self._hand_back(head, delay)
+            elif delay:
+                yield env.timeout(delay)    # something comes first: land it when it ends
+            else:
+                self._land(head)
+
+    def _sleep_until(self, t: float):
+        """Sleep (``yield from``) until exactly *t*."""
+        env = self.env
+        while env.now < t:
+            delay = delay_to(env.now, t)
+            yield env.timeout(delay if delay is not None else (t - env.now) / 2)
+
+    def _run_ahead(self, peek: float) -> float:
+        """Land quiet batches ahead of the clock while they end before *peek*, the next
+        scheduled event (and within the run's limit): until then nothing else happens, so the
+        replica's requests stay as they are and no engine waits for blocks — of what makes a
+        batch quiet only :meth:`SpanSteps.next_step_quiet` changes from step to step. Returns
+        the end of the last batch landed."""
+        batches = self._batches
+        if not all(b.engine.group_alone() for b in batches):
+            return self._run_ahead_one(batches[0])
+        horizon = min(peek, math.nextafter(self.limit, math.inf))     # due < horizon: may land
+        running, waiting = self.peers.queue_lengths()
+        while True:
+            head = batches[0]
+            due = head.due
+            engine = head.engine
+            if due >= horizon or not engine.next_step_quiet():
+                return last
+            del batches[0]
+            engine.land_and_dispatch(head, running, waiting)
+            self._requeue(head, engine.clock)
+            last = due
+
+    def _run_ahead_one(self, head: Batch) -> float:
+        """Land the quiet head *batch* ahead of the clock (another engine's batch is not)."""
+        del self._batches[0]
+        engine = head.engine
+        running, waiting = self.peers.queue_lengths()
+        due = head.due
+        engine.land_and_dispatch(head, running, waiting)
+        self._requeue(head, engine.clock)
+        return due
+
+    def _land(self, batch: Batch) -> None:
+        """Land the quiet head *batch* at its end, now, and dispatch its engine's next."""
+        del self._batches[0]
+        engine = batch.engine
+        running, waiting = self.peers.queue_lengths()
+        engine.land_and_dispatch(batch, running, waiting)
+        self.peers.batch_ended()
+        self._requeue(batch, engine.clock)
+
+    def _requeue(self, batch: Batch, end: float) -> None:
+        """Queue *batch*, dispatched when its last step ended (at ``batch.due``) and ending at
+        *end*: due when the engine loop's timeout, from that instant, would fire."""
+        due = batch.due
+        batch.due = due + max(0.0, end - due)
+        batch.order = self._order
+        self._add(batch)
+
+    def _hand_back(self, batch: Batch, delay: float) -> None:
+        """Wake *batch*'s engine *delay* seconds from now, at the batch's end, as its own
+        timeout would (``Event.succeed`` with a delay, as SimPy's ``Timeout`` schedules)."""
+        park = batch.park
+        park._ok = True
+        park._value = (batch.step, batch.start)
+        self.env.schedule(park, delay=delay)
+
+
+__all__ = ["Batch", "PipelineSpan", "SpanSteps", "delay_to"]
