@@ -318,8 +318,10 @@ class NvlsSharpAllReduce(Algorithm):
         )
 
 
-def _custom_protocol(params):
-    return {"custom": {"nvlink": params}}
+def _custom_protocol(group: Group, kernel: str):
+    """The ``custom`` protocol of *kernel* (``one_shot``/``two_shot``) on *group*'s NVLink
+    generation (:attr:`labsim_collectives.params.Generation.custom_ar`)."""
+    return {"custom": {"nvlink": P.generation(group.topology).custom_ar[kernel]}}
 
 
 def _custom_ok(group: Group) -> str | None:
@@ -340,7 +342,7 @@ class OneShotAllReduce(Algorithm):
             for b in group.ranks:
                 if a != b:
                     phase.add_transfer(group.topology, b, a, nbytes)
-        return Plan([phase], nbytes, protocols=_custom_protocol(P.ONE_SHOT))
+        return Plan([phase], nbytes, protocols=_custom_protocol(group, "one_shot"))
 
 
 class TwoShotAllReduce(Algorithm):
@@ -356,7 +358,7 @@ class TwoShotAllReduce(Algorithm):
             for b in group.ranks:
                 if a != b:
                     phase.add_transfer(group.topology, b, a, 2 * nbytes / n)
-        return Plan([phase], nbytes, protocols=_custom_protocol(P.TWO_SHOT))
+        return Plan([phase], nbytes, protocols=_custom_protocol(group, "two_shot"))
 
 
 # -- reduce-scatter / all-gather ------------------------------------------------------------
