@@ -172,3 +172,24 @@ def test_ampere_custom_all_reduce_unchanged():
     one = AR.time(MiB // 2, ranks=4, topology=t, algorithm="one_shot")
     expected = P.ONE_SHOT.base + 3 * (MiB // 2) / (300e9 * P.ONE_SHOT.eff) + 2 / 2039e9 * (MiB // 2)
     assert one == pytest.approx(expected, rel=1e-9)
+
+
+def test_vllm_custom_ar_follows_vllms_kernel_choice_by_size():
+    """vLLM runs one-shot on 2 GPUs, below 512 KiB on up to 4 and below 256 KiB on up to 8,
+    two-shot otherwise, even where one-shot would be faster (4x H100 at 1 MiB: 15 vs 18 µs
+    measured); ``custom_ar`` takes the faster kernel, NCCL above 8 MiB for both."""
+    from labsim_collectives.algorithms import vllm_kernel
+
+    assert [vllm_kernel(n, s) for n, s in ((2, 8 * MiB), (4, MiB // 2 - 1), (4, MiB // 2),
+                                           (8, MiB // 4 - 1), (8, MiB // 4))] == [
+        "one_shot", "one_shot", "two_shot", "one_shot", "two_shot"]
+    t = topo("dgx-h100", H100)
+
+    def price(algorithm, size, n=4):
+        return AR.time(size, ranks=n, topology=t, algorithm=algorithm)
+
+    assert price("vllm_custom_ar", MiB) == price("two_shot", MiB) > price("custom_ar", MiB)
+    assert price("vllm_custom_ar", MiB // 4) == price("one_shot", MiB // 4)
+    assert price("vllm_custom_ar", MiB, n=2) == price("one_shot", MiB, n=2)
+    assert price("vllm_custom_ar", 16 * MiB) == price("auto", 16 * MiB) == price("custom_ar", 16 * MiB)
+    assert "vllm_custom_ar" in AR.algorithms()

@@ -330,6 +330,17 @@ def _custom_ok(group: Group) -> str | None:
     return None
 
 
+def vllm_kernel(n: int, nbytes: int) -> str:
+    """The kernel vLLM's custom all-reduce runs for *nbytes* on *n* fully NVLink-connected GPUs:
+    one-shot on 2 GPUs, or below 512 KiB on up to 4 and below 256 KiB on up to 8; two-shot
+    otherwise (``REDUCE_CASE`` in vLLM ``csrc/custom_all_reduce.cuh``; docs/engine_behaviour.md
+    §5). Later vLLM versions keep the rule and add ``VLLM_CUSTOM_ALLREDUCE_ALGO`` to force a
+    kernel."""
+    if n == 2 or (n <= 4 and nbytes < 512 * 1024) or (n <= 8 and nbytes < 256 * 1024):
+        return "one_shot"
+    return "two_shot"
+
+
 class OneShotAllReduce(Algorithm):
     """Serving frameworks' one-shot custom all-reduce: every GPU reads all peers' buffers."""
 
