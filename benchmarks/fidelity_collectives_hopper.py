@@ -43,7 +43,7 @@ from labsim_collectives.calibration import ProtocolParams
 from labsim_collectives.plugin import BY_NAME, FACTORS
 
 DATA = Path(__file__).resolve().parent / "data" / "hopper_nccl"
-CUSTOM_AR_DATA = Path(__file__).resolve().parent / "data" / "hopper_custom_allreduce" / "vllm_device_communicators.csv"
+CUSTOM_AR_DATA = DATA.parent / "hopper_custom_allreduce" / "vllm_device_communicators.csv"
 #: what labsim prices each measured column as
 CUSTOM_AR_ALGORITHM = {"ca_1stage": "one_shot", "ca_2stage": "two_shot", "pynccl": "auto"}
 #: the GPU a table is priced on ("not stated": PR #24532's table matches PR #24111's H100 one)
@@ -263,8 +263,8 @@ def custom_ar_report() -> None:
         print(f"{part:6s}{source:11s} {gpu:10s} {n:2d} {algo:9s} {CUSTOM_AR_ALGORITHM[algo]:8s} {len(table):6d} "
               f"{statistics.median(errors):7.1%} {_p90(errors):7.1%}   "
               f"{statistics.median(before):6.1%} {_p90(before):6.1%}")
-    print("\nper point: source, TP, size, kernel, measured us, predicted us")
-    for r in custom_ar_rows():
+    print("\nper point (4 GPUs, PR #24111): size, kernel, measured us, predicted us")
+    for r in (r for r in custom_ar_rows() if r["source"] == "vllm#24111" and r["num_gpus"] == "4"):
         print(f"  {r['source']:11s} {r['num_gpus']:>2s} {int(r['message_bytes']):>8d} {r['algorithm']:9s} "
               f"{float(r['time_us']):6.1f} {custom_ar_predicted(r) * 1e6:6.1f}")
 

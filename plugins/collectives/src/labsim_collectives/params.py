@@ -91,7 +91,8 @@ CUSTOM_AR_MAX_BYTES = 8 * 1024 * 1024
 #   LL128 per-channel cap perChMaxRingLL128Bws: Ampere 20,  Hopper 36.7, Blackwell 40 GB/s
 #   NVLS efficiency nvlsEfficiency:             Ampere -,   Hopper 0.85, Blackwell 0.74
 # A :class:`Generation` carries, per NVLink generation, the NVLink protocol constants and the
-# NVLink SHARP (NVLS) constants. Ampere (NVLink3) is the A100 fit above, unchanged. Hopper
+# NVLink SHARP (NVLS) constants, and the serving frameworks' custom all-reduce constants.
+# Ampere (NVLink3) is the A100 fit above, unchanged. Hopper
 # (NVLink4) is fitted on public Hopper nccl-tests tables (benchmarks/data/hopper_nccl/, see its
 # README for what is fitted and what is held out); Blackwell (NVLink5) is carried from Hopper
 # by NCCL's ratios above (no Blackwell table was used to fit it).
@@ -149,17 +150,19 @@ AMPERE = Generation(
 #   give. NCCL picks NVLS from 5 GPUs of a node up (8x H200 GPU-count sweep; "partitions of
 #   four GPUs or fewer do not benefit from multicast", GB200 NVL partition guide).
 HOPPER_LAUNCH_SAVING = 4.4e-6
-# - Custom all-reduce (one-shot / two-shot, CUDA-graph mode): fitted by relative least squares
-#   on vLLM PR #24111's H100 tables, TP=4 and TP=6, 0.5 - 4 MiB, bf16, the kernels forced
-#   one-shot (ca_1stage) and two-shot (ca_2stage) (benchmarks/data/hopper_custom_allreduce/,
-#   python benchmarks/fidelity_collectives_hopper.py --fit-custom-ar); link 450 GB/s,
-#   γ = 2 / 3350 GB/s. Held out: PR #24532's TP=4 table and PR #24111's TP=2 one-shot value.
-#   One-shot costs about what it costs on Ampere (5.4 vs 5.3 us per call) and its peer reads
-#   reach more of the link (0.82 vs 0.54); two-shot's fixed cost is almost twice Ampere's
-#   (12.2 vs 6.7 us; two-shot adds a second, release/acquire barrier between its
-#   reduce-scatter and all-gather, vLLM csrc/custom_all_reduce.cuh) and reaches 0.62 of the link. The fitted fraction depends on the
-#   TP size (alone, TP=4 gives one-shot 0.94 / two-shot 0.50, TP=6 0.74 / 0.69): the model
-#   has one value per generation, so TP=4 and TP=6 are each off by up to ~15 % at 4 MiB.
+# - Custom all-reduce of the serving frameworks (one-shot / two-shot, CUDA-graph mode): base
+#   and eff fitted by relative least squares on vLLM PR #24111's H100 tables, TP=4 and TP=6,
+#   0.5 - 4 MiB, bf16, the kernel forced one-shot (ca_1stage) or two-shot (ca_2stage)
+#   (benchmarks/data/hopper_custom_allreduce/; rerun: python
+#   benchmarks/fidelity_collectives_hopper.py --fit-custom-ar); link 450 GB/s, γ = 2 / 3350
+#   GB/s. Held out: PR #24532's TP=4 table and PR #24111's TP=2 one-shot value. One-shot
+#   costs about what it costs on Ampere (5.4 vs 5.3 us per call) and its peer reads reach
+#   more of the link (0.82 vs 0.54); two-shot's fixed cost is almost twice Ampere's (12.2 vs
+#   6.7 us; it has a second, release/acquire barrier between its reduce-scatter and
+#   all-gather, vLLM csrc/custom_all_reduce.cuh) and it reaches 0.62 of the link. The fitted
+#   fraction depends on the TP size (alone, TP=4 gives one-shot 0.94 / two-shot 0.50, TP=6
+#   0.74 / 0.69): with one value per generation TP=4 and TP=6 are each off by up to ~15 % at
+#   4 MiB.
 HOPPER_ONE_SHOT = ProtocolParams(base=5.42e-6, alpha=0.0, eff=0.817)
 HOPPER_TWO_SHOT = ProtocolParams(base=12.17e-6, alpha=0.0, eff=0.624)
 HOPPER = Generation(
