@@ -14,8 +14,18 @@ and command of each). They are split in two:
 
 For each table: median and P90 of |predicted / measured - 1| of the time of one call.
 
-    python benchmarks/fidelity_collectives_hopper.py          # the figures
-    python benchmarks/fidelity_collectives_hopper.py --fit    # refit the Hopper constants
+Then the serving engines' own custom all-reduce in CUDA-graph mode (benchmarks/data/
+hopper_custom_allreduce/, README there): vLLM's one-shot (ca_1stage), two-shot (ca_2stage)
+and NCCL (pynccl) per source x GPU x TP, against labsim's ``one_shot``, ``two_shot`` and
+``auto``. Fit: vLLM PR #24111's H100 TP=4 and TP=6 tables (what params.HOPPER.custom_ar was
+fitted on); check: PR #24532's TP=4 table (GPU not stated; priced as an H100) and PR #24111's
+TP=2 value. NCCL is never fitted here (params.HOPPER's NCCL constants come from the nccl-tests
+tables above). The column "Ampere consts" prices the same rows with the A100-fitted kernel
+constants that every generation used before.
+
+    python benchmarks/fidelity_collectives_hopper.py                  # the figures
+    python benchmarks/fidelity_collectives_hopper.py --fit            # refit the Hopper constants
+    python benchmarks/fidelity_collectives_hopper.py --fit-custom-ar  # refit Hopper's custom AR
 """
 
 from __future__ import annotations
@@ -33,6 +43,11 @@ from labsim_collectives.calibration import ProtocolParams
 from labsim_collectives.plugin import BY_NAME, FACTORS
 
 DATA = Path(__file__).resolve().parent / "data" / "hopper_nccl"
+CUSTOM_AR_DATA = DATA.parent / "hopper_custom_allreduce" / "vllm_device_communicators.csv"
+#: what labsim prices each measured column as
+CUSTOM_AR_ALGORITHM = {"ca_1stage": "one_shot", "ca_2stage": "two_shot", "pynccl": "auto"}
+#: the GPU a table is priced on ("not stated": PR #24532's table matches PR #24111's H100 one)
+CUSTOM_AR_TOPOLOGY = {"H100": "dgx-h100", "not stated": "dgx-h100"}
 MiB = 1 << 20
 TOPOLOGY = {"H100-SXM": "dgx-h100", "H200-SXM": "hgx-h200", "B200": "hgx-b200"}
 
@@ -189,13 +204,105 @@ def refit() -> None:
     )
 
 
+def custom_ar_rows() -> list[dict]:
+    with CUSTOM_AR_DATA.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def custom_ar_part(row: dict) -> str:
+    """``fit`` for the rows params.HOPPER.custom_ar was fitted on, ``check`` for the rest."""
+    fitted = row["source"] == "vllm#24111" and row["num_gpus"] in ("4", "6") and row["algorithm"] != "pynccl"
+    return "fit" if fitted else "check"
+
+
+def custom_ar_predicted(row: dict) -> float:
+    topo = labsim.topology(CUSTOM_AR_TOPOLOGY[row["gpu"]])
+    return BY_NAME["all_reduce"].time(
+        int(row["message_bytes"]), ranks=int(row["num_gpus"]), topology=topo,
+        algorithm=CUSTOM_AR_ALGORITHM[row["algorithm"]],
+    )
+
+
+def _custom_ar_errors(table: list[dict]) -> list[float]:
+    return [abs(custom_ar_predicted(r) / (float(r["time_us"]) * 1e-6) - 1) for r in table]
+
+
+def _with_custom_ar(kernels: dict[str, ProtocolParams]):
+    """Context: Hopper priced with *kernels* as its custom all-reduce constants."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def swapped():
+        base = P.GENERATIONS["nvlink4"]
+        P.GENERATIONS["nvlink4"] = replace(base, custom_ar=kernels)
+        BY_NAME["all_reduce"]._cache.clear()
+        try:
+            yield
+        finally:
+            P.GENERATIONS["nvlink4"] = base
+            BY_NAME["all_reduce"]._cache.clear()
+
+    return swapped()
+
+
+def custom_ar_report() -> None:
+    print("\nServing engines' custom all-reduce, CUDA-graph mode (vLLM benchmark_device_communicators.py)")
+    print("|predicted/measured - 1| of one call; labsim one_shot / two_shot / auto (NCCL)")
+    print(f"{'':6s}{'source':11s} {'GPU':10s} {'TP':>2s} {'measured':9s} {'labsim':8s} {'points':>6s} "
+          f"{'median':>7s} {'P90':>7s}   {'Ampere consts':>13s}")
+    groups: dict[tuple, list[dict]] = {}
+    for r in custom_ar_rows():
+        key = (custom_ar_part(r), r["source"], r["gpu"], int(r["num_gpus"]), r["algorithm"])
+        groups.setdefault(key, []).append(r)
+    for key in sorted(groups, key=lambda k: (k[0] != "fit", k[1], k[3], k[4])):
+        part, source, gpu, n, algo = key
+        table = groups[key]
+        errors = _custom_ar_errors(table)
+        with _with_custom_ar(P.AMPERE.custom_ar):
+            before = _custom_ar_errors(table)
+        print(f"{part:6s}{source:11s} {gpu:10s} {n:2d} {algo:9s} {CUSTOM_AR_ALGORITHM[algo]:8s} {len(table):6d} "
+              f"{statistics.median(errors):7.1%} {_p90(errors):7.1%}   "
+              f"{statistics.median(before):6.1%} {_p90(before):6.1%}")
+    print("\nper point (4 GPUs, PR #24111): size, kernel, measured us, predicted us")
+    for r in (r for r in custom_ar_rows() if r["source"] == "vllm#24111" and r["num_gpus"] == "4"):
+        print(f"  {r['source']:11s} {r['num_gpus']:>2s} {int(r['message_bytes']):>8d} {r['algorithm']:9s} "
+              f"{float(r['time_us']):6.1f} {custom_ar_predicted(r) * 1e6:6.1f}")
+
+
+def custom_ar_refit() -> None:
+    """Fit ``base`` and ``eff`` of Hopper's one-shot and two-shot kernels on the fit rows:
+    relative least squares of ``t - γ·S = base + link_bytes / (B · eff)``, link_bytes the
+    bytes each GPU reads from its peers ((n-1)·S one-shot, 2(n-1)/n·S two-shot)."""
+    import numpy as np
+
+    topo = labsim.topology("dgx-h100")
+    device = BY_NAME["all_reduce"].group(2, None, topo).device
+    link, gamma = float(topo.nvlink_per_gpu), 2.0 / float(device.mem_bw)
+    rows = [r for r in custom_ar_rows() if custom_ar_part(r) == "fit"]
+    for column, kernel in (("ca_1stage", "one_shot"), ("ca_2stage", "two_shot")):
+        x, y = [], []
+        for r in (r for r in rows if r["algorithm"] == column):
+            n, size, t = int(r["num_gpus"]), int(r["message_bytes"]), float(r["time_us"]) * 1e-6
+            read = (n - 1) * size if kernel == "one_shot" else 2 * (n - 1) / n * size
+            x.append([1.0 / t, read / link / t])
+            y.append((t - gamma * size) / t)
+        (base, inv_eff), *_ = np.linalg.lstsq(np.array(x), np.array(y), rcond=None)
+        print(f"{kernel}: base {base * 1e6:.2f} us, eff {1 / inv_eff:.3f}  ({len(y)} points)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit", action="store_true", help="refit the Hopper constants")
-    if parser.parse_args().fit:
+    parser.add_argument("--fit-custom-ar", action="store_true", help="refit Hopper's custom all-reduce")
+    args = parser.parse_args()
+    if args.fit:
         refit()
         return
+    if args.fit_custom_ar:
+        custom_ar_refit()
+        return
     report()
+    custom_ar_report()
 
 
 if __name__ == "__main__":

@@ -253,9 +253,13 @@ def test_vllm_tp_all_reduces_use_its_custom_all_reduce_unless_disabled():
     for version in ("v1", "v0"):
         own = _tp4_pricer(engine_version=version, max_model_len=4096)
         nccl = _tp4_pricer(engine_version=version, max_model_len=4096, disable_custom_all_reduce=True)
-        assert own.traffic.all_reduce == "custom_ar" and nccl.traffic.all_reduce == "auto"
-        small = 64 * own.hidden * 2
-        assert own.comm_time(small) < 0.8 * nccl.comm_time(small)
+        assert own.traffic.all_reduce == "vllm_custom_ar" and nccl.traffic.all_reduce == "auto"
+        small = 16 * own.hidden * 2                       # 256 KiB: vLLM runs one-shot
+        assert own.comm_time(small) < 0.7 * nccl.comm_time(small)
+        # 1 MiB: vLLM runs two-shot, about NCCL's cost on an H100 (18 vs 19 µs measured in
+        # CUDA graphs, vLLM PR #24111)
+        mid = 64 * own.hidden * 2
+        assert own.comm_time(mid) <= nccl.comm_time(mid)
         big = 2048 * own.hidden * 2                       # 32 MiB
         assert own.comm_time(big) == nccl.comm_time(big)
         assert own.step_time((), 64, 64 * 500) < nccl.step_time((), 64, 64 * 500)

@@ -318,14 +318,27 @@ class NvlsSharpAllReduce(Algorithm):
         )
 
 
-def _custom_protocol(params):
-    return {"custom": {"nvlink": params}}
+def _custom_protocol(group: Group, kernel: str):
+    """The ``custom`` protocol of *kernel* (``one_shot``/``two_shot``) on *group*'s NVLink
+    generation (:attr:`labsim_collectives.params.Generation.custom_ar`)."""
+    return {"custom": {"nvlink": P.generation(group.topology).custom_ar[kernel]}}
 
 
 def _custom_ok(group: Group) -> str | None:
     if not group.single_node or group.intra_class() != "nvlink":
         return "needs all GPUs of one node connected by NVLink (the frameworks' P2P kernels)"
     return None
+
+
+def vllm_kernel(n: int, nbytes: int) -> str:
+    """The kernel vLLM's custom all-reduce runs for *nbytes* on *n* fully NVLink-connected GPUs:
+    one-shot on 2 GPUs, or below 512 KiB on up to 4 and below 256 KiB on up to 8; two-shot
+    otherwise (``REDUCE_CASE`` in vLLM ``csrc/custom_all_reduce.cuh``; docs/engine_behaviour.md
+    §5). Later vLLM versions keep the rule and add ``VLLM_CUSTOM_ALLREDUCE_ALGO`` to force a
+    kernel."""
+    if n == 2 or (n <= 4 and nbytes < 512 * 1024) or (n <= 8 and nbytes < 256 * 1024):
+        return "one_shot"
+    return "two_shot"
 
 
 class OneShotAllReduce(Algorithm):
@@ -340,7 +353,7 @@ class OneShotAllReduce(Algorithm):
             for b in group.ranks:
                 if a != b:
                     phase.add_transfer(group.topology, b, a, nbytes)
-        return Plan([phase], nbytes, protocols=_custom_protocol(P.ONE_SHOT))
+        return Plan([phase], nbytes, protocols=_custom_protocol(group, "one_shot"))
 
 
 class TwoShotAllReduce(Algorithm):
@@ -356,7 +369,7 @@ class TwoShotAllReduce(Algorithm):
             for b in group.ranks:
                 if a != b:
                     phase.add_transfer(group.topology, b, a, 2 * nbytes / n)
-        return Plan([phase], nbytes, protocols=_custom_protocol(P.TWO_SHOT))
+        return Plan([phase], nbytes, protocols=_custom_protocol(group, "two_shot"))
 
 
 # -- reduce-scatter / all-gather ------------------------------------------------------------

@@ -73,6 +73,17 @@ LINK_CLASS = {
     "leaf_uplink": "net",
 }
 
+# -- Custom all-reduce kernels of serving frameworks (vLLM / SGLang / TRT-LLM), Ampere ------
+# Each :class:`Generation` below carries its own (``custom_ar``); these are Ampere's. Fitted by
+# relative least squares on the vLLM 0.14.0 CUDA-graph rows of ../shared/data/
+# calibration/a100_sxm/custom_ar_a100_sxm.csv (2, 4, 8 GPUs): one-shot (each GPU reads every
+# peer's whole buffer) on messages ≤ 256 KiB, two-shot (reduce-scatter + all-gather by direct
+# peer reads) on 512 KiB – 4 MiB. Beyond CUSTOM_AR_MAX_BYTES the frameworks fall back to NCCL
+# (vLLM CustomAllreduce max_size = 8192 * 1024).
+ONE_SHOT = ProtocolParams(base=5.27e-6, alpha=0.0, eff=0.537)
+TWO_SHOT = ProtocolParams(base=6.73e-6, alpha=0.0, eff=0.715)
+CUSTOM_AR_MAX_BYTES = 8 * 1024 * 1024
+
 # -- What changes with the GPU generation ---------------------------------------------------
 # NCCL's own tuner (NVIDIA/nccl src/graph/tuning.cc, 2.30.7) keys its bandwidth caps on the
 # GPU architecture while its latencies (baseLat, hwLat) are the same for every generation:
@@ -80,7 +91,8 @@ LINK_CLASS = {
 #   LL128 per-channel cap perChMaxRingLL128Bws: Ampere 20,  Hopper 36.7, Blackwell 40 GB/s
 #   NVLS efficiency nvlsEfficiency:             Ampere -,   Hopper 0.85, Blackwell 0.74
 # A :class:`Generation` carries, per NVLink generation, the NVLink protocol constants and the
-# NVLink SHARP (NVLS) constants. Ampere (NVLink3) is the A100 fit above, unchanged. Hopper
+# NVLink SHARP (NVLS) constants, and the serving frameworks' custom all-reduce constants.
+# Ampere (NVLink3) is the A100 fit above, unchanged. Hopper
 # (NVLink4) is fitted on public Hopper nccl-tests tables (benchmarks/data/hopper_nccl/, see its
 # README for what is fitted and what is held out); Blackwell (NVLink5) is carried from Hopper
 # by NCCL's ratios above (no Blackwell table was used to fit it).
@@ -93,7 +105,9 @@ class Generation:
     ``nvlink``: LL / LL128 / Simple :class:`ProtocolParams` on NVLink (``eff`` is a fraction of
     the generation's per-GPU NVLink rate). ``nvls``: the in-switch reduction (NVLink SHARP),
     None where the NVSwitch has none. ``nvls_min_gpus``: the smallest group of one node NCCL
-    runs NVLS on (multicast does not pay below it).
+    runs NVLS on (multicast does not pay below it). ``custom_ar``: the serving frameworks'
+    own ``one_shot`` and ``two_shot`` kernels (``base``: launch plus barriers of one call,
+    ``eff``: fraction of the NVLink rate the peer reads reach).
     """
 
     name: str
@@ -101,6 +115,7 @@ class Generation:
     nvls: ProtocolParams | None
     nvls_min_gpus: int
     source: str
+    custom_ar: dict[str, ProtocolParams]
 
 
 def _shift(params: ProtocolParams, launch_saving: float, eff: float | None = None) -> ProtocolParams:
@@ -114,6 +129,7 @@ AMPERE = Generation(
     None,
     0,
     "fit_nccl on nccl_a100_sxm.csv (A100-SXM4-80GB, NCCL 2.27.3); no NVLS on 2nd-gen NVSwitch",
+    {"one_shot": ONE_SHOT, "two_shot": TWO_SHOT},
 )
 
 # Hopper, fitted block by block (python benchmarks/fidelity_collectives_hopper.py --fit):
@@ -134,6 +150,21 @@ AMPERE = Generation(
 #   give. NCCL picks NVLS from 5 GPUs of a node up (8x H200 GPU-count sweep; "partitions of
 #   four GPUs or fewer do not benefit from multicast", GB200 NVL partition guide).
 HOPPER_LAUNCH_SAVING = 4.4e-6
+# - Custom all-reduce of the serving frameworks (one-shot / two-shot, CUDA-graph mode): base
+#   and eff fitted by relative least squares on vLLM PR #24111's H100 tables, TP=4 and TP=6,
+#   0.5 - 4 MiB, bf16, the kernel forced one-shot (ca_1stage) or two-shot (ca_2stage)
+#   (benchmarks/data/hopper_custom_allreduce/; rerun: python
+#   benchmarks/fidelity_collectives_hopper.py --fit-custom-ar); link 450 GB/s, γ = 2 / 3350
+#   GB/s. Held out: PR #24532's TP=4 table and PR #24111's TP=2 one-shot value. One-shot
+#   costs about what it costs on Ampere (5.4 vs 5.3 us per call) and its peer reads reach
+#   more of the link (0.82 vs 0.54); two-shot's fixed cost is almost twice Ampere's (12.2 vs
+#   6.7 us; it has a second, release/acquire barrier between its reduce-scatter and
+#   all-gather, vLLM csrc/custom_all_reduce.cuh) and it reaches 0.62 of the link. The fitted
+#   fraction depends on the TP size (alone, TP=4 gives one-shot 0.94 / two-shot 0.50, TP=6
+#   0.74 / 0.69): with one value per generation TP=4 and TP=6 are each off by up to ~15 % at
+#   4 MiB.
+HOPPER_ONE_SHOT = ProtocolParams(base=5.42e-6, alpha=0.0, eff=0.817)
+HOPPER_TWO_SHOT = ProtocolParams(base=12.17e-6, alpha=0.0, eff=0.624)
 HOPPER = Generation(
     "hopper",
     {
@@ -144,9 +175,11 @@ HOPPER = Generation(
     ProtocolParams(base=30.0e-6, alpha=0.0, eff=0.72, fill=12e6),
     5,
     "8x H200 nccl-tests (NCCL 2.30.7, 2.27.7) and 8x H100 NVLS sweep (NCCL 2.18.5)",
+    {"one_shot": HOPPER_ONE_SHOT, "two_shot": HOPPER_TWO_SHOT},
 )
 
-# Blackwell, carried from Hopper: LL eff by NCCL's LL cap ratio (282 vs 141 GB/s at twice the
+# Blackwell, carried from Hopper (its custom all-reduce constants too: no Blackwell table was
+# used): LL eff by NCCL's LL cap ratio (282 vs 141 GB/s at twice the
 # link rate: the same fraction), LL128 by the per-channel ratio 40 / 36.7 at twice the link
 # rate, NVLS eff by nvlsEfficiency 0.74 / 0.85; NVLS from 6 GPUs (8x B200 GPU-count sweep).
 BLACKWELL = Generation(
@@ -163,6 +196,7 @@ BLACKWELL = Generation(
     ProtocolParams(HOPPER.nvls.base, HOPPER.nvls.alpha, HOPPER.nvls.eff * 0.74 / 0.85, HOPPER.nvls.fill),
     6,
     "carried from Hopper by NCCL's tuner ratios; not fitted",
+    HOPPER.custom_ar,
 )
 
 #: NVLink generation (labsim_gpus.topology_links.NVLINK_SPEEDS) -> its :class:`Generation`
@@ -177,14 +211,3 @@ def generation(topology) -> Generation:
     if rate <= 0:
         return AMPERE
     return GENERATIONS[nvlink_generation(rate)]
-
-
-# -- Custom all-reduce kernels of serving frameworks (vLLM / SGLang / TRT-LLM) --------------
-# Fitted by relative least squares on the vLLM 0.14.0 CUDA-graph rows of ../shared/data/
-# calibration/a100_sxm/custom_ar_a100_sxm.csv (2, 4, 8 GPUs): one-shot (each GPU reads every
-# peer's whole buffer) on messages ≤ 256 KiB, two-shot (reduce-scatter + all-gather by direct
-# peer reads) on 512 KiB – 4 MiB. Beyond CUSTOM_AR_MAX_BYTES the frameworks fall back to NCCL
-# (vLLM CustomAllreduce max_size = 8192 * 1024).
-ONE_SHOT = ProtocolParams(base=5.27e-6, alpha=0.0, eff=0.537)
-TWO_SHOT = ProtocolParams(base=6.73e-6, alpha=0.0, eff=0.715)
-CUSTOM_AR_MAX_BYTES = 8 * 1024 * 1024

@@ -14,7 +14,10 @@ Eight operations are registered (``labsim list collectives``): ``all_reduce``,
 run on the group (ring, tree, two_level, nvls, nvls_tree ...) under every
 protocol (LL, LL128, Simple) with the same cost model and take the fastest.
 ``custom_ar`` is the serving frameworks' choice for tensor parallelism: the
-faster of one-shot and two-shot up to 8 MiB, NCCL ``auto`` above.
+faster of one-shot and two-shot up to 8 MiB, NCCL ``auto`` above (an engine that times
+both kernels and keeps the faster, as TensorRT-LLM's AUTO table does). ``vllm_custom_ar`` is
+vLLM's own kernel choice by size (:func:`~labsim_collectives.algorithms.vllm_kernel`), with
+the same 8 MiB limit.
 
 A third party adds an algorithm by registering an :class:`~labsim_collectives.algorithms.Algorithm`
 named ``"<collective>.<algorithm>"`` through the ordinary ``register_collectives``
@@ -33,8 +36,11 @@ from labsim import hookimpl
 from labsim.errors import UsageError
 
 from labsim_collectives import params as P
-from labsim_collectives.algorithms import Algorithm, builtin_algorithms
+from labsim_collectives.algorithms import Algorithm, builtin_algorithms, vllm_kernel
 from labsim_collectives.model import Group, Priced, price
+
+#: the serving frameworks' custom all-reduce, priced by kernel choice (see the module docs)
+CUSTOM_AR_NAMES = ("custom_ar", "vllm_custom_ar")
 
 FACTORS = {
     "all_reduce": lambda n: 2 * (n - 1) / n,
@@ -61,7 +67,7 @@ def _from_registry(registry, collective: str) -> dict[str, Algorithm]:
     found = {}
     for full in registry.names("collectives"):
         prefix, _, name = full.partition(".")
-        if name and prefix == collective and name not in ("auto", "custom_ar"):
+        if name and prefix == collective and name not in ("auto", *CUSTOM_AR_NAMES):
             obj = registry.get("collectives", full)
             if callable(getattr(obj, "plan", None)):
                 found[name] = obj
@@ -104,7 +110,7 @@ class CollectiveOp(labsim.Collective):
     def algorithms(self) -> list[str]:
         """Names accepted as ``algorithm=`` (besides ``auto``)."""
         names = sorted(self._table())
-        return names + (["custom_ar"] if self.name == "all_reduce" else [])
+        return names + (list(CUSTOM_AR_NAMES) if self.name == "all_reduce" else [])
 
     # -- pricing -----------------------------------------------------------------------------
 
@@ -143,12 +149,16 @@ class CollectiveOp(labsim.Collective):
             return "none", Priced(0.0, "none", ())
         algorithm = str(algorithm or "auto")
         table = self._table()
-        if algorithm == "custom_ar" and self.name == "all_reduce":
+        if algorithm in CUSTOM_AR_NAMES and self.name == "all_reduce":
             if (
                 nbytes <= P.CUSTOM_AR_MAX_BYTES
                 and table["one_shot"].unavailable(group, nbytes) is None
             ):
-                return self._best(group, nbytes, [table["one_shot"], table["two_shot"]])
+                if algorithm == "vllm_custom_ar":
+                    kernels = [table[vllm_kernel(group.n, nbytes)]]
+                else:
+                    kernels = [table["one_shot"], table["two_shot"]]
+                return self._best(group, nbytes, kernels)
             algorithm = "auto"
         if algorithm == "auto":
             candidates = [

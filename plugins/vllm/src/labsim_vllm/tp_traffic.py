@@ -8,8 +8,9 @@ Read from vLLM's code (facts and file names in docs/engine_behaviour.md §5 and
   NVLink-connected beyond 2, messages under ``max_size`` = 8 MiB; in CUDA graphs
   on registered buffers, outside them after a copy into its own buffer), NCCL
   otherwise. ``disable_custom_all_reduce`` (vLLM's ``--disable-custom-all-reduce``)
-  turns it off. labsim's ``custom_ar`` algorithm applies the same size limit and
-  NVLink condition.
+  turns it off. labsim's ``vllm_custom_ar`` algorithm applies the same size limit,
+  NVLink condition and vLLM's choice of kernel by size (one-shot below 512 KiB on up to 4
+  GPUs, below 256 KiB on up to 8, always on 2; two-shot otherwise).
 * **Logits.** The LM head is vocab-parallel: each rank holds ``rows × vocab/TP``
   logits. V0 (0.6) gathers them onto rank 0, which alone samples
   (``LogitsProcessor._get_logits`` → ``tensor_model_parallel_gather``, a
@@ -91,8 +92,8 @@ def traffic(cfg: dict) -> TpStepTraffic:
     tp = int(cfg["tensor_parallel_size"])
     custom = tp in CUSTOM_AR_WORLD_SIZES and not cfg.get("disable_custom_all_reduce")
     if cfg["engine_version"] == "v0":
-        return TpStepTraffic("custom_ar" if custom else "auto", "gather", v0_broadcast(cfg))
-    return TpStepTraffic("custom_ar" if custom else "auto", "all_gather", None)
+        return TpStepTraffic("vllm_custom_ar" if custom else "auto", "gather", v0_broadcast(cfg))
+    return TpStepTraffic("vllm_custom_ar" if custom else "auto", "all_gather", None)
 
 
 __all__ = ["CUSTOM_AR_WORLD_SIZES", "V0_BROADCAST", "traffic", "v0_broadcast"]
