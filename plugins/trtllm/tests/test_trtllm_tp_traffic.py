@@ -20,7 +20,13 @@ def _pricer(device="H100-SXM", topology="dgx-h100", tp=4, **config):
     def collective(kind, nbytes, ranks, algorithm="auto"):
         return labsim.collective_time(kind, nbytes, ranks=ranks, topology=topology, algorithm=algorithm)
 
-    return TrtStepPricer(spec, gpu, cfg, graph_sizes(cfg), collective=collective)
+    def chosen(kind, nbytes, ranks, algorithm="auto"):
+        op = labsim.get_registry().get("collectives", kind)
+        return op.cost(nbytes, ranks=ranks, topology=labsim.topology(topology).with_device(gpu),
+                       algorithm=algorithm)[0]
+
+    return TrtStepPricer(spec, gpu, cfg, graph_sizes(cfg), collective=collective,
+                         collective_algorithm=chosen)
 
 
 def test_auto_all_reduce_is_the_cheaper_of_custom_and_nccl_on_hopper():
@@ -34,6 +40,29 @@ def test_auto_all_reduce_is_the_cheaper_of_custom_and_nccl_on_hopper():
     small = 64 * auto.hidden * 2                                      # a decode batch: 1 MiB
     assert auto.comm_time(small) < 0.8 * nccl.comm_time(small)
     assert auto.step_time((), 64, 64 * 500) < nccl.step_time((), 64, 64 * 500)
+
+
+def test_the_norm_after_each_all_reduce_runs_inside_its_own_kernels_on_hopper():
+    """TensorRT-LLM's one-/two-shot kernels do the residual add + RMSNorm after an all-reduce
+    in the same kernel (no launch of its own); after NCCL the norm is a kernel of its own."""
+    auto, nccl = _pricer().eager, _pricer(allreduce_strategy="NCCL").eager
+    gpu = auto.device
+    assert auto.fused_norm and not nccl.fused_norm
+    for tokens in (1, 64, 512):
+        nbytes = tokens * auto.hidden * 2
+        norm = gpu.norm_time(2 * nbytes)
+        custom = labsim.collective_time("all_reduce", nbytes, ranks=4, topology="dgx-h100",
+                                        algorithm="custom_ar")
+        fused = custom + (norm - gpu.norm_time(0))
+        assert auto.fused_comm_time(nbytes) == min(nccl.comm_time(nbytes) + norm, fused)
+        gemms, norms, elementwise, all_reduces = auto.layer_parts(tokens)
+        assert norms == 0.0 and all_reduces == 2 * auto.fused_comm_time(nbytes)
+        unfused = nccl.layer_parts(tokens)
+        # a decode batch saves two norm launches a layer, less what NCCL would have cost more
+        assert sum(auto.layer_parts(tokens)) < sum(unfused) - 2 * gpu.norm_time(0) + 1e-9
+    # above the kernels' 8 MiB limit the norm is NCCL's separate kernel again
+    big = 8192 * auto.hidden * 2
+    assert auto.fused_comm_time(big) == nccl.comm_time(big) + gpu.norm_time(2 * big)
 
 
 def test_auto_is_nccl_where_tensorrt_llm_has_no_measured_table():

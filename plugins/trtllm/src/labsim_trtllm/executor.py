@@ -65,7 +65,6 @@ Every duration comes from :class:`labsim_trtllm.pricing.TrtStepPricer`.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 
 from labsim_llm.engine.kv_cache import BlockPool

@@ -34,7 +34,8 @@ class TensorRTLLM(ServingEngine):
             cfg["max_seq_len"] = min(cfg["max_seq_len"], self.plan.kv_tokens - 1)
         self.graphs = graph_sizes(cfg)
         self.pricer = TrtStepPricer(self.model, self.device, cfg, self.graphs,
-                                    collective=self.collective_time)
+                                    collective=self.collective_time,
+                                    collective_algorithm=self.collective_algorithm)
 
     def make_replica(self, index: int) -> Replica:
         return Replica(self, index, self.pricer, self.plan.num_blocks, self.cfg)

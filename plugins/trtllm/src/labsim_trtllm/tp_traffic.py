@@ -18,12 +18,18 @@ TensorRT-LLM "All-reduce"); labsim prices each piece with labsim-collectives:
   through MPI on the host, which is CPU work (inside ``step_overhead_s``), so no GPU tensors are
   broadcast before a step.
 
-Not priced: TensorRT-LLM fuses the residual add and the RMSNorm that follow an all-reduce into
-it; labsim keeps pricing those norms as their own kernels (about 3 µs each on a Hopper GPU,
-``benchmarks/fidelity_torch_measured.py``).
+* **The norms after the all-reduces.** The Llama-style decoder layer asks each of its two
+  all-reduces for the residual add + RMSNorm that follows (``AllReduceFusionOp.RESIDUAL_RMS_NORM``).
+  The one-/two-shot kernels do it inside the all-reduce (``thop/allreduceOp.cpp``,
+  ``runFusionAllReduce``: one ``allreduce_fusion_op`` kernel, pattern ``kARResidualRMSNorm``);
+  after NCCL it runs as a kernel of its own (``fallbackRunSubsequentOps`` →
+  ``residualRmsNorm``). Where AUTO's table applies, labsim prices each all-reduce and its norm
+  as the cheaper of the fused kernel (the norm's DRAM traffic, no launch of its own) and NCCL
+  plus the norm (``TpStepTraffic.fused_norm``); elsewhere the norms stay kernels of their own.
+  The launch count of an eager step still counts them.
 
 >>> traffic({"allreduce_strategy": "AUTO"}, "hopper")
-TpStepTraffic(all_reduce='best', logits='all_gather', broadcast=None)
+TpStepTraffic(all_reduce='best', logits='all_gather', broadcast=None, fused_norm=True)
 >>> traffic({"allreduce_strategy": "AUTO"}, "ampere").all_reduce
 'auto'
 """
@@ -39,4 +45,4 @@ TABLE_ARCHES = ("hopper", "blackwell")
 def traffic(cfg: dict, arch: str) -> TpStepTraffic:
     """The TP traffic of a TensorRT-LLM engine with settings *cfg* on a GPU of architecture *arch*."""
     auto_table = cfg.get("allreduce_strategy", "AUTO") == "AUTO" and arch in TABLE_ARCHES
-    return TpStepTraffic("best" if auto_table else "auto", "all_gather", None)
+    return TpStepTraffic("best" if auto_table else "auto", "all_gather", None, fused_norm=auto_table)

@@ -219,6 +219,14 @@ class ServingEngine(labsim.Framework):
         return op.time(int(nbytes), ranks=ranks, device=self.device,
                        topology=self.context.hardware.topology, algorithm=algorithm)
 
+    def collective_algorithm(self, kind: str, nbytes: int, ranks, algorithm: str = "auto") -> str:
+        """The algorithm labsim-collectives picks for :meth:`collective_time` with the same
+        arguments (e.g. ``one_shot`` for ``custom_ar`` up to its limit, an NCCL one above)."""
+        op = self.context.registry.get("collectives", kind)
+        ranks = [int(r) for r in ranks] if isinstance(ranks, list | tuple) else int(ranks)
+        return op.cost(int(nbytes), ranks=ranks, device=self.device,
+                       topology=self.context.hardware.topology, algorithm=algorithm)[0]
+
     def start(self) -> None:
         for replica in self.replicas:
             replica.start()

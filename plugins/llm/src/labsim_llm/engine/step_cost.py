@@ -100,6 +100,11 @@ def capture_sizes(max_num_seqs: int, max_num_batched_tokens: int, limit: int = 5
     return sizes or [1]
 
 
+#: labsim-collectives' names of the serving engines' own all-reduce kernels (the ones that
+#: can fuse the norm after them)
+OWN_AR_KERNELS = ("one_shot", "two_shot")
+
+
 @dataclass(frozen=True)
 class TpStepTraffic:
     """What an engine moves between its tensor-parallel ranks in a step, besides the layers'
@@ -115,11 +120,17 @@ class TpStepTraffic:
     :param broadcast: ``f(tokens, rows, decode_only) → sizes`` in bytes of the tensors one rank
         broadcasts to the others before each step (one collective each, on the GPU stream
         before the forward), or None.
+    :param fused_norm: with ``all_reduce="best"``, the residual add + RMSNorm that follows each
+        of a layer's two all-reduces runs inside the engine's own (one-/two-shot) all-reduce
+        kernel, as TensorRT-LLM's ``RESIDUAL_RMS_NORM`` fusion does: priced as the norm's
+        memory traffic without a kernel of its own; after NCCL it stays a kernel of its own.
+        Each all-reduce takes the cheaper of the two (:meth:`StepPricer.fused_comm_time`).
     """
 
     all_reduce: str = "auto"
     logits: str | None = None
     broadcast: object = None
+    fused_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,9 @@ class StepPricer:
     :param graph_sizes: CUDA-graph capture sizes (empty list: eager only).
     :param traffic: the engine's own TP traffic (:class:`TpStepTraffic`; default: NCCL
         all-reduces only).
+    :param collective_algorithm: ``collective_algorithm(kind, nbytes, ranks, algorithm) →``
+        the name of the algorithm labsim-collectives picks (needed for
+        :attr:`TpStepTraffic.fused_norm`: only the engines' own kernels fuse the norm).
     """
 
     def __init__(
@@ -155,6 +169,7 @@ class StepPricer:
         graph_sizes=(),
         act_bytes: int = 2,
         traffic: TpStepTraffic | None = None,
+        collective_algorithm=None,
     ):
         self.model = model
         self.device = device
@@ -164,6 +179,10 @@ class StepPricer:
         self.pp = int(pp)
         self.collective = collective
         self.traffic = traffic if traffic is not None else TpStepTraffic()
+        self.collective_algorithm = collective_algorithm
+        #: the norm after each all-reduce fused into it (see TpStepTraffic.fused_norm)
+        self.fused_norm = (self.tp > 1 and collective is not None and collective_algorithm is not None
+                           and self.traffic.fused_norm and self.traffic.all_reduce == "best")
         self.graph_sizes = sorted(graph_sizes)
         self.max_graph = self.graph_sizes[-1] if self.graph_sizes else 0
         self.layers = model.num_layers
@@ -196,6 +215,7 @@ class StepPricer:
         self.layer_weight_flops = 2.0 * sum(n * k * c for _, n, k, c in self.gemms)
         self._dense: dict[int, float] = {}
         self._comm: dict[int, float] = {}
+        self._fused: dict[int, float] = {}
         self._head: dict[int, float] = {}
         self._pp_hops: dict[int, float] = {}    # tokens → pp_time
         self._bcast: dict[tuple[int, int, bool], float] = {}
@@ -233,8 +253,10 @@ class StepPricer:
             experts = self.moe[0]
             gemms = sum(moe_gemm_time(dev, tokens, n, k, self.dtype, experts, c) if label.startswith("expert_")
                         else c * dev.gemm_time(tokens, n, k, self.dtype) for label, n, k, c in self.gemms)
-        norms = 2 * dev.norm_time(2 * tokens * self.hidden * b)
         elementwise = dev.elementwise_time(tokens * (2 * self.hidden + 1.5 * self.widest) * b)
+        if self.fused_norm:               # each norm inside (or right after) its all-reduce
+            return gemms, 0.0, elementwise, 2 * self.fused_comm_time(tokens * self.hidden * b)
+        norms = 2 * dev.norm_time(2 * tokens * self.hidden * b)
         tp = self.tp > 1 and self.collective is not None
         return gemms, norms, elementwise, 2 * self.comm_time(tokens * self.hidden * b) if tp else 0.0
 
@@ -270,6 +292,23 @@ class StepPricer:
             else:
                 hit = self.collective("all_reduce", int(nbytes), self.tp, algorithm=algorithm)
             self._comm[nbytes] = hit
+        return hit
+
+    def fused_comm_time(self, nbytes: int) -> float:
+        """One TP all-reduce of *nbytes* with the residual add + RMSNorm after it
+        (:attr:`TpStepTraffic.fused_norm`): the cheaper of the engine's own kernel, the norm
+        inside it (its DRAM traffic, no launch of its own), and NCCL followed by the norm as a
+        kernel of its own (memoised)."""
+        hit = self._fused.get(nbytes)
+        if hit is None:
+            n = int(nbytes)
+            norm = self.device.norm_time(2 * nbytes)
+            hit = self.collective("all_reduce", n, self.tp) + norm
+            if self.collective_algorithm("all_reduce", n, self.tp, "custom_ar") in OWN_AR_KERNELS:
+                fused = self.collective("all_reduce", n, self.tp, algorithm="custom_ar") + (
+                    norm - self.device.norm_time(0))
+                hit = min(hit, fused)
+            self._fused[nbytes] = hit
         return hit
 
     def head_time(self, rows: int) -> float:
