@@ -20,13 +20,14 @@ def _pricer(device="H100-SXM", topology="dgx-h100", tp=4, **config):
     def collective(kind, nbytes, ranks, algorithm="auto"):
         return labsim.collective_time(kind, nbytes, ranks=ranks, topology=topology, algorithm=algorithm)
 
-    def chosen(kind, nbytes, ranks, algorithm="auto"):
+    def cost(kind, nbytes, ranks, algorithm="auto"):
         op = labsim.get_registry().get("collectives", kind)
-        return op.cost(nbytes, ranks=ranks, topology=labsim.topology(topology).with_device(gpu),
-                       algorithm=algorithm)[0]
+        name, priced = op.cost(nbytes, ranks=ranks, topology=labsim.topology(topology).with_device(gpu),
+                               algorithm=algorithm)
+        return name, priced.seconds
 
     return TrtStepPricer(spec, gpu, cfg, graph_sizes(cfg), collective=collective,
-                         collective_algorithm=chosen)
+                         collective_cost=cost)
 
 
 def test_auto_all_reduce_is_the_cheaper_of_custom_and_nccl_on_hopper():

@@ -35,7 +35,7 @@ class TensorRTLLM(ServingEngine):
         self.graphs = graph_sizes(cfg)
         self.pricer = TrtStepPricer(self.model, self.device, cfg, self.graphs,
                                     collective=self.collective_time,
-                                    collective_algorithm=self.collective_algorithm)
+                                    collective_cost=self.collective_cost)
 
     def make_replica(self, index: int) -> Replica:
         return Replica(self, index, self.pricer, self.plan.num_blocks, self.cfg)

@@ -32,10 +32,10 @@ from labsim_trtllm.tp_traffic import traffic
 class TrtStepPricer:
     """Seconds of one TensorRT-LLM iteration on one replica (``tp × pp`` GPUs)."""
 
-    def __init__(self, model, device, cfg: dict, graph_sizes, collective=None, collective_algorithm=None):
+    def __init__(self, model, device, cfg: dict, graph_sizes, collective=None, collective_cost=None):
         kw = dict(dtype=cfg["dtype"], kv_dtype=cfg["kv_cache_dtype"],
                   tp=cfg["tensor_parallel_size"], pp=cfg["pipeline_parallel_size"],
-                  collective=collective, collective_algorithm=collective_algorithm,
+                  collective=collective, collective_cost=collective_cost,
                   traffic=traffic(cfg, getattr(device, "arch", "")))
         self.eager = StepPricer(model, device, graph_sizes=[], **kw)
         self.sizes = sorted(graph_sizes)

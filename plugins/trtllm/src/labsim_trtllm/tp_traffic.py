@@ -17,7 +17,6 @@ TensorRT-LLM "All-reduce"); labsim prices each piece with labsim-collectives:
 * **Inputs.** Every rank runs its own executor loop; new requests reach the ranks from rank 0
   through MPI on the host, which is CPU work (inside ``step_overhead_s``), so no GPU tensors are
   broadcast before a step.
-
 * **The norms after the all-reduces.** The Llama-style decoder layer asks each of its two
   all-reduces for the residual add + RMSNorm that follows (``AllReduceFusionOp.RESIDUAL_RMS_NORM``).
   The one-/two-shot kernels do it inside the all-reduce (``thop/allreduceOp.cpp``,

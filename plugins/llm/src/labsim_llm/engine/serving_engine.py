@@ -214,18 +214,23 @@ class ServingEngine(labsim.Framework):
         """Seconds of one collective among this engine's GPUs, on the experiment's topology
         (*ranks*: a count, ranks 0…n−1, or a list of global ranks; *algorithm*: labsim-collectives'
         name, ``auto`` for NCCL's choice)."""
-        op = self.context.registry.get("collectives", kind)
-        ranks = [int(r) for r in ranks] if isinstance(ranks, list | tuple) else int(ranks)
+        op, ranks = self._collective(kind, ranks)
         return op.time(int(nbytes), ranks=ranks, device=self.device,
                        topology=self.context.hardware.topology, algorithm=algorithm)
 
-    def collective_algorithm(self, kind: str, nbytes: int, ranks, algorithm: str = "auto") -> str:
-        """The algorithm labsim-collectives picks for :meth:`collective_time` with the same
-        arguments (e.g. ``one_shot`` for ``custom_ar`` up to its limit, an NCCL one above)."""
+    def collective_cost(self, kind: str, nbytes: int, ranks, algorithm: str = "auto") -> tuple[str, float]:
+        """:meth:`collective_time` with the algorithm labsim-collectives picked for it:
+        ``(name, seconds)`` (e.g. ``one_shot`` for ``custom_ar`` up to its limit, an NCCL one
+        above)."""
+        op, ranks = self._collective(kind, ranks)
+        name, priced = op.cost(int(nbytes), ranks=ranks, device=self.device,
+                               topology=self.context.hardware.topology, algorithm=algorithm)
+        return name, priced.seconds
+
+    def _collective(self, kind: str, ranks):
+        """The registry's collective *kind* and *ranks* as it takes them (a count or a list)."""
         op = self.context.registry.get("collectives", kind)
-        ranks = [int(r) for r in ranks] if isinstance(ranks, list | tuple) else int(ranks)
-        return op.cost(int(nbytes), ranks=ranks, device=self.device,
-                       topology=self.context.hardware.topology, algorithm=algorithm)[0]
+        return op, [int(r) for r in ranks] if isinstance(ranks, list | tuple) else int(ranks)
 
     def start(self) -> None:
         for replica in self.replicas:

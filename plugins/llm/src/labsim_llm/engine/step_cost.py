@@ -151,9 +151,10 @@ class StepPricer:
     :param graph_sizes: CUDA-graph capture sizes (empty list: eager only).
     :param traffic: the engine's own TP traffic (:class:`TpStepTraffic`; default: NCCL
         all-reduces only).
-    :param collective_algorithm: ``collective_algorithm(kind, nbytes, ranks, algorithm) →``
-        the name of the algorithm labsim-collectives picks (needed for
-        :attr:`TpStepTraffic.fused_norm`: only the engines' own kernels fuse the norm).
+    :param collective_cost: ``collective_cost(kind, nbytes, ranks, algorithm) → (name,
+        seconds)``: *collective* with the name of the algorithm labsim-collectives picks
+        (needed for :attr:`TpStepTraffic.fused_norm`: only the engines' own kernels fuse the
+        norm).
     """
 
     def __init__(
@@ -169,7 +170,7 @@ class StepPricer:
         graph_sizes=(),
         act_bytes: int = 2,
         traffic: TpStepTraffic | None = None,
-        collective_algorithm=None,
+        collective_cost=None,
     ):
         self.model = model
         self.device = device
@@ -179,9 +180,9 @@ class StepPricer:
         self.pp = int(pp)
         self.collective = collective
         self.traffic = traffic if traffic is not None else TpStepTraffic()
-        self.collective_algorithm = collective_algorithm
+        self.collective_cost = collective_cost
         #: the norm after each all-reduce fused into it (see TpStepTraffic.fused_norm)
-        self.fused_norm = (self.tp > 1 and collective is not None and collective_algorithm is not None
+        self.fused_norm = (self.tp > 1 and collective is not None and collective_cost is not None
                            and self.traffic.fused_norm and self.traffic.all_reduce == "best")
         self.graph_sizes = sorted(graph_sizes)
         self.max_graph = self.graph_sizes[-1] if self.graph_sizes else 0
@@ -304,10 +305,9 @@ class StepPricer:
             n = int(nbytes)
             norm = self.device.norm_time(2 * nbytes)
             hit = self.collective("all_reduce", n, self.tp) + norm
-            if self.collective_algorithm("all_reduce", n, self.tp, "custom_ar") in OWN_AR_KERNELS:
-                fused = self.collective("all_reduce", n, self.tp, algorithm="custom_ar") + (
-                    norm - self.device.norm_time(0))
-                hit = min(hit, fused)
+            kernel, custom = self.collective_cost("all_reduce", n, self.tp, "custom_ar")
+            if kernel in OWN_AR_KERNELS:
+                hit = min(hit, custom + (norm - self.device.norm_time(0)))
             self._fused[nbytes] = hit
         return hit
 
