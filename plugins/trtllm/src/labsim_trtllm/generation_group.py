@@ -222,7 +222,7 @@ class GenerationGroup:
 
     def _group_only_step(self, co: Cohort):
         """The usual iteration: the cohort's members alone (nothing else to walk).
-        (:meth:`_members_work` and :meth:`_stamp`, inlined: this runs at most steps.)"""
+        (:meth:`_members_work` inlined, this runs at most steps; its Step: :meth:`_group_step`.)"""
         g = co.gidx
         co.gidx = g + 1
         n = co.n
@@ -230,16 +230,7 @@ class GenerationGroup:
         if blocks:
             self._gheld += blocks
             self._take(blocks)
-        step = self._new_step(self._step_class)
-        step.gens = step.contexts = step.chunks = ()
-        step.decodes = step.tokens = n
-        step.decode_ctx = co.S + n * (g + 1)
-        step.start = step.end = 0.0
-        step.left_warm = 0
-        step.cohort = co
-        step.gidx = g
-        step.group = n
-        step.group_warm = co.warm
+        step = self._group_step(co, g, n, co.S + n * (g + 1), co.warm, 0.0)
         self._ahead = step
         return step
 
@@ -379,7 +370,7 @@ class GenerationGroup:
                     # the cohort is empty: the loop goes on from its top, as after a commit
                     co.last_end = last_end
                     self.clock = end
-                    nxt = self._span_step(co, g1, b1, ctx1, nw1, end) if overlap else None
+                    nxt = self._group_step(co, g1, b1, ctx1, nw1, end) if overlap else None
                     self._ahead = nxt
                     return nxt, None, now, None
                 price = self.pricer.decode_price(n)
@@ -408,10 +399,10 @@ class GenerationGroup:
         if taken:
             self._gheld += taken
             self._take(taken)
-        cur = self._span_step(co, g, b, ctx, nw, start)
+        cur = self._group_step(co, g, b, ctx, nw, start)
         cur.end = end
         if overlap:
-            nxt = self._span_step(co, g1, b1, ctx1, nw1, 0.0)
+            nxt = self._group_step(co, g1, b1, ctx1, nw1, 0.0)
         self._ahead = nxt if overlap else cur
         return cur, nxt, now, wait
 
@@ -421,8 +412,9 @@ class GenerationGroup:
         unseen = getattr(self.owner, "finish_unseen", None)
         return unseen is not None and all(unseen(s.req) for s in members)
 
-    def _span_step(self, co: Cohort, g: int, b: int, ctx: int, nw: int, start: float):
-        """Iteration *g* of *co* formed in a span (:meth:`_group_only_step`'s Step)."""
+    def _group_step(self, co: Cohort, g: int, b: int, ctx: int, nw: int, start: float):
+        """Iteration *g* of *co* with its *b* members alone (decode context *ctx*, *nw* of them
+        warm) from *start*: the Step of :meth:`_group_only_step` and of a span's iterations."""
         step = self._new_step(self._step_class)
         step.gens = step.contexts = step.chunks = ()
         step.decodes = step.tokens = b
