@@ -34,6 +34,7 @@ import argparse
 import csv
 import itertools
 import statistics
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -227,22 +228,17 @@ def _custom_ar_errors(table: list[dict]) -> list[float]:
     return [abs(custom_ar_predicted(r) / (float(r["time_us"]) * 1e-6) - 1) for r in table]
 
 
+@contextmanager
 def _with_custom_ar(kernels: dict[str, ProtocolParams]):
     """Context: Hopper priced with *kernels* as its custom all-reduce constants."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def swapped():
-        base = P.GENERATIONS["nvlink4"]
-        P.GENERATIONS["nvlink4"] = replace(base, custom_ar=kernels)
+    base = P.GENERATIONS["nvlink4"]
+    P.GENERATIONS["nvlink4"] = replace(base, custom_ar=kernels)
+    BY_NAME["all_reduce"]._cache.clear()
+    try:
+        yield
+    finally:
+        P.GENERATIONS["nvlink4"] = base
         BY_NAME["all_reduce"]._cache.clear()
-        try:
-            yield
-        finally:
-            P.GENERATIONS["nvlink4"] = base
-            BY_NAME["all_reduce"]._cache.clear()
-
-    return swapped()
 
 
 def custom_ar_report() -> None:
