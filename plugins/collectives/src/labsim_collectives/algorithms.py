@@ -372,6 +372,12 @@ class TwoShotAllReduce(Algorithm):
         return Plan([phase], nbytes, protocols=_custom_protocol(group, "two_shot"))
 
 
+#: the names of the serving frameworks' own all-reduce kernels: an engine that fuses work into
+#: its own kernel (TensorRT-LLM's residual add + RMSNorm) asks whether the algorithm picked is
+#: one of these
+OWN_ALLREDUCE_KERNELS = (OneShotAllReduce.name, TwoShotAllReduce.name)
+
+
 # -- reduce-scatter / all-gather ------------------------------------------------------------
 
 

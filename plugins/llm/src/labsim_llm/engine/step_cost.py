@@ -45,6 +45,7 @@ import bisect
 from dataclasses import dataclass
 
 import numpy as np
+from labsim_collectives import OWN_ALLREDUCE_KERNELS
 
 #: kernels one decoder layer launches when eager: q/k/v/o, gate-up, down GEMMs come from the
 #: model; plus attention, 2 RMSNorms, rotary, activation (assumption: Llama-style layer,
@@ -98,11 +99,6 @@ def capture_sizes(max_num_seqs: int, max_num_batched_tokens: int, limit: int = 5
     top = min(2 * max_num_seqs, limit)
     sizes = [s for s in [1, 2, 4, *range(8, top + 1, 8)] if s <= max_num_batched_tokens]
     return sizes or [1]
-
-
-#: labsim-collectives' names of the serving engines' own all-reduce kernels (the ones that
-#: can fuse the norm after them)
-OWN_AR_KERNELS = ("one_shot", "two_shot")
 
 
 @dataclass(frozen=True)
@@ -306,7 +302,7 @@ class StepPricer:
             norm = self.device.norm_time(2 * nbytes)
             hit = self.collective("all_reduce", n, self.tp) + norm
             kernel, custom = self.collective_cost("all_reduce", n, self.tp, "custom_ar")
-            if kernel in OWN_AR_KERNELS:
+            if kernel in OWN_ALLREDUCE_KERNELS:
                 hit = min(hit, custom + (norm - self.device.norm_time(0)))
             self._fused[nbytes] = hit
         return hit
