@@ -19,6 +19,14 @@ class _NoFastPath:
         return getattr(self._gpu, name)
 
 
+def _device(name: str):
+    """The catalog GPU *name*; ``NAME+fa2``: priced with FlashAttention-2's own decode kernels
+    (``CostParams.decode_fa2_layout``, as vLLM on Ampere)."""
+    base, _, kernel = name.partition("+")
+    gpu = labsim.device(base)
+    return gpu.copy(params=gpu.params.replace(decode_fa2_layout=1.0)) if kernel == "fa2" else gpu
+
+
 def test_decode_fast_paths_equal_slow_paths():
     model = builtin_models()["Llama-3.1-8B"]
     rng = random.Random(3)
@@ -29,8 +37,8 @@ def test_decode_fast_paths_equal_slow_paths():
         return (0.5e-6 if algorithm == "custom_ar" else 1e-6) + nbytes / 1e11
 
     for device, traffic in (("H100-SXM", None), ("A100-SXM4-80GB", None), ("L4", None),
-                            ("H100-SXM", engine_traffic)):
-        gpu = labsim.device(device)
+                            ("H100-SXM", engine_traffic), ("A100-SXM4-80GB+fa2", None)):
+        gpu = _device(device)
         for graphs in (capture_sizes(256, 8192), []):
             fast = StepPricer(model, gpu, tp=2, pp=2, graph_sizes=graphs, collective=collective,
                               traffic=traffic)
@@ -107,9 +115,10 @@ def test_a_run_of_decode_steps_priced_at_once_equals_step_by_step():
     def collective(kind, nbytes, ranks, algorithm="auto"):
         return (0.5e-6 if algorithm == "custom_ar" else 1e-6) + nbytes / 1e11
 
-    for device, traffic in (("A100-SXM4-80GB", None), ("L4", None), ("A100-SXM4-80GB", engine_traffic)):
+    for device, traffic in (("A100-SXM4-80GB", None), ("L4", None), ("A100-SXM4-80GB", engine_traffic),
+                            ("L4+fa2", None)):
         for graphs in (capture_sizes(256, 8192), []):
-            pricer = StepPricer(model, labsim.device(device), tp=2, pp=2, graph_sizes=graphs,
+            pricer = StepPricer(model, _device(device), tp=2, pp=2, graph_sizes=graphs,
                                 collective=collective, traffic=traffic)
             for b in (1, 2, 5, 9, 64, 257, 600):
                 for _ in range(4):

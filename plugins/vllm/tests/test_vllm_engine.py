@@ -227,3 +227,30 @@ def test_steps_table_is_capped_with_a_warning():
     warning = next(e for e in logs if e["event"] == "steps_table_truncated")
     assert warning["rows_left_out"] == len(whole.table("steps")) - 20
     assert capped.summary["frameworks"] == whole.summary["frameworks"]   # the answer is unchanged
+
+
+def test_flash_attention_2_kernels_price_decode_where_the_profile_prices_the_bare_kernel(
+        monkeypatch):
+    """vLLM v1 runs FlashAttention-2 on Ampere and Ada, FA3 on Hopper. FA2's layout copies and
+    split combine (CostParams.decode_fa2_layout) are added where the profile prices the
+    attention kernel alone (cross-generation, datasheet-only), not to a calibrated profile,
+    whose fitted costs hold them; V0 is priced without them."""
+    import labsim_vllm.plugin as vllm_plugin
+    from labsim_vllm.attention import attention_device
+
+    gpus = {name: labsim.device(name) for name in ("A100-SXM4-80GB", "L4", "H100-SXM", "B200")}
+    gpus["A100 datasheet-only"] = gpus["A100-SXM4-80GB"].datasheet_only()
+    chosen = {name: attention_device(gpu, {"engine_version": "v1"}).params.decode_fa2_layout
+              for name, gpu in gpus.items()}
+    assert chosen == {"A100-SXM4-80GB": 0.0, "L4": 1.0, "H100-SXM": 0.0, "B200": 0.0,
+                      "A100 datasheet-only": 1.0}
+    l4 = gpus["L4"]
+    assert attention_device(l4, {"engine_version": "v0"}) is l4
+
+    exp = experiment(rate=2.0, duration=4.0, vllm={"max_model_len": 4096})
+    exp["hardware_profile"] = {"device": "L4"}
+    with_fa2 = labsim.run(exp).summary["frameworks"]["v"]["tpot_ms"]["p50"]
+    monkeypatch.setattr(vllm_plugin, "attention_device", lambda device, cfg: device)
+    without = labsim.run(exp).summary["frameworks"]["v"]["tpot_ms"]["p50"]
+    # 32 layers x a few microseconds of extra kernels on a step of tens of milliseconds
+    assert without < with_fa2 < 1.05 * without

@@ -107,6 +107,9 @@ class Table:
     harness: str = ENGINE_HARNESS
     #: the GEMMs were timed on zero-filled operands
     zero_operands: bool = False
+    #: the decode rows ran FlashAttention-2's kernel (vLLM on Ampere): priced with its layout
+    #: copies and combine (``CostParams.decode_fa2_layout``)
+    fa2_decode: bool = False
 
 
 def tensor_peak(gpu) -> float:
@@ -128,11 +131,13 @@ def params_for(gpu, shared: CostParams, bytes_per_flop: float) -> CostParams:
 def table_params(table: Table, shared: CostParams, bytes_per_flop: float,
                  overheads: dict) -> CostParams:
     """The parameters that predict *table*'s rows: :func:`params_for` its GPU, with its
-    harness's overhead (when fitted) and its operands' speed-up."""
+    harness's overhead (when fitted), its operands' speed-up and its decode kernel's layout."""
     params = params_for(table.gpu, shared, bytes_per_flop)
     changes = dict(overheads.get(table.harness, {}))
     if table.zero_operands:
         changes["gemm_operand_derate"] = shared.gemm_operand_derate * ZERO_OPERAND_SPEEDUP
+    if table.fa2_decode:
+        changes["decode_fa2_layout"] = 1.0
     return params.replace(**changes) if changes else params
 
 

@@ -16,6 +16,7 @@ from labsim_llm.engine.memory_plan import plan_memory
 from labsim_llm.engine.pipeline import PipelinedReplica, StagePipeline
 from labsim_llm.engine.serving_engine import ServingEngine
 
+from labsim_vllm.attention import attention_device
 from labsim_vllm.config import CONFIG_SCHEMA, resolve
 from labsim_vllm.pipeline_span import PipelineSpan
 from labsim_vllm.scheduler import Replica
@@ -46,7 +47,7 @@ class VLLM(ServingEngine):
                 f"({self.plan.kv_tokens} tokens on {self.device.name}); set max_model_len ≤ "
                 f"{self.plan.kv_tokens} or raise gpu_memory_utilization / tensor_parallel_size")
         graphs = capture_sizes(cfg["max_num_seqs"], cfg["max_num_batched_tokens"]) if cfg["cuda_graph"] else []
-        self.pricer = StepPricer(self.model, self.device, dtype=cfg["dtype"],
+        self.pricer = StepPricer(self.model, attention_device(self.device, cfg), dtype=cfg["dtype"],
                                  kv_dtype=cfg["kv_cache_dtype"], tp=cfg["tensor_parallel_size"],
                                  pp=cfg["pipeline_parallel_size"], collective=self.collective_time,
                                  graph_sizes=graphs, traffic=traffic(cfg))

@@ -1,0 +1,53 @@
+"""Which attention kernel vLLM runs on a GPU, for the step pricer.
+
+vLLM v1's FlashAttention backend picks the FlashAttention version by the GPU's compute
+capability (``get_flash_attn_version`` in ``vllm/v1/attention/backends/fa_utils.py``):
+FlashAttention-3 on Hopper (SM90), FlashAttention-2 on Ampere and Ada (SM80-89); Blackwell
+runs FlashInfer or FlashAttention-4. FA2's decode runs kernels of its own around the attention
+kernel — the layout copies of a grouped-query batch and the combine of a split context
+(:func:`labsim_gpus.kernels.fa2_layout_seconds`).
+
+Where those kernels are priced depends on what the device's profile was fitted on:
+
+* the cross-generation profile (GPUs of an architecture without a calibration of its own, Ada
+  among them) and the datasheet model price the attention kernel alone — the cross-generation
+  fit takes FA2's kernels out of the A100 vLLM rows (``crossgen.Table.fa2_decode``) — so the
+  pricer gets the device with ``CostParams.decode_fa2_layout`` set;
+* a calibrated profile prices the kernels it was fitted on, their own extras included: the
+  A100 profile's decode was fitted on SGLang's FlashAttention rows, whose fixed costs already
+  hold what FA2 adds (priced again on top, the A100 vLLM decode rows would go from 19.8 % to
+  32.3 % median error, ``benchmarks/fidelity_kernels.py``), so it is left as it is.
+
+Not for ``engine_version: v0``: vLLM 0.6 runs FA2 everywhere, but through
+``flash_attn_with_kvcache``, whose grouped-query path copies the output only, a count no table
+here checks; V0 is priced without these kernels.
+
+>>> from labsim_gpus.plugin import preset
+>>> attention_device(preset("L4"), {"engine_version": "v1"}).params.decode_fa2_layout
+1.0
+>>> attention_device(preset("H100-SXM"), {"engine_version": "v1"}).params.decode_fa2_layout
+0.0
+"""
+
+from __future__ import annotations
+
+#: GPU architectures on which vLLM v1 runs FlashAttention-2 (``fa_utils.get_flash_attn_version``)
+FA2_ARCHS = ("ampere", "ada")
+#: profiles that price the attention kernel alone (None: the datasheet model)
+BARE_KERNEL_PROFILES = (None, "cross_generation")
+
+
+def attention_device(device, cfg: dict):
+    """*device* as vLLM's attention kernel on it prices decode: with FA2's own kernels on the
+    architectures of :data:`FA2_ARCHS` when its profile prices the bare kernel
+    (:data:`BARE_KERNEL_PROFILES`; a labsim-gpus GPU; any other device as it is)."""
+    params = getattr(device, "params", None)
+    profile = (getattr(device, "profile_info", None) or {}).get("name")
+    if (cfg.get("engine_version") != "v1" or getattr(device, "arch", "") not in FA2_ARCHS
+            or profile not in BARE_KERNEL_PROFILES or params is None
+            or not hasattr(params, "decode_fa2_layout") or not hasattr(device, "copy")):
+        return device
+    return device.copy(params=params.replace(decode_fa2_layout=1.0))
+
+
+__all__ = ["BARE_KERNEL_PROFILES", "FA2_ARCHS", "attention_device"]
