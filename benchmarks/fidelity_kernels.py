@@ -236,10 +236,14 @@ def cross_generation_tables() -> list:
         # TPOT 18 % slow at 16 req/s (fidelity_datasheet_serving.py): one bytes-per-FLOP figure
         # does not carry Ampere's feed and Hopper's (0.020 and 0.026 fitted alone).
         # vLLM 0.14 runs FlashAttention-2 on Ampere (FA3 needs Hopper): its decode rows carry
-        # FA2's layout copies and split combine (CostParams.decode_fa2_layout)
+        # FA2's layout copies and split combine (kernels.DECODE_KERNELS)
         T("A100-SXM4-80GB", "A100 vLLM 0.14", a100,
-          thinned(load_points(need("calibration", "a100_sxm"), "VLLM")), fa2_decode=True),
-        T("A30", "A30 Vidur", a100.customize(A30), thinned(a30_points()), harness="vidur"),
+          thinned(load_points(need("calibration", "a100_sxm"), "VLLM")),
+          decode_kernel="flash-attention-2"),
+        # Vidur's harness decodes with FlashInfer's paged prefill kernel: its split contexts are
+        # merged by a kernel of its own
+        T("A30", "A30 Vidur", a100.customize(A30), thinned(a30_points()), harness="vidur",
+          decode_kernel="flashinfer"),
         # the H100 aisimulate rows reach the zero-operand regime (see the H100 section)
         T("H100-SXM", "H100 vLLM 0.25", preset("H100-SXM"), thinned(load_points(H100_TABLES)),
           zero_operands=True),

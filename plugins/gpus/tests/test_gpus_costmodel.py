@@ -136,32 +136,35 @@ def test_each_prefill_cta_adds_its_fixed_cost_over_the_sms():
     assert DATASHEET_DEFAULTS.prefill_cta_s == 0.0      # the datasheet model assumes none
 
 
-def test_fa2_decode_adds_its_layout_copies_and_split_combine():
-    """FlashAttention-2's decode (decode_fa2_layout) runs two layout copies for a grouped-query
-    batch of >= 2 sequences with >= 2 KV heads, and a combine kernel when the context is split;
-    each a memory-bound kernel of its own. Nothing else changes, and without the flag nothing
-    does."""
+def test_decode_side_kernels_fa2_copies_and_combine_flashinfer_combine_only():
+    """FlashAttention-2's decode runs two layout copies for a grouped-query batch of >= 2
+    sequences with >= 2 KV heads, and a combine kernel when the context is split; FlashInfer
+    only the merge of a split context. Each is a memory-bound kernel of its own; nothing else
+    changes, and without the flags nothing does."""
     a100 = plugin.preset("A100-SXM4-80GB")
-    fa2 = a100.copy(params=a100.params.replace(decode_fa2_layout=1.0))
+    fa2 = a100.copy(params=a100.params.replace(**kernels.DECODE_KERNELS["flash-attention-2"]))
+    fi = a100.copy(params=a100.params.replace(**kernels.DECODE_KERNELS["flashinfer"]))
     p = fa2.params
     stream = kernels.stream_seconds
 
-    def extra(b, ctx, h, kvh):
+    def extra(dev, b, ctx, h, kvh):
         kw = dict(batch_size=b, seq_len=ctx, num_heads=h, num_kv_heads=kvh, head_dim=128)
-        return fa2.attention_time("decode", **kw) - a100.attention_time("decode", **kw)
+        return dev.attention_time("decode", **kw) - a100.attention_time("decode", **kw)
 
     # one sequence, or one KV head, or no grouping: the swapped query stays a view; no split
-    assert extra(1, 64, 32, 8) == 0.0
-    assert extra(8, 64, 32, 1) == 0.0
-    assert extra(8, 64, 8, 8) == 0.0
-    # >= 2 sequences and >= 2 KV heads: q copied in, the output copied back
+    assert extra(fa2, 1, 64, 32, 8) == 0.0
+    assert extra(fa2, 8, 64, 32, 1) == 0.0
+    assert extra(fa2, 8, 64, 8, 8) == 0.0
+    # >= 2 sequences and >= 2 KV heads: q copied in, the output copied back (FA2 only)
     copies = 2 * stream(2.0 * 8 * 32 * 128 * 2.0, a100.mem_bw, p)
-    assert extra(8, 64, 32, 8) == pytest.approx(copies, rel=1e-12)
+    assert extra(fa2, 8, 64, 32, 8) == pytest.approx(copies, rel=1e-12)
+    assert extra(fi, 8, 64, 32, 8) == 0.0
     # a split context (8 x 8 CTAs < 0.8 x 108 SMs, 64 blocks of 128 keys): the combine too
     split = kernels.num_splits(8 * 8, a100.sm_count, 8192)
     assert split > 1
     combine = stream(split * 8 * 32 * 129 * 4.0 + 8 * 32 * 128 * 2.0, a100.mem_bw, p)
-    assert extra(8, 8192, 32, 8) == pytest.approx(copies + combine, rel=1e-9)
+    assert extra(fa2, 8, 8192, 32, 8) == pytest.approx(copies + combine, rel=1e-9)
+    assert extra(fi, 8, 8192, 32, 8) == pytest.approx(combine, rel=1e-9)
     # enough CTAs to fill the GPU: no split, copies only
-    assert extra(96, 8192, 32, 8) == pytest.approx(
+    assert extra(fa2, 96, 8192, 32, 8) == pytest.approx(
         2 * stream(2.0 * 96 * 32 * 128 * 2.0, a100.mem_bw, p), rel=1e-9)

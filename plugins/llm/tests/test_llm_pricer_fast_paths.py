@@ -3,6 +3,7 @@
 import random
 
 import labsim
+from labsim_gpus.kernels import DECODE_KERNELS
 from labsim_llm.engine import GapHistogram, StepPricer, TpStepTraffic, capture_sizes
 from labsim_llm.models import builtin_models
 
@@ -21,10 +22,11 @@ class _NoFastPath:
 
 def _device(name: str):
     """The catalog GPU *name*; ``NAME+fa2``: priced with FlashAttention-2's own decode kernels
-    (``CostParams.decode_fa2_layout``, as vLLM on Ampere)."""
+    (``kernels.DECODE_KERNELS``, as vLLM on Ampere)."""
     base, _, kernel = name.partition("+")
     gpu = labsim.device(base)
-    return gpu.copy(params=gpu.params.replace(decode_fa2_layout=1.0)) if kernel == "fa2" else gpu
+    flags = DECODE_KERNELS["flash-attention-2"]
+    return gpu.copy(params=gpu.params.replace(**flags)) if kernel == "fa2" else gpu
 
 
 def test_decode_fast_paths_equal_slow_paths():

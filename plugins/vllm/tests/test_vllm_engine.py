@@ -232,7 +232,7 @@ def test_steps_table_is_capped_with_a_warning():
 def test_flash_attention_2_kernels_price_decode_where_the_profile_prices_the_bare_kernel(
         monkeypatch):
     """vLLM v1 runs FlashAttention-2 on Ampere and Ada, FA3 on Hopper. FA2's layout copies and
-    split combine (CostParams.decode_fa2_layout) are added where the profile prices the
+    split combine (kernels.DECODE_KERNELS) are added where the profile prices the
     attention kernel alone (cross-generation, datasheet-only), not to a calibrated profile,
     whose fitted costs hold them; V0 is priced without them."""
     import labsim_vllm.plugin as vllm_plugin
@@ -240,7 +240,7 @@ def test_flash_attention_2_kernels_price_decode_where_the_profile_prices_the_bar
 
     gpus = {name: labsim.device(name) for name in ("A100-SXM4-80GB", "L4", "H100-SXM", "B200")}
     gpus["A100 datasheet-only"] = gpus["A100-SXM4-80GB"].datasheet_only()
-    chosen = {name: attention_device(gpu, {"engine_version": "v1"}).params.decode_fa2_layout
+    chosen = {name: attention_device(gpu, {"engine_version": "v1"}).params.decode_gqa_copies
               for name, gpu in gpus.items()}
     assert chosen == {"A100-SXM4-80GB": 0.0, "L4": 1.0, "H100-SXM": 0.0, "B200": 0.0,
                       "A100 datasheet-only": 1.0}

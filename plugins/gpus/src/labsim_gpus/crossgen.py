@@ -64,6 +64,7 @@ from labsim_gpus.calibrate import (
     share_bounds,
     within_share_bounds,
 )
+from labsim_gpus.kernels import DECODE_KERNELS
 from labsim_gpus.params import CostParams
 from labsim_gpus.profiles import CROSS_GENERATION_PROFILE
 
@@ -107,9 +108,9 @@ class Table:
     harness: str = ENGINE_HARNESS
     #: the GEMMs were timed on zero-filled operands
     zero_operands: bool = False
-    #: the decode rows ran FlashAttention-2's kernel (vLLM on Ampere): priced with its layout
-    #: copies and combine (``CostParams.decode_fa2_layout``)
-    fa2_decode: bool = False
+    #: the decode kernel the rows ran, when its side kernels are priced
+    #: (:data:`labsim_gpus.kernels.DECODE_KERNELS`: ``flash-attention-2``, ``flashinfer``)
+    decode_kernel: str = ""
 
 
 def tensor_peak(gpu) -> float:
@@ -131,13 +132,13 @@ def params_for(gpu, shared: CostParams, bytes_per_flop: float) -> CostParams:
 def table_params(table: Table, shared: CostParams, bytes_per_flop: float,
                  overheads: dict) -> CostParams:
     """The parameters that predict *table*'s rows: :func:`params_for` its GPU, with its
-    harness's overhead (when fitted), its operands' speed-up and its decode kernel's layout."""
+    harness's overhead (when fitted), its operands' speed-up and its decode kernel's side kernels."""
     params = params_for(table.gpu, shared, bytes_per_flop)
     changes = dict(overheads.get(table.harness, {}))
     if table.zero_operands:
         changes["gemm_operand_derate"] = shared.gemm_operand_derate * ZERO_OPERAND_SPEEDUP
-    if table.fa2_decode:
-        changes["decode_fa2_layout"] = 1.0
+    if table.decode_kernel:
+        changes.update(DECODE_KERNELS[table.decode_kernel])
     return params.replace(**changes) if changes else params
 
 

@@ -186,36 +186,48 @@ def decode_seconds(num_seqs: int, total_context: float, longest_context: float, 
     t_flops = 4.0 * num_heads * head_dim * total_context / (peak * p.attn_compute_eff)
     t_ctas = ctas * split * p.decode_cta_s / sm_count
     t = max(t_stream, t_busiest, t_flops) + t_ctas + p.kernel_overhead_s + p.attn_overhead_s
-    if p.decode_fa2_layout:
-        t += fa2_layout_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw, p)
+    if p.decode_gqa_copies or p.decode_split_combine:
+        t += decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw, p)
     return t
 
 
-def fa2_layout_seconds(num_seqs: int, num_heads: int, num_kv_heads: int, head_dim: int,
-                       split: int, mem_bw: float, p: CostParams) -> float:
-    """The kernels FlashAttention-2's decode runs besides its attention kernel
-    (:attr:`~labsim_gpus.params.CostParams.decode_fa2_layout`), each a memory-bound kernel of
-    its own (:func:`stream_seconds`).
+#: the decode attention kernels whose work around the attention kernel labsim prices: the
+#: CostParams flags each sets (:func:`decode_side_seconds`). On the A100 vLLM 0.14 table (FA2),
+#: with the cross-generation model fitted without the A100, rows that need neither of FA2's
+#: side kernels are 0.2 us off (median), rows with the copies +6.3 us, rows with a split
+#: +8.9 us; on FA3's H100 table all three groups are within 1 us; on the A30 Vidur table
+#: (FlashInfer) split rows are +6.0 us and grouped-query batches show no copy step
+DECODE_KERNELS = {
+    "flash-attention-2": {"decode_gqa_copies": 1.0, "decode_split_combine": 1.0},
+    "flashinfer": {"decode_split_combine": 1.0},
+}
 
-    * Grouped-query decode is served with the query's head groups swapped into its sequence
-      axis (``seqlenq_ngroups_swapped`` in ``mha_varlen_fwd``, flash_api.cpp). With one
-      sequence, or one KV head, the swapped query is still a view of the input; otherwise it is
-      copied into that layout, and the output copied back: two copies of ``sequences × heads ×
-      head_dim`` 16-bit values, each read and written.
-    * A context split in *split* parts (:func:`num_splits`) writes fp32 partial outputs and
-      log-sum-exps, which the combine kernel reads and reduces into the 16-bit output.
 
-    >>> p = CostParams(kernel_overhead_s=3e-6, stream_mem_eff=1.0, decode_fa2_layout=1.0)
-    >>> round(fa2_layout_seconds(1, 32, 8, 128, 1, 2e12, p) * 1e6, 2)   # one sequence: a view
+def decode_side_seconds(num_seqs: int, num_heads: int, num_kv_heads: int, head_dim: int,
+                        split: int, mem_bw: float, p: CostParams) -> float:
+    """The kernels a decode attention runs besides its attention kernel, each a memory-bound
+    kernel of its own (:func:`stream_seconds`), as *p*'s flags say (:data:`DECODE_KERNELS`).
+
+    * ``decode_gqa_copies``: FlashAttention-2 serves grouped-query decode with the query's head
+      groups swapped into its sequence axis (``seqlenq_ngroups_swapped`` in ``mha_varlen_fwd``,
+      flash_api.cpp). With one sequence, or one KV head, the swapped query is still a view of
+      the input; otherwise it is copied into that layout and the output copied back: two
+      copies of ``sequences × heads × head_dim`` 16-bit values, each read and written.
+    * ``decode_split_combine``: a context split in *split* parts (:func:`num_splits`) writes
+      fp32 partial outputs and log-sum-exps, which a combine kernel reads and reduces into the
+      16-bit output.
+
+    >>> p = CostParams(kernel_overhead_s=3e-6, stream_mem_eff=1.0, decode_gqa_copies=1.0)
+    >>> round(decode_side_seconds(1, 32, 8, 128, 1, 2e12, p) * 1e6, 2)   # one sequence: a view
     0.0
-    >>> round(fa2_layout_seconds(2, 32, 8, 128, 1, 2e12, p) * 1e6, 2)   # two copies
+    >>> round(decode_side_seconds(2, 32, 8, 128, 1, 2e12, p) * 1e6, 2)   # two copies
     6.03
     """
     t = 0.0
     rows = num_seqs * num_heads
-    if num_seqs >= 2 and num_kv_heads >= 2 and num_heads > num_kv_heads:
+    if p.decode_gqa_copies and num_seqs >= 2 and num_kv_heads >= 2 and num_heads > num_kv_heads:
         t += 2.0 * stream_seconds(2.0 * rows * head_dim * 2.0, mem_bw, p)
-    if split > 1:
+    if p.decode_split_combine and split > 1:
         t += stream_seconds(split * rows * (head_dim + 1) * 4.0 + rows * head_dim * 2.0, mem_bw, p)
     return t
 
@@ -237,7 +249,7 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
     cta_s = p.decode_cta_s
     fixed_a, fixed_b = p.kernel_overhead_s, p.attn_overhead_s
     no_split = 0.8 * sm_count
-    fa2 = bool(p.decode_fa2_layout)
+    side = bool(p.decode_gqa_copies or p.decode_split_combine)
 
     def price(num_seqs: int, total_context: float) -> float:
         longest_context = total_context / num_seqs
@@ -254,8 +266,8 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
             hi = t_busiest
         if t_flops > hi:
             hi = t_flops
-        if fa2:
-            return hi + t_ctas + fixed_a + fixed_b + fa2_layout_seconds(
+        if side:
+            return hi + t_ctas + fixed_a + fixed_b + decode_side_seconds(
                 num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw, p)
         return hi + t_ctas + fixed_a + fixed_b
 
@@ -269,8 +281,8 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
         split = 1
         waves = -(-ctas // sm_count)
         t_ctas = ctas * split * cta_s / sm_count
-        layout = fa2_layout_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw,
-                                    p) if fa2 else 0.0
+        layout = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw,
+                                     p) if side else 0.0
         # the split holds while the context stays in its KV blocks: below `limit` tokens
         limit = -1.0 if ctas < no_split else math.inf
         for total_context in range(first_total, first_total + step * count, step):
@@ -281,9 +293,9 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
                 split = num_splits(ctas, sm_count, longest_context)
                 waves = -(-(ctas * split) // sm_count)
                 t_ctas = ctas * split * cta_s / sm_count
-                if fa2:
-                    layout = fa2_layout_seconds(num_seqs, num_heads, num_kv_heads, head_dim,
-                                                split, mem_bw, p)
+                if side:
+                    layout = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim,
+                                                 split, mem_bw, p)
             t_stream = (total_context * per_token + q_term) / bw
             t_busiest = waves * (longest_context * 2.0 * head_dim * kv_bytes / split) / share
             t_flops = flop_coef * total_context / flop_rate
@@ -292,7 +304,7 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
                 hi = t_busiest
             if t_flops > hi:
                 hi = t_flops
-            if fa2:
+            if side:
                 out.append(hi + t_ctas + fixed_a + fixed_b + layout)
             else:
                 out.append(hi + t_ctas + fixed_a + fixed_b)

@@ -63,15 +63,14 @@ class CostParams:
     #: SM-seconds of fixed work per decode CTA (one sequence x KV head x split): block-table
     #: lookups, the first dependent loads, the softmax combine
     decode_cta_s: float = 2e-6
-    #: 1 where decode attention is FlashAttention-2's split-KV kernel (vLLM on Ampere and Ada:
-    #: vllm_flash_attn ``mha_varlen_fwd``), 0 for the kernels that need no more than their own
-    #: launch (FlashAttention-3, FlashInfer, cuDNN, TensorRT-LLM's). FA2 runs kernels of its own
-    #: around the attention: two layout copies for grouped-query batches, and the combine of a
-    #: split context (:func:`labsim_gpus.kernels.fa2_layout_seconds`). A fact of the engine's
-    #: kernel, not fitted: on the A100 vLLM 0.14 table, rows that need neither are 0.2 us off the
-    #: cross-generation model fitted without the A100 (median), rows with the copies +6.3 us,
-    #: rows with a split +8.9 us (FA3's H100 table: -0.9 to -0.1 us for all three)
-    decode_fa2_layout: float = 0.0
+    #: 1 where grouped-query decode copies the query into its kernel's layout and the output
+    #: back (FlashAttention-2's ``seqlenq_ngroups_swapped``: vLLM on Ampere and Ada), 0 where the
+    #: kernel packs the head groups itself (FA3, FlashInfer, cuDNN, TensorRT-LLM's XQA). See
+    #: :data:`labsim_gpus.kernels.DECODE_KERNELS`; a fact of the engine's kernel, not fitted
+    decode_gqa_copies: float = 0.0
+    #: 1 where a split context's partial results are reduced by a kernel of its own (FA2's
+    #: combine, FlashInfer's merge of states), 0 where none is priced apart. Not fitted
+    decode_split_combine: float = 0.0
     #: how many times its fair share (bandwidth / SMs) of DRAM bandwidth one SM can draw; fits
     #: keep it between 1 and the device's per-SM DRAM draw x SMs / bandwidth
     #: (``GPU.sm_bw_share_max``: 4.9 on an H100-SXM, from one SM measured on an H200)

@@ -5,14 +5,14 @@ capability (``get_flash_attn_version`` in ``vllm/v1/attention/backends/fa_utils.
 FlashAttention-3 on Hopper (SM90), FlashAttention-2 on Ampere and Ada (SM80-89); Blackwell
 runs FlashInfer or FlashAttention-4. FA2's decode runs kernels of its own around the attention
 kernel — the layout copies of a grouped-query batch and the combine of a split context
-(:func:`labsim_gpus.kernels.fa2_layout_seconds`).
+(:func:`labsim_gpus.kernels.decode_side_seconds`).
 
 Where those kernels are priced depends on what the device's profile was fitted on:
 
 * the cross-generation profile (GPUs of an architecture without a calibration of its own, Ada
   among them) and the datasheet model price the attention kernel alone — the cross-generation
-  fit takes FA2's kernels out of the A100 vLLM rows (``crossgen.Table.fa2_decode``) — so the
-  pricer gets the device with ``CostParams.decode_fa2_layout`` set;
+  fit takes FA2's kernels out of the A100 vLLM rows (``crossgen.Table.decode_kernel``) — so
+  the pricer gets the device with FA2's flags set (``kernels.DECODE_KERNELS``);
 * a calibrated profile prices the kernels it was fitted on, their own extras included: the
   A100 profile's decode was fitted on SGLang's FlashAttention rows, whose fixed costs already
   hold what FA2 adds (priced again on top, the A100 vLLM decode rows would go from 19.8 % to
@@ -23,13 +23,15 @@ Not for ``engine_version: v0``: vLLM 0.6 runs FA2 everywhere, but through
 here checks; V0 is priced without these kernels.
 
 >>> from labsim_gpus.plugin import preset
->>> attention_device(preset("L4"), {"engine_version": "v1"}).params.decode_fa2_layout
+>>> attention_device(preset("L4"), {"engine_version": "v1"}).params.decode_gqa_copies
 1.0
->>> attention_device(preset("H100-SXM"), {"engine_version": "v1"}).params.decode_fa2_layout
+>>> attention_device(preset("H100-SXM"), {"engine_version": "v1"}).params.decode_gqa_copies
 0.0
 """
 
 from __future__ import annotations
+
+from labsim_gpus.kernels import DECODE_KERNELS
 
 #: GPU architectures on which vLLM v1 runs FlashAttention-2 (``fa_utils.get_flash_attn_version``)
 FA2_ARCHS = ("ampere", "ada")
@@ -45,9 +47,9 @@ def attention_device(device, cfg: dict):
     profile = (getattr(device, "profile_info", None) or {}).get("name")
     if (cfg.get("engine_version") != "v1" or getattr(device, "arch", "") not in FA2_ARCHS
             or profile not in BARE_KERNEL_PROFILES or params is None
-            or not hasattr(params, "decode_fa2_layout") or not hasattr(device, "copy")):
+            or not hasattr(params, "decode_gqa_copies") or not hasattr(device, "copy")):
         return device
-    return device.copy(params=params.replace(decode_fa2_layout=1.0))
+    return device.copy(params=params.replace(**DECODE_KERNELS["flash-attention-2"]))
 
 
 __all__ = ["BARE_KERNEL_PROFILES", "FA2_ARCHS", "attention_device"]
