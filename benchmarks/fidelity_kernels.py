@@ -227,19 +227,20 @@ def cross_generation_tables() -> list:
     a100 = preset("A100-SXM4-80GB")
     T = crossgen.Table
     return [
-        # The same aisimulate collector as the H100 rows, and likely in the zero-operand regime
-        # too: 298 TFLOP/s (0.96 of peak) on 8192x8192x16384, above the 257 an A100 reaches on
+        # The same aisimulate collector as the H100 rows, and in the zero-operand regime too:
+        # 298 TFLOP/s (0.96 of peak) on 8192x8192x16384, above the 257 an A100 reaches on
         # random operands and at the 295 it reaches on zeros (crossgen.ZERO_OPERAND_SPEEDUP).
-        # Not flagged: predicted as zero-operand rows (held-out A100 GEMM 15.7 -> 13.3 %) they
-        # pull the carried on-chip feed to Ampere's 0.020 B/FLOP, which prices the datasheet
-        # H100's feed-bound GEMMs (down projection at m = 300-600) ~10 % slower and its vLLM
-        # TPOT 18 % slow at 16 req/s (fidelity_datasheet_serving.py): one bytes-per-FLOP figure
-        # does not carry Ampere's feed and Hopper's (0.020 and 0.026 fitted alone).
+        # Flagged so (held-out GEMM: A100 15.7 -> 13.3 %, A30 15.4 -> 14.4 %), the carried
+        # on-chip feed falls toward Ampere's 0.020 B/FLOP, which prices the datasheet H100's
+        # feed-bound GEMMs (down projection at m = 300-600) slower: its vLLM TPOT at 16 req/s
+        # goes from +12.2 to +15.3 % (fidelity_datasheet_serving.py). One bytes-per-FLOP figure
+        # does not carry Ampere's feed and Hopper's (0.020 and 0.026 fitted alone); the tables'
+        # regime is a fact, the feed's carrying the open question.
         # vLLM 0.14 runs FlashAttention-2 on Ampere (FA3 needs Hopper): its decode rows carry
         # FA2's layout copies and split combine (kernels.DECODE_KERNELS)
         T("A100-SXM4-80GB", "A100 vLLM 0.14", a100,
           thinned(load_points(need("calibration", "a100_sxm"), "VLLM")),
-          decode_kernel="flash-attention-2"),
+          decode_kernel="flash-attention-2", zero_operands=True),
         # Vidur's harness decodes with FlashInfer's paged prefill kernel: its split contexts are
         # merged by a kernel of its own
         T("A30", "A30 Vidur", a100.customize(A30), thinned(a30_points()), harness="vidur",
