@@ -68,12 +68,11 @@ A30 = {"preset": "A100-SXM4-80GB", "name": "A30", "peak_tflops": {"bf16": 165, "
        "memory_capacity_bytes": 24_000_000_000, "memory_gbps": 933, "processing_units": 56}
 
 
-#: The A40 (GA102, not in the catalog), described inline from NVIDIA's A40 datasheet
-#: (nvidia.com/content/dam/en-zz/Solutions/data-center/a40/proviz-print-nvidia-a40-datasheet-us-
-#: nvidia-1469711-r8-web.pdf): 149.7 TFLOP/s dense BF16/FP16 tensor (299.4 with sparsity), 74.8
-#: TF32, 37.4 FP32, 299.3 INT8; 48 GB GDDR6 at 696 GB/s; 300 W. 84 SMs: its 10,752 CUDA cores
-#: over GA102's 128 per SM (NVIDIA Ampere GA102 GPU architecture whitepaper). Based on the
-#: RTX A6000, the same GA102 board part at other clocks.
+#: The A40 (GA102, not in the catalog), described inline from the NVIDIA A40 datasheet (2020,
+#: linked from nvidia.com/en-us/data-center/a40): 149.7 TFLOP/s dense BF16/FP16 tensor (299.4
+#: with sparsity), 74.8 TF32, 37.4 FP32, 299.3 INT8; 48 GB GDDR6 at 696 GB/s; 300 W. 84 SMs: its
+#: 10,752 CUDA cores and 336 Tensor Cores over GA102's 128 and 4 per SM (NVIDIA Ampere GA102 GPU
+#: architecture whitepaper). Based on the RTX A6000, the same GA102 chip at other clocks.
 A40 = {"preset": "RTX-A6000", "name": "A40",
        "peak_tflops": {"fp32": 37.4, "tf32": 74.8, "bf16": 149.7, "fp16": 149.7, "int8": 299.3},
        "memory_capacity_bytes": 48_000_000_000, "memory_gbps": 696, "processing_units": 84}
