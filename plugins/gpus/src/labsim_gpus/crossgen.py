@@ -120,7 +120,7 @@ class Table:
     label: str
     gpu: object
     points: tuple
-    #: how the rows were timed (``aisimulate``, ``torch``, ``vidur``): the overhead's group
+    #: how the rows were timed (``aisimulate``, ``torch``, ``vidur``): the group of :data:`PER_HARNESS`
     harness: str = ENGINE_HARNESS
     #: the GEMMs were timed on zero-filled operands
     zero_operands: bool = False
@@ -470,7 +470,7 @@ def leave_one_out_starts(tables, joint_starts: int, iters: int = 250) -> dict:
 
 
 __all__ = ["CARRIED", "ENGINE_HARNESS", "HARNESS_KERNEL_PARAMS", "HARNESS_PARAMS", "MIN_OVERHEAD_S",
-           "PER_HARNESS", "physical_points", "roofline_seconds", "PROFILE_FILE", "ZERO_OPERAND_SPEEDUP",
+           "PER_HARNESS", "PROFILE_FILE", "ZERO_OPERAND_SPEEDUP",
            "Fit", "Point", "Table", "errors_by_family", "fit_pooled", "leave_one_out",
-           "leave_one_out_starts", "pooled_share_bounds",
+           "leave_one_out_starts", "physical_points", "pooled_share_bounds", "roofline_seconds",
            "onchip_ratio", "params_for", "table_params", "tensor_peak"]
