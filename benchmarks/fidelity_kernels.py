@@ -24,9 +24,12 @@ each with the shipped calibration and with datasheet numbers alone.
 
 Then **leave one GPU out**: the cross-generation profile (``labsim_gpus.crossgen``, what a GPU
 known only by its datasheet is priced with) is refitted on every GPU's tables but one and
-predicts that one from its datasheet. The tables: A100-SXM4-80GB vLLM 0.14 rows, A30 Vidur
-profiles (prefill rows without a cached prefix), H100-SXM vLLM 0.25 rows and this team's
-PyTorch H100 and H200 rows (cuBLAS GEMMs, cuDNN attention; ``benchmarks/data/h1*0_torch``).
+predicts that one from its datasheet. The tables: A100-SXM4-80GB vLLM 0.14 rows; Vidur profiles
+(prefill rows without a cached prefix; rows faster than the datasheet allows left out) of the
+A100 (linear layers of Llama-2-7B, FlashAttention-2 attention of Llama-2-70B at TP 2), the A30,
+the H100 and the A40 (linear layers only; GA102, described inline from its datasheet: the A40
+below); H100-SXM vLLM 0.25 rows and this team's PyTorch H100 and H200 rows (cuBLAS GEMMs, cuDNN
+attention; ``benchmarks/data/h1*0_torch``).
 Beside it: the datasheet assumptions alone (``DATASHEET_DEFAULTS``) and the A100 profile,
 which priced every datasheet-only GPU before. Run from the repository root::
 
@@ -65,6 +68,16 @@ A30 = {"preset": "A100-SXM4-80GB", "name": "A30", "peak_tflops": {"bf16": 165, "
        "memory_capacity_bytes": 24_000_000_000, "memory_gbps": 933, "processing_units": 56}
 
 
+#: The A40 (GA102, not in the catalog), described inline from the NVIDIA A40 datasheet (2020,
+#: linked from nvidia.com/en-us/data-center/a40): 149.7 TFLOP/s dense BF16/FP16 tensor (299.4
+#: with sparsity), 74.8 TF32, 37.4 FP32, 299.3 INT8; 48 GB GDDR6 at 696 GB/s; 300 W. 84 SMs: its
+#: 10,752 CUDA cores and 336 Tensor Cores over GA102's 128 and 4 per SM (NVIDIA Ampere GA102 GPU
+#: architecture whitepaper). Based on the RTX A6000, the same GA102 chip at other clocks.
+A40 = {"preset": "RTX-A6000", "name": "A40",
+       "peak_tflops": {"fp32": 37.4, "tf32": 74.8, "bf16": 149.7, "fp16": 149.7, "int8": 299.3},
+       "memory_capacity_bytes": 48_000_000_000, "memory_gbps": 696, "processing_units": 84}
+
+
 def a100_cases(framework: str | None):
     """(family, callable(device) -> seconds, measured seconds) for the A100 tables."""
     return table_cases(need("calibration", "a100_sxm"), framework)
@@ -94,43 +107,58 @@ def table_cases(folder: Path, framework: str | None = None, fitted_domain: bool 
     return out
 
 
+def vidur_rows(root: Path):
+    """Vidur operator profiles (``mlp.csv`` and/or ``attention.csv`` in *root*) as plain rows:
+    ``("gemm", m, n, k, s)``, ``("prefill", batch, chunk, cached prefix, heads, kv heads,
+    head_dim, s)``, ``("decode", batch, context, heads, kv heads, head_dim, s)``; seconds are the
+    profiles' medians. Attention heads are one tensor-parallel worker's
+    (``num_tensor_parallel_workers``, 1 where the column is absent); the linear layers are read
+    as tensor-parallel 1 (the shipped copies keep only those rows)."""
+    if (root / "mlp.csv").exists():
+        with open(root / "mlp.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                tokens, hidden = int(row["num_tokens"]), int(row["n_embd"])
+                hd = hidden // int(row["n_head"])
+                qkv = (int(row["n_head"]) + 2 * int(row["n_kv_head"])) * hd
+                gated = 2 if row["use_gated_mlp"] == "True" else 1
+                inter = int(row["n_expanded_embd"])
+                for op, n, k in (("attn_pre_proj", qkv, hidden), ("attn_post_proj", hidden, hidden),
+                                 ("mlp_up_proj", gated * inter, hidden),
+                                 ("mlp_down_proj", hidden, inter)):
+                    ms = row.get(f"time_stats.{op}.median")
+                    if ms:
+                        yield ("gemm", tokens, n, k, float(ms) * 1e-3)
+    if (root / "attention.csv").exists():
+        with open(root / "attention.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                tp = int(row.get("num_tensor_parallel_workers") or 1)
+                hd = int(row["n_embd"]) // int(row["n_q_head"])
+                heads, kvh = int(row["n_q_head"]) // tp, int(row["n_kv_head"]) // tp
+                bs, ctx = int(row["batch_size"]), int(row["kv_cache_size"])
+                if row["is_prefill"] == "True":
+                    yield ("prefill", bs, int(row["prefill_chunk_size"]), ctx, heads, kvh, hd,
+                           float(row["time_stats.attn_prefill.median"]) * 1e-3)
+                else:
+                    yield ("decode", bs, ctx + 1, heads, kvh, hd,
+                           float(row["time_stats.attn_decode.median"]) * 1e-3)
+
+
 def vidur_a30_rows():
-    """The Vidur A30 profiles as plain rows: ``("gemm", m, n, k, s)``, ``("prefill", batch,
-    chunk, cached prefix, heads, kv heads, head_dim, s)``, ``("decode", batch, context, heads,
-    kv heads, head_dim, s)`` (Qwen-2-7B, TP 1; seconds are the profiles' medians)."""
-    root = need("anchors", "vidur_a30_qwen2_7b")
-    with open(root / "mlp.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            tokens, hidden = int(row["num_tokens"]), int(row["n_embd"])
-            hd = hidden // int(row["n_head"])
-            qkv = (int(row["n_head"]) + 2 * int(row["n_kv_head"])) * hd
-            gated = 2 if row["use_gated_mlp"] == "True" else 1
-            inter = int(row["n_expanded_embd"])
-            for op, n, k in (("attn_pre_proj", qkv, hidden), ("attn_post_proj", hidden, hidden),
-                             ("mlp_up_proj", gated * inter, hidden), ("mlp_down_proj", hidden, inter)):
-                ms = row.get(f"time_stats.{op}.median")
-                if ms:
-                    yield ("gemm", tokens, n, k, float(ms) * 1e-3)
-    with open(root / "attention.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            heads, kvh = int(row["n_q_head"]), int(row["n_kv_head"])
-            hd = int(row["n_embd"]) // heads
-            bs, ctx = int(row["batch_size"]), int(row["kv_cache_size"])
-            if row["is_prefill"] == "True":
-                yield ("prefill", bs, int(row["prefill_chunk_size"]), ctx, heads, kvh, hd,
-                       float(row["time_stats.attn_prefill.median"]) * 1e-3)
-            else:
-                yield ("decode", bs, ctx + 1, heads, kvh, hd,
-                       float(row["time_stats.attn_decode.median"]) * 1e-3)
+    """The Vidur A30 profiles (Qwen-2-7B, TP 1) as :func:`vidur_rows`."""
+    return vidur_rows(need("anchors", "vidur_a30_qwen2_7b"))
 
 
 def a30_cases():
-    """The same for the held-out A30 (Vidur profiles of Qwen-2-7B, TP 1)."""
+    """The same for the held-out A30 (Vidur profiles of Qwen-2-7B, TP 1), less the GEMM rows
+    faster than its datasheet allows (``crossgen.physical_points``)."""
+    a30 = preset("A100-SXM4-80GB").customize(A30)
     out = []
     for row in vidur_a30_rows():
         kind, *shape, seconds = row
         if kind == "gemm":
             tokens, n, k = shape
+            if not crossgen.physical_points([Point("gemm", (tokens, n, k, "fp16"), seconds, "")], a30):
+                continue
             for fam in ["GEMM all m"] + (["GEMM m>=256"] if tokens >= 256 else []):
                 out.append((fam, lambda d, s=(tokens, n, k): d.gemm_time(*s, "bf16"), seconds))
         elif kind == "prefill":
@@ -198,19 +226,31 @@ def torch_points(folder: str, label: str) -> tuple:
     return tuple(points)
 
 
-def a30_points() -> tuple:
-    """The Vidur A30 rows as calibration points (prefill rows with a cached prefix left out:
-    the points carry no prefix)."""
+def vidur_points(rows) -> tuple:
+    """Vidur rows (:func:`vidur_rows`) as calibration points (prefill rows with a cached prefix
+    left out: the points carry no prefix)."""
     points = []
-    for kind, *shape, seconds in vidur_a30_rows():
+    for kind, *shape, seconds in rows:
         if kind == "gemm":
-            points.append(Point("gemm", (*shape, "bf16"), seconds, "vidur"))
+            # Vidur's linear layers run in float16 (vidur/profiling/mlp/mlp_wrapper.py), at the
+            # same tensor peak as bf16 on every GPU here
+            points.append(Point("gemm", (*shape, "fp16"), seconds, "vidur"))
         elif kind == "prefill" and shape[2] == 0:
             bs, chunk, _, heads, kvh, hd = shape
             points.append(Point("prefill", (bs, chunk, heads, kvh, hd, "bf16"), seconds, "vidur"))
         elif kind == "decode":
             points.append(Point("decode", (*shape, "bf16"), seconds, "vidur"))
     return tuple(points)
+
+
+def a30_points() -> tuple:
+    """The Vidur A30 rows as calibration points (:func:`vidur_points`)."""
+    return vidur_points(vidur_a30_rows())
+
+
+def shipped_vidur_points(folder: str) -> tuple:
+    """The points of a Vidur profile shipped in ``benchmarks/data/anchors/<folder>``."""
+    return vidur_points(vidur_rows(Path(__file__).resolve().parent / "data" / "anchors" / folder))
 
 
 def thinned(points, cap: int = 300) -> tuple:
@@ -222,6 +262,13 @@ def thinned(points, cap: int = 300) -> tuple:
     return tuple(out)
 
 
+def vidur(gpu_name: str, label: str, gpu, points, decode_kernel: str = "") -> crossgen.Table:
+    """A table of Vidur's harness: *points* thinned, less those faster than *gpu*'s datasheet
+    (*decode_kernel*: the decode kernel its attention rows ran, kernels.DECODE_KERNELS)."""
+    return crossgen.Table(gpu_name, label, gpu, thinned(crossgen.physical_points(points, gpu)),
+                          harness="vidur", decode_kernel=decode_kernel)
+
+
 def cross_generation_tables() -> list:
     """Every GPU's tables the cross-generation profile is fitted on (module docstring)."""
     a100 = preset("A100-SXM4-80GB")
@@ -230,24 +277,32 @@ def cross_generation_tables() -> list:
         # The same aisimulate collector as the H100 rows, and in the zero-operand regime too:
         # 298 TFLOP/s (0.96 of peak) on 8192x8192x16384, above the 257 an A100 reaches on
         # random operands and at the 295 it reaches on zeros (crossgen.ZERO_OPERAND_SPEEDUP).
-        # Flagged so (held-out GEMM: A100 15.7 -> 13.3 %, A30 15.4 -> 14.4 %), the carried
-        # on-chip feed falls toward Ampere's 0.020 B/FLOP, which prices the datasheet H100's
-        # feed-bound GEMMs (down projection at m = 300-600) slower: its vLLM TPOT at 16 req/s
-        # goes from +12.2 to +15.3 % (fidelity_datasheet_serving.py). One bytes-per-FLOP figure
-        # does not carry Ampere's feed and Hopper's (0.020 and 0.026 fitted alone); the tables'
-        # regime is a fact, the feed's carrying the open question.
+        # Flagged so, held-out A100 GEMM 15.7 -> 12.2 %; the carried on-chip feed falls toward
+        # Ampere's 0.020 B/FLOP (0.020 and 0.026 fitted on the A100 and the H100 alone: one
+        # bytes-per-FLOP figure does not carry both exactly), and the datasheet H100's vLLM TPOT
+        # stays within 10-11 % (fidelity_datasheet_serving.py).
         # vLLM 0.14 runs FlashAttention-2 on Ampere (FA3 needs Hopper): its decode rows carry
         # FA2's layout copies and split combine (kernels.DECODE_KERNELS)
         T("A100-SXM4-80GB", "A100 vLLM 0.14", a100,
           thinned(load_points(need("calibration", "a100_sxm"), "VLLM")),
           decode_kernel="flash-attention-2", zero_operands=True),
-        # Vidur's harness decodes with FlashInfer's paged prefill kernel: its split contexts are
-        # merged by a kernel of its own
-        T("A30", "A30 Vidur", a100.customize(A30), thinned(a30_points()), harness="vidur",
-          decode_kernel="flashinfer"),
+        # Vidur's own profiles of other GPUs (microsoft/vidur; benchmarks/data/README.md): the
+        # A100's linear layers and its FlashAttention-2 attention of Llama-2-70B at TP 2
+        # (flash_attn_with_kvcache), the H100's and the A40's linear layers. Rows faster than the
+        # datasheet allows are left out (crossgen.physical_points: 76 of the A30's QKV
+        # projections). The A30's harness decodes with FlashInfer's paged prefill kernel.
+        vidur("A100-SXM4-80GB", "A100 Vidur", a100,
+              shipped_vidur_points("vidur_a100_llama2_7b")
+              + shipped_vidur_points("vidur_a100_llama2_70b_tp2"),
+              decode_kernel="flash-attention-2-kvcache"),
+        vidur("A30", "A30 Vidur", a100.customize(A30), a30_points(), decode_kernel="flashinfer"),
+        vidur("A40", "A40 Vidur", preset("RTX-A6000").customize(A40),
+              shipped_vidur_points("vidur_a40_llama2_7b")),
         # the H100 aisimulate rows reach the zero-operand regime (see the H100 section)
         T("H100-SXM", "H100 vLLM 0.25", preset("H100-SXM"), thinned(load_points(H100_TABLES)),
           zero_operands=True),
+        vidur("H100-SXM", "H100 Vidur", preset("H100-SXM"),
+              shipped_vidur_points("vidur_h100_llama2_7b")),
         T("H100-SXM", "H100 PyTorch", preset("H100-SXM"),
           torch_points("h100_torch", "h100_sxm_torch"), harness="torch"),
         T("H200-SXM", "H200 PyTorch", preset("H200-SXM"), torch_points("h200_torch", "h200_torch"),
@@ -319,19 +374,24 @@ def fit_cross_generation(tables) -> None:
         "carried": {"onchip_bytes_per_flop": round(fit.onchip_bytes_per_flop, 6)},
         "harness_overheads_s": {h: {n: round(v, 9) for n, v in o.items()}
                                 for h, o in fit.overheads.items()},
+        "harness_kernel_params": {h: {n: round(v, 9) for n, v in o.items()}
+                                  for h, o in fit.kernel_params.items()},
         "fitted": fitted,
         "method": "staged (GEMM, prefill, decode); each harness's fixed overheads fitted on the "
                   f"fastest {crossgen.SMALLEST:.0%} of its tables' rows, the efficiencies on the "
-                  "slower half of every table; sm_bw_share at most every GPU's per-SM DRAM "
-                  f"draw allows ({crossgen.pooled_share_bounds(tables)[1]:.2f})",
+                  "slower half of every table; "
+                  f"{', '.join(crossgen.HARNESS_KERNEL_PARAMS)} fitted per harness, 'params' "
+                  f"holding the {crossgen.ENGINE_HARNESS} harness's; sm_bw_share at most every "
+                  f"GPU's per-SM DRAM draw allows ({crossgen.pooled_share_bounds(tables)[1]:.2f})",
         "data": {t.label: len(t.points) for t in tables},
         "errors": {"leave_one_gpu_out": summary,
                    "by_gpu": {gpu: {label: {f: {"points": e[0], "median_ape": round(e[1], 1),
                                                 "p90_ape": round(e[2], 1)} for f, e in errs.items()}
                                     for label, errs in by.items()} for gpu, by in loo.items()}},
         "command": "python benchmarks/fidelity_kernels.py --fit-cross-generation",
-        "attribution": "A100 and H100 tables: NVIDIA aisimulate 0.13.0.dev (Apache-2.0); A30: "
-                       "Vidur profiles (MIT); H100/H200 PyTorch rows: the labsim team",
+        "attribution": "A100 and H100 tables: NVIDIA aisimulate 0.13.0.dev (Apache-2.0); Vidur "
+                       "profiles of the A100, H100 and A40 (microsoft/vidur) and of the A30 "
+                       "(AKafakA/vidur_opt_scheduler), MIT; H100/H200 PyTorch rows: the labsim team",
     }
     path = Path(labsim_gpus.__file__).resolve().parent / "data" / "profiles" / crossgen.PROFILE_FILE
     path.write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")

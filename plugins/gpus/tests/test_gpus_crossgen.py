@@ -153,6 +153,54 @@ def test_overheads_are_fitted_per_harness():
     assert fit.params.kernel_overhead_s == fast["kernel_overhead_s"]
 
 
+def test_attention_kernel_parameters_are_fitted_per_harness():
+    """A harness whose prefill kernels reach a third of the engines' fraction of peak and whose
+    decode pays more per CTA (Vidur's paged-KV wrapper) gets its own values; the engine
+    harness's, which the shipped parameters carry, stay the engines'. Before, one shared
+    efficiency priced both and missed the slow harness's prefill by ~60 %."""
+    engine = DATASHEET_DEFAULTS.replace(attn_compute_eff=0.6, decode_cta_s=3e-6)
+    slow = engine.replace(attn_compute_eff=0.2, decode_cta_s=9e-6)
+    a100, h100 = plugin.preset("A100-SXM4-80GB"), plugin.preset("H100-SXM")
+    tables = [crossgen.Table("A100", "a", a100, _points(a100, crossgen.params_for(a100, engine, 0.02))),
+              crossgen.Table("H100", "h", h100, _points(h100, crossgen.params_for(h100, engine, 0.02))),
+              crossgen.Table("A100", "v", a100, _points(a100, crossgen.params_for(a100, slow, 0.02)),
+                             harness="vidur")]
+    fit = crossgen.fit_pooled(tables, iters=120)
+    kernel = fit.kernel_params
+    assert kernel["vidur"]["attn_compute_eff"] == pytest.approx(0.2, rel=0.1)
+    assert kernel[crossgen.ENGINE_HARNESS]["attn_compute_eff"] == pytest.approx(0.6, rel=0.1)
+    assert kernel["vidur"]["decode_cta_s"] > 2 * kernel[crossgen.ENGINE_HARNESS]["decode_cta_s"]
+    assert fit.params.attn_compute_eff == kernel[crossgen.ENGINE_HARNESS]["attn_compute_eff"]
+    errors = crossgen.errors_by_family(tables[2], fit.for_table(tables[2]))
+    assert errors["prefill"][1] < 5 and errors["decode"][1] < 5
+
+
+def test_a_harness_that_measured_no_attention_takes_the_engines_kernel_parameters():
+    """A harness with GEMM rows only has nothing to fit attention parameters on: its tables are
+    priced with the engine harness's, not with the fit's starting values."""
+    truth = DATASHEET_DEFAULTS.replace(attn_compute_eff=0.6)
+    a100, h100 = plugin.preset("A100-SXM4-80GB"), plugin.preset("H100-SXM")
+    gemms = tuple(p for p in _points(h100, crossgen.params_for(h100, truth, 0.02))
+                  if p.family == "gemm")
+    tables = [crossgen.Table("A100", "a", a100, _points(a100, crossgen.params_for(a100, truth, 0.02))),
+              crossgen.Table("H100", "g", h100, gemms, harness="gemm-only")]
+    fit = crossgen.fit_pooled(tables, iters=80, start=DATASHEET_DEFAULTS.replace(attn_compute_eff=0.3))
+    assert fit.kernel_params["gemm-only"] == fit.kernel_params[crossgen.ENGINE_HARNESS]
+
+
+def test_rows_faster_than_the_datasheet_allows_are_left_out():
+    """Vidur's A30 profile times the QKV projection of 2,016 tokens at 1.8 us (37 PFLOP/s on a
+    165 TFLOP/s GPU): such a row is a timer that caught part of the work, not a kernel."""
+    a100 = plugin.preset("A100-SXM4-80GB")
+    flops = 2.0 * 2016 * 4608 * 3584
+    honest = Point("gemm", (2016, 4608, 3584, "fp16"), 1.2 * flops / 312e12, "x")
+    broken = Point("gemm", (2016, 4608, 3584, "fp16"), 1.8e-6, "x")
+    tiny = Point("gemm", (1, 4096, 4096, "fp16"), 0.9 * 2 * 4096 * 4096 / a100.mem_bw, "x")
+    attention = Point("decode", (1, 256, 32, 8, 128, "bf16"), 1e-9, "x")
+    assert crossgen.roofline_seconds(honest, a100) == pytest.approx(flops / 312e12)
+    assert crossgen.physical_points((honest, broken, tiny, attention), a100) == (honest, attention)
+
+
 def test_a_datasheet_gpu_of_no_measured_generation_gets_the_cross_generation_profile():
     gpu = customize(plugin.preset("GPU"), NEW_GPU)
     data = shipped_profile(crossgen.PROFILE_FILE)
@@ -205,7 +253,11 @@ def test_the_shipped_profile_says_how_it_was_fitted_and_how_well_it_transfers():
     assert "fidelity_kernels.py --fit-cross-generation" in data["command"]
     loo = data["errors"]["leave_one_gpu_out"]
     assert set(loo) == {"gemm", "prefill", "decode"}
-    assert set(data["errors"]["by_gpu"]) == {"A100-SXM4-80GB", "A30", "H100-SXM", "H200-SXM"}
+    assert set(data["errors"]["by_gpu"]) == {"A100-SXM4-80GB", "A30", "A40", "H100-SXM", "H200-SXM"}
+    # the per-harness kernel parameters ship too; the priced ones are the engine harness's
+    engine = data["harness_kernel_params"][crossgen.ENGINE_HARNESS]
+    assert set(engine) == set(crossgen.HARNESS_KERNEL_PARAMS)
+    assert all(data["params"][n] == v for n, v in engine.items())
 
 
 @pytest.mark.parametrize("carried", [{"onchip_bytes_per_flop": -1}, {"other": 1}, [1],

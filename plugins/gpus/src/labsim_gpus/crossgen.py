@@ -26,6 +26,10 @@ stays constant from one generation to the next:
   on every row at once, the two traded off (a fit without the H100 gave the engine harness
   18 us of fixed cost per attention kernel, against 12 us measured for the smallest ones, and
   the Vidur harness 72 + 31 us);
+* the attention kernels' prefill efficiency and decode cost per CTA
+  (:data:`HARNESS_KERNEL_PARAMS`), fitted per harness too: a harness times its own kernels
+  (Vidur's paged-KV attention wrapper reaches a third of the engines' fraction of peak on
+  the same A100), and the shipped profile keeps the engine harness's;
 * ``sm_bw_share``, one value for every GPU, at most what the per-SM DRAM draw of each GPU
   fitted allows (:func:`pooled_share_bounds`);
 * tables timed on zero-filled operands (:attr:`Table.zero_operands`) are predicted with
@@ -64,6 +68,7 @@ from labsim_gpus.calibrate import (
     share_bounds,
     within_share_bounds,
 )
+from labsim_gpus.dtypes import nbytes
 from labsim_gpus.kernels import DECODE_KERNELS
 from labsim_gpus.params import CostParams
 from labsim_gpus.profiles import CROSS_GENERATION_PROFILE
@@ -74,7 +79,19 @@ PROFILE_FILE = CROSS_GENERATION_PROFILE
 CARRIED = ("onchip_bytes_per_flop",)
 #: the fixed overheads fitted once per harness
 HARNESS_PARAMS = ("kernel_overhead_s", "attn_overhead_s")
-#: the harness whose overheads the shipped profile keeps: the engines' own kernels
+#: the attention-kernel parameters fitted once per harness: the attention kernels a harness
+#: times are its own. Vidur's profiles time sarathi-serve's paged-KV attention wrapper (page = 16
+#: tokens, one sequence per prefill call): its FlashAttention-2 prefill on the A100 reached 30-60
+#: TFLOP/s causal without a cached prefix (10-19 % of peak; benchmarks/data/anchors/
+#: vidur_a100_llama2_70b_tp2) and its FlashInfer prefill on the A30 20 %, where the engines'
+#: kernels reach ~60 %; its smallest decode calls cost 13-17 us (on the A30 FlashInfer's prefill
+#: kernel runs the decode, on the A100 FlashAttention-2's paged-KV kernel), more than the engines'
+#: per-CTA cost explains. So a harness's prefill reaches its own fraction of the peak and its
+#: decode pays its own fixed cost per CTA.
+HARNESS_KERNEL_PARAMS = ("attn_compute_eff", "decode_cta_s")
+#: every parameter fitted once per harness
+PER_HARNESS = HARNESS_PARAMS + HARNESS_KERNEL_PARAMS
+#: the harness whose per-harness parameters the shipped profile keeps: the engines' own kernels
 #: timed back to back (NVIDIA aisimulate's tables)
 ENGINE_HARNESS = "aisimulate"
 #: compute-bound GEMM throughput on zero-filled operands over random ones: 1 / 0.86, the
@@ -104,7 +121,7 @@ class Table:
     label: str
     gpu: object
     points: tuple
-    #: how the rows were timed (``aisimulate``, ``torch``, ``vidur``): the overhead's group
+    #: how the rows were timed (``aisimulate``, ``torch``, ``vidur``): the group of :data:`PER_HARNESS`
     harness: str = ENGINE_HARNESS
     #: the GEMMs were timed on zero-filled operands
     zero_operands: bool = False
@@ -130,16 +147,36 @@ def params_for(gpu, shared: CostParams, bytes_per_flop: float) -> CostParams:
 
 
 def table_params(table: Table, shared: CostParams, bytes_per_flop: float,
-                 overheads: dict) -> CostParams:
+                 per_harness: dict) -> CostParams:
     """The parameters that predict *table*'s rows: :func:`params_for` its GPU, with its
-    harness's overhead (when fitted), its operands' speed-up and its decode kernel's side kernels."""
+    harness's :data:`PER_HARNESS` values (when fitted; else *shared*'s, the engine harness's),
+    its operands' speed-up and its decode kernel's side kernels."""
     params = params_for(table.gpu, shared, bytes_per_flop)
-    changes = dict(overheads.get(table.harness, {}))
+    changes = dict(per_harness.get(table.harness, {}))
     if table.zero_operands:
         changes["gemm_operand_derate"] = shared.gemm_operand_derate * ZERO_OPERAND_SPEEDUP
     if table.decode_kernel:
         changes.update(DECODE_KERNELS[table.decode_kernel])
     return params.replace(**changes) if changes else params
+
+
+def roofline_seconds(point: Point, gpu) -> float:
+    """The least time the datasheet allows a GEMM *point*: its FLOPs at the dense tensor peak
+    of its dtype or its operands and result (read and written once) at the DRAM bandwidth,
+    whichever is longer; 0 for the other families."""
+    if point.family != "gemm":
+        return 0.0
+    m, n, k, dtype = point.shape
+    size = nbytes(dtype)
+    return max(2.0 * m * n * k / gpu.peak_flops[dtype], size * (m * k + n * k + m * n) / gpu.mem_bw)
+
+
+def physical_points(points, gpu) -> tuple:
+    """*points* less those measured faster than *gpu*'s datasheet allows
+    (:func:`roofline_seconds`): a timer that caught only part of the work (Vidur's A30 profile
+    times 76 QKV projections of 200-3,968 tokens at 1.7-2.4 us, 20-370x faster than 165 TFLOP/s
+    allows), not a kernel the model can learn from."""
+    return tuple(p for p in points if p.seconds >= roofline_seconds(p, gpu))
 
 
 def pooled_share_bounds(tables) -> tuple[float, float]:
@@ -159,23 +196,39 @@ def _valid(trial: CostParams, names, bounds: tuple[float, float]) -> bool:
     return all(getattr(trial, n) >= MIN_OVERHEAD_S for n in names if n.endswith("_s"))
 
 
+def _valid_per_harness(values: dict) -> bool:
+    """One harness's :data:`PER_HARNESS` values are physical: fixed costs (``*_s``) at least
+    :data:`MIN_OVERHEAD_S`, efficiencies at most 1."""
+    return all(v >= MIN_OVERHEAD_S if n.endswith("_s") else v <= 1.0 for n, v in values.items())
+
+
 @dataclass(frozen=True)
 class Fit:
     """The result of :func:`fit_pooled`."""
 
-    #: the shared parameters (overheads: the engine harness's, else the first harness's)
+    #: the shared parameters (:data:`PER_HARNESS`: the engine harness's, else the first harness's)
     params: CostParams
     #: the on-chip feed in bytes per dense tensor FLOP
     onchip_bytes_per_flop: float
-    #: ``{harness: {name: seconds}}`` of :data:`HARNESS_PARAMS`
-    overheads: dict
+    #: ``{harness: {name: value}}`` of :data:`PER_HARNESS`
+    per_harness: dict
     #: the loss of the last stage on the tables fitted (the decode stage's, or the joint one's)
     loss: float = math.nan
     #: with a joint stage: the result from each start, in start order (this fit among them)
     starts: tuple = ()
 
+    @property
+    def overheads(self) -> dict:
+        """``{harness: {name: seconds}}`` of :data:`HARNESS_PARAMS`."""
+        return {h: {n: v[n] for n in HARNESS_PARAMS} for h, v in self.per_harness.items()}
+
+    @property
+    def kernel_params(self) -> dict:
+        """``{harness: {name: value}}`` of :data:`HARNESS_KERNEL_PARAMS`."""
+        return {h: {n: v[n] for n in HARNESS_KERNEL_PARAMS} for h, v in self.per_harness.items()}
+
     def for_table(self, table: Table) -> CostParams:
-        return table_params(table, self.params, self.onchip_bytes_per_flop, self.overheads)
+        return table_params(table, self.params, self.onchip_bytes_per_flop, self.per_harness)
 
 
 def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
@@ -184,8 +237,8 @@ def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
     """The shared parameters fitted on every table at once (see the module docstring).
 
     The loss is the mean over tables of each table's mean capped absolute log error, fitted
-    family by family as :func:`labsim_gpus.calibrate.fit` does; :data:`HARNESS_PARAMS` are
-    fitted once per harness.
+    family by family as :func:`labsim_gpus.calibrate.fit` does; :data:`PER_HARNESS` are
+    fitted once per harness, :data:`HARNESS_KERNEL_PARAMS` first alone with an uncapped loss.
 
     :param overheads_from_smallest: in the stages that fit :data:`HARNESS_PARAMS`, fit each
         harness's overheads on the fastest rows of its tables (:data:`SMALLEST`) and the
@@ -204,11 +257,21 @@ def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
         shared = shared.replace(prefill_cta_s=MIN_OVERHEAD_S)
     bpf = bytes_per_flop
     harnesses = list(dict.fromkeys(t.harness for t in tables))
-    overheads = {h: {n: getattr(shared, n) for n in HARNESS_PARAMS} for h in harnesses}
-    state = (shared, bpf, overheads)
+    per_harness = {h: {n: getattr(shared, n) for n in PER_HARNESS} for h in harnesses}
+    state = (shared, bpf, per_harness)
     loss = math.nan
     for family, stage_names in STAGES:
         heads = [n for n in stage_names if n in HARNESS_PARAMS]
+        # uncapped first: a harness whose kernels sit far from the start (Vidur's prefill at a
+        # third of the engines' efficiency) has every row beyond LOSS_CAP, where the capped
+        # loss is flat
+        kernel = [n for n in stage_names if n in HARNESS_KERNEL_PARAMS]
+        if kernel:
+            stage = _Stage(tables, (family,), kernel, harnesses, bounds,
+                           rows=_largest if heads and overheads_from_smallest else None,
+                           cap=math.inf)
+            if stage.subsets:
+                state, loss = stage.run(state, stage.x0(state), iters)
         if not (overheads_from_smallest and heads):
             stage = _Stage(tables, (family,), stage_names, harnesses, bounds)
             if stage.subsets:
@@ -224,7 +287,7 @@ def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
         for stage in (smallest, largest, smallest):
             if stage.subsets:
                 state, loss = stage.run(state, stage.x0(state), iters)
-    fit = _fit_of(state, harnesses, loss)
+    fit = _fit_of(state, tables, loss)
     if joint_starts < 1:
         return fit
     stage = _Stage(tables, FAMILIES, JOINT_FIT, harnesses, bounds)
@@ -234,7 +297,7 @@ def fit_pooled(tables, iters: int = 250, start: CostParams | None = None,
         x0 = x_staged if seed == 0 else stage.perturbed(
             x_staged, np.random.default_rng(seed).normal(0.0, JOINT_SPREAD, len(x_staged)))
         found, found_loss = stage.run(state, x0, joint_iters or 2 * iters, JOINT_RESTARTS)
-        results.append(_fit_of(found, harnesses, found_loss))
+        results.append(_fit_of(found, tables, found_loss))
     best = min(results, key=lambda f: f.loss)
     return dataclasses.replace(best, starts=tuple(results))
 
@@ -267,10 +330,21 @@ JOINT_SPREAD = 0.3
 JOINT_RESTARTS = 4
 
 
-def _fit_of(state, harnesses, loss: float) -> Fit:
-    shared, bpf, overheads = state
-    engine = overheads.get(ENGINE_HARNESS, overheads[harnesses[0]])
-    return Fit(shared.replace(**engine), bpf, overheads, loss)
+def _family_of(name: str) -> str:
+    """The family whose stage fits parameter *name* (the first, in :data:`STAGES` order)."""
+    return next(family for family, names in STAGES if name in names)
+
+
+def _fit_of(state, tables, loss: float) -> Fit:
+    """The :class:`Fit` of *state*. A parameter of :data:`HARNESS_KERNEL_PARAMS` whose family
+    no table of a harness measured was never fitted for it: it takes the engine harness's."""
+    shared, bpf, per_harness = state
+    harnesses = list(per_harness)
+    engine = per_harness.get(ENGINE_HARNESS, per_harness[harnesses[0]])
+    measured = {(t.harness, p.family) for t in tables for p in t.points}
+    per_harness = {h: {n: v if n in HARNESS_PARAMS or (h, _family_of(n)) in measured else engine[n]
+                       for n, v in values.items()} for h, values in per_harness.items()}
+    return Fit(shared.replace(**engine), bpf, per_harness, loss)
 
 
 class _Stage:
@@ -280,9 +354,7 @@ class _Stage:
     def __init__(self, tables, families, stage_names, harnesses, bounds, rows=None,
                  cap: float = LOSS_CAP):
         self.cap = cap
-        self.names = [n for n in stage_names if n not in HARNESS_PARAMS]
-        self.keys = self.names + [f"{n}@{h}" for n in stage_names if n in HARNESS_PARAMS
-                                  for h in harnesses if any(t.harness == h for t in tables)]
+        self.names = [n for n in stage_names if n not in PER_HARNESS]
         self.bounds = bounds
         self.subsets = []
         for family in families:
@@ -292,6 +364,9 @@ class _Stage:
                     pts = rows(pts)
                 if pts:
                     self.subsets.append((t, pts, np.array([p.seconds for p in pts])))
+        # a harness with no rows in this stage has nothing to fit its parameters on
+        self.keys = self.names + [f"{n}@{h}" for n in stage_names if n in PER_HARNESS
+                                  for h in harnesses if any(t.harness == h for t, _, _ in self.subsets)]
 
     def x0(self, state) -> np.ndarray:
         shared, bpf, overheads = state
@@ -336,8 +411,8 @@ class _Stage:
             trial, trial_bpf, heads = self.unpack(x, state)
         except UsageError:
             return math.inf
-        if not _valid(trial, self.names, self.bounds) or min(
-                v for h in heads.values() for v in h.values()) < MIN_OVERHEAD_S:
+        if not _valid(trial, self.names, self.bounds) or not all(
+                _valid_per_harness(values) for values in heads.values()):
             return math.inf
         per_subset = []
         for table, pts, meas in self.subsets:
@@ -400,7 +475,8 @@ def leave_one_out_starts(tables, joint_starts: int, iters: int = 250) -> dict:
     return out
 
 
-__all__ = ["CARRIED", "ENGINE_HARNESS", "HARNESS_PARAMS", "MIN_OVERHEAD_S", "PROFILE_FILE", "ZERO_OPERAND_SPEEDUP",
+__all__ = ["CARRIED", "ENGINE_HARNESS", "HARNESS_KERNEL_PARAMS", "HARNESS_PARAMS", "MIN_OVERHEAD_S",
+           "PER_HARNESS", "PROFILE_FILE", "ZERO_OPERAND_SPEEDUP",
            "Fit", "Point", "Table", "errors_by_family", "fit_pooled", "leave_one_out",
-           "leave_one_out_starts", "pooled_share_bounds",
+           "leave_one_out_starts", "physical_points", "pooled_share_bounds", "roofline_seconds",
            "onchip_ratio", "params_for", "table_params", "tensor_peak"]

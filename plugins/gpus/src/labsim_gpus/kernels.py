@@ -198,7 +198,11 @@ def decode_seconds(num_seqs: int, total_context: float, longest_context: float, 
 #: +8.9 us; on FA3's H100 table all three groups are within 1 us; on the A30 Vidur table
 #: (FlashInfer) split rows are +6.0 us and grouped-query batches show no copy step
 DECODE_KERNELS = {
-    "flash-attention-2": {"decode_gqa_copies": 1.0, "decode_split_combine": 1.0},
+    # mha_varlen_fwd (vLLM v1): the query reshaped into the swapped layout, the output back
+    "flash-attention-2": {"decode_gqa_copies": 2.0, "decode_split_combine": 1.0},
+    # mha_fwd_kvcache (sarathi-serve, Vidur's A100 rows): the swapped query stays a strided
+    # view; its split rows show the combine (+8 us over the rest) and no copy step
+    "flash-attention-2-kvcache": {"decode_split_combine": 1.0},
     "flashinfer": {"decode_split_combine": 1.0},
 }
 
@@ -209,15 +213,16 @@ def decode_side_seconds(num_seqs: int, num_heads: int, num_kv_heads: int, head_d
     kernel of its own (:func:`stream_seconds`), as *p*'s flags say (:data:`DECODE_KERNELS`).
 
     * ``decode_gqa_copies``: FlashAttention-2 serves grouped-query decode with the query's head
-      groups swapped into its sequence axis (``seqlenq_ngroups_swapped`` in ``mha_varlen_fwd``,
-      flash_api.cpp). With one sequence, or one KV head, the swapped query is still a view of
-      the input; otherwise it is copied into that layout and the output copied back: two
-      copies of ``sequences × heads × head_dim`` 16-bit values, each read and written.
+      groups swapped into its sequence axis (``seqlenq_ngroups_swapped``, flash_api.cpp). With
+      one sequence, or one KV head, the swapped query is still a view of the input; otherwise
+      ``mha_varlen_fwd`` copies it into that layout and the output back (``mha_fwd_kvcache``
+      takes it as a strided view): that many copies of ``sequences × heads × head_dim`` 16-bit
+      values, each read and written.
     * ``decode_split_combine``: a context split in *split* parts (:func:`num_splits`) writes
       fp32 partial outputs and log-sum-exps, which a combine kernel reads and reduces into the
       16-bit output.
 
-    >>> p = CostParams(kernel_overhead_s=3e-6, stream_mem_eff=1.0, decode_gqa_copies=1.0)
+    >>> p = CostParams(kernel_overhead_s=3e-6, stream_mem_eff=1.0, decode_gqa_copies=2.0)
     >>> round(decode_side_seconds(1, 32, 8, 128, 1, 2e12, p) * 1e6, 2)   # one sequence: a view
     0.0
     >>> round(decode_side_seconds(2, 32, 8, 128, 1, 2e12, p) * 1e6, 2)   # two copies
@@ -226,7 +231,7 @@ def decode_side_seconds(num_seqs: int, num_heads: int, num_kv_heads: int, head_d
     t = 0.0
     rows = num_seqs * num_heads
     if p.decode_gqa_copies and num_seqs >= 2 and num_kv_heads >= 2 and num_heads > num_kv_heads:
-        t += 2.0 * stream_seconds(2.0 * rows * head_dim * 2.0, mem_bw, p)
+        t += p.decode_gqa_copies * stream_seconds(2.0 * rows * head_dim * 2.0, mem_bw, p)
     if p.decode_split_combine and split > 1:
         t += stream_seconds(split * rows * (head_dim + 1) * 4.0 + rows * head_dim * 2.0, mem_bw, p)
     return t

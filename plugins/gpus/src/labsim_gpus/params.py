@@ -63,10 +63,11 @@ class CostParams:
     #: SM-seconds of fixed work per decode CTA (one sequence x KV head x split): block-table
     #: lookups, the first dependent loads, the softmax combine
     decode_cta_s: float = 2e-6
-    #: 1 where grouped-query decode copies the query into its kernel's layout and the output
-    #: back (FlashAttention-2's ``seqlenq_ngroups_swapped``: vLLM on Ampere and Ada), 0 where the
-    #: kernel packs the head groups itself (FA3, FlashInfer, cuDNN, TensorRT-LLM's XQA). See
-    #: :data:`labsim_gpus.kernels.DECODE_KERNELS`; a fact of the engine's kernel, not fitted
+    #: copies a grouped-query decode makes of the query or output to fit its kernel's layout:
+    #: 2 for FlashAttention-2's ``mha_varlen_fwd`` (vLLM on Ampere and Ada), 0 for its
+    #: ``mha_fwd_kvcache`` (a strided view) and where the kernel packs the head groups itself
+    #: (FA3, FlashInfer, cuDNN, TensorRT-LLM's XQA). See :data:`labsim_gpus.kernels.DECODE_KERNELS`; a fact of the
+    #: engine's kernel, not fitted
     decode_gqa_copies: float = 0.0
     #: 1 where a split context's partial results are reduced by a kernel of its own (FA2's
     #: combine, FlashInfer's merge of states), 0 where none is priced apart. Not fitted
