@@ -242,8 +242,8 @@ def test_flash_attention_2_kernels_price_decode_where_the_profile_prices_the_bar
     gpus["A100 datasheet-only"] = gpus["A100-SXM4-80GB"].datasheet_only()
     chosen = {name: attention_device(gpu, {"engine_version": "v1"}).params.decode_gqa_copies
               for name, gpu in gpus.items()}
-    assert chosen == {"A100-SXM4-80GB": 0.0, "L4": 1.0, "H100-SXM": 0.0, "B200": 0.0,
-                      "A100 datasheet-only": 1.0}
+    assert chosen == {"A100-SXM4-80GB": 0.0, "L4": 2.0, "H100-SXM": 0.0, "B200": 0.0,
+                      "A100 datasheet-only": 2.0}
     l4 = gpus["L4"]
     assert attention_device(l4, {"engine_version": "v0"}) is l4
 

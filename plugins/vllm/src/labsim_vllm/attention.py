@@ -24,7 +24,7 @@ here checks; V0 is priced without these kernels.
 
 >>> from labsim_gpus.plugin import preset
 >>> attention_device(preset("L4"), {"engine_version": "v1"}).params.decode_gqa_copies
-1.0
+2.0
 >>> attention_device(preset("H100-SXM"), {"engine_version": "v1"}).params.decode_gqa_copies
 0.0
 """
