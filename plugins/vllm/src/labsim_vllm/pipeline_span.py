@@ -49,14 +49,22 @@ def delay_to(now: float, t: float) -> float | None:
     return None
 
 
+#: decode steps priced at once when a batch's next context is not in its price table yet
+PRICED_AHEAD = 16
+
+
 class Batch:
     """A decode-only batch an engine handed to the span: its step, start and end (the
     engine's ``clock``), the instant its timeout would fire (``due``), its dispatch order
     (SimPy's among equal instants), the event its engine waits on (``park``), and what
     prices the engine's next batches while its decode group stays as it is (``price``: GPU
-    seconds by decode context; ``cpu``: the engine core's seconds)."""
+    seconds by decode context, ``prices`` the same a run of contexts at a time and ``table``
+    those found so far by context, or None; ``cpu``: the engine core's seconds; ``work``: the
+    batch size's terms of the FLOPs and bytes,
+    :meth:`~labsim_llm.engine.StepPricer.decode_work_terms`)."""
 
-    __slots__ = ("engine", "step", "start", "due", "order", "park", "price", "cpu")
+    __slots__ = ("engine", "step", "start", "due", "order", "park", "price", "prices", "table",
+                 "cpu", "work")
 
     def __init__(self, engine, step, start: float, due: float, order: int, park):
         self.engine = engine
@@ -66,6 +74,23 @@ class Batch:
         self.order = order
         self.park = park
         self.price, self.cpu = engine.decode_pricing(step.decodes)
+        self.work = engine.pricer.decode_work_terms(step.decodes)
+        # the pricer's table of a batch size's prices by context (the contexts of a batch
+        # size recur from request to request), priced a run at a time
+        self.prices = engine.pricer.decode_steps_fn(step.decodes)
+        self.table = self.prices.table if self.prices is not None else None
+
+    def gpu_seconds(self, ctx: int) -> float:
+        """``price(ctx)``, bit for bit, from the table (filled a run of steps ahead: the
+        pricer's ``decode_steps_fn`` adds nothing to ``decode_step_fn``'s prices, here)."""
+        table = self.table
+        if table is None or ctx < self.step.decodes:
+            return self.price(ctx)
+        if ctx < len(table):
+            got = table[ctx]
+            if got is not None:
+                return got
+        return self.prices(ctx, PRICED_AHEAD)[0]
 
 
 class SpanSteps:
@@ -77,7 +102,7 @@ class SpanSteps:
         of the decode group finishes, V0's output lag holds nothing to release — and the next
         step is the decode group alone again, its blocks free: nobody waits to be admitted,
         nobody runs outside the group, nothing would be preempted."""
-        return self.group_alone() and self.next_step_quiet()
+        return self.group_alone() and self.next_step_quiet(self.pool.num_free)
 
     def group_alone(self) -> bool:
         """The part of :meth:`quiet_batch` that only an arrival or a batch that is not quiet
@@ -86,11 +111,11 @@ class SpanSteps:
                 and not self._lag_done and self._list is None and self.BULK
                 and 0 < self._nD <= self.max_tokens)
 
-    def next_step_quiet(self) -> bool:
+    def next_step_quiet(self, free: int) -> bool:
         """The part of :meth:`quiet_batch` that each step changes: nobody finishes in the
-        batch in flight, and the next step's blocks are free."""
+        batch in flight, and the next step's blocks are free (*free*: the pool's free blocks)."""
         G = self.G
-        return G not in self._fin and self._cnt[G % self.block_size] <= self.pool.num_free
+        return G not in self._fin and self._cnt[G % self.block_size] <= free
 
     def decode_pricing(self, decodes: int) -> tuple:
         """``(f, cpu)``: ``f(ctx)`` the GPU seconds of a decode-only step of *decodes* requests
@@ -99,13 +124,16 @@ class SpanSteps:
         return (self.pricer.decode_step_fn(decodes),
                 self.overhead + self.overhead_per_req * (0 + decodes))
 
-    def land_and_dispatch(self, batch, running: int, waiting: int) -> None:
+    def land_and_dispatch(self, batch, running: int, waiting: int, used: int) -> int:
         """Land the quiet decode-only *batch* at its end (``self.clock``) as :meth:`_commit`
         does when :meth:`quiet_batch` holds — the group's inter-token gaps and the step's row,
-        *running* and *waiting* being the replica's requests — then dispatch the next step,
-        the decode group alone, as the step loop does: :meth:`_schedule_group`'s blocks and
-        context, priced and timed through the stage pipeline. The batch then holds the next
-        step (its ``step`` object reused: the same group, one token further) and its start."""
+        *running*, *waiting* and *used* being the replica's requests and KV blocks — then
+        dispatch the next step, the decode group alone, as the step loop does:
+        :meth:`_schedule_group`'s blocks and context, priced and timed through the stage
+        pipeline. The batch then holds the next step (its ``step`` object reused: the same
+        group, one token further) and its start. Returns the blocks the next step needs: the
+        caller allocates them (several steps' at once: one call takes the same blocks as
+        several)."""
         step = batch.step
         start = batch.start
         end = self.clock
@@ -115,22 +143,20 @@ class SpanSteps:
         else:                                       # _group_gaps, inlined
             self.metrics.itl.add_uniform(end - self._g_end, self._nW)
         self._g_end = end
-        # _record, inlined for a decode-only step (its chunks none, its tokens nD)
-        ctx = step.decode_ctx
-        flops, nbytes = self.pricer.decode_work(nD, ctx)
-        used = self.peers.kv_blocks_used()
-        pipeline = self.pipeline
-        self.metrics.step(self.index, start, end - start, 1, nD, 0, nD, running, waiting, used,
-                          flops, nbytes, used * (end - start), pipeline.busy(start, end))
         # the next step: _schedule_group's group alone, priced as the loop prices it
         G = self.G
         need = self._cnt[G % self.block_size]
-        if need:
-            self.pool.allocate(need)
-        self.G = G = G + 1
-        step.decode_ctx = ctx = self._S + nD * G
+        self.G = G + 1
+        ctx = step.decode_ctx
+        step.decode_ctx = nxt = self._S + nD * (G + 1)
         batch.start = end
-        self.clock = pipeline.run(end, batch.cpu, batch.price(ctx))
+        busy, self.clock = self.pipeline.turn(start, end, batch.cpu, batch.gpu_seconds(nxt))
+        # _record, inlined for a decode-only step (its chunks none, its tokens nD), with
+        # pricer.decode_work's arithmetic
+        p, a, l, s, h, w, k, n = batch.work
+        self.metrics.step(self.index, start, end - start, 1, nD, 0, nD, running, waiting, used,
+                          (p + a * ctx) * l / s + h, w + k * ctx + n, used * (end - start), busy)
+        return need
 
 
 class PipelineSpan:
@@ -233,16 +259,48 @@ class PipelineSpan:
         if not all(b.engine.group_alone() for b in batches):
             return self._run_ahead_one(batches[0])
         horizon = min(peek, math.nextafter(self.limit, math.inf))     # due < horizon: may land
-        running, waiting = self.peers.queue_lengths()
+        peers = self.peers
+        running, waiting = peers.queue_lengths()
+        used = peers.kv_blocks_used()
+        order = self._order
+        if peers.shares_pool:
+            # the engines' blocks come from one pool, taken at the end all at once
+            pool = batches[0].engine.pool
+            free = pool.num_free
+            taken = 0
+        else:
+            pool = None
         while True:
             head = batches[0]
             due = head.due
             engine = head.engine
-            if due >= horizon or not engine.next_step_quiet():
+            if pool is None:
+                free = engine.pool.num_free
+            if due >= horizon or not engine.next_step_quiet(free):
+                if pool is not None and taken:
+                    pool.allocate(taken)
+                self._order = order
                 return last
             del batches[0]
-            engine.land_and_dispatch(head, running, waiting)
-            self._requeue(head, engine.clock)
+            need = engine.land_and_dispatch(head, running, waiting, used)
+            if need:
+                if pool is None:
+                    engine.pool.allocate(need)
+                    used = peers.kv_blocks_used()
+                else:
+                    taken += need
+                    free -= need
+                    used += need
+            # _requeue, inlined: due when the engine loop's timeout, from this batch's
+            # dispatch (its previous end, *due*), would fire; last unless it ends earlier
+            d = engine.clock - due
+            head.due = end = due + (d if d > 0.0 else 0.0)
+            head.order = order
+            order += 1
+            if batches and end < batches[-1].due:
+                bisect.insort(batches, head, key=lambda b: (b.due, b.order))
+            else:
+                batches.append(head)
             last = due
 
     def _run_ahead_one(self, head: Batch) -> float:
@@ -251,7 +309,9 @@ class PipelineSpan:
         engine = head.engine
         running, waiting = self.peers.queue_lengths()
         due = head.due
-        engine.land_and_dispatch(head, running, waiting)
+        need = engine.land_and_dispatch(head, running, waiting, self.peers.kv_blocks_used())
+        if need:
+            engine.pool.allocate(need)
         self._requeue(head, engine.clock)
         return due
 
@@ -260,7 +320,9 @@ class PipelineSpan:
         del self._batches[0]
         engine = batch.engine
         running, waiting = self.peers.queue_lengths()
-        engine.land_and_dispatch(batch, running, waiting)
+        need = engine.land_and_dispatch(batch, running, waiting, self.peers.kv_blocks_used())
+        if need:
+            engine.pool.allocate(need)
         self.peers.batch_ended()
         self._requeue(batch, engine.clock)
 
