@@ -391,6 +391,19 @@ def test_histogram_shortcuts_equal_add():
     assert (a.counts == b.counts).all() and a.total == b.total and a.n == b.n
 
 
+def test_a_decode_steps_gaps_total_as_numpy_sums_them():
+    """``add_uniform(v, n)`` (one gap seen by n streams: the usual decode step, its one-block
+    sum inlined) adds to the total what numpy's pairwise sum of n copies gives, bit for bit."""
+    rng = np.random.default_rng(7)
+    for times in [*range(0, 300), 1000, 4097]:
+        value = float(10 ** rng.uniform(-5, 1))
+        h = GapHistogram()
+        h.total = float(rng.uniform(0, 100))
+        want = h.total + float(np.full(times, value).sum())
+        h.add_uniform(value, times)
+        assert h.total == want and h.n == times
+
+
 def test_a_gpu_not_alone_runs_step_by_step_with_the_same_results(monkeypatch):
     """Fast-forward asks ``gpu_is_alone`` before skipping steps; every step's GPU time then
     passes through ``gpu_work`` (one call per steps.csv row, their seconds the rows' sum): the

@@ -150,7 +150,11 @@ class SpanSteps:
         ctx = step.decode_ctx
         step.decode_ctx = nxt = self._S + nD * (G + 1)
         batch.start = end
-        busy, self.clock = self.pipeline.turn(start, end, batch.cpu, batch.gpu_seconds(nxt))
+        table = batch.table                         # batch.gpu_seconds(nxt), inlined for a hit
+        gpu = table[nxt] if table is not None and nD <= nxt < len(table) else None
+        if gpu is None:
+            gpu = batch.gpu_seconds(nxt)
+        busy, self.clock = self.pipeline.turn(start, end, batch.cpu, gpu)
         # _record, inlined for a decode-only step (its chunks none, its tokens nD), with
         # pricer.decode_work's arithmetic
         p, a, l, s, h, w, k, n = batch.work
@@ -276,7 +280,8 @@ class PipelineSpan:
             engine = head.engine
             if pool is None:
                 free = engine.pool.num_free
-            if due >= horizon or not engine.next_step_quiet(free):
+            G = engine.G                    # engine.next_step_quiet(free), inlined
+            if due >= horizon or G in engine._fin or engine._cnt[G % engine.block_size] > free:
                 if pool is not None and taken:
                     pool.allocate(taken)
                 self._order = order
