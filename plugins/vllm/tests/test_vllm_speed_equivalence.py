@@ -211,6 +211,29 @@ def test_pipeline_span_gives_the_outputs_of_one_event_per_batch(case, monkeypatc
     assert len(fast[0]) > 10
 
 
+@pytest.mark.parametrize("case", ["pp2-plain", "pp4-preemption", "pp3-prefix-cache"])
+def test_pipeline_span_lands_batches_in_which_requests_finish(case, monkeypatch):
+    """A batch of the decode group alone in which requests finish is landed by the span at
+    its end, which then dispatches the next batch when that is the group alone again, else
+    wakes the engine's loop to carry on (the group emptied, blocks ran short, someone came):
+    both happen, and the outputs are those of one event per batch."""
+    outcomes = []
+    original = pipeline_span.SpanSteps.commit_and_dispatch
+
+    def commit_and_dispatch(self, batch):
+        outcomes.append(original(self, batch))
+        return outcomes[-1]
+
+    monkeypatch.setattr(pipeline_span.SpanSteps, "commit_and_dispatch", commit_and_dispatch)
+    on, off = copy.deepcopy(PP_CASES[case]), copy.deepcopy(PP_CASES[case])
+    on["frameworks_to_test"][0]["config"]["fast_forward"] = True
+    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    fast = _outputs(on)
+    assert True in outcomes and False in outcomes
+    slow = _outputs(off)
+    assert repr(fast[0]) == repr(slow[0]) and repr(fast[1]) == repr(slow[1])
+
+
 def test_pipeline_span_lands_most_batches_without_an_event_of_their_own(monkeypatch):
     """The point of the span: far fewer SimPy events than batches."""
     import simpy

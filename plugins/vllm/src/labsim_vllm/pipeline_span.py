@@ -20,9 +20,12 @@ and dispatches each engine's next one with the same arithmetic the engine's loop
   before it ends that would change it;
 * a quiet batch that ends later is landed when it ends (the span sleeps until then: a
   request may reach its engine meanwhile);
-* any other batch — a request finishes or waits, blocks run short, the engine's output lag
-  holds something — goes back to its engine, woken at the batch's end as its own timeout
-  would wake it; its loop lands the batch and carries on.
+* a batch of the decode group alone in which requests finish (nobody waiting) is landed by
+  the span when it ends, as the engine's loop would land it; if the next batch is the group
+  alone again the span dispatches it too, else it wakes the engine's loop to carry on;
+* any other batch — a request waits, blocks run short, the engine's output lag holds
+  something — goes back to its engine, woken at the batch's end as its own timeout would
+  wake it; its loop lands the batch and carries on.
 
 Every step is still priced, timed and recorded one by one, in the order one event per batch
 takes them: the outputs are identical (tested), only the SimPy events are fewer. As with
@@ -34,6 +37,8 @@ from __future__ import annotations
 
 import bisect
 import math
+
+from labsim_vllm.seq import Step
 
 
 def delay_to(now: float, t: float) -> float | None:
@@ -63,8 +68,8 @@ class Batch:
     batch size's terms of the FLOPs and bytes,
     :meth:`~labsim_llm.engine.StepPricer.decode_work_terms`)."""
 
-    __slots__ = ("engine", "step", "start", "due", "order", "park", "price", "prices", "table",
-                 "cpu", "work")
+    __slots__ = ("engine", "step", "start", "due", "order", "park", "decodes", "price", "prices",
+                 "table", "cpu", "work")
 
     def __init__(self, engine, step, start: float, due: float, order: int, park):
         self.engine = engine
@@ -73,18 +78,24 @@ class Batch:
         self.due = due
         self.order = order
         self.park = park
-        self.price, self.cpu = engine.decode_pricing(step.decodes)
-        self.work = engine.pricer.decode_work_terms(step.decodes)
+        self.priced(step.decodes)
+
+    def priced(self, decodes: int) -> None:
+        """Set what prices the engine's batches of *decodes* requests (its decode group's)."""
+        engine = self.engine
+        self.decodes = decodes
+        self.price, self.cpu = engine.decode_pricing(decodes)
+        self.work = engine.pricer.decode_work_terms(decodes)
         # the pricer's table of a batch size's prices by context (the contexts of a batch
         # size recur from request to request), priced a run at a time
-        self.prices = engine.pricer.decode_steps_fn(step.decodes)
+        self.prices = engine.pricer.decode_steps_fn(decodes)
         self.table = self.prices.table if self.prices is not None else None
 
     def gpu_seconds(self, ctx: int) -> float:
         """``price(ctx)``, bit for bit, from the table (filled a run of steps ahead: the
         pricer's ``decode_steps_fn`` adds nothing to ``decode_step_fn``'s prices, here)."""
         table = self.table
-        if table is None or ctx < self.step.decodes:
+        if table is None or ctx < self.decodes:
             return self.price(ctx)
         if ctx < len(table):
             got = table[ctx]
@@ -116,6 +127,37 @@ class SpanSteps:
         batch in flight, and the next step's blocks are free (*free*: the pool's free blocks)."""
         G = self.G
         return G not in self._fin and self._cnt[G % self.block_size] <= free
+
+    def finishing_batch(self) -> bool:
+        """Whether the decode-only batch in flight is the decode group alone, nobody waiting,
+        and some of its members finish: its end changes nothing outside the replica but
+        their reports (made at that end), so the span may land it then itself."""
+        return self.G in self._fin and self.group_alone()
+
+    def commit_and_dispatch(self, batch) -> bool:
+        """Land *batch* at its end (``self.clock``, now) as the step loop does — its outputs,
+        its row, the engines waiting for blocks woken — then dispatch the next step as the
+        loop would if that is the decode group alone (:meth:`_schedule_group`'s usual step),
+        *batch* then holding it: returns True; else False (the loop carries on from here)."""
+        end = self.clock
+        self._commit(batch.step, batch.start, end)
+        self.peers.batch_ended()
+        if not self.group_alone() or self.gate.num_steps > 1:
+            return False
+        G = self.G
+        need = self._cnt[G % self.block_size]
+        if need > self.pool.num_free:
+            return False
+        if need:
+            self.pool.allocate(need)
+        self.G = G = G + 1
+        nD = self._nD
+        batch.step = step = Step([], False, nD, self._S + nD * G)
+        batch.start = end
+        if nD != batch.decodes:
+            batch.priced(nD)
+        self.clock = self.pipeline.run(end, batch.cpu, batch.gpu_seconds(step.decode_ctx))
+        return True
 
     def decode_pricing(self, decodes: int) -> tuple:
         """``(f, cpu)``: ``f(ctx)`` the GPU seconds of a decode-only step of *decodes* requests
@@ -239,6 +281,18 @@ class PipelineSpan:
             else:
                 delay = 0.0
             if not quiet:
+                if head.engine.finishing_batch():
+                    # members finish, nothing else happens: landed here at its end (so is the
+                    # next batch dispatched, when that is the decode group alone again)
+                    if delay:
+                        yield env.timeout(delay)
+                        continue
+                    del batches[0]
+                    if head.engine.commit_and_dispatch(head):
+                        self._requeue(head, head.engine.clock)
+                    else:
+                        self._hand_back(head, 0.0, landed=True)    # its loop carries on
+                    continue
                 del batches[0]              # back to its engine, whose loop lands it at its end
                 self._hand_back(head, delay)
             elif delay:
@@ -339,12 +393,13 @@ class PipelineSpan:
         batch.order = self._order
         self._add(batch)
 
-    def _hand_back(self, batch: Batch, delay: float) -> None:
+    def _hand_back(self, batch: Batch, delay: float, landed: bool = False) -> None:
         """Wake *batch*'s engine *delay* seconds from now, at the batch's end, as its own
-        timeout would (``Event.succeed`` with a delay, as SimPy's ``Timeout`` schedules)."""
+        timeout would (``Event.succeed`` with a delay, as SimPy's ``Timeout`` schedules);
+        with the batch for its loop to land, or None when the span *landed* it."""
         park = batch.park
         park._ok = True
-        park._value = (batch.step, batch.start)
+        park._value = None if landed else (batch.step, batch.start)
         self.env.schedule(park, delay=delay)
 
 

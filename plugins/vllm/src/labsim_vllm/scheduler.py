@@ -317,10 +317,13 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
                 self.clock = pipeline.run(start, cpu, gpu)
                 if self.span is not None and step.group and not step.entries and self.gpus.exclusive:
                     # the span lands it, and the quiet batches after it; a batch that is not
-                    # quiet comes back here at its end (labsim_vllm.pipeline_span)
-                    step, start = yield from self.span.ride(self, step, start)
-                    self._commit(step, start, self.clock)
-                    self.peers.batch_ended()
+                    # quiet comes back here at its end, or None once the span landed the
+                    # last one but cannot dispatch the next (labsim_vllm.pipeline_span)
+                    back = yield from self.span.ride(self, step, start)
+                    if back is not None:
+                        step, start = back
+                        self._commit(step, start, self.clock)
+                        self.peers.batch_ended()
                     continue
             else:
                 self.clock = start + dt
