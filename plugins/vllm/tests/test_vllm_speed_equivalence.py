@@ -211,27 +211,31 @@ def test_pipeline_span_gives_the_outputs_of_one_event_per_batch(case, monkeypatc
     assert len(fast[0]) > 10
 
 
-@pytest.mark.parametrize("case", ["pp2-plain", "pp4-preemption", "pp3-prefix-cache"])
-def test_pipeline_span_lands_batches_in_which_requests_finish(case, monkeypatch):
-    """A batch of the decode group alone in which requests finish is landed by the span at
-    its end, which then dispatches the next batch when that is the group alone again, else
-    wakes the engine's loop to carry on (the group emptied, blocks ran short, someone came):
-    both happen, and the outputs are those of one event per batch."""
-    outcomes = []
+@pytest.mark.parametrize("case", ["pp2-plain", "pp4-preemption", "pp3-prefix-cache", "pp2-v0"])
+def test_pipeline_span_lands_batches_that_are_not_quiet_at_their_end(case, monkeypatch):
+    """Batches with prompts (or preemptions), and batches of the decode group alone in which
+    requests finish, are landed by the span at their end; it then dispatches the next batch
+    when that is the group alone again, else wakes the engine's loop to carry on (the group
+    emptied, blocks ran short, someone came): all of it happens, and the outputs are those of
+    one event per batch."""
+    landed = []
     original = pipeline_span.SpanSteps.commit_and_dispatch
 
     def commit_and_dispatch(self, batch):
-        outcomes.append(original(self, batch))
-        return outcomes[-1]
+        kind = "group" if batch.group_only else "other"
+        landed.append((kind, original(self, batch)))
+        return landed[-1][1]
 
     monkeypatch.setattr(pipeline_span.SpanSteps, "commit_and_dispatch", commit_and_dispatch)
     on, off = copy.deepcopy(PP_CASES[case]), copy.deepcopy(PP_CASES[case])
     on["frameworks_to_test"][0]["config"]["fast_forward"] = True
     off["frameworks_to_test"][0]["config"]["fast_forward"] = False
     fast = _outputs(on)
-    assert True in outcomes and False in outcomes
+    assert {"group", "other"} == {kind for kind, _ in landed}
+    assert {True, False} == {dispatched for _, dispatched in landed}
     slow = _outputs(off)
     assert repr(fast[0]) == repr(slow[0]) and repr(fast[1]) == repr(slow[1])
+    assert repr(fast[2]["v"]["requests"]) == repr(slow[2]["v"]["requests"])
 
 
 def test_pipeline_span_lands_most_batches_without_an_event_of_their_own(monkeypatch):

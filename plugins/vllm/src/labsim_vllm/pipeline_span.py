@@ -1,4 +1,4 @@
-"""Fast-forward under pipeline parallelism: the engines' decode-only batches landed without an event each.
+"""Fast-forward under pipeline parallelism: the engines' batches landed with few events of their own.
 
 With ``pipeline_parallel_size`` P a replica runs P engines (:mod:`labsim_llm.engine.pipeline`),
 each with a batch in flight; stepped one event per batch, a P-fold pipeline makes about P
@@ -10,22 +10,26 @@ step row) and dispatching the engine's next one (its blocks, its price, its plac
 own state, and reads nothing that another process could change before the batch ends.
 
 :class:`PipelineSpan` is one SimPy process per pipeline-parallel replica. An engine that
-dispatches a decode-only batch hands it over (:meth:`PipelineSpan.ride`) and waits. The
-span lands the handed-over batches in the order their ends fall (the order SimPy would
-process their timeouts: the stage pipeline ends batches in the order they were dispatched)
-and dispatches each engine's next one with the same arithmetic the engine's loop uses:
+dispatches a batch hands it over (:meth:`PipelineSpan.ride`) and waits. The span lands the
+handed-over batches in the order their ends fall (the order SimPy would process their
+timeouts: the stage pipeline ends batches in the order they were dispatched) and, while the
+next is the decode group alone, dispatches each engine's next one with the same arithmetic
+the engine's loop uses:
 
 * a quiet batch that ends before the next scheduled event (and within the run's
   ``max_simulation_time``) is landed at once, ahead of the clock — nothing can happen
   before it ends that would change it;
 * a quiet batch that ends later is landed when it ends (the span sleeps until then: a
   request may reach its engine meanwhile);
-* a batch of the decode group alone in which requests finish (nobody waiting) is landed by
-  the span when it ends, as the engine's loop would land it; if the next batch is the group
-  alone again the span dispatches it too, else it wakes the engine's loop to carry on;
-* any other batch — a request waits, blocks run short, the engine's output lag holds
-  something — goes back to its engine, woken at the batch's end as its own timeout would
-  wake it; its loop lands the batch and carries on.
+* a batch that runs prompts (or preempts), and one of the decode group alone in which
+  requests finish with nobody waiting, is landed by the span when it ends, as the engine's
+  loop would land it (its reports, the blocks it frees, made then); if the next batch is the
+  group alone the span dispatches it too, else it wakes the engine's loop to carry on — and
+  as the span is awake then, the other engines' quiet batches after it need no wake-up of
+  their own;
+* any other batch of the group alone — a request waits, blocks run short, the engine's
+  output lag holds something — goes back to its engine, woken at the batch's end as its own
+  timeout would wake it; its loop lands the batch and carries on.
 
 Every step is still priced, timed and recorded one by one, in the order one event per batch
 takes them: the outputs are identical (tested), only the SimPy events are fewer. As with
@@ -59,17 +63,18 @@ PRICED_AHEAD = 16
 
 
 class Batch:
-    """A decode-only batch an engine handed to the span: its step, start and end (the
-    engine's ``clock``), the instant its timeout would fire (``due``), its dispatch order
-    (SimPy's among equal instants), the event its engine waits on (``park``), and what
-    prices the engine's next batches while its decode group stays as it is (``price``: GPU
+    """A batch an engine handed to the span: its step (``group_only``: the decode group alone),
+    start and end (the engine's ``clock``), the instant its timeout would fire (``due``), its
+    dispatch order (SimPy's among equal instants), the event its engine waits on (``park``),
+    and what prices the engine's next batches while its decode group stays as it is, once a
+    batch of the group alone (``decodes``: the group's size; ``price``: GPU
     seconds by decode context, ``prices`` the same a run of contexts at a time and ``table``
     those found so far by context, or None; ``cpu``: the engine core's seconds; ``work``: the
     batch size's terms of the FLOPs and bytes,
     :meth:`~labsim_llm.engine.StepPricer.decode_work_terms`)."""
 
-    __slots__ = ("engine", "step", "start", "due", "order", "park", "decodes", "price", "prices",
-                 "table", "cpu", "work")
+    __slots__ = ("engine", "step", "start", "due", "order", "park", "group_only", "alone",
+                 "decodes", "price", "prices", "table", "cpu", "work")
 
     def __init__(self, engine, step, start: float, due: float, order: int, park):
         self.engine = engine
@@ -78,7 +83,11 @@ class Batch:
         self.due = due
         self.order = order
         self.park = park
-        self.priced(step.decodes)
+        self.group_only = not step.entries and step.group > 0   # the decode group alone
+        self.alone = False          # (_run_ahead's: whether its engine's group runs alone)
+        self.decodes = None
+        if self.group_only:
+            self.priced(step.decodes)
 
     def priced(self, decodes: int) -> None:
         """Set what prices the engine's batches of *decodes* requests (its decode group's)."""
@@ -135,7 +144,7 @@ class SpanSteps:
         return self.G in self._fin and self.group_alone()
 
     def commit_and_dispatch(self, batch) -> bool:
-        """Land *batch* at its end (``self.clock``, now) as the step loop does — its outputs,
+        """Land *batch* (any step) at its end (``self.clock``, now) as the step loop does — its outputs,
         its row, the engines waiting for blocks woken — then dispatch the next step as the
         loop would if that is the decode group alone (:meth:`_schedule_group`'s usual step),
         *batch* then holding it: returns True; else False (the loop carries on from here)."""
@@ -154,6 +163,7 @@ class SpanSteps:
         nD = self._nD
         batch.step = step = Step([], False, nD, self._S + nD * G)
         batch.start = end
+        batch.group_only = True
         if nD != batch.decodes:
             batch.priced(nD)
         self.clock = self.pipeline.run(end, batch.cpu, batch.gpu_seconds(step.decode_ctx))
@@ -264,7 +274,7 @@ class PipelineSpan:
             head = batches[0]
             due = head.due
             now = env.now
-            quiet = head.engine.quiet_batch()
+            quiet = head.group_only and head.engine.quiet_batch()
             if due > now:
                 peek = env.peek()
                 if quiet and due < peek and due <= self.limit and not self.peers.waiting_on_change:
@@ -281,9 +291,9 @@ class PipelineSpan:
             else:
                 delay = 0.0
             if not quiet:
-                if head.engine.finishing_batch():
-                    # members finish, nothing else happens: landed here at its end (so is the
-                    # next batch dispatched, when that is the decode group alone again)
+                if not head.group_only or head.engine.finishing_batch():
+                    # prompts run, or members finish with nobody waiting: landed here at its
+                    # end (so is the next batch dispatched, when that is the group alone)
                     if delay:
                         yield env.timeout(delay)
                         continue
@@ -314,8 +324,10 @@ class PipelineSpan:
         batch quiet only :meth:`SpanSteps.next_step_quiet` changes from step to step. Returns
         the end of the last batch landed."""
         batches = self._batches
-        if not all(b.engine.group_alone() for b in batches):
-            return self._run_ahead_one(batches[0])
+        for b in batches:
+            # quiet landings leave every engine's group as it is (and the others' batches in
+            # flight wait for their end): the head is quiet unless one of these is false
+            b.alone = b.group_only and b.engine.group_alone()
         horizon = min(peek, math.nextafter(self.limit, math.inf))     # due < horizon: may land
         peers = self.peers
         running, waiting = peers.queue_lengths()
@@ -335,7 +347,8 @@ class PipelineSpan:
             if pool is None:
                 free = engine.pool.num_free
             G = engine.G                    # engine.next_step_quiet(free), inlined
-            if due >= horizon or G in engine._fin or engine._cnt[G % engine.block_size] > free:
+            if (due >= horizon or not head.alone or G in engine._fin
+                    or engine._cnt[G % engine.block_size] > free):
                 if pool is not None and taken:
                     pool.allocate(taken)
                 self._order = order
@@ -361,18 +374,6 @@ class PipelineSpan:
             else:
                 batches.append(head)
             last = due
-
-    def _run_ahead_one(self, head: Batch) -> float:
-        """Land the quiet head *batch* ahead of the clock (another engine's batch is not)."""
-        del self._batches[0]
-        engine = head.engine
-        running, waiting = self.peers.queue_lengths()
-        due = head.due
-        need = engine.land_and_dispatch(head, running, waiting, self.peers.kv_blocks_used())
-        if need:
-            engine.pool.allocate(need)
-        self._requeue(head, engine.clock)
-        return due
 
     def _land(self, batch: Batch) -> None:
         """Land the quiet head *batch* at its end, now, and dispatch its engine's next."""

@@ -315,10 +315,10 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
                         continue
             if pipeline is not None:
                 self.clock = pipeline.run(start, cpu, gpu)
-                if self.span is not None and step.group and not step.entries and self.gpus.exclusive:
-                    # the span lands it, and the quiet batches after it; a batch that is not
-                    # quiet comes back here at its end, or None once the span landed the
-                    # last one but cannot dispatch the next (labsim_vllm.pipeline_span)
+                if self.span is not None and self.gpus.exclusive:
+                    # the span lands it, and the batches after it while it can; one it cannot
+                    # land comes back here at its end, or None once the span landed the last
+                    # one but cannot dispatch the next (labsim_vllm.pipeline_span)
                     back = yield from self.span.ride(self, step, start)
                     if back is not None:
                         step, start = back
