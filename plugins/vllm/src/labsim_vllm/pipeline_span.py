@@ -12,24 +12,21 @@ own state, and reads nothing that another process could change before the batch 
 :class:`PipelineSpan` is one SimPy process per pipeline-parallel replica. An engine that
 dispatches a batch hands it over (:meth:`PipelineSpan.ride`) and waits. The span lands the
 handed-over batches in the order their ends fall (the order SimPy would process their
-timeouts: the stage pipeline ends batches in the order they were dispatched) and, while the
-next is the decode group alone, dispatches each engine's next one with the same arithmetic
-the engine's loop uses:
+timeouts: the stage pipeline ends batches in the order they were dispatched) and dispatches
+each engine's next one with the same arithmetic the engine's loop uses:
 
 * a quiet batch that ends before the next scheduled event (and within the run's
   ``max_simulation_time``) is landed at once, ahead of the clock — nothing can happen
   before it ends that would change it;
 * a quiet batch that ends later is landed when it ends (the span sleeps until then: a
   request may reach its engine meanwhile);
-* a batch that runs prompts (or preempts), and one of the decode group alone in which
-  requests finish with nobody waiting, is landed by the span when it ends, as the engine's
-  loop would land it (its reports, the blocks it frees, made then); if the next batch is the
-  group alone the span dispatches it too, else it wakes the engine's loop to carry on — and
-  as the span is awake then, the other engines' quiet batches after it need no wake-up of
-  their own;
-* any other batch of the group alone — a request waits, blocks run short, the engine's
-  output lag holds something — goes back to its engine, woken at the batch's end as its own
-  timeout would wake it; its loop lands the batch and carries on.
+* any other batch — prompts run, requests finish or wait, blocks run short — is landed by
+  the span when it ends, as the engine's loop would land it (its reports, the blocks it
+  frees, made then), and the span takes the loop's next turn: it dispatches the engine's
+  next batch (:meth:`SpanSteps.commit_and_dispatch`). As the span is awake then, the other
+  engines' quiet batches after it need no wake-up of their own;
+* only when that turn dispatches nothing — the engine idles, or waits while the others hold
+  the KV blocks — is the engine's loop woken, at once, to carry on.
 
 Every step is still priced, timed and recorded one by one, in the order one event per batch
 takes them: the outputs are identical (tested), only the SimPy events are fewer. As with
@@ -137,37 +134,52 @@ class SpanSteps:
         G = self.G
         return G not in self._fin and self._cnt[G % self.block_size] <= free
 
-    def finishing_batch(self) -> bool:
-        """Whether the decode-only batch in flight is the decode group alone, nobody waiting,
-        and some of its members finish: its end changes nothing outside the replica but
-        their reports (made at that end), so the span may land it then itself."""
-        return self.G in self._fin and self.group_alone()
-
-    def commit_and_dispatch(self, batch) -> bool:
-        """Land *batch* (any step) at its end (``self.clock``, now) as the step loop does — its outputs,
-        its row, the engines waiting for blocks woken — then dispatch the next step as the
-        loop would if that is the decode group alone (:meth:`_schedule_group`'s usual step),
-        *batch* then holding it: returns True; else False (the loop carries on from here)."""
+    def commit_and_dispatch(self, batch):
+        """Land *batch* (any step) at its end (``self.clock``, now) as the step loop does — its
+        outputs, its row, the engines waiting for blocks woken — then take the loop's next turn
+        when it dispatches a batch: *batch* then holds it, and None is returned. Else what
+        the loop does next is its own (it idles, releases V0's held outputs with nothing to
+        run, or its scheduler steps one at a time): returns what to wake its loop with, the
+        event to wait on when the other engines hold the blocks, else False."""
         end = self.clock
         self._commit(batch.step, batch.start, end)
         self.peers.batch_ended()
-        if not self.group_alone() or self.gate.num_steps > 1:
+        if self.group_alone():
+            # the usual turn: the group alone again (_schedule_group's first case), its blocks
+            G = self.G
+            need = self._cnt[G % self.block_size]
+            if need <= self.pool.num_free and self.gate.num_steps == 1:
+                if need:
+                    self.pool.allocate(need)
+                self.G = G = G + 1
+                nD = self._nD
+                batch.step = step = Step([], False, nD, self._S + nD * G)
+                batch.start = end
+                batch.group_only = True
+                if nD != batch.decodes:
+                    batch.priced(nD)
+                self.clock = self.pipeline.run(end, batch.cpu, batch.gpu_seconds(step.decode_ctx))
+                return None
+        # the loop's turn (run(), under PP with the span: no async scheduling, no span of its
+        # own), as far as it dispatches a batch
+        if not self.waiting and not self._num_running():
+            return False                        # it idles (after releasing held outputs)
+        if self.gate.num_steps > 1 or not self.gpus.exclusive:
             return False
-        G = self.G
-        need = self._cnt[G % self.block_size]
-        if need > self.pool.num_free:
-            return False
-        if need:
-            self.pool.allocate(need)
-        self.G = G = G + 1
-        nD = self._nD
-        batch.step = step = Step([], False, nD, self._S + nD * G)
+        step = self.schedule()
+        if not step.entries and not step.group:
+            return self.peers.changed()         # the others hold the blocks
+        chunks = step.chunks
+        decodes = step.decodes
+        gpu = self.pricer.step_time(chunks, decodes, step.decode_ctx)
+        cpu = self.overhead + self.overhead_per_req * (len(chunks) + decodes)
+        self.clock = self.pipeline.run(end, cpu, gpu)
+        batch.step = step
         batch.start = end
-        batch.group_only = True
-        if nD != batch.decodes:
-            batch.priced(nD)
-        self.clock = self.pipeline.run(end, batch.cpu, batch.gpu_seconds(step.decode_ctx))
-        return True
+        batch.group_only = group_only = not step.entries and step.group > 0
+        if group_only and decodes != batch.decodes:
+            batch.priced(decodes)
+        return None
 
     def decode_pricing(self, decodes: int) -> tuple:
         """``(f, cpu)``: ``f(ctx)`` the GPU seconds of a decode-only step of *decodes* requests
@@ -236,9 +248,10 @@ class PipelineSpan:
     # -- the engines' side --------------------------------------------------------------
 
     def ride(self, engine, step, start: float):
-        """Hand *engine*'s dispatched decode-only *step* (from *start* to ``engine.clock``) to
-        the span and wait (``yield from``) until a batch of it needs the engine's own loop:
-        returns that batch's ``(step, start)``, at its end (``engine.clock``)."""
+        """Hand *engine*'s dispatched *step* (from *start* to ``engine.clock``) to the span and
+        wait (``yield from``) while the span lands its batches and dispatches the next: returns
+        when a turn of the engine's loop does not dispatch one, with False (the loop carries on)
+        or the event to wait on (:meth:`SpanSteps.commit_and_dispatch`)."""
         env = self.env
         now = env.now
         park = env.event()
@@ -291,20 +304,17 @@ class PipelineSpan:
             else:
                 delay = 0.0
             if not quiet:
-                if not head.group_only or head.engine.finishing_batch():
-                    # prompts run, or members finish with nobody waiting: landed here at its
-                    # end (so is the next batch dispatched, when that is the group alone)
-                    if delay:
-                        yield env.timeout(delay)
-                        continue
-                    del batches[0]
-                    if head.engine.commit_and_dispatch(head):
-                        self._requeue(head, head.engine.clock)
-                    else:
-                        self._hand_back(head, 0.0, landed=True)    # its loop carries on
+                # landed here at its end, as its engine's loop would, and the engine's next
+                # batch dispatched (else the loop is woken to carry on)
+                if delay:
+                    yield env.timeout(delay)
                     continue
-                del batches[0]              # back to its engine, whose loop lands it at its end
-                self._hand_back(head, delay)
+                del batches[0]
+                back = head.engine.commit_and_dispatch(head)
+                if back is None:
+                    self._requeue(head, head.engine.clock)
+                else:
+                    self._hand_back(head, 0.0, back)
             elif delay:
                 yield env.timeout(delay)    # something comes first: land it when it ends
             else:
@@ -394,13 +404,13 @@ class PipelineSpan:
         batch.order = self._order
         self._add(batch)
 
-    def _hand_back(self, batch: Batch, delay: float, landed: bool = False) -> None:
-        """Wake *batch*'s engine *delay* seconds from now, at the batch's end, as its own
-        timeout would (``Event.succeed`` with a delay, as SimPy's ``Timeout`` schedules);
-        with the batch for its loop to land, or None when the span *landed* it."""
+    def _hand_back(self, batch: Batch, delay: float, value) -> None:
+        """Wake *batch*'s engine *delay* seconds from now (``Event.succeed`` with a delay, as
+        SimPy's ``Timeout`` schedules) with *value*, what its loop does next
+        (:meth:`SpanSteps.commit_and_dispatch`)."""
         park = batch.park
         park._ok = True
-        park._value = None if landed else (batch.step, batch.start)
+        park._value = value
         self.env.schedule(park, delay=delay)
 
 

@@ -316,14 +316,14 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
             if pipeline is not None:
                 self.clock = pipeline.run(start, cpu, gpu)
                 if self.span is not None and self.gpus.exclusive:
-                    # the span lands it, and the batches after it while it can; one it cannot
-                    # land comes back here at its end, or None once the span landed the last
-                    # one but cannot dispatch the next (labsim_vllm.pipeline_span)
+                    # the span lands it, and dispatches this engine's next batches, until a
+                    # turn of this loop does not dispatch one (labsim_vllm.pipeline_span):
+                    # then it wakes the loop, with the event to wait on if the others hold
+                    # the blocks
                     back = yield from self.span.ride(self, step, start)
-                    if back is not None:
-                        step, start = back
-                        self._commit(step, start, self.clock)
-                        self.peers.batch_ended()
+                    if back is not False:
+                        yield back
+                        self.clock = max(self.clock, env.now)
                     continue
             else:
                 self.clock = start + dt
