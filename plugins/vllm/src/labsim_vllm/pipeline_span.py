@@ -88,14 +88,8 @@ class Batch:
 
     def priced(self, decodes: int) -> None:
         """Set what prices the engine's batches of *decodes* requests (its decode group's)."""
-        engine = self.engine
         self.decodes = decodes
-        self.price, self.cpu = engine.decode_pricing(decodes)
-        self.work = engine.pricer.decode_work_terms(decodes)
-        # the pricer's table of a batch size's prices by context (the contexts of a batch
-        # size recur from request to request), priced a run at a time
-        self.prices = engine.pricer.decode_steps_fn(decodes)
-        self.table = self.prices.table if self.prices is not None else None
+        self.price, self.cpu, self.work, self.prices, self.table = self.engine.decode_pricing(decodes)
 
     def gpu_seconds(self, ctx: int) -> float:
         """``price(ctx)``, bit for bit, from the table (filled a run of steps ahead: the
@@ -182,11 +176,22 @@ class SpanSteps:
         return None
 
     def decode_pricing(self, decodes: int) -> tuple:
-        """``(f, cpu)``: ``f(ctx)`` the GPU seconds of a decode-only step of *decodes* requests
-        (``step_time((), decodes, ctx)``, bit for bit) and *cpu* its engine-core seconds, as
-        the step loop works them out."""
-        return (self.pricer.decode_step_fn(decodes),
-                self.overhead + self.overhead_per_req * (0 + decodes))
+        """``(f, cpu, work, prices, table)`` of a decode-only step of *decodes* requests:
+        ``f(ctx)`` its GPU seconds (``step_time((), decodes, ctx)``, bit for bit) and *cpu* its
+        engine-core seconds, as the step loop works them out; *work* the terms of its FLOPs
+        and bytes (:meth:`~labsim_llm.engine.StepPricer.decode_work_terms`); *prices* the
+        pricer's ``decode_steps_fn`` (``f`` a run of contexts at a time) and *table* the
+        prices it found so far by context (the contexts of a batch size recur from request
+        to request), or both None. Kept by batch size: the group's size changes often."""
+        got = self._span_pricing.get(decodes)
+        if got is None:
+            pricer = self.pricer
+            prices = pricer.decode_steps_fn(decodes)
+            got = (pricer.decode_step_fn(decodes), self.overhead + self.overhead_per_req * (0 + decodes),
+                   pricer.decode_work_terms(decodes), prices,
+                   prices.table if prices is not None else None)
+            self._span_pricing[decodes] = got
+        return got
 
     def land_and_dispatch(self, batch, running: int, waiting: int, used: int) -> int:
         """Land the quiet decode-only *batch* at its end (``self.clock``) as :meth:`_commit`
@@ -288,37 +293,35 @@ class PipelineSpan:
             due = head.due
             now = env.now
             quiet = head.group_only and head.engine.quiet_batch()
-            if due > now:
+            if quiet:
                 peek = env.peek()
-                if quiet and due < peek and due <= self.limit and not self.peers.waiting_on_change:
+                if due < peek and due <= self.limit and not self.peers.waiting_on_change:
+                    # (a batch due now as well: nobody waits for its end, see _land)
                     last = self._run_ahead(peek)
                     if peek > self.limit and batches[0].due > self.limit:
                         # the run stops before anything else happens: its clock ends, as with
                         # one event per batch, at the end of the last batch landed
                         yield from self._sleep_until(last)
                     continue
+            if due > now:
+                # something comes first: land it (or take its engine's turn) when it ends
                 delay = delay_to(now, due)
                 if delay is None:           # no delay reaches it from now: half way first
                     yield env.timeout((due - now) / 2)     # (from there, due − now is exact)
-                    continue
-            else:
-                delay = 0.0
-            if not quiet:
-                # landed here at its end, as its engine's loop would, and the engine's next
-                # batch dispatched (else the loop is woken to carry on)
-                if delay:
-                    yield env.timeout(delay)
-                    continue
-                del batches[0]
-                back = head.engine.commit_and_dispatch(head)
-                if back is None:
-                    self._requeue(head, head.engine.clock)
                 else:
-                    self._hand_back(head, 0.0, back)
-            elif delay:
-                yield env.timeout(delay)    # something comes first: land it when it ends
-            else:
+                    yield env.timeout(delay)
+                continue
+            if quiet:
                 self._land(head)
+                continue
+            # landed here at its end, as its engine's loop would, and the engine's next
+            # batch dispatched (else the loop is woken to carry on)
+            del batches[0]
+            back = head.engine.commit_and_dispatch(head)
+            if back is None:
+                self._requeue(head, head.engine.clock)
+            else:
+                self._hand_back(head, 0.0, back)
 
     def _sleep_until(self, t: float):
         """Sleep (``yield from``) until exactly *t*."""

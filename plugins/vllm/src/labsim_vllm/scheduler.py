@@ -83,6 +83,7 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
         self.pipeline = pipeline
         self.peers = peers
         self.span = span
+        self._span_pricing: dict[int, tuple] = {}   # (the span's, by batch size)
         self.caching = cfg["enable_prefix_caching"]
         self.chunked = cfg["enable_chunked_prefill"]
         #: vLLM V0 without chunked prefill: new prompts run in steps of their own, before decodes
