@@ -128,6 +128,17 @@ class SpanSteps:
         G = self.G
         return G not in self._fin and self._cnt[G % self.block_size] <= free
 
+    def lands_unseen(self, step) -> bool:
+        """Whether landing *step*, this engine's batch in flight, changes nothing outside the
+        replica: nobody finishes in it (no report), V0's output lag holds nothing to release.
+        (Its first tokens' times are only read when their requests finish.)"""
+        if self._lag_first or self._lag_done or (self._list is None and self.G in self._fin):
+            return False
+        for seq, _n, _before in step.entries:
+            if seq.computed >= seq.num_tokens and seq.out + 1 >= seq.target:
+                return False                # its last token: it finishes
+        return True
+
     def commit_and_dispatch(self, batch):
         """Land *batch* (any step) at its end (``self.clock``, now) as the step loop does — its
         outputs, its row, the engines waiting for blocks woken — then take the loop's next turn
@@ -292,10 +303,12 @@ class PipelineSpan:
             head = batches[0]
             due = head.due
             now = env.now
-            quiet = head.group_only and head.engine.quiet_batch()
-            if quiet:
+            engine = head.engine
+            quiet = head.group_only and engine.quiet_batch()
+            if quiet or due > now:
                 peek = env.peek()
-                if due < peek and due <= self.limit and not self.peers.waiting_on_change:
+                ahead = due < peek and due <= self.limit and not self.peers.waiting_on_change
+                if quiet and ahead:
                     # (a batch due now as well: nobody waits for its end, see _land)
                     last = self._run_ahead(peek)
                     if peek > self.limit and batches[0].due > self.limit:
@@ -304,8 +317,20 @@ class PipelineSpan:
                         yield from self._sleep_until(last)
                     continue
             if due > now:
-                # something comes first: land it (or take its engine's turn) when it ends
                 delay = delay_to(now, due)
+                if ahead and delay is not None and engine.lands_unseen(head.step):
+                    # nothing happens before it ends, and landing it reports nothing: landed
+                    # now, the engine's turn taken (its loop, if woken, wakes at the end)
+                    del batches[0]
+                    back = engine.commit_and_dispatch(head)
+                    if back is None:
+                        self._requeue(head, engine.clock)
+                        if peek > self.limit and batches[0].due > self.limit:
+                            yield from self._sleep_until(due)     # (as after _run_ahead)
+                    else:
+                        self._hand_back(head, delay, back)
+                    continue
+                # something comes first: land it (or take its engine's turn) when it ends
                 if delay is None:           # no delay reaches it from now: half way first
                     yield env.timeout((due - now) / 2)     # (from there, due − now is exact)
                 else:
@@ -317,9 +342,9 @@ class PipelineSpan:
             # landed here at its end, as its engine's loop would, and the engine's next
             # batch dispatched (else the loop is woken to carry on)
             del batches[0]
-            back = head.engine.commit_and_dispatch(head)
+            back = engine.commit_and_dispatch(head)
             if back is None:
-                self._requeue(head, head.engine.clock)
+                self._requeue(head, engine.clock)
             else:
                 self._hand_back(head, 0.0, back)
 
