@@ -24,7 +24,9 @@ each engine's next one with the same arithmetic the engine's loop uses:
   the span when it ends, as the engine's loop would land it (its reports, the blocks it
   frees, made then), and the span takes the loop's next turn: it dispatches the engine's
   next batch (:meth:`SpanSteps.commit_and_dispatch`). As the span is awake then, the other
-  engines' quiet batches after it need no wake-up of their own;
+  engines' quiet batches after it need no wake-up of their own. If nobody finishes in it
+  (its landing reports nothing: :meth:`SpanSteps.lands_unseen`) and it ends before the next
+  scheduled event, it is landed at once, ahead of the clock, as a quiet batch is;
 * only when that turn dispatches nothing — the engine idles, or waits while the others hold
   the KV blocks — is the engine's loop woken, at once, to carry on.
 
