@@ -65,12 +65,9 @@ class Batch:
     """A batch an engine handed to the span: its step (``group_only``: the decode group alone),
     start and end (the engine's ``clock``), the instant its timeout would fire (``due``), its
     dispatch order (SimPy's among equal instants), the event its engine waits on (``park``),
-    and what prices the engine's next batches while its decode group stays as it is, once a
-    batch of the group alone (``decodes``: the group's size; ``price``: GPU
-    seconds by decode context, ``prices`` the same a run of contexts at a time and ``table``
-    those found so far by context, or None; ``cpu``: the engine core's seconds; ``work``: the
-    batch size's terms of the FLOPs and bytes,
-    :meth:`~labsim_llm.engine.StepPricer.decode_work_terms`)."""
+    and, once a batch of the group alone, what prices the engine's next batches while its
+    decode group stays as it is (:meth:`SpanSteps.decode_pricing`: ``decodes`` the group's
+    size, ``price``, ``cpu``, ``work``, ``prices``, ``table``)."""
 
     __slots__ = ("engine", "step", "start", "due", "order", "park", "group_only", "alone",
                  "decodes", "price", "prices", "table", "cpu", "work")
@@ -108,7 +105,7 @@ class Batch:
 
 class SpanSteps:
     """What an engine offers :class:`PipelineSpan`: whether a handed-over batch may be landed
-    by the span, and landing it then dispatching the next (a part of the vLLM replica)."""
+    ahead of the clock, and landing it then dispatching the next (a part of the vLLM replica)."""
 
     def quiet_batch(self) -> bool:
         """Whether the decode-only batch in flight lands doing nothing but count — no member
@@ -292,8 +289,9 @@ class PipelineSpan:
     # -- the span's process -------------------------------------------------------------
 
     def _run(self):
-        """Land the batches in order: quiet ones ahead of the clock while nothing can come
-        between, else at their end; hand the others back to their engines."""
+        """Land the batches in order, ahead of the clock while nothing can come between and
+        landing them reports nothing, else at their end; wake an engine's loop when its turn
+        dispatches nothing."""
         env = self.env
         batches = self._batches
         while True:
