@@ -156,8 +156,8 @@ def test_replica_state_is_empty_when_drained(case):
 # -- pipeline parallelism: the span against one event per batch -------------------------------
 
 def _pp(case, pp, **more):
-    """*case* (an experiment of CASES) over *pp* pipeline stages on a DGX H100, with *more*."""
-    cfg = copy.deepcopy(CASES[case])
+    """*case* (an experiment of CASES, or one) over *pp* pipeline stages on a DGX H100, with *more*."""
+    cfg = copy.deepcopy(CASES[case] if isinstance(case, str) else case)
     cfg["hardware_profile"]["topology"] = "dgx-h100"
     cfg["frameworks_to_test"][0]["config"].update(pipeline_parallel_size=pp, **more)
     return cfg
@@ -180,6 +180,9 @@ PP_CASES = {
                                   "max_output_tokens_dist_config": {"type": "Constant", "value": 2000,
                                                                     "is_int": True}}]}},
     "pp2-shared-kv": CASES["pp2-shared-kv"],
+    # answers of a token or few: requests finish in the batch that runs their prompt, and
+    # their conversations go on
+    "pp2-short-answers": _pp(experiment(rate=30, duration=3, prompt=300, output=3, profile=CONV), 2),
     "pp2-v0": _pp("v0", 2),
     "pp3-v0-caching": CASES["pp3-v0-caching"],
     "pp2-v0-no-lag": _pp("v0-caching-no-lag", 2),
@@ -209,6 +212,45 @@ def test_pipeline_span_gives_the_outputs_of_one_event_per_batch(case, monkeypatc
     assert fast[2]["v"]["config"].pop("fast_forward") != slow[2]["v"]["config"].pop("fast_forward")
     assert repr(fast[2]) == repr(slow[2])      # summary, exactly (but the setting itself)
     assert len(fast[0]) > 10
+
+
+@pytest.mark.parametrize("case", ["pp2-plain", "pp4-preemption", "pp3-prefix-cache", "pp2-v0",
+                                  "pp2-shared-kv", "pp2-replicas", "pp4-cut-off"])
+def test_pipeline_span_lands_batches_that_are_not_quiet_at_their_end(case, monkeypatch):
+    """Batches that are not quiet — prompts run, requests finish or wait, blocks run short —
+    are landed by the span at their end, or ahead of the clock when nothing comes first and
+    nobody finishes in them; the span then takes the engine loop's next turn: it dispatches
+    the next batch, or wakes the loop to carry on (it idles; in "pp2-shared-kv" it waits
+    while the other engine holds the blocks). The outputs are those of one event per batch."""
+    landed = []
+    ahead = []
+    original = pipeline_span.SpanSteps.commit_and_dispatch
+
+    def commit_and_dispatch(self, batch):
+        kind = "group" if batch.group_only else "other"
+        ahead.append(self.env.now < self.clock)
+        if ahead[-1]:
+            assert self.lands_unseen(batch.step)
+        back = original(self, batch)
+        landed.append((kind, "dispatched" if back is None else "loop" if back is False else "wait"))
+        return back
+
+    monkeypatch.setattr(pipeline_span.SpanSteps, "commit_and_dispatch", commit_and_dispatch)
+    on, off = copy.deepcopy(PP_CASES[case]), copy.deepcopy(PP_CASES[case])
+    on["frameworks_to_test"][0]["config"]["fast_forward"] = True
+    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    fast = _outputs(on)
+    assert {"group", "other"} == {kind for kind, _ in landed}
+    outcomes = {outcome for _, outcome in landed}
+    assert "dispatched" in outcomes and ("loop" in outcomes or case == "pp4-cut-off")
+    if case == "pp2-shared-kv":
+        assert "wait" in outcomes
+    assert True in ahead and False in ahead
+    slow = _outputs(off)
+    assert repr(fast[0]) == repr(slow[0]) and repr(fast[1]) == repr(slow[1])
+    fast[2]["v"]["config"].pop("fast_forward")
+    slow[2]["v"]["config"].pop("fast_forward")
+    assert repr(fast[2]) == repr(slow[2])
 
 
 def test_pipeline_span_lands_most_batches_without_an_event_of_their_own(monkeypatch):
@@ -389,6 +431,19 @@ def test_histogram_shortcuts_equal_add():
         a.add([value] * times + tail)
         b.add_uniform(value, times, tail)
     assert (a.counts == b.counts).all() and a.total == b.total and a.n == b.n
+
+
+def test_a_decode_steps_gaps_total_as_numpy_sums_them():
+    """``add_uniform(v, n)`` (one gap seen by n streams: the usual decode step, its one-block
+    sum inlined) adds to the total what numpy's pairwise sum of n copies gives, bit for bit."""
+    rng = np.random.default_rng(7)
+    for times in [*range(0, 300), 1000, 4097]:
+        value = float(10 ** rng.uniform(-5, 1))
+        h = GapHistogram()
+        h.total = float(rng.uniform(0, 100))
+        want = h.total + float(np.full(times, value).sum())
+        h.add_uniform(value, times)
+        assert h.total == want and h.n == times
 
 
 def test_a_gpu_not_alone_runs_step_by_step_with_the_same_results(monkeypatch):

@@ -1,4 +1,4 @@
-"""Fast-forward under pipeline parallelism: the engines' decode-only batches landed without an event each.
+"""Fast-forward under pipeline parallelism: the engines' batches landed with few events of their own.
 
 With ``pipeline_parallel_size`` P a replica runs P engines (:mod:`labsim_llm.engine.pipeline`),
 each with a batch in flight; stepped one event per batch, a P-fold pipeline makes about P
@@ -10,19 +10,25 @@ step row) and dispatching the engine's next one (its blocks, its price, its plac
 own state, and reads nothing that another process could change before the batch ends.
 
 :class:`PipelineSpan` is one SimPy process per pipeline-parallel replica. An engine that
-dispatches a decode-only batch hands it over (:meth:`PipelineSpan.ride`) and waits. The
-span lands the handed-over batches in the order their ends fall (the order SimPy would
-process their timeouts: the stage pipeline ends batches in the order they were dispatched)
-and dispatches each engine's next one with the same arithmetic the engine's loop uses:
+dispatches a batch hands it over (:meth:`PipelineSpan.ride`) and waits. The span lands the
+handed-over batches in the order their ends fall (the order SimPy would process their
+timeouts: the stage pipeline ends batches in the order they were dispatched) and dispatches
+each engine's next one with the same arithmetic the engine's loop uses:
 
 * a quiet batch that ends before the next scheduled event (and within the run's
   ``max_simulation_time``) is landed at once, ahead of the clock — nothing can happen
   before it ends that would change it;
 * a quiet batch that ends later is landed when it ends (the span sleeps until then: a
   request may reach its engine meanwhile);
-* any other batch — a request finishes or waits, blocks run short, the engine's output lag
-  holds something — goes back to its engine, woken at the batch's end as its own timeout
-  would wake it; its loop lands the batch and carries on.
+* any other batch — prompts run, requests finish or wait, blocks run short — is landed by
+  the span when it ends, as the engine's loop would land it (its reports, the blocks it
+  frees, made then), and the span takes the loop's next turn: it dispatches the engine's
+  next batch (:meth:`SpanSteps.commit_and_dispatch`). As the span is awake then, the other
+  engines' quiet batches after it need no wake-up of their own. If nobody finishes in it
+  (its landing reports nothing: :meth:`SpanSteps.lands_unseen`) and it ends before the next
+  scheduled event, it is landed at once, ahead of the clock, as a quiet batch is;
+* only when that turn dispatches nothing — the engine idles, or waits while the others hold
+  the KV blocks — is the engine's loop woken, at once, to carry on.
 
 Every step is still priced, timed and recorded one by one, in the order one event per batch
 takes them: the outputs are identical (tested), only the SimPy events are fewer. As with
@@ -34,6 +40,8 @@ from __future__ import annotations
 
 import bisect
 import math
+
+from labsim_vllm.seq import Step
 
 
 def delay_to(now: float, t: float) -> float | None:
@@ -49,14 +57,20 @@ def delay_to(now: float, t: float) -> float | None:
     return None
 
 
-class Batch:
-    """A decode-only batch an engine handed to the span: its step, start and end (the
-    engine's ``clock``), the instant its timeout would fire (``due``), its dispatch order
-    (SimPy's among equal instants), the event its engine waits on (``park``), and what
-    prices the engine's next batches while its decode group stays as it is (``price``: GPU
-    seconds by decode context; ``cpu``: the engine core's seconds)."""
+#: decode steps priced at once when a batch's next context is not in its price table yet
+PRICED_AHEAD = 16
 
-    __slots__ = ("engine", "step", "start", "due", "order", "park", "price", "cpu")
+
+class Batch:
+    """A batch an engine handed to the span: its step (``group_only``: the decode group alone),
+    start and end (the engine's ``clock``), the instant its timeout would fire (``due``), its
+    dispatch order (SimPy's among equal instants), the event its engine waits on (``park``),
+    and, once a batch of the group alone, what prices the engine's next batches while its
+    decode group stays as it is (:meth:`SpanSteps.decode_pricing`: ``decodes`` the group's
+    size, ``price``, ``cpu``, ``work``, ``prices``, ``table``)."""
+
+    __slots__ = ("engine", "step", "start", "due", "order", "park", "group_only", "alone",
+                 "decodes", "price", "prices", "table", "cpu", "work")
 
     def __init__(self, engine, step, start: float, due: float, order: int, park):
         self.engine = engine
@@ -65,19 +79,40 @@ class Batch:
         self.due = due
         self.order = order
         self.park = park
-        self.price, self.cpu = engine.decode_pricing(step.decodes)
+        self.group_only = not step.entries and step.group > 0   # the decode group alone
+        self.alone = False          # (_run_ahead's: whether its engine's group runs alone)
+        self.decodes = None
+        if self.group_only:
+            self.priced(step.decodes)
+
+    def priced(self, decodes: int) -> None:
+        """Set what prices the engine's batches of *decodes* requests (its decode group's)."""
+        self.decodes = decodes
+        self.price, self.cpu, self.work, self.prices, self.table = self.engine.decode_pricing(decodes)
+
+    def gpu_seconds(self, ctx: int) -> float:
+        """``price(ctx)``, bit for bit, from the table (filled a run of steps ahead: the
+        pricer's ``decode_steps_fn`` adds nothing to ``decode_step_fn``'s prices, here)."""
+        table = self.table
+        if table is None or ctx < self.decodes:
+            return self.price(ctx)
+        if ctx < len(table):
+            got = table[ctx]
+            if got is not None:
+                return got
+        return self.prices(ctx, PRICED_AHEAD)[0]
 
 
 class SpanSteps:
     """What an engine offers :class:`PipelineSpan`: whether a handed-over batch may be landed
-    by the span, and landing it then dispatching the next (a part of the vLLM replica)."""
+    ahead of the clock, and landing it then dispatching the next (a part of the vLLM replica)."""
 
     def quiet_batch(self) -> bool:
         """Whether the decode-only batch in flight lands doing nothing but count — no member
         of the decode group finishes, V0's output lag holds nothing to release — and the next
         step is the decode group alone again, its blocks free: nobody waits to be admitted,
         nobody runs outside the group, nothing would be preempted."""
-        return self.group_alone() and self.next_step_quiet()
+        return self.group_alone() and self.next_step_quiet(self.pool.num_free)
 
     def group_alone(self) -> bool:
         """The part of :meth:`quiet_batch` that only an arrival or a batch that is not quiet
@@ -86,26 +121,98 @@ class SpanSteps:
                 and not self._lag_done and self._list is None and self.BULK
                 and 0 < self._nD <= self.max_tokens)
 
-    def next_step_quiet(self) -> bool:
+    def next_step_quiet(self, free: int) -> bool:
         """The part of :meth:`quiet_batch` that each step changes: nobody finishes in the
-        batch in flight, and the next step's blocks are free."""
+        batch in flight, and the next step's blocks are free (*free*: the pool's free blocks)."""
         G = self.G
-        return G not in self._fin and self._cnt[G % self.block_size] <= self.pool.num_free
+        return G not in self._fin and self._cnt[G % self.block_size] <= free
+
+    def lands_unseen(self, step) -> bool:
+        """Whether landing *step*, this engine's batch in flight, changes nothing outside the
+        replica: nobody finishes in it (no report), V0's output lag holds nothing to release.
+        (Its first tokens' times are only read when their requests finish.)"""
+        if self._lag_first or self._lag_done or (self._list is None and self.G in self._fin):
+            return False
+        for seq, _n, _before in step.entries:
+            if seq.computed >= seq.num_tokens and seq.out + 1 >= seq.target:
+                return False                # its last token: it finishes
+        return True
+
+    def commit_and_dispatch(self, batch):
+        """Land *batch* (any step) at its end (``self.clock``, now) as the step loop does — its
+        outputs, its row, the engines waiting for blocks woken — then take the loop's next turn
+        when it dispatches a batch: *batch* then holds it, and None is returned. Else what
+        the loop does next is its own (it idles, releases V0's held outputs with nothing to
+        run, or its scheduler steps one at a time): returns what to wake its loop with, the
+        event to wait on when the other engines hold the blocks, else False."""
+        end = self.clock
+        self._commit(batch.step, batch.start, end)
+        self.peers.batch_ended()
+        if self.group_alone():
+            # the usual turn: the group alone again (_schedule_group's first case), its blocks
+            G = self.G
+            need = self._cnt[G % self.block_size]
+            if need <= self.pool.num_free and self.gate.num_steps == 1:
+                if need:
+                    self.pool.allocate(need)
+                self.G = G = G + 1
+                nD = self._nD
+                batch.step = step = Step([], False, nD, self._S + nD * G)
+                batch.start = end
+                batch.group_only = True
+                if nD != batch.decodes:
+                    batch.priced(nD)
+                self.clock = self.pipeline.run(end, batch.cpu, batch.gpu_seconds(step.decode_ctx))
+                return None
+        # the loop's turn (run(), under PP with the span: no async scheduling, no span of its
+        # own), as far as it dispatches a batch
+        if not self.waiting and not self._num_running():
+            return False                        # it idles (after releasing held outputs)
+        if self.gate.num_steps > 1 or not self.gpus.exclusive:
+            return False
+        step = self.schedule()
+        if not step.entries and not step.group:
+            return self.peers.changed()         # the others hold the blocks
+        chunks = step.chunks
+        decodes = step.decodes
+        gpu = self.pricer.step_time(chunks, decodes, step.decode_ctx)
+        cpu = self.overhead + self.overhead_per_req * (len(chunks) + decodes)
+        self.clock = self.pipeline.run(end, cpu, gpu)
+        batch.step = step
+        batch.start = end
+        batch.group_only = group_only = not step.entries and step.group > 0
+        if group_only and decodes != batch.decodes:
+            batch.priced(decodes)
+        return None
 
     def decode_pricing(self, decodes: int) -> tuple:
-        """``(f, cpu)``: ``f(ctx)`` the GPU seconds of a decode-only step of *decodes* requests
-        (``step_time((), decodes, ctx)``, bit for bit) and *cpu* its engine-core seconds, as
-        the step loop works them out."""
-        return (self.pricer.decode_step_fn(decodes),
-                self.overhead + self.overhead_per_req * (0 + decodes))
+        """``(f, cpu, work, prices, table)`` of a decode-only step of *decodes* requests:
+        ``f(ctx)`` its GPU seconds (``step_time((), decodes, ctx)``, bit for bit) and *cpu* its
+        engine-core seconds, as the step loop works them out; *work* the terms of its FLOPs
+        and bytes (:meth:`~labsim_llm.engine.StepPricer.decode_work_terms`); *prices* the
+        pricer's ``decode_steps_fn`` (``f`` a run of contexts at a time) and *table* the
+        prices it found so far by context (the contexts of a batch size recur from request
+        to request), or both None. Kept by batch size: the group's size changes often."""
+        got = self._span_pricing.get(decodes)
+        if got is None:
+            pricer = self.pricer
+            prices = pricer.decode_steps_fn(decodes)
+            got = (pricer.decode_step_fn(decodes), self.overhead + self.overhead_per_req * (0 + decodes),
+                   pricer.decode_work_terms(decodes), prices,
+                   prices.table if prices is not None else None)
+            self._span_pricing[decodes] = got
+        return got
 
-    def land_and_dispatch(self, batch, running: int, waiting: int) -> None:
+    def land_and_dispatch(self, batch, running: int, waiting: int, used: int) -> int:
         """Land the quiet decode-only *batch* at its end (``self.clock``) as :meth:`_commit`
         does when :meth:`quiet_batch` holds — the group's inter-token gaps and the step's row,
-        *running* and *waiting* being the replica's requests — then dispatch the next step,
-        the decode group alone, as the step loop does: :meth:`_schedule_group`'s blocks and
-        context, priced and timed through the stage pipeline. The batch then holds the next
-        step (its ``step`` object reused: the same group, one token further) and its start."""
+        *running*, *waiting* and *used* being the replica's requests and KV blocks — then
+        dispatch the next step, the decode group alone, as the step loop does:
+        :meth:`_schedule_group`'s blocks and context, priced and timed through the stage
+        pipeline. The batch then holds the next step (its ``step`` object reused: the same
+        group, one token further) and its start. Returns the blocks the next step needs: the
+        caller allocates them (several steps' at once: one call takes the same blocks as
+        several)."""
         step = batch.step
         start = batch.start
         end = self.clock
@@ -115,22 +222,24 @@ class SpanSteps:
         else:                                       # _group_gaps, inlined
             self.metrics.itl.add_uniform(end - self._g_end, self._nW)
         self._g_end = end
-        # _record, inlined for a decode-only step (its chunks none, its tokens nD)
-        ctx = step.decode_ctx
-        flops, nbytes = self.pricer.decode_work(nD, ctx)
-        used = self.peers.kv_blocks_used()
-        pipeline = self.pipeline
-        self.metrics.step(self.index, start, end - start, 1, nD, 0, nD, running, waiting, used,
-                          flops, nbytes, used * (end - start), pipeline.busy(start, end))
         # the next step: _schedule_group's group alone, priced as the loop prices it
         G = self.G
         need = self._cnt[G % self.block_size]
-        if need:
-            self.pool.allocate(need)
-        self.G = G = G + 1
-        step.decode_ctx = ctx = self._S + nD * G
+        self.G = G + 1
+        ctx = step.decode_ctx
+        step.decode_ctx = nxt = self._S + nD * (G + 1)
         batch.start = end
-        self.clock = pipeline.run(end, batch.cpu, batch.price(ctx))
+        table = batch.table                         # batch.gpu_seconds(nxt), inlined for a hit
+        gpu = table[nxt] if table is not None and nD <= nxt < len(table) else None
+        if gpu is None:
+            gpu = batch.gpu_seconds(nxt)
+        busy, self.clock = self.pipeline.turn(start, end, batch.cpu, gpu)
+        # _record, inlined for a decode-only step (its chunks none, its tokens nD), with
+        # pricer.decode_work's arithmetic
+        p, a, l, s, h, w, k, n = batch.work
+        self.metrics.step(self.index, start, end - start, 1, nD, 0, nD, running, waiting, used,
+                          (p + a * ctx) * l / s + h, w + k * ctx + n, used * (end - start), busy)
+        return need
 
 
 class PipelineSpan:
@@ -154,9 +263,10 @@ class PipelineSpan:
     # -- the engines' side --------------------------------------------------------------
 
     def ride(self, engine, step, start: float):
-        """Hand *engine*'s dispatched decode-only *step* (from *start* to ``engine.clock``) to
-        the span and wait (``yield from``) until a batch of it needs the engine's own loop:
-        returns that batch's ``(step, start)``, at its end (``engine.clock``)."""
+        """Hand *engine*'s dispatched *step* (from *start* to ``engine.clock``) to the span and
+        wait (``yield from``) while the span lands its batches and dispatches the next: returns
+        when a turn of the engine's loop does not dispatch one, with False (the loop carries on)
+        or the event to wait on (:meth:`SpanSteps.commit_and_dispatch`)."""
         env = self.env
         now = env.now
         park = env.event()
@@ -179,8 +289,9 @@ class PipelineSpan:
     # -- the span's process -------------------------------------------------------------
 
     def _run(self):
-        """Land the batches in order: quiet ones ahead of the clock while nothing can come
-        between, else at their end; hand the others back to their engines."""
+        """Land the batches in order, ahead of the clock while nothing can come between and
+        landing them reports nothing, else at their end; wake an engine's loop when its turn
+        dispatches nothing."""
         env = self.env
         batches = self._batches
         while True:
@@ -192,29 +303,50 @@ class PipelineSpan:
             head = batches[0]
             due = head.due
             now = env.now
-            quiet = head.engine.quiet_batch()
-            if due > now:
+            engine = head.engine
+            quiet = head.group_only and engine.quiet_batch()
+            if quiet or due > now:
                 peek = env.peek()
-                if quiet and due < peek and due <= self.limit and not self.peers.waiting_on_change:
+                ahead = due < peek and due <= self.limit and not self.peers.waiting_on_change
+                if quiet and ahead:
+                    # (a batch due now as well: nobody waits for its end, see _land)
                     last = self._run_ahead(peek)
                     if peek > self.limit and batches[0].due > self.limit:
                         # the run stops before anything else happens: its clock ends, as with
                         # one event per batch, at the end of the last batch landed
                         yield from self._sleep_until(last)
                     continue
+            if due > now:
                 delay = delay_to(now, due)
+                if ahead and delay is not None and engine.lands_unseen(head.step):
+                    # nothing happens before it ends, and landing it reports nothing: landed
+                    # now, the engine's turn taken (its loop, if woken, wakes at the end)
+                    del batches[0]
+                    back = engine.commit_and_dispatch(head)
+                    if back is None:
+                        self._requeue(head, engine.clock)
+                        if peek > self.limit and batches[0].due > self.limit:
+                            yield from self._sleep_until(due)     # (as after _run_ahead)
+                    else:
+                        self._hand_back(head, delay, back)
+                    continue
+                # something comes first: land it (or take its engine's turn) when it ends
                 if delay is None:           # no delay reaches it from now: half way first
                     yield env.timeout((due - now) / 2)     # (from there, due − now is exact)
-                    continue
-            else:
-                delay = 0.0
-            if not quiet:
-                del batches[0]              # back to its engine, whose loop lands it at its end
-                self._hand_back(head, delay)
-            elif delay:
-                yield env.timeout(delay)    # something comes first: land it when it ends
-            else:
+                else:
+                    yield env.timeout(delay)
+                continue
+            if quiet:
                 self._land(head)
+                continue
+            # landed here at its end, as its engine's loop would, and the engine's next
+            # batch dispatched (else the loop is woken to carry on)
+            del batches[0]
+            back = engine.commit_and_dispatch(head)
+            if back is None:
+                self._requeue(head, engine.clock)
+            else:
+                self._hand_back(head, 0.0, back)
 
     def _sleep_until(self, t: float):
         """Sleep (``yield from``) until exactly *t*."""
@@ -230,37 +362,65 @@ class PipelineSpan:
         batch quiet only :meth:`SpanSteps.next_step_quiet` changes from step to step. Returns
         the end of the last batch landed."""
         batches = self._batches
-        if not all(b.engine.group_alone() for b in batches):
-            return self._run_ahead_one(batches[0])
+        for b in batches:
+            # quiet landings leave every engine's group as it is (and the others' batches in
+            # flight wait for their end): the head is quiet unless one of these is false
+            b.alone = b.group_only and b.engine.group_alone()
         horizon = min(peek, math.nextafter(self.limit, math.inf))     # due < horizon: may land
-        running, waiting = self.peers.queue_lengths()
+        peers = self.peers
+        running, waiting = peers.queue_lengths()
+        used = peers.kv_blocks_used()
+        order = self._order
+        if peers.shares_pool:
+            # the engines' blocks come from one pool, taken at the end all at once
+            pool = batches[0].engine.pool
+            free = pool.num_free
+            taken = 0
+        else:
+            pool = None
         while True:
             head = batches[0]
             due = head.due
             engine = head.engine
-            if due >= horizon or not engine.next_step_quiet():
+            if pool is None:
+                free = engine.pool.num_free
+            G = engine.G                    # engine.next_step_quiet(free), inlined
+            if (due >= horizon or not head.alone or G in engine._fin
+                    or engine._cnt[G % engine.block_size] > free):
+                if pool is not None and taken:
+                    pool.allocate(taken)
+                self._order = order
                 return last
             del batches[0]
-            engine.land_and_dispatch(head, running, waiting)
-            self._requeue(head, engine.clock)
+            need = engine.land_and_dispatch(head, running, waiting, used)
+            if need:
+                if pool is None:
+                    engine.pool.allocate(need)
+                    used = peers.kv_blocks_used()
+                else:
+                    taken += need
+                    free -= need
+                    used += need
+            # _requeue, inlined: due when the engine loop's timeout, from this batch's
+            # dispatch (its previous end, *due*), would fire; last unless it ends earlier
+            d = engine.clock - due
+            head.due = end = due + (d if d > 0.0 else 0.0)
+            head.order = order
+            order += 1
+            if batches and end < batches[-1].due:
+                bisect.insort(batches, head, key=lambda b: (b.due, b.order))
+            else:
+                batches.append(head)
             last = due
-
-    def _run_ahead_one(self, head: Batch) -> float:
-        """Land the quiet head *batch* ahead of the clock (another engine's batch is not)."""
-        del self._batches[0]
-        engine = head.engine
-        running, waiting = self.peers.queue_lengths()
-        due = head.due
-        engine.land_and_dispatch(head, running, waiting)
-        self._requeue(head, engine.clock)
-        return due
 
     def _land(self, batch: Batch) -> None:
         """Land the quiet head *batch* at its end, now, and dispatch its engine's next."""
         del self._batches[0]
         engine = batch.engine
         running, waiting = self.peers.queue_lengths()
-        engine.land_and_dispatch(batch, running, waiting)
+        need = engine.land_and_dispatch(batch, running, waiting, self.peers.kv_blocks_used())
+        if need:
+            engine.pool.allocate(need)
         self.peers.batch_ended()
         self._requeue(batch, engine.clock)
 
@@ -272,12 +432,13 @@ class PipelineSpan:
         batch.order = self._order
         self._add(batch)
 
-    def _hand_back(self, batch: Batch, delay: float) -> None:
-        """Wake *batch*'s engine *delay* seconds from now, at the batch's end, as its own
-        timeout would (``Event.succeed`` with a delay, as SimPy's ``Timeout`` schedules)."""
+    def _hand_back(self, batch: Batch, delay: float, value) -> None:
+        """Wake *batch*'s engine *delay* seconds from now (``Event.succeed`` with a delay, as
+        SimPy's ``Timeout`` schedules) with *value*, what its loop does next
+        (:meth:`SpanSteps.commit_and_dispatch`)."""
         park = batch.park
         park._ok = True
-        park._value = (batch.step, batch.start)
+        park._value = value
         self.env.schedule(park, delay=delay)
 
 

@@ -75,7 +75,7 @@ class VLLM(ServingEngine):
         return replica
 
     def _pipeline_span(self, replica):
-        """With fast-forward, the process that lands the pipeline's quiet decode-only batches
+        """With fast-forward, the process that lands the pipeline's batches, the quiet ones
         without an event each (:mod:`labsim_vllm.pipeline_span`); None when a step must be
         one event (fast_forward off, multi-step scheduling)."""
         cfg = self.cfg

@@ -83,6 +83,7 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
         self.pipeline = pipeline
         self.peers = peers
         self.span = span
+        self._span_pricing: dict[int, tuple] = {}   # (the span's, by batch size)
         self.caching = cfg["enable_prefix_caching"]
         self.chunked = cfg["enable_chunked_prefill"]
         #: vLLM V0 without chunked prefill: new prompts run in steps of their own, before decodes
@@ -315,12 +316,15 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
                         continue
             if pipeline is not None:
                 self.clock = pipeline.run(start, cpu, gpu)
-                if self.span is not None and step.group and not step.entries and self.gpus.exclusive:
-                    # the span lands it, and the quiet batches after it; a batch that is not
-                    # quiet comes back here at its end (labsim_vllm.pipeline_span)
-                    step, start = yield from self.span.ride(self, step, start)
-                    self._commit(step, start, self.clock)
-                    self.peers.batch_ended()
+                if self.span is not None and self.gpus.exclusive:
+                    # the span lands it, and dispatches this engine's next batches, until a
+                    # turn of this loop does not dispatch one (labsim_vllm.pipeline_span):
+                    # then it wakes the loop, with the event to wait on if the others hold
+                    # the blocks
+                    back = yield from self.span.ride(self, step, start)
+                    if back is not False:
+                        yield back
+                        self.clock = max(self.clock, env.now)
                     continue
             else:
                 self.clock = start + dt

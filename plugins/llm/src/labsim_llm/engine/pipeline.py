@@ -62,6 +62,24 @@ class StagePipeline:
             free[s] = t
         return t
 
+    def turn(self, start: float, end: float, cpu: float, device: float) -> tuple[float, float]:
+        """``(busy(start, end), run(end, cpu, device))``: a batch from *start* ends at *end* and
+        its engine dispatches the next at once (a decode loop's turn, in one call)."""
+        until = self._busy_until
+        begin = start if start > until else until
+        if end > until:
+            self._busy_until = end
+        t = (end if end > self._cpu_free else self._cpu_free) + cpu
+        self._cpu_free = t
+        per = device / self.stages
+        free = self._free
+        for s in range(self.stages):
+            if free[s] > t:
+                t = free[s]
+            t += per
+            free[s] = t
+        return (end - begin if end > begin else 0.0), t
+
     def busy(self, start: float, end: float) -> float:
         """Seconds of the batch interval [*start*, *end*] no earlier batch covered (batches
         are reported in the order they end, which is the order they were dispatched)."""
@@ -118,6 +136,11 @@ class PipelinedReplica:
     def submit(self, request) -> None:
         """Hand *request* to the engine with the fewest requests (the first of equals)."""
         min(self.engines, key=lambda e: e.outstanding).submit(request)
+
+    @property
+    def shares_pool(self) -> bool:
+        """Whether every engine uses one KV cache (else each has its own share of the blocks)."""
+        return self._pool is not None
 
     def kv_blocks_used(self) -> int:
         """KV blocks in use on the replica: each distinct pool of the engines counted once (one

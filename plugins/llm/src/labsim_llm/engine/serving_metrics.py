@@ -226,7 +226,19 @@ class GapHistogram:
                     b = self._bin1(value)
                 more = self._more
                 more[b] = more.get(b, 0) + times
-                self.total += 0.0 + _uniform_sum(value, times)   # == np.full(times, value).sum()
+                if 8 <= times <= 128:
+                    # _uniform_sum, inlined for one block: the eight partial sums, then their
+                    # pairwise sum ((r + r) + (r + r)) + ((r + r) + (r + r)), which is 8·r
+                    # exactly (doubling rounds nothing), then the rest one by one
+                    r = value
+                    for _ in range((times >> 3) - 1):
+                        r += value
+                    r *= 8.0
+                    for _ in range(times & 7):
+                        r += value
+                    self.total += 0.0 + r
+                else:
+                    self.total += 0.0 + _uniform_sum(value, times)   # == np.full(times, value).sum()
                 self.n += times
             return
         k = len(tail)

@@ -585,12 +585,20 @@ class StepPricer:
         terms = self._decode_terms.get(num_decodes)
         if terms is None:
             terms = self._decode_work_terms(num_decodes)
-        per_tokens, attn_coef, layers, pp, head, weights, kv, written = terms
+        per_tokens, attn_coef, layers, pp, head, weights, kv, written = terms   # (decode_work_terms)
         # flops = (lwf·b + 4.0·(heads·head_dim)·ctx)·layers / pp + 2.0·b·n·k / pp;
         # bytes = weights read + kv·ctx + kv·b (the terms without ctx found once per b)
         flops = (per_tokens + attn_coef * decode_context) * layers / pp + head
         nbytes = weights + kv * decode_context + written
         return flops, nbytes
+
+    def decode_work_terms(self, num_decodes: int) -> tuple:
+        """The terms of :meth:`decode_work` that depend on the batch size alone, ``(p, a, l, s,
+        h, w, k, n)``: a decode-only step over context *ctx* does ``(p + a·ctx)·l / s + h``
+        FLOPs and moves ``w + k·ctx + n`` bytes, evaluated so, bit for bit (for loops that
+        work out many steps of one batch)."""
+        terms = self._decode_terms.get(num_decodes)
+        return terms if terms is not None else self._decode_work_terms(num_decodes)
 
     def _decode_work_terms(self, b: int) -> tuple:
         """The terms of :meth:`decode_work` that depend on the batch size *b* alone."""
