@@ -378,6 +378,7 @@ class PipelineSpan:
             taken = 0
         else:
             pool = None
+        last = self.env.now             # (the caller's head always lands: quiet, due before peek)
         while True:
             head = batches[0]
             due = head.due
