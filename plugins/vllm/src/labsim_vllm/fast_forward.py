@@ -190,9 +190,13 @@ class FastForward:
             self.process.interrupt()
 
     def _due_in(self) -> float:
-        """Seconds until this engine's next request is due, at the mean gap between its
-        requests after the latest (0.0 if overdue): how far a span that woke before anything
-        cut it prices ahead. Only the number of wake-ups depends on it, never a result."""
+        """How far ahead a span that woke before anything cut it prices: behind a router (most
+        events another replica's) one mean gap between this engine's requests; a lone replica
+        only until its next request is due, at that gap after the latest one (0.0 if overdue),
+        as the event that woke it usually hands that request on. Only the number of wake-ups
+        and of steps priced depends on it, never a result."""
+        if not self._lone:
+            return self._gap_in
         due = self._last_in + self._gap_in - self.env.now
         return due if due > 0.0 else 0.0
 
@@ -210,9 +214,7 @@ class FastForward:
         self._span_cut = False
         more = 0                    # first, only as far as the next scheduled event
         # ... or, while events that cannot cut a span wake this engine's spans (behind a
-        # router most events are other engines'), as far as its next request is due at the
-        # mean gap between its requests after the latest one (not a whole gap from now: when
-        # the event that woke it hands that request on, the steps priced past it are wasted)
+        # router most events are other engines'), further ahead (_due_in)
         ahead = self._due_in() if self._woken_uncut else 0.0
         woken_uncut = False
         while True:
