@@ -151,15 +151,15 @@ class FastForward:
             kv_seconds = float(np.add.accumulate(need * gaps)[-1])
             gaps = gaps.tolist()
         else:
-            ends = bounds[:j]
-            # the same subtraction one event per step makes
-            gaps = [t - prev for prev, t in zip([start, *ends], ends)]
-            # step i holds used0 + _need(blocks, i) blocks: used0 + q·per + prefix[r] for
-            # i = q·bs + r (whole numbers, so grouped as is convenient)
-            for q in range(0, j, bs):
-                base = used0 + q // bs * per
-                for p, d in zip(prefix, gaps[q:q + bs]):
-                    kv_seconds += (base + p) * d
+            prev = start
+            gaps = []
+            for i in range(j):
+                t = bounds[i]
+                d = t - prev                    # the same subtraction one event per step makes
+                prev = t
+                gaps.append(d)
+                q, r = divmod(i, bs)            # _need(blocks, i), inlined
+                kv_seconds += (used0 + (q * per + prefix[r])) * d
         if n_warm and j > 1:
             itl.add_repeated_each(gaps[1:], n_warm)
         pricer = self.pricer
