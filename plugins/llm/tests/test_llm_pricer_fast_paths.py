@@ -41,10 +41,12 @@ def test_decode_fast_paths_equal_slow_paths():
     for device, traffic in (("H100-SXM", None), ("A100-SXM4-80GB", None), ("L4", None),
                             ("H100-SXM", engine_traffic), ("A100-SXM4-80GB+fa2", None)):
         gpu = _device(device)
-        for graphs in (capture_sizes(256, 8192), []):
-            fast = StepPricer(model, gpu, tp=2, pp=2, graph_sizes=graphs, collective=collective,
+        # pp 1 (and tp 1: no broadcasts) takes the sums' shorter forms
+        for graphs, tp, pp in ((capture_sizes(256, 8192), 2, 2), ([], 2, 2),
+                               (capture_sizes(256, 8192), 1, 1), ([], 2, 1)):
+            fast = StepPricer(model, gpu, tp=tp, pp=pp, graph_sizes=graphs, collective=collective,
                               traffic=traffic)
-            slow = StepPricer(model, _NoFastPath(gpu), tp=2, pp=2, graph_sizes=graphs,
+            slow = StepPricer(model, _NoFastPath(gpu), tp=tp, pp=pp, graph_sizes=graphs,
                               collective=collective, traffic=traffic)
             assert fast._decode_attn is not None and slow._decode_attn is None
             for _ in range(300):
@@ -119,8 +121,10 @@ def test_a_run_of_decode_steps_priced_at_once_equals_step_by_step():
 
     for device, traffic in (("A100-SXM4-80GB", None), ("L4", None), ("A100-SXM4-80GB", engine_traffic),
                             ("L4+fa2", None)):
-        for graphs in (capture_sizes(256, 8192), []):
-            pricer = StepPricer(model, _device(device), tp=2, pp=2, graph_sizes=graphs,
+        # pp 1 without broadcasts (tp 1) prices without the terms that change nothing
+        for graphs, tp, pp in ((capture_sizes(256, 8192), 2, 2), ([], 2, 2),
+                               (capture_sizes(256, 8192), 1, 1), ([], 1, 1), ([], 2, 1)):
+            pricer = StepPricer(model, _device(device), tp=tp, pp=pp, graph_sizes=graphs,
                                 collective=collective, traffic=traffic)
             for b in (1, 2, 5, 9, 64, 257, 600):
                 for _ in range(4):
@@ -157,6 +161,29 @@ def test_decode_prices_looked_up_equal_the_prices_worked_out(monkeypatch):
         assert pricer.decode_steps_fn(b, 1e-4, 2e-5)(ctx, count) == [step(ctx + b * i) + 1e-4 + 2e-5
                                                                        for i in range(count)]
     assert forgot and pricer._table_slots <= 5000
+
+
+def test_add_repeated_each_in_runs_equals_add_repeated():
+    """Consecutive steps' gaps (slowly growing, a few bins) are counted in the latest bin
+    without a logarithm while strictly inside it: values within rounding of a bin edge, on
+    it, and the ones around them still land where add_repeated puts them."""
+    h = GapHistogram()
+    edges = [h.LOW * h.RATIO ** i for i in (4000, 4001, 4002, 9000)]
+    values = []
+    for e in edges:
+        values += [e * (1 + d) for d in (-3e-4, -1e-9, -1e-12, -1e-15, 0.0, 1e-15, 1e-12, 1e-9, 5e-4)]
+    values += [0.0123 * (1 + 1e-5 * i) for i in range(300)]    # a run over ~3 bins
+    rng = random.Random(11)
+    one, many = GapHistogram(), GapHistogram()
+    start = 0
+    while start < len(values):
+        n = rng.choice([1, 2, 5, 17, 40, 300])
+        for v in values[start:start + n]:
+            one.add_repeated(v, 3)
+        many.add_repeated_each(values[start:start + n], 3)
+        start += n
+    assert one.total == many.total and one.n == many.n
+    assert (one.counts == many.counts).all()
 
 
 def test_add_repeated_each_equals_add_repeated():

@@ -189,6 +189,17 @@ class FastForward:
         if len(bounds) < 2 or self.env.now <= bounds[-2]:
             self.process.interrupt()
 
+    def _due_in(self) -> float:
+        """How far ahead a span that woke before anything cut it prices: behind a router (most
+        events another replica's) one mean gap between this engine's requests; a lone replica
+        only until its next request is due, at that gap after the latest one (0.0 if overdue),
+        as the event that woke it usually hands that request on. Only the number of wake-ups
+        and of steps priced depends on it, never a result."""
+        if not self._lone:
+            return self._gap_in
+        due = self._last_in + self._gap_in - self.env.now
+        return due if due > 0.0 else 0.0
+
     def _run_span(self, step: Step, span, start: float, dt: float):
         """Run the span *span* of decode steps from *start* (the first lasts *dt*), cut at the
         step in progress when a request arrives; then apply the steps run (``yield from``)."""
@@ -203,9 +214,8 @@ class FastForward:
         self._span_cut = False
         more = 0                    # first, only as far as the next scheduled event
         # ... or, while events that cannot cut a span wake this engine's spans (behind a
-        # router most events are other engines'), as far as its next request is due at the
-        # mean gap between its requests
-        ahead = self._gap_in if self._woken_uncut else 0.0
+        # router most events are other engines'), further ahead (_due_in)
+        ahead = self._due_in() if self._woken_uncut else 0.0
         woken_uncut = False
         while True:
             self._bounds(bounds, len(bounds) + more, k, max(env.peek(), env.now + ahead), span[2],
@@ -226,7 +236,7 @@ class FastForward:
                 j = k
                 break
             woken_uncut = True      # the steps priced ran out before anything cut the span
-            ahead = self._gap_in
+            ahead = self._due_in()
         self._woken_uncut = woken_uncut
         self._span_bounds = None
         self._commit_span(step, span, j, start, bounds)

@@ -114,6 +114,7 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
         self._last_in = 0.0          # when the latest request reached this engine
         self._gap_in = 0.0           # mean time between requests reaching it (moving average)
         self._woken_uncut = False    # whether the latest span woke before anything cut it
+        self._lone = cfg.get("num_replicas", 1) == 1    # no other replica behind a router
         self._no = 0                 # admissions so far (the running order)
         # one-by-one mode: every running request in order (None in group mode)
         self._list: list[Seq] | None = None

@@ -175,6 +175,24 @@ class GapHistogram:
         self.total = 0.0
         self.n = 0
         self._log_ratio = math.log(self.RATIO)
+        self._inner: dict[int, tuple[float, float]] = {}   # bin → _inner_range(bin)
+        # the latest bin counted by add_repeated_each and the values surely in it (none yet)
+        self._last = (-1, 1.0, 0.0)
+
+    #: how far inside a bin's edges (in bins) a value is binned without its logarithm
+    INNER = 1e-6
+
+    def _inner_range(self, b: int) -> tuple[float, float]:
+        """``(lo, hi)``: every value strictly between them lies in bin *b* (*b* < the top bin),
+        as :meth:`_bin1` and :meth:`_bin` bin it: ``log(v / LOW) / log(RATIO)`` is more than
+        :attr:`INNER` (10× the 1e-7 _bin1 allows for rounding, a million times the rounding of
+        the logarithm) from either whole number, so it truncates to *b* in either."""
+        hit = self._inner.get(b)
+        if hit is None:
+            hit = (self.LOW * math.exp((b + self.INNER) * self._log_ratio),
+                   self.LOW * math.exp((b + 1 - self.INNER) * self._log_ratio))
+            self._inner[b] = hit
+        return hit
 
     @property
     def counts(self) -> np.ndarray:
@@ -266,32 +284,31 @@ class GapHistogram:
         with the same bins and the same running total, bit for bit."""
         if times <= 0 or not values:
             return
-        if len(values) >= 16:
-            # as arrays (quicker from 16 values on): _bin is what _bin1 gives, the total is summed in order (accumulate)
+        if len(values) >= 256:
+            # as arrays (quicker for long runs): _bin is what _bin1 gives, the total is summed in order (accumulate)
             v = np.asarray(values, dtype=float)
             np.add.at(self._counts, self._bin(v), times)
             self.total = float(np.add.accumulate(np.concatenate(([self.total], v * times)))[-1])
             self.n += times * len(values)
             return
+        # consecutive steps' gaps mostly share a bin: a value strictly inside the latest bin's
+        # _inner_range is counted there without its logarithm (the others binned as _bin1 does)
         bins = self._more
         total = self.total
-        bin1 = self._bin1
-        low, log_ratio, top = self.LOW, self._log_ratio, self.nbins - 1
-        log = math.log
+        b, lo, hi = self._last
+        run = 0                     # values counted in bin b, not yet added to bins
+        top = self.nbins - 1
         for v in values:
-            # _bin1, inlined for values away from a bin edge
-            if v > low:
-                x = log(v / low) / log_ratio
-                b = int(x)
-                if x - b > 1e-7 and b + 1 - x > 1e-7:
-                    if b > top:
-                        b = top
-                else:
-                    b = bin1(v)
-            else:
-                b = bin1(v)
-            bins[b] = bins.get(b, 0) + times
+            if not lo < v < hi:
+                if run:
+                    bins[b] = bins.get(b, 0) + run * times
+                    run = 0
+                b = self._bin1(v)
+                lo, hi = self._inner_range(b) if b < top else (1.0, 0.0)
+            run += 1
             total += v * times
+        bins[b] = bins.get(b, 0) + run * times
+        self._last = (b, lo, hi)
         self.total = total
         self.n += times * len(values)
 

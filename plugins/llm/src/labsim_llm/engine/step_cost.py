@@ -492,7 +492,18 @@ class StepPricer:
         launch = self.launch
 
         # decode_step_fn's arithmetic, step by step, then the two additions
-        if graph:
+        if pp == 1 and not bcast and not pp_t:
+            # the same without the terms that change nothing here (attention ≥ 0, so adding
+            # 0.0 to it, 0.0 to the stage time or multiplying it by pp = 1 keeps every bit)
+            if graph:
+                def priced(first_context, count):
+                    return [dense + a * lps + head + launch + then + and_then
+                            for a in attn(b, first_context, b, count)]
+            else:
+                def priced(first_context, count):
+                    out = [dense + a * lps + head for a in attn(b, first_context, b, count)]
+                    return [(gpu if gpu >= launches else launches) + then + and_then for gpu in out]
+        elif graph:
             def priced(first_context, count):
                 return [(dense + (0.0 + a * lps) + bcast) * pp + head + pp_t + launch + then + and_then
                         for a in attn(b, first_context, b, count)]
@@ -634,6 +645,12 @@ class StepPricer:
             nbytes = np.add.accumulate(np.asarray(weights + kv * ctx + written, dtype=float))[-1]
             return float(flops), float(nbytes)
         flops = nbytes = 0.0
+        if pp == 1 and context_step > 0:
+            # the same sums without "/ pp" (dividing by 1 keeps every bit)
+            for ctx in range(first_context, first_context + steps * context_step, context_step):
+                flops += (per_tokens + attn_coef * ctx) * layers + head
+                nbytes += weights + kv * ctx + written
+            return flops, nbytes
         ctx = first_context
         for _ in range(steps):
             flops += (per_tokens + attn_coef * ctx) * layers / pp + head
