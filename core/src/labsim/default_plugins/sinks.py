@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 
@@ -86,12 +87,15 @@ class LineFormat:
     or a text the csv module would quote): the caller writes that one the usual way.
     """
 
-    __slots__ = ("template", "values", "floats", "texts")
+    __slots__ = ("template", "values", "floats", "texts", "picks", "width")
 
     def __init__(self, kinds: tuple):
         conversions = [_CONVERSIONS[k] for k in kinds]
         self.template = ",".join(c or "" for c in conversions) + "\n"
         self.values = _pick([i for i, c in enumerate(conversions) if c])
+        #: whether :attr:`values` leaves cells out (None cells, written empty)
+        self.picks = None in conversions
+        self.width = len(kinds)
         self.floats = _pick([i for i, k in enumerate(kinds) if k is float])
         self.texts = _pick([i for i, k in enumerate(kinds) if k is str])
 
@@ -124,13 +128,26 @@ def _open_temp(path: Path):
         raise UsageError(f"cannot write output {path}: {ex.strerror or ex}") from None
 
 
+#: rows a CSV table holds before it formats and writes them together (about 2 MB of
+#: requests rows): memory stays bounded whatever the run's length
+CHUNK_ROWS = 4096
+
+
 class _CsvWriter:
-    def __init__(self, path: Path, columns):
+    """One table's CSV file. Rows wait in a buffer of at most :attr:`chunk_rows` and are
+    written together (:meth:`flush`): a buffer whose rows all have one sequence of cell types
+    is formatted by its :class:`LineFormat` in one pass, byte for byte the lines of one row at
+    a time (tested). A row is kept until it is written, so the producer does not change it
+    afterwards (a tuple, or a list made for the row)."""
+
+    def __init__(self, path: Path, columns, chunk_rows: int = CHUNK_ROWS):
         self.path = path
         self.temp, self.handle = _open_temp(path)
         self.writer = csv.writer(self.handle, lineterminator="\n")
         self.formats: dict[tuple, LineFormat | None] = {}
         self.writer.writerow(columns)
+        self.chunk_rows = max(1, chunk_rows)
+        self._rows: list = []
 
     def _line(self, row) -> str | None:
         """*row*'s CSV line by its :class:`LineFormat` (one per sequence of cell types), or None."""
@@ -141,17 +158,72 @@ class _CsvWriter:
         return None if fmt is None else fmt.line(row)
 
     def append(self, row):
+        rows = self._rows
+        rows.append(row)
+        if len(rows) >= self.chunk_rows:
+            self.flush()
+
+    def extend(self, rows):
+        self._rows.extend(rows)
+        if len(self._rows) >= self.chunk_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered rows."""
+        rows = self._rows
+        if not rows:
+            return
+        self._rows = []
+        fmt = self._chunk_format(rows)
+        if fmt is None:                  # rows of several shapes, or cells of other types
+            for row in rows:
+                self._write(row)
+            return
+        n, commas = len(rows), fmt.width - 1
+        text = "".join(map(fmt.template.__mod__, map(fmt.values if fmt.picks else tuple, rows)))
+        # a NaN cell shows as "nan", a text the csv module quotes as a comma, a quote or a line
+        # break more than the separators: then only those rows are written one at a time
+        if ("nan" not in text and '"' not in text and "\r" not in text
+                and text.count(",") == n * commas and text.count("\n") == n):
+            self.handle.write(text)
+            return
+        lines = text.split("\n")
+        if len(lines) != n + 1:          # a text with a line break: row i is no longer line i
+            for row in rows:
+                self._write(row)
+            return
+        write = self.handle.write
+        for row, line in zip(rows, lines):
+            if "nan" in line or '"' in line or "\r" in line or line.count(",") != commas:
+                self._write(row)
+            else:
+                write(line + "\n")
+
+    def _write(self, row) -> None:
+        """Write one row: by its :class:`LineFormat` if it has one, else by the csv module."""
         line = self._line(row)
         if line is None:
             self.writer.writerow(format_row(row))
         else:
             self.handle.write(line)
 
-    def extend(self, rows):
-        for row in rows:
-            self.append(row)
+    def _chunk_format(self, rows) -> LineFormat | None:
+        """The :class:`LineFormat` of every one of *rows*, or None when their cell types differ
+        (or have none)."""
+        kinds = tuple(map(type, rows[0]))
+        fmt = self.formats.get(kinds, False)
+        if fmt is False:
+            fmt = self.formats[kinds] = LineFormat.of(kinds)
+        if fmt is None:
+            return None
+        if (set(map(len, rows)) != {fmt.width}
+                or list(map(type, chain.from_iterable(rows))) != list(kinds) * len(rows)):
+            return None
+        return fmt
 
     def finish(self, ok: bool):
+        if ok:
+            self.flush()
         self.handle.close()
         if ok:
             os.replace(self.temp, self.path)
@@ -160,11 +232,14 @@ class _CsvWriter:
         return None
 
     def stage(self) -> tuple[Path, Path]:
-        """Close the temporary file; (temporary, destination) for the orchestrator to rename."""
+        """Write the buffered rows and close the temporary file; (temporary, destination) for
+        the orchestrator to rename."""
+        self.flush()
         self.handle.close()
         return self.temp, self.path
 
     def discard(self) -> None:
+        self._rows = []
         self.handle.close()
         self.temp.unlink(missing_ok=True)
 
