@@ -286,7 +286,7 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
         split = 1
         waves = -(-ctas // sm_count)
         t_ctas = ctas * split * cta_s / sm_count
-        layout = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw,
+        side_s = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw,
                                      p) if side else 0.0
         # the split holds while the context stays in its KV blocks: below `limit` tokens
         limit = -1.0 if ctas < no_split else math.inf
@@ -299,7 +299,7 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
                 waves = -(-(ctas * split) // sm_count)
                 t_ctas = ctas * split * cta_s / sm_count
                 if side:
-                    layout = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim,
+                    side_s = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim,
                                                  split, mem_bw, p)
             t_stream = (total_context * per_token + q_term) / bw
             t_busiest = waves * (longest_context * 2.0 * head_dim * kv_bytes / split) / share
@@ -310,7 +310,7 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
             if t_flops > hi:
                 hi = t_flops
             if side:
-                out.append(hi + t_ctas + fixed_a + fixed_b + layout)
+                out.append(hi + t_ctas + fixed_a + fixed_b + side_s)
             else:
                 out.append(hi + t_ctas + fixed_a + fixed_b)
         return out

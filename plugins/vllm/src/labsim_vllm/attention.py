@@ -19,8 +19,9 @@ Where those kernels are priced depends on what the device's profile was fitted o
   32.3 % median error, ``benchmarks/fidelity_kernels.py``), so it is left as it is.
 
 Not for ``engine_version: v0``: vLLM 0.6 runs FA2 everywhere, but through
-``flash_attn_with_kvcache``, whose grouped-query path copies the output only, a count no table
-here checks; V0 is priced without these kernels.
+``flash_attn_with_kvcache``, which takes the swapped query as a strided view; Vidur's A100 rows
+of that path show the split's combine and no copy step (``kernels.DECODE_KERNELS``
+``flash-attention-2-kvcache``). V0 is not yet priced with it.
 
 >>> from labsim_gpus.plugin import preset
 >>> attention_device(preset("L4"), {"engine_version": "v1"}).params.decode_gqa_copies
