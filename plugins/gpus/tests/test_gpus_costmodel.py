@@ -168,3 +168,24 @@ def test_decode_side_kernels_fa2_copies_and_combine_flashinfer_combine_only():
     # enough CTAs to fill the GPU: no split, copies only
     assert extra(fa2, 96, 8192, 32, 8) == pytest.approx(
         2 * stream(2.0 * 96 * 32 * 128 * 2.0, a100.mem_bw, p), rel=1e-9)
+
+
+def test_decode_run_equals_price_step_by_step_whichever_term_wins():
+    """``decode_seconds_fn(...).run`` prices a run of decode steps in one loop, leaving out the
+    busiest-SM and FLOP terms where the DRAM stream term surely exceeds both over the run:
+    every price equals ``f(num_seqs, context)`` bit for bit — runs the stream term wins, runs
+    the busiest SM or the FLOPs win (a slow DRAM, a weak core), and runs the winner changes
+    within (the terms cross)."""
+    import random
+
+    rng = random.Random(5)
+    base = H100.params
+    for params in (base, base.replace(sm_bw_share=0.3), base.replace(attn_compute_eff=0.002),
+                   base.replace(sm_bw_share=1.2, attn_compute_eff=0.02)):
+        for sm_count, mem_bw, peak in ((132, H100.mem_bw, H100.peak_flops["bf16"]), (24, 0.3e12, 120e12)):
+            f = kernels.decode_seconds_fn(32, 8, 128, 2.0, peak, mem_bw, sm_count, params)
+            for ns in (1, 3, 7, 13, 20, 64, 300):
+                for _ in range(6):
+                    first = ns * rng.randint(1, 4000) + rng.randint(0, ns - 1)
+                    count = rng.randint(1, 900)
+                    assert f.run(ns, first, ns, count) == [f(ns, first + ns * i) for i in range(count)]

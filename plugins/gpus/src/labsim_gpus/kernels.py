@@ -50,6 +50,11 @@ BLOCK_M = 128
 BLOCK_N = 64
 #: flash-decoding key block for head_dim 128 (FlashAttention-2 ``run_mha_fwd_splitkv``)
 DECODE_BLOCK_N = 128
+#: how far (relative) one term of a decode price must exceed another for the smaller to be left
+#: out of a run's maximum: a million times the few ulps each term's rounding may move it
+DOMINANCE_MARGIN = 1.0 + 1e-9
+#: fewest steps left in a run for checking the dominance to pay (it costs about two steps)
+DOMINANCE_RUN = 6
 
 
 def smooth_max(a: float, b: float, p: float) -> float:
@@ -276,6 +281,19 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
                 num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw, p)
         return hi + t_ctas + fixed_a + fixed_b
 
+    def _stream_dominates(lo: int, hi: int, num_seqs: int, waves: int, split: int) -> bool:
+        """Whether the DRAM stream term exceeds both others by more than rounding at every
+        context from *lo* to *hi* with this split: each term is affine in the context, so their
+        differences are too, and a margin at both ends holds in between. Then the other two
+        need not be worked out: the maximum is the stream term's bits either way."""
+        for c in (lo, hi):
+            t_stream = (c * per_token + num_seqs * q_ints * 2.0) / bw
+            t_busiest = waves * (c / num_seqs * 2.0 * head_dim * kv_bytes / split) / share
+            t_flops = flop_coef * c / flop_rate
+            if not (t_stream > t_busiest * DOMINANCE_MARGIN and t_stream > t_flops * DOMINANCE_MARGIN):
+                return False
+        return True
+
     def run(num_seqs: int, first_total: int, step: int, count: int) -> list[float]:
         """``[price(num_seqs, first_total + i·step) for i in range(count)]`` (*first_total* ≥
         *num_seqs*, *step* ≥ 1: a run of decode steps), bit for bit: the same arithmetic in
@@ -288,8 +306,15 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
         t_ctas = ctas * split * cta_s / sm_count
         side_s = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw,
                                      p) if side else 0.0
+        last_total = first_total + step * (count - 1)
         # the split holds while the context stays in its KV blocks: below `limit` tokens
-        limit = -1.0 if ctas < no_split else math.inf
+        if ctas < no_split:
+            limit = -1.0                                # (the first step works it out)
+            stream_only = False
+        else:
+            limit = math.inf
+            stream_only = (count >= DOMINANCE_RUN
+                           and _stream_dominates(first_total, last_total, num_seqs, waves, split))
         for total_context in range(first_total, first_total + step * count, step):
             longest_context = total_context / num_seqs
             if longest_context >= limit:
@@ -298,17 +323,19 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
                 split = num_splits(ctas, sm_count, longest_context)
                 waves = -(-(ctas * split) // sm_count)
                 t_ctas = ctas * split * cta_s / sm_count
+                stream_only = (last_total - total_context >= DOMINANCE_RUN * step
+                               and _stream_dominates(total_context, last_total, num_seqs, waves, split))
                 if side:
                     side_s = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim,
                                                  split, mem_bw, p)
-            t_stream = (total_context * per_token + q_term) / bw
-            t_busiest = waves * (longest_context * 2.0 * head_dim * kv_bytes / split) / share
-            t_flops = flop_coef * total_context / flop_rate
-            hi = t_stream
-            if t_busiest > hi:
-                hi = t_busiest
-            if t_flops > hi:
-                hi = t_flops
+            hi = (total_context * per_token + q_term) / bw          # t_stream
+            if not stream_only:
+                t_busiest = waves * (longest_context * 2.0 * head_dim * kv_bytes / split) / share
+                t_flops = flop_coef * total_context / flop_rate
+                if t_busiest > hi:
+                    hi = t_busiest
+                if t_flops > hi:
+                    hi = t_flops
             if side:
                 out.append(hi + t_ctas + fixed_a + fixed_b + side_s)
             else:
