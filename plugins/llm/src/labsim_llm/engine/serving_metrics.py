@@ -152,6 +152,9 @@ def _uniform_sum(v: float, n: int) -> float:
     return _uniform_sum(v, n2) + _uniform_sum(v, n - n2)
 
 
+#: finished requests whose rows wait before their latencies join the statistics together
+KEPT_CHUNK = 4096
+
 _log = math.log
 _LOG_RATIO = math.log(1.001)        # GapHistogram's, for its inlined _bin1
 
@@ -358,6 +361,19 @@ class LatencySample:
             if len(self._values) >= self.EXACT_LIMIT:
                 self._fold()
 
+    def extend(self, values) -> None:
+        """:meth:`add` each of *values* in order: the same exact values and the same batches."""
+        total = sum(values)
+        if total != total:                     # a NaN among them (or infinities of both signs)
+            values = [v for v in values if v == v]
+        limit, start = self.EXACT_LIMIT, 0
+        while start < len(values):
+            room = limit - len(self._values)
+            self._values.extend(values[start:start + room])
+            start += room
+            if len(self._values) >= limit:
+                self._fold()
+
     def _fold(self) -> None:
         if self._hist is None:
             self._hist = GapHistogram()
@@ -425,10 +441,12 @@ class ServingMetrics:
         self.kept = 0
         self.kept_good = 0
         self.kept_prompt_tokens = 0
-        self.kept_output_tokens = 0
+        self.warm_up_output_tokens = 0     # of finished requests that arrived in the warm-up
         self.kept_cached_tokens = 0
         self.kept_first_arrival = math.inf
         self.kept_last_finish = -math.inf
+        #: rows of kept requests not yet counted in the statistics (:meth:`_count_kept`)
+        self._kept_rows: list = []
         self.rejected: dict[str, int] = {}
         self.unfinished = 0
         self.itl = GapHistogram()
@@ -491,23 +509,44 @@ class ServingMetrics:
         self.finished += 1
         self.output_tokens += r.output_tokens
         if self.warm_up > 0 and r.arrival_s < self.warm_up:
+            self.warm_up_output_tokens += r.output_tokens
             return
-        ttft, tpot, e2e = row[16], row[17], row[19]
-        self.ttft.add(ttft)
-        self.tpot.add(tpot)
-        self.e2e.add(e2e)
-        self.kept += 1
+        kept = self._kept_rows
+        kept.append(row)
+        if len(kept) >= KEPT_CHUNK:
+            self._count_kept()
+
+    @property
+    def kept_output_tokens(self) -> int:
+        """Output tokens of the finished requests that arrived after the warm-up."""
+        return self.output_tokens - self.warm_up_output_tokens
+
+    def _count_kept(self) -> None:
+        """Add the waiting rows of kept requests to the statistics, a column at a time: the same
+        values in the same order as one request at a time."""
+        rows = self._kept_rows
+        if not rows:
+            return
+        self._kept_rows = []
+        cols = list(zip(*rows))
+        ttft, tpot, e2e = cols[16], cols[17], cols[19]
+        self.ttft.extend(ttft)
+        self.tpot.extend(tpot)
+        self.e2e.extend(e2e)
+        self.kept += len(rows)
         slo = self.slo
-        if slo and not (ttft > slo.get("ttft_ms", math.inf) or tpot > slo.get("tpot_ms", math.inf)
-                        or e2e > slo.get("e2e_ms", math.inf)):   # NaN TPOT (one output token) passes
-            self.kept_good += 1
-        self.kept_prompt_tokens += r.prompt_tokens
-        self.kept_output_tokens += r.output_tokens
-        self.kept_cached_tokens += r.cached_prompt_tokens
-        if r.arrival_s < self.kept_first_arrival:
-            self.kept_first_arrival = r.arrival_s
-        if r.finish_s > self.kept_last_finish:
-            self.kept_last_finish = r.finish_s
+        if slo:    # NaN TPOT (one output token) passes
+            t_max, p_max, e_max = (slo.get(k, math.inf) for k in ("ttft_ms", "tpot_ms", "e2e_ms"))
+            self.kept_good += sum(1 for t, p, e in zip(ttft, tpot, e2e)
+                                  if not (t > t_max or p > p_max or e > e_max))
+        self.kept_prompt_tokens += sum(cols[12])
+        self.kept_cached_tokens += sum(cols[14])
+        first = min(cols[8])
+        if first < self.kept_first_arrival:
+            self.kept_first_arrival = first
+        last = max(cols[11])
+        if last > self.kept_last_finish:
+            self.kept_last_finish = last
 
     def request_rejected(self, r, reason: str) -> None:
         """Record a request the engine refused."""
@@ -600,6 +639,7 @@ class ServingMetrics:
                 bill: dict | None = None) -> dict:
         """This framework's section of summary.json."""
         self.flush()
+        self._count_kept()
         if self.steps_left_out:
             get_logger("labsim_llm").warning(
                 "steps_table_truncated",
