@@ -13,7 +13,8 @@ and command of each). They are split in two:
   reduce_scatter sweeps of 8 B - 8 GiB (NCCL 2.29.2; an all_reduce one with NCCL 2.26.2 and
   its PyTorch twin), the 2/4/6x H100 all_reduce of 256 MiB - 8 GiB with NCCL's choice, Ring
   and NVLS forced, and everything Blackwell (params.BLACKWELL is carried from Hopper by
-  NCCL's tuner ratios, not fitted).
+  NCCL's tuner ratios, not fitted). The Hopper Simple latency is NCCL's own tuner constant,
+  fitted on nothing.
 
 For each table: median and P90 of |predicted / measured - 1| of the time of one call. The 4x
 H100 nccl-tests sweeps ran ``-g 4``: one thread launches all four GPUs' kernels, so up to
@@ -208,8 +209,8 @@ def _try(gen: P.Generation, table: list[dict], algo: str | None) -> float:
 
 def refit() -> None:
     """Fit the Hopper constants block by block, each on its own fit table (grid search of the
-    mean |error|): the launch-latency saving (all three protocols) on the small-message part of
-    the 8x H200 sweep,
+    mean |error|): the launch-latency saving (LL and LL128; Simple's latency is NCCL's tuner
+    constant) on the small-message part of the 8x H200 sweep,
     the Simple efficiency on the ring-only 16 GiB rows, NVLS latency / efficiency / pipeline
     fill on the NVLS-forced 8x H100 sweep."""
     (_, small, _), (_, ring16, _), (_, nvls_table, nvls_algo) = split()["fit"]
@@ -218,7 +219,10 @@ def refit() -> None:
         launch = min(
             (
                 _try(
-                    replace(base, nvlink={k: replace(v, base=P.NVLINK[k].base - saving) for k, v in base.nvlink.items()}),
+                    replace(base, nvlink={
+                        k: replace(v, base=P.NVLINK[k].base - saving) if k != "Simple" else v
+                        for k, v in base.nvlink.items()
+                    }),
                     small,
                     None,
                 ),
@@ -247,7 +251,7 @@ def refit() -> None:
         )
     finally:
         P.GENERATIONS["nvlink4"] = base
-    print(f"launch: saving {launch[1] * 1e6:.1f} us on every protocol  (mean |err| {launch[0]:.1%})")
+    print(f"launch: saving {launch[1] * 1e6:.1f} us on LL and LL128  (mean |err| {launch[0]:.1%})")
     print(f"Simple: eff {simple[1]}  (mean |err| {simple[0]:.1%})")
     print(
         f"NVLS:   latency {nvls[1] * 1e6:.0f} us, eff {nvls[2]}, fill {nvls[3] / 1e6:.0f} MB "
