@@ -58,6 +58,17 @@ def test_hopper_ring_busbw_near_published():
     assert AR.bus_bandwidth(16 * GiB, seconds, 8) / 1e9 == pytest.approx(367, rel=0.06)
 
 
+def test_hopper_mid_size_ring_carries_nccls_simple_latency():
+    """4x H100 all_reduce of 16 MiB runs the ring on Simple; nccl-tests measures 101.9 us
+    (NCCL 2.29.2, benchmarks/data/hopper_nccl/h100_4gpu_nccltests_2.29.2.csv). Hopper carried
+    the A100 fit's Simple launch (30 us + 6 x 2.9 us) and priced it 120 us; NCCL's tuner
+    latency (8.4 us + 6 x 3.4 us) gives 101 us."""
+    t = topo("dgx-h100", H100)
+    name, priced = AR.cost(16 * MiB, ranks=4, topology=t)
+    assert (name, priced.protocol) == ("ring", "Simple")
+    assert priced.seconds * 1e6 == pytest.approx(101.9, rel=0.05)
+
+
 def test_nvls_chosen_where_nccl_chooses_it():
     """NCCL on Hopper: ring/LL up to ~1 MiB, NVLS from 2 MiB on 8 GPUs; never NVLS on 4 GPUs."""
     t = topo("dgx-h100", H100)

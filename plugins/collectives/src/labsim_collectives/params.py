@@ -133,11 +133,19 @@ AMPERE = Generation(
 )
 
 # Hopper, fitted block by block (python benchmarks/fidelity_collectives_hopper.py --fit):
-# - Launch latency: 4.4 us less than the A100 fit on every protocol (the launch path does not
+# - LL and LL128 launch latency: 4.4 us less than the A100 fit (the launch path does not
 #   depend on the protocol), fitted on the small-message part (32 KiB - 1 MiB) of the 8x H200
-#   nccl-tests all_reduce sweep (NCCL 2.30.7). The per-step alpha stays the A100 fit: NCCL
-#   charges the same 0.6 us NVLink hop on every generation, and no public Hopper table has
-#   2 or 4 GPUs to split the launch from the per-step latency.
+#   nccl-tests all_reduce sweep (NCCL 2.30.7). Their per-step alpha stays the A100 fit: NCCL
+#   charges the same 0.6 us NVLink hop on every generation. With it, LL on 4 GPUs costs
+#   5.35 + 6 x 0.785 = 10.1 us, NCCL's own ring/LL estimate 6.6 + 6 x 0.6 = 10.2 us.
+# - Simple latency: NCCL's own tuner constants, not fitted: baseLat[Ring][Simple] 8.4 us and
+#   hwLat[NVLink][Ring][Simple] 3.4 us per step (NVIDIA/nccl src/graph/tuning.cc, 2.30.7).
+#   The A100 fit's Simple launch (34.7 us, less the 4.4 us above) priced a 4-GPU ring 48 us
+#   of latency where NCCL's tuner says 8.4 + 6 x 3.4 = 28.8 us; the held-out 4x H100
+#   nccl-tests sweeps (NCCL 2.29.2 and 2.26.2, benchmarks/data/hopper_nccl/), less labsim's
+#   own Simple transfer time, leave 25 - 32 us at 4 - 32 MiB, and labsim was 10 - 25 % slow
+#   at 8 - 32 MiB. On 8 GPUs NCCL takes NVLS from 2 MiB, so no 8-GPU table had priced the
+#   mid-size Simple ring.
 # - LL and LL128 eff: the A100 fit times NCCL's Hopper/Ampere caps (LL 141 / 87.7 busbw, LL128
 #   36.7 / 20 per channel) at the link ratio 300 / 450 — not fitted.
 # - Simple eff 0.90, fitted on the ring-only 16 GiB all_reduce / all_gather / reduce_scatter of
@@ -150,6 +158,8 @@ AMPERE = Generation(
 #   give. NCCL picks NVLS from 5 GPUs of a node up (8x H200 GPU-count sweep; "partitions of
 #   four GPUs or fewer do not benefit from multicast", GB200 NVL partition guide).
 HOPPER_LAUNCH_SAVING = 4.4e-6
+NCCL_RING_SIMPLE_BASE_LAT = 8.4e-6  # tuning.cc baseLat[Ring][Simple]
+NCCL_NVLINK_SIMPLE_HW_LAT = 3.4e-6  # tuning.cc hwLat[NVLink][Ring][Simple], per step
 # - Custom all-reduce of the serving frameworks (one-shot / two-shot, CUDA-graph mode): base
 #   and eff fitted by relative least squares on vLLM PR #24111's H100 tables, TP=4 and TP=6,
 #   0.5 - 4 MiB, bf16, the kernel forced one-shot (ca_1stage) or two-shot (ca_2stage)
@@ -170,11 +180,12 @@ HOPPER = Generation(
     {
         "LL": _shift(NVLINK["LL"], HOPPER_LAUNCH_SAVING, NVLINK["LL"].eff * 141 / 87.7 * 300 / 450),
         "LL128": _shift(NVLINK["LL128"], HOPPER_LAUNCH_SAVING, NVLINK["LL128"].eff * 36.7 / 20 * 300 / 450),
-        "Simple": _shift(NVLINK["Simple"], HOPPER_LAUNCH_SAVING, 0.90),
+        "Simple": ProtocolParams(base=NCCL_RING_SIMPLE_BASE_LAT, alpha=NCCL_NVLINK_SIMPLE_HW_LAT, eff=0.90),
     },
     ProtocolParams(base=30.0e-6, alpha=0.0, eff=0.72, fill=12e6),
     5,
-    "8x H200 nccl-tests (NCCL 2.30.7, 2.27.7) and 8x H100 NVLS sweep (NCCL 2.18.5)",
+    "8x H200 nccl-tests (NCCL 2.30.7, 2.27.7), 8x H100 NVLS sweep (NCCL 2.18.5); Simple "
+    "latency from NCCL's tuner",
     {"one_shot": HOPPER_ONE_SHOT, "two_shot": HOPPER_TWO_SHOT},
 )
 
@@ -182,6 +193,7 @@ HOPPER = Generation(
 # used): LL eff by NCCL's LL cap ratio (282 vs 141 GB/s at twice the
 # link rate: the same fraction), LL128 by the per-channel ratio 40 / 36.7 at twice the link
 # rate, NVLS eff by nvlsEfficiency 0.74 / 0.85; NVLS from 6 GPUs (8x B200 GPU-count sweep).
+# Simple keeps Hopper's tuner latencies (NCCL's baseLat / hwLat do not depend on the GPU).
 BLACKWELL = Generation(
     "blackwell",
     {
