@@ -469,3 +469,26 @@ def test_a_gpu_not_alone_runs_step_by_step_with_the_same_results(monkeypatch):
     assert repr(steps) == repr(slow.table("steps"))
     assert len(seconds) == len(steps)
     assert abs(sum(seconds) - sum(r["duration_s"] for r in steps)) < 1e-6
+
+
+def test_steps_that_end_before_anything_else_land_without_an_event(monkeypatch):
+    """With fast-forward, a step that ends before the next scheduled event (and within the
+    run's limit) and reports nothing is landed at once, ahead of the clock, without its GPU
+    timeout: fewer ``gpu_work`` calls than steps, the same tables as one event per step (the
+    equivalence tests above hold every case, cut-off and conversations among them)."""
+    calls = []
+    original = Replica.gpu_work
+
+    def gpu_work(self, s, step=None):
+        calls.append(step)
+        return original(self, s, step)
+
+    monkeypatch.setattr(Replica, "gpu_work", gpu_work)
+    fast = labsim.run(copy.deepcopy(CASES["plain"]))
+    general = [r for r in fast.table("steps") if r["num_steps"] == 1]
+    waited = [s for s in calls if s is not None]           # a general step's own timeout
+    assert 0 < len(waited) < 0.8 * len(general)
+    calls.clear()
+    slow = labsim.run(copy.deepcopy(CASES["plain-no-ff"]))
+    assert len([s for s in calls if s is not None]) == len(slow.table("steps"))
+    assert repr(fast.table("requests")) == repr(slow.table("requests"))

@@ -115,6 +115,9 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
         self._gap_in = 0.0           # mean time between requests reaching it (moving average)
         self._woken_uncut = False    # whether the latest span woke before anything cut it
         self._lone = cfg.get("num_replicas", 1) == 1    # no other replica behind a router
+        #: the run's ``max_simulation_time``: no step ending later is landed ahead of the clock
+        self._limit = float(((getattr(owner, "context", None) and owner.context.config.get("simulation"))
+                             or {}).get("max_simulation_time", math.inf))
         self._no = 0                 # admissions so far (the running order)
         # one-by-one mode: every running request in order (None in group mode)
         self._list: list[Seq] | None = None
@@ -270,6 +273,11 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
         pipeline = self.pipeline
         async_sched = self.async_sched
         prev_start = math.inf       # start of the step that just ended (async scheduling's cut-off)
+        # a step that ends before anything else happens, and whose landing nobody outside the
+        # engine sees, is landed at once, ahead of the clock (no event of its own)
+        ahead = self.fast_forward and self.gpus.exclusive
+        horizon = math.nextafter(self._limit, math.inf)     # (steps ending after the run: not landed)
+        peek = env.peek
         while True:
             if self._lag_first or self._lag_done:
                 if not self._num_running() and not self.waiting:
@@ -328,7 +336,13 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
                         self.clock = max(self.clock, env.now)
                     continue
             else:
-                self.clock = start + dt
+                self.clock = end = start + dt
+                if (ahead and end < horizon and end < peek() and self.gpu_is_alone()
+                        and self.lands_unseen(step)):
+                    # nothing can happen before it ends (the next event comes later) and
+                    # landing it reports nothing: its timeout would change nothing but the time
+                    self._commit(step, start, end)
+                    continue
             end = yield self.gpu_work(max(0.0, self.clock - env.now), step)
             if end is not None:
                 self.clock = end
