@@ -11,6 +11,13 @@ one event per iteration (tested). It asks the shell's
 :meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_is_alone` first, and its GPU
 time passes through :meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_work`.
 
+Any other step (prompts in it, or a decode step no span is taken for) that ends before the
+next scheduled event, and within the run's ``max_simulation_time``, is landed at once by the
+step loop, ahead of the clock, when landing it reports nothing — nobody finishes in it, V0's
+output lag holds nothing (:meth:`~labsim_vllm.pipeline_span.SpanSteps.lands_unseen`): until
+it ends nothing else happens, so its timeout would change nothing but the time
+(:meth:`labsim_vllm.scheduler.Replica.run`).
+
 :class:`FastForward` is a part of :class:`labsim_vllm.scheduler.Replica`.
 """
 
