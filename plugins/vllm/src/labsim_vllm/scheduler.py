@@ -261,6 +261,23 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
             else:
                 self.report(seq.req, end)
 
+    def finishes_unseen(self, step: Step) -> bool:
+        """Whether every request that finishes in *step* (the step in flight) finishes unseen:
+        no listener of the framework acts on it at its time
+        (:meth:`~labsim_llm.engine.serving_engine.ServingEngine.finish_unseen`; a closed loop
+        or a conversation's next turn does), and V0's output lag holds nothing."""
+        unseen = getattr(self.owner, "finish_unseen", None)
+        if unseen is None or self._lag_first or self._lag_done or self.output_lag:
+            return False
+        if self._list is None:
+            for seq in self._fin.get(self.G, ()):
+                if not unseen(seq.req):
+                    return False
+        for seq, _n, _before in step.entries:
+            if seq.computed >= seq.num_tokens and seq.out + 1 >= seq.target and not unseen(seq.req):
+                return False
+        return True
+
     # -- the loop -------------------------------------------------------------------------
 
     def run(self):
@@ -284,6 +301,11 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
                     self._release(self.clock)   # no next step: processed as the engine idles
                     continue
             if not self._num_running() and not self.waiting:
+                if self.clock > env.now:
+                    # the last step was landed ahead: its end is the time the engine idles from
+                    # (and, were it the run's last, the time the run drains at)
+                    yield env.timeout(self.clock - env.now)
+                    continue
                 yield from self.idle()
                 prev_start = math.inf   # nothing in flight: the next step is formed now
                 continue
@@ -337,12 +359,16 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
                     continue
             else:
                 self.clock = end = start + dt
-                if (ahead and end < horizon and end < peek() and self.gpu_is_alone()
-                        and self.lands_unseen(step)):
-                    # nothing can happen before it ends (the next event comes later) and
-                    # landing it reports nothing: its timeout would change nothing but the time
-                    self._commit(step, start, end)
-                    continue
+                if ahead and end < horizon and end < peek() and self.gpu_is_alone():
+                    # nothing can happen before it ends (the next event comes later); if landing
+                    # it reports nothing, or only finishes nobody acts on at their time, its
+                    # timeout would change nothing but the time
+                    unseen = self.lands_unseen(step)
+                    if unseen or self.finishes_unseen(step):
+                        self._commit(step, start, end)
+                        if not unseen:
+                            self.owner.last_left_s = end    # (one event each: env.now then)
+                        continue
             end = yield self.gpu_work(max(0.0, self.clock - env.now), step)
             if end is not None:
                 self.clock = end
