@@ -21,6 +21,14 @@ Cases (``--case``):
               ``--sizes`` / 19,366 times back to back (193,660 is 10 copies);
 ``startup``   ``labsim run`` of a 10-request experiment file, the whole process.
 
+``--instructions`` counts instructions instead of seconds (``valgrind --tool=callgrind``, which
+must be installed): two fresh processes of different sizes, the difference divided by the
+difference in requests, so start-up cancels. Unlike seconds it does not move with the
+machine's load, so code before and after a change can be compared on a busy machine:
+
+    python benchmarks/speed_serving.py --instructions --case trace         # per request, 1 vs 2 replays
+    python benchmarks/speed_serving.py --instructions --sizes 2000,8000 --framework trtllm
+
 Targets (issue 13): 100,000 requests < 5 s and 1,000,000 < 50 s and < 200 MB per engine;
 PP=2 within 1.5× of PP=1; 800,000 requests on 8 replicas < 60 s; the trace within 1.5× of
 the synthetic rate; start-up < 0.6 s.
@@ -31,7 +39,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -144,6 +154,25 @@ def startup(repeat: int) -> dict:
             "peak_mb": float("nan"), "steps": 0}
 
 
+def instructions(sizes: list[int], fast_forward: bool, framework: str, case: str) -> dict:
+    """Instructions per simulated request of *case*: callgrind's total of fresh processes at
+    the two *sizes* (whole replays for the trace), their difference over the difference in
+    requests."""
+    counts = []
+    for n in sizes:
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+               __file__, "--child", str(n), "--framework", framework, "--case", case]
+        cmd += ["--no-fast-forward"] if not fast_forward else []
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+        if out.returncode or not found:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
+        counts.append(int(found.group(1).replace(",", "")))
+    (n1, c1), (n2, c2) = sorted(zip(sizes, counts))
+    return {"case": case, "framework": framework, "sizes": (n1, n2), "instructions": (c1, c2),
+            "per_request": (c2 - c1) / (n2 - n1)}
+
+
 def row(r: dict) -> str:
     per = r["requests"] / r["cpu_s"] if r["cpu_s"] else float("nan")
     return (f"{r['case']:>9} {r['framework']:>7} {r['requests']:>10,} {r['wall_s']:>8.2f} "
@@ -167,11 +196,29 @@ def main(argv=None) -> int:
                     default="single")
     ap.add_argument("--table", action="store_true", help="issue 13's whole table")
     ap.add_argument("--repeat", type=int, default=3, help="fresh processes per figure (median)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="instructions per request (callgrind) between the two --sizes")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     ff = not args.no_fast_forward
     if args.child:
         child(args.child, ff, args.framework, args.case)
+        return 0
+    if args.instructions:
+        sizes = "19366,38732" if args.case == "trace" and args.sizes == ap.get_default("sizes") else (
+            "2000,8000" if args.sizes == ap.get_default("sizes") else args.sizes)
+        sizes = [int(x) for x in sizes.split(",")]
+        if args.case == "trace":
+            sizes = [TRACE_ROWS * max(1, round(n / TRACE_ROWS)) for n in sizes]
+        if len(set(sizes)) != 2 or args.case == "startup":
+            ap.error("--instructions takes two different --sizes (e.g. 2000,8000) of a case "
+                     "other than startup")
+        if shutil.which("valgrind") is None:
+            ap.error("--instructions needs valgrind (its callgrind tool) on the PATH")
+        r = instructions(sizes, ff, args.framework, args.case)
+        (n1, n2), (c1, c2) = r["sizes"], r["instructions"]
+        print(f"{r['case']} {r['framework']}: {c1:,} instructions at {n1:,} requests, {c2:,} at "
+              f"{n2:,}: {r['per_request']:,.0f} per request")
         return 0
     print(f"{'case':>9} {'engine':>7} {'requests':>10} {'wall s':>8} {'CPU s':>8} "
           f"{'req/CPU s':>12} {'peak MB':>8} {'steps':>10}")
