@@ -9,6 +9,7 @@ import sys
 import pytest
 
 SCRIPTS = {
+    "collectives_local_copy.py": ["calibration/a100_sxm/nccl_a100_sxm.csv"],
     "fidelity_collectives.py": ["calibration/a100_sxm/nccl_a100_sxm.csv",
                                 "calibration/a100_sxm/custom_ar_a100_sxm.csv"],
     "fidelity_kernels.py": ["calibration/a100_sxm/gemm_a100_sxm.csv",
