@@ -180,6 +180,30 @@ def test_spans_equal_one_event_per_iteration(case, monkeypatch):
         assert with_spans < len(events)
 
 
+@pytest.mark.parametrize("case", ["plain", "max-utilization-pauses", "reuse-conversations"])
+def test_iterations_with_contexts_are_applied_without_events(case, monkeypatch):
+    """Not only the group's iterations: one with a context (a request starting, its first token)
+    that ends before the next event is applied ahead of its event too, with a request starting
+    in the next iteration at the loop's time; the outputs stay as one event per iteration
+    gives them (:func:`test_spans_equal_one_event_per_iteration`)."""
+    ahead = []
+    commit = executor.Replica._commit
+
+    def spy(self, step):
+        if step.contexts:
+            ahead.append(self.env.now < step.end)
+        return commit(self, step)
+
+    monkeypatch.setattr(executor.Replica, "_commit", spy)
+    fast = _outputs(CASES[case])
+    assert any(ahead) and not all(ahead)
+    monkeypatch.setattr(executor.Replica, "spans", False)
+    ahead.clear()
+    slow = _outputs(CASES[case])
+    assert not any(ahead)
+    assert repr(fast) == repr(slow)
+
+
 def test_catch_up_lands_where_one_event_per_iteration_does():
     """A delay from the last event cannot always land on an iteration's end (the sum rounds to
     even); the process then wakes near the last iteration applied first."""

@@ -44,21 +44,23 @@ docs/engine_behaviour.md (TensorRT-LLM §1–§2) describes it:
   :class:`~labsim_llm.engine.pipeline.StagePipeline` times the micro-batches:
   the CPU work, then each stage's share of the GPU time.
 
-* **Spans** (PP = 1, GPUs not shared). An iteration of the generation group
-  alone that ends before the next scheduled event of the simulation (and
-  within ``max_simulation_time``), finishes no request that anything acts on
-  at its finishing time (a closed loop's next request, a conversation's next
-  turn: :meth:`~labsim_llm.engine.serving_engine.ServingEngine.finish_unseen`),
-  and is followed by another of the group alone, is applied without a SimPy
-  event of its own: nothing can happen before it ends, so nobody can tell (the
-  engine's ``last_left_s`` is set to the finishing's time). The iterations after
-  it that qualify too are formed, priced and applied in one pass
-  (:meth:`~labsim_trtllm.generation_group.GenerationGroup._run_span`); the
-  process then sleeps until the end of the first that does not (an arrival
-  during iteration *j* is seen when *j* ends, as with one event per
-  iteration). Rows, gaps, blocks and every float are the ones one event per
-  iteration gives, ``env.now`` included (:func:`catch_up`); ``Replica.spans =
-  False`` steps one event per iteration.
+* **Spans** (PP = 1, GPUs not shared). An iteration that ends before the next
+  scheduled event of the simulation (and within ``max_simulation_time``) and
+  finishes no request that anything acts on at its finishing time (a closed
+  loop's next request, a conversation's next turn:
+  :meth:`~labsim_llm.engine.serving_engine.ServingEngine.finish_unseen`) is
+  applied without a SimPy event of its own: nothing can happen before it ends,
+  so nobody can tell (the engine's ``last_left_s`` is set to the finishing's
+  time, and a request starting in the next iteration reads the loop's time,
+  :attr:`Replica.now`, not ``env.now``). When it and the next are iterations of
+  the generation group alone, the iterations after it that qualify too are
+  formed, priced and applied in one pass
+  (:meth:`~labsim_trtllm.generation_group.GenerationGroup._run_span`). The
+  process sleeps only until the end of the first iteration that does not
+  qualify (an arrival during iteration *j* is seen when *j* ends, as with one
+  event per iteration). Rows, gaps, blocks and every float are the ones one
+  event per iteration gives, ``env.now`` included (:func:`catch_up`);
+  ``Replica.spans = False`` steps one event per iteration.
 
 Every duration comes from :class:`labsim_trtllm.pricing.TrtStepPricer`.
 """
@@ -143,8 +145,9 @@ class Replica(GenerationGroup, ReplicaShell):
     (TensorRT-LLM's executor queue), the idle wait, finishing and the block-reuse lookups.
     """
 
-    #: apply group-only iterations that end before the next event without an event of their
-    #: own (False: one event per iteration, as the equivalence tests compare)
+    #: apply iterations that end before the next event without an event of their own, runs
+    #: of group-only ones in one pass (False: one event per iteration, as the equivalence
+    #: tests compare)
     spans = True
 
     def __init__(self, owner, index: int, pricer, num_blocks: int, cfg: dict):
@@ -167,6 +170,9 @@ class Replica(GenerationGroup, ReplicaShell):
         self.active: list[Seq] = []
         #: the simulation's time limit (iterations past it are never applied), if known
         self._limit = _time_limit(owner)
+        #: the simulated time the loop stands at: ``env.now``, or ahead of it after iterations
+        #: applied without events of their own (what a request starting reads)
+        self.now = 0.0
         self._init_group()
 
     # -- interface with the framework --------------------------------------------------
@@ -278,7 +284,7 @@ class Replica(GenerationGroup, ReplicaShell):
         if not s.admitted:
             s.admitted = True
             s.req.cached_prompt_tokens = s.computed
-            s.req.first_scheduled_s = self.env.now
+            s.req.first_scheduled_s = self.now
 
     def _unstart(self, s: Seq) -> None:
         self.free_blocks(s)
@@ -438,6 +444,18 @@ class Replica(GenerationGroup, ReplicaShell):
 
     # -- completing an iteration --------------------------------------------------------
 
+    def _leaving(self, step: Step) -> list:
+        """The requests whose last token *step* delivers (as :meth:`_commit` will find them)."""
+        leaving = [s for s in step.gens if not s.finished and s.out + 1 >= s.target]
+        for s, _n, _before, emits, _epoch in step.contexts:
+            if emits and not s.finished and s.out + 1 >= s.target:
+                leaving.append(s)
+        if step.group:
+            done = step.cohort.fin.get(step.gidx)
+            if done:
+                leaving.extend(done)
+        return leaving
+
     def _register(self, s: Seq) -> None:
         self.register_prompt(s, min(s.computed, s.ctx_len))
 
@@ -553,13 +571,14 @@ class Replica(GenerationGroup, ReplicaShell):
         #: applied; ahead of ``env.now`` after iterations applied without an event of their own
         now = env.now
         while True:
-            if now != env.now and (self.active or self.waiting or not self._gN):
-                # behind the iterations a span applied, and what comes next may read the
-                # time (a request starting, the idle wait): the last one's time first
-                yield from catch_up(env, now, now)
-                yield env.timeout(now - env.now)
+            self.now = now
             if cur is None:
                 if not self.active and not self.waiting and not self._gN:
+                    if now != env.now:
+                        # behind the iterations applied without events, and the idle wait
+                        # reads the time: the last one's time first
+                        yield from catch_up(env, now, now)
+                        yield env.timeout(now - env.now)
                     yield from self.idle()
                     now = env.now
                     continue
@@ -578,17 +597,37 @@ class Replica(GenerationGroup, ReplicaShell):
                 wait = 0.0
             co = cur.cohort
             group_only = co is not None and not cur.gens and not cur.contexts and not co.fresh
-            if spans and group_only:
+            if spans:
                 t = now + wait                          # env.now after this iteration's event
                 horizon = peek()
-                if (t < horizon <= limit and co.n and not self.active and not self.waiting
-                        and (cur.gidx not in co.fin or self._finish_unseen(co.fin[cur.gidx]))):
-                    # it ends before anything else happens, nobody waits on what it finishes
-                    # and the next one is the cohort's alone: a span (see "Spans" in the
-                    # module docstring)
-                    cur, nxt, now, wait = self._run_span(cur, nxt, t, horizon)
-                    if wait is None:
-                        continue                        # the cohort emptied
+                if t < horizon <= limit:
+                    if (group_only and co.n and not self.active and not self.waiting
+                            and (cur.gidx not in co.fin or self._finish_unseen(co.fin[cur.gidx]))):
+                        # it ends before anything else happens, nobody waits on what it
+                        # finishes and the next one is the cohort's alone: a span (see
+                        # "Spans" in the module docstring)
+                        cur, nxt, now, wait = self._run_span(cur, nxt, t, horizon)
+                        if wait is None:
+                            continue                    # the cohort emptied
+                    else:
+                        leaving = self._leaving(cur)
+                        if not leaving or self._finish_unseen(leaving):
+                            # it ends before anything else happens and nobody waits on what it
+                            # finishes: applied now, as its event would apply it at *t*
+                            now = t
+                            self.clock = cur.end
+                            if group_only:
+                                self._commit_group_only(cur, co, cur.end)
+                            else:
+                                self._commit(cur)
+                            if leaving:
+                                self.owner.last_left_s = now   # the finishing's time
+                            if nxt is not None and not nxt.empty:
+                                nxt.start = cur.end
+                                cur = nxt
+                            else:
+                                cur = None
+                            continue
             if now == env.now:
                 end = yield self.gpu_work(wait, cur)
             else:                                       # after iterations applied without events
@@ -615,6 +654,7 @@ class Replica(GenerationGroup, ReplicaShell):
         inflight: deque[Step] = deque()
         while True:
             if len(inflight) < self.pp and (self.active or self.waiting or self._gN):
+                self.now = env.now
                 step = self.schedule()
                 if not step.empty:
                     step.start = max(self.clock, env.now)
