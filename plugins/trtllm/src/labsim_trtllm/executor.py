@@ -107,13 +107,13 @@ class Step:
     __slots__ = ("gens", "contexts", "chunks", "decodes", "decode_ctx", "tokens", "start", "end",
                  "cohort", "gidx", "group", "group_warm", "left_warm")
 
-    def __init__(self, gens, contexts, chunks, decode_ctx: int):
+    def __init__(self, gens, contexts, chunks, decode_ctx: int, context_tokens: int):
         self.gens = gens
         self.contexts = contexts
         self.chunks = chunks                   # (new tokens, computed before) of the context entries
         self.decodes = len(gens)
         self.decode_ctx = decode_ctx           # Σ context of the generation entries, new token included
-        self.tokens = self.decodes + sum(n for n, _ in chunks)
+        self.tokens = self.decodes + context_tokens   # context_tokens: Σ new tokens of the chunks
         self.start = self.end = 0.0
         self.cohort = None                     # the generation group's cohort it runs
         self.gidx = -1                         # its index in that cohort
@@ -415,26 +415,33 @@ class Replica(GenerationGroup, ReplicaShell):
         and count the contexts' tokens (the generation requests, already counted by
         :meth:`schedule`, and their Σ context *decode_ctx*). One allocation takes the blocks
         several, one after another, would."""
+        if not contexts:
+            if gen_blocks:
+                self._take(gen_blocks)
+            return Step(gens, (), (), decode_ctx, 0)
         tpb = self.tpb
         entries = []
         append = entries.append
         chunks = []
         blocks = gen_blocks
+        tokens = 0
         for s, n in contexts:
-            need = -(-(s.computed + n) // tpb) - s.held
+            before = s.computed
+            c = before + n
+            need = -(-c // tpb) - s.held
             if need > 0:
                 blocks += need
                 s.held += need
-            before = s.computed
-            s.computed += n
-            emits = s.computed >= s.ctx_len
+            s.computed = c
+            emits = c >= s.ctx_len
             if emits:
                 s.planned += 1
             append((s, n, before, emits, s.epoch))
             chunks.append((n, before))
+            tokens += n
         if blocks:
             self._take(blocks)
-        return Step(gens, entries, chunks, decode_ctx)
+        return Step(gens, entries, chunks, decode_ctx, tokens)
 
     def _take(self, n: int) -> None:
         if n > self.pool.num_free:

@@ -176,8 +176,9 @@ class GenerationGroup:
         if len(started) == len(active):
             return started
         pending = [s for s in active if s.computed <= 0]
-        available = (self.pool.num_free - (self._gneed - self._gheld)
-                     - sum(r for r in [s.need_total - s.held for s in started] if r > 0))
+        available = self.pool.num_free - (self._gneed - self._gheld)
+        if started:
+            available -= sum(r for r in [s.need_total - s.held for s in started] if r > 0)
         approved = started
         n = self._gN + len(started)
         for s in pending:
@@ -313,7 +314,8 @@ class GenerationGroup:
         metrics = self.metrics
         step_row = metrics.step
         add_uniform = metrics.itl.add_uniform
-        decode_work = self.pricer.decode_work
+        work_terms = self.pricer.decode_work_terms
+        wb = 0                                 # the batch size of the work terms below
         index = self.index
         fin = co.fin
         cnt = co.cnt
@@ -339,7 +341,12 @@ class GenerationGroup:
             if nw:
                 add_uniform(end - last_end, nw)
             last_end = end
-            flops, nbytes = decode_work(b, ctx)
+            if b != wb:
+                wb = b
+                wp, wa, wl, ws, wh, ww, wk, wn = work_terms(b)
+            # pricer.decode_work(b, ctx), its arithmetic in its order
+            flops = (wp + wa * ctx) * wl / ws + wh
+            nbytes = ww + wk * ctx + wn
             u = used + taken
             d = end - start
             step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops, nbytes, u * d, None)
@@ -410,7 +417,12 @@ class GenerationGroup:
         """Whether *members* finishing can be applied before its simulated time (in a span):
         nobody acts on it then (no closed loop, no conversation's next turn waits on it)."""
         unseen = getattr(self.owner, "finish_unseen", None)
-        return unseen is not None and all(unseen(s.req) for s in members)
+        if unseen is None:
+            return False
+        for s in members:
+            if not unseen(s.req):
+                return False
+        return True
 
     def _group_step(self, co: Cohort, g: int, b: int, ctx: int, nw: int, start: float):
         """Iteration *g* of *co* with its *b* members alone (decode context *ctx*, *nw* of them

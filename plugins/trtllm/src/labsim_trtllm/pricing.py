@@ -50,6 +50,9 @@ class TrtStepPricer:
         self._decode_steps: dict = {}          # batch size → f(decode context), see step_time
         #: :meth:`work` of a decode-only step, ``f(num_decodes, decode_context)``
         self.decode_work = self.eager.decode_work
+        #: the terms of :attr:`decode_work` found once per batch size (see
+        #: :meth:`~labsim_llm.engine.step_cost.StepPricer.decode_work_terms`)
+        self.decode_work_terms = self.eager.decode_work_terms
 
     def uses_graph(self, chunks, num_decodes: int) -> bool:
         """Whether this step replays a CUDA graph (decode-only, a captured size)."""
