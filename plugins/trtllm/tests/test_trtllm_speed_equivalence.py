@@ -176,16 +176,18 @@ def test_spans_equal_one_event_per_iteration(case, monkeypatch):
     assert repr(fast[2]) == repr(slow[2])
     assert with_spans <= len(events)
     if case in ("plain", "no-overlap", "eos-stops", "replicas", "cut-off", "reuse-conversations",
-                "closed-loop"):
+                "closed-loop", "pp2", "pp4-reuse-conversations"):
         assert with_spans < len(events)
 
 
-@pytest.mark.parametrize("case", ["plain", "max-utilization-pauses", "reuse-conversations"])
+@pytest.mark.parametrize("case", ["plain", "max-utilization-pauses", "reuse-conversations", "pp2",
+                                  "pp2-tight-reuse"])
 def test_iterations_with_contexts_are_applied_without_events(case, monkeypatch):
     """Not only the group's iterations: one with a context (a request starting, its first token)
-    that ends before the next event is applied ahead of its event too, with a request starting
-    in the next iteration at the loop's time; the outputs stay as one event per iteration
-    gives them (:func:`test_spans_equal_one_event_per_iteration`)."""
+    that ends before the next event is applied ahead of its event too (a micro-batch's results,
+    with pipeline parallelism), with a request starting in the next iteration at the loop's
+    time; the outputs stay as one event per iteration gives them
+    (:func:`test_spans_equal_one_event_per_iteration`)."""
     ahead = []
     commit = executor.Replica._commit
 

@@ -44,7 +44,7 @@ docs/engine_behaviour.md (TensorRT-LLM §1–§2) describes it:
   :class:`~labsim_llm.engine.pipeline.StagePipeline` times the micro-batches:
   the CPU work, then each stage's share of the GPU time.
 
-* **Spans** (PP = 1, GPUs not shared). An iteration that ends before the next
+* **Spans** (GPUs not shared). An iteration that ends before the next
   scheduled event of the simulation (and within ``max_simulation_time``) and
   finishes no request that anything acts on at its finishing time (a closed
   loop's next request, a conversation's next turn:
@@ -60,7 +60,9 @@ docs/engine_behaviour.md (TensorRT-LLM §1–§2) describes it:
   qualify (an arrival during iteration *j* is seen when *j* ends, as with one
   event per iteration). Rows, gaps, blocks and every float are the ones one
   event per iteration gives, ``env.now`` included (:func:`catch_up`);
-  ``Replica.spans = False`` steps one event per iteration.
+  ``Replica.spans = False`` steps one event per iteration. With pipeline
+  parallelism a micro-batch whose results come back so is applied the same
+  way, one at a time (no runs in one pass).
 
 Every duration comes from :class:`labsim_trtllm.pricing.TrtStepPricer`.
 """
@@ -656,39 +658,79 @@ class Replica(GenerationGroup, ReplicaShell):
                 cur = None
 
     def _loop_pp(self):
-        """The pipeline-parallel loop: up to ``pp`` micro-batches in flight."""
+        """The pipeline-parallel loop: up to ``pp`` micro-batches in flight. A micro-batch whose
+        results come back before the next event and finish nothing anyone sees is applied
+        without an event of its own, as in :meth:`_loop` ("Spans" in the module docstring)."""
         env, pricer = self.env, self.pricer
+        peek = env.peek
+        spans = self.spans and self.gpus.exclusive and self._limit is not None
+        limit = self._limit
         inflight: deque[Step] = deque()
+        now = env.now                          # as in _loop: ahead of env.now after such ones
         while True:
             if len(inflight) < self.pp and (self.active or self.waiting or self._gN):
-                self.now = env.now
-                step = self.schedule()
-                if not step.empty:
-                    step.start = max(self.clock, env.now)
-                    step.end = self.pipeline.run(step.start, pricer.cpu_time(step.chunks, step.decodes),
-                                                 pricer.gpu_time(step.chunks, step.decodes, step.decode_ctx))
-                    for s in step.seqs():
-                        s.inflight = True
-                    if step.cohort is not None:
-                        step.cohort.inflight = True
-                    inflight.append(step)
-                    continue
+                # (nothing to form when only the cohorts in flight have members)
+                if self.active or self.waiting or self._free_members():
+                    self.now = now
+                    step = self.schedule()
+                    if not step.empty:
+                        step.start = max(self.clock, now)
+                        step.end = self.pipeline.run(step.start, pricer.cpu_time(step.chunks, step.decodes),
+                                                     pricer.gpu_time(step.chunks, step.decodes, step.decode_ctx))
+                        for s in step.seqs():
+                            s.inflight = True
+                        if step.cohort is not None:
+                            step.cohort.inflight = True
+                        inflight.append(step)
+                        continue
                 if not inflight:
                     raise RuntimeError("TensorRT-LLM replica formed an empty iteration with work "
                                        "pending and nothing in flight")
             if inflight:
                 step = inflight.popleft()
-                end = yield self.gpu_work(max(0.0, step.end - env.now), step)
+                wait = step.end - now
+                if wait < 0.0:
+                    wait = 0.0
+                t = now + wait                 # env.now after its event
+                if spans and t < peek() <= limit:
+                    leaving = self._leaving(step)
+                    if not leaving or self._finish_unseen(leaving):
+                        now = t
+                        self._return(step)
+                        if leaving:
+                            self.owner.last_left_s = now   # the finishing's time
+                        continue
+                if now == env.now:
+                    end = yield self.gpu_work(wait, step)
+                else:
+                    yield from catch_up(env, now, t)
+                    end = yield self.gpu_work(t - env.now, step)
+                now = env.now
                 if end is not None:
                     step.end = end
-                self.clock = step.end
-                for s in step.seqs():
-                    s.inflight = False
-                if step.cohort is not None:
-                    step.cohort.inflight = False
-                self._commit(step)
+                self._return(step)
                 continue
+            if now != env.now:                 # the idle wait reads the time
+                yield from catch_up(env, now, now)
+                yield env.timeout(now - env.now)
             yield from self.idle()
+            now = env.now
+
+    def _return(self, step: Step) -> None:
+        """A micro-batch's results came back: apply them."""
+        self.clock = step.end
+        for s in step.seqs():
+            s.inflight = False
+        if step.cohort is not None:
+            step.cohort.inflight = False
+        self._commit(step)
+
+    def _free_members(self) -> bool:
+        """Whether a cohort not in flight has members (a micro-batch of them can be formed)."""
+        for co in self._cohorts:
+            if co.n and not co.inflight:
+                return True
+        return False
 
 
 def catch_up(env, last: float, target: float):
