@@ -610,19 +610,17 @@ class Replica(GenerationGroup, ReplicaShell):
                 t = now + wait                          # env.now after this iteration's event
                 horizon = peek()
                 if t < horizon <= limit:
-                    if (group_only and co.n and not self.active and not self.waiting
-                            and (cur.gidx not in co.fin or self._finish_unseen(co.fin[cur.gidx]))):
-                        # it ends before anything else happens, nobody waits on what it
-                        # finishes and the next one is the cohort's alone: a span (see
-                        # "Spans" in the module docstring)
-                        cur, nxt, now, wait = self._run_span(cur, nxt, t, horizon)
-                        if wait is None:
-                            continue                    # the cohort emptied
-                    else:
-                        leaving = self._leaving(cur)
-                        if not leaving or self._finish_unseen(leaving):
-                            # it ends before anything else happens and nobody waits on what it
-                            # finishes: applied now, as its event would apply it at *t*
+                    # it ends before anything else happens: applied now, as its event would
+                    # apply it at *t*, unless anyone waits on what it finishes
+                    leaving = co.fin.get(cur.gidx) if group_only else self._leaving(cur)
+                    if not leaving or self._finish_unseen(leaving):
+                        if group_only and co.n and not self.active and not self.waiting:
+                            # and the next one is the cohort's alone: a span (see "Spans" in
+                            # the module docstring)
+                            cur, nxt, now, wait = self._run_span(cur, nxt, t, horizon)
+                            if wait is None:
+                                continue                # the cohort emptied
+                        else:
                             now = t
                             self.clock = cur.end
                             if group_only:

@@ -193,37 +193,28 @@ class GenerationGroup:
                      decode_ctx: int):
         """Finish forming iteration *g* of cohort *co* (the walked requests' *gens*, *contexts*,
         blocks and decode context counted by the scan): the members' blocks and context, as
-        aggregates."""
+        aggregates; the Step is marked as iteration *g* of *co*, the iteration formed last."""
         n = co.n
         if n:
-            blocks, ctx = self._members_work(co, g)
+            # the KV blocks the members take in iteration g (counted as held), their context
+            blocks = co.cnt[-g % self.tpb]
+            self._gheld += blocks
             gen_blocks += blocks
-            decode_ctx += ctx
+            decode_ctx += co.S + n * (g + 1)
         step = self._allocate(gens, contexts, decode_ctx, gen_blocks)
         if n:
             step.decodes += n
             step.tokens += n
-        return self._stamp(step, co, g)
-
-    def _members_work(self, co: Cohort, g: int) -> tuple[int, int]:
-        """The KV blocks *co*'s members take in its iteration *g* (counted as held) and their
-        decode context in it."""
-        blocks = co.cnt[-g % self.tpb]
-        self._gheld += blocks
-        return blocks, co.S + co.n * (g + 1)
-
-    def _stamp(self, step, co: Cohort, g: int):
-        """Mark *step* as iteration *g* of cohort *co* (the iteration formed last)."""
         step.cohort = co
         step.gidx = g
-        step.group = co.n
+        step.group = n
         step.group_warm = co.warm
         self._ahead = step
         return step
 
     def _group_only_step(self, co: Cohort):
-        """The usual iteration: the cohort's members alone (nothing else to walk).
-        (:meth:`_members_work` inlined, this runs at most steps; its Step: :meth:`_group_step`.)"""
+        """The usual iteration: the cohort's members alone (nothing else to walk); its Step:
+        :meth:`_group_step`."""
         g = co.gidx
         co.gidx = g + 1
         n = co.n
