@@ -673,10 +673,15 @@ class Replica(GenerationGroup, ReplicaShell):
                     step = self.schedule()
                     if not step.empty:
                         step.start = max(self.clock, now)
+                        if step.chunks:
+                            gpu = pricer.gpu_time(step.chunks, step.decodes, step.decode_ctx)
+                        else:
+                            gpu = pricer.decode_gpu(step.decodes)(step.decode_ctx)
                         step.end = self.pipeline.run(step.start, pricer.cpu_time(step.chunks, step.decodes),
-                                                     pricer.gpu_time(step.chunks, step.decodes, step.decode_ctx))
-                        for s in step.seqs():
-                            s.inflight = True
+                                                     gpu)
+                        if step.gens or step.contexts:          # (a group-only one: none walked)
+                            for s in step.seqs():
+                                s.inflight = True
                         if step.cohort is not None:
                             step.cohort.inflight = True
                         inflight.append(step)
@@ -717,8 +722,9 @@ class Replica(GenerationGroup, ReplicaShell):
     def _return(self, step: Step) -> None:
         """A micro-batch's results came back: apply them."""
         self.clock = step.end
-        for s in step.seqs():
-            s.inflight = False
+        if step.gens or step.contexts:
+            for s in step.seqs():
+                s.inflight = False
         if step.cohort is not None:
             step.cohort.inflight = False
         self._commit(step)
