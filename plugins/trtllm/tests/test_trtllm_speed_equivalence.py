@@ -206,6 +206,20 @@ def test_iterations_with_contexts_are_applied_without_events(case, monkeypatch):
     assert repr(fast) == repr(slow)
 
 
+@pytest.mark.parametrize("case", ["pp2", "pp4-reuse-conversations"])
+def test_pipeline_forms_no_empty_micro_batch(case, monkeypatch):
+    """With every request in flight and no cohort free to run, the pipeline loop waits for a
+    micro-batch instead of forming an empty one (and its outputs stay the reference's:
+    :func:`test_executor_equals_the_plain_reference`)."""
+    formed = []
+    schedule = executor.Replica.schedule
+    monkeypatch.setattr(executor.Replica, "schedule",
+                        lambda self: formed.append(schedule(self)) or formed[-1])
+    _outputs(CASES[case])
+    assert len(formed) > 100
+    assert not any(step.empty for step in formed)
+
+
 def test_catch_up_lands_where_one_event_per_iteration_does():
     """A delay from the last event cannot always land on an iteration's end (the sum rounds to
     even); the process then wakes near the last iteration applied first."""

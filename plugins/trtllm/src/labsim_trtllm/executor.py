@@ -667,8 +667,7 @@ class Replica(GenerationGroup, ReplicaShell):
         now = env.now                          # as in _loop: ahead of env.now after such ones
         while True:
             if len(inflight) < self.pp and (self.active or self.waiting or self._gN):
-                # (nothing to form when only the cohorts in flight have members)
-                if self.active or self.waiting or self._free_members():
+                if self._formable():
                     self.now = now
                     step = self.schedule()
                     if not step.empty:
@@ -729,8 +728,16 @@ class Replica(GenerationGroup, ReplicaShell):
             step.cohort.inflight = False
         self._commit(step)
 
-    def _free_members(self) -> bool:
-        """Whether a cohort not in flight has members (a micro-batch of them can be formed)."""
+    def _formable(self) -> bool:
+        """Whether forming a micro-batch now can give one, or change anything: requests wait, a
+        request not in flight is active, or a cohort not in flight has members. (Forming one
+        from requests all in flight gives an empty one; with ``MAX_UTILIZATION`` it may pause
+        one of them, so it is formed then.)"""
+        if self.waiting or (self.active and not self.grouped):
+            return True
+        for s in self.active:
+            if not s.inflight:
+                return True
         for co in self._cohorts:
             if co.n and not co.inflight:
                 return True
