@@ -176,8 +176,48 @@ def test_spans_equal_one_event_per_iteration(case, monkeypatch):
     assert repr(fast[2]) == repr(slow[2])
     assert with_spans <= len(events)
     if case in ("plain", "no-overlap", "eos-stops", "replicas", "cut-off", "reuse-conversations",
-                "closed-loop"):
+                "closed-loop", "pp2", "pp4-reuse-conversations"):
         assert with_spans < len(events)
+
+
+@pytest.mark.parametrize("case", ["plain", "max-utilization-pauses", "reuse-conversations", "pp2",
+                                  "pp2-tight-reuse"])
+def test_iterations_with_contexts_are_applied_without_events(case, monkeypatch):
+    """Not only the group's iterations: one with a context (a request starting, its first token)
+    that ends before the next event is applied ahead of its event too (a micro-batch's results,
+    with pipeline parallelism), with a request starting in the next iteration at the loop's
+    time; the outputs stay as one event per iteration gives them
+    (:func:`test_spans_equal_one_event_per_iteration`)."""
+    ahead = []
+    commit = executor.Replica._commit
+
+    def spy(self, step):
+        if step.contexts:
+            ahead.append(self.env.now < step.end)
+        return commit(self, step)
+
+    monkeypatch.setattr(executor.Replica, "_commit", spy)
+    fast = _outputs(CASES[case])
+    assert any(ahead) and not all(ahead)
+    monkeypatch.setattr(executor.Replica, "spans", False)
+    ahead.clear()
+    slow = _outputs(CASES[case])
+    assert not any(ahead)
+    assert repr(fast) == repr(slow)
+
+
+@pytest.mark.parametrize("case", ["pp2", "pp4-reuse-conversations"])
+def test_pipeline_forms_no_empty_micro_batch(case, monkeypatch):
+    """With every request in flight and no cohort free to run, the pipeline loop waits for a
+    micro-batch instead of forming an empty one (and its outputs stay the reference's:
+    :func:`test_executor_equals_the_plain_reference`)."""
+    formed = []
+    schedule = executor.Replica.schedule
+    monkeypatch.setattr(executor.Replica, "schedule",
+                        lambda self: formed.append(schedule(self)) or formed[-1])
+    _outputs(CASES[case])
+    assert len(formed) > 100
+    assert not any(step.empty for step in formed)
 
 
 def test_catch_up_lands_where_one_event_per_iteration_does():

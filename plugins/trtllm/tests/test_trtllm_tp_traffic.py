@@ -106,3 +106,18 @@ def test_allreduce_strategy_reaches_the_engine_from_the_experiment_file():
     assert auto["config"]["allreduce_strategy"] == "AUTO"
     assert nccl["config"]["allreduce_strategy"] == "NCCL"
     assert auto["tpot_ms"]["p50"] < nccl["tpot_ms"]["p50"]
+
+
+@pytest.mark.parametrize("config", [{}, {"pipeline_parallel_size": 2, "tp": 4},
+                                    {"kernel_time_scale": 1.3, "cuda_graph_padding": True}])
+def test_per_batch_decode_prices_equal_the_step_prices(config):
+    """The per-batch-size decode pricers (``decode_price``: the PP=1 loop's, ``decode_gpu``,
+    ``decode_work_terms``: the pipeline loop's and the spans') give what pricing the step
+    does, bit for bit, for graph and eager batch sizes."""
+    pricer = _pricer(**config)
+    for b in (1, 3, 32, 33, 64, 100, 128, 300):
+        for ctx in (b, 7 * b + 5, 900 * b):
+            assert pricer.decode_gpu(b)(ctx) == pricer.gpu_time((), b, ctx)
+            assert pricer.decode_price(b)(ctx) == pricer.step_time((), b, ctx)
+            p, a, l, s, h, w, k, n = pricer.decode_work_terms(b)
+            assert ((p + a * ctx) * l / s + h, w + k * ctx + n) == pricer.work((), b, ctx)

@@ -44,21 +44,25 @@ docs/engine_behaviour.md (TensorRT-LLM §1–§2) describes it:
   :class:`~labsim_llm.engine.pipeline.StagePipeline` times the micro-batches:
   the CPU work, then each stage's share of the GPU time.
 
-* **Spans** (PP = 1, GPUs not shared). An iteration of the generation group
-  alone that ends before the next scheduled event of the simulation (and
-  within ``max_simulation_time``), finishes no request that anything acts on
-  at its finishing time (a closed loop's next request, a conversation's next
-  turn: :meth:`~labsim_llm.engine.serving_engine.ServingEngine.finish_unseen`),
-  and is followed by another of the group alone, is applied without a SimPy
-  event of its own: nothing can happen before it ends, so nobody can tell (the
-  engine's ``last_left_s`` is set to the finishing's time). The iterations after
-  it that qualify too are formed, priced and applied in one pass
-  (:meth:`~labsim_trtllm.generation_group.GenerationGroup._run_span`); the
-  process then sleeps until the end of the first that does not (an arrival
-  during iteration *j* is seen when *j* ends, as with one event per
-  iteration). Rows, gaps, blocks and every float are the ones one event per
-  iteration gives, ``env.now`` included (:func:`catch_up`); ``Replica.spans =
-  False`` steps one event per iteration.
+* **Spans** (GPUs not shared). An iteration that ends before the next
+  scheduled event of the simulation (and within ``max_simulation_time``) and
+  finishes no request that anything acts on at its finishing time (a closed
+  loop's next request, a conversation's next turn:
+  :meth:`~labsim_llm.engine.serving_engine.ServingEngine.finish_unseen`) is
+  applied without a SimPy event of its own: nothing can happen before it ends,
+  so nobody can tell (the engine's ``last_left_s`` is set to the finishing's
+  time, and a request starting in the next iteration reads the loop's time,
+  :attr:`Replica.now`, not ``env.now``). When it and the next are iterations of
+  the generation group alone, the iterations after it that qualify too are
+  formed, priced and applied in one pass
+  (:meth:`~labsim_trtllm.generation_group.GenerationGroup._run_span`). The
+  process sleeps only until the end of the first iteration that does not
+  qualify (an arrival during iteration *j* is seen when *j* ends, as with one
+  event per iteration). Rows, gaps, blocks and every float are the ones one
+  event per iteration gives, ``env.now`` included (:func:`catch_up`);
+  ``Replica.spans = False`` steps one event per iteration. With pipeline
+  parallelism a micro-batch whose results come back so is applied the same
+  way, one at a time (no runs in one pass).
 
 Every duration comes from :class:`labsim_trtllm.pricing.TrtStepPricer`.
 """
@@ -105,13 +109,13 @@ class Step:
     __slots__ = ("gens", "contexts", "chunks", "decodes", "decode_ctx", "tokens", "start", "end",
                  "cohort", "gidx", "group", "group_warm", "left_warm")
 
-    def __init__(self, gens, contexts, chunks, decode_ctx: int):
+    def __init__(self, gens, contexts, chunks, decode_ctx: int, context_tokens: int):
         self.gens = gens
         self.contexts = contexts
         self.chunks = chunks                   # (new tokens, computed before) of the context entries
         self.decodes = len(gens)
         self.decode_ctx = decode_ctx           # Σ context of the generation entries, new token included
-        self.tokens = self.decodes + sum(n for n, _ in chunks)
+        self.tokens = self.decodes + context_tokens   # context_tokens: Σ new tokens of the chunks
         self.start = self.end = 0.0
         self.cohort = None                     # the generation group's cohort it runs
         self.gidx = -1                         # its index in that cohort
@@ -143,8 +147,9 @@ class Replica(GenerationGroup, ReplicaShell):
     (TensorRT-LLM's executor queue), the idle wait, finishing and the block-reuse lookups.
     """
 
-    #: apply group-only iterations that end before the next event without an event of their
-    #: own (False: one event per iteration, as the equivalence tests compare)
+    #: apply iterations that end before the next event without an event of their own, runs
+    #: of group-only ones in one pass (False: one event per iteration, as the equivalence
+    #: tests compare)
     spans = True
 
     def __init__(self, owner, index: int, pricer, num_blocks: int, cfg: dict):
@@ -167,6 +172,9 @@ class Replica(GenerationGroup, ReplicaShell):
         self.active: list[Seq] = []
         #: the simulation's time limit (iterations past it are never applied), if known
         self._limit = _time_limit(owner)
+        #: the simulated time the loop stands at: ``env.now``, or ahead of it after iterations
+        #: applied without events of their own (what a request starting reads)
+        self.now = 0.0
         self._init_group()
 
     # -- interface with the framework --------------------------------------------------
@@ -278,7 +286,7 @@ class Replica(GenerationGroup, ReplicaShell):
         if not s.admitted:
             s.admitted = True
             s.req.cached_prompt_tokens = s.computed
-            s.req.first_scheduled_s = self.env.now
+            s.req.first_scheduled_s = self.now
 
     def _unstart(self, s: Seq) -> None:
         self.free_blocks(s)
@@ -409,26 +417,33 @@ class Replica(GenerationGroup, ReplicaShell):
         and count the contexts' tokens (the generation requests, already counted by
         :meth:`schedule`, and their Σ context *decode_ctx*). One allocation takes the blocks
         several, one after another, would."""
+        if not contexts:
+            if gen_blocks:
+                self._take(gen_blocks)
+            return Step(gens, (), (), decode_ctx, 0)
         tpb = self.tpb
         entries = []
         append = entries.append
         chunks = []
         blocks = gen_blocks
+        tokens = 0
         for s, n in contexts:
-            need = -(-(s.computed + n) // tpb) - s.held
+            before = s.computed
+            c = before + n
+            need = -(-c // tpb) - s.held
             if need > 0:
                 blocks += need
                 s.held += need
-            before = s.computed
-            s.computed += n
-            emits = s.computed >= s.ctx_len
+            s.computed = c
+            emits = c >= s.ctx_len
             if emits:
                 s.planned += 1
             append((s, n, before, emits, s.epoch))
             chunks.append((n, before))
+            tokens += n
         if blocks:
             self._take(blocks)
-        return Step(gens, entries, chunks, decode_ctx)
+        return Step(gens, entries, chunks, decode_ctx, tokens)
 
     def _take(self, n: int) -> None:
         if n > self.pool.num_free:
@@ -437,6 +452,18 @@ class Replica(GenerationGroup, ReplicaShell):
         self.pool.allocate(n)
 
     # -- completing an iteration --------------------------------------------------------
+
+    def _leaving(self, step: Step) -> list:
+        """The requests whose last token *step* delivers (as :meth:`_commit` will find them)."""
+        leaving = [s for s in step.gens if not s.finished and s.out + 1 >= s.target]
+        for s, _n, _before, emits, _epoch in step.contexts:
+            if emits and not s.finished and s.out + 1 >= s.target:
+                leaving.append(s)
+        if step.group:
+            done = step.cohort.fin.get(step.gidx)
+            if done:
+                leaving.extend(done)
+        return leaving
 
     def _register(self, s: Seq) -> None:
         self.register_prompt(s, min(s.computed, s.ctx_len))
@@ -553,13 +580,14 @@ class Replica(GenerationGroup, ReplicaShell):
         #: applied; ahead of ``env.now`` after iterations applied without an event of their own
         now = env.now
         while True:
-            if now != env.now and (self.active or self.waiting or not self._gN):
-                # behind the iterations a span applied, and what comes next may read the
-                # time (a request starting, the idle wait): the last one's time first
-                yield from catch_up(env, now, now)
-                yield env.timeout(now - env.now)
+            self.now = now
             if cur is None:
                 if not self.active and not self.waiting and not self._gN:
+                    if now != env.now:
+                        # behind the iterations applied without events, and the idle wait
+                        # reads the time: the last one's time first
+                        yield from catch_up(env, now, now)
+                        yield env.timeout(now - env.now)
                     yield from self.idle()
                     now = env.now
                     continue
@@ -578,17 +606,35 @@ class Replica(GenerationGroup, ReplicaShell):
                 wait = 0.0
             co = cur.cohort
             group_only = co is not None and not cur.gens and not cur.contexts and not co.fresh
-            if spans and group_only:
+            if spans:
                 t = now + wait                          # env.now after this iteration's event
                 horizon = peek()
-                if (t < horizon <= limit and co.n and not self.active and not self.waiting
-                        and (cur.gidx not in co.fin or self._finish_unseen(co.fin[cur.gidx]))):
-                    # it ends before anything else happens, nobody waits on what it finishes
-                    # and the next one is the cohort's alone: a span (see "Spans" in the
-                    # module docstring)
-                    cur, nxt, now, wait = self._run_span(cur, nxt, t, horizon)
-                    if wait is None:
-                        continue                        # the cohort emptied
+                if t < horizon <= limit:
+                    # it ends before anything else happens: applied now, as its event would
+                    # apply it at *t*, unless anyone waits on what it finishes
+                    leaving = co.fin.get(cur.gidx) if group_only else self._leaving(cur)
+                    if not leaving or self._finish_unseen(leaving):
+                        if group_only and co.n and not self.active and not self.waiting:
+                            # and the next one is the cohort's alone: a span (see "Spans" in
+                            # the module docstring)
+                            cur, nxt, now, wait = self._run_span(cur, nxt, t, horizon)
+                            if wait is None:
+                                continue                # the cohort emptied
+                        else:
+                            now = t
+                            self.clock = cur.end
+                            if group_only:
+                                self._commit_group_only(cur, co, cur.end)
+                            else:
+                                self._commit(cur)
+                            if leaving:
+                                self.owner.last_left_s = now   # the finishing's time
+                            if nxt is not None and not nxt.empty:
+                                nxt.start = cur.end
+                                cur = nxt
+                            else:
+                                cur = None
+                            continue
             if now == env.now:
                 end = yield self.gpu_work(wait, cur)
             else:                                       # after iterations applied without events
@@ -610,38 +656,92 @@ class Replica(GenerationGroup, ReplicaShell):
                 cur = None
 
     def _loop_pp(self):
-        """The pipeline-parallel loop: up to ``pp`` micro-batches in flight."""
+        """The pipeline-parallel loop: up to ``pp`` micro-batches in flight. A micro-batch whose
+        results come back before the next event and finish nothing anyone sees is applied
+        without an event of its own, as in :meth:`_loop` ("Spans" in the module docstring)."""
         env, pricer = self.env, self.pricer
+        peek = env.peek
+        spans = self.spans and self.gpus.exclusive and self._limit is not None
+        limit = self._limit
         inflight: deque[Step] = deque()
+        now = env.now                          # as in _loop: ahead of env.now after such ones
         while True:
             if len(inflight) < self.pp and (self.active or self.waiting or self._gN):
-                step = self.schedule()
-                if not step.empty:
-                    step.start = max(self.clock, env.now)
-                    step.end = self.pipeline.run(step.start, pricer.cpu_time(step.chunks, step.decodes),
-                                                 pricer.gpu_time(step.chunks, step.decodes, step.decode_ctx))
-                    for s in step.seqs():
-                        s.inflight = True
-                    if step.cohort is not None:
-                        step.cohort.inflight = True
-                    inflight.append(step)
-                    continue
+                if self._formable():
+                    self.now = now
+                    step = self.schedule()
+                    if not step.empty:
+                        step.start = max(self.clock, now)
+                        if step.chunks:
+                            gpu = pricer.gpu_time(step.chunks, step.decodes, step.decode_ctx)
+                        else:
+                            gpu = pricer.decode_gpu(step.decodes)(step.decode_ctx)
+                        step.end = self.pipeline.run(step.start, pricer.cpu_time(step.chunks, step.decodes),
+                                                     gpu)
+                        if step.gens or step.contexts:          # (a group-only one: none walked)
+                            for s in step.seqs():
+                                s.inflight = True
+                        if step.cohort is not None:
+                            step.cohort.inflight = True
+                        inflight.append(step)
+                        continue
                 if not inflight:
                     raise RuntimeError("TensorRT-LLM replica formed an empty iteration with work "
                                        "pending and nothing in flight")
             if inflight:
                 step = inflight.popleft()
-                end = yield self.gpu_work(max(0.0, step.end - env.now), step)
+                wait = step.end - now
+                if wait < 0.0:
+                    wait = 0.0
+                t = now + wait                 # env.now after its event
+                if spans and t < peek() <= limit:
+                    leaving = self._leaving(step)
+                    if not leaving or self._finish_unseen(leaving):
+                        now = t
+                        self._return(step)
+                        if leaving:
+                            self.owner.last_left_s = now   # the finishing's time
+                        continue
+                if now == env.now:
+                    end = yield self.gpu_work(wait, step)
+                else:
+                    yield from catch_up(env, now, t)
+                    end = yield self.gpu_work(t - env.now, step)
+                now = env.now
                 if end is not None:
                     step.end = end
-                self.clock = step.end
-                for s in step.seqs():
-                    s.inflight = False
-                if step.cohort is not None:
-                    step.cohort.inflight = False
-                self._commit(step)
+                self._return(step)
                 continue
+            if now != env.now:                 # the idle wait reads the time
+                yield from catch_up(env, now, now)
+                yield env.timeout(now - env.now)
             yield from self.idle()
+            now = env.now
+
+    def _return(self, step: Step) -> None:
+        """A micro-batch's results came back: apply them."""
+        self.clock = step.end
+        if step.gens or step.contexts:
+            for s in step.seqs():
+                s.inflight = False
+        if step.cohort is not None:
+            step.cohort.inflight = False
+        self._commit(step)
+
+    def _formable(self) -> bool:
+        """Whether forming a micro-batch now can give one, or change anything: requests wait, a
+        request not in flight is active, or a cohort not in flight has members. (Forming one
+        from requests all in flight gives an empty one; with ``MAX_UTILIZATION`` it may pause
+        one of them, so it is formed then.)"""
+        if self.waiting or (self.active and not self.grouped):
+            return True
+        for s in self.active:
+            if not s.inflight:
+                return True
+        for co in self._cohorts:
+            if co.n and not co.inflight:
+                return True
+        return False
 
 
 def catch_up(env, last: float, target: float):

@@ -176,8 +176,9 @@ class GenerationGroup:
         if len(started) == len(active):
             return started
         pending = [s for s in active if s.computed <= 0]
-        available = (self.pool.num_free - (self._gneed - self._gheld)
-                     - sum(r for r in [s.need_total - s.held for s in started] if r > 0))
+        available = self.pool.num_free - (self._gneed - self._gheld)
+        if started:
+            available -= sum(r for r in [s.need_total - s.held for s in started] if r > 0)
         approved = started
         n = self._gN + len(started)
         for s in pending:
@@ -192,37 +193,28 @@ class GenerationGroup:
                      decode_ctx: int):
         """Finish forming iteration *g* of cohort *co* (the walked requests' *gens*, *contexts*,
         blocks and decode context counted by the scan): the members' blocks and context, as
-        aggregates."""
+        aggregates; the Step is marked as iteration *g* of *co*, the iteration formed last."""
         n = co.n
         if n:
-            blocks, ctx = self._members_work(co, g)
+            # the KV blocks the members take in iteration g (counted as held), their context
+            blocks = co.cnt[-g % self.tpb]
+            self._gheld += blocks
             gen_blocks += blocks
-            decode_ctx += ctx
+            decode_ctx += co.S + n * (g + 1)
         step = self._allocate(gens, contexts, decode_ctx, gen_blocks)
         if n:
             step.decodes += n
             step.tokens += n
-        return self._stamp(step, co, g)
-
-    def _members_work(self, co: Cohort, g: int) -> tuple[int, int]:
-        """The KV blocks *co*'s members take in its iteration *g* (counted as held) and their
-        decode context in it."""
-        blocks = co.cnt[-g % self.tpb]
-        self._gheld += blocks
-        return blocks, co.S + co.n * (g + 1)
-
-    def _stamp(self, step, co: Cohort, g: int):
-        """Mark *step* as iteration *g* of cohort *co* (the iteration formed last)."""
         step.cohort = co
         step.gidx = g
-        step.group = co.n
+        step.group = n
         step.group_warm = co.warm
         self._ahead = step
         return step
 
     def _group_only_step(self, co: Cohort):
-        """The usual iteration: the cohort's members alone (nothing else to walk).
-        (:meth:`_members_work` inlined, this runs at most steps; its Step: :meth:`_group_step`.)"""
+        """The usual iteration: the cohort's members alone (nothing else to walk); its Step:
+        :meth:`_group_step`."""
         g = co.gidx
         co.gidx = g + 1
         n = co.n
@@ -313,7 +305,8 @@ class GenerationGroup:
         metrics = self.metrics
         step_row = metrics.step
         add_uniform = metrics.itl.add_uniform
-        decode_work = self.pricer.decode_work
+        work_terms = self.pricer.decode_work_terms
+        wb = 0                                 # the batch size of the work terms below
         index = self.index
         fin = co.fin
         cnt = co.cnt
@@ -339,7 +332,12 @@ class GenerationGroup:
             if nw:
                 add_uniform(end - last_end, nw)
             last_end = end
-            flops, nbytes = decode_work(b, ctx)
+            if b != wb:
+                wb = b
+                wp, wa, wl, ws, wh, ww, wk, wn = work_terms(b)
+            # pricer.decode_work(b, ctx), its arithmetic in its order
+            flops = (wp + wa * ctx) * wl / ws + wh
+            nbytes = ww + wk * ctx + wn
             u = used + taken
             d = end - start
             step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops, nbytes, u * d, None)
@@ -410,7 +408,12 @@ class GenerationGroup:
         """Whether *members* finishing can be applied before its simulated time (in a span):
         nobody acts on it then (no closed loop, no conversation's next turn waits on it)."""
         unseen = getattr(self.owner, "finish_unseen", None)
-        return unseen is not None and all(unseen(s.req) for s in members)
+        if unseen is None:
+            return False
+        for s in members:
+            if not unseen(s.req):
+                return False
+        return True
 
     def _group_step(self, co: Cohort, g: int, b: int, ctx: int, nw: int, start: float):
         """Iteration *g* of *co* with its *b* members alone (decode context *ctx*, *nw* of them

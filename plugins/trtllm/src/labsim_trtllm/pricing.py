@@ -48,8 +48,12 @@ class TrtStepPricer:
         self.cpu_per_req = float(cfg["step_overhead_per_request_s"])
         self.overlap = not cfg["disable_overlap_scheduler"]
         self._decode_steps: dict = {}          # batch size → f(decode context), see step_time
+        self._decode_gpus: dict = {}           # batch size → f(decode context), see gpu_time
         #: :meth:`work` of a decode-only step, ``f(num_decodes, decode_context)``
         self.decode_work = self.eager.decode_work
+        #: the terms of :attr:`decode_work` found once per batch size (see
+        #: :meth:`~labsim_llm.engine.step_cost.StepPricer.decode_work_terms`)
+        self.decode_work_terms = self.eager.decode_work_terms
 
     def uses_graph(self, chunks, num_decodes: int) -> bool:
         """Whether this step replays a CUDA graph (decode-only, a captured size)."""
@@ -60,6 +64,16 @@ class TrtStepPricer:
     def gpu_time(self, chunks, num_decodes: int, decode_context: int) -> float:
         pricer = self.graph if self.uses_graph(chunks, num_decodes) else self.eager
         return pricer.step_time(chunks, num_decodes, decode_context) * self.scale
+
+    def decode_gpu(self, b: int):
+        """``f(ctx)`` = :meth:`gpu_time` ``((), b, ctx)`` (a decode-only iteration of *b* ≥ 1
+        requests), bit for bit, kept per batch size."""
+        fn = self._decode_gpus.get(b)
+        if fn is None:
+            gpu = (self.graph if self.uses_graph((), b) else self.eager).decode_step_fn(b)
+            scale = self.scale
+            fn = self._decode_gpus[b] = lambda ctx: gpu(ctx) * scale
+        return fn
 
     def cpu_time(self, chunks, num_decodes: int = 0) -> float:
         """Seconds of the executor's CPU work for one iteration (scheduling, bookkeeping)."""
