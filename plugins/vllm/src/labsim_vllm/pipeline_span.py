@@ -112,7 +112,12 @@ class SpanSteps:
         of the decode group finishes, V0's output lag holds nothing to release — and the next
         step is the decode group alone again, its blocks free: nobody waits to be admitted,
         nobody runs outside the group, nothing would be preempted."""
-        return self.group_alone() and self.next_step_quiet(self.pool.num_free)
+        # group_alone() and next_step_quiet(pool.num_free), inlined (asked at every turn of the span)
+        if (self.waiting or self._special or self._lag_first or self._lag_done
+                or self._list is not None or not self.BULK or not 0 < self._nD <= self.max_tokens):
+            return False
+        G = self.G
+        return G not in self._fin and self._cnt[G % self.block_size] <= self.pool.num_free
 
     def group_alone(self) -> bool:
         """The part of :meth:`quiet_batch` that only an arrival or a batch that is not quiet
@@ -146,7 +151,11 @@ class SpanSteps:
         run, or its scheduler steps one at a time): returns what to wake its loop with, the
         event to wait on when the other engines hold the blocks, else False."""
         end = self.clock
-        self._commit(batch.step, batch.start, end)
+        if (batch.group_only and self._list is None and not self._lag_first and not self._lag_done
+                and self.G not in self._fin):
+            self._land_group(batch, end)        # (a request waits, or blocks run short)
+        else:
+            self._commit(batch.step, batch.start, end)
         self.peers.batch_ended()
         if self.group_alone():
             # the usual turn: the group alone again (_schedule_group's first case), its blocks
@@ -184,6 +193,27 @@ class SpanSteps:
         if group_only and decodes != batch.decodes:
             batch.priced(decodes)
         return None
+
+    def _land_group(self, batch, end: float) -> None:
+        """Land *batch*, the decode group alone with nobody finishing in it and V0's output lag
+        empty, at *end* as :meth:`_commit` does — the group's inter-token gaps and the step's
+        row (:meth:`_record`, with the work priced as :meth:`land_and_dispatch` prices it);
+        :meth:`_after_step` has nothing to do — without its walk."""
+        step = batch.step
+        start = batch.start
+        if self._fresh:
+            self._group_gaps(end, self._g_end)
+        else:                                       # _group_gaps, inlined
+            self.metrics.itl.add_uniform(end - self._g_end, self._nW)
+        self._g_end = end
+        peers = self.peers
+        used = peers.kv_blocks_used()
+        running, waiting = peers.queue_lengths()
+        ctx = step.decode_ctx
+        p, a, l, s, h, w, k, n = batch.work
+        self.metrics.step(self.index, start, end - start, 1, step.tokens, 0, step.decodes, running,
+                          waiting, used, (p + a * ctx) * l / s + h, w + k * ctx + n,
+                          used * (end - start), self.pipeline.busy(start, end))
 
     def decode_pricing(self, decodes: int) -> tuple:
         """``(f, cpu, work, prices, table)`` of a decode-only step of *decodes* requests:
@@ -294,6 +324,8 @@ class PipelineSpan:
         dispatches nothing."""
         env = self.env
         batches = self._batches
+        peers = self.peers
+        limit = self.limit
         while True:
             if not batches:
                 self._joined = env.event()
@@ -307,11 +339,11 @@ class PipelineSpan:
             quiet = head.group_only and engine.quiet_batch()
             if quiet or due > now:
                 peek = env.peek()
-                ahead = due < peek and due <= self.limit and not self.peers.waiting_on_change
+                ahead = due < peek and due <= limit and not peers.waiting_on_change
                 if quiet and ahead:
                     # (a batch due now as well: nobody waits for its end, see _land)
                     last = self._run_ahead(peek)
-                    if peek > self.limit and batches[0].due > self.limit:
+                    if peek > limit and batches[0].due > limit:
                         # the run stops before anything else happens: its clock ends, as with
                         # one event per batch, at the end of the last batch landed
                         yield from self._sleep_until(last)
@@ -325,7 +357,7 @@ class PipelineSpan:
                     back = engine.commit_and_dispatch(head)
                     if back is None:
                         self._requeue(head, engine.clock)
-                        if peek > self.limit and batches[0].due > self.limit:
+                        if peek > limit and batches[0].due > limit:
                             yield from self._sleep_until(due)     # (as after _run_ahead)
                     else:
                         self._hand_back(head, delay, back)
@@ -362,11 +394,14 @@ class PipelineSpan:
         batch quiet only :meth:`SpanSteps.next_step_quiet` changes from step to step. Returns
         the end of the last batch landed."""
         batches = self._batches
-        for b in batches:
+        batches[0].alone = True         # (the caller's head is quiet)
+        for i in range(1, len(batches)):
             # quiet landings leave every engine's group as it is (and the others' batches in
             # flight wait for their end): the head is quiet unless one of these is false
+            b = batches[i]
             b.alone = b.group_only and b.engine.group_alone()
-        horizon = min(peek, math.nextafter(self.limit, math.inf))     # due < horizon: may land
+        limit = self.limit
+        horizon = peek if peek <= limit else math.nextafter(limit, math.inf)   # due < horizon: may land
         peers = self.peers
         running, waiting = peers.queue_lengths()
         used = peers.kv_blocks_used()
@@ -379,6 +414,13 @@ class PipelineSpan:
         else:
             pool = None
         last = self.env.now             # (the caller's head always lands: quiet, due before peek)
+        # what the landings share: the engines' metrics, stage pipeline and replica index
+        engine = batches[0].engine
+        metrics = engine.metrics
+        add_gaps = metrics.itl.add_uniform
+        record = metrics.step
+        turn = engine.pipeline.turn
+        index = engine.index
         while True:
             head = batches[0]
             due = head.due
@@ -386,14 +428,36 @@ class PipelineSpan:
             if pool is None:
                 free = engine.pool.num_free
             G = engine.G                    # engine.next_step_quiet(free), inlined
-            if (due >= horizon or not head.alone or G in engine._fin
-                    or engine._cnt[G % engine.block_size] > free):
+            need = engine._cnt[G % engine.block_size]
+            if due >= horizon or not head.alone or G in engine._fin or need > free:
                 if pool is not None and taken:
                     pool.allocate(taken)
                 self._order = order
                 return last
             del batches[0]
-            need = engine.land_and_dispatch(head, running, waiting, used)
+            # engine.land_and_dispatch(head, running, waiting, used), inlined: the quiet
+            # batch landed at its end (engine.clock), the group alone dispatched next
+            start = head.start
+            end = engine.clock
+            nD = engine._nD
+            if engine._fresh:
+                engine._group_gaps(end, engine._g_end)
+            else:
+                add_gaps(end - engine._g_end, engine._nW)
+            engine._g_end = end
+            engine.G = G + 1
+            step = head.step
+            ctx = step.decode_ctx
+            step.decode_ctx = nxt = engine._S + nD * (G + 1)
+            head.start = end
+            table = head.table
+            gpu = table[nxt] if table is not None and nD <= nxt < len(table) else None
+            if gpu is None:
+                gpu = head.gpu_seconds(nxt)
+            busy, engine.clock = turn(start, end, head.cpu, gpu)
+            p, a, l, s, h, w, k, n = head.work
+            record(index, start, end - start, 1, nD, 0, nD, running, waiting, used,
+                   (p + a * ctx) * l / s + h, w + k * ctx + n, used * (end - start), busy)
             if need:
                 if pool is None:
                     engine.pool.allocate(need)
@@ -429,9 +493,15 @@ class PipelineSpan:
         """Queue *batch*, dispatched when its last step ended (at ``batch.due``) and ending at
         *end*: due when the engine loop's timeout, from that instant, would fire."""
         due = batch.due
-        batch.due = due + max(0.0, end - due)
-        batch.order = self._order
-        self._add(batch)
+        d = end - due
+        batch.due = end = due + (d if d > 0.0 else 0.0)      # (max(0.0, d), as the loop's timeout)
+        batch.order = order = self._order
+        self._order = order + 1                  # _add, inlined
+        batches = self._batches
+        if batches and end < batches[-1].due:
+            bisect.insort(batches, batch, key=lambda b: (b.due, b.order))
+        else:
+            batches.append(batch)
 
     def _hand_back(self, batch: Batch, delay: float, value) -> None:
         """Wake *batch*'s engine *delay* seconds from now (``Event.succeed`` with a delay, as

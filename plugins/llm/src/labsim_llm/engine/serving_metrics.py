@@ -251,10 +251,16 @@ class GapHistogram:
                     # _uniform_sum, inlined for one block: the eight partial sums, then their
                     # pairwise sum ((r + r) + (r + r)) + ((r + r) + (r + r)), which is 8·r
                     # exactly (doubling rounds nothing), then the rest one by one
-                    r = value
-                    for _ in range((times >> 3) - 1):
-                        r += value
-                    r *= 8.0
+                    if times < 32:
+                        # up to three copies in each partial sum: v + v is 2·v exactly and
+                        # 2·v + v rounds 3·v once, as 3·v does (both the nearest double to
+                        # it), and 8·(that) is 24·v rounded once as well: one product
+                        r = value * (times & ~7)
+                    else:
+                        r = value
+                        for _ in range((times >> 3) - 1):
+                            r += value
+                        r *= 8.0
                     for _ in range(times & 7):
                         r += value
                     self.total += 0.0 + r
