@@ -64,22 +64,13 @@ class StagePipeline:
 
     def turn(self, start: float, end: float, cpu: float, device: float) -> tuple[float, float]:
         """``(busy(start, end), run(end, cpu, device))``: a batch from *start* ends at *end* and
-        its engine dispatches the next at once (a decode loop's turn, in one call: the two
-        inlined, the same arithmetic)."""
+        its engine dispatches the next at once (a decode loop's turn, in one call: the busy
+        time inlined, the same arithmetic)."""
         until = self._busy_until
         busy = end - (start if start > until else until)
         if end > until:
             self._busy_until = end
-        t = (end if end > self._cpu_free else self._cpu_free) + cpu
-        self._cpu_free = t
-        per = device / self.stages
-        free = self._free
-        for s in range(self.stages):
-            if free[s] > t:
-                t = free[s]
-            t += per
-            free[s] = t
-        return (busy if busy > 0.0 else 0.0), t
+        return (busy if busy > 0.0 else 0.0), self.run(end, cpu, device)
 
     def busy(self, start: float, end: float) -> float:
         """Seconds of the batch interval [*start*, *end*] no earlier batch covered (batches
