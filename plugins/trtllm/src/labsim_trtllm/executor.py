@@ -132,14 +132,6 @@ class Step:
         return [*self.gens, *(e[0] for e in self.contexts)]
 
 
-def _time_limit(owner) -> float | None:
-    """``simulation.max_simulation_time`` of *owner*'s run, or None (an owner without one)."""
-    try:
-        return float(owner.context.config["simulation"]["max_simulation_time"])
-    except (AttributeError, KeyError, TypeError):
-        return None
-
-
 class Replica(GenerationGroup, ReplicaShell):
     """A TensorRT-LLM executor (``tp × pp`` GPUs) running its loop as a SimPy process.
 
@@ -170,8 +162,6 @@ class Replica(GenerationGroup, ReplicaShell):
         self.lookahead = 2 if self.overlap else 1
         self.extra_token = 1 if self.overlap else 0
         self.active: list[Seq] = []
-        #: the simulation's time limit (iterations past it are never applied), if known
-        self._limit = _time_limit(owner)
         #: the simulated time the loop stands at: ``env.now``, or ahead of it after iterations
         #: applied without events of their own (what a request starting reads)
         self.now = 0.0
@@ -573,8 +563,8 @@ class Replica(GenerationGroup, ReplicaShell):
         pricer = self.pricer
         decode_price = pricer.decode_price
         peek = env.peek
-        spans = self.spans and self.gpus.exclusive and self._limit is not None
-        limit = self._limit
+        spans = self.spans and self.gpus.exclusive
+        limit = self.time_limit
         cur = None
         #: when stepping one iteration an event, the simulated time after the last iteration
         #: applied; ahead of ``env.now`` after iterations applied without an event of their own
@@ -661,8 +651,8 @@ class Replica(GenerationGroup, ReplicaShell):
         without an event of its own, as in :meth:`_loop` ("Spans" in the module docstring)."""
         env, pricer = self.env, self.pricer
         peek = env.peek
-        spans = self.spans and self.gpus.exclusive and self._limit is not None
-        limit = self._limit
+        spans = self.spans and self.gpus.exclusive
+        limit = self.time_limit
         inflight: deque[Step] = deque()
         now = env.now                          # as in _loop: ahead of env.now after such ones
         while True:

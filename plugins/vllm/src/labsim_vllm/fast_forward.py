@@ -14,7 +14,7 @@ time passes through :meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_work`.
 Any other step (prompts in it, or a decode step no span is taken for) that ends before the
 next scheduled event, and within the run's ``max_simulation_time``, is landed at once by the
 step loop, ahead of the clock, when nobody acts on landing it at its time — nobody finishes
-in it (:meth:`~labsim_vllm.pipeline_span.SpanSteps.lands_unseen`), or only requests no
+in it (:meth:`~labsim_vllm.pipeline_span.SpanSteps.finishing`), or only requests no
 closed loop or conversation waits on (:meth:`labsim_vllm.scheduler.Replica.finishes_unseen`),
 and V0's output lag holds nothing: until it ends nothing else happens, so its timeout would
 change nothing but the time (:meth:`labsim_vllm.scheduler.Replica.run`). Before it idles the

@@ -136,12 +136,17 @@ class SpanSteps:
         """Whether landing *step*, this engine's batch in flight, changes nothing outside the
         replica: nobody finishes in it (no report), V0's output lag holds nothing to release.
         (Its first tokens' times are only read when their requests finish.)"""
-        if self._lag_first or self._lag_done or (self._list is None and self.G in self._fin):
-            return False
+        return not (self._lag_first or self._lag_done) and not self.finishing(step)
+
+    def finishing(self, step) -> list:
+        """The requests that finish when *step*, this engine's batch in flight, lands: the
+        decode group's members at their last step, and entries that emit their last token."""
+        members = self._fin.get(self.G) if self._list is None else None
+        done = [seq.req for seq in members] if members else []
         for seq, _n, _before in step.entries:
             if seq.computed >= seq.num_tokens and seq.out + 1 >= seq.target:
-                return False                # its last token: it finishes
-        return True
+                done.append(seq.req)
+        return done
 
     def commit_and_dispatch(self, batch):
         """Land *batch* (any step) at its end (``self.clock``, now) as the step loop does — its

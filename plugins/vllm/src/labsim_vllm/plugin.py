@@ -7,13 +7,12 @@
 
 from __future__ import annotations
 
-import math
-
 from labsim import hookimpl
 from labsim.errors import UsageError
 from labsim_llm.engine import BlockPool, StepPricer, capture_sizes
 from labsim_llm.engine.memory_plan import plan_memory
 from labsim_llm.engine.pipeline import PipelinedReplica, StagePipeline
+from labsim_llm.engine.replica import time_limit
 from labsim_llm.engine.serving_engine import ServingEngine
 
 from labsim_vllm.attention import attention_device
@@ -81,8 +80,7 @@ class VLLM(ServingEngine):
         cfg = self.cfg
         if not cfg["fast_forward"] or cfg["num_scheduler_steps"] > 1 or cfg.get("async_scheduling"):
             return None
-        limit = (self.context.config.get("simulation") or {}).get("max_simulation_time", math.inf)
-        return PipelineSpan(self.context.env, replica, float(limit))
+        return PipelineSpan(self.context.env, replica, time_limit(self.context))
 
     def reject_reason(self, request) -> str | None:
         if request.prompt_tokens + request.max_output_tokens > self.cfg["max_model_len"]:

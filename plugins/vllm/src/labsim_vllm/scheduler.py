@@ -115,9 +115,6 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
         self._gap_in = 0.0           # mean time between requests reaching it (moving average)
         self._woken_uncut = False    # whether the latest span woke before anything cut it
         self._lone = cfg.get("num_replicas", 1) == 1    # no other replica behind a router
-        #: the run's ``max_simulation_time``: no step ending later is landed ahead of the clock
-        self._limit = float(((getattr(owner, "context", None) and owner.context.config.get("simulation"))
-                             or {}).get("max_simulation_time", math.inf))
         self._no = 0                 # admissions so far (the running order)
         # one-by-one mode: every running request in order (None in group mode)
         self._list: list[Seq] | None = None
@@ -261,22 +258,13 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
             else:
                 self.report(seq.req, end)
 
-    def finishes_unseen(self, step: Step) -> bool:
-        """Whether every request that finishes in *step* (the step in flight) finishes unseen:
-        no listener of the framework acts on it at its time
+    def finishes_unseen(self, requests) -> bool:
+        """Whether *requests*, finishing in the step in flight, finish unseen: no listener of
+        the framework acts on them at their time
         (:meth:`~labsim_llm.engine.serving_engine.ServingEngine.finish_unseen`; a closed loop
-        or a conversation's next turn does), and V0's output lag holds nothing."""
+        or a conversation's next turn does), and V0's output lag would not hold them."""
         unseen = getattr(self.owner, "finish_unseen", None)
-        if unseen is None or self._lag_first or self._lag_done or self.output_lag:
-            return False
-        if self._list is None:
-            for seq in self._fin.get(self.G, ()):
-                if not unseen(seq.req):
-                    return False
-        for seq, _n, _before in step.entries:
-            if seq.computed >= seq.num_tokens and seq.out + 1 >= seq.target and not unseen(seq.req):
-                return False
-        return True
+        return unseen is not None and not self.output_lag and all(map(unseen, requests))
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -293,7 +281,7 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
         # a step that ends before anything else happens, and whose landing nobody outside the
         # engine sees, is landed at once, ahead of the clock (no event of its own)
         ahead = self.fast_forward and self.gpus.exclusive
-        horizon = math.nextafter(self._limit, math.inf)     # (steps ending after the run: not landed)
+        horizon = math.nextafter(self.time_limit, math.inf)     # (steps ending after the run: not landed)
         peek = env.peek
         while True:
             if self._lag_first or self._lag_done:
@@ -359,14 +347,15 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
                     continue
             else:
                 self.clock = end = start + dt
-                if ahead and end < horizon and end < peek() and self.gpu_is_alone():
+                if (ahead and end < horizon and end < peek() and self.gpu_is_alone()
+                        and not self._lag_first and not self._lag_done):
                     # nothing can happen before it ends (the next event comes later); if landing
                     # it reports nothing, or only finishes nobody acts on at their time, its
                     # timeout would change nothing but the time
-                    unseen = self.lands_unseen(step)
-                    if unseen or self.finishes_unseen(step):
+                    done = self.finishing(step)
+                    if not done or self.finishes_unseen(done):
                         self._commit(step, start, end)
-                        if not unseen:
+                        if done:
                             self.owner.last_left_s = end    # (one event each: env.now then)
                         continue
             end = yield self.gpu_work(max(0.0, self.clock - env.now), step)

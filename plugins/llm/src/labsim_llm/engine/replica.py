@@ -58,6 +58,13 @@ class Seq:
         self.t_in = 0.0                          # when it reached the replica
 
 
+def time_limit(context) -> float:
+    """The run's ``simulation.max_simulation_time`` (inf when *context* sets none): the
+    engines land no step ahead of the clock that ends later, as the run stops before it."""
+    config = getattr(context, "config", None) or {}
+    return float((config.get("simulation") or {}).get("max_simulation_time", math.inf))
+
+
 def replica_gpus(owner, index: int):
     """Replica *index*'s GPUs: its ``tp × pp`` share of the engine's allocation (an empty,
     exclusive set for an owner that allocated none, e.g. in unit tests)."""
@@ -84,6 +91,8 @@ class ReplicaShell:
         self.owner = owner
         self.index = index
         self.env = owner.context.env
+        #: the run's time limit: no step ending later is landed ahead of the clock
+        self.time_limit = time_limit(owner.context)
         self.metrics = owner.metrics
         self.warm_up = owner.metrics.warm_up
         #: the API server's delay of every streamed token (first and last alike)
@@ -298,4 +307,4 @@ class ReplicaShell:
         seq.hashed.extend(self.pool.register_many(keys))
 
 
-__all__ = ["ReplicaShell", "Seq"]
+__all__ = ["ReplicaShell", "Seq", "replica_gpus", "time_limit"]
