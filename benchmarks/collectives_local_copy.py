@@ -159,15 +159,10 @@ def a100_report() -> None:
     every, big = [], []
     print("  A100 nccl-tests: median |err| per GPU count 2 / 4 / 8 (busbw err at 512 MiB)")
     for csv_op, op_name in a100_bench.OPS.items():
-        op = BY_NAME[op_name]
         cells = []
         for n in (2, 4, 8):
             errors, at512 = [], None
-            for row in rows:
-                if row["op_name"] != csv_op or int(row["num_gpus"]) != n:
-                    continue
-                size, measured = int(row["message_bytes"]), float(row["latency_ms"]) * 1e-3
-                predicted = op.time(size, ranks=n, device=topo.device, topology=topo)
+            for size, measured, predicted in a100_bench.points(rows, topo, csv_op, n):
                 errors.append(abs(predicted / measured - 1))
                 if size >= 256 * a100_bench.MiB:
                     big.append(abs(measured / predicted - 1))

@@ -68,6 +68,15 @@ def load(name: str) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def points(rows: list[dict], topo, csv_op: str, n: int):
+    """``(size, measured s, predicted s)`` of each nccl-tests row of *csv_op* on *n* GPUs."""
+    op = BY_NAME[OPS[csv_op]]
+    for row in rows:
+        if row["op_name"] == csv_op and int(row["num_gpus"]) == n:
+            size = int(row["message_bytes"])
+            yield size, float(row["latency_ms"]) * 1e-3, op.time(size, ranks=n, device=topo.device, topology=topo)
+
+
 def nccl_table(topo) -> None:
     rows = load("nccl_a100_sxm.csv")
     print("nccl-tests on A100-SXM4-80GB (one NVSwitch node), predicted vs measured time")
@@ -80,11 +89,7 @@ def nccl_table(topo) -> None:
         op = BY_NAME[op_name]
         for n in (2, 4, 8):
             errors, big = [], []
-            for row in rows:
-                if row["op_name"] != csv_op or int(row["num_gpus"]) != n:
-                    continue
-                size, measured = int(row["message_bytes"]), float(row["latency_ms"]) * 1e-3
-                predicted = op.time(size, ranks=n, device=topo.device, topology=topo)
+            for size, measured, predicted in points(rows, topo, csv_op, n):
                 errors.append(abs(predicted / measured - 1))
                 if size >= 256 * MiB:
                     bw_m = op.bus_bandwidth(size, measured, n) / 1e9
