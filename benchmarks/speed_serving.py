@@ -205,10 +205,9 @@ def main(argv=None) -> int:
         child(args.child, ff, args.framework, args.case)
         return 0
     if args.instructions:
-        sizes = "19366,38732" if args.case == "trace" and args.sizes == ap.get_default("sizes") else (
-            "2000,8000" if args.sizes == ap.get_default("sizes") else args.sizes)
-        sizes = [int(x) for x in sizes.split(",")]
-        if args.case == "trace":
+        default = f"{TRACE_ROWS},{2 * TRACE_ROWS}" if args.case == "trace" else "2000,8000"
+        sizes = [int(x) for x in (default if args.sizes == ap.get_default("sizes") else args.sizes).split(",")]
+        if args.case == "trace":                # whole replays
             sizes = [TRACE_ROWS * max(1, round(n / TRACE_ROWS)) for n in sizes]
         if len(set(sizes)) != 2 or args.case == "startup":
             ap.error("--instructions takes two different --sizes (e.g. 2000,8000) of a case "
