@@ -515,7 +515,10 @@ class Replica(GenerationGroup, ReplicaShell):
     def _record_step(self, step: Step) -> None:
         """*step*'s row of the steps table (requests running and waiting as it completes)."""
         end = step.end
-        flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
+        if step.chunks:                       # pricer.work, its pieces kept per chunks and batch
+            flops, nbytes = self.pricer.mixed_work(step.chunks, step.decodes)(step.decode_ctx)
+        else:
+            flops, nbytes = self.pricer.decode_work(step.decodes, step.decode_ctx)
         used = self.pool.num_used
         active = self.active
         waiting = len(self.waiting) + [s.computed for s in active].count(0)
