@@ -184,8 +184,9 @@ class Replica(GenerationGroup, ReplicaShell):
         return self._loop() if self.pipeline is None else self._loop_pp()
 
     def new_seq(self, req) -> Seq:
+        # need_total, inlined
         return Seq(req, req.arrival_s >= self.warm_up,
-                   self.need_total(req.prompt_tokens, req.max_output_tokens))
+                   -(-(req.prompt_tokens + req.max_output_tokens + self.extra_token) // self.tpb))
 
     # -- capacity scheduler -------------------------------------------------------------
 
@@ -295,7 +296,8 @@ class Replica(GenerationGroup, ReplicaShell):
             if not self.active and (not self.waiting or self._gN >= self.max_batch):
                 return self._group_only_step(co)
             base = co.n
-        self._fill_active()
+        if self.waiting:
+            self._fill_active()
         approved = self._capacity_grouped() if co is not None else self._capacity()
         if co is not None:
             g = co.gidx
@@ -347,7 +349,8 @@ class Replica(GenerationGroup, ReplicaShell):
             room -= 1
         if joined:
             self.active = [s for s in self.active if s.gf < 0]
-        contexts = self._fit_chunks(contexts, budget, fresh)
+        if self.chunked:
+            contexts = self._fit_chunks(contexts, budget, fresh)
         if co is None:
             return self._allocate(gens, contexts, decode_ctx, gen_blocks)
         return self._with_cohort(co, g, gens, contexts, gen_blocks, decode_ctx)
@@ -372,7 +375,7 @@ class Replica(GenerationGroup, ReplicaShell):
         its cache hits, if it has not started; *fresh* collects those), or −1 when it does not
         fit without chunking and stops the micro-batch scan."""
         if s.computed == 0:
-            hits = self._hits(s)
+            hits = self.cache_hits(s, s.ctx_len) if self.reuse else []      # _hits
             rest = s.ctx_len - len(hits) * self.tpb
             if not self.chunked and rest > budget:
                 return -1
@@ -436,10 +439,11 @@ class Replica(GenerationGroup, ReplicaShell):
         return Step(gens, entries, chunks, decode_ctx, tokens)
 
     def _take(self, n: int) -> None:
-        if n > self.pool.num_free:
+        try:
+            self.pool.allocate(n)          # (which takes nothing when *n* is more than is free)
+        except RuntimeError:
             raise RuntimeError(f"TensorRT-LLM replica: {n} KV blocks needed, {self.pool.num_free} "
-                               "free — the capacity scheduler let through more than fits")
-        self.pool.allocate(n)
+                               "free — the capacity scheduler let through more than fits") from None
 
     # -- completing an iteration --------------------------------------------------------
 
@@ -549,10 +553,13 @@ class Replica(GenerationGroup, ReplicaShell):
             if s.out >= s.target:
                 finished.append(s)
 
-    def _finish(self, finished, end: float) -> None:
+    def _finish(self, finished, end: float, members: bool = False) -> None:
+        """*finished* (in order) leave at *end*: out of the active list (unless they are all
+        generation group *members*, which are not in it), their blocks stored and freed."""
         for s in finished:
             s.finished = True
-        self.active = [s for s in self.active if not s.finished]
+        if not members:
+            self.active = [s for s in self.active if not s.finished]
         for s in finished:
             if self.reuse and s.req.output_id >= 0:
                 self._store_output(s)
@@ -585,7 +592,7 @@ class Replica(GenerationGroup, ReplicaShell):
                     now = env.now
                     continue
                 cur = self.schedule()
-                if cur.empty:
+                if not cur.gens and not cur.contexts and not cur.group:      # cur.empty
                     raise RuntimeError("TensorRT-LLM replica formed an empty iteration with work "
                                        "pending and nothing in flight")
                 cur.start = self.clock
@@ -622,7 +629,7 @@ class Replica(GenerationGroup, ReplicaShell):
                                 self._commit(cur)
                             if leaving:
                                 self.owner.last_left_s = now   # the finishing's time
-                            if nxt is not None and not nxt.empty:
+                            if nxt is not None and (nxt.gens or nxt.contexts or nxt.group):
                                 nxt.start = cur.end
                                 cur = nxt
                             else:
@@ -632,8 +639,11 @@ class Replica(GenerationGroup, ReplicaShell):
                 end = yield self.gpu_work(wait, cur)
             else:                                       # after iterations applied without events
                 t = now + wait
-                yield from catch_up(env, now, t)
-                end = yield self.gpu_work(t - env.now, cur)
+                at = env.now
+                if at + (t - at) != t:                  # (catch_up's test, before its call)
+                    yield from catch_up(env, now, t)
+                    at = env.now
+                end = yield self.gpu_work(t - at, cur)
             now = env.now
             if end is not None:
                 cur.end = end
@@ -642,7 +652,7 @@ class Replica(GenerationGroup, ReplicaShell):
                 self._commit_group_only(cur, co, cur.end)         # the usual iteration
             else:
                 self._commit(cur)
-            if nxt is not None and not nxt.empty:
+            if nxt is not None and (nxt.gens or nxt.contexts or nxt.group):     # not nxt.empty
                 nxt.start = cur.end
                 cur = nxt
             else:
@@ -698,8 +708,11 @@ class Replica(GenerationGroup, ReplicaShell):
                 if now == env.now:
                     end = yield self.gpu_work(wait, step)
                 else:
-                    yield from catch_up(env, now, t)
-                    end = yield self.gpu_work(t - env.now, step)
+                    at = env.now
+                    if at + (t - at) != t:              # (catch_up's test, before its call)
+                        yield from catch_up(env, now, t)
+                        at = env.now
+                    end = yield self.gpu_work(t - at, step)
                 now = env.now
                 if end is not None:
                     step.end = end

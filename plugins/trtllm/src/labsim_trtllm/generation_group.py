@@ -127,9 +127,24 @@ class GenerationGroup:
         self._gneed -= s.need_total
 
     def _leave(self, s, co: Cohort, end: float) -> None:
-        """Take a member whose last token came out at *end* out of the group."""
-        self._materialise(s, co)
-        self._drop(s, co)
+        """Take a member whose last token came out at *end* out of the group (:meth:`_materialise`
+        and :meth:`_drop`, inlined)."""
+        gf = s.gf
+        ran = co.gidx - gf                        # iterations formed with it
+        c = s.computed = s.gc0 + ran
+        s.planned = s.gp0 + ran
+        held = s.held = -(-c // self.tpb)
+        k = s.gc0 - gf
+        s.gf = -1
+        del co.members[s.order]
+        co.n -= 1
+        self._gN -= 1
+        if s.warm:
+            co.warm -= 1
+        co.S -= k
+        co.cnt[k % self.tpb] -= 1
+        self._gheld -= held
+        self._gneed -= s.need_total
         s.out = s.target
         s.last_token = end
 
@@ -248,7 +263,10 @@ class GenerationGroup:
         ctx_gaps = []
         if step.contexts:
             self._apply_contexts(step, end, finished, ctx_gaps.append)
-        self._record_gaps(step, co, n_warm, uniform, walked, ctx_gaps)
+        if walked or ctx_gaps or co.fresh:
+            self._record_gaps(step, co, n_warm, uniform, walked, ctx_gaps)
+        elif n_warm:                              # (_record_gaps of the usual one, inlined)
+            self.metrics.itl.add_uniform(uniform, n_warm)
         co.last_end = end
         self._record_step(step)
         if done:
@@ -287,7 +305,7 @@ class GenerationGroup:
         done = co.fin.pop(step.gidx, None)
         if done:
             self._release(step, co, done, end)
-            self._finish(sorted(done, key=_by_order), end)
+            self._finish(sorted(done, key=_by_order), end, True)
 
     def _run_span(self, cur, nxt, t: float, horizon: float):
         """Apply iteration *cur* (group-only, ending at simulated time *t*) and the group-only
@@ -357,7 +375,7 @@ class GenerationGroup:
                     self._leave(s, co, end)
                 if overlap:
                     nw1 -= left                # the iteration formed already runs them as gone
-                self._finish(sorted(done, key=_by_order), end)
+                self._finish(sorted(done, key=_by_order), end, True)
                 self.owner.last_left_s = now  # the finishing's time (env.now, one event each)
                 running = self._gN
                 n, warm, S = co.n, co.warm, co.S
