@@ -667,21 +667,43 @@ class Replica(GenerationGroup, ReplicaShell):
         spans = self.spans and self.gpus.exclusive
         limit = self.time_limit
         inflight: deque[Step] = deque()
+        pp = self.pp
+        cohorts = self._cohorts
+        run = self.pipeline.run
+        decode_gpu = pricer.decode_gpu
+        cpu, cpu_per_req = pricer.cpu, pricer.cpu_per_req    # (pricer.cpu_time, inlined)
         now = env.now                          # as in _loop: ahead of env.now after such ones
         while True:
-            if len(inflight) < self.pp and (self.active or self.waiting or self._gN):
-                if self._formable():
+            if len(inflight) < pp and (self.active or self.waiting or self._gN):
+                ready = None                   # the cohort a group-only micro-batch runs
+                if self.active or self.waiting:
+                    formable = self._formable()
+                else:
+                    # the cohorts' members alone (the usual pass): _formable's walk, and the
+                    # cohort schedule() forms one of when it is the only one ready (several:
+                    # schedule() merges them)
+                    formable = False
+                    for co in cohorts:
+                        if co.n and not co.inflight:
+                            if formable:
+                                ready = None
+                                break
+                            formable = True
+                            ready = co
+                if formable:
                     self.now = now
-                    step = self.schedule()
-                    if not step.empty:
-                        step.start = max(self.clock, now)
+                    step = self.schedule() if ready is None else self._group_only_step(ready)
+                    walked = step.gens or step.contexts
+                    if walked or step.group:                   # not step.empty
+                        clock = self.clock
+                        start = step.start = clock if clock >= now else now
                         if step.chunks:
                             gpu = pricer.gpu_time(step.chunks, step.decodes, step.decode_ctx)
+                            step.end = run(start, pricer.cpu_time(step.chunks, step.decodes), gpu)
                         else:
-                            gpu = pricer.decode_gpu(step.decodes)(step.decode_ctx)
-                        step.end = self.pipeline.run(step.start, pricer.cpu_time(step.chunks, step.decodes),
-                                                     gpu)
-                        if step.gens or step.contexts:          # (a group-only one: none walked)
+                            b = step.decodes
+                            step.end = run(start, cpu + cpu_per_req * b, decode_gpu(b)(step.decode_ctx))
+                        if walked:                             # (a group-only one: none walked)
                             for s in step.seqs():
                                 s.inflight = True
                         if step.cohort is not None:
@@ -698,7 +720,11 @@ class Replica(GenerationGroup, ReplicaShell):
                     wait = 0.0
                 t = now + wait                 # env.now after its event
                 if spans and t < peek() <= limit:
-                    leaving = self._leaving(step)
+                    co = step.cohort
+                    if co is not None and not step.gens and not step.contexts:
+                        leaving = co.fin.get(step.gidx) if step.group else None   # _leaving
+                    else:
+                        leaving = self._leaving(step)
                     if not leaving or self._finish_unseen(leaving):
                         now = t
                         self._return(step)
@@ -727,11 +753,18 @@ class Replica(GenerationGroup, ReplicaShell):
     def _return(self, step: Step) -> None:
         """A micro-batch's results came back: apply them."""
         self.clock = step.end
+        co = step.cohort
         if step.gens or step.contexts:
             for s in step.seqs():
                 s.inflight = False
-        if step.cohort is not None:
-            step.cohort.inflight = False
+        elif co is not None and not co.fresh:
+            # the usual micro-batch: the cohort's members alone (_commit, as _commit_grouped
+            # dispatches it)
+            co.inflight = False
+            self._commit_group_only(step, co, step.end)
+            return
+        if co is not None:
+            co.inflight = False
         self._commit(step)
 
     def _formable(self) -> bool:

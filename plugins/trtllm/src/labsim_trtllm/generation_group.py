@@ -176,11 +176,18 @@ class GenerationGroup:
         cohorts = self._cohorts
         if len(cohorts) == 1:
             return cohorts[0]
-        free = [co for co in cohorts if not co.inflight]
-        busy = [co for co in free if co.n]
-        for co in busy[1:]:
-            self._disband(co)
-        return busy[0] if busy else free[0]
+        first = busy = None                       # the first free one, the first with members
+        for co in cohorts:
+            if co.inflight:
+                continue
+            if not co.n:
+                if first is None:
+                    first = co
+            elif busy is None:
+                busy = co
+            else:
+                self._disband(co)
+        return busy if busy is not None else first
 
     # -- forming an iteration ---------------------------------------------------------------
 
