@@ -157,6 +157,31 @@ def test_executor_equals_the_plain_reference_on_mixed_configurations(seed, monke
     assert repr(fast[2]) == repr(slow[2])
 
 
+@pytest.mark.parametrize("case", ["plain", "chunked-grouped", "reuse-conversations", "eos-stops",
+                                  "guaranteed-tight"])
+def test_requests_join_the_group_as_the_iteration_completing_their_context_is_formed(case, monkeypatch):
+    """With the overlap scheduler a request whose context an iteration completes becomes a
+    member as that iteration is formed (the next one, formed while it runs, is then the
+    cohort's alone): the outputs are those of joining as the next one is formed (and so the
+    reference's: :func:`test_executor_equals_the_plain_reference`)."""
+    joined = []
+    join_ahead = executor.Replica._join_ahead
+
+    def spy(self, step, co, g):
+        before = self._gN
+        join_ahead(self, step, co, g)
+        joined.append(self._gN - before)
+
+    monkeypatch.setattr(executor.Replica, "_join_ahead", spy)
+    fast = _outputs(CASES[case])
+    assert sum(joined) > 10
+    monkeypatch.setattr(executor.Replica, "_join_ahead", lambda self, step, co, g: None)
+    slow = _outputs(CASES[case])
+    assert repr(fast[0]) == repr(slow[0])
+    assert repr(fast[1]) == repr(slow[1])
+    assert repr(fast[2]) == repr(slow[2])
+
+
 @pytest.mark.parametrize("case", [*sorted(CASES), *(f"mixed-{seed}" for seed in range(10))])
 def test_spans_equal_one_event_per_iteration(case, monkeypatch):
     """Group-only iterations applied without events of their own (spans) give what one SimPy

@@ -614,7 +614,8 @@ class Replica(GenerationGroup, ReplicaShell):
                     # apply it at *t*, unless anyone waits on what it finishes
                     leaving = co.fin.get(cur.gidx) if group_only else self._leaving(cur)
                     if not leaving or self._finish_unseen(leaving):
-                        if group_only and co.n and not self.active and not self.waiting:
+                        if (group_only and co.n and not self.active and not self.waiting
+                                and (nxt is None or not (nxt.gens or nxt.contexts))):
                             # and the next one is the cohort's alone: a span (see "Spans" in
                             # the module docstring)
                             cur, nxt, now, wait = self._run_span(cur, nxt, t, horizon)

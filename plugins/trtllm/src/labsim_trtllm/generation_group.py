@@ -232,7 +232,24 @@ class GenerationGroup:
         step.group = n
         step.group_warm = co.warm
         self._ahead = step
+        if self.overlap and step.contexts:
+            self._join_ahead(step, co, g + 1)
         return step
+
+    def _join_ahead(self, step, co: Cohort, g: int) -> None:
+        """Make the requests whose context *step* completes members now, from iteration *g*
+        on (the next one), where they would join when it is formed: with the overlap scheduler
+        (PP = 1) nothing changes them before that, and its scan reaches each of them (a started
+        request comes before every pending one, with room and budget left: at most
+        ``max_batch_size ≤ max_num_tokens`` requests run). The aggregates are the same either
+        way, and the next iteration, if nothing else runs in it, is formed as the cohort's
+        alone (:meth:`_group_only_step`) instead of by a scan."""
+        joined = False
+        for s, _n, _before, emits, _epoch in step.contexts:
+            if emits and self._joins(s, co, g):
+                joined = True
+        if joined:
+            self.active = [s for s in self.active if s.gf < 0]
 
     def _group_only_step(self, co: Cohort):
         """The usual iteration: the cohort's members alone (nothing else to walk); its Step:
