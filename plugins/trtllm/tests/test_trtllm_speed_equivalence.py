@@ -268,3 +268,36 @@ def test_catch_up_lands_where_one_event_per_iteration_does():
     env.process(proc())
     env.run()
     assert landed == [target]
+
+
+def test_catch_up_before_an_idle_wait_never_passes_the_last_iteration():
+    """Before idling the loop catches up with its last iteration's end (*last* = *target*);
+    a delay whose sum rounds above it would leave the process past it, and the wait for the
+    rest negative (a mixed configuration, seed 162, stopped with "Negative delay")."""
+    import simpy
+
+    env = simpy.Environment()
+    start, target = 0.06588936028676833, 0.20623152633144867
+    assert start + (target - start) > target           # the case: one delay passes it
+    landed = []
+
+    def proc():
+        yield env.timeout(start)
+        yield from executor.catch_up(env, target, target)
+        yield env.timeout(target - env.now)
+        landed.append(env.now)
+
+    env.process(proc())
+    env.run()
+    assert landed == [target]
+    assert eq_reference(_mixed_case(162))
+
+
+def eq_reference(cfg) -> bool:
+    """Whether the executor's outputs of *cfg* equal the plain reference's."""
+    from unittest import mock
+
+    fast = _outputs(cfg)
+    with mock.patch.object(plugin, "Replica", trtllm_reference_executor.Replica):
+        slow = _outputs(cfg)
+    return all(repr(a) == repr(b) for a, b in zip(fast, slow))

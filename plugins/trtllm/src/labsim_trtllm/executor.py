@@ -69,6 +69,7 @@ Every duration comes from :class:`labsim_trtllm.pricing.TrtStepPricer`.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from labsim_llm.engine.kv_cache import BlockPool
@@ -787,9 +788,14 @@ class Replica(GenerationGroup, ReplicaShell):
 def catch_up(env, last: float, target: float):
     """Timeouts (``yield from``) after which ``env.now + (target − env.now) == target``: the
     process, behind the iterations it applied without events (the last at *last*), wakes
-    near *last* first when one delay cannot land on *target* (a sum rounds to even)."""
+    near *last* first when one delay cannot land on *target* (a sum rounds to even), never
+    past *target* (the delay to *last* shortened by an ulp at a time when its sum rounds
+    up beyond it, e.g. *last* = *target*, before an idle wait)."""
     if env.now + (target - env.now) != target:
-        yield env.timeout(last - env.now)
+        delay = last - env.now
+        while env.now + delay > target:
+            delay = math.nextafter(delay, 0.0)
+        yield env.timeout(delay)
         while env.now + (target - env.now) != target:   # (an iteration longer than the run so far)
             yield env.timeout((target - env.now) / 2)
 
