@@ -258,3 +258,26 @@ def test_a_follow_up_turn_reuses_the_previous_answer_blocks():
         stored = (first["prompt_tokens"] + first["output_tokens"] - 1) // 32
         matchable = (second["prompt_tokens"] - 1) // 32
         assert second["cached_prompt_tokens"] == min(stored, matchable) * 32
+
+
+def test_taking_more_kv_blocks_than_are_free_names_the_scheduler_and_takes_none():
+    """The executor's allocation past the free blocks (a capacity scheduler's bug) raises its own
+    error, the pool untouched; within them it takes the blocks."""
+    from types import SimpleNamespace
+
+    import simpy
+    from labsim_trtllm.executor import Replica
+
+    owner = SimpleNamespace(context=SimpleNamespace(env=simpy.Environment(), config={}),
+                            metrics=SimpleNamespace(warm_up=0.0),
+                            frontend=SimpleNamespace(after_first_token_s=0.0))
+    cfg = {"tokens_per_block": 32, "enable_block_reuse": True,
+           "capacity_scheduler_policy": "GUARANTEED_NO_EVICT", "enable_chunked_prefill": False,
+           "max_batch_size": 8, "max_num_tokens": 8192, "pipeline_parallel_size": 1,
+           "disable_overlap_scheduler": False}
+    replica = Replica(owner, 0, None, 4, cfg)
+    with pytest.raises(RuntimeError, match="5 KV blocks needed, 4 free — the capacity scheduler"):
+        replica._take(5)
+    assert replica.pool.num_free == 4
+    replica._take(3)
+    assert (replica.pool.num_free, replica.pool.num_used) == (1, 3)

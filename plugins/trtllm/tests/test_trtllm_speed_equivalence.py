@@ -157,6 +157,31 @@ def test_executor_equals_the_plain_reference_on_mixed_configurations(seed, monke
     assert repr(fast[2]) == repr(slow[2])
 
 
+@pytest.mark.parametrize("case", ["plain", "chunked-grouped", "reuse-conversations", "eos-stops",
+                                  "guaranteed-tight"])
+def test_requests_join_the_group_as_the_iteration_completing_their_context_is_formed(case, monkeypatch):
+    """With the overlap scheduler a request whose context an iteration completes becomes a
+    member as that iteration is formed (the next one, formed while it runs, is then the
+    cohort's alone): the outputs are those of joining as the next one is formed (and so the
+    reference's: :func:`test_executor_equals_the_plain_reference`)."""
+    joined = []
+    join_ahead = executor.Replica._join_ahead
+
+    def spy(self, step, co, g):
+        before = self._gN
+        join_ahead(self, step, co, g)
+        joined.append(self._gN - before)
+
+    monkeypatch.setattr(executor.Replica, "_join_ahead", spy)
+    fast = _outputs(CASES[case])
+    assert sum(joined) > 10
+    monkeypatch.setattr(executor.Replica, "_join_ahead", lambda self, step, co, g: None)
+    slow = _outputs(CASES[case])
+    assert repr(fast[0]) == repr(slow[0])
+    assert repr(fast[1]) == repr(slow[1])
+    assert repr(fast[2]) == repr(slow[2])
+
+
 @pytest.mark.parametrize("case", [*sorted(CASES), *(f"mixed-{seed}" for seed in range(10))])
 def test_spans_equal_one_event_per_iteration(case, monkeypatch):
     """Group-only iterations applied without events of their own (spans) give what one SimPy
@@ -215,6 +240,10 @@ def test_pipeline_forms_no_empty_micro_batch(case, monkeypatch):
     schedule = executor.Replica.schedule
     monkeypatch.setattr(executor.Replica, "schedule",
                         lambda self: formed.append(schedule(self)) or formed[-1])
+    # (the loop forms a cohort's micro-batch itself when that cohort alone is ready)
+    group_only = executor.Replica._group_only_step
+    monkeypatch.setattr(executor.Replica, "_group_only_step",
+                        lambda self, co: formed.append(group_only(self, co)) or formed[-1])
     _outputs(CASES[case])
     assert len(formed) > 100
     assert not any(step.empty for step in formed)
@@ -239,3 +268,36 @@ def test_catch_up_lands_where_one_event_per_iteration_does():
     env.process(proc())
     env.run()
     assert landed == [target]
+
+
+def test_catch_up_before_an_idle_wait_never_passes_the_last_iteration():
+    """Before idling the loop catches up with its last iteration's end (*last* = *target*);
+    a delay whose sum rounds above it would leave the process past it, and the wait for the
+    rest negative (a mixed configuration, seed 162, stopped with "Negative delay")."""
+    import simpy
+
+    env = simpy.Environment()
+    start, target = 0.06588936028676833, 0.20623152633144867
+    assert start + (target - start) > target           # the case: one delay passes it
+    landed = []
+
+    def proc():
+        yield env.timeout(start)
+        yield from executor.catch_up(env, target, target)
+        yield env.timeout(target - env.now)
+        landed.append(env.now)
+
+    env.process(proc())
+    env.run()
+    assert landed == [target]
+    assert eq_reference(_mixed_case(162))
+
+
+def eq_reference(cfg) -> bool:
+    """Whether the executor's outputs of *cfg* equal the plain reference's."""
+    from unittest import mock
+
+    fast = _outputs(cfg)
+    with mock.patch.object(plugin, "Replica", trtllm_reference_executor.Replica):
+        slow = _outputs(cfg)
+    return all(repr(a) == repr(b) for a, b in zip(fast, slow))

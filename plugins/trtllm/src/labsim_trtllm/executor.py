@@ -69,6 +69,7 @@ Every duration comes from :class:`labsim_trtllm.pricing.TrtStepPricer`.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from labsim_llm.engine.kv_cache import BlockPool
@@ -184,8 +185,9 @@ class Replica(GenerationGroup, ReplicaShell):
         return self._loop() if self.pipeline is None else self._loop_pp()
 
     def new_seq(self, req) -> Seq:
+        # need_total, inlined
         return Seq(req, req.arrival_s >= self.warm_up,
-                   self.need_total(req.prompt_tokens, req.max_output_tokens))
+                   -(-(req.prompt_tokens + req.max_output_tokens + self.extra_token) // self.tpb))
 
     # -- capacity scheduler -------------------------------------------------------------
 
@@ -295,7 +297,8 @@ class Replica(GenerationGroup, ReplicaShell):
             if not self.active and (not self.waiting or self._gN >= self.max_batch):
                 return self._group_only_step(co)
             base = co.n
-        self._fill_active()
+        if self.waiting:
+            self._fill_active()
         approved = self._capacity_grouped() if co is not None else self._capacity()
         if co is not None:
             g = co.gidx
@@ -347,7 +350,8 @@ class Replica(GenerationGroup, ReplicaShell):
             room -= 1
         if joined:
             self.active = [s for s in self.active if s.gf < 0]
-        contexts = self._fit_chunks(contexts, budget, fresh)
+        if self.chunked:
+            contexts = self._fit_chunks(contexts, budget, fresh)
         if co is None:
             return self._allocate(gens, contexts, decode_ctx, gen_blocks)
         return self._with_cohort(co, g, gens, contexts, gen_blocks, decode_ctx)
@@ -372,7 +376,7 @@ class Replica(GenerationGroup, ReplicaShell):
         its cache hits, if it has not started; *fresh* collects those), or −1 when it does not
         fit without chunking and stops the micro-batch scan."""
         if s.computed == 0:
-            hits = self._hits(s)
+            hits = self.cache_hits(s, s.ctx_len) if self.reuse else []      # _hits
             rest = s.ctx_len - len(hits) * self.tpb
             if not self.chunked and rest > budget:
                 return -1
@@ -436,10 +440,11 @@ class Replica(GenerationGroup, ReplicaShell):
         return Step(gens, entries, chunks, decode_ctx, tokens)
 
     def _take(self, n: int) -> None:
-        if n > self.pool.num_free:
+        try:
+            self.pool.allocate(n)          # (which takes nothing when *n* is more than is free)
+        except RuntimeError:
             raise RuntimeError(f"TensorRT-LLM replica: {n} KV blocks needed, {self.pool.num_free} "
-                               "free — the capacity scheduler let through more than fits")
-        self.pool.allocate(n)
+                               "free — the capacity scheduler let through more than fits") from None
 
     # -- completing an iteration --------------------------------------------------------
 
@@ -515,7 +520,10 @@ class Replica(GenerationGroup, ReplicaShell):
     def _record_step(self, step: Step) -> None:
         """*step*'s row of the steps table (requests running and waiting as it completes)."""
         end = step.end
-        flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
+        if step.chunks:                       # pricer.work, its pieces kept per chunks and batch
+            flops, nbytes = self.pricer.mixed_work(step.chunks, step.decodes)(step.decode_ctx)
+        else:
+            flops, nbytes = self.pricer.decode_work(step.decodes, step.decode_ctx)
         used = self.pool.num_used
         active = self.active
         waiting = len(self.waiting) + [s.computed for s in active].count(0)
@@ -546,10 +554,13 @@ class Replica(GenerationGroup, ReplicaShell):
             if s.out >= s.target:
                 finished.append(s)
 
-    def _finish(self, finished, end: float) -> None:
+    def _finish(self, finished, end: float, members: bool = False) -> None:
+        """*finished* (in order) leave at *end*: out of the active list (unless they are all
+        generation group *members*, which are not in it), their blocks stored and freed."""
         for s in finished:
             s.finished = True
-        self.active = [s for s in self.active if not s.finished]
+        if not members:
+            self.active = [s for s in self.active if not s.finished]
         for s in finished:
             if self.reuse and s.req.output_id >= 0:
                 self._store_output(s)
@@ -582,7 +593,7 @@ class Replica(GenerationGroup, ReplicaShell):
                     now = env.now
                     continue
                 cur = self.schedule()
-                if cur.empty:
+                if not cur.gens and not cur.contexts and not cur.group:      # cur.empty
                     raise RuntimeError("TensorRT-LLM replica formed an empty iteration with work "
                                        "pending and nothing in flight")
                 cur.start = self.clock
@@ -604,7 +615,8 @@ class Replica(GenerationGroup, ReplicaShell):
                     # apply it at *t*, unless anyone waits on what it finishes
                     leaving = co.fin.get(cur.gidx) if group_only else self._leaving(cur)
                     if not leaving or self._finish_unseen(leaving):
-                        if group_only and co.n and not self.active and not self.waiting:
+                        if (group_only and co.n and not self.active and not self.waiting
+                                and (nxt is None or not (nxt.gens or nxt.contexts))):
                             # and the next one is the cohort's alone: a span (see "Spans" in
                             # the module docstring)
                             cur, nxt, now, wait = self._run_span(cur, nxt, t, horizon)
@@ -619,7 +631,7 @@ class Replica(GenerationGroup, ReplicaShell):
                                 self._commit(cur)
                             if leaving:
                                 self.owner.last_left_s = now   # the finishing's time
-                            if nxt is not None and not nxt.empty:
+                            if nxt is not None and (nxt.gens or nxt.contexts or nxt.group):
                                 nxt.start = cur.end
                                 cur = nxt
                             else:
@@ -629,8 +641,11 @@ class Replica(GenerationGroup, ReplicaShell):
                 end = yield self.gpu_work(wait, cur)
             else:                                       # after iterations applied without events
                 t = now + wait
-                yield from catch_up(env, now, t)
-                end = yield self.gpu_work(t - env.now, cur)
+                at = env.now
+                if at + (t - at) != t:                  # (catch_up's test, before its call)
+                    yield from catch_up(env, now, t)
+                    at = env.now
+                end = yield self.gpu_work(t - at, cur)
             now = env.now
             if end is not None:
                 cur.end = end
@@ -639,7 +654,7 @@ class Replica(GenerationGroup, ReplicaShell):
                 self._commit_group_only(cur, co, cur.end)         # the usual iteration
             else:
                 self._commit(cur)
-            if nxt is not None and not nxt.empty:
+            if nxt is not None and (nxt.gens or nxt.contexts or nxt.group):     # not nxt.empty
                 nxt.start = cur.end
                 cur = nxt
             else:
@@ -654,21 +669,43 @@ class Replica(GenerationGroup, ReplicaShell):
         spans = self.spans and self.gpus.exclusive
         limit = self.time_limit
         inflight: deque[Step] = deque()
+        pp = self.pp
+        cohorts = self._cohorts
+        run = self.pipeline.run
+        decode_gpu = pricer.decode_gpu
+        cpu, cpu_per_req = pricer.cpu, pricer.cpu_per_req    # (pricer.cpu_time, inlined)
         now = env.now                          # as in _loop: ahead of env.now after such ones
         while True:
-            if len(inflight) < self.pp and (self.active or self.waiting or self._gN):
-                if self._formable():
+            if len(inflight) < pp and (self.active or self.waiting or self._gN):
+                ready = None                   # the cohort a group-only micro-batch runs
+                if self.active or self.waiting:
+                    formable = self._formable()
+                else:
+                    # the cohorts' members alone (the usual pass): _formable's walk, and the
+                    # cohort schedule() forms one of when it is the only one ready (several:
+                    # schedule() merges them)
+                    formable = False
+                    for co in cohorts:
+                        if co.n and not co.inflight:
+                            if formable:
+                                ready = None
+                                break
+                            formable = True
+                            ready = co
+                if formable:
                     self.now = now
-                    step = self.schedule()
-                    if not step.empty:
-                        step.start = max(self.clock, now)
+                    step = self.schedule() if ready is None else self._group_only_step(ready)
+                    walked = step.gens or step.contexts
+                    if walked or step.group:                   # not step.empty
+                        clock = self.clock
+                        start = step.start = clock if clock >= now else now
                         if step.chunks:
                             gpu = pricer.gpu_time(step.chunks, step.decodes, step.decode_ctx)
+                            step.end = run(start, pricer.cpu_time(step.chunks, step.decodes), gpu)
                         else:
-                            gpu = pricer.decode_gpu(step.decodes)(step.decode_ctx)
-                        step.end = self.pipeline.run(step.start, pricer.cpu_time(step.chunks, step.decodes),
-                                                     gpu)
-                        if step.gens or step.contexts:          # (a group-only one: none walked)
+                            b = step.decodes
+                            step.end = run(start, cpu + cpu_per_req * b, decode_gpu(b)(step.decode_ctx))
+                        if walked:                             # (a group-only one: none walked)
                             for s in step.seqs():
                                 s.inflight = True
                         if step.cohort is not None:
@@ -685,7 +722,11 @@ class Replica(GenerationGroup, ReplicaShell):
                     wait = 0.0
                 t = now + wait                 # env.now after its event
                 if spans and t < peek() <= limit:
-                    leaving = self._leaving(step)
+                    co = step.cohort
+                    if co is not None and not step.gens and not step.contexts:
+                        leaving = co.fin.get(step.gidx) if step.group else None   # _leaving
+                    else:
+                        leaving = self._leaving(step)
                     if not leaving or self._finish_unseen(leaving):
                         now = t
                         self._return(step)
@@ -695,8 +736,11 @@ class Replica(GenerationGroup, ReplicaShell):
                 if now == env.now:
                     end = yield self.gpu_work(wait, step)
                 else:
-                    yield from catch_up(env, now, t)
-                    end = yield self.gpu_work(t - env.now, step)
+                    at = env.now
+                    if at + (t - at) != t:              # (catch_up's test, before its call)
+                        yield from catch_up(env, now, t)
+                        at = env.now
+                    end = yield self.gpu_work(t - at, step)
                 now = env.now
                 if end is not None:
                     step.end = end
@@ -711,11 +755,18 @@ class Replica(GenerationGroup, ReplicaShell):
     def _return(self, step: Step) -> None:
         """A micro-batch's results came back: apply them."""
         self.clock = step.end
+        co = step.cohort
         if step.gens or step.contexts:
             for s in step.seqs():
                 s.inflight = False
-        if step.cohort is not None:
-            step.cohort.inflight = False
+        elif co is not None and not co.fresh:
+            # the usual micro-batch: the cohort's members alone (_commit, as _commit_grouped
+            # dispatches it)
+            co.inflight = False
+            self._commit_group_only(step, co, step.end)
+            return
+        if co is not None:
+            co.inflight = False
         self._commit(step)
 
     def _formable(self) -> bool:
@@ -737,9 +788,14 @@ class Replica(GenerationGroup, ReplicaShell):
 def catch_up(env, last: float, target: float):
     """Timeouts (``yield from``) after which ``env.now + (target − env.now) == target``: the
     process, behind the iterations it applied without events (the last at *last*), wakes
-    near *last* first when one delay cannot land on *target* (a sum rounds to even)."""
+    near *last* first when one delay cannot land on *target* (a sum rounds to even), never
+    past *target* (the delay to *last* shortened by an ulp at a time when its sum rounds
+    up beyond it, e.g. *last* = *target*, before an idle wait)."""
     if env.now + (target - env.now) != target:
-        yield env.timeout(last - env.now)
+        delay = last - env.now
+        while env.now + delay > target:
+            delay = math.nextafter(delay, 0.0)
+        yield env.timeout(delay)
         while env.now + (target - env.now) != target:   # (an iteration longer than the run so far)
             yield env.timeout((target - env.now) / 2)
 

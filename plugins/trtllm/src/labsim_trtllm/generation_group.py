@@ -127,9 +127,24 @@ class GenerationGroup:
         self._gneed -= s.need_total
 
     def _leave(self, s, co: Cohort, end: float) -> None:
-        """Take a member whose last token came out at *end* out of the group."""
-        self._materialise(s, co)
-        self._drop(s, co)
+        """Take a member whose last token came out at *end* out of the group (:meth:`_materialise`
+        and :meth:`_drop`, inlined)."""
+        gf = s.gf
+        ran = co.gidx - gf                        # iterations formed with it
+        c = s.computed = s.gc0 + ran
+        s.planned = s.gp0 + ran
+        held = s.held = -(-c // self.tpb)
+        k = s.gc0 - gf
+        s.gf = -1
+        del co.members[s.order]
+        co.n -= 1
+        self._gN -= 1
+        if s.warm:
+            co.warm -= 1
+        co.S -= k
+        co.cnt[k % self.tpb] -= 1
+        self._gheld -= held
+        self._gneed -= s.need_total
         s.out = s.target
         s.last_token = end
 
@@ -161,11 +176,18 @@ class GenerationGroup:
         cohorts = self._cohorts
         if len(cohorts) == 1:
             return cohorts[0]
-        free = [co for co in cohorts if not co.inflight]
-        busy = [co for co in free if co.n]
-        for co in busy[1:]:
-            self._disband(co)
-        return busy[0] if busy else free[0]
+        first = busy = None                       # the first free one, the first with members
+        for co in cohorts:
+            if co.inflight:
+                continue
+            if not co.n:
+                if first is None:
+                    first = co
+            elif busy is None:
+                busy = co
+            else:
+                self._disband(co)
+        return busy if busy is not None else first
 
     # -- forming an iteration ---------------------------------------------------------------
 
@@ -210,7 +232,24 @@ class GenerationGroup:
         step.group = n
         step.group_warm = co.warm
         self._ahead = step
+        if self.overlap and step.contexts:
+            self._join_ahead(step, co, g + 1)
         return step
+
+    def _join_ahead(self, step, co: Cohort, g: int) -> None:
+        """Make the requests whose context *step* completes members now, from iteration *g*
+        on (the next one), where they would join when it is formed: with the overlap scheduler
+        (PP = 1) nothing changes them before that, and its scan reaches each of them (a started
+        request comes before every pending one, with room and budget left: at most
+        ``max_batch_size ≤ max_num_tokens`` requests run). The aggregates are the same either
+        way, and the next iteration, if nothing else runs in it, is formed as the cohort's
+        alone (:meth:`_group_only_step`) instead of by a scan."""
+        joined = False
+        for s, _n, _before, emits, _epoch in step.contexts:
+            if emits and self._joins(s, co, g):
+                joined = True
+        if joined:
+            self.active = [s for s in self.active if s.gf < 0]
 
     def _group_only_step(self, co: Cohort):
         """The usual iteration: the cohort's members alone (nothing else to walk); its Step:
@@ -248,7 +287,10 @@ class GenerationGroup:
         ctx_gaps = []
         if step.contexts:
             self._apply_contexts(step, end, finished, ctx_gaps.append)
-        self._record_gaps(step, co, n_warm, uniform, walked, ctx_gaps)
+        if walked or ctx_gaps or co.fresh:
+            self._record_gaps(step, co, n_warm, uniform, walked, ctx_gaps)
+        elif n_warm:                              # (_record_gaps of the usual one, inlined)
+            self.metrics.itl.add_uniform(uniform, n_warm)
         co.last_end = end
         self._record_step(step)
         if done:
@@ -287,7 +329,7 @@ class GenerationGroup:
         done = co.fin.pop(step.gidx, None)
         if done:
             self._release(step, co, done, end)
-            self._finish(sorted(done, key=_by_order), end)
+            self._finish(sorted(done, key=_by_order), end, True)
 
     def _run_span(self, cur, nxt, t: float, horizon: float):
         """Apply iteration *cur* (group-only, ending at simulated time *t*) and the group-only
@@ -357,7 +399,7 @@ class GenerationGroup:
                     self._leave(s, co, end)
                 if overlap:
                     nw1 -= left                # the iteration formed already runs them as gone
-                self._finish(sorted(done, key=_by_order), end)
+                self._finish(sorted(done, key=_by_order), end, True)
                 self.owner.last_left_s = now  # the finishing's time (env.now, one event each)
                 running = self._gN
                 n, warm, S = co.n, co.warm, co.S

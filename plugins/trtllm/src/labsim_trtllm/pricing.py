@@ -49,7 +49,13 @@ class TrtStepPricer:
         self.overlap = not cfg["disable_overlap_scheduler"]
         self._decode_steps: dict = {}          # batch size → f(decode context), see step_time
         self._decode_gpus: dict = {}           # batch size → f(decode context), see gpu_time
-        #: :meth:`work` of a decode-only step, ``f(num_decodes, decode_context)``
+        #: (FLOPs, DRAM bytes) one GPU does in a step, ``f(chunks, num_decodes, decode_context)``
+        #: (the shared pricer's, graph or not)
+        self.work = self.eager.work
+        #: ``f(chunks, num_decodes)`` → ``g(decode_context)``: :attr:`work` of a step with
+        #: context *chunks* (:meth:`~labsim_llm.engine.step_cost.StepPricer.mixed_work_fn`)
+        self.mixed_work = self.eager.mixed_work_fn
+        #: :attr:`work` of a decode-only step, ``f(num_decodes, decode_context)``
         self.decode_work = self.eager.decode_work
         #: the terms of :attr:`decode_work` found once per batch size (see
         #: :meth:`~labsim_llm.engine.step_cost.StepPricer.decode_work_terms`)
@@ -62,6 +68,8 @@ class TrtStepPricer:
         return num_decodes in self.exact or (self.padding and num_decodes <= self.max_graph)
 
     def gpu_time(self, chunks, num_decodes: int, decode_context: int) -> float:
+        if chunks:                                 # eager, its pieces kept (mixed_step_fn)
+            return self.eager.mixed_step_fn(chunks, num_decodes)(decode_context) * self.scale
         pricer = self.graph if self.uses_graph(chunks, num_decodes) else self.eager
         return pricer.step_time(chunks, num_decodes, decode_context) * self.scale
 
@@ -72,7 +80,8 @@ class TrtStepPricer:
         if fn is None:
             gpu = (self.graph if self.uses_graph((), b) else self.eager).decode_step_fn(b)
             scale = self.scale
-            fn = self._decode_gpus[b] = lambda ctx: gpu(ctx) * scale
+            # (times 1.0 changes no float: then the shared pricer's function itself)
+            fn = self._decode_gpus[b] = gpu if scale == 1.0 else lambda ctx: gpu(ctx) * scale
         return fn
 
     def cpu_time(self, chunks, num_decodes: int = 0) -> float:
@@ -81,11 +90,18 @@ class TrtStepPricer:
 
     def step_time(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> float:
         """Seconds from the start of this iteration to the start of the next."""
-        if not chunks and num_decodes > 0:
+        if chunks:
+            # gpu_time and cpu_time, inlined: a step with a context chunk runs eager
+            gpu = self.eager.mixed_step_fn(chunks, num_decodes)(decode_context) * self.scale
+            cpu = self.cpu + self.cpu_per_req * (len(chunks) + num_decodes)
+        elif num_decodes > 0:
             return self.decode_price(num_decodes)(decode_context)
-        gpu = self.gpu_time(chunks, num_decodes, decode_context)
-        cpu = self.cpu_time(chunks, num_decodes)
-        return max(gpu, cpu) if self.overlap else gpu + cpu
+        else:
+            gpu = self.gpu_time(chunks, num_decodes, decode_context)
+            cpu = self.cpu_time(chunks, num_decodes)
+        if self.overlap:
+            return gpu if gpu >= cpu else cpu      # max(gpu, cpu), without the call
+        return gpu + cpu
 
     def decode_price(self, b: int):
         """``f(ctx)`` = :meth:`step_time` ``((), b, ctx)`` (a decode-only iteration of *b* ≥ 1
@@ -108,10 +124,6 @@ class TrtStepPricer:
                 return t if t >= cpu else cpu          # max(t, cpu), without the call
             return price
         return lambda ctx: gpu(ctx) * scale + cpu
-
-    def work(self, chunks, num_decodes: int = 0, decode_context: int = 0):
-        """(FLOPs, DRAM bytes) one GPU does in this step."""
-        return self.eager.work(chunks, num_decodes, decode_context)
 
 
 __all__ = ["TrtStepPricer"]

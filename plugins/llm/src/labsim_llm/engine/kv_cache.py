@@ -149,7 +149,7 @@ class BlockPool:
     @property
     def num_used(self) -> int:
         """Blocks held by at least one request."""
-        return self.capacity - self.num_free
+        return self.capacity - self._anon_free - self._cached_free     # capacity − num_free
 
     @property
     def num_cached(self) -> int:
