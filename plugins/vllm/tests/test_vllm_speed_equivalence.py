@@ -527,6 +527,33 @@ def test_steps_that_end_before_anything_else_land_without_an_event(monkeypatch):
     assert repr(fast.table("requests")) == repr(slow.table("requests"))
 
 
+@pytest.mark.parametrize("case", ["plain", "replicas", "cut-off", "prefix-cache"])
+def test_spans_that_end_before_anything_else_land_without_an_event(case, monkeypatch):
+    """A fast-forward span whose last step ends before the next scheduled event (and within
+    the run's limit), finishing nobody or only requests nobody acts on at their time, is
+    landed at once, ahead of the clock: the request rows, the bill (from the time the last
+    request left) and the run's end are those of one event per step."""
+    from labsim_vllm.fast_forward import FastForward
+
+    ahead = []
+    original = FastForward._commit_span
+
+    def commit_span(self, step, span, j, start, bounds):
+        ahead.append(self.env.now < bounds[j - 1])
+        return original(self, step, span, j, start, bounds)
+
+    monkeypatch.setattr(FastForward, "_commit_span", commit_span)
+    rows, _, fast = _outputs(CASES[case])
+    if case != "prefix-cache":          # (conversations act on every finish: never landed ahead)
+        assert True in ahead and False in ahead
+    off = copy.deepcopy(CASES[case])
+    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    slow_rows, _, slow = _outputs(off)
+    assert repr(rows) == repr(slow_rows)
+    assert fast["simulated_time_s"] == slow["simulated_time_s"]
+    assert fast["v"]["cost"] == slow["v"]["cost"]
+
+
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_a_run_that_drains_ends_when_its_last_step_ends(replicas):
     """A run of a fixed number of requests ends when the last one leaves: the engine's last

@@ -6,7 +6,9 @@ in one event for as many iterations as it stays unchanged; an arrival during
 the run cuts it at the iteration in progress. The iterations are priced up to
 the next scheduled event, and the process sleeps until the last one priced
 ends: an arrival during that one changes nothing before it ends, and only one
-during an earlier iteration interrupts the sleep. The result is identical to
+during an earlier iteration interrupts the sleep. A span whose last iteration ends
+before the next scheduled event, and finishes nobody anyone acts on at its time, is landed at
+once, ahead of the clock, as the step loop lands a step (below). The result is identical to
 one event per iteration (tested). It asks the shell's
 :meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_is_alone` first, and its GPU
 time passes through :meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_work`.
@@ -226,10 +228,16 @@ class FastForward:
         # router most events are other engines'), further ahead (_due_in)
         ahead = self._due_in() if self._woken_uncut else 0.0
         woken_uncut = False
+        done = None
         while True:
             self._bounds(bounds, len(bounds) + more, k, max(env.peek(), env.now + ahead), span[2],
                          bounds[-1] - (bounds[-2] if len(bounds) > 1 else start))
             more = 2 * more or 1
+            if len(bounds) == k:
+                done = self._lands_ahead(k, bounds[-1])
+                if done is not None:
+                    j = k           # landed at once: nothing can cut it, nobody sees its end
+                    break
             try:
                 yield self.gpu_work(max(0.0, bounds[-1] - env.now))
             except Interrupt:
@@ -249,6 +257,24 @@ class FastForward:
         self._woken_uncut = woken_uncut
         self._span_bounds = None
         self._commit_span(step, span, j, start, bounds)
+        if done:
+            self.owner.last_left_s = bounds[-1]     # (one event: env.now then)
+
+    def _lands_ahead(self, k: int, end: float):
+        """Whether a span whose *k* steps are all priced, the last ending at *end*, is landed
+        at once, ahead of the clock, as the step loop lands a step
+        (:meth:`labsim_vllm.scheduler.Replica.run`): it ends before the next scheduled event
+        (no request can arrive during it) and within the run's time limit, and the members it
+        finishes, if any, finish unseen
+        (:meth:`~labsim_vllm.scheduler.Replica.finishes_unseen`): then its timeout would change
+        nothing but the time. Returns their requests (an empty list if none), else None."""
+        if not (self.gpus.exclusive and end < self.env.peek() and end <= self.time_limit):
+            return None
+        members = self._fin.get(self.G + k - 1)
+        if not members:
+            return []
+        done = [seq.req for seq in members]
+        return done if self.finishes_unseen(done) else None
 
 
 __all__ = ["FastForward"]
