@@ -164,13 +164,17 @@ class FastForward:
         else:
             prev = start
             gaps = []
-            for i in range(j):
-                t = bounds[i]
+            r = 0                               # step i's phase i % bs ...
+            held = used0                        # ... and used0 + (i // bs) · per: _need(blocks, i), inlined
+            for t in bounds[:j]:
                 d = t - prev                    # the same subtraction one event per step makes
                 prev = t
                 gaps.append(d)
-                q, r = divmod(i, bs)            # _need(blocks, i), inlined
-                kv_seconds += (used0 + (q * per + prefix[r])) * d
+                kv_seconds += (held + prefix[r]) * d
+                r += 1
+                if r == bs:
+                    r = 0
+                    held += per
         if n_warm and j > 1:
             itl.add_repeated_each(gaps[1:], n_warm)
         pricer = self.pricer
