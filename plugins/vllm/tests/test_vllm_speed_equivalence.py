@@ -554,6 +554,29 @@ def test_spans_that_end_before_anything_else_land_without_an_event(case, monkeyp
     assert fast["v"]["cost"] == slow["v"]["cost"]
 
 
+def test_a_lone_engine_prices_no_further_ahead_while_its_api_server_holds_a_request(monkeypatch):
+    """A span that woke before anything cut it prices only up to the next event while the
+    engine's API server holds a request (its hand-over comes at an event of its own and would
+    otherwise interrupt the wait): the request rows are still those of one event per step."""
+    from labsim_vllm.fast_forward import FastForward
+
+    seen = []
+    original = FastForward._due_in
+
+    def due_in(self):
+        due = original(self)
+        seen.append((bool(self.owner.frontend.pending()), due))
+        return due
+
+    monkeypatch.setattr(FastForward, "_due_in", due_in)
+    rows = labsim.run(copy.deepcopy(CASES["plain"])).table("requests")
+    assert any(held for held, _ in seen) and any(due > 0 for _, due in seen)
+    assert all(due == 0.0 for held, due in seen if held)
+    off = copy.deepcopy(CASES["plain"])
+    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    assert repr(rows) == repr(labsim.run(off).table("requests"))
+
+
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_a_run_that_drains_ends_when_its_last_step_ends(replicas):
     """A run of a fixed number of requests ends when the last one leaves: the engine's last

@@ -67,6 +67,22 @@ class FastForward:
             return lambda j0, j1: [price(ctx0 + b * j) for j in range(j0, j1)]
         return lambda j0, j1: run(ctx0 + b * j0, j1 - j0)
 
+    #: batch size → the pricer's ``decode_run_fn`` with this engine's overheads (None: it has
+    #: none), made as spans ask
+    _run_fns: dict | None = None
+
+    def _run_fn(self, b: int):
+        """What :meth:`_decode_prices` ``(b, ctx0, "decode_run_fn")`` prices with, for any
+        *ctx0* ≥ *b*: ``f(first_context, count)``, or None."""
+        fns = self._run_fns
+        if fns is None:
+            fns = self._run_fns = {}
+        run = fns.get(b, False)
+        if run is False:
+            make = getattr(self.pricer, "decode_run_fn", None)
+            run = fns[b] = make(b, self.overhead, self.overhead_per_req * b) if make is not None else None
+        return run
+
     def _span(self, step: Step):
         """How many steps would repeat *step* (the whole group decoding) unchanged, with the
         blocks they need (cumulated from the second on) and the first one's decode context."""
@@ -116,7 +132,8 @@ class FastForward:
             # seldom recur), as many as should reach the horizon, the ends are their running
             # sums (accumulate adds in the same order) and the stop is found by bisection in
             # them (the ends only grow)
-            prices = self._decode_prices(b, ctx0, "decode_run_fn")
+            run = self._run_fn(b) if ctx0 >= b else None
+            prices = self._decode_prices(b, ctx0, "decode_run_fn") if run is None else None
             if step_s > 0 and horizon - t < MAX_SPAN * step_s:
                 chunk = 2 + max(0, int((horizon - t) / step_s))
             else:
@@ -124,7 +141,8 @@ class FastForward:
             while True:
                 n = min(k, max(least, j + chunk))
                 chunk *= 2
-                ends = list(accumulate(prices(j, n), initial=t))
+                ends = list(accumulate(run(ctx0 + b * j, n - j) if run is not None else prices(j, n),
+                                       initial=t))
                 del ends[0]
                 m = bisect.bisect_left(ends, horizon, max(0, least - j - 1)) + 1
                 if m < len(ends):
@@ -208,10 +226,14 @@ class FastForward:
         """How far ahead a span that woke before anything cut it prices: behind a router (most
         events another replica's) one mean gap between this engine's requests; a lone replica
         only until its next request is due, at that gap after the latest one (0.0 if overdue),
-        as the event that woke it usually hands that request on. Only the number of wake-ups
-        and of steps priced depends on it, never a result."""
+        as the event that woke it usually hands that request on — and 0.0 while its API server
+        holds a request (the server hands it on at an event of its own, which should meet the
+        last step priced rather than interrupt the wait). Only the number of wake-ups and of
+        steps priced depends on it, never a result."""
         if not self._lone:
             return self._gap_in
+        if self.owner.frontend.pending():
+            return 0.0
         due = self._last_in + self._gap_in - self.env.now
         return due if due > 0.0 else 0.0
 
