@@ -113,12 +113,6 @@ class FastForward:
             return None
         return k, (prefix, per), step.decode_ctx
 
-    def _need(self, blocks, s: int) -> int:
-        """Blocks the steps 2..s+1 of a span need (*blocks* from :meth:`_span`)."""
-        prefix, per = blocks
-        q, r = divmod(s, len(prefix) - 1)
-        return q * per + prefix[r]
-
     def _bounds(self, bounds: list, least: int, k: int, horizon: float, ctx0: int,
                 step_s: float) -> None:
         """Extend *bounds* (end times of a span's steps) to at least *least* steps and past
@@ -132,7 +126,10 @@ class FastForward:
             # seldom recur), as many as should reach the horizon, the ends are their running
             # sums (accumulate adds in the same order) and the stop is found by bisection in
             # them (the ends only grow)
-            run = self._run_fn(b) if ctx0 >= b else None
+            fns = self._run_fns
+            run = fns.get(b) if fns is not None and ctx0 >= b else None
+            if run is None and ctx0 >= b:
+                run = self._run_fn(b)
             prices = self._decode_prices(b, ctx0, "decode_run_fn") if run is None else None
             if step_s > 0 and horizon - t < MAX_SPAN * step_s:
                 chunk = 2 + max(0, int((horizon - t) / step_s))
@@ -159,17 +156,20 @@ class FastForward:
         self.clock = bounds[j - 1]
         k, blocks, ctx0 = span
         b = self._nD
-        extra = self._need(blocks, j - 1)
+        prefix, per = blocks
+        bs = len(prefix) - 1
+        q, r = divmod(j - 1, bs)
+        extra = q * per + prefix[r]                 # the blocks steps 2..j need (_span)
+        pool = self.pool
         if extra:
-            self.pool.allocate(extra)
-        used0 = self.pool.num_used - extra
+            pool.allocate(extra)
+        used = pool.num_used                        # (as the steps' row has it)
+        used0 = used - extra
         itl = self.metrics.itl
         self._group_gaps(bounds[0], self._g_end)   # from the group's last decode (prompts may have run since)
         n_warm = self._nW
         end = bounds[j - 1]
         kv_seconds = 0.0
-        prefix, per = blocks
-        bs = len(prefix) - 1
         if j >= LONG_SPAN:
             # the loop below as arrays: the same subtractions and products, summed in order
             # (numpy's accumulate adds one element after another, as the loop does)
@@ -183,7 +183,7 @@ class FastForward:
             prev = start
             gaps = []
             r = 0                               # step i's phase i % bs ...
-            held = used0                        # ... and used0 + (i // bs) · per: _need(blocks, i), inlined
+            held = used0                        # ... and used0 + (i // bs) · per: step i holds held + prefix[r]
             for t in bounds[:j]:
                 d = t - prev                    # the same subtraction one event per step makes
                 prev = t
@@ -207,7 +207,7 @@ class FastForward:
         self.G += j - 1
         self._g_end = end
         self.metrics.step(self.index, start, end - start, j, b, 0, b, b, len(self.waiting),
-                          self.pool.num_used, flops, nbytes, kv_seconds)
+                          used, flops, nbytes, kv_seconds)
         self._after_step([], False, end)
         if self.gate.num_steps > 1:
             self.gate.advance(False, j - 1)
