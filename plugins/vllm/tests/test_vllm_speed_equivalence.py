@@ -554,6 +554,18 @@ def test_spans_that_end_before_anything_else_land_without_an_event(case, monkeyp
     assert fast["v"]["cost"] == slow["v"]["cost"]
 
 
+@pytest.mark.parametrize("case", ["plain", "prefix-cache"])
+def test_a_span_committed_as_arrays_equals_the_loop(case, monkeypatch):
+    """A span of LONG_SPAN steps or more is committed with numpy (its gaps and kv-seconds):
+    every span so gives the tables and summary the plain loop gives."""
+    from labsim_vllm import fast_forward
+
+    looped = _outputs(CASES[case])
+    monkeypatch.setattr(fast_forward, "LONG_SPAN", 2)
+    arrays = _outputs(CASES[case])
+    assert repr(arrays) == repr(looped)
+
+
 def test_a_lone_engine_prices_no_further_ahead_while_its_api_server_holds_a_request(monkeypatch):
     """A span that woke before anything cut it prices only up to the next event while the
     engine's API server holds a request (its hand-over comes at an event of its own and would

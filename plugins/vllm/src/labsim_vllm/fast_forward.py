@@ -36,8 +36,9 @@ from simpy import Interrupt
 
 from labsim_vllm.seq import MAX_SPAN, Step
 
-#: spans of at least this many steps are committed with arrays (fewer: a plain loop is quicker)
-LONG_SPAN = 32
+#: spans of at least this many steps are committed with arrays (fewer: a plain loop is quicker;
+#: callgrind puts the two level at about 75 steps)
+LONG_SPAN = 72
 
 
 class FastForward:
