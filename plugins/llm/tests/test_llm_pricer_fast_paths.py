@@ -256,3 +256,38 @@ def test_csv_format_row_equals_format_cell():
     row = [None, True, False, 0, -5, 10**20, 1.5, float("nan"), float("inf"), -0.0, 1e-300,
            "a,b", "", np.float64(2.5), np.int64(3), np.float32(1.1), (1, 2)]
     assert format_row(row) == [format_cell(v) for v in row]
+
+
+def test_decode_work_sum_equals_summing_work_step_by_step():
+    """decode_work_sum sums a run's work in closed form when every term is a whole number and
+    no sum passes 2**53 (then the loop's every operation is exact), else in a loop or as
+    arrays: the loop's sums in each case, bit for bit (MoE weights fractional, pp not dividing
+    the layers, runs too large for whole doubles)."""
+    rng = random.Random(5)
+    models = builtin_models()
+    for name, tp, pp in (("Llama-3.1-8B", 1, 1), ("Llama-3.1-8B", 2, 2), ("Llama-3.1-8B", 1, 3),
+                         ("Llama-3.1-70B", 1, 1), ("Mixtral-8x7B", 1, 1), ("Mixtral-8x7B", 2, 2)):
+        p = StepPricer(models[name], labsim.device("H100-SXM"), tp=tp, pp=pp, graph_sizes=[])
+        for _ in range(150):
+            b = rng.choice([1, 2, 7, 9, 64, 255, 600, 1024])
+            ctx = b * rng.randint(1, 9000) + rng.randint(0, b)
+            k = rng.choice([0, 1, rng.randint(2, 39), rng.randint(40, 300), 2048])
+            flops = nbytes = 0.0
+            for i in range(k):
+                f, by = p.work((), b, ctx + b * i)
+                flops += f
+                nbytes += by
+            got = p.decode_work_sum(b, ctx, b, k)
+            assert got == (flops, nbytes) and type(got[0]) is float and type(got[1]) is float
+    # a whole-number run (Llama-3.1-8B) in closed form; a fractional term: step by step
+    p = StepPricer(models["Llama-3.1-8B"], labsim.device("H100-SXM"), tp=1, pp=1, graph_sizes=[])
+    assert p._decode_whole_terms(9) is not None
+    p.weight_bytes += 0.5
+    p._decode_ints.clear()
+    assert p._decode_whole_terms(9) is None
+    flops = nbytes = 0.0
+    for i in range(30):
+        f, by = p.work((), 9, 5000 + 9 * i)
+        flops += f
+        nbytes += by
+    assert p.decode_work_sum(9, 5000, 9, 30) == (flops, nbytes)

@@ -527,6 +527,68 @@ def test_steps_that_end_before_anything_else_land_without_an_event(monkeypatch):
     assert repr(fast.table("requests")) == repr(slow.table("requests"))
 
 
+@pytest.mark.parametrize("case", ["plain", "replicas", "cut-off", "prefix-cache"])
+def test_spans_that_end_before_anything_else_land_without_an_event(case, monkeypatch):
+    """A fast-forward span whose last step ends before the next scheduled event (and within
+    the run's limit), finishing nobody or only requests nobody acts on at their time, is
+    landed at once, ahead of the clock: the request rows, the bill (from the time the last
+    request left) and the run's end are those of one event per step."""
+    from labsim_vllm.fast_forward import FastForward
+
+    ahead = []
+    original = FastForward._commit_span
+
+    def commit_span(self, step, span, j, start, bounds):
+        ahead.append(self.env.now < bounds[j - 1])
+        return original(self, step, span, j, start, bounds)
+
+    monkeypatch.setattr(FastForward, "_commit_span", commit_span)
+    rows, _, fast = _outputs(CASES[case])
+    if case != "prefix-cache":          # (conversations act on every finish: never landed ahead)
+        assert True in ahead and False in ahead
+    off = copy.deepcopy(CASES[case])
+    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    slow_rows, _, slow = _outputs(off)
+    assert repr(rows) == repr(slow_rows)
+    assert fast["simulated_time_s"] == slow["simulated_time_s"]
+    assert fast["v"]["cost"] == slow["v"]["cost"]
+
+
+@pytest.mark.parametrize("case", ["plain", "prefix-cache"])
+def test_a_span_committed_as_arrays_equals_the_loop(case, monkeypatch):
+    """A span of LONG_SPAN steps or more is committed with numpy (its gaps and kv-seconds):
+    every span so gives the tables and summary the plain loop gives."""
+    from labsim_vllm import fast_forward
+
+    looped = _outputs(CASES[case])
+    monkeypatch.setattr(fast_forward, "LONG_SPAN", 2)
+    arrays = _outputs(CASES[case])
+    assert repr(arrays) == repr(looped)
+
+
+def test_a_lone_engine_prices_no_further_ahead_while_its_api_server_holds_a_request(monkeypatch):
+    """A span that woke before anything cut it prices only up to the next event while the
+    engine's API server holds a request (its hand-over comes at an event of its own and would
+    otherwise interrupt the wait): the request rows are still those of one event per step."""
+    from labsim_vllm.fast_forward import FastForward
+
+    seen = []
+    original = FastForward._due_in
+
+    def due_in(self):
+        due = original(self)
+        seen.append((bool(self.owner.frontend.pending()), due))
+        return due
+
+    monkeypatch.setattr(FastForward, "_due_in", due_in)
+    rows = labsim.run(copy.deepcopy(CASES["plain"])).table("requests")
+    assert any(held for held, _ in seen) and any(due > 0 for _, due in seen)
+    assert all(due == 0.0 for held, due in seen if held)
+    off = copy.deepcopy(CASES["plain"])
+    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    assert repr(rows) == repr(labsim.run(off).table("requests"))
+
+
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_a_run_that_drains_ends_when_its_last_step_ends(replicas):
     """A run of a fixed number of requests ends when the last one leaves: the engine's last

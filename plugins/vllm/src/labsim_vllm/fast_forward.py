@@ -6,7 +6,9 @@ in one event for as many iterations as it stays unchanged; an arrival during
 the run cuts it at the iteration in progress. The iterations are priced up to
 the next scheduled event, and the process sleeps until the last one priced
 ends: an arrival during that one changes nothing before it ends, and only one
-during an earlier iteration interrupts the sleep. The result is identical to
+during an earlier iteration interrupts the sleep. A span whose last iteration ends
+before the next scheduled event, and finishes nobody anyone acts on at its time, is landed at
+once, ahead of the clock, as the step loop lands a step (below). The result is identical to
 one event per iteration (tested). It asks the shell's
 :meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_is_alone` first, and its GPU
 time passes through :meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_work`.
@@ -34,8 +36,9 @@ from simpy import Interrupt
 
 from labsim_vllm.seq import MAX_SPAN, Step
 
-#: spans of at least this many steps are committed with arrays (fewer: a plain loop is quicker)
-LONG_SPAN = 32
+#: spans of at least this many steps are committed with arrays (fewer: a plain loop is quicker;
+#: callgrind puts the two level at about 75 steps)
+LONG_SPAN = 72
 
 
 class FastForward:
@@ -64,6 +67,22 @@ class FastForward:
             price = self._decode_price(b)
             return lambda j0, j1: [price(ctx0 + b * j) for j in range(j0, j1)]
         return lambda j0, j1: run(ctx0 + b * j0, j1 - j0)
+
+    #: batch size → the pricer's ``decode_run_fn`` with this engine's overheads (None: it has
+    #: none), made as spans ask
+    _run_fns: dict | None = None
+
+    def _run_fn(self, b: int):
+        """What :meth:`_decode_prices` ``(b, ctx0, "decode_run_fn")`` prices with, for any
+        *ctx0* ≥ *b*: ``f(first_context, count)``, or None."""
+        fns = self._run_fns
+        if fns is None:
+            fns = self._run_fns = {}
+        run = fns.get(b, False)
+        if run is False:
+            make = getattr(self.pricer, "decode_run_fn", None)
+            run = fns[b] = make(b, self.overhead, self.overhead_per_req * b) if make is not None else None
+        return run
 
     def _span(self, step: Step):
         """How many steps would repeat *step* (the whole group decoding) unchanged, with the
@@ -95,12 +114,6 @@ class FastForward:
             return None
         return k, (prefix, per), step.decode_ctx
 
-    def _need(self, blocks, s: int) -> int:
-        """Blocks the steps 2..s+1 of a span need (*blocks* from :meth:`_span`)."""
-        prefix, per = blocks
-        q, r = divmod(s, len(prefix) - 1)
-        return q * per + prefix[r]
-
     def _bounds(self, bounds: list, least: int, k: int, horizon: float, ctx0: int,
                 step_s: float) -> None:
         """Extend *bounds* (end times of a span's steps) to at least *least* steps and past
@@ -114,7 +127,11 @@ class FastForward:
             # seldom recur), as many as should reach the horizon, the ends are their running
             # sums (accumulate adds in the same order) and the stop is found by bisection in
             # them (the ends only grow)
-            prices = self._decode_prices(b, ctx0, "decode_run_fn")
+            fns = self._run_fns
+            run = fns.get(b) if fns is not None and ctx0 >= b else None
+            if run is None and ctx0 >= b:
+                run = self._run_fn(b)
+            prices = self._decode_prices(b, ctx0, "decode_run_fn") if run is None else None
             if step_s > 0 and horizon - t < MAX_SPAN * step_s:
                 chunk = 2 + max(0, int((horizon - t) / step_s))
             else:
@@ -122,7 +139,8 @@ class FastForward:
             while True:
                 n = min(k, max(least, j + chunk))
                 chunk *= 2
-                ends = list(accumulate(prices(j, n), initial=t))
+                ends = list(accumulate(run(ctx0 + b * j, n - j) if run is not None else prices(j, n),
+                                       initial=t))
                 del ends[0]
                 m = bisect.bisect_left(ends, horizon, max(0, least - j - 1)) + 1
                 if m < len(ends):
@@ -139,17 +157,20 @@ class FastForward:
         self.clock = bounds[j - 1]
         k, blocks, ctx0 = span
         b = self._nD
-        extra = self._need(blocks, j - 1)
+        prefix, per = blocks
+        bs = len(prefix) - 1
+        q, r = divmod(j - 1, bs)
+        extra = q * per + prefix[r]                 # the blocks steps 2..j need (_span)
+        pool = self.pool
         if extra:
-            self.pool.allocate(extra)
-        used0 = self.pool.num_used - extra
+            pool.allocate(extra)
+        used = pool.num_used                        # (as the steps' row has it)
+        used0 = used - extra
         itl = self.metrics.itl
         self._group_gaps(bounds[0], self._g_end)   # from the group's last decode (prompts may have run since)
         n_warm = self._nW
         end = bounds[j - 1]
         kv_seconds = 0.0
-        prefix, per = blocks
-        bs = len(prefix) - 1
         if j >= LONG_SPAN:
             # the loop below as arrays: the same subtractions and products, summed in order
             # (numpy's accumulate adds one element after another, as the loop does)
@@ -162,13 +183,17 @@ class FastForward:
         else:
             prev = start
             gaps = []
-            for i in range(j):
-                t = bounds[i]
+            r = 0                               # step i's phase i % bs ...
+            held = used0                        # ... and used0 + (i // bs) · per: step i holds held + prefix[r]
+            for t in bounds[:j]:
                 d = t - prev                    # the same subtraction one event per step makes
                 prev = t
                 gaps.append(d)
-                q, r = divmod(i, bs)            # _need(blocks, i), inlined
-                kv_seconds += (used0 + (q * per + prefix[r])) * d
+                kv_seconds += (held + prefix[r]) * d
+                r += 1
+                if r == bs:
+                    r = 0
+                    held += per
         if n_warm and j > 1:
             itl.add_repeated_each(gaps[1:], n_warm)
         pricer = self.pricer
@@ -183,7 +208,7 @@ class FastForward:
         self.G += j - 1
         self._g_end = end
         self.metrics.step(self.index, start, end - start, j, b, 0, b, b, len(self.waiting),
-                          self.pool.num_used, flops, nbytes, kv_seconds)
+                          used, flops, nbytes, kv_seconds)
         self._after_step([], False, end)
         if self.gate.num_steps > 1:
             self.gate.advance(False, j - 1)
@@ -202,10 +227,14 @@ class FastForward:
         """How far ahead a span that woke before anything cut it prices: behind a router (most
         events another replica's) one mean gap between this engine's requests; a lone replica
         only until its next request is due, at that gap after the latest one (0.0 if overdue),
-        as the event that woke it usually hands that request on. Only the number of wake-ups
-        and of steps priced depends on it, never a result."""
+        as the event that woke it usually hands that request on — and 0.0 while its API server
+        holds a request (the server hands it on at an event of its own, which should meet the
+        last step priced rather than interrupt the wait). Only the number of wake-ups and of
+        steps priced depends on it, never a result."""
         if not self._lone:
             return self._gap_in
+        if self.owner.frontend.pending():
+            return 0.0
         due = self._last_in + self._gap_in - self.env.now
         return due if due > 0.0 else 0.0
 
@@ -226,10 +255,16 @@ class FastForward:
         # router most events are other engines'), further ahead (_due_in)
         ahead = self._due_in() if self._woken_uncut else 0.0
         woken_uncut = False
+        done = None
         while True:
             self._bounds(bounds, len(bounds) + more, k, max(env.peek(), env.now + ahead), span[2],
                          bounds[-1] - (bounds[-2] if len(bounds) > 1 else start))
             more = 2 * more or 1
+            if len(bounds) == k:
+                done = self._lands_ahead(k, bounds[-1])
+                if done is not None:
+                    j = k           # landed at once: nothing can cut it, nobody sees its end
+                    break
             try:
                 yield self.gpu_work(max(0.0, bounds[-1] - env.now))
             except Interrupt:
@@ -249,6 +284,24 @@ class FastForward:
         self._woken_uncut = woken_uncut
         self._span_bounds = None
         self._commit_span(step, span, j, start, bounds)
+        if done:
+            self.owner.last_left_s = bounds[-1]     # (one event: env.now then)
+
+    def _lands_ahead(self, k: int, end: float):
+        """Whether a span whose *k* steps are all priced, the last ending at *end*, is landed
+        at once, ahead of the clock, as the step loop lands a step
+        (:meth:`labsim_vllm.scheduler.Replica.run`): it ends before the next scheduled event
+        (no request can arrive during it) and within the run's time limit, and the members it
+        finishes, if any, finish unseen
+        (:meth:`~labsim_vllm.scheduler.Replica.finishes_unseen`): then its timeout would change
+        nothing but the time. Returns their requests (an empty list if none), else None."""
+        if not (self.gpus.exclusive and end < self.env.peek() and end <= self.time_limit):
+            return None
+        members = self._fin.get(self.G + k - 1)
+        if not members:
+            return []
+        done = [seq.req for seq in members]
+        return done if self.finishes_unseen(done) else None
 
 
 __all__ = ["FastForward"]

@@ -60,6 +60,9 @@ SAMPLER_PASSES = 3
 #: context up to the largest seen; about 16 MB of list and 48 MB of prices when full), past
 #: which they start again empty
 PRICE_TABLE_SLOTS = 1 << 21
+#: every whole number up to this is a double, and a float operation whose exact result is one
+#: gives it exactly
+EXACT_INT = 1 << 53
 
 
 def experts_reached(tokens: int, experts: int, per_token: int) -> float:
@@ -221,6 +224,7 @@ class StepPricer:
         self._mixed_steps: dict[tuple, object] = {}  # (chunks, decodes) → mixed_step_fn's f
         self._mixed_works: dict[tuple, object] = {}  # (chunks, decodes) → mixed_work_fn's f
         self._decode_terms: dict[int, tuple] = {}   # batch size → decode_work's terms
+        self._decode_ints: dict[int, tuple | None] = {}   # batch size → decode_work_sum's whole terms
         self._decode_runs: dict[tuple, object] = {}
         self._decode_run_fns: dict[tuple, object] = {}
         self._table_slots = 0         # the decode price tables' length, all together
@@ -708,6 +712,20 @@ class StepPricer:
         ``first_context + i · context_step``, summed one step after another from 0.0 (so equal,
         bit for bit, to adding the steps' work in a loop)."""
         b = num_decodes
+        whole = self._decode_ints.get(b, False)
+        if whole is False:
+            whole = self._decode_whole_terms(b)
+        if whole is not None and first_context >= 0 and context_step >= 0:
+            # every term a whole number: each step's work, and each running sum, is a whole
+            # number as well, so while none passes 2**53 every operation of the loop below is
+            # exact and its sums are the exact sums, found here in closed form
+            P, A, L, pp, H, W, K, N = whole
+            last = first_context + context_step * (steps - 1)
+            contexts = steps * first_context + context_step * (steps * (steps - 1) // 2)
+            flops = (steps * P * L + A * L * contexts) // pp + steps * H
+            nbytes = steps * (W + N) + K * contexts
+            if flops <= EXACT_INT and nbytes <= EXACT_INT and (P + A * last) * L <= EXACT_INT:
+                return float(flops), float(nbytes)
         # work()'s arithmetic with chunks = (): attn = 4.0·hd·(ctx + 0); the flops'
         # "/ self.pp / 1.0" (dividing by 1.0 changes nothing); kv_read = kv·(ctx + 0)
         attn_coef = 4.0 * (self.heads * self.head_dim)
@@ -737,6 +755,26 @@ class StepPricer:
             nbytes += weights + kv * ctx + written
             ctx += context_step
         return flops, nbytes
+
+    def _decode_whole_terms(self, b: int):
+        """:meth:`decode_work_sum`'s terms for batch size *b* as integers ``(P, A, L, pp, H, W,
+        K, N)`` — a step over context *c* does ``(P + A·c)·L / pp + H`` FLOPs and moves ``W + K·c
+        + N`` bytes — when each is a whole number and *pp* divides ``(P + A·c)·L`` for every
+        *c*; else None (kept per batch size)."""
+        n, k = self.lm_head
+        layers, pp = self.layers, self.pp
+        floats = (self.layer_weight_flops * b, 4.0 * (self.heads * self.head_dim), 2.0 * b * n * k / pp,
+                  self.weights_read(b), self.kv_token_bytes, self.kv_token_bytes * b)
+        whole = None
+        if (all(x >= 0 and float(x).is_integer() for x in floats) and isinstance(layers, int)
+                and isinstance(pp, int) and layers >= 1 and pp >= 1):
+            P, A, H, W, K, N = (int(x) for x in floats)
+            if (P * layers) % pp == 0 and (A * layers) % pp == 0:
+                whole = (P, A, layers, pp, H, W, K, N)
+        if len(self._decode_ints) >= 65536:
+            self._decode_ints.clear()
+        self._decode_ints[b] = whole
+        return whole
 
 
 __all__ = ["StepPricer", "StepCost", "TpStepTraffic", "capture_sizes", "experts_reached", "moe_gemm_time"]
