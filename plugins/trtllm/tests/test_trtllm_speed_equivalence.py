@@ -249,14 +249,12 @@ def test_pipeline_forms_no_empty_micro_batch(case, monkeypatch):
     assert not any(step.empty for step in formed)
 
 
-def test_catch_up_lands_where_one_event_per_iteration_does():
-    """A delay from the last event cannot always land on an iteration's end (the sum rounds to
-    even); the process then wakes near the last iteration applied first."""
+def _landed(start: float, last: float, target: float) -> list:
+    """Where a process at *start* that catches up with *last* and then waits for *target*
+    (as the executor's loop does) lands."""
     import simpy
 
     env = simpy.Environment()
-    start, last, target = 0.23443437273772252, 0.4923538779539137, 0.4988036286279988
-    assert start + (target - start) != target          # the case: one delay cannot land there
     landed = []
 
     def proc():
@@ -267,29 +265,24 @@ def test_catch_up_lands_where_one_event_per_iteration_does():
 
     env.process(proc())
     env.run()
-    assert landed == [target]
+    return landed
+
+
+def test_catch_up_lands_where_one_event_per_iteration_does():
+    """A delay from the last event cannot always land on an iteration's end (the sum rounds to
+    even); the process then wakes near the last iteration applied first."""
+    start, last, target = 0.23443437273772252, 0.4923538779539137, 0.4988036286279988
+    assert start + (target - start) != target          # the case: one delay cannot land there
+    assert _landed(start, last, target) == [target]
 
 
 def test_catch_up_before_an_idle_wait_never_passes_the_last_iteration():
     """Before idling the loop catches up with its last iteration's end (*last* = *target*);
     a delay whose sum rounds above it would leave the process past it, and the wait for the
     rest negative (a mixed configuration, seed 162, stopped with "Negative delay")."""
-    import simpy
-
-    env = simpy.Environment()
     start, target = 0.06588936028676833, 0.20623152633144867
     assert start + (target - start) > target           # the case: one delay passes it
-    landed = []
-
-    def proc():
-        yield env.timeout(start)
-        yield from executor.catch_up(env, target, target)
-        yield env.timeout(target - env.now)
-        landed.append(env.now)
-
-    env.process(proc())
-    env.run()
-    assert landed == [target]
+    assert _landed(start, target, target) == [target]
     assert eq_reference(_mixed_case(162))
 
 
