@@ -99,6 +99,21 @@ def test_mixed_step_fns_equal_step_time_and_work():
                 assert pricer.mixed_work_fn(tuple(chunks), b)(ctx) == work
 
 
+def test_mixed_step_fns_keep_at_most_their_slots():
+    """The pricers kept per chunks and batch size start again empty once MIXED_FN_SLOTS are
+    kept (a trace's prompts seldom recur: unbounded, they would hold memory for nothing), and
+    still price as step_time and work do."""
+    from labsim_llm.engine.step_cost import MIXED_FN_SLOTS
+
+    pricer = StepPricer(builtin_models()["Llama-3.1-8B"], labsim.device("H100-SXM"), graph_sizes=[])
+    for i in range(MIXED_FN_SLOTS + 10):
+        chunks = [(1 + i % 4000, i // 4000)]
+        assert pricer.mixed_step_fn(chunks, 3)(300) == pricer.step_time(chunks, 3, 300)
+        assert pricer.mixed_work_fn(chunks, 3)(300) == pricer.work(chunks, 3, 300)
+        assert len(pricer._mixed_steps) <= MIXED_FN_SLOTS
+        assert len(pricer._mixed_works) <= MIXED_FN_SLOTS
+
+
 def _decode_work_as_written(p, b, ctx):
     """``StepPricer.decode_work`` as the formula reads, every term computed at each call."""
     n, k = p.lm_head

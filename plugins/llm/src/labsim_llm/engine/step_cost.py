@@ -60,6 +60,11 @@ SAMPLER_PASSES = 3
 #: context up to the largest seen; about 16 MB of list and 48 MB of prices when full), past
 #: which they start again empty
 PRICE_TABLE_SLOTS = 1 << 21
+#: pricers kept per (prefill chunks, batch size) by :meth:`StepPricer.mixed_step_fn` and
+#: :meth:`StepPricer.mixed_work_fn`, each, past which they start again empty: 100,000 equal
+#: 1024-token prompts on one vLLM replica make 491 pairs; a trace's varied prompts seldom recur,
+#: and an entry is ~1 kB (65,536 of each raised a 200,000-request trace run's peak by ~20 MB)
+MIXED_FN_SLOTS = 1024
 #: every whole number up to this is a double, and a float operation whose exact result is one
 #: gives it exactly
 EXACT_INT = 1 << 53
@@ -471,7 +476,7 @@ class StepPricer:
                     stage += bcast
                     gpu = stage * pp + head + pp_t
                     return gpu if gpu >= launches else launches     # max(gpu, launches)
-        if len(self._mixed_steps) >= 65536:
+        if len(self._mixed_steps) >= MIXED_FN_SLOTS:
             self._mixed_steps.clear()
         self._mixed_steps[key] = price
         return price
@@ -661,7 +666,7 @@ class StepPricer:
             flops = (per_tokens + attn_coef * (decode_context + attn_chunks)) * layers / pp / 1.0 + head
             return flops, weights + kv * (decode_context + kv_chunks) + written
 
-        if len(self._mixed_works) >= 65536:
+        if len(self._mixed_works) >= MIXED_FN_SLOTS:
             self._mixed_works.clear()
         self._mixed_works[key] = work
         return work
