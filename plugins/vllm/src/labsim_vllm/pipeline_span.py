@@ -189,10 +189,7 @@ class SpanSteps:
             return self.peers.changed()         # the others hold the blocks
         chunks = step.chunks
         decodes = step.decodes
-        if chunks:      # its pieces kept per chunks and batch (as the step loop prices it)
-            gpu = self.pricer.mixed_step_fn(chunks, decodes)(step.decode_ctx)
-        else:
-            gpu = self.pricer.step_time(chunks, decodes, step.decode_ctx)
+        gpu = self.pricer.step_time(chunks, decodes, step.decode_ctx)
         cpu = self.overhead + self.overhead_per_req * (len(chunks) + decodes)
         self.clock = self.pipeline.run(end, cpu, gpu)
         batch.step = step

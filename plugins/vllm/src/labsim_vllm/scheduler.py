@@ -235,11 +235,7 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
         return finished, gaps, continuing
 
     def _record(self, step: Step, start: float, end: float) -> None:
-        chunks = step.chunks
-        if chunks:      # (kept per chunks and batch: equal prompts make them recur)
-            flops, nbytes = self.pricer.mixed_work_fn(chunks, step.decodes)(step.decode_ctx)
-        else:
-            flops, nbytes = self.pricer.work(chunks, step.decodes, step.decode_ctx)
+        flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
         peers = self.peers
         if peers is None:
             used, running, waiting, busy = self.pool.num_used, self._num_running(), len(self.waiting), None
@@ -278,7 +274,6 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
         gate = self.gate
         multi = gate.num_steps > 1        # else gate.advance is a no-op
         step_time = self.pricer.step_time
-        mixed_step_fn = self.pricer.mixed_step_fn   # a step with prompts: its pieces kept
         overhead, per_req = self.overhead, self.overhead_per_req
         pipeline = self.pipeline
         async_sched = self.async_sched
@@ -321,10 +316,7 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
                 gate.advance(bool(chunks))
             start = prev_start = self.clock
             decodes = step.decodes
-            if chunks:
-                gpu = mixed_step_fn(chunks, decodes)(step.decode_ctx)
-            else:
-                gpu = step_time(chunks, decodes, step.decode_ctx)
+            gpu = step_time(chunks, decodes, step.decode_ctx)
             if async_sched or pipeline is not None:
                 cpu = overhead + per_req * (len(chunks) + decodes)
                 dt = max(gpu, cpu)      # async: the CPU work runs while the GPU does (PP: timed below)

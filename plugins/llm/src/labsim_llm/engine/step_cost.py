@@ -62,8 +62,9 @@ SAMPLER_PASSES = 3
 PRICE_TABLE_SLOTS = 1 << 21
 #: pricers kept per (prefill chunks, batch size) by :meth:`StepPricer.mixed_step_fn` and
 #: :meth:`StepPricer.mixed_work_fn`, each, past which they start again empty: 100,000 equal
-#: 1024-token prompts on one vLLM replica make 491 pairs; a trace's varied prompts seldom recur,
-#: and an entry is ~1 kB (65,536 of each raised a 200,000-request trace run's peak by ~20 MB)
+#: 1024-token prompts on one TensorRT-LLM replica make 425 pairs; a trace's varied
+#: prompts seldom recur, and an entry is ~1 kB (with 65,536 of each, vLLM pricing its prompt
+#: steps through them raised a 193,660-request trace run's peak by ~20 MB)
 MIXED_FN_SLOTS = 1024
 #: every whole number up to this is a double, and a float operation whose exact result is one
 #: gives it exactly
