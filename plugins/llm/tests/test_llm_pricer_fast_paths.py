@@ -299,6 +299,7 @@ def test_decode_work_sum_equals_summing_work_step_by_step():
     assert p._decode_whole_terms(9) is not None
     p.weight_bytes += 0.5
     p._decode_ints.clear()
+    p._decode_terms.clear()         # (the whole terms are decode_work_terms', kept per batch size)
     assert p._decode_whole_terms(9) is None
     flops = nbytes = 0.0
     for i in range(30):

@@ -607,6 +607,7 @@ class Replica(GenerationGroup, ReplicaShell):
                 wait = 0.0
             co = cur.cohort
             group_only = co is not None and not cur.gens and not cur.contexts and not co.fresh
+            landed = False                              # applied without an event of its own
             if spans:
                 t = now + wait                          # env.now after this iteration's event
                 horizon = peek()
@@ -624,36 +625,27 @@ class Replica(GenerationGroup, ReplicaShell):
                                 continue                # the cohort emptied
                         else:
                             now = t
-                            self.clock = cur.end
-                            if group_only:
-                                self._commit_group_only(cur, co, cur.end)
-                            else:
-                                self._commit(cur)
-                            if leaving:
-                                self.owner.last_left_s = now   # the finishing's time
-                            if nxt is not None and (nxt.gens or nxt.contexts or nxt.group):
-                                nxt.start = cur.end
-                                cur = nxt
-                            else:
-                                cur = None
-                            continue
-            if now == env.now:
-                end = yield self.gpu_work(wait, cur)
-            else:                                       # after iterations applied without events
-                t = now + wait
-                at = env.now
-                if at + (t - at) != t:                  # (catch_up's test, before its call)
-                    yield from catch_up(env, now, t)
+                            landed = True
+            if not landed:
+                if now == env.now:
+                    end = yield self.gpu_work(wait, cur)
+                else:                                   # after iterations applied without events
+                    t = now + wait
                     at = env.now
-                end = yield self.gpu_work(t - at, cur)
-            now = env.now
-            if end is not None:
-                cur.end = end
+                    if at + (t - at) != t:              # (catch_up's test, before its call)
+                        yield from catch_up(env, now, t)
+                        at = env.now
+                    end = yield self.gpu_work(t - at, cur)
+                now = env.now
+                if end is not None:
+                    cur.end = end
             self.clock = cur.end
             if group_only:
                 self._commit_group_only(cur, co, cur.end)         # the usual iteration
             else:
                 self._commit(cur)
+            if landed and leaving:
+                self.owner.last_left_s = now            # the finishing's time (not env.now's)
             if nxt is not None and (nxt.gens or nxt.contexts or nxt.group):     # not nxt.empty
                 nxt.start = cur.end
                 cur = nxt

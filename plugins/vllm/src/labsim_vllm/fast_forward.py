@@ -127,10 +127,7 @@ class FastForward:
             # seldom recur), as many as should reach the horizon, the ends are their running
             # sums (accumulate adds in the same order) and the stop is found by bisection in
             # them (the ends only grow)
-            fns = self._run_fns
-            run = fns.get(b) if fns is not None and ctx0 >= b else None
-            if run is None and ctx0 >= b:
-                run = self._run_fn(b)
+            run = self._run_fn(b) if ctx0 >= b else None
             prices = self._decode_prices(b, ctx0, "decode_run_fn") if run is None else None
             if step_s > 0 and horizon - t < MAX_SPAN * step_s:
                 chunk = 2 + max(0, int((horizon - t) / step_s))

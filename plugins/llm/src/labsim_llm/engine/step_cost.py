@@ -767,10 +767,8 @@ class StepPricer:
         K, N)`` — a step over context *c* does ``(P + A·c)·L / pp + H`` FLOPs and moves ``W + K·c
         + N`` bytes — when each is a whole number and *pp* divides ``(P + A·c)·L`` for every
         *c*; else None (kept per batch size)."""
-        n, k = self.lm_head
-        layers, pp = self.layers, self.pp
-        floats = (self.layer_weight_flops * b, 4.0 * (self.heads * self.head_dim), 2.0 * b * n * k / pp,
-                  self.weights_read(b), self.kv_token_bytes, self.kv_token_bytes * b)
+        p, a, layers, pp, h, w, k, n = self.decode_work_terms(b)
+        floats = (p, a, h, w, k, n)
         whole = None
         if (all(x >= 0 and float(x).is_integer() for x in floats) and isinstance(layers, int)
                 and isinstance(pp, int) and layers >= 1 and pp >= 1):
