@@ -264,6 +264,60 @@ def test_add_repeated_each_equals_add_repeated():
     assert (one.counts == many.counts).all()
 
 
+def test_the_gap_ledger_bins_and_sums_as_one_value_at_a_time(monkeypatch):
+    """What waits in the ledger (decode steps' gaps of every stream, runs of them, sums of
+    mixed gaps), settled a few entries at a time or when read, gives the counts numpy's
+    binning of every value gives and the running total one value at a time gives, bit for
+    bit: numpy's pairwise sum of n copies (1 to 300), a product per repeated gap, a sum per
+    mixed step, in order."""
+    import numpy as np
+
+    rng = random.Random(17)
+    for ledger in (1, 3, 7, 4096):
+        monkeypatch.setattr(GapHistogram, "LEDGER", ledger)
+        h = GapHistogram()
+        counts = np.zeros(h.nbins, dtype=np.int64)
+        total, n = rng.uniform(0, 5), 0
+        h.total = total
+        for _ in range(400):
+            value = rng.choice([rng.uniform(1e-6, 0.2), rng.uniform(0, 2e-6), 0.0123,
+                                h.LOW * h.RATIO ** rng.randint(0, 9000)])
+            times = rng.choice([1, 2, 3, 5, 7, 8, 9, 15, 24, 31, 32, 33, 64, 100, 127, 128, 129, 300])
+            kind = rng.randrange(5)
+            if kind == 0:
+                h.add_uniform(value, times)
+                np.add.at(counts, h._bin([value]), times)
+                total += 0.0 + float(np.full(times, value).sum())
+            elif kind == 1:
+                tail = [rng.uniform(1e-5, 0.1) for _ in range(rng.randint(1, 4))]
+                h.add_uniform(value, times, tail)
+                values = np.array([value] * times + tail)
+                np.add.at(counts, h._bin(values), 1)
+                total += float(values.sum())
+                n += len(tail)
+            elif kind == 2:
+                h.add_repeated(value, times)
+                np.add.at(counts, h._bin([value]), times)
+                total += value * times
+            elif kind == 3:
+                run = [value * (1 + 1e-4 * i) for i in range(rng.randint(1, 40))]
+                h.add_repeated_each(run, times)
+                np.add.at(counts, h._bin(run), times)
+                for v in run:
+                    total += v * times
+                n += times * (len(run) - 1)
+            else:
+                values = [rng.uniform(1e-6, 0.1) for _ in range(rng.randint(1, 9))]
+                h.add(values)
+                np.add.at(counts, h._bin(values), 1)
+                total += float(np.asarray(values).sum())
+                n += len(values) - times
+            n += times
+            if rng.random() < 0.05:
+                assert h.total == total and (h.counts == counts).all()
+        assert h.total == total and h.n == n and (h.counts == counts).all(), ledger
+
+
 def test_csv_format_row_equals_format_cell():
     import numpy as np
     from labsim.default_plugins.sinks import format_cell, format_row

@@ -152,76 +152,104 @@ def _uniform_sum(v: float, n: int) -> float:
     return _uniform_sum(v, n2) + _uniform_sum(v, n - n2)
 
 
+def _uniform_shares(v: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``[_uniform_sum(v[i], n[i]) ...]`` (each *n* ≥ 1), lane by lane with the same float
+    operations: up to 7 copies added one by one; 8-31 copies as one product (each of numpy's
+    eight partial sums holds at most three copies: ``3·v`` and ``v + v + v`` are both the
+    double nearest to it, and eight times that is exact) and the rest added one by one; 32-128
+    copies as numpy sums them; more in Python."""
+    out = np.empty_like(v)
+    small = n < 8
+    if small.any():
+        vs, ns = v[small], n[small]
+        r = vs.copy()
+        for j in range(1, int(ns.max())):
+            r = np.where(ns > j, r + vs, r)
+        out[small] = r
+    block = (n >= 8) & (n <= 128)
+    if block.any():
+        vb, nb = v[block], n[block]
+        eights = nb >> 3
+        r = np.where(eights < 4, vb * (nb & ~7), vb)
+        many = eights >= 4
+        if many.any():
+            for j in range(1, int(eights.max())):
+                r = np.where(many & (eights > j), r + vb, r)
+            r = np.where(many, r * 8.0, r)
+        rest = nb & 7
+        for j in range(int(rest.max())):
+            r = np.where(rest > j, r + vb, r)
+        out[block] = r
+    big = n > 128
+    if big.any():
+        out[big] = [_uniform_sum(x, k) for x, k in zip(v[big].tolist(), n[big].tolist())]
+    return out
+
+
 #: finished requests whose rows wait before their latencies join the statistics together
 KEPT_CHUNK = 4096
 
-_log = math.log
-_LOG_RATIO = math.log(1.001)        # GapHistogram's, for its inlined _bin1
 
 
 class GapHistogram:
     """Counts of gaps in log-spaced bins 0.1 % wide, from 1 µs to ~3 hours.
 
     Percentiles are read at a bin's geometric centre (relative error < 0.05 %);
-    the mean is exact. Memory is fixed, whatever the number of tokens. Counts
-    added one value at a time (a decode step's gap, seen by every stream) wait
-    in a small dict and join the array when :attr:`counts` is read.
+    the mean is exact. Memory is fixed, whatever the number of tokens.
+
+    What a decode step adds (a gap seen by every stream: :meth:`add_uniform`, :meth:`add_repeated`,
+    :meth:`add_repeated_each`) waits in a ledger of at most :attr:`LEDGER` entries and is
+    binned and summed a ledger at a time with numpy (:meth:`_settle`): the same bins, and the
+    same floating-point operations in the same order for the running total, as one value at a
+    time, bit for bit. The ledger is settled whenever :attr:`counts` or :attr:`total` is read.
     """
 
-    LOW = 1e-6                      # (add_uniform inlines these two)
+    LOW = 1e-6
     RATIO = 1.001
+    #: ledger entries kept before they are settled together
+    LEDGER = 4096
 
     def __init__(self):
         self.nbins = int(math.log(1e4 / self.LOW) / math.log(self.RATIO)) + 2
         self._counts = np.zeros(self.nbins, dtype=np.int64)
-        self._more: dict[int, int] = {}       # bin → count not yet in _counts
-        self.total = 0.0
+        self._total = 0.0
         self.n = 0
         self._log_ratio = math.log(self.RATIO)
-        self._inner: dict[int, tuple[float, float]] = {}   # bin → _inner_range(bin)
-        # the latest bin counted by add_repeated_each and the values surely in it (none yet)
-        self._last = (-1, 1.0, 0.0)
-
-    #: how far inside a bin's edges (in bins) a value is binned without its logarithm
-    INNER = 1e-6
-
-    def _inner_range(self, b: int) -> tuple[float, float]:
-        """``(lo, hi)``: every value strictly between them lies in bin *b* (*b* < the top bin),
-        as :meth:`_bin1` and :meth:`_bin` bin it: ``log(v / LOW) / log(RATIO)`` is more than
-        :attr:`INNER` (10× the 1e-7 _bin1 allows for rounding, a million times the rounding of
-        the logarithm) from either whole number, so it truncates to *b* in either."""
-        hit = self._inner.get(b)
-        if hit is None:
-            hit = (self.LOW * math.exp((b + self.INNER) * self._log_ratio),
-                   self.LOW * math.exp((b + 1 - self.INNER) * self._log_ratio))
-            self._inner[b] = hit
-        return hit
+        # the ledger: one entry per value added, in order. times > 0: *value* seen by *times*
+        # streams, summed as numpy sums that many copies (add_uniform); times < 0: *value*
+        # seen by -times streams, summed as value * -times (add_repeated); times == 0: *value*
+        # is a sum to add to the total as it is, its values binned already
+        self._values: list[float] = []
+        self._times: list[int] = []
 
     @property
     def counts(self) -> np.ndarray:
         """The count of every bin."""
-        more = self._more
-        if more:
-            counts = self._counts
-            for b, c in more.items():
-                counts[b] += c
-            more.clear()
+        if self._values:
+            self._settle()
         return self._counts
+
+    @property
+    def total(self) -> float:
+        """The sum of every value counted (seconds)."""
+        if self._values:
+            self._settle()
+        return self._total
+
+    @total.setter
+    def total(self, value: float) -> None:
+        if self._values:
+            self._settle()
+        self._total = value
 
     def _bin(self, values):
         v = np.maximum(np.asarray(values, dtype=float), self.LOW)
         return np.minimum((np.log(v / self.LOW) / self._log_ratio).astype(np.int64), self.nbins - 1)
 
-    def add(self, values) -> None:
-        """Count each of *values* (seconds) once."""
-        values = np.asarray(values, dtype=float)
-        if values.size:
-            np.add.at(self._counts, self._bin(values), 1)
-            self.total += float(values.sum())
-            self.n += int(values.size)
-
     def _bin1(self, value: float) -> int:
-        """``_bin`` of one value, in plain Python unless it lies within rounding of a bin edge."""
+        """``_bin`` of one value, in plain Python unless it lies within rounding of a bin edge
+        (numpy's logarithm and the math module's may then differ in the last place; away from
+        an edge by more than 1e-7 of a bin, both truncate to the same bin)."""
         if value > self.LOW:
             x = math.log(value / self.LOW) / self._log_ratio
             b = int(x)
@@ -229,44 +257,28 @@ class GapHistogram:
                 return b if b < self.nbins - 1 else self.nbins - 1
         return int(self._bin(np.array([value], dtype=float))[0])
 
+    def add(self, values) -> None:
+        """Count each of *values* (seconds) once."""
+        values = np.asarray(values, dtype=float)
+        if values.size:
+            np.add.at(self._counts, self._bin(values), 1)
+            self._values.append(float(values.sum()))
+            self._times.append(0)
+            self.n += int(values.size)
+            if len(self._values) >= self.LEDGER:
+                self._settle()
+
     def add_uniform(self, value: float, times: int, tail=None) -> None:
         """Exactly ``add([value] * times + list(tail))``, without a bin per repeated value."""
         if not tail:
             # the usual decode step: every stream waited as long
             if times > 0:
-                # _bin1, inlined for a value away from a bin edge
-                if value > 1e-6:
-                    x = _log(value / 1e-6) / _LOG_RATIO
-                    b = int(x)
-                    if x - b > 1e-7 and b + 1 - x > 1e-7:
-                        if b > self.nbins - 1:
-                            b = self.nbins - 1
-                    else:
-                        b = self._bin1(value)
-                else:
-                    b = self._bin1(value)
-                more = self._more
-                more[b] = more.get(b, 0) + times
-                if 8 <= times <= 128:
-                    # _uniform_sum, inlined for one block: the eight partial sums, then their
-                    # pairwise sum ((r + r) + (r + r)) + ((r + r) + (r + r)), which is 8·r
-                    # exactly (doubling rounds nothing), then the rest one by one
-                    if times < 32:
-                        # up to three copies in each partial sum: v + v is 2·v exactly and
-                        # 2·v + v rounds 3·v once, as 3·v does (both the nearest double to
-                        # it), and 8·(that) is 24·v rounded once as well: one product
-                        r = value * (times & ~7)
-                    else:
-                        r = value
-                        for _ in range((times >> 3) - 1):
-                            r += value
-                        r *= 8.0
-                    for _ in range(times & 7):
-                        r += value
-                    self.total += 0.0 + r
-                else:
-                    self.total += 0.0 + _uniform_sum(value, times)   # == np.full(times, value).sum()
+                values = self._values
+                values.append(value)
+                self._times.append(times)
                 self.n += times
+                if len(values) >= self.LEDGER:
+                    self._settle()
             return
         k = len(tail)
         if times <= 0:
@@ -276,50 +288,55 @@ class GapHistogram:
         values[times:] = tail
         np.add.at(self._counts, self._bin(values[times:]), 1)
         self._counts[self._bin1(value)] += times
-        self.total += float(values.sum())
+        self._values.append(float(values.sum()))
+        self._times.append(0)
         self.n += times + k
+        if len(self._values) >= self.LEDGER:
+            self._settle()
 
     def add_repeated(self, value: float, times: int) -> None:
         """Count *value* (seconds) *times* times (one decode step seen by *times* sequences)."""
         if times > 0:
-            more = self._more
-            b = self._bin1(value)
-            more[b] = more.get(b, 0) + times
-            self.total += value * times
+            self._values.append(value)
+            self._times.append(-times)
             self.n += times
+            if len(self._values) >= self.LEDGER:
+                self._settle()
 
     def add_repeated_each(self, values, times: int) -> None:
         """``add_repeated(v, times)`` for each of *values* in order (consecutive decode steps),
         with the same bins and the same running total, bit for bit."""
         if times <= 0 or not values:
             return
-        if len(values) >= 256:
-            # as arrays (quicker for long runs): _bin is what _bin1 gives, the total is summed in order (accumulate)
-            v = np.asarray(values, dtype=float)
-            np.add.at(self._counts, self._bin(v), times)
-            self.total = float(np.add.accumulate(np.concatenate(([self.total], v * times)))[-1])
-            self.n += times * len(values)
-            return
-        # consecutive steps' gaps mostly share a bin: a value strictly inside the latest bin's
-        # _inner_range is counted there without its logarithm (the others binned as _bin1 does)
-        bins = self._more
-        total = self.total
-        b, lo, hi = self._last
-        run = 0                     # values counted in bin b, not yet added to bins
-        top = self.nbins - 1
-        for v in values:
-            if not lo < v < hi:
-                if run:
-                    bins[b] = bins.get(b, 0) + run * times
-                    run = 0
-                b = self._bin1(v)
-                lo, hi = self._inner_range(b) if b < top else (1.0, 0.0)
-            run += 1
-            total += v * times
-        bins[b] = bins.get(b, 0) + run * times
-        self._last = (b, lo, hi)
-        self.total = total
+        ledger = self._values
+        ledger.extend(values)
+        self._times.extend([-times] * len(values))
         self.n += times * len(values)
+        if len(ledger) >= self.LEDGER:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Bin and sum the ledger: each entry's share of the total worked out as
+        :meth:`add_uniform` (numpy's pairwise sum of its copies), :meth:`add_repeated` (one
+        product) or :meth:`add` (a sum) gives it, lane by lane with the same operations, then
+        added to the running total in order (``np.add.accumulate`` adds one at a time)."""
+        v = np.array(self._values, dtype=float)
+        t = np.array(self._times, dtype=np.int64)
+        self._values = []
+        self._times = []
+        counted = t != 0
+        if counted.all():
+            np.add.at(self._counts, self._bin(v), np.abs(t))
+        elif counted.any():
+            np.add.at(self._counts, self._bin(v[counted]), np.abs(t[counted]))
+        share = v.copy()                            # times == 0: the sum itself
+        neg = t < 0
+        if neg.any():
+            share[neg] = v[neg] * -t[neg]
+        pos = t > 0
+        if pos.any():
+            share[pos] = 0.0 + _uniform_shares(v[pos], t[pos])     # (as add_uniform added it)
+        self._total = float(np.add.accumulate(np.concatenate(([self._total], share)))[-1])
 
     def stats(self, percentiles) -> dict:
         """``{"mean": ms, "pNN": ms ...}``."""
