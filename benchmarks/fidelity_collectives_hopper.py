@@ -8,7 +8,9 @@ and command of each). They are split in two:
   8x H200, and the NVLS-forced 8x H100 all_reduce sweep (Azure ND H100 v5);
 - check (held out): the rest of the 8x H200 nccl-tests sweep (2 MiB - 16 GiB, NVLS), the 8x
   H200 PyTorch sweep, the NVLS-forced 8x H200 sweep (Azure ND H200 v5), an 8x H100 PyTorch
-  all_reduce sweep of 128 B - 16 MB (Triton-distributed issue #57), the 8 GiB all_reduce
+  all_reduce sweep of 128 B - 16 MB (Triton-distributed issue #57), the per-call latency of
+  an 8x H200 all_reduce of 8 B - 1 MiB (nccl-tests timing each call, one process per GPU) and
+  of an 8x B200 one of 8 B (PyTorch, calls queued), the 8 GiB all_reduce
   over 5-8 H200 GPUs with and without NVLS, the 4x H100 nccl-tests all_reduce / all_gather /
   reduce_scatter sweeps of 8 B - 8 GiB (NCCL 2.29.2; an all_reduce one with NCCL 2.26.2 and
   its PyTorch twin), the 2/4/6x H100 all_reduce of 256 MiB - 8 GiB with NCCL's choice, Ring
@@ -132,6 +134,7 @@ def split() -> dict[str, list[tuple[str, list[dict], str | None]]]:
     # host-side launch spike that source documents, left out like the 2 MB row above
     four = [r for r in rows(FOUR_GPU) if not (r["op_name"] == "all_gather" and r["message_bytes"] == "8192")]
     scaling = rows("h100_2_4_6gpu_allreduce_nccltests_2.29.2.csv")
+    latency = rows("allreduce_latency_per_call_2.30.7.csv")
     return {
         "fit": [
             ("8x H200 all_reduce <= 1 MiB (Ring/LL)", small, None),
@@ -143,6 +146,8 @@ def split() -> dict[str, list[tuple[str, list[dict], str | None]]]:
             ("8x H200 all_reduce (PyTorch, NCCL 2.30.7)", rows("h200_8gpu_allreduce_torch_2.30.7.csv"), None),
             ("8x H200 all_reduce NVLS forced (Azure)", rows("azure_nd_h200_v5_allreduce_nvls.csv"), "nvls"),
             ("8x H100 all_reduce 128 B - 16 MB (PyTorch)", h100_torch, None),
+            ("8x H200 all_reduce 8 B - 1 MiB per call (nccl-tests)",
+             [r for r in latency if r["gpu"] == "H200-SXM"], None),
             ("4-8 H200 all_reduce 8 GiB, default", [r for r in at8 if r["setting"] == "default"], None),
             ("4-8 H200 all_reduce 8 GiB, NVLS off", [r for r in at8 if "=0" in r["setting"]], None),
             *(
@@ -162,6 +167,8 @@ def split() -> dict[str, list[tuple[str, list[dict], str | None]]]:
             ("2-6 H100 all_reduce >= 256 MiB, NCCL_ALGO=NVLS", [r for r in scaling if "NVLS" in r["setting"]], None),
             ("Blackwell: 4-8 B200 all_reduce 8 GiB", [r for r in sweep if r["gpu"] == "B200"], None),
             ("Blackwell: 8x B200 all_reduce (PyTorch)", b200, None),
+            ("Blackwell: 8x B200 all_reduce 8 B, per call (PyTorch)", [r for r in latency if r["gpu"] == "B200"],
+             None),
         ],
     }
 
