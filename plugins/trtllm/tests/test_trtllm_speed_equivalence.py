@@ -205,6 +205,22 @@ def test_spans_equal_one_event_per_iteration(case, monkeypatch):
         assert with_spans < len(events)
 
 
+@pytest.mark.parametrize("case", ["plain", "no-overlap", "eos-stops", "cut-off", "mixed-3"])
+def test_spans_without_a_steps_table_sum_as_one_event_per_iteration(case, monkeypatch):
+    """Without a steps table (as runs default) spans give the summary one SimPy event per
+    iteration gives, exactly: its step sums (busy time, FLOPs, bytes, KV block-seconds) over a
+    0.5 s warm-up included (the tests above compare them with steps recorded)."""
+    cfg = copy.deepcopy(CASES[case] if case in CASES else _mixed_case(int(case.split("-")[1])))
+    for fw in cfg["frameworks_to_test"]:
+        fw["config"]["record_steps"] = False
+    fast = labsim.run(copy.deepcopy(cfg))
+    monkeypatch.setattr(executor.Replica, "spans", False)
+    slow = labsim.run(copy.deepcopy(cfg))
+    assert repr(fast.table("requests")) == repr(slow.table("requests"))
+    assert repr(fast.summary["frameworks"]) == repr(slow.summary["frameworks"])
+    assert fast.summary["frameworks"]["t"]["gpu"]
+
+
 @pytest.mark.parametrize("case", ["plain", "max-utilization-pauses", "reuse-conversations", "pp2",
                                   "pp2-tight-reuse"])
 def test_iterations_with_contexts_are_applied_without_events(case, monkeypatch):
