@@ -114,12 +114,17 @@ class FastForward:
             return None
         return k, (prefix, per), step.decode_ctx
 
+    #: about how long the latest span's last step lasted: how far the next span first prices
+    #: (only the number of steps priced depends on it, never a result)
+    _step_s = 0.0
+
     def _bounds(self, bounds: list, least: int, k: int, horizon: float, ctx0: int,
-                step_s: float) -> None:
-        """Extend *bounds* (end times of a span's steps) to at least *least* steps and past
-        *horizon*, at most *k* (*step_s*: about how long a step lasts)."""
+                start: float, step_s: float) -> None:
+        """Extend *bounds* (end times of a span's steps, from *start*; empty: none priced
+        yet) to at least *least* steps and past *horizon*, at most *k* (*step_s*: about how
+        long a step lasts)."""
         b = self._nD
-        t = bounds[-1]
+        t = bounds[-1] if bounds else start
         j = len(bounds)
         if j < k and (j < least or t < horizon):
             # step by step: t += price of step j, until j == k or (j ≥ least and t ≥ horizon);
@@ -193,6 +198,7 @@ class FastForward:
                     held += per
         if n_warm and j > 1:
             itl.add_repeated_each(gaps[1:], n_warm)
+        self._step_s = gaps[-1]
         pricer = self.pricer
         if hasattr(pricer, "decode_work_sum"):
             flops, nbytes = pricer.decode_work_sum(b, ctx0, b, j)
@@ -235,14 +241,15 @@ class FastForward:
         due = self._last_in + self._gap_in - self.env.now
         return due if due > 0.0 else 0.0
 
-    def _run_span(self, step: Step, span, start: float, dt: float):
-        """Run the span *span* of decode steps from *start* (the first lasts *dt*), cut at the
-        step in progress when a request arrives; then apply the steps run (``yield from``)."""
+    def _run_span(self, step: Step, span, start: float):
+        """Run the span *span* of decode steps from *start* (its first step *step*, priced
+        here with the rest), cut at the step in progress when a request arrives; then apply
+        the steps run (``yield from``)."""
         env = self.env
         # the steps are priced as the span goes, up to the step in progress at the
         # next scheduled event (only then can a request arrive and cut the span)
         k = span[0]
-        bounds = [start + dt]
+        bounds = []
         # an arrival sets _span_cut (see _cut_span), and interrupts the wait only when it
         # comes during a step before the last one priced
         self._span_bounds = bounds
@@ -254,8 +261,9 @@ class FastForward:
         woken_uncut = False
         done = None
         while True:
-            self._bounds(bounds, len(bounds) + more, k, max(env.peek(), env.now + ahead), span[2],
-                         bounds[-1] - (bounds[-2] if len(bounds) > 1 else start))
+            self._bounds(bounds, len(bounds) + more or 1, k, max(env.peek(), env.now + ahead), span[2],
+                         start, (bounds[-1] - (bounds[-2] if len(bounds) > 1 else start)) if bounds
+                         else self._step_s)
             more = 2 * more or 1
             if len(bounds) == k:
                 done = self._lands_ahead(k, bounds[-1])
