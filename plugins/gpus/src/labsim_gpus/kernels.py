@@ -301,18 +301,18 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
         out = []
         q_term = num_seqs * q_ints * 2.0
         ctas = num_seqs * num_kv_heads
-        split = 1
-        waves = -(-ctas // sm_count)
-        t_ctas = ctas * split * cta_s / sm_count
-        side_s = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw,
-                                     p) if side else 0.0
         last_total = first_total + step * (count - 1)
         # the split holds while the context stays in its KV blocks: below `limit` tokens
         if ctas < no_split:
-            limit = -1.0                                # (the first step works it out)
-            stream_only = False
+            limit = -1.0                                # (the first step works it out, and
+            stream_only = False                         # the terms that depend on the split)
         else:
             limit = math.inf
+            split = 1
+            waves = -(-ctas // sm_count)
+            t_ctas = ctas * split * cta_s / sm_count
+            side_s = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw,
+                                         p) if side else 0.0
             stream_only = (count >= DOMINANCE_RUN
                            and _stream_dominates(first_total, last_total, num_seqs, waves, split))
         for total_context in range(first_total, first_total + step * count, step):
