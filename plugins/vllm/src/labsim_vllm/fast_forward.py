@@ -132,7 +132,12 @@ class FastForward:
             # seldom recur), as many as should reach the horizon, the ends are their running
             # sums (accumulate adds in the same order) and the stop is found by bisection in
             # them (the ends only grow)
-            run = self._run_fn(b) if ctx0 >= b else None
+            run = None
+            if ctx0 >= b:
+                fns = self._run_fns                 # (_run_fn's table, looked up here first)
+                run = fns.get(b) if fns is not None else None
+                if run is None:
+                    run = self._run_fn(b)
             prices = self._decode_prices(b, ctx0, "decode_run_fn") if run is None else None
             if step_s > 0 and horizon - t < MAX_SPAN * step_s:
                 chunk = 2 + max(0, int((horizon - t) / step_s))
@@ -169,7 +174,11 @@ class FastForward:
         used = pool.num_used                        # (as the steps' row has it)
         used0 = used - extra
         itl = self.metrics.itl
-        self._group_gaps(bounds[0], self._g_end)   # from the group's last decode (prompts may have run since)
+        # from the group's last decode (prompts may have run since)
+        if self._fresh:
+            self._group_gaps(bounds[0], self._g_end)
+        else:
+            itl.add_uniform(bounds[0] - self._g_end, self._nW)     # (_group_gaps with none fresh)
         n_warm = self._nW
         end = bounds[j - 1]
         kv_seconds = 0.0
@@ -187,7 +196,7 @@ class FastForward:
             gaps = []
             r = 0                               # step i's phase i % bs ...
             held = used0                        # ... and used0 + (i // bs) · per: step i holds held + prefix[r]
-            for t in bounds[:j]:
+            for t in bounds if j == len(bounds) else bounds[:j]:
                 d = t - prev                    # the same subtraction one event per step makes
                 prev = t
                 gaps.append(d)
