@@ -332,10 +332,11 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
                     side_s = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim,
                                                  split, mem_bw, p)
             # the contexts this split holds for: up to the first whose longest reaches `limit`
-            # (the division rounds only up to a whole limit at worst, and never down past it:
-            # the estimate is checked against it both ways)
+            # (the longest only grows with the context, so all of them if the last does not;
+            # the division rounds only up to a whole limit at worst, never down past it: the
+            # estimate is checked against it both ways)
             end = stop
-            if limit < math.inf:
+            if (stop - step) / num_seqs >= limit:       # (the last context leaves the blocks)
                 i = max(1, -(-(limit * num_seqs - total_context) // step))
                 while i > 1 and (total_context + (i - 1) * step) / num_seqs >= limit:
                     i -= 1
