@@ -294,6 +294,10 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
                 return False
         return True
 
+    #: (sequences, KV blocks of the longest) → (split, waves, t_ctas, side kernels' seconds): what
+    #: :func:`run` works out where the context split may change, kept (it recurs run after run)
+    by_blocks: dict[tuple, tuple] = {}
+
     def run(num_seqs: int, first_total: int, step: int, count: int) -> list[float]:
         """``[price(num_seqs, first_total + i·step) for i in range(count)]`` (*first_total* ≥
         *num_seqs*, *step* ≥ 1: a run of decode steps), bit for bit: the same arithmetic,
@@ -323,14 +327,18 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
             if longest_context >= limit:
                 blocks = max(1, -(-int(longest_context) // DECODE_BLOCK_N))
                 limit = blocks * DECODE_BLOCK_N + 1
-                split = num_splits(ctas, sm_count, longest_context)
-                waves = -(-(ctas * split) // sm_count)
-                t_ctas = ctas * split * cta_s / sm_count
+                hit = by_blocks.get((num_seqs, blocks))
+                if hit is None:
+                    split = num_splits(ctas, sm_count, longest_context)     # (by its KV blocks)
+                    hit = (split, -(-(ctas * split) // sm_count), ctas * split * cta_s / sm_count,
+                           decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split,
+                                               mem_bw, p) if side else 0.0)
+                    if len(by_blocks) >= 1 << 16:
+                        by_blocks.clear()
+                    by_blocks[(num_seqs, blocks)] = hit
+                split, waves, t_ctas, side_s = hit
                 stream_only = (last_total - total_context >= DOMINANCE_RUN * step
                                and _stream_dominates(total_context, last_total, num_seqs, waves, split))
-                if side:
-                    side_s = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim,
-                                                 split, mem_bw, p)
             # the contexts this split holds for: up to the first whose longest reaches `limit`
             # (the longest only grows with the context, so all of them if the last does not;
             # the division rounds only up to a whole limit at worst, never down past it: the
