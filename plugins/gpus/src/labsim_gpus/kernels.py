@@ -350,8 +350,7 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
                     i -= 1
                 while (total_context + i * step) / num_seqs < limit:
                     i += 1
-                if total_context + i * step < stop:
-                    end = total_context + i * step
+                end = total_context + i * step
             if stream_only:
                 if side:
                     out += [(c * per_token + q_term) / bw + t_ctas + fixed_a + fixed_b + side_s
