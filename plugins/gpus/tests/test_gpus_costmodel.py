@@ -181,11 +181,14 @@ def test_decode_run_equals_price_step_by_step_whichever_term_wins():
     rng = random.Random(5)
     base = H100.params
     for params in (base, base.replace(sm_bw_share=0.3), base.replace(attn_compute_eff=0.002),
-                   base.replace(sm_bw_share=1.2, attn_compute_eff=0.02)):
+                   base.replace(sm_bw_share=1.2, attn_compute_eff=0.02),
+                   base.replace(decode_gqa_copies=0.0, decode_split_combine=0.0)):
         for sm_count, mem_bw, peak in ((132, H100.mem_bw, H100.peak_flops["bf16"]), (24, 0.3e12, 120e12)):
             f = kernels.decode_seconds_fn(32, 8, 128, 2.0, peak, mem_bw, sm_count, params)
             for ns in (1, 3, 7, 13, 20, 64, 300):
-                for _ in range(6):
-                    first = ns * rng.randint(1, 4000) + rng.randint(0, ns - 1)
-                    count = rng.randint(1, 900)
-                    assert f.run(ns, first, ns, count) == [f(ns, first + ns * i) for i in range(count)]
+                for step in (ns, 1, 2 * ns + 1):
+                    for _ in range(4):
+                        first = ns * rng.randint(1, 4000) + rng.randint(0, ns - 1)
+                        count = rng.randint(1, 900)
+                        assert (f.run(ns, first, step, count)
+                                == [f(ns, first + step * i) for i in range(count)])

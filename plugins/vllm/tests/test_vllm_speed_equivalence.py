@@ -554,6 +554,49 @@ def test_spans_that_end_before_anything_else_land_without_an_event(case, monkeyp
     assert fast["v"]["cost"] == slow["v"]["cost"]
 
 
+@pytest.mark.parametrize("run_pricer", [True, False])
+def test_a_span_prices_its_first_step_with_the_rest(run_pricer, monkeypatch):
+    """A span's first step is priced with its others (the pricer's ``decode_run_fn``, or step
+    by step where it has none), not by ``step_time`` between forming the step and taking the
+    span: the request rows are those of one event per step, and every span starts where a
+    step of the one-event-per-step run starts."""
+    from labsim_llm.engine.step_cost import StepPricer
+    from labsim_vllm.fast_forward import FastForward
+
+    priced = [0]            # step_time calls for group-only steps
+    formed = [0]            # ... when the latest step was formed
+    between = []            # ... after the span's step was formed, at each span's start
+    step_time, schedule, run_span = StepPricer.step_time, Replica.schedule, FastForward._run_span
+
+    def counted_step_time(self, chunks, num_decodes=0, decode_context=0):
+        if not chunks:
+            priced[0] += 1
+        return step_time(self, chunks, num_decodes, decode_context)
+
+    def counted_schedule(self):
+        step = schedule(self)
+        formed[0] = priced[0]
+        return step
+
+    def counted_run_span(self, *args):
+        between.append(priced[0] - formed[0])
+        return run_span(self, *args)
+
+    monkeypatch.setattr(StepPricer, "step_time", counted_step_time)
+    monkeypatch.setattr(Replica, "schedule", counted_schedule)
+    monkeypatch.setattr(FastForward, "_run_span", counted_run_span)
+    if not run_pricer:
+        monkeypatch.setattr(StepPricer, "decode_run_fn", lambda self, *args: None)
+    rows, steps, _ = _outputs(CASES["plain"])
+    spans = [r for r in steps if r["num_steps"] > 1]
+    assert spans and len(between) >= len(spans)
+    assert set(between) == {0}
+    slow_rows, slow_steps, _ = _outputs(CASES["plain-no-ff"])
+    assert repr(rows) == repr(slow_rows)
+    starts = {r["start_s"] for r in slow_steps}
+    assert all(r["start_s"] in starts for r in spans)
+
+
 @pytest.mark.parametrize("case", ["plain", "prefix-cache"])
 def test_a_span_committed_as_arrays_equals_the_loop(case, monkeypatch):
     """A span of LONG_SPAN steps or more is committed with numpy (its gaps and kv-seconds):

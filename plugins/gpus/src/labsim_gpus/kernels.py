@@ -294,52 +294,84 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
                 return False
         return True
 
+    #: (sequences, KV blocks of the longest) → (split, waves, t_ctas, side kernels' seconds): what
+    #: :func:`run` works out where the context split may change, kept (it recurs run after run)
+    by_blocks: dict[tuple, tuple] = {}
+
     def run(num_seqs: int, first_total: int, step: int, count: int) -> list[float]:
         """``[price(num_seqs, first_total + i·step) for i in range(count)]`` (*first_total* ≥
-        *num_seqs*, *step* ≥ 1: a run of decode steps), bit for bit: the same arithmetic in
-        one loop, the context split looked up once per KV block count."""
+        *num_seqs*, *step* ≥ 1: a run of decode steps), bit for bit: the same arithmetic,
+        the context split looked up once per KV block count, and the contexts that keep it
+        priced in one loop (one expression where the DRAM stream term dominates)."""
         out = []
         q_term = num_seqs * q_ints * 2.0
         ctas = num_seqs * num_kv_heads
-        split = 1
-        waves = -(-ctas // sm_count)
-        t_ctas = ctas * split * cta_s / sm_count
-        side_s = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw,
-                                     p) if side else 0.0
         last_total = first_total + step * (count - 1)
+        stop = first_total + step * count
         # the split holds while the context stays in its KV blocks: below `limit` tokens
         if ctas < no_split:
-            limit = -1.0                                # (the first step works it out)
-            stream_only = False
+            limit = -1.0                                # (the first step works it out, and
+            stream_only = False                         # the terms that depend on the split)
         else:
             limit = math.inf
+            split = 1
+            waves = -(-ctas // sm_count)
+            t_ctas = ctas * split * cta_s / sm_count
+            side_s = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split, mem_bw,
+                                         p) if side else 0.0
             stream_only = (count >= DOMINANCE_RUN
                            and _stream_dominates(first_total, last_total, num_seqs, waves, split))
-        for total_context in range(first_total, first_total + step * count, step):
+        total_context = first_total
+        while total_context < stop:
             longest_context = total_context / num_seqs
             if longest_context >= limit:
                 blocks = max(1, -(-int(longest_context) // DECODE_BLOCK_N))
                 limit = blocks * DECODE_BLOCK_N + 1
-                split = num_splits(ctas, sm_count, longest_context)
-                waves = -(-(ctas * split) // sm_count)
-                t_ctas = ctas * split * cta_s / sm_count
+                hit = by_blocks.get((num_seqs, blocks))
+                if hit is None:
+                    split = num_splits(ctas, sm_count, longest_context)     # (by its KV blocks)
+                    hit = (split, -(-(ctas * split) // sm_count), ctas * split * cta_s / sm_count,
+                           decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim, split,
+                                               mem_bw, p) if side else 0.0)
+                    if len(by_blocks) >= 1 << 16:
+                        by_blocks.clear()
+                    by_blocks[(num_seqs, blocks)] = hit
+                split, waves, t_ctas, side_s = hit
                 stream_only = (last_total - total_context >= DOMINANCE_RUN * step
                                and _stream_dominates(total_context, last_total, num_seqs, waves, split))
+            # the contexts this split holds for: up to the first whose longest reaches `limit`
+            # (the longest only grows with the context, so all of them if the last does not;
+            # the division rounds only up to a whole limit at worst, never down past it: the
+            # estimate is checked against it both ways)
+            end = stop
+            if (stop - step) / num_seqs >= limit:       # (the last context leaves the blocks)
+                i = max(1, -(-(limit * num_seqs - total_context) // step))
+                while i > 1 and (total_context + (i - 1) * step) / num_seqs >= limit:
+                    i -= 1
+                while (total_context + i * step) / num_seqs < limit:
+                    i += 1
+                end = total_context + i * step
+            if stream_only:
                 if side:
-                    side_s = decode_side_seconds(num_seqs, num_heads, num_kv_heads, head_dim,
-                                                 split, mem_bw, p)
-            hi = (total_context * per_token + q_term) / bw          # t_stream
-            if not stream_only:
-                t_busiest = waves * (longest_context * 2.0 * head_dim * kv_bytes / split) / share
-                t_flops = flop_coef * total_context / flop_rate
-                if t_busiest > hi:
-                    hi = t_busiest
-                if t_flops > hi:
-                    hi = t_flops
-            if side:
-                out.append(hi + t_ctas + fixed_a + fixed_b + side_s)
+                    out += [(c * per_token + q_term) / bw + t_ctas + fixed_a + fixed_b + side_s
+                            for c in range(total_context, end, step)]
+                else:
+                    out += [(c * per_token + q_term) / bw + t_ctas + fixed_a + fixed_b
+                            for c in range(total_context, end, step)]
             else:
-                out.append(hi + t_ctas + fixed_a + fixed_b)
+                for c in range(total_context, end, step):
+                    hi = (c * per_token + q_term) / bw          # t_stream
+                    t_busiest = waves * (c / num_seqs * 2.0 * head_dim * kv_bytes / split) / share
+                    t_flops = flop_coef * c / flop_rate
+                    if t_busiest > hi:
+                        hi = t_busiest
+                    if t_flops > hi:
+                        hi = t_flops
+                    if side:
+                        out.append(hi + t_ctas + fixed_a + fixed_b + side_s)
+                    else:
+                        out.append(hi + t_ctas + fixed_a + fixed_b)
+            total_context = end
         return out
 
     price.run = run

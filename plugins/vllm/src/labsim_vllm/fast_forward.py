@@ -114,12 +114,17 @@ class FastForward:
             return None
         return k, (prefix, per), step.decode_ctx
 
+    #: about how long the latest span's last step lasted: how far the next span first prices
+    #: (only the number of steps priced depends on it, never a result)
+    _step_s = 0.0
+
     def _bounds(self, bounds: list, least: int, k: int, horizon: float, ctx0: int,
-                step_s: float) -> None:
-        """Extend *bounds* (end times of a span's steps) to at least *least* steps and past
-        *horizon*, at most *k* (*step_s*: about how long a step lasts)."""
+                start: float, step_s: float) -> None:
+        """Extend *bounds* (end times of a span's steps, from *start*; empty: none priced
+        yet) to at least *least* steps and past *horizon*, at most *k* (*step_s*: about how
+        long a step lasts)."""
         b = self._nD
-        t = bounds[-1]
+        t = bounds[-1] if bounds else start
         j = len(bounds)
         if j < k and (j < least or t < horizon):
             # step by step: t += price of step j, until j == k or (j ≥ least and t ≥ horizon);
@@ -127,7 +132,12 @@ class FastForward:
             # seldom recur), as many as should reach the horizon, the ends are their running
             # sums (accumulate adds in the same order) and the stop is found by bisection in
             # them (the ends only grow)
-            run = self._run_fn(b) if ctx0 >= b else None
+            run = None
+            if ctx0 >= b:
+                fns = self._run_fns                 # (_run_fn's table, looked up here first)
+                run = fns.get(b) if fns is not None else None
+                if run is None:
+                    run = self._run_fn(b)
             prices = self._decode_prices(b, ctx0, "decode_run_fn") if run is None else None
             if step_s > 0 and horizon - t < MAX_SPAN * step_s:
                 chunk = 2 + max(0, int((horizon - t) / step_s))
@@ -164,7 +174,11 @@ class FastForward:
         used = pool.num_used                        # (as the steps' row has it)
         used0 = used - extra
         itl = self.metrics.itl
-        self._group_gaps(bounds[0], self._g_end)   # from the group's last decode (prompts may have run since)
+        # from the group's last decode (prompts may have run since)
+        if self._fresh:
+            self._group_gaps(bounds[0], self._g_end)
+        else:
+            itl.add_uniform(bounds[0] - self._g_end, self._nW)     # (_group_gaps with none fresh)
         n_warm = self._nW
         end = bounds[j - 1]
         kv_seconds = 0.0
@@ -182,7 +196,7 @@ class FastForward:
             gaps = []
             r = 0                               # step i's phase i % bs ...
             held = used0                        # ... and used0 + (i // bs) · per: step i holds held + prefix[r]
-            for t in bounds[:j]:
+            for t in bounds if j == len(bounds) else bounds[:j]:
                 d = t - prev                    # the same subtraction one event per step makes
                 prev = t
                 gaps.append(d)
@@ -193,6 +207,7 @@ class FastForward:
                     held += per
         if n_warm and j > 1:
             itl.add_repeated_each(gaps[1:], n_warm)
+        self._step_s = gaps[-1]
         pricer = self.pricer
         if hasattr(pricer, "decode_work_sum"):
             flops, nbytes = pricer.decode_work_sum(b, ctx0, b, j)
@@ -235,14 +250,15 @@ class FastForward:
         due = self._last_in + self._gap_in - self.env.now
         return due if due > 0.0 else 0.0
 
-    def _run_span(self, step: Step, span, start: float, dt: float):
-        """Run the span *span* of decode steps from *start* (the first lasts *dt*), cut at the
-        step in progress when a request arrives; then apply the steps run (``yield from``)."""
+    def _run_span(self, step: Step, span, start: float):
+        """Run the span *span* of decode steps from *start* (its first step *step*, priced
+        here with the rest), cut at the step in progress when a request arrives; then apply
+        the steps run (``yield from``)."""
         env = self.env
         # the steps are priced as the span goes, up to the step in progress at the
         # next scheduled event (only then can a request arrive and cut the span)
         k = span[0]
-        bounds = [start + dt]
+        bounds = []
         # an arrival sets _span_cut (see _cut_span), and interrupts the wait only when it
         # comes during a step before the last one priced
         self._span_bounds = bounds
@@ -254,8 +270,9 @@ class FastForward:
         woken_uncut = False
         done = None
         while True:
-            self._bounds(bounds, len(bounds) + more, k, max(env.peek(), env.now + ahead), span[2],
-                         bounds[-1] - (bounds[-2] if len(bounds) > 1 else start))
+            self._bounds(bounds, len(bounds) + more or 1, k, max(env.peek(), env.now + ahead), span[2],
+                         start, (bounds[-1] - (bounds[-2] if len(bounds) > 1 else start)) if bounds
+                         else self._step_s)
             more = 2 * more or 1
             if len(bounds) == k:
                 done = self._lands_ahead(k, bounds[-1])

@@ -316,23 +316,25 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
                 gate.advance(bool(chunks))
             start = prev_start = self.clock
             decodes = step.decodes
+            if (self.fast_forward and step.group and not step.entries and not self._special
+                    and self._list is None and not self._lag_first and not self._lag_done):
+                # (fast_forward: neither async scheduling nor PP, so a step lasts _price)
+                span = self._span(step)
+                if span is not None:
+                    lease = self.gpu_span(decodes, step.decode_ctx, span[0])   # a shared GPU's
+                    if lease is not None:
+                        dt = self._price(chunks, decodes, step.decode_ctx)
+                        yield from self._run_shared_span(step, span, start, dt, lease)
+                        continue
+                    if self.gpu_is_alone():
+                        yield from self._run_span(step, span, start)    # prices its first step too
+                        continue
             gpu = step_time(chunks, decodes, step.decode_ctx)
             if async_sched or pipeline is not None:
                 cpu = overhead + per_req * (len(chunks) + decodes)
                 dt = max(gpu, cpu)      # async: the CPU work runs while the GPU does (PP: timed below)
             else:
                 dt = gpu + overhead + per_req * (len(chunks) + decodes)     # _price, inlined
-            if (self.fast_forward and step.group and not step.entries and not self._special
-                    and self._list is None and not self._lag_first and not self._lag_done):
-                span = self._span(step)
-                if span is not None:
-                    lease = self.gpu_span(decodes, step.decode_ctx, span[0])   # a shared GPU's
-                    if lease is not None:
-                        yield from self._run_shared_span(step, span, start, dt, lease)
-                        continue
-                    if self.gpu_is_alone():
-                        yield from self._run_span(step, span, start, dt)
-                        continue
             if pipeline is not None:
                 self.clock = pipeline.run(start, cpu, gpu)
                 if self.span is not None and self.gpus.exclusive:
