@@ -56,3 +56,20 @@ def test_batches_leave_in_order_one_stage_time_apart_and_never_early(stages, bat
 def test_at_least_one_stage():
     with pytest.raises(ValueError):
         StagePipeline(0)
+
+
+def test_clocks_handed_back_time_the_next_batches_as_before():
+    """What ``clocks`` reads and ``set_clocks`` puts back (a caller timing a run of batches
+    inline) leaves the pipeline timing and counting busy time as if it had timed them."""
+    a, b = StagePipeline(2), StagePipeline(2)
+    for p in (a, b):
+        p.run(0.0, 0.001, 0.010)
+        p.run(0.0, 0.001, 0.012)
+    cpu_free, free, until = a.clocks()
+    free[0] = -1.0                      # a copy: the pipeline's own is untouched
+    assert a.clocks()[1][0] > 0.0
+    busy, end = b.turn(0.0, 0.011, 0.001, 0.010)
+    c = StagePipeline(2)
+    c.set_clocks(*a.clocks())
+    assert c.turn(0.0, 0.011, 0.001, 0.010) == (busy, end)
+    assert c.clocks() == b.clocks()

@@ -90,7 +90,8 @@ CASES = {
 def _outputs(cfg):
     result = labsim.run(copy.deepcopy(cfg))
     frameworks = {**result.summary["frameworks"], "simulated_time_s": result.summary["simulated_time_s"]}
-    return result.table("requests"), result.table("steps"), frameworks
+    steps = result.table("steps") if cfg["frameworks_to_test"][0]["config"].get("record_steps", True) else None
+    return result.table("requests"), steps, frameworks
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -193,11 +194,13 @@ PP_CASES = {
 }
 
 
+@pytest.mark.parametrize("record_steps", [True, False])
 @pytest.mark.parametrize("case", sorted(PP_CASES))
-def test_pipeline_span_gives_the_outputs_of_one_event_per_batch(case, monkeypatch):
+def test_pipeline_span_gives_the_outputs_of_one_event_per_batch(case, record_steps, monkeypatch):
     """Quiet decode-only batches landed ahead of the clock (or at their end by the span) and
     the others handed back to their engines leave requests, steps and summary as one SimPy
-    event per batch does; and the span does land batches ahead."""
+    event per batch does; and the span does land batches ahead. Without the steps table the
+    span keeps the step sums of a run of landings in locals (the summary is the same)."""
     ahead = []
     original = PipelineSpan._run_ahead
 
@@ -207,8 +210,8 @@ def test_pipeline_span_gives_the_outputs_of_one_event_per_batch(case, monkeypatc
 
     monkeypatch.setattr(PipelineSpan, "_run_ahead", run_ahead)
     on, off = copy.deepcopy(PP_CASES[case]), copy.deepcopy(PP_CASES[case])
-    on["frameworks_to_test"][0]["config"]["fast_forward"] = True
-    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    for cfg, ff in ((on, True), (off, False)):
+        cfg["frameworks_to_test"][0]["config"].update(fast_forward=ff, record_steps=record_steps)
     fast, slow = _outputs(on), _outputs(off)
     assert ahead                                # the span ran
     assert repr(fast[0]) == repr(slow[0])      # requests, row for row
@@ -464,6 +467,29 @@ def test_histogram_shortcuts_equal_add():
         a.add([value] * times + tail)
         b.add_uniform(value, times, tail)
     assert (a.counts == b.counts).all() and a.total == b.total and a.n == b.n
+
+
+def test_interleaved_uniform_gaps_added_at_once_equal_one_call_each():
+    """``add_uniform_each`` (the PP span's gaps of several groups, binned when a run of
+    landings ends) gives the bins, total and count of ``add_uniform`` once per pair, in order:
+    streams of every size (none, few, one pairwise block, several), values near bin edges and
+    values repeating the latest bin."""
+    rng = np.random.default_rng(11)
+    h = GapHistogram()
+    edges = [float(h.LOW * h.RATIO ** b) for b in range(5000, 5010)]
+    for _ in range(50):
+        n = int(rng.integers(0, 40))
+        values = [float(v) for v in 10 ** rng.uniform(-3, -1.5, n)]
+        values += [v for e in edges[:int(rng.integers(0, 3))] for v in (e, np.nextafter(e, 0))]
+        values += [values[-1]] * int(rng.integers(0, 4)) if values else []
+        times = [int(t) for t in rng.choice([0, 1, 3, 7, 8, 13, 31, 32, 57, 128, 129, 400],
+                                            len(values))]
+        a, b = GapHistogram(), GapHistogram()
+        a.total = b.total = float(rng.uniform(0, 10))
+        for v, t in zip(values, times):
+            a.add_uniform(v, t)
+        b.add_uniform_each(values, times)
+        assert (a.counts == b.counts).all() and a.total == b.total and a.n == b.n
 
 
 def test_a_decode_steps_gaps_total_as_numpy_sums_them():

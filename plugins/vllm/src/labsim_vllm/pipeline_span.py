@@ -397,7 +397,13 @@ class PipelineSpan:
         scheduled event (and within the run's limit): until then nothing else happens, so the
         replica's requests stay as they are and no engine waits for blocks — of what makes a
         batch quiet only :meth:`SpanSteps.next_step_quiet` changes from step to step. Returns
-        the end of the last batch landed."""
+        the end of the last batch landed.
+
+        What the landings share is held in locals and handed back when the run ends, the
+        arithmetic unchanged: the stage pipeline's clocks (:meth:`StagePipeline.turn`, inlined
+        for two stages), the groups' inter-token gaps (binned at the end, in landing order,
+        :meth:`GapHistogram.add_uniform_each`) and, unless steps are recorded or a batch may
+        begin in the warm-up, the step sums (:meth:`ServingMetrics.step`'s)."""
         batches = self._batches
         batches[0].alone = True         # (the caller's head is quiet)
         for i in range(1, len(batches)):
@@ -422,9 +428,21 @@ class PipelineSpan:
         # what the landings share: the engines' metrics, stage pipeline and replica index
         engine = batches[0].engine
         metrics = engine.metrics
-        add_gaps = metrics.itl.add_uniform
+        itl = metrics.itl
+        gaps, widths = [], []           # the groups' gaps and streams, binned at the end
         record = metrics.step
-        turn = engine.pipeline.turn
+        # the step sums in locals unless rows are recorded (a batch whose busy time begins in
+        # the warm-up, rare, is recorded as ever)
+        sums = metrics.steps is None
+        warm_up = metrics.warm_up
+        if sums:
+            num_steps, busy_s, flops, nbytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
+            kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
+        pipeline = engine.pipeline
+        turn = pipeline.turn
+        two = pipeline.stages == 2
+        if two:
+            cpu_free, (free0, free1), until = pipeline.clocks()
         index = engine.index
         while True:
             head = batches[0]
@@ -435,10 +453,7 @@ class PipelineSpan:
             G = engine.G                    # engine.next_step_quiet(free), inlined
             need = engine._cnt[G % engine.block_size]
             if due >= horizon or not head.alone or G in engine._fin or need > free:
-                if pool is not None and taken:
-                    pool.allocate(taken)
-                self._order = order
-                return last
+                break
             del batches[0]
             # engine.land_and_dispatch(head, running, waiting, used), inlined: the quiet
             # batch landed at its end (engine.clock), the group alone dispatched next
@@ -446,9 +461,12 @@ class PipelineSpan:
             end = engine.clock
             nD = engine._nD
             if engine._fresh:
+                itl.add_uniform_each(gaps, widths)      # (in landing order)
+                gaps, widths = [], []
                 engine._group_gaps(end, engine._g_end)
             else:
-                add_gaps(end - engine._g_end, engine._nW)
+                gaps.append(end - engine._g_end)
+                widths.append(engine._nW)
             engine._g_end = end
             engine.G = G + 1
             step = head.step
@@ -459,10 +477,53 @@ class PipelineSpan:
             gpu = table[nxt] if table is not None and nD <= nxt < len(table) else None
             if gpu is None:
                 gpu = head.gpu_seconds(nxt)
-            busy, engine.clock = turn(start, end, head.cpu, gpu)
+            if two:
+                # busy, engine.clock = turn(start, end, head.cpu, gpu), inlined
+                busy = end - (start if start > until else until)
+                if busy < 0.0:
+                    busy = 0.0
+                if end > until:
+                    until = end
+                t = (end if end > cpu_free else cpu_free) + head.cpu
+                cpu_free = t
+                per = gpu / 2
+                if free0 > t:
+                    t = free0
+                t += per
+                free0 = t
+                if free1 > t:
+                    t = free1
+                t += per
+                free1 = engine.clock = t
+            else:
+                busy, engine.clock = turn(start, end, head.cpu, gpu)
             p, a, l, s, h, w, k, n = head.work
-            record(index, start, end - start, 1, nD, 0, nD, running, waiting, used,
-                   (p + a * ctx) * l / s + h, w + k * ctx + n, used * (end - start), busy)
+            duration = end - start
+            if sums and (start if busy >= duration else start + duration - busy) >= warm_up:
+                # record(index, start, duration, 1, nD, 0, nD, running, waiting, used, flops,
+                # bytes, used * duration, busy), inlined: its sums (busy time past the warm-up)
+                num_steps += 1
+                if busy < duration:
+                    kv_s += used * duration * busy / duration
+                    busy_s += busy
+                else:
+                    kv_s += used * duration
+                    busy_s += duration
+                flops += (p + a * ctx) * l / s + h
+                nbytes += w + k * ctx + n
+                if used > kv_peak:
+                    kv_peak = used
+            else:
+                if sums:                # (the sums handed over, and taken back)
+                    metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = \
+                        num_steps, busy_s, flops, nbytes
+                    metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
+                record(index, start, duration, 1, nD, 0, nD, running, waiting, used,
+                       (p + a * ctx) * l / s + h, w + k * ctx + n, used * duration, busy)
+                if sums:
+                    num_steps, busy_s, flops, nbytes = metrics.num_steps, metrics.busy_s, \
+                        metrics.flops, metrics.bytes
+                    kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
             if need:
                 if pool is None:
                     engine.pool.allocate(need)
@@ -482,6 +543,17 @@ class PipelineSpan:
             else:
                 batches.append(head)
             last = due
+        if gaps:
+            itl.add_uniform_each(gaps, widths)
+        if sums:
+            metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = num_steps, busy_s, flops, nbytes
+            metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
+        if two:
+            pipeline.set_clocks(cpu_free, (free0, free1), until)
+        if pool is not None and taken:
+            pool.allocate(taken)
+        self._order = order
+        return last
 
     def _land(self, batch: Batch) -> None:
         """Land the quiet head *batch* at its end, now, and dispatch its engine's next."""

@@ -72,6 +72,19 @@ class StagePipeline:
             self._busy_until = end
         return (busy if busy > 0.0 else 0.0), self.run(end, cpu, device)
 
+    def clocks(self) -> tuple[float, list[float], float]:
+        """``(cpu_free, free, busy_until)``: when the engine core and each stage (a copy) are
+        free next, and the end of the busy time counted so far — for a caller that times a
+        run of batches with :meth:`turn`'s arithmetic inline (the PP span), then hands them
+        back with :meth:`set_clocks`."""
+        return self._cpu_free, list(self._free), self._busy_until
+
+    def set_clocks(self, cpu_free: float, free: list[float], busy_until: float) -> None:
+        """Set what :meth:`clocks` reads (after a run of batches timed inline)."""
+        self._cpu_free = cpu_free
+        self._free[:] = free
+        self._busy_until = busy_until
+
     def busy(self, start: float, end: float) -> float:
         """Seconds of the batch interval [*start*, *end*] no earlier batch covered (batches
         are reported in the order they end, which is the order they were dispatched)."""

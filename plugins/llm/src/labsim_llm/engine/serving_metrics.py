@@ -279,6 +279,53 @@ class GapHistogram:
         self.total += float(values.sum())
         self.n += times + k
 
+    def add_uniform_each(self, values, times) -> None:
+        """``add_uniform(v, t)`` for each *v* of *values* and *t* of *times* in order (decode
+        steps of several groups, interleaved: the pipeline span's), with the same bins and the
+        same running total, bit for bit. A value strictly inside the latest bin's
+        :meth:`_inner_range` is counted there without its logarithm, as in
+        :meth:`add_repeated_each`."""
+        bins = self._more
+        total = self.total
+        count = self.n
+        b, lo, hi = self._last
+        run = 0                     # values counted in bin b, not yet added to bins
+        top = self.nbins - 1
+        for v, t in zip(values, times):
+            if t <= 0:
+                continue
+            if not lo < v < hi:
+                if run:
+                    bins[b] = bins.get(b, 0) + run
+                    run = 0
+                b = self._bin1(v)
+                lo, hi = self._inner_range(b) if b < top else (1.0, 0.0)
+            run += t
+            # add_uniform's sum of t copies of v (numpy's pairwise summation, see there)
+            if 8 <= t <= 128:
+                if t < 32:
+                    r = v * (t & ~7)
+                else:
+                    r = v
+                    for _ in range((t >> 3) - 1):
+                        r += v
+                    r *= 8.0
+                for _ in range(t & 7):
+                    r += v
+            elif t < 8:
+                r = v
+                for _ in range(t - 1):
+                    r += v
+            else:
+                r = _uniform_sum(v, t)
+            total += 0.0 + r
+            count += t
+        if run:
+            bins[b] = bins.get(b, 0) + run
+        self._last = (b, lo, hi)
+        self.total = total
+        self.n = count
+
     def add_repeated(self, value: float, times: int) -> None:
         """Count *value* (seconds) *times* times (one decode step seen by *times* sequences)."""
         if times > 0:
