@@ -482,6 +482,8 @@ def test_interleaved_uniform_gaps_added_at_once_equal_one_call_each():
         values = [float(v) for v in 10 ** rng.uniform(-3, -1.5, n)]
         values += [v for e in edges[:int(rng.integers(0, 3))] for v in (e, np.nextafter(e, 0))]
         values += [values[-1]] * int(rng.integers(0, 4)) if values else []
+        pair = [float(v) for v in 10 ** rng.uniform(-3, -1.5, 2)]       # two groups alternating
+        values += [pair[i % 2] * (1 + 1e-9 * i) for i in range(int(rng.integers(0, 12)))]
         times = [int(t) for t in rng.choice([0, 1, 3, 7, 8, 13, 31, 32, 57, 128, 129, 400],
                                             len(values))]
         a, b = GapHistogram(), GapHistogram()

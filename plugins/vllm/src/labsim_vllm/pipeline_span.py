@@ -58,7 +58,7 @@ def delay_to(now: float, t: float) -> float | None:
 
 
 #: decode steps priced at once when a batch's next context is not in its price table yet
-PRICED_AHEAD = 16
+PRICED_AHEAD = 8
 
 
 class Batch:
@@ -435,6 +435,9 @@ class PipelineSpan:
         # the warm-up, rare, is recorded as ever)
         sums = metrics.steps is None
         warm_up = metrics.warm_up
+        # without a warm-up every batch's busy time counts (it begins at start + duration −
+        # busy, rounded, and that is ≥ 0 when start is and 0 ≤ busy ≤ duration)
+        past = sums and warm_up <= 0.0
         if sums:
             num_steps, busy_s, flops, nbytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
             kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
@@ -473,9 +476,11 @@ class PipelineSpan:
             ctx = step.decode_ctx
             step.decode_ctx = nxt = engine._S + nD * (G + 1)
             head.start = end
-            table = head.table
-            gpu = table[nxt] if table is not None and nD <= nxt < len(table) else None
-            if gpu is None:
+            try:                            # head.gpu_seconds(nxt), inlined for a hit
+                gpu = head.table[nxt]
+            except (TypeError, IndexError):     # (no table, or none that long yet)
+                gpu = None
+            if gpu is None or nxt < nD:
                 gpu = head.gpu_seconds(nxt)
             if two:
                 # busy, engine.clock = turn(start, end, head.cpu, gpu), inlined
@@ -494,12 +499,13 @@ class PipelineSpan:
                 if free1 > t:
                     t = free1
                 t += per
-                free1 = engine.clock = t
+                free1 = engine.clock = clock = t
             else:
-                busy, engine.clock = turn(start, end, head.cpu, gpu)
+                busy, clock = turn(start, end, head.cpu, gpu)
+                engine.clock = clock
             p, a, l, s, h, w, k, n = head.work
             duration = end - start
-            if sums and (start if busy >= duration else start + duration - busy) >= warm_up:
+            if past or sums and (start if busy >= duration else start + duration - busy) >= warm_up:
                 # record(index, start, duration, 1, nD, 0, nD, running, waiting, used, flops,
                 # bytes, used * duration, busy), inlined: its sums (busy time past the warm-up)
                 num_steps += 1
@@ -534,7 +540,7 @@ class PipelineSpan:
                     used += need
             # _requeue, inlined: due when the engine loop's timeout, from this batch's
             # dispatch (its previous end, *due*), would fire; last unless it ends earlier
-            d = engine.clock - due
+            d = clock - due
             head.due = end = due + (d if d > 0.0 else 0.0)
             head.order = order
             order += 1
