@@ -57,6 +57,10 @@ def delay_to(now: float, t: float) -> float | None:
     return None
 
 
+#: (running, waiting) handed to ``ServingMetrics.step`` when it keeps no steps table: only its
+#: rows show them, so the replica's queues are not counted then
+NO_ROW_QUEUES = (0, 0)
+
 #: decode steps priced at once when a batch's next context is not in its price table yet
 PRICED_AHEAD = 8
 
@@ -213,7 +217,7 @@ class SpanSteps:
         self._g_end = end
         peers = self.peers
         used = peers.kv_blocks_used()
-        running, waiting = peers.queue_lengths()
+        running, waiting = peers.queue_lengths() if self.metrics.steps is not None else NO_ROW_QUEUES
         ctx = step.decode_ctx
         p, a, l, s, h, w, k, n = batch.work
         self.metrics.step(self.index, start, end - start, 1, step.tokens, 0, step.decodes, running,
@@ -414,7 +418,6 @@ class PipelineSpan:
         limit = self.limit
         horizon = peek if peek <= limit else math.nextafter(limit, math.inf)   # due < horizon: may land
         peers = self.peers
-        running, waiting = peers.queue_lengths()
         used = peers.kv_blocks_used()
         order = self._order
         if peers.shares_pool:
@@ -434,6 +437,8 @@ class PipelineSpan:
         # the step sums in locals unless rows are recorded (a batch whose busy time begins in
         # the warm-up, rare, is recorded as ever)
         sums = metrics.steps is None
+        # (the replica's queues: only the rows show them, and they stay as they are)
+        running, waiting = NO_ROW_QUEUES if sums else peers.queue_lengths()
         warm_up = metrics.warm_up
         # without a warm-up every batch's busy time counts (it begins at start + duration −
         # busy, rounded, and that is ≥ 0 when start is and 0 ≤ busy ≤ duration)
@@ -565,7 +570,7 @@ class PipelineSpan:
         """Land the quiet head *batch* at its end, now, and dispatch its engine's next."""
         del self._batches[0]
         engine = batch.engine
-        running, waiting = self.peers.queue_lengths()
+        running, waiting = self.peers.queue_lengths() if engine.metrics.steps is not None else NO_ROW_QUEUES
         need = engine.land_and_dispatch(batch, running, waiting, self.peers.kv_blocks_used())
         if need:
             engine.pool.allocate(need)
