@@ -221,6 +221,22 @@ def test_pipeline_span_gives_the_outputs_of_one_event_per_batch(case, record_ste
     assert len(fast[0]) > 10
 
 
+@pytest.mark.parametrize("ahead", [1, 3, 64])
+def test_how_far_the_pipeline_span_prices_ahead_changes_nothing(ahead, monkeypatch):
+    """A batch whose context is not priced yet prices the steps after it too, up to the group's
+    next finish and PRICED_AHEAD at most: the outputs are those of one event per batch
+    however far that is."""
+    monkeypatch.setattr(pipeline_span, "PRICED_AHEAD", ahead)
+    on, off = copy.deepcopy(PP_CASES["pp2-plain"]), copy.deepcopy(PP_CASES["pp2-plain"])
+    on["frameworks_to_test"][0]["config"]["fast_forward"] = True
+    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    fast, slow = _outputs(on), _outputs(off)
+    assert repr(fast[0]) == repr(slow[0]) and repr(fast[1]) == repr(slow[1])
+    fast[2]["v"]["config"].pop("fast_forward")
+    slow[2]["v"]["config"].pop("fast_forward")
+    assert repr(fast[2]) == repr(slow[2])
+
+
 @pytest.mark.parametrize("case", ["pp2-plain", "pp4-preemption", "pp3-prefix-cache", "pp2-v0",
                                   "pp2-shared-kv", "pp2-replicas", "pp4-cut-off"])
 def test_pipeline_span_lands_batches_that_are_not_quiet_at_their_end(case, monkeypatch):

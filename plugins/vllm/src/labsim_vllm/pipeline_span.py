@@ -39,6 +39,7 @@ takes them: the outputs are identical (tested), only the SimPy events are fewer.
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 
 from labsim_vllm.seq import Step
@@ -61,8 +62,8 @@ def delay_to(now: float, t: float) -> float | None:
 #: rows show them, so the replica's queues are not counted then
 NO_ROW_QUEUES = (0, 0)
 
-#: decode steps priced at once when a batch's next context is not in its price table yet
-PRICED_AHEAD = 8
+#: decode steps priced at once, at most, when a batch's next context is not in its price table yet
+PRICED_AHEAD = 16
 
 
 class Batch:
@@ -104,7 +105,13 @@ class Batch:
             got = table[ctx]
             if got is not None:
                 return got
-        return self.prices(ctx, PRICED_AHEAD)[0]
+        # as many as the group may stay as it is: until its next member finishes, at most
+        engine = self.engine
+        heap, fin = engine._fin_keys, engine._fin
+        while heap and heap[0] not in fin:
+            heapq.heappop(heap)
+        ahead = heap[0] - engine.G + 1 if heap else PRICED_AHEAD
+        return self.prices(ctx, min(max(ahead, 1), PRICED_AHEAD))[0]
 
 
 class SpanSteps:
