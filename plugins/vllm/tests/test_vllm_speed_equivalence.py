@@ -277,17 +277,19 @@ def test_pipeline_span_lands_batches_that_are_not_quiet_at_their_end(case, monke
 
 
 @pytest.mark.parametrize("case", ["pp2-plain", "pp4-preemption", "pp2-shared-kv", "pp2-replicas"])
-def test_a_group_batch_nobody_finishes_in_is_landed_without_the_walk(case, monkeypatch):
-    """A batch of the decode group alone that is not quiet only because a request waits (it
-    arrived while the batch ran) or the next step's blocks run short, and that nobody finishes
-    in, is landed by ``_land_group`` (its gaps and row, without :meth:`_commit`'s walk): the
-    outputs are those of one event per batch, and both reasons occur."""
+def test_a_group_batch_that_is_not_quiet_is_landed_without_the_walk(case, monkeypatch):
+    """A batch of the decode group alone that is not quiet because a request waits (it
+    arrived while the batch ran), the next step's blocks run short or members finish in it is
+    landed by ``_land_group`` (its gaps and row, without :meth:`_commit`'s walk; the members
+    that finish then leave as ``_after_step`` takes them): the outputs are those of one event
+    per batch, and the reasons occur."""
     why = []
     original = pipeline_span.SpanSteps._land_group
 
     def land_group(self, batch, end):
         short = self._cnt[self.G % self.block_size] > self.pool.num_free
-        why.append("waits" if self.waiting else "blocks" if short else "other")
+        why.append("finish" if self.G in self._fin else "waits" if self.waiting
+                   else "blocks" if short else "other")
         return original(self, batch, end)
 
     monkeypatch.setattr(pipeline_span.SpanSteps, "_land_group", land_group)
@@ -295,7 +297,7 @@ def test_a_group_batch_nobody_finishes_in_is_landed_without_the_walk(case, monke
     on["frameworks_to_test"][0]["config"]["fast_forward"] = True
     off["frameworks_to_test"][0]["config"]["fast_forward"] = False
     fast = _outputs(on)
-    assert "waits" in why
+    assert "waits" in why and "finish" in why
     if case == "pp2-shared-kv":
         assert "blocks" in why
     slow = _outputs(off)

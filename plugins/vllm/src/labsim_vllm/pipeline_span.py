@@ -167,9 +167,11 @@ class SpanSteps:
         run, or its scheduler steps one at a time): returns what to wake its loop with, the
         event to wait on when the other engines hold the blocks, else False."""
         end = self.clock
-        if (batch.group_only and self._list is None and not self._lag_first and not self._lag_done
-                and self.G not in self._fin):
-            self._land_group(batch, end)        # (a request waits, or blocks run short)
+        if batch.group_only and self._list is None and not self._lag_first and not self._lag_done:
+            # (a request waits, blocks run short, or members finish)
+            self._land_group(batch, end)
+            if self.G in self._fin:
+                self._after_step([], False, end)    # they leave the group, and are reported
         else:
             self._commit(batch.step, batch.start, end)
         self.peers.batch_ended()
@@ -211,10 +213,10 @@ class SpanSteps:
         return None
 
     def _land_group(self, batch, end: float) -> None:
-        """Land *batch*, the decode group alone with nobody finishing in it and V0's output lag
-        empty, at *end* as :meth:`_commit` does — the group's inter-token gaps and the step's
-        row (:meth:`_record`, with the work priced as :meth:`land_and_dispatch` prices it);
-        :meth:`_after_step` has nothing to do — without its walk."""
+        """Land *batch*, the decode group alone with V0's output lag empty, at *end* as
+        :meth:`_commit` does up to :meth:`_after_step` (the caller's, when members finish) —
+        the group's inter-token gaps and the step's row (:meth:`_record`, with the work priced
+        as :meth:`land_and_dispatch` prices it) — without its walk."""
         step = batch.step
         start = batch.start
         if self._fresh:
