@@ -184,9 +184,18 @@ class SpanSteps:
                     self.pool.allocate(need)
                 self.G = G = G + 1
                 nD = self._nD
-                batch.step = step = Step([], False, nD, self._S + nD * G)
+                if batch.group_only:
+                    # the group alone again: its step object reused (as land_and_dispatch does),
+                    # set as Step([], False, nD, ctx) sets it
+                    step = batch.step             # (its entries and chunks: none)
+                    step.group = step.decodes = step.tokens = nD
+                    step.decode_ctx = self._S + nD * G
+                    step.preempted = False
+                    step.pure_decode = True
+                else:
+                    batch.step = step = Step([], False, nD, self._S + nD * G)
+                    batch.group_only = True
                 batch.start = end
-                batch.group_only = True
                 if nD != batch.decodes:
                     batch.priced(nD)
                 self.clock = self.pipeline.run(end, batch.cpu, batch.gpu_seconds(step.decode_ctx))
@@ -344,6 +353,7 @@ class PipelineSpan:
         batches = self._batches
         peers = self.peers
         limit = self.limit
+        known = None            # whether the head is quiet, as _run_ahead just found
         while True:
             if not batches:
                 self._joined = env.event()
@@ -354,16 +364,21 @@ class PipelineSpan:
             due = head.due
             now = env.now
             engine = head.engine
-            quiet = head.group_only and engine.quiet_batch()
+            if known is None:
+                quiet = head.group_only and engine.quiet_batch()
+            else:
+                quiet = known
+                known = None
             if quiet or due > now:
                 peek = env.peek()
                 ahead = due < peek and due <= limit and not peers.waiting_on_change
                 if quiet and ahead:
                     # (a batch due now as well: nobody waits for its end, see _land)
-                    last = self._run_ahead(peek)
+                    last, known = self._run_ahead(peek)
                     if peek > limit and batches[0].due > limit:
                         # the run stops before anything else happens: its clock ends, as with
                         # one event per batch, at the end of the last batch landed
+                        known = None
                         yield from self._sleep_until(last)
                     continue
             if due > now:
@@ -405,12 +420,12 @@ class PipelineSpan:
             delay = delay_to(env.now, t)
             yield env.timeout(delay if delay is not None else (t - env.now) / 2)
 
-    def _run_ahead(self, peek: float) -> float:
+    def _run_ahead(self, peek: float) -> tuple[float, bool]:
         """Land quiet batches ahead of the clock while they end before *peek*, the next
         scheduled event (and within the run's limit): until then nothing else happens, so the
         replica's requests stay as they are and no engine waits for blocks — of what makes a
         batch quiet only :meth:`SpanSteps.next_step_quiet` changes from step to step. Returns
-        the end of the last batch landed.
+        the end of the last batch landed, and whether the head is quiet now.
 
         What the landings share is held in locals and handed back when the run ends, the
         arithmetic unchanged: the stage pipeline's clocks (:meth:`StagePipeline.turn`, inlined
@@ -470,6 +485,7 @@ class PipelineSpan:
             G = engine.G                    # engine.next_step_quiet(free), inlined
             need = engine._cnt[G % engine.block_size]
             if due >= horizon or not head.alone or G in engine._fin or need > free:
+                quiet = head.alone and G not in engine._fin and need <= free
                 break
             del batches[0]
             # engine.land_and_dispatch(head, running, waiting, used), inlined: the quiet
@@ -573,7 +589,7 @@ class PipelineSpan:
         if pool is not None and taken:
             pool.allocate(taken)
         self._order = order
-        return last
+        return last, quiet
 
     def _land(self, batch: Batch) -> None:
         """Land the quiet head *batch* at its end, now, and dispatch its engine's next."""
