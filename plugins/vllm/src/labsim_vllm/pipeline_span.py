@@ -451,13 +451,12 @@ class PipelineSpan:
             taken = 0
         else:
             pool = None
-        last = self.env.now             # (the caller's head always lands: quiet, due before peek)
-        # what the landings share: the engines' metrics, stage pipeline and replica index
+        last = batches[0].due           # (the caller's head always lands: quiet, due before peek)
+        # what the landings share: the engines' metrics and stage pipeline
         engine = batches[0].engine
         metrics = engine.metrics
         itl = metrics.itl
         gaps, widths = [], []           # the groups' gaps and streams, binned at the end
-        record = metrics.step
         # the step sums in locals unless rows are recorded (a batch whose busy time begins in
         # the warm-up, rare, is recorded as ever)
         sums = metrics.steps is None
@@ -471,11 +470,9 @@ class PipelineSpan:
             num_steps, busy_s, flops, nbytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
             kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
         pipeline = engine.pipeline
-        turn = pipeline.turn
         two = pipeline.stages == 2
         if two:
             cpu_free, (free0, free1), until = pipeline.clocks()
-        index = engine.index
         while True:
             head = batches[0]
             due = head.due
@@ -513,7 +510,7 @@ class PipelineSpan:
             if gpu is None or nxt < nD:
                 gpu = head.gpu_seconds(nxt)
             if two:
-                # busy, engine.clock = turn(start, end, head.cpu, gpu), inlined
+                # busy, engine.clock = pipeline.turn(start, end, head.cpu, gpu), inlined
                 busy = end - (start if start > until else until)
                 if busy < 0.0:
                     busy = 0.0
@@ -531,12 +528,12 @@ class PipelineSpan:
                 t += per
                 free1 = engine.clock = clock = t
             else:
-                busy, clock = turn(start, end, head.cpu, gpu)
+                busy, clock = pipeline.turn(start, end, head.cpu, gpu)
                 engine.clock = clock
             p, a, l, s, h, w, k, n = head.work
             duration = end - start
             if past or sums and (start if busy >= duration else start + duration - busy) >= warm_up:
-                # record(index, start, duration, 1, nD, 0, nD, running, waiting, used, flops,
+                # metrics.step(index, start, duration, 1, nD, 0, nD, running, waiting, used, flops,
                 # bytes, used * duration, busy), inlined: its sums (busy time past the warm-up)
                 num_steps += 1
                 if busy < duration:
@@ -554,7 +551,7 @@ class PipelineSpan:
                     metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = \
                         num_steps, busy_s, flops, nbytes
                     metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
-                record(index, start, duration, 1, nD, 0, nD, running, waiting, used,
+                metrics.step(engine.index, start, duration, 1, nD, 0, nD, running, waiting, used,
                        (p + a * ctx) * l / s + h, w + k * ctx + n, used * duration, busy)
                 if sums:
                     num_steps, busy_s, flops, nbytes = metrics.num_steps, metrics.busy_s, \

@@ -121,6 +121,8 @@ class PipelinedReplica:
         # each distinct KV cache once: one shared by every engine, or one per engine
         self._pools = list({id(e.pool): e.pool for e in self._engines}.values())
         self._pool = self._pools[0] if len(self._pools) == 1 else None
+        #: whether every engine uses one KV cache (else each has its own share of the blocks)
+        self.shares_pool = self._pool is not None
 
     @property
     def index(self) -> int:
@@ -141,11 +143,6 @@ class PipelinedReplica:
     def submit(self, request) -> None:
         """Hand *request* to the engine with the fewest requests (the first of equals)."""
         min(self.engines, key=lambda e: e.outstanding).submit(request)
-
-    @property
-    def shares_pool(self) -> bool:
-        """Whether every engine uses one KV cache (else each has its own share of the blocks)."""
-        return self._pool is not None
 
     def kv_blocks_used(self) -> int:
         """KV blocks in use on the replica: each distinct pool of the engines counted once (one

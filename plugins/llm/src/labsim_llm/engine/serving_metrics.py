@@ -280,14 +280,13 @@ class GapHistogram:
         self.n += times + k
 
     def add_uniform_each(self, values, times) -> None:
-        """``add_uniform(v, t)`` for each *v* of *values* and *t* of *times* in order (decode
+        """``add_uniform(v, t)`` for each *v* of *values* and *t* ≥ 0 of *times* in order (decode
         steps of several groups, interleaved: the pipeline span's), with the same bins and the
         same running total, bit for bit. A value strictly inside one of the latest two bins'
         :meth:`_inner_range` is counted there without its logarithm (as in
         :meth:`add_repeated_each`, which keeps one)."""
         bins = self._more
         total = self.total
-        count = self.n
         # the latest two bins (the groups' gaps alternate between two) and their counts not
         # yet added to bins
         b, lo, hi = self._last
@@ -337,14 +336,13 @@ class GapHistogram:
                 lo, hi = self._inner_range(b) if b < top else (1.0, 0.0)
                 run = t
             total += 0.0 + r
-            count += t
         if run2:
             bins[b2] = bins.get(b2, 0) + run2
         if run:
             bins[b] = bins.get(b, 0) + run
         self._last = (b, lo, hi)
         self.total = total
-        self.n = count
+        self.n += sum(times)
 
     def add_repeated(self, value: float, times: int) -> None:
         """Count *value* (seconds) *times* times (one decode step seen by *times* sequences)."""
