@@ -503,11 +503,11 @@ class PipelineSpan:
             ctx = step.decode_ctx
             step.decode_ctx = nxt = engine._S + nD * (G + 1)
             head.start = end
-            try:                            # head.gpu_seconds(nxt), inlined for a hit
-                gpu = head.table[nxt]
+            try:                            # head.gpu_seconds(nxt), inlined for a hit (the
+                gpu = head.table[nxt]       # table holds prices from nD on: None below)
             except (TypeError, IndexError):     # (no table, or none that long yet)
                 gpu = None
-            if gpu is None or nxt < nD:
+            if gpu is None:
                 gpu = head.gpu_seconds(nxt)
             if two:
                 # busy, engine.clock = pipeline.turn(start, end, head.cpu, gpu), inlined
