@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from labsim_llm.engine.pipeline import StagePipeline
+from labsim_llm.engine.pipeline import PipelinedReplica, StagePipeline
 
 
 def test_a_batch_alone_takes_its_cpu_and_device_time():
@@ -73,3 +76,20 @@ def test_clocks_handed_back_time_the_next_batches_as_before():
     c.set_clocks(*a.clocks())
     assert c.turn(0.0, 0.011, 0.001, 0.010) == (busy, end)
     assert c.clocks() == b.clocks()
+
+
+def test_an_engine_waiting_for_a_change_is_woken_by_the_next_batch_end_only():
+    """``waiting_on_change`` holds from ``changed()`` until the next ``batch_ended()`` fires
+    its event; a batch end with nobody waiting fires nothing."""
+    env = simpy.Environment()
+    pool = object()
+    replica = PipelinedReplica(env, [SimpleNamespace(pool=pool), SimpleNamespace(pool=pool)])
+    assert replica.shares_pool and not replica.waiting_on_change
+    replica.batch_ended()                       # nobody waits: nothing to fire
+    event = replica.changed()
+    assert replica.changed() is event and replica.waiting_on_change
+    replica.batch_ended()
+    assert event.triggered and not replica.waiting_on_change
+    replica.batch_ended()
+    again = replica.changed()
+    assert again is not event and replica.waiting_on_change and not again.triggered

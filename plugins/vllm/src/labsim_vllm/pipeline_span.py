@@ -382,7 +382,9 @@ class PipelineSpan:
                         yield from self._sleep_until(last)
                     continue
             if due > now:
-                delay = delay_to(now, due)
+                delay = due - now           # (delay_to(now, due), its usual first try inlined)
+                if now + delay != due:
+                    delay = delay_to(now, due)
                 if ahead and delay is not None and engine.lands_unseen(head.step):
                     # nothing happens before it ends, and landing it reports nothing: landed
                     # now, the engine's turn taken (its loop, if woken, wakes at the end)

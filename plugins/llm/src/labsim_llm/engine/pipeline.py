@@ -109,6 +109,9 @@ class PipelinedReplica:
         self.env = env
         self.engines = engines
         self._changed = None
+        #: whether an engine waits on :meth:`changed` (the next batch end wakes it): its event
+        #: made and not yet fired (only :meth:`batch_ended` fires it)
+        self.waiting_on_change = False
 
     @property
     def engines(self) -> list:
@@ -168,16 +171,13 @@ class PipelinedReplica:
         """An event that fires when some engine's batch ends (blocks may have been freed)."""
         if self._changed is None or self._changed.triggered:
             self._changed = self.env.event()
+        self.waiting_on_change = True
         return self._changed
-
-    @property
-    def waiting_on_change(self) -> bool:
-        """Whether an engine waits on :meth:`changed` (the next batch end wakes it)."""
-        return self._changed is not None and not self._changed.triggered
 
     def batch_ended(self) -> None:
         """Called by an engine after each batch: wakes the engines waiting on :meth:`changed`."""
-        if self._changed is not None and not self._changed.triggered:
+        if self.waiting_on_change:
+            self.waiting_on_change = False
             self._changed.succeed()
 
 
