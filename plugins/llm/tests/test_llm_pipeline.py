@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from labsim_llm.engine.pipeline import StagePipeline
+from labsim_llm.engine.pipeline import PipelinedReplica, StagePipeline
 
 
 def test_a_batch_alone_takes_its_cpu_and_device_time():
@@ -56,3 +59,37 @@ def test_batches_leave_in_order_one_stage_time_apart_and_never_early(stages, bat
 def test_at_least_one_stage():
     with pytest.raises(ValueError):
         StagePipeline(0)
+
+
+def test_clocks_handed_back_time_the_next_batches_as_before():
+    """What ``clocks`` reads and ``set_clocks`` puts back (a caller timing a run of batches
+    inline) leaves the pipeline timing and counting busy time as if it had timed them."""
+    a, b = StagePipeline(2), StagePipeline(2)
+    for p in (a, b):
+        p.run(0.0, 0.001, 0.010)
+        p.run(0.0, 0.001, 0.012)
+    cpu_free, free, until = a.clocks()
+    free[0] = -1.0                      # a copy: the pipeline's own is untouched
+    assert a.clocks()[1][0] > 0.0
+    busy, end = b.turn(0.0, 0.011, 0.001, 0.010)
+    c = StagePipeline(2)
+    c.set_clocks(*a.clocks())
+    assert c.turn(0.0, 0.011, 0.001, 0.010) == (busy, end)
+    assert c.clocks() == b.clocks()
+
+
+def test_an_engine_waiting_for_a_change_is_woken_by_the_next_batch_end_only():
+    """``waiting_on_change`` holds from ``changed()`` until the next ``batch_ended()`` fires
+    its event; a batch end with nobody waiting fires nothing."""
+    env = simpy.Environment()
+    pool = object()
+    replica = PipelinedReplica(env, [SimpleNamespace(pool=pool), SimpleNamespace(pool=pool)])
+    assert replica.shares_pool and not replica.waiting_on_change
+    replica.batch_ended()                       # nobody waits: nothing to fire
+    event = replica.changed()
+    assert replica.changed() is event and replica.waiting_on_change
+    replica.batch_ended()
+    assert event.triggered and not replica.waiting_on_change
+    replica.batch_ended()
+    again = replica.changed()
+    assert again is not event and replica.waiting_on_change and not again.triggered

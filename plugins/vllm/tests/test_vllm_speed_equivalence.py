@@ -90,7 +90,8 @@ CASES = {
 def _outputs(cfg):
     result = labsim.run(copy.deepcopy(cfg))
     frameworks = {**result.summary["frameworks"], "simulated_time_s": result.summary["simulated_time_s"]}
-    return result.table("requests"), result.table("steps"), frameworks
+    steps = result.table("steps") if cfg["frameworks_to_test"][0]["config"].get("record_steps", True) else None
+    return result.table("requests"), steps, frameworks
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -193,11 +194,13 @@ PP_CASES = {
 }
 
 
+@pytest.mark.parametrize("record_steps", [True, False])
 @pytest.mark.parametrize("case", sorted(PP_CASES))
-def test_pipeline_span_gives_the_outputs_of_one_event_per_batch(case, monkeypatch):
+def test_pipeline_span_gives_the_outputs_of_one_event_per_batch(case, record_steps, monkeypatch):
     """Quiet decode-only batches landed ahead of the clock (or at their end by the span) and
     the others handed back to their engines leave requests, steps and summary as one SimPy
-    event per batch does; and the span does land batches ahead."""
+    event per batch does; and the span does land batches ahead. Without the steps table the
+    span keeps the step sums of a run of landings in locals (the summary is the same)."""
     ahead = []
     original = PipelineSpan._run_ahead
 
@@ -207,8 +210,8 @@ def test_pipeline_span_gives_the_outputs_of_one_event_per_batch(case, monkeypatc
 
     monkeypatch.setattr(PipelineSpan, "_run_ahead", run_ahead)
     on, off = copy.deepcopy(PP_CASES[case]), copy.deepcopy(PP_CASES[case])
-    on["frameworks_to_test"][0]["config"]["fast_forward"] = True
-    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    for cfg, ff in ((on, True), (off, False)):
+        cfg["frameworks_to_test"][0]["config"].update(fast_forward=ff, record_steps=record_steps)
     fast, slow = _outputs(on), _outputs(off)
     assert ahead                                # the span ran
     assert repr(fast[0]) == repr(slow[0])      # requests, row for row
@@ -216,6 +219,22 @@ def test_pipeline_span_gives_the_outputs_of_one_event_per_batch(case, monkeypatc
     assert fast[2]["v"]["config"].pop("fast_forward") != slow[2]["v"]["config"].pop("fast_forward")
     assert repr(fast[2]) == repr(slow[2])      # summary, exactly (but the setting itself)
     assert len(fast[0]) > 10
+
+
+@pytest.mark.parametrize("ahead", [1, 3, 64])
+def test_how_far_the_pipeline_span_prices_ahead_changes_nothing(ahead, monkeypatch):
+    """A batch whose context is not priced yet prices the steps after it too, up to the group's
+    next finish and PRICED_AHEAD at most: the outputs are those of one event per batch
+    however far that is."""
+    monkeypatch.setattr(pipeline_span, "PRICED_AHEAD", ahead)
+    on, off = copy.deepcopy(PP_CASES["pp2-plain"]), copy.deepcopy(PP_CASES["pp2-plain"])
+    on["frameworks_to_test"][0]["config"]["fast_forward"] = True
+    off["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    fast, slow = _outputs(on), _outputs(off)
+    assert repr(fast[0]) == repr(slow[0]) and repr(fast[1]) == repr(slow[1])
+    fast[2]["v"]["config"].pop("fast_forward")
+    slow[2]["v"]["config"].pop("fast_forward")
+    assert repr(fast[2]) == repr(slow[2])
 
 
 @pytest.mark.parametrize("case", ["pp2-plain", "pp4-preemption", "pp3-prefix-cache", "pp2-v0",
@@ -258,17 +277,19 @@ def test_pipeline_span_lands_batches_that_are_not_quiet_at_their_end(case, monke
 
 
 @pytest.mark.parametrize("case", ["pp2-plain", "pp4-preemption", "pp2-shared-kv", "pp2-replicas"])
-def test_a_group_batch_nobody_finishes_in_is_landed_without_the_walk(case, monkeypatch):
-    """A batch of the decode group alone that is not quiet only because a request waits (it
-    arrived while the batch ran) or the next step's blocks run short, and that nobody finishes
-    in, is landed by ``_land_group`` (its gaps and row, without :meth:`_commit`'s walk): the
-    outputs are those of one event per batch, and both reasons occur."""
+def test_a_group_batch_that_is_not_quiet_is_landed_without_the_walk(case, monkeypatch):
+    """A batch of the decode group alone that is not quiet because a request waits (it
+    arrived while the batch ran), the next step's blocks run short or members finish in it is
+    landed by ``_land_group`` (its gaps and row, without :meth:`_commit`'s walk; the members
+    that finish then leave as ``_after_step`` takes them): the outputs are those of one event
+    per batch, and the reasons occur."""
     why = []
     original = pipeline_span.SpanSteps._land_group
 
     def land_group(self, batch, end):
         short = self._cnt[self.G % self.block_size] > self.pool.num_free
-        why.append("waits" if self.waiting else "blocks" if short else "other")
+        why.append("finish" if self.G in self._fin else "waits" if self.waiting
+                   else "blocks" if short else "other")
         return original(self, batch, end)
 
     monkeypatch.setattr(pipeline_span.SpanSteps, "_land_group", land_group)
@@ -276,7 +297,7 @@ def test_a_group_batch_nobody_finishes_in_is_landed_without_the_walk(case, monke
     on["frameworks_to_test"][0]["config"]["fast_forward"] = True
     off["frameworks_to_test"][0]["config"]["fast_forward"] = False
     fast = _outputs(on)
-    assert "waits" in why
+    assert "waits" in why and "finish" in why
     if case == "pp2-shared-kv":
         assert "blocks" in why
     slow = _outputs(off)
@@ -464,6 +485,31 @@ def test_histogram_shortcuts_equal_add():
         a.add([value] * times + tail)
         b.add_uniform(value, times, tail)
     assert (a.counts == b.counts).all() and a.total == b.total and a.n == b.n
+
+
+def test_interleaved_uniform_gaps_added_at_once_equal_one_call_each():
+    """``add_uniform_each`` (the PP span's gaps of several groups, binned when a run of
+    landings ends) gives the bins, total and count of ``add_uniform`` once per pair, in order:
+    streams of every size (none, few, one pairwise block, several), values near bin edges and
+    values repeating the latest bin."""
+    rng = np.random.default_rng(11)
+    h = GapHistogram()
+    edges = [float(h.LOW * h.RATIO ** b) for b in range(5000, 5010)]
+    for _ in range(50):
+        n = int(rng.integers(0, 40))
+        values = [float(v) for v in 10 ** rng.uniform(-3, -1.5, n)]
+        values += [v for e in edges[:int(rng.integers(0, 3))] for v in (e, np.nextafter(e, 0))]
+        values += [values[-1]] * int(rng.integers(0, 4)) if values else []
+        pair = [float(v) for v in 10 ** rng.uniform(-3, -1.5, 2)]       # two groups alternating
+        values += [pair[i % 2] * (1 + 1e-9 * i) for i in range(int(rng.integers(0, 12)))]
+        times = [int(t) for t in rng.choice([0, 1, 3, 7, 8, 13, 31, 32, 57, 128, 129, 400],
+                                            len(values))]
+        a, b = GapHistogram(), GapHistogram()
+        a.total = b.total = float(rng.uniform(0, 10))
+        for v, t in zip(values, times):
+            a.add_uniform(v, t)
+        b.add_uniform_each(values, times)
+        assert (a.counts == b.counts).all() and a.total == b.total and a.n == b.n
 
 
 def test_a_decode_steps_gaps_total_as_numpy_sums_them():

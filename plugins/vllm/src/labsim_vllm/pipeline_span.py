@@ -39,6 +39,7 @@ takes them: the outputs are identical (tested), only the SimPy events are fewer.
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 
 from labsim_vllm.seq import Step
@@ -57,7 +58,11 @@ def delay_to(now: float, t: float) -> float | None:
     return None
 
 
-#: decode steps priced at once when a batch's next context is not in its price table yet
+#: (running, waiting) handed to ``ServingMetrics.step`` when it keeps no steps table: only its
+#: rows show them, so the replica's queues are not counted then
+NO_ROW_QUEUES = (0, 0)
+
+#: decode steps priced at once, at most, when a batch's next context is not in its price table yet
 PRICED_AHEAD = 16
 
 
@@ -100,7 +105,13 @@ class Batch:
             got = table[ctx]
             if got is not None:
                 return got
-        return self.prices(ctx, PRICED_AHEAD)[0]
+        # as many as the group may stay as it is: until its next member finishes, at most
+        engine = self.engine
+        heap, fin = engine._fin_keys, engine._fin
+        while heap and heap[0] not in fin:
+            heapq.heappop(heap)
+        ahead = heap[0] - engine.G + 1 if heap else PRICED_AHEAD
+        return self.prices(ctx, min(max(ahead, 1), PRICED_AHEAD))[0]
 
 
 class SpanSteps:
@@ -156,9 +167,11 @@ class SpanSteps:
         run, or its scheduler steps one at a time): returns what to wake its loop with, the
         event to wait on when the other engines hold the blocks, else False."""
         end = self.clock
-        if (batch.group_only and self._list is None and not self._lag_first and not self._lag_done
-                and self.G not in self._fin):
-            self._land_group(batch, end)        # (a request waits, or blocks run short)
+        if batch.group_only and self._list is None and not self._lag_first and not self._lag_done:
+            # (a request waits, blocks run short, or members finish)
+            self._land_group(batch, end)
+            if self.G in self._fin:
+                self._after_step([], False, end)    # they leave the group, and are reported
         else:
             self._commit(batch.step, batch.start, end)
         self.peers.batch_ended()
@@ -171,9 +184,18 @@ class SpanSteps:
                     self.pool.allocate(need)
                 self.G = G = G + 1
                 nD = self._nD
-                batch.step = step = Step([], False, nD, self._S + nD * G)
+                if batch.group_only:
+                    # the group alone again: its step object reused (as land_and_dispatch does),
+                    # set as Step([], False, nD, ctx) sets it
+                    step = batch.step             # (its entries and chunks: none)
+                    step.group = step.decodes = step.tokens = nD
+                    step.decode_ctx = self._S + nD * G
+                    step.preempted = False
+                    step.pure_decode = True
+                else:
+                    batch.step = step = Step([], False, nD, self._S + nD * G)
+                    batch.group_only = True
                 batch.start = end
-                batch.group_only = True
                 if nD != batch.decodes:
                     batch.priced(nD)
                 self.clock = self.pipeline.run(end, batch.cpu, batch.gpu_seconds(step.decode_ctx))
@@ -200,10 +222,10 @@ class SpanSteps:
         return None
 
     def _land_group(self, batch, end: float) -> None:
-        """Land *batch*, the decode group alone with nobody finishing in it and V0's output lag
-        empty, at *end* as :meth:`_commit` does — the group's inter-token gaps and the step's
-        row (:meth:`_record`, with the work priced as :meth:`land_and_dispatch` prices it);
-        :meth:`_after_step` has nothing to do — without its walk."""
+        """Land *batch*, the decode group alone with V0's output lag empty, at *end* as
+        :meth:`_commit` does up to :meth:`_after_step` (the caller's, when members finish) —
+        the group's inter-token gaps and the step's row (:meth:`_record`, with the work priced
+        as :meth:`land_and_dispatch` prices it) — without its walk."""
         step = batch.step
         start = batch.start
         if self._fresh:
@@ -213,7 +235,7 @@ class SpanSteps:
         self._g_end = end
         peers = self.peers
         used = peers.kv_blocks_used()
-        running, waiting = peers.queue_lengths()
+        running, waiting = peers.queue_lengths() if self.metrics.steps is not None else NO_ROW_QUEUES
         ctx = step.decode_ctx
         p, a, l, s, h, w, k, n = batch.work
         self.metrics.step(self.index, start, end - start, 1, step.tokens, 0, step.decodes, running,
@@ -331,6 +353,7 @@ class PipelineSpan:
         batches = self._batches
         peers = self.peers
         limit = self.limit
+        known = None            # whether the head is quiet, as _run_ahead just found
         while True:
             if not batches:
                 self._joined = env.event()
@@ -341,20 +364,27 @@ class PipelineSpan:
             due = head.due
             now = env.now
             engine = head.engine
-            quiet = head.group_only and engine.quiet_batch()
+            if known is None:
+                quiet = head.group_only and engine.quiet_batch()
+            else:
+                quiet = known
+                known = None
             if quiet or due > now:
                 peek = env.peek()
                 ahead = due < peek and due <= limit and not peers.waiting_on_change
                 if quiet and ahead:
                     # (a batch due now as well: nobody waits for its end, see _land)
-                    last = self._run_ahead(peek)
+                    last, known = self._run_ahead(peek)
                     if peek > limit and batches[0].due > limit:
                         # the run stops before anything else happens: its clock ends, as with
                         # one event per batch, at the end of the last batch landed
+                        known = None
                         yield from self._sleep_until(last)
                     continue
             if due > now:
-                delay = delay_to(now, due)
+                delay = due - now           # (delay_to(now, due), its usual first try inlined)
+                if now + delay != due:
+                    delay = delay_to(now, due)
                 if ahead and delay is not None and engine.lands_unseen(head.step):
                     # nothing happens before it ends, and landing it reports nothing: landed
                     # now, the engine's turn taken (its loop, if woken, wakes at the end)
@@ -392,12 +422,18 @@ class PipelineSpan:
             delay = delay_to(env.now, t)
             yield env.timeout(delay if delay is not None else (t - env.now) / 2)
 
-    def _run_ahead(self, peek: float) -> float:
+    def _run_ahead(self, peek: float) -> tuple[float, bool]:
         """Land quiet batches ahead of the clock while they end before *peek*, the next
         scheduled event (and within the run's limit): until then nothing else happens, so the
         replica's requests stay as they are and no engine waits for blocks — of what makes a
         batch quiet only :meth:`SpanSteps.next_step_quiet` changes from step to step. Returns
-        the end of the last batch landed."""
+        the end of the last batch landed, and whether the head is quiet now.
+
+        What the landings share is held in locals and handed back when the run ends, the
+        arithmetic unchanged: the stage pipeline's clocks (:meth:`StagePipeline.turn`, inlined
+        for two stages), the groups' inter-token gaps (binned at the end, in landing order,
+        :meth:`GapHistogram.add_uniform_each`) and, unless steps are recorded or a batch may
+        begin in the warm-up, the step sums (:meth:`ServingMetrics.step`'s)."""
         batches = self._batches
         batches[0].alone = True         # (the caller's head is quiet)
         for i in range(1, len(batches)):
@@ -408,7 +444,6 @@ class PipelineSpan:
         limit = self.limit
         horizon = peek if peek <= limit else math.nextafter(limit, math.inf)   # due < horizon: may land
         peers = self.peers
-        running, waiting = peers.queue_lengths()
         used = peers.kv_blocks_used()
         order = self._order
         if peers.shares_pool:
@@ -418,14 +453,28 @@ class PipelineSpan:
             taken = 0
         else:
             pool = None
-        last = self.env.now             # (the caller's head always lands: quiet, due before peek)
-        # what the landings share: the engines' metrics, stage pipeline and replica index
+        last = batches[0].due           # (the caller's head always lands: quiet, due before peek)
+        # what the landings share: the engines' metrics and stage pipeline
         engine = batches[0].engine
         metrics = engine.metrics
-        add_gaps = metrics.itl.add_uniform
-        record = metrics.step
-        turn = engine.pipeline.turn
-        index = engine.index
+        itl = metrics.itl
+        gaps, widths = [], []           # the groups' gaps and streams, binned at the end
+        # the step sums in locals unless rows are recorded (a batch whose busy time begins in
+        # the warm-up, rare, is recorded as ever)
+        sums = metrics.steps is None
+        # (the replica's queues: only the rows show them, and they stay as they are)
+        running, waiting = NO_ROW_QUEUES if sums else peers.queue_lengths()
+        warm_up = metrics.warm_up
+        # without a warm-up every batch's busy time counts (it begins at start + duration −
+        # busy, rounded, and that is ≥ 0 when start is and 0 ≤ busy ≤ duration)
+        past = sums and warm_up <= 0.0
+        if sums:
+            num_steps, busy_s, flops, nbytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
+            kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
+        pipeline = engine.pipeline
+        two = pipeline.stages == 2
+        if two:
+            cpu_free, (free0, free1), until = pipeline.clocks()
         while True:
             head = batches[0]
             due = head.due
@@ -435,10 +484,8 @@ class PipelineSpan:
             G = engine.G                    # engine.next_step_quiet(free), inlined
             need = engine._cnt[G % engine.block_size]
             if due >= horizon or not head.alone or G in engine._fin or need > free:
-                if pool is not None and taken:
-                    pool.allocate(taken)
-                self._order = order
-                return last
+                quiet = head.alone and G not in engine._fin and need <= free
+                break
             del batches[0]
             # engine.land_and_dispatch(head, running, waiting, used), inlined: the quiet
             # batch landed at its end (engine.clock), the group alone dispatched next
@@ -446,23 +493,72 @@ class PipelineSpan:
             end = engine.clock
             nD = engine._nD
             if engine._fresh:
+                itl.add_uniform_each(gaps, widths)      # (in landing order)
+                gaps, widths = [], []
                 engine._group_gaps(end, engine._g_end)
             else:
-                add_gaps(end - engine._g_end, engine._nW)
+                gaps.append(end - engine._g_end)
+                widths.append(engine._nW)
             engine._g_end = end
             engine.G = G + 1
             step = head.step
             ctx = step.decode_ctx
             step.decode_ctx = nxt = engine._S + nD * (G + 1)
             head.start = end
-            table = head.table
-            gpu = table[nxt] if table is not None and nD <= nxt < len(table) else None
+            try:                            # head.gpu_seconds(nxt), inlined for a hit (the
+                gpu = head.table[nxt]       # table holds prices from nD on: None below)
+            except (TypeError, IndexError):     # (no table, or none that long yet)
+                gpu = None
             if gpu is None:
                 gpu = head.gpu_seconds(nxt)
-            busy, engine.clock = turn(start, end, head.cpu, gpu)
+            if two:
+                # busy, engine.clock = pipeline.turn(start, end, head.cpu, gpu), inlined
+                busy = end - (start if start > until else until)
+                if busy < 0.0:
+                    busy = 0.0
+                if end > until:
+                    until = end
+                t = (end if end > cpu_free else cpu_free) + head.cpu
+                cpu_free = t
+                per = gpu / 2
+                if free0 > t:
+                    t = free0
+                t += per
+                free0 = t
+                if free1 > t:
+                    t = free1
+                t += per
+                free1 = engine.clock = clock = t
+            else:
+                busy, clock = pipeline.turn(start, end, head.cpu, gpu)
+                engine.clock = clock
             p, a, l, s, h, w, k, n = head.work
-            record(index, start, end - start, 1, nD, 0, nD, running, waiting, used,
-                   (p + a * ctx) * l / s + h, w + k * ctx + n, used * (end - start), busy)
+            duration = end - start
+            if past or sums and (start if busy >= duration else start + duration - busy) >= warm_up:
+                # metrics.step(index, start, duration, 1, nD, 0, nD, running, waiting, used, flops,
+                # bytes, used * duration, busy), inlined: its sums (busy time past the warm-up)
+                num_steps += 1
+                if busy < duration:
+                    kv_s += used * duration * busy / duration
+                    busy_s += busy
+                else:
+                    kv_s += used * duration
+                    busy_s += duration
+                flops += (p + a * ctx) * l / s + h
+                nbytes += w + k * ctx + n
+                if used > kv_peak:
+                    kv_peak = used
+            else:
+                if sums:                # (the sums handed over, and taken back)
+                    metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = \
+                        num_steps, busy_s, flops, nbytes
+                    metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
+                metrics.step(engine.index, start, duration, 1, nD, 0, nD, running, waiting, used,
+                       (p + a * ctx) * l / s + h, w + k * ctx + n, used * duration, busy)
+                if sums:
+                    num_steps, busy_s, flops, nbytes = metrics.num_steps, metrics.busy_s, \
+                        metrics.flops, metrics.bytes
+                    kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
             if need:
                 if pool is None:
                     engine.pool.allocate(need)
@@ -473,7 +569,7 @@ class PipelineSpan:
                     used += need
             # _requeue, inlined: due when the engine loop's timeout, from this batch's
             # dispatch (its previous end, *due*), would fire; last unless it ends earlier
-            d = engine.clock - due
+            d = clock - due
             head.due = end = due + (d if d > 0.0 else 0.0)
             head.order = order
             order += 1
@@ -482,12 +578,23 @@ class PipelineSpan:
             else:
                 batches.append(head)
             last = due
+        if gaps:
+            itl.add_uniform_each(gaps, widths)
+        if sums:
+            metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = num_steps, busy_s, flops, nbytes
+            metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
+        if two:
+            pipeline.set_clocks(cpu_free, (free0, free1), until)
+        if pool is not None and taken:
+            pool.allocate(taken)
+        self._order = order
+        return last, quiet
 
     def _land(self, batch: Batch) -> None:
         """Land the quiet head *batch* at its end, now, and dispatch its engine's next."""
         del self._batches[0]
         engine = batch.engine
-        running, waiting = self.peers.queue_lengths()
+        running, waiting = self.peers.queue_lengths() if engine.metrics.steps is not None else NO_ROW_QUEUES
         need = engine.land_and_dispatch(batch, running, waiting, self.peers.kv_blocks_used())
         if need:
             engine.pool.allocate(need)

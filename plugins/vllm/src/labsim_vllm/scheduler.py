@@ -242,7 +242,8 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
         else:
             # the whole replica under PP: every engine's requests and KV blocks (V0 splits the blocks)
             used = peers.kv_blocks_used()
-            running, waiting = peers.queue_lengths()
+            # (the replica's queues: only the steps table's rows show them)
+            running, waiting = peers.queue_lengths() if self.metrics.steps is not None else (0, 0)
             busy = self.pipeline.busy(start, end)
         self.metrics.step(self.index, start, end - start, 1, step.tokens, len(step.chunks),
                           step.decodes, running, waiting, used, flops, nbytes, used * (end - start), busy)

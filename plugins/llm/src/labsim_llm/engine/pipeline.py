@@ -72,6 +72,19 @@ class StagePipeline:
             self._busy_until = end
         return (busy if busy > 0.0 else 0.0), self.run(end, cpu, device)
 
+    def clocks(self) -> tuple[float, list[float], float]:
+        """``(cpu_free, free, busy_until)``: when the engine core and each stage (a copy) are
+        free next, and the end of the busy time counted so far — for a caller that times a
+        run of batches with :meth:`turn`'s arithmetic inline (the PP span), then hands them
+        back with :meth:`set_clocks`."""
+        return self._cpu_free, list(self._free), self._busy_until
+
+    def set_clocks(self, cpu_free: float, free: list[float], busy_until: float) -> None:
+        """Set what :meth:`clocks` reads (after a run of batches timed inline)."""
+        self._cpu_free = cpu_free
+        self._free[:] = free
+        self._busy_until = busy_until
+
     def busy(self, start: float, end: float) -> float:
         """Seconds of the batch interval [*start*, *end*] no earlier batch covered (batches
         are reported in the order they end, which is the order they were dispatched)."""
@@ -96,6 +109,9 @@ class PipelinedReplica:
         self.env = env
         self.engines = engines
         self._changed = None
+        #: whether an engine waits on :meth:`changed` (the next batch end wakes it): its event
+        #: made and not yet fired (only :meth:`batch_ended` fires it)
+        self.waiting_on_change = False
 
     @property
     def engines(self) -> list:
@@ -108,6 +124,8 @@ class PipelinedReplica:
         # each distinct KV cache once: one shared by every engine, or one per engine
         self._pools = list({id(e.pool): e.pool for e in self._engines}.values())
         self._pool = self._pools[0] if len(self._pools) == 1 else None
+        #: whether every engine uses one KV cache (else each has its own share of the blocks)
+        self.shares_pool = self._pool is not None
 
     @property
     def index(self) -> int:
@@ -128,11 +146,6 @@ class PipelinedReplica:
     def submit(self, request) -> None:
         """Hand *request* to the engine with the fewest requests (the first of equals)."""
         min(self.engines, key=lambda e: e.outstanding).submit(request)
-
-    @property
-    def shares_pool(self) -> bool:
-        """Whether every engine uses one KV cache (else each has its own share of the blocks)."""
-        return self._pool is not None
 
     def kv_blocks_used(self) -> int:
         """KV blocks in use on the replica: each distinct pool of the engines counted once (one
@@ -158,16 +171,13 @@ class PipelinedReplica:
         """An event that fires when some engine's batch ends (blocks may have been freed)."""
         if self._changed is None or self._changed.triggered:
             self._changed = self.env.event()
+        self.waiting_on_change = True
         return self._changed
-
-    @property
-    def waiting_on_change(self) -> bool:
-        """Whether an engine waits on :meth:`changed` (the next batch end wakes it)."""
-        return self._changed is not None and not self._changed.triggered
 
     def batch_ended(self) -> None:
         """Called by an engine after each batch: wakes the engines waiting on :meth:`changed`."""
-        if self._changed is not None and not self._changed.triggered:
+        if self.waiting_on_change:
+            self.waiting_on_change = False
             self._changed.succeed()
 
 
