@@ -295,69 +295,20 @@ class GapHistogram:
             self._settle()
 
     def add_uniform_each(self, values, times) -> None:
-        """``add_uniform(v, t)`` for each *v* of *values* and *t* ≥ 0 of *times* in order (decode
-        steps of several groups, interleaved: the pipeline span's), with the same bins and the
-        same running total, bit for bit. A value strictly inside one of the latest two bins'
-        :meth:`_inner_range` is counted there without its logarithm (as in
-        :meth:`add_repeated_each`, which keeps one)."""
-        bins = self._more
-        total = self.total
-        # the latest two bins (the groups' gaps alternate between two) and their counts not
-        # yet added to bins
-        b, lo, hi = self._last
-        run = 0
-        b2, lo2, hi2 = -1, 1.0, 0.0
-        run2 = 0
-        top = self.nbins - 1
-        for v, t in zip(values, times):
-            # add_uniform's sum of t copies of v (numpy's pairwise summation, see there): a
-            # product, or a loop, then m more copies one by one
-            if t < 32:
-                if t >= 8:
-                    r = v * (t & ~7)
-                    m = t & 7
-                elif t > 0:
-                    r = v
-                    m = t - 1
-                else:
-                    continue
-            elif t <= 128:
-                r = v
-                for _ in range((t >> 3) - 1):
-                    r += v
-                r *= 8.0
-                m = t & 7
-            else:
-                r = _uniform_sum(v, t)
-                m = 0
-            if m:                       # (as a loop of r += v would)
-                if m >= 4:
-                    r = r + v + v + v + v
-                    m -= 4
-                if m >= 2:
-                    r = r + v + v
-                    m -= 2
-                if m:
-                    r = r + v
-            if lo < v < hi:
-                run += t
-            elif lo2 < v < hi2:
-                run2 += t
-            else:
-                if run2:
-                    bins[b2] = bins.get(b2, 0) + run2
-                b2, lo2, hi2, run2 = b, lo, hi, run
-                b = self._bin1(v)
-                lo, hi = self._inner_range(b) if b < top else (1.0, 0.0)
-                run = t
-            total += 0.0 + r
-        if run2:
-            bins[b2] = bins.get(b2, 0) + run2
-        if run:
-            bins[b] = bins.get(b, 0) + run
-        self._last = (b, lo, hi)
-        self.total = total
+        """``add_uniform(v, t)`` for each *v* of *values* and *t* of *times* (counts ≥ 0) in
+        order (decode steps of several groups, interleaved: the pipeline span's), with the same
+        bins and the same running total, bit for bit: the pairs join the ledger."""
+        if 0 in times:
+            pairs = [(v, t) for v, t in zip(values, times) if t]
+            values, times = [v for v, _ in pairs], [t for _, t in pairs]
+        if not times:
+            return
+        ledger = self._values
+        ledger.extend(values)
+        self._times.extend(times)
         self.n += sum(times)
+        if len(ledger) >= self.LEDGER:
+            self._settle()
 
     def add_repeated(self, value: float, times: int) -> None:
         """Count *value* (seconds) *times* times (one decode step seen by *times* sequences)."""
