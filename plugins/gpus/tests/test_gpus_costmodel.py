@@ -136,6 +136,29 @@ def test_each_prefill_cta_adds_its_fixed_cost_over_the_sms():
     assert DATASHEET_DEFAULTS.prefill_cta_s == 0.0      # the datasheet model assumes none
 
 
+def test_prefill_ctas_run_in_whole_waves_where_the_profile_says_so():
+    """With prefill_waves, a prompt's CTAs (query blocks x heads) take ceil(CTAs / SMs) waves
+    of the mean CTA: one 1,024-token prompt of 32 heads is 256 CTAs, 2.37 waves of 108 SMs,
+    priced as 3; on 128 SMs it is 2 whole waves and nothing changes. The cross-generation
+    profile prices so, the datasheet model and the calibrated profiles do not."""
+    from labsim_gpus.params import DATASHEET_DEFAULTS
+
+    fluid = DATASHEET_DEFAULTS.replace(smooth_p=64.0)      # (a hard max: compute-bound here)
+    waves = fluid.replace(prefill_waves=1.0)
+    fixed = fluid.kernel_overhead_s + fluid.attn_overhead_s
+    pairs = kernels.prefill_pairs(1024, 0)
+
+    def seconds(params, sm_count):
+        return kernels.prefill_seconds(1, 1024.0, pairs, 1024.0, 1024, 32, 8, 128, 2.0,
+                                       312e12, 2.0e12, sm_count, params) - fixed
+
+    assert seconds(waves, 108) / seconds(fluid, 108) == pytest.approx(3 / (256 / 108), rel=1e-6)
+    assert seconds(waves, 128) == seconds(fluid, 128)
+    assert DATASHEET_DEFAULTS.prefill_waves == 0.0
+    assert plugin.preset("A100-SXM4-80GB").params.prefill_waves == 0.0
+    assert plugin.preset("B200").params.prefill_waves == 1.0     # the cross-generation profile
+
+
 def test_decode_side_kernels_fa2_copies_and_combine_flashinfer_combine_only():
     """FlashAttention-2's decode runs two layout copies for a grouped-query batch of >= 2
     sequences with >= 2 KV heads, and a combine kernel when the context is split; FlashInfer

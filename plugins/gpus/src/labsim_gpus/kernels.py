@@ -22,7 +22,9 @@ Prefill attention (flash attention, causal, optional cached prefix)
     key range to ``BLOCK_N`` columns. Work spreads over the SMs, but no faster
     than the longest CTA (the last query block of the longest sequence). Each CTA
     (query block x head) also costs a fixed ``prefill_cta_s`` of one SM's time, spread
-    over the SMs: what batches of many short sequences pay beyond their FLOPs.
+    over the SMs: what batches of many short sequences pay beyond their FLOPs. With
+    ``prefill_waves`` (the cross-generation profile) the CTAs run in whole waves over the SMs,
+    as GEMM tiles do.
 
 Decode attention (flash decoding)
     Memory-bound: every sequence reads ``2·kv_heads·head_dim·bytes`` per cached
@@ -119,6 +121,11 @@ def prefill_seconds(num_seqs: int, total_new: float, total_pairs: float, padded_
     pairs = total_pairs + total_new * (BLOCK_M + BLOCK_N) / 2.0 + (padded_rows - total_new) * mean_ctx
     rate = peak * p.attn_compute_eff
     t_fluid = 4.0 * head_dim * num_heads * pairs / rate
+    if p.prefill_waves:
+        ctas = padded_rows / BLOCK_M * num_heads
+        if ctas > sm_count:
+            # whole waves: ceil(CTAs / SMs) of them, each as long as the mean CTA
+            t_fluid = t_fluid * math.ceil(ctas / sm_count) / (ctas / sm_count)
     longest_cta = 4.0 * head_dim * BLOCK_M * (longest_context + BLOCK_N / 2.0) / (rate / sm_count)
     act_bytes = 2.0  # q and o in the activation dtype (bf16/fp16)
     dram = (total_new * 2 * num_heads * head_dim * act_bytes

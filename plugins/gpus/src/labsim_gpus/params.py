@@ -58,6 +58,14 @@ class CostParams:
     #: on the A100 and the H100 alike). 0 (none) in the datasheet model and in profiles fitted
     #: before it existed; ``labsim calibrate`` does not fit it, the cross-generation profile does
     prefill_cta_s: float = 0.0
+    #: 1 where a prefill kernel's CTAs are priced in whole waves over the SMs (wave
+    #: quantisation, as GEMM tiles are): ``ceil(CTAs / SMs)`` waves of the mean CTA when the
+    #: CTAs are more than the SMs, not their fluid share of the work. A single 1,024-token causal
+    #: prompt of 32 heads is 256 CTAs, 2.4 waves of an A100's 108 SMs, run in 3; left out, a
+    #: fit without the A100 priced the A100's mid-size prompts 20-27 % fast. A fact of the
+    #: scheduling, not fitted: 1 in the cross-generation profile; 0 (fluid) in the datasheet
+    #: model and in profiles fitted before it existed, whose efficiencies absorb it
+    prefill_waves: float = 0.0
     #: fraction of DRAM bandwidth that decode attention streams the KV cache at
     decode_mem_eff: float = 0.70
     #: SM-seconds of fixed work per decode CTA (one sequence x KV head x split): block-table
