@@ -121,11 +121,11 @@ def prefill_seconds(num_seqs: int, total_new: float, total_pairs: float, padded_
     pairs = total_pairs + total_new * (BLOCK_M + BLOCK_N) / 2.0 + (padded_rows - total_new) * mean_ctx
     rate = peak * p.attn_compute_eff
     t_fluid = 4.0 * head_dim * num_heads * pairs / rate
-    if p.prefill_waves:
-        ctas = padded_rows / BLOCK_M * num_heads
-        if ctas > sm_count:
-            # whole waves: ceil(CTAs / SMs) of them, each as long as the mean CTA
-            t_fluid = t_fluid * math.ceil(ctas / sm_count) / (ctas / sm_count)
+    ctas = padded_rows / BLOCK_M * num_heads     # one per query block x head
+    if p.prefill_waves and ctas > sm_count:
+        # whole waves: ceil(CTAs / SMs) of them, each as long as the mean CTA
+        waves = ctas / sm_count
+        t_fluid = t_fluid * math.ceil(waves) / waves
     longest_cta = 4.0 * head_dim * BLOCK_M * (longest_context + BLOCK_N / 2.0) / (rate / sm_count)
     act_bytes = 2.0  # q and o in the activation dtype (bf16/fp16)
     dram = (total_new * 2 * num_heads * head_dim * act_bytes
@@ -135,7 +135,7 @@ def prefill_seconds(num_seqs: int, total_new: float, total_pairs: float, padded_
     t_mem = dram / (mem_bw * p.gemm_mem_eff)
     t = smooth_max(max(t_fluid, longest_cta), t_mem, p.smooth_p)
     # fixed work per CTA (one query block x head), spread over the SMs like decode's
-    t_ctas = padded_rows / BLOCK_M * num_heads * p.prefill_cta_s / sm_count
+    t_ctas = ctas * p.prefill_cta_s / sm_count
     return t + t_ctas + p.kernel_overhead_s + p.attn_overhead_s
 
 
