@@ -43,7 +43,7 @@ from labsim_llm.engine.replica import ReplicaShell
 
 from labsim_vllm.decode_group import DecodeGroup
 from labsim_vllm.fast_forward import FastForward
-from labsim_vllm.pipeline_span import SpanSteps
+from labsim_vllm.pipeline_span import NO_ROW_QUEUES, SpanSteps
 from labsim_vllm.seq import MAX_SPAN, V0_WATERMARK, Seq, Step, _by_no
 from labsim_vllm.shared_span import SharedSpan
 from labsim_vllm.v0 import V0Scheduler
@@ -243,7 +243,7 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
             # the whole replica under PP: every engine's requests and KV blocks (V0 splits the blocks)
             used = peers.kv_blocks_used()
             # (the replica's queues: only the steps table's rows show them)
-            running, waiting = peers.queue_lengths() if self.metrics.steps is not None else (0, 0)
+            running, waiting = peers.queue_lengths() if self.metrics.steps is not None else NO_ROW_QUEUES
             busy = self.pipeline.busy(start, end)
         self.metrics.step(self.index, start, end - start, 1, step.tokens, len(step.chunks),
                           step.decodes, running, waiting, used, flops, nbytes, used * (end - start), busy)
