@@ -30,6 +30,8 @@ from bisect import bisect_left
 from collections import deque
 from itertools import repeat
 
+from labsim_llm import native
+
 #: key of a full block: (hash of the segments before its segment, segment id, token offset of its end)
 BlockKey = tuple
 
@@ -82,7 +84,7 @@ def block_keys(segments, block_size: int, limit: int | None = None, *, packed: b
     return [key for run in runs for key in run]
 
 
-def block_ids(segments, block_size: int, limit: int | None = None) -> list:
+def block_ids(segments, block_size: int, limit: int | None = None):
     """:func:`block_keys` packed as plain ints: equal ⇔ equal keys (what the engines key on)."""
     return block_keys(segments, block_size, limit, packed=True)
 
@@ -493,7 +495,7 @@ class BlockPool:
     def free_order(self) -> list:
         """The free cached blocks' keys, least recently freed first (the eviction order)."""
         skip = dict(self._skip)
-        live = []
+        live: list = []
         for entry in self._queue[self._head:]:
             if type(entry) is _Deferred:
                 keys = entry.keys[entry.c - 1::-1] if entry.c else []
@@ -537,3 +539,11 @@ class BlockPool:
 
 
 __all__ = ["BlockPool", "BlockKey", "block_keys", "block_ids"]
+
+#: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
+PURE = {"block_keys": block_keys, "block_ids": block_ids, "BlockPool": BlockPool}
+
+if not __name__.startswith(native.__name__):       # (the twin is this very code, compiled)
+    _twin = native.twin("kv_cache", __file__)
+    if _twin is not None:
+        globals().update((name, getattr(_twin, name)) for name in PURE)

@@ -1,0 +1,183 @@
+"""The compiled twins (``labsim_llm.native``) behave exactly as the pure-Python modules.
+
+The KV block pool is driven through the same random prefix-sharing programs as the pure
+one, step by step, and every answer and every piece of observable state must agree; whole
+simulations give byte-identical outputs either way. CI builds the twins and sets
+``LABSIM_REQUIRE_NATIVE=1``, so these tests run there; elsewhere they skip when no twin was
+built (no C compiler, or ``LABSIM_PURE_PYTHON=1`` at install time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from labsim_llm import native
+from labsim_llm.engine import kv_cache
+
+REQUIRED = os.environ.get("LABSIM_REQUIRE_NATIVE") == "1"
+
+
+def _twin():
+    try:
+        module = __import__("labsim_llm.native.kv_cache", fromlist=["BlockPool"])
+    except ImportError:
+        if REQUIRED:
+            raise
+        pytest.skip("labsim_llm's compiled twins are not built here")
+    return module
+
+
+def test_the_engine_runs_the_compiled_pool_where_it_was_built():
+    status = native.status()
+    if REQUIRED:
+        assert status == {"kv_cache": "compiled"}
+    if status["kv_cache"] == "compiled":
+        assert kv_cache.BlockPool is _twin().BlockPool
+        assert kv_cache.block_ids is _twin().block_ids
+        assert kv_cache.PURE["BlockPool"].__module__ == "labsim_llm.engine.kv_cache"
+    else:
+        assert kv_cache.BlockPool is kv_cache.PURE["BlockPool"]
+
+
+def test_a_twin_built_from_other_source_is_not_used(tmp_path):
+    _twin()
+    edited = tmp_path / "kv_cache.py"
+    edited.write_bytes(open(kv_cache.__file__, "rb").read() + b"\n# edited\n")
+    assert native.twin("kv_cache", str(edited)) is None
+    assert native.status()["kv_cache"] == "pure Python (stale: source changed)"
+    assert native.twin("kv_cache", kv_cache.__file__) is not None
+
+
+def test_labsim_native_0_runs_pure_python():
+    _twin()
+    code = ("import json; from labsim_llm import native; from labsim_llm.engine import kv_cache;"
+            "print(json.dumps([native.status(), kv_cache.BlockPool.__module__]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "LABSIM_NATIVE": "0"})
+    status, module = json.loads(out.stdout)
+    assert status == {"kv_cache": "pure Python (LABSIM_NATIVE=0)"}
+    assert module == "labsim_llm.engine.kv_cache"
+
+
+class _Held:
+    """One request's blocks in both pools."""
+
+    def __init__(self, keys, hits, held, deferred):
+        self.keys, self.held, self.n_reg = keys, held, hits
+        self.deferred = deferred                   # (pure record, twin record) or None
+        self.hashed = [list(keys[:hits]), list(keys[:hits])]
+
+
+def _run_program(seed: int, steps: int) -> dict:
+    """Drive a pure pool and a compiled one through one random program in lockstep; every
+    answer and the observable state after every step must agree. Returns what it did."""
+    twin = _twin()
+    rng = random.Random(seed)
+    cap, bs = rng.randint(4, 96), rng.choice([2, 4, 8, 16])
+    caching = rng.random() < 0.9
+    pools = (kv_cache.PURE["BlockPool"](cap, bs, caching), twin.BlockPool(cap, bs, caching))
+    held: list[_Held] = []
+    did = {"deferred": 0, "freed": 0, "evictions": 0}
+    for _ in range(steps):
+        r = rng.random()
+        if r < 0.4 or not held:
+            # few contents, so identical prompts and shared prefixes are common
+            segs = tuple((rng.randint(0, 3), rng.choice([bs, 2 * bs, rng.randint(1, 5 * bs)]))
+                         for _ in range(rng.randint(1, 3)))
+            keys = kv_cache.PURE["block_ids"](segs, bs)
+            assert list(keys) == list(twin.block_ids(segs, bs))
+            assert list(kv_cache.PURE["block_keys"](segs, bs)) == list(twin.block_keys(segs, bs))
+            limit = rng.choice([len(keys), max(len(keys) - 1, 0)])
+            hit = {p.match(keys, limit) for p in pools}
+            assert len(hit) == 1
+            hit = hit.pop()
+            evictable = {p.evictable(keys[:hit]) for p in pools}
+            assert len(evictable) == 1
+            need = len(keys) - hit + rng.randint(0, 3)
+            if need + evictable.pop() > pools[0].num_free:
+                continue
+            h = _Held(keys, hit, hit + need, None)
+            records = []
+            for pool, hashed in zip(pools, h.hashed):
+                pool.touch(keys[:hit])
+                pool.allocate(need)
+                records.append(pool.defer(keys, hashed) if not hit else None)
+            assert (records[0] is None) == (records[1] is None)
+            h.deferred = tuple(records) if records[0] is not None else None
+            did["deferred"] += h.deferred is not None
+            held.append(h)
+            if rng.random() < 0.5:
+                _register(pools, h, len(keys))
+        elif r < 0.7:                                            # a chunk of prefill
+            h = rng.choice(held)
+            if h.n_reg < len(h.keys):
+                _register(pools, h, rng.randint(h.n_reg + 1, len(h.keys)))
+        elif r < 0.8:                                            # a lookup by someone else
+            h = rng.choice(held)
+            assert len({p.match(h.keys, len(h.keys)) for p in pools}) == 1
+        else:
+            h = held.pop(rng.randrange(len(held)))
+            preempt = rng.random() < 0.3
+            did["freed"] += 1
+            for i, pool in enumerate(pools):
+                d = h.deferred[i] if h.deferred else None
+                if preempt and d is not None:
+                    pool.materialize(d)
+                if d is not None and d.state == 0:
+                    pool.free_deferred(d, h.held - d.n)
+                else:
+                    pool.free(h.hashed[i], h.held - len(h.hashed[i]))
+        for pool in pools:
+            pool.check()
+        a, b = pools
+        assert (a.num_free, a.num_used, a.num_cached, a.evictions) == \
+            (b.num_free, b.num_used, b.num_cached, b.evictions)
+        assert a.free_order() == b.free_order()
+        assert h.hashed[0] == h.hashed[1]
+    did["evictions"] = pools[0].evictions
+    return did
+
+
+def _register(pools, h, full):
+    for i, pool in enumerate(pools):
+        d = h.deferred[i] if h.deferred else None
+        if d is not None and d.state == 0:
+            d.n = full
+        else:
+            h.hashed[i].extend(pool.register_many(h.keys[h.n_reg:full]))
+    h.n_reg = full
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), steps=st.integers(1, 300))
+def test_compiled_pool_answers_as_the_pure_one(seed, steps):
+    _run_program(seed, steps)
+
+
+def test_the_programs_reach_deferral_freeing_and_eviction():
+    did = [_run_program(seed, 400) for seed in range(12)]
+    assert all(sum(d[k] for d in did) > 0 for k in ("deferred", "freed", "evictions"))
+
+
+@pytest.mark.parametrize("example", ["vllm_prefix_cache_conversations.yaml",
+                                     "trtllm_chat_llama8b_h100.yaml"])
+def test_a_simulation_is_byte_identical_in_pure_python(example, tmp_path):
+    """A shipped example (vLLM with prefix caching and conversations; TensorRT-LLM) run by
+    ``labsim run`` with the compiled pool and again with ``LABSIM_NATIVE=0``: the same files."""
+    _twin()
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", example)
+    outputs = {}
+    for flag in ("1", "0"):
+        out = tmp_path / flag
+        subprocess.run([sys.executable, "-m", "labsim", "run", path, "--out", str(out)],
+                       check=True, capture_output=True, env={**os.environ, "LABSIM_NATIVE": flag})
+        outputs[flag] = {f.name: f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
+    assert outputs["1"].keys() == outputs["0"].keys() and "requests.csv" in outputs["1"]
+    assert outputs["1"] == outputs["0"]
