@@ -29,6 +29,9 @@ machine's load, so code before and after a change can be compared on a busy mach
     python benchmarks/speed_serving.py --instructions --case trace         # per request, 1 vs 2 replays
     python benchmarks/speed_serving.py --instructions --sizes 2000,8000 --framework trtllm
 
+The first line says whether labsim_llm's compiled twins ran (``labsim_llm.native``: built
+at install where mypyc and a C compiler are at hand); ``LABSIM_NATIVE=0`` measures pure Python.
+
 Targets (issue 13): 100,000 requests < 5 s and 1,000,000 < 50 s and < 200 MB per engine;
 PP=2 within 1.5× of PP=1; 800,000 requests on 8 replicas < 60 s; the trace within 1.5× of
 the synthetic rate; start-up < 0.6 s.
@@ -173,6 +176,14 @@ def instructions(sizes: list[int], fast_forward: bool, framework: str, case: str
             "per_request": (c2 - c1) / (n2 - n1)}
 
 
+def native_line() -> str:
+    """How labsim_llm's hot modules run in the child processes (compiled twins or pure Python,
+    ``labsim_llm.native``): the figures depend on it."""
+    from labsim_llm import native
+
+    return "labsim_llm.native: " + ", ".join(f"{k} {v}" for k, v in native.status().items())
+
+
 def row(r: dict) -> str:
     per = r["requests"] / r["cpu_s"] if r["cpu_s"] else float("nan")
     return (f"{r['case']:>9} {r['framework']:>7} {r['requests']:>10,} {r['wall_s']:>8.2f} "
@@ -216,9 +227,11 @@ def main(argv=None) -> int:
             ap.error("--instructions needs valgrind (its callgrind tool) on the PATH")
         r = instructions(sizes, ff, args.framework, args.case)
         (n1, n2), (c1, c2) = r["sizes"], r["instructions"]
+        print(native_line())
         print(f"{r['case']} {r['framework']}: {c1:,} instructions at {n1:,} requests, {c2:,} at "
               f"{n2:,}: {r['per_request']:,.0f} per request")
         return 0
+    print(native_line())
     print(f"{'case':>9} {'engine':>7} {'requests':>10} {'wall s':>8} {'CPU s':>8} "
           f"{'req/CPU s':>12} {'peak MB':>8} {'steps':>10}")
     runs = TABLE if args.table else [(args.case, args.framework, int(x))

@@ -544,6 +544,4 @@ __all__ = ["BlockPool", "BlockKey", "block_keys", "block_ids"]
 PURE = {"block_keys": block_keys, "block_ids": block_ids, "BlockPool": BlockPool}
 
 if not __name__.startswith(native.__name__):       # (the twin is this very code, compiled)
-    _twin = native.twin("kv_cache", __file__)
-    if _twin is not None:
-        globals().update((name, getattr(_twin, name)) for name in PURE)
+    native.use_twin("kv_cache", globals(), PURE)

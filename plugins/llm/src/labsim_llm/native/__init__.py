@@ -43,11 +43,7 @@ def twin(name: str, source_file: str) -> ModuleType | None:
     else ``None`` (not built, built from another version of the source, or
     ``LABSIM_NATIVE=0``).
 
-    A module swaps in its twin's definitions at the end of its own body::
-
-        _twin = native.twin("kv_cache", __file__)
-        if _twin is not None:
-            BlockPool = _twin.BlockPool
+    (:func:`use_twin` swaps its definitions in.)
     """
     if os.environ.get("LABSIM_NATIVE", "1") == "0":
         _status[name] = "pure Python (LABSIM_NATIVE=0)"
@@ -62,6 +58,20 @@ def twin(name: str, source_file: str) -> ModuleType | None:
         return None
     _status[name] = "compiled"
     return module
+
+
+def use_twin(name: str, namespace: dict, names) -> None:
+    """Replace *names* in the module *namespace* (its ``globals()``) by its compiled twin's,
+    when :func:`twin` finds one built from its current source. A module of :data:`MODULES`
+    calls it last, keeping the pure definitions for comparison::
+
+        PURE = {"BlockPool": BlockPool, "block_keys": block_keys}
+        if not __name__.startswith(native.__name__):     # (not in the twin itself)
+            native.use_twin("kv_cache", globals(), PURE)
+    """
+    module = twin(name, namespace["__file__"])
+    if module is not None:
+        namespace.update((key, getattr(module, key)) for key in names)
 
 
 def status() -> dict[str, str]:
