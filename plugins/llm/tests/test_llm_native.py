@@ -181,3 +181,22 @@ def test_a_simulation_is_byte_identical_in_pure_python(example, tmp_path):
         outputs[flag] = {f.name: f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
     assert outputs["1"].keys() == outputs["0"].keys() and "requests.csv" in outputs["1"]
     assert outputs["1"] == outputs["0"]
+
+
+def test_the_compiled_pool_takes_any_integer_the_pure_one_takes():
+    """numpy integers (a plugin's block counts often are) work in both, with the same state."""
+    import numpy as np
+
+    twin = _twin()
+    states = []
+    for cls in (kv_cache.PURE["BlockPool"], twin.BlockPool):
+        pool = cls(np.int64(12), np.int64(4), 1)
+        pool.allocate(np.int64(5))
+        pool.free([], np.int64(2))
+        rec = pool.defer(list(kv_cache.PURE["block_ids"](((7, 8),), 4)), [])
+        pool.allocate(np.int32(2))
+        pool.free_deferred(rec, np.int64(2))
+        pool.check()
+        states.append((pool.capacity, pool.block_size, pool.enable_caching, pool.num_free,
+                       type(pool.num_free), pool.free_order()))
+    assert states[0] == states[1]

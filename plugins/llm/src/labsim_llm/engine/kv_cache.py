@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Sequence
 from itertools import repeat
 
 from labsim_llm import native
@@ -41,7 +42,7 @@ _M64 = (1 << 64) - 1
 _MIX = 0x9E3779B97F4A7C15
 
 
-def block_keys(segments, block_size: int, limit: int | None = None, *, packed: bool = False):
+def block_keys(segments, block_size, limit=None, *, packed=False) -> Sequence:
     """Keys of the full blocks of a prompt described by ``(content_id, length)`` *segments*,
     as a sequence: a list, or with *packed* a ``range`` when they are one run (a prompt
     whose full blocks lie in one segment, the usual one: no key object is made until used).
@@ -84,7 +85,7 @@ def block_keys(segments, block_size: int, limit: int | None = None, *, packed: b
     return [key for run in runs for key in run]
 
 
-def block_ids(segments, block_size: int, limit: int | None = None):
+def block_ids(segments, block_size, limit=None) -> Sequence:
     """:func:`block_keys` packed as plain ints: equal ⇔ equal keys (what the engines key on)."""
     return block_keys(segments, block_size, limit, packed=True)
 
@@ -116,7 +117,7 @@ class BlockPool:
     Invariant: ``num_used + num_free == capacity``.
     """
 
-    def __init__(self, capacity: int, block_size: int = 16, enable_caching: bool = True):
+    def __init__(self, capacity, block_size=16, enable_caching=True) -> None:
         if capacity < 1:
             raise ValueError("a KV cache needs at least one block")
         self.capacity = int(capacity)
@@ -161,7 +162,7 @@ class BlockPool:
 
     # -- prefix cache -------------------------------------------------------------------
 
-    def match(self, keys, max_blocks: int) -> int:
+    def match(self, keys, max_blocks) -> int:
         """How many leading *keys* are cached (at most *max_blocks*): the prefix hit in blocks."""
         if not self.enable_caching:
             return 0
@@ -259,8 +260,9 @@ class BlockPool:
         del self._deferred[k0]
         self._roots.add(k0)
 
-    def free_deferred(self, rec, n_anon: int) -> None:
+    def free_deferred(self, rec, n_anon) -> None:
         """:meth:`free` for a still deferred *rec* holding *n_anon* unnamed blocks besides."""
+        n_anon = int(n_anon)
         stamp = self._stamp
         if n_anon:
             self._anon_runs.append([stamp, n_anon])
@@ -282,11 +284,12 @@ class BlockPool:
 
     # -- allocation ---------------------------------------------------------------------
 
-    def allocate(self, n: int) -> None:
-        """Take *n* blocks from the front of the free queue, evicting cached ones met there.
+    def allocate(self, count) -> None:
+        """Take *count* blocks from the front of the free queue, evicting cached ones met there.
 
-        The caller checks ``n <= num_free`` first (vLLM's ``allocate_slots`` does).
+        The caller checks ``count <= num_free`` first (vLLM's ``allocate_slots`` does).
         """
+        n = int(count)                  # (any integer: the compiled twin works on an int)
         anon = self._anon_free
         if n > anon + self._cached_free:
             raise RuntimeError(f"KV cache: {n} blocks asked, {self.num_free} free")
@@ -460,12 +463,13 @@ class BlockPool:
             head = 0
         self._head = head
 
-    def free(self, keys, n_anon: int) -> None:
+    def free(self, keys, n_anon) -> None:
         """Return a request's blocks: *n_anon* unnamed ones first, then *keys* tail first.
 
         vLLM frees a request's blocks in reverse order so its deepest blocks
         are evicted before shared leading ones; anonymous blocks are its tail.
         """
+        n_anon = int(n_anon)
         stamp = self._stamp
         if n_anon:
             self._anon_runs.append([stamp, n_anon])
