@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from labsim_llm import native
-from labsim_llm.engine import kv_cache
+from labsim_llm.engine import kv_cache, step_runs
 
 REQUIRED = os.environ.get("LABSIM_REQUIRE_NATIVE") == "1"
 
@@ -37,7 +37,7 @@ def _twin():
 def test_the_engine_runs_the_compiled_pool_where_it_was_built():
     status = native.status()
     if REQUIRED:
-        assert status == {"kv_cache": "compiled"}
+        assert status == {"kv_cache": "compiled", "step_runs": "compiled"}
     if status["kv_cache"] == "compiled":
         assert kv_cache.BlockPool is _twin().BlockPool
         assert kv_cache.block_ids is _twin().block_ids
@@ -46,8 +46,9 @@ def test_the_engine_runs_the_compiled_pool_where_it_was_built():
         assert kv_cache.BlockPool is kv_cache.PURE["BlockPool"]
 
 
-def test_a_twin_built_from_other_source_is_not_used(tmp_path):
+def test_a_twin_built_from_other_source_is_not_used(tmp_path, monkeypatch):
     _twin()
+    monkeypatch.delenv("LABSIM_NATIVE", raising=False)
     edited = tmp_path / "kv_cache.py"
     edited.write_bytes(open(kv_cache.__file__, "rb").read() + b"\n# edited\n")
     assert native.twin("kv_cache", str(edited)) is None
@@ -62,7 +63,7 @@ def test_labsim_native_0_runs_pure_python():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "LABSIM_NATIVE": "0"})
     status, module = json.loads(out.stdout)
-    assert status == {"kv_cache": "pure Python (LABSIM_NATIVE=0)"}
+    assert status == {name: "pure Python (LABSIM_NATIVE=0)" for name in native.MODULES}
     assert module == "labsim_llm.engine.kv_cache"
 
 
@@ -200,3 +201,48 @@ def test_the_compiled_pool_takes_any_integer_the_pure_one_takes():
         states.append((pool.capacity, pool.block_size, pool.enable_caching, pool.num_free,
                        type(pool.num_free), pool.free_order()))
     assert states[0] == states[1]
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False)
+seconds = st.floats(0.0, 10.0, allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=st.one_of(st.just(0), seconds), gaps=st.lists(seconds, max_size=90),
+       held=st.integers(0, 10**6), per=st.integers(0, 64), prefix=st.lists(st.integers(0, 64),
+                                                                            min_size=1, max_size=16),
+       data=st.data())
+def test_compiled_step_loops_give_the_same_bits(start, gaps, held, per, prefix, data):
+    """The span loops of ``step_runs``, compiled and pure, on the same floats: equal bit for
+    bit (a start at the int 0, as a SimPy clock begins, included)."""
+    twin = _twin_of("step_runs")
+    pure = step_runs.PURE
+    bounds, t = [], start
+    for g in gaps:
+        t += g
+        bounds.append(t)
+    count = data.draw(st.integers(0, len(bounds)))
+    prefix = [0, *prefix]
+    args = (bounds, count, start, held, prefix, per)
+    assert _bits(pure["gaps_and_block_seconds"](*args)) == _bits(twin.gaps_and_block_seconds(*args))
+    attention = data.draw(st.lists(seconds, max_size=50))
+    terms = data.draw(st.tuples(st.integers(1, 128), finite, finite, finite,
+                                st.one_of(st.just(0), finite), st.one_of(st.just(0), finite)))
+    for name in ("graph_step_prices", "eager_step_prices"):
+        assert _bits(pure[name](attention, *terms)) == _bits(getattr(twin, name)(attention, *terms))
+
+
+def _twin_of(name):
+    try:
+        return __import__(f"labsim_llm.native.{name}", fromlist=["PURE"])
+    except ImportError:
+        if REQUIRED:
+            raise
+        pytest.skip("labsim_llm's compiled twins are not built here")
+
+
+def _bits(value):
+    """*value* with every float as its bytes (so -0.0 and 0.0, or 1 and 1.0, differ)."""
+    if isinstance(value, (list, tuple)):
+        return [type(value).__name__, *map(_bits, value)]
+    return (type(value).__name__, value.hex() if isinstance(value, float) else value)

@@ -34,11 +34,14 @@ from itertools import accumulate
 import numpy as np
 from simpy import Interrupt
 
+from labsim_llm import native
+from labsim_llm.engine.step_runs import gaps_and_block_seconds
 from labsim_vllm.seq import MAX_SPAN, Step
 
 #: spans of at least this many steps are committed with arrays (fewer: a plain loop is quicker;
-#: callgrind puts the two level at about 75 steps)
-LONG_SPAN = 72
+#: callgrind puts the two level at about 75 steps) — in pure Python: the compiled loop
+#: (labsim_llm.native) is quicker at any length
+LONG_SPAN = 1 << 62 if native.compiled("step_runs") else 72
 
 
 class FastForward:
@@ -192,19 +195,7 @@ class FastForward:
             kv_seconds = float(np.add.accumulate(need * gaps)[-1])
             gaps = gaps.tolist()
         else:
-            prev = start
-            gaps = []
-            r = 0                               # step i's phase i % bs ...
-            held = used0                        # ... and used0 + (i // bs) · per: step i holds held + prefix[r]
-            for t in bounds if j == len(bounds) else bounds[:j]:
-                d = t - prev                    # the same subtraction one event per step makes
-                prev = t
-                gaps.append(d)
-                kv_seconds += (held + prefix[r]) * d
-                r += 1
-                if r == bs:
-                    r = 0
-                    held += per
+            gaps, kv_seconds = gaps_and_block_seconds(bounds, j, start, used0, prefix, per)
         if n_warm and j > 1:
             itl.add_repeated_each(gaps[1:], n_warm)
         self._step_s = gaps[-1]

@@ -47,6 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 from labsim_collectives import OWN_ALLREDUCE_KERNELS
 
+from labsim_llm.engine.step_runs import eager_step_prices, graph_step_prices
+
 #: kernels one decoder layer launches when eager: q/k/v/o, gate-up, down GEMMs come from the
 #: model; plus attention, 2 RMSNorms, rotary, activation (assumption: Llama-style layer,
 #: counted from vllm/model_executor/models/llama.py)
@@ -556,12 +558,12 @@ class StepPricer:
             # 0.0 to it, 0.0 to the stage time or multiplying it by pp = 1 keeps every bit)
             if graph:
                 def priced(first_context, count):
-                    return [dense + a * lps + head + launch + then + and_then
-                            for a in attn(b, first_context, b, count)]
+                    return graph_step_prices(attn(b, first_context, b, count), lps, dense, head,
+                                             launch, then, and_then)
             else:
                 def priced(first_context, count):
-                    out = [dense + a * lps + head for a in attn(b, first_context, b, count)]
-                    return [(gpu if gpu >= launches else launches) + then + and_then for gpu in out]
+                    return eager_step_prices(attn(b, first_context, b, count), lps, dense, head,
+                                             launches, then, and_then)
         elif graph:
             def priced(first_context, count):
                 return [(dense + (0.0 + a * lps) + bcast) * pp + head + pp_t + launch + then + and_then

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 
 #: modules of labsim_llm compiled into twins, by twin name: their path under ``src/labsim_llm``
-MODULES = {"kv_cache": "engine/kv_cache.py"}
+MODULES = {"kv_cache": "engine/kv_cache.py", "step_runs": "engine/step_runs.py"}
 
 _status: dict[str, str] = {}
 
@@ -72,6 +72,12 @@ def use_twin(name: str, namespace: dict, names) -> None:
     module = twin(name, namespace["__file__"])
     if module is not None:
         namespace.update((key, getattr(module, key)) for key in names)
+
+
+def compiled(name: str) -> bool:
+    """Whether the module of :data:`MODULES` *name*, imported already, runs its compiled twin
+    (a caller may then pick the loop over an array expression, say)."""
+    return _status.get(name) == "compiled"
 
 
 def status() -> dict[str, str]:

@@ -1,0 +1,67 @@
+"""The per-step loops of a run of decode steps, in a module that compiles (``labsim_llm.native``).
+
+An engine that takes a run of identical decode steps in one event (vLLM's fast-forward
+spans) still owes each step its own arithmetic: its gap since the previous one, the KV
+blocks it held over that gap, its price. These functions are those loops, written so that
+mypyc can compile them (``labsim_llm.native``: the compiled twin runs them several times
+as fast); each does the same floating-point operations in the same order as one step at a
+time, so a caller gets the same bits whether it runs compiled or not.
+
+>>> gaps, block_seconds = gaps_and_block_seconds([1.0, 1.5, 2.5], 3, 0.5, 10, [0, 0, 1], 2)
+>>> gaps, block_seconds      # steps 1–3 hold 10, 11 (the second crosses a block), then 12
+([0.5, 0.5, 1.0], 22.5)
+"""
+
+from __future__ import annotations
+
+from labsim_llm import native
+
+
+def gaps_and_block_seconds(bounds: list[float], count: int, start: float, held: int,
+                           prefix: list[int], per: int) -> tuple[list[float], float]:
+    """The gaps between the first *count* step ends *bounds* (the first from *start*) and the
+    KV block-seconds the steps hold: step ``i`` holds ``held + (i // bs) · per + prefix[i %
+    bs]`` blocks over its gap, with ``bs = len(prefix) − 1`` steps to a block (a run's steps
+    cross block boundaries ``per`` at a time every ``bs`` steps; *prefix* gives the blocks
+    the steps of one period need so far). The products are summed in step order from 0.0."""
+    gaps: list[float] = []
+    block_seconds = 0.0
+    prev = start
+    bs = len(prefix) - 1
+    r = 0                                   # step i's phase i % bs ...
+    for i in range(count):                  # ... and held + (i // bs) · per: it holds held + prefix[r]
+        t = bounds[i]
+        d = t - prev                        # the same subtraction one event per step makes
+        prev = t
+        gaps.append(d)
+        block_seconds += (held + prefix[r]) * d
+        r += 1
+        if r == bs:
+            r = 0
+            held += per
+    return gaps, block_seconds
+
+
+def graph_step_prices(attention: list[float], layers: float, dense: float, head: float,
+                      launch: float, then: float, and_then: float) -> list[float]:
+    """Seconds of decode steps in a CUDA graph on one GPU stage, from each step's attention
+    seconds per layer: ``dense + attention · layers + head + launch + then + and_then`` (the
+    step's dense layers, attention, LM head and graph launch, then what the engine adds)."""
+    return [dense + a * layers + head + launch + then + and_then for a in attention]
+
+
+def eager_step_prices(attention: list[float], layers: float, dense: float, head: float,
+                      launches: float, then: float, and_then: float) -> list[float]:
+    """:func:`graph_step_prices` for eager steps: the GPU time ``dense + attention · layers +
+    head``, or the kernels' launch cost *launches* when that is longer, then the additions."""
+    out = [dense + a * layers + head for a in attention]
+    return [(gpu if gpu >= launches else launches) + then + and_then for gpu in out]
+
+
+__all__ = ["eager_step_prices", "gaps_and_block_seconds", "graph_step_prices"]
+
+#: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
+PURE = {name: globals()[name] for name in __all__}
+
+if not __name__.startswith(native.__name__):       # (the twin is this very code, compiled)
+    native.use_twin("step_runs", globals(), PURE)
