@@ -1,4 +1,5 @@
-"""Build labsim-llm with compiled twins of its hottest modules (``labsim_llm.native``).
+"""Build labsim-llm with compiled twins of its hottest modules (``labsim_llm.native``, see
+:mod:`labsim.native`).
 
 Everything about the package is in ``pyproject.toml``; this file only adds the extension
 modules. For each module of ``labsim_llm.native.MODULES`` it writes a copy of the source,

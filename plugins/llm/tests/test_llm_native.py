@@ -18,6 +18,7 @@ import sys
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from labsim import native as labsim_native
 from labsim_llm import native
 from labsim_llm.engine import kv_cache, step_runs
 
@@ -51,9 +52,10 @@ def test_a_twin_built_from_other_source_is_not_used(tmp_path, monkeypatch):
     monkeypatch.delenv("LABSIM_NATIVE", raising=False)
     edited = tmp_path / "kv_cache.py"
     edited.write_bytes(open(kv_cache.__file__, "rb").read() + b"\n# edited\n")
-    assert native.twin("kv_cache", str(edited)) is None
+    assert labsim_native.twin("labsim_llm.native.kv_cache", str(edited)) is None
     assert native.status()["kv_cache"] == "pure Python (stale: source changed)"
-    assert native.twin("kv_cache", kv_cache.__file__) is not None
+    assert labsim_native.twin("labsim_llm.native.kv_cache", kv_cache.__file__) is not None
+    assert native.status()["kv_cache"] == "compiled"
 
 
 def test_labsim_native_0_runs_pure_python():

@@ -34,14 +34,14 @@ from itertools import accumulate
 import numpy as np
 from simpy import Interrupt
 
-from labsim_llm import native
+from labsim import native
 from labsim_llm.engine.step_runs import gaps_and_block_seconds
 from labsim_vllm.seq import MAX_SPAN, Step
 
 #: spans of at least this many steps are committed with arrays (fewer: a plain loop is quicker;
 #: callgrind puts the two level at about 75 steps) — in pure Python: the compiled loop
 #: (labsim_llm.native) is quicker at any length
-LONG_SPAN = 1 << 62 if native.compiled("step_runs") else 72
+LONG_SPAN = 1 << 62 if native.compiled("labsim_llm.native.step_runs") else 72
 
 
 class FastForward:

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import repeat
 
-from labsim_llm import native
+from labsim import native
 
 #: key of a full block: (hash of the segments before its segment, segment id, token offset of its end)
 BlockKey = tuple
@@ -547,5 +547,4 @@ __all__ = ["BlockPool", "BlockKey", "block_keys", "block_ids"]
 #: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
 PURE = {"block_keys": block_keys, "block_ids": block_ids, "BlockPool": BlockPool}
 
-if not __name__.startswith(native.__name__):       # (the twin is this very code, compiled)
-    native.use_twin("kv_cache", globals(), PURE)
+native.use_twin("labsim_llm.native.kv_cache", globals(), PURE)

@@ -7,14 +7,15 @@ mypyc can compile them (``labsim_llm.native``: the compiled twin runs them sever
 as fast); each does the same floating-point operations in the same order as one step at a
 time, so a caller gets the same bits whether it runs compiled or not.
 
->>> gaps, block_seconds = gaps_and_block_seconds([1.0, 1.5, 2.5], 3, 0.5, 10, [0, 0, 1], 2)
->>> gaps, block_seconds      # steps 1–3 hold 10, 11 (the second crosses a block), then 12
-([0.5, 0.5, 1.0], 22.5)
+>>> # four steps ending at 1.0 … 3.0, from 0.5, holding 10 blocks, 2 steps to a block: the
+>>> # second step of each period needs 1 block more, each period 4 more (10, 11, 14, 15 held)
+>>> gaps_and_block_seconds([1.0, 1.5, 2.5, 3.0], 4, 0.5, 10, [0, 1, 3], 4)
+([0.5, 0.5, 1.0, 0.5], 32.0)
 """
 
 from __future__ import annotations
 
-from labsim_llm import native
+from labsim import native
 
 
 def gaps_and_block_seconds(bounds: list[float], count: int, start: float, held: int,
@@ -63,5 +64,4 @@ __all__ = ["eager_step_prices", "gaps_and_block_seconds", "graph_step_prices"]
 #: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
 PURE = {name: globals()[name] for name in __all__}
 
-if not __name__.startswith(native.__name__):       # (the twin is this very code, compiled)
-    native.use_twin("step_runs", globals(), PURE)
+native.use_twin("labsim_llm.native.step_runs", globals(), PURE)

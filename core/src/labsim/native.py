@@ -1,0 +1,88 @@
+"""Compiled twins of a plugin's hottest pure-Python modules, and the rule that picks them.
+
+A plugin can have mypyc compile a copy of a hot module at install (its ``setup.py``; labsim-llm
+and labsim-gpus do) into ``<package>.native.<name>``: an extension module that runs the very
+same code several times as fast. The copy records the SHA-256 of the source it was built
+from. The pure module stays the source of truth: at the end of its body it calls
+:func:`use_twin`, which swaps in the twin's definitions only when the twin was built from the
+module's source as it is now. So an edited module never runs stale compiled code, and a
+machine without a C compiler runs the same simulation in pure Python. Both give
+byte-identical outputs (each plugin's ``test_*_native.py`` drives the two side by side).
+
+``LABSIM_NATIVE=0`` in the environment ignores every twin (to compare, or to debug with
+pure-Python tracebacks); ``LABSIM_PURE_PYTHON=1`` at install time builds none.
+
+>>> from labsim import native
+>>> native.twin("labsim.no_such_twin", __file__) is None
+True
+>>> native.status({"labsim.no_such_twin": None})
+{'labsim.no_such_twin': 'pure Python (not built)'}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from pathlib import Path
+from types import ModuleType
+
+_status: dict[str, str] = {}
+
+
+def source_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a module's source file, as a twin records it (``SOURCE_SHA256``)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def twin(module: str, source_file: str) -> ModuleType | None:
+    """The compiled twin *module* (``labsim_llm.native.kv_cache``) when it was built from
+    *source_file* as that file is now, else ``None``: not built, built from another version of
+    the source, or ``LABSIM_NATIVE=0``."""
+    if os.environ.get("LABSIM_NATIVE", "1") == "0":
+        _status[module] = "pure Python (LABSIM_NATIVE=0)"
+        return None
+    try:
+        found = importlib.import_module(module)
+    except ImportError:
+        _status[module] = "pure Python (not built)"
+        return None
+    if getattr(found, "SOURCE_SHA256", None) != source_digest(source_file):
+        _status[module] = "pure Python (stale: source changed)"
+        return None
+    _status[module] = "compiled"
+    return found
+
+
+def use_twin(module: str, namespace: dict, names) -> None:
+    """Replace *names* in a module's *namespace* (its ``globals()``) by those of its compiled
+    twin *module*, when :func:`twin` finds one built from the module's current source; in the
+    twin itself (the same code, compiled) do nothing. A module calls it last, keeping its pure
+    definitions for comparison::
+
+        PURE = {"BlockPool": BlockPool, "block_keys": block_keys}
+        native.use_twin("labsim_llm.native.kv_cache", globals(), PURE)
+    """
+    if namespace["__name__"] == module:
+        return
+    found = twin(module, namespace["__file__"])
+    if found is not None:
+        namespace.update((key, getattr(found, key)) for key in names)
+
+
+def compiled(module: str) -> bool:
+    """Whether the twin *module* runs in place of its pure module, imported already (a caller
+    may then pick a loop over an array expression, say)."""
+    return _status.get(module) == "compiled"
+
+
+def status(modules: dict) -> dict[str, str]:
+    """How each twin of *modules* (twin module name → its pure module's name, imported here)
+    runs in this process: ``"compiled"``, or why not."""
+    for pure in modules.values():
+        if pure is not None:
+            importlib.import_module(pure)
+    return {name: _status.get(name, "pure Python (not built)") for name in modules}
+
+
+__all__ = ["compiled", "source_digest", "status", "twin", "use_twin"]
