@@ -29,8 +29,9 @@ machine's load, so code before and after a change can be compared on a busy mach
     python benchmarks/speed_serving.py --instructions --case trace         # per request, 1 vs 2 replays
     python benchmarks/speed_serving.py --instructions --sizes 2000,8000 --framework trtllm
 
-The first line says whether labsim_llm's compiled twins ran (``labsim_llm.native``: built
-at install where mypyc and a C compiler are at hand); ``LABSIM_NATIVE=0`` measures pure Python.
+The first line says whether the compiled twins of the hot modules ran (``labsim.native``:
+labsim-llm and labsim-gpus build them at install where mypyc and a C compiler are at hand);
+``LABSIM_NATIVE=0`` measures pure Python.
 
 Targets (issue 13): 100,000 requests < 5 s and 1,000,000 < 50 s and < 200 MB per engine;
 PP=2 within 1.5× of PP=1; 800,000 requests on 8 replicas < 60 s; the trace within 1.5× of
@@ -177,11 +178,12 @@ def instructions(sizes: list[int], fast_forward: bool, framework: str, case: str
 
 
 def native_line() -> str:
-    """How labsim_llm's hot modules run in the child processes (compiled twins or pure Python,
-    ``labsim_llm.native``): the figures depend on it."""
-    from labsim_llm import native
+    """How the hot modules run in the child processes (compiled twins or pure Python,
+    ``labsim.native``): the figures depend on it."""
+    from labsim_gpus import native as gpus
+    from labsim_llm import native as llm
 
-    return "labsim_llm.native: " + ", ".join(f"{k} {v}" for k, v in native.status().items())
+    return "compiled twins: " + ", ".join(f"{k} {v}" for k, v in {**llm.status(), **gpus.status()}.items())
 
 
 def row(r: dict) -> str:
