@@ -54,10 +54,11 @@ class DecodePricer:
         #: after run)
         self.by_blocks: dict[tuple[int, int], tuple[int, int, float, float]] = {}
 
-    def __call__(self, num_seqs, total_context) -> float:
-        """Seconds of the kernel over *num_seqs* (≥ 1) sequences of *total_context* tokens."""
-        n = int(num_seqs)
-        total = float(total_context)
+    def __call__(self, num_seqs: int, total_context: float) -> float:
+        """Seconds of the kernel over *num_seqs* (≥ 1) sequences of *total_context* tokens (an
+        int or a float: the compiled twin makes it a float, the same value below 2**53)."""
+        n = num_seqs
+        total = total_context
         longest_context = total / n
         dram = total * self.per_token + n * self.q_ints * 2.0
         ctas = n * self.num_kv_heads
@@ -91,12 +92,12 @@ class DecodePricer:
                 return False
         return True
 
-    def run(self, num_seqs, first_total, step, count) -> list[float]:
+    def run(self, num_seqs: int, first_total: int, step: int, count: int) -> list[float]:
         """``[self(num_seqs, first_total + i·step) for i in range(count)]`` (*first_total* ≥
         *num_seqs*, *step* ≥ 1: a run of decode steps), bit for bit: the same arithmetic,
         the context split looked up once per KV block count, and the contexts that keep it
         priced in one loop (one expression where the DRAM stream term dominates)."""
-        n, first, step, count = int(num_seqs), int(first_total), int(step), int(count)
+        n, first = num_seqs, first_total
         per_token, bw, share = self.per_token, self.bw, self.share
         flop_coef, flop_rate = self.flop_coef, self.flop_rate
         head_dim, kv_bytes, sm_count = self.head_dim, self.kv_bytes, self.sm_count
@@ -108,14 +109,12 @@ class DecodePricer:
         last_total = first + step * (count - 1)
         stop = first + step * count
         # the split holds while the context stays in its KV blocks: below `limit` tokens
-        split = 1
-        waves = 0
-        t_ctas = side_s = 0.0
         if ctas < self.no_split:
             limit = -1                                  # (the first step works it out, and
             stream_only = False                         # the terms that depend on the split)
         else:
             limit = NEVER
+            split = 1
             waves = -(-ctas // sm_count)
             t_ctas = ctas * split * self.cta_s / sm_count
             side_s = decode_side_seconds(n, self.num_heads, self.num_kv_heads, head_dim, split,

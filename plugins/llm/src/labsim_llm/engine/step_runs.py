@@ -30,8 +30,8 @@ def gaps_and_block_seconds(bounds: list[float], count: int, start: float, held: 
     prev = start
     bs = len(prefix) - 1
     r = 0                                   # step i's phase i % bs ...
-    for i in range(count):                  # ... and held + (i // bs) · per: it holds held + prefix[r]
-        t = bounds[i]
+    for t in bounds if count == len(bounds) else bounds[:count]:
+        # ... and held + (i // bs) · per: step i holds held + prefix[r]
         d = t - prev                        # the same subtraction one event per step makes
         prev = t
         gaps.append(d)
