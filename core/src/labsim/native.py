@@ -76,6 +76,15 @@ def compiled(module: str) -> bool:
     return _status.get(module) == "compiled"
 
 
+def package_status(package: str, modules: dict[str, str]) -> dict[str, str]:
+    """:func:`status` of a plugin's twins: *modules* maps each twin's name to its pure
+    module's path under the import *package* (``{"kv_cache": "engine/kv_cache.py"}``, the
+    ``MODULES`` of ``<package>.native``); the answer is by twin name."""
+    found = status({f"{package}.native.{name}": f"{package}." + path[:-3].replace("/", ".")
+                    for name, path in modules.items()})
+    return {name.rpartition(".")[2]: how for name, how in found.items()}
+
+
 def status(modules: dict) -> dict[str, str]:
     """How each twin of *modules* (twin module name → its pure module's name, imported here)
     runs in this process: ``"compiled"``, or why not."""
@@ -85,4 +94,4 @@ def status(modules: dict) -> dict[str, str]:
     return {name: _status.get(name, "pure Python (not built)") for name in modules}
 
 
-__all__ = ["compiled", "source_digest", "status", "twin", "use_twin"]
+__all__ = ["compiled", "package_status", "source_digest", "status", "twin", "use_twin"]
