@@ -57,17 +57,15 @@ class DecodePricer:
     def __call__(self, num_seqs: int, total_context: float) -> float:
         """Seconds of the kernel over *num_seqs* (≥ 1) sequences of *total_context* tokens (an
         int or a float: the compiled twin makes it a float, the same value below 2**53)."""
-        n = num_seqs
-        total = total_context
-        longest_context = total / n
-        dram = total * self.per_token + n * self.q_ints * 2.0
-        ctas = n * self.num_kv_heads
+        longest_context = total_context / num_seqs
+        dram = total_context * self.per_token + num_seqs * self.q_ints * 2.0
+        ctas = num_seqs * self.num_kv_heads
         sm_count = self.sm_count
         split = 1 if ctas >= self.no_split else num_splits(ctas, sm_count, longest_context)
         t_stream = dram / self.bw
         slice_bytes = longest_context * 2.0 * self.head_dim * self.kv_bytes / split
         t_busiest = -(-(ctas * split) // sm_count) * slice_bytes / self.share
-        t_flops = self.flop_coef * total / self.flop_rate
+        t_flops = self.flop_coef * total_context / self.flop_rate
         t_ctas = ctas * split * self.cta_s / sm_count
         hi = t_stream
         if t_busiest > hi:
@@ -76,7 +74,7 @@ class DecodePricer:
             hi = t_flops
         if self.side:
             return hi + t_ctas + self.fixed_a + self.fixed_b + decode_side_seconds(
-                n, self.num_heads, self.num_kv_heads, self.head_dim, split, self.mem_bw, self.p)
+                num_seqs, self.num_heads, self.num_kv_heads, self.head_dim, split, self.mem_bw, self.p)
         return hi + t_ctas + self.fixed_a + self.fixed_b
 
     def _stream_dominates(self, lo: int, hi: int, num_seqs: int, waves: int, split: int) -> bool:

@@ -184,10 +184,9 @@ class FastForward:
             itl.add_uniform(bounds[0] - self._g_end, self._nW)     # (_group_gaps with none fresh)
         n_warm = self._nW
         end = bounds[j - 1]
-        kv_seconds = 0.0
         if j >= LONG_SPAN:
-            # the loop below as arrays: the same subtractions and products, summed in order
-            # (numpy's accumulate adds one element after another, as the loop does)
+            # gaps_and_block_seconds as arrays: the same subtractions and products, summed in
+            # order (numpy's accumulate adds one element after another, as its loop does)
             ends = np.array([start, *bounds[:j]], dtype=float)
             gaps = ends[1:] - ends[:-1]
             i = np.arange(j)
