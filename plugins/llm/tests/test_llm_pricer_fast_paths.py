@@ -5,6 +5,7 @@ import random
 import labsim
 from labsim_gpus.kernels import DECODE_KERNELS
 from labsim_llm.engine import GapHistogram, StepPricer, TpStepTraffic, capture_sizes
+from labsim_llm.engine.step_cost import KERNELS_PER_STEP
 from labsim_llm.models import builtin_models
 
 
@@ -361,3 +362,58 @@ def test_decode_work_sum_equals_summing_work_step_by_step():
         flops += f
         nbytes += by
     assert p.decode_work_sum(9, 5000, 9, 30) == (flops, nbytes)
+
+
+def _step_time_as_written(pricer, chunks, b, ctx):
+    """StepPricer.step_time of a step with prompt chunks, every piece asked for in turn (the
+    method before its one-chunk and memo look-ups)."""
+    tokens = sum(n for n, _ in chunks) + b
+    rows = len(chunks) + b
+    graph = tokens <= pricer.max_graph
+    gemm_tokens = pricer.padded(tokens) if graph else tokens
+    stage = pricer.dense_time(gemm_tokens)
+    stage += pricer.prefill_attention(chunks) + pricer.decode_attention(b, ctx)
+    stage += pricer.broadcast_time(gemm_tokens, rows, False)
+    gpu = stage * pricer.pp + pricer.head_time(rows) + pricer.pp_time(tokens)
+    if graph:
+        return gpu + pricer.launch * (2 * pricer.layers + KERNELS_PER_STEP)
+    return max(gpu, pricer.launch * (pricer.kernels_per_layer * pricer.layers + KERNELS_PER_STEP))
+
+
+def _work_as_written(pricer, chunks, b, ctx):
+    """StepPricer.work of a step with prompt chunks, its sums over the chunks as generators."""
+    tokens = sum(n for n, _ in chunks) + b
+    attn = 4.0 * (pricer.heads * pricer.head_dim) * (ctx + sum(n * (p + n / 2) for n, p in chunks))
+    n, k = pricer.lm_head
+    flops = (pricer.layer_weight_flops * tokens + attn) * pricer.layers / pricer.pp / 1.0 + 2.0 * (
+        len(chunks) + b) * n * k / pricer.pp
+    kv_read = pricer.kv_token_bytes * (ctx + sum(p + n for n, p in chunks))
+    return flops, pricer.weights_read(tokens) + kv_read + pricer.kv_token_bytes * tokens
+
+
+def test_prompt_steps_priced_as_written():
+    """step_time and work of a step with prompts (one chunk: the step at an arrival, or
+    several), bit for bit what every piece asked for in turn gives: dense and LM-head memo
+    tables looked up first, broadcasts and PP hand-offs skipped without TP or PP, one chunk's
+    sums taken as their one term; graphs or eager, TP and PP, a mixture of experts."""
+    rng = random.Random(5)
+    engine_traffic = TpStepTraffic("custom_ar", "gather", lambda tokens, rows, decode: (8 * tokens, 4 * rows))
+
+    def collective(kind, nbytes, ranks, algorithm="auto"):
+        return (0.5e-6 if algorithm == "custom_ar" else 1e-6) + nbytes / 1e11
+
+    for model in ("Llama-3.1-8B", "Mixtral-8x7B"):
+        for traffic in (None, engine_traffic):
+            for graphs, tp, pp in ((capture_sizes(256, 8192), 2, 2), ([], 2, 1),
+                                   (capture_sizes(512, 8192), 1, 1), ([], 1, 2)):
+                pricer = StepPricer(builtin_models()[model], labsim.device("H100-SXM"), tp=tp, pp=pp,
+                                    graph_sizes=graphs, collective=collective, traffic=traffic)
+                for _ in range(150):
+                    b = rng.choice([0, 1, 7, 75, 300])
+                    ctx = b * rng.randint(1, 4000) + rng.randint(0, b)
+                    top = rng.choice([1, 16, 400, 4096])
+                    chunks = [(rng.randint(1, top), rng.randint(0, 4096))
+                              for _ in range(rng.choice([1, 1, 2, 3]))]
+                    for _ in range(2):            # the memo tables empty, then holding the step
+                        assert pricer.step_time(chunks, b, ctx) == _step_time_as_written(pricer, chunks, b, ctx)
+                        assert pricer.work(chunks, b, ctx) == _work_as_written(pricer, chunks, b, ctx)

@@ -419,17 +419,25 @@ class StepPricer:
             if num_decodes <= 0:
                 return 0.0
             return self.decode_step_fn(num_decodes)(decode_context)
-        prefill_tokens = sum(n for n, _ in chunks)
+        # the memo tables of dense_time and head_time are looked up here first, and the input
+        # broadcasts and PP hand-offs, 0.0 without TP or PP, are not asked for then: a prompt
+        # step is priced at every arrival (the same sums, in the same order)
+        prefill_tokens = chunks[0][0] if len(chunks) == 1 else sum(n for n, _ in chunks)
         tokens = prefill_tokens + num_decodes
         rows = len(chunks) + num_decodes
         if tokens == 0:
             return 0.0
         graph = tokens <= self.max_graph
         gemm_tokens = self.padded(tokens) if graph else tokens
-        stage = self.dense_time(gemm_tokens)
+        stage = self._dense.get(gemm_tokens)
+        if stage is None:
+            stage = self.dense_time(gemm_tokens)
         stage += self.prefill_attention(chunks) + self.decode_attention(num_decodes, decode_context)
-        stage += self.broadcast_time(gemm_tokens, rows, False)
-        gpu = stage * self.pp + self.head_time(rows) + self.pp_time(tokens)
+        stage += self.broadcast_time(gemm_tokens, rows, False) if self.tp > 1 else 0.0
+        head = self._head.get(rows)
+        if head is None:
+            head = self.head_time(rows)
+        gpu = stage * self.pp + head + (self.pp_time(tokens) if self.pp > 1 else 0.0)
         if graph and not chunks:
             return gpu + self.launch  # one full-graph replay
         if graph:
@@ -631,16 +639,24 @@ class StepPricer:
         """
         if not chunks:
             return self.decode_work(num_decodes, decode_context)
-        prefill_tokens = sum(n for n, _ in chunks)
+        if len(chunks) == 1:
+            # one chunk (a step at a prompt's arrival): the sums below of one term each (0 + x is x)
+            (new, prefix), = chunks
+            prefill_tokens, attn_chunks, kv_chunks = new, new * (prefix + new / 2), prefix + new
+        else:
+            prefill_tokens = sum(n for n, _ in chunks)
+            attn_chunks = sum(n * (p + n / 2) for n, p in chunks)
+            kv_chunks = sum(p + n for n, p in chunks)
         tokens = prefill_tokens + num_decodes
         hd = self.heads * self.head_dim
-        attn = 4.0 * hd * (decode_context + sum(n * (p + n / 2) for n, p in chunks))
+        attn = 4.0 * hd * (decode_context + attn_chunks)
         n, k = self.lm_head
         flops = (self.layer_weight_flops * tokens + attn) * self.layers / self.pp / 1.0 + 2.0 * (
             len(chunks) + num_decodes
         ) * n * k / self.pp
-        kv_read = self.kv_token_bytes * (decode_context + sum(p + n for n, p in chunks))
-        nbytes = self.weights_read(tokens) + kv_read + self.kv_token_bytes * tokens
+        kv_read = self.kv_token_bytes * (decode_context + kv_chunks)
+        weights = self.weight_bytes if self.moe is None else self.weights_read(tokens)
+        nbytes = weights + kv_read + self.kv_token_bytes * tokens
         return flops, nbytes
 
     def mixed_work_fn(self, chunks, num_decodes: int):
