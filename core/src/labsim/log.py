@@ -104,9 +104,11 @@ class _Logger:
 
 def _below_threshold(method: str) -> bool:
     """Whether a line logged with *method* is sure to be filtered out: structlog is not
-    imported yet and the configuration waiting for it drops that level."""
-    if "structlog" in sys.modules or _pending is None or _pending[2]:
-        return False                  # imported, or only a default someone else may override
+    imported yet and the configuration waiting for it drops that level. (That includes the
+    library default, which applies only if nobody configured structlog: nobody can have
+    before it is imported, so importing it now would apply the default.)"""
+    if "structlog" in sys.modules or _pending is None:
+        return False
     levels = logging.getLevelNamesMapping()
     wanted = levels.get(method.upper())
     return wanted is not None and wanted < levels[_pending[1].upper()]
