@@ -14,6 +14,7 @@ import os
 import random
 import subprocess
 import sys
+from itertools import accumulate
 
 import pytest
 from hypothesis import given, settings
@@ -232,6 +233,35 @@ def test_compiled_step_loops_give_the_same_bits(start, gaps, held, per, prefix, 
                                 st.one_of(st.just(0), finite), st.one_of(st.just(0), finite)))
     for name in ("graph_step_prices", "eager_step_prices"):
         assert _bits(pure[name](attention, *terms)) == _bits(getattr(twin, name)(attention, *terms))
+
+
+def _span_blocks_as_written(counts, phase, free, per, most):
+    """The block limit of a fast-forward span as ``FastForward._span`` worked it out inline."""
+    bs = len(counts)
+    prefix = [0, *accumulate(counts[phase:] + counts[:phase])]
+    k = most
+    low = free - prefix[bs]
+    if low < 0 or (low // per + 1) * bs + 1 < k:
+        for r in range(1, bs + 1):
+            slack = free - prefix[r]
+            s = (slack // per + 1 if slack >= 0 else 0) * bs + r
+            if s < k:
+                k = s
+    return k, prefix
+
+
+@settings(max_examples=300, deadline=None)
+@given(counts=st.lists(st.integers(0, 40), min_size=1, max_size=32), free=st.integers(0, 5000),
+       most=st.integers(2, 4096), data=st.data())
+def test_span_block_limits_compiled_and_pure(counts, free, most, data):
+    """How many steps a span's free KV blocks allow (``step_runs.span_blocks``), compiled and
+    pure, is what the span worked out inline: the step count and the blocks by phase."""
+    twin = _twin_of("step_runs")
+    phase = data.draw(st.integers(0, len(counts) - 1))
+    per = max(1, sum(counts)) + data.draw(st.integers(0, 8))    # members, some of them idle here
+    want = _span_blocks_as_written(counts, phase, free, per, most)
+    assert step_runs.PURE["span_blocks"](counts, phase, free, per, most) == want
+    assert twin.span_blocks(counts, phase, free, per, most) == want
 
 
 def _twin_of(name):

@@ -35,7 +35,7 @@ import numpy as np
 from simpy import Interrupt
 
 from labsim import native
-from labsim_llm.engine.step_runs import gaps_and_block_seconds
+from labsim_llm.engine.step_runs import gaps_and_block_seconds, span_blocks
 from labsim_vllm.seq import MAX_SPAN, Step
 
 #: spans of at least this many steps are committed with arrays (fewer: a plain loop is quicker;
@@ -99,20 +99,10 @@ class FastForward:
         if k_max <= 1:
             return None
         # blocks the steps after the first need: members cross a block boundary every bs steps,
-        # so the first s of them need (s // bs) · nD + prefix[s % bs]
-        cnt = self._cnt
+        # so the first s of them need (s // bs) · nD + prefix[s % bs]; k: the first s whose
+        # need exceeds the free blocks
         per = self._nD
-        p = (g1 + 1) % bs
-        prefix = [0, *accumulate(cnt[p:] + cnt[:p])]      # prefix[r] = Σ cnt[(g1 + i) % bs], i ≤ r
-        free = self.pool.num_free
-        k = k_max                                           # first s whose need exceeds free
-        low = free - prefix[bs]     # the least slack of any r (prefix grows): its s bounds theirs
-        if low < 0 or (low // per + 1) * bs + 1 < k:
-            for r in range(1, bs + 1):
-                slack = free - prefix[r]
-                s = (slack // per + 1 if slack >= 0 else 0) * bs + r
-                if s < k:
-                    k = s
+        k, prefix = span_blocks(self._cnt, (g1 + 1) % bs, self.pool.num_free, per, k_max)
         if k <= 1:
             return None
         return k, (prefix, per), step.decode_ctx

@@ -43,6 +43,36 @@ def gaps_and_block_seconds(bounds: list[float], count: int, start: float, held: 
     return gaps, block_seconds
 
 
+def span_blocks(counts: list[int], phase: int, free: int, per: int, most: int) -> tuple[int, list[int]]:
+    """How many decode steps of a group can run on *free* KV blocks, at most *most*, and the
+    blocks its steps need by phase. *counts*\ ``[q]``: members that start a new block at
+    a step of phase ``q`` (``len(counts)`` steps to a block, *per* members in all, each
+    crossing a boundary once a period); the run's second step has phase *phase*.
+
+    Returns ``(k, prefix)``: ``prefix[r]`` = blocks the steps 2 … r + 1 need (``Σ counts[(phase
+    + i) % bs]``, i < r); the first *s* steps after the first need ``(s // bs) · per +
+    prefix[s % bs]``, and *k* is the first step count whose need exceeds *free* (capped at
+    *most*)."""
+    bs = len(counts)
+    prefix = [0]
+    total = 0
+    for q in range(phase, bs):
+        total += counts[q]
+        prefix.append(total)
+    for q in range(phase):
+        total += counts[q]
+        prefix.append(total)
+    k = most
+    low = free - total          # the least slack of any r (prefix grows): its s bounds theirs
+    if low < 0 or (low // per + 1) * bs + 1 < k:
+        for r in range(1, bs + 1):
+            slack = free - prefix[r]
+            s = (slack // per + 1 if slack >= 0 else 0) * bs + r
+            if s < k:
+                k = s
+    return k, prefix
+
+
 def graph_step_prices(attention: list[float], layers: float, dense: float, head: float,
                       launch: float, then: float, and_then: float) -> list[float]:
     """Seconds of decode steps in a CUDA graph on one GPU stage, from each step's attention
@@ -59,7 +89,7 @@ def eager_step_prices(attention: list[float], layers: float, dense: float, head:
     return [(gpu if gpu >= launches else launches) + then + and_then for gpu in out]
 
 
-__all__ = ["eager_step_prices", "gaps_and_block_seconds", "graph_step_prices"]
+__all__ = ["eager_step_prices", "gaps_and_block_seconds", "graph_step_prices", "span_blocks"]
 
 #: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
 PURE = {name: globals()[name] for name in __all__}
