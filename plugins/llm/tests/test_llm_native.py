@@ -9,6 +9,7 @@ built (no C compiler, or ``LABSIM_PURE_PYTHON=1`` at install time).
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import random
@@ -262,6 +263,55 @@ def test_span_block_limits_compiled_and_pure(counts, free, most, data):
     want = _span_blocks_as_written(counts, phase, free, per, most)
     assert step_runs.PURE["span_blocks"](counts, phase, free, per, most) == want
     assert twin.span_blocks(counts, phase, free, per, most) == want
+
+
+def _extend_ends_as_written(bounds, prices, t, j, k, least, horizon, chunk):
+    """A span's step ends as ``FastForward._bounds`` extended them inline (running sums,
+    the stop found by bisection)."""
+    while True:
+        n = min(k, max(least, j + chunk))
+        chunk *= 2
+        ends = list(accumulate(prices(j, n), initial=t))
+        del ends[0]
+        m = bisect.bisect_left(ends, horizon, max(0, least - j - 1)) + 1
+        if m < len(ends):
+            del ends[m:]
+        bounds += ends
+        j += len(ends)
+        t = ends[-1]
+        if j >= k or (j >= least and t >= horizon):
+            return
+
+
+@settings(max_examples=300, deadline=None)
+@given(step_prices=st.lists(st.floats(1e-4, 0.1, allow_nan=False), min_size=1, max_size=400),
+       start=st.one_of(st.just(0), seconds), data=st.data())
+def test_span_step_ends_compiled_and_pure(step_prices, start, data):
+    """A span's step ends extended a chunk of prices at a time (``step_runs.extend_ends``),
+    compiled and pure, are what the span's bisection loop gave, bit for bit: as many, the
+    same floats (from a SimPy clock's int 0 too)."""
+    twin = _twin_of("step_runs")
+    k = len(step_prices)
+    done = data.draw(st.integers(0, k - 1))             # steps priced already
+    prior = list(accumulate(step_prices[:done], initial=start))[1:]
+    least = data.draw(st.integers(done + 1, k))
+    horizon = start + data.draw(st.floats(0.0, 2.0 * sum(step_prices), allow_nan=False))
+    chunk = data.draw(st.integers(2, 64))
+    t = prior[-1] if prior else start
+    calls = []
+
+    def prices(j0, j1):
+        calls.append((j0, j1))
+        return step_prices[j0:j1]
+
+    want = list(prior)
+    _extend_ends_as_written(want, prices, t, done, k, least, horizon, chunk)
+    want_calls, calls[:] = list(calls), []
+    for extend in (step_runs.PURE["extend_ends"], twin.extend_ends):
+        got = list(prior)
+        extend(got, prices, t, done, k, least, horizon, chunk)
+        assert _bits(got) == _bits(want) and calls == want_calls
+        calls.clear()
 
 
 def _twin_of(name):

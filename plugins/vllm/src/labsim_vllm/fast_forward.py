@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from itertools import accumulate
 
 import numpy as np
 from simpy import Interrupt
 
 from labsim import native
-from labsim_llm.engine.step_runs import gaps_and_block_seconds, span_blocks
+from labsim_llm.engine.step_runs import extend_ends, gaps_and_block_seconds, span_blocks
 from labsim_vllm.seq import MAX_SPAN, Step
 
 #: spans of at least this many steps are committed with arrays (fewer: a plain loop is quicker;
@@ -122,34 +121,23 @@ class FastForward:
         if j < k and (j < least or t < horizon):
             # step by step: t += price of step j, until j == k or (j ≥ least and t ≥ horizon);
             # the prices come a chunk at a time (worked out in one loop: a span's contexts
-            # seldom recur), as many as should reach the horizon, the ends are their running
-            # sums (accumulate adds in the same order) and the stop is found by bisection in
-            # them (the ends only grow)
+            # seldom recur), as many as should reach the horizon (step_runs.extend_ends)
             run = None
             if ctx0 >= b:
                 fns = self._run_fns                 # (_run_fn's table, looked up here first)
                 run = fns.get(b) if fns is not None else None
                 if run is None:
                     run = self._run_fn(b)
-            prices = self._decode_prices(b, ctx0, "decode_run_fn") if run is None else None
+            if run is None:
+                prices = self._decode_prices(b, ctx0, "decode_run_fn")
+            else:
+                def prices(j0, j1):
+                    return run(ctx0 + b * j0, j1 - j0)
             if step_s > 0 and horizon - t < MAX_SPAN * step_s:
                 chunk = 2 + max(0, int((horizon - t) / step_s))
             else:
                 chunk = k
-            while True:
-                n = min(k, max(least, j + chunk))
-                chunk *= 2
-                ends = list(accumulate(run(ctx0 + b * j, n - j) if run is not None else prices(j, n),
-                                       initial=t))
-                del ends[0]
-                m = bisect.bisect_left(ends, horizon, max(0, least - j - 1)) + 1
-                if m < len(ends):
-                    del ends[m:]
-                bounds += ends
-                j += len(ends)
-                t = ends[-1]
-                if j >= k or (j >= least and t >= horizon):
-                    return
+            extend_ends(bounds, prices, t, j, k, least, horizon, chunk)
 
     def _commit_span(self, step: Step, span, j: int, start: float, bounds) -> None:
         """Apply the first *j* iterations of a fast-forward span: the engine's clock at the end

@@ -43,6 +43,27 @@ def gaps_and_block_seconds(bounds: list[float], count: int, start: float, held: 
     return gaps, block_seconds
 
 
+def extend_ends(ends: list, prices, t, j: int, k: int, least: int, horizon, chunk: int) -> None:
+    """Append to *ends* (a span's step end times, *j* of them so far, the last at *t*) the ends
+    of its next steps, at least up to step *least* and past *horizon*, at most *k* steps in
+    all. ``prices(j0, j1)``: the list of the prices of steps ``j0 … j1 − 1``; they are asked
+    for *chunk* steps at a time, twice as many each time. Each end is the previous one plus
+    its step's price; the first end at or past *horizon*, from step *least* on, is the last
+    taken."""
+    while True:
+        n = min(k, max(least, j + chunk))
+        chunk *= 2
+        lo = least - 1          # from step lo on (counted from 0), an end past horizon stops it
+        for p in prices(j, n):
+            t = t + p
+            ends.append(t)
+            j += 1
+            if j > lo and t >= horizon:
+                return
+        if j >= k:
+            return
+
+
 def span_blocks(counts: list[int], phase: int, free: int, per: int, most: int) -> tuple[int, list[int]]:
     """How many decode steps of a group can run on *free* KV blocks, at most *most*, and the
     blocks its steps need by phase. *counts*\ ``[q]``: members that start a new block at
@@ -89,7 +110,7 @@ def eager_step_prices(attention: list[float], layers: float, dense: float, head:
     return [(gpu if gpu >= launches else launches) + then + and_then for gpu in out]
 
 
-__all__ = ["eager_step_prices", "gaps_and_block_seconds", "graph_step_prices", "span_blocks"]
+__all__ = ["eager_step_prices", "extend_ends", "gaps_and_block_seconds", "graph_step_prices", "span_blocks"]
 
 #: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
 PURE = {name: globals()[name] for name in __all__}
