@@ -1,8 +1,8 @@
 """The per-step loops of a run of decode steps, in a module that compiles (``labsim_llm.native``).
 
 An engine that takes a run of identical decode steps in one event (vLLM's fast-forward
-spans) still owes each step its own arithmetic: its gap since the previous one, the KV
-blocks it held over that gap, its price. These functions are those loops, written so that
+spans) still owes each step its own arithmetic: whether the free KV blocks allow it, its
+end, its gap since the previous one, the KV blocks it held over that gap, its price. These functions are those loops, written so that
 mypyc can compile them (``labsim_llm.native``: the compiled twin runs them several times
 as fast); each does the same floating-point operations in the same order as one step at a
 time, so a caller gets the same bits whether it runs compiled or not.
