@@ -2,10 +2,11 @@
 
 An engine that takes a run of identical decode steps in one event (vLLM's fast-forward
 spans) still owes each step its own arithmetic: whether the free KV blocks allow it, its
-end, its gap since the previous one, the KV blocks it held over that gap, its price. These functions are those loops, written so that
-mypyc can compile them (``labsim_llm.native``: the compiled twin runs them several times
-as fast); each does the same floating-point operations in the same order as one step at a
-time, so a caller gets the same bits whether it runs compiled or not.
+end, its gap since the previous one, the KV blocks it held over that gap, its price. These
+functions are those loops, written so that mypyc can compile them (``labsim_llm.native``:
+the compiled twin runs them several times as fast); each does the same floating-point
+operations in the same order as one step at a time, so a caller gets the same bits whether
+it runs compiled or not.
 
 >>> # four steps ending at 1.0 … 3.0, from 0.5, holding 10 blocks, 2 steps to a block: the
 >>> # second step of each period needs 1 block more, each period 4 more (10, 11, 14, 15 held)
@@ -66,8 +67,8 @@ def extend_ends(ends: list, prices, t, j: int, k: int, least: int, horizon, chun
 
 def span_blocks(counts: list[int], phase: int, free: int, per: int, most: int) -> tuple[int, list[int]]:
     """How many decode steps of a group can run on *free* KV blocks, at most *most*, and the
-    blocks its steps need by phase. *counts*\ ``[q]``: members that start a new block at
-    a step of phase ``q`` (``len(counts)`` steps to a block, *per* members in all, each
+    blocks its steps need by phase. ``counts[q]``: members that start a new block at a step
+    of phase ``q`` (``len(counts)`` steps to a block, *per* members in all, each
     crossing a boundary once a period); the run's second step has phase *phase*.
 
     Returns ``(k, prefix)``: ``prefix[r]`` = blocks the steps 2 … r + 1 need (``Σ counts[(phase
