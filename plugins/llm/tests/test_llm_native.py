@@ -236,33 +236,35 @@ def test_compiled_step_loops_give_the_same_bits(start, gaps, held, per, prefix, 
         assert _bits(pure[name](attention, *terms)) == _bits(getattr(twin, name)(attention, *terms))
 
 
-def _span_blocks_as_written(counts, phase, free, per, most):
-    """The block limit of a fast-forward span as ``FastForward._span`` worked it out inline."""
+def _span_steps_by_definition(counts, phase, free, per, most):
+    """A span's block limit from its definition: the blocks by phase (``prefix[r]``: what
+    the steps 2 … r + 1 need), and the first step count *s* whose need, ``(s // bs) · per +
+    prefix[s % bs]``, exceeds *free* (at most *most*), found by trying each in turn."""
     bs = len(counts)
-    prefix = [0, *accumulate(counts[phase:] + counts[:phase])]
-    k = most
-    low = free - prefix[bs]
-    if low < 0 or (low // per + 1) * bs + 1 < k:
-        for r in range(1, bs + 1):
-            slack = free - prefix[r]
-            s = (slack // per + 1 if slack >= 0 else 0) * bs + r
-            if s < k:
-                k = s
-    return k, prefix
+    prefix = [0]
+    for i in range(bs):
+        prefix.append(prefix[-1] + counts[(phase + i) % bs])
+    first = next((s for s in range(1, most) if (s // bs) * per + prefix[s % bs] > free), most)
+    return first, prefix
 
 
 @settings(max_examples=300, deadline=None)
-@given(counts=st.lists(st.integers(0, 40), min_size=1, max_size=32), free=st.integers(0, 5000),
-       most=st.integers(2, 4096), data=st.data())
+@given(counts=st.lists(st.integers(0, 40), min_size=1, max_size=32).filter(any),
+       free=st.integers(0, 5000), most=st.integers(2, 4096), data=st.data())
 def test_span_block_limits_compiled_and_pure(counts, free, most, data):
     """How many steps a span's free KV blocks allow (``step_runs.span_blocks``), compiled and
-    pure, is what the span worked out inline: the step count and the blocks by phase."""
+    pure: the step count and blocks by phase its definition gives (each of the group's *per*
+    members starts a block once a period, so *per* is the sum of *counts*), and the same
+    answer from both for any *per*."""
     twin = _twin_of("step_runs")
     phase = data.draw(st.integers(0, len(counts) - 1))
-    per = max(1, sum(counts)) + data.draw(st.integers(0, 8))    # members, some of them idle here
-    want = _span_blocks_as_written(counts, phase, free, per, most)
+    per = sum(counts)
+    want = _span_steps_by_definition(counts, phase, free, per, most)
     assert step_runs.PURE["span_blocks"](counts, phase, free, per, most) == want
     assert twin.span_blocks(counts, phase, free, per, most) == want
+    per += data.draw(st.integers(0, 8))
+    assert twin.span_blocks(counts, phase, free, per, most) == step_runs.PURE["span_blocks"](
+        counts, phase, free, per, most)
 
 
 def _extend_ends_as_written(bounds, prices, t, j, k, least, horizon, chunk):

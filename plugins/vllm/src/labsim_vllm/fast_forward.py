@@ -62,9 +62,14 @@ class FastForward:
         """``f(j0, j1)`` → the list of :meth:`_decode_price` ``(b)`` at contexts
         ``ctx0 + b·j`` for *j* in ``j0 … j1 − 1``, bit for bit (priced in one loop when the
         pricer can: by its *maker*, ``decode_steps_fn`` keeping the prices found by context,
-        ``decode_run_fn`` working each out)."""
-        make = getattr(self.pricer, maker, None)
-        run = make(b, self.overhead, self.overhead_per_req * b) if make is not None and ctx0 >= b else None
+        ``decode_run_fn`` working each out, kept per batch size: :meth:`_run_fn`)."""
+        run = None
+        if ctx0 >= b:
+            if maker == "decode_run_fn":
+                run = self._run_fn(b)
+            else:
+                make = getattr(self.pricer, maker, None)
+                run = make(b, self.overhead, self.overhead_per_req * b) if make is not None else None
         if run is None:
             price = self._decode_price(b)
             return lambda j0, j1: [price(ctx0 + b * j) for j in range(j0, j1)]
@@ -122,17 +127,7 @@ class FastForward:
             # step by step: t += price of step j, until j == k or (j ≥ least and t ≥ horizon);
             # the prices come a chunk at a time (worked out in one loop: a span's contexts
             # seldom recur), as many as should reach the horizon (step_runs.extend_ends)
-            run = None
-            if ctx0 >= b:
-                fns = self._run_fns                 # (_run_fn's table, looked up here first)
-                run = fns.get(b) if fns is not None else None
-                if run is None:
-                    run = self._run_fn(b)
-            if run is None:
-                prices = self._decode_prices(b, ctx0, "decode_run_fn")
-            else:
-                def prices(j0, j1):
-                    return run(ctx0 + b * j0, j1 - j0)
+            prices = self._decode_prices(b, ctx0, "decode_run_fn")
             if step_s > 0 and horizon - t < MAX_SPAN * step_s:
                 chunk = 2 + max(0, int((horizon - t) / step_s))
             else:

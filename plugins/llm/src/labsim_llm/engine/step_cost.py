@@ -655,8 +655,7 @@ class StepPricer:
             len(chunks) + num_decodes
         ) * n * k / self.pp
         kv_read = self.kv_token_bytes * (decode_context + kv_chunks)
-        weights = self.weight_bytes if self.moe is None else self.weights_read(tokens)
-        nbytes = weights + kv_read + self.kv_token_bytes * tokens
+        nbytes = self.weights_read(tokens) + kv_read + self.kv_token_bytes * tokens
         return flops, nbytes
 
     def mixed_work_fn(self, chunks, num_decodes: int):
