@@ -16,6 +16,7 @@ from collections import OrderedDict
 import labsim
 import numpy as np
 import pytest
+from labsim_llm.engine import step_runs
 from labsim_llm.engine.kv_cache import BlockPool, block_ids, block_keys
 from labsim_llm.engine.serving_metrics import GapHistogram
 from labsim_vllm import pipeline_span
@@ -305,6 +306,38 @@ def test_a_group_batch_that_is_not_quiet_is_landed_without_the_walk(case, monkey
     fast[2]["v"]["config"].pop("fast_forward")
     slow[2]["v"]["config"].pop("fast_forward")
     assert repr(fast[2]) == repr(slow[2])
+
+
+@pytest.mark.parametrize("case", ["pp2-plain", "pp3-prefix-cache", "pp4-preemption", "pp2-replicas"])
+def test_quiet_batches_landed_by_the_step_loop_kernel_as_one_by_one(case, monkeypatch):
+    """Without a steps table, runs of quiet batches are landed by ``land_quiet_batches`` (the
+    compiled twin where built) on a copy of the engines' state: its prices filled in as the
+    span prices them, the steps that start in the warm-up handed to the span's own loop. The
+    outputs are those of that loop landing every batch, and of one event per batch."""
+    answers = []
+    original = pipeline_span.land_quiet_batches
+
+    def land(run, lanes):
+        answers.append(original(run, lanes))
+        return answers[-1]
+
+    monkeypatch.setattr(pipeline_span, "land_quiet_batches", land)
+    cfg = copy.deepcopy(PP_CASES[case])
+    cfg["frameworks_to_test"][0]["config"].update(fast_forward=True, record_steps=False)
+    lanes = _outputs(cfg)
+    assert {step_runs.LANES_STOP, step_runs.PRICE_MISSING, step_runs.LAND_ELSEWHERE} <= set(answers)
+    monkeypatch.setattr(pipeline_span.PipelineSpan, "_run_ahead_lanes",
+                        lambda self, horizon: self._run_ahead_each(horizon, self._batches[0].due))
+    answers.clear()
+    each = _outputs(cfg)
+    assert not answers
+    cfg["frameworks_to_test"][0]["config"]["fast_forward"] = False
+    slow = _outputs(cfg)
+    for fast in (lanes, each):
+        assert repr(fast[0]) == repr(slow[0]) and repr(fast[1]) == repr(slow[1])
+        fast[2]["v"]["config"].pop("fast_forward")
+    slow[2]["v"]["config"].pop("fast_forward")
+    assert repr(lanes[2]) == repr(slow[2]) and repr(each[2]) == repr(slow[2])
 
 
 def test_pipeline_span_lands_most_batches_without_an_event_of_their_own(monkeypatch):

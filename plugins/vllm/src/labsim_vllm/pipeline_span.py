@@ -30,6 +30,12 @@ each engine's next one with the same arithmetic the engine's loop uses:
 * only when that turn dispatches nothing — the engine idles, or waits while the others hold
   the KV blocks — is the engine's loop woken, at once, to carry on.
 
+A run of quiet batches landed ahead of the clock is the hot loop of a pipelined replica (a
+few batches per request). Where the engines share one KV pool and keep no steps table, it
+runs in :func:`labsim_llm.engine.step_runs.land_quiet_batches` (compiled with labsim-llm's
+twins) on a copy of the batches' and engines' state, handed back when it stops; otherwise,
+and for steps that start in the warm-up, one landing at a time in Python.
+
 Every step is still priced, timed and recorded one by one, in the order one event per batch
 takes them: the outputs are identical (tested), only the SimPy events are fewer. As with
 :mod:`labsim_vllm.fast_forward`, another process's event at exactly a batch's end instant
@@ -41,6 +47,9 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+
+from labsim_llm.engine.step_runs import (LAND_ELSEWHERE, PRICE_MISSING, QuietLane, QuietRun,
+                                         land_quiet_batches)
 
 from labsim_vllm.seq import Step
 
@@ -62,6 +71,12 @@ def delay_to(now: float, t: float) -> float | None:
 #: rows show them, so the replica's queues are not counted then
 NO_ROW_QUEUES = (0, 0)
 
+#: integers below this are doubles, and so are their sums and products while they stay below it
+EXACT_DOUBLES = 2**53
+
+#: the work terms of a batch that :meth:`PipelineSpan._run_ahead_lanes` does not land
+NO_WORK = (0.0,) * 8
+
 #: decode steps priced at once, at most, when a batch's next context is not in its price table yet
 PRICED_AHEAD = 16
 
@@ -72,10 +87,10 @@ class Batch:
     dispatch order (SimPy's among equal instants), the event its engine waits on (``park``),
     and, once a batch of the group alone, what prices the engine's next batches while its
     decode group stays as it is (:meth:`SpanSteps.decode_pricing`: ``decodes`` the group's
-    size, ``price``, ``cpu``, ``work``, ``prices``, ``table``)."""
+    size, ``price``, ``cpu``, ``work``, ``prices``, ``table``, ``exact``)."""
 
     __slots__ = ("engine", "step", "start", "due", "order", "park", "group_only", "alone",
-                 "decodes", "price", "prices", "table", "cpu", "work")
+                 "decodes", "price", "prices", "table", "cpu", "work", "exact")
 
     def __init__(self, engine, step, start: float, due: float, order: int, park):
         self.engine = engine
@@ -93,7 +108,8 @@ class Batch:
     def priced(self, decodes: int) -> None:
         """Set what prices the engine's batches of *decodes* requests (its decode group's)."""
         self.decodes = decodes
-        self.price, self.cpu, self.work, self.prices, self.table = self.engine.decode_pricing(decodes)
+        self.price, self.cpu, self.work, self.prices, self.table, self.exact = \
+            self.engine.decode_pricing(decodes)
 
     def gpu_seconds(self, ctx: int) -> float:
         """``price(ctx)``, bit for bit, from the table (filled a run of steps ahead: the
@@ -243,20 +259,25 @@ class SpanSteps:
                           used * (end - start), self.pipeline.busy(start, end))
 
     def decode_pricing(self, decodes: int) -> tuple:
-        """``(f, cpu, work, prices, table)`` of a decode-only step of *decodes* requests:
+        """``(f, cpu, work, prices, table, exact)`` of a decode-only step of *decodes* requests:
         ``f(ctx)`` its GPU seconds (``step_time((), decodes, ctx)``, bit for bit) and *cpu* its
         engine-core seconds, as the step loop works them out; *work* the terms of its FLOPs
         and bytes (:meth:`~labsim_llm.engine.StepPricer.decode_work_terms`); *prices* the
         pricer's ``decode_steps_fn`` (``f`` a run of contexts at a time) and *table* the
         prices it found so far by context (the contexts of a batch size recur from request
-        to request), or both None. Kept by batch size: the group's size changes often."""
+        to request), or both None; *exact* the last context whose bytes ``w + k·ctx + n``
+        stay below 2**53, so that doubles add them exactly as Python adds the integers
+        (:class:`~labsim_llm.engine.step_runs.QuietLane`'s ``context_limit``). Kept by batch
+        size: the group's size changes often."""
         got = self._span_pricing.get(decodes)
         if got is None:
             pricer = self.pricer
             prices = pricer.decode_steps_fn(decodes)
+            work = pricer.decode_work_terms(decodes)
+            _p, _a, _l, _s, _h, w, k, n = work
             got = (pricer.decode_step_fn(decodes), self.overhead + self.overhead_per_req * (0 + decodes),
-                   pricer.decode_work_terms(decodes), prices,
-                   prices.table if prices is not None else None)
+                   work, prices, prices.table if prices is not None else None,
+                   int((EXACT_DOUBLES - abs(w) - abs(n)) // max(abs(k), 1)))
             self._span_pricing[decodes] = got
         return got
 
@@ -436,13 +457,87 @@ class PipelineSpan:
         begin in the warm-up, the step sums (:meth:`ServingMetrics.step`'s)."""
         batches = self._batches
         batches[0].alone = True         # (the caller's head is quiet)
+        fresh = False
         for i in range(1, len(batches)):
             # quiet landings leave every engine's group as it is (and the others' batches in
             # flight wait for their end): the head is quiet unless one of these is false
             b = batches[i]
-            b.alone = b.group_only and b.engine.group_alone()
+            b.alone = alone = b.group_only and b.engine.group_alone()
+            if alone and b.engine._fresh:
+                fresh = True
         limit = self.limit
         horizon = peek if peek <= limit else math.nextafter(limit, math.inf)   # due < horizon: may land
+        if (self.peers.shares_pool and not fresh and not batches[0].engine._fresh
+                and batches[0].engine.metrics.steps is None):
+            return self._run_ahead_lanes(horizon)
+        return self._run_ahead_each(horizon, batches[0].due)
+
+    def _run_ahead_lanes(self, horizon: float) -> tuple[float, bool]:
+        """:meth:`_run_ahead`'s landings by :func:`~labsim_llm.engine.step_runs.land_quiet_batches`
+        (compiled where ``labsim_llm.native`` was built) on a copy of the batches' and engines'
+        state, handed back when it stops: where the engines share one KV pool, keep no steps
+        table and none of the groups has fresh members to count in its next gap. A step that
+        starts in the warm-up (its sums may not count) is landed by :meth:`_run_ahead_each`."""
+        batches = self._batches
+        engine = batches[0].engine
+        metrics = engine.metrics
+        pipeline = engine.pipeline
+        peers = self.peers
+        cpu_free, stage_free, until = pipeline.clocks()
+        warm_up = metrics.warm_up
+        run = QuietRun(horizon, engine.pool.num_free, peers.kv_blocks_used(), self._order,
+                       cpu_free, stage_free, until, warm_up if warm_up > 0.0 else -math.inf,
+                       metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes,
+                       metrics.kv_block_seconds, metrics.kv_peak, batches[0].due)
+        lanes = []
+        for b in batches:
+            e = b.engine
+            if b.alone:
+                lanes.append(QuietLane(b, b.due, b.order, b.start, e.clock, e.G, e._fin, e._cnt, True,
+                                       e._nD, e._S, e._nW, e._g_end, b.step.decode_ctx, b.cpu,
+                                       b.work, b.table if b.table is not None else [], b.exact))
+            else:                           # (never landed here: its state is not read)
+                lanes.append(QuietLane(b, b.due, b.order, b.start, e.clock, 0, {}, [0], False,
+                                       0, 0, 0, 0.0, 0, 0.0, NO_WORK, [], 0))
+        while True:
+            why = land_quiet_batches(run, lanes)
+            if why != PRICE_MISSING:
+                break
+            # the head's next step priced as the loop prices it (its group one step further)
+            lane = lanes[0]
+            b = lane.batch
+            b.engine.G = G = lane.G + 1
+            lane.next_price = b.gpu_seconds(lane.context + lane.decodes * G)
+        i = 0
+        for lane in lanes:
+            batches[i] = b = lane.batch     # (in the lanes' order)
+            i += 1
+            if lane.order != b.order:       # (landed: the others stay as they were)
+                e = b.engine
+                b.due = lane.due
+                b.order = lane.order
+                b.start = lane.start
+                b.step.decode_ctx = lane.step_context
+                e.clock = lane.end
+                e.G = lane.G
+                e._g_end = lane.last_end
+        pipeline.set_clocks(run.cpu_free, run.stage_free, run.busy_until)
+        metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = \
+            run.num_steps, run.busy_s, run.flops, run.nbytes
+        metrics.kv_block_seconds, metrics.kv_peak = run.kv_s, run.kv_peak
+        if run.gaps:
+            metrics.itl.add_uniform_each(run.gaps, run.widths)
+        if run.taken:
+            engine.pool.allocate(run.taken)
+        self._order = run.order
+        if why == LAND_ELSEWHERE:
+            return self._run_ahead_each(horizon, run.last)
+        return run.last, run.quiet
+
+    def _run_ahead_each(self, horizon: float, last: float) -> tuple[float, bool]:
+        """:meth:`_run_ahead`'s landings, one by one in Python (any replica), the head quiet
+        and due before *horizon*; *last*: the due time of the last batch landed so far."""
+        batches = self._batches
         peers = self.peers
         used = peers.kv_blocks_used()
         order = self._order
@@ -453,7 +548,6 @@ class PipelineSpan:
             taken = 0
         else:
             pool = None
-        last = batches[0].due           # (the caller's head always lands: quiet, due before peek)
         # what the landings share: the engines' metrics and stage pipeline
         engine = batches[0].engine
         metrics = engine.metrics
