@@ -53,6 +53,68 @@ def test_run_events_moves_the_bar_every_n_events_and_stops_at_the_limit(terminal
     assert "demo" in text and "simulated" in text and "ETA" in text and "wall" in text
 
 
+def _traced_env(env_class=simpy.Environment):
+    """An environment whose processes log (time, name) as they run: two interleaved tickers,
+    timeouts at equal instants (SimPy's insertion order decides) and a callback event."""
+    env = env_class()
+    log = []
+
+    def ticker(name, gap, n):
+        for _ in range(n):
+            yield env.timeout(gap)
+            log.append((env.now, name))
+
+    env.process(ticker("a", 0.5, 40))
+    env.process(ticker("b", 1.0, 20))
+    env.timeout(3.0).callbacks.append(lambda _e: log.append((env.now, "callback")))
+    return env, log
+
+
+def test_run_events_steps_as_simpy_does():
+    """run_events, without a bar, steps a plain SimPy environment itself (SimPy's ``step``
+    inlined): the same events in the same order, stopping at the same instant, as calling
+    ``env.step()`` while ``env.peek() <= limit``; a subclass of its own keeps its ``step``."""
+    for limit in (0.0, 7.25, 12.0, 100.0):
+        env, log = _traced_env()
+        assert progress._plain_simpy(env)
+        progress.run_events(env, limit)
+        ref, ref_log = _traced_env()
+        while ref.peek() <= limit:
+            ref.step()
+        assert log == ref_log and env.now == ref.now and env.peek() == ref.peek()
+
+    stepped = []
+
+    class Counting(simpy.Environment):
+        def step(self):
+            stepped.append(self.peek())
+            super().step()
+
+    env, log = _traced_env(Counting)
+    assert not progress._plain_simpy(env)
+    progress.run_events(env, 5.0)
+    assert len(stepped) == len(log) + 2      # (and the two processes' start events)
+
+
+def test_run_events_raises_a_failed_event_as_simpy_does():
+    """A process that fails and nobody waits for crashes the run with its exception, as
+    ``env.step()`` raises it; with nothing left to do and no limit, EmptySchedule."""
+    env = simpy.Environment()
+
+    def broken():
+        yield env.timeout(1.0)
+        raise ValueError("bad input")
+
+    env.process(broken())
+    with pytest.raises(ValueError, match="bad input") as raised:
+        progress.run_events(env, 10.0)
+    assert isinstance(raised.value.__cause__, ValueError) and env.now == 1.0
+    env = _clock_env(3)
+    with pytest.raises(simpy.core.EmptySchedule):
+        progress.run_events(env, float("inf"))
+    assert env.now == 3.0
+
+
 def test_a_run_with_a_bar_gives_the_same_summary(terminal, tmp_path):
     import labsim
     from labsim.orchestrator import Orchestrator, load_experiment

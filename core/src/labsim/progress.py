@@ -148,6 +148,9 @@ def run_events(env, limit: float, bar: Bar | None = None, every: int = EVERY) ->
     *bar* to the simulated time once every *every* events."""
     peek, step = env.peek, env.step
     if bar is None:
+        if _plain_simpy(env):
+            _step_until(env, limit)
+            return
         while peek() <= limit:
             step()
         return
@@ -160,6 +163,37 @@ def run_events(env, limit: float, bar: Bar | None = None, every: int = EVERY) ->
             bar.set(env.now)
     finally:
         bar.close()
+
+
+def _plain_simpy(env) -> bool:
+    """Whether *env* steps and peeks as ``simpy.Environment`` itself does (no subclass of
+    its own) in SimPy 4, whose ``step`` :func:`_step_until` inlines."""
+    import simpy
+
+    cls = type(env)
+    return (simpy.__version__.startswith("4.") and cls.step is simpy.Environment.step
+            and cls.peek is simpy.Environment.peek and isinstance(getattr(env, "_queue", None), list))
+
+
+def _step_until(env, limit: float) -> None:
+    """``while env.peek() <= limit: env.step()`` for a plain ``simpy.Environment`` (SimPy
+    4's ``step``, inlined: the same events in the same order, two calls fewer each, which is
+    a few per cent of a serving run)."""
+    from heapq import heappop
+
+    queue = env._queue
+    while queue and queue[0][0] <= limit:
+        env._now, _, _, event = heappop(queue)
+        callbacks, event.callbacks = event.callbacks, None
+        for callback in callbacks:
+            callback(event)
+        if not event._ok and not hasattr(event, "_defused"):
+            # a failed event nobody defused crashes the run, as step() raises it
+            exc = type(event._value)(*event._value.args)
+            exc.__cause__ = event._value
+            raise exc
+    if not queue and limit >= float("inf"):
+        env.step()                  # raises EmptySchedule, as step() does with nothing left
 
 
 __all__ = ["Bar", "SweepBar", "bar", "run_bar", "run_events", "set_quiet", "sim_bar", "sweep_bar", "wanted",
