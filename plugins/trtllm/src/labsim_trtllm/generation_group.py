@@ -346,7 +346,15 @@ class GenerationGroup:
         co = cur.cohort
         metrics = self.metrics
         step_row = metrics.step
-        add_uniform = metrics.itl.add_uniform
+        itl = metrics.itl
+        gaps, widths = [], []                  # the iterations' gaps, binned together in order
+        # without a steps table, the iterations past the warm-up add to metrics.step's sums held
+        # here (handed back before anything else may read them: a finish, the end)
+        sums = metrics.steps is None
+        warm_up = metrics.warm_up
+        if sums:
+            num_steps, busy_s, s_flops, s_bytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
+            kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
         work_terms = self.pricer.decode_work_terms
         wb = 0                                 # the batch size of the work terms below
         index = self.index
@@ -371,8 +379,9 @@ class GenerationGroup:
             g1, b1, ctx1, nw1 = nxt.gidx, nxt.decodes, nxt.decode_ctx, nxt.group_warm - nxt.left_warm
         while True:
             # apply iteration g (_commit_group_only, its row and gaps; then its finishes)
-            if nw:
-                add_uniform(end - last_end, nw)
+            if nw > 0:                         # (add_uniform counts no fewer)
+                gaps.append(end - last_end)
+                widths.append(nw)
             last_end = end
             if b != wb:
                 wb = b
@@ -382,11 +391,36 @@ class GenerationGroup:
             nbytes = ww + wk * ctx + wn
             u = used + taken
             d = end - start
-            step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops, nbytes, u * d, None)
+            if sums and start >= warm_up:
+                # step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops, nbytes, u * d,
+                # None), inlined: its sums (the iteration begins past the warm-up)
+                num_steps += 1
+                busy_s += d
+                s_flops += flops
+                s_bytes += nbytes
+                kv_s += u * d
+                if u > kv_peak:
+                    kv_peak = u
+            elif sums:
+                metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = num_steps, busy_s, s_flops, s_bytes
+                metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
+                step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops, nbytes, u * d, None)
+                num_steps, busy_s, s_flops, s_bytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
+                kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
+            else:
+                step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops, nbytes, u * d, None)
             now = t
             start = end
             done = fin.pop(g, None)
             if done:
+                # (what the span holds handed back first: the finishes report)
+                if gaps:
+                    itl.add_uniform_each(gaps, widths)
+                    gaps, widths = [], []
+                if sums:
+                    metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = \
+                        num_steps, busy_s, s_flops, s_bytes
+                    metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
                 # members finish (nobody sees it before its time: _finish_unseen): blocks taken
                 # first, then released and freed, as one event per iteration orders them
                 if taken:
@@ -401,6 +435,10 @@ class GenerationGroup:
                     nw1 -= left                # the iteration formed already runs them as gone
                 self._finish(sorted(done, key=_by_order), end, True)
                 self.owner.last_left_s = now  # the finishing's time (env.now, one event each)
+                if sums:
+                    num_steps, busy_s, s_flops, s_bytes = metrics.num_steps, metrics.busy_s, \
+                        metrics.flops, metrics.bytes
+                    kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
                 running = self._gN
                 n, warm, S = co.n, co.warm, co.S
                 used = self.pool.num_used
@@ -434,6 +472,11 @@ class GenerationGroup:
             t = now + wait
             if not (t < horizon and (g not in fin or self._finish_unseen(fin[g]))):
                 break
+        if gaps:
+            itl.add_uniform_each(gaps, widths)
+        if sums:
+            metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = num_steps, busy_s, s_flops, s_bytes
+            metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
         co.last_end = last_end
         self.clock = start
         if taken:
