@@ -87,6 +87,14 @@ def block_keys(segments, block_size, limit=None, *, packed=False) -> Sequence:
 
 def block_ids(segments, block_size, limit=None) -> Sequence:
     """:func:`block_keys` packed as plain ints: equal ⇔ equal keys (what the engines key on)."""
+    if limit is None and len(segments) == 1:
+        content_id, length = segments[0]
+        if block_size <= length <= _M64 and 0 <= content_id <= _M64:
+            # a prompt of one segment (a fresh one, every request has): block_keys' one run,
+            # its parent 0, worked out directly
+            base = ((int(content_id) * _MIX) & _M64) << 64
+            return range(base + block_size, base + block_size + length // block_size * block_size,
+                         block_size)
     return block_keys(segments, block_size, limit, packed=True)
 
 
