@@ -277,10 +277,13 @@ class ReplicaShell:
     def cache_hits(self, seq, tokens: int) -> list:
         """The leading prompt-block keys of *seq* found in the prefix cache, at most all but the
         block of the last of *tokens* (an engine recomputes the last token for its logits)."""
-        bs = self.pool.block_size
-        if seq.keys is None:
-            seq.keys = block_ids(seq.req.segments, bs)
-        return list(seq.keys[:self.pool.match(seq.keys, (tokens - 1) // bs)])
+        pool = self.pool
+        bs = pool.block_size
+        keys = seq.keys
+        if keys is None:
+            seq.keys = keys = block_ids(seq.req.segments, bs)
+        hits = pool.match(keys, (tokens - 1) // bs)
+        return list(keys[:hits]) if hits else []
 
     def register_prompt(self, seq, upto: int) -> None:
         """Cache the full prompt blocks covered by the first *upto* tokens of *seq*."""
