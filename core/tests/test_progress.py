@@ -95,6 +95,21 @@ def test_run_events_steps_as_simpy_does():
     progress.run_events(env, 5.0)
     assert len(stepped) == len(log) + 2      # (and the two processes' start events)
 
+    def patched(self):                       # a test that counts SimPy's steps, say
+        stepped.append(self.peek())
+        original(self)
+
+    original = simpy.Environment.step
+    stepped.clear()
+    simpy.Environment.step = patched
+    try:
+        env, log = _traced_env()
+        assert not progress._plain_simpy(env)
+        progress.run_events(env, 5.0)
+    finally:
+        simpy.Environment.step = original
+    assert len(stepped) == len(log) + 2
+
 
 def test_run_events_raises_a_failed_event_as_simpy_does():
     """A process that fails and nobody waits for crashes the run with its exception, as

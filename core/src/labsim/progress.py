@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import sys
 
+import simpy
+
 #: Events simulated between two looks at the bar (a bar redraws at most ~10 times a second).
 EVERY = 4096
 #: Seconds of wall time before a bar first appears (short work prints nothing).
@@ -165,14 +167,17 @@ def run_events(env, limit: float, bar: Bar | None = None, every: int = EVERY) ->
         bar.close()
 
 
-def _plain_simpy(env) -> bool:
-    """Whether *env* steps and peeks as ``simpy.Environment`` itself does (no subclass of
-    its own) in SimPy 4, whose ``step`` :func:`_step_until` inlines."""
-    import simpy
+#: SimPy 4's own ``Environment.step`` and ``peek``, as imported (one patched since is not theirs)
+_SIMPY_STEP = simpy.Environment.step if simpy.__version__.startswith("4.") else None
+_SIMPY_PEEK = simpy.Environment.peek
 
+
+def _plain_simpy(env) -> bool:
+    """Whether *env* steps and peeks as SimPy 4's ``Environment`` does (no subclass or patch
+    of its own), whose ``step`` :func:`_step_until` inlines."""
     cls = type(env)
-    return (simpy.__version__.startswith("4.") and cls.step is simpy.Environment.step
-            and cls.peek is simpy.Environment.peek and isinstance(getattr(env, "_queue", None), list))
+    return (cls.step is _SIMPY_STEP and cls.peek is _SIMPY_PEEK
+            and isinstance(getattr(env, "_queue", None), list))
 
 
 def _step_until(env, limit: float) -> None:
