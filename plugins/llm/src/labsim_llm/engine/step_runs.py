@@ -222,6 +222,9 @@ def land_quiet_batches(run: QuietRun, lanes: list[QuietLane]) -> int:
     cpu_free = run.cpu_free
     stage_free = run.stage_free
     stages = len(stage_free)
+    two = stages == 2
+    f0 = stage_free[0] if two else 0.0
+    f1 = stage_free[1] if two else 0.0
     until = run.busy_until
     warm_up = run.warm_up
     num_steps = run.num_steps
@@ -281,12 +284,22 @@ def land_quiet_batches(run: QuietRun, lanes: list[QuietLane]) -> int:
         t = (end if end > cpu_free else cpu_free) + head.cpu
         cpu_free = t
         per = gpu / stages
-        for i in range(stages):
-            f = stage_free[i]
-            if f > t:
-                t = f
+        if two:                             # (the usual two stages, in locals)
+            if f0 > t:
+                t = f0
             t += per
-            stage_free[i] = t
+            f0 = t
+            if f1 > t:
+                t = f1
+            t += per
+            f1 = t
+        else:
+            for i in range(stages):
+                f = stage_free[i]
+                if f > t:
+                    t = f
+                t += per
+                stage_free[i] = t
         head.end = t
         # ServingMetrics.step's sums (its busy time past the warm-up: start >= warm_up)
         duration = end - start
@@ -319,6 +332,9 @@ def land_quiet_batches(run: QuietRun, lanes: list[QuietLane]) -> int:
         else:
             lanes.append(head)
         last = due
+    if two:
+        stage_free[0] = f0
+        stage_free[1] = f1
     run.free = free
     run.used = used
     run.order = order
