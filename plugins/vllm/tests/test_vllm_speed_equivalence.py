@@ -310,8 +310,8 @@ def test_a_group_batch_that_is_not_quiet_is_landed_without_the_walk(case, monkey
 
 @pytest.mark.parametrize("case", ["pp2-plain", "pp3-prefix-cache", "pp4-preemption", "pp2-replicas"])
 def test_quiet_batches_landed_by_the_step_loop_kernel_as_one_by_one(case, monkeypatch):
-    """Without a steps table, runs of quiet batches are landed by ``land_quiet_batches`` (the
-    compiled twin where built) on a copy of the engines' state: its prices filled in as the
+    """Without a steps table, runs of quiet batches are landed by ``land_quiet_batches`` (as
+    where the twins are compiled) on a copy of the engines' state: its prices filled in as the
     span prices them, the steps that start in the warm-up handed to the span's own loop. The
     outputs are those of that loop landing every batch, and of one event per batch."""
     answers = []
@@ -322,6 +322,7 @@ def test_quiet_batches_landed_by_the_step_loop_kernel_as_one_by_one(case, monkey
         return answers[-1]
 
     monkeypatch.setattr(pipeline_span, "land_quiet_batches", land)
+    monkeypatch.setattr(pipeline_span.PipelineSpan, "LANES", True)     # (pure Python too)
     cfg = copy.deepcopy(PP_CASES[case])
     cfg["frameworks_to_test"][0]["config"].update(fast_forward=True, record_steps=False)
     lanes = _outputs(cfg)

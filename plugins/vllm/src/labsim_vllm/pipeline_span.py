@@ -32,9 +32,9 @@ each engine's next one with the same arithmetic the engine's loop uses:
 
 A run of quiet batches landed ahead of the clock is the hot loop of a pipelined replica (a
 few batches per request). Where the engines share one KV pool and keep no steps table, it
-runs in :func:`labsim_llm.engine.step_runs.land_quiet_batches` (compiled with labsim-llm's
-twins) on a copy of the batches' and engines' state, handed back when it stops; otherwise,
-and for steps that start in the warm-up, one landing at a time in Python.
+runs in :func:`labsim_llm.engine.step_runs.land_quiet_batches` (where labsim-llm's twins
+are compiled) on a copy of the batches' and engines' state, handed back when it stops;
+otherwise, and for steps that start in the warm-up, one landing at a time in Python.
 
 Every step is still priced, timed and recorded one by one, in the order one event per batch
 takes them: the outputs are identical (tested), only the SimPy events are fewer. As with
@@ -48,6 +48,7 @@ import bisect
 import heapq
 import math
 
+from labsim import native
 from labsim_llm.engine.step_runs import (LAND_ELSEWHERE, PRICE_MISSING, QuietLane, QuietRun,
                                          land_quiet_batches)
 
@@ -329,6 +330,11 @@ class PipelineSpan:
     :param limit: the run's ``max_simulation_time``: no batch ending later is landed ahead.
     """
 
+    #: whether runs of quiet batches go to :func:`~labsim_llm.engine.step_runs.land_quiet_batches`
+    #: (:meth:`_run_ahead_lanes`): where it runs compiled; in pure Python the copy of the state
+    #: it works on costs more than the loop of :meth:`_run_ahead_each` (the outputs are the same)
+    LANES = native.compiled("labsim_llm.native.step_runs")
+
     def __init__(self, env, peers, limit: float = math.inf):
         self.env = env
         self.peers = peers
@@ -467,7 +473,7 @@ class PipelineSpan:
                 fresh = True
         limit = self.limit
         horizon = peek if peek <= limit else math.nextafter(limit, math.inf)   # due < horizon: may land
-        if (self.peers.shares_pool and not fresh and not batches[0].engine._fresh
+        if (self.LANES and self.peers.shares_pool and not fresh and not batches[0].engine._fresh
                 and batches[0].engine.metrics.steps is None):
             return self._run_ahead_lanes(horizon)
         return self._run_ahead_each(horizon, batches[0].due)
