@@ -456,7 +456,9 @@ class PipelineSpan:
         batch quiet only :meth:`SpanSteps.next_step_quiet` changes from step to step. Returns
         the end of the last batch landed, and whether the head is quiet now.
 
-        What the landings share is held in locals and handed back when the run ends, the
+        The landings are made by :meth:`_run_ahead_lanes` (the compiled loop, where
+        :attr:`LANES` and the engines share one KV pool and keep no steps table) or by
+        :meth:`_run_ahead_each`. What the landings share is held in locals and handed back when the run ends, the
         arithmetic unchanged: the stage pipeline's clocks (:meth:`StagePipeline.turn`, inlined
         for two stages), the groups' inter-token gaps (binned at the end, in landing order,
         :meth:`GapHistogram.add_uniform_each`) and, unless steps are recorded or a batch may
