@@ -33,6 +33,18 @@ The first line says whether the compiled twins of the hot modules ran (``labsim.
 labsim-llm and labsim-gpus build them at install where mypyc and a C compiler are at hand);
 ``LABSIM_NATIVE=0`` measures pure Python.
 
+``--against REV`` measures each figure twice in one sitting, the two taking turns: once with
+this tree and once with the sources of commit *REV* of this repository (``git archive``,
+imported ahead of the installed packages: pure Python, as its twins are not built there). The
+seconds of one machine move by a factor of two from one day to the next; the ratio of runs
+taken in turns moves far less. Issue 13 measured its own figures at commit ``30df584``
+(:data:`REFERENCE`), so
+
+    python benchmarks/speed_serving.py --against 30df584 --sizes 100000 --framework trtllm
+
+also says what this tree would take on the machine that issue measured on: its seconds over
+the speed-up, to set against the 5 s target.
+
 Targets (issue 13): 100,000 requests < 5 s and 1,000,000 < 50 s and < 200 MB per engine;
 PP=2 within 1.5× of PP=1; 800,000 requests on 8 replicas < 60 s; the trace within 1.5× of
 the synthetic rate; start-up < 0.6 s.
@@ -41,6 +53,7 @@ the synthetic rate; start-up < 0.6 s.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -49,10 +62,18 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
 TRACE_ROWS = 19366
+
+#: the commit issue 13 measured at, and what it measured there (its 2-core machine, the whole
+#: process, the median of 3): seconds by (case, framework, requests)
+REFERENCE_COMMIT = "30df584"
+REFERENCE = {("single", "vllm", 100_000): 11.7, ("single", "trtllm", 100_000): 34.9}
+#: issue 13's target for those rows, in seconds on the same machine
+REFERENCE_TARGET_S = 5.0
 
 
 def experiment(n: int, fast_forward: bool, framework: str = "vllm", case: str = "single") -> dict:
@@ -101,12 +122,15 @@ def child(n: int, fast_forward: bool, framework: str, case: str) -> None:
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def _run(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall and CPU seconds (user + system) of *cmd* in a child process, and its stdout."""
+def _run(cmd: list[str], import_path: str | None = None) -> tuple[float, float, str]:
+    """Wall and CPU seconds (user + system) of *cmd* in a child process, and its stdout
+    (*import_path*: directories it imports from ahead of the installed packages)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)       # as installed: modules compiled once, cached
+    if import_path:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (import_path, env.get("PYTHONPATH")) if p)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -116,22 +140,76 @@ def _run(cmd: list[str]) -> tuple[float, float, str]:
     return wall, cpu, out.stdout
 
 
+def _child_cmd(n: int, fast_forward: bool, framework: str, case: str) -> list[str]:
+    cmd = [sys.executable, __file__, "--child", str(n), "--framework", framework, "--case", case]
+    return cmd + (["--no-fast-forward"] if not fast_forward else [])
+
+
+def _median(case: str, framework: str, samples: list) -> dict:
+    """The figure of *samples* (``_run``'s answers for one row): median seconds, peak memory."""
+    results = [json.loads(stdout.strip().splitlines()[-1]) for _, _, stdout in samples]
+    return {"case": case, "framework": framework, "requests": results[-1]["finished"],
+            "wall_s": statistics.median(wall for wall, _, _ in samples),
+            "cpu_s": statistics.median(cpu for _, cpu, _ in samples),
+            "peak_mb": max(r["peak_rss_mb"] for r in results), "steps": results[-1]["steps"]}
+
+
 def measure(n: int, fast_forward: bool, framework: str, case: str, repeat: int) -> dict:
     """Median wall and CPU seconds of *repeat* fresh processes simulating *case*."""
     if case == "startup":
         return startup(repeat)
-    cmd = [sys.executable, __file__, "--child", str(n), "--framework", framework, "--case", case]
-    cmd += ["--no-fast-forward"] if not fast_forward else []
-    walls, cpus, peaks = [], [], []
+    cmd = _child_cmd(n, fast_forward, framework, case)
+    return _median(case, framework, [_run(cmd) for _ in range(repeat)])
+
+
+def measure_against(n: int, fast_forward: bool, framework: str, case: str, repeat: int,
+                    import_path: str) -> tuple[dict, dict]:
+    """:func:`measure` of this tree and of the sources at *import_path*, the two taking turns
+    (theirs first): ``(ours, theirs)``."""
+    cmd = _child_cmd(n, fast_forward, framework, case)
+    ours, theirs = [], []
     for _ in range(repeat):
-        wall, cpu, stdout = _run(cmd)
-        r = json.loads(stdout.strip().splitlines()[-1])
-        walls.append(wall)
-        cpus.append(cpu)
-        peaks.append(r["peak_rss_mb"])
-    return {"case": case, "framework": framework, "requests": r["finished"],
-            "wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus),
-            "peak_mb": max(peaks), "steps": r["steps"]}
+        theirs.append(_run(cmd, import_path))
+        ours.append(_run(cmd))
+    return _median(case, framework, ours), _median(case, framework, theirs)
+
+
+def _git(*args: str, binary: bool = False):
+    """Run git in this repository; its stdout (an exit with git's message if it fails)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # (archive: the whole tree)
+    out = subprocess.run(["git", "-C", root, *args], capture_output=True, text=not binary)
+    if out.returncode:
+        err = out.stderr if not binary else out.stderr.decode(errors="replace")
+        raise SystemExit(f"git {' '.join(args)}: {err.strip()}")
+    return out.stdout
+
+
+def sources_of(rev: str, into: str) -> str:
+    """Extract the sources of commit *rev* under *into*; the import path of its core and
+    plugins (``core/src`` and each ``plugins/*/src``)."""
+    archive = _git("archive", "--format=tar", f"{rev}^{{commit}}", binary=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    plugins = os.path.join(into, "plugins")
+    dirs = [os.path.join(into, "core", "src")] + sorted(
+        os.path.join(plugins, name, "src") for name in os.listdir(plugins)
+        if os.path.isdir(os.path.join(plugins, name, "src")))
+    return os.pathsep.join(dirs)
+
+
+def against_lines(ours: dict, theirs: dict, rev: str, n: int) -> list[str]:
+    """What a pair of figures says: the speed-up, and where *rev* is issue 13's commit and the
+    row one it measured, this tree's seconds on that issue's machine."""
+    speedup = theirs["cpu_s"] / ours["cpu_s"]
+    lines = [f"{ours['case']} {ours['framework']} {n:,}: this tree {speedup:.2f}x as fast as "
+             f"{rev} (CPU s, the median of the turns)"]
+    measured = REFERENCE.get((ours["case"], ours["framework"], n))
+    if measured is not None and _git("rev-parse", f"{rev}^{{commit}}") == _git(
+            "rev-parse", f"{REFERENCE_COMMIT}^{{commit}}"):
+        lines.append(f"issue 13 measured {REFERENCE_COMMIT} at {measured} s on its machine: this "
+                     f"tree there about {measured / speedup:.2f} s (target {REFERENCE_TARGET_S:g} s, "
+                     f"a speed-up of {measured / REFERENCE_TARGET_S:.2f}x)")
+    return lines
 
 
 def startup(repeat: int) -> dict:
@@ -211,6 +289,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="fresh processes per figure (median)")
     ap.add_argument("--instructions", action="store_true",
                     help="instructions per request (callgrind) between the two --sizes")
+    ap.add_argument("--against", metavar="REV",
+                    help="also measure commit REV's sources, taking turns (see above)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     ff = not args.no_fast_forward
@@ -234,15 +314,33 @@ def main(argv=None) -> int:
               f"{n2:,}: {r['per_request']:,.0f} per request")
         return 0
     print(native_line())
-    print(f"{'case':>9} {'engine':>7} {'requests':>10} {'wall s':>8} {'CPU s':>8} "
+    print(f"{'code':>12} " * bool(args.against) + f"{'case':>9} {'engine':>7} {'requests':>10} {'wall s':>8} {'CPU s':>8} "
           f"{'req/CPU s':>12} {'peak MB':>8} {'steps':>10}")
     runs = TABLE if args.table else [(args.case, args.framework, int(x))
                                      for x in args.sizes.split(",")]
     if args.case == "startup" and not args.table:
         runs = [("startup", "vllm", 10)]
+    if args.against:
+        return _main_against(args.against, runs, ff, args.repeat)
     for case, framework, n in runs:
         print(row(measure(n, ff, framework, case, args.repeat)))
         sys.stdout.flush()
+    return 0
+
+
+def _main_against(rev: str, runs: list, fast_forward: bool, repeat: int) -> int:
+    """Each row of *runs* measured with this tree and with commit *rev*, taking turns."""
+    with tempfile.TemporaryDirectory() as tmp:
+        import_path = sources_of(rev, tmp)
+        for case, framework, n in runs:
+            if case == "startup":
+                continue                # (the other tree's labsim command is not installed)
+            ours, theirs = measure_against(n, fast_forward, framework, case, repeat, import_path)
+            print(f"{rev:>12} " + row(theirs) + "  (pure Python)")
+            print(f"{'this tree':>12} " + row(ours))
+            for line in against_lines(ours, theirs, rev, n):
+                print("  " + line)
+            sys.stdout.flush()
     return 0
 
 
