@@ -180,8 +180,12 @@ def _git(*args: str, binary: bool = False):
     out = subprocess.run(["git", "-C", root, *args], capture_output=True, text=not binary)
     if out.returncode:
         err = out.stderr if not binary else out.stderr.decode(errors="replace")
-        raise SystemExit(f"git {' '.join(args)}: {err.strip()}")
+        raise BadRevision(f"git {' '.join(args)}: {err.strip().splitlines()[-1] if err.strip() else 'failed'}")
     return out.stdout
+
+
+class BadRevision(Exception):
+    """``--against`` names no commit of this repository (or this is no git checkout)."""
 
 
 def sources_of(rev: str, into: str) -> str:
@@ -313,6 +317,13 @@ def main(argv=None) -> int:
         print(f"{r['case']} {r['framework']}: {c1:,} instructions at {n1:,} requests, {c2:,} at "
               f"{n2:,}: {r['per_request']:,.0f} per request")
         return 0
+    if args.against:
+        try:
+            _git("rev-parse", "--verify", "--quiet", f"{args.against}^{{commit}}")
+        except BadRevision:
+            print(f"speed_serving.py: --against {args.against}: not a commit of this repository",
+                  file=sys.stderr)
+            return 2
     print(native_line())
     print(f"{'code':>12} " * bool(args.against) + f"{'case':>9} {'engine':>7} {'requests':>10} {'wall s':>8} {'CPU s':>8} "
           f"{'req/CPU s':>12} {'peak MB':>8} {'steps':>10}")
