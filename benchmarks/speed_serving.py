@@ -176,7 +176,8 @@ def measure_against(n: int, fast_forward: bool, framework: str, case: str, repea
 
 
 def _git(*args: str, binary: bool = False):
-    """Run git in this repository; its stdout (an exit with git's message if it fails)."""
+    """Run git in this repository; its stdout (:class:`BadRevision`, with git's last line, if it
+    fails)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # (archive: the whole tree)
     out = subprocess.run(["git", "-C", root, *args], capture_output=True, text=not binary)
     if out.returncode:
