@@ -66,13 +66,19 @@ def test_sources_of_a_commit_are_its_core_and_plugins(checkout, speed_serving, t
 
 
 def test_issue_13s_figures_are_scaled_only_at_its_commit_and_rows(checkout, speed_serving):
-    if _git(checkout, "rev-parse", "--verify", "--quiet",
-            f"{speed_serving.REFERENCE_COMMIT}^{{commit}}").returncode:
+    if speed_serving.reference_commit() is None:
         pytest.skip("a shallow clone: issue 13's commit is not here")
     ours = {"case": "single", "framework": "vllm", "cpu_s": 5.0}
     theirs = {"case": "single", "framework": "vllm", "cpu_s": 10.0}
-    lines = speed_serving.against_lines(ours, theirs, speed_serving.REFERENCE_COMMIT, 100_000)
+    lines = speed_serving.against_lines(ours, theirs, speed_serving.REFERENCE_COMMIT, 100_000, True)
     assert lines[0] == "single vllm 100,000: this tree 2.00x as fast as 30df584 (CPU s, the median of the turns)"
     assert lines[1].startswith("issue 13 measured 30df584 at 11.7 s on its machine: this tree there about 5.85 s")
-    assert len(speed_serving.against_lines(ours, theirs, speed_serving.REFERENCE_COMMIT, 20_000)) == 1
-    assert len(speed_serving.against_lines(ours, theirs, "HEAD", 100_000)) == 1
+    assert len(speed_serving.against_lines(ours, theirs, speed_serving.REFERENCE_COMMIT, 20_000, True)) == 1
+    assert len(speed_serving.against_lines(ours, theirs, "HEAD", 100_000, False)) == 1
+
+
+def test_a_checkout_without_issue_13s_commit_only_leaves_its_figures_out(checkout, speed_serving,
+                                                                         monkeypatch):
+    """(A shallow clone: ``--against HEAD`` on a row issue 13 measured still gives its speed-up.)"""
+    monkeypatch.setattr(speed_serving, "REFERENCE_COMMIT", "no-such-commit")
+    assert speed_serving.reference_commit() is None
