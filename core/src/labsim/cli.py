@@ -536,7 +536,7 @@ def schema(which, output):
     help="SQLite file of results; an interrupted sweep resumes from it.",
 )
 @click.option(
-    "--workers", type=click.IntRange(min=0), default=0, help="Worker processes (0: one fewer than the cores, at least 1); each point runs in a process of its own."
+    "--workers", type=click.IntRange(min=0), default=0, help="Worker processes (0: one per CPU this process may use); each point runs in a process of its own."
 )
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1))
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
@@ -631,7 +631,7 @@ def submit(experiment, grid, overrides, priority, seed, db_path):
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default="queue.sqlite", show_default=True,
               help="The queue `labsim submit` fills.")
 @click.option("--workers", type=click.IntRange(min=0), default=0,
-              help="Worker processes (0: one fewer than the cores, at least 1).")
+              help="Worker processes (0: one per CPU this process may use).")
 @click.option("--once", is_flag=True, help="Exit when the queue is empty instead of waiting for more.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True),
               help="Fail a run that takes longer than this many seconds.")

@@ -12,12 +12,25 @@ which worker finished first.
 
 from __future__ import annotations
 
-import os
+
+def usable_cpus() -> int:
+    """The CPUs this process may use, by joblib's count (loky's): the machine's CPUs, narrowed
+    by the process's affinity mask (``taskset``, a cpuset), a container's CPU quota (cgroups:
+    ``docker --cpus``, a Kubernetes CPU limit) and ``LOKY_MAX_CPU_COUNT``. A sweep in a
+    2-CPU container on a 64-core host starts 2 workers, not 63. (joblib is imported here, not
+    with this module: ``labsim run`` never needs it.)"""
+    from joblib import cpu_count
+
+    return max(1, cpu_count())
 
 
 def default_workers(tasks: int | None = None) -> int:
-    """One fewer than the CPUs (at least one), and no more than *tasks* when given."""
-    cpus = (os.cpu_count() or 2) - 1
+    """One worker per usable CPU (:func:`usable_cpus`), and no more than *tasks* when given.
+
+    The parent only waits: it sleeps on the workers' pipes (``multiprocessing.connection.wait``)
+    and commits each result as it comes, so a worker on every CPU keeps them all busy. With one
+    fewer, a 2-core machine ran a sweep on one core (``benchmarks/speed_sweep.py``)."""
+    cpus = usable_cpus()
     return max(1, cpus if tasks is None else min(tasks, cpus))
 
 
@@ -72,4 +85,4 @@ def _call(fn, task):
         return "error", internal_error_message(ex), None
 
 
-__all__ = ["default_workers", "map_processes"]
+__all__ = ["default_workers", "map_processes", "usable_cpus"]

@@ -24,7 +24,7 @@ The configurations that meet the SLOs at the target are ranked by cost per hour;
 **Pareto front** is those no other one beats on both cost and the first SLO's latency.
 A configuration that cannot hold the model (too little memory at that TP) is reported as
 such. Every run uses the file's seed, so the search is deterministic. Configurations run in
-parallel, one process each (``--workers``, default: CPUs − 1).
+parallel, one process each (``--workers``, default: one per CPU this process may use).
 """
 
 from __future__ import annotations
@@ -384,7 +384,7 @@ def _csv_ints(text: str | None, option: str) -> list[int]:
               help="Relative width at which the capacity bisection stops.")
 @click.option("--max-replicas", default=64, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--workers", default=0, type=click.IntRange(0, 1024),
-              help="Configurations searched at once (default: CPUs − 1).")
+              help="Configurations searched at once (default: one per CPU this process may use).")
 @click.option("--set", "overrides", multiple=True, help="key=value overrides, as for labsim run.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write every configuration's figures to this JSON file.")

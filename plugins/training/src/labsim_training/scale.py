@@ -107,7 +107,7 @@ def _short(message: str) -> str:
 @click.option("--top", type=click.IntRange(1, 50), default=1, show_default=True,
               help="--search: layouts shown per size and framework.")
 @click.option("--workers", type=click.IntRange(0, 1024), default=0,
-              help="--search: layouts run at once (default: CPUs − 1).")
+              help="--search: layouts run at once (default: one per CPU this process may use).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write the study (with --search: every size's best layouts) to this JSON "
                    "file; `labsim report FILE.json` draws it.")
