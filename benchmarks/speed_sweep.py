@@ -15,7 +15,13 @@ Overhead per run = (sweep's wall time − the runs' own time) / points. Targets 
 locally; a 1,000-point sweep of ~1 s runs within 9 minutes on 2 cores (projected here from the
 overhead: points × (run + overhead) / workers).
 
-    python benchmarks/speed_sweep.py [--points 40] [--sim-s 2] [--ray]
+That projection takes the workers to go as fast together as one alone. ``--parallel N``
+measures instead: N longer runs (``--parallel-sim-s`` simulated seconds each) simulated one
+after another in this process, then swept with the default workers, and the 1,000 runs of
+1 s scaled from the sweep's wall time per second of run time, overhead and the workers'
+contention for the machine included.
+
+    python benchmarks/speed_sweep.py [--points 40] [--sim-s 2] [--ray] [--parallel 12 [--parallel-sim-s 600]]
 
 Prints the figures on stdout.
 """
@@ -82,11 +88,34 @@ def sweep(path: Path, seeds: list[int], db: Path, **options) -> tuple[float, flo
     return took
 
 
+def parallel(folder: Path, points: int, sim_s: float) -> None:
+    """Print what a sweep of *points* runs of *sim_s* simulated seconds takes on the default
+    workers against the same runs one after another, and the 1,000 runs of 1 s it implies."""
+    from labsim.parallel import default_workers
+
+    sub = folder / "parallel"
+    sub.mkdir()
+    path = experiment(sub, sim_s)
+    seeds = list(range(101, 101 + points))
+    own, _ = simulations(path, seeds)
+    workers = default_workers(points)
+    wall, _ = sweep(path, seeds, folder / "parallel.sqlite", workers=workers)
+    minutes = 1000 * wall / own / 60
+    print(f"{points} runs of {sim_s:g} simulated s ({own / points:.2f} s each alone): "
+          f"{own:.1f} s one after another, {wall:.1f} s swept on {workers} "
+          f"worker{'s' if workers > 1 else ''} ({own / wall:.2f}x); measured 1,000 runs of 1 s: "
+          f"{minutes:.1f} min (target < 9 min on 2 cores)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=40)
     parser.add_argument("--sim-s", type=float, default=2.0, help="simulated seconds of arrivals per run")
     parser.add_argument("--ray", action="store_true", help="also on a local one-CPU Ray cluster (needs core[ray])")
+    parser.add_argument("--parallel", type=int, default=0, metavar="N",
+                        help="also sweep N longer runs on the default workers (measured, not projected)")
+    parser.add_argument("--parallel-sim-s", type=float, default=600.0,
+                        help="simulated seconds of arrivals per run of --parallel (600: about 1 s of CPU)")
     args = parser.parse_args(argv)
     from labsim.parallel import default_workers
 
@@ -109,6 +138,8 @@ def main(argv=None) -> int:
             minutes = 1000 * (1.0 + local_overhead) / count / 60
             print(f"projected 1,000 runs of 1 s with {count} worker{'s' if count > 1 else ''}: "
                   f"{minutes:.1f} min (target < 9 min on 2 cores)")
+        if args.parallel:
+            parallel(folder, args.parallel, args.parallel_sim_s)
         if args.ray:
             try:
                 import ray
