@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import heapq
 
+from labsim_vllm.fast_forward import FastForward
 from labsim_vllm.seq import Seq, Step, _by_no
 
 
-class DecodeGroup:
+class DecodeGroup(FastForward):
     """Entering, leaving and stepping the decode group (a part of the vLLM replica)."""
 
     def _enter(self, seq: Seq, g: int) -> None:
@@ -90,6 +91,7 @@ class DecodeGroup:
     def _regroup(self) -> None:
         """Back to group mode after a one-by-one step (at its end, time ``self.clock``)."""
         lst = self._list
+        assert lst is not None                      # (one-by-one mode: the step just ended)
         self._list = None
         end = self.clock
         fresh = self._fresh

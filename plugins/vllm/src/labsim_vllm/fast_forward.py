@@ -36,6 +36,7 @@ from simpy import Interrupt
 from labsim import native
 from labsim_llm.engine.step_runs import extend_ends, gaps_and_block_seconds, span_blocks
 from labsim_vllm.seq import MAX_SPAN, Step
+from labsim_vllm.shared_span import SharedSpan
 
 #: spans of at least this many steps are committed with arrays (fewer: a plain loop is quicker;
 #: callgrind puts the two level at about 75 steps) — in pure Python: the compiled loop
@@ -43,7 +44,7 @@ from labsim_vllm.seq import MAX_SPAN, Step
 LONG_SPAN = 1 << 62 if native.compiled("labsim_llm.native.step_runs") else 72
 
 
-class FastForward:
+class FastForward(SharedSpan):
     """Spans of identical decode steps (a part of the replica)."""
 
     def _decode_price(self, b: int):
@@ -162,8 +163,8 @@ class FastForward:
             # order (numpy's accumulate adds one element after another, as its loop does)
             ends = np.array([start, *bounds[:j]], dtype=float)
             gaps = ends[1:] - ends[:-1]
-            i = np.arange(j)
-            need = used0 + ((i // bs) * per + np.asarray(prefix, dtype=np.int64)[i % bs])
+            steps = np.arange(j)
+            need = used0 + ((steps // bs) * per + np.asarray(prefix, dtype=np.int64)[steps % bs])
             kv_seconds = float(np.add.accumulate(need * gaps)[-1])
             gaps = gaps.tolist()
         else:
@@ -195,6 +196,7 @@ class FastForward:
             return
         self._span_cut = True
         bounds = self._span_bounds
+        assert bounds is not None                   # (a span runs: wake() asks)
         if len(bounds) < 2 or self.env.now <= bounds[-2]:
             self.process.interrupt()
 
@@ -221,7 +223,7 @@ class FastForward:
         # the steps are priced as the span goes, up to the step in progress at the
         # next scheduled event (only then can a request arrive and cut the span)
         k = span[0]
-        bounds = []
+        bounds: list[float] = []
         # an arrival sets _span_cut (see _cut_span), and interrupts the wait only when it
         # comes during a step before the last one priced
         self._span_bounds = bounds

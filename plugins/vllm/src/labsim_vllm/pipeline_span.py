@@ -47,12 +47,17 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+from typing import TYPE_CHECKING, Any
 
 from labsim import native
 from labsim_llm.engine.step_runs import (LAND_ELSEWHERE, PRICE_MISSING, QuietLane, QuietRun,
                                          land_quiet_batches)
 
 from labsim_vllm.seq import Step
+from labsim_vllm.state import ReplicaState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def delay_to(now: float, t: float) -> float | None:
@@ -93,6 +98,22 @@ class Batch:
     __slots__ = ("engine", "step", "start", "due", "order", "park", "group_only", "alone",
                  "decodes", "price", "prices", "table", "cpu", "work", "exact")
 
+    engine: Any                 # the engine's replica (labsim_vllm.scheduler.Replica)
+    step: Step
+    start: float
+    due: float
+    order: int
+    park: Any                   # the SimPy event its engine waits on
+    group_only: bool
+    alone: bool
+    decodes: int
+    price: Callable[[int], float]
+    prices: Any                 # the pricer's decode_steps_fn, or None
+    table: list | None
+    cpu: float
+    work: tuple
+    exact: int
+
     def __init__(self, engine, step, start: float, due: float, order: int, park):
         self.engine = engine
         self.step = step
@@ -102,7 +123,7 @@ class Batch:
         self.park = park
         self.group_only = not step.entries and step.group > 0   # the decode group alone
         self.alone = False          # (_run_ahead's: whether its engine's group runs alone)
-        self.decodes = None
+        self.decodes = 0            # (0: not priced; a priced batch has at least one decode)
         if self.group_only:
             self.priced(step.decodes)
 
@@ -131,7 +152,7 @@ class Batch:
         return self.prices(ctx, min(max(ahead, 1), PRICED_AHEAD))[0]
 
 
-class SpanSteps:
+class SpanSteps(ReplicaState):
     """What an engine offers :class:`PipelineSpan`: whether a handed-over batch may be landed
     ahead of the clock, and landing it then dispatching the next (a part of the vLLM replica)."""
 
@@ -183,6 +204,8 @@ class SpanSteps:
         the loop does next is its own (it idles, releases V0's held outputs with nothing to
         run, or its scheduler steps one at a time): returns what to wake its loop with, the
         event to wait on when the other engines hold the blocks, else False."""
+        peers, pipeline = self.peers, self.pipeline
+        assert peers is not None and pipeline is not None    # (a pipeline-parallel replica's)
         end = self.clock
         if batch.group_only and self._list is None and not self._lag_first and not self._lag_done:
             # (a request waits, blocks run short, or members finish)
@@ -191,7 +214,7 @@ class SpanSteps:
                 self._after_step([], False, end)    # they leave the group, and are reported
         else:
             self._commit(batch.step, batch.start, end)
-        self.peers.batch_ended()
+        peers.batch_ended()
         if self.group_alone():
             # the usual turn: the group alone again (_schedule_group's first case), its blocks
             G = self.G
@@ -215,7 +238,7 @@ class SpanSteps:
                 batch.start = end
                 if nD != batch.decodes:
                     batch.priced(nD)
-                self.clock = self.pipeline.run(end, batch.cpu, batch.gpu_seconds(step.decode_ctx))
+                self.clock = pipeline.run(end, batch.cpu, batch.gpu_seconds(step.decode_ctx))
                 return None
         # the loop's turn (run(), under PP with the span: no async scheduling, no span of its
         # own), as far as it dispatches a batch
@@ -225,12 +248,12 @@ class SpanSteps:
             return False
         step = self.schedule()
         if not step.entries and not step.group:
-            return self.peers.changed()         # the others hold the blocks
+            return peers.changed()         # the others hold the blocks
         chunks = step.chunks
         decodes = step.decodes
         gpu = self.pricer.step_time(chunks, decodes, step.decode_ctx)
         cpu = self.overhead + self.overhead_per_req * (len(chunks) + decodes)
-        self.clock = self.pipeline.run(end, cpu, gpu)
+        self.clock = pipeline.run(end, cpu, gpu)
         batch.step = step
         batch.start = end
         batch.group_only = group_only = not step.entries and step.group > 0
@@ -243,6 +266,8 @@ class SpanSteps:
         :meth:`_commit` does up to :meth:`_after_step` (the caller's, when members finish) —
         the group's inter-token gaps and the step's row (:meth:`_record`, with the work priced
         as :meth:`land_and_dispatch` prices it) — without its walk."""
+        peers, pipeline = self.peers, self.pipeline
+        assert peers is not None and pipeline is not None    # (a pipeline-parallel replica's)
         step = batch.step
         start = batch.start
         if self._fresh:
@@ -250,14 +275,13 @@ class SpanSteps:
         else:                                       # _group_gaps, inlined
             self.metrics.itl.add_uniform(end - self._g_end, self._nW)
         self._g_end = end
-        peers = self.peers
         used = peers.kv_blocks_used()
         running, waiting = peers.queue_lengths() if self.metrics.steps is not None else NO_ROW_QUEUES
         ctx = step.decode_ctx
         p, a, l, s, h, w, k, n = batch.work
         self.metrics.step(self.index, start, end - start, 1, step.tokens, 0, step.decodes, running,
                           waiting, used, (p + a * ctx) * l / s + h, w + k * ctx + n,
-                          used * (end - start), self.pipeline.busy(start, end))
+                          used * (end - start), pipeline.busy(start, end))
 
     def decode_pricing(self, decodes: int) -> tuple:
         """``(f, cpu, work, prices, table, exact)`` of a decode-only step of *decodes* requests:
@@ -292,6 +316,8 @@ class SpanSteps:
         group, one token further) and its start. Returns the blocks the next step needs: the
         caller allocates them (several steps' at once: one call takes the same blocks as
         several)."""
+        peers, pipeline = self.peers, self.pipeline
+        assert peers is not None and pipeline is not None    # (a pipeline-parallel replica's)
         step = batch.step
         start = batch.start
         end = self.clock
@@ -312,7 +338,7 @@ class SpanSteps:
         gpu = table[nxt] if table is not None and nD <= nxt < len(table) else None
         if gpu is None:
             gpu = batch.gpu_seconds(nxt)
-        busy, self.clock = self.pipeline.turn(start, end, batch.cpu, gpu)
+        busy, self.clock = pipeline.turn(start, end, batch.cpu, gpu)
         # _record, inlined for a decode-only step (its chunks none, its tokens nD), with
         # pricer.decode_work's arithmetic
         p, a, l, s, h, w, k, n = batch.work
@@ -560,7 +586,8 @@ class PipelineSpan:
         engine = batches[0].engine
         metrics = engine.metrics
         itl = metrics.itl
-        gaps, widths = [], []           # the groups' gaps and streams, binned at the end
+        gaps: list = []                 # the groups' gaps and streams, binned at the end
+        widths: list = []
         # the step sums in locals unless rows are recorded (a batch whose busy time begins in
         # the warm-up, rare, is recorded as ever)
         sums = metrics.steps is None
@@ -608,7 +635,7 @@ class PipelineSpan:
             step.decode_ctx = nxt = engine._S + nD * (G + 1)
             head.start = end
             try:                            # head.gpu_seconds(nxt), inlined for a hit (the
-                gpu = head.table[nxt]       # table holds prices from nD on: None below)
+                gpu = head.table[nxt]       # type: ignore[index]  # table holds prices from nD on: None below)
             except (TypeError, IndexError):     # (no table, or none that long yet)
                 gpu = None
             if gpu is None:

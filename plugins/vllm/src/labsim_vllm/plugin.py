@@ -61,7 +61,7 @@ class VLLM(ServingEngine):
         if cfg["engine_version"] == "v0":
             # V0: pp virtual engines, each a scheduler with max_num_seqs and 1/pp of the KV blocks
             # (vllm/core/scheduler.py 0.6: ``num_gpu_blocks //= pipeline_parallel_size``)
-            shares = [(cfg, self.plan.num_blocks // pp, None)] * pp
+            shares: list[tuple[dict, int, BlockPool | None]] = [(cfg, self.plan.num_blocks // pp, None)] * pp
         else:
             # v1: one scheduler; its max_num_seqs bounds the requests of all batches together
             pool = BlockPool(self.plan.num_blocks, cfg["block_size"], cfg["enable_prefix_caching"])

@@ -30,7 +30,9 @@ order — are handled one by one, exactly as vLLM does.
 The parts live in modules of their own: :mod:`labsim_vllm.v1` (v1 scheduling),
 :mod:`labsim_vllm.v0` (V0's prompt steps and output lag),
 :mod:`labsim_vllm.decode_group`, :mod:`labsim_vllm.fast_forward` and
-:mod:`labsim_vllm.seq` (per-request and per-step state).
+:mod:`labsim_vllm.seq` (per-request and per-step state). The replica's classes are layers,
+each a subclass of the one below it; :mod:`labsim_vllm.state` lists them and declares, typed,
+the state they share.
 """
 
 from __future__ import annotations
@@ -39,14 +41,9 @@ import math
 
 from labsim_llm.engine.kv_cache import BlockPool
 from labsim_llm.engine.multistep import MultiStepGate
-from labsim_llm.engine.replica import ReplicaShell
 
-from labsim_vllm.decode_group import DecodeGroup
-from labsim_vllm.fast_forward import FastForward
-from labsim_vllm.pipeline_span import NO_ROW_QUEUES, SpanSteps
+from labsim_vllm.pipeline_span import NO_ROW_QUEUES
 from labsim_vllm.seq import MAX_SPAN, V0_WATERMARK, Seq, Step, _by_no
-from labsim_vllm.shared_span import SharedSpan
-from labsim_vllm.v0 import V0Scheduler
 from labsim_vllm.v1 import V1Scheduler
 
 
@@ -55,7 +52,7 @@ from labsim_vllm.v1 import V1Scheduler
 GAP_WEIGHT = 0.125
 
 
-class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, SpanSteps, ReplicaShell):
+class Replica(V1Scheduler):
     """A vLLM engine replica (``tp × pp`` GPUs) running its step loop as a SimPy process.
 
     :param owner: the framework (its metrics, ``notify_finished`` and config).
@@ -244,7 +241,9 @@ class Replica(V1Scheduler, V0Scheduler, DecodeGroup, FastForward, SharedSpan, Sp
             used = peers.kv_blocks_used()
             # (the replica's queues: only the steps table's rows show them)
             running, waiting = peers.queue_lengths() if self.metrics.steps is not None else NO_ROW_QUEUES
-            busy = self.pipeline.busy(start, end)
+            pipeline = self.pipeline
+            assert pipeline is not None                 # (peers: a pipeline-parallel replica's)
+            busy = pipeline.busy(start, end)
         self.metrics.step(self.index, start, end - start, 1, step.tokens, len(step.chunks),
                           step.decodes, running, waiting, used, flops, nbytes, used * (end - start), busy)
 

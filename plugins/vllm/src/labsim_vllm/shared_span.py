@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import bisect
 
+from labsim_vllm.pipeline_span import SpanSteps
+
 #: steps a span prices and times before its first wake-up (then twice as many each time): a
 #: wake-up costs about what timing a few dozen steps does, and half the spans are cut before 30
 FIRST_CHUNK = 32
 
 
-class SharedSpan:
+class SharedSpan(SpanSteps):
     """Spans of identical decode steps on a shared GPU (a part of the replica)."""
 
     def _run_shared_span(self, step, span, start: float, dt: float, lease):
@@ -36,7 +38,7 @@ class SharedSpan:
         cut_short = arrival.triggered           # an arrival fixed the last step
         prices = self._decode_prices(self._nD, span[2])
         bounds = [lease.end(start, dt)]
-        box = [None]
+        box: list = [None]
 
         def poke(_e):
             if not box[0].triggered:

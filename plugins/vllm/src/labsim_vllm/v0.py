@@ -11,10 +11,11 @@ next step ends.
 
 from __future__ import annotations
 
+from labsim_vllm.decode_group import DecodeGroup
 from labsim_vllm.seq import Step
 
 
-class V0Scheduler:
+class V0Scheduler(DecodeGroup):
     """V0's prompt-only steps and its output lag (a part of the replica)."""
 
     def _schedule_prompts(self) -> Step | None:
@@ -35,7 +36,7 @@ class V0Scheduler:
         bs = self.block_size
         budget = self.max_tokens
         waiting = self.waiting
-        entries = []
+        entries: list = []
         while waiting and others + len(running) < self.max_seqs:
             seq = waiting[0]
             hits = self._hits(seq) if self.caching else []

@@ -15,9 +15,10 @@ that does not fit stops admission).
 from __future__ import annotations
 
 from labsim_vllm.seq import OWN_OUTPUT_IDS, Seq, Step
+from labsim_vllm.v0 import V0Scheduler
 
 
-class V1Scheduler:
+class V1Scheduler(V0Scheduler):
     """Forming a step: the running requests, preemption, then admission (a part of the replica)."""
 
     def schedule(self) -> Step:
@@ -33,7 +34,9 @@ class V1Scheduler:
                     return step
             self._ungroup()
         step = self._schedule_list()
-        if step.pure_decode and len(step.entries) == len(self._list):
+        running = self._list
+        assert running is not None                  # (one-by-one mode)
+        if step.pure_decode and len(step.entries) == len(running):
             # every running request decodes: go on as a group (a run of such steps is one event)
             self._list = None
             self._absorb(step.entries, self.G)
@@ -102,8 +105,9 @@ class V1Scheduler:
         bs = self.block_size
         pool = self.pool
         budget = self.max_tokens
-        entries = []
+        entries: list = []
         running = self._list
+        assert running is not None                  # (one-by-one mode)
         preempted = False
         i = 0
         while i < len(running) and budget > 0:
@@ -232,7 +236,9 @@ class V1Scheduler:
         keys = self.output_keys(seq, oid, seq.out)
         d = seq.dref
         if d is not None and d.state == 0:            # still deferred: the record holds seq.keys
-            seq.keys = d.keys = [*seq.keys, *keys[len(seq.keys):]]
+            own = seq.keys
+            assert own is not None                  # (made when it was admitted)
+            seq.keys = d.keys = [*own, *keys[len(own):]]
             d.n = full
         else:
             self.register_keys(seq, keys[seq.n_reg:full])

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 from labsim_llm.engine.kv_cache import block_ids
 
@@ -47,11 +48,11 @@ class Seq:
 
     def __init__(self, req, warm: bool):
         self.req = req
-        self.keys = None
+        self.keys: list | None = None
         self.hashed: list = []
         self.held = 0
         self.n_reg = 0
-        self.dref = None
+        self.dref: Any = None                   # (vLLM's DeferredRegistration)
         self.last_token = math.nan
         self.warm = warm
         self.admitted = False

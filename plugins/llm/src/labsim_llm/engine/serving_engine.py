@@ -30,6 +30,8 @@ and the result table work for a new engine without writing either.
 
 from __future__ import annotations
 
+from typing import Any
+
 import labsim
 from labsim.errors import UsageError
 
@@ -166,7 +168,7 @@ class ServingEngine(labsim.Framework):
         from labsim_llm.engine.step_cost import StepPricer
 
         cfg = self.cfg
-        self.plan = None
+        self.plan: Any = None     # an engine with a KV cache sets its MemoryPlan
         self.pricer = StepPricer(self.model, self.device, dtype=cfg["dtype"],
                                  kv_dtype=cfg.get("kv_cache_dtype", cfg["dtype"]),
                                  tp=cfg["tensor_parallel_size"], pp=cfg["pipeline_parallel_size"],

@@ -16,6 +16,8 @@ it runs compiled or not.
 
 from __future__ import annotations
 
+from typing import Any
+
 from labsim import native
 
 
@@ -128,7 +130,7 @@ class QuietLane:
     the group runs alone (nobody waits or runs outside it). *batch* is the caller's own.
     """
 
-    def __init__(self, batch: object, due: float, order: int, start: float, end: float,
+    def __init__(self, batch: Any, due: float, order: int, start: float, end: float,
                  G: int, finishing: dict, counts: list[int], alone: bool, decodes: int,
                  context: int, widths: int, last_end: float, step_context: int, cpu: float,
                  work: tuple, prices: list, context_limit: int) -> None:
