@@ -275,8 +275,12 @@ def native_line() -> str:
     ``labsim.native``): the figures depend on it."""
     from labsim_gpus import native as gpus
     from labsim_llm import native as llm
+    from labsim_vllm import native as vllm
 
-    return "compiled twins: " + ", ".join(f"{k} {v}" for k, v in {**llm.status(), **gpus.status()}.items())
+    # the vLLM replica's layers run together: compiled, or pure Python for the first reason
+    replica = [how for how in vllm.status().values() if "its group" not in how] or ["compiled"]
+    found = {**llm.status(), **gpus.status(), "vllm replica": replica[0]}
+    return "compiled twins: " + ", ".join(f"{k} {v}" for k, v in found.items())
 
 
 def row(r: dict) -> str:

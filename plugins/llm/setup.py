@@ -6,12 +6,18 @@ modules. For each module of ``<package>.native.MODULES`` it writes a copy of the
 with the source's SHA-256 appended, under ``build/native-src/`` and compiles the copies with
 mypyc. The extensions are optional: without a C compiler the build warns and installs pure
 Python, which gives the same outputs. ``LABSIM_PURE_PYTHON=1`` skips them.
+
+In the copies, an import of another module of ``MODULES`` becomes an import of its twin, so
+that twins that build on one another (labsim-vllm's replica layers) are compiled as one. A
+plugin whose twins import other labsim packages names them in ``SIBLINGS``: mypyc reads their
+sources from this repository to type those imports.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -22,14 +28,56 @@ HERE = Path(__file__).resolve().parent
 PACKAGE = next((HERE / "src").glob("*/native/__init__.py")).parent.parent
 
 
-def native_modules() -> dict[str, str]:
-    """``<package>.native.MODULES``, read without importing the package (its dependencies
-    need not be installed at build time)."""
-    scope: dict = {}
+def native_settings() -> dict:
+    """``<package>.native``'s ``MODULES`` (and ``SIBLINGS``, if it names any), read without
+    importing the package (its dependencies need not be installed at build time)."""
+    scope: dict = {"SIBLINGS": []}
     for line in (PACKAGE / "native" / "__init__.py").read_text().splitlines():
-        if line.startswith("MODULES = "):
+        if line.startswith(("MODULES = ", "SIBLINGS = ")):
             exec(line, scope)
-    return scope["MODULES"]
+    return scope
+
+
+def sibling_sources(packages) -> list[str] | None:
+    """The source directories of *packages* (other labsim packages next to this plugin in the
+    repository: ``<dir>/src/<package>``), for mypyc to type the twins' imports of them; None
+    if one is missing (a build outside the repository: no twins then)."""
+    repo = HERE.parent.parent
+    found = []
+    for package in packages:
+        dirs = sorted({str(p.parent) for p in repo.glob(f"*/src/{package}/__init__.py")}
+                      | {str(p.parent) for p in repo.glob(f"*/*/src/{package}/__init__.py")})
+        if not dirs:
+            return None
+        found.append(str(Path(dirs[0]).parent))
+    return found
+
+
+def sibling_digests(source: str, packages, roots) -> dict[str, str]:
+    """SHA-256 of each module of the sibling *packages* that *source* imports from (found
+    under *roots*, their source directories), by module name: mypyc compiled the twin against
+    their types, so a twin is stale when one of them changes (:func:`labsim.native.twin`)."""
+    names = re.findall(r"^\s*from ((?:%s)(?:\.\w+)*) import " % "|".join(map(re.escape, packages)),
+                       source, flags=re.MULTILINE) if packages else []
+    found = {}
+    for name in sorted(set(names)):
+        for root in roots:
+            base = Path(root, *name.split("."))
+            path = next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+            if path is not None:
+                found[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+                break
+    return found
+
+
+def as_twin_imports(source: str, modules: dict[str, str]) -> str:
+    """*source* with each import of one of the twinned *modules* made an import of its twin
+    (``from labsim_vllm.seq import`` → ``from labsim_vllm.native.seq import``): a group's
+    twins then build on one another's compiled classes."""
+    for name, relative in modules.items():
+        dotted = f"{PACKAGE.name}." + relative[:-3].replace("/", ".")
+        source = source.replace(f"from {dotted} import ", f"from {PACKAGE.name}.native.{name} import ")
+    return source
 
 
 def native_extensions() -> list:
@@ -39,6 +87,13 @@ def native_extensions() -> list:
     try:
         from mypyc.build import mypycify
     except ImportError:
+        return []
+    settings = native_settings()
+    modules = settings["MODULES"]
+    siblings = sibling_sources(settings["SIBLINGS"])
+    if siblings is None:
+        print(f"{PACKAGE.name}: compiled twins not built (the sources of {settings['SIBLINGS']} "
+              "are not next to it); installing pure Python")
         return []
     # the copies live in a tree of their own, so that they compile as <package>.native.<name>
     # (relative paths: mypyc names the generated C files after them)
@@ -50,14 +105,21 @@ def native_extensions() -> list:
     (root / PACKAGE.name / "__init__.py").write_text("")
     shutil.copyfile(PACKAGE / "native" / "__init__.py", target / "__init__.py")
     sources = []
-    for name, relative in native_modules().items():
+    for name, relative in modules.items():
         source = (PACKAGE / relative).read_bytes()
         digest = hashlib.sha256(source).hexdigest()
         copy = target / f"{name}.py"
-        copy.write_bytes(source + f'\nSOURCE_SHA256 = "{digest}"\n'.encode())
+        tail = f'\nSOURCE_SHA256 = "{digest}"\n'
+        uses = sibling_digests(source.decode(), settings["SIBLINGS"], siblings)
+        if uses:
+            tail += f"SIBLING_SHA256 = {uses!r}\n"
+        copy.write_text(as_twin_imports(source.decode(), modules) + tail, encoding="utf-8")
         sources.append(str(copy))
+    if siblings:
+        os.environ["MYPYPATH"] = os.pathsep.join(siblings)
     try:
-        extensions = mypycify([*sources, "--ignore-missing-imports"], opt_level="3",
+        # (the siblings' sources only type the twins' imports: their own type errors are theirs)
+        extensions = mypycify([*sources, "--ignore-missing-imports", "--follow-imports=silent"], opt_level="3",
                               target_dir=str(Path("build") / "native-c"))
     except (Exception, SystemExit) as error:           # mypyc exits on a type error it finds
         print(f"{PACKAGE.name}: compiled twins not built ({error!r}); installing pure Python")

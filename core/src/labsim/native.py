@@ -5,8 +5,10 @@ and labsim-gpus do) into ``<package>.native.<name>``: an extension module that r
 same code several times as fast. The copy records the SHA-256 of the source it was built
 from. The pure module stays the source of truth: at the end of its body it calls
 :func:`use_twin`, which swaps in the twin's definitions only when the twin was built from the
-module's source as it is now. So an edited module never runs stale compiled code, and a
-machine without a C compiler runs the same simulation in pure Python. Both give
+module's source as it is now (and, for a twin compiled against other labsim packages' types,
+from their modules as they are now: ``SIBLING_SHA256``). So an edited module never runs stale
+compiled code, and a machine without a C compiler runs the same simulation in pure Python.
+Twins that build on one another run only together (:func:`group`). Both give
 byte-identical outputs (each plugin's ``test_*_native.py`` drives the two side by side).
 
 ``LABSIM_NATIVE=0`` in the environment ignores every twin (to compare, or to debug with
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
@@ -50,8 +53,28 @@ def twin(module: str, source_file: str) -> ModuleType | None:
     if getattr(found, "SOURCE_SHA256", None) != source_digest(source_file):
         _status[module] = "pure Python (stale: source changed)"
         return None
+    changed = _changed_sibling(getattr(found, "SIBLING_SHA256", {}))
+    if changed is not None:
+        _status[module] = f"pure Python (stale: {changed} changed)"
+        return None
     _status[module] = "compiled"
     return found
+
+
+def _changed_sibling(digests: dict[str, str]) -> str | None:
+    """The first module of another package a twin was compiled against (``SIBLING_SHA256``:
+    module name → the SHA-256 of its source then) whose source differs now, else None."""
+    for name, digest in digests.items():
+        if name not in _sibling_digests:
+            origin = getattr(importlib.util.find_spec(name), "origin", None)
+            _sibling_digests[name] = source_digest(origin) if origin else None
+        if _sibling_digests[name] != digest:
+            return name
+    return None
+
+
+#: module name → SHA-256 of its source, as found in this process (twins of a group share them)
+_sibling_digests: dict[str, str | None] = {}
 
 
 def use_twin(module: str, namespace: dict, names) -> None:
@@ -68,6 +91,23 @@ def use_twin(module: str, namespace: dict, names) -> None:
     found = twin(module, namespace["__file__"])
     if found is not None:
         namespace.update((key, getattr(found, key)) for key in names)
+
+
+def group(modules: dict[str, str]) -> dict[str, ModuleType] | None:
+    """The compiled twins of modules that only run together, or ``None``: *modules* maps each
+    twin's name to its pure module's source file. A group's twins import one another (a
+    compiled class over a compiled base class), so one twin built from an older source holds
+    back the whole group, which then runs as pure Python. ``labsim_vllm``'s replica layers are
+    such a group (:func:`labsim_vllm.native.classes`)."""
+    found = {name: twin(name, source) for name, source in modules.items()}
+    twins = {name: mod for name, mod in found.items() if mod is not None}
+    if len(twins) == len(found):
+        return twins
+    held = ", ".join(sorted(name.rpartition(".")[2] for name, mod in found.items() if mod is None))
+    for name, mod in found.items():
+        if mod is not None:
+            _status[name] = f"pure Python (its group's {held} not current)"
+    return None
 
 
 def compiled(module: str) -> bool:
@@ -94,4 +134,4 @@ def status(modules: dict) -> dict[str, str]:
     return {name: _status.get(name, "pure Python (not built)") for name in modules}
 
 
-__all__ = ["compiled", "package_status", "source_digest", "status", "twin", "use_twin"]
+__all__ = ["compiled", "group", "package_status", "source_digest", "status", "twin", "use_twin"]

@@ -146,7 +146,7 @@ SHARING = {
 
 
 @pytest.mark.parametrize("case", sorted(SHARING))
-def test_simulation_with_deferral_equals_without(case, monkeypatch):
+def test_simulation_with_deferral_equals_without(case, monkeypatch, pure_replica):
     # the pure-Python pool, counted (a compiled twin's methods call each other directly, so
     # patching its class would miss the calls from inside it)
     calls = {"defer": 0, "materialize": 0}

@@ -174,7 +174,7 @@ def test_a_follow_up_turn_hits_the_previous_answer_blocks():
         assert second["cached_prompt_tokens"] == carried // 16 * 16
 
 
-def test_a_preempted_request_finds_its_own_output_blocks_again(monkeypatch):
+def test_a_preempted_request_finds_its_own_output_blocks_again(monkeypatch, pure_replica):
     """Back from a preemption, a request may hit blocks of the tokens it had generated."""
     from labsim_vllm.scheduler import Replica
 

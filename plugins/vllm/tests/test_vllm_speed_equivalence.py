@@ -23,6 +23,10 @@ from labsim_vllm import pipeline_span
 from labsim_vllm.pipeline_span import PipelineSpan, delay_to
 from labsim_vllm.scheduler import Replica
 
+#: these tests patch and spy on the replica's classes, and compare its paths with one another:
+#: on the pure classes (test_vllm_native.py holds the compiled ones to them)
+pytestmark = pytest.mark.usefixtures("pure_replica")
+
 
 def experiment(rate=25.0, duration=3.0, prompt=600, output=150, vllm=None, profile=None, seed=5):
     prof = {"profile_name": "p", "weight": 1.0, "request_rate": rate,

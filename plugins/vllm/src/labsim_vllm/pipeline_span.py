@@ -98,7 +98,7 @@ class Batch:
     __slots__ = ("engine", "step", "start", "due", "order", "park", "group_only", "alone",
                  "decodes", "price", "prices", "table", "cpu", "work", "exact")
 
-    engine: Any                 # the engine's replica (labsim_vllm.scheduler.Replica)
+    engine: SpanSteps           # the engine (a labsim_vllm.scheduler.Replica)
     step: Step
     start: float
     due: float
@@ -361,6 +361,12 @@ class PipelineSpan:
     #: it works on costs more than the loop of :meth:`_run_ahead_each` (the outputs are the same)
     LANES = native.compiled("labsim_llm.native.step_runs")
 
+    env: Any                    # the SimPy environment
+    peers: Any                  # the PipelinedReplica
+    limit: float
+    _joined: Any                # a SimPy event, else None
+    _process: Any               # the span's SimPy process once started, else None
+
     def __init__(self, env, peers, limit: float = math.inf):
         self.env = env
         self.peers = peers
@@ -372,7 +378,7 @@ class PipelineSpan:
 
     # -- the engines' side --------------------------------------------------------------
 
-    def ride(self, engine, step, start: float):
+    def ride(self, engine: SpanSteps, step: Step, start: float):
         """Hand *engine*'s dispatched *step* (from *start* to ``engine.clock``) to the span and
         wait (``yield from``) while the span lands its batches and dispatches the next: returns
         when a turn of the engine's loop does not dispatch one, with False (the loop carries on)
@@ -516,6 +522,7 @@ class PipelineSpan:
         engine = batches[0].engine
         metrics = engine.metrics
         pipeline = engine.pipeline
+        assert pipeline is not None                 # (engines of a pipeline-parallel replica)
         peers = self.peers
         cpu_free, stage_free, until = pipeline.clocks()
         warm_up = metrics.warm_up
@@ -601,6 +608,7 @@ class PipelineSpan:
             num_steps, busy_s, flops, nbytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
             kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
         pipeline = engine.pipeline
+        assert pipeline is not None                 # (engines of a pipeline-parallel replica)
         two = pipeline.stages == 2
         if two:
             cpu_free, (free0, free1), until = pipeline.clocks()

@@ -15,11 +15,14 @@ from labsim_llm.engine.pipeline import PipelinedReplica, StagePipeline
 from labsim_llm.engine.replica import time_limit
 from labsim_llm.engine.serving_engine import ServingEngine
 
+from labsim_vllm import native, pipeline_span, scheduler
 from labsim_vllm.attention import attention_device
 from labsim_vllm.config import CONFIG_SCHEMA, resolve
-from labsim_vllm.pipeline_span import PipelineSpan
-from labsim_vllm.scheduler import Replica
 from labsim_vllm.tp_traffic import traffic
+
+#: the replica and the pipeline span the engine runs: compiled (labsim_vllm.native) when every
+#: twin was built from its module as it is now, else the pure classes (the same outputs)
+Replica, PipelineSpan = native.classes() or (scheduler.Replica, pipeline_span.PipelineSpan)
 
 
 class VLLM(ServingEngine):

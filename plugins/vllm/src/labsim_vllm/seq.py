@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from operator import attrgetter
-
-from labsim_llm.engine.replica import Seq as ShellSeq
+from typing import Any
 
 #: longest run of identical decode steps taken as one event (bounds the work per event)
 MAX_SPAN = 2048
@@ -19,18 +20,50 @@ OWN_OUTPUT_IDS = 1 << 63
 _by_no = attrgetter("no")
 
 
-class Seq(ShellSeq):
-    """The engine's state of one request (besides the shell's: cache keys, blocks held...).
+class Seq:
+    """The engine's state of one request: the fields of the shell's
+    (:class:`labsim_llm.engine.replica.Seq`: cache keys, blocks held...), which the shell's
+    helpers read, and the scheduler's own. A class of its own rather than a subclass, so that
+    it can be compiled (mypyc compiles no class over a Python class with ``__slots__``).
 
     While the request is in the decode group (``g >= 0``) its ``computed``,
     ``out``, ``num_tokens`` and ``held`` are those it had when it joined at
     group step ``g``; each group step since adds one token to each.
     """
 
-    __slots__ = ("num_tokens", "computed", "out", "target", "no", "g")
+    __slots__ = ("req", "keys", "hashed", "held", "n_reg", "dref", "last_token", "warm",
+                 "admitted", "t_in", "num_tokens", "computed", "out", "target", "no", "g")
 
-    def __init__(self, req, warm: bool):
-        super().__init__(req, warm)
+    req: Any                # the Request
+    keys: Sequence[int] | None      # prefix-cache keys of the prompt's blocks (a list or a range)
+    hashed: list
+    held: int
+    n_reg: int
+    dref: Any               # a deferred registration (labsim_llm.engine.kv_cache), or None
+    last_token: float
+    warm: bool
+    admitted: bool
+    t_in: float
+    num_tokens: int
+    computed: int
+    out: int
+    target: int
+    no: int
+    g: int
+
+    def __init__(self, req: Any, warm: bool):
+        # the shell's fields (labsim_llm.engine.replica.Seq), as it sets them
+        self.req = req
+        self.keys = None
+        self.hashed = []
+        self.held = 0
+        self.n_reg = 0
+        self.dref = None
+        self.last_token = math.nan
+        self.warm = warm
+        self.admitted = False
+        self.t_in = 0.0                           # when it reached the replica
+        # the scheduler's
         self.num_tokens = req.prompt_tokens      # tokens that exist (prompt + generated)
         self.computed = 0                         # tokens whose KV is (being) computed
         self.out = 0                              # tokens generated

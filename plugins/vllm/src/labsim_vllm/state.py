@@ -41,11 +41,19 @@ class ReplicaState(ReplicaShell):
     (see the module docstring)."""
 
     # -- set by the shell ---------------------------------------------------------------
+    owner: Any                       # the framework (labsim_vllm.plugin.VLLM)
+    index: int
     env: Any                         # the SimPy environment
+    time_limit: float
     metrics: Any                     # the framework's ServingMetrics
+    warm_up: float
+    fe_after: float
+    fe_whole: Any                    # output tokens → seconds (the API server's)
     pool: BlockPool
-    clock: float
+    gpus: Any                        # the replica's GpuSet
     waiting: Any                     # deque[Seq]: the waiting queue, first come first served
+    clock: float
+    _wake: Any                       # the SimPy event an idle loop waits on, else None
     process: Any                     # the SimPy process of the step loop (None until it starts)
 
     # -- configuration (Replica.__init__) ------------------------------------------------

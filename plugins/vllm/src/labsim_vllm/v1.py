@@ -148,7 +148,7 @@ class V1Scheduler(V0Scheduler):
             return                  # (with one step per round the gate is always open)
         pool = self.pool
         bs = self.block_size
-        skipped = []
+        skipped: list[Seq] = []
         cutoff = self._cutoff
         while waiting and budget > 0 and others + len(running) < self.max_seqs:
             seq = waiting[0]

@@ -35,6 +35,8 @@ the same P interleaved sets of requests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class StagePipeline:
     """FIFO servers — the engine core's CPU, then *stages* GPU stages — shared by the batches
@@ -79,7 +81,7 @@ class StagePipeline:
         back with :meth:`set_clocks`."""
         return self._cpu_free, list(self._free), self._busy_until
 
-    def set_clocks(self, cpu_free: float, free: list[float], busy_until: float) -> None:
+    def set_clocks(self, cpu_free: float, free: Sequence[float], busy_until: float) -> None:
         """Set what :meth:`clocks` reads (after a run of batches timed inline)."""
         self._cpu_free = cpu_free
         self._free[:] = free

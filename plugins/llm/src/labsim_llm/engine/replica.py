@@ -9,7 +9,8 @@ prefix-cache blocks, and lists what is still inside when the run ends.
 :class:`ReplicaShell` is that part; a subclass supplies:
 
 ``new_seq(request)``
-    its own per-request state (a :class:`Seq` subclass);
+    its own per-request state (a :class:`Seq` subclass, or a class of its own with the same
+    fields, as vLLM's);
 ``has_work()``, ``schedule()``, ``step_seconds(step)``, ``commit(step, start, end)``
     its scheduling policy, for the default loop :meth:`ReplicaShell.run`; an engine with
     its own loop (overlap, fast-forward, pipeline parallelism) overrides :meth:`run` and
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from labsim_llm.engine.kv_cache import block_ids
@@ -48,7 +50,7 @@ class Seq:
 
     def __init__(self, req, warm: bool):
         self.req = req
-        self.keys: list | None = None
+        self.keys: Sequence[int] | None = None
         self.hashed: list = []
         self.held = 0
         self.n_reg = 0
@@ -160,8 +162,8 @@ class ReplicaShell:
 
     # -- interface with the framework --------------------------------------------------
 
-    def new_seq(self, req) -> Seq:
-        """This engine's state of an arriving request."""
+    def new_seq(self, req) -> Any:
+        """This engine's state of an arriving request (a :class:`Seq`, or an object with its fields)."""
         return Seq(req, req.arrival_s >= self.warm_up)
 
     def start(self) -> None:
@@ -301,7 +303,7 @@ class ReplicaShell:
             seq.hashed.extend(self.pool.register_many(keys[seq.n_reg:full]))
             seq.n_reg = full
 
-    def output_keys(self, seq, output_id: int, out: int) -> list:
+    def output_keys(self, seq, output_id: int, out: int) -> Sequence[int]:
         """Keys of the full blocks of *seq*'s prompt followed by its *out* generated tokens
         (content id *output_id*): what a conversation's next turn, carrying this answer, hits."""
         return block_ids((*seq.req.segments, (output_id, out)), self.pool.block_size)

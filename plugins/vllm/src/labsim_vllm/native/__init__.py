@@ -1,0 +1,50 @@
+"""labsim-vllm's compiled twins: the replica's layers, compiled together by mypyc at install
+(``setup.py``, :mod:`labsim.native`).
+
+The replica is a chain of classes, one module each, over a typed state
+(:mod:`labsim_vllm.state`), with its per-request state (:class:`~labsim_vllm.seq.Seq`) and
+its pipeline span. Compiled as one group, each class keeps its attributes in fixed fields and
+calls the others' methods directly, where Python looks each up by name. The group runs only as
+a whole: :func:`classes` gives the compiled replica and pipeline span when every twin was
+built from its module as it is now, else None, and the plugin then uses the pure classes
+(:mod:`labsim_vllm.plugin`). Both give byte-identical outputs (``tests/test_vllm_native.py``).
+
+>>> from labsim_vllm import native
+>>> sorted(native.status()) == sorted(native.MODULES)
+True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from labsim import native as _native
+
+#: modules compiled into twins, by twin name: their path under ``src/labsim_vllm`` (setup.py
+#: reads the next line; in the copies it compiles, each import of one of them becomes an
+#: import of its twin, so that the group's classes build on one another compiled)
+MODULES = {"seq": "seq.py", "state": "state.py", "pipeline_span": "pipeline_span.py", "shared_span": "shared_span.py", "fast_forward": "fast_forward.py", "decode_group": "decode_group.py", "v0": "v0.py", "v1": "v1.py", "scheduler": "scheduler.py"}
+#: packages whose sources mypyc reads to type the twins (setup.py reads the next line; found
+#: next to this plugin's directory, else the twins are not built)
+SIBLINGS = ["labsim", "labsim_llm", "labsim_gpus", "labsim_collectives"]
+
+_PACKAGE = __name__.rpartition(".")[0]
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def classes() -> tuple[type, type] | None:
+    """``(Replica, PipelineSpan)`` compiled, when every twin of :data:`MODULES` is current
+    (:func:`labsim.native.group`), else None."""
+    twins = _native.group({f"{__name__}.{name}": str(_ROOT / path) for name, path in MODULES.items()})
+    if twins is None:
+        return None
+    return (twins[f"{__name__}.scheduler"].Replica, twins[f"{__name__}.pipeline_span"].PipelineSpan)
+
+
+def status() -> dict[str, str]:
+    """How each module of :data:`MODULES` runs in this process: ``"compiled"`` or why not."""
+    classes()
+    return _native.package_status(_PACKAGE, MODULES)
+
+
+__all__ = ["MODULES", "classes", "status"]

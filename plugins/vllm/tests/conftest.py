@@ -1,0 +1,17 @@
+"""Fixtures of the vLLM plugin's tests."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def pure_replica(monkeypatch):
+    """Runs in this test use the pure-Python replica and pipeline span, whether or not their
+    compiled twins are built (:mod:`labsim_vllm.native`): a test that spies on or patches the
+    replica's methods patches those classes, which compiled code would not call.
+    ``tests/test_vllm_native.py`` holds the twins to the same outputs."""
+    from labsim_vllm import pipeline_span, plugin, scheduler
+
+    monkeypatch.setattr(plugin, "Replica", scheduler.Replica)
+    monkeypatch.setattr(plugin, "PipelineSpan", pipeline_span.PipelineSpan)
