@@ -1,9 +1,9 @@
 """The compiled replica (``labsim_vllm.native``) gives exactly what the pure-Python one gives.
 
 Every case of the fast-path equivalence tests (the decode group, fast-forward, preemption,
-prefix caching, V0, async scheduling, pipeline parallelism, replicas, a time limit) runs with
-the compiled replica and pipeline span and again with the pure classes: identical request and
-step tables and summary. Shipped examples (a shared GPU among them) give the same files with
+prefix caching, V0, async scheduling, pipeline parallelism and its span, replicas, a time
+limit) runs with the compiled replica and pipeline span and again with the pure classes:
+identical request and step tables and summary. Shipped examples (a shared GPU among them) give the same files with
 ``LABSIM_NATIVE=0``. CI builds the twins and sets ``LABSIM_REQUIRE_NATIVE=1``, so these tests
 run there; elsewhere they skip when the twins were not built.
 """
@@ -35,10 +35,18 @@ def _compiled():
 
 
 def _cases() -> dict:
+    """The fast-path equivalence tests' cases, and their pipeline-parallel ones (with and
+    without a steps table: without, the span keeps the step sums in locals)."""
     spec = importlib.util.spec_from_file_location("vllm_speed_cases", HERE / "test_vllm_speed_equivalence.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.CASES
+    cases = dict(module.CASES)
+    for name, cfg in module.PP_CASES.items():
+        for record in (True, False):
+            cfg = copy.deepcopy(cfg)
+            cfg["frameworks_to_test"][0]["config"]["record_steps"] = record
+            cases[f"{name}-{'rows' if record else 'sums'}"] = cfg
+    return cases
 
 
 CASES = _cases()
