@@ -1,24 +1,42 @@
-"""Every plugin that ships compiled twins builds them with the same ``setup.py``.
-
-The file cannot be shared by import (each plugin builds on its own, in an isolated
-environment), so each plugin carries a copy; this keeps the copies one file, so that a fix
-made in one reaches all (labsim.native; docs/writing_plugins.md, section 7).
-"""
+"""How the plugins build their compiled twins: one piece of code, ``labsim.native_build``,
+which each plugin's ``setup.py`` loads by path (labsim.native; docs/writing_plugins.md §7)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+
+from labsim import native_build
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_plugins_that_build_twins_carry_the_same_setup_py():
-    copies = {p.parent.name: p.read_bytes() for p in sorted(ROOT.glob("plugins/*/setup.py"))}
-    assert {"llm", "gpus", "vllm"} <= copies.keys()
-    assert len(set(copies.values())) == 1, sorted(copies)
+def test_each_plugin_with_twins_builds_them_with_labsims_native_build():
+    plugins = {p.parents[3].name for p in ROOT.glob("plugins/*/src/*/native/__init__.py")}
+    assert {"llm", "gpus", "vllm"} <= plugins
+    for name in plugins:
+        setup = (ROOT / "plugins" / name / "setup.py").read_text()
+        assert 'native_build.py"' in setup and '["native_extensions"](HERE)' in setup
+        package = native_build.package_of(ROOT / "plugins" / name)
+        assert native_build.native_settings(package)["MODULES"]
 
 
-def test_each_plugin_with_a_setup_py_names_its_twins():
-    for setup in ROOT.glob("plugins/*/setup.py"):
-        native = next(setup.parent.glob("src/*/native/__init__.py"))
-        assert any(line.startswith("MODULES = ") for line in native.read_text().splitlines())
+def test_a_group_s_copies_import_one_another_s_twins():
+    modules = {"seq": "seq.py", "v1": "v1.py"}
+    source = "from labsim_vllm.seq import Seq\nfrom labsim_vllm.config import X\n"
+    assert native_build.as_twin_imports(source, "labsim_vllm", modules) == (
+        "from labsim_vllm.native.seq import Seq\nfrom labsim_vllm.config import X\n")
+
+
+def test_a_twin_records_the_sibling_modules_it_was_typed_against():
+    plugin = ROOT / "plugins" / "vllm"
+    roots = native_build.sibling_sources(plugin, ["labsim", "labsim_llm"])
+    assert roots == [str(ROOT / "core" / "src"), str(ROOT / "plugins" / "llm" / "src")]
+    source = ("from labsim import native\n"
+              "if TYPE_CHECKING:\n    from labsim_llm.engine.kv_cache import BlockPool\n"
+              "from labsim_vllm.seq import Seq\n")
+    found = native_build.sibling_digests(source, ["labsim", "labsim_llm"], roots)
+    kv_cache = ROOT / "plugins" / "llm" / "src" / "labsim_llm" / "engine" / "kv_cache.py"
+    assert found == {"labsim": hashlib.sha256((ROOT / "core/src/labsim/__init__.py").read_bytes()).hexdigest(),
+                     "labsim_llm.engine.kv_cache": hashlib.sha256(kv_cache.read_bytes()).hexdigest()}
+    assert native_build.sibling_sources(plugin, ["labsim_no_such_package"]) is None
