@@ -1,4 +1,4 @@
-"""Helpers for testing plugins without the installed entry points.
+"""Helpers for testing plugins: without the installed entry points, and their typing.
 
 >>> from labsim.testing import make_registry
 >>> import labsim_gpus.plugin
@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from labsim.plugins import load_plugins
 from labsim.registry import Registry
 
@@ -16,3 +19,34 @@ from labsim.registry import Registry
 def make_registry(*plugins, load_entrypoints: bool = False) -> Registry:
     """A registry of the kernel's built-ins plus the given plugin modules or objects."""
     return Registry(load_plugins(load_entrypoints=load_entrypoints, extra_modules=plugins))
+
+
+def _source_root(module) -> str:
+    """The directory a package is imported from (``src/`` of an editable install)."""
+    return str(Path(module.__file__).resolve().parent.parent)
+
+
+def type_errors(package, *imports, cache_dir: str | None = None) -> str:
+    """What ``mypy --check-untyped-defs`` reports on *package* (a module object), reading the
+    packages it *imports* (module objects) from their sources; ``""`` when it finds nothing.
+    A plugin whose modules mypyc compiles (:mod:`labsim.native`) keeps them typed so.
+
+    >>> import labsim_llm, labsim_vllm                                    # doctest: +SKIP
+    >>> type_errors(labsim_vllm, labsim_llm, labsim)                       # doctest: +SKIP
+    ''
+    """
+    from mypy import api
+
+    previous = os.environ.get("MYPYPATH")
+    os.environ["MYPYPATH"] = os.pathsep.join(_source_root(m) for m in imports)
+    try:
+        out, err, status = api.run(["--check-untyped-defs", "--ignore-missing-imports",
+                                    "--no-error-summary",
+                                    *(["--cache-dir", cache_dir] if cache_dir else []),
+                                    str(Path(package.__file__).resolve().parent)])
+    finally:
+        if previous is None:
+            del os.environ["MYPYPATH"]
+        else:
+            os.environ["MYPYPATH"] = previous
+    return "" if status == 0 else out + err

@@ -71,69 +71,17 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Generator
+from typing import Any, ClassVar
 
 from labsim_llm.engine.kv_cache import BlockPool
 from labsim_llm.engine.pipeline import StagePipeline
-from labsim_llm.engine.replica import ReplicaShell
-from labsim_llm.engine.replica import Seq as ShellSeq
 
-from labsim_trtllm.generation_group import GenerationGroup
-
-
-class Seq(ShellSeq):
-    """The executor's state of one request (besides the shell's: cache keys, blocks held...)."""
-
-    __slots__ = ("ctx_len", "computed", "out", "planned", "target", "need_total", "finished",
-                 "epoch", "inflight", "order", "gf", "gc0", "gp0")
-
-    def __init__(self, req, warm: bool, need_total: int):
-        super().__init__(req, warm)
-        self.ctx_len = req.prompt_tokens       # tokens to prefill (grows when a pause folds outputs)
-        self.computed = 0                      # tokens whose KV is computed or in flight
-        self.out = 0                           # tokens delivered
-        self.planned = 0                       # tokens generated once in-flight steps complete
-        self.target = req.output_tokens
-        self.need_total = need_total           # blocks to run to completion (capacity scheduler)
-        self.finished = False
-        self.epoch = 0                         # bumped by a pause: in-flight work is void for the cache
-        self.inflight = False                  # in a micro-batch still in flight (pipeline parallelism)
-        self.order = 0                         # how many requests became active before it
-        self.gf = -1                           # the iteration it joined the generation group at, or -1
-        self.gc0 = self.gp0 = 0                # its computed and planned tokens then
+from labsim_trtllm.generation_group import Cohort, GenerationGroup
+from labsim_trtllm.seq import Seq, Step
 
 
-class Step:
-    """One iteration: its generation requests (``gens``, one token each, in order) and its
-    context entries (``contexts``: ``(seq, tokens, computed_before, emits_token, epoch)``),
-    which come after them."""
-
-    __slots__ = ("gens", "contexts", "chunks", "decodes", "decode_ctx", "tokens", "start", "end",
-                 "cohort", "gidx", "group", "group_warm", "left_warm")
-
-    def __init__(self, gens, contexts, chunks, decode_ctx: int, context_tokens: int):
-        self.gens = gens
-        self.contexts = contexts
-        self.chunks = chunks                   # (new tokens, computed before) of the context entries
-        self.decodes = len(gens)
-        self.decode_ctx = decode_ctx           # Σ context of the generation entries, new token included
-        self.tokens = self.decodes + context_tokens   # context_tokens: Σ new tokens of the chunks
-        self.start = self.end = 0.0
-        self.cohort = None                     # the generation group's cohort it runs
-        self.gidx = -1                         # its index in that cohort
-        self.group = 0                         # group members it runs (their token counted apart)
-        self.group_warm = 0                    # ... of which count in the statistics
-        self.left_warm = 0                     # ... and of those, finished before it completes
-
-    @property
-    def empty(self) -> bool:
-        return not self.gens and not self.contexts and not self.group
-
-    def seqs(self):
-        """Every request the iteration runs."""
-        return [*self.gens, *(e[0] for e in self.contexts)]
-
-
-class Replica(GenerationGroup, ReplicaShell):
+class Replica(GenerationGroup):
     """A TensorRT-LLM executor (``tp × pp`` GPUs) running its loop as a SimPy process.
 
     The shell (:class:`~labsim_llm.engine.replica.ReplicaShell`) holds the waiting queue
@@ -143,9 +91,9 @@ class Replica(GenerationGroup, ReplicaShell):
     #: apply iterations that end before the next event without an event of their own, runs
     #: of group-only ones in one pass (False: one event per iteration, as the equivalence
     #: tests compare)
-    spans = True
+    spans: ClassVar[bool] = True
 
-    def __init__(self, owner, index: int, pricer, num_blocks: int, cfg: dict):
+    def __init__(self, owner: Any, index: int, pricer: Any, num_blocks: int, cfg: dict):
         super().__init__(owner, index, BlockPool(num_blocks, cfg["tokens_per_block"],
                                                  cfg["enable_block_reuse"]))
         self.pricer = pricer
@@ -170,7 +118,7 @@ class Replica(GenerationGroup, ReplicaShell):
 
     # -- interface with the framework --------------------------------------------------
 
-    def running_seqs(self) -> list:
+    def running_seqs(self) -> list[Seq]:
         return self._group_seqs() if self._gN else self.active
 
     @property
@@ -181,10 +129,10 @@ class Replica(GenerationGroup, ReplicaShell):
         """Blocks a request holds when it runs to completion (GUARANTEED_NO_EVICT's reservation)."""
         return -(-(prompt + max_new + self.extra_token) // self.tpb)
 
-    def run(self):
+    def run(self) -> Generator[Any, Any, None]:
         return self._loop() if self.pipeline is None else self._loop_pp()
 
-    def new_seq(self, req) -> Seq:
+    def new_seq(self, req: Any) -> Seq:
         # need_total, inlined
         return Seq(req, req.arrival_s >= self.warm_up,
                    -(-(req.prompt_tokens + req.max_output_tokens + self.extra_token) // self.tpb))
@@ -227,7 +175,7 @@ class Replica(GenerationGroup, ReplicaShell):
         pool = self.pool
         available = pool.num_free
         todo = list(self.active)
-        approved = []
+        approved: list[Seq] = []
         i = 0
         while i < len(todo) and len(approved) < self.max_batch:
             s = todo[i]
@@ -290,7 +238,7 @@ class Replica(GenerationGroup, ReplicaShell):
         A generation request's token is counted (``computed``, ``planned``, ``held``) as the
         scan meets it; the blocks it needs are taken from the pool after the scan, as they
         would be one request at a time (one ``allocate`` takes the same blocks as several)."""
-        co = None                              # the generation group's cohort, when grouped
+        co: Cohort | None = None               # the generation group's cohort, when grouped
         base = 0                               # its members, counted apart
         if self.grouped:
             co = self._cohort()
@@ -304,12 +252,13 @@ class Replica(GenerationGroup, ReplicaShell):
             g = co.gidx
             co.gidx = g + 1
         budget = self.max_tokens - base
-        gens, contexts = [], []
+        gens: list[Seq] = []
+        contexts: list[list[Any]] = []
         gens_append = gens.append
         gen_blocks = 0                         # blocks the generation requests need
         decode_ctx = 0
         tpb = self.tpb
-        fresh = set()
+        fresh: set[int] = set()
         joined = False
         pp = self.pp > 1
         room = self.max_batch - base           # entries the iteration may still take
@@ -371,7 +320,7 @@ class Replica(GenerationGroup, ReplicaShell):
             self._n_order += 1
             active.append(s)
 
-    def _context_entry(self, s: Seq, budget: int, fresh: set) -> int:
+    def _context_entry(self, s: Seq, budget: int, fresh: set[int]) -> int:
         """The tokens context request *s* asks of the iteration being formed (starting it, with
         its cache hits, if it has not started; *fresh* collects those), or −1 when it does not
         fit without chunking and stops the micro-batch scan."""
@@ -387,7 +336,7 @@ class Replica(GenerationGroup, ReplicaShell):
             return -1
         return rest
 
-    def _fit_chunks(self, contexts: list, budget: int, fresh: set) -> list:
+    def _fit_chunks(self, contexts: list[list[Any]], budget: int, fresh: set[int]) -> list[list[Any]]:
         """With chunked context, the context entries cut to the *budget* the generation requests
         left, first come first served, each non-final chunk a multiple of ``tokens_per_block``;
         a request started by this scan that gets nothing is un-started."""
@@ -406,7 +355,7 @@ class Replica(GenerationGroup, ReplicaShell):
                 self._unstart(s)
         return kept
 
-    def _allocate(self, gens, contexts, decode_ctx: int, gen_blocks: int) -> Step:
+    def _allocate(self, gens: list[Seq], contexts: list, decode_ctx: int, gen_blocks: int) -> Step:
         """Allocate the generation requests' *gen_blocks* KV blocks and the context entries',
         and count the contexts' tokens (the generation requests, already counted by
         :meth:`schedule`, and their Σ context *decode_ctx*). One allocation takes the blocks
@@ -414,11 +363,11 @@ class Replica(GenerationGroup, ReplicaShell):
         if not contexts:
             if gen_blocks:
                 self._take(gen_blocks)
-            return Step(gens, (), (), decode_ctx, 0)
+            return Step(gens, [], [], decode_ctx, 0)
         tpb = self.tpb
-        entries = []
+        entries: list[tuple[Seq, int, int, bool, int]] = []
         append = entries.append
-        chunks = []
+        chunks: list[tuple[int, int]] = []
         blocks = gen_blocks
         tokens = 0
         for s, n in contexts:
@@ -448,14 +397,15 @@ class Replica(GenerationGroup, ReplicaShell):
 
     # -- completing an iteration --------------------------------------------------------
 
-    def _leaving(self, step: Step) -> list:
+    def _leaving(self, step: Step) -> list[Seq]:
         """The requests whose last token *step* delivers (as :meth:`_commit` will find them)."""
         leaving = [s for s in step.gens if not s.finished and s.out + 1 >= s.target]
         for s, _n, _before, emits, _epoch in step.contexts:
             if emits and not s.finished and s.out + 1 >= s.target:
                 leaving.append(s)
-        if step.group:
-            done = step.cohort.fin.get(step.gidx)
+        co = step.cohort
+        if step.group and co is not None:
+            done = co.fin.get(step.gidx)
             if done:
                 leaving.extend(done)
         return leaving
@@ -481,7 +431,7 @@ class Replica(GenerationGroup, ReplicaShell):
         if self.grouped:
             return self._commit_grouped(step)
         end = step.end
-        finished = []
+        finished: list[Seq] = []
         gaps = [gap for _, gap in self._apply_gens(step, end, finished)]
         self._apply_contexts(step, end, finished, gaps.append)
         self._add_gaps(gaps)
@@ -489,11 +439,11 @@ class Replica(GenerationGroup, ReplicaShell):
         if finished:
             self._finish(finished, end)
 
-    def _apply_gens(self, step: Step, end: float, finished: list) -> list:
+    def _apply_gens(self, step: Step, end: float, finished: list[Seq]) -> list[tuple[Seq, float]]:
         """Apply the outputs of *step*'s generation requests walked one by one at *end*: add
         those whose last token it is to *finished*; their inter-token gaps as
         ``(seq, gap)``, in running order."""
-        gaps = []
+        gaps: list[tuple[Seq, float]] = []
         fe_after = self.fe_after
         for s in step.gens:
             if s.finished:
@@ -508,7 +458,7 @@ class Replica(GenerationGroup, ReplicaShell):
                 finished.append(s)
         return gaps
 
-    def _add_gaps(self, gaps: list) -> None:
+    def _add_gaps(self, gaps: list[float]) -> None:
         """Record inter-token *gaps* (in order): one count when they are all equal, the usual
         step, where every stream waited as long."""
         if gaps:
@@ -532,7 +482,7 @@ class Replica(GenerationGroup, ReplicaShell):
                           step.decodes, self._gN + len(active), waiting, used, flops, nbytes,
                           used * (end - step.start), busy)
 
-    def _apply_contexts(self, step: Step, end: float, finished: list, gap) -> None:
+    def _apply_contexts(self, step: Step, end: float, finished: list[Seq], gap: Any) -> None:
         """Apply *step*'s context entries at *end*: cache their computed prompt blocks, emit the
         token of each final chunk (its inter-token gap, if any, to *gap*), and add those whose
         last token it is to *finished*."""
@@ -554,7 +504,7 @@ class Replica(GenerationGroup, ReplicaShell):
             if s.out >= s.target:
                 finished.append(s)
 
-    def _finish(self, finished, end: float, members: bool = False) -> None:
+    def _finish(self, finished: list[Seq], end: float, members: bool = False) -> None:
         """*finished* (in order) leave at *end*: out of the active list (unless they are all
         generation group *members*, which are not in it), their blocks stored and freed."""
         for s in finished:
@@ -569,7 +519,7 @@ class Replica(GenerationGroup, ReplicaShell):
 
     # -- the loop -------------------------------------------------------------------------
 
-    def _loop(self):
+    def _loop(self) -> Generator[Any, Any, None]:
         env = self.env
         pricer = self.pricer
         decode_price = pricer.decode_price
@@ -614,15 +564,19 @@ class Replica(GenerationGroup, ReplicaShell):
                 if t < horizon <= limit:
                     # it ends before anything else happens: applied now, as its event would
                     # apply it at *t*, unless anyone waits on what it finishes
-                    leaving = co.fin.get(cur.gidx) if group_only else self._leaving(cur)
+                    leaving = (co.fin.get(cur.gidx) if group_only and co is not None
+                               else self._leaving(cur))
                     if not leaving or self._finish_unseen(leaving):
-                        if (group_only and co.n and not self.active and not self.waiting
+                        if (group_only and co is not None and co.n and not self.active
+                                and not self.waiting
                                 and (nxt is None or not (nxt.gens or nxt.contexts))):
                             # and the next one is the cohort's alone: a span (see "Spans" in
                             # the module docstring)
-                            cur, nxt, now, wait = self._run_span(cur, nxt, t, horizon)
-                            if wait is None:
+                            first, nxt, now, left = self._run_span(cur, nxt, t, horizon)
+                            if left is None or first is None:
+                                cur = first
                                 continue                # the cohort emptied
+                            cur, wait = first, left
                         else:
                             now = t
                             landed = True
@@ -640,7 +594,7 @@ class Replica(GenerationGroup, ReplicaShell):
                 if end is not None:
                     cur.end = end
             self.clock = cur.end
-            if group_only:
+            if group_only and co is not None:
                 self._commit_group_only(cur, co, cur.end)         # the usual iteration
             else:
                 self._commit(cur)
@@ -652,7 +606,7 @@ class Replica(GenerationGroup, ReplicaShell):
             else:
                 cur = None
 
-    def _loop_pp(self):
+    def _loop_pp(self) -> Generator[Any, Any, None]:
         """The pipeline-parallel loop: up to ``pp`` micro-batches in flight. A micro-batch whose
         results come back before the next event and finish nothing anyone sees is applied
         without an event of its own, as in :meth:`_loop` ("Spans" in the module docstring)."""
@@ -663,7 +617,9 @@ class Replica(GenerationGroup, ReplicaShell):
         inflight: deque[Step] = deque()
         pp = self.pp
         cohorts = self._cohorts
-        run = self.pipeline.run
+        pipeline = self.pipeline
+        assert pipeline is not None, "the pipeline-parallel loop runs a pipeline"
+        run = pipeline.run
         decode_gpu = pricer.decode_gpu
         cpu, cpu_per_req = pricer.cpu, pricer.cpu_per_req    # (pricer.cpu_time, inlined)
         now = env.now                          # as in _loop: ahead of env.now after such ones
@@ -714,9 +670,9 @@ class Replica(GenerationGroup, ReplicaShell):
                     wait = 0.0
                 t = now + wait                 # env.now after its event
                 if spans and t < peek() <= limit:
-                    co = step.cohort
-                    if co is not None and not step.gens and not step.contexts:
-                        leaving = co.fin.get(step.gidx) if step.group else None   # _leaving
+                    runs = step.cohort
+                    if runs is not None and not step.gens and not step.contexts:
+                        leaving = runs.fin.get(step.gidx) if step.group else None   # _leaving
                     else:
                         leaving = self._leaving(step)
                     if not leaving or self._finish_unseen(leaving):
@@ -777,7 +733,7 @@ class Replica(GenerationGroup, ReplicaShell):
         return False
 
 
-def catch_up(env, last: float, target: float):
+def catch_up(env: Any, last: float, target: float) -> Generator[Any, Any, None]:
     """Timeouts (``yield from``) after which ``env.now + (target − env.now) == target``: the
     process, behind the iterations it applied without events (the last at *last*), wakes
     near *last* first when one delay cannot land on *target* (a sum rounds to even), never

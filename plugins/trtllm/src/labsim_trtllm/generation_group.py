@@ -35,10 +35,14 @@ its reservation) are walked one by one, as the plain executor walks every
 request. Outputs are identical to the plain executor's, bit for bit
 (``plugins/trtllm/tests/test_trtllm_speed_equivalence.py``).
 
-:class:`GenerationGroup` is a part of :class:`labsim_trtllm.executor.Replica`.
+:class:`GenerationGroup` is the layer of :class:`labsim_trtllm.executor.Replica` over its state
+(:mod:`labsim_trtllm.state`).
 """
 
 from __future__ import annotations
+
+from labsim_trtllm.seq import Seq, Step
+from labsim_trtllm.state import ExecutorState
 
 
 class Cohort:
@@ -48,20 +52,20 @@ class Cohort:
     __slots__ = ("members", "n", "warm", "S", "cnt", "fin", "gidx", "last_end", "inflight", "fresh")
 
     def __init__(self, tokens_per_block: int):
-        self.members: dict[int, object] = {}      # order → Seq
+        self.members: dict[int, Seq] = {}         # order → Seq
         self.n = 0                                 # members
         self.warm = 0                              # members that count in the statistics
         self.S = 0                                 # Σ (c0 − f)
         self.cnt = [0] * tokens_per_block          # members per (c0 − f) mod tokens_per_block
-        self.fin: dict[int, list] = {}             # iteration → members its outputs complete
+        self.fin: dict[int, list[Seq]] = {}        # iteration → members its outputs complete
         self.gidx = 0                              # the next iteration's index
         self.last_end = 0.0                        # when its last iteration's outputs came out
         self.inflight = False                      # a micro-batch formed with it is in flight
-        self.fresh: list = []                      # joined now, last token not at last_end (PP)
+        self.fresh: list[Seq] = []                 # joined now, last token not at last_end (PP)
 
 
-class GenerationGroup:
-    """Joining, leaving and stepping the generation group (a part of the executor replica)."""
+class GenerationGroup(ExecutorState):
+    """Joining, leaving and stepping the generation group (a layer of the executor replica)."""
 
     def _init_group(self) -> None:
         #: whether generating requests are kept as a group (see the module docstring)
@@ -72,14 +76,10 @@ class GenerationGroup:
         self._gneed = 0                           # Σ blocks members' lifetimes reserve
         self._ahead = None                        # the iteration formed last (overlap: not yet applied)
         self._n_order = 0                         # requests that became active so far
-        from labsim_trtllm.executor import Step   # (the executor's module imports this one)
-
-        self._step_class = Step
-        self._new_step = object.__new__           # a group-only iteration's Step, its fields set apart
 
     # -- joining and leaving -------------------------------------------------------------
 
-    def _joins(self, s, co: Cohort, g: int) -> bool:
+    def _joins(self, s: Seq, co: Cohort, g: int) -> bool:
         """Make *s* (its context done, about to generate in iteration *g* of cohort *co*) a
         member, if it can be one: it has tokens left to deliver and its reservation covers
         every token it will hold."""
@@ -105,14 +105,14 @@ class GenerationGroup:
         co.fin.setdefault(g + s.target - p0 - 1, []).append(s)
         return True
 
-    def _materialise(self, s, co: Cohort) -> None:
+    def _materialise(self, s: Seq, co: Cohort) -> None:
         """Bring a member's counters up to date (after the last iteration formed)."""
         ran = co.gidx - s.gf                      # iterations formed with it
         s.computed = s.gc0 + ran
         s.planned = s.gp0 + ran
         s.held = -(-s.computed // self.tpb)
 
-    def _drop(self, s, co: Cohort) -> None:
+    def _drop(self, s: Seq, co: Cohort) -> None:
         """Take member *s* (counters up to date) out of *co*'s aggregates."""
         k = s.gc0 - s.gf
         s.gf = -1
@@ -126,7 +126,7 @@ class GenerationGroup:
         self._gheld -= s.held
         self._gneed -= s.need_total
 
-    def _leave(self, s, co: Cohort, end: float) -> None:
+    def _leave(self, s: Seq, co: Cohort, end: float) -> None:
         """Take a member whose last token came out at *end* out of the group (:meth:`_materialise`
         and :meth:`_drop`, inlined)."""
         gf = s.gf
@@ -160,7 +160,7 @@ class GenerationGroup:
         co.fin.clear()
         self.active = sorted(self.active + members, key=_by_order)
 
-    def _group_seqs(self) -> list:
+    def _group_seqs(self) -> list[Seq]:
         """Every active request in the order they became active (members' counters as they
         are after the last iteration formed)."""
         members = []
@@ -187,11 +187,13 @@ class GenerationGroup:
                 busy = co
             else:
                 self._disband(co)
-        return busy if busy is not None else first
+        chosen = busy if busy is not None else first
+        assert chosen is not None, "a cohort not in flight"    # (one is, when a batch is formed)
+        return chosen
 
     # -- forming an iteration ---------------------------------------------------------------
 
-    def _capacity_grouped(self) -> list:
+    def _capacity_grouped(self) -> list[Seq]:
         """``GUARANTEED_NO_EVICT`` over the non-members (``self.active``); members are started."""
         active = self.active
         started = [s for s in active if s.computed > 0]
@@ -211,8 +213,8 @@ class GenerationGroup:
             available -= s.need_total
         return approved
 
-    def _with_cohort(self, co: Cohort, g: int, gens: list, contexts: list, gen_blocks: int,
-                     decode_ctx: int):
+    def _with_cohort(self, co: Cohort, g: int, gens: list[Seq], contexts: list, gen_blocks: int,
+                     decode_ctx: int) -> Step:
         """Finish forming iteration *g* of cohort *co* (the walked requests' *gens*, *contexts*,
         blocks and decode context counted by the scan): the members' blocks and context, as
         aggregates; the Step is marked as iteration *g* of *co*, the iteration formed last."""
@@ -236,7 +238,7 @@ class GenerationGroup:
             self._join_ahead(step, co, g + 1)
         return step
 
-    def _join_ahead(self, step, co: Cohort, g: int) -> None:
+    def _join_ahead(self, step: Step, co: Cohort, g: int) -> None:
         """Make the requests whose context *step* completes members now, from iteration *g*
         on (the next one), where they would join when it is formed: with the overlap scheduler
         (PP = 1) nothing changes them before that, and its scan reaches each of them (a started
@@ -251,7 +253,7 @@ class GenerationGroup:
         if joined:
             self.active = [s for s in self.active if s.gf < 0]
 
-    def _group_only_step(self, co: Cohort):
+    def _group_only_step(self, co: Cohort) -> Step:
         """The usual iteration: the cohort's members alone (nothing else to walk); its Step:
         :meth:`_group_step`."""
         g = co.gidx
@@ -267,13 +269,14 @@ class GenerationGroup:
 
     # -- applying an iteration's outputs ----------------------------------------------------------
 
-    def _commit_grouped(self, step) -> None:
+    def _commit_grouped(self, step: Step) -> None:
         """:meth:`~labsim_trtllm.executor.Replica._commit` with the group."""
         end = step.end
         co = step.cohort
+        assert co is not None, "the group's iterations name their cohort"
         if not step.gens and not step.contexts and not co.fresh:
             return self._commit_group_only(step, co, end)
-        finished = []
+        finished: list[Seq] = []
         walked = ([(s.order, gap) for s, gap in self._apply_gens(step, end, finished)]
                   if step.gens else [])
         done = co.fin.pop(step.gidx, None) if step.group else None
@@ -284,7 +287,7 @@ class GenerationGroup:
         # each waited since the cohort's previous iteration ended
         n_warm = step.group_warm - step.left_warm if step.group else 0
         uniform = end - co.last_end
-        ctx_gaps = []
+        ctx_gaps: list[float] = []
         if step.contexts:
             self._apply_contexts(step, end, finished, ctx_gaps.append)
         if walked or ctx_gaps or co.fresh:
@@ -298,7 +301,7 @@ class GenerationGroup:
         if finished:
             self._finish(finished, end)
 
-    def _release(self, step, co: Cohort, done: list, end: float) -> None:
+    def _release(self, step: Step, co: Cohort, done: list[Seq], end: float) -> None:
         """The cohort's members *done* in *step* leave it; the next iteration, if formed
         already with them in it (PP = 1), counts them as gone."""
         warm = 0
@@ -309,7 +312,7 @@ class GenerationGroup:
         if ahead is not None and ahead is not step and self.pp == 1:
             ahead.left_warm += warm
 
-    def _commit_group_only(self, step, co: Cohort, end: float) -> None:
+    def _commit_group_only(self, step: Step, co: Cohort, end: float) -> None:
         """:meth:`_commit_grouped` of an iteration that ran the cohort's members alone (the
         usual one), its gaps (one count, every member waited as long) and its row inlined."""
         n_warm = step.group_warm - step.left_warm
@@ -331,7 +334,8 @@ class GenerationGroup:
             self._release(step, co, done, end)
             self._finish(sorted(done, key=_by_order), end, True)
 
-    def _run_span(self, cur, nxt, t: float, horizon: float):
+    def _run_span(self, cur: Step, nxt: Step | None, t: float,
+                  horizon: float) -> tuple[Step | None, Step | None, float, float | None]:
         """Apply iteration *cur* (group-only, ending at simulated time *t*) and the group-only
         iterations after it that end before *horizon* (the next event) and finish nobody
         that anyone waits on (:meth:`_finish_unseen`), as one event per iteration would,
@@ -344,6 +348,7 @@ class GenerationGroup:
         ``(cur, None, now, None)`` as the loop has them after a commit (*cur*: the iteration
         formed already, or None)."""
         co = cur.cohort
+        assert co is not None, "a span runs a cohort"
         metrics = self.metrics
         step_row = metrics.step
         itl = metrics.itl
@@ -375,7 +380,8 @@ class GenerationGroup:
         # the iteration being applied: its index, start, end, decodes, context, warm members
         g, start, end = cur.gidx, cur.start, cur.end
         b, ctx, nw = cur.decodes, cur.decode_ctx, cur.group_warm - cur.left_warm
-        if overlap:                            # the one formed while it runs
+        g1 = b1 = ctx1 = nw1 = 0
+        if nxt is not None:                    # the one formed while it runs
             g1, b1, ctx1, nw1 = nxt.gidx, nxt.decodes, nxt.decode_ctx, nxt.group_warm - nxt.left_warm
         while True:
             # apply iteration g (_commit_group_only, its row and gaps; then its finishes)
@@ -489,7 +495,7 @@ class GenerationGroup:
         self._ahead = nxt if overlap else cur
         return cur, nxt, now, wait
 
-    def _finish_unseen(self, members) -> bool:
+    def _finish_unseen(self, members: list[Seq]) -> bool:
         """Whether *members* finishing can be applied before its simulated time (in a span):
         nobody acts on it then (no closed loop, no conversation's next turn waits on it)."""
         unseen = getattr(self.owner, "finish_unseen", None)
@@ -500,24 +506,20 @@ class GenerationGroup:
                 return False
         return True
 
-    def _group_step(self, co: Cohort, g: int, b: int, ctx: int, nw: int, start: float):
+    def _group_step(self, co: Cohort, g: int, b: int, ctx: int, nw: int, start: float) -> Step:
         """Iteration *g* of *co* with its *b* members alone (decode context *ctx*, *nw* of them
         warm) from *start*: the Step of :meth:`_group_only_step` and of a span's iterations."""
-        step = self._new_step(self._step_class)
-        step.gens = step.contexts = step.chunks = ()
-        step.decodes = step.tokens = b
-        step.decode_ctx = ctx
+        step = Step([], [], [], ctx, b)             # (decodes and tokens: b, set below)
+        step.decodes = b
         step.start = start
-        step.end = 0.0
-        step.left_warm = 0
         step.cohort = co
         step.gidx = g
         step.group = b
         step.group_warm = nw
         return step
 
-    def _record_gaps(self, step, co: Cohort, n_warm: int, uniform: float, walked: list,
-                     ctx_gaps: list) -> None:
+    def _record_gaps(self, step: Step, co: Cohort, n_warm: int, uniform: float,
+                     walked: list[tuple[int, float]], ctx_gaps: list[float]) -> None:
         """The iteration's inter-token gaps, as the plain executor records them: the generation
         requests' in running order, then the contexts'; one count when all are equal."""
         values = [g for _, g in walked] + ctx_gaps if walked or ctx_gaps else []
@@ -538,17 +540,17 @@ class GenerationGroup:
             co.fresh = []
 
 
-def end_gap(s, own, uniform: float, end: float) -> float:
+def end_gap(s: Seq, own: set[int] | tuple, uniform: float, end: float) -> float:
     """A member's gap in an iteration ending at *end*: since its own last token if it joined
     with one not at the cohort's last end (*own*), else the cohort's *uniform* gap."""
     return end - s.last_token if id(s) in own else uniform
 
 
-def _first(row):
+def _first(row: tuple[int, float]) -> int:
     return row[0]
 
 
-def _by_order(s) -> int:
+def _by_order(s: Seq) -> int:
     return s.order
 
 

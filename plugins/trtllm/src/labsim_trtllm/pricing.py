@@ -67,10 +67,17 @@ class TrtStepPricer:
             return False
         return num_decodes in self.exact or (self.padding and num_decodes <= self.max_graph)
 
+    def _pricer(self, chunks, num_decodes: int) -> StepPricer:
+        """The shared pricer of a step: the CUDA graphs' when it replays one, else the eager one."""
+        graph = self.graph
+        if graph is not None and self.uses_graph(chunks, num_decodes):
+            return graph
+        return self.eager
+
     def gpu_time(self, chunks, num_decodes: int, decode_context: int) -> float:
         if chunks:                                 # eager, its pieces kept (mixed_step_fn)
             return self.eager.mixed_step_fn(chunks, num_decodes)(decode_context) * self.scale
-        pricer = self.graph if self.uses_graph(chunks, num_decodes) else self.eager
+        pricer = self._pricer(chunks, num_decodes)
         return pricer.step_time(chunks, num_decodes, decode_context) * self.scale
 
     def decode_gpu(self, b: int):
@@ -78,7 +85,7 @@ class TrtStepPricer:
         requests), bit for bit, kept per batch size."""
         fn = self._decode_gpus.get(b)
         if fn is None:
-            gpu = (self.graph if self.uses_graph((), b) else self.eager).decode_step_fn(b)
+            gpu = self._pricer((), b).decode_step_fn(b)
             scale = self.scale
             # (times 1.0 changes no float: then the shared pricer's function itself)
             fn = self._decode_gpus[b] = gpu if scale == 1.0 else lambda ctx: gpu(ctx) * scale
@@ -114,7 +121,7 @@ class TrtStepPricer:
     def _decode_step_fn(self, b: int):
         """``f(ctx)`` = :meth:`step_time` ``((), b, ctx)``, bit for bit, with the batch's
         pricer, graph or eager, and CPU time found once."""
-        pricer = self.graph if self.uses_graph((), b) else self.eager
+        pricer = self._pricer((), b)
         gpu = pricer.decode_step_fn(b)
         scale = self.scale
         cpu = self.cpu_time((), b)

@@ -169,10 +169,12 @@ class ServingEngine(labsim.Framework):
 
         cfg = self.cfg
         self.plan: Any = None     # an engine with a KV cache sets its MemoryPlan
-        self.pricer = StepPricer(self.model, self.device, dtype=cfg["dtype"],
-                                 kv_dtype=cfg.get("kv_cache_dtype", cfg["dtype"]),
-                                 tp=cfg["tensor_parallel_size"], pp=cfg["pipeline_parallel_size"],
-                                 collective=self.collective_time)
+        # (an engine's own pricer may wrap this one: TensorRT-LLM's TrtStepPricer)
+        self.pricer: Any = StepPricer(self.model, self.device, dtype=cfg["dtype"],
+                                      kv_dtype=cfg.get("kv_cache_dtype", cfg["dtype"]),
+                                      tp=cfg["tensor_parallel_size"],
+                                      pp=cfg["pipeline_parallel_size"],
+                                      collective=self.collective_time)
 
     def make_replica(self, index: int):
         """Replica number *index*."""
