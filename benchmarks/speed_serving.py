@@ -30,7 +30,8 @@ machine's load, so code before and after a change can be compared on a busy mach
     python benchmarks/speed_serving.py --instructions --sizes 2000,8000 --framework trtllm
 
 The first line says whether the compiled twins of the hot modules ran (``labsim.native``:
-labsim-llm and labsim-gpus build them at install where mypyc and a C compiler are at hand);
+labsim-llm, labsim-gpus, labsim-vllm and labsim-trtllm build them at install where mypyc and a
+C compiler are at hand);
 ``LABSIM_NATIVE=0`` measures pure Python.
 
 ``--against REV`` measures each figure twice in one sitting, the two taking turns: once with
@@ -275,11 +276,15 @@ def native_line() -> str:
     ``labsim.native``): the figures depend on it."""
     from labsim_gpus import native as gpus
     from labsim_llm import native as llm
+    from labsim_trtllm import native as trtllm
     from labsim_vllm import native as vllm
 
-    # the vLLM replica's layers run together: compiled, or pure Python for the first reason
-    replica = [how for how in vllm.status().values() if "its group" not in how] or ["compiled"]
-    found = {**llm.status(), **gpus.status(), "vllm replica": replica[0]}
+    def group(status: dict) -> str:
+        # a replica's layers run together: compiled, or pure Python for the first reason
+        return ([how for how in status.values() if "its group" not in how] or ["compiled"])[0]
+
+    found = {**llm.status(), **gpus.status(), "vllm replica": group(vllm.status()),
+             "trtllm replica": group(trtllm.status())}
     return "compiled twins: " + ", ".join(f"{k} {v}" for k, v in found.items())
 
 

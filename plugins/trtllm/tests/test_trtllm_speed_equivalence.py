@@ -159,7 +159,7 @@ def test_executor_equals_the_plain_reference_on_mixed_configurations(seed, monke
 
 @pytest.mark.parametrize("case", ["plain", "chunked-grouped", "reuse-conversations", "eos-stops",
                                   "guaranteed-tight"])
-def test_requests_join_the_group_as_the_iteration_completing_their_context_is_formed(case, monkeypatch):
+def test_requests_join_the_group_as_the_iteration_completing_their_context_is_formed(case, monkeypatch, pure_replica):
     """With the overlap scheduler a request whose context an iteration completes becomes a
     member as that iteration is formed (the next one, formed while it runs, is then the
     cohort's alone): the outputs are those of joining as the next one is formed (and so the
@@ -183,7 +183,7 @@ def test_requests_join_the_group_as_the_iteration_completing_their_context_is_fo
 
 
 @pytest.mark.parametrize("case", [*sorted(CASES), *(f"mixed-{seed}" for seed in range(10))])
-def test_spans_equal_one_event_per_iteration(case, monkeypatch):
+def test_spans_equal_one_event_per_iteration(case, monkeypatch, pure_replica):
     """Group-only iterations applied without events of their own (spans) give what one SimPy
     event per iteration gives, byte for byte, and the spans do skip events."""
     cfg = CASES[case] if case in CASES else _mixed_case(int(case.split("-")[1]))
@@ -206,7 +206,7 @@ def test_spans_equal_one_event_per_iteration(case, monkeypatch):
 
 
 @pytest.mark.parametrize("case", ["plain", "no-overlap", "eos-stops", "cut-off", "mixed-3"])
-def test_spans_without_a_steps_table_sum_as_one_event_per_iteration(case, monkeypatch):
+def test_spans_without_a_steps_table_sum_as_one_event_per_iteration(case, monkeypatch, pure_replica):
     """Without a steps table (as runs default) spans give the summary one SimPy event per
     iteration gives, exactly: its step sums (busy time, FLOPs, bytes, KV block-seconds) over a
     0.5 s warm-up included (the tests above compare them with steps recorded)."""
@@ -223,7 +223,7 @@ def test_spans_without_a_steps_table_sum_as_one_event_per_iteration(case, monkey
 
 @pytest.mark.parametrize("case", ["plain", "max-utilization-pauses", "reuse-conversations", "pp2",
                                   "pp2-tight-reuse"])
-def test_iterations_with_contexts_are_applied_without_events(case, monkeypatch):
+def test_iterations_with_contexts_are_applied_without_events(case, monkeypatch, pure_replica):
     """Not only the group's iterations: one with a context (a request starting, its first token)
     that ends before the next event is applied ahead of its event too (a micro-batch's results,
     with pipeline parallelism), with a request starting in the next iteration at the loop's
@@ -248,7 +248,7 @@ def test_iterations_with_contexts_are_applied_without_events(case, monkeypatch):
 
 
 @pytest.mark.parametrize("case", ["pp2", "pp4-reuse-conversations"])
-def test_pipeline_forms_no_empty_micro_batch(case, monkeypatch):
+def test_pipeline_forms_no_empty_micro_batch(case, monkeypatch, pure_replica):
     """With every request in flight and no cohort free to run, the pipeline loop waits for a
     micro-batch instead of forming an empty one (and its outputs stay the reference's:
     :func:`test_executor_equals_the_plain_reference`)."""

@@ -10,10 +10,14 @@ from __future__ import annotations
 from labsim import hookimpl
 from labsim_llm.engine.serving_engine import ServingEngine
 
+from labsim_trtllm import executor, native
 from labsim_trtllm.config import CONFIG_SCHEMA, ENGINE_PARAMETERS, graph_sizes, resolve
-from labsim_trtllm.executor import Replica
 from labsim_trtllm.memory import plan_kv_cache
 from labsim_trtllm.pricing import TrtStepPricer
+
+#: the executor replica: its compiled twin when built and current (:mod:`labsim_trtllm.native`),
+#: else the pure class; both give the same outputs
+Replica = native.classes() or executor.Replica
 
 
 class TensorRTLLM(ServingEngine):
@@ -37,7 +41,7 @@ class TensorRTLLM(ServingEngine):
                                     collective=self.collective_time,
                                     collective_cost=self.collective_cost)
 
-    def make_replica(self, index: int) -> Replica:
+    def make_replica(self, index: int) -> executor.Replica:
         return Replica(self, index, self.pricer, self.plan.num_blocks, self.cfg)
 
     def reject_reason(self, request) -> str | None:
