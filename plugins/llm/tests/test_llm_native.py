@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import math
 import os
 import random
 import subprocess
@@ -315,71 +314,6 @@ def test_span_step_ends_compiled_and_pure(step_prices, start, data):
         extend(got, prices, t, done, k, least, horizon, chunk)
         assert _bits(got) == _bits(want) and calls == want_calls
         calls.clear()
-
-
-def _quiet_lanes(data, classes):
-    """The same random pipeline state built with each of *classes*' ``(QuietLane, QuietRun)``:
-    1 to 4 batches in flight by due time, groups that finish or run short of blocks, price
-    tables with holes, integer and float work terms, warm-ups and context limits that stop
-    the landings early."""
-    n = data.draw(st.integers(1, 4))
-    dues = sorted(data.draw(st.lists(seconds, min_size=n, max_size=n)))
-    spec = []
-    for i in range(n):
-        G = data.draw(st.integers(0, 300))
-        block = data.draw(st.integers(1, 16))
-        decodes = data.draw(st.integers(1, 64))
-        context = data.draw(st.integers(0, 5000))
-        table = data.draw(st.lists(st.one_of(st.none(), st.floats(1e-4, 0.05)), max_size=80))
-        prices = [None] * (context + decodes * (G + 1)) + table
-        start = data.draw(seconds)
-        work = data.draw(st.tuples(st.one_of(finite, st.integers(0, 10**9)), finite, st.integers(1, 96),
-                                   st.integers(1, 8), finite, st.integers(0, 10**10),
-                                   st.integers(0, 10**5), st.integers(0, 10**6)))
-        spec.append((None, dues[i], i, start, start + data.draw(seconds), G,
-                     dict.fromkeys(data.draw(st.lists(st.integers(G, G + 40), max_size=3))),
-                     data.draw(st.lists(st.integers(0, 3), min_size=block, max_size=block)),
-                     i == 0 or data.draw(st.booleans()), decodes, context, data.draw(st.integers(0, decodes)),
-                     data.draw(seconds), context + decodes * G, data.draw(st.floats(0.0, 1e-3)), work,
-                     prices, data.draw(st.sampled_from([10**12, context + decodes * (G + 2)]))))
-    run = (data.draw(st.floats(0.0, 30.0)), data.draw(st.integers(0, 400)), data.draw(st.integers(0, 10**4)),
-           n, data.draw(seconds), data.draw(st.lists(seconds, min_size=1, max_size=4)), data.draw(seconds),
-           data.draw(st.sampled_from([-math.inf, 0.5, 5.0])), 7, 1.5, 2.5, 3.5, 4.5, 9, dues[0])
-    made = []
-    for lane_cls, run_cls in classes:
-        made.append((run_cls(*run[:5], list(run[5]), *run[6:]),
-                     [lane_cls(*fields[:6], dict(fields[6]), list(fields[7]), *fields[8:16], list(fields[16]),
-                               fields[17]) for fields in spec]))
-    return made
-
-
-LANE_FIELDS = ("due", "order", "start", "end", "G", "last_end", "step_context", "next_price")
-RUN_FIELDS = ("free", "used", "taken", "order", "cpu_free", "stage_free", "busy_until", "num_steps",
-              "busy_s", "flops", "nbytes", "kv_s", "kv_peak", "gaps", "widths", "last", "quiet")
-
-
-@settings(max_examples=300, deadline=None)
-@given(data=st.data(), price=st.floats(1e-4, 0.05))
-def test_quiet_pipeline_landings_compiled_and_pure(data, price):
-    """Landing a pipeline-parallel replica's quiet batches (``step_runs.land_quiet_batches``),
-    compiled and pure, from the same state: the same answers one after another (a missing
-    price supplied each time, as the caller supplies it), the batches in the same order,
-    and every clock, count, sum and gap the same, bit for bit."""
-    twin = _twin_of("step_runs")
-    pure = step_runs.PURE
-    states = _quiet_lanes(data, [(pure["QuietLane"], pure["QuietRun"]), (twin.QuietLane, twin.QuietRun)])
-    seen = []
-    for (run, lanes), land in zip(states, (pure["land_quiet_batches"], twin.land_quiet_batches)):
-        answers = []
-        for _ in range(6):
-            answers.append(land(run, lanes))
-            if answers[-1] != step_runs.PRICE_MISSING:
-                break
-            lanes[0].next_price = price
-        seen.append((answers, [lane.order for lane in lanes],
-                     [_bits([getattr(lane, f) for f in LANE_FIELDS]) for lane in lanes],
-                     _bits([getattr(run, f) for f in RUN_FIELDS])))
-    assert seen[0] == seen[1]
 
 
 def _twin_of(name):

@@ -16,10 +16,9 @@ from collections import OrderedDict
 import labsim
 import numpy as np
 import pytest
-from labsim_llm.engine import step_runs
 from labsim_llm.engine.kv_cache import BlockPool, block_ids, block_keys
 from labsim_llm.engine.serving_metrics import GapHistogram
-from labsim_vllm import pipeline_span
+from labsim_vllm import pipeline_span, quiet_batches
 from labsim_vllm.pipeline_span import PipelineSpan, delay_to
 from labsim_vllm.scheduler import Replica
 
@@ -330,7 +329,7 @@ def test_quiet_batches_landed_by_the_step_loop_kernel_as_one_by_one(case, monkey
     cfg = copy.deepcopy(PP_CASES[case])
     cfg["frameworks_to_test"][0]["config"].update(fast_forward=True, record_steps=False)
     lanes = _outputs(cfg)
-    assert {step_runs.LANES_STOP, step_runs.PRICE_MISSING, step_runs.LAND_ELSEWHERE} <= set(answers)
+    assert {quiet_batches.LANES_STOP, quiet_batches.PRICE_MISSING, quiet_batches.LAND_ELSEWHERE} <= set(answers)
     monkeypatch.setattr(pipeline_span.PipelineSpan, "_run_ahead_lanes",
                         lambda self, horizon: self._run_ahead_each(horizon, self._batches[0].due))
     answers.clear()

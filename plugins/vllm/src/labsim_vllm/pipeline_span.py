@@ -32,9 +32,9 @@ each engine's next one with the same arithmetic the engine's loop uses:
 
 A run of quiet batches landed ahead of the clock is the hot loop of a pipelined replica (a
 few batches per request). Where the engines share one KV pool and keep no steps table, it
-runs in :func:`labsim_llm.engine.step_runs.land_quiet_batches` (where labsim-llm's twins
-are compiled) on a copy of the batches' and engines' state, handed back when it stops;
-otherwise, and for steps that start in the warm-up, one landing at a time in Python.
+runs in :func:`labsim_vllm.quiet_batches.land_quiet_batches` (where the replica's twins are
+compiled, :mod:`labsim_vllm.native`) on a copy of the batches' and engines' state, handed back
+when it stops; otherwise, and for steps that start in the warm-up, one landing at a time.
 
 Every step is still priced, timed and recorded one by one, in the order one event per batch
 takes them: the outputs are identical (tested), only the SimPy events are fewer. As with
@@ -47,12 +47,9 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from labsim import native
-from labsim_llm.engine.step_runs import (LAND_ELSEWHERE, PRICE_MISSING, QuietLane, QuietRun,
-                                         land_quiet_batches)
-
+from labsim_vllm.quiet_batches import LAND_ELSEWHERE, PRICE_MISSING, QuietLane, QuietRun, land_quiet_batches
 from labsim_vllm.seq import Step
 from labsim_vllm.state import ReplicaState
 
@@ -292,7 +289,7 @@ class SpanSteps(ReplicaState):
         prices it found so far by context (the contexts of a batch size recur from request
         to request), or both None; *exact* the last context whose bytes ``w + k·ctx + n``
         stay below 2**53, so that doubles add them exactly as Python adds the integers
-        (:class:`~labsim_llm.engine.step_runs.QuietLane`'s ``context_limit``). Kept by batch
+        (:class:`~labsim_vllm.quiet_batches.QuietLane`'s ``context_limit``). Kept by batch
         size: the group's size changes often."""
         got = self._span_pricing.get(decodes)
         if got is None:
@@ -356,10 +353,11 @@ class PipelineSpan:
     :param limit: the run's ``max_simulation_time``: no batch ending later is landed ahead.
     """
 
-    #: whether runs of quiet batches go to :func:`~labsim_llm.engine.step_runs.land_quiet_batches`
-    #: (:meth:`_run_ahead_lanes`): where it runs compiled; in pure Python the copy of the state
-    #: it works on costs more than the loop of :meth:`_run_ahead_each` (the outputs are the same)
-    LANES = native.compiled("labsim_llm.native.step_runs")
+    #: whether runs of quiet batches go to :func:`~labsim_vllm.quiet_batches.land_quiet_batches`
+    #: (:meth:`_run_ahead_lanes`): where it runs compiled, as this class does (in this module's
+    #: twin, :mod:`labsim_vllm.native`); in pure Python the copy of the state it works on costs
+    #: more than the loop of :meth:`_run_ahead_each` (the outputs are the same)
+    LANES: ClassVar[bool] = __name__.startswith("labsim_vllm.native.")
 
     env: Any                    # the SimPy environment
     peers: Any                  # the PipelinedReplica
@@ -513,8 +511,8 @@ class PipelineSpan:
         return self._run_ahead_each(horizon, batches[0].due)
 
     def _run_ahead_lanes(self, horizon: float) -> tuple[float, bool]:
-        """:meth:`_run_ahead`'s landings by :func:`~labsim_llm.engine.step_runs.land_quiet_batches`
-        (compiled where ``labsim_llm.native`` was built) on a copy of the batches' and engines'
+        """:meth:`_run_ahead`'s landings by :func:`~labsim_vllm.quiet_batches.land_quiet_batches`
+        (compiled with this class) on a copy of the batches' and engines'
         state, handed back when it stops: where the engines share one KV pool, keep no steps
         table and none of the groups has fresh members to count in its next gap. A step that
         starts in the warm-up (its sums may not count) is landed by :meth:`_run_ahead_each`."""

@@ -23,7 +23,7 @@ from labsim import native as _native
 #: modules compiled into twins, by twin name: their path under ``src/labsim_vllm`` (setup.py
 #: reads the next line; in the copies it compiles, each import of one of them becomes an
 #: import of its twin, so that the group's classes build on one another compiled)
-MODULES = {"seq": "seq.py", "state": "state.py", "pipeline_span": "pipeline_span.py", "shared_span": "shared_span.py", "fast_forward": "fast_forward.py", "decode_group": "decode_group.py", "v0": "v0.py", "v1": "v1.py", "scheduler": "scheduler.py"}
+MODULES = {"seq": "seq.py", "state": "state.py", "quiet_batches": "quiet_batches.py", "pipeline_span": "pipeline_span.py", "shared_span": "shared_span.py", "fast_forward": "fast_forward.py", "decode_group": "decode_group.py", "v0": "v0.py", "v1": "v1.py", "scheduler": "scheduler.py"}
 #: packages whose sources mypyc reads to type the twins (setup.py reads the next line; found
 #: next to this plugin's directory, else the twins are not built)
 SIBLINGS = ["labsim", "labsim_llm", "labsim_gpus", "labsim_collectives"]
