@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_each_plugin_with_twins_builds_them_with_labsims_native_build():
     plugins = {p.parents[3].name for p in ROOT.glob("plugins/*/src/*/native/__init__.py")}
-    assert {"llm", "gpus", "vllm"} <= plugins
+    assert {"llm", "gpus", "vllm", "trtllm"} <= plugins
     for name in plugins:
         setup = (ROOT / "plugins" / name / "setup.py").read_text()
         assert 'native_build.py"' in setup and '["native_extensions"](HERE)' in setup
@@ -26,6 +26,18 @@ def test_a_group_s_copies_import_one_another_s_twins():
     source = "from labsim_vllm.seq import Seq\nfrom labsim_vllm.config import X\n"
     assert native_build.as_twin_imports(source, "labsim_vllm", modules) == (
         "from labsim_vllm.native.seq import Seq\nfrom labsim_vllm.config import X\n")
+
+
+def test_a_group_may_hold_its_own_copy_of_a_sibling_package_s_module():
+    """``"shell": "labsim_llm:engine/replica.py"``: the group compiles labsim-llm's replica
+    shell with its layers, and their imports of it become imports of that copy."""
+    modules = {"shell": "labsim_llm:engine/replica.py", "state": "state.py"}
+    assert native_build.split_module("labsim_vllm", modules["shell"]) == ("labsim_llm", "engine/replica.py")
+    assert native_build.dotted_name("labsim_vllm", modules["shell"]) == "labsim_llm.engine.replica"
+    assert native_build.dotted_name("labsim_vllm", modules["state"]) == "labsim_vllm.state"
+    source = "from labsim_llm.engine.replica import ReplicaShell\nfrom labsim_llm.engine.kv_cache import BlockPool\n"
+    assert native_build.as_twin_imports(source, "labsim_vllm", modules) == (
+        "from labsim_vllm.native.shell import ReplicaShell\nfrom labsim_llm.engine.kv_cache import BlockPool\n")
 
 
 def test_a_twin_records_the_sibling_modules_it_was_typed_against():

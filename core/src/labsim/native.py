@@ -30,6 +30,8 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+from labsim.native_build import dotted_name
+
 _status: dict[str, str] = {}
 
 
@@ -116,12 +118,25 @@ def compiled(module: str) -> bool:
     return _status.get(module) == "compiled"
 
 
+def package_group(package: str, modules: dict[str, str]) -> dict[str, ModuleType] | None:
+    """:func:`group` of a plugin's twins that run together, by twin name: *modules* is the
+    ``MODULES`` of ``<package>.native`` (each twin's name → its pure module's path under
+    *package*, or under the package named before a colon: ``"labsim_llm:engine/replica.py"``)."""
+    found = group({f"{package}.native.{name}": _source_file(dotted_name(package, path))
+                   for name, path in modules.items()})
+    return None if found is None else {name.rpartition(".")[2]: mod for name, mod in found.items()}
+
+
+def _source_file(module: str) -> str:
+    """The source file of the pure *module*, found without importing it."""
+    return importlib.util.find_spec(module).origin
+
+
 def package_status(package: str, modules: dict[str, str]) -> dict[str, str]:
     """:func:`status` of a plugin's twins: *modules* maps each twin's name to its pure
     module's path under the import *package* (``{"kv_cache": "engine/kv_cache.py"}``, the
-    ``MODULES`` of ``<package>.native``); the answer is by twin name."""
-    found = status({f"{package}.native.{name}": f"{package}." + path[:-3].replace("/", ".")
-                    for name, path in modules.items()})
+    ``MODULES`` of ``<package>.native``; see :func:`package_group`); the answer is by twin name."""
+    found = status({f"{package}.native.{name}": dotted_name(package, path) for name, path in modules.items()})
     return {name.rpartition(".")[2]: how for name, how in found.items()}
 
 

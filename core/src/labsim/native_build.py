@@ -8,6 +8,10 @@ gives the same outputs. ``LABSIM_PURE_PYTHON=1`` skips them.
 
 In the copies, an import of another module of ``MODULES`` becomes an import of its twin, so
 that twins that build on one another (labsim-vllm's replica layers) are compiled as one. A
+module of ``MODULES`` may come from another labsim package, named before a colon
+(``"shell": "labsim_llm:engine/replica.py"``): the group then holds its own compiled copy of
+that module (the serving engines' replicas compile the replica shell they all share with their
+own layers). A
 plugin whose twins import other labsim packages names them in ``SIBLINGS``: mypyc reads their
 sources from this repository to type those imports, and each twin records the SHA-256 of the
 modules it imports from them (``SIBLING_SHA256``).
@@ -74,14 +78,33 @@ def sibling_digests(source: str, packages, roots) -> dict[str, str]:
     return found
 
 
+def split_module(package: str, path: str) -> tuple[str, str]:
+    """``(package, path under it)`` of a module of ``MODULES``: *path* under *package*, or under
+    the package it names before a colon (``"labsim_llm:engine/replica.py"``)."""
+    owner, _, relative = path.rpartition(":")
+    return (owner or package, relative)
+
+
+def dotted_name(package: str, path: str) -> str:
+    """The import name of the module of ``MODULES`` at *path* of *package*
+    (``"labsim_llm:engine/replica.py"`` → ``labsim_llm.engine.replica``)."""
+    owner, relative = split_module(package, path)
+    return f"{owner}." + relative[:-3].replace("/", ".")
+
+
 def as_twin_imports(source: str, package: str, modules: dict[str, str]) -> str:
     """*source* with each import of one of the twinned *modules* of *package* made an import
     of its twin (``from labsim_vllm.seq import`` → ``from labsim_vllm.native.seq import``): a
     group's twins then build on one another's compiled classes."""
     for name, relative in modules.items():
-        dotted = f"{package}." + relative[:-3].replace("/", ".")
+        dotted = dotted_name(package, relative)
         source = source.replace(f"from {dotted} import ", f"from {package}.native.{name} import ")
     return source
+
+
+def _package_source(package: str, roots) -> Path | None:
+    """The source directory of import *package* under one of *roots*, else None."""
+    return next((Path(root, package) for root in roots if Path(root, package, "__init__.py").is_file()), None)
 
 
 def native_extensions(plugin: Path) -> list:
@@ -112,14 +135,21 @@ def native_extensions(plugin: Path) -> list:
     shutil.copyfile(package / "native" / "__init__.py", target / "__init__.py")
     sources = []
     for name, relative in modules.items():
-        source = (package / relative).read_bytes()
+        owner, path = split_module(package.name, relative)
+        where = package if owner == package.name else _package_source(owner, siblings)
+        if where is None:
+            print(f"{package.name}: compiled twins not built ({relative}: {owner} is not among "
+                  f"its SIBLINGS' sources); installing pure Python")
+            return []
+        source = (where / path).read_bytes()
         digest = hashlib.sha256(source).hexdigest()
         copy = target / f"{name}.py"
         tail = f'\nSOURCE_SHA256 = "{digest}"\n'
-        uses = sibling_digests(source.decode(), settings["SIBLINGS"], siblings)
+        text = as_twin_imports(source.decode(), package.name, modules)
+        uses = sibling_digests(text, settings["SIBLINGS"], siblings)
         if uses:
             tail += f"SIBLING_SHA256 = {uses!r}\n"
-        copy.write_text(as_twin_imports(source.decode(), package.name, modules) + tail, encoding="utf-8")
+        copy.write_text(text + tail, encoding="utf-8")
         sources.append(str(copy))
     if siblings:
         os.environ["MYPYPATH"] = os.pathsep.join(siblings)

@@ -40,21 +40,9 @@ class ExecutorState(ReplicaShell):
     """The executor replica's state, typed, and the executor's methods the generation group
     calls (see the module docstring)."""
 
-    # -- set by the shell ---------------------------------------------------------------
-    owner: Any                       # the framework (labsim_trtllm.plugin.TensorRTLLM)
-    index: int
-    env: Any                         # the SimPy environment
-    time_limit: float
-    metrics: Any                     # the framework's ServingMetrics
-    warm_up: float
-    fe_after: float
-    fe_whole: Any                    # output tokens → seconds (the API server's)
+    # -- set by the shell (declared there; the pool narrowed: these engines always have one)
     pool: BlockPool
-    gpus: Any                        # the replica's GpuSet
-    waiting: Any                     # deque[Seq]: the executor queue, first come first served
-    clock: float
-    _wake: Any                       # the SimPy event an idle loop waits on, else None
-    process: Any                     # the SimPy process of the loop (None until it starts)
+    waiting: Any                     # deque[Seq]: the queue, first come first served
 
     # -- configuration (Replica.__init__) ------------------------------------------------
     #: apply iterations that end before the next event without an event of their own

@@ -40,21 +40,9 @@ class ReplicaState(ReplicaShell):
     """The vLLM replica's state, typed, and the methods one layer calls on a layer above it
     (see the module docstring)."""
 
-    # -- set by the shell ---------------------------------------------------------------
-    owner: Any                       # the framework (labsim_vllm.plugin.VLLM)
-    index: int
-    env: Any                         # the SimPy environment
-    time_limit: float
-    metrics: Any                     # the framework's ServingMetrics
-    warm_up: float
-    fe_after: float
-    fe_whole: Any                    # output tokens → seconds (the API server's)
+    # -- set by the shell (declared there; the pool narrowed: these engines always have one)
     pool: BlockPool
-    gpus: Any                        # the replica's GpuSet
-    waiting: Any                     # deque[Seq]: the waiting queue, first come first served
-    clock: float
-    _wake: Any                       # the SimPy event an idle loop waits on, else None
-    process: Any                     # the SimPy process of the step loop (None until it starts)
+    waiting: Any                     # deque[Seq]: the queue, first come first served
 
     # -- configuration (Replica.__init__) ------------------------------------------------
     #: keep decoding requests as a group (False: every step walks every request, for tests)

@@ -88,9 +88,28 @@ class ReplicaShell:
         its ``context``, ``metrics``, ``frontend`` and ``request_left``).
     :param index: which data-parallel copy this is (written in every row).
     :param pool: its KV cache (a :class:`~labsim_llm.engine.kv_cache.BlockPool`), or None.
+
+    Its attributes are declared with their types below: an engine compiles the shell with its
+    own layers (:mod:`labsim.native`, ``"shell"`` in labsim-vllm's and labsim-trtllm's
+    ``native.MODULES``), which keeps them in fixed fields.
     """
 
-    def __init__(self, owner, index: int, pool=None):
+    owner: Any                       # the framework
+    index: int
+    env: Any                         # the SimPy environment
+    time_limit: float
+    metrics: Any                     # the framework's ServingMetrics
+    warm_up: float
+    fe_after: float
+    fe_whole: Any                    # output tokens → seconds (the API server's)
+    pool: Any                        # the KV cache (a BlockPool), or None
+    gpus: Any                        # the replica's GpuSet
+    waiting: deque                   # the engine's per-request states, first come first served
+    clock: float
+    _wake: Any                       # the SimPy event an idle loop waits on, else None
+    process: Any                     # the SimPy process of the step loop (None until it starts)
+
+    def __init__(self, owner: Any, index: int, pool: Any = None):
         self.owner = owner
         self.index = index
         self.env = owner.context.env
@@ -106,7 +125,7 @@ class ReplicaShell:
         self.pool = pool
         #: this replica's GPUs (tp × pp of the engine's), whose execution point runs its work
         self.gpus = replica_gpus(owner, index)
-        self.waiting: deque = deque()
+        self.waiting = deque()
         self.clock = 0.0
         self._wake = None
         self.process = None

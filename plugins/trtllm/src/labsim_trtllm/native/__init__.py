@@ -17,29 +17,26 @@ True
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from labsim import native as _native
 
 #: modules compiled into twins, by twin name: their path under ``src/labsim_trtllm`` (setup.py
 #: reads the next line; in the copies it compiles, each import of one of them becomes an
 #: import of its twin, so that the group's classes build on one another compiled)
-MODULES = {"seq": "seq.py", "state": "state.py", "generation_group": "generation_group.py", "executor": "executor.py"}
+MODULES = {"shell": "labsim_llm:engine/replica.py", "seq": "seq.py", "state": "state.py", "generation_group": "generation_group.py", "executor": "executor.py"}
 #: packages whose sources mypyc reads to type the twins (setup.py reads the next line; found
 #: next to this plugin's directory, else the twins are not built)
 SIBLINGS = ["labsim", "labsim_llm", "labsim_gpus", "labsim_collectives"]
 
 _PACKAGE = __name__.rpartition(".")[0]
-_ROOT = Path(__file__).resolve().parent.parent
 
 
 def classes() -> type | None:
     """The executor ``Replica`` compiled, when every twin of :data:`MODULES` is current
     (:func:`labsim.native.group`), else None."""
-    twins = _native.group({f"{__name__}.{name}": str(_ROOT / path) for name, path in MODULES.items()})
+    twins = _native.package_group(_PACKAGE, MODULES)
     if twins is None:
         return None
-    return twins[f"{__name__}.executor"].Replica
+    return twins["executor"].Replica
 
 
 def status() -> dict[str, str]:
