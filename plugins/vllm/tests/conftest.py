@@ -7,11 +7,15 @@ import pytest
 
 @pytest.fixture
 def pure_replica(monkeypatch):
-    """Runs in this test use the pure-Python replica and pipeline span, whether or not their
-    compiled twins are built (:mod:`labsim_vllm.native`): a test that spies on or patches the
-    replica's methods patches those classes, which compiled code would not call.
-    ``tests/test_vllm_native.py`` holds the twins to the same outputs."""
+    """Runs in this test use the pure-Python replica, pipeline span, stage pipeline and
+    pipelined replica, whether or not their compiled twins are built (:mod:`labsim_vllm.native`):
+    a test that spies on or patches the replica's methods patches those classes, which compiled
+    code would not call. ``tests/test_vllm_native.py`` holds the twins to the same outputs (it
+    asks for this fixture half-way through a test, ``request.getfixturevalue``)."""
+    from labsim_llm.engine import pipeline
     from labsim_vllm import pipeline_span, plugin, scheduler
 
     monkeypatch.setattr(plugin, "Replica", scheduler.Replica)
     monkeypatch.setattr(plugin, "PipelineSpan", pipeline_span.PipelineSpan)
+    monkeypatch.setattr(plugin, "StagePipeline", pipeline.StagePipeline)
+    monkeypatch.setattr(plugin, "PipelinedReplica", pipeline.PipelinedReplica)

@@ -25,6 +25,7 @@ import labsim
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from labsim_llm.engine import pipeline
 from labsim_vllm import native, pipeline_span, plugin, quiet_batches, scheduler
 
 REQUIRED = os.environ.get("LABSIM_REQUIRE_NATIVE") == "1"
@@ -32,7 +33,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def _compiled():
-    """The compiled ``(Replica, PipelineSpan)``, or skip (fail under LABSIM_REQUIRE_NATIVE=1)."""
+    """The compiled ``(Replica, PipelineSpan, StagePipeline, PipelinedReplica)``, or skip (fail
+    under LABSIM_REQUIRE_NATIVE=1)."""
     classes = native.classes()
     if classes is None:
         assert not REQUIRED, native.status()
@@ -66,18 +68,18 @@ def _outputs(cfg) -> tuple[str, str, str]:
 
 
 def test_the_plugin_runs_the_compiled_classes_when_they_are_current():
-    replica, span = _compiled()
-    assert (plugin.Replica, plugin.PipelineSpan) == (replica, span)
-    assert replica is not scheduler.Replica and span is not pipeline_span.PipelineSpan
+    classes = _compiled()
+    assert (plugin.Replica, plugin.PipelineSpan, plugin.StagePipeline, plugin.PipelinedReplica) == classes
+    assert not set(classes) & {scheduler.Replica, pipeline_span.PipelineSpan, pipeline.StagePipeline,
+                               pipeline.PipelinedReplica}
     assert set(native.status().values()) == {"compiled"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_the_compiled_replica_gives_the_outputs_of_the_pure_one(case, monkeypatch):
-    replica, span = _compiled()
+def test_the_compiled_replica_gives_the_outputs_of_the_pure_one(case, request):
+    _compiled()
     compiled = _outputs(CASES[case])
-    monkeypatch.setattr(plugin, "Replica", scheduler.Replica)
-    monkeypatch.setattr(plugin, "PipelineSpan", pipeline_span.PipelineSpan)
+    request.getfixturevalue("pure_replica")
     pure = _outputs(CASES[case])
     assert compiled == pure
     assert "finished" in compiled[2]

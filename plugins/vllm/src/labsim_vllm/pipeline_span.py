@@ -56,6 +56,8 @@ from labsim_vllm.state import ReplicaState
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from labsim_llm.engine.pipeline import PipelinedReplica
+
 
 def delay_to(now: float, t: float) -> float | None:
     """A delay *d* with ``now + d == t`` in floating point (*t* ≥ *now*), so a timeout of *d*
@@ -360,7 +362,7 @@ class PipelineSpan:
     LANES: ClassVar[bool] = __name__.startswith("labsim_vllm.native.")
 
     env: Any                    # the SimPy environment
-    peers: Any                  # the PipelinedReplica
+    peers: PipelinedReplica
     limit: float
     _joined: Any                # a SimPy event, else None
     _process: Any               # the span's SimPy process once started, else None

@@ -11,7 +11,7 @@ from labsim import hookimpl
 from labsim.errors import UsageError
 from labsim_llm.engine import BlockPool, StepPricer, capture_sizes
 from labsim_llm.engine.memory_plan import plan_memory
-from labsim_llm.engine.pipeline import PipelinedReplica, StagePipeline
+from labsim_llm.engine import pipeline
 from labsim_llm.engine.replica import time_limit
 from labsim_llm.engine.serving_engine import ServingEngine
 
@@ -20,9 +20,11 @@ from labsim_vllm.attention import attention_device
 from labsim_vllm.config import CONFIG_SCHEMA, resolve
 from labsim_vllm.tp_traffic import traffic
 
-#: the replica and the pipeline span the engine runs: compiled (labsim_vllm.native) when every
-#: twin was built from its module as it is now, else the pure classes (the same outputs)
-Replica, PipelineSpan = native.classes() or (scheduler.Replica, pipeline_span.PipelineSpan)
+#: the replica, the pipeline span, the stage pipeline and the pipelined replica the engine runs:
+#: compiled (labsim_vllm.native) when every twin was built from its module as it is now, else
+#: the pure classes (the same outputs)
+Replica, PipelineSpan, StagePipeline, PipelinedReplica = native.classes() or (
+    scheduler.Replica, pipeline_span.PipelineSpan, pipeline.StagePipeline, pipeline.PipelinedReplica)
 
 
 class VLLM(ServingEngine):
@@ -59,7 +61,7 @@ class VLLM(ServingEngine):
         if pp == 1:
             return Replica(self, index, self.pricer, self.plan.num_blocks, cfg)
         # pp batches in flight, one engine each, timed by one pipeline (labsim_llm.engine.pipeline)
-        pipeline = StagePipeline(pp)
+        stages = StagePipeline(pp)
         replica = PipelinedReplica(self.context.env, [])
         if cfg["engine_version"] == "v0":
             # V0: pp virtual engines, each a scheduler with max_num_seqs and 1/pp of the KV blocks
@@ -72,7 +74,7 @@ class VLLM(ServingEngine):
             shares = [({**cfg, "max_num_seqs": max(1, seqs // pp + (i < seqs % pp))}, self.plan.num_blocks, pool)
                       for i in range(pp)]
         span = self._pipeline_span(replica)
-        replica.engines = [Replica(self, index, self.pricer, blocks, c, pool=pool, pipeline=pipeline,
+        replica.engines = [Replica(self, index, self.pricer, blocks, c, pool=pool, pipeline=stages,
                                    peers=replica, span=span) for c, blocks, pool in shares]
         return replica
 

@@ -36,11 +36,18 @@ the same P interleaved sets of requests.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class StagePipeline:
     """FIFO servers — the engine core's CPU, then *stages* GPU stages — shared by the batches
-    of one pipeline-parallel replica."""
+    of one pipeline-parallel replica. (The serving engines compile this module with their
+    replicas' layers, ``labsim.native``: its attributes are declared with their types.)"""
+
+    stages: int
+    _cpu_free: float
+    _free: list[float]
+    _busy_until: float
 
     def __init__(self, stages: int):
         if stages < 1:
@@ -107,7 +114,15 @@ class PipelinedReplica:
     :meth:`changed`, which fires after any engine's batch ends.
     """
 
-    def __init__(self, env, engines: list):
+    env: Any                    # the SimPy environment
+    _engines: list
+    _pools: list
+    _pool: Any                  # the one KV cache every engine shares, else None
+    shares_pool: bool
+    _changed: Any               # the event :meth:`changed` made, else None
+    waiting_on_change: bool
+
+    def __init__(self, env: Any, engines: list):
         self.env = env
         self.engines = engines
         self._changed = None
@@ -147,7 +162,15 @@ class PipelinedReplica:
 
     def submit(self, request) -> None:
         """Hand *request* to the engine with the fewest requests (the first of equals)."""
-        min(self.engines, key=lambda e: e.outstanding).submit(request)
+        best = None
+        fewest = 0
+        for engine in self._engines:
+            n = engine.outstanding
+            if best is None or n < fewest:
+                best, fewest = engine, n
+        if best is None:
+            raise RuntimeError("a pipeline-parallel replica without engines got a request")
+        best.submit(request)
 
     def kv_blocks_used(self) -> int:
         """KV blocks in use on the replica: each distinct pool of the engines counted once (one
