@@ -297,7 +297,8 @@ def row(r: dict) -> str:
 #: issue 13's table: (case, framework, requests)
 TABLE = [("single", "vllm", 100_000), ("single", "trtllm", 100_000),
          ("pp2", "vllm", 100_000), ("pp2", "trtllm", 100_000),
-         ("trace", "vllm", 10 * TRACE_ROWS), ("replicas", "vllm", 800_000),
+         ("trace", "vllm", 10 * TRACE_ROWS), ("trace", "trtllm", 10 * TRACE_ROWS),
+         ("replicas", "vllm", 800_000),
          ("single", "vllm", 1_000_000), ("single", "trtllm", 1_000_000),
          ("startup", "vllm", 10)]
 

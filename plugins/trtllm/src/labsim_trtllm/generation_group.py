@@ -41,8 +41,17 @@ request. Outputs are identical to the plain executor's, bit for bit
 
 from __future__ import annotations
 
+import math
+
 from labsim_trtllm.seq import Seq, Step
 from labsim_trtllm.state import ExecutorState
+
+#: a span's iterations are priced a chunk at a time (their attention in one loop): as many as
+#: would fit before the next event at the last iteration's length, and one more, at most
+#: SPAN_PRICES_MOST; one at a time when fewer than SPAN_PRICES_LEAST fit (most spans are cut
+#: after a few iterations by an arrival: a chunk then costs more than it saves)
+SPAN_PRICES_LEAST = 8
+SPAN_PRICES_MOST = 256
 
 
 class Cohort:
@@ -373,6 +382,12 @@ class GenerationGroup(ExecutorState):
         waiting = len(self.waiting)
         n, warm, S = co.n, co.warm, co.S
         price = self.pricer.decode_price(n)
+        # the cohort's iterations priced a chunk at a time (TrtStepPricer.decode_run): their
+        # contexts grow by n from one to the next while nobody leaves
+        run = self.pricer.decode_run(n)
+        ahead: list[float] = []                # GPU seconds of the next iterations, by context
+        at = 0                                 # the next one's place in ahead
+        expect = -1                            # the context it prices
         used = self.pool.num_used
         free = self.pool.num_free
         taken = 0                              # blocks formed iterations took, not yet allocated
@@ -458,6 +473,9 @@ class GenerationGroup(ExecutorState):
                     self._ahead = nxt
                     return nxt, None, now, None
                 price = self.pricer.decode_price(n)
+                run = self.pricer.decode_run(n)
+                ahead = []
+                expect = -1
             # the next one runs; with overlap, another is formed while it does
             h = co.gidx
             co.gidx = h + 1
@@ -471,7 +489,26 @@ class GenerationGroup(ExecutorState):
                 g1, b1, ctx1, nw1 = h, n, S + n * (h + 1), warm
             else:
                 g, b, ctx, nw = h, n, S + n * (h + 1), warm
-            end = start + (price(ctx) if b == n else self.pricer.decode_price(b)(ctx))
+            if b != n:                         # (formed before members left: overlap)
+                end = start + self.pricer.decode_price(b)(ctx)
+            else:
+                if run is not None and (ctx != expect or at >= len(ahead)):
+                    # a new chunk, when the iterations that fit before the next event (at the
+                    # last one's length) are enough to be worth it
+                    fit = (horizon - start) / d if d > 0.0 else math.inf
+                    if fit >= SPAN_PRICES_LEAST:
+                        ahead = run[0](ctx, int(fit) + 2 if fit < SPAN_PRICES_MOST else SPAN_PRICES_MOST)
+                        at = 0
+                        expect = ctx
+                if run is not None and ctx == expect and at < len(ahead):
+                    # price(ctx), its arithmetic, from the chunk
+                    gpu = ahead[at] * run[1]
+                    at += 1
+                    expect += n
+                    cpu = run[2]
+                    end = start + ((gpu if gpu >= cpu else cpu) if run[3] else gpu + cpu)
+                else:
+                    end = start + price(ctx)
             wait = end - now
             if wait < 0.0:
                 wait = 0.0

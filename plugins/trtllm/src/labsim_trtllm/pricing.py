@@ -49,6 +49,7 @@ class TrtStepPricer:
         self.overlap = not cfg["disable_overlap_scheduler"]
         self._decode_steps: dict = {}          # batch size → f(decode context), see step_time
         self._decode_gpus: dict = {}           # batch size → f(decode context), see gpu_time
+        self._decode_runs: dict = {}           # batch size → decode_run(b)
         #: (FLOPs, DRAM bytes) one GPU does in a step, ``f(chunks, num_decodes, decode_context)``
         #: (the shared pricer's, graph or not)
         self.work = self.eager.work
@@ -117,6 +118,22 @@ class TrtStepPricer:
         if price is None:
             price = self._decode_steps[b] = self._decode_step_fn(b)
         return price
+
+    def decode_run(self, b: int) -> tuple | None:
+        """``(prices, scale, cpu, overlap)`` to price a run of decode-only iterations of *b* requests
+        whose contexts grow by *b* from one to the next (a span of the generation group) a
+        chunk at a time: ``prices(first_context, count)`` gives the shared pricer's GPU seconds
+        of each (its ``decode_run_fn``: attention priced in one loop, no table by context, as
+        a cohort's contexts seldom recur), from which
+        :meth:`decode_price` ``(b)(ctx)`` is ``max(g · scale, cpu)`` with the overlap scheduler
+        (*overlap*) and ``g · scale + cpu`` without, bit for bit. None where the device prices
+        decode attention one call at a time."""
+        got = self._decode_runs.get(b, False)
+        if got is False:
+            prices = self._pricer((), b).decode_run_fn(b)
+            got = self._decode_runs[b] = (None if prices is None
+                                          else (prices, self.scale, self.cpu_time((), b), self.overlap))
+        return got
 
     def _decode_step_fn(self, b: int):
         """``f(ctx)`` = :meth:`step_time` ``((), b, ctx)``, bit for bit, with the batch's
