@@ -50,3 +50,27 @@ def type_errors(package, *imports, cache_dir: str | None = None) -> str:
         else:
             os.environ["MYPYPATH"] = previous
     return "" if status == 0 else out + err
+
+
+def group_status_when_changed(native, monkeypatch, *, edited: str | None = None,
+                              sibling: str | None = None) -> dict[str, str]:
+    """The status of a plugin's group of compiled twins (its ``<package>.native`` module, with
+    ``classes()`` and ``status()``) once one of the group's source files (its name ending in
+    *edited*) or one module of another package the twins were typed against (*sibling*, a
+    module name) has changed since the build: the group must then be held back as a whole
+    (``classes()`` None), which this asserts. *monkeypatch* is pytest's.
+
+    >>> status = group_status_when_changed(labsim_vllm.native, monkeypatch, edited="v0.py")  # doctest: +SKIP
+    >>> status["v0"], status["scheduler"]                                                    # doctest: +SKIP
+    ('pure Python (stale: source changed)', "pure Python (its group's v0 not current)")
+    """
+    from labsim import native as labsim_native
+
+    if edited is not None:
+        real = labsim_native.source_digest
+        monkeypatch.setattr(labsim_native, "source_digest",
+                            lambda path: "edited" if str(path).endswith(edited) else real(path))
+    if sibling is not None:
+        monkeypatch.setitem(labsim_native._sibling_digests, sibling, "edited")
+    assert native.classes() is None, "a changed source must hold back the whole group"
+    return native.status()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import labsim
 import pytest
+from labsim.testing import group_status_when_changed
 from labsim_trtllm import executor, native, plugin
 
 REQUIRED = os.environ.get("LABSIM_REQUIRE_NATIVE") == "1"
@@ -106,41 +107,6 @@ def test_a_stale_twin_holds_back_the_whole_group(monkeypatch):
     """One module edited since the twins were built: every twin of the group is left out (they
     build on one another), and the plugin would run the pure class."""
     _compiled()
-    from labsim import native as labsim_native
-
-    real = labsim_native.source_digest
-    monkeypatch.setattr(labsim_native, "source_digest",
-                        lambda path: "edited" if str(path).endswith("generation_group.py") else real(path))
-    assert native.classes() is None
-    status = native.status()
+    status = group_status_when_changed(native, monkeypatch, edited="generation_group.py")
     assert status["generation_group"] == "pure Python (stale: source changed)"
     assert status["executor"] == "pure Python (its group's generation_group not current)"
-
-
-def test_a_twin_compiled_against_an_edited_sibling_module_is_stale(monkeypatch):
-    """mypyc compiled the replica's state against labsim-llm's types (its KV cache's among
-    them): once that module changes, the group runs as pure Python until it is built again."""
-    _compiled()
-    from labsim import native as labsim_native
-
-    monkeypatch.setitem(labsim_native._sibling_digests, "labsim_llm.engine.kv_cache", "edited")
-    assert native.classes() is None
-    status = native.status()
-    assert status["state"] == "pure Python (stale: labsim_llm.engine.kv_cache changed)"
-    assert status["seq"].startswith("pure Python (its group's ")
-
-
-def test_the_shell_compiled_in_the_group_is_stale_once_its_module_changes(monkeypatch):
-    """The group holds its own compiled copy of the replica shell every engine shares
-    (``labsim_llm/engine/replica.py``): once that file changes, the whole group runs as pure
-    Python until it is built again."""
-    _compiled()
-    from labsim import native as labsim_native
-
-    real = labsim_native.source_digest
-    monkeypatch.setattr(labsim_native, "source_digest",
-                        lambda path: "edited" if str(path).endswith("replica.py") else real(path))
-    assert native.classes() is None
-    status = native.status()
-    assert status["shell"] == "pure Python (stale: source changed)"
-    assert status["state"] == "pure Python (its group's shell not current)"
