@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from labsim_llm.engine.replica import Seq as ShellSeq
 
 if TYPE_CHECKING:
     from labsim_trtllm.generation_group import Cohort
 
 
-class Seq:
-    """The executor's state of one request: the fields of the shell's
+class Seq(ShellSeq):
+    """The executor's state of one request: the shell's fields
     (:class:`labsim_llm.engine.replica.Seq`: cache keys, blocks held...), which the shell's
-    helpers read, and the schedulers' own. A class of its own rather than a subclass, so that
-    it can be compiled (mypyc compiles no class over a Python class with ``__slots__``)."""
+    helpers read, and the schedulers' own. (Compiled, it subclasses the group's own compiled
+    copy of the shell's ``Seq``: :mod:`labsim_trtllm.native`.)"""
 
-    __slots__ = ("req", "keys", "hashed", "held", "n_reg", "dref", "last_token", "warm",
-                 "admitted", "t_in", "ctx_len", "computed", "out", "planned", "target",
-                 "need_total", "finished", "epoch", "inflight", "order", "gf", "gc0", "gp0")
+    __slots__ = ("ctx_len", "computed", "out", "planned", "target", "need_total", "finished",
+                 "epoch", "inflight", "order", "gf", "gc0", "gp0")
 
-    req: Any                        # the Request
-    keys: Sequence[int] | None      # prefix-cache keys of the prompt's blocks (a list or a range)
-    hashed: list
-    held: int
-    n_reg: int
-    dref: Any                       # a deferred registration (labsim_llm.engine.kv_cache), or None
-    last_token: float
-    warm: bool
-    admitted: bool
-    t_in: float
     ctx_len: int
     computed: int
     out: int
@@ -45,18 +34,7 @@ class Seq:
     gp0: int
 
     def __init__(self, req: Any, warm: bool, need_total: int):
-        # the shell's fields (labsim_llm.engine.replica.Seq), as it sets them
-        self.req = req
-        self.keys = None
-        self.hashed = []
-        self.held = 0
-        self.n_reg = 0
-        self.dref = None
-        self.last_token = math.nan
-        self.warm = warm
-        self.admitted = False
-        self.t_in = 0.0                        # when it reached the replica
-        # the executor's
+        super().__init__(req, warm)
         self.ctx_len = req.prompt_tokens       # tokens to prefill (grows when a pause folds outputs)
         self.computed = 0                      # tokens whose KV is computed or in flight
         self.out = 0                           # tokens delivered

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
+
+from labsim_llm.engine.replica import Seq as ShellSeq
 
 #: longest run of identical decode steps taken as one event (bounds the work per event)
 MAX_SPAN = 2048
@@ -20,30 +20,19 @@ OWN_OUTPUT_IDS = 1 << 63
 _by_no = attrgetter("no")
 
 
-class Seq:
-    """The engine's state of one request: the fields of the shell's
+class Seq(ShellSeq):
+    """The engine's state of one request: the shell's fields
     (:class:`labsim_llm.engine.replica.Seq`: cache keys, blocks held...), which the shell's
-    helpers read, and the scheduler's own. A class of its own rather than a subclass, so that
-    it can be compiled (mypyc compiles no class over a Python class with ``__slots__``).
+    helpers read, and the scheduler's own. (Compiled, it subclasses the group's own compiled
+    copy of the shell's ``Seq``: :mod:`labsim_vllm.native`.)
 
     While the request is in the decode group (``g >= 0``) its ``computed``,
     ``out``, ``num_tokens`` and ``held`` are those it had when it joined at
     group step ``g``; each group step since adds one token to each.
     """
 
-    __slots__ = ("req", "keys", "hashed", "held", "n_reg", "dref", "last_token", "warm",
-                 "admitted", "t_in", "num_tokens", "computed", "out", "target", "no", "g")
+    __slots__ = ("num_tokens", "computed", "out", "target", "no", "g")
 
-    req: Any                # the Request
-    keys: Sequence[int] | None      # prefix-cache keys of the prompt's blocks (a list or a range)
-    hashed: list
-    held: int
-    n_reg: int
-    dref: Any               # a deferred registration (labsim_llm.engine.kv_cache), or None
-    last_token: float
-    warm: bool
-    admitted: bool
-    t_in: float
     num_tokens: int
     computed: int
     out: int
@@ -52,18 +41,7 @@ class Seq:
     g: int
 
     def __init__(self, req: Any, warm: bool):
-        # the shell's fields (labsim_llm.engine.replica.Seq), as it sets them
-        self.req = req
-        self.keys = None
-        self.hashed = []
-        self.held = 0
-        self.n_reg = 0
-        self.dref = None
-        self.last_token = math.nan
-        self.warm = warm
-        self.admitted = False
-        self.t_in = 0.0                           # when it reached the replica
-        # the scheduler's
+        super().__init__(req, warm)
         self.num_tokens = req.prompt_tokens      # tokens that exist (prompt + generated)
         self.computed = 0                         # tokens whose KV is (being) computed
         self.out = 0                              # tokens generated

@@ -9,8 +9,7 @@ prefix-cache blocks, and lists what is still inside when the run ends.
 :class:`ReplicaShell` is that part; a subclass supplies:
 
 ``new_seq(request)``
-    its own per-request state (a :class:`Seq` subclass, or a class of its own with the same
-    fields, as vLLM's);
+    its own per-request state (a :class:`Seq` subclass);
 ``has_work()``, ``schedule()``, ``step_seconds(step)``, ``commit(step, start, end)``
     its scheduling policy, for the default loop :meth:`ReplicaShell.run`; an engine with
     its own loop (overlap, fast-forward, pipeline parallelism) overrides :meth:`run` and
@@ -48,13 +47,24 @@ class Seq:
     __slots__ = ("req", "keys", "hashed", "held", "n_reg", "dref", "last_token", "warm",
                  "admitted", "t_in")
 
-    def __init__(self, req, warm: bool):
+    req: Any                             # the Request
+    keys: Sequence[int] | None           # a list, or a range
+    hashed: list
+    held: int
+    n_reg: int
+    dref: Any                            # (vLLM's DeferredRegistration)
+    last_token: float
+    warm: bool
+    admitted: bool
+    t_in: float
+
+    def __init__(self, req: Any, warm: bool):
         self.req = req
-        self.keys: Sequence[int] | None = None
-        self.hashed: list = []
+        self.keys = None
+        self.hashed = []
         self.held = 0
         self.n_reg = 0
-        self.dref: Any = None                   # (vLLM's DeferredRegistration)
+        self.dref = None
         self.last_token = math.nan
         self.warm = warm
         self.admitted = False
@@ -181,8 +191,8 @@ class ReplicaShell:
 
     # -- interface with the framework --------------------------------------------------
 
-    def new_seq(self, req) -> Any:
-        """This engine's state of an arriving request (a :class:`Seq`, or an object with its fields)."""
+    def new_seq(self, req) -> Seq:
+        """This engine's state of an arriving request."""
         return Seq(req, req.arrival_s >= self.warm_up)
 
     def start(self) -> None:
