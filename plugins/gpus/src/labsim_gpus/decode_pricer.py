@@ -60,22 +60,41 @@ class DecodePricer:
         longest_context = total_context / num_seqs
         dram = total_context * self.per_token + num_seqs * self.q_ints * 2.0
         ctas = num_seqs * self.num_kv_heads
-        sm_count = self.sm_count
-        split = 1 if ctas >= self.no_split else num_splits(ctas, sm_count, longest_context)
+        # the context split and what depends on it alone, by KV blocks of the longest (0 where
+        # the CTAs fill the GPU unsplit), as run() keeps them
+        blocks = 0 if ctas >= self.no_split else max(1, -(-int(longest_context) // DECODE_BLOCK_N))
+        hit = self.by_blocks.get((num_seqs, blocks))
+        if hit is None:
+            hit = self._split_terms(num_seqs, blocks, longest_context)
+        split, waves, t_ctas, side_s = hit
         t_stream = dram / self.bw
         slice_bytes = longest_context * 2.0 * self.head_dim * self.kv_bytes / split
-        t_busiest = -(-(ctas * split) // sm_count) * slice_bytes / self.share
+        t_busiest = waves * slice_bytes / self.share
         t_flops = self.flop_coef * total_context / self.flop_rate
-        t_ctas = ctas * split * self.cta_s / sm_count
         hi = t_stream
         if t_busiest > hi:
             hi = t_busiest
         if t_flops > hi:
             hi = t_flops
         if self.side:
-            return hi + t_ctas + self.fixed_a + self.fixed_b + decode_side_seconds(
-                num_seqs, self.num_heads, self.num_kv_heads, self.head_dim, split, self.mem_bw, self.p)
+            return hi + t_ctas + self.fixed_a + self.fixed_b + side_s
         return hi + t_ctas + self.fixed_a + self.fixed_b
+
+    def _split_terms(self, num_seqs: int, blocks: int, longest_context: float) -> tuple[int, int, float, float]:
+        """``(split, waves, t_ctas, side kernels' seconds)`` of *num_seqs* sequences whose
+        longest holds *blocks* KV blocks (0: enough CTAs to fill the GPU unsplit), worked out
+        (:func:`~labsim_gpus.kernels.num_splits`, :func:`~labsim_gpus.kernels.decode_side_seconds`)
+        and kept in :attr:`by_blocks`."""
+        ctas = num_seqs * self.num_kv_heads
+        sm_count = self.sm_count
+        split = 1 if blocks == 0 else num_splits(ctas, sm_count, longest_context)
+        hit = (split, -(-(ctas * split) // sm_count), ctas * split * self.cta_s / sm_count,
+               decode_side_seconds(num_seqs, self.num_heads, self.num_kv_heads, self.head_dim, split,
+                                   self.mem_bw, self.p) if self.side else 0.0)
+        if len(self.by_blocks) >= 1 << 16:
+            self.by_blocks.clear()
+        self.by_blocks[(num_seqs, blocks)] = hit
+        return hit
 
     def _stream_dominates(self, lo: int, hi: int, num_seqs: int, waves: int, split: int) -> bool:
         """Whether the DRAM stream term exceeds both others by more than rounding at every
@@ -98,7 +117,7 @@ class DecodePricer:
         n, first = num_seqs, first_total
         per_token, bw, share = self.per_token, self.bw, self.share
         flop_coef, flop_rate = self.flop_coef, self.flop_rate
-        head_dim, kv_bytes, sm_count = self.head_dim, self.kv_bytes, self.sm_count
+        head_dim, kv_bytes = self.head_dim, self.kv_bytes
         fixed_a, fixed_b, side = self.fixed_a, self.fixed_b, self.side
         by_blocks = self.by_blocks
         out: list[float] = []
@@ -112,11 +131,10 @@ class DecodePricer:
             stream_only = False                         # the terms that depend on the split)
         else:
             limit = NEVER
-            split = 1
-            waves = -(-ctas // sm_count)
-            t_ctas = ctas * split * self.cta_s / sm_count
-            side_s = decode_side_seconds(n, self.num_heads, self.num_kv_heads, head_dim, split,
-                                         self.mem_bw, self.p) if side else 0.0
+            hit = by_blocks.get((n, 0))
+            if hit is None:
+                hit = self._split_terms(n, 0, first / n)
+            split, waves, t_ctas, side_s = hit
             stream_only = (count >= DOMINANCE_RUN
                            and self._stream_dominates(first, last_total, n, waves, split))
         total_context = first
@@ -127,13 +145,7 @@ class DecodePricer:
                 limit = blocks * DECODE_BLOCK_N + 1
                 hit = by_blocks.get((n, blocks))
                 if hit is None:
-                    split = num_splits(ctas, sm_count, longest_context)     # (by its KV blocks)
-                    hit = (split, -(-(ctas * split) // sm_count), ctas * split * self.cta_s / sm_count,
-                           decode_side_seconds(n, self.num_heads, self.num_kv_heads, head_dim, split,
-                                               self.mem_bw, self.p) if side else 0.0)
-                    if len(by_blocks) >= 1 << 16:
-                        by_blocks.clear()
-                    by_blocks[(n, blocks)] = hit
+                    hit = self._split_terms(n, blocks, longest_context)
                 split, waves, t_ctas, side_s = hit
                 stream_only = (last_total - total_context >= DOMINANCE_RUN * step
                                and self._stream_dominates(total_context, last_total, n, waves, split))
