@@ -42,6 +42,7 @@ request. Outputs are identical to the plain executor's, bit for bit
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from labsim_trtllm.seq import Seq, Step
 from labsim_trtllm.state import ExecutorState
@@ -365,12 +366,25 @@ class GenerationGroup(ExecutorState):
         # without a steps table, the iterations past the warm-up add to metrics.step's sums held
         # here (handed back before anything else may read them: a finish, the end)
         sums = metrics.steps is None
-        warm_up = metrics.warm_up
+        warm_up: float = metrics.warm_up
+        # (typed: the metrics are a plain object, and compiled code adds typed numbers unboxed)
+        num_steps: int = 0
+        kv_peak: int = 0
+        busy_s: float = 0.0
+        s_flops: float = 0.0
+        s_bytes: float = 0.0
+        kv_s: float = 0.0
         if sums:
             num_steps, busy_s, s_flops, s_bytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
             kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
         work_terms = self.pricer.decode_work_terms
         wb = 0                                 # the batch size of the work terms below
+        # the FLOPs terms are floats (or ints a float times exactly); the bytes terms keep their
+        # types (ints or floats, as the model's byte counts are): a steps table prints them
+        wp = wa = wl = ws = wh = 0.0
+        ww: Any = 0
+        wk: Any = 0
+        wn: Any = 0
         index = self.index
         fin = co.fin
         cnt = co.cnt
@@ -385,6 +399,7 @@ class GenerationGroup(ExecutorState):
         # the cohort's iterations priced a chunk at a time (TrtStepPricer.decode_run): their
         # contexts grow by n from one to the next while nobody leaves
         run = self.pricer.decode_run(n)
+        run_scale, run_cpu, run_overlap = (0.0, 0.0, False) if run is None else _run_terms(run)
         ahead: list[float] = []                # GPU seconds of the next iterations, by context
         at = 0                                 # the next one's place in ahead
         expect = -1                            # the context it prices
@@ -474,6 +489,8 @@ class GenerationGroup(ExecutorState):
                     return nxt, None, now, None
                 price = self.pricer.decode_price(n)
                 run = self.pricer.decode_run(n)
+                if run is not None:
+                    run_scale, run_cpu, run_overlap = _run_terms(run)
                 ahead = []
                 expect = -1
             # the next one runs; with overlap, another is formed while it does
@@ -502,11 +519,11 @@ class GenerationGroup(ExecutorState):
                         expect = ctx
                 if run is not None and ctx == expect and at < len(ahead):
                     # price(ctx), its arithmetic, from the chunk
-                    gpu = ahead[at] * run[1]
+                    gpu = ahead[at] * run_scale
                     at += 1
                     expect += n
-                    cpu = run[2]
-                    end = start + ((gpu if gpu >= cpu else cpu) if run[3] else gpu + cpu)
+                    cpu = run_cpu
+                    end = start + ((gpu if gpu >= cpu else cpu) if run_overlap else gpu + cpu)
                 else:
                     end = start + price(ctx)
             wait = end - now
@@ -575,6 +592,11 @@ class GenerationGroup(ExecutorState):
         self._add_gaps(values)
         if fresh:
             co.fresh = []
+
+
+def _run_terms(run: tuple) -> tuple[float, float, bool]:
+    """The scale, CPU seconds and overlap of a ``TrtStepPricer.decode_run`` (as typed numbers)."""
+    return run[1], run[2], run[3]
 
 
 def end_gap(s: Seq, own: set[int] | tuple, uniform: float, end: float) -> float:
