@@ -95,6 +95,22 @@ def use_twin(module: str, namespace: dict, names) -> None:
         namespace.update((key, getattr(found, key)) for key in names)
 
 
+def use_group_twin(package: str, modules: dict[str, str], name: str, namespace: dict, names) -> None:
+    """:func:`use_twin` for a module whose twin is compiled with others, ``<package>.native.<name>``
+    of a group (*modules*: ``<package>.native.MODULES``): its definitions are swapped in only
+    when every twin of the group was built from its module as it is now (:func:`package_group`),
+    since the twins call one another's compiled code. labsim-gpus's kernel formulas and its
+    decode pricer are such a group::
+
+        native.use_group_twin("labsim_gpus", gpus_native.MODULES, "kernels", globals(), PURE)
+    """
+    if namespace["__name__"] == f"{package}.native.{name}":
+        return
+    found = package_group(package, modules)
+    if found is not None:
+        namespace.update((key, getattr(found[name], key)) for key in names)
+
+
 def group(modules: dict[str, str]) -> dict[str, ModuleType] | None:
     """The compiled twins of modules that only run together, or ``None``: *modules* maps each
     twin's name to its pure module's source file. A group's twins import one another (a
@@ -149,4 +165,5 @@ def status(modules: dict) -> dict[str, str]:
     return {name: _status.get(name, "pure Python (not built)") for name in modules}
 
 
-__all__ = ["compiled", "group", "package_status", "source_digest", "status", "twin", "use_twin"]
+__all__ = ["compiled", "group", "package_status", "source_digest", "status", "twin", "use_group_twin",
+           "use_twin"]

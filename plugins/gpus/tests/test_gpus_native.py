@@ -1,7 +1,9 @@
-"""The compiled twin of the decode pricer (``labsim_gpus.native``) gives the pure one's bits.
+"""The compiled twins of the kernel formulas and the decode pricer (``labsim_gpus.native``)
+give the pure ones' bits.
 
-Random heads, hardware and cost parameters; single prices (with int and float contexts, as
-engines pass both) and runs of decode steps, pure and compiled, compared bit for bit, and
+Random shapes, hardware and cost parameters: GEMM, prefill and decode attention prices and the
+decode split heuristic, pure and compiled; the decode pricer's single prices (with int and
+float contexts, as engines pass both) and runs of decode steps, compared bit for bit, and
 against :func:`labsim_gpus.kernels.decode_seconds` itself. CI builds the twin and sets
 ``LABSIM_REQUIRE_NATIVE=1``; elsewhere these tests skip when it was not built.
 """
@@ -20,22 +22,62 @@ REQUIRED = os.environ.get("LABSIM_REQUIRE_NATIVE") == "1"
 H100 = plugin.preset("H100-SXM")
 
 
-def _twin():
+def _twin(name: str = "decode_pricer"):
     try:
-        return __import__("labsim_gpus.native.decode_pricer", fromlist=["DecodePricer"])
+        return __import__(f"labsim_gpus.native.{name}", fromlist=["PURE"])
     except ImportError:
         if REQUIRED:
             raise
-        pytest.skip("labsim_gpus' compiled twin is not built here")
+        pytest.skip("labsim_gpus' compiled twins are not built here")
 
 
-def test_the_cost_model_runs_the_compiled_pricer_where_it_was_built():
+def test_the_cost_model_runs_the_compiled_twins_where_they_were_built():
     status = native.status()
     if REQUIRED:
-        assert status == {"decode_pricer": "compiled"}
+        assert status == {"decode_pricer": "compiled", "kernels": "compiled"}
     f = kernels.decode_seconds_fn(32, 8, 128, 2.0, 989e12, 3.35e12, 132, H100.params)
     compiled = status["decode_pricer"] == "compiled"
     assert (type(f) is _twin().DecodePricer) if compiled else (type(f) is decode_pricer.PURE["DecodePricer"])
+    assert (kernels.gemm_seconds is _twin("kernels").gemm_seconds) == (status["kernels"] == "compiled")
+
+
+HARDWARE = st.sampled_from([(132, 3.35e12, 989e12), (108, 2.039e12, 312e12), (24, 0.3e12, 120e12),
+                            (56, 933000000000, 165000000000000)])
+
+
+@settings(max_examples=150, deadline=None)
+@given(m=st.integers(1, 20000), n=st.sampled_from([128, 1024, 4096, 6144, 14336, 28672, 128256]),
+       k=st.sampled_from([64, 512, 4096, 14336]), in_bytes=st.sampled_from([1, 2, 4, 0.5, 2.0]),
+       out_bytes=st.sampled_from([2, 2.0, 4.0]), hardware=HARDWARE)
+def test_compiled_gemm_price_gives_the_pure_bits(m, n, k, in_bytes, out_bytes, hardware):
+    twin = _twin("kernels")
+    sm_count, mem_bw, peak = hardware
+    args = (m, n, k, in_bytes, out_bytes, peak, mem_bw, sm_count, H100.params)
+    assert kernels.PURE["gemm_seconds"](*args).hex() == twin.gemm_seconds(*args).hex()
+
+
+@settings(max_examples=150, deadline=None)
+@given(heads=st.sampled_from([(32, 8, 128), (64, 8, 128), (16, 2, 64), (8, 1, 256)]),
+       kv_bytes=st.sampled_from([1, 2, 2.0, 0.5]), hardware=HARDWARE, waves=st.booleans(),
+       seqs=st.integers(1, 64), new=st.integers(1, 8192), prefix=st.integers(0, 30000),
+       context=st.integers(1, 200000))
+def test_compiled_attention_prices_give_the_pure_bits(heads, kv_bytes, hardware, waves, seqs, new,
+                                                      prefix, context):
+    twin = _twin("kernels")
+    pure = kernels.PURE
+    h, kvh, hd = heads
+    sm_count, mem_bw, peak = hardware
+    params = H100.params.replace(prefill_waves=1.0) if waves else H100.params
+    pairs = seqs * pure["prefill_pairs"](new, prefix)
+    assert pairs == twin.prefill_pairs(new, prefix) * seqs
+    padded = seqs * -(-new // kernels.BLOCK_M) * kernels.BLOCK_M
+    args = (seqs, float(seqs * new), pairs, padded, prefix + new, h, kvh, hd, kv_bytes, peak, mem_bw,
+            sm_count, params)
+    assert pure["prefill_seconds"](*args).hex() == twin.prefill_seconds(*args).hex()
+    args = (seqs, float(seqs * context), float(context), h, kvh, hd, kv_bytes, peak, mem_bw, sm_count,
+            params)
+    assert pure["decode_seconds"](*args).hex() == twin.decode_seconds(*args).hex()
+    assert pure["num_splits"](seqs * kvh, sm_count, context) == twin.num_splits(seqs * kvh, sm_count, context)
 
 
 def _bits(values):
@@ -69,3 +111,21 @@ def test_compiled_pricer_gives_the_pure_bits(heads, kv_bytes, hardware, side, sh
         step = data.draw(st.sampled_from([ns, 1, 2 * ns + 1]))
         count = data.draw(st.integers(1, 600))
         assert _bits(pure.run(ns, total, step, count)) == _bits(compiled.run(ns, total, step, count))
+
+
+def test_an_edited_kernels_module_holds_back_the_decode_pricer_too(monkeypatch):
+    """The decode pricer's twin calls the kernel formulas' compiled code: once ``kernels.py``
+    changes, neither twin runs (``native.use_group_twin``) until the package is built again."""
+    _twin("kernels")
+    from labsim import native as labsim_native
+
+    monkeypatch.setattr(labsim_native, "_status", dict(labsim_native._status))
+    monkeypatch.delenv("LABSIM_NATIVE", raising=False)
+    real = labsim_native.source_digest
+    monkeypatch.setattr(labsim_native, "source_digest",
+                        lambda path: "edited" if str(path).endswith("kernels.py") else real(path))
+    namespace = {"__name__": "labsim_gpus.decode_pricer", "DecodePricer": "pure"}
+    labsim_native.use_group_twin("labsim_gpus", native.MODULES, "decode_pricer", namespace, ["DecodePricer"])
+    assert namespace["DecodePricer"] == "pure"
+    assert labsim_native._status["labsim_gpus.native.kernels"] == "pure Python (stale: source changed)"
+    assert labsim_native._status["labsim_gpus.native.decode_pricer"] == "pure Python (its group's kernels not current)"

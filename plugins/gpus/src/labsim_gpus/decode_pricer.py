@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 from labsim import native
+from labsim_gpus import native as gpus_native
 from labsim_gpus.kernels import (DECODE_BLOCK_N, DOMINANCE_MARGIN, DOMINANCE_RUN, decode_side_seconds,
                                  num_splits)
 from labsim_gpus.params import CostParams
@@ -193,4 +194,4 @@ __all__ = ["DecodePricer"]
 #: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
 PURE = {"DecodePricer": DecodePricer}
 
-native.use_twin("labsim_gpus.native.decode_pricer", globals(), PURE)
+native.use_group_twin("labsim_gpus", gpus_native.MODULES, "decode_pricer", globals(), PURE)

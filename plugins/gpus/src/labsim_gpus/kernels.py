@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import math
 
+from labsim import native
+from labsim_gpus import native as gpus_native
 from labsim_gpus.params import CostParams
 
 #: GEMM CTA tile candidates (rows of A x rows of W): the CUTLASS/cuBLAS sm80 tile shapes,
@@ -78,7 +80,7 @@ def gemm_seconds(m: int, n: int, k: int, in_bytes: float, out_bytes: float, peak
     best = math.inf
     for tm, tn in TILES:
         tiles = -(-m // tm) * -(-n // tn)
-        splits = (1,)
+        splits: tuple[int, ...] = (1,)
         if tiles < sm_count:
             # a split-K kernel fills idle SMs but writes fp32 partials; the library also has
             # this tile without a split and its heuristic takes whichever is faster, so a
@@ -166,7 +168,7 @@ _SPLITS: dict[tuple, int] = {}
 def _num_splits(ctas: int, sm_count: int, n_blocks: int, max_splits: int) -> int:
     """:func:`num_splits` for a context of *n_blocks* KV blocks, computed."""
     max_splits = min(max_splits, sm_count, n_blocks)
-    effs = []
+    effs: list[float] = []
     for s in range(1, max_splits + 1):
         if s > 1 and -(-n_blocks // s) == -(-n_blocks // (s - 1)):
             effs.append(0.0)
@@ -265,3 +267,19 @@ def decode_seconds_fn(num_heads: int, num_kv_heads: int, head_dim: int, kv_bytes
 def stream_seconds(nbytes: float, mem_bw: float, p: CostParams) -> float:
     """Seconds for a memory-bound kernel moving *nbytes* through DRAM (reads + writes)."""
     return nbytes / (mem_bw * p.stream_mem_eff) + p.kernel_overhead_s
+
+
+#: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
+PURE = {
+    "smooth_max": smooth_max,
+    "gemm_seconds": gemm_seconds,
+    "prefill_pairs": prefill_pairs,
+    "prefill_seconds": prefill_seconds,
+    "num_splits": num_splits,
+    "decode_seconds": decode_seconds,
+    "decode_side_seconds": decode_side_seconds,
+    "decode_seconds_fn": decode_seconds_fn,
+    "stream_seconds": stream_seconds,
+}
+
+native.use_group_twin("labsim_gpus", gpus_native.MODULES, "kernels", globals(), PURE)
