@@ -53,6 +53,8 @@ from labsim_trtllm.state import ExecutorState
 #: after a few iterations by an arrival: a chunk then costs more than it saves)
 SPAN_PRICES_LEAST = 8
 SPAN_PRICES_MOST = 256
+#: an iteration index no cohort reaches (no member left to finish)
+NO_FINISH = 1 << 60
 
 
 class Cohort:
@@ -387,6 +389,9 @@ class GenerationGroup(ExecutorState):
         wn: Any = 0
         index = self.index
         fin = co.fin
+        # the first iteration after which members finish: the cohort, and so the prices, change
+        # there (a chunk priced past it would be thrown away)
+        next_fin = min(fin) if fin else NO_FINISH
         cnt = co.cnt
         tpb = self.tpb
         overlap = nxt is not None
@@ -489,6 +494,7 @@ class GenerationGroup(ExecutorState):
                     return nxt, None, now, None
                 price = self.pricer.decode_price(n)
                 run = self.pricer.decode_run(n)
+                next_fin = min(fin) if fin else NO_FINISH
                 if run is not None:
                     run_scale, run_cpu, run_overlap = _run_terms(run)
                 ahead = []
@@ -513,8 +519,12 @@ class GenerationGroup(ExecutorState):
                     # a new chunk, when the iterations that fit before the next event (at the
                     # last one's length) are enough to be worth it
                     fit = (horizon - start) / d if d > 0.0 else math.inf
-                    if fit >= SPAN_PRICES_LEAST:
-                        ahead = run[0](ctx, int(fit) + 2 if fit < SPAN_PRICES_MOST else SPAN_PRICES_MOST)
+                    # (and no further than the next finish: g's prices, then the cohort changes)
+                    if fit >= SPAN_PRICES_LEAST and next_fin - g + 1 >= SPAN_PRICES_LEAST:
+                        count = int(fit) + 2 if fit < SPAN_PRICES_MOST else SPAN_PRICES_MOST
+                        if next_fin - g + 1 < count:
+                            count = next_fin - g + 1
+                        ahead = run[0](ctx, count)
                         at = 0
                         expect = ctx
                 if run is not None and ctx == expect and at < len(ahead):
