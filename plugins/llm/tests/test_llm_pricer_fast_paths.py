@@ -69,52 +69,6 @@ def test_decode_fast_paths_equal_slow_paths():
                 assert fast.decode_work_sum(b, ctx, b, k) == (flops, nbytes)
 
 
-def test_mixed_step_fns_equal_step_time_and_work():
-    """A step with prefill chunks priced by mixed_step_fn and mixed_work_fn (their pieces kept
-    per chunks and decode count) is step_time's and work's, bit for bit: graphs or eager, TP and
-    PP, on a hit as on a miss."""
-    model = builtin_models()["Llama-3.1-8B"]
-    rng = random.Random(11)
-    engine_traffic = TpStepTraffic("custom_ar", "gather", lambda tokens, rows, decode: (8 * tokens, 4 * rows))
-
-    def collective(kind, nbytes, ranks, algorithm="auto"):
-        return (0.5e-6 if algorithm == "custom_ar" else 1e-6) + nbytes / 1e11
-
-    for device, traffic in (("H100-SXM", None), ("L4", None), ("H100-SXM", engine_traffic)):
-        gpu = _device(device)
-        for graphs, tp, pp in ((capture_sizes(256, 8192), 2, 2), ([], 2, 2),
-                               (capture_sizes(256, 8192), 1, 1), ([], 1, 1)):
-            pricer = StepPricer(model, gpu, tp=tp, pp=pp, graph_sizes=graphs, collective=collective,
-                                traffic=traffic)
-            for _ in range(200):
-                b = rng.choice([0, 1, 3, 64, 255, 600])
-                ctx = b * rng.randint(1, 4000) + rng.randint(0, b)
-                # short chunks too, so that the step fits a captured size (piecewise graphs)
-                top = rng.choice([8, 200, 4096])
-                chunks = [(rng.randint(1, top), rng.randint(0, 4096)) for _ in range(rng.randint(1, 3))]
-                want = pricer.step_time(chunks, b, ctx)
-                assert pricer.mixed_step_fn(chunks, b)(ctx) == want
-                assert pricer.mixed_step_fn(tuple(chunks), b)(ctx) == want      # kept: a hit
-                work = pricer.work(chunks, b, ctx)
-                assert pricer.mixed_work_fn(chunks, b)(ctx) == work
-                assert pricer.mixed_work_fn(tuple(chunks), b)(ctx) == work
-
-
-def test_mixed_step_fns_keep_at_most_their_slots():
-    """The pricers kept per chunks and batch size start again empty once MIXED_FN_SLOTS are
-    kept (a trace's prompts seldom recur: unbounded, they would hold memory for nothing), and
-    still price as step_time and work do."""
-    from labsim_llm.engine.step_cost import MIXED_FN_SLOTS
-
-    pricer = StepPricer(builtin_models()["Llama-3.1-8B"], labsim.device("H100-SXM"), graph_sizes=[])
-    for i in range(MIXED_FN_SLOTS + 10):
-        chunks = [(1 + i % 4000, i // 4000)]
-        assert pricer.mixed_step_fn(chunks, 3)(300) == pricer.step_time(chunks, 3, 300)
-        assert pricer.mixed_work_fn(chunks, 3)(300) == pricer.work(chunks, 3, 300)
-        assert len(pricer._mixed_steps) <= MIXED_FN_SLOTS
-        assert len(pricer._mixed_works) <= MIXED_FN_SLOTS
-
-
 def _decode_work_as_written(p, b, ctx):
     """``StepPricer.decode_work`` as the formula reads, every term computed at each call."""
     n, k = p.lm_head

@@ -470,8 +470,8 @@ class Replica(GenerationGroup):
     def _record_step(self, step: Step) -> None:
         """*step*'s row of the steps table (requests running and waiting as it completes)."""
         end = step.end
-        if step.chunks:                       # pricer.work, its pieces kept per chunks and batch
-            flops, nbytes = self.pricer.mixed_work(step.chunks, step.decodes)(step.decode_ctx)
+        if step.chunks:
+            flops, nbytes = self.pricer.work(step.chunks, step.decodes, step.decode_ctx)
         else:
             flops, nbytes = self.pricer.decode_work(step.decodes, step.decode_ctx)
         used = self.pool.num_used

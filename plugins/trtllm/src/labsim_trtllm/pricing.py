@@ -53,9 +53,6 @@ class TrtStepPricer:
         #: (FLOPs, DRAM bytes) one GPU does in a step, ``f(chunks, num_decodes, decode_context)``
         #: (the shared pricer's, graph or not)
         self.work = self.eager.work
-        #: ``f(chunks, num_decodes)`` → ``g(decode_context)``: :attr:`work` of a step with
-        #: context *chunks* (:meth:`~labsim_llm.engine.step_cost.StepPricer.mixed_work_fn`)
-        self.mixed_work = self.eager.mixed_work_fn
         #: :attr:`work` of a decode-only step, ``f(num_decodes, decode_context)``
         self.decode_work = self.eager.decode_work
         #: the terms of :attr:`decode_work` found once per batch size (see
@@ -76,8 +73,6 @@ class TrtStepPricer:
         return self.eager
 
     def gpu_time(self, chunks, num_decodes: int, decode_context: int) -> float:
-        if chunks:                                 # eager, its pieces kept (mixed_step_fn)
-            return self.eager.mixed_step_fn(chunks, num_decodes)(decode_context) * self.scale
         pricer = self._pricer(chunks, num_decodes)
         return pricer.step_time(chunks, num_decodes, decode_context) * self.scale
 
@@ -100,7 +95,7 @@ class TrtStepPricer:
         """Seconds from the start of this iteration to the start of the next."""
         if chunks:
             # gpu_time and cpu_time, inlined: a step with a context chunk runs eager
-            gpu = self.eager.mixed_step_fn(chunks, num_decodes)(decode_context) * self.scale
+            gpu = self.eager.step_time(chunks, num_decodes, decode_context) * self.scale
             cpu = self.cpu + self.cpu_per_req * (len(chunks) + num_decodes)
         elif num_decodes > 0:
             return self.decode_price(num_decodes)(decode_context)

@@ -62,12 +62,6 @@ SAMPLER_PASSES = 3
 #: context up to the largest seen; about 16 MB of list and 48 MB of prices when full), past
 #: which they start again empty
 PRICE_TABLE_SLOTS = 1 << 21
-#: pricers kept per (prefill chunks, batch size) by :meth:`StepPricer.mixed_step_fn` and
-#: :meth:`StepPricer.mixed_work_fn`, each, past which they start again empty: 100,000 equal
-#: 1024-token prompts on one TensorRT-LLM replica make 425 pairs; a trace's varied
-#: prompts seldom recur, and an entry is ~1 kB (with 65,536 of each, vLLM pricing its prompt
-#: steps through them raised a 193,660-request trace run's peak by ~20 MB)
-MIXED_FN_SLOTS = 1024
 #: every whole number up to this is a double, and a float operation whose exact result is one
 #: gives it exactly
 EXACT_INT = 1 << 53
@@ -229,8 +223,6 @@ class StepPricer:
         self._bcast: dict[tuple[int, int, bool], float] = {}
         self._prefill: dict[tuple[int, int], float] = {}
         self._decode_steps: dict[int, tuple] = {}
-        self._mixed_steps: dict[tuple, object] = {}  # (chunks, decodes) → mixed_step_fn's f
-        self._mixed_works: dict[tuple, object] = {}  # (chunks, decodes) → mixed_work_fn's f
         self._decode_terms: dict[int, tuple] = {}   # batch size → decode_work's terms
         self._decode_ints: dict[int, tuple | None] = {}   # batch size → decode_work_sum's whole terms
         self._decode_runs: dict[tuple, object] = {}
@@ -445,53 +437,6 @@ class StepPricer:
         launches = self.launch * (self.kernels_per_layer * self.layers + KERNELS_PER_STEP)
         return max(gpu, launches)
 
-    def mixed_step_fn(self, chunks, num_decodes: int):
-        """``f(decode_context)`` → :meth:`step_time` ``(chunks, num_decodes, decode_context)``
-        for non-empty *chunks* (a sequence of ``(new, prefix)`` pairs), bit for bit: everything
-        but decode attention looked up once per chunks and decode count, and kept (for engines
-        whose prefill chunks recur, e.g. equal prompts)."""
-        key = (tuple(chunks), num_decodes)
-        hit = self._mixed_steps.get(key)
-        if hit is not None:
-            return hit
-        chunks = key[0]
-        prefill_tokens = sum(n for n, _ in chunks)
-        tokens = prefill_tokens + num_decodes
-        rows = len(chunks) + num_decodes
-        if tokens == 0:
-            def price(decode_context):
-                return 0.0
-        else:
-            # step_time's arithmetic, in its order
-            graph = tokens <= self.max_graph
-            gemm_tokens = self.padded(tokens) if graph else tokens
-            dense = self.dense_time(gemm_tokens)
-            prefill = self.prefill_attention(chunks)
-            bcast = self.broadcast_time(gemm_tokens, rows, False)
-            pp, head, pp_t = self.pp, self.head_time(rows), self.pp_time(tokens)
-            decode_attention = self.decode_attention
-            if graph:
-                pieces = self.launch * (2 * self.layers + KERNELS_PER_STEP)   # pieces + attention
-
-                def price(decode_context):
-                    stage = dense
-                    stage += prefill + decode_attention(num_decodes, decode_context)
-                    stage += bcast
-                    return stage * pp + head + pp_t + pieces
-            else:
-                launches = self.launch * (self.kernels_per_layer * self.layers + KERNELS_PER_STEP)
-
-                def price(decode_context):
-                    stage = dense
-                    stage += prefill + decode_attention(num_decodes, decode_context)
-                    stage += bcast
-                    gpu = stage * pp + head + pp_t
-                    return gpu if gpu >= launches else launches     # max(gpu, launches)
-        if len(self._mixed_steps) >= MIXED_FN_SLOTS:
-            self._mixed_steps.clear()
-        self._mixed_steps[key] = price
-        return price
-
     def decode_times(self, num_decodes: int, contexts) -> list[float]:
         """Seconds of consecutive decode-only steps of one batch over total *contexts* each."""
         return [self.step_time((), num_decodes, int(c)) for c in contexts]
@@ -657,37 +602,6 @@ class StepPricer:
         kv_read = self.kv_token_bytes * (decode_context + kv_chunks)
         nbytes = self.weights_read(tokens) + kv_read + self.kv_token_bytes * tokens
         return flops, nbytes
-
-    def mixed_work_fn(self, chunks, num_decodes: int):
-        """``f(decode_context)`` → :meth:`work` ``(chunks, num_decodes, decode_context)`` for
-        non-empty *chunks*, bit for bit: the terms without the decode context worked out once
-        per chunks and decode count, and kept (as :meth:`mixed_step_fn`)."""
-        key = (tuple(chunks), num_decodes)
-        hit = self._mixed_works.get(key)
-        if hit is not None:
-            return hit
-        chunks = key[0]
-        # work()'s arithmetic, in its order
-        tokens = sum(n for n, _ in chunks) + num_decodes
-        attn_coef = 4.0 * (self.heads * self.head_dim)
-        attn_chunks = sum(n * (p + n / 2) for n, p in chunks)
-        per_tokens = self.layer_weight_flops * tokens
-        layers, pp = self.layers, self.pp
-        n, k = self.lm_head
-        head = 2.0 * (len(chunks) + num_decodes) * n * k / pp
-        kv = self.kv_token_bytes
-        kv_chunks = sum(p + n for n, p in chunks)
-        weights = self.weights_read(tokens)
-        written = kv * tokens
-
-        def work(decode_context):
-            flops = (per_tokens + attn_coef * (decode_context + attn_chunks)) * layers / pp / 1.0 + head
-            return flops, weights + kv * (decode_context + kv_chunks) + written
-
-        if len(self._mixed_works) >= MIXED_FN_SLOTS:
-            self._mixed_works.clear()
-        self._mixed_works[key] = work
-        return work
 
     def weights_read(self, tokens: int) -> float:
         """Weight bytes a step of *tokens* tokens streams: all of them, except the experts of a
