@@ -53,6 +53,9 @@ from labsim_trtllm.state import ExecutorState
 #: after a few iterations by an arrival: a chunk then costs more than it saves)
 SPAN_PRICES_LEAST = 8
 SPAN_PRICES_MOST = 256
+#: a chunk that ends at the next finish (before the next event) is priced from this many
+#: iterations: none of its prices is thrown away
+SPAN_PRICES_TO_FINISH = 3
 #: an iteration index no cohort reaches (no member left to finish)
 NO_FINISH = 1 << 60
 
@@ -519,11 +522,16 @@ class GenerationGroup(ExecutorState):
                     # a new chunk, when the iterations that fit before the next event (at the
                     # last one's length) are enough to be worth it
                     fit = (horizon - start) / d if d > 0.0 else math.inf
-                    # (and no further than the next finish: g's prices, then the cohort changes)
-                    if fit >= SPAN_PRICES_LEAST and next_fin - g + 1 >= SPAN_PRICES_LEAST:
+                    # or, when members finish before then, up to their iteration (the cohort
+                    # changes there; every price of such a chunk is used, so a few are worth it)
+                    to_fin = next_fin - g + 1
+                    count = 0
+                    if to_fin <= fit:
+                        if to_fin >= SPAN_PRICES_TO_FINISH:
+                            count = to_fin if to_fin < SPAN_PRICES_MOST else SPAN_PRICES_MOST
+                    elif fit >= SPAN_PRICES_LEAST:
                         count = int(fit) + 2 if fit < SPAN_PRICES_MOST else SPAN_PRICES_MOST
-                        if next_fin - g + 1 < count:
-                            count = next_fin - g + 1
+                    if count:
                         ahead = run[0](ctx, count)
                         at = 0
                         expect = ctx
