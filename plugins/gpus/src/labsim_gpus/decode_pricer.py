@@ -64,10 +64,7 @@ class DecodePricer:
         # the context split and what depends on it alone, by KV blocks of the longest (0 where
         # the CTAs fill the GPU unsplit), as run() keeps them
         blocks = 0 if ctas >= self.no_split else max(1, -(-int(longest_context) // DECODE_BLOCK_N))
-        hit = self.by_blocks.get((num_seqs, blocks))
-        if hit is None:
-            hit = self._split_terms(num_seqs, blocks, longest_context)
-        split, waves, t_ctas, side_s = hit
+        split, waves, t_ctas, side_s = self._split_terms(num_seqs, blocks, longest_context)
         t_stream = dram / self.bw
         slice_bytes = longest_context * 2.0 * self.head_dim * self.kv_bytes / split
         t_busiest = waves * slice_bytes / self.share
@@ -83,9 +80,12 @@ class DecodePricer:
 
     def _split_terms(self, num_seqs: int, blocks: int, longest_context: float) -> tuple[int, int, float, float]:
         """``(split, waves, t_ctas, side kernels' seconds)`` of *num_seqs* sequences whose
-        longest holds *blocks* KV blocks (0: enough CTAs to fill the GPU unsplit), worked out
-        (:func:`~labsim_gpus.kernels.num_splits`, :func:`~labsim_gpus.kernels.decode_side_seconds`)
-        and kept in :attr:`by_blocks`."""
+        longest holds *blocks* KV blocks (0: enough CTAs to fill the GPU unsplit): kept in
+        :attr:`by_blocks`, else worked out (:func:`~labsim_gpus.kernels.num_splits`,
+        :func:`~labsim_gpus.kernels.decode_side_seconds`) and kept."""
+        hit = self.by_blocks.get((num_seqs, blocks))
+        if hit is not None:
+            return hit
         ctas = num_seqs * self.num_kv_heads
         sm_count = self.sm_count
         split = 1 if blocks == 0 else num_splits(ctas, sm_count, longest_context)
@@ -120,7 +120,6 @@ class DecodePricer:
         flop_coef, flop_rate = self.flop_coef, self.flop_rate
         head_dim, kv_bytes = self.head_dim, self.kv_bytes
         fixed_a, fixed_b, side = self.fixed_a, self.fixed_b, self.side
-        by_blocks = self.by_blocks
         out: list[float] = []
         q_term = n * self.q_ints * 2.0
         ctas = n * self.num_kv_heads
@@ -132,10 +131,7 @@ class DecodePricer:
             stream_only = False                         # the terms that depend on the split)
         else:
             limit = NEVER
-            hit = by_blocks.get((n, 0))
-            if hit is None:
-                hit = self._split_terms(n, 0, first / n)
-            split, waves, t_ctas, side_s = hit
+            split, waves, t_ctas, side_s = self._split_terms(n, 0, first / n)
             stream_only = (count >= DOMINANCE_RUN
                            and self._stream_dominates(first, last_total, n, waves, split))
         total_context = first
@@ -144,10 +140,7 @@ class DecodePricer:
             if longest_context >= limit:
                 blocks = max(1, -(-int(longest_context) // DECODE_BLOCK_N))
                 limit = blocks * DECODE_BLOCK_N + 1
-                hit = by_blocks.get((n, blocks))
-                if hit is None:
-                    hit = self._split_terms(n, blocks, longest_context)
-                split, waves, t_ctas, side_s = hit
+                split, waves, t_ctas, side_s = self._split_terms(n, blocks, longest_context)
                 stream_only = (last_total - total_context >= DOMINANCE_RUN * step
                                and self._stream_dominates(total_context, last_total, n, waves, split))
             # the contexts this split holds for: up to the first whose longest reaches `limit`
