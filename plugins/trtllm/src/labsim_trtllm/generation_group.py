@@ -406,8 +406,7 @@ class GenerationGroup(ExecutorState):
         price = self.pricer.decode_price(n)
         # the cohort's iterations priced a chunk at a time (TrtStepPricer.decode_run): their
         # contexts grow by n from one to the next while nobody leaves
-        run = self.pricer.decode_run(n)
-        run_scale, run_cpu, run_overlap = (0.0, 0.0, False) if run is None else _run_terms(run)
+        run_prices, run_scale, run_cpu, run_overlap = _run_terms(self.pricer.decode_run(n))
         ahead: list[float] = []                # GPU seconds of the next iterations, by context
         at = 0                                 # the next one's place in ahead
         expect = -1                            # the context it prices
@@ -496,10 +495,8 @@ class GenerationGroup(ExecutorState):
                     self._ahead = nxt
                     return nxt, None, now, None
                 price = self.pricer.decode_price(n)
-                run = self.pricer.decode_run(n)
+                run_prices, run_scale, run_cpu, run_overlap = _run_terms(self.pricer.decode_run(n))
                 next_fin = min(fin) if fin else NO_FINISH
-                if run is not None:
-                    run_scale, run_cpu, run_overlap = _run_terms(run)
                 ahead = []
                 expect = -1
             # the next one runs; with overlap, another is formed while it does
@@ -518,7 +515,7 @@ class GenerationGroup(ExecutorState):
             if b != n:                         # (formed before members left: overlap)
                 end = start + self.pricer.decode_price(b)(ctx)
             else:
-                if run is not None and (ctx != expect or at >= len(ahead)):
+                if run_prices is not None and (ctx != expect or at >= len(ahead)):
                     # a new chunk, when the iterations that fit before the next event (at the
                     # last one's length) are enough to be worth it
                     fit = (horizon - start) / d if d > 0.0 else math.inf
@@ -532,10 +529,10 @@ class GenerationGroup(ExecutorState):
                     elif fit >= SPAN_PRICES_LEAST:
                         count = int(fit) + 2 if fit < SPAN_PRICES_MOST else SPAN_PRICES_MOST
                     if count:
-                        ahead = run[0](ctx, count)
+                        ahead = run_prices(ctx, count)
                         at = 0
                         expect = ctx
-                if run is not None and ctx == expect and at < len(ahead):
+                if run_prices is not None and ctx == expect and at < len(ahead):
                     # price(ctx), its arithmetic, from the chunk
                     gpu = ahead[at] * run_scale
                     at += 1
@@ -612,9 +609,12 @@ class GenerationGroup(ExecutorState):
             co.fresh = []
 
 
-def _run_terms(run: tuple) -> tuple[float, float, bool]:
-    """The scale, CPU seconds and overlap of a ``TrtStepPricer.decode_run`` (as typed numbers)."""
-    return run[1], run[2], run[3]
+def _run_terms(run: tuple | None) -> tuple[Any, float, float, bool]:
+    """A ``TrtStepPricer.decode_run``'s prices function, scale, CPU seconds and overlap (the
+    numbers typed), or ``(None, 0.0, 0.0, False)`` for None (no chunks: one price at a time)."""
+    if run is None:
+        return None, 0.0, 0.0, False
+    return run[0], run[1], run[2], run[3]
 
 
 def end_gap(s: Seq, own: set[int] | tuple, uniform: float, end: float) -> float:
