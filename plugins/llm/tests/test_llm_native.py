@@ -17,6 +17,7 @@ import subprocess
 import sys
 from itertools import accumulate
 
+import labsim
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -40,7 +41,7 @@ def _twin():
 def test_the_engine_runs_the_compiled_pool_where_it_was_built():
     status = native.status()
     if REQUIRED:
-        assert status == {"kv_cache": "compiled", "step_runs": "compiled"}
+        assert status == {"kv_cache": "compiled", "step_runs": "compiled", "step_cost": "compiled"}
     if status["kv_cache"] == "compiled":
         assert kv_cache.BlockPool is _twin().BlockPool
         assert kv_cache.block_ids is _twin().block_ids
@@ -330,3 +331,72 @@ def _bits(value):
     if isinstance(value, (list, tuple)):
         return [type(value).__name__, *map(_bits, value)]
     return (type(value).__name__, value.hex() if isinstance(value, float) else value)
+
+
+def _pricers(model, gpu, **kw):
+    """The pure step pricer and its compiled twin's, built alike."""
+    from labsim_llm.engine import step_cost
+
+    return step_cost.PURE["StepPricer"](model, gpu, **kw), _twin_of("step_cost").StepPricer(model, gpu, **kw)
+
+
+def test_the_engines_price_steps_with_the_compiled_pricer_where_it_was_built():
+    from labsim_llm.engine import StepPricer, step_cost
+
+    if native.status()["step_cost"] == "compiled":
+        assert step_cost.StepPricer is _twin_of("step_cost").StepPricer is StepPricer
+        assert step_cost.PURE["StepPricer"].__module__ == "labsim_llm.engine.step_cost"
+    else:
+        assert step_cost.StepPricer is step_cost.PURE["StepPricer"]
+
+
+@pytest.mark.parametrize("model_name, tp, pp, graphs", [
+    ("Llama-3.1-8B", 1, 1, True), ("Llama-3.1-8B", 2, 2, False), ("Llama-3.1-70B", 4, 1, True),
+    ("Mixtral-8x7B", 2, 1, True), ("Qwen2.5-7B", 1, 2, True)])
+def test_compiled_pricer_gives_the_pure_prices_bit_for_bit(model_name, tp, pp, graphs):
+    """Every entry point of the step pricer, compiled and pure, on random steps: the same
+    values of the same types (an ``int`` byte count stays an ``int``)."""
+    from labsim_llm.engine import capture_sizes
+    from labsim_llm.models import builtin_models
+
+    def collective(kind, nbytes, ranks, algorithm="auto"):
+        return (0.5e-6 if algorithm == "custom_ar" else 1e-6) + nbytes / 1e11
+
+    model = builtin_models()[model_name]
+    gpu = labsim.device("H100-SXM")
+    sizes = capture_sizes(256, 8192) if graphs else []
+    pure, twin = _pricers(model, gpu, tp=tp, pp=pp, graph_sizes=sizes, collective=collective)
+    rng = random.Random(f"{model_name}{tp}{pp}{graphs}")
+    for _ in range(200):
+        b = rng.choice([1, 2, 3, 9, 64, 255, 256, 257, 600])
+        ctx = b * rng.randint(1, 4000) + rng.randint(0, b)
+        chunks = tuple((rng.randint(1, 2048), rng.choice([0, 0, rng.randint(1, 8192)]))
+                       for _ in range(rng.choice([1, 1, 2, 3])))
+        nd = rng.choice([0, 0, b])
+        count = rng.randint(1, 40)
+        for name, args in (("step_time", (chunks, nd, ctx if nd else 0)), ("step_time", ((), b, ctx)),
+                           ("work", (chunks, nd, ctx if nd else 0)), ("work", ((), b, ctx)),
+                           ("decode_work", (b, ctx)), ("decode_work_terms", (b,)),
+                           ("decode_work_sum", (b, ctx, b, count)), ("weights_read", (b,)),
+                           ("dense_time", (b,)), ("head_time", (b,))):
+            assert _bits(getattr(twin, name)(*args)) == _bits(getattr(pure, name)(*args)), (name, args)
+        assert _bits(twin.decode_step_fn(b)(ctx)) == _bits(pure.decode_step_fn(b)(ctx))
+        assert _bits(twin.decode_steps_fn(b, 1e-4, 2e-5)(ctx, count)) == _bits(pure.decode_steps_fn(b, 1e-4, 2e-5)(ctx, count))
+        assert _bits(twin.decode_run_fn(b)(ctx, count)) == _bits(pure.decode_run_fn(b)(ctx, count))
+
+
+def test_an_edited_step_loop_module_holds_back_the_compiled_pricer(monkeypatch):
+    """The pricer's twin calls the step loops' compiled code: once ``step_runs.py`` changes,
+    the pricer runs as pure Python too (``native.use_group_twin``) until the package is built
+    again."""
+    _twin_of("step_cost")
+    monkeypatch.setattr(labsim_native, "_status", dict(labsim_native._status))
+    monkeypatch.delenv("LABSIM_NATIVE", raising=False)
+    real = labsim_native.source_digest
+    monkeypatch.setattr(labsim_native, "source_digest",
+                        lambda path: "edited" if str(path).endswith("step_runs.py") else real(path))
+    namespace = {"__name__": "labsim_llm.engine.step_cost", "StepPricer": "pure"}
+    labsim_native.use_group_twin("labsim_llm", native.MODULES, "step_cost", namespace, ["StepPricer"])
+    assert namespace["StepPricer"] == "pure"
+    assert labsim_native._status["labsim_llm.native.step_runs"] == "pure Python (stale: source changed)"
+    assert labsim_native._status["labsim_llm.native.step_cost"] == "pure Python (its group's step_runs not current)"

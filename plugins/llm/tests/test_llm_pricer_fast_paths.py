@@ -162,12 +162,14 @@ def test_a_run_of_decode_steps_priced_at_once_equals_step_by_step():
 def test_decode_prices_looked_up_equal_the_prices_worked_out(monkeypatch):
     """A run's prices come from a table of the prices found so far (by decode context): runs
     that overlap, start between, or reach past the ones before, and a table emptied when it
-    would outgrow its slots, all give each step's ``decode_step_fn`` price."""
+    would outgrow its slots, all give each step's ``decode_step_fn`` price. (On the pure
+    pricer, whose table size and method this patches; test_llm_native.py holds the compiled
+    one to it.)"""
     from labsim_llm.engine import step_cost
 
     monkeypatch.setattr(step_cost, "PRICE_TABLE_SLOTS", 5000)
     model = builtin_models()["Llama-3.1-8B"]
-    pricer = StepPricer(model, labsim.device("A100-SXM4-80GB"), graph_sizes=capture_sizes(256, 8192))
+    pricer = step_cost.PURE["StepPricer"](model, labsim.device("A100-SXM4-80GB"), graph_sizes=capture_sizes(256, 8192))
     rng = random.Random(11)
     forgot = []
     forget = pricer._forget_prices

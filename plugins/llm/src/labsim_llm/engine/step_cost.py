@@ -43,10 +43,13 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from labsim import native
 from labsim_collectives import OWN_ALLREDUCE_KERNELS
 
+from labsim_llm import native as llm_native
 from labsim_llm.engine.step_runs import eager_step_prices, graph_step_prices
 
 #: kernels one decoder layer launches when eager: q/k/v/o, gate-up, down GEMMs come from the
@@ -130,7 +133,7 @@ class TpStepTraffic:
 
     all_reduce: str = "auto"
     logits: str | None = None
-    broadcast: object = None
+    broadcast: Any = None
     fused_norm: bool = False
 
 
@@ -141,6 +144,38 @@ class StepCost:
     seconds: float
     flops: float
     bytes: float
+
+
+class DecodeRunPrices:
+    """:meth:`StepPricer.decode_steps_fn`'s ``f(first_context, count)``: the prices of a run of
+    decode steps of one batch size, kept by decode context in :attr:`table` (the contexts of a
+    batch size recur from request to request, so a run's prices are mostly one slice of it);
+    the ones not found yet are worked out by *priced* (:meth:`StepPricer.decode_run_fn`'s
+    function) and kept."""
+
+    def __init__(self, pricer: StepPricer, num_decodes: int, priced: Any):
+        self.pricer = pricer
+        self.num_decodes = num_decodes
+        self.priced = priced
+        #: the prices found so far, by decode context (None: not yet)
+        self.table: list = []
+
+    def __call__(self, first_context: int, count: int) -> list:
+        b = self.num_decodes
+        table = self.table
+        stop = first_context + b * count
+        if stop > len(table):
+            pricer = self.pricer
+            if pricer._table_slots + stop - len(table) > PRICE_TABLE_SLOTS:
+                pricer._forget_prices()
+            pricer._table_slots += stop - len(table)
+            table.extend([None] * (stop - len(table)))
+        got = table[first_context:stop:b]
+        if None in got:
+            i = got.index(None)
+            got[i:] = self.priced(first_context + b * i, count - i)
+            table[first_context:stop:b] = got
+        return got
 
 
 class StepPricer:
@@ -222,11 +257,11 @@ class StepPricer:
         self._pp_hops: dict[int, float] = {}    # tokens → pp_time
         self._bcast: dict[tuple[int, int, bool], float] = {}
         self._prefill: dict[tuple[int, int], float] = {}
-        self._decode_steps: dict[int, tuple] = {}
+        self._decode_steps: dict[int, Any] = {}     # batch size → decode_step_fn's price
         self._decode_terms: dict[int, tuple] = {}   # batch size → decode_work's terms
-        self._decode_ints: dict[int, tuple | None] = {}   # batch size → decode_work_sum's whole terms
-        self._decode_runs: dict[tuple, object] = {}
-        self._decode_run_fns: dict[tuple, object] = {}
+        self._decode_ints: dict[int, Any] = {}   # batch size → decode_work_sum's whole terms
+        self._decode_runs: dict[tuple, DecodeRunPrices] = {}
+        self._decode_run_fns: dict[tuple, Any] = {}
         self._table_slots = 0         # the decode price tables' length, all together
         # decode attention per layer, f(num_decodes, decode_context), validated once (a device
         # of labsim-gpus offers it; any other device is asked call by call)
@@ -544,26 +579,7 @@ class StepPricer:
         priced = self.decode_run_fn(num_decodes, then, and_then)
         if priced is None:
             return None
-        b = num_decodes
-
-        # the prices found so far, by decode context (None: not yet): the contexts of a batch
-        # size recur from request to request, so a run's prices are mostly one slice of it
-        table: list = []
-
-        def prices(first_context, count):
-            stop = first_context + b * count
-            if stop > len(table):
-                if self._table_slots + stop - len(table) > PRICE_TABLE_SLOTS:
-                    self._forget_prices()
-                self._table_slots += stop - len(table)
-                table.extend([None] * (stop - len(table)))
-            got = table[first_context:stop:b]
-            if None in got:
-                i = got.index(None)
-                got[i:] = priced(first_context + b * i, count - i)
-                table[first_context:stop:b] = got
-            return got
-        prices.table = table
+        prices = DecodeRunPrices(self, num_decodes, priced)
         if len(self._decode_runs) >= 65536:
             self._forget_prices()
             self._decode_runs.clear()
@@ -576,7 +592,7 @@ class StepPricer:
             prices.table.clear()
         self._table_slots = 0
 
-    def work(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> tuple[float, float]:
+    def work(self, chunks, num_decodes: int = 0, decode_context: int = 0) -> tuple[float, int | float]:
         """(FLOPs, DRAM bytes) one GPU of the replica does in this step, unpadded.
 
         FLOPs: 2·m·n·k per GEMM, 4·q·kv·d per head for attention (causal within a
@@ -603,16 +619,18 @@ class StepPricer:
         nbytes = self.weights_read(tokens) + kv_read + self.kv_token_bytes * tokens
         return flops, nbytes
 
-    def weights_read(self, tokens: int) -> float:
+    def weights_read(self, tokens: int) -> int | float:
         """Weight bytes a step of *tokens* tokens streams: all of them, except the experts of a
-        mixture-of-experts model that none of its tokens reach."""
+        mixture-of-experts model that none of its tokens reach: a whole number of bytes (an
+        ``int``) for a dense model, a ``float`` for a mixture of experts. (``int | float``, not
+        ``float``: the compiled twin would otherwise hand back every count as a float.)"""
         if self.moe is None:
             return self.weight_bytes
         experts, per_token = self.moe
         unreached = 1.0 - min(experts, experts_reached(tokens, experts, per_token)) / experts
         return self.weight_bytes - self.expert_bytes * unreached
 
-    def decode_work(self, num_decodes: int, decode_context: int) -> tuple[float, float]:
+    def decode_work(self, num_decodes: int, decode_context: int) -> tuple[float, int | float]:
         """:meth:`work` of a decode-only step, bit for bit (and of the same types)."""
         terms = self._decode_terms.get(num_decodes)
         if terms is None:
@@ -675,9 +693,9 @@ class StepPricer:
         written = kv * b
         if steps >= 40:
             # the loop below as arrays (quicker from 40 steps on): the same operations, summed in order (accumulate)
-            ctx = first_context + context_step * np.arange(steps, dtype=np.int64)
-            flops = np.add.accumulate((per_tokens + attn_coef * ctx) * layers / pp + head)[-1]
-            nbytes = np.add.accumulate(np.asarray(weights + kv * ctx + written, dtype=float))[-1]
+            ctxs = first_context + context_step * np.arange(steps, dtype=np.int64)
+            flops = np.add.accumulate((per_tokens + attn_coef * ctxs) * layers / pp + head)[-1]
+            nbytes = np.add.accumulate(np.asarray(weights + kv * ctxs + written, dtype=float))[-1]
             return float(flops), float(nbytes)
         flops = nbytes = 0.0
         if pp == 1 and context_step > 0:
@@ -713,3 +731,9 @@ class StepPricer:
 
 
 __all__ = ["StepPricer", "StepCost", "TpStepTraffic", "capture_sizes", "experts_reached", "moe_gemm_time"]
+
+#: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two;
+#: DecodeRunPrices is not swapped: each pricer, compiled or pure, makes its own module's)
+PURE = {name: globals()[name] for name in __all__}
+
+native.use_group_twin("labsim_llm", llm_native.MODULES, "step_cost", globals(), PURE)
