@@ -18,3 +18,20 @@ from labsim.testing import make_registry  # noqa: E402
 def llm_registry():
     """The kernel's built-ins, labsim-llm's models and workloads, and ``fake_server``."""
     return make_registry(labsim_llm.plugin, llm_fake_server)
+
+
+@pytest.fixture
+def pure_metrics(monkeypatch):
+    """Runs in this test record their metrics with the pure-Python ``ServingMetrics``,
+    ``GapHistogram`` and ``LatencySample``, whether or not their compiled twins are built
+    (:mod:`labsim_llm.native`): a test that patches their class constants or the module's
+    ``KEPT_CHUNK`` patches what the pure classes read, which compiled code would not.
+    ``tests/test_llm_native.py`` holds the twins to the pure classes."""
+    from labsim_llm import engine
+    from labsim_llm.engine import serving_engine, serving_metrics
+
+    for name in ("ServingMetrics", "GapHistogram", "LatencySample"):
+        monkeypatch.setattr(serving_metrics, name, serving_metrics.PURE[name])
+    monkeypatch.setattr(serving_engine, "ServingMetrics", serving_metrics.PURE["ServingMetrics"])
+    monkeypatch.setattr(engine, "ServingMetrics", serving_metrics.PURE["ServingMetrics"])
+    monkeypatch.setattr(engine, "GapHistogram", serving_metrics.PURE["GapHistogram"])

@@ -41,7 +41,7 @@ def _twin():
 def test_the_engine_runs_the_compiled_pool_where_it_was_built():
     status = native.status()
     if REQUIRED:
-        assert status == {"kv_cache": "compiled", "step_runs": "compiled", "step_cost": "compiled"}
+        assert status == {name: "compiled" for name in native.MODULES}
     if status["kv_cache"] == "compiled":
         assert kv_cache.BlockPool is _twin().BlockPool
         assert kv_cache.block_ids is _twin().block_ids
@@ -400,3 +400,43 @@ def test_an_edited_step_loop_module_holds_back_the_compiled_pricer(monkeypatch):
     assert namespace["StepPricer"] == "pure"
     assert labsim_native._status["labsim_llm.native.step_runs"] == "pure Python (stale: source changed)"
     assert labsim_native._status["labsim_llm.native.step_cost"] == "pure Python (its group's step_runs not current)"
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_compiled_latency_bins_count_as_the_pure_ones(seed):
+    """The gap histogram and the latency sample, compiled and pure, fed the same random
+    values (gaps by every entry point, latencies past the exact limit, NaN among them): the
+    same counts, totals and statistics, bit for bit."""
+    from labsim_llm.engine import serving_metrics
+
+    twin = _twin_of("serving_metrics")
+    rng = random.Random(seed)
+    hists = (serving_metrics.PURE["GapHistogram"](), twin.GapHistogram())
+    samples = (serving_metrics.PURE["LatencySample"](), twin.LatencySample())
+    for _ in range(rng.randint(1, 3000)):
+        value = rng.choice([rng.uniform(1e-6, 0.2), 0.0123, rng.lognormvariate(-4, 2)])
+        times = rng.choice([0, 1, 2, 7, 64, 129])
+        kind = rng.randrange(7)
+        tail = [rng.uniform(0, 0.1) for _ in range(rng.randint(0, 3))]
+        for h in hists:
+            if kind == 0:
+                h.add_uniform(value, times, tail)
+            elif kind == 1:
+                h.add_repeated(value, times)
+            elif kind == 2:
+                h.add_repeated_each([value, value * 1.5], times)
+            elif kind == 3:
+                h.add_uniform_each([value, value / 3], [times, 1])
+            else:
+                h.add([value, *tail])
+        ms = float("nan") if kind == 6 else value * 1e3
+        for s in samples:
+            if kind == 5:
+                s.extend((ms, ms * 2, ms / 7))
+            else:
+                s.add(ms)
+    assert _bits(list(hists[0].counts)) == _bits(list(hists[1].counts))
+    assert _bits(hists[0].total) == _bits(hists[1].total) and hists[0].n == hists[1].n
+    assert _bits(list(hists[0].stats([0.5, 0.99]).values())) == _bits(list(hists[1].stats([0.5, 0.99]).values()))
+    assert samples[0].stats([0.5, 0.9, 0.99]) == samples[1].stats([0.5, 0.9, 0.99])

@@ -228,11 +228,13 @@ def test_the_gap_ledger_bins_and_sums_as_one_value_at_a_time(monkeypatch):
     bit: numpy's pairwise sum of n copies (1 to 300), a product per repeated gap, a sum per
     mixed step, in order."""
     import numpy as np
+    from labsim_llm.engine import serving_metrics
 
+    pure = serving_metrics.PURE["GapHistogram"]      # (whose LEDGER this patches)
     rng = random.Random(17)
     for ledger in (1, 3, 7, 4096):
-        monkeypatch.setattr(GapHistogram, "LEDGER", ledger)
-        h = GapHistogram()
+        monkeypatch.setattr(pure, "LEDGER", ledger)
+        h = pure()
         counts = np.zeros(h.nbins, dtype=np.int64)
         total, n = rng.uniform(0, 5), 0
         h.total = total

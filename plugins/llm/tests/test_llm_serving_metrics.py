@@ -2,7 +2,10 @@
 
 import numpy as np
 import pytest
-from labsim_llm.engine.serving_metrics import LatencySample
+from labsim_llm.engine import serving_metrics
+
+#: the pure class, whose constants these tests patch (test_llm_native.py holds its twin to it)
+LatencySample = serving_metrics.PURE["LatencySample"]
 
 
 def test_latency_sample_is_exact_below_the_limit_and_skips_nan():
@@ -54,7 +57,7 @@ def test_latency_sample_extend_equals_add_one_by_one(monkeypatch):
     assert one.stats([0.5, 0.99]) == many.stats([0.5, 0.99])
 
 
-def test_summary_of_kept_requests_counted_in_chunks_equals_one_at_a_time(monkeypatch):
+def test_summary_of_kept_requests_counted_in_chunks_equals_one_at_a_time(monkeypatch, pure_metrics):
     """Finished requests' latencies, SLO goodput, token counts and span join the statistics a
     chunk of rows at a time; the summary is the same bit for bit whatever the chunk — one row
     (as each request finished) or chunks a run ends inside of — with a warm-up and an SLO
@@ -62,7 +65,6 @@ def test_summary_of_kept_requests_counted_in_chunks_equals_one_at_a_time(monkeyp
     import copy
 
     import labsim
-    from labsim_llm.engine import serving_metrics
 
     exp = {
         "name": "t", "simulation": {"max_simulation_time": 3600, "random_seed": 4},

@@ -33,6 +33,8 @@ from itertools import repeat
 
 from labsim import native
 
+from labsim_llm import native as llm_native
+
 #: key of a full block: (hash of the segments before its segment, segment id, token offset of its end)
 BlockKey = tuple
 
@@ -555,4 +557,4 @@ __all__ = ["BlockPool", "BlockKey", "block_keys", "block_ids"]
 #: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
 PURE = {"block_keys": block_keys, "block_ids": block_ids, "BlockPool": BlockPool}
 
-native.use_twin("labsim_llm.native.kv_cache", globals(), PURE)
+native.use_group_twin("labsim_llm", llm_native.MODULES, "kv_cache", globals(), PURE)

@@ -26,8 +26,11 @@ import math
 from array import array
 
 import numpy as np
+from labsim import native
 from labsim.log import get_logger
 from labsim.accounting import utilisation
+
+from labsim_llm import native as llm_native
 
 log = get_logger("labsim_llm.metrics")
 
@@ -209,7 +212,7 @@ class GapHistogram:
     #: ledger entries kept before they are settled together
     LEDGER = 4096
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.nbins = int(math.log(1e4 / self.LOW) / math.log(self.RATIO)) + 2
         self._counts = np.zeros(self.nbins, dtype=np.int64)
         self._total = 0.0
@@ -284,11 +287,11 @@ class GapHistogram:
         if times <= 0:
             self.add(tail)
             return
-        values = np.full(times + k, value, dtype=float)
-        values[times:] = tail
-        np.add.at(self._counts, self._bin(values[times:]), 1)
+        every = np.full(times + k, value, dtype=float)
+        every[times:] = tail
+        np.add.at(self._counts, self._bin(every[times:]), 1)
         self._counts[self._bin1(value)] += times
-        self._values.append(float(values.sum()))
+        self._values.append(float(every.sum()))
         self._times.append(0)
         self.n += times + k
         if len(self._values) >= self.LEDGER:
@@ -389,7 +392,7 @@ class LatencySample:
 
     EXACT_LIMIT = 1 << 17
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._values = array("d")
         self._hist: GapHistogram | None = None
 
@@ -683,7 +686,7 @@ class ServingMetrics:
             get_logger("labsim_llm").warning(
                 "steps_table_truncated",
                 framework=self.framework,
-                rows_written=self.steps.rows,
+                rows_written=self.steps.rows if self.steps is not None else 0,
                 rows_left_out=self.steps_left_out,
                 hint="steps.csv holds the run's first steps only; raise max_step_rows "
                 "(0: no limit) or set record_steps: false",
@@ -803,3 +806,8 @@ HEADLINE = [
     ("MFU", "gpu.mfu"),
     ("$ per 1M output tokens", "cost.usd_per_million_output_tokens"),
 ]
+
+#: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
+PURE = {name: globals()[name] for name in ("ServingMetrics", "GapHistogram", "LatencySample")}
+
+native.use_group_twin("labsim_llm", llm_native.MODULES, "serving_metrics", globals(), PURE)

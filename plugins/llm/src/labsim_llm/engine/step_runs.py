@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from labsim import native
 
+from labsim_llm import native as llm_native
+
 
 def gaps_and_block_seconds(bounds: list[float], count: int, start: float, held: int,
                            prefix: list[int], per: int) -> tuple[list[float], float]:
@@ -117,4 +119,4 @@ __all__ = ["eager_step_prices", "extend_ends", "gaps_and_block_seconds", "graph_
 #: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
 PURE = {name: globals()[name] for name in __all__}
 
-native.use_twin("labsim_llm.native.step_runs", globals(), PURE)
+native.use_group_twin("labsim_llm", llm_native.MODULES, "step_runs", globals(), PURE)
