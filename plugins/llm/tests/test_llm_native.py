@@ -440,3 +440,34 @@ def test_compiled_latency_bins_count_as_the_pure_ones(seed):
     assert _bits(hists[0].total) == _bits(hists[1].total) and hists[0].n == hists[1].n
     assert _bits(list(hists[0].stats([0.5, 0.99]).values())) == _bits(list(hists[1].stats([0.5, 0.99]).values()))
     assert samples[0].stats([0.5, 0.9, 0.99]) == samples[1].stats([0.5, 0.9, 0.99])
+
+
+def test_compiled_frontend_delays_requests_as_the_pure_one():
+    """The API server's delays, compiled and pure, bit for bit: before the engine (any prompt
+    length, chat or not, over a client link) and after the first token."""
+    import simpy
+    from labsim_llm.engine import frontend
+    from labsim_llm.request import Request
+
+    twin = _twin_of("frontend")
+
+    class _Link:
+        def transfer_s(self, nbytes):
+            return 2e-4 + nbytes * 8 / 25e9
+
+    rng = random.Random(7)
+    for chat, link, enabled in ((False, None, True), (True, _Link(), True), (False, _Link(), False)):
+        handed = []
+        for module in (frontend.PURE, vars(twin)):
+            env = simpy.Environment()
+            fe = module["Frontend"](env, enabled=enabled, chat=chat, link=link)
+            times = []
+            for i in range(50):
+                tokens = rng.choice([0, 1, 17, 1024, 100_000])
+                fe.submit(Request(i, 0.0, tokens, 4, 4, ((i, tokens),)), lambda r: times.append((r.request_id, env.now)))
+            pending = len(fe.pending())
+            env.run()
+            handed.append((_bits([t for _, t in times]), [i for i, _ in times], pending,
+                           _bits(fe.after_first_token_s), _bits(fe.whole_response_s(300))))
+            rng = random.Random(7)
+        assert handed[0] == handed[1]

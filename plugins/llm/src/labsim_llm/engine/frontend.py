@@ -55,6 +55,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labsim import native
+
+from labsim_llm import native as llm_native
+
 
 @dataclass(frozen=True)
 class FrontendCost:
@@ -141,3 +145,8 @@ class Frontend:
 
 
 __all__ = ["DEFAULT_FRONTEND", "Frontend", "FrontendCost", "frontend_delays"]
+
+#: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
+PURE = {name: globals()[name] for name in __all__}
+
+native.use_group_twin("labsim_llm", llm_native.MODULES, "frontend", globals(), PURE)
