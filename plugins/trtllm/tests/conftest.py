@@ -18,3 +18,4 @@ def pure_replica(monkeypatch):
     monkeypatch.setattr(plugin, "Replica", executor.Replica)
     monkeypatch.setattr(step_cost, "StepPricer", step_cost.PURE["StepPricer"])
     monkeypatch.setattr(pricing, "StepPricer", step_cost.PURE["StepPricer"])
+    monkeypatch.setattr(plugin, "TrtStepPricer", pricing.TrtStepPricer)

@@ -110,3 +110,55 @@ def test_a_stale_twin_holds_back_the_whole_group(monkeypatch):
     status = group_status_when_changed(native, monkeypatch, edited="generation_group.py")
     assert status["generation_group"] == "pure Python (stale: source changed)"
     assert status["executor"] == "pure Python (its group's generation_group not current)"
+
+
+def _bits(value):
+    """*value* with every float as its bytes (so 1 and 1.0 differ)."""
+    if isinstance(value, (list, tuple)):
+        return [type(value).__name__, *map(_bits, value)]
+    return (type(value).__name__, value.hex() if isinstance(value, float) else value)
+
+
+@pytest.mark.parametrize("config", [{}, {"kernel_time_scale": 1.1, "disable_overlap_scheduler": True},
+                                    {"tensor_parallel_size": 2, "pipeline_parallel_size": 2},
+                                    {"cuda_graph_padding": True}])
+def test_the_compiled_pricer_prices_iterations_as_the_pure_one(config):
+    """The step pricer, compiled and pure, on random iterations: prompt steps, decode-only
+    iterations one at a time and a run at a time, work, bit for bit and type for type."""
+    import random
+
+    from labsim_llm.models import builtin_models
+    from labsim_trtllm import pricing
+    from labsim_trtllm.config import graph_sizes, resolve
+
+    _compiled()
+    assert plugin.TrtStepPricer is native.pricer() is not pricing.TrtStepPricer
+    spec, gpu = builtin_models()["Llama-3.1-8B"], labsim.device("H100-SXM")
+    cfg = resolve({"model": "Llama-3.1-8B", **config}, spec, gpu)
+
+    def collective(kind, nbytes, ranks, algorithm="auto"):
+        return (0.5e-6 if algorithm == "custom_ar" else 1e-6) + nbytes / 1e11
+
+    def cost(kind, nbytes, ranks, algorithm="auto"):
+        return algorithm, collective(kind, nbytes, ranks, algorithm)
+
+    pure, twin = (cls(spec, gpu, cfg, graph_sizes(cfg), collective=collective, collective_cost=cost)
+                  for cls in (pricing.TrtStepPricer, native.pricer()))
+    rng = random.Random(str(config))
+    for _ in range(300):
+        b = rng.choice([1, 2, 7, 32, 33, 64, 100, 128, 200])
+        ctx = b * rng.randint(1, 3000) + rng.randint(0, b)
+        chunks = tuple((rng.randint(1, 4096), rng.choice([0, rng.randint(1, 8192)]))
+                       for _ in range(rng.choice([1, 1, 2])))
+        nd = rng.choice([0, b])
+        for name, args in (("step_time", (chunks, nd, ctx if nd else 0)), ("step_time", ((), b, ctx)),
+                           ("gpu_time", (chunks, nd, ctx if nd else 0)), ("cpu_time", (chunks, nd)),
+                           ("work", (chunks, nd, ctx if nd else 0)), ("decode_work", (b, ctx)),
+                           ("uses_graph", ((), b))):
+            assert _bits(getattr(twin, name)(*args)) == _bits(getattr(pure, name)(*args)), (name, args)
+        assert _bits(twin.decode_price(b)(ctx)) == _bits(pure.decode_price(b)(ctx))
+        assert _bits(twin.decode_gpu(b)(ctx)) == _bits(pure.decode_gpu(b)(ctx))
+        runs = [p.decode_run(b) for p in (pure, twin)]
+        assert _bits(runs[1][1:]) == _bits(runs[0][1:])
+        count = rng.randint(1, 30)
+        assert _bits(runs[1][0](ctx, count)) == _bits(runs[0][0](ctx, count))

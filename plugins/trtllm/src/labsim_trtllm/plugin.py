@@ -10,14 +10,15 @@ from __future__ import annotations
 from labsim import hookimpl
 from labsim_llm.engine.serving_engine import ServingEngine
 
-from labsim_trtllm import executor, native
+from labsim_trtllm import executor, native, pricing
 from labsim_trtllm.config import CONFIG_SCHEMA, ENGINE_PARAMETERS, graph_sizes, resolve
 from labsim_trtllm.memory import plan_kv_cache
-from labsim_trtllm.pricing import TrtStepPricer
 
 #: the executor replica: its compiled twin when built and current (:mod:`labsim_trtllm.native`),
 #: else the pure class; both give the same outputs
 Replica = native.classes() or executor.Replica
+#: the step pricer, likewise
+TrtStepPricer = native.pricer() or pricing.TrtStepPricer
 
 
 class TensorRTLLM(ServingEngine):

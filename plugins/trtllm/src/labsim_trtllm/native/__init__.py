@@ -22,7 +22,7 @@ from labsim import native as _native
 #: modules compiled into twins, by twin name: their path under ``src/labsim_trtllm`` (setup.py
 #: reads the next line; in the copies it compiles, each import of one of them becomes an
 #: import of its twin, so that the group's classes build on one another compiled)
-MODULES = {"shell": "labsim_llm:engine/replica.py", "pipeline": "labsim_llm:engine/pipeline.py", "seq": "seq.py", "state": "state.py", "generation_group": "generation_group.py", "executor": "executor.py"}
+MODULES = {"shell": "labsim_llm:engine/replica.py", "pipeline": "labsim_llm:engine/pipeline.py", "seq": "seq.py", "state": "state.py", "generation_group": "generation_group.py", "executor": "executor.py", "pricing": "pricing.py"}
 #: packages whose sources mypyc reads to type the twins (setup.py reads the next line; found
 #: next to this plugin's directory, else the twins are not built)
 SIBLINGS = ["labsim", "labsim_llm", "labsim_gpus", "labsim_collectives"]
@@ -39,10 +39,19 @@ def classes() -> type | None:
     return twins["executor"].Replica
 
 
+def pricer() -> type | None:
+    """The step pricer ``TrtStepPricer`` compiled, when every twin of :data:`MODULES` is
+    current, else None."""
+    twins = _native.package_group(_PACKAGE, MODULES)
+    if twins is None:
+        return None
+    return twins["pricing"].TrtStepPricer
+
+
 def status() -> dict[str, str]:
     """How each module of :data:`MODULES` runs in this process: ``"compiled"`` or why not."""
     classes()
     return _native.package_status(_PACKAGE, MODULES)
 
 
-__all__ = ["MODULES", "classes", "status"]
+__all__ = ["MODULES", "classes", "pricer", "status"]
