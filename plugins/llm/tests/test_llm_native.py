@@ -471,3 +471,36 @@ def test_compiled_frontend_delays_requests_as_the_pure_one():
                            _bits(fe.after_first_token_s), _bits(fe.whole_response_s(300))))
             rng = random.Random(7)
         assert handed[0] == handed[1]
+
+
+def test_compiled_draws_make_the_pure_requests(llm_registry, monkeypatch):
+    """The workloads' per-request draws (samplers, coins, profiles, conversations), compiled
+    and pure: a client-profiles workload with system prompts, stop lengths, streaming odds and
+    conversations sends the same requests (every client field) either way."""
+    from labsim_llm.workloads import base, draws, profiles, trace
+    from llm_fake_server import simulate
+
+    _twin_of("draws")
+    profile = {
+        "profile_name": "chat", "system_prompt_tokens": 300, "num_system_prompts": 3,
+        "prompt_tokens_dist_config": {"type": "LogNormal", "mean": 50, "sigma": 20, "is_int": True},
+        "max_output_tokens_dist_config": {"type": "Uniform", "low": 50, "high": 200, "is_int": True},
+        "output_tokens_dist_config": {"type": "Exponential", "mean": 60},
+        "conversational_probability": 0.5, "streaming_response_probability": 0.7,
+    }
+    workload = {"num_requests": 400, "request_rate": 20, "client_profiles": [profile]}
+
+    def sent():
+        _, servers = simulate(llm_registry, workload)
+        return [(r.request_id, r.arrival_s.hex(), r.prompt_tokens, r.max_output_tokens, r.output_tokens,
+                 r.segments, r.session_id, r.turn, r.streaming, r.profile, r.output_id)
+                for r in servers["a"].seen]
+
+    compiled = sent()
+    assert profiles.Profile is _twin_of("draws").Profile
+    for module in (base, profiles, trace):
+        for name, pure in draws.PURE.items():
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, pure)
+    assert profiles.Profile is draws.PURE["Profile"]
+    assert compiled == sent() and len({r[7] for r in compiled}) > 1

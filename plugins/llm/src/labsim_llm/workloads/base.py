@@ -22,7 +22,6 @@ do not depend on where requests come from:
 
 from __future__ import annotations
 
-import math
 from collections import deque
 
 import numpy as np
@@ -30,101 +29,7 @@ from labsim.components import Workload
 from labsim.engine import stream_key
 
 from labsim_llm.request import Request
-
-BATCH = 4096  # samples drawn per numpy call: one call per 4096 requests, not per request
-
-
-class Sampler:
-    """Values of one distribution, drawn :data:`BATCH` at a time.
-
-    ``kind`` ``"tokens"`` rounds to integers ≥ 1; ``"time"`` clips at 0.
-    """
-
-    __slots__ = ("dist", "kind", "_buf", "_i")
-
-    def __init__(self, dist, kind: str):
-        self.dist = dist
-        self.kind = kind
-        self._buf: list = []
-        self._i = 0
-
-    def __call__(self):
-        if self._i >= len(self._buf):
-            values = np.asarray(self.dist.sample_n(BATCH), dtype=float)
-            if self.kind == "tokens":
-                self._buf = np.maximum(np.rint(values), 1).astype(np.int64).tolist()
-            else:
-                self._buf = np.maximum(values, 0.0).tolist()
-            self._i = 0
-        value = self._buf[self._i]
-        self._i += 1
-        return value
-
-
-class Uniforms:
-    """Uniform [0, 1) numbers drawn :data:`BATCH` at a time (coin flips, choices)."""
-
-    __slots__ = ("rng", "_buf", "_i")
-
-    def __init__(self, rng):
-        self.rng = rng
-        self._buf: list = []
-        self._i = 0
-
-    def __call__(self) -> float:
-        if self._i >= len(self._buf):
-            self._buf = self.rng.random(BATCH).tolist()
-            self._i = 0
-        value = self._buf[self._i]
-        self._i += 1
-        return value
-
-
-class Session:
-    """One conversation: the prompt so far and the plan of the turns still to come.
-
-    Each planned turn is ``(think_s, user_tokens, max_output_tokens, output_tokens,
-    answer_id, user_id)``: the next prompt is the previous prompt's pieces, the
-    previous answer (``answer_id``, which is that request's ``output_id``) and the new
-    user message (``user_id``).
-    """
-
-    __slots__ = ("session_id", "profile", "streaming", "plan", "turn")
-
-    def __init__(self, session_id: int, profile: str, streaming: bool, plan: list):
-        self.session_id = session_id
-        self.profile = profile
-        self.streaming = streaming
-        self.plan = plan
-        self.turn = 0
-
-    def follow_up(self, previous: Request) -> tuple[float, Request]:
-        """``(think_s, request)`` of the next turn after *previous* finished."""
-        think, user, max_out, out, answer_id, user_id = self.plan[self.turn]
-        self.turn += 1
-        segments = (*previous.segments, (answer_id, previous.output_tokens), (user_id, user))
-        prompt = previous.prompt_tokens + previous.output_tokens + user
-        return think, Request(
-            -1,
-            math.nan,
-            prompt,
-            max_out,
-            out,
-            segments,
-            self.session_id,
-            self.turn,
-            self.streaming,
-            self.profile,
-            self.answer_id(self.turn),
-        )
-
-    def answer_id(self, turn: int) -> int:
-        """Content id of the answer to the request of *turn* when a later turn carries it, else -1."""
-        return self.plan[turn][4] if turn < len(self.plan) else -1
-
-    @property
-    def done(self) -> bool:
-        return self.turn >= len(self.plan)
+from labsim_llm.workloads.draws import Sampler, Session
 
 
 class RequestWorkload(Workload):

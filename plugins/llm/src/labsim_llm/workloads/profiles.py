@@ -45,13 +45,12 @@ from labsim.errors import UsageError
 from labsim.schema import DISTRIBUTION_REF
 
 from labsim_llm.request import Request
-from labsim_llm.workloads.base import RequestWorkload, Session, Uniforms
+from labsim_llm.workloads.base import RequestWorkload
+from labsim_llm.workloads.draws import DEFAULT_MAX_TURNS, Profile, Uniforms
 
 #: Think time between the turns of a conversation when the file gives none. Assumption (no
 #: measured source): a reader's pause of 5 s on average; set think_time_dist_config to change it.
 DEFAULT_THINK_TIME = {"type": "Exponential", "mean": 5.0}
-#: Longest conversation when the file gives no max_turns. Assumption: caps the geometric tail.
-DEFAULT_MAX_TURNS = 10
 
 PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
 POSITIVE = {"type": "number", "exclusiveMinimum": 0}
@@ -190,95 +189,6 @@ CONFIG_SCHEMA = {
         },
     },
 }
-
-
-class Profile:
-    """One client profile's samplers and settings, ready to make requests."""
-
-    def __init__(self, wl: RequestWorkload, cfg: dict, default_think: dict):
-        name = self.name = cfg["profile_name"]
-        self.weight = float(cfg.get("weight", 1.0))
-        self.prompt = wl.sampler(
-            cfg["prompt_tokens_dist_config"], "tokens", "workload", name, "prompt"
-        )
-        self.max_out = wl.sampler(
-            cfg["max_output_tokens_dist_config"], "tokens", "workload", name, "max_output"
-        )
-        stop = cfg.get("output_tokens_dist_config")
-        self.stop = wl.sampler(stop, "tokens", "workload", name, "output") if stop else None
-        self.streaming_p = float(cfg.get("streaming_response_probability", 1.0))
-        self.conv_p = float(cfg.get("conversational_probability", 0.0))
-        self.max_turns = int(cfg.get("max_turns", DEFAULT_MAX_TURNS))
-        self.coins = Uniforms(wl.rng("workload", name, "coins"))
-        self.system_tokens = int(cfg.get("system_prompt_tokens", 0))
-        count = int(cfg.get("num_system_prompts", 1))
-        self.system_ids = [wl.content_ids(1) for _ in range(count)] if self.system_tokens else []
-        if self.conv_p > 0:
-            self.think = wl.sampler(
-                cfg.get("think_time_dist_config") or default_think,
-                "time",
-                "workload",
-                name,
-                "think",
-            )
-            follow = (
-                cfg.get("follow_up_prompt_tokens_dist_config") or cfg["prompt_tokens_dist_config"]
-            )
-            self.follow_prompt = wl.sampler(follow, "tokens", "workload", name, "follow_up_prompt")
-        self.gaps = None
-        if cfg.get("inter_arrival_time_dist_config"):
-            self.gaps = wl.sampler(
-                cfg["inter_arrival_time_dist_config"], "time", "workload", name, "arrivals"
-            )
-        elif cfg.get("request_rate"):
-            self.gaps = wl.sampler(
-                {"type": "Exponential", "rate": cfg["request_rate"]},
-                "time",
-                "workload",
-                name,
-                "arrivals",
-            )
-
-    def _lengths(self) -> tuple[int, int]:
-        max_out = self.max_out()
-        return max_out, (min(max_out, self.stop()) if self.stop is not None else max_out)
-
-    def fresh(self, wl: RequestWorkload) -> tuple[Request, Session | None]:
-        """A new first-turn request, and its conversation when it will have follow-ups."""
-        user = self.prompt()
-        max_out, out = self._lengths()
-        streaming = self.streaming_p >= 1.0 or (
-            self.streaming_p > 0 and self.coins() < self.streaming_p
-        )
-        if self.system_tokens:
-            pick = int(self.coins() * len(self.system_ids)) if len(self.system_ids) > 1 else 0
-            segments = ((self.system_ids[pick], self.system_tokens), (wl.content_ids(1), user))
-        else:
-            segments = ((wl.content_ids(1), user),)
-        request = Request(
-            -1,
-            math.nan,
-            self.system_tokens + user,
-            max_out,
-            out,
-            segments,
-            streaming=streaming,
-            profile=self.name,
-        )
-        turns = 0
-        while self.conv_p > 0 and turns < self.max_turns - 1 and self.coins() < self.conv_p:
-            turns += 1
-        if not turns:
-            return request, None
-        first_id = wl.content_ids(2 * turns)
-        plan = []
-        for j in range(turns):
-            think, user_tokens = self.think(), self.follow_prompt()
-            f_max, f_out = self._lengths()
-            plan.append((think, user_tokens, f_max, f_out, first_id + 2 * j, first_id + 2 * j + 1))
-        session = wl.new_session(self.name, streaming, plan)
-        request.output_id = session.answer_id(0)
-        return request, session
 
 
 def _expected_turns(profile: dict) -> float:

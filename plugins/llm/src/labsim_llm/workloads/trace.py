@@ -37,7 +37,8 @@ from labsim.config import read_text_file
 from labsim.errors import UsageError
 
 from labsim_llm.request import Request
-from labsim_llm.workloads.base import RequestWorkload, Uniforms
+from labsim_llm.workloads.base import RequestWorkload
+from labsim_llm.workloads.draws import Uniforms
 from labsim_llm.workloads.profiles import COMMON_PROPERTIES, POSITIVE, PROBABILITY
 
 #: builtin:<name> → file in labsim_llm/data/traces (see the README there for their origin)
