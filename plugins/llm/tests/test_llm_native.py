@@ -504,3 +504,36 @@ def test_compiled_draws_make_the_pure_requests(llm_registry, monkeypatch):
                 monkeypatch.setattr(module, name, pure)
     assert profiles.Profile is draws.PURE["Profile"]
     assert compiled == sent() and len({r[7] for r in compiled}) > 1
+
+
+def test_the_compiled_metrics_take_numpy_numbers_as_the_pure_ones_do():
+    """An engine plugin may hand the metrics numpy integers, floats and booleans
+    (``metrics.step``, docs/writing_plugins.md): the compiled metrics take them as the pure
+    ones do (their entry points declare no int, float or bool, which a compiled function would
+    enforce), with the same sums and statistics."""
+    import numpy as np
+    from labsim.metrics import MetricsCollector
+    from labsim_llm.engine import serving_metrics
+
+    twin = _twin_of("serving_metrics")
+    gpu = labsim.device("H100-SXM")
+    i, f = np.int64, np.float64
+
+    class Ctx:
+        metrics = MetricsCollector([], {})
+
+    answers = []
+    for classes in (serving_metrics.PURE, vars(twin)):
+        m = classes["ServingMetrics"](Ctx(), "f", "vllm", num_gpus=i(1), device=gpu, kv_capacity_blocks=i(100),
+                                      record_steps=np.bool_(False), max_step_rows=i(0))
+        m.step(i(0), f(0.1), f(0.02), i(1), i(5), i(0), i(5), i(5), i(0), i(3), f(1e9), i(10**8), f(0.06))
+        m.step(i(0), f(0.12), f(0.02), i(2), i(5), i(0), i(5), i(5), i(0), i(3), f(1e9), i(10**8), f(0.06), f(0.01))
+        h = classes["GapHistogram"]()
+        h.add_uniform(f(0.01), i(3))
+        h.add_uniform(f(0.01), i(3), [f(0.02)])
+        h.add_repeated(f(0.02), i(2))
+        h.add_repeated_each([f(0.03)], i(2))
+        s = classes["LatencySample"]()
+        s.add(f(12.5))
+        answers.append(repr([m.busy_s, m.flops, m.bytes, m.num_steps, m.kv_peak, h.total, h.n, s.stats([0.5])]))
+    assert answers[0] == answers[1]

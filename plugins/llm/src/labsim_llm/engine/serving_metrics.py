@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from typing import Any
 
 import numpy as np
 from labsim import native
@@ -134,7 +135,7 @@ SUMMARY_SCHEMA = {
 }
 
 
-def _uniform_sum(v: float, n: int) -> float:
+def _uniform_sum(v, n) -> float:
     """``float(np.full(n, v).sum())`` but for the sign of a zero sum, bit for bit: numpy's
     pairwise summation (blocks of 128 in 8 running partial sums) over *n* copies of *v*."""
     if n < 8:
@@ -216,14 +217,14 @@ class GapHistogram:
         self.nbins = int(math.log(1e4 / self.LOW) / math.log(self.RATIO)) + 2
         self._counts = np.zeros(self.nbins, dtype=np.int64)
         self._total = 0.0
-        self.n = 0
+        self.n: Any = 0       # (Any: an engine may count in numpy integers, as in the pure class)
         self._log_ratio = math.log(self.RATIO)
         # the ledger: one entry per value added, in order. times > 0: *value* seen by *times*
         # streams, summed as numpy sums that many copies (add_uniform); times < 0: *value*
         # seen by -times streams, summed as value * -times (add_repeated); times == 0: *value*
         # is a sum to add to the total as it is, its values binned already
-        self._values: list[float] = []
-        self._times: list[int] = []
+        self._values: list[Any] = []
+        self._times: list[Any] = []
 
     @property
     def counts(self) -> np.ndarray:
@@ -240,7 +241,7 @@ class GapHistogram:
         return self._total
 
     @total.setter
-    def total(self, value: float) -> None:
+    def total(self, value) -> None:
         if self._values:
             self._settle()
         self._total = value
@@ -249,7 +250,7 @@ class GapHistogram:
         v = np.maximum(np.asarray(values, dtype=float), self.LOW)
         return np.minimum((np.log(v / self.LOW) / self._log_ratio).astype(np.int64), self.nbins - 1)
 
-    def _bin1(self, value: float) -> int:
+    def _bin1(self, value) -> int:
         """``_bin`` of one value, in plain Python unless it lies within rounding of a bin edge
         (numpy's logarithm and the math module's may then differ in the last place; away from
         an edge by more than 1e-7 of a bin, both truncate to the same bin)."""
@@ -271,7 +272,7 @@ class GapHistogram:
             if len(self._values) >= self.LEDGER:
                 self._settle()
 
-    def add_uniform(self, value: float, times: int, tail=None) -> None:
+    def add_uniform(self, value, times, tail=None) -> None:
         """Exactly ``add([value] * times + list(tail))``, without a bin per repeated value."""
         if not tail:
             # the usual decode step: every stream waited as long
@@ -313,7 +314,7 @@ class GapHistogram:
         if len(ledger) >= self.LEDGER:
             self._settle()
 
-    def add_repeated(self, value: float, times: int) -> None:
+    def add_repeated(self, value, times) -> None:
         """Count *value* (seconds) *times* times (one decode step seen by *times* sequences)."""
         if times > 0:
             self._values.append(value)
@@ -322,7 +323,7 @@ class GapHistogram:
             if len(self._values) >= self.LEDGER:
                 self._settle()
 
-    def add_repeated_each(self, values, times: int) -> None:
+    def add_repeated_each(self, values, times) -> None:
         """``add_repeated(v, times)`` for each of *values* in order (consecutive decode steps),
         with the same bins and the same running total, bit for bit."""
         if times <= 0 or not values:
@@ -396,7 +397,7 @@ class LatencySample:
         self._values = array("d")
         self._hist: GapHistogram | None = None
 
-    def add(self, ms: float) -> None:
+    def add(self, ms) -> None:
         """Count one value (NaN — a one-token request's TPOT — is left out)."""
         if ms == ms:
             self._values.append(ms)
@@ -452,12 +453,12 @@ class ServingMetrics:
         framework: str,
         kind: str,
         *,
-        num_gpus: int,
+        num_gpus,
         device,
         dtype: str = "bf16",
-        kv_capacity_blocks: int = 0,
-        record_steps: bool = True,
-        max_step_rows: int = 0,
+        kv_capacity_blocks=0,
+        record_steps=True,
+        max_step_rows=0,
     ):
         self.context = context
         self.framework = framework
@@ -493,13 +494,15 @@ class ServingMetrics:
         self.unfinished = 0
         self.itl = GapHistogram()
         # per step
-        self.busy_s = 0.0
-        self.flops = 0.0
-        self.bytes = 0.0
-        self.kv_block_seconds = 0.0
-        self.kv_peak = 0
-        self.num_steps = 0
-        self.preemptions = 0
+        # the steps' running sums take whatever numbers an engine hands :meth:`step` (numpy's
+        # too): Any, so that the compiled twin holds them as the pure class does
+        self.busy_s: Any = 0.0
+        self.flops: Any = 0.0
+        self.bytes: Any = 0.0
+        self.kv_block_seconds: Any = 0.0
+        self.kv_peak: Any = 0
+        self.num_steps: Any = 0
+        self.preemptions: Any = 0
 
     # -- records --------------------------------------------------------------------------
 
@@ -606,20 +609,20 @@ class ServingMetrics:
 
     def step(
         self,
-        replica: int,
-        start: float,
-        duration: float,
-        num_steps: int,
-        tokens: int,
-        prefills: int,
-        decodes: int,
-        running: int,
-        waiting: int,
-        kv_used: int,
-        flops: float,
-        nbytes: float,
-        kv_block_seconds: float,
-        busy: float | None = None,
+        replica,
+        start,
+        duration,
+        num_steps,
+        tokens,
+        prefills,
+        decodes,
+        running,
+        waiting,
+        kv_used,
+        flops,
+        nbytes,
+        kv_block_seconds,
+        busy=None,
     ) -> None:
         """Record one step, or *num_steps* identical decode steps taken together.
 
@@ -677,7 +680,7 @@ class ServingMetrics:
 
     # -- summary --------------------------------------------------------------------------
 
-    def summary(self, sim_time: float, replicas: int = 1, extra: dict | None = None,
+    def summary(self, sim_time, replicas=1, extra: dict | None = None,
                 bill: dict | None = None) -> dict:
         """This framework's section of summary.json."""
         self.flush()
@@ -770,7 +773,7 @@ class ServingMetrics:
         self._warn_left_out(finished, rejected)
         return section
 
-    def _warn_left_out(self, finished: int, rejected: int) -> None:
+    def _warn_left_out(self, finished, rejected) -> None:
         """Say on the console when requests are missing from the percentiles."""
         if self.unfinished or rejected:
             log.warning(
