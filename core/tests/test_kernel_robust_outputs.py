@@ -125,3 +125,23 @@ def test_a_signal_during_a_run_cleans_up_and_exits_with_one_line(tmp_path, signu
     assert proc.returncode == code, stderr
     assert len(stderr.strip().splitlines()) == 1 and "nothing was written" in stderr
     assert not [p for p in out.iterdir() if p.name != ".labsim-outputs.json"]
+
+
+def test_a_table_stopped_while_it_opens_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """A signal that lands while a CSV table opens (its temporary file made, its writer not yet
+    kept by the sink) still has the file removed when the run discards its outputs: once
+    seen under load, a SIGTERM left ``.requests.csv.tmp-PID`` behind."""
+    from labsim.default_plugins import sinks
+
+    sink = sinks.CsvSink(tmp_path)
+    sink.open_table("steps", ["a"])
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sinks.csv, "writer", interrupted)      # after the file is made
+    with pytest.raises(KeyboardInterrupt):
+        sink.open_table("requests", ["a", "b"])
+    assert any(p.name.startswith(".requests.csv.tmp-") for p in tmp_path.iterdir())
+    sink.discard()
+    assert list(tmp_path.iterdir()) == []

@@ -253,15 +253,22 @@ class CsvSink(MetricSink):
         super().__init__(out_dir, config)
         self.paths = dict((config or {}).get("paths", {}))
         self.writers: list[_CsvWriter] = []
+        # every table's temporary file, known before it is created: a signal that stops the
+        # run while a table opens (its file made, its writer not yet kept) still finds it
+        self._temps: list[Path] = []
 
     def open_table(self, table, columns):
         path = Path(self.paths.get(table) or Path(self.out_dir) / f"{table}.csv")
+        self._temps.append(temp_for(path))
         writer = _CsvWriter(path, columns)
         self.writers.append(writer)
         return writer
 
     def close(self, ok):
-        return [p for p in (w.finish(ok) for w in self.writers) if p]
+        done = [p for p in (w.finish(ok) for w in self.writers) if p]
+        if not ok:
+            self._remove_temps()
+        return done
 
     def prepare(self) -> list[tuple[Path, Path]]:
         """Finish every table's temporary file; nothing is renamed yet."""
@@ -270,6 +277,12 @@ class CsvSink(MetricSink):
     def discard(self) -> None:
         for writer in self.writers:
             writer.discard()
+        self._remove_temps()
+
+    def _remove_temps(self) -> None:
+        """Remove what is left of the tables' temporary files (a table stopped while opening)."""
+        for temp in self._temps:
+            temp.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, data) -> Path:
