@@ -607,24 +607,11 @@ class ServingMetrics:
         self.unfinished += 1
         self.requests.append(self._row(r))
 
-    def step(
-        self,
-        replica,
-        start,
-        duration,
-        num_steps,
-        tokens,
-        prefills,
-        decodes,
-        running,
-        waiting,
-        kv_used,
-        flops,
-        nbytes,
-        kv_block_seconds,
-        busy=None,
-    ) -> None:
-        """Record one step, or *num_steps* identical decode steps taken together.
+    def step(self, replica, start, duration, num_steps, tokens, prefills, decodes, running, waiting,
+             kv_used, flops, nbytes, kv_block_seconds, busy=None) -> None:
+        """Record one step, or *num_steps* identical decode steps taken together (counts and
+        seconds as ints and floats, numpy's too: none is declared, as the compiled twin would
+        then refuse numpy's).
 
         *busy*: when steps overlap (a pipeline with several batches in flight), the seconds
         at the end of this one that no earlier step covered; only they count as busy time,
