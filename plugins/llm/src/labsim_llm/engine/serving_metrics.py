@@ -135,7 +135,7 @@ SUMMARY_SCHEMA = {
 }
 
 
-def _uniform_sum(v, n) -> float:
+def _uniform_sum(v: float, n: int) -> float:
     """``float(np.full(n, v).sum())`` but for the sign of a zero sum, bit for bit: numpy's
     pairwise summation (blocks of 128 in 8 running partial sums) over *n* copies of *v*."""
     if n < 8:
@@ -760,7 +760,7 @@ class ServingMetrics:
         self._warn_left_out(finished, rejected)
         return section
 
-    def _warn_left_out(self, finished, rejected) -> None:
+    def _warn_left_out(self, finished: int, rejected: int) -> None:
         """Say on the console when requests are missing from the percentiles."""
         if self.unfinished or rejected:
             log.warning(

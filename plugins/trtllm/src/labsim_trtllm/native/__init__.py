@@ -30,22 +30,23 @@ SIBLINGS = ["labsim", "labsim_llm", "labsim_gpus", "labsim_collectives"]
 _PACKAGE = __name__.rpartition(".")[0]
 
 
-def classes() -> type | None:
-    """The executor ``Replica`` compiled, when every twin of :data:`MODULES` is current
+def _compiled(twin: str, name: str) -> type | None:
+    """Class *name* of the twin *twin*, when every twin of :data:`MODULES` is current
     (:func:`labsim.native.group`), else None."""
     twins = _native.package_group(_PACKAGE, MODULES)
-    if twins is None:
-        return None
-    return twins["executor"].Replica
+    return None if twins is None else getattr(twins[twin], name)
+
+
+def classes() -> type | None:
+    """The executor ``Replica`` compiled, when every twin of :data:`MODULES` is current, else
+    None."""
+    return _compiled("executor", "Replica")
 
 
 def pricer() -> type | None:
     """The step pricer ``TrtStepPricer`` compiled, when every twin of :data:`MODULES` is
     current, else None."""
-    twins = _native.package_group(_PACKAGE, MODULES)
-    if twins is None:
-        return None
-    return twins["pricing"].TrtStepPricer
+    return _compiled("pricing", "TrtStepPricer")
 
 
 def status() -> dict[str, str]:
