@@ -52,13 +52,28 @@ def type_errors(package, *imports, cache_dir: str | None = None) -> str:
     return "" if status == 0 else out + err
 
 
+def exact_bits(value):
+    """*value* with every float as its bytes and every value with its type (so -0.0 and 0.0, or
+    1 and 1.0, differ), lists and tuples item by item: what a compiled twin's answer and its
+    pure module's must share.
+
+    >>> exact_bits([1, 1.0, (0.5,)])
+    ['list', ('int', 1), ('float', '0x1.0000000000000p+0'), ['tuple', ('float', '0x1.0000000000000p-1')]]
+    """
+    if isinstance(value, (list, tuple)):
+        return [type(value).__name__, *map(exact_bits, value)]
+    return (type(value).__name__, value.hex() if isinstance(value, float) else value)
+
+
 def group_status_when_changed(native, monkeypatch, *, edited: str | None = None,
                               sibling: str | None = None) -> dict[str, str]:
     """The status of a plugin's group of compiled twins (its ``<package>.native`` module, with
-    ``classes()`` and ``status()``) once one of the group's source files (its name ending in
-    *edited*) or one module of another package the twins were typed against (*sibling*, a
-    module name) has changed since the build: the group must then be held back as a whole
-    (``classes()`` None), which this asserts. *monkeypatch* is pytest's.
+    ``MODULES`` and ``status()``, and ``classes()`` where the plugin takes its classes from it)
+    once one of the group's source files (its name ending in *edited*) or one module of another
+    package the twins were typed against (*sibling*, a module name) has changed since the
+    build: the group must then be held back as a whole (``classes()`` None, or no group from
+    :func:`labsim.native.package_group`), which this asserts. The statuses it leaves are
+    undone with the test's other patches; *monkeypatch* is pytest's.
 
     >>> status = group_status_when_changed(labsim_vllm.native, monkeypatch, edited="v0.py")  # doctest: +SKIP
     >>> status["v0"], status["scheduler"]                                                    # doctest: +SKIP
@@ -66,11 +81,15 @@ def group_status_when_changed(native, monkeypatch, *, edited: str | None = None,
     """
     from labsim import native as labsim_native
 
+    monkeypatch.setattr(labsim_native, "_status", dict(labsim_native._status))
+    monkeypatch.delenv("LABSIM_NATIVE", raising=False)
     if edited is not None:
         real = labsim_native.source_digest
         monkeypatch.setattr(labsim_native, "source_digest",
                             lambda path: "edited" if str(path).endswith(edited) else real(path))
     if sibling is not None:
         monkeypatch.setitem(labsim_native._sibling_digests, sibling, "edited")
-    assert native.classes() is None, "a changed source must hold back the whole group"
+    held = (native.classes() if hasattr(native, "classes")
+            else labsim_native.package_group(native.__name__.rpartition(".")[0], native.MODULES))
+    assert held is None, "a changed source must hold back the whole group"
     return native.status()

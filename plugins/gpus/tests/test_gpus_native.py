@@ -118,14 +118,11 @@ def test_an_edited_kernels_module_holds_back_the_decode_pricer_too(monkeypatch):
     changes, neither twin runs (``native.use_group_twin``) until the package is built again."""
     _twin("kernels")
     from labsim import native as labsim_native
+    from labsim.testing import group_status_when_changed
 
-    monkeypatch.setattr(labsim_native, "_status", dict(labsim_native._status))
-    monkeypatch.delenv("LABSIM_NATIVE", raising=False)
-    real = labsim_native.source_digest
-    monkeypatch.setattr(labsim_native, "source_digest",
-                        lambda path: "edited" if str(path).endswith("kernels.py") else real(path))
+    status = group_status_when_changed(native, monkeypatch, edited="kernels.py")
     namespace = {"__name__": "labsim_gpus.decode_pricer", "DecodePricer": "pure"}
     labsim_native.use_group_twin("labsim_gpus", native.MODULES, "decode_pricer", namespace, ["DecodePricer"])
     assert namespace["DecodePricer"] == "pure"
-    assert labsim_native._status["labsim_gpus.native.kernels"] == "pure Python (stale: source changed)"
-    assert labsim_native._status["labsim_gpus.native.decode_pricer"] == "pure Python (its group's kernels not current)"
+    assert status["kernels"] == "pure Python (stale: source changed)"
+    assert status["decode_pricer"] == "pure Python (its group's kernels not current)"

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from labsim import native as labsim_native
+from labsim.testing import exact_bits
 from labsim_llm import native
 from labsim_llm.engine import kv_cache, step_runs
 
@@ -229,12 +230,12 @@ def test_compiled_step_loops_give_the_same_bits(start, gaps, held, per, prefix, 
     count = data.draw(st.integers(0, len(bounds)))
     prefix = [0, *prefix]
     args = (bounds, count, start, held, prefix, per)
-    assert _bits(pure["gaps_and_block_seconds"](*args)) == _bits(twin.gaps_and_block_seconds(*args))
+    assert exact_bits(pure["gaps_and_block_seconds"](*args)) == exact_bits(twin.gaps_and_block_seconds(*args))
     attention = data.draw(st.lists(seconds, max_size=50))
     terms = data.draw(st.tuples(st.integers(1, 128), finite, finite, finite,
                                 st.one_of(st.just(0), finite), st.one_of(st.just(0), finite)))
     for name in ("graph_step_prices", "eager_step_prices"):
-        assert _bits(pure[name](attention, *terms)) == _bits(getattr(twin, name)(attention, *terms))
+        assert exact_bits(pure[name](attention, *terms)) == exact_bits(getattr(twin, name)(attention, *terms))
 
 
 def _span_steps_by_definition(counts, phase, free, per, most):
@@ -313,7 +314,7 @@ def test_span_step_ends_compiled_and_pure(step_prices, start, data):
     for extend in (step_runs.PURE["extend_ends"], twin.extend_ends):
         got = list(prior)
         extend(got, prices, t, done, k, least, horizon, chunk)
-        assert _bits(got) == _bits(want) and calls == want_calls
+        assert exact_bits(got) == exact_bits(want) and calls == want_calls
         calls.clear()
 
 
@@ -324,13 +325,6 @@ def _twin_of(name):
         if REQUIRED:
             raise
         pytest.skip("labsim_llm's compiled twins are not built here")
-
-
-def _bits(value):
-    """*value* with every float as its bytes (so -0.0 and 0.0, or 1 and 1.0, differ)."""
-    if isinstance(value, (list, tuple)):
-        return [type(value).__name__, *map(_bits, value)]
-    return (type(value).__name__, value.hex() if isinstance(value, float) else value)
 
 
 def _pricers(model, gpu, **kw):
@@ -379,27 +373,25 @@ def test_compiled_pricer_gives_the_pure_prices_bit_for_bit(model_name, tp, pp, g
                            ("decode_work", (b, ctx)), ("decode_work_terms", (b,)),
                            ("decode_work_sum", (b, ctx, b, count)), ("weights_read", (b,)),
                            ("dense_time", (b,)), ("head_time", (b,))):
-            assert _bits(getattr(twin, name)(*args)) == _bits(getattr(pure, name)(*args)), (name, args)
-        assert _bits(twin.decode_step_fn(b)(ctx)) == _bits(pure.decode_step_fn(b)(ctx))
-        assert _bits(twin.decode_steps_fn(b, 1e-4, 2e-5)(ctx, count)) == _bits(pure.decode_steps_fn(b, 1e-4, 2e-5)(ctx, count))
-        assert _bits(twin.decode_run_fn(b)(ctx, count)) == _bits(pure.decode_run_fn(b)(ctx, count))
+            assert exact_bits(getattr(twin, name)(*args)) == exact_bits(getattr(pure, name)(*args)), (name, args)
+        assert exact_bits(twin.decode_step_fn(b)(ctx)) == exact_bits(pure.decode_step_fn(b)(ctx))
+        assert exact_bits(twin.decode_steps_fn(b, 1e-4, 2e-5)(ctx, count)) == exact_bits(pure.decode_steps_fn(b, 1e-4, 2e-5)(ctx, count))
+        assert exact_bits(twin.decode_run_fn(b)(ctx, count)) == exact_bits(pure.decode_run_fn(b)(ctx, count))
 
 
 def test_an_edited_step_loop_module_holds_back_the_compiled_pricer(monkeypatch):
     """The pricer's twin calls the step loops' compiled code: once ``step_runs.py`` changes,
     the pricer runs as pure Python too (``native.use_group_twin``) until the package is built
     again."""
+    from labsim.testing import group_status_when_changed
+
     _twin_of("step_cost")
-    monkeypatch.setattr(labsim_native, "_status", dict(labsim_native._status))
-    monkeypatch.delenv("LABSIM_NATIVE", raising=False)
-    real = labsim_native.source_digest
-    monkeypatch.setattr(labsim_native, "source_digest",
-                        lambda path: "edited" if str(path).endswith("step_runs.py") else real(path))
+    status = group_status_when_changed(native, monkeypatch, edited="step_runs.py")
     namespace = {"__name__": "labsim_llm.engine.step_cost", "StepPricer": "pure"}
     labsim_native.use_group_twin("labsim_llm", native.MODULES, "step_cost", namespace, ["StepPricer"])
     assert namespace["StepPricer"] == "pure"
-    assert labsim_native._status["labsim_llm.native.step_runs"] == "pure Python (stale: source changed)"
-    assert labsim_native._status["labsim_llm.native.step_cost"] == "pure Python (its group's step_runs not current)"
+    assert status["step_runs"] == "pure Python (stale: source changed)"
+    assert status["step_cost"] == "pure Python (its group's step_runs not current)"
 
 
 @settings(max_examples=60, deadline=None)
@@ -436,9 +428,9 @@ def test_compiled_latency_bins_count_as_the_pure_ones(seed):
                 s.extend((ms, ms * 2, ms / 7))
             else:
                 s.add(ms)
-    assert _bits(list(hists[0].counts)) == _bits(list(hists[1].counts))
-    assert _bits(hists[0].total) == _bits(hists[1].total) and hists[0].n == hists[1].n
-    assert _bits(list(hists[0].stats([0.5, 0.99]).values())) == _bits(list(hists[1].stats([0.5, 0.99]).values()))
+    assert exact_bits(list(hists[0].counts)) == exact_bits(list(hists[1].counts))
+    assert exact_bits(hists[0].total) == exact_bits(hists[1].total) and hists[0].n == hists[1].n
+    assert exact_bits(list(hists[0].stats([0.5, 0.99]).values())) == exact_bits(list(hists[1].stats([0.5, 0.99]).values()))
     assert samples[0].stats([0.5, 0.9, 0.99]) == samples[1].stats([0.5, 0.9, 0.99])
 
 
@@ -467,8 +459,8 @@ def test_compiled_frontend_delays_requests_as_the_pure_one():
                 fe.submit(Request(i, 0.0, tokens, 4, 4, ((i, tokens),)), lambda r: times.append((r.request_id, env.now)))
             pending = len(fe.pending())
             env.run()
-            handed.append((_bits([t for _, t in times]), [i for i, _ in times], pending,
-                           _bits(fe.after_first_token_s), _bits(fe.whole_response_s(300))))
+            handed.append((exact_bits([t for _, t in times]), [i for i, _ in times], pending,
+                           exact_bits(fe.after_first_token_s), exact_bits(fe.whole_response_s(300))))
             rng = random.Random(7)
         assert handed[0] == handed[1]
 

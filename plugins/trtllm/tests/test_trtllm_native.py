@@ -22,7 +22,7 @@ from pathlib import Path
 
 import labsim
 import pytest
-from labsim.testing import group_status_when_changed
+from labsim.testing import exact_bits, group_status_when_changed
 from labsim_trtllm import executor, native, plugin
 
 REQUIRED = os.environ.get("LABSIM_REQUIRE_NATIVE") == "1"
@@ -112,13 +112,6 @@ def test_a_stale_twin_holds_back_the_whole_group(monkeypatch):
     assert status["executor"] == "pure Python (its group's generation_group not current)"
 
 
-def _bits(value):
-    """*value* with every float as its bytes (so 1 and 1.0 differ)."""
-    if isinstance(value, (list, tuple)):
-        return [type(value).__name__, *map(_bits, value)]
-    return (type(value).__name__, value.hex() if isinstance(value, float) else value)
-
-
 @pytest.mark.parametrize("config", [{}, {"kernel_time_scale": 1.1, "disable_overlap_scheduler": True},
                                     {"tensor_parallel_size": 2, "pipeline_parallel_size": 2},
                                     {"cuda_graph_padding": True}])
@@ -155,10 +148,10 @@ def test_the_compiled_pricer_prices_iterations_as_the_pure_one(config):
                            ("gpu_time", (chunks, nd, ctx if nd else 0)), ("cpu_time", (chunks, nd)),
                            ("work", (chunks, nd, ctx if nd else 0)), ("decode_work", (b, ctx)),
                            ("uses_graph", ((), b))):
-            assert _bits(getattr(twin, name)(*args)) == _bits(getattr(pure, name)(*args)), (name, args)
-        assert _bits(twin.decode_price(b)(ctx)) == _bits(pure.decode_price(b)(ctx))
-        assert _bits(twin.decode_gpu(b)(ctx)) == _bits(pure.decode_gpu(b)(ctx))
+            assert exact_bits(getattr(twin, name)(*args)) == exact_bits(getattr(pure, name)(*args)), (name, args)
+        assert exact_bits(twin.decode_price(b)(ctx)) == exact_bits(pure.decode_price(b)(ctx))
+        assert exact_bits(twin.decode_gpu(b)(ctx)) == exact_bits(pure.decode_gpu(b)(ctx))
         runs = [p.decode_run(b) for p in (pure, twin)]
-        assert _bits(runs[1][1:]) == _bits(runs[0][1:])
+        assert exact_bits(runs[1][1:]) == exact_bits(runs[0][1:])
         count = rng.randint(1, 30)
-        assert _bits(runs[1][0](ctx, count)) == _bits(runs[0][0](ctx, count))
+        assert exact_bits(runs[1][0](ctx, count)) == exact_bits(runs[0][0](ctx, count))

@@ -25,7 +25,7 @@ import labsim
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from labsim.testing import group_status_when_changed
+from labsim.testing import exact_bits, group_status_when_changed
 from labsim_llm.engine import pipeline
 from labsim_vllm import native, pipeline_span, plugin, quiet_batches, scheduler
 
@@ -179,13 +179,6 @@ def test_quiet_pipeline_landings_compiled_and_pure(data, price):
                 break
             lanes[0].next_price = price
         seen.append((answers, [lane.order for lane in lanes],
-                     [_bits([getattr(lane, f) for f in LANE_FIELDS]) for lane in lanes],
-                     _bits([getattr(run, f) for f in RUN_FIELDS])))
+                     [exact_bits([getattr(lane, f) for f in LANE_FIELDS]) for lane in lanes],
+                     exact_bits([getattr(run, f) for f in RUN_FIELDS])))
     assert seen[0] == seen[1]
-
-
-def _bits(value):
-    """*value* with every float as its bytes (so -0.0 and 0.0, or 1 and 1.0, differ)."""
-    if isinstance(value, (list, tuple)):
-        return [type(value).__name__, *map(_bits, value)]
-    return (type(value).__name__, value.hex() if isinstance(value, float) else value)
