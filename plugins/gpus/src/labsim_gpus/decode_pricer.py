@@ -41,10 +41,11 @@ class DecodePricer:
         self.p = p
         self.per_token = 2.0 * self.num_kv_heads * self.head_dim * self.kv_bytes
         self.q_ints = 2 * self.num_heads * self.head_dim     # num_seqs · 2 · heads · head_dim, an exact int
-        self.bw = self.mem_bw * p.decode_mem_eff
-        self.share = self.mem_bw * p.sm_bw_share / self.sm_count
+        # (floats, as their values are: the compiled twin's arithmetic on them is then unboxed)
+        self.bw = float(self.mem_bw * p.decode_mem_eff)
+        self.share = float(self.mem_bw * p.sm_bw_share / self.sm_count)
         self.flop_coef = 4.0 * self.num_heads * self.head_dim
-        self.flop_rate = float(peak) * p.attn_compute_eff
+        self.flop_rate = float(float(peak) * p.attn_compute_eff)
         self.cta_s = float(p.decode_cta_s)
         self.fixed_a = float(p.kernel_overhead_s)
         self.fixed_b = float(p.attn_overhead_s)

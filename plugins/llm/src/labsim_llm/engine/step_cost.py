@@ -223,7 +223,7 @@ class StepPricer:
         self.graph_sizes = sorted(graph_sizes)
         self.max_graph = self.graph_sizes[-1] if self.graph_sizes else 0
         self.layers = model.num_layers
-        self.layers_per_stage = -(-model.num_layers // self.pp)
+        self.layers_per_stage = -(-int(model.num_layers) // self.pp)
         self.gemms = list(model.layer_gemms(self.tp))
         #: mixture of experts: (num_experts, experts per token); the ``expert_*`` GEMMs go through
         #: moe_gemm_time
@@ -476,7 +476,7 @@ class StepPricer:
         """Seconds of consecutive decode-only steps of one batch over total *contexts* each."""
         return [self.step_time((), num_decodes, int(c)) for c in contexts]
 
-    def _decode_step_terms(self, b: int) -> tuple:
+    def _decode_step_terms(self, b: int) -> tuple[bool, float, float, float, float, float]:
         """What a decode-only step of *b* sequences costs besides attention: ``(in a CUDA graph,
         dense layers, input broadcasts, LM head, PP hand-offs, launch floor)``."""
         graph = b <= self.max_graph
@@ -494,22 +494,25 @@ class StepPricer:
         b = num_decodes
         graph, dense, bcast, head, pp_t, launches = self._decode_step_terms(b)
         pp = self.pp
-        lps = self.layers_per_stage
+        lps: int = self.layers_per_stage
         launch = self.launch
         attn = self._decode_attn
         slow = self.decode_attention
+        # (a: typed, as the prices are floats: the compiled twin adds them unboxed)
 
         # step_time's arithmetic, in its order: stage = dense + (0.0 + attention) + broadcasts;
         # gpu = stage · pp + head + pp hand-offs; then the launch cost
         if graph:
-            def price(decode_context):
+            def price(decode_context: Any) -> float:
+                a: float
                 if attn is not None and decode_context >= b:
                     a = attn(b, decode_context) * lps
                 else:
                     a = slow(b, decode_context)
                 return (dense + (0.0 + a) + bcast) * pp + head + pp_t + launch
         else:
-            def price(decode_context):
+            def price(decode_context: Any) -> float:
+                a: float
                 if attn is not None and decode_context >= b:
                     a = attn(b, decode_context) * lps
                 else:
