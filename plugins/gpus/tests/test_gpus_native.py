@@ -89,14 +89,19 @@ def _bits(values):
        kv_bytes=st.sampled_from([1, 2, 2.0, 1.0]),
        hardware=st.sampled_from([(132, 3.35e12, 989e12), (108, 2.039e12, 312e12), (24, 0.3e12, 120e12),
                                  (56, 933000000000, 165000000000000)]),
-       side=st.booleans(), share=st.sampled_from([None, 0.3, 1.2]), data=st.data())
-def test_compiled_pricer_gives_the_pure_bits(heads, kv_bytes, hardware, side, share, data):
+       side=st.booleans(), share=st.sampled_from([None, 0.3, 1.2, 1]),
+       eff=st.sampled_from([None, 1, 0.55]), data=st.data())
+def test_compiled_pricer_gives_the_pure_bits(heads, kv_bytes, hardware, side, share, eff, data):
+    """Bit for bit, also where a calibration sets an efficiency or share as an int (the twin
+    keeps its bandwidths and FLOP rate as floats, of the same values)."""
     twin = _twin()
     params = H100.params
     if not side:
         params = params.replace(decode_gqa_copies=0.0, decode_split_combine=0.0)
     if share is not None:
         params = params.replace(sm_bw_share=share)
+    if eff is not None:
+        params = params.replace(decode_mem_eff=eff, attn_compute_eff=eff)
     sm_count, mem_bw, peak = hardware
     args = (*heads, kv_bytes, peak, mem_bw, sm_count, params)
     pure, compiled = decode_pricer.PURE["DecodePricer"](*args), twin.DecodePricer(*args)
