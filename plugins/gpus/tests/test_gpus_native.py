@@ -16,6 +16,7 @@ import labsim_gpus.plugin as plugin
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from labsim.testing import exact_bits
 from labsim_gpus import decode_pricer, kernels, native
 
 REQUIRED = os.environ.get("LABSIM_REQUIRE_NATIVE") == "1"
@@ -80,10 +81,6 @@ def test_compiled_attention_prices_give_the_pure_bits(heads, kv_bytes, hardware,
     assert pure["num_splits"](seqs * kvh, sm_count, context) == twin.num_splits(seqs * kvh, sm_count, context)
 
 
-def _bits(values):
-    return [v.hex() for v in values]
-
-
 @settings(max_examples=120, deadline=None)
 @given(heads=st.sampled_from([(32, 8, 128), (64, 8, 128), (32, 32, 128), (16, 2, 64), (8, 1, 256)]),
        kv_bytes=st.sampled_from([1, 2, 2.0, 1.0]),
@@ -115,7 +112,7 @@ def test_compiled_pricer_gives_the_pure_bits(heads, kv_bytes, hardware, side, sh
                                                          peak, mem_bw, sm_count, params)
         step = data.draw(st.sampled_from([ns, 1, 2 * ns + 1]))
         count = data.draw(st.integers(1, 600))
-        assert _bits(pure.run(ns, total, step, count)) == _bits(compiled.run(ns, total, step, count))
+        assert exact_bits(pure.run(ns, total, step, count)) == exact_bits(compiled.run(ns, total, step, count))
 
 
 def test_an_edited_kernels_module_holds_back_the_decode_pricer_too(monkeypatch):
