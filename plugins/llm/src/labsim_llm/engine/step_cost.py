@@ -494,17 +494,16 @@ class StepPricer:
         b = num_decodes
         graph, dense, bcast, head, pp_t, launches = self._decode_step_terms(b)
         pp = self.pp
-        lps: int = self.layers_per_stage
+        lps = self.layers_per_stage
         launch = self.launch
         attn = self._decode_attn
         slow = self.decode_attention
-        # (a: typed, as the prices are floats: the compiled twin adds them unboxed)
 
         # step_time's arithmetic, in its order: stage = dense + (0.0 + attention) + broadcasts;
         # gpu = stage · pp + head + pp hand-offs; then the launch cost
         if graph:
             def price(decode_context: Any) -> float:
-                a: float
+                a: float            # (typed: the compiled twin adds the terms unboxed)
                 if attn is not None and decode_context >= b:
                     a = attn(b, decode_context) * lps
                 else:
@@ -512,7 +511,7 @@ class StepPricer:
                 return (dense + (0.0 + a) + bcast) * pp + head + pp_t + launch
         else:
             def price(decode_context: Any) -> float:
-                a: float
+                a: float            # (typed: the compiled twin adds the terms unboxed)
                 if attn is not None and decode_context >= b:
                     a = attn(b, decode_context) * lps
                 else:
