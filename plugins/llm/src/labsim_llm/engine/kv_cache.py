@@ -111,7 +111,7 @@ class _Deferred:
 
     __slots__ = ("keys", "hashed", "n", "c", "state")
 
-    def __init__(self, keys, hashed):
+    def __init__(self, keys: Sequence, hashed: list) -> None:
         self.keys = keys
         self.hashed = hashed
         self.n = 0
@@ -233,7 +233,7 @@ class BlockPool:
     # them. Freed while deferred, its blocks go in the free queue as one group entry
     # (deepest first, consecutive stamps), evicted a count at a time.
 
-    def defer(self, keys, hashed: list):
+    def defer(self, keys, hashed: list) -> _Deferred | None:
         """Start deferring *keys* (a request's full prompt keys, none hit) or return None.
 
         *hashed* is the request's list of registered keys; materialising fills it.
@@ -254,7 +254,7 @@ class BlockPool:
         self._deferred[k0] = rec
         return rec
 
-    def materialize(self, rec) -> None:
+    def materialize(self, rec: _Deferred) -> None:
         """Register *rec*'s keys now, as eager registration would have them."""
         state = rec.state
         if state == 0:
@@ -270,7 +270,7 @@ class BlockPool:
         del self._deferred[k0]
         self._roots.add(k0)
 
-    def free_deferred(self, rec, n_anon) -> None:
+    def free_deferred(self, rec: _Deferred, n_anon) -> None:
         """:meth:`free` for a still deferred *rec* holding *n_anon* unnamed blocks besides."""
         n_anon = int(n_anon)
         stamp = self._stamp

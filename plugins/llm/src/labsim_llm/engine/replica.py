@@ -268,7 +268,7 @@ class ReplicaShell:
 
     # -- tokens and finishing ---------------------------------------------------------------
 
-    def emit_token(self, seq, end: float, first: bool) -> float | None:
+    def emit_token(self, seq: Seq, end: float, first: bool) -> float | None:
         """*seq* emitted a token in the step ending at *end*: its first token's time is set;
         returns the inter-token gap to record (warm requests after the first), else None."""
         gap = None
@@ -279,7 +279,7 @@ class ReplicaShell:
         seq.last_token = end
         return gap
 
-    def free_blocks(self, seq) -> None:
+    def free_blocks(self, seq: Seq) -> None:
         """Give back every KV block *seq* holds (its deferred registration, if any, with them)."""
         d = seq.dref
         if d is not None:
@@ -306,7 +306,7 @@ class ReplicaShell:
 
     # -- the prefix cache -----------------------------------------------------------------
 
-    def cache_hits(self, seq, tokens: int) -> list:
+    def cache_hits(self, seq: Seq, tokens: int) -> list:
         """The leading prompt-block keys of *seq* found in the prefix cache, at most all but the
         block of the last of *tokens* (an engine recomputes the last token for its logits)."""
         pool = self.pool
@@ -317,7 +317,7 @@ class ReplicaShell:
         hits = pool.match(keys, (tokens - 1) // bs)
         return list(keys[:hits]) if hits else []
 
-    def register_prompt(self, seq, upto: int) -> None:
+    def register_prompt(self, seq: Seq, upto: int) -> None:
         """Cache the full prompt blocks covered by the first *upto* tokens of *seq*."""
         keys = seq.keys
         if keys is None:
@@ -332,12 +332,12 @@ class ReplicaShell:
             seq.hashed.extend(self.pool.register_many(keys[seq.n_reg:full]))
             seq.n_reg = full
 
-    def output_keys(self, seq, output_id: int, out: int) -> Sequence[int]:
+    def output_keys(self, seq: Seq, output_id: int, out: int) -> Sequence[int]:
         """Keys of the full blocks of *seq*'s prompt followed by its *out* generated tokens
         (content id *output_id*): what a conversation's next turn, carrying this answer, hits."""
         return block_ids((*seq.req.segments, (output_id, out)), self.pool.block_size)
 
-    def register_keys(self, seq, keys) -> None:
+    def register_keys(self, seq: Seq, keys) -> None:
         """Cache *keys* (blocks *seq* holds and has computed) unless cached already."""
         seq.hashed.extend(self.pool.register_many(keys))
 
