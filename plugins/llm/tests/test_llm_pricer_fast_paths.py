@@ -375,3 +375,26 @@ def test_prompt_steps_priced_as_written():
                     for _ in range(2):            # the memo tables empty, then holding the step
                         assert pricer.step_time(chunks, b, ctx) == _step_time_as_written(pricer, chunks, b, ctx)
                         assert pricer.work(chunks, b, ctx) == _work_as_written(pricer, chunks, b, ctx)
+
+
+def test_uniform_shares_sum_copies_as_numpy_does():
+    """Each lane's share is numpy's pairwise sum of its copies, bit for bit, whatever the count:
+    up to 128 copies summed in blocks, more split in halves again and again (lanes of many
+    counts at once, compiled and pure)."""
+    import numpy as np
+    from labsim_llm.engine import serving_metrics
+
+    rng = np.random.default_rng(5)
+    counts = np.concatenate((np.arange(1, 700), rng.integers(700, 20000, 300), [1 << 16, 99991]))
+    values = np.concatenate((rng.uniform(1e-6, 0.3, len(counts) - 4), [0.1, 1e-6, 7.77, 0.0123]))
+    expected = [float(np.full(int(n), v).sum()) for v, n in zip(values, counts)]
+    ways = [serving_metrics._uniform_shares]               # the pure function
+    try:
+        from labsim_llm.native import serving_metrics as twin    # (when the twins are built)
+        ways.append(twin._uniform_shares)
+    except ImportError:
+        pass
+    for shares in ways:
+        got = shares(values, counts.astype(np.int64))
+        assert [float(x) for x in got] == expected
+        assert [serving_metrics._uniform_sum(float(v), int(n)) for v, n in zip(values, counts)] == expected

@@ -161,7 +161,8 @@ def _uniform_shares(v: np.ndarray, n: np.ndarray) -> np.ndarray:
     operations: up to 7 copies added one by one; 8-31 copies as one product (each of numpy's
     eight partial sums holds at most three copies: ``3·v`` and ``v + v + v`` are both the
     double nearest to it, and eight times that is exact) and the rest added one by one; 32-128
-    copies as numpy sums them; more in Python."""
+    copies as numpy sums them; more as numpy splits them, its two halves' shares worked out
+    the same way (all lanes' halves together) and added."""
     out = np.empty_like(v)
     small = n < 8
     if small.any():
@@ -186,7 +187,13 @@ def _uniform_shares(v: np.ndarray, n: np.ndarray) -> np.ndarray:
         out[block] = r
     big = n > 128
     if big.any():
-        out[big] = [_uniform_sum(x, k) for x, k in zip(v[big].tolist(), n[big].tolist())]
+        # _uniform_sum's split: its first part a multiple of 8 copies, the rest the second
+        vg, ng = v[big], n[big]
+        half = ng // 2
+        half -= half % 8
+        both = _uniform_shares(np.concatenate((vg, vg)), np.concatenate((half, ng - half)))
+        k = len(vg)
+        out[big] = both[:k] + both[k:]
     return out
 
 
@@ -445,6 +452,9 @@ class ServingMetrics:
     :param max_step_rows: write at most this many ``steps`` rows (0: no limit); a long run's
         later steps are left out, with a warning, so that steps.csv stays a few hundred MB
         at most (each row is about 80 bytes).
+
+    Rows reach the ``requests`` and ``steps`` tables a chunk at a time; :meth:`flush` (which
+    :meth:`summary` calls) hands over what waits.
     """
 
     def __init__(
@@ -471,6 +481,9 @@ class ServingMetrics:
         self.requests = context.metrics.table("requests", REQUEST_COLUMNS)
         self.steps = context.metrics.table("steps", STEP_COLUMNS) if record_steps else None
         self._step_rows: list = []
+        #: requests rows not yet handed to the table (:meth:`flush`, every KEPT_CHUNK rows):
+        #: one list append per request instead of the table's and its writers' calls
+        self._request_rows: list = []
         self._step_room = max_step_rows or math.inf  # rows the steps table may still take
         self.steps_left_out = 0
         self.slo = dict(context.metrics.config.get("slo") or {})
@@ -550,7 +563,7 @@ class ServingMetrics:
                 f"{'first_token_s' if r.first_token_s is None else 'finish_s'}; an engine sets both "
                 "(labsim_llm.engine.replica.ReplicaShell.emit_token and report do)")
         row = self._row(r)
-        self.requests.append(row)
+        self._add_request_row(row)
         self.finished += 1
         self.output_tokens += r.output_tokens
         if self.warm_up > 0 and r.arrival_s < self.warm_up:
@@ -573,8 +586,11 @@ class ServingMetrics:
         if not rows:
             return
         self._kept_rows = []
-        cols = list(zip(*rows))
-        ttft, tpot, e2e = cols[16], cols[17], cols[19]
+        # the columns the statistics read, one list each (zip(*rows) would make a tuple per
+        # row, which costs more than the values themselves)
+        ttft = [row[16] for row in rows]
+        tpot = [row[17] for row in rows]
+        e2e = [row[19] for row in rows]
         self.ttft.extend(ttft)
         self.tpot.extend(tpot)
         self.e2e.extend(e2e)
@@ -584,12 +600,12 @@ class ServingMetrics:
             t_max, p_max, e_max = (slo.get(k, math.inf) for k in ("ttft_ms", "tpot_ms", "e2e_ms"))
             self.kept_good += sum(1 for t, p, e in zip(ttft, tpot, e2e)
                                   if not (t > t_max or p > p_max or e > e_max))
-        self.kept_prompt_tokens += sum(cols[12])
-        self.kept_cached_tokens += sum(cols[14])
-        first = min(cols[8])
+        self.kept_prompt_tokens += sum([row[12] for row in rows])
+        self.kept_cached_tokens += sum([row[14] for row in rows])
+        first = min([row[8] for row in rows])
         if first < self.kept_first_arrival:
             self.kept_first_arrival = first
-        last = max(cols[11])
+        last = max([row[11] for row in rows])
         if last > self.kept_last_finish:
             self.kept_last_finish = last
 
@@ -597,7 +613,7 @@ class ServingMetrics:
         """Record a request the engine refused."""
         r.status, r.reject_reason = "rejected", reason
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
-        self.requests.append(self._row(r))
+        self._add_request_row(self._row(r))
 
     def request_unfinished(self, r) -> None:
         """Record a request still queued or running when the run stopped."""
@@ -605,7 +621,14 @@ class ServingMetrics:
         if not getattr(r, "streaming", True):
             r.first_token_s = None   # a non-streaming client gets nothing before the whole answer
         self.unfinished += 1
-        self.requests.append(self._row(r))
+        self._add_request_row(self._row(r))
+
+    def _add_request_row(self, row: list) -> None:
+        rows = self._request_rows
+        rows.append(row)
+        if len(rows) >= KEPT_CHUNK:
+            self.requests.extend(rows)
+            self._request_rows = []
 
     def step(self, replica, start, duration, num_steps, tokens, prefills, decodes, running, waiting,
              kv_used, flops, nbytes, kv_block_seconds, busy=None) -> None:
@@ -660,7 +683,10 @@ class ServingMetrics:
                 self.flush()
 
     def flush(self) -> None:
-        """Write buffered step rows."""
+        """Hand the buffered requests and steps rows to their tables."""
+        if self._request_rows:
+            self.requests.extend(self._request_rows)
+            self._request_rows = []
         if self.steps is not None and self._step_rows:
             self.steps.extend(self._step_rows)
             self._step_rows = []
