@@ -390,6 +390,13 @@ class GenerationGroup(ExecutorState):
         ww: Any = 0
         wk: Any = 0
         wn: Any = 0
+        # the usual model's bytes terms are ints: then their copies here, typed, make the sum
+        # in native integers (the same value; a float sum adds it as Python converts it)
+        wint = False
+        iw: int = 0
+        ik: int = 0
+        i_n: int = 0
+        ibytes: int = 0
         index = self.index
         fin = co.fin
         # the first iteration after which members finish: the cohort, and so the prices, change
@@ -429,9 +436,15 @@ class GenerationGroup(ExecutorState):
             if b != wb:
                 wb = b
                 wp, wa, wl, ws, wh, ww, wk, wn = work_terms(b)
+                wint = type(ww) is int and type(wk) is int and type(wn) is int
+                if wint:
+                    iw, ik, i_n = ww, wk, wn
             # pricer.decode_work(b, ctx), its arithmetic in its order
             flops = (wp + wa * ctx) * wl / ws + wh
-            nbytes = ww + wk * ctx + wn
+            if wint:
+                ibytes = iw + ik * ctx + i_n
+            else:
+                nbytes = ww + wk * ctx + wn
             u = used + taken
             d = end - start
             if sums and start >= warm_up:
@@ -440,17 +453,24 @@ class GenerationGroup(ExecutorState):
                 num_steps += 1
                 busy_s += d
                 s_flops += flops
-                s_bytes += nbytes
+                if wint:
+                    s_bytes += ibytes
+                else:
+                    s_bytes += nbytes
                 kv_s += u * d
                 if u > kv_peak:
                     kv_peak = u
             elif sums:
+                if wint:
+                    nbytes = ibytes
                 metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = num_steps, busy_s, s_flops, s_bytes
                 metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
                 step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops, nbytes, u * d, None)
                 num_steps, busy_s, s_flops, s_bytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
                 kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
             else:
+                if wint:
+                    nbytes = ibytes
                 step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops, nbytes, u * d, None)
             now = t
             start = end
