@@ -461,17 +461,15 @@ class GenerationGroup(ExecutorState):
                 if u > kv_peak:
                     kv_peak = u
             elif sums:
-                if wint:
-                    nbytes = ibytes
                 metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = num_steps, busy_s, s_flops, s_bytes
                 metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
-                step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops, nbytes, u * d, None)
+                step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops,
+                         ibytes if wint else nbytes, u * d, None)
                 num_steps, busy_s, s_flops, s_bytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
                 kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
             else:
-                if wint:
-                    nbytes = ibytes
-                step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops, nbytes, u * d, None)
+                step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops,
+                         ibytes if wint else nbytes, u * d, None)
             now = t
             start = end
             done = fin.pop(g, None)

@@ -135,34 +135,16 @@ SUMMARY_SCHEMA = {
 }
 
 
-def _uniform_sum(v: float, n: int) -> float:
-    """``float(np.full(n, v).sum())`` but for the sign of a zero sum, bit for bit: numpy's
-    pairwise summation (blocks of 128 in 8 running partial sums) over *n* copies of *v*."""
-    if n < 8:
-        res = v
-        for _ in range(n - 1):
-            res += v
-        return res
-    if n <= 128:
-        r = v
-        for _ in range(n // 8 - 1):
-            r += v
-        res = ((r + r) + (r + r)) + ((r + r) + (r + r))
-        for _ in range(n % 8):
-            res += v
-        return res
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _uniform_sum(v, n2) + _uniform_sum(v, n - n2)
-
-
 def _uniform_shares(v: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """``[_uniform_sum(v[i], n[i]) ...]`` (each *n* ≥ 1), lane by lane with the same float
-    operations: up to 7 copies added one by one; 8-31 copies as one product (each of numpy's
-    eight partial sums holds at most three copies: ``3·v`` and ``v + v + v`` are both the
-    double nearest to it, and eight times that is exact) and the rest added one by one; 32-128
-    copies as numpy sums them; more as numpy splits them, its two halves' shares worked out
-    the same way (all lanes' halves together) and added."""
+    """``float(np.full(n[i], v[i]).sum())`` for each lane (each *n* ≥ 1) but for the sign of
+    a zero sum, bit for bit: numpy's pairwise summation of the copies (blocks of 128 in eight
+    running partial sums, a longer run split in two, its first part half of it rounded down to a
+    multiple of 8), lane by lane with the same float operations: up to 7 copies added one by
+    one; 8-31 copies as one product (each of numpy's eight partial sums holds at most three
+    copies: ``3·v`` and ``v + v + v`` are both the double nearest to it, and eight times that is
+    exact) and the rest added one by one; 32-128 copies as numpy sums them; more as numpy
+    splits them, the two parts' shares worked out the same way (all lanes' parts together) and
+    added."""
     out = np.empty_like(v)
     small = n < 8
     if small.any():
@@ -187,7 +169,7 @@ def _uniform_shares(v: np.ndarray, n: np.ndarray) -> np.ndarray:
         out[block] = r
     big = n > 128
     if big.any():
-        # _uniform_sum's split: its first part a multiple of 8 copies, the rest the second
+        # numpy's split: the first part half the copies rounded down to a multiple of 8
         vg, ng = v[big], n[big]
         half = ng // 2
         half -= half % 8
@@ -627,8 +609,7 @@ class ServingMetrics:
         rows = self._request_rows
         rows.append(row)
         if len(rows) >= KEPT_CHUNK:
-            self.requests.extend(rows)
-            self._request_rows = []
+            self.flush()
 
     def step(self, replica, start, duration, num_steps, tokens, prefills, decodes, running, waiting,
              kv_used, flops, nbytes, kv_block_seconds, busy=None) -> None:
