@@ -42,6 +42,7 @@ request. Outputs are identical to the plain executor's, bit for bit
 from __future__ import annotations
 
 import math
+from heapq import heappop, heappush
 from typing import Any
 
 from labsim_trtllm.seq import Seq, Step
@@ -64,7 +65,8 @@ class Cohort:
     """The aggregates of one group of members: all of them without pipeline parallelism, the
     members of one micro-batch in flight with it."""
 
-    __slots__ = ("members", "n", "warm", "S", "cnt", "fin", "gidx", "last_end", "inflight", "fresh")
+    __slots__ = ("members", "n", "warm", "S", "cnt", "fin", "fin_at", "gidx", "last_end", "inflight",
+                 "fresh")
 
     def __init__(self, tokens_per_block: int):
         self.members: dict[int, Seq] = {}         # order → Seq
@@ -73,10 +75,35 @@ class Cohort:
         self.S = 0                                 # Σ (c0 − f)
         self.cnt = [0] * tokens_per_block          # members per (c0 − f) mod tokens_per_block
         self.fin: dict[int, list[Seq]] = {}        # iteration → members its outputs complete
+        #: a heap of fin's iterations (every one of them; one that left fin is dropped when it
+        #: comes to the top): the next finish without a walk of fin (:func:`next_finish`)
+        self.fin_at: list[int] = []
         self.gidx = 0                              # the next iteration's index
         self.last_end = 0.0                        # when its last iteration's outputs came out
         self.inflight = False                      # a micro-batch formed with it is in flight
         self.fresh: list[Seq] = []                 # joined now, last token not at last_end (PP)
+
+
+def add_finish(co: Cohort, g: int, s: Seq) -> None:
+    """Member *s* of *co* finishes after iteration *g* (in :attr:`Cohort.fin` and its heap)."""
+    done = co.fin.get(g)
+    if done is None:
+        co.fin[g] = [s]
+        heappush(co.fin_at, g)
+    else:
+        done.append(s)
+
+
+def next_finish(co: Cohort) -> int:
+    """The first iteration after which members of *co* finish (``min(co.fin)``, from its heap
+    :attr:`Cohort.fin_at`), or NO_FINISH."""
+    fin, at = co.fin, co.fin_at
+    while at:
+        g = at[0]
+        if g in fin:
+            return g
+        heappop(at)
+    return NO_FINISH
 
 
 class GenerationGroup(ExecutorState):
@@ -117,7 +144,7 @@ class GenerationGroup(ExecutorState):
         co.cnt[k % self.tpb] += 1
         self._gheld += s.held
         self._gneed += s.need_total
-        co.fin.setdefault(g + s.target - p0 - 1, []).append(s)
+        add_finish(co, g + s.target - p0 - 1, s)
         return True
 
     def _materialise(self, s: Seq, co: Cohort) -> None:
@@ -173,6 +200,7 @@ class GenerationGroup(ExecutorState):
             s.out = s.planned
             s.last_token = co.last_end
         co.fin.clear()
+        co.fin_at.clear()
         self.active = sorted(self.active + members, key=_by_order)
 
     def _group_seqs(self) -> list[Seq]:
@@ -401,7 +429,7 @@ class GenerationGroup(ExecutorState):
         fin = co.fin
         # the first iteration after which members finish: the cohort, and so the prices, change
         # there (a chunk priced past it would be thrown away)
-        next_fin = min(fin) if fin else NO_FINISH
+        next_fin = next_finish(co)
         cnt = co.cnt
         tpb = self.tpb
         overlap = nxt is not None
@@ -514,7 +542,7 @@ class GenerationGroup(ExecutorState):
                     return nxt, None, now, None
                 price = self.pricer.decode_price(n)
                 run_prices, run_scale, run_cpu, run_overlap = _run_terms(self.pricer.decode_run(n))
-                next_fin = min(fin) if fin else NO_FINISH
+                next_fin = next_finish(co)
                 ahead = []
                 expect = -1
             # the next one runs; with overlap, another is formed while it does
