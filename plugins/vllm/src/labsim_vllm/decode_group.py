@@ -107,7 +107,7 @@ class DecodeGroup(FastForward):
                 special.append(seq)
         self._g_end = end
 
-    def _absorb(self, entries, g: int) -> None:
+    def _absorb(self, entries: list[tuple[Seq, int, int]], g: int) -> None:
         """Make the (decode) *entries* of the step being formed group members from step *g*."""
         for seq, _n, before in entries:
             seq.computed = before

@@ -47,6 +47,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from labsim_vllm.quiet_batches import LAND_ELSEWHERE, PRICE_MISSING, QuietLane, QuietRun, land_quiet_batches
@@ -113,7 +114,7 @@ class Batch:
     work: tuple
     exact: int
 
-    def __init__(self, engine, step, start: float, due: float, order: int, park):
+    def __init__(self, engine, step: Step, start: float, due: float, order: int, park):
         self.engine = engine
         self.step = step
         self.start = start
@@ -186,7 +187,7 @@ class SpanSteps(ReplicaState):
         (Its first tokens' times are only read when their requests finish.)"""
         return not (self._lag_first or self._lag_done) and not self.finishing(step)
 
-    def finishing(self, step) -> list:
+    def finishing(self, step: Step) -> list:
         """The requests that finish when *step*, this engine's batch in flight, lands: the
         decode group's members at their last step, and entries that emit their last token."""
         members = self._fin.get(self.G) if self._list is None else None
@@ -196,7 +197,7 @@ class SpanSteps(ReplicaState):
                 done.append(seq.req)
         return done
 
-    def commit_and_dispatch(self, batch):
+    def commit_and_dispatch(self, batch: Batch) -> Any:
         """Land *batch* (any step) at its end (``self.clock``, now) as the step loop does — its
         outputs, its row, the engines waiting for blocks woken — then take the loop's next turn
         when it dispatches a batch: *batch* then holds it, and None is returned. Else what
@@ -260,7 +261,7 @@ class SpanSteps(ReplicaState):
             batch.priced(decodes)
         return None
 
-    def _land_group(self, batch, end: float) -> None:
+    def _land_group(self, batch: Batch, end: float) -> None:
         """Land *batch*, the decode group alone with V0's output lag empty, at *end* as
         :meth:`_commit` does up to :meth:`_after_step` (the caller's, when members finish) —
         the group's inter-token gaps and the step's row (:meth:`_record`, with the work priced
@@ -305,7 +306,7 @@ class SpanSteps(ReplicaState):
             self._span_pricing[decodes] = got
         return got
 
-    def land_and_dispatch(self, batch, running: int, waiting: int, used: int) -> int:
+    def land_and_dispatch(self, batch: Batch, running: int, waiting: int, used: int) -> int:
         """Land the quiet decode-only *batch* at its end (``self.clock``) as :meth:`_commit`
         does when :meth:`quiet_batch` holds — the group's inter-token gaps and the step's row,
         *running*, *waiting* and *used* being the replica's requests and KV blocks — then
@@ -404,7 +405,7 @@ class PipelineSpan:
 
     # -- the span's process -------------------------------------------------------------
 
-    def _run(self):
+    def _run(self) -> Generator[Any, Any, None]:
         """Land the batches in order, ahead of the clock while nothing can come between and
         landing them reports nothing, else at their end; wake an engine's loop when its turn
         dispatches nothing."""

@@ -38,6 +38,8 @@ the state they share.
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
+from typing import Any
 
 from labsim_llm.engine.kv_cache import BlockPool
 from labsim_llm.engine.multistep import MultiStepGate
@@ -205,7 +207,7 @@ class Replica(V1Scheduler):
             self._finish(finished, end)
         self._regroup()
 
-    def _emit(self, entries, end: float) -> tuple[list, list, bool]:
+    def _emit(self, entries: list[tuple[Seq, int, int]], end: float) -> tuple[list, list, bool]:
         """Each entry that completed its prompt emits a token at *end*: returns the requests
         that finished, the inter-token gaps of warm requests, and whether any goes on decoding."""
         finished = []
@@ -247,7 +249,7 @@ class Replica(V1Scheduler):
         self.metrics.step(self.index, start, end - start, 1, step.tokens, len(step.chunks),
                           step.decodes, running, waiting, used, flops, nbytes, used * (end - start), busy)
 
-    def _finish(self, finished, end: float) -> None:
+    def _finish(self, finished: list[Seq], end: float) -> None:
         """Free and report requests already taken out of the running ones."""
         for seq in finished:
             if seq.req.output_id >= 0 and self.caching:
@@ -268,7 +270,7 @@ class Replica(V1Scheduler):
 
     # -- the loop -------------------------------------------------------------------------
 
-    def run(self):
+    def run(self) -> Generator[Any, Any, None]:
         """The step loop (the shell's, with async scheduling, PP, V0's output lag and fast-forward)."""
         env = self.env
         gate = self.gate

@@ -61,7 +61,8 @@ class Step:
     __slots__ = ("entries", "preempted", "chunks", "decodes", "decode_ctx", "pure_decode",
                  "group", "tokens")
 
-    def __init__(self, entries, preempted: bool, group: int = 0, group_ctx: int = 0):
+    def __init__(self, entries: list[tuple[Seq, int, int]], preempted: bool, group: int = 0,
+                 group_ctx: int = 0):
         self.entries = entries
         self.preempted = preempted
         self.group = group

@@ -106,13 +106,13 @@ class ReplicaState(ReplicaShell):
     def _commit(self, step: Step, start: float, end: float) -> None:
         raise NotImplementedError                   # labsim_vllm.scheduler.Replica
 
-    def _emit(self, entries: list, end: float) -> tuple[list, list, bool]:
+    def _emit(self, entries: list[tuple[Seq, int, int]], end: float) -> tuple[list, list, bool]:
         raise NotImplementedError                   # labsim_vllm.scheduler.Replica
 
     def _record(self, step: Step, start: float, end: float) -> None:
         raise NotImplementedError                   # labsim_vllm.scheduler.Replica
 
-    def _finish(self, finished: list, end: float) -> None:
+    def _finish(self, finished: list[Seq], end: float) -> None:
         raise NotImplementedError                   # labsim_vllm.scheduler.Replica
 
     def finishes_unseen(self, requests: list) -> bool:
@@ -124,7 +124,7 @@ class ReplicaState(ReplicaShell):
     def _start(self, seq: Seq, hits: list, need: int, n: int, running: list, entries: list) -> None:
         raise NotImplementedError                   # labsim_vllm.v1.V1Scheduler
 
-    def _computed(self, entries: list) -> None:
+    def _computed(self, entries: list[tuple[Seq, int, int]]) -> None:
         raise NotImplementedError                   # labsim_vllm.v1.V1Scheduler
 
     def _group_gaps(self, end: float, prev: float, tail: list | None = None) -> None:

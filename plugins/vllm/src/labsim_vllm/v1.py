@@ -151,7 +151,7 @@ class V1Scheduler(V0Scheduler):
         skipped: list[Seq] = []
         cutoff = self._cutoff
         while waiting and budget > 0 and others + len(running) < self.max_seqs:
-            seq = waiting[0]
+            seq: Seq = waiting[0]          # (typed: its fields are read directly)
             if seq.t_in > cutoff:
                 break               # async scheduling: this step was formed before it arrived
             hits = self._hits(seq) if self.caching else []
@@ -199,7 +199,7 @@ class V1Scheduler(V0Scheduler):
         running.append(seq)
         entries.append((seq, n, hit_tokens))
 
-    def _computed(self, entries) -> None:
+    def _computed(self, entries: list[tuple[Seq, int, int]]) -> None:
         """Count the step's tokens as computed and cache the prompt blocks they fill."""
         caching = self.caching
         for seq, n, before in entries:

@@ -465,7 +465,7 @@ class ServingMetrics:
         self._step_rows: list = []
         #: requests rows not yet handed to the table (:meth:`flush`, every KEPT_CHUNK rows):
         #: one list append per request instead of the table's and its writers' calls
-        self._request_rows: list = []
+        self._request_rows: list[list] = []
         self._step_room = max_step_rows or math.inf  # rows the steps table may still take
         self.steps_left_out = 0
         self.slo = dict(context.metrics.config.get("slo") or {})
@@ -484,7 +484,7 @@ class ServingMetrics:
         self.kept_first_arrival = math.inf
         self.kept_last_finish = -math.inf
         #: rows of kept requests not yet counted in the statistics (:meth:`_count_kept`)
-        self._kept_rows: list = []
+        self._kept_rows: list[list] = []
         self.rejected: dict[str, int] = {}
         self.unfinished = 0
         self.itl = GapHistogram()
