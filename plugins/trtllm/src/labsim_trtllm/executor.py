@@ -254,7 +254,6 @@ class Replica(GenerationGroup):
         budget = self.max_tokens - base
         gens: list[Seq] = []
         contexts: list[list[Any]] = []
-        gens_append = gens.append
         gen_blocks = 0                         # blocks the generation requests need
         decode_ctx = 0
         tpb = self.tpb
@@ -278,7 +277,7 @@ class Replica(GenerationGroup):
                     continue
                 if budget < 1:
                     break
-                gens_append(s)
+                gens.append(s)
                 room -= 1
                 budget -= 1
                 c += 1
@@ -315,7 +314,7 @@ class Replica(GenerationGroup):
                 active.append(waiting.popleft())
             return
         while waiting and len(active) < room:
-            s = waiting.popleft()
+            s: Seq = waiting.popleft()     # (typed: its fields are set directly)
             s.order = self._n_order
             self._n_order += 1
             active.append(s)
@@ -366,11 +365,12 @@ class Replica(GenerationGroup):
             return Step(gens, [], [], decode_ctx, 0)
         tpb = self.tpb
         entries: list[tuple[Seq, int, int, bool, int]] = []
-        append = entries.append
         chunks: list[tuple[int, int]] = []
         blocks = gen_blocks
         tokens = 0
-        for s, n in contexts:
+        for entry in contexts:
+            s: Seq = entry[0]               # (typed: its fields are read and set directly)
+            n: int = entry[1]
             before = s.computed
             c = before + n
             need = -(-c // tpb) - s.held
@@ -381,7 +381,7 @@ class Replica(GenerationGroup):
             emits = c >= s.ctx_len
             if emits:
                 s.planned += 1
-            append((s, n, before, emits, s.epoch))
+            entries.append((s, n, before, emits, s.epoch))
             chunks.append((n, before))
             tokens += n
         if blocks:

@@ -138,7 +138,7 @@ class TrtStepPricer:
         scale = self.scale
         cpu = self.cpu_time((), b)
         if self.overlap:
-            def price(ctx):
+            def price(ctx: int) -> float:
                 t = gpu(ctx) * scale
                 return t if t >= cpu else cpu          # max(t, cpu), without the call
             return price

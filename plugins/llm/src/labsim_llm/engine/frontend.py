@@ -132,7 +132,7 @@ class Frontend:
         key = id(request)
         self._in_flight[key] = request
 
-        def handed_over(_event):
+        def handed_over(_event: object) -> None:
             del self._in_flight[key]
             deliver(request)
 

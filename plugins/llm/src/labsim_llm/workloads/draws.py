@@ -41,7 +41,7 @@ class Sampler:
         self._buf: list = []
         self._i = 0
 
-    def __call__(self):
+    def __call__(self) -> Any:
         if self._i >= len(self._buf):
             values = np.asarray(self.dist.sample_n(BATCH), dtype=float)
             if self.kind == "tokens":
