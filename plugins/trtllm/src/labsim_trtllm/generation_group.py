@@ -500,7 +500,9 @@ class GenerationGroup(ExecutorState):
                          ibytes if wint else nbytes, u * d, None)
             now = t
             start = end
-            done = fin.pop(g, None)
+            # (fin's iterations are next_fin or later, and nothing joins during a span: an
+            # iteration before next_fin finishes nobody, without a look in fin)
+            done = fin.pop(g, None) if g >= next_fin else None
             if done:
                 # (what the span holds handed back first: the finishes report)
                 if gaps:
@@ -591,7 +593,7 @@ class GenerationGroup(ExecutorState):
             if wait < 0.0:
                 wait = 0.0
             t = now + wait
-            if not (t < horizon and (g not in fin or self._finish_unseen(fin[g]))):
+            if not (t < horizon and (g < next_fin or g not in fin or self._finish_unseen(fin[g]))):
                 break
         if gaps:
             itl.add_uniform_each(gaps, widths)
