@@ -35,7 +35,7 @@ from simpy import Interrupt
 
 from labsim import native
 from labsim_llm.engine.step_runs import extend_ends, gaps_and_block_seconds, span_blocks
-from labsim_vllm.seq import MAX_SPAN, Step
+from labsim_vllm.seq import MAX_SPAN, Span, Step
 from labsim_vllm.shared_span import SharedSpan
 
 #: spans of at least this many steps are committed with arrays (fewer: a plain loop is quicker;
@@ -92,7 +92,7 @@ class FastForward(SharedSpan):
             run = fns[b] = make(b, self.overhead, self.overhead_per_req * b) if make is not None else None
         return run
 
-    def _span(self, step: Step):
+    def _span(self, step: Step) -> Span | None:
         """How many steps would repeat *step* (the whole group decoding) unchanged, with the
         blocks they need (cumulated from the second on) and the first one's decode context."""
         bs = self.block_size
@@ -135,7 +135,7 @@ class FastForward(SharedSpan):
                 chunk = k
             extend_ends(bounds, prices, t, j, k, least, horizon, chunk)
 
-    def _commit_span(self, step: Step, span, j: int, start: float, bounds) -> None:
+    def _commit_span(self, step: Step, span: Span, j: int, start: float, bounds: list[float]) -> None:
         """Apply the first *j* iterations of a fast-forward span: the engine's clock at the end
         of the last, their work and outputs, and the step gate past them."""
         self.clock = bounds[j - 1]
@@ -215,7 +215,7 @@ class FastForward(SharedSpan):
         due = self._last_in + self._gap_in - self.env.now
         return due if due > 0.0 else 0.0
 
-    def _run_span(self, step: Step, span, start: float):
+    def _run_span(self, step: Step, span: Span, start: float):
         """Run the span *span* of decode steps from *start* (its first step *step*, priced
         here with the rest), cut at the step in progress when a request arrives; then apply
         the steps run (``yield from``)."""

@@ -17,6 +17,11 @@ V0_WATERMARK = 0.01
 #: (back from a preemption) can meet them
 OWN_OUTPUT_IDS = 1 << 63
 
+#: a fast-forward span (:meth:`labsim_vllm.fast_forward.FastForward._span`): its steps, the KV
+#: blocks the steps after the first need (``(prefix, per)``, see
+#: :func:`labsim_llm.engine.step_runs.span_blocks`) and the first step's decode context
+Span = tuple[int, tuple[list[int], int], int]
+
 _by_no = attrgetter("no")
 
 
@@ -86,4 +91,4 @@ class Step:
 
 _by_no = attrgetter("no")
 
-__all__ = ["MAX_SPAN", "OWN_OUTPUT_IDS", "Seq", "Step", "V0_WATERMARK"]
+__all__ = ["MAX_SPAN", "OWN_OUTPUT_IDS", "Seq", "Span", "Step", "V0_WATERMARK"]

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from labsim_llm.engine.pipeline import PipelinedReplica, StagePipeline
 
     from labsim_vllm.pipeline_span import PipelineSpan
-    from labsim_vllm.seq import Seq, Step
+    from labsim_vllm.seq import Seq, Span, Step
 
 
 class ReplicaState(ReplicaShell):
@@ -137,7 +137,7 @@ class ReplicaState(ReplicaShell):
                        maker: str = "decode_steps_fn") -> Callable[[int, int], list]:
         raise NotImplementedError                   # labsim_vllm.fast_forward.FastForward
 
-    def _commit_span(self, step: Step, span: tuple, j: int, start: float, bounds: list) -> None:
+    def _commit_span(self, step: Step, span: Span, j: int, start: float, bounds: list[float]) -> None:
         raise NotImplementedError                   # labsim_vllm.fast_forward.FastForward
 
 
