@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from labsim import native as labsim_native
 from labsim_llm.request import Request
 from labsim_trtllm import generation_group, native, seq
 
@@ -18,7 +18,7 @@ REQUIRED = os.environ.get("LABSIM_REQUIRE_NATIVE") == "1"
 def _modules() -> list:
     """``(generation_group, seq)``: the pure modules, and their compiled twins when they run
     here."""
-    twins = native._native.package_group(native._PACKAGE, native.MODULES)
+    twins = labsim_native.package_group("labsim_trtllm", native.MODULES)
     assert twins is not None or not REQUIRED, native.status()
     compiled = [(twins["generation_group"], twins["seq"])] if twins is not None else []
     return [(generation_group, seq)] + compiled
@@ -70,7 +70,3 @@ def test_members_finishing_after_one_iteration_share_its_entry():
     co.fin.pop(7)
     assert generation_group.next_finish(co) == generation_group.NO_FINISH
     assert co.fin_at == []
-
-
-if __name__ == "__main__":   # pragma: no cover
-    raise SystemExit(pytest.main([__file__]))
