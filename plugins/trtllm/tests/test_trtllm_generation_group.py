@@ -51,8 +51,7 @@ def test_the_next_finish_is_the_least_iteration_anyone_finishes_after(events):
             elif event == "apply":
                 co.fin.pop(k, None)
             elif event == "disband":
-                co.fin.clear()
-                co.fin_at.clear()
+                module.clear_finishes(co)
             expected = min(co.fin) if co.fin else module.NO_FINISH
             assert module.next_finish(co) == expected, (module.__name__, events)
 

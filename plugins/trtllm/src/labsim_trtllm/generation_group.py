@@ -94,6 +94,12 @@ def add_finish(co: Cohort, g: int, s: Seq) -> None:
         done.append(s)
 
 
+def clear_finishes(co: Cohort) -> None:
+    """Forget every finish of *co* (its members left it), in :attr:`Cohort.fin` and its heap."""
+    co.fin.clear()
+    co.fin_at.clear()
+
+
 def next_finish(co: Cohort) -> int:
     """The first iteration after which members of *co* finish (``min(co.fin)``, from its heap
     :attr:`Cohort.fin_at`), or NO_FINISH."""
@@ -199,8 +205,7 @@ class GenerationGroup(ExecutorState):
             self._drop(s, co)
             s.out = s.planned
             s.last_token = co.last_end
-        co.fin.clear()
-        co.fin_at.clear()
+        clear_finishes(co)
         self.active = sorted(self.active + members, key=_by_order)
 
     def _group_seqs(self) -> list[Seq]:
