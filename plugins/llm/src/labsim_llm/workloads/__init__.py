@@ -4,7 +4,7 @@ Both produce :class:`labsim_llm.request.Request` objects for one target
 framework; see :mod:`labsim_llm.workloads.base` for what they share.
 """
 
-from labsim_llm.workloads.base import RequestWorkload, Sampler, Session
+from labsim_llm.workloads.base import ArrivalStream, RequestWorkload, Sampler, Session
 from labsim_llm.workloads.profiles import ClientProfilesWorkload
 from labsim_llm.workloads.trace import BUILTIN_TRACES, TraceWorkload, load_trace
 
@@ -12,6 +12,7 @@ from labsim_llm.workloads.trace import BUILTIN_TRACES, TraceWorkload, load_trace
 WORKLOADS = (ClientProfilesWorkload, TraceWorkload)
 
 __all__ = [
+    "ArrivalStream",
     "BUILTIN_TRACES",
     "ClientProfilesWorkload",
     "RequestWorkload",

@@ -17,43 +17,55 @@ do not depend on where requests come from:
   is busy from sending a request until it finishes and, inside a
   conversation, through the think time until the next turn is sent. A
   request that finds every user busy waits at the client (``arrival_s`` is
-  when it is finally sent, as ``vllm bench serve --max-concurrency`` counts it).
+  when it is finally sent, as ``vllm bench serve --max-concurrency`` counts it);
+* **open-loop arrivals** — :class:`ArrivalStream`, a request one gap after another, one event
+  each.
+
+It runs once or more per request, so it is one of labsim-llm's compiled twins
+(:mod:`labsim_llm.native`); :class:`RequestWorkload` allows subclasses in plain Python (other
+plugins' workloads), whose overrides it calls.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Generator
+from typing import Any
 
 import numpy as np
+from labsim import native
 from labsim.components import Workload
 from labsim.engine import stream_key
+from mypy_extensions import mypyc_attr
 
+from labsim_llm import native as llm_native
 from labsim_llm.request import Request
 from labsim_llm.workloads.draws import Sampler, Session
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)     # the workloads of other plugins build on it
 class RequestWorkload(Workload):
     """Base of the LLM workloads: see the module docstring for what it provides.
 
     Its items are :class:`labsim_llm.request.Request` objects (``makes``).
 
-    A subclass implements :meth:`_begin` (start its arrival processes) and may
-    implement :meth:`_next_fresh` (a new request for a user who became free,
-    for closed loops).
+    A subclass implements :meth:`_begin` (start its arrival processes, e.g. an
+    :class:`ArrivalStream`) and may implement :meth:`_next_fresh` (a new request for a user who
+    became free, for closed loops).
     """
 
     makes = "LLM requests"
 
-    def __init__(self, config: dict, context):
+    def __init__(self, config: dict, context: Any):
         super().__init__(config, context)
-        self.env = context.env
+        self.env: Any = context.env
         seed = config.get("random_seed")
-        self.seed = int(seed) if seed is not None else None
-        self.bytes_per_token = config.get("bytes_per_token_estimate_for_network")
-        self.num_requests = config.get("num_requests")
-        self.total_duration = config.get("total_duration")
-        self.concurrency = config.get("concurrency")
-        self.target = None
+        self.seed: int | None = int(seed) if seed is not None else None
+        self.bytes_per_token: Any = config.get("bytes_per_token_estimate_for_network")
+        self.num_requests: Any = config.get("num_requests")
+        self.total_duration: Any = config.get("total_duration")
+        self.concurrency: Any = config.get("concurrency")
+        self.target: Any = None
         self.sent = 0
         self.follow_ups = 0
         self.sessions_started = 0
@@ -81,7 +93,7 @@ class RequestWorkload(Workload):
         seq = np.random.SeedSequence(entropy=self.seed, spawn_key=stream_key(*names))
         return np.random.Generator(np.random.PCG64(seq))
 
-    def distribution(self, config: dict, *names: str):
+    def distribution(self, config: dict, *names: str) -> Any:
         """A registered distribution built from *config*, drawing from stream *names*."""
         if self.seed is None:
             return self.context.distribution(config, *names)
@@ -109,7 +121,7 @@ class RequestWorkload(Workload):
 
     # -- the Workload interface ----------------------------------------------------------------
 
-    def start(self, target) -> None:
+    def start(self, target: Any) -> None:
         self.target = target
         target.add_listener(self._on_finished)
         self._begin()
@@ -133,6 +145,10 @@ class RequestWorkload(Workload):
             self.stop()
             return False
         return True
+
+    def _room(self) -> bool:
+        """False when the requests already sent or waiting reach num_requests."""
+        return self.num_requests is None or self.sent + len(self._waiting) < self.num_requests
 
     def stop(self) -> None:
         """Send nothing more; conversations in progress end."""
@@ -181,17 +197,17 @@ class RequestWorkload(Workload):
         self.busy -= 1
         if self._depth:  # called from inside target.submit (an instant rejection): refill later
             self.busy += 1
-            self.env.timeout(0).callbacks.append(lambda _event: self._release_slot())
+            self.env.timeout(0).callbacks.append(self._released_later)
             return
         while self.busy < self.concurrency and not self._stopped:
-            if self._waiting:
-                request = self._waiting.popleft()
-            else:
-                request = self._next_fresh()
-                if request is None:
-                    return
+            request = self._waiting.popleft() if self._waiting else self._next_fresh()
+            if request is None:
+                return
             self.busy += 1
             self._send(request)
+
+    def _released_later(self, _event: object) -> None:
+        self._release_slot()
 
     def acts_on_finish(self, request: Request) -> bool:
         """Whether *request* finishing makes this workload act at that simulated time (a closed
@@ -219,7 +235,11 @@ class RequestWorkload(Workload):
             self._release_slot()
             return
         self._thinking += 1
-        self.env.timeout(think).callbacks.append(lambda _event, r=nxt: self._after_think(r))
+
+        def after_think(_event: object) -> None:
+            self._after_think(nxt)
+
+        self.env.timeout(think).callbacks.append(after_think)
 
     def _after_think(self, request: Request) -> None:
         self._thinking -= 1
@@ -243,3 +263,70 @@ class RequestWorkload(Workload):
         if self.concurrency is not None:
             out["concurrency"] = self.concurrency
         return out
+
+
+class ArrivalStream:
+    """One open-loop arrival stream of a workload: a request one gap after another.
+
+    The first gap starts when the stream's SimPy process first runs (at ``env.process``'s
+    initialisation, as a process of its own would); after that each arrival is a timeout's
+    callback, which sends the request (``source.fresh(workload)`` with ``source`` the fixed
+    *profile*, else ``pick()``) and schedules the next arrival, so an arrival costs one event.
+    The stream ends at the first arrival the workload no longer allows (a bound reached, or
+    ``num_requests`` sent or waiting); the workload's ``_open_sources`` counts it while it runs.
+    ``client_profiles`` runs one per profile, or one shared stream that picks a profile per
+    arrival.
+
+    >>> import simpy
+    >>> class Profile:                                 # what a source gives: a request, no session
+    ...     def fresh(self, wl): return f"request {len(wl.sent)}", None
+    >>> class Wl:                                      # what the stream asks of its workload
+    ...     env, sent, _open_sources = simpy.Environment(), [], 0
+    ...     def _allowed(self): return True
+    ...     def _room(self): return len(self.sent) < 3
+    ...     def offer(self, request, session): self.sent.append((self.env.now, request))
+    >>> wl = Wl()
+    >>> ArrivalStream(wl, lambda: 0.5, profile=Profile()).start()
+    >>> wl.env.run()
+    >>> wl.sent, wl._open_sources
+    ([(0.5, 'request 0'), (1.0, 'request 1'), (1.5, 'request 2')], 0)
+    """
+
+    def __init__(self, workload: Any, gaps: Callable[[], Any],
+                 pick: Callable[[], Any] | None = None, profile: Any = None):
+        self.workload = workload
+        self.env: Any = workload.env
+        self.gaps = gaps
+        self.pick = pick
+        self.profile = profile
+
+    def start(self) -> None:
+        """Start the stream (its first gap begins when SimPy initialises its process)."""
+        self.env.process(self._first())
+
+    def _first(self) -> Generator[Any, Any, None]:
+        self.workload._open_sources += 1
+        self._next()
+        return
+        yield  # a generator: SimPy runs its first step as it would a process's
+
+    def _next(self) -> None:
+        self.env.timeout(self.gaps()).callbacks.append(self._arrive)
+
+    def _arrive(self, _event: object) -> None:
+        wl = self.workload
+        if not wl._allowed() or not wl._room():
+            wl._open_sources -= 1
+            return
+        source = self.profile if self.profile is not None else self.pick()  # type: ignore[misc]
+        request, session = source.fresh(wl)
+        wl.offer(request, session)
+        self._next()
+
+
+__all__ = ["ArrivalStream", "RequestWorkload", "Sampler", "Session"]
+
+#: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
+PURE = {name: globals()[name] for name in ("ArrivalStream", "RequestWorkload")}
+
+native.use_group_twin("labsim_llm", llm_native.MODULES, "request_workload", globals(), PURE)

@@ -45,7 +45,7 @@ from labsim.errors import UsageError
 from labsim.schema import DISTRIBUTION_REF
 
 from labsim_llm.request import Request
-from labsim_llm.workloads.base import RequestWorkload
+from labsim_llm.workloads.base import ArrivalStream, RequestWorkload
 from labsim_llm.workloads.draws import DEFAULT_MAX_TURNS, Profile, Uniforms
 
 #: Think time between the turns of a conversation when the file gives none. Assumption (no
@@ -363,37 +363,21 @@ class ClientProfilesWorkload(RequestWorkload):
             min(bisect.bisect_right(self._cumulative, self._pick_coins()), len(self._choices) - 1)
         ]
 
-    def _room(self) -> bool:
-        """False when the requests already sent or waiting reach num_requests."""
-        return self.num_requests is None or self.sent + len(self._waiting) < self.num_requests
-
     def _begin(self) -> None:
-        env = self.env
         if self.mode == "per_profile":
             for profile in self.profiles:
                 if profile.gaps is not None and profile.weight > 0:
-                    env.process(self._stream(profile.gaps, lambda p=profile: p))
+                    ArrivalStream(self, profile.gaps, profile=profile).start()
         elif self.mode == "shared":
-            env.process(self._stream(self._shared_gaps, self._pick))
+            ArrivalStream(self, self._shared_gaps, pick=self._pick).start()
         elif self.mode == "burst":
-            env.process(self._bursts())
+            self.env.process(self._bursts())
         else:
             self._open_sources += 1
             for _ in range(self.concurrency):
                 if not self._allowed() or not self._room():
                     break
                 self.offer(*self._pick().fresh(self))
-
-    def _stream(self, gaps, pick):
-        self._open_sources += 1
-        try:
-            while True:
-                yield self.env.timeout(gaps())
-                if not self._allowed() or not self._room():
-                    return
-                self.offer(*pick().fresh(self))
-        finally:
-            self._open_sources -= 1
 
     def _bursts(self):
         self._open_sources += 1

@@ -36,9 +36,9 @@ import numpy as np
 from labsim.config import read_text_file
 from labsim.errors import UsageError
 
-from labsim_llm.request import Request
 from labsim_llm.workloads.base import RequestWorkload
 from labsim_llm.workloads.draws import Uniforms
+from labsim_llm.workloads.replay import TraceReplay
 from labsim_llm.workloads.profiles import COMMON_PROPERTIES, POSITIVE, PROBABILITY
 
 #: builtin:<name> → file in labsim_llm/data/traces (see the README there for their origin)
@@ -311,54 +311,15 @@ class TraceWorkload(RequestWorkload):
         repeat = int(config.get("repeat", 1))
         if repeat > 1:
             t, prompts, outputs, sessions = _repeated(t, prompts, outputs, sessions, repeat)
-        self._times = t.tolist()
-        self._prompts = prompts.tolist()
-        self._outputs = outputs.tolist()
-        self._trace_sessions = sessions.tolist() if sessions is not None else None
-        self.streaming_p = float(config.get("streaming_response_probability", 1.0))
-        self._coins = Uniforms(self.rng("workload", "trace", "streaming"))
-        self._last: dict[int, tuple] = {}
-        self.rows = len(self._times)
+        self.rows = int(t.size)
+        self._replay = TraceReplay(
+            self, t.tolist(), prompts.tolist(), outputs.tolist(),
+            sessions.tolist() if sessions is not None else None,
+            float(config.get("streaming_response_probability", 1.0)),
+            Uniforms(self.rng("workload", "trace", "streaming")))
 
     def _begin(self) -> None:
-        self.env.process(self._replay())
-
-    def _request(self, i: int) -> Request:
-        prompt, out = self._prompts[i], self._outputs[i]
-        streaming = self.streaming_p >= 1.0 or (
-            self.streaming_p > 0 and self._coins() < self.streaming_p
-        )
-        session, turn, segments = -1, 0, None
-        if self._trace_sessions is not None:
-            session = self._trace_sessions[i]
-            last = self._last.get(session)
-            if last is not None:
-                turn = last[3] + 1
-                carried = last[1] + last[2]
-                if prompt > carried:
-                    # the previous turn's answer (its output_id), then the new message
-                    segments = (*last[0], (last[4], last[2]), (self.content_ids(1), prompt - carried))
-        if segments is None:
-            segments = ((self.content_ids(1), prompt),)
-        output_id = -1
-        if session >= 0:
-            output_id = self.content_ids(1)   # a later row of the session may carry this answer
-            self._last[session] = (segments, prompt, out, turn, output_id)
-        return Request(-1, math.nan, prompt, out, out, segments, session, turn, streaming, "trace",
-                       output_id)
-
-    def _replay(self):
-        self._open_sources += 1
-        env = self.env
-        try:
-            for i, t in enumerate(self._times):
-                if t > env.now:
-                    yield env.timeout(t - env.now)
-                if not self._allowed():
-                    return
-                self.offer(self._request(i))
-        finally:
-            self._open_sources -= 1
+        self._replay.start()
 
     def summary(self) -> dict:
         out = super().summary()
