@@ -26,6 +26,12 @@ Replicas call :meth:`request_left` when a request finishes (the shell's ``report
 which tells the listeners (closed-loop clients, conversations' next turns). The summary
 schema and headline rows are those of every serving engine, so ``labsim schema summary``
 and the result table work for a new engine without writing either.
+
+Its per-request methods (``submit``, the API server's hand-over, ``request_left``, the
+listeners) run for every request, so the module is one of labsim-llm's compiled twins
+(:mod:`labsim_llm.native`); :class:`ServingEngine` allows subclasses in plain Python (every
+engine plugin's), whose overrides it calls. It looks a subclass's static methods
+(``resolve``, ``bytes_per_token``) up on the subclass.
 """
 
 from __future__ import annotations
@@ -33,14 +39,17 @@ from __future__ import annotations
 from typing import Any
 
 import labsim
+from labsim import native
 from labsim.errors import UsageError
+from mypy_extensions import mypyc_attr
 
+from labsim_llm import native as llm_native
 from labsim_llm.engine.frontend import Frontend
 from labsim_llm.engine.router import POLICIES, Router
 from labsim_llm.engine.serving_metrics import HEADLINE, SUMMARY_SCHEMA, ServingMetrics
 
 #: config keys every serving engine accepts: which model, on which device
-MODEL_PROPERTIES = {
+MODEL_PROPERTIES: dict[str, Any] = {
     "model_profile_id": {"type": "string", "description": "Model id (model database or the "
                          "experiment's model_characteristics_db_path)."},
     "model": {"type": "string", "description": "Alias of model_profile_id."},
@@ -49,7 +58,7 @@ MODEL_PROPERTIES = {
 }
 
 #: config keys every serving engine accepts: how it is deployed and what it records
-DEPLOYMENT_PROPERTIES = {
+DEPLOYMENT_PROPERTIES: dict[str, Any] = {
     "tensor_parallel_size": {"type": "integer", "minimum": 1, "default": 1},
     "pipeline_parallel_size": {"type": "integer", "minimum": 1, "default": 1},
     "num_replicas": {"type": "integer", "minimum": 1, "maximum": 4096, "default": 1,
@@ -71,7 +80,7 @@ DEPLOYMENT_PROPERTIES = {
 }
 
 #: ``metrics_config.slo``: the serving objectives goodput counts against (a key this plugin owns)
-SLO_SCHEMA = {
+SLO_SCHEMA: dict[str, Any] = {
     "type": "object", "additionalProperties": False,
     "description": "Service-level objectives for goodput: a request counts when it meets every one given.",
     "properties": {
@@ -91,6 +100,7 @@ def base_settings(config: dict, schema: dict, engine: str, model=None) -> dict:
     :raises UsageError: when neither ``model`` nor ``model_profile_id`` is given.
     """
     cfg = dict(config)
+    spec: Any
     for key, spec in schema["properties"].items():
         if "default" in spec:
             cfg.setdefault(key, spec["default"])
@@ -111,36 +121,41 @@ def base_settings(config: dict, schema: dict, engine: str, model=None) -> dict:
     return cfg
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)     # every engine is a subclass of it
 class ServingEngine(labsim.Framework):
     """The shell of an LLM serving framework: settings, replicas, router, API server, metrics."""
 
     summary_schema = SUMMARY_SCHEMA
-    headline = HEADLINE
+    headline = HEADLINE  # type: ignore[assignment]  # a list of rows, as the table reads it
     experiment_fields = {"metrics_config.slo": SLO_SCHEMA}
     accepts = ("LLM requests",)
 
-    def __init__(self, instance_name: str, config: dict, context):
+    def __init__(self, instance_name: str, config: dict, context: Any):
         super().__init__(instance_name, config, context)
         from labsim_llm.models import resolve_model
 
-        cfg = self.resolve(config, None, None)
-        self.model = resolve_model(context, cfg["model_id"])
+        self.env: Any = context.env
+
+        # (the subclass's static methods, looked up on it: compiled, self.resolve would be ours)
+        resolve = getattr(type(self), "resolve")
+        cfg = resolve(config, None, None)
+        self.model: Any = resolve_model(context, cfg["model_id"])
         if getattr(self.model, "architecture", "decoder") == "encoder":
             raise UsageError(f"model {cfg['model_id']!r} is an encoder: it embeds or classifies a prompt and "
                              f"generates no tokens, and the {self.name} model here serves generation; "
                              "pick a decoder (`labsim list models`)")
-        self.device = context.hardware.device(cfg.get("gpu_id"), owner=instance_name)
-        cfg = self.cfg = self.resolve(config, self.model, self.device)
+        self.device: Any = context.hardware.device(cfg.get("gpu_id"), owner=instance_name)
+        cfg = self.cfg = resolve(config, self.model, self.device)
         self._check_fits_topology(instance_name)
         self.setup()
         self.num_gpus = cfg["tensor_parallel_size"] * cfg["pipeline_parallel_size"] * cfg["num_replicas"]
-        self.gpus = context.hardware.allocate(
+        self.gpus: Any = context.hardware.allocate(
             instance_name, self.num_gpus, device=self.device,
             why=f"num_replicas {cfg['num_replicas']} × tensor_parallel_size {cfg['tensor_parallel_size']} × "
                 f"pipeline_parallel_size {cfg['pipeline_parallel_size']}")
         if self.plan is not None:  # what the engine reserves on each GPU (shared GPUs check it)
             context.hardware.claim_memory(instance_name, self.plan.budget_bytes)
-        self.last_left_s = 0.0
+        self.last_left_s: Any = 0.0     # a time as SimPy keeps it (an int at t = 0)
         self.metrics = ServingMetrics(context, instance_name, self.name, num_gpus=self.num_gpus,
                                       device=self.device, dtype=cfg["dtype"],
                                       kv_capacity_blocks=self.plan.num_blocks if self.plan else 0,
@@ -149,8 +164,8 @@ class ServingEngine(labsim.Framework):
                                                             DEPLOYMENT_PROPERTIES["max_step_rows"]["default"]))
         self.frontend = Frontend(context.env, enabled=cfg["frontend_latency"],
                                  link=context.hardware.link_to(instance_name),
-                                 bytes_per_token=self.bytes_per_token(cfg, context))
-        self.replicas = [self.make_replica(i) for i in range(cfg["num_replicas"])]
+                                 bytes_per_token=getattr(type(self), "bytes_per_token")(cfg, context))
+        self.replicas: list[Any] = [self.make_replica(i) for i in range(cfg["num_replicas"])]
         self.router = Router(cfg["router"], self.replicas)
         self._closed = False
 
@@ -176,11 +191,11 @@ class ServingEngine(labsim.Framework):
                                       pp=cfg["pipeline_parallel_size"],
                                       collective=self.collective_time)
 
-    def make_replica(self, index: int):
+    def make_replica(self, index: int) -> Any:
         """Replica number *index*."""
         raise NotImplementedError(self)
 
-    def reject_reason(self, request) -> str | None:
+    def reject_reason(self, request: Any) -> str | None:
         """Why *request* can never be served here (a reason code), or None."""
         return None
 
@@ -214,7 +229,7 @@ class ServingEngine(labsim.Framework):
             value = (context.config.get("workload") or {}).get("bytes_per_token_estimate_for_network")
         return 2 if value is None else value
 
-    def collective_time(self, kind: str, nbytes: int, ranks, algorithm: str = "auto") -> float:
+    def collective_time(self, kind: str, nbytes: int, ranks: Any, algorithm: str = "auto") -> float:
         """Seconds of one collective among this engine's GPUs, on the experiment's topology
         (*ranks*: a count, ranks 0…n−1, or a list of global ranks; *algorithm*: labsim-collectives'
         name, ``auto`` for NCCL's choice)."""
@@ -222,7 +237,7 @@ class ServingEngine(labsim.Framework):
         return op.time(int(nbytes), ranks=ranks, device=self.device,
                        topology=self.context.hardware.topology, algorithm=algorithm)
 
-    def collective_cost(self, kind: str, nbytes: int, ranks, algorithm: str = "auto") -> tuple[str, float]:
+    def collective_cost(self, kind: str, nbytes: int, ranks: Any, algorithm: str = "auto") -> tuple[str, float]:
         """:meth:`collective_time` with the algorithm labsim-collectives picked for it:
         ``(name, seconds)`` (e.g. ``one_shot`` for ``custom_ar`` up to its limit, an NCCL one
         above)."""
@@ -231,33 +246,39 @@ class ServingEngine(labsim.Framework):
                                topology=self.context.hardware.topology, algorithm=algorithm)
         return name, priced.seconds
 
-    def _collective(self, kind: str, ranks):
+    def _collective(self, kind: str, ranks: Any) -> tuple[Any, Any]:
         """The registry's collective *kind* and *ranks* as it takes them (a count or a list)."""
         op = self.context.registry.get("collectives", kind)
-        return op, [int(r) for r in ranks] if isinstance(ranks, list | tuple) else int(ranks)
+        return op, [int(r) for r in ranks] if isinstance(ranks, (list, tuple)) else int(ranks)
 
     def start(self) -> None:
         for replica in self.replicas:
             replica.start()
 
-    def submit(self, request) -> None:
+    def submit(self, request: Any) -> None:
         reason = self.reject_reason(request)
         if reason:
-            request.finish_s = self.last_left_s = self.context.env.now
+            request.finish_s = self.last_left_s = self.env.now
             self.metrics.request_rejected(request, reason)
             self.notify_finished(request)
             return
         self.frontend.submit(request, self._deliver)
 
-    def _deliver(self, request) -> None:
+    def _deliver(self, request: Any) -> None:
         self.router.pick(request).submit(request)
 
-    def request_left(self, request) -> None:
+    def request_left(self, request: Any) -> None:
         """Called by a replica when *request* finishes."""
-        self.last_left_s = self.context.env.now
+        self.last_left_s = self.env.now
         self.notify_finished(request)
 
-    def finish_unseen(self, request) -> bool:
+    def notify_finished(self, request: Any) -> None:
+        """Tell every listener that *request* has left this engine (as
+        :meth:`labsim.Framework.notify_finished`, compiled with the rest of the shell)."""
+        for callback in self._listeners:
+            callback(request)
+
+    def finish_unseen(self, request: Any) -> bool:
         """Whether *request* finishing can be applied before its simulated time without anyone
         seeing it earlier: every listener is a workload that does not act at that time
         (:meth:`~labsim_llm.workloads.base.RequestWorkload.acts_on_finish`). The caller then
@@ -272,7 +293,7 @@ class ServingEngine(labsim.Framework):
         return all(r.outstanding == 0 for r in self.replicas)
 
     def summary(self) -> dict:
-        now = self.context.env.now
+        now = self.env.now
         if not self._closed:
             self._closed = True
             unfinished = 0
@@ -284,9 +305,15 @@ class ServingEngine(labsim.Framework):
                 unfinished += 1
                 self.metrics.request_unfinished(req)
             # the GPUs are billed until the last request left, or to the end while any is inside
-            self.context.accounting.release(self.instance_name, at=now if unfinished else self.last_left_s)
-        bill = self.context.accounting.bill(self.instance_name, end=now)
+            accounting: Any = self.context.accounting
+            accounting.release(self.instance_name, at=now if unfinished else self.last_left_s)
+        bill = self.context.accounting.bill(self.instance_name, end=now)  # type: ignore[union-attr]
         return self.metrics.summary(now, len(self.replicas), {"config": self.summary_config()}, bill=bill)
 
 
 __all__ = ["DEPLOYMENT_PROPERTIES", "DTYPE_SPELLINGS", "MODEL_PROPERTIES", "ServingEngine", "base_settings"]
+
+#: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
+PURE = {name: globals()[name] for name in ("ServingEngine", "base_settings")}
+
+native.use_group_twin("labsim_llm", llm_native.MODULES, "serving_engine", globals(), PURE)
