@@ -65,6 +65,27 @@ def exact_bits(value):
     return (type(value).__name__, value.hex() if isinstance(value, float) else value)
 
 
+def outputs_compiled_and_pure(experiment, out_dir) -> dict[str, dict[str, bytes]]:
+    """The output files of ``labsim run`` of the *experiment* file, run once with the compiled
+    twins and once with ``LABSIM_NATIVE=0`` (each in a fresh process, into a folder under
+    *out_dir*): ``{"1": {name: bytes}, "0": {name: bytes}}``, which must be equal.
+
+    >>> outputs = outputs_compiled_and_pure("examples/quickstart.yaml", tmp_path)  # doctest: +SKIP
+    >>> outputs["1"] == outputs["0"]                                                # doctest: +SKIP
+    True
+    """
+    import subprocess
+    import sys
+
+    outputs = {}
+    for flag in ("1", "0"):
+        out = Path(out_dir) / flag
+        subprocess.run([sys.executable, "-m", "labsim", "run", str(experiment), "--out", str(out)],
+                       check=True, capture_output=True, env={**os.environ, "LABSIM_NATIVE": flag})
+        outputs[flag] = {f.name: f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
+    return outputs
+
+
 def group_status_when_changed(native, monkeypatch, *, edited: str | None = None,
                               sibling: str | None = None) -> dict[str, str]:
     """The status of a plugin's group of compiled twins (its ``<package>.native`` module, with

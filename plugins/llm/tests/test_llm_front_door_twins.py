@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from labsim.testing import outputs_compiled_and_pure
 from labsim_llm import native
 
 REQUIRED = os.environ.get("LABSIM_REQUIRE_NATIVE") == "1"
@@ -62,12 +61,7 @@ def test_the_front_door_gives_the_pure_outputs(case, tmp_path):
     framework, workload = WORKLOADS[case]
     path = tmp_path / "experiment.yaml"
     path.write_text(json.dumps(_experiment(framework, workload)))      # JSON is YAML
-    outputs = {}
-    for flag in ("1", "0"):
-        out = tmp_path / flag
-        subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--out", str(out)],
-                       check=True, capture_output=True, env={**os.environ, "LABSIM_NATIVE": flag})
-        outputs[flag] = {f.name: f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
+    outputs = outputs_compiled_and_pure(path, tmp_path)
     assert "requests.csv" in outputs["1"]
     assert outputs["1"] == outputs["0"]
     rows = outputs["1"]["requests.csv"].decode().splitlines()

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from labsim import native as labsim_native
-from labsim.testing import exact_bits
+from labsim.testing import exact_bits, outputs_compiled_and_pure
 from labsim_llm import native
 from labsim_llm.engine import kv_cache, step_runs
 
@@ -180,12 +180,7 @@ def test_a_simulation_is_byte_identical_in_pure_python(example, tmp_path):
     ``labsim run`` with the compiled pool and again with ``LABSIM_NATIVE=0``: the same files."""
     _twin()
     path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", example)
-    outputs = {}
-    for flag in ("1", "0"):
-        out = tmp_path / flag
-        subprocess.run([sys.executable, "-m", "labsim", "run", path, "--out", str(out)],
-                       check=True, capture_output=True, env={**os.environ, "LABSIM_NATIVE": flag})
-        outputs[flag] = {f.name: f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
+    outputs = outputs_compiled_and_pure(path, tmp_path)
     assert outputs["1"].keys() == outputs["0"].keys() and "requests.csv" in outputs["1"]
     assert outputs["1"] == outputs["0"]
 

@@ -16,13 +16,11 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import labsim
 import pytest
-from labsim.testing import exact_bits, group_status_when_changed
+from labsim.testing import exact_bits, group_status_when_changed, outputs_compiled_and_pure
 from labsim_trtllm import executor, native, plugin
 
 REQUIRED = os.environ.get("LABSIM_REQUIRE_NATIVE") == "1"
@@ -93,12 +91,7 @@ def test_a_shipped_example_is_byte_identical_in_pure_python(example, tmp_path):
     """``labsim run`` with the compiled replica and again with ``LABSIM_NATIVE=0``: the same files."""
     _compiled()
     path = HERE.parent.parent.parent / "examples" / example
-    outputs = {}
-    for flag in ("1", "0"):
-        out = tmp_path / flag
-        subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--out", str(out)],
-                       check=True, capture_output=True, env={**os.environ, "LABSIM_NATIVE": flag})
-        outputs[flag] = {f.name: f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
+    outputs = outputs_compiled_and_pure(path, tmp_path)
     assert outputs["1"].keys() == outputs["0"].keys() and "requests.csv" in outputs["1"]
     assert outputs["1"] == outputs["0"]
 

@@ -17,15 +17,13 @@ import importlib
 import importlib.util
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import labsim
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from labsim.testing import exact_bits, group_status_when_changed
+from labsim.testing import exact_bits, group_status_when_changed, outputs_compiled_and_pure
 from labsim_llm.engine import pipeline
 from labsim_vllm import native, pipeline_span, plugin, quiet_batches, scheduler
 
@@ -93,12 +91,7 @@ def test_a_shipped_example_is_byte_identical_in_pure_python(example, tmp_path):
     range; the last example shares a GPU: spans timed at the GPU's shared rate)."""
     _compiled()
     path = HERE.parent.parent.parent / "examples" / example
-    outputs = {}
-    for flag in ("1", "0"):
-        out = tmp_path / flag
-        subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--out", str(out)],
-                       check=True, capture_output=True, env={**os.environ, "LABSIM_NATIVE": flag})
-        outputs[flag] = {f.name: f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
+    outputs = outputs_compiled_and_pure(path, tmp_path)
     assert outputs["1"].keys() == outputs["0"].keys() and "requests.csv" in outputs["1"]
     assert outputs["1"] == outputs["0"]
 
