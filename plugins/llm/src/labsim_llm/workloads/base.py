@@ -302,13 +302,7 @@ class ArrivalStream:
 
     def start(self) -> None:
         """Start the stream (its first gap begins when SimPy initialises its process)."""
-        self.env.process(self._first())
-
-    def _first(self) -> Generator[Any, Any, None]:
-        self.workload._open_sources += 1
-        self._next()
-        return
-        yield  # a generator: SimPy runs its first step as it would a process's
+        start_source(self.env, self.workload, self._next)
 
     def _next(self) -> None:
         self.env.timeout(self.gaps()).callbacks.append(self._arrive)
@@ -324,9 +318,24 @@ class ArrivalStream:
         self._next()
 
 
-__all__ = ["ArrivalStream", "RequestWorkload", "Sampler", "Session"]
+def start_source(env: Any, workload: Any, first: Callable[[], None]) -> None:
+    """Start an arrival source of *workload* (an :class:`ArrivalStream`, a trace's replay):
+    *first* runs at the first step of a SimPy process, as a source that is a process of its own
+    starts, so every event it schedules keeps its place in the queue; the workload's
+    ``_open_sources`` counts the source from then until the source ends it."""
+    env.process(_first_step(workload, first))
+
+
+def _first_step(workload: Any, first: Callable[[], None]) -> Generator[Any, Any, None]:
+    workload._open_sources += 1
+    first()
+    return
+    yield  # a generator: SimPy runs its first step as it would a process's
+
+
+__all__ = ["ArrivalStream", "RequestWorkload", "Sampler", "Session", "start_source"]
 
 #: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
-PURE = {name: globals()[name] for name in ("ArrivalStream", "RequestWorkload")}
+PURE = {name: globals()[name] for name in ("ArrivalStream", "RequestWorkload", "start_source")}
 
 native.use_group_twin("labsim_llm", llm_native.MODULES, "request_workload", globals(), PURE)

@@ -28,13 +28,13 @@ one event.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
 from typing import Any
 
 from labsim import native
 
 from labsim_llm import native as llm_native
 from labsim_llm.request import Request
+from labsim_llm.workloads.base import start_source
 from labsim_llm.workloads.draws import Uniforms
 
 
@@ -64,13 +64,7 @@ class TraceReplay:
 
     def start(self) -> None:
         """Start the replay (its first rows are sent when SimPy initialises its process)."""
-        self.env.process(self._first())
-
-    def _first(self) -> Generator[Any, Any, None]:
-        self.workload._open_sources += 1
-        self._send_due()
-        return
-        yield  # a generator: SimPy runs its first step as it would a process's
+        start_source(self.env, self.workload, self._send_due)
 
     def _send_due(self) -> None:
         """Send the rows due now; wait for the next later one (or end)."""
