@@ -57,7 +57,7 @@ def test_the_front_door_gives_the_pure_outputs(case, tmp_path):
     if native.status()["request_workload"] != "compiled":
         if REQUIRED:
             raise AssertionError(f"labsim_llm's twins are required: {native.status()}")
-        pytest.skip("labsim_llm's compiled twins are not built here")
+        pytest.skip(f"labsim_llm's twins are not in use here: {native.status()['request_workload']}")
     framework, workload = WORKLOADS[case]
     path = tmp_path / "experiment.yaml"
     path.write_text(json.dumps(_experiment(framework, workload)))      # JSON is YAML

@@ -468,6 +468,8 @@ def test_compiled_draws_make_the_pure_requests(llm_registry, monkeypatch):
     from llm_fake_server import simulate
 
     _twin_of("draws")
+    if native.status()["draws"] != "compiled":     # built, but not in use (LABSIM_NATIVE=0)
+        pytest.skip(f"labsim_llm's draws run as {native.status()['draws']}")
     profile = {
         "profile_name": "chat", "system_prompt_tokens": 300, "num_system_prompts": 3,
         "prompt_tokens_dist_config": {"type": "LogNormal", "mean": 50, "sigma": 20, "is_int": True},
