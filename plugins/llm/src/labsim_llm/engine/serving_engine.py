@@ -294,6 +294,7 @@ class ServingEngine(labsim.Framework):
 
     def summary(self) -> dict:
         now = self.env.now
+        accounting: Any = self.context.accounting      # (set for every run by the orchestrator)
         if not self._closed:
             self._closed = True
             unfinished = 0
@@ -305,9 +306,8 @@ class ServingEngine(labsim.Framework):
                 unfinished += 1
                 self.metrics.request_unfinished(req)
             # the GPUs are billed until the last request left, or to the end while any is inside
-            accounting: Any = self.context.accounting
             accounting.release(self.instance_name, at=now if unfinished else self.last_left_s)
-        bill = self.context.accounting.bill(self.instance_name, end=now)  # type: ignore[union-attr]
+        bill = accounting.bill(self.instance_name, end=now)
         return self.metrics.summary(now, len(self.replicas), {"config": self.summary_config()}, bill=bill)
 
 
