@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from labsim import native
@@ -65,9 +65,14 @@ SAMPLER_PASSES = 3
 #: context up to the largest seen; about 16 MB of list and 48 MB of prices when full), past
 #: which they start again empty
 PRICE_TABLE_SLOTS = 1 << 21
-#: every whole number up to this is a double, and a float operation whose exact result is one
-#: gives it exactly
-EXACT_INT = 1 << 53
+#: 2**53: every whole number below it is a double, so a float operation on whole numbers whose
+#: exact result is below it gives that result exactly (and one whose exact result is not gives
+#: at least it: rounding keeps the order)
+EXACT_FLOAT: Final = 9007199254740992.0
+
+#: :meth:`StepPricer.decode_work_sum`'s whole-number terms of one batch size, as floats: ``(P·L,
+#: A·L, pp, H, W + N, K)`` (:meth:`StepPricer._decode_whole_terms`)
+WholeTerms = tuple[float, float, float, float, float, float]
 
 
 def experts_reached(tokens: int, experts: int, per_token: int) -> float:
@@ -259,7 +264,7 @@ class StepPricer:
         self._prefill: dict[tuple[int, int], float] = {}
         self._decode_steps: dict[int, Any] = {}     # batch size → decode_step_fn's price
         self._decode_terms: dict[int, tuple] = {}   # batch size → decode_work's terms
-        self._decode_ints: dict[int, Any] = {}   # batch size → decode_work_sum's whole terms
+        self._decode_ints: dict[int, WholeTerms | None] = {}   # batch size → decode_work_sum's whole terms
         self._decode_runs: dict[tuple, DecodeRunPrices] = {}
         self._decode_run_fns: dict[tuple, Any] = {}
         self._table_slots = 0         # the decode price tables' length, all together
@@ -669,20 +674,25 @@ class StepPricer:
         ``first_context + i · context_step``, summed one step after another from 0.0 (so equal,
         bit for bit, to adding the steps' work in a loop)."""
         b = num_decodes
-        whole = self._decode_ints.get(b, False)
-        if whole is False:
+        whole = self._decode_ints.get(b)
+        if whole is None and b not in self._decode_ints:
             whole = self._decode_whole_terms(b)
         if whole is not None and first_context >= 0 and context_step >= 0:
             # every term a whole number: each step's work, and each running sum, is a whole
             # number as well, so while none passes 2**53 every operation of the loop below is
-            # exact and its sums are the exact sums, found here in closed form
-            P, A, L, pp, H, W, K, N = whole
-            last = first_context + context_step * (steps - 1)
-            contexts = steps * first_context + context_step * (steps * (steps - 1) // 2)
-            flops = (steps * P * L + A * L * contexts) // pp + steps * H
-            nbytes = steps * (W + N) + K * contexts
-            if flops <= EXACT_INT and nbytes <= EXACT_INT and (P + A * last) * L <= EXACT_INT:
-                return float(flops), float(nbytes)
+            # exact and its sums are the exact sums, found here in closed form — in floats, each
+            # operation exact while its result stays below 2**53 (checked on the largest: the
+            # sums only grow, and pp divides P·L and A·L)
+            PL, AL, PP, H, WN, K = whole
+            m = float(steps)
+            last = float(first_context + context_step * (steps - 1))
+            contexts = m * first_context + float(context_step * (steps * (steps - 1) // 2))
+            summed = m * PL + AL * contexts
+            all_flops = summed / PP + m * H
+            all_bytes = m * WN + K * contexts
+            if (summed < EXACT_FLOAT and all_flops < EXACT_FLOAT and all_bytes < EXACT_FLOAT
+                    and PL + AL * last < EXACT_FLOAT):
+                return all_flops, all_bytes
         # work()'s arithmetic with chunks = (): attn = 4.0·hd·(ctx + 0); the flops'
         # "/ self.pp / 1.0" (dividing by 1.0 changes nothing); kv_read = kv·(ctx + 0)
         attn_coef = 4.0 * (self.heads * self.head_dim)
@@ -713,19 +723,20 @@ class StepPricer:
             ctx += context_step
         return flops, nbytes
 
-    def _decode_whole_terms(self, b: int):
-        """:meth:`decode_work_sum`'s terms for batch size *b* as integers ``(P, A, L, pp, H, W,
-        K, N)`` — a step over context *c* does ``(P + A·c)·L / pp + H`` FLOPs and moves ``W + K·c
-        + N`` bytes — when each is a whole number and *pp* divides ``(P + A·c)·L`` for every
-        *c*; else None (kept per batch size)."""
+    def _decode_whole_terms(self, b: int) -> WholeTerms | None:
+        """:meth:`decode_work_sum`'s terms for batch size *b*, ``(P·L, A·L, pp, H, W + N, K)`` as
+        floats — a step over context *c* does ``(P + A·c)·L / pp + H`` FLOPs and moves ``W + K·c
+        + N`` bytes — when each of ``P, A, L, pp, H, W, K, N`` is a whole number and *pp* divides
+        ``(P + A·c)·L`` for every *c*; else None (kept per batch size)."""
         p, a, layers, pp, h, w, k, n = self.decode_work_terms(b)
         floats = (p, a, h, w, k, n)
-        whole = None
+        whole: WholeTerms | None = None
         if (all(x >= 0 and float(x).is_integer() for x in floats) and isinstance(layers, int)
                 and isinstance(pp, int) and layers >= 1 and pp >= 1):
             P, A, H, W, K, N = (int(x) for x in floats)
             if (P * layers) % pp == 0 and (A * layers) % pp == 0:
-                whole = (P, A, layers, pp, H, W, K, N)
+                whole = (float(P * layers), float(A * layers), float(pp), float(H), float(W + N),
+                         float(K))
         if len(self._decode_ints) >= 65536:
             self._decode_ints.clear()
         self._decode_ints[b] = whole
