@@ -208,12 +208,15 @@ class GapHistogram:
         self._total = 0.0
         self.n: Any = 0       # (Any: an engine may count in numpy integers, as in the pure class)
         self._log_ratio = math.log(self.RATIO)
-        # the ledger: one entry per value added, in order. times > 0: *value* seen by *times*
-        # streams, summed as numpy sums that many copies (add_uniform); times < 0: *value*
-        # seen by -times streams, summed as value * -times (add_repeated); times == 0: *value*
-        # is a sum to add to the total as it is, its values binned already
+        # the ledger: one value per entry, in order, and each entry's *times* in runs (the
+        # entries of a run of _run_counts[i] share _run_times[i]: a span's decode steps are seen
+        # by as many streams each). times > 0: *value* seen by *times* streams, summed as numpy
+        # sums that many copies (add_uniform); times < 0: *value* seen by -times streams, summed
+        # as value * -times (add_repeated); times == 0: *value* is a sum to add to the total as
+        # it is, its values binned already
         self._values: list[Any] = []
-        self._times: list[Any] = []
+        self._run_times: list[Any] = []
+        self._run_counts: list[int] = []
 
     @property
     def counts(self) -> np.ndarray:
@@ -234,6 +237,15 @@ class GapHistogram:
         if self._values:
             self._settle()
         self._total = value
+
+    def _mark(self, times, count: int) -> None:
+        """The ledger's latest *count* entries are seen by *times* streams (see ``__init__``)."""
+        kinds = self._run_times
+        if kinds and kinds[-1] == times:
+            self._run_counts[-1] += count
+        else:
+            kinds.append(times)
+            self._run_counts.append(count)
 
     def _bin(self, values):
         v = np.maximum(np.asarray(values, dtype=float), self.LOW)
@@ -256,7 +268,7 @@ class GapHistogram:
         if values.size:
             np.add.at(self._counts, self._bin(values), 1)
             self._values.append(float(values.sum()))
-            self._times.append(0)
+            self._mark(0, 1)
             self.n += int(values.size)
             if len(self._values) >= self.LEDGER:
                 self._settle()
@@ -268,7 +280,7 @@ class GapHistogram:
             if times > 0:
                 values = self._values
                 values.append(value)
-                self._times.append(times)
+                self._mark(times, 1)
                 self.n += times
                 if len(values) >= self.LEDGER:
                     self._settle()
@@ -282,7 +294,7 @@ class GapHistogram:
         np.add.at(self._counts, self._bin(every[times:]), 1)
         self._counts[self._bin1(value)] += times
         self._values.append(float(every.sum()))
-        self._times.append(0)
+        self._mark(0, 1)
         self.n += times + k
         if len(self._values) >= self.LEDGER:
             self._settle()
@@ -298,7 +310,8 @@ class GapHistogram:
             return
         ledger = self._values
         ledger.extend(values)
-        self._times.extend(times)
+        for t in times:
+            self._mark(t, 1)
         self.n += sum(times)
         if len(ledger) >= self.LEDGER:
             self._settle()
@@ -307,7 +320,7 @@ class GapHistogram:
         """Count *value* (seconds) *times* times (one decode step seen by *times* sequences)."""
         if times > 0:
             self._values.append(value)
-            self._times.append(-times)
+            self._mark(-times, 1)
             self.n += times
             if len(self._values) >= self.LEDGER:
                 self._settle()
@@ -319,7 +332,7 @@ class GapHistogram:
             return
         ledger = self._values
         ledger.extend(values)
-        self._times.extend([-times] * len(values))
+        self._mark(-times, len(values))
         self.n += times * len(values)
         if len(ledger) >= self.LEDGER:
             self._settle()
@@ -329,10 +342,12 @@ class GapHistogram:
         :meth:`add_uniform` (numpy's pairwise sum of its copies), :meth:`add_repeated` (one
         product) or :meth:`add` (a sum) gives it, lane by lane with the same operations, then
         added to the running total in order (``np.add.accumulate`` adds one at a time)."""
-        v = np.array(self._values, dtype=float)
-        t = np.array(self._times, dtype=np.int64)
+        values = self._values
+        v = np.fromiter(values, dtype=float, count=len(values))
+        t = np.repeat(np.array(self._run_times, dtype=np.int64), self._run_counts)
         self._values = []
-        self._times = []
+        self._run_times = []
+        self._run_counts = []
         counted = t != 0
         if counted.all():
             np.add.at(self._counts, self._bin(v), np.abs(t))
