@@ -156,15 +156,19 @@ class DecodePricer:
                 while (total_context + i * step) / n < limit:
                     i += 1
                 end = total_context + i * step
+            # the contexts total_context, + step ... before end, by index: a range with a step
+            # that is not a constant would be walked as Python objects when compiled
+            span = -(-(end - total_context) // step)
             if stream_only:
                 if side:
-                    out += [(c * per_token + q_term) / bw + t_ctas + fixed_a + fixed_b + side_s
-                            for c in range(total_context, end, step)]
+                    out += [((total_context + i * step) * per_token + q_term) / bw + t_ctas
+                            + fixed_a + fixed_b + side_s for i in range(span)]
                 else:
-                    out += [(c * per_token + q_term) / bw + t_ctas + fixed_a + fixed_b
-                            for c in range(total_context, end, step)]
+                    out += [((total_context + i * step) * per_token + q_term) / bw + t_ctas
+                            + fixed_a + fixed_b for i in range(span)]
             else:
-                for c in range(total_context, end, step):
+                for i in range(span):
+                    c = total_context + i * step
                     hi = (c * per_token + q_term) / bw          # t_stream
                     t_busiest = waves * (c / n * 2.0 * head_dim * kv_bytes / split) / share
                     t_flops = flop_coef * c / flop_rate

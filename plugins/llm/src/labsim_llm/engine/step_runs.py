@@ -46,7 +46,8 @@ def gaps_and_block_seconds(bounds: list[float], count: int, start: float, held: 
     return gaps, block_seconds
 
 
-def extend_ends(ends: list, prices, t, j: int, k: int, least: int, horizon, chunk: int) -> None:
+def extend_ends(ends: list[float], prices, t: float, j: int, k: int, least: int, horizon: float,
+                chunk: int) -> None:
     """Append to *ends* (a span's step end times, *j* of them so far, the last at *t*) the ends
     of its next steps, at least up to step *least* and past *horizon*, at most *k* steps in
     all. ``prices(j0, j1)``: the list of the prices of steps ``j0 … j1 − 1``; they are asked
@@ -58,7 +59,7 @@ def extend_ends(ends: list, prices, t, j: int, k: int, least: int, horizon, chun
         chunk *= 2
         lo = least - 1          # from step lo on (counted from 0), an end past horizon stops it
         for p in prices(j, n):
-            t = t + p
+            t = t + float(p)        # (a float already: typed, the sum is worked out unboxed)
             ends.append(t)
             j += 1
             if j > lo and t >= horizon:
