@@ -23,6 +23,7 @@ for from the start).
 from __future__ import annotations
 
 import math
+import struct
 from array import array
 from typing import Any
 
@@ -343,7 +344,9 @@ class GapHistogram:
         product) or :meth:`add` (a sum) gives it, lane by lane with the same operations, then
         added to the running total in order (``np.add.accumulate`` adds one at a time)."""
         values = self._values
-        v = np.fromiter(values, dtype=float, count=len(values))
+        # packed as C doubles (float() of each, as np.array(values, dtype=float) converts them)
+        # and read in place: about twice as quick as numpy converting the list itself
+        v = np.frombuffer(struct.pack(f"{len(values)}d", *values), dtype=float)
         t = np.repeat(np.array(self._run_times, dtype=np.int64), self._run_counts)
         self._values = []
         self._run_times = []
