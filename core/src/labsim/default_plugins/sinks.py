@@ -18,6 +18,7 @@ from operator import itemgetter
 from pathlib import Path
 
 from labsim.components import MetricSink
+from labsim.default_plugins.csv_chunks import chunk_text
 from labsim.errors import UsageError
 from labsim.hookspecs import hookimpl
 from labsim.metrics import clean
@@ -133,12 +134,21 @@ def _open_temp(path: Path):
 CHUNK_ROWS = 4096
 
 
+#: rows from which a buffer is formatted a column at a time (:func:`chunk_text`): its fixed
+#: cost (the numpy calls, some 2M instructions) is that of 50 to 70 requests rows formatted one
+#: at a time, and the two cost the same near 100 rows (measured); smaller buffers, a run's last
+#: one for instance, are formatted a row at a time
+VECTOR_ROWS = 128
+
+
 class _CsvWriter:
     """One table's CSV file. Rows wait in a buffer of at most :attr:`chunk_rows` and are
-    written together (:meth:`flush`): a buffer whose rows all have one sequence of cell types
-    is formatted by its :class:`LineFormat` in one pass, byte for byte the lines of one row at
-    a time (tested). A row is kept until it is written, so the producer does not change it
-    afterwards (a tuple, or a list made for the row)."""
+    written together (:meth:`flush`): a buffer of :data:`VECTOR_ROWS` rows or more is
+    formatted a column at a time by :func:`chunk_text`; a smaller one (or one it does not take)
+    whose rows all have one sequence of cell types is formatted by its :class:`LineFormat` in
+    one pass; both are byte for byte the lines of one row at a time (tested). A row is kept
+    until it is written, so the producer does not change it afterwards (a tuple, or a list
+    made for the row)."""
 
     def __init__(self, path: Path, columns, chunk_rows: int = CHUNK_ROWS):
         self.path = path
@@ -174,6 +184,10 @@ class _CsvWriter:
         if not rows:
             return
         self._rows = []
+        text = chunk_text(rows, format_row) if len(rows) >= VECTOR_ROWS else None
+        if text is not None:
+            self.handle.write(text)
+            return
         fmt = self._chunk_format(rows)
         if fmt is None:                  # rows of several shapes, or cells of other types
             for row in rows:
