@@ -311,8 +311,12 @@ class GapHistogram:
             return
         ledger = self._values
         ledger.extend(values)
-        for t in times:
-            self._mark(t, 1)
+        first = times[0]
+        if times.count(first) == len(times):       # (as a span's steps mostly are)
+            self._mark(first, len(times))
+        else:
+            for t in times:
+                self._mark(t, 1)
         self.n += sum(times)
         if len(ledger) >= self.LEDGER:
             self._settle()
