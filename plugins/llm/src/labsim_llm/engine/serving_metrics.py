@@ -314,9 +314,9 @@ class GapHistogram:
         first = times[0]
         if times.count(first) == len(times):       # (as a span's steps mostly are)
             self._mark(first, len(times))
-        else:
-            for t in times:
-                self._mark(t, 1)
+        else:                                       # runs of one entry each
+            self._run_times.extend(times)
+            self._run_counts.extend([1] * len(times))
         self.n += sum(times)
         if len(ledger) >= self.LEDGER:
             self._settle()
