@@ -55,10 +55,14 @@ _BLANK = 0xFF
 _ZERO_TO_BLANK = ord("0") ^ _BLANK
 #: 10**k, exact, for 0 <= k <= 22
 _POW10 = np.array([float(10 ** k) for k in range(23)])
-#: the four ASCII digits of 0 ... 9999 (leading zeros included), as one uint32 each
-_DIGITS4 = np.array([f"{i:04d}".encode() for i in range(10_000)]).view(np.uint32)
+_UP_TO_9999 = np.arange(10_000)
+#: the four ASCII digits of 0 ... 9999 (leading zeros included), as one uint32 each (made by
+#: numpy: this module is imported at every run's start)
+_DIGITS4 = (np.stack([_UP_TO_9999 // 1000, _UP_TO_9999 // 100 % 10, _UP_TO_9999 // 10 % 10,
+                      _UP_TO_9999 % 10], axis=1) + ord("0")).astype(np.uint8).view(np.uint32)[:, 0]
 #: trailing zeros of 0 ... 9999 written with four digits
-_TRAILING4 = np.array([4 - len(f"{i:04d}".rstrip("0")) for i in range(10_000)], dtype=np.intp)
+_TRAILING4 = ((_UP_TO_9999 % 10 == 0).astype(np.intp) + (_UP_TO_9999 % 100 == 0)
+              + (_UP_TO_9999 % 1000 == 0) + (_UP_TO_9999 == 0))
 #: a point and three blank bytes: the word between a float's integer part and its fraction
 _POINT_WORD = int(np.frombuffer(b".\xff\xff\xff", dtype=np.uint32)[0])
 #: ints written by their digits: magnitudes below this (exact in float64)
