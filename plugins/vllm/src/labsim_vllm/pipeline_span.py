@@ -50,6 +50,7 @@ import math
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from labsim_llm.engine.timers import plain_schedule, timeout
 from labsim_vllm.quiet_batches import LAND_ELSEWHERE, PRICE_MISSING, QuietLane, QuietRun, land_quiet_batches
 from labsim_vllm.seq import Step
 from labsim_vllm.state import ReplicaState
@@ -85,6 +86,8 @@ NO_WORK = (0.0,) * 8
 
 #: decode steps priced at once, at most, when a batch's next context is not in its price table yet
 PRICED_AHEAD = 16
+
+INF = math.inf
 
 
 class Batch:
@@ -414,6 +417,10 @@ class PipelineSpan:
         peers = self.peers
         limit = self.limit
         known = None            # whether the head is quiet, as _run_ahead just found
+        # SimPy 4's own queue and clock (timers.plain_schedule): read directly, as its ``now``
+        # and ``peek`` read them, a call fewer each (asked at every turn)
+        plain = plain_schedule(env)
+        queue: list = env._queue if plain else []
         while True:
             if not batches:
                 self._joined = env.event()
@@ -422,7 +429,7 @@ class PipelineSpan:
                 continue
             head = batches[0]
             due = head.due
-            now = env.now
+            now = env._now if plain else env.now
             engine = head.engine
             if known is None:
                 quiet = head.group_only and engine.quiet_batch()
@@ -430,7 +437,7 @@ class PipelineSpan:
                 quiet = known
                 known = None
             if quiet or due > now:
-                peek = env.peek()
+                peek = (queue[0][0] if queue else INF) if plain else env.peek()
                 ahead = due < peek and due <= limit and not peers.waiting_on_change
                 if quiet and ahead:
                     # (a batch due now as well: nobody waits for its end, see _land)
@@ -459,9 +466,9 @@ class PipelineSpan:
                     continue
                 # something comes first: land it (or take its engine's turn) when it ends
                 if delay is None:           # no delay reaches it from now: half way first
-                    yield env.timeout((due - now) / 2)     # (from there, due − now is exact)
+                    yield timeout(env, (due - now) / 2)     # (from there, due − now is exact)
                 else:
-                    yield env.timeout(delay)
+                    yield timeout(env, delay)
                 continue
             if quiet:
                 self._land(head)
@@ -480,7 +487,7 @@ class PipelineSpan:
         env = self.env
         while env.now < t:
             delay = delay_to(env.now, t)
-            yield env.timeout(delay if delay is not None else (t - env.now) / 2)
+            yield timeout(env, delay if delay is not None else (t - env.now) / 2)
 
     def _run_ahead(self, peek: float) -> tuple[float, bool]:
         """Land quiet batches ahead of the clock while they end before *peek*, the next

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from labsim import native
 
 from labsim_llm import native as llm_native
+from labsim_llm.engine.timers import call_later
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,8 @@ class Frontend:
     """An engine's API server inside the simulation: delays each request on its way in and
     each first token on its way out by :class:`FrontendCost`.
 
-    A request is handed to the engine by a timeout callback rather than a SimPy process,
-    so the cost per request stays one event. ``enabled=False`` makes both delays zero.
+    A request is handed to the engine by a timer's callback (:func:`~labsim_llm.engine.timers.call_later`)
+    rather than a SimPy process, so the cost per request stays one event. ``enabled=False`` makes both delays zero.
     """
 
     def __init__(self, env, enabled: bool = True, cost: FrontendCost = DEFAULT_FRONTEND,
@@ -136,8 +137,7 @@ class Frontend:
             del self._in_flight[key]
             deliver(request)
 
-        event = self.env.timeout(delay)
-        event.callbacks.append(handed_over)
+        call_later(self.env, delay, handed_over)
 
     def pending(self) -> list:
         """Requests still in the API server (for the end-of-run ``unfinished`` rows)."""

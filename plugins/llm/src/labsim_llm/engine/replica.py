@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from labsim_llm.engine.kv_cache import block_ids
+from labsim_llm.engine.timers import timeout
 
 
 class Seq:
@@ -153,7 +154,7 @@ class ReplicaShell:
         """
         gpus = self.gpus
         if gpus.exclusive:
-            return self.env.timeout(seconds)
+            return timeout(self.env, seconds)
         return gpus.execute(seconds, self.membound(step) if step is not None else None)
 
     def membound(self, step) -> float | None:

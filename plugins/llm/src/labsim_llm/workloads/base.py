@@ -39,6 +39,7 @@ from labsim.engine import stream_key
 from mypy_extensions import mypyc_attr
 
 from labsim_llm import native as llm_native
+from labsim_llm.engine.timers import call_later
 from labsim_llm.request import Request
 from labsim_llm.workloads.draws import Sampler, Session
 
@@ -197,7 +198,7 @@ class RequestWorkload(Workload):
         self.busy -= 1
         if self._depth:  # called from inside target.submit (an instant rejection): refill later
             self.busy += 1
-            self.env.timeout(0).callbacks.append(self._released_later)
+            call_later(self.env, 0, self._released_later)
             return
         while self.busy < self.concurrency and not self._stopped:
             request = self._waiting.popleft() if self._waiting else self._next_fresh()
@@ -239,7 +240,7 @@ class RequestWorkload(Workload):
         def after_think(_event: object) -> None:
             self._after_think(nxt)
 
-        self.env.timeout(think).callbacks.append(after_think)
+        call_later(self.env, think, after_think)
 
     def _after_think(self, request: Request) -> None:
         self._thinking -= 1
@@ -269,8 +270,8 @@ class ArrivalStream:
     """One open-loop arrival stream of a workload: a request one gap after another.
 
     The first gap starts when the stream's SimPy process first runs (at ``env.process``'s
-    initialisation, as a process of its own would); after that each arrival is a timeout's
-    callback, which sends the request (``source.fresh(workload)`` with ``source`` the fixed
+    initialisation, as a process of its own would); after that each arrival is a timer's
+    callback (:func:`~labsim_llm.engine.timers.call_later`), which sends the request (``source.fresh(workload)`` with ``source`` the fixed
     *profile*, else ``pick()``) and schedules the next arrival, so an arrival costs one event.
     The stream ends at the first arrival the workload no longer allows (a bound reached, or
     ``num_requests`` sent or waiting); the workload's ``_open_sources`` counts it while it runs.
@@ -305,7 +306,7 @@ class ArrivalStream:
         start_source(self.env, self.workload, self._next)
 
     def _next(self) -> None:
-        self.env.timeout(self.gaps()).callbacks.append(self._arrive)
+        call_later(self.env, self.gaps(), self._arrive)
 
     def _arrive(self, _event: object) -> None:
         wl = self.workload

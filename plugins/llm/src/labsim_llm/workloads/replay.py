@@ -4,7 +4,8 @@
 :class:`TraceReplay` then sends its rows at their times: each row becomes a
 :class:`~labsim_llm.request.Request` (a conversation's later rows carry its earlier turns, so a
 prefix cache sees them) and is offered to the workload at the row's time. Rows at one time are
-sent together; a later row waits for a timeout whose callback sends it, so a row costs at most
+sent together; a later row waits for a timer whose callback sends it
+(:func:`~labsim_llm.engine.timers.call_later`), so a row costs at most
 one event.
 
 >>> import simpy
@@ -33,6 +34,7 @@ from typing import Any
 from labsim import native
 
 from labsim_llm import native as llm_native
+from labsim_llm.engine.timers import call_later
 from labsim_llm.request import Request
 from labsim_llm.workloads.base import start_source
 from labsim_llm.workloads.draws import Uniforms
@@ -72,7 +74,7 @@ class TraceReplay:
         while self.next_row < len(times):
             t = times[self.next_row]
             if t > env.now:
-                env.timeout(t - env.now).callbacks.append(self._waited)
+                call_later(env, t - env.now, self._waited)
                 return
             if not self._send_row():
                 return

@@ -1,0 +1,157 @@
+"""Timers (labsim_llm.engine.timers): callbacks and process waits without SimPy's Timeout, in
+the places SimPy's Timeout would take."""
+
+import random
+
+import pytest
+import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from labsim_llm.engine import timers
+
+
+def _both(module):
+    """The module's call_later and timeout (pure or compiled namespace)."""
+    return module["call_later"], module["timeout"]
+
+
+def _namespaces():
+    found = [timers.PURE]
+    try:
+        found.append(vars(__import__("labsim_llm.native.timers", fromlist=["PURE"])))
+    except ImportError:
+        pass
+    return found
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.25]), st.booleans()),
+                min_size=1, max_size=30))
+def test_timers_fire_in_the_order_timeouts_would(plan):
+    """Callbacks scheduled by call_later, mixed with SimPy timeouts at equal and different
+    delays, run at the same times in the same order as when all are timeouts."""
+    def fired(use_timers, call_later):
+        env = simpy.Environment()
+        seen = []
+        for i, (delay, as_timer) in enumerate(plan):
+            def note(_event, i=i):
+                seen.append((i, env.now))
+            if use_timers and as_timer:
+                call_later(env, delay, note)
+            else:
+                env.timeout(delay).callbacks.append(note)
+        env.run()
+        return seen
+
+    for namespace in _namespaces():
+        call_later, _ = _both(namespace)
+        assert fired(True, call_later) == fired(False, call_later)
+
+
+def test_a_process_waits_on_a_timer_as_on_a_timeout():
+    """A process that yields timeout(env, d) resumes d later with the value None, in the order a
+    SimPy timeout would have resumed it, and can be interrupted while it waits."""
+    for namespace in _namespaces():
+        _, timeout = _both(namespace)
+        for make in (timeout, lambda env, d: env.timeout(d)):
+            env = simpy.Environment()
+            log = []
+
+            def sleeper(name, delays, make=make, env=env, log=log):
+                for d in delays:
+                    try:
+                        value = yield make(env, d)
+                        log.append((name, env.now, value))
+                    except simpy.Interrupt:
+                        log.append((name, env.now, "interrupted"))
+
+            env.process(sleeper("a", [1.0, 0.5, 0.0]))
+            victim = env.process(sleeper("b", [0.5, 3.0, 1.0]))
+
+            def interrupter(env=env, victim=victim):
+                yield env.timeout(2.0)
+                victim.interrupt()
+
+            env.process(interrupter())
+            env.run()
+            if make is timeout:
+                ours = list(log)
+            else:
+                assert ours == log
+        assert ("b", 2.0, "interrupted") in ours
+
+
+def test_negative_delays_are_refused_as_simpy_refuses_them():
+    for namespace in _namespaces():
+        call_later, timeout = _both(namespace)
+        env = simpy.Environment()
+        with pytest.raises(ValueError, match="Negative delay"):
+            call_later(env, -1.0, lambda event: None)
+        with pytest.raises(ValueError, match="Negative delay"):
+            timeout(env, -0.5)
+
+
+def test_an_environment_with_its_own_scheduling_gets_real_timeouts():
+    """A subclass that schedules its own way (or overrides timeout) is not written to directly:
+    its own methods run."""
+    class Counting(simpy.Environment):
+        scheduled = 0
+
+        def schedule(self, event, priority=1, delay=0):
+            Counting.scheduled += 1
+            super().schedule(event, priority, delay)
+
+    class OwnTimeout(simpy.Environment):
+        made = 0
+
+        def timeout(self, delay, value=None):
+            OwnTimeout.made += 1
+            return super().timeout(delay, value)
+
+    for namespace in _namespaces():
+        call_later, timeout = _both(namespace)
+        assert namespace["plain_schedule"](simpy.Environment())
+        for cls in (Counting, OwnTimeout):
+            env = cls()
+            assert not namespace["plain_schedule"](env)
+            seen = []
+            call_later(env, 1.0, lambda event: seen.append(env.now))
+
+            def proc(env=env):
+                yield timeout(env, 2.0)
+                seen.append(env.now)
+
+            env.process(proc())
+            env.run()
+            assert seen == [1.0, 2.0]
+        assert Counting.scheduled > 0 and OwnTimeout.made > 0
+        Counting.scheduled = OwnTimeout.made = 0
+
+
+def test_a_random_mix_runs_alike_pure_and_compiled():
+    """The compiled twin and the pure module schedule the same events in the same places."""
+    spaces = _namespaces()
+    if len(spaces) < 2:
+        pytest.skip("labsim_llm's compiled twins are not built here")
+    runs = []
+    for namespace in spaces:
+        call_later, timeout = _both(namespace)
+        rng = random.Random(3)
+        env = simpy.Environment()
+        seen = []
+
+        def chain(_event, n=0, env=env, rng=rng, seen=seen, call_later=call_later):
+            seen.append(("cb", n, env.now))
+            if n < 40:
+                call_later(env, rng.choice([0.0, 0.125, 0.3]), lambda e: chain(e, n + 1))
+
+        def proc(env=env, rng=rng, seen=seen, timeout=timeout):
+            for i in range(40):
+                yield timeout(env, rng.choice([0.0, 0.125, 0.25]))
+                seen.append(("proc", i, env.now))
+
+        call_later(env, 0.0, chain)
+        env.process(proc())
+        env.run()
+        runs.append(seen)
+    assert runs[0] == runs[1]
