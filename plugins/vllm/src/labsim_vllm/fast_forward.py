@@ -35,8 +35,11 @@ from simpy import Interrupt
 
 from labsim import native
 from labsim_llm.engine.step_runs import extend_ends, gaps_and_block_seconds, span_blocks
+from labsim_llm.engine.timers import plain_schedule
 from labsim_vllm.seq import MAX_SPAN, Span, Step
 from labsim_vllm.shared_span import SharedSpan
+
+INF = float("inf")
 
 #: spans of at least this many steps are committed with arrays (fewer: a plain loop is quicker;
 #: callgrind puts the two level at about 75 steps) — in pure Python: the compiled loop
@@ -234,8 +237,16 @@ class FastForward(SharedSpan):
         ahead = self._due_in() if self._woken_uncut else 0.0
         woken_uncut = False
         done = None
+        # SimPy 4's own queue and clock (timers.plain_schedule), read directly
+        plain = plain_schedule(env)
+        queue: list = env._queue if plain else []
         while True:
-            self._bounds(bounds, len(bounds) + more or 1, k, max(env.peek(), env.now + ahead), span[2],
+            if plain:
+                horizon = queue[0][0] if queue else INF
+                at = env._now + ahead
+            else:
+                horizon, at = env.peek(), env.now + ahead
+            self._bounds(bounds, len(bounds) + more or 1, k, max(horizon, at), span[2],
                          start, (bounds[-1] - (bounds[-2] if len(bounds) > 1 else start)) if bounds
                          else self._step_s)
             more = 2 * more or 1
@@ -245,10 +256,10 @@ class FastForward(SharedSpan):
                     j = k           # landed at once: nothing can cut it, nobody sees its end
                     break
             try:
-                yield self.gpu_work(max(0.0, bounds[-1] - env.now))
+                yield self.gpu_work(max(0.0, bounds[-1] - (env._now if plain else env.now)))
             except Interrupt:
                 pass
-            now = env.now
+            now = env._now if plain else env.now
             if self._span_cut and (now < bounds[-1] or len(bounds) < k):
                 j = min(bisect.bisect_left(bounds, now) + 1, len(bounds))
                 if bounds[j - 1] > now:

@@ -43,6 +43,7 @@ from typing import Any
 
 from labsim_llm.engine.kv_cache import BlockPool
 from labsim_llm.engine.multistep import MultiStepGate
+from labsim_llm.engine.timers import plain_schedule
 
 from labsim_vllm.pipeline_span import NO_ROW_QUEUES
 from labsim_vllm.seq import MAX_SPAN, V0_WATERMARK, Seq, Step, _by_no
@@ -52,6 +53,8 @@ from labsim_vllm.v1 import V1Scheduler
 #: weight of the latest gap between requests in their moving average (how far a span prices
 #: ahead when spans wake before anything cuts them: :meth:`~labsim_vllm.fast_forward.FastForward._run_span`)
 GAP_WEIGHT = 0.125
+
+INF = math.inf
 
 
 class Replica(V1Scheduler):
@@ -285,6 +288,10 @@ class Replica(V1Scheduler):
         ahead = self.fast_forward and self.gpus.exclusive
         horizon = math.nextafter(self.time_limit, math.inf)     # (steps ending after the run: not landed)
         peek = env.peek
+        # SimPy 4's own queue and clock (timers.plain_schedule): read directly, as its ``peek``
+        # and ``now`` read them, a call fewer each (asked at every step)
+        plain = plain_schedule(env)
+        queue: list = env._queue if plain else []
         while True:
             if self._lag_first or self._lag_done:
                 if not self._num_running() and not self.waiting:
@@ -351,7 +358,9 @@ class Replica(V1Scheduler):
                     continue
             else:
                 self.clock = end = start + dt
-                if (ahead and end < horizon and end < peek() and self.gpu_is_alone()
+                if (ahead and end < horizon
+                        and end < ((queue[0][0] if queue else INF) if plain else peek())
+                        and self.gpu_is_alone()
                         and not self._lag_first and not self._lag_done):
                     # nothing can happen before it ends (the next event comes later); if landing
                     # it reports nothing, or only finishes nobody acts on at their time, its
@@ -362,7 +371,7 @@ class Replica(V1Scheduler):
                         if done:
                             self.owner.last_left_s = end    # (one event each: env.now then)
                         continue
-            end = yield self.gpu_work(max(0.0, self.clock - env.now), step)
+            end = yield self.gpu_work(max(0.0, self.clock - (env._now if plain else env.now)), step)
             if end is not None:
                 self.clock = end
             self._commit(step, start, self.clock)
