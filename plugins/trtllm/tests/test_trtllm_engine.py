@@ -281,3 +281,42 @@ def test_taking_more_kv_blocks_than_are_free_names_the_scheduler_and_takes_none(
     assert replica.pool.num_free == 4
     replica._take(3)
     assert (replica.pool.num_free, replica.pool.num_used) == (1, 3)
+
+
+@pytest.mark.parametrize("trt", [
+    {"kv_cache_max_tokens": 3000, "max_seq_len": 4096},
+    {"kv_cache_max_tokens": 3000, "max_seq_len": 8192, "enable_chunked_prefill": False,
+     "max_num_tokens": 2048},
+    {"kv_cache_max_tokens": 100_000, "max_seq_len": 4000, "tokens_per_block": 64,
+     "disable_overlap_scheduler": True},
+])
+def test_reject_reason_answers_every_request_as_its_three_checks(trt):
+    """The reason a request is rejected (its answer is looked up against limits worked out once,
+    every arrival asking) is the one its three checks give: prompt + output over max_seq_len,
+    an unchunked prompt over max_num_tokens, a reservation over the KV cache — at and around
+    each limit."""
+    from labsim.orchestrator import Orchestrator, load_experiment
+    from labsim_llm.request import Request
+
+    fw = Orchestrator(load_experiment(experiment(trt=trt)))._build([])[3][0]
+    cfg, replica, blocks = fw.cfg, fw.replicas[0], fw.plan.num_blocks
+
+    def checks(r):
+        if r.prompt_tokens + r.max_output_tokens > cfg["max_seq_len"]:
+            return "exceeds_max_seq_len"
+        if not cfg["enable_chunked_prefill"] and r.prompt_tokens > cfg["max_num_tokens"]:
+            return "exceeds_max_num_tokens"
+        if replica.need_total(r.prompt_tokens, r.max_output_tokens) > blocks:
+            return "exceeds_kv_cache"
+        return None
+
+    edges = {cfg["max_seq_len"], cfg["max_num_tokens"], blocks * replica.tpb - replica.extra_token}
+    totals = sorted({max(2, e + d) for e in edges for d in (-2, -1, 0, 1, 2)} | {10, 500})
+    answers = set()
+    for i, total in enumerate(totals):
+        for prompt in sorted({1, total // 2, total - 1, min(total - 1, cfg["max_num_tokens"] + 1)}):
+            out = total - prompt
+            r = Request(i, 0.0, prompt, out, out, ((i, prompt),))
+            answers.add(fw.reject_reason(r))
+            assert fw.reject_reason(r) == checks(r), (prompt, out)
+    assert None in answers and len(answers) >= 2

@@ -46,6 +46,13 @@ class TensorRTLLM(ServingEngine):
         return Replica(self, index, self.pricer, self.plan.num_blocks, self.cfg)
 
     def reject_reason(self, request) -> str | None:
+        prompt = request.prompt_tokens
+        total = prompt + request.max_output_tokens
+        fits = self._fits
+        if fits is None:
+            fits = self._fits = self._limits()
+        if total <= fits[0] and prompt <= fits[1]:
+            return None                     # (asked at every arrival: the checks below, in two)
         cfg = self.cfg
         if request.prompt_tokens + request.max_output_tokens > cfg["max_seq_len"]:
             return "exceeds_max_seq_len"
@@ -55,6 +62,19 @@ class TensorRTLLM(ServingEngine):
         if need > self.plan.num_blocks:
             return "exceeds_kv_cache"
         return None
+
+    _fits: tuple[int, float] | None = None
+
+    def _limits(self) -> tuple[int, float]:
+        """``(total, prompt)``: the most prompt + output tokens and the longest prompt that
+        :meth:`reject_reason` lets through. Each check is a bound on one of the two (a
+        request's block reservation grows with its total only)."""
+        cfg = self.cfg
+        replica = self.replicas[0]
+        # need_total(total, 0) <= num_blocks  ⇔  total + extra_token <= num_blocks × tpb
+        total = min(cfg["max_seq_len"], self.plan.num_blocks * replica.tpb - replica.extra_token)
+        prompt = float("inf") if cfg["enable_chunked_prefill"] else cfg["max_num_tokens"]
+        return total, prompt
 
     def summary_config(self) -> dict:
         cfg = self.cfg
