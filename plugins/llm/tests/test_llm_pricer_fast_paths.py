@@ -397,3 +397,34 @@ def test_uniform_shares_sum_copies_as_numpy_does():
     for shares in ways:
         got = shares(values, counts.astype(np.int64))
         assert [float(x) for x in got] == expected
+
+
+def test_ledger_counts_of_any_int_kind_settle_alike():
+    """The ledger's stream counts reach numpy packed as int64 when they are ints (runs of one
+    entry each, or longer), and through numpy's own conversion otherwise (counts that are
+    floats or numpy ints): the same bins and the same total as one add_uniform at a time."""
+    import numpy as np
+    from labsim_llm.engine import serving_metrics
+
+    kinds = {"int": int, "float": float, "numpy": np.int64}
+    rng = np.random.default_rng(11)
+    values = [float(x) for x in rng.uniform(1e-3, 0.05, 300)]
+    counts = [int(x) for x in rng.integers(1, 200, 300)]
+    reference = serving_metrics.GapHistogram()
+    for v, n in zip(values, counts):
+        reference.add_uniform(v, n)
+    for name, kind in kinds.items():
+        for equal in (False, True):
+            h = serving_metrics.GapHistogram()
+            for i in range(0, 300, 30):
+                ns = [counts[i]] * 30 if equal else counts[i:i + 30]
+                h.add_uniform_each(values[i:i + 30], [kind(n) for n in ns])
+            if equal:
+                expected = serving_metrics.GapHistogram()
+                for i in range(0, 300, 30):
+                    for v in values[i:i + 30]:
+                        expected.add_uniform(v, counts[i])
+            else:
+                expected = reference
+            assert h.total == expected.total and h.n == expected.n, (name, equal)
+            assert np.array_equal(h.counts, expected.counts), (name, equal)

@@ -33,7 +33,7 @@ That place is SimPy 4's own scheduling: an environment whose class overrides ``s
 from __future__ import annotations
 
 from heapq import heappush
-from typing import Any, Callable
+from typing import Any, Callable, Final
 
 import simpy
 from labsim import native
@@ -41,10 +41,10 @@ from labsim import native
 from labsim_llm import native as llm_native
 
 #: SimPy's priority of an ordinary event (``simpy.core.NORMAL``)
-NORMAL = 1
+NORMAL: Final = 1
 #: the methods whose behaviour :func:`call_later` reproduces, as SimPy 4 defines them
-_SCHEDULE = simpy.Environment.schedule
-_TIMEOUT = simpy.Environment.__dict__["timeout"]
+_SCHEDULE: Final = simpy.Environment.schedule
+_TIMEOUT: Final = simpy.Environment.__dict__["timeout"]
 
 
 class Timer:
@@ -71,7 +71,7 @@ def plain_schedule(env: Any) -> bool:
 
 
 #: :func:`plain_schedule`'s answers, by environment class
-_PLAIN: dict[type, bool] = {}
+_PLAIN: Final[dict[type, bool]] = {}
 
 
 def _inherited(cls: type, name: str) -> Any:
