@@ -30,6 +30,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
 from itertools import repeat
+from typing import Final
 
 from labsim import native
 
@@ -39,9 +40,9 @@ from labsim_llm import native as llm_native
 BlockKey = tuple
 
 
-_M64 = (1 << 64) - 1
+_M64: Final = (1 << 64) - 1
 #: odd, so ``id * _MIX mod 2**64`` is a bijection that scatters consecutive ids (ints hash linearly)
-_MIX = 0x9E3779B97F4A7C15
+_MIX: Final = 0x9E3779B97F4A7C15
 
 
 def block_keys(segments, block_size, limit=None, *, packed=False) -> Sequence:
@@ -185,6 +186,14 @@ class BlockPool:
                 break
             n += 1
         return n
+
+    def prompt_hits(self, keys, segments, max_blocks) -> tuple:
+        """``(keys, hits)``: *keys*, or when None the block keys of a prompt of *segments*
+        (:func:`block_ids`), and how many leading ones are cached (:meth:`match`, at most
+        *max_blocks*): an engine's lookup at a prompt's admission, in one call."""
+        if keys is None:
+            keys = block_ids(segments, self.block_size)
+        return keys, self.match(keys, max_blocks)
 
     def evictable(self, keys) -> int:
         """How many of the cached *keys* are free (a hit on them takes a block from the free pool)."""

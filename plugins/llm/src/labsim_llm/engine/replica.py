@@ -311,11 +311,8 @@ class ReplicaShell:
         """The leading prompt-block keys of *seq* found in the prefix cache, at most all but the
         block of the last of *tokens* (an engine recomputes the last token for its logits)."""
         pool = self.pool
-        bs = pool.block_size
-        keys = seq.keys
-        if keys is None:
-            seq.keys = keys = block_ids(seq.req.segments, bs)
-        hits = pool.match(keys, (tokens - 1) // bs)
+        keys, hits = pool.prompt_hits(seq.keys, seq.req.segments, (tokens - 1) // pool.block_size)
+        seq.keys = keys
         return list(keys[:hits]) if hits else []
 
     def register_prompt(self, seq: Seq, upto: int) -> None:
