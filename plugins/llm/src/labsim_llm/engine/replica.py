@@ -150,7 +150,8 @@ class ReplicaShell:
         accounting). The event's value is the simulated time the work ended when that is not
         ``now + seconds`` (a shared GPU ran it later), else None: the loops then keep their
         own sum, so outputs stay bit for bit. Under exclusive use (the default) it is a plain
-        timeout; on GPUs shared with other frameworks their sharing mode runs it.
+        timeout (a compiled one, :func:`labsim_llm.engine.timers.timeout`); on GPUs shared with
+        other frameworks their sharing mode runs it.
         """
         gpus = self.gpus
         if gpus.exclusive:
