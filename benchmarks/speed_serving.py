@@ -23,8 +23,10 @@ Cases (``--case``):
 
 ``--instructions`` counts instructions instead of seconds (``valgrind --tool=callgrind``, which
 must be installed): two fresh processes of different sizes, the difference divided by the
-difference in requests, so start-up cancels. Unlike seconds it does not move with the
-machine's load, so code before and after a change can be compared on a busy machine:
+difference in requests, so start-up cancels (a small run outside callgrind first caches the
+modules' bytecode, which a fresh checkout's first run would compile). Unlike seconds it does
+not move with the machine's load, so code before and after a change can be compared on a
+busy machine:
 
     python benchmarks/speed_serving.py --instructions --case trace         # per request, 1 vs 2 replays
     python benchmarks/speed_serving.py --instructions --sizes 2000,8000 --framework trtllm
@@ -256,6 +258,12 @@ def instructions(sizes: list[int], fast_forward: bool, framework: str, case: str
     """Instructions per simulated request of *case*: callgrind's total of fresh processes at
     the two *sizes* (whole replays for the trace), their difference over the difference in
     requests."""
+    # a small run first, outside callgrind: on a fresh checkout the first run compiles every
+    # module's bytecode (and caches it), which only the first size counted would pay
+    warm = _child_cmd(TRACE_ROWS if case == "trace" else 10, fast_forward, framework, case)
+    out = subprocess.run(warm, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{' '.join(warm)} failed:\n{out.stderr[-2000:]}")
     counts = []
     for n in sizes:
         cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
