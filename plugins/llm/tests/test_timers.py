@@ -155,3 +155,22 @@ def test_a_random_mix_runs_alike_pure_and_compiled():
         env.run()
         runs.append(seen)
     assert runs[0] == runs[1]
+
+
+def test_the_delay_is_added_as_given_as_simpy_adds_it():
+    """SimPy's clock starts at the int 0 and adds a delay as given: a timer of delay 0 at the
+    start leaves the clock an int, as a timeout does (and a float delay makes it a float)."""
+    for namespace in _namespaces():
+        call_later, timeout = _both(namespace)
+        for delay in (0, 0.0, 3):
+            clocks = []
+            for use_timer in (True, False):
+                env = simpy.Environment()
+                seen = []
+                if use_timer:
+                    call_later(env, delay, lambda event, env=env, seen=seen: seen.append(env.now))
+                else:
+                    env.timeout(delay).callbacks.append(lambda event, env=env, seen=seen: seen.append(env.now))
+                env.run()
+                clocks.append((seen, [type(x) for x in seen]))
+            assert clocks[0] == clocks[1], delay

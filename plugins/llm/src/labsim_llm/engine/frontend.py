@@ -96,8 +96,9 @@ class Frontend:
     """An engine's API server inside the simulation: delays each request on its way in and
     each first token on its way out by :class:`FrontendCost`.
 
-    A request is handed to the engine by a timer's callback (:func:`~labsim_llm.engine.timers.call_later`)
-    rather than a SimPy process, so the cost per request stays one event. ``enabled=False`` makes both delays zero.
+    A request is handed to the engine by a timer's callback
+    (:func:`~labsim_llm.engine.timers.call_later`) rather than a SimPy process, so the cost per
+    request stays one event. ``enabled=False`` makes both delays zero.
     """
 
     def __init__(self, env, enabled: bool = True, cost: FrontendCost = DEFAULT_FRONTEND,

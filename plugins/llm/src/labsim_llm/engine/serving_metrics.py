@@ -370,7 +370,7 @@ class GapHistogram:
         # and read in place: about twice as quick as numpy converting the list itself
         v = np.frombuffer(struct.pack(f"{len(values)}d", *values), dtype=float)
         t = _int64s(self._run_times)
-        if len(t) != len(v):                        # runs longer than one entry: each to its entries
+        if len(t) != len(v):            # runs longer than one entry: each to its entries
             t = np.repeat(t, _int64s(self._run_counts))
         self._values = []
         self._run_times = []

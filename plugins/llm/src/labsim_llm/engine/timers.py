@@ -5,10 +5,11 @@ a trace's next row, a conversation's next turn) and the API server's hand-over t
 (:class:`~labsim_llm.engine.frontend.Frontend`). ``env.timeout(delay).callbacks.append(fn)``
 builds a SimPy ``Timeout`` for each in SimPy's interpreted constructor, several thousand
 instructions a request; so does every wait of an engine's loop for its GPU work
-(:meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_work`). :func:`call_later` puts a :class:`Timer` in the same place of the same
-queue — ``(now + delay, NORMAL, the environment's next event id, event)``, as
-``Environment.schedule`` does — so the same callbacks run at the same times in the same order;
-the event loop (SimPy's ``step``, or :func:`labsim.progress.run_events`) reads of it what it
+(:meth:`~labsim_llm.engine.replica.ReplicaShell.gpu_work`). :func:`call_later` puts a
+:class:`Timer` in the same place of the same queue — ``(now + delay, NORMAL, the
+environment's next event id, event)``, as ``Environment.schedule`` does, the delay as given
+(an int stays an int) — so the same callbacks run at the same times in the same order; the
+event loop (SimPy's ``step``, or :func:`labsim.progress.run_events`) reads of it what it
 reads of any event: ``callbacks``, ``_ok`` and ``_value``. :func:`timeout` gives a process
 such a :class:`Timer` to yield (SimPy's ``Process`` resumes on it as on a ``Timeout``).
 
@@ -82,7 +83,7 @@ def _inherited(cls: type, name: str) -> Any:
     return None
 
 
-def call_later(env: Any, delay: float, callback: Callable[[Any], Any]) -> None:
+def call_later(env: Any, delay: Any, callback: Callable[[Any], Any]) -> None:
     """Call ``callback(event)`` *delay* simulated seconds from now, where and when
     ``env.timeout(delay).callbacks.append(callback)`` would (a negative *delay* is a
     ``ValueError``, as SimPy's)."""
@@ -94,7 +95,7 @@ def call_later(env: Any, delay: float, callback: Callable[[Any], Any]) -> None:
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), Timer(env, [callback])))
 
 
-def timeout(env: Any, delay: float) -> Any:
+def timeout(env: Any, delay: Any) -> Any:
     """The event a process yields to wait *delay* simulated seconds, its value None: processed
     where and when ``env.timeout(delay)`` would be (a :class:`Timer`, which SimPy's
     ``Process`` resumes on as on any event; a real ``Timeout`` where *env* is not

@@ -271,8 +271,9 @@ class ArrivalStream:
 
     The first gap starts when the stream's SimPy process first runs (at ``env.process``'s
     initialisation, as a process of its own would); after that each arrival is a timer's
-    callback (:func:`~labsim_llm.engine.timers.call_later`), which sends the request (``source.fresh(workload)`` with ``source`` the fixed
-    *profile*, else ``pick()``) and schedules the next arrival, so an arrival costs one event.
+    callback (:func:`~labsim_llm.engine.timers.call_later`), which sends the request
+    (``source.fresh(workload)`` with ``source`` the fixed *profile*, else ``pick()``) and
+    schedules the next arrival, so an arrival costs one event.
     The stream ends at the first arrival the workload no longer allows (a bound reached, or
     ``num_requests`` sent or waiting); the workload's ``_open_sources`` counts it while it runs.
     ``client_profiles`` runs one per profile, or one shared stream that picks a profile per
