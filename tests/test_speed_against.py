@@ -3,7 +3,6 @@ turns, and issue 13's own figures scaled to this tree."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -21,14 +20,6 @@ def checkout(root):
     if _git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").returncode:
         pytest.skip("not a git checkout")
     return root
-
-
-@pytest.fixture(scope="module")
-def speed_serving(root):
-    spec = importlib.util.spec_from_file_location("speed_serving", root / "benchmarks" / "speed_serving.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(root, *args) -> subprocess.CompletedProcess:

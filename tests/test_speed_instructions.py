@@ -3,18 +3,9 @@ callgrind runs, so nothing but the requests may differ between them."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 
 import pytest
-
-
-@pytest.fixture(scope="module")
-def speed_serving(root):
-    spec = importlib.util.spec_from_file_location("speed_serving_instr", root / "benchmarks" / "speed_serving.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("case", ["single", "trace"])
