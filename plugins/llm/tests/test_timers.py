@@ -92,8 +92,8 @@ def test_negative_delays_are_refused_as_simpy_refuses_them():
 
 
 def test_an_environment_with_its_own_scheduling_gets_real_timeouts():
-    """A subclass that schedules its own way (or overrides timeout) is not written to directly:
-    its own methods run."""
+    """A subclass that schedules its own way (or overrides timeout, or peek) is not written to
+    directly: its own methods run."""
     class Counting(simpy.Environment):
         scheduled = 0
 
@@ -108,12 +108,17 @@ def test_an_environment_with_its_own_scheduling_gets_real_timeouts():
             OwnTimeout.made += 1
             return super().timeout(delay, value)
 
+    class OwnPeek(simpy.Environment):
+        def peek(self):
+            return super().peek()
+
     for namespace in _namespaces():
         call_later, timeout = _both(namespace)
-        assert namespace["plain_schedule"](simpy.Environment())
+        assert namespace["plain_simpy"](simpy.Environment())
+        assert not namespace["plain_simpy"](OwnPeek())      # (the engines' loops read its queue)
         for cls in (Counting, OwnTimeout):
             env = cls()
-            assert not namespace["plain_schedule"](env)
+            assert not namespace["plain_simpy"](env)
             seen = []
             call_later(env, 1.0, lambda event: seen.append(env.now))
 

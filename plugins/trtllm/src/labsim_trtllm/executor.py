@@ -76,7 +76,7 @@ from typing import Any, ClassVar
 
 from labsim_llm.engine.kv_cache import BlockPool
 from labsim_llm.engine.pipeline import StagePipeline
-from labsim_llm.engine.timers import plain_schedule
+from labsim_llm.engine.timers import plain_simpy
 
 from labsim_trtllm.generation_group import Cohort, GenerationGroup
 from labsim_trtllm.seq import Seq, Step
@@ -526,9 +526,9 @@ class Replica(GenerationGroup):
         env = self.env
         pricer = self.pricer
         decode_price = pricer.decode_price
-        # SimPy 4's own queue and clock (timers.plain_schedule): read directly, as its ``now``
+        # SimPy 4's own queue and clock (timers.plain_simpy): read directly, as its ``now``
         # and ``peek`` read them, a call fewer each (asked several times per request)
-        plain = plain_schedule(env)
+        plain = plain_simpy(env)
         queue: list = env._queue if plain else []
         peek = env.peek
         spans = self.spans and self.gpus.exclusive

@@ -35,7 +35,7 @@ from simpy import Interrupt
 
 from labsim import native
 from labsim_llm.engine.step_runs import extend_ends, gaps_and_block_seconds, span_blocks
-from labsim_llm.engine.timers import plain_schedule
+from labsim_llm.engine.timers import plain_simpy
 from labsim_vllm.seq import MAX_SPAN, Span, Step
 from labsim_vllm.shared_span import SharedSpan
 
@@ -237,8 +237,8 @@ class FastForward(SharedSpan):
         ahead = self._due_in() if self._woken_uncut else 0.0
         woken_uncut = False
         done = None
-        # SimPy 4's own queue and clock (timers.plain_schedule), read directly
-        plain = plain_schedule(env)
+        # SimPy 4's own queue and clock (timers.plain_simpy), read directly
+        plain = plain_simpy(env)
         queue: list = env._queue if plain else []
         while True:
             if plain:

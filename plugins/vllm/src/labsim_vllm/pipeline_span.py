@@ -50,7 +50,7 @@ import math
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from labsim_llm.engine.timers import plain_schedule, timeout
+from labsim_llm.engine.timers import plain_simpy, timeout
 from labsim_vllm.quiet_batches import LAND_ELSEWHERE, PRICE_MISSING, QuietLane, QuietRun, land_quiet_batches
 from labsim_vllm.seq import Step
 from labsim_vllm.state import ReplicaState
@@ -417,9 +417,9 @@ class PipelineSpan:
         peers = self.peers
         limit = self.limit
         known = None            # whether the head is quiet, as _run_ahead just found
-        # SimPy 4's own queue and clock (timers.plain_schedule): read directly, as its ``now``
+        # SimPy 4's own queue and clock (timers.plain_simpy): read directly, as its ``now``
         # and ``peek`` read them, a call fewer each (asked at every turn)
-        plain = plain_schedule(env)
+        plain = plain_simpy(env)
         queue: list = env._queue if plain else []
         while True:
             if not batches:

@@ -43,7 +43,7 @@ from typing import Any
 
 from labsim_llm.engine.kv_cache import BlockPool
 from labsim_llm.engine.multistep import MultiStepGate
-from labsim_llm.engine.timers import plain_schedule
+from labsim_llm.engine.timers import plain_simpy
 
 from labsim_vllm.pipeline_span import NO_ROW_QUEUES
 from labsim_vllm.seq import MAX_SPAN, V0_WATERMARK, Seq, Step, _by_no
@@ -288,9 +288,9 @@ class Replica(V1Scheduler):
         ahead = self.fast_forward and self.gpus.exclusive
         horizon = math.nextafter(self.time_limit, math.inf)     # (steps ending after the run: not landed)
         peek = env.peek
-        # SimPy 4's own queue and clock (timers.plain_schedule): read directly, as its ``peek``
+        # SimPy 4's own queue and clock (timers.plain_simpy): read directly, as its ``peek``
         # and ``now`` read them, a call fewer each (asked at every step)
-        plain = plain_schedule(env)
+        plain = plain_simpy(env)
         queue: list = env._queue if plain else []
         while True:
             if self._lag_first or self._lag_done:

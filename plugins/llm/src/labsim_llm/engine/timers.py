@@ -13,8 +13,9 @@ event loop (SimPy's ``step``, or :func:`labsim.progress.run_events`) reads of it
 reads of any event: ``callbacks``, ``_ok`` and ``_value``. :func:`timeout` gives a process
 such a :class:`Timer` to yield (SimPy's ``Process`` resumes on it as on a ``Timeout``).
 
-That place is SimPy 4's own scheduling: an environment whose class overrides ``schedule`` or
-``timeout`` (a subclass with its own queue, or a patch) gets a real ``Timeout``.
+That place is SimPy 4's own scheduling: an environment whose class overrides ``schedule``,
+``timeout``, ``peek`` or ``now`` (a subclass with its own queue or clock, or a patch) gets a
+real ``Timeout`` (:func:`plain_simpy`).
 
 >>> import simpy
 >>> env = simpy.Environment()
@@ -33,6 +34,7 @@ That place is SimPy 4's own scheduling: an environment whose class overrides ``s
 
 from __future__ import annotations
 
+import inspect
 from heapq import heappush
 from typing import Any, Callable, Final
 
@@ -43,9 +45,11 @@ from labsim_llm import native as llm_native
 
 #: SimPy's priority of an ordinary event (``simpy.core.NORMAL``)
 NORMAL: Final = 1
-#: the methods whose behaviour :func:`call_later` reproduces, as SimPy 4 defines them
-_SCHEDULE: Final = simpy.Environment.schedule
-_TIMEOUT: Final = simpy.Environment.__dict__["timeout"]
+#: what :func:`plain_simpy` finds SimPy 4's ``Environment`` itself holds: the methods
+#: :func:`call_later` and :func:`timeout` stand in for (``schedule``, ``timeout``) and those
+#: whose reads the engines' loops make themselves (``peek``, the ``now`` property)
+_SIMPY_OWN: Final = {name: inspect.getattr_static(simpy.Environment, name)
+                     for name in ("schedule", "timeout", "peek", "now")}
 
 
 class Timer:
@@ -60,47 +64,35 @@ class Timer:
         self._value: Any = None
 
 
-def plain_schedule(env: Any) -> bool:
-    """Whether *env* schedules and times out as SimPy 4's ``Environment`` does (the queue
-    :func:`call_later` writes to directly); answered once per class."""
+def plain_simpy(env: Any) -> bool:
+    """Whether *env* schedules, times out, peeks and tells the time as SimPy 4's
+    ``Environment`` does: then its queue and clock may be written and read directly
+    (``env._queue``, ``env._now``); answered once per class."""
     cls = type(env)
     plain = _PLAIN.get(cls)
     if plain is None:
-        plain = _PLAIN[cls] = (getattr(cls, "schedule", None) is _SCHEDULE
-                               and _inherited(cls, "timeout") is _TIMEOUT)
+        plain = _PLAIN[cls] = all(inspect.getattr_static(cls, name, None) is own
+                                  for name, own in _SIMPY_OWN.items())
     return plain
 
 
-#: :func:`plain_schedule`'s answers, by environment class
+#: :func:`plain_simpy`'s answers, by environment class
 _PLAIN: Final[dict[type, bool]] = {}
-
-
-def _inherited(cls: type, name: str) -> Any:
-    """The attribute *name* as *cls* finds it in its MRO, unbound (None if none has it)."""
-    for klass in cls.__mro__:
-        if name in klass.__dict__:
-            return klass.__dict__[name]
-    return None
 
 
 def call_later(env: Any, delay: Any, callback: Callable[[Any], Any]) -> None:
     """Call ``callback(event)`` *delay* simulated seconds from now, where and when
     ``env.timeout(delay).callbacks.append(callback)`` would (a negative *delay* is a
     ``ValueError``, as SimPy's)."""
-    if not plain_schedule(env):
-        env.timeout(delay).callbacks.append(callback)
-        return
-    if delay < 0:
-        raise ValueError(f"Negative delay {delay}")
-    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), Timer(env, [callback])))
+    timeout(env, delay).callbacks.append(callback)
 
 
 def timeout(env: Any, delay: Any) -> Any:
     """The event a process yields to wait *delay* simulated seconds, its value None: processed
     where and when ``env.timeout(delay)`` would be (a :class:`Timer`, which SimPy's
     ``Process`` resumes on as on any event; a real ``Timeout`` where *env* is not
-    :func:`plain_schedule`)."""
-    if not plain_schedule(env):
+    :func:`plain_simpy`)."""
+    if not plain_simpy(env):
         return env.timeout(delay)
     if delay < 0:
         raise ValueError(f"Negative delay {delay}")
@@ -109,7 +101,7 @@ def timeout(env: Any, delay: Any) -> Any:
     return event
 
 
-__all__ = ["NORMAL", "Timer", "call_later", "plain_schedule", "timeout"]
+__all__ = ["NORMAL", "Timer", "call_later", "plain_simpy", "timeout"]
 
 #: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
 PURE = {name: globals()[name] for name in __all__}
