@@ -54,11 +54,11 @@ class TensorRTLLM(ServingEngine):
         if total <= fits[0] and prompt <= fits[1]:
             return None                     # (asked at every arrival: the checks below, in two)
         cfg = self.cfg
-        if request.prompt_tokens + request.max_output_tokens > cfg["max_seq_len"]:
+        if total > cfg["max_seq_len"]:
             return "exceeds_max_seq_len"
-        if not cfg["enable_chunked_prefill"] and request.prompt_tokens > cfg["max_num_tokens"]:
+        if not cfg["enable_chunked_prefill"] and prompt > cfg["max_num_tokens"]:
             return "exceeds_max_num_tokens"
-        need = self.replicas[0].need_total(request.prompt_tokens, request.max_output_tokens)
+        need = self.replicas[0].need_total(prompt, request.max_output_tokens)
         if need > self.plan.num_blocks:
             return "exceeds_kv_cache"
         return None
