@@ -526,3 +526,30 @@ def test_the_compiled_metrics_take_numpy_numbers_as_the_pure_ones_do():
         s.add(f(12.5))
         answers.append(repr([m.busy_s, m.flops, m.bytes, m.num_steps, m.kv_peak, h.total, h.n, s.stats([0.5])]))
     assert answers[0] == answers[1]
+
+
+def test_compiled_router_picks_as_the_pure_one():
+    """The router, compiled and pure, sends a random stream of requests (fresh prompts, shared
+    prefixes, conversations) to the same replicas under every policy, as their loads move."""
+    import types
+
+    from labsim_llm.engine import router
+
+    twin = _twin_of("router")
+    for policy in router.POLICIES:
+        picks = []
+        for module in (router.PURE, vars(twin)):
+            rng = random.Random(3)
+            reps = [types.SimpleNamespace(index=i, outstanding=0) for i in (2, 0, 3, 1)]
+            r = module["Router"](policy, reps, max_affinity_entries=8)
+            seen = []
+            for i in range(300):
+                req = types.SimpleNamespace(segments=((rng.randrange(12), 64), (i, 10)),
+                                            session_id=rng.choice([-1, -1, rng.randrange(5)]))
+                chosen = r.pick(req)
+                chosen.outstanding += 1
+                if rng.random() < 0.4:
+                    rng.choice(reps).outstanding = max(0, rng.choice(reps).outstanding - 1)
+                seen.append(chosen.index)
+            picks.append(seen)
+        assert picks[0] == picks[1], policy

@@ -1,7 +1,8 @@
 """Choosing which replica serves a request: round robin, least outstanding, prefix affinity.
 
 Replicas are objects with ``outstanding`` (requests queued or running) and
-``index``. ``prefix_affinity`` sends requests whose prompts start with the
+``index``. The router picks at every request, so the module is one of labsim-llm's compiled
+twins (:mod:`labsim_llm.native`). ``prefix_affinity`` sends requests whose prompts start with the
 same content (the first segment, e.g. a shared system prompt or the earlier
 turns of one conversation) to the same replica, so its prefix cache hits;
 ties between unseen prefixes go to the least loaded replica.
@@ -15,7 +16,10 @@ from __future__ import annotations
 
 from operator import attrgetter
 
+from labsim import native
 from labsim.errors import UsageError
+
+from labsim_llm import native as llm_native
 
 POLICIES = ("round_robin", "least_outstanding", "prefix_affinity")
 
@@ -65,3 +69,8 @@ class Router:
 
 
 __all__ = ["Router", "POLICIES"]
+
+#: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
+PURE = {name: globals()[name] for name in __all__}
+
+native.use_group_twin("labsim_llm", llm_native.MODULES, "router", globals(), PURE)

@@ -265,10 +265,7 @@ class ServingEngine(labsim.Framework):
         self.frontend.submit(request, self._deliver)
 
     def _deliver(self, request: Any) -> None:
-        replicas = self.replicas
-        # one replica: the router's answer without its call (an interpreted one per request)
-        replica = replicas[0] if len(replicas) == 1 else self.router.pick(request)
-        replica.submit(request)
+        self.router.pick(request).submit(request)
 
     def request_left(self, request: Any) -> None:
         """Called by a replica when *request* finishes."""
