@@ -179,3 +179,21 @@ def test_the_delay_is_added_as_given_as_simpy_adds_it():
                 env.run()
                 clocks.append((seen, [type(x) for x in seen]))
             assert clocks[0] == clocks[1], delay
+
+
+def test_now_reads_the_clock_as_env_now_does():
+    """``now(env)`` is ``env.now``: read from the clock of a plain environment (an int stays an
+    int) and through the property of one whose ``now`` is its own."""
+    class Shifted(simpy.Environment):
+        @property
+        def now(self):
+            return self._now + 100
+
+    for namespace in _namespaces():
+        now = namespace["now"]
+        env = simpy.Environment()
+        assert now(env) == 0 and type(now(env)) is int
+        env.run(until=2.5)
+        assert now(env) == env.now == 2.5
+        shifted = Shifted()
+        assert now(shifted) == shifted.now == 100

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from labsim_llm.engine.kv_cache import block_ids
-from labsim_llm.engine.timers import timeout
+from labsim_llm.engine.timers import plain_simpy, timeout
 
 
 class Seq:
@@ -124,6 +124,9 @@ class ReplicaShell:
         self.owner = owner
         self.index = index
         self.env = owner.context.env
+        #: whether the clock may be read as ``env._now`` (:func:`~labsim_llm.engine.timers.plain_simpy`;
+        #: compiled, SimPy's ``now`` property is an interpreted call)
+        self.plain_clock: bool = plain_simpy(self.env)
         #: the run's time limit: no step ending later is landed ahead of the clock
         self.time_limit = time_limit(owner.context)
         self.metrics = owner.metrics
@@ -205,7 +208,7 @@ class ReplicaShell:
         """Queue an admitted request (the framework has checked it can be served) and wake."""
         req.replica = self.index
         seq = self.new_seq(req)
-        seq.t_in = self.env.now
+        seq.t_in = self.env._now if self.plain_clock else self.env.now
         self.waiting.append(seq)
         self.wake()
 
@@ -219,7 +222,7 @@ class ReplicaShell:
         self._wake = self.env.event()
         yield self._wake
         self._wake = None
-        self.clock = max(self.clock, self.env.now)
+        self.clock = max(self.clock, self.env._now if self.plain_clock else self.env.now)
 
     @property
     def outstanding(self) -> int:

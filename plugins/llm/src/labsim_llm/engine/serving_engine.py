@@ -47,6 +47,7 @@ from labsim_llm import native as llm_native
 from labsim_llm.engine.frontend import Frontend
 from labsim_llm.engine.router import POLICIES, Router
 from labsim_llm.engine.serving_metrics import HEADLINE, SUMMARY_SCHEMA, ServingMetrics
+from labsim_llm.engine.timers import now
 
 #: config keys every serving engine accepts: which model, on which device
 MODEL_PROPERTIES: dict[str, Any] = {
@@ -168,6 +169,12 @@ class ServingEngine(labsim.Framework):
         self.replicas: list[Any] = [self.make_replica(i) for i in range(cfg["num_replicas"])]
         self.router = Router(cfg["router"], self.replicas)
         self._closed = False
+        #: the bound method each admitted request is handed over to (made once: compiled, a
+        #: bound method is built at every read of ``self._deliver``)
+        self._deliver_call = self._deliver
+        #: :meth:`finish_unseen`'s question of each listener, for the list ``_checks_of``
+        self._finish_checks: list[Any] = []
+        self._checks_of: Any = None
 
     # -- what a subclass supplies ---------------------------------------------------------
 
@@ -262,14 +269,14 @@ class ServingEngine(labsim.Framework):
             self.metrics.request_rejected(request, reason)
             self.notify_finished(request)
             return
-        self.frontend.submit(request, self._deliver)
+        self.frontend.submit(request, self._deliver_call)
 
     def _deliver(self, request: Any) -> None:
         self.router.pick(request).submit(request)
 
     def request_left(self, request: Any) -> None:
         """Called by a replica when *request* finishes."""
-        self.last_left_s = self.env.now
+        self.last_left_s = now(self.env)
         self.notify_finished(request)
 
     def notify_finished(self, request: Any) -> None:
@@ -283,8 +290,15 @@ class ServingEngine(labsim.Framework):
         seeing it earlier: every listener is a workload that does not act at that time
         (:meth:`~labsim_llm.workloads.base.RequestWorkload.acts_on_finish`). The caller then
         sets :attr:`last_left_s` to that time itself."""
-        for callback in self._listeners:
-            acts = getattr(getattr(callback, "__self__", None), "acts_on_finish", None)
+        listeners = self._listeners
+        checks = self._finish_checks
+        if self._checks_of is not listeners or len(checks) != len(listeners):
+            # each listener's acts_on_finish, looked up once (listeners are only ever added)
+            checks = self._finish_checks = [
+                getattr(getattr(callback, "__self__", None), "acts_on_finish", None)
+                for callback in listeners]
+            self._checks_of = listeners
+        for acts in checks:
             if acts is None or acts(request):
                 return False
         return True

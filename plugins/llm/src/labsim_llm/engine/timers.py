@@ -34,9 +34,9 @@ real ``Timeout`` (:func:`plain_simpy`).
 
 from __future__ import annotations
 
+import heapq
 import inspect
-from heapq import heappush
-from typing import Any, Callable, Final
+from typing import Any, Callable, Final, Iterator
 
 import simpy
 from labsim import native
@@ -84,7 +84,10 @@ def call_later(env: Any, delay: Any, callback: Callable[[Any], Any]) -> None:
     """Call ``callback(event)`` *delay* simulated seconds from now, where and when
     ``env.timeout(delay).callbacks.append(callback)`` would (a negative *delay* is a
     ``ValueError``, as SimPy's)."""
-    timeout(env, delay).callbacks.append(callback)
+    if plain_simpy(env):
+        _schedule(env, delay, [callback])
+    else:
+        env.timeout(delay).callbacks.append(callback)
 
 
 def timeout(env: Any, delay: Any) -> Any:
@@ -92,16 +95,33 @@ def timeout(env: Any, delay: Any) -> Any:
     where and when ``env.timeout(delay)`` would be (a :class:`Timer`, which SimPy's
     ``Process`` resumes on as on any event; a real ``Timeout`` where *env* is not
     :func:`plain_simpy`)."""
-    if not plain_simpy(env):
-        return env.timeout(delay)
+    if plain_simpy(env):
+        return _schedule(env, delay, [])
+    return env.timeout(delay)
+
+
+def now(env: Any) -> Any:
+    """``env.now``: read from the clock itself where *env* is :func:`plain_simpy` (compiled,
+    SimPy's ``now`` is an interpreted property call, several hundred instructions)."""
+    return env._now if plain_simpy(env) else env.now
+
+
+#: ``heapq.heappush`` (a module constant: compiled, a global read is then no dict lookup)
+_heappush: Final = heapq.heappush
+
+
+def _schedule(env: Any, delay: Any, callbacks: list) -> Timer:
+    """A :class:`Timer` with *callbacks*, put where ``env.schedule`` puts an event *delay*
+    seconds from now (*env* :func:`plain_simpy`)."""
     if delay < 0:
         raise ValueError(f"Negative delay {delay}")
-    event = Timer(env, [])
-    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), event))
+    event = Timer(env, callbacks)
+    ids: Iterator[int] = env._eid          # (typed: compiled, next() is then a direct call)
+    _heappush(env._queue, (env._now + delay, NORMAL, next(ids), event))
     return event
 
 
-__all__ = ["NORMAL", "Timer", "call_later", "plain_simpy", "timeout"]
+__all__ = ["NORMAL", "Timer", "call_later", "now", "plain_simpy", "timeout"]
 
 #: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
 PURE = {name: globals()[name] for name in __all__}

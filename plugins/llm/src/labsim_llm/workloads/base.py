@@ -39,7 +39,7 @@ from labsim.engine import stream_key
 from mypy_extensions import mypyc_attr
 
 from labsim_llm import native as llm_native
-from labsim_llm.engine.timers import call_later
+from labsim_llm.engine.timers import call_later, now
 from labsim_llm.request import Request
 from labsim_llm.workloads.draws import Sampler, Session
 
@@ -175,7 +175,7 @@ class RequestWorkload(Workload):
             self._release_slot()
             return
         request.request_id = self.sent
-        request.arrival_s = self.env.now
+        request.arrival_s = now(self.env)
         self.sent += 1
         if request.turn:
             self.follow_ups += 1
@@ -301,13 +301,16 @@ class ArrivalStream:
         self.gaps = gaps
         self.pick = pick
         self.profile = profile
+        #: the bound method each arrival schedules (made once: compiled, a bound method is
+        #: built at every read of ``self._arrive``)
+        self._arrive_call: Callable[[object], None] = self._arrive
 
     def start(self) -> None:
         """Start the stream (its first gap begins when SimPy initialises its process)."""
         start_source(self.env, self.workload, self._next)
 
     def _next(self) -> None:
-        call_later(self.env, self.gaps(), self._arrive)
+        call_later(self.env, self.gaps(), self._arrive_call)
 
     def _arrive(self, _event: object) -> None:
         wl = self.workload
