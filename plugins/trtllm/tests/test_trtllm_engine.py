@@ -291,10 +291,10 @@ def test_taking_more_kv_blocks_than_are_free_names_the_scheduler_and_takes_none(
      "disable_overlap_scheduler": True},
 ])
 def test_reject_reason_answers_every_request_as_its_three_checks(trt):
-    """The reason a request is rejected (its answer is looked up against limits worked out once,
-    every arrival asking) is the one its three checks give: prompt + output over max_seq_len,
-    an unchunked prompt over max_num_tokens, a reservation over the KV cache — at and around
-    each limit."""
+    """The reason a request is rejected is the one its three checks give: prompt + output over
+    max_seq_len, an unchunked prompt over max_num_tokens, a reservation over the KV cache — at
+    and around each limit; and every request within ``admit_limits`` (which the serving engine
+    admits without asking ``reject_reason``) passes all three."""
     from labsim.orchestrator import Orchestrator, load_experiment
     from labsim_llm.request import Request
 
@@ -313,10 +313,15 @@ def test_reject_reason_answers_every_request_as_its_three_checks(trt):
     edges = {cfg["max_seq_len"], cfg["max_num_tokens"], blocks * replica.tpb - replica.extra_token}
     totals = sorted({max(2, e + d) for e in edges for d in (-2, -1, 0, 1, 2)} | {10, 500})
     answers = set()
+    most_total, most_prompt = fw.admit_limits()
+    admitted_unasked = 0
     for i, total in enumerate(totals):
         for prompt in sorted({1, total // 2, total - 1, min(total - 1, cfg["max_num_tokens"] + 1)}):
             out = total - prompt
             r = Request(i, 0.0, prompt, out, out, ((i, prompt),))
             answers.add(fw.reject_reason(r))
             assert fw.reject_reason(r) == checks(r), (prompt, out)
-    assert None in answers and len(answers) >= 2
+            if total <= most_total and prompt <= most_prompt:
+                admitted_unasked += 1
+                assert checks(r) is None, (prompt, out)
+    assert None in answers and len(answers) >= 2 and admitted_unasked

@@ -254,3 +254,42 @@ def test_flash_attention_2_kernels_price_decode_where_the_profile_prices_the_bar
     without = labsim.run(exp).summary["frameworks"]["v"]["tpot_ms"]["p50"]
     # 32 layers x a few microseconds of extra kernels on a step of tens of milliseconds
     assert without < with_fa2 < 1.05 * without
+
+
+def _asked_engine(vllm_cfg=None, limits=True):
+    """A built vLLM engine whose reject_reason calls are counted (and, *limits* False, with no
+    admit_limits: the default of an engine that only overrides reject_reason)."""
+    from labsim.orchestrator import Orchestrator, load_experiment
+
+    fw = Orchestrator(load_experiment(experiment(vllm=vllm_cfg or {})))._build([])[3][0]
+    asked = []
+    own = fw.reject_reason
+
+    def counted(request):
+        asked.append(request.request_id)
+        return own(request)
+
+    fw.reject_reason = counted
+    if not limits:
+        fw.admit_limits = lambda: None
+    return fw, asked
+
+
+def test_requests_within_admit_limits_are_admitted_without_asking_reject_reason():
+    """ServingEngine.submit admits a request inside the engine's admit_limits without the
+    (interpreted) reject_reason call, asks it for every other, and rejects exactly the requests
+    reject_reason rejects; an engine without admit_limits is asked for every request."""
+    from labsim_llm.request import Request
+
+    for limits in (True, False):
+        fw, asked = _asked_engine({"max_model_len": 2048}, limits)
+        requests = [Request(i, 0.0, prompt, total - prompt, total - prompt, ((i, prompt),))
+                    for i, (prompt, total) in enumerate(
+                        (p, t) for t in (10, 2046, 2047, 2048, 2049, 2050, 5000)
+                        for p in (1, t // 2, t - 1))]
+        for r in requests:
+            fw.submit(r)
+        too_long = [r.request_id for r in requests if r.prompt_tokens + r.max_output_tokens > 2048]
+        assert [r.request_id for r in requests if r.status == "rejected"] == too_long
+        assert {r.reject_reason for r in requests if r.status == "rejected"} == {"exceeds_max_model_len"}
+        assert asked == (too_long if limits else [r.request_id for r in requests])

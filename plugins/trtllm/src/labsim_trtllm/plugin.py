@@ -48,11 +48,6 @@ class TensorRTLLM(ServingEngine):
     def reject_reason(self, request) -> str | None:
         prompt = request.prompt_tokens
         total = prompt + request.max_output_tokens
-        fits = self._fits
-        if fits is None:
-            fits = self._fits = self._limits()
-        if total <= fits[0] and prompt <= fits[1]:
-            return None                     # (asked at every arrival: the checks below, in two)
         cfg = self.cfg
         if total > cfg["max_seq_len"]:
             return "exceeds_max_seq_len"
@@ -63,12 +58,11 @@ class TensorRTLLM(ServingEngine):
             return "exceeds_kv_cache"
         return None
 
-    _fits: tuple[int, float] | None = None
-
-    def _limits(self) -> tuple[int, float]:
+    def admit_limits(self) -> tuple[int, float]:
         """``(total, prompt)``: the most prompt + output tokens and the longest prompt that
-        :meth:`reject_reason` lets through. Each check is a bound on one of the two (a
-        request's block reservation grows with its total only)."""
+        :meth:`reject_reason` lets through (the serving engine admits such requests without
+        asking it). Each check is a bound on one of the two (a request's block reservation
+        grows with its total only)."""
         cfg = self.cfg
         replica = self.replicas[0]
         # need_total(total, 0) <= num_blocks  ⇔  total + extra_token <= num_blocks × tpb

@@ -92,6 +92,10 @@ class VLLM(ServingEngine):
             return "exceeds_max_model_len"
         return None
 
+    def admit_limits(self) -> tuple[int, float]:
+        """Every request whose prompt + output fits ``max_model_len`` is admitted."""
+        return self.cfg["max_model_len"], float("inf")
+
     def summary_config(self) -> dict:
         cfg = self.cfg
         return {

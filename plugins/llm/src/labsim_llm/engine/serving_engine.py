@@ -172,6 +172,8 @@ class ServingEngine(labsim.Framework):
         #: the bound method each admitted request is handed over to (made once: compiled, a
         #: bound method is built at every read of ``self._deliver``)
         self._deliver_call = self._deliver
+        #: :meth:`admit_limits`' answer, once the first request arrives ((-1, -1): none)
+        self._admit: tuple[Any, Any] | None = None
         #: :meth:`finish_unseen`'s question of each listener, for the list ``_checks_of``
         self._finish_checks: list[Any] = []
         self._checks_of: Any = None
@@ -204,6 +206,25 @@ class ServingEngine(labsim.Framework):
 
     def reject_reason(self, request: Any) -> str | None:
         """Why *request* can never be served here (a reason code), or None."""
+        return None
+
+    def admit_limits(self) -> tuple[Any, Any] | None:
+        """``(total, prompt)``: bounds within which :meth:`reject_reason` answers None, so
+        that :meth:`submit` need not ask it (an engine's ``reject_reason`` is interpreted
+        code, asked at every arrival), or None to ask it for every request (the default, so
+        a subclass that only overrides ``reject_reason`` is asked every time).
+
+        A request whose prompt + ``max_output_tokens`` is at most *total* and whose prompt
+        is at most *prompt* is admitted without the call; any other is asked. Asked once,
+        when the first request arrives (the replicas exist then).
+
+        >>> class Engine(ServingEngine):                               # doctest: +SKIP
+        ...     def reject_reason(self, request):
+        ...         too_long = request.prompt_tokens + request.max_output_tokens > 4096
+        ...         return "exceeds_max_model_len" if too_long else None
+        ...     def admit_limits(self):
+        ...         return 4096, float("inf")
+        """
         return None
 
     def summary_config(self) -> dict:
@@ -263,7 +284,14 @@ class ServingEngine(labsim.Framework):
             replica.start()
 
     def submit(self, request: Any) -> None:
-        reason = self.reject_reason(request)
+        limits = self._admit
+        if limits is None:
+            limits = self._admit = self.admit_limits() or (-1, -1)
+        prompt = request.prompt_tokens
+        if prompt + request.max_output_tokens <= limits[0] and prompt <= limits[1]:
+            reason = None                               # (admit_limits: reject_reason says None)
+        else:
+            reason = self.reject_reason(request)
         if reason:
             request.finish_s = self.last_left_s = self.env.now
             self.metrics.request_rejected(request, reason)
