@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import heapq
 import inspect
-from typing import Any, Callable, Final, Iterator
+from typing import Any, Callable, Final
 
 import simpy
 from labsim import native
@@ -116,8 +116,7 @@ def _schedule(env: Any, delay: Any, callbacks: list) -> Timer:
     if delay < 0:
         raise ValueError(f"Negative delay {delay}")
     event = Timer(env, callbacks)
-    ids: Iterator[int] = env._eid          # (typed: compiled, next() is then a direct call)
-    _heappush(env._queue, (env._now + delay, NORMAL, next(ids), event))
+    _heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), event))
     return event
 
 
