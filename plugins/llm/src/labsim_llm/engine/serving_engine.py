@@ -19,6 +19,9 @@ supplies the engine-specific parts:
     (``start()``, ``submit(request)``, ``outstanding``, ``pending()``);
 ``reject_reason(request)``
     why a request can never be served here, or None (default);
+``admit_limits()``
+    ``(total, prompt)`` bounds within which ``reject_reason`` answers None, so that
+    ``submit`` admits those requests without calling it, or None (default: ask it always);
 ``summary_config()``
     the ``config`` section of the summary (default: model, device, dtype).
 
