@@ -553,3 +553,40 @@ def test_compiled_router_picks_as_the_pure_one():
                 seen.append(chosen.index)
             picks.append(seen)
         assert picks[0] == picks[1], policy
+
+
+def test_compiled_request_behaves_as_the_pure_one():
+    """A request, compiled and pure: the same constructor (by position and by name, the
+    defaults), values kept as given (an int time stays an int, a numpy integer stays one),
+    the same repr, no other attributes, copied (and the one in use pickled) whole, equal only
+    to itself."""
+    import copy
+    import inspect
+    import pickle
+
+    import numpy as np
+    from labsim_llm import request
+
+    twin = _twin_of("request")
+    assert tuple(inspect.signature(request.PURE["Request"]).parameters) == request.FIELDS
+    seen = []
+    for cls in (request.PURE["Request"], twin.Request):
+        r = cls(np.int64(3), 0, 12, 4, 4, ((7, 12),), profile="chat")
+        assert type(r.request_id) is np.int64 and type(r.arrival_s) is int
+        assert (r.status, r.reject_reason, r.first_token_s, r.finish_s, r.turn) == ("pending", "", None, None, 0)
+        assert r.total_tokens == 16 and np.isnan(r.ttft_s) and np.isnan(r.e2e_s)
+        r.first_token_s, r.finish_s, r.status = 0.5, 2, "finished"
+        assert (r.ttft_s, r.e2e_s) == (0.5, 2)
+        with pytest.raises(AttributeError):
+            r.colour = "red"
+        # (pickle finds a class by its module's name for it: the one in use there)
+        kept = [copy.copy(r), copy.deepcopy(r)] + ([pickle.loads(pickle.dumps(r))] if cls is request.Request else [])
+        for back in kept:
+            assert type(back) is cls and repr(back) == repr(r) and back != r
+        assert r == r
+        named = cls(request_id=1, arrival_s=0.5, prompt_tokens=2, max_output_tokens=1,
+                    output_tokens=1, segments=((1, 2),), replica=3)
+        seen.append((repr(r), repr(named)))
+    assert seen[0] == seen[1]
+    assert seen[0][1].startswith("Request(request_id=1, arrival_s=0.5, prompt_tokens=2, ")
+    assert seen[0][1].endswith("preemptions=0, replica=3)")

@@ -25,13 +25,22 @@ every copy of a workload (one per target framework) produces equal ids.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Any
+
+from labsim import native
+
+from labsim_llm import native as llm_native
 
 #: Values of :attr:`Request.status`.
 STATUSES = ("pending", "finished", "rejected", "unfinished")
 
+#: the fields of a :class:`Request`, in the order its constructor takes them
+FIELDS = ("request_id", "arrival_s", "prompt_tokens", "max_output_tokens", "output_tokens",
+          "segments", "session_id", "turn", "streaming", "profile", "output_id", "status",
+          "reject_reason", "first_scheduled_s", "first_token_s", "finish_s",
+          "cached_prompt_tokens", "preemptions", "replica")
 
-@dataclass(slots=True, eq=False)
+
 class Request:
     """One request: what the client sent, then what the engine did with it.
 
@@ -59,28 +68,59 @@ class Request:
     ``if r.first_token_s is None`` works; requests.csv writes them as ``nan``),
     ``cached_prompt_tokens`` (prompt tokens served from the prefix cache),
     ``preemptions`` and ``replica`` (which data-parallel copy served it).
+
+    The constructor takes the fields in that order (:data:`FIELDS`), by position or by name,
+    each after ``segments`` with its default. A plain class with slots, not a dataclass: its
+    compiled twin then makes a request in compiled code (a workload's draws) without an
+    interpreted ``__init__``, and the serving metrics read its fields directly. Every value is
+    kept as given (an int arrival time stays an int, a numpy integer stays one); two requests
+    are equal only when they are the same object.
     """
 
-    request_id: int
-    arrival_s: float
-    prompt_tokens: int
-    max_output_tokens: int
-    output_tokens: int
-    segments: tuple[tuple[int, int], ...]
-    session_id: int = -1
-    turn: int = 0
-    streaming: bool = True
-    profile: str = ""
-    output_id: int = -1
-    # -- filled by the engine --
-    status: str = "pending"
-    reject_reason: str = ""
-    first_scheduled_s: float | None = None
-    first_token_s: float | None = None
-    finish_s: float | None = None
-    cached_prompt_tokens: int = 0
-    preemptions: int = 0
-    replica: int = 0
+    __slots__ = FIELDS
+
+    def __init__(self, request_id: Any, arrival_s: Any, prompt_tokens: Any,
+                 max_output_tokens: Any, output_tokens: Any, segments: Any,
+                 session_id: Any = -1, turn: Any = 0, streaming: Any = True, profile: Any = "",
+                 output_id: Any = -1, status: Any = "pending", reject_reason: Any = "",
+                 first_scheduled_s: Any = None, first_token_s: Any = None, finish_s: Any = None,
+                 cached_prompt_tokens: Any = 0, preemptions: Any = 0, replica: Any = 0) -> None:
+        self.request_id = request_id
+        self.arrival_s = arrival_s
+        self.prompt_tokens = prompt_tokens
+        self.max_output_tokens = max_output_tokens
+        self.output_tokens = output_tokens
+        self.segments = segments
+        self.session_id = session_id
+        self.turn = turn
+        self.streaming = streaming
+        self.profile = profile
+        self.output_id = output_id
+        # -- filled by the engine --
+        self.status = status
+        self.reject_reason = reject_reason
+        self.first_scheduled_s = first_scheduled_s
+        self.first_token_s = first_token_s
+        self.finish_s = finish_s
+        self.cached_prompt_tokens = cached_prompt_tokens
+        self.preemptions = preemptions
+        self.replica = replica
+
+    def _values(self) -> tuple:
+        """The fields' values, in :data:`FIELDS`' order."""
+        return (self.request_id, self.arrival_s, self.prompt_tokens, self.max_output_tokens,
+                self.output_tokens, self.segments, self.session_id, self.turn, self.streaming,
+                self.profile, self.output_id, self.status, self.reject_reason,
+                self.first_scheduled_s, self.first_token_s, self.finish_s,
+                self.cached_prompt_tokens, self.preemptions, self.replica)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in zip(FIELDS, self._values()))
+        return f"Request({fields})"
+
+    def __reduce__(self) -> tuple:
+        # (pickled and copied by its fields: the compiled twin has no default way to)
+        return (type(self), self._values())
 
     @property
     def ttft_s(self) -> float:
@@ -98,4 +138,9 @@ class Request:
         return self.prompt_tokens + self.output_tokens
 
 
-__all__ = ["Request", "STATUSES"]
+__all__ = ["FIELDS", "Request", "STATUSES"]
+
+#: the pure-Python definition, kept when the compiled twin's replaces it (tests compare the two)
+PURE = {"Request": Request}
+
+native.use_group_twin("labsim_llm", llm_native.MODULES, "request", globals(), PURE)

@@ -33,6 +33,7 @@ from labsim.log import get_logger
 from labsim.accounting import utilisation
 
 from labsim_llm import native as llm_native
+from labsim_llm.request import Request
 
 log = get_logger("labsim_llm.metrics")
 
@@ -543,7 +544,7 @@ class ServingMetrics:
 
     # -- records --------------------------------------------------------------------------
 
-    def _row(self, r) -> list:
+    def _row(self, r: Request) -> list:
         # times not reached yet are None on the request, nan in the row
         scheduled = math.nan if r.first_scheduled_s is None else r.first_scheduled_s
         first = math.nan if r.first_token_s is None else r.first_token_s
@@ -575,7 +576,7 @@ class ServingMetrics:
             e2e,
         ]
 
-    def request_done(self, r) -> None:
+    def request_done(self, r: Request) -> None:
         """Record a finished request (row + summary arrays).
 
         :raises RuntimeError: when the engine never set its ``first_token_s`` or ``finish_s``
