@@ -91,8 +91,19 @@ def block_keys(segments, block_size, limit=None, *, packed=False) -> Sequence:
 def block_ids(segments, block_size, limit=None) -> Sequence:
     """:func:`block_keys` packed as plain ints: equal ⇔ equal keys (what the engines key on)."""
     if limit is None and len(segments) == 1:
-        content_id, length = segments[0]
-        if block_size <= length <= _M64 and 0 <= content_id <= _M64:
+        segment = segments[0]
+        content_id = segment[0]
+        length = segment[1]
+        if type(content_id) is int and type(length) is int and type(block_size) is int:
+            # (plain ints, typed: the compiled twin then compares and multiplies them as ints,
+            # not as any object; other integers take the test below, with the same answer)
+            c: int = content_id
+            n: int = length
+            size: int = block_size
+            if size <= n <= _M64 and 0 <= c <= _M64:
+                base = ((c * _MIX) & _M64) << 64
+                return range(base + size, base + size + n // size * size, size)
+        elif block_size <= length <= _M64 and 0 <= content_id <= _M64:
             # a prompt of one segment (a fresh one, every request has): block_keys' one run,
             # its parent 0, worked out directly
             base = ((int(content_id) * _MIX) & _M64) << 64
@@ -177,9 +188,14 @@ class BlockPool:
         """How many leading *keys* are cached (at most *max_blocks*): the prefix hit in blocks."""
         if not self.enable_caching:
             return 0
-        if self._deferred and keys and keys[0] in self._deferred:
-            self.materialize(self._deferred[keys[0]])
+        if not keys:
+            return 0
+        first = keys[0]
+        if self._deferred and first in self._deferred:
+            self.materialize(self._deferred[first])
         refs = self._refs
+        if first not in refs:           # (no hit: the usual fresh prompt, answered without
+            return 0                    # walking its keys)
         n = 0
         for key in keys:
             if n >= max_blocks or key not in refs:

@@ -106,8 +106,10 @@ def now(env: Any) -> Any:
     return env._now if plain_simpy(env) else env.now
 
 
-#: ``heapq.heappush`` (a module constant: compiled, a global read is then no dict lookup)
+#: ``heapq.heappush`` and the builtin ``next`` (module constants: compiled, a global read is
+#: then no dict lookup, and ``next`` is not looked up among the builtins at each call)
 _heappush: Final = heapq.heappush
+_next: Final = next
 
 
 def _schedule(env: Any, delay: Any, callbacks: list) -> Timer:
@@ -116,7 +118,7 @@ def _schedule(env: Any, delay: Any, callbacks: list) -> Timer:
     if delay < 0:
         raise ValueError(f"Negative delay {delay}")
     event = Timer(env, callbacks)
-    _heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), event))
+    _heappush(env._queue, (env._now + delay, NORMAL, _next(env._eid), event))
     return event
 
 

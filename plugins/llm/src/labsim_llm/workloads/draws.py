@@ -184,7 +184,6 @@ class Profile:
             segments = ((self.system_ids[pick], self.system_tokens), (wl.content_ids(1), user))
         else:
             segments = ((wl.content_ids(1), user),)
-        # (positional: a keyword argument costs the dataclass's __init__ a third more)
         request = Request(-1, math.nan, self.system_tokens + user, max_out, out, segments, -1, 0,
                           streaming, self.name)
         turns = 0
