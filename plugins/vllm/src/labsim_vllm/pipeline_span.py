@@ -48,7 +48,7 @@ import bisect
 import heapq
 import math
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from labsim_llm.engine.timers import plain_simpy, timeout
 from labsim_vllm.quiet_batches import LAND_ELSEWHERE, PRICE_MISSING, QuietLane, QuietRun, land_quiet_batches
@@ -81,8 +81,8 @@ NO_ROW_QUEUES = (0, 0)
 #: integers below this are doubles, and so are their sums and products while they stay below it
 EXACT_DOUBLES = 2**53
 
-#: the work terms of a batch that :meth:`PipelineSpan._run_ahead_lanes` does not land
-NO_WORK = (0.0,) * 8
+#: the work terms, as floats, of a batch that :meth:`PipelineSpan._run_ahead_lanes` does not land
+NO_TERMS: Final = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 #: decode steps priced at once, at most, when a batch's next context is not in its price table yet
 PRICED_AHEAD = 16
@@ -99,7 +99,7 @@ class Batch:
     size, ``price``, ``cpu``, ``work``, ``prices``, ``table``, ``exact``)."""
 
     __slots__ = ("engine", "step", "start", "due", "order", "park", "group_only", "alone",
-                 "decodes", "price", "prices", "table", "cpu", "work", "exact")
+                 "decodes", "price", "prices", "table", "cpu", "work", "exact", "terms")
 
     engine: SpanSteps           # the engine (a labsim_vllm.scheduler.Replica)
     step: Step
@@ -116,6 +116,8 @@ class Batch:
     cpu: float
     work: tuple
     exact: int
+    #: *work*'s terms as floats (``float()`` of each), for the compiled landings' lanes
+    terms: tuple[float, float, float, float, float, float, float, float]
 
     def __init__(self, engine, step: Step, start: float, due: float, order: int, park):
         self.engine = engine
@@ -133,7 +135,7 @@ class Batch:
     def priced(self, decodes: int) -> None:
         """Set what prices the engine's batches of *decodes* requests (its decode group's)."""
         self.decodes = decodes
-        self.price, self.cpu, self.work, self.prices, self.table, self.exact = \
+        self.price, self.cpu, self.work, self.prices, self.table, self.exact, self.terms = \
             self.engine.decode_pricing(decodes)
 
     def gpu_seconds(self, ctx: int) -> float:
@@ -287,7 +289,7 @@ class SpanSteps(ReplicaState):
                           used * (end - start), pipeline.busy(start, end))
 
     def decode_pricing(self, decodes: int) -> tuple:
-        """``(f, cpu, work, prices, table, exact)`` of a decode-only step of *decodes* requests:
+        """``(f, cpu, work, prices, table, exact, terms)`` of a decode-only step of *decodes* requests:
         ``f(ctx)`` its GPU seconds (``step_time((), decodes, ctx)``, bit for bit) and *cpu* its
         engine-core seconds, as the step loop works them out; *work* the terms of its FLOPs
         and bytes (:meth:`~labsim_llm.engine.StepPricer.decode_work_terms`); *prices* the
@@ -295,17 +297,19 @@ class SpanSteps(ReplicaState):
         prices it found so far by context (the contexts of a batch size recur from request
         to request), or both None; *exact* the last context whose bytes ``w + k·ctx + n``
         stay below 2**53, so that doubles add them exactly as Python adds the integers
-        (:class:`~labsim_vllm.quiet_batches.QuietLane`'s ``context_limit``). Kept by batch
+        (:class:`~labsim_vllm.quiet_batches.QuietLane`'s ``context_limit``); *terms* *work*'s
+        terms as floats (a lane's, converted once). Kept by batch
         size: the group's size changes often."""
         got = self._span_pricing.get(decodes)
         if got is None:
             pricer = self.pricer
             prices = pricer.decode_steps_fn(decodes)
             work = pricer.decode_work_terms(decodes)
-            _p, _a, _l, _s, _h, w, k, n = work
+            p, a, l, s, h, w, k, n = work
             got = (pricer.decode_step_fn(decodes), self.overhead + self.overhead_per_req * (0 + decodes),
                    work, prices, prices.table if prices is not None else None,
-                   int((EXACT_DOUBLES - abs(w) - abs(n)) // max(abs(k), 1)))
+                   int((EXACT_DOUBLES - abs(w) - abs(n)) // max(abs(k), 1)),
+                   (float(p), float(a), float(l), float(s), float(h), float(w), float(k), float(n)))
             self._span_pricing[decodes] = got
         return got
 
@@ -544,10 +548,10 @@ class PipelineSpan:
             if b.alone:
                 lanes.append(QuietLane(b, b.due, b.order, b.start, e.clock, e.G, e._fin, e._cnt, True,
                                        e._nD, e._S, e._nW, e._g_end, b.step.decode_ctx, b.cpu,
-                                       b.work, b.table if b.table is not None else [], b.exact))
+                                       b.terms, b.table if b.table is not None else [], b.exact))
             else:                           # (never landed here: its state is not read)
                 lanes.append(QuietLane(b, b.due, b.order, b.start, e.clock, 0, {}, [0], False,
-                                       0, 0, 0, 0.0, 0, 0.0, NO_WORK, [], 0))
+                                       0, 0, 0, 0.0, 0, 0.0, NO_TERMS, [], 0))
         while True:
             why = land_quiet_batches(run, lanes)
             if why != PRICE_MISSING:

@@ -24,8 +24,8 @@ class QuietLane:
     member finishes (only its keys are read), ``counts[G % len(counts)]`` the KV blocks
     the step after *G* needs. Its *decodes* members with *context* tokens at step 0 (each step
     adds *decodes*) have *widths* of them counted in the inter-token gaps, the last of which
-    ended at *last_end*; the batch in flight has *step_context*. *cpu* is a step's engine-core seconds, *work* the terms of its FLOPs
-    and bytes (``StepPricer.decode_work_terms``), *prices* its GPU seconds by context (None
+    ended at *last_end*; the batch in flight has *step_context*. *cpu* is a step's engine-core seconds, *terms* those of its FLOPs
+    and bytes (``StepPricer.decode_work_terms``, ``float()`` of each), *prices* its GPU seconds by context (None
     where not priced yet) and *context_limit* the last context whose step the loop may work
     out in floating point with the bits of Python's integer arithmetic. *alone*: whether
     the group runs alone (nobody waits or runs outside it). *batch* is the caller's own.
@@ -34,7 +34,8 @@ class QuietLane:
     def __init__(self, batch: Any, due: float, order: int, start: float, end: float,
                  G: int, finishing: dict, counts: list[int], alone: bool, decodes: int,
                  context: int, widths: int, last_end: float, step_context: int, cpu: float,
-                 work: tuple, prices: list, context_limit: int) -> None:
+                 terms: tuple[float, float, float, float, float, float, float, float],
+                 prices: list, context_limit: int) -> None:
         self.batch = batch
         self.due = due
         self.order = order
@@ -50,14 +51,7 @@ class QuietLane:
         self.last_end = last_end
         self.step_context = step_context
         self.cpu = cpu
-        self.p = float(work[0])
-        self.a = float(work[1])
-        self.l = float(work[2])
-        self.s = float(work[3])
-        self.h = float(work[4])
-        self.w = float(work[5])
-        self.k = float(work[6])
-        self.n = float(work[7])
+        self.p, self.a, self.l, self.s, self.h, self.w, self.k, self.n = terms
         self.prices = prices
         self.context_limit = context_limit
         #: the GPU seconds of the step after the next landing, when its caller priced it
