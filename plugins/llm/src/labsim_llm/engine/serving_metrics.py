@@ -319,24 +319,32 @@ class GapHistogram:
         if len(self._values) >= self.LEDGER:
             self._settle()
 
-    def add_uniform_each(self, values, times) -> None:
+    def add_uniform_each(self, values: list, times: list) -> None:
         """``add_uniform(v, t)`` for each *v* of *values* and *t* of *times* (counts ≥ 0) in
         order (decode steps of several groups, interleaved: the pipeline span's), with the same
         bins and the same running total, bit for bit: the pairs join the ledger."""
-        if 0 in times:
-            pairs = [(v, t) for v, t in zip(values, times) if t]
-            values, times = [v for v, _ in pairs], [t for _, t in pairs]
         if not times:
             return
+        # one pass over the counts (a few a call): whether one is 0, whether all equal the
+        # first, and their sum, added in order from 0 as sum() adds them
+        first = times[0]
+        same = True
+        total: Any = 0
+        for t in times:
+            if t == 0:
+                pairs = [(v, t) for v, t in zip(values, times) if t]
+                return self.add_uniform_each([v for v, _ in pairs], [t for _, t in pairs])
+            if same and t != first:
+                same = False
+            total += t
         ledger = self._values
         ledger.extend(values)
-        first = times[0]
-        if times.count(first) == len(times):       # (as a span's steps mostly are)
+        if same:                                    # (as a span's steps mostly are)
             self._mark(first, len(times))
         else:                                       # runs of one entry each
             self._run_times.extend(times)
             self._run_counts.extend([1] * len(times))
-        self.n += sum(times)
+        self.n += total
         if len(ledger) >= self.LEDGER:
             self._settle()
 
