@@ -413,8 +413,7 @@ class GenerationGroup(ExecutorState):
         s_bytes: float = 0.0
         kv_s: float = 0.0
         if sums:
-            num_steps, busy_s, s_flops, s_bytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
-            kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
+            num_steps, busy_s, s_flops, s_bytes, kv_s, kv_peak = metrics.step_sums()
         work_terms = self.pricer.decode_work_terms
         wb = 0                                 # the batch size of the work terms below
         # the FLOPs terms are floats (or ints a float times exactly); the bytes terms keep their
@@ -603,8 +602,7 @@ class GenerationGroup(ExecutorState):
         if gaps:
             itl.add_uniform_each(gaps, widths)
         if sums:
-            metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = num_steps, busy_s, s_flops, s_bytes
-            metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
+            metrics.set_step_sums(num_steps, busy_s, s_flops, s_bytes, kv_s, kv_peak)
         co.last_end = last_end
         self.clock = start
         if taken:

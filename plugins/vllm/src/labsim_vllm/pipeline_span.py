@@ -538,10 +538,10 @@ class PipelineSpan:
         peers = self.peers
         cpu_free, stage_free, until = pipeline.clocks()
         warm_up = metrics.warm_up
+        num_steps, busy_s, flops, nbytes, kv_s, kv_peak = metrics.step_sums()
         run = QuietRun(horizon, engine.pool.num_free, peers.kv_blocks_used(), self._order,
                        cpu_free, stage_free, until, warm_up if warm_up > 0.0 else -math.inf,
-                       metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes,
-                       metrics.kv_block_seconds, metrics.kv_peak, batches[0].due)
+                       num_steps, busy_s, flops, nbytes, kv_s, kv_peak, batches[0].due)
         lanes = []
         for b in batches:
             e = b.engine
@@ -575,9 +575,7 @@ class PipelineSpan:
                 e.G = lane.G
                 e._g_end = lane.last_end
         pipeline.set_clocks(run.cpu_free, run.stage_free, run.busy_until)
-        metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = \
-            run.num_steps, run.busy_s, run.flops, run.nbytes
-        metrics.kv_block_seconds, metrics.kv_peak = run.kv_s, run.kv_peak
+        metrics.set_step_sums(run.num_steps, run.busy_s, run.flops, run.nbytes, run.kv_s, run.kv_peak)
         if run.gaps:
             metrics.itl.add_uniform_each(run.gaps, run.widths)
         if run.taken:
@@ -617,8 +615,7 @@ class PipelineSpan:
         # busy, rounded, and that is ≥ 0 when start is and 0 ≤ busy ≤ duration)
         past = sums and warm_up <= 0.0
         if sums:
-            num_steps, busy_s, flops, nbytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
-            kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
+            num_steps, busy_s, flops, nbytes, kv_s, kv_peak = metrics.step_sums()
         pipeline = engine.pipeline
         assert pipeline is not None                 # (engines of a pipeline-parallel replica)
         two = pipeline.stages == 2
@@ -730,8 +727,7 @@ class PipelineSpan:
         if gaps:
             itl.add_uniform_each(gaps, widths)
         if sums:
-            metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = num_steps, busy_s, flops, nbytes
-            metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
+            metrics.set_step_sums(num_steps, busy_s, flops, nbytes, kv_s, kv_peak)
         if two:
             pipeline.set_clocks(cpu_free, (free0, free1), until)
         if pool is not None and taken:

@@ -662,6 +662,23 @@ class ServingMetrics:
         if len(rows) >= KEPT_CHUNK:
             self.flush()
 
+    def step_sums(self) -> tuple:
+        """``(num_steps, busy_s, flops, bytes, kv_block_seconds, kv_peak)``: the running sums of
+        :meth:`step`, for a loop that adds its steps to them itself and hands them back with
+        :meth:`set_step_sums` (one call each way: from another compiled group, each attribute
+        read or written is a generic lookup)."""
+        return (self.num_steps, self.busy_s, self.flops, self.bytes, self.kv_block_seconds,
+                self.kv_peak)
+
+    def set_step_sums(self, num_steps, busy_s, flops, nbytes, kv_block_seconds, kv_peak) -> None:
+        """Set the running sums :meth:`step_sums` gave, with the loop's steps added."""
+        self.num_steps = num_steps
+        self.busy_s = busy_s
+        self.flops = flops
+        self.bytes = nbytes
+        self.kv_block_seconds = kv_block_seconds
+        self.kv_peak = kv_peak
+
     def step(self, replica, start, duration, num_steps, tokens, prefills, decodes, running, waiting,
              kv_used, flops, nbytes, kv_block_seconds, busy=None) -> None:
         """Record one step, or *num_steps* identical decode steps taken together (counts and
