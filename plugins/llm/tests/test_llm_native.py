@@ -590,3 +590,34 @@ def test_compiled_request_behaves_as_the_pure_one():
     assert seen[0] == seen[1]
     assert seen[0][1].startswith("Request(request_id=1, arrival_s=0.5, prompt_tokens=2, ")
     assert seen[0][1].endswith("preemptions=0, replica=3)")
+
+
+def test_a_plugin_may_subclass_the_request():
+    """A request class of a plugin's own, compiled base or pure: its fields, its constructor
+    and the metrics' row of it are the base's, its extra attribute its own."""
+    import types
+
+    from labsim_llm import request
+    from labsim_llm.engine import serving_metrics
+
+    twin = _twin_of("request")
+    for base in (request.PURE["Request"], twin.Request):
+        class Tagged(base):
+            __slots__ = ("adapter",)
+
+            def __init__(self, *args, adapter="", **kwargs):
+                super().__init__(*args, **kwargs)
+                self.adapter = adapter
+
+        r = Tagged(4, 1.5, 12, 4, 4, ((7, 12),), adapter="lora-a", replica=2)
+        r.first_token_s, r.finish_s, r.status = 2.0, 3.5, "finished"
+        assert (r.adapter, r.request_id, r.replica, r.e2e_s) == ("lora-a", 4, 2, 2.0)
+        assert repr(r).startswith("Request(request_id=4, arrival_s=1.5, ")
+        # (the metrics in use take the request class in use: compiled, only that one)
+        in_use = [serving_metrics.ServingMetrics] if base is request.Request else []
+        for metrics_class in [serving_metrics.PURE["ServingMetrics"], *in_use]:
+            context = types.SimpleNamespace(metrics=types.SimpleNamespace(
+                warm_up_s=0.0, config={}, table=lambda name, columns: None))
+            row = metrics_class(context, "vllm", "serving", num_gpus=1, device=None)._row(r)
+            assert row[:4] == [4, "vllm", 2, "finished"] and row[8] == 1.5 and row[9] != row[9]
+            assert row[10:12] == [2.0, 3.5] and row[19] == 2000.0

@@ -28,6 +28,7 @@ import math
 from typing import Any
 
 from labsim import native
+from mypy_extensions import mypyc_attr
 
 from labsim_llm import native as llm_native
 
@@ -41,6 +42,8 @@ FIELDS = ("request_id", "arrival_s", "prompt_tokens", "max_output_tokens", "outp
           "cached_prompt_tokens", "preemptions", "replica")
 
 
+# (open to subclasses in plain Python, compiled or not: a plugin's requests may carry more)
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Request:
     """One request: what the client sent, then what the engine did with it.
 
@@ -74,7 +77,8 @@ class Request:
     compiled twin then makes a request in compiled code (a workload's draws) without an
     interpreted ``__init__``, and the serving metrics read its fields directly. Every value is
     kept as given (an int arrival time stays an int, a numpy integer stays one); two requests
-    are equal only when they are the same object.
+    are equal only when they are the same object. A plugin may subclass it (its own fields
+    in its own ``__slots__``, or in an instance dict).
     """
 
     __slots__ = FIELDS
