@@ -111,12 +111,8 @@ class Request:
         self.replica = replica
 
     def _values(self) -> tuple:
-        """The fields' values, in :data:`FIELDS`' order."""
-        return (self.request_id, self.arrival_s, self.prompt_tokens, self.max_output_tokens,
-                self.output_tokens, self.segments, self.session_id, self.turn, self.streaming,
-                self.profile, self.output_id, self.status, self.reject_reason,
-                self.first_scheduled_s, self.first_token_s, self.finish_s,
-                self.cached_prompt_tokens, self.preemptions, self.replica)
+        """The fields' values, in :data:`FIELDS`' order (for the repr and copies only)."""
+        return tuple([getattr(self, name) for name in FIELDS])
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={value!r}" for name, value in zip(FIELDS, self._values()))

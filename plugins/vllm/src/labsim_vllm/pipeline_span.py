@@ -96,7 +96,7 @@ class Batch:
     dispatch order (SimPy's among equal instants), the event its engine waits on (``park``),
     and, once a batch of the group alone, what prices the engine's next batches while its
     decode group stays as it is (:meth:`SpanSteps.decode_pricing`: ``decodes`` the group's
-    size, ``price``, ``cpu``, ``work``, ``prices``, ``table``, ``exact``)."""
+    size, ``price``, ``cpu``, ``work``, ``prices``, ``table``, ``exact``, ``terms``)."""
 
     __slots__ = ("engine", "step", "start", "due", "order", "park", "group_only", "alone",
                  "decodes", "price", "prices", "table", "cpu", "work", "exact", "terms")
