@@ -197,3 +197,101 @@ def test_now_reads_the_clock_as_env_now_does():
         assert now(env) == env.now == 2.5
         shifted = Shifted()
         assert now(shifted) == shifted.now == 100
+
+
+def _timers_ways(namespace):
+    """call_later and timeout through a Timers of the environment (made at each call, and
+    once per environment), as the module functions are called."""
+    made = {}
+
+    def held(env):
+        return made.setdefault(id(env), (env, namespace["Timers"](env)))[1]
+
+    return [
+        (lambda env, d, cb: namespace["Timers"](env).call_later(d, cb),
+         lambda env, d: namespace["Timers"](env).timeout(d)),
+        (lambda env, d, cb: held(env).call_later(d, cb), lambda env, d: held(env).timeout(d)),
+    ]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 0.0, 0.5, 1.0, 2.25]), st.integers(0, 2)),
+                min_size=1, max_size=30))
+def test_a_timers_holder_schedules_as_the_functions_do(plan):
+    """Timers of one environment (made once, queue and counter read then), mixed with the
+    module's functions and SimPy's own timeouts and processes: the same callbacks and process
+    resumptions at the same times (an int clock stays an int) in the same order as all
+    timeouts; ``now`` and ``peek`` read what ``env.now`` and ``env.peek()`` read."""
+    def run(namespace, way):
+        env = simpy.Environment()
+        timers_ = namespace["Timers"](env)
+        seen = []
+        for i, (delay, how) in enumerate(plan):
+            def note(_event, i=i):
+                seen.append((i, env.now, type(env.now), timers_.now(), timers_.peek() == env.peek()))
+            if way and how == 0:
+                timers_.call_later(delay, note)
+            elif way and how == 1:
+                namespace["call_later"](env, delay, note)
+            else:
+                env.timeout(delay).callbacks.append(note)
+
+        def proc():
+            for i, (delay, how) in enumerate(plan):
+                yield timers_.timeout(delay) if way and how == 2 else env.timeout(delay)
+                seen.append(("proc", i, env.now))
+
+        env.process(proc())
+        env.run()
+        return seen
+
+    for namespace in _namespaces():
+        assert run(namespace, True) == run(namespace, False)
+
+
+def test_a_timers_holder_waits_refuses_and_defers_as_the_functions_do():
+    """Process waits (interrupted too), negative delays, and an environment with scheduling of
+    its own, through Timers."""
+    class OwnTimeout(simpy.Environment):
+        made = 0
+
+        def timeout(self, delay, value=None):
+            OwnTimeout.made += 1
+            return super().timeout(delay, value)
+
+    for namespace in _namespaces():
+        for call_later, timeout in _timers_ways(namespace):
+            env = simpy.Environment()
+            log = []
+
+            def sleeper(env=env, log=log, timeout=timeout):
+                for d in (0.5, 3.0, 1.0):
+                    try:
+                        value = yield timeout(env, d)
+                        log.append((env.now, value))
+                    except simpy.Interrupt:
+                        log.append((env.now, "interrupted"))
+
+            victim = env.process(sleeper())
+
+            def interrupter(env=env, victim=victim):
+                yield env.timeout(2.0)
+                victim.interrupt()
+
+            env.process(interrupter())
+            env.run()
+            assert log == [(0.5, None), (2.0, "interrupted"), (3.0, None)]
+            with pytest.raises(ValueError, match="Negative delay"):
+                call_later(env, -1.0, lambda event: None)
+            with pytest.raises(ValueError, match="Negative delay"):
+                timeout(env, -0.5)
+            own = OwnTimeout()
+            timers_ = namespace["Timers"](own)
+            assert not timers_.plain
+            seen = []
+            call_later(own, 1.0, lambda event: seen.append(own.now))
+            timers_.call_later(0.5, lambda event: seen.append(timers_.now()))
+            assert timers_.peek() == own.peek() == 0.5
+            own.run()
+            assert seen == [0.5, 1.0] and OwnTimeout.made == 2 and timers_.peek() == own.peek()
+            OwnTimeout.made = 0

@@ -618,7 +618,7 @@ class Replica(GenerationGroup):
         results come back before the next event and finish nothing anyone sees is applied
         without an event of its own, as in :meth:`_loop` ("Spans" in the module docstring)."""
         env, pricer = self.env, self.pricer
-        peek = env.peek
+        timers = self.timers                   # (its peek: compiled, env.peek is not)
         spans = self.spans and self.gpus.exclusive
         limit = self.time_limit
         inflight: deque[Step] = deque()
@@ -676,7 +676,7 @@ class Replica(GenerationGroup):
                 if wait < 0.0:
                     wait = 0.0
                 t = now + wait                 # env.now after its event
-                if spans and t < peek() <= limit:
+                if spans and t < timers.peek() <= limit:
                     runs = step.cohort
                     if runs is not None and not step.gens and not step.contexts:
                         leaving = runs.fin.get(step.gidx) if step.group else None   # _leaving

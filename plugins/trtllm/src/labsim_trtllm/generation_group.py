@@ -538,7 +538,7 @@ class GenerationGroup(ExecutorState):
                 n, warm, S = co.n, co.warm, co.S
                 used = self.pool.num_used
                 free = self.pool.num_free
-                horizon = min(horizon, self.env.peek())
+                horizon = min(horizon, self.timers.peek())
                 if not n or self.active or self.waiting:
                     # the cohort is empty: the loop goes on from its top, as after a commit
                     co.last_end = last_end

@@ -103,7 +103,9 @@ class FastForward(SharedSpan):
         heap, fin = self._fin_keys, self._fin
         while heap[0] not in fin:
             heapq.heappop(heap)
-        k_max = min(heap[0] - g1, MAX_SPAN, self.gate.span_limit(bool(self.waiting)))
+        k_max = min(heap[0] - g1, MAX_SPAN)
+        if self.multi_step:     # (else the gate sets no limit: no call into it)
+            k_max = min(k_max, self.gate.span_limit(bool(self.waiting)))
         if k_max <= 1:
             return None
         # blocks the steps after the first need: members cross a block boundary every bs steps,
@@ -285,7 +287,7 @@ class FastForward(SharedSpan):
         finishes, if any, finish unseen
         (:meth:`~labsim_vllm.scheduler.Replica.finishes_unseen`): then its timeout would change
         nothing but the time. Returns their requests (an empty list if none), else None."""
-        if not (self.gpus.exclusive and end < self.env.peek() and end <= self.time_limit):
+        if not (self.gpus.exclusive and end < self.timers.peek() and end <= self.time_limit):
             return None
         members = self._fin.get(self.G + k - 1)
         if not members:

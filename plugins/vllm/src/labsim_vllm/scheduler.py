@@ -105,6 +105,8 @@ class Replica(V1Scheduler):
         self.fast_forward = cfg["fast_forward"] and pipeline is None and not self.async_sched
         #: vLLM 0.6 multi-step scheduling (a no-op at the default of one step)
         self.gate = MultiStepGate(cfg["num_scheduler_steps"])
+        #: whether rounds of several steps are on (else the gate never limits a span)
+        self.multi_step = self.gate.num_steps > 1
         #: vLLM V0's asynchronous output processing: a step's outputs reach the client when the
         #: next step ends (they are processed while it runs); first tokens and finishes held here
         self.output_lag = bool(cfg.get("async_output_processing"))
@@ -170,7 +172,7 @@ class Replica(V1Scheduler):
     def wake(self) -> None:
         """Wake the loop if it idles, or cut a fast-forward span at the step in progress (a
         request reached the engine: its time counts towards the mean gap between requests)."""
-        now = self.env.now
+        now = self.env._now if self.plain_clock else self.env.now
         self._gap_in += (now - self._last_in - self._gap_in) * GAP_WEIGHT
         self._last_in = now
         if self._wake is not None and not self._wake.triggered:

@@ -63,6 +63,7 @@ class ReplicaState(ReplicaShell):
     async_sched: bool
     fast_forward: bool
     gate: MultiStepGate
+    multi_step: bool
     output_lag: bool
     _lone: bool
 

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from labsim import native
 
 from labsim_llm import native as llm_native
-from labsim_llm.engine.timers import call_later
+from labsim_llm.engine.timers import Timers
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ class Frontend:
     def __init__(self, env, enabled: bool = True, cost: FrontendCost = DEFAULT_FRONTEND,
                  chat: bool = False, link=None, bytes_per_token: float = 2.0):
         self.env = env
+        self.timers = Timers(env)
         self.enabled = enabled
         self.cost = cost
         self.chat = chat
@@ -138,7 +139,7 @@ class Frontend:
             del self._in_flight[key]
             deliver(request)
 
-        call_later(self.env, delay, handed_over)
+        self.timers.call_later(delay, handed_over)
 
     def pending(self) -> list:
         """Requests still in the API server (for the end-of-run ``unfinished`` rows)."""

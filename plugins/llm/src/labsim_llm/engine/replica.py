@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from labsim_llm.engine.kv_cache import block_ids
-from labsim_llm.engine.timers import plain_simpy, timeout
+from labsim_llm.engine.timers import Timers, plain_simpy
 
 
 class Seq:
@@ -108,6 +108,7 @@ class ReplicaShell:
     owner: Any                       # the framework
     index: int
     env: Any                         # the SimPy environment
+    timers: Timers                   # its timers and clock
     time_limit: float
     metrics: Any                     # the framework's ServingMetrics
     warm_up: float
@@ -127,6 +128,7 @@ class ReplicaShell:
         #: whether the clock may be read as ``env._now`` (:func:`~labsim_llm.engine.timers.plain_simpy`;
         #: compiled, SimPy's ``now`` property is an interpreted call)
         self.plain_clock: bool = plain_simpy(self.env)
+        self.timers = Timers(self.env)
         #: the run's time limit: no step ending later is landed ahead of the clock
         self.time_limit = time_limit(owner.context)
         self.metrics = owner.metrics
@@ -153,12 +155,12 @@ class ReplicaShell:
         accounting). The event's value is the simulated time the work ended when that is not
         ``now + seconds`` (a shared GPU ran it later), else None: the loops then keep their
         own sum, so outputs stay bit for bit. Under exclusive use (the default) it is a plain
-        timeout (a compiled one, :func:`labsim_llm.engine.timers.timeout`); on GPUs shared with
+        timeout (a compiled one, :meth:`labsim_llm.engine.timers.Timers.timeout`); on GPUs shared with
         other frameworks their sharing mode runs it.
         """
         gpus = self.gpus
         if gpus.exclusive:
-            return timeout(self.env, seconds)
+            return self.timers.timeout(seconds)
         return gpus.execute(seconds, self.membound(step) if step is not None else None)
 
     def membound(self, step) -> float | None:
@@ -179,7 +181,8 @@ class ReplicaShell:
 
     def gpu_is_alone(self) -> bool:
         """Whether nothing else runs on this replica's GPUs (so steps may be skipped over)."""
-        return self.gpus.is_alone()
+        gpus = self.gpus
+        return gpus.exclusive or gpus.is_alone()     # (exclusive: alone, and no call)
 
     def gpu_span(self, num_decodes: int, first_context: int, steps: int):
         """On a shared GPU, a lease on a run of at most *steps* decode-only steps of

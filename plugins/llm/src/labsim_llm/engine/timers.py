@@ -107,9 +107,74 @@ def now(env: Any) -> Any:
 
 
 #: ``heapq.heappush`` and the builtin ``next`` (module constants: compiled, a global read is
-#: then no dict lookup, and ``next`` is not looked up among the builtins at each call)
+#: then no dict lookup)
 _heappush: Final = heapq.heappush
 _next: Final = next
+#: the time of "nothing scheduled" (SimPy's ``Infinity``)
+_INF: Final = float("inf")
+
+
+class Timers:
+    """:func:`call_later`, :func:`timeout`, :func:`now` and ``env.peek()`` for one environment,
+    for a caller that asks them all run long (an arrival stream, the API server, an engine's
+    step loop): whether *env* is :func:`plain_simpy`, its queue and its event counter are
+    looked up once, not at every timer (compiled, each read of an attribute of SimPy's
+    environment is a generic lookup of a few hundred instructions, and ``next`` one among the
+    builtins). Same events, same places in the queue, same times as the functions.
+
+    >>> import simpy
+    >>> env = simpy.Environment()
+    >>> timers, seen = Timers(env), []
+    >>> timers.call_later(2.0, lambda event: seen.append(("timer", timers.now())))
+    >>> def waits():
+    ...     yield timers.timeout(0.5)
+    ...     seen.append(("process", timers.now(), timers.peek()))
+    >>> _ = env.process(waits())
+    >>> env.run()
+    >>> seen
+    [('process', 0.5, 2.0), ('timer', 2.0)]
+    """
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.plain = plain_simpy(env)
+        #: SimPy's event queue (a heap) and its event counter's ``__next__``: neither is ever
+        #: replaced in an environment's life (read only where *env* is plain)
+        self._queue: list = env._queue if self.plain else []
+        self._next_eid: Any = env._eid.__next__ if self.plain else None
+
+    def call_later(self, delay: Any, callback: Callable[[Any], Any]) -> None:
+        """:func:`call_later` in this environment."""
+        if self.plain:
+            self._push(delay, [callback])
+        else:
+            self.env.timeout(delay).callbacks.append(callback)
+
+    def timeout(self, delay: Any) -> Any:
+        """:func:`timeout` in this environment."""
+        if self.plain:
+            return self._push(delay, [])
+        return self.env.timeout(delay)
+
+    def now(self) -> Any:
+        """``env.now`` (:func:`now`)."""
+        return self.env._now if self.plain else self.env.now
+
+    def peek(self) -> Any:
+        """``env.peek()``: the time of the next event, infinity when there is none."""
+        if self.plain:
+            queue = self._queue
+            return queue[0][0] if queue else _INF
+        return self.env.peek()
+
+    def _push(self, delay: Any, callbacks: list) -> Timer:
+        """:func:`_schedule`, with the queue and counter at hand."""
+        if delay < 0:
+            raise ValueError(f"Negative delay {delay}")
+        env = self.env
+        event = Timer(env, callbacks)
+        _heappush(self._queue, (env._now + delay, NORMAL, self._next_eid(), event))
+        return event
 
 
 def _schedule(env: Any, delay: Any, callbacks: list) -> Timer:
@@ -122,7 +187,7 @@ def _schedule(env: Any, delay: Any, callbacks: list) -> Timer:
     return event
 
 
-__all__ = ["NORMAL", "Timer", "call_later", "now", "plain_simpy", "timeout"]
+__all__ = ["NORMAL", "Timer", "Timers", "call_later", "now", "plain_simpy", "timeout"]
 
 #: the pure-Python definitions, kept when the compiled twin's replace them (tests compare the two)
 PURE = {name: globals()[name] for name in __all__}

@@ -39,7 +39,7 @@ from labsim.engine import stream_key
 from mypy_extensions import mypyc_attr
 
 from labsim_llm import native as llm_native
-from labsim_llm.engine.timers import call_later, now
+from labsim_llm.engine.timers import Timers, call_later
 from labsim_llm.request import Request
 from labsim_llm.workloads.draws import Sampler, Session
 
@@ -60,6 +60,8 @@ class RequestWorkload(Workload):
     def __init__(self, config: dict, context: Any):
         super().__init__(config, context)
         self.env: Any = context.env
+        #: the environment's timers and clock (:class:`~labsim_llm.engine.timers.Timers`)
+        self.timers = Timers(self.env)
         seed = config.get("random_seed")
         self.seed: int | None = int(seed) if seed is not None else None
         self.bytes_per_token: Any = config.get("bytes_per_token_estimate_for_network")
@@ -175,7 +177,7 @@ class RequestWorkload(Workload):
             self._release_slot()
             return
         request.request_id = self.sent
-        request.arrival_s = now(self.env)
+        request.arrival_s = self.timers.now()
         self.sent += 1
         if request.turn:
             self.follow_ups += 1
@@ -298,6 +300,8 @@ class ArrivalStream:
                  pick: Callable[[], Any] | None = None, profile: Any = None):
         self.workload = workload
         self.env: Any = workload.env
+        #: the environment's timers (one each, whatever the workload: a stream only needs its env)
+        self.timers = Timers(self.env)
         self.gaps = gaps
         self.pick = pick
         self.profile = profile
@@ -310,7 +314,7 @@ class ArrivalStream:
         start_source(self.env, self.workload, self._next)
 
     def _next(self) -> None:
-        call_later(self.env, self.gaps(), self._arrive_call)
+        self.timers.call_later(self.gaps(), self._arrive_call)
 
     def _arrive(self, _event: object) -> None:
         wl = self.workload
