@@ -106,10 +106,8 @@ def now(env: Any) -> Any:
     return env._now if plain_simpy(env) else env.now
 
 
-#: ``heapq.heappush`` and the builtin ``next`` (module constants: compiled, a global read is
-#: then no dict lookup)
+#: ``heapq.heappush`` (a module constant: compiled, a global read is then no dict lookup)
 _heappush: Final = heapq.heappush
-_next: Final = next
 #: the time of "nothing scheduled" (SimPy's ``Infinity``)
 _INF: Final = float("inf")
 
@@ -138,10 +136,10 @@ class Timers:
     def __init__(self, env: Any) -> None:
         self.env = env
         self.plain = plain_simpy(env)
-        #: SimPy's event queue (a heap) and its event counter's ``__next__``: neither is ever
-        #: replaced in an environment's life (read only where *env* is plain)
+        #: SimPy's event queue (a heap) and its event counter (an ``itertools.count``): neither
+        #: is ever replaced in an environment's life (read only where *env* is plain)
         self._queue: list = env._queue if self.plain else []
-        self._next_eid: Any = env._eid.__next__ if self.plain else None
+        self._eid: Any = env._eid if self.plain else None
 
     def call_later(self, delay: Any, callback: Callable[[Any], Any]) -> None:
         """:func:`call_later` in this environment."""
@@ -169,21 +167,37 @@ class Timers:
 
     def _push(self, delay: Any, callbacks: list) -> Timer:
         """:func:`_schedule`, with the queue and counter at hand."""
-        if delay < 0:
+        if _negative(delay):
             raise ValueError(f"Negative delay {delay}")
         env = self.env
         event = Timer(env, callbacks)
-        _heappush(self._queue, (env._now + delay, NORMAL, self._next_eid(), event))
+        _heappush(self._queue, (env._now + delay, NORMAL, _next_id(self._eid), event))
         return event
+
+
+def _negative(delay: Any) -> bool:
+    """``delay < 0`` (a float compared unboxed, compiled; anything else as Python compares)."""
+    if isinstance(delay, float):
+        return delay < 0.0
+    return delay < 0
+
+
+def _next_id(counter: Any) -> Any:
+    """``next(counter)``, *counter* an endless iterator (SimPy's event ids): compiled, a loop
+    takes the item through the iterator's own slot, where ``next`` would be looked up among
+    the builtins and called (some 500 instructions a timer)."""
+    for item in counter:
+        return item
+    raise RuntimeError("the event counter ended")
 
 
 def _schedule(env: Any, delay: Any, callbacks: list) -> Timer:
     """A :class:`Timer` with *callbacks*, put where ``env.schedule`` puts an event *delay*
     seconds from now (*env* :func:`plain_simpy`)."""
-    if delay < 0:
+    if _negative(delay):
         raise ValueError(f"Negative delay {delay}")
     event = Timer(env, callbacks)
-    _heappush(env._queue, (env._now + delay, NORMAL, _next(env._eid), event))
+    _heappush(env._queue, (env._now + delay, NORMAL, _next_id(env._eid), event))
     return event
 
 
