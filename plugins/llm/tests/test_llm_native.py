@@ -592,6 +592,75 @@ def test_compiled_request_behaves_as_the_pure_one():
     assert seen[0][1].endswith("preemptions=0, replica=3)")
 
 
+class _AdapterRequest(__import__("labsim_llm.request", fromlist=["Request"]).Request):
+    """A plugin's request of its own (the request class in use: compiled where built), at
+    module level so that pickle finds it: another constructor, a slot and a dict of its own."""
+
+    __slots__ = ("adapter", "__dict__")
+
+    def __init__(self, adapter, request_id, prompt_tokens):
+        super().__init__(request_id, 0.0, prompt_tokens, 4, 4, ((7, prompt_tokens),))
+        self.adapter = adapter
+
+
+def test_a_subclassed_request_copies_and_pickles_with_its_own_state():
+    """Copies and pickles of a subclass whose constructor takes other arguments: every field,
+    the subclass's slot and its dict's attributes come back (the copy had called the
+    constructor with the nineteen fields, a TypeError for such a subclass). Compiled base and
+    pure alike."""
+    import copy
+    import pickle
+
+    from labsim_llm import request
+
+    bases = [request.PURE["Request"]]
+    try:
+        bases.append(_twin_of("request").Request)
+    except pytest.skip.Exception:
+        pass
+    for base in bases:
+        class Adapter(base):
+            __slots__ = ("adapter", "__dict__")
+
+            def __init__(self, adapter, request_id):
+                super().__init__(request_id, 1.5, 12, 4, 4, ((7, 12),), replica=2)
+                self.adapter = adapter
+
+        r = Adapter("lora-a", 4)
+        r.note, r.finish_s = "seen", 3.5
+        for made in (copy.copy(r), copy.deepcopy(r)):
+            assert type(made) is Adapter and made is not r
+            assert [getattr(made, f) for f in request.FIELDS] == [getattr(r, f) for f in request.FIELDS]
+            assert (made.adapter, made.note) == ("lora-a", "seen")
+        plain = base(1, 0.5, 8, 2, 2, ((3, 8),))
+        assert copy.copy(plain)._values() == plain._values() and not hasattr(copy.copy(plain), "note")
+    back = pickle.loads(pickle.dumps(_AdapterRequest("lora-b", 9, 16)))
+    assert (type(back), back.adapter, back.request_id, back.segments) == (_AdapterRequest, "lora-b", 9, ((7, 16),))
+
+
+def test_block_ids_take_numpy_integers_as_ints():
+    """A prompt whose length, content id or block size is a numpy integer gets the keys of the
+    same prompt in ints (the packed keys' sums with numpy's integers had overflowed), pure
+    and compiled, one segment and several."""
+    import numpy as np
+
+    cases = [(((5, 40),), 16), (((5, 40), (9, 70)), 16), (((5, 3),), 16)]
+    spaces = [kv_cache.PURE]
+    try:
+        spaces.append(vars(_twin_of("kv_cache")))
+    except pytest.skip.Exception:
+        pass
+    for space in spaces:
+        for segments, size in cases:
+            want = list(space["block_ids"](segments, size))
+            for cast in range(1, 8):
+                segs = tuple((np.int64(c) if cast & 1 else c, np.int32(n) if cast & 2 else n)
+                             for c, n in segments)
+                got = space["block_ids"](segs, np.int64(size) if cast & 4 else size)
+                assert list(got) == want, (segments, cast)
+            assert list(space["block_keys"](segments, np.int64(size), packed=True)) == want
+
+
 def test_a_plugin_may_subclass_the_request():
     """A request class of a plugin's own, compiled base or pure: its fields, its constructor
     and the metrics' row of it are the base's, its extra attribute its own."""

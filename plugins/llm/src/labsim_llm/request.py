@@ -119,8 +119,15 @@ class Request:
         return f"Request({fields})"
 
     def __reduce__(self) -> tuple:
-        # (pickled and copied by its fields: the compiled twin has no default way to)
-        return (type(self), self._values())
+        # (pickled and copied by its fields, without its constructor, which a subclass may
+        # have changed, and with a subclass's own attributes: the compiled twin has no
+        # default way to)
+        return (_rebuilt, (type(self), self._values()), _own_state(self))
+
+    def __setstate__(self, state: dict) -> None:
+        # (a subclass's own attributes, after _rebuilt set the fields)
+        for name, value in state.items():
+            setattr(self, name, value)
 
     @property
     def ttft_s(self) -> float:
@@ -136,6 +143,27 @@ class Request:
     def total_tokens(self) -> int:
         """Prompt plus generated tokens: the KV-cache length when it finishes."""
         return self.prompt_tokens + self.output_tokens
+
+
+def _rebuilt(cls: Any, values: tuple) -> Any:
+    """A *cls* request with the fields *values* (in :data:`FIELDS`' order), its constructor
+    not called: what a copy or an unpickling of one makes before its own state is set."""
+    request = cls.__new__(cls)
+    for name, value in zip(FIELDS, values):
+        setattr(request, name, value)
+    return request
+
+
+def _own_state(request: Any) -> dict | None:
+    """What a subclass adds to *request* beyond :data:`FIELDS` (its instance dict's and its own
+    slots' values, by name), for :meth:`Request.__setstate__` to set back; None for nothing."""
+    state = dict(getattr(request, "__dict__", None) or {})
+    for klass in type(request).__mro__:
+        names = klass.__dict__.get("__slots__", ())
+        for name in (names,) if isinstance(names, str) else names:
+            if name not in FIELDS and name not in ("__dict__", "__weakref__") and hasattr(request, name):
+                state[name] = getattr(request, name)
+    return state or None
 
 
 __all__ = ["FIELDS", "Request", "STATUSES"]

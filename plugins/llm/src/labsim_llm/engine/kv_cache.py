@@ -30,6 +30,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
 from itertools import repeat
+from operator import index as _index
 from typing import Final
 
 from labsim import native
@@ -66,7 +67,11 @@ def block_keys(segments, block_size, limit=None, *, packed=False) -> Sequence:
     start = 0
     edge = block_size
     cap = limit if limit is not None else 1 << 62
+    if type(block_size) is not int:
+        block_size = edge = _index(block_size)      # (numpy's: see block_ids)
     for content_id, length in segments:
+        if type(length) is not int:
+            length = _index(length)
         end = start + length
         if edge <= end and count < cap:
             first = edge - start
@@ -92,24 +97,27 @@ def block_ids(segments, block_size, limit=None) -> Sequence:
     """:func:`block_keys` packed as plain ints: equal ⇔ equal keys (what the engines key on)."""
     if limit is None and len(segments) == 1:
         segment = segments[0]
-        content_id = segment[0]
-        length = segment[1]
-        if type(content_id) is int and type(length) is int and type(block_size) is int:
-            # (plain ints, typed: the compiled twin then compares and multiplies them as ints,
-            # not as any object; other integers take the test below, with the same answer)
-            c: int = content_id
-            n: int = length
-            size: int = block_size
-            if size <= n <= _M64 and 0 <= c <= _M64:
-                base = ((c * _MIX) & _M64) << 64
-                return range(base + size, base + size + n // size * size, size)
-        elif block_size <= length <= _M64 and 0 <= content_id <= _M64:
-            # a prompt of one segment (a fresh one, every request has): block_keys' one run,
-            # its parent 0, worked out directly
-            base = ((int(content_id) * _MIX) & _M64) << 64
-            return range(base + block_size, base + block_size + length // block_size * block_size,
-                         block_size)
+        content_id, length, size = segment[0], segment[1], block_size
+        if not (type(content_id) is int and type(length) is int and type(size) is int):
+            # other integers (numpy's) as ints: their sums with a packed key, above 2**64,
+            # would overflow
+            content_id, length, size = _index(content_id), _index(length), _index(size)
+        run = _one_run(content_id, length, size)
+        if run is not None:
+            return run
     return block_keys(segments, block_size, limit, packed=True)
+
+
+def _one_run(content_id: int, length: int, block_size: int) -> range | None:
+    """The packed keys of a prompt of one segment (a fresh one, every request has): block_keys'
+    one run, its parent 0, worked out directly (typed: the compiled twin compares and
+    multiplies them as ints); None when they are not packed so (a prompt shorter than a
+    block, numbers beyond 64 bits)."""
+    if block_size <= length <= _M64 and 0 <= content_id <= _M64:
+        base = ((content_id * _MIX) & _M64) << 64
+        return range(base + block_size, base + block_size + length // block_size * block_size,
+                     block_size)
+    return None
 
 
 class _Deferred:
