@@ -493,12 +493,10 @@ class GenerationGroup(ExecutorState):
                 if u > kv_peak:
                     kv_peak = u
             elif sums:
-                metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = num_steps, busy_s, s_flops, s_bytes
-                metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
+                metrics.set_step_sums(num_steps, busy_s, s_flops, s_bytes, kv_s, kv_peak)
                 step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops,
                          ibytes if wint else nbytes, u * d, None)
-                num_steps, busy_s, s_flops, s_bytes = metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes
-                kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
+                num_steps, busy_s, s_flops, s_bytes, kv_s, kv_peak = metrics.step_sums()
             else:
                 step_row(index, start, d, 1, b, 0, b, running, waiting, u, flops,
                          ibytes if wint else nbytes, u * d, None)
@@ -513,9 +511,7 @@ class GenerationGroup(ExecutorState):
                     itl.add_uniform_each(gaps, widths)
                     gaps, widths = [], []
                 if sums:
-                    metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = \
-                        num_steps, busy_s, s_flops, s_bytes
-                    metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
+                    metrics.set_step_sums(num_steps, busy_s, s_flops, s_bytes, kv_s, kv_peak)
                 # members finish (nobody sees it before its time: _finish_unseen): blocks taken
                 # first, then released and freed, as one event per iteration orders them
                 if taken:
@@ -531,9 +527,7 @@ class GenerationGroup(ExecutorState):
                 self._finish(sorted(done, key=_by_order), end, True)
                 self.owner.last_left_s = now  # the finishing's time (env.now, one event each)
                 if sums:
-                    num_steps, busy_s, s_flops, s_bytes = metrics.num_steps, metrics.busy_s, \
-                        metrics.flops, metrics.bytes
-                    kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
+                    num_steps, busy_s, s_flops, s_bytes, kv_s, kv_peak = metrics.step_sums()
                 running = self._gN
                 n, warm, S = co.n, co.warm, co.S
                 used = self.pool.num_used

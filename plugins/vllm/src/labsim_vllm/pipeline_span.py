@@ -696,15 +696,11 @@ class PipelineSpan:
                     kv_peak = used
             else:
                 if sums:                # (the sums handed over, and taken back)
-                    metrics.num_steps, metrics.busy_s, metrics.flops, metrics.bytes = \
-                        num_steps, busy_s, flops, nbytes
-                    metrics.kv_block_seconds, metrics.kv_peak = kv_s, kv_peak
+                    metrics.set_step_sums(num_steps, busy_s, flops, nbytes, kv_s, kv_peak)
                 metrics.step(engine.index, start, duration, 1, nD, 0, nD, running, waiting, used,
                        (p + a * ctx) * l / s + h, w + k * ctx + n, used * duration, busy)
                 if sums:
-                    num_steps, busy_s, flops, nbytes = metrics.num_steps, metrics.busy_s, \
-                        metrics.flops, metrics.bytes
-                    kv_s, kv_peak = metrics.kv_block_seconds, metrics.kv_peak
+                    num_steps, busy_s, flops, nbytes, kv_s, kv_peak = metrics.step_sums()
             if need:
                 if pool is None:
                     engine.pool.allocate(need)
