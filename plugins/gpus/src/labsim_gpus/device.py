@@ -34,6 +34,8 @@ MEMCPY_KINDS = ("d2d", "h2d", "d2h")
 
 
 def _positive_int(value: Any, field: str, minimum: int = 1) -> int:
+    if type(value) is int and value >= minimum:
+        return value            # (the usual case, without the checks of numbers.Real's ABC)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != int(value):
         raise UsageError(f"{field} must be a whole number, got {value!r}")
     if value < minimum:
@@ -84,6 +86,9 @@ class GPU(labsim.Device):
         self.datasheet_params = datasheet_params
         self.profile_info = dict(profile_info or {})
         self._gemm_cache = functools.lru_cache(maxsize=65536)(self._gemm_uncached)
+        #: a GEMM's (peak FLOP/s, input bytes, output bytes) by the precision's name as given
+        #: (worked out once each: prompts of varied lengths miss the GEMM cache often)
+        self._gemm_terms: dict[str, tuple[float, float, float]] = {}
 
     # -- facts -----------------------------------------------------------------------------
 
@@ -178,11 +183,16 @@ class GPU(labsim.Device):
         m = _positive_int(m, "m", 0)
         n = _positive_int(n, "n", 0)
         k = _positive_int(k, "k", 0)
-        peak = self._peak(dtype)
+        terms = self._gemm_terms.get(dtype) if type(dtype) is str else None
+        if terms is None:
+            peak = self._peak(dtype)            # (an unsupported precision: its UsageError)
+            in_bytes = DTYPE_BYTES[canonical(dtype)]
+            terms = (peak, in_bytes, 4.0 if in_bytes >= 4 else 2.0)
+            if type(dtype) is str:
+                self._gemm_terms[dtype] = terms
+        peak, in_bytes, out_bytes = terms
         if m == 0 or n == 0 or k == 0:
             return 0.0
-        in_bytes = DTYPE_BYTES[canonical(dtype)]
-        out_bytes = 4.0 if in_bytes >= 4 else 2.0
         return kernels.gemm_seconds(m, n, k, in_bytes, out_bytes, peak, self.mem_bw,
                                     self.sm_count, self.params)
 
