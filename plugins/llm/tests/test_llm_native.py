@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from labsim import native as labsim_native
 from labsim.testing import exact_bits, outputs_compiled_and_pure
 from labsim_llm import native
+from labsim_llm import request as request_module
 from labsim_llm.engine import kv_cache, step_runs
 
 REQUIRED = os.environ.get("LABSIM_REQUIRE_NATIVE") == "1"
@@ -592,7 +593,7 @@ def test_compiled_request_behaves_as_the_pure_one():
     assert seen[0][1].endswith("preemptions=0, replica=3)")
 
 
-class _AdapterRequest(__import__("labsim_llm.request", fromlist=["Request"]).Request):
+class _AdapterRequest(request_module.Request):
     """A plugin's request of its own (the request class in use: compiled where built), at
     module level so that pickle finds it: another constructor, a slot and a dict of its own."""
 

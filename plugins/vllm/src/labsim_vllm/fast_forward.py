@@ -191,7 +191,7 @@ class FastForward(SharedSpan):
         self.metrics.step(self.index, start, end - start, j, b, 0, b, b, len(self.waiting),
                           used, flops, nbytes, kv_seconds)
         self._after_step([], False, end)
-        if self.gate.num_steps > 1:
+        if self.multi_step:
             self.gate.advance(False, j - 1)
 
     def _cut_span(self) -> None:

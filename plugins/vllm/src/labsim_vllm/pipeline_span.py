@@ -224,7 +224,7 @@ class SpanSteps(ReplicaState):
             # the usual turn: the group alone again (_schedule_group's first case), its blocks
             G = self.G
             need = self._cnt[G % self.block_size]
-            if need <= self.pool.num_free and self.gate.num_steps == 1:
+            if need <= self.pool.num_free and not self.multi_step:
                 if need:
                     self.pool.allocate(need)
                 self.G = G = G + 1
@@ -249,7 +249,7 @@ class SpanSteps(ReplicaState):
         # own), as far as it dispatches a batch
         if not self.waiting and not self._num_running():
             return False                        # it idles (after releasing held outputs)
-        if self.gate.num_steps > 1 or not self.gpus.exclusive:
+        if self.multi_step or not self.gpus.exclusive:
             return False
         step = self.schedule()
         if not step.entries and not step.group:

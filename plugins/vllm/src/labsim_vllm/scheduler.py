@@ -279,7 +279,7 @@ class Replica(V1Scheduler):
         """The step loop (the shell's, with async scheduling, PP, V0's output lag and fast-forward)."""
         env = self.env
         gate = self.gate
-        multi = gate.num_steps > 1        # else gate.advance is a no-op
+        multi = self.multi_step           # else gate.advance is a no-op
         step_time = self.pricer.step_time
         overhead, per_req = self.overhead, self.overhead_per_req
         pipeline = self.pipeline

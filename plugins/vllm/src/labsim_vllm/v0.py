@@ -30,7 +30,7 @@ class V0Scheduler(DecodeGroup):
         running = self._list if self._list is not None else self._special
         others = 0 if self._list is not None else self._nD
         gate = self.gate
-        if gate.num_steps > 1 and not gate.may_admit(others + len(running)):
+        if self.multi_step and not gate.may_admit(others + len(running)):
             return None
         pool = self.pool
         bs = self.block_size

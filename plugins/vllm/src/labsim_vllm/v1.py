@@ -144,7 +144,7 @@ class V1Scheduler(V0Scheduler):
         if not waiting or budget <= 0 or self.prefill_first:
             return
         gate = self.gate
-        if gate.num_steps > 1 and not gate.may_admit(others + len(running)):
+        if self.multi_step and not gate.may_admit(others + len(running)):
             return                  # (with one step per round the gate is always open)
         pool = self.pool
         bs = self.block_size

@@ -65,10 +65,10 @@ def block_keys(segments, block_size, limit=None, *, packed=False) -> Sequence:
     count = 0
     parent = 0
     start = 0
+    if type(block_size) is not int:
+        block_size = _index(block_size)             # (numpy's: see block_ids)
     edge = block_size
     cap = limit if limit is not None else 1 << 62
-    if type(block_size) is not int:
-        block_size = edge = _index(block_size)      # (numpy's: see block_ids)
     for content_id, length in segments:
         if type(length) is not int:
             length = _index(length)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from labsim_llm.engine.kv_cache import block_ids
-from labsim_llm.engine.timers import Timers, plain_simpy
+from labsim_llm.engine.timers import Timers
 
 
 class Seq:
@@ -125,10 +125,10 @@ class ReplicaShell:
         self.owner = owner
         self.index = index
         self.env = owner.context.env
+        self.timers = Timers(self.env)
         #: whether the clock may be read as ``env._now`` (:func:`~labsim_llm.engine.timers.plain_simpy`;
         #: compiled, SimPy's ``now`` property is an interpreted call)
-        self.plain_clock: bool = plain_simpy(self.env)
-        self.timers = Timers(self.env)
+        self.plain_clock: bool = self.timers.plain
         #: the run's time limit: no step ending later is landed ahead of the clock
         self.time_limit = time_limit(owner.context)
         self.metrics = owner.metrics

@@ -167,12 +167,7 @@ class Timers:
 
     def _push(self, delay: Any, callbacks: list) -> Timer:
         """:func:`_schedule`, with the queue and counter at hand."""
-        if _negative(delay):
-            raise ValueError(f"Negative delay {delay}")
-        env = self.env
-        event = Timer(env, callbacks)
-        _heappush(self._queue, (env._now + delay, NORMAL, _next_id(self._eid), event))
-        return event
+        return _enqueue(self.env, self._queue, self._eid, delay, callbacks)
 
 
 def _negative(delay: Any) -> bool:
@@ -194,10 +189,16 @@ def _next_id(counter: Any) -> Any:
 def _schedule(env: Any, delay: Any, callbacks: list) -> Timer:
     """A :class:`Timer` with *callbacks*, put where ``env.schedule`` puts an event *delay*
     seconds from now (*env* :func:`plain_simpy`)."""
+    return _enqueue(env, env._queue, env._eid, delay, callbacks)
+
+
+def _enqueue(env: Any, queue: list, eid: Any, delay: Any, callbacks: list) -> Timer:
+    """A :class:`Timer` with *callbacks*, put in *env*'s *queue* where ``env.schedule`` puts
+    an event *delay* seconds from now, its id from *env*'s counter *eid*."""
     if _negative(delay):
         raise ValueError(f"Negative delay {delay}")
     event = Timer(env, callbacks)
-    _heappush(env._queue, (env._now + delay, NORMAL, _next_id(env._eid), event))
+    _heappush(queue, (env._now + delay, NORMAL, _next_id(eid), event))
     return event
 
 
