@@ -5,8 +5,8 @@
 :class:`~labsim_llm.request.Request` (a conversation's later rows carry its earlier turns, so a
 prefix cache sees them) and is offered to the workload at the row's time. Rows at one time are
 sent together; a later row waits for a timer whose callback sends it
-(:func:`~labsim_llm.engine.timers.call_later`), so a row costs at most
-one event.
+(:class:`~labsim_llm.engine.timers.Timers`, the replay's own: the clock and the queue looked
+up once, not at every row), so a row costs at most one event.
 
 >>> import simpy
 >>> from labsim_llm.workloads.draws import Uniforms
@@ -34,7 +34,7 @@ from typing import Any
 from labsim import native
 
 from labsim_llm import native as llm_native
-from labsim_llm.engine.timers import call_later
+from labsim_llm.engine.timers import Timers
 from labsim_llm.request import Request
 from labsim_llm.workloads.base import start_source
 from labsim_llm.workloads.draws import Uniforms
@@ -54,6 +54,8 @@ class TraceReplay:
                  sessions: list[int] | None, streaming_p: float, coins: Uniforms):
         self.workload = workload
         self.env: Any = workload.env
+        #: the environment's timers and clock (a row's wait, the time it is compared with)
+        self.timers = Timers(self.env)
         self.times = times
         self.prompts = prompts
         self.outputs = outputs
@@ -70,11 +72,12 @@ class TraceReplay:
 
     def _send_due(self) -> None:
         """Send the rows due now; wait for the next later one (or end)."""
-        env, times = self.env, self.times
+        timers, times = self.timers, self.times
         while self.next_row < len(times):
             t = times[self.next_row]
-            if t > env.now:
-                call_later(env, t - env.now, self._waited)
+            now = timers.now()
+            if t > now:
+                timers.call_later(t - now, self._waited)
                 return
             if not self._send_row():
                 return
