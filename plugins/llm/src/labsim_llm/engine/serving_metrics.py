@@ -188,6 +188,29 @@ def _int64s(counts: list) -> np.ndarray:
         return np.array(counts, dtype=np.int64)
 
 
+def _plain_counts(times: list) -> tuple[int, bool]:
+    """``(sum(times), whether every count equals the first)`` when each of *times* (not empty)
+    is a plain ``int`` above 0, as a span's counts are; ``(-1, False)`` otherwise (a 0 to
+    leave out, a negative, or another type: numpy integers, bools), for the generic loop.
+    Compiled, the counts are then compared and added as machine integers, not as objects."""
+    first = times[0]
+    if type(first) is not int:
+        return -1, False
+    f: int = first
+    total = 0
+    same = True
+    for t in times:
+        if type(t) is not int:
+            return -1, False
+        k: int = t
+        if k <= 0:
+            return -1, False
+        if k != f:
+            same = False
+        total += k
+    return total, same
+
+
 def _copies(v: np.ndarray, rows: int, start: np.ndarray | None = None) -> np.ndarray:
     """Row *j* (< *rows*): *start* (default *v*) with *j* more copies of *v* added one at a
     time, lane by lane: the running sums of a loop of ``r = r + v``, each row one numpy add
@@ -328,15 +351,18 @@ class GapHistogram:
         # one pass over the counts (a few a call): whether one is 0, whether all equal the
         # first, and their sum, added in order from 0 as sum() adds them
         first = times[0]
-        same = True
-        total: Any = 0
-        for t in times:
-            if t == 0:
-                pairs = [(v, t) for v, t in zip(values, times) if t]
-                return self.add_uniform_each([v for v, _ in pairs], [t for _, t in pairs])
-            if same and t != first:
-                same = False
-            total += t
+        total: Any
+        total, same = _plain_counts(times)
+        if total < 0:                               # (counts of other types, or a 0)
+            same = True
+            total = 0
+            for t in times:
+                if t == 0:
+                    pairs = [(v, t) for v, t in zip(values, times) if t]
+                    return self.add_uniform_each([v for v, _ in pairs], [t for _, t in pairs])
+                if same and t != first:
+                    same = False
+                total += t
         ledger = self._values
         ledger.extend(values)
         if same:                                    # (as a span's steps mostly are)
