@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from labsim_llm.engine.pipeline import StagePipeline
 
     from labsim_trtllm.generation_group import Cohort
+    from labsim_trtllm.pricing import TrtStepPricer
     from labsim_trtllm.seq import Seq, Step
 
 
@@ -47,7 +48,9 @@ class ExecutorState(ReplicaShell):
     # -- configuration (Replica.__init__) ------------------------------------------------
     #: apply iterations that end before the next event without an event of their own
     spans: ClassVar[bool]
-    pricer: Any                      # the TrtStepPricer
+    #: the step pricer (typed: compiled in this group, its methods are called directly, not
+    #: looked up by name at each price)
+    pricer: TrtStepPricer
     tpb: int
     reuse: bool
     guaranteed: bool
