@@ -137,12 +137,18 @@ class TrtStepPricer:
         gpu = pricer.decode_step_fn(b)
         scale = self.scale
         cpu = self.cpu_time((), b)
+        # (g typed: the compiled twin multiplies, compares and adds it unboxed, the same floats)
         if self.overlap:
             def price(ctx: int) -> float:
-                t = gpu(ctx) * scale
+                g: float = gpu(ctx)
+                t = g * scale
                 return t if t >= cpu else cpu          # max(t, cpu), without the call
             return price
-        return lambda ctx: gpu(ctx) * scale + cpu
+
+        def price_serial(ctx: int) -> float:
+            g: float = gpu(ctx)
+            return g * scale + cpu
+        return price_serial
 
 
 __all__ = ["TrtStepPricer"]

@@ -510,7 +510,8 @@ class StepPricer:
             def price(decode_context: Any) -> float:
                 a: float            # (typed: the compiled twin adds the terms unboxed)
                 if attn is not None and decode_context >= b:
-                    a = attn(b, decode_context) * lps
+                    per_layer: float = attn(b, decode_context)      # (multiplied unboxed)
+                    a = per_layer * lps
                 else:
                     a = slow(b, decode_context)
                 return (dense + (0.0 + a) + bcast) * pp + head + pp_t + launch
@@ -518,7 +519,8 @@ class StepPricer:
             def price(decode_context: Any) -> float:
                 a: float            # (typed: the compiled twin adds the terms unboxed)
                 if attn is not None and decode_context >= b:
-                    a = attn(b, decode_context) * lps
+                    per_layer: float = attn(b, decode_context)      # (multiplied unboxed)
+                    a = per_layer * lps
                 else:
                     a = slow(b, decode_context)
                 gpu = (dense + (0.0 + a) + bcast) * pp + head + pp_t
