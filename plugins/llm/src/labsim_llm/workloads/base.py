@@ -39,7 +39,7 @@ from labsim.engine import stream_key
 from mypy_extensions import mypyc_attr
 
 from labsim_llm import native as llm_native
-from labsim_llm.engine.timers import Timers, call_later
+from labsim_llm.engine.timers import Timers
 from labsim_llm.request import Request
 from labsim_llm.workloads.draws import Sampler, Session
 
@@ -143,7 +143,7 @@ class RequestWorkload(Workload):
         if self._stopped:
             return False
         if (self.num_requests is not None and self.sent >= self.num_requests) or (
-            self.total_duration is not None and self.env.now >= self.total_duration
+            self.total_duration is not None and self.timers.now() >= self.total_duration
         ):
             self.stop()
             return False
@@ -200,7 +200,7 @@ class RequestWorkload(Workload):
         self.busy -= 1
         if self._depth:  # called from inside target.submit (an instant rejection): refill later
             self.busy += 1
-            call_later(self.env, 0, self._released_later)
+            self.timers.call_later(0, self._released_later)
             return
         while self.busy < self.concurrency and not self._stopped:
             request = self._waiting.popleft() if self._waiting else self._next_fresh()
@@ -232,7 +232,7 @@ class RequestWorkload(Workload):
         think, nxt = session.follow_up(request)
         if session.done:
             del self._sessions[request.session_id]
-        when = self.env.now + think
+        when = self.timers.now() + think
         if self.total_duration is not None and when >= self.total_duration:
             self._sessions.pop(request.session_id, None)
             self._release_slot()
@@ -242,7 +242,7 @@ class RequestWorkload(Workload):
         def after_think(_event: object) -> None:
             self._after_think(nxt)
 
-        call_later(self.env, think, after_think)
+        self.timers.call_later(think, after_think)
 
     def _after_think(self, request: Request) -> None:
         self._thinking -= 1
