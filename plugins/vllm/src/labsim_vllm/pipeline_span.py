@@ -50,7 +50,7 @@ import math
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from labsim_llm.engine.timers import plain_simpy, timeout
+from labsim_llm.engine.timers import Timers, plain_simpy
 from labsim_vllm.quiet_batches import LAND_ELSEWHERE, PRICE_MISSING, QuietLane, QuietRun, land_quiet_batches
 from labsim_vllm.seq import Step
 from labsim_vllm.state import ReplicaState
@@ -377,6 +377,8 @@ class PipelineSpan:
 
     def __init__(self, env, peers, limit: float = math.inf):
         self.env = env
+        #: the environment's timers (the span's waits: its queue and counter looked up once)
+        self.timers = Timers(env)
         self.peers = peers
         self.limit = limit
         self._batches: list[Batch] = []     # by (due, order): the head ends first
@@ -417,6 +419,7 @@ class PipelineSpan:
         landing them reports nothing, else at their end; wake an engine's loop when its turn
         dispatches nothing."""
         env = self.env
+        timers = self.timers
         batches = self._batches
         peers = self.peers
         limit = self.limit
@@ -470,9 +473,9 @@ class PipelineSpan:
                     continue
                 # something comes first: land it (or take its engine's turn) when it ends
                 if delay is None:           # no delay reaches it from now: half way first
-                    yield timeout(env, (due - now) / 2)     # (from there, due − now is exact)
+                    yield timers.timeout((due - now) / 2)   # (from there, due − now is exact)
                 else:
-                    yield timeout(env, delay)
+                    yield timers.timeout(delay)
                 continue
             if quiet:
                 self._land(head)
@@ -491,7 +494,7 @@ class PipelineSpan:
         env = self.env
         while env.now < t:
             delay = delay_to(env.now, t)
-            yield timeout(env, delay if delay is not None else (t - env.now) / 2)
+            yield self.timers.timeout(delay if delay is not None else (t - env.now) / 2)
 
     def _run_ahead(self, peek: float) -> tuple[float, bool]:
         """Land quiet batches ahead of the clock while they end before *peek*, the next
