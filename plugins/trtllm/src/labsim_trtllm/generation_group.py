@@ -51,11 +51,11 @@ from labsim_trtllm.state import ExecutorState
 #: a span's iterations are priced a chunk at a time (their attention in one loop): as many as
 #: would fit before the next event at the last iteration's length, and one more, at most
 #: SPAN_PRICES_MOST; one at a time when fewer than SPAN_PRICES_LEAST fit. A chunk's prices
-#: past the next event are thrown away, but one price alone crosses two compiled groups (the
-#: engine's, the cost model's, the device's): about 4 k instructions, where a chunk costs some
-#: 6 k and 1 k a price. At 3 rather than 8, a replay of the Azure conversation trace (about 5
-#: requests a second, 22 iterations a request, spans cut every dozen) prices about 3 k
-#: instructions a request fewer; 16 requests a second, 1 k fewer.
+#: past the next event are thrown away, but one price alone is a call through three compiled
+#: groups (the engine's, the cost model's, the device's): about 5.5 k instructions, where a
+#: chunk costs some 6 k and 1 k a price. At 3 rather than 8, a replay of the Azure conversation
+#: trace (about 5 requests a second, 22 iterations a request, spans cut every dozen) prices
+#: about 3.5 k instructions a request fewer; 16 requests a second, 1.6 k fewer.
 SPAN_PRICES_LEAST = 3
 SPAN_PRICES_MOST = 256
 #: a chunk that ends at the next finish (before the next event) is priced from this many
