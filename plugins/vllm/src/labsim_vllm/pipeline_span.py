@@ -50,7 +50,7 @@ import math
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from labsim_llm.engine.timers import Timers, plain_simpy
+from labsim_llm.engine.timers import Timers
 from labsim_vllm.quiet_batches import LAND_ELSEWHERE, PRICE_MISSING, QuietLane, QuietRun, land_quiet_batches
 from labsim_vllm.seq import Step
 from labsim_vllm.state import ReplicaState
@@ -426,7 +426,7 @@ class PipelineSpan:
         known = None            # whether the head is quiet, as _run_ahead just found
         # SimPy 4's own queue and clock (timers.plain_simpy): read directly, as its ``now``
         # and ``peek`` read them, a call fewer each (asked at every turn)
-        plain = plain_simpy(env)
+        plain = timers.plain
         queue: list = env._queue if plain else []
         while True:
             if not batches:
