@@ -39,16 +39,47 @@ def base_summary_schema() -> dict:
     return copy.deepcopy(_base("summary.base.json"))
 
 
+#: each ASCII letter as the character class of its two cases (:func:`ci_pattern`)
+_CASE_CLASSES = {ord(c): f"[{c.lower()}{c.upper()}]"
+                 for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+#: ASCII upper-case letters to lower case, nothing else (the case :func:`ci_pattern` ignores)
+_ASCII_LOWER = {ord(c): ord(c.lower()) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+#: every pattern :func:`ci_pattern` made in this process → its spellings, ASCII lower-cased
+_CI_SPELLINGS: dict[str, frozenset[str]] = {}
+
+
 def ci_pattern(spellings) -> str:
-    """A regular expression matching any of *spellings*, ignoring ASCII case."""
+    r"""A regular expression matching any of *spellings*, ignoring ASCII case.
 
-    def one(word: str) -> str:
-        return "".join(
-            f"[{c.lower()}{c.upper()}]" if c.isascii() and c.isalpha() else re.escape(c)
-            for c in word
-        )
+    It is written for any JSON Schema validator (ECMA 262: no inline flags), so each letter is
+    a character class; :func:`ci_match` answers for the patterns made here without compiling
+    them.
 
-    return "^(?:" + "|".join(one(s) for s in sorted(set(spellings), key=str.lower)) + ")$"
+    >>> ci_pattern(["vllm", "vLLM-V1"])
+    '^(?:[vV][lL][lL][mM]|[vV][lL][lL][mM]\\-[vV]1)$'
+    """
+    words = sorted(set(spellings), key=lambda w: (w.lower(), w))  # (ties: not by set order)
+    pattern = "^(?:" + "|".join(re.escape(w).translate(_CASE_CLASSES) for w in words) + ")$"
+    _CI_SPELLINGS.setdefault(pattern, frozenset(w.translate(_ASCII_LOWER) for w in words))
+    return pattern
+
+
+def ci_match(pattern: str, text: str) -> bool | None:
+    """Whether ``re.search(pattern, text)`` finds a match, for a *pattern* :func:`ci_pattern`
+    made in this process (a set lookup: compiling one alternative per spelling, letter by
+    letter, took more of a run's start-up than the rest of its validation); None for any
+    other pattern. As Python's ``$``, it lets one line break end *text*.
+
+    >>> ci_match(ci_pattern(["vllm"]), "VLLM"), ci_match(ci_pattern(["vllm"]), "vllm2")
+    (True, False)
+    >>> ci_match("^vllm$", "vllm") is None
+    True
+    """
+    spellings = _CI_SPELLINGS.get(pattern)
+    if spellings is None:
+        return None
+    key = text.translate(_ASCII_LOWER)
+    return key in spellings or (key.endswith("\n") and key[:-1] in spellings)
 
 
 def name_field(registry: Registry, kind: str, description: str = "") -> dict:

@@ -18,7 +18,7 @@ from labsim.config import Experiment, format_path
 from labsim.errors import ConfigError, LabsimError, Problem, UnknownNameError, nearest
 from labsim.registry import Registry
 from labsim.kinds import KINDS_TABLE
-from labsim.schema import compose_experiment_schema
+from labsim.schema import ci_match, compose_experiment_schema
 
 log = get_logger("labsim.validation")
 
@@ -351,7 +351,26 @@ def _extend_with_defaults(validator_class):
     return validators.extend(validator_class, {"properties": set_defaults})
 
 
-_DefaultFiller = _extend_with_defaults(Draft202012Validator)
+#: Draft 2020-12's own ``pattern`` keyword (a regex search)
+_REGEX_PATTERN = Draft202012Validator.VALIDATORS["pattern"]
+
+
+def _pattern(validator, patrn, instance, schema):
+    """Draft 2020-12's ``pattern``, answered by :func:`~labsim.schema.ci_match` for the
+    case-insensitive name patterns the composed schema is full of (no regex compiled)."""
+    if isinstance(instance, str):
+        found = ci_match(patrn, instance)
+        if found is not None:
+            if not found:
+                yield ValidationError(f"{instance!r} does not match {patrn!r}")
+            return
+    yield from _REGEX_PATTERN(validator, patrn, instance, schema)
+
+
+#: Draft 2020-12 with name patterns matched by :func:`_pattern`
+_Draft = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+_DefaultFiller = _extend_with_defaults(_Draft)
 
 
 def _checking_validator(registry: Registry):
@@ -380,7 +399,7 @@ def _checking_validator(registry: Registry):
         for message in messages:
             yield ValidationError(message, validator="x-labsim-check")
 
-    return validators.extend(Draft202012Validator, {"x-labsim-check": check})
+    return validators.extend(_Draft, {"x-labsim-check": check})
 
 
 def validate(exp: Experiment, registry: Registry, schema: dict | None = None) -> dict:
@@ -470,7 +489,7 @@ def check_block(
 ) -> list[Problem]:
     """Problems of one component block against *schema* (for plugins checking sub-blocks)."""
     out = []
-    for error in Draft202012Validator(schema).iter_errors(value):
+    for error in _Draft(schema).iter_errors(value):
         for sub_path, message in _messages(error, registry):
             full = (*path, *sub_path)
             out.append(exp.problem(full, message) if exp else Problem(format_path(full), message))
