@@ -98,6 +98,7 @@ class _FakeDist:
     def __init__(self, name):
         self.name = name
         self.version = "1.0"
+        self.metadata = {"Name": name, "Version": "1.0"}
 
 
 class _FakeEP:

@@ -74,6 +74,7 @@ def test_sys_exit_while_registering_is_isolated_and_named():
 
 class _FakeDist:
     name, version = "labsim-exit-at-import", "1.0"
+    metadata = {"Name": name, "Version": version}
 
 
 class _ExitingEP:

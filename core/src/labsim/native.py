@@ -137,10 +137,21 @@ def compiled(module: str) -> bool:
 def package_group(package: str, modules: dict[str, str]) -> dict[str, ModuleType] | None:
     """:func:`group` of a plugin's twins that run together, by twin name: *modules* is the
     ``MODULES`` of ``<package>.native`` (each twin's name → its pure module's path under
-    *package*, or under the package named before a colon: ``"labsim_llm:engine/replica.py"``)."""
-    found = group({f"{package}.native.{name}": _source_file(dotted_name(package, path))
-                   for name, path in modules.items()})
-    return None if found is None else {name.rpartition(".")[2]: mod for name, mod in found.items()}
+    *package*, or under the package named before a colon: ``"labsim_llm:engine/replica.py"``).
+
+    Each module of a group asks as it is imported; the group is checked once a process (and
+    ``LABSIM_NATIVE`` setting): its sources found and hashed once, not once per module."""
+    key = (package, tuple(modules.items()), os.environ.get("LABSIM_NATIVE", "1"))
+    if key not in _package_groups:
+        found = group({f"{package}.native.{name}": _source_file(dotted_name(package, path))
+                       for name, path in modules.items()})
+        _package_groups[key] = None if found is None else {
+            name.rpartition(".")[2]: mod for name, mod in found.items()}
+    return _package_groups[key]
+
+
+#: (package, its MODULES, LABSIM_NATIVE) → what :func:`package_group` found
+_package_groups: dict[tuple, dict[str, ModuleType] | None] = {}
 
 
 def _source_file(module: str) -> str:

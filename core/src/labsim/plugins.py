@@ -130,15 +130,15 @@ def _load_entrypoints(loaded: LoadedPlugins) -> None:
     allow = _names("LABSIM_LOAD_PLUGINS")
     deny = _names("LABSIM_DISABLE_PLUGINS") or set()
     by_name = defaultdict(list)
-    # each distribution's name and version read once (``Distribution.name`` parses its
-    # metadata file at every access)
+    # each distribution's name and version read once, from one parse of its metadata file
+    # (``Distribution.name`` and ``.version`` parse it at every access)
     known: dict[int, tuple[str, str]] = {}
     for ep in metadata.entry_points(group=GROUP):
         if ep.dist is None:
             dist, version = "(unknown)", ""
         else:
             dist, version = known.get(id(ep.dist)) or known.setdefault(
-                id(ep.dist), (ep.dist.name, ep.dist.version))
+                id(ep.dist), _name_and_version(ep.dist))
         if {ep.name, dist} & deny:
             continue
         if allow is not None and not ({ep.name, dist} & allow):
@@ -168,6 +168,12 @@ def _load_entrypoints(loaded: LoadedPlugins) -> None:
                 )
                 continue
             loaded.info[plugin_name] = info
+
+
+def _name_and_version(dist: metadata.Distribution) -> tuple[str, str]:
+    """*dist*'s ``Name`` and ``Version``, as ``dist.name`` and ``dist.version`` give them."""
+    fields = dist.metadata
+    return fields["Name"], fields["Version"]
 
 
 def _version(dist: str) -> str:

@@ -103,6 +103,7 @@ def group_status_when_changed(native, monkeypatch, *, edited: str | None = None,
     from labsim import native as labsim_native
 
     monkeypatch.setattr(labsim_native, "_status", dict(labsim_native._status))
+    monkeypatch.setattr(labsim_native, "_package_groups", {})   # checked again, as in a new process
     monkeypatch.delenv("LABSIM_NATIVE", raising=False)
     if edited is not None:
         real = labsim_native.source_digest

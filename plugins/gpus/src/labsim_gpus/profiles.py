@@ -24,6 +24,7 @@ name (default: its ``name``), built from its ``device`` preset and its
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -42,9 +43,15 @@ ENV_VAR = "LABSIM_GPU_PROFILES"
 
 
 def shipped_profile(filename: str) -> dict:
-    """A profile shipped in this package's ``data/profiles`` folder."""
-    text = resources.files("labsim_gpus").joinpath("data", "profiles", filename).read_text("utf-8")
-    return json.loads(text)
+    """A profile shipped in this package's ``data/profiles`` folder (a fresh dict each call)."""
+    return json.loads(_shipped_text(filename))
+
+
+@functools.cache
+def _shipped_text(filename: str) -> str:
+    """The text of a shipped profile, read once a process (the presets read three files
+    fourteen times at every start-up)."""
+    return resources.files("labsim_gpus").joinpath("data", "profiles", filename).read_text("utf-8")
 
 
 def shipped_profile_files() -> list[str]:
