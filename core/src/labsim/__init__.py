@@ -30,12 +30,22 @@ from labsim.components import (
 )
 from labsim.errors import ConfigError, LabsimError, PluginError, UnknownNameError, UsageError
 from labsim.hookspecs import hookimpl
-from labsim.orchestrator import Result, run
 from labsim.registry import get_registry
 
 __version__ = "0.1.0"
 
 _log.configure_default()
+
+
+def __getattr__(name: str):
+    """``run`` and ``Result``, from :mod:`labsim.orchestrator` when first asked for: importing
+    ``labsim`` does not import numpy, so the command line can set numpy's BLAS threads first
+    (:mod:`labsim.numeric_threads`)."""
+    if name in ("run", "Result"):
+        from labsim import orchestrator
+
+        return getattr(orchestrator, name)
+    raise AttributeError(f"module 'labsim' has no attribute {name!r}")
 
 
 def device(name: str) -> Device:

@@ -14,12 +14,16 @@ import threading
 import traceback
 from pathlib import Path
 
-import click
+from labsim.numeric_threads import single_threaded_blas
 
-from labsim import log as log_setup
-from labsim import progress
-from labsim.errors import LabsimError, UsageError
-from labsim.registry import KINDS, get_registry
+single_threaded_blas()   # before numpy is first imported (plugins and the run import it)
+
+import click  # noqa: E402
+
+from labsim import log as log_setup  # noqa: E402
+from labsim import progress  # noqa: E402
+from labsim.errors import LabsimError, UsageError  # noqa: E402
+from labsim.registry import KINDS, get_registry  # noqa: E402
 
 
 class Terminated(BaseException):

@@ -1,0 +1,41 @@
+"""The command line runs numpy's BLAS on one thread (unless the user chose a count); the
+Python API leaves the process's settings alone (:mod:`labsim.numeric_threads`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+PROBE = ("import sys, os\n"
+         "import {module}\n"
+         "print('numpy' in sys.modules, os.environ.get('OPENBLAS_NUM_THREADS'))\n")
+
+
+def _probe(module: str, **env) -> str:
+    environ = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", PROBE.format(module=module)], capture_output=True,
+                         text=True, env={**environ, **env}, check=True)
+    return out.stdout.strip()
+
+
+def test_the_command_line_asks_for_one_blas_thread_before_numpy_loads():
+    # labsim.cli has loaded every plugin (numpy with them) by the time the probe prints
+    assert _probe("labsim.cli") == "True 1"
+
+
+def test_a_thread_count_the_user_set_is_kept():
+    assert _probe("labsim.cli", OPENBLAS_NUM_THREADS="3") == "True 3"
+
+
+def test_importing_labsim_neither_loads_numpy_nor_sets_threads():
+    assert _probe("labsim") == "False None"
+
+
+def test_labsim_run_and_result_are_still_there():
+    import labsim
+    from labsim import Result, run
+    from labsim.orchestrator import Result as R, run as r
+
+    assert (run, Result) == (r, R) == (labsim.run, labsim.Result)
+    assert "run" in labsim.__all__
