@@ -126,12 +126,19 @@ def child(n: int, fast_forward: bool, framework: str, case: str) -> None:
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def _run(cmd: list[str], import_path: str | None = None) -> tuple[float, float, str]:
+def _run(cmd: list[str], import_path: str | None = None,
+         one_blas_thread: bool = True) -> tuple[float, float, str]:
     """Wall and CPU seconds (user + system) of *cmd* in a child process, and its stdout
-    (*import_path*: directories it imports from ahead of the installed packages)."""
+    (*import_path*: directories it imports from ahead of the installed packages).
+
+    *one_blas_thread*: run numpy's BLAS on one thread, as ``labsim``'s command line does
+    itself (:mod:`labsim.numeric_threads`); ``labsim run`` is measured without it, as a
+    user starts it."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env = dict(os.environ)
+    if one_blas_thread:
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     env.pop("PYTHONDONTWRITEBYTECODE", None)       # as installed: modules compiled once, cached
     if import_path:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (import_path, env.get("PYTHONPATH")) if p)
@@ -246,7 +253,8 @@ def startup(repeat: int) -> dict:
             handle.write(text)
         _run([labsim, "run", path, "--out", os.path.join(tmp, "warm")])   # bytecode cached
         for i in range(repeat):
-            wall, cpu, _ = _run([labsim, "run", path, "--out", os.path.join(tmp, f"out{i}")])
+            wall, cpu, _ = _run([labsim, "run", path, "--out", os.path.join(tmp, f"out{i}")],
+                                one_blas_thread=False)
             walls.append(wall)
             cpus.append(cpu)
     return {"case": "startup", "framework": "vllm", "requests": 10,
