@@ -39,3 +39,22 @@ def test_labsim_run_and_result_are_still_there():
 
     assert (run, Result) == (r, R) == (labsim.run, labsim.Result)
     assert "run" in labsim.__all__
+
+
+def test_a_ray_sweep_ships_one_blas_thread_to_its_workers(tmp_path, monkeypatch):
+    """Each Ray run holds one CPU: its worker process, on any node, gets the command line's
+    setting (or the count the user set) through the job's runtime environment."""
+    from labsim.sweep import ray_runs
+
+    exp = tmp_path / "e.yaml"
+    exp.write_text("name: e\nhardware_profile: {device: H100-SXM}\n"
+                   "workload: {type: client_profiles, num_requests: 4, client_profiles: "
+                   "[{profile_name: a, request_rate: 4, "
+                   "prompt_tokens_dist_config: {type: Constant, value: 64, is_int: true}, "
+                   "max_output_tokens_dist_config: {type: Constant, value: 8, is_int: true}}]}\n"
+                   "frameworks_to_test: [{name: v, type: vllm, config: {model: Llama-3.1-8B}}]\n")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "2")
+    runtime_env, runs = ray_runs(str(exp), [], [("k", [])], None)
+    assert runtime_env["env_vars"] == {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "2"}
+    assert runtime_env["working_dir"] == str(tmp_path) and len(runs) == 1

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from labsim.config import parse_value
 from labsim.errors import LabsimError, UsageError
+from labsim.numeric_threads import BLAS_THREAD_VARIABLES
 
 #: the columns of the ``runs`` table, in order
 COLUMNS = ("key", "point", "seed", "status", "error", "summary")
@@ -436,8 +437,10 @@ def ray_runs(path, fixed, todo, seed, resolved=None):
     Each point travels as its resolved experiment (the file after its overrides, defaults
     filled), not as a path; the experiment's folder travels as the job's runtime environment
     (``working_dir``), so the files it names by relative path (traces, model database, profiles)
-    are there on every node, where the run resolves them. (A process that already called
-    ``ray.init`` keeps its own runtime environment: Ray uploads folders only per job.)
+    are there on every node, where the run resolves them, with numpy's BLAS on one thread as
+    the command line runs it (each run holds one CPU: :mod:`labsim.numeric_threads`; a count
+    the user set travels instead). (A process that already called ``ray.init`` keeps its own
+    runtime environment: Ray uploads folders only per job.)
     """
     runs = []
     folder = None
@@ -445,7 +448,8 @@ def ray_runs(path, fixed, todo, seed, resolved=None):
         orchestrator = (resolved or {}).get(key) or resolve_point(path, fixed, point, seed)
         folder = folder or Path(orchestrator.exp.base_dir or Path(path).resolve().parent)
         runs.append((key, point, json.dumps(orchestrator.data, default=str), str(path)))
-    return {"working_dir": str(folder)}, runs
+    blas = {name: os.environ.get(name, "1") for name in BLAS_THREAD_VARIABLES}
+    return {"working_dir": str(folder), "env_vars": blas}, runs
 
 
 def ray_options(cpus: float = 1.0, memory_mb: int | None = None) -> dict:
