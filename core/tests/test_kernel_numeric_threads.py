@@ -58,3 +58,15 @@ def test_a_ray_sweep_ships_one_blas_thread_to_its_workers(tmp_path, monkeypatch)
     runtime_env, runs = ray_runs(str(exp), [], [("k", [])], None)
     assert runtime_env["env_vars"] == {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "2"}
     assert runtime_env["working_dir"] == str(tmp_path) and len(runs) == 1
+
+
+def test_submodules_are_still_attributes_of_the_package():
+    """``import labsim`` then ``labsim.orchestrator.load_experiment``, as before numpy's import
+    moved out of ``labsim/__init__``; a name that is neither still raises AttributeError."""
+    out = subprocess.run([sys.executable, "-c",
+                          "import labsim\n"
+                          "print(labsim.orchestrator.load_experiment.__name__)\n"
+                          "try:\n    labsim.no_such_thing\nexcept AttributeError as ex:\n    print(ex)\n"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["load_experiment",
+                                       "module 'labsim' has no attribute 'no_such_thing'"]

@@ -15,6 +15,9 @@ Plugins implement the hooks of :mod:`labsim.hookspecs` with ``@labsim.hookimpl``
 and register subclasses of the bases exported here.
 """
 
+import importlib
+import importlib.util
+
 from labsim import log as _log
 from labsim.components import (
     Collective,
@@ -38,14 +41,17 @@ _log.configure_default()
 
 
 def __getattr__(name: str):
-    """``run`` and ``Result``, from :mod:`labsim.orchestrator` when first asked for: importing
-    ``labsim`` does not import numpy, so the command line can set numpy's BLAS threads first
-    (:mod:`labsim.numeric_threads`)."""
+    """``run`` and ``Result``, from :mod:`labsim.orchestrator` when first asked for, and any
+    submodule as an attribute (``labsim.orchestrator.load_experiment`` after ``import
+    labsim``): importing ``labsim`` does not import numpy, so the command line can set numpy's
+    BLAS threads first (:mod:`labsim.numeric_threads`)."""
     if name in ("run", "Result"):
         from labsim import orchestrator
 
         return getattr(orchestrator, name)
-    raise AttributeError(f"module 'labsim' has no attribute {name!r}")
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def device(name: str) -> Device:
