@@ -25,7 +25,7 @@ from pathlib import Path
 
 from labsim.config import parse_value
 from labsim.errors import LabsimError, UsageError
-from labsim.numeric_threads import BLAS_THREAD_VARIABLES
+from labsim.numeric_threads import BLAS_THREAD_VARIABLES, single_threaded_blas
 
 #: the columns of the ``runs`` table, in order
 COLUMNS = ("key", "point", "seed", "status", "error", "summary")
@@ -448,7 +448,8 @@ def ray_runs(path, fixed, todo, seed, resolved=None):
         orchestrator = (resolved or {}).get(key) or resolve_point(path, fixed, point, seed)
         folder = folder or Path(orchestrator.exp.base_dir or Path(path).resolve().parent)
         runs.append((key, point, json.dumps(orchestrator.data, default=str), str(path)))
-    blas = {name: os.environ.get(name, "1") for name in BLAS_THREAD_VARIABLES}
+    blas = {name: os.environ[name] for name in BLAS_THREAD_VARIABLES if name in os.environ}
+    single_threaded_blas(blas)
     return {"working_dir": str(folder), "env_vars": blas}, runs
 
 
