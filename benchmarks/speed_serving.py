@@ -11,6 +11,11 @@ system, are steadier than wall seconds on a shared machine).
     python benchmarks/speed_serving.py --table              # issue 13's whole table
     python benchmarks/speed_serving.py --case pp2 --framework vllm --sizes 20000
 
+``--table`` takes its first six rows (each engine's one H100, PP=2 and trace) in turns, a round
+at a time, and ends with issue 13's ratios among them (PP=2 over one H100, the trace's seconds
+per request over the synthetic workload's): rows taken one after another, minutes apart, meet
+different loads of a shared machine, and their ratios move with it.
+
 Cases (``--case``):
 
 ``single``    one replica (the default);
@@ -173,6 +178,43 @@ def measure(n: int, fast_forward: bool, framework: str, case: str, repeat: int) 
     return _median(case, framework, [_run(cmd) for _ in range(repeat)])
 
 
+def measure_in_turns(runs: list, fast_forward: bool, repeat: int) -> list[dict]:
+    """:func:`measure` of each row of *runs* (``(case, framework, requests)``), the rows taking
+    turns: *repeat* rounds of one fresh process each, then each row's medians. Seconds move
+    with the machine's load by tens of per cent within minutes; rows taken in turns share it,
+    so their ratios (:func:`ratio_lines`) hold far better than those of rows taken one after
+    another."""
+    samples: dict = {r: [] for r in runs}
+    for _ in range(repeat):
+        for case, framework, n in runs:
+            samples[(case, framework, n)].append(_run(_child_cmd(n, fast_forward, framework, case)))
+    return [_median(case, framework, samples[(case, framework, n)]) for case, framework, n in runs]
+
+
+def ratio_lines(results: list[dict]) -> list[str]:
+    """Issue 13's ratios among *results* (:func:`measure`'s figures, CPU seconds): each
+    engine's PP=2 over its one H100 (target 1.5x), and its trace's seconds per request over
+    the synthetic workload's (target 1.5x)."""
+    by = {(r["case"], r["framework"]): r for r in results}
+    lines = []
+    for framework in ("vllm", "trtllm"):
+        one = by.get(("single", framework))
+        if one is None:
+            continue
+        per_one = one["cpu_s"] / one["requests"]
+        pp2 = by.get(("pp2", framework))
+        if pp2 is not None and pp2["requests"] == one["requests"]:
+            lines.append(f"{framework} PP=2: {pp2['cpu_s'] / one['cpu_s']:.2f}x one H100 "
+                         "(target 1.5x)")
+        trace = by.get(("trace", framework))
+        if trace is not None:
+            per_trace = trace["cpu_s"] / trace["requests"]
+            lines.append(f"{framework} trace: {per_trace * 1e6:.0f} us a request, "
+                         f"{per_trace / per_one:.2f}x the synthetic's {per_one * 1e6:.0f} us "
+                         "(target 1.5x)")
+    return lines
+
+
 def measure_against(n: int, fast_forward: bool, framework: str, case: str, repeat: int,
                     import_path: str) -> tuple[dict, dict]:
     """:func:`measure` of this tree and of the sources at *import_path*, the two taking turns
@@ -318,6 +360,11 @@ TABLE = [("single", "vllm", 100_000), ("single", "trtllm", 100_000),
          ("single", "vllm", 1_000_000), ("single", "trtllm", 1_000_000),
          ("startup", "vllm", 10)]
 
+#: the rows of :data:`TABLE` that issue 13's ratios compare (PP=2 with one H100, the trace with
+#: the synthetic workload), measured in turns: a round runs each once, so a row and the row it is
+#: set against share the machine's load of the same minutes
+TURNS = TABLE[:6]
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -370,9 +417,19 @@ def main(argv=None) -> int:
         runs = [("startup", "vllm", 10)]
     if args.against:
         return _main_against(args.against, runs, ff, args.repeat)
+    if args.table:
+        turns = measure_in_turns(TURNS, ff, args.repeat)
+        for r in turns:
+            print(row(r))
+        sys.stdout.flush()
+        runs = [r for r in runs if r not in TURNS]
     for case, framework, n in runs:
         print(row(measure(n, ff, framework, case, args.repeat)))
         sys.stdout.flush()
+    if args.table:
+        print(f"ratios (the first {len(TURNS)} rows taken in turns):")
+        for line in ratio_lines(turns):
+            print("  " + line)
     return 0
 
 
