@@ -1,5 +1,15 @@
-"""``python -m labsim`` runs the command line."""
+"""``python -m labsim`` and the ``labsim`` command: :func:`main`."""
 
-from labsim.cli import cli
+from labsim.gc_pace import start_up_frozen
 
-cli(prog_name="labsim")
+
+def main() -> None:
+    """Run the command line, loaded with the garbage collector paused and what it loaded
+    frozen (:func:`labsim.gc_pace.start_up_frozen`)."""
+    with start_up_frozen():
+        from labsim.cli import cli
+    cli(prog_name="labsim")
+
+
+if __name__ == "__main__":
+    main()
