@@ -14,11 +14,12 @@ import labsim
 import simpy
 from labsim.errors import UsageError
 
-from labsim_training.engine import Iteration
 from labsim_training.job import TRAINING_JOBS, WORKLOAD_SCHEMA, job_from_config
 from labsim_training.layout import PRECISIONS, RECOMPUTE, Sharding, make_layout
-from labsim_training.network import shared_links
-from labsim_training.plan import make_plan, report
+
+# The engine, the network and the plan load when a framework first plans or runs a job
+# (inside the methods below): every ``labsim`` command registers these classes, and a run
+# that trains nothing need not load them.
 
 #: host microseconds per kernel the model counts (about 15 per layer forward, 26 backward) for
 #: eager PyTorch training: Python, autograd and launch; a kernel takes at least this long.
@@ -166,6 +167,8 @@ class TrainingFramework(labsim.Framework):
             self.plan = self._plan(job_from_config(workload, context))
 
     def _plan(self, job):
+        from labsim_training.plan import make_plan
+
         cfg = self.config
         precision = cfg.get("precision", "bf16")
         layout = make_layout(
@@ -196,6 +199,9 @@ class TrainingFramework(labsim.Framework):
 
     def _alone_iteration(self) -> tuple[float, float]:
         """(seconds, memory-bound share) of one iteration on GPUs of its own."""
+        from labsim_training.engine import Iteration
+        from labsim_training.network import shared_links
+
         env = simpy.Environment()
         plan = self.plan
         it = Iteration(env, plan.costs, plan.layout, plan.sharding, links=shared_links(env, plan.costs))
@@ -206,6 +212,9 @@ class TrainingFramework(labsim.Framework):
         return result.seconds, (stage.membound / result.seconds if result.seconds > 0 else 0.5)
 
     def _train(self, job):
+        from labsim_training.engine import Iteration
+        from labsim_training.network import shared_links
+
         env, plan = self.context.env, self.plan
         lay = plan.layout
         # a one-GPU tenant of a shared GPU repeats the same stream of kernels: after the first
@@ -249,6 +258,8 @@ class TrainingFramework(labsim.Framework):
                       for stage, stream, kind, mb, start, end in result.rows])
 
     def summary(self):
+        from labsim_training.plan import report
+
         if not self.iterations:
             return {"iterations": 0}
         return report(self.plan, self.iterations, self.result, self.context.accounting,
