@@ -197,14 +197,20 @@ class TrainingFramework(labsim.Framework):
             self.plan = self._plan(job)
         self.context.env.process(self._train(job))
 
-    def _alone_iteration(self) -> tuple[float, float]:
-        """(seconds, memory-bound share) of one iteration on GPUs of its own."""
+    def _iteration(self, env, execute=None, record: bool = False):
+        """One iteration of the plan's job in *env*, its work run by *execute* (default: on GPUs
+        of its own), over the network links its collectives share."""
         from labsim_training.engine import Iteration
         from labsim_training.network import shared_links
 
-        env = simpy.Environment()
         plan = self.plan
-        it = Iteration(env, plan.costs, plan.layout, plan.sharding, links=shared_links(env, plan.costs))
+        return Iteration(env, plan.costs, plan.layout, plan.sharding, execute, record=record,
+                         links=shared_links(env, plan.costs))
+
+    def _alone_iteration(self) -> tuple[float, float]:
+        """(seconds, memory-bound share) of one iteration on GPUs of its own."""
+        env = simpy.Environment()
+        it = self._iteration(env)
         proc = env.process(it.run())
         env.run(until=proc)
         result = proc.value
@@ -212,9 +218,6 @@ class TrainingFramework(labsim.Framework):
         return result.seconds, (stage.membound / result.seconds if result.seconds > 0 else 0.5)
 
     def _train(self, job):
-        from labsim_training.engine import Iteration
-        from labsim_training.network import shared_links
-
         env, plan = self.context.env, self.plan
         lay = plan.layout
         # a one-GPU tenant of a shared GPU repeats the same stream of kernels: after the first
@@ -231,8 +234,7 @@ class TrainingFramework(labsim.Framework):
                 yield self.gpus.execute(alone[0] * n, membound=alone[1])
             elif i == 0 or not self.gpus.is_alone():
                 record = i == 0 and bool(self.config.get("record_timeline", False))
-                it = Iteration(env, plan.costs, plan.layout, plan.sharding, self.gpus.execute, record=record,
-                               links=shared_links(env, plan.costs))
+                it = self._iteration(env, self.gpus.execute, record=record)
                 result = yield env.process(it.run())
                 if self.result is None:
                     self.result = result
