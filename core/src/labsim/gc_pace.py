@@ -45,9 +45,10 @@ def start_up_frozen():
     walk. This is CPython's own pattern for long-lived objects (``gc.freeze``'s documentation:
     disable early, freeze once they exist). Loading the command line otherwise runs its
     collections over an ever larger heap of objects that never die, and the run's collections
-    walk them again: about 7 % of the instructions of ``labsim run`` of 10 requests. The
-    little cyclic garbage loading leaves (some 2,000 objects) is frozen with the rest. A
-    collector the program had turned off stays off, and nothing is frozen then.
+    walk them again: 5.6 % of the instructions of ``labsim run`` of 10 requests, and 14 % of
+    its seconds (docs/speed.md). The little cyclic garbage loading leaves (some 2,000 objects)
+    is frozen with the rest. A collector the program had turned off stays off, and nothing is
+    frozen then.
 
     >>> with start_up_frozen():                       # doctest: +SKIP
     ...     from labsim.cli import cli
