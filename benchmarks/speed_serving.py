@@ -17,6 +17,15 @@ at a time, and ends with issue 13's ratios among them (PP=2 over one H100, the t
 per request over the synthetic workload's): rows taken one after another, minutes apart, meet
 different loads of a shared machine, and their ratios move with it.
 
+``--table --scaled`` judges issue 13's targets where the issue set them, on the machine it
+measured on. Every row but start-up takes turns with the two rows the issue measured itself
+(its commit ``30df584``, each engine at 100,000 requests: 11.7 s and 34.9 s there); each
+engine's factor, the issue's seconds over this machine's for that row in the same rounds,
+carries its rows' CPU seconds over, and the last lines say which target is met and by how
+much (start-up is measured after the turns and goes by vLLM's factor):
+
+    python benchmarks/speed_serving.py --table --scaled --repeat 3
+
 Cases (``--case``):
 
 ``single``    one replica (the default);
@@ -195,17 +204,76 @@ def measure(n: int, fast_forward: bool, framework: str, case: str, repeat: int) 
     return _median(case, framework, [_run(cmd) for _ in range(repeat)])
 
 
-def measure_in_turns(runs: list, fast_forward: bool, repeat: int) -> list[dict]:
+def measure_in_turns(runs: list, fast_forward: bool, repeat: int,
+                     import_path: str | None = None) -> list[dict]:
     """:func:`measure` of each row of *runs* (``(case, framework, requests)``), the rows taking
     turns: *repeat* rounds of one fresh process each, then each row's medians. Seconds move
     with the machine's load by tens of per cent within minutes; rows taken in turns share it,
     so their ratios (:func:`ratio_lines`) hold far better than those of rows taken one after
-    another."""
+    another.
+
+    A row may name the sources it runs as a fourth item (an import path, :func:`sources_of`),
+    as :func:`measure_scaled`'s reference rows do; the others run this tree (*import_path*,
+    default: the installed packages)."""
     samples: dict = {r: [] for r in runs}
     for _ in range(repeat):
-        for case, framework, n in runs:
-            samples[(case, framework, n)].append(_run(_child_cmd(n, fast_forward, framework, case)))
-    return [_median(case, framework, samples[(case, framework, n)]) for case, framework, n in runs]
+        for r in runs:
+            case, framework, n = r[:3]
+            path = r[3] if len(r) > 3 else import_path
+            samples[r].append(_run(_child_cmd(n, fast_forward, framework, case), path))
+    return [_median(r[0], r[1], samples[r]) for r in runs]
+
+
+def measure_scaled(runs: list, fast_forward: bool, repeat: int,
+                   reference_path: str) -> tuple[list[dict], dict[str, dict]]:
+    """*runs* measured in turns with issue 13's own rows (:data:`REFERENCE`) at its commit,
+    whose sources are at *reference_path* (:func:`sources_of`): each round runs the reference
+    rows first, then every row of *runs*. ``(figures of runs, reference figure by engine)``:
+    the two share the machine's load of the same minutes, so each engine's :func:`scale_factors`
+    carries this tree's seconds over to the machine issue 13 measured on."""
+    references = [(*key, reference_path) for key in REFERENCE]
+    figures = measure_in_turns(references + list(runs), fast_forward, repeat)
+    return figures[len(references):], {r["framework"]: r for r in figures[:len(references)]}
+
+
+def scale_factors(references: dict[str, dict]) -> dict[str, float]:
+    """Each engine's seconds on issue 13's machine per CPU second of this one: what the issue
+    measured of its commit (:data:`REFERENCE`) over what this machine took for the same row in
+    the same turns (*references*, :func:`measure_scaled`'s second answer). The two engines' old
+    code differ (vLLM's was half the work of TensorRT-LLM's a request), so each engine's rows
+    go by its own factor."""
+    return {framework: seconds / references[framework]["cpu_s"]
+            for (_case, framework, _n), seconds in REFERENCE.items() if framework in references}
+
+
+#: issue 13's targets in seconds on its machine, by (case, requests); the ratios are
+#: :func:`ratio_lines`'s
+TARGET_S = {("single", 100_000): 5.0, ("single", 1_000_000): 50.0, ("replicas", 800_000): 60.0,
+            ("startup", 10): 0.6}
+#: issue 13's peak memory target for the 1,000,000-request rows
+TARGET_PEAK_MB = 200.0
+
+
+def target_lines(results: list[dict], factors: dict[str, float]) -> list[str]:
+    """Each of *results* that issue 13 sets a time for, in seconds on its machine (CPU seconds
+    here times the engine's :func:`scale_factors`) against that target, with the margin."""
+    lines = []
+    for r in results:
+        target = TARGET_S.get((r["case"], r["requests"]))
+        factor = factors.get(r["framework"])
+        if target is None or factor is None:
+            continue
+        there = r["cpu_s"] * factor
+        verdict = (f"met, {1 - there / target:.0%} under" if there < target
+                   else f"NOT met, {there / target - 1:.0%} over")
+        line = (f"{r['case']} {r['framework']} {r['requests']:,}: {r['cpu_s']:.2f} CPU s here, "
+                f"about {there:.2f} s there (target {target:g} s): {verdict}")
+        if r["requests"] >= 1_000_000:
+            peak = r["peak_mb"]
+            line += (f"; peak {peak:.0f} MB (target {TARGET_PEAK_MB:g} MB): "
+                     + ("met" if peak < TARGET_PEAK_MB else "NOT met"))
+        lines.append(line)
+    return lines
 
 
 def ratio_lines(results: list[dict]) -> list[str]:
@@ -396,8 +464,13 @@ def main(argv=None) -> int:
                     help="instructions per request (callgrind) between the two --sizes")
     ap.add_argument("--against", metavar="REV",
                     help="also measure commit REV's sources, taking turns (see above)")
+    ap.add_argument("--scaled", action="store_true",
+                    help="with --table: every row in turns with issue 13's own rows at its "
+                    "commit, and its targets judged in seconds on the issue's machine")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.scaled and (not args.table or args.against or args.instructions):
+        ap.error("--scaled goes with --table (and neither --against nor --instructions)")
     ff = not args.no_fast_forward
     if args.child:
         child(args.child, ff, args.framework, args.case)
@@ -426,7 +499,7 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
     print(native_line())
-    print(f"{'code':>12} " * bool(args.against) + f"{'case':>9} {'engine':>7} {'requests':>10} {'wall s':>8} {'CPU s':>8} "
+    print(f"{'code':>12} " * bool(args.against or args.scaled) + f"{'case':>9} {'engine':>7} {'requests':>10} {'wall s':>8} {'CPU s':>8} "
           f"{'req/CPU s':>12} {'peak MB':>8} {'steps':>10}")
     runs = TABLE if args.table else [(args.case, args.framework, int(x))
                                      for x in args.sizes.split(",")]
@@ -434,6 +507,8 @@ def main(argv=None) -> int:
         runs = [("startup", "vllm", 10)]
     if args.against:
         return _main_against(args.against, runs, ff, args.repeat)
+    if args.scaled:
+        return _main_scaled(ff, args.repeat)
     if args.table:
         turns = measure_in_turns(TURNS, ff, args.repeat)
         for r in turns:
@@ -447,6 +522,38 @@ def main(argv=None) -> int:
         print(f"ratios (the first {len(TURNS)} rows taken in turns):")
         for line in ratio_lines(turns):
             print("  " + line)
+    return 0
+
+
+def _main_scaled(fast_forward: bool, repeat: int) -> int:
+    """``--table --scaled``: the table's rows in turns with issue 13's reference rows, then its
+    ratios and each target judged on the issue's machine (:func:`target_lines`)."""
+    if reference_commit() is None:
+        print(f"speed_serving.py: --scaled needs issue 13's commit {REFERENCE_COMMIT}, which this "
+              "checkout lacks (a shallow clone: git fetch --unshallow)", file=sys.stderr)
+        return 2
+    runs = [r for r in TABLE if r[0] != "startup"]
+    with tempfile.TemporaryDirectory() as tmp:
+        results, references = measure_scaled(runs, fast_forward, repeat,
+                                             sources_of(REFERENCE_COMMIT, tmp))
+    for r in results:
+        print(f"{'':>12} " + row(r))
+    for r in references.values():
+        print(f"{REFERENCE_COMMIT:>12} " + row(r) + "  (pure Python)")
+    start = measure(10, fast_forward, "vllm", "startup", repeat)
+    print(f"{'':>12} " + row(start) + "  (after the turns)")
+    factors = scale_factors(references)
+    print(f"all rows but start-up taken in turns ({repeat} rounds) with {REFERENCE_COMMIT}'s:")
+    for line in ratio_lines(results[:len(TURNS)]):      # (the 1M rows are not the ratios')
+        print("  " + line)
+    print(f"issue 13's machine: it measured {REFERENCE_COMMIT} at "
+          + ", ".join(f"{REFERENCE[key]} s ({key[1]})" for key in REFERENCE)
+          + "; this one, in these turns, at "
+          + ", ".join(f"{references[fw]['cpu_s']:.2f} s ({fw})" for fw in references)
+          + ": seconds there per CPU second here "
+          + ", ".join(f"{factors[fw]:.3f} ({fw})" for fw in factors))
+    for line in target_lines(results + [start], factors):
+        print("  " + line)
     return 0
 
 
