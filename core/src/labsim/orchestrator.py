@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
 
 from labsim import config as config_mod
 from labsim import outputs
