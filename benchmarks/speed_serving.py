@@ -204,8 +204,7 @@ def measure(n: int, fast_forward: bool, framework: str, case: str, repeat: int) 
     return _median(case, framework, [_run(cmd) for _ in range(repeat)])
 
 
-def measure_in_turns(runs: list, fast_forward: bool, repeat: int,
-                     import_path: str | None = None) -> list[dict]:
+def measure_in_turns(runs: list, fast_forward: bool, repeat: int) -> list[dict]:
     """:func:`measure` of each row of *runs* (``(case, framework, requests)``), the rows taking
     turns: *repeat* rounds of one fresh process each, then each row's medians. Seconds move
     with the machine's load by tens of per cent within minutes; rows taken in turns share it,
@@ -213,13 +212,12 @@ def measure_in_turns(runs: list, fast_forward: bool, repeat: int,
     another.
 
     A row may name the sources it runs as a fourth item (an import path, :func:`sources_of`),
-    as :func:`measure_scaled`'s reference rows do; the others run this tree (*import_path*,
-    default: the installed packages)."""
+    as :func:`measure_scaled`'s reference rows do; the others run this tree."""
     samples: dict = {r: [] for r in runs}
     for _ in range(repeat):
         for r in runs:
             case, framework, n = r[:3]
-            path = r[3] if len(r) > 3 else import_path
+            path = r[3] if len(r) > 3 else None
             samples[r].append(_run(_child_cmd(n, fast_forward, framework, case), path))
     return [_median(r[0], r[1], samples[r]) for r in runs]
 
@@ -240,8 +238,9 @@ def scale_factors(references: dict[str, dict]) -> dict[str, float]:
     """Each engine's seconds on issue 13's machine per CPU second of this one: what the issue
     measured of its commit (:data:`REFERENCE`) over what this machine took for the same row in
     the same turns (*references*, :func:`measure_scaled`'s second answer). The two engines' old
-    code differ (vLLM's was half the work of TensorRT-LLM's a request), so each engine's rows
-    go by its own factor."""
+    codes do not slow down together: in the same rounds one machine ran ``30df584``'s vLLM at
+    0.89-1.00x the speed of issue 13's and its TensorRT-LLM at 1.16-1.27x (docs/speed.md), so
+    each engine's rows go by its own factor."""
     return {framework: seconds / references[framework]["cpu_s"]
             for (_case, framework, _n), seconds in REFERENCE.items() if framework in references}
 
