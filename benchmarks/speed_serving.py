@@ -303,12 +303,9 @@ def measure_against(n: int, fast_forward: bool, framework: str, case: str, repea
                     import_path: str) -> tuple[dict, dict]:
     """:func:`measure` of this tree and of the sources at *import_path*, the two taking turns
     (theirs first): ``(ours, theirs)``."""
-    cmd = _child_cmd(n, fast_forward, framework, case)
-    ours, theirs = [], []
-    for _ in range(repeat):
-        theirs.append(_run(cmd, import_path))
-        ours.append(_run(cmd))
-    return _median(case, framework, ours), _median(case, framework, theirs)
+    theirs, ours = measure_in_turns([(case, framework, n, import_path), (case, framework, n)],
+                                    fast_forward, repeat)
+    return ours, theirs
 
 
 def _git(*args: str, binary: bool = False):
